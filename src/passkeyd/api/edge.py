@@ -1,0 +1,98 @@
+"""The request wrapper every endpoint shares: auth, error table, JSON out, request id."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from passkeyd.domain import Domain
+from passkeyd.domain.errors import DomainError, Unauthenticated
+
+from . import errors
+
+log = logging.getLogger("passkeyd.api")
+
+REQUEST_ID_HEADER = "Twilio-Request-Id"
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """What a handler gets: the request, the authenticated account, and the domain."""
+
+    request: Request
+    account_sid: str
+    domain: Domain
+
+    @property
+    def base(self) -> str:
+        """This server's own base URL as the client reached it, for `url` and `links`."""
+        url = self.request.url
+        return f"{url.scheme}://{url.netloc}"
+
+    def path(self, name: str) -> str:
+        return str(self.request.path_params[name])
+
+
+Handler = Callable[[Call], Awaitable[tuple[int, Any]]]
+
+
+def json_response(status: int, payload: Any, request_id: str) -> Response:
+    headers = {REQUEST_ID_HEADER: request_id}
+    if status == 204:
+        return Response(status_code=204, headers=headers)
+    if status == 401:
+        headers["WWW-Authenticate"] = 'Basic realm="passkeyd"'
+    return Response(orjson.dumps(payload), status, headers, media_type="application/json")
+
+
+def error_response(status: int, code: int, message: str, request_id: str) -> Response:
+    return json_response(status, errors.body(status, code, message), request_id)
+
+
+def _credentials(request: Request) -> tuple[str, str]:
+    header = request.headers.get("authorization", "")
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic" or not encoded:
+        raise Unauthenticated("Authenticate")
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError) as exc:
+        raise Unauthenticated("Authenticate") from exc
+    username, sep, password = decoded.partition(":")
+    if not sep:
+        raise Unauthenticated("Authenticate")
+    return username, password
+
+
+def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    async def run(request: Request) -> Response:
+        request_id = "RQ" + secrets.token_hex(16)
+        domain: Domain = request.app.state.domain
+        try:
+            username, password = _credentials(request)
+            account_sid = domain.accounts.authenticate(username, password)
+            status, payload = await handler(Call(request, account_sid, domain))
+            return json_response(status, payload, request_id)
+        except DomainError as exc:
+            status, code, message = errors.classify(exc)
+            return error_response(status, code, message, request_id)
+        except errors.HttpError as exc:
+            return error_response(exc.status, exc.code, exc.message, request_id)
+        except Exception:
+            log.exception("unhandled error in %s %s (request %s)",
+                          request.method, request.url.path, request_id)  # fmt: skip
+            status, code = errors.INTERNAL
+            return error_response(status, code, f"Internal error; request id {request_id}",
+                                  request_id)  # fmt: skip
+
+    run.__name__ = handler.__name__
+    return run

@@ -1,0 +1,157 @@
+"""Reading request bodies and parameters: form (PascalCase) and JSON (snake or camel)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+from starlette.requests import Request
+
+from passkeyd.domain.errors import InvalidPageSize, InvalidPageToken, InvalidParameter
+from passkeyd.domain.models import PageRequest
+
+from .errors import HttpError
+
+MAX_BODY_BYTES = 64 * 1024
+MAX_PAGE_SIZE = 1000
+DEFAULT_PAGE_SIZE = 50
+_FORM = "application/x-www-form-urlencoded"
+_PAGE_TOKEN = re.compile(r"^PT([0-9]{1,18})$")
+
+
+class Form:
+    """A form-encoded body (or query string): every key keeps all its values."""
+
+    def __init__(self, pairs: list[tuple[str, str]]) -> None:
+        self._values: dict[str, list[str]] = {}
+        for key, value in pairs:
+            self._values.setdefault(key, []).append(value)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._values
+
+    def get(self, key: str) -> str | None:
+        values = self._values.get(key)
+        return values[-1] if values else None
+
+    def items(self) -> list[tuple[str, str]]:
+        return [(key, values[-1]) for key, values in self._values.items()]
+
+    def get_all(self, key: str) -> list[str]:
+        return self._values.get(key, [])
+
+    def bool(self, key: str) -> bool | None:
+        value = self.get(key)
+        if value is None:
+            return None
+        lowered = value.strip().lower()
+        if lowered in ("true", "1"):
+            return True
+        if lowered in ("false", "0"):
+            return False
+        raise InvalidParameter(f"Invalid parameter: {key} must be true or false")
+
+    def int(self, key: str, low: int, high: int) -> int | None:
+        value = self.get(key)
+        if value is None:
+            return None
+        try:
+            number = int(value)
+        except ValueError:
+            number = low - 1
+        if not low <= number <= high:
+            raise InvalidParameter(f"Invalid parameter: {key} must be from {low} to {high}")
+        return number
+
+
+async def read_body(request: Request) -> bytes:
+    length = request.headers.get("content-length")
+    if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+        raise HttpError(413, 60300, f"Request body is larger than {MAX_BODY_BYTES} bytes")
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise HttpError(413, 60300, f"Request body is larger than {MAX_BODY_BYTES} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+def parse_form_bytes(raw: bytes) -> Form:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidParameter("Invalid parameter: the body is not UTF-8") from exc
+    return Form(parse_qsl(text, keep_blank_values=True))
+
+
+async def read_form(request: Request) -> Form:
+    raw = await read_body(request)
+    media = _media_type(request)
+    if raw and media not in (_FORM, ""):
+        raise HttpError(415, 60200, "Send this request as application/x-www-form-urlencoded")
+    return parse_form_bytes(raw)
+
+
+async def read_json(request: Request, *, code: int, form_fallback: bool) -> dict[str, Any]:
+    """A JSON object body.
+
+    With `form_fallback`, a form body is read too: the async twilio SDK sends form
+    bodies (labelled application/json) to the JSON endpoints.
+    """
+    raw = await read_body(request)
+    media = _media_type(request)
+    is_json_type = media in ("application/json", "") or media.endswith("+json")
+    looks_json = raw.lstrip()[:1] in (b"{", b"[") or not raw.strip()
+    if form_fallback and (media == _FORM or (is_json_type and not looks_json)):
+        return dict(parse_form_bytes(raw).items())
+    if not is_json_type:
+        raise HttpError(415, code, "Send this request as application/json")
+    try:
+        data = orjson.loads(raw) if raw.strip() else {}
+    except orjson.JSONDecodeError as exc:
+        raise HttpError(400, code, "The request body is not valid JSON") from exc
+    if not isinstance(data, dict):
+        raise HttpError(400, code, "The request body must be a JSON object")
+    return data
+
+
+def pick(data: dict[str, Any], snake: str, camel: str | None = None) -> Any:
+    """A JSON key in snake_case, else its camelCase alias (twilio-node sends those)."""
+    if snake in data:
+        return data[snake]
+    if camel is None:
+        head, *rest = snake.split("_")
+        camel = head + "".join(w.title() for w in rest)
+    return data.get(camel)
+
+
+def page_request(query: Form, *, descending: bool = False) -> tuple[PageRequest, int]:
+    """(PageRequest, page number) from PageSize, Page and PageToken."""
+    size_text = query.get("PageSize")
+    page_size = DEFAULT_PAGE_SIZE
+    if size_text is not None:
+        try:
+            page_size = int(size_text)
+        except ValueError as exc:
+            raise InvalidPageSize("Invalid page size: PageSize must be an integer") from exc
+        if page_size < 1:
+            raise InvalidPageSize("Invalid page size: PageSize must be at least 1")
+        page_size = min(page_size, MAX_PAGE_SIZE)
+    page_text = query.get("Page") or "0"
+    page_number = int(page_text) if page_text.isdigit() else 0
+    token = query.get("PageToken")
+    after = None
+    if token:
+        match = _PAGE_TOKEN.match(token)
+        if not match:
+            raise InvalidPageToken("Invalid page token")
+        after = int(match.group(1))
+    return PageRequest(page_size=page_size, after=after, descending=descending), page_number

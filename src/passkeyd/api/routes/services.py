@@ -1,0 +1,139 @@
+"""/v2/Services: create, list, fetch, update, delete (form-encoded, PascalCase)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.routing import Route
+
+from passkeyd.domain.models import PasskeySettings
+
+from ..edge import Call, endpoint
+from ..pagination import page_payload
+from ..params import Form, page_request, read_form
+from ..serializers import service_json
+
+_PASSKEY_FIELDS = {
+    "Passkeys.RelyingParty.Id": "rp_id",
+    "Passkeys.RelyingParty.Name": "rp_name",
+    "Passkeys.AuthenticatorAttachment": "authenticator_attachment",
+    "Passkeys.DiscoverableCredentials": "discoverable_credentials",
+    "Passkeys.UserVerification": "user_verification",
+}
+_ORIGINS = "Passkeys.RelyingParty.Origins"
+
+
+def passkey_fields(form: Form) -> dict[str, Any]:
+    """Only the Passkeys.* fields present in the form (updates are partial)."""
+    fields: dict[str, Any] = {
+        name: form.get(key) for key, name in _PASSKEY_FIELDS.items() if key in form
+    }
+    if _ORIGINS in form:
+        # One comma-separated value (the SDK) or repeated keys (curl, arrays).
+        origins = [o.strip() for v in form.get_all(_ORIGINS) for o in v.split(",")]
+        fields["rp_origins"] = tuple(o for o in origins if o)
+    return fields
+
+
+def other_settings(form: Form) -> dict[str, Any]:
+    """The non-passkey Verify settings present in the form, validated."""
+    out: dict[str, Any] = {}
+    push: dict[str, Any] = {}
+    totp: dict[str, Any] = {}
+    whatsapp: dict[str, Any] = {}
+    simple_bools = {
+        "LookupEnabled": "lookup_enabled",
+        "SkipSmsToLandlines": "skip_sms_to_landlines",
+        "DtmfInputRequired": "dtmf_input_required",
+        "Psd2Enabled": "psd2_enabled",
+        "DoNotShareWarningEnabled": "do_not_share_warning_enabled",
+        "CustomCodeEnabled": "custom_code_enabled",
+        "VerifyEventSubscriptionEnabled": "verify_event_subscription_enabled",
+    }
+    for key, name in simple_bools.items():
+        value = form.bool(key)
+        if value is not None:
+            out[name] = value
+    if (length := form.int("CodeLength", 4, 10)) is not None:
+        out["code_length"] = length
+    for key, name in (("TtsName", "tts_name"), ("DefaultTemplateSid", "default_template_sid")):
+        if key in form:
+            out[name] = form.get(key)
+    if (include_date := form.bool("Push.IncludeDate")) is not None:
+        push["include_date"] = include_date
+    for key, name in (("Push.ApnCredentialSid", "apn_credential_sid"),
+                      ("Push.FcmCredentialSid", "fcm_credential_sid")):  # fmt: skip
+        if key in form:
+            push[name] = form.get(key)
+    if "Totp.Issuer" in form:
+        totp["issuer"] = form.get("Totp.Issuer")
+    for key, name, low, high in (("Totp.TimeStep", "time_step", 20, 60),
+                                 ("Totp.CodeLength", "code_length", 3, 8),
+                                 ("Totp.Skew", "skew", 0, 2)):  # fmt: skip
+        if (number := form.int(key, low, high)) is not None:
+            totp[name] = number
+    for key, name in (("Whatsapp.MsgServiceSid", "msg_service_sid"), ("Whatsapp.From", "from")):
+        if key in form:
+            whatsapp[name] = form.get(key)
+    for name, group in (("push", push), ("totp", totp), ("whatsapp", whatsapp)):
+        if group:
+            out[name] = group
+    return out
+
+
+def _friendly_name(form: Form) -> str | None:
+    return form.get("FriendlyName") if "FriendlyName" in form else form.get("Name")
+
+
+@endpoint
+async def create_service(call: Call) -> tuple[int, Any]:
+    form = await read_form(call.request)
+    service = call.domain.services.create(
+        call.account_sid,
+        friendly_name=_friendly_name(form) or "",
+        passkeys=PasskeySettings(**passkey_fields(form)),
+        settings=other_settings(form),
+    )
+    return 201, service_json(service, call.base)
+
+
+@endpoint
+async def list_services(call: Call) -> tuple[int, Any]:
+    query = Form(list(call.request.query_params.multi_items()))
+    page, number = page_request(query)
+    result = call.domain.services.list(call.account_sid, page)
+    return page_payload(call, "services", result, number, page.page_size,
+                        lambda s: service_json(s, call.base))  # fmt: skip
+
+
+@endpoint
+async def fetch_service(call: Call) -> tuple[int, Any]:
+    return 200, service_json(call.domain.services.get(call.account_sid, call.path("sid")), call.base)
+
+
+@endpoint
+async def update_service(call: Call) -> tuple[int, Any]:
+    form = await read_form(call.request)
+    service = call.domain.services.update(
+        call.account_sid,
+        call.path("sid"),
+        friendly_name=_friendly_name(form),
+        passkeys=passkey_fields(form),
+        settings=other_settings(form),
+    )
+    return 200, service_json(service, call.base)
+
+
+@endpoint
+async def delete_service(call: Call) -> tuple[int, Any]:
+    call.domain.services.delete(call.account_sid, call.path("sid"))
+    return 204, None
+
+
+routes = [
+    Route("/v2/Services", create_service, methods=["POST"]),
+    Route("/v2/Services", list_services, methods=["GET"]),
+    Route("/v2/Services/{sid}", fetch_service, methods=["GET"]),
+    Route("/v2/Services/{sid}", update_service, methods=["POST"]),
+    Route("/v2/Services/{sid}", delete_service, methods=["DELETE"]),
+]

@@ -1,0 +1,179 @@
+"""The `passkeyd` command: serve, migrate, accounts, keys, services."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from . import __version__
+from .domain import Domain
+from .domain.models import PageRequest
+from .settings import Settings, SettingsError
+from .storage import Store, open_store
+
+EXIT_OK, EXIT_USAGE, EXIT_CONFIG, EXIT_NOT_FOUND = 0, 2, 3, 4
+
+
+def _print(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+
+
+def _open(settings: Settings, *, migrate: bool) -> Store:
+    store = open_store(settings.database_url)
+    if migrate:
+        store.migrate()
+    return store
+
+
+def app_factory() -> Any:
+    """Called by uvicorn in each worker process: settings come from the environment."""
+    from .api import create_app
+
+    settings = Settings.from_env()
+    return create_app(Domain(_open(settings, migrate=False)))
+
+
+def cmd_serve(settings: Settings) -> int:
+    import uvicorn
+
+    store = _open(settings, migrate=True)  # the embedded default applies its own schema
+    if settings.account_sid and settings.auth_token:
+        Domain(store).accounts.ensure_account(settings.account_sid, settings.auth_token)
+    store.close()
+    # Workers read their settings back from the environment.
+    os.environ.update({
+        "PASSKEYD_HOST": settings.host,
+        "PASSKEYD_PORT": str(settings.port),
+        "PASSKEYD_DATABASE_URL": settings.database_url,
+    })  # fmt: skip
+    uvicorn.run(
+        "passkeyd.cli:app_factory",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers if settings.workers > 1 else None,
+        log_level=settings.log_level,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+    return EXIT_OK
+
+
+def cmd_migrate(settings: Settings) -> int:
+    store = _open(settings, migrate=False)
+    applied = store.migrate()
+    _print({"applied": applied, "pending": store.pending_migrations()})
+    return EXIT_OK
+
+
+def cmd_accounts(settings: Settings, args: argparse.Namespace) -> int:
+    domain = Domain(_open(settings, migrate=True))
+    if args.action == "create":
+        account, token = domain.accounts.create_account(args.name or "")
+        _print({"sid": account.sid, "account_sid": account.sid, "auth_token": token,
+                "friendly_name": account.friendly_name})  # fmt: skip
+    else:
+        _print([{"sid": a.sid, "friendly_name": a.friendly_name}
+                for a in domain.store.list_accounts()])  # fmt: skip
+    return EXIT_OK
+
+
+def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
+    domain = Domain(_open(settings, migrate=True))
+    if domain.store.get_account(args.account) is None:
+        sys.stderr.write(f"passkeyd: no account {args.account}\n")
+        return EXIT_NOT_FOUND
+    if args.action == "create":
+        key, secret = domain.accounts.create_api_key(args.account, args.name or "")
+        _print({"sid": key.sid, "secret": secret, "account_sid": key.account_sid,
+                "friendly_name": key.friendly_name})  # fmt: skip
+        return EXIT_OK
+    if args.action == "list":
+        _print([{"sid": k.sid, "account_sid": k.account_sid, "friendly_name": k.friendly_name,
+                 "revoked": k.revoked} for k in domain.store.list_api_keys(args.account)])  # fmt: skip
+        return EXIT_OK
+    if not domain.store.revoke_api_key(args.account, args.sid or ""):
+        sys.stderr.write(f"passkeyd: no key {args.sid} in account {args.account}\n")
+        return EXIT_NOT_FOUND
+    _print({"sid": args.sid, "revoked": True})
+    return EXIT_OK
+
+
+def cmd_services(settings: Settings, args: argparse.Namespace) -> int:
+    domain = Domain(_open(settings, migrate=True))
+    page = domain.services.list(args.account, PageRequest(page_size=1000))
+    _print([{"sid": s.sid, "friendly_name": s.friendly_name, "rp_id": s.passkeys.rp_id}
+             for s in page.items])  # fmt: skip
+    return EXIT_OK
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="passkeyd", description=__doc__)
+    p.add_argument("--version", action="version", version=f"passkeyd {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def with_db(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sp.add_argument("--database-url", help="default: PASSKEYD_DATABASE_URL or "
+                        "sqlite:///./passkeyd.db")  # fmt: skip
+        return sp
+
+    serve = with_db(sub.add_parser("serve", help="run the HTTP API"))
+    serve.add_argument("--host", help="listen address (PASSKEYD_HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="listen port (PASSKEYD_PORT, default 8080)")
+    serve.add_argument("--workers", type=int, help="worker processes (PASSKEYD_WORKERS)")
+    with_db(sub.add_parser("migrate", help="apply schema migrations"))
+
+    accounts = with_db(sub.add_parser("accounts", help="create or list accounts"))
+    accounts.add_argument("action", choices=["create", "list"])
+    accounts.add_argument("--name", help="friendly name for a new account")
+
+    keys = with_db(sub.add_parser("keys", help="create, list or revoke API keys"))
+    keys.add_argument("action", choices=["create", "list", "revoke"])
+    keys.add_argument("--account", required=True, help="the account SID (AC...)")
+    keys.add_argument("--name", help="friendly name for a new key")
+    keys.add_argument("--sid", help="the key SID to revoke (SK...)")
+
+    services = with_db(sub.add_parser("services", help="list an account's services"))
+    services.add_argument("action", choices=["list"])
+    services.add_argument("--account", required=True)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    overrides = {
+        "PASSKEYD_HOST": getattr(args, "host", None),
+        "PASSKEYD_PORT": getattr(args, "port", None),
+        "PASSKEYD_WORKERS": getattr(args, "workers", None),
+        "PASSKEYD_DATABASE_URL": getattr(args, "database_url", None),
+    }
+    env = dict(os.environ)
+    env.update({k: str(v) for k, v in overrides.items() if v is not None})
+    try:
+        settings = Settings.from_env(env)
+    except SettingsError as exc:
+        sys.stderr.write(f"passkeyd: configuration error: {exc}\n")
+        return EXIT_CONFIG
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
+    if args.command == "serve":
+        return cmd_serve(settings)
+    if args.command == "migrate":
+        return cmd_migrate(settings)
+    if args.command == "accounts":
+        return cmd_accounts(settings, args)
+    if args.command == "keys":
+        if args.action == "revoke" and not args.sid:
+            sys.stderr.write("passkeyd: keys revoke needs --sid\n")
+            return EXIT_USAGE
+        return cmd_keys(settings, args)
+    return cmd_services(settings, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

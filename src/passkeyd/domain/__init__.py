@@ -1,0 +1,32 @@
+"""Use-cases: services, entities, factors, challenges and accounts. No HTTP here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from passkeyd.storage import Store
+
+from .accounts import Accounts
+from .authentication import Authentications
+from .clock import Clock, system_clock
+from .entities import Entities
+from .registration import Registrations
+from .services import Services
+
+
+@dataclass
+class Domain:
+    """Every use-case, bound to one store and one clock."""
+
+    store: Store
+    clock: Clock = system_clock
+
+    def __post_init__(self) -> None:
+        self.accounts = Accounts(self.store, self.clock)
+        self.services = Services(self.store, self.clock)
+        self.entities = Entities(self.store, self.clock)
+        self.registrations = Registrations(self.store, self.clock)
+        self.authentications = Authentications(self.store, self.clock)
+
+
+__all__ = ["Domain"]

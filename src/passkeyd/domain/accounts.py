@@ -1,0 +1,79 @@
+"""Accounts, API keys, and authenticating a request's Basic credentials.
+
+Tokens and secrets are random and long, so one SHA-256 is enough to make the stored
+hash infeasible to reverse while keeping the per-request check cheap. Comparisons are
+constant-time, and an unknown user name costs the same as a wrong password.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from passkeyd.storage import Store
+
+from .clock import Clock
+from .errors import NotFound, Unauthenticated
+from .ids import is_sid, new_sid
+from .models import Account, ApiKey
+
+_DUMMY_HASH = hashlib.sha256(b"passkeyd: no such user").digest()
+
+
+def hash_secret(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode("utf-8")).digest()
+
+
+def new_secret() -> str:
+    return secrets.token_hex(16)
+
+
+@dataclass
+class Accounts:
+    store: Store
+    clock: Clock
+
+    def create_account(self, friendly_name: str = "") -> tuple[Account, str]:
+        token = new_secret()
+        account = Account(new_sid("AC"), friendly_name, hash_secret(token), self.clock())
+        self.store.put_account(account)
+        return account, token
+
+    def ensure_account(self, sid: str, token: str) -> Account:
+        """Make sure `sid` exists and answers to `token` (used for PASSKEYD_ACCOUNT_SID)."""
+        if not is_sid(sid, "AC"):
+            raise ValueError("an account SID is AC followed by 32 hex digits")
+        if not token:
+            raise ValueError("the auth token must not be empty")
+        existing = self.store.get_account(sid)
+        account = Account(sid, existing.friendly_name if existing else "", hash_secret(token),
+                          existing.date_created if existing else self.clock())  # fmt: skip
+        self.store.put_account(account)
+        return account
+
+    def create_api_key(self, account_sid: str, friendly_name: str = "") -> tuple[ApiKey, str]:
+        if self.store.get_account(account_sid) is None:
+            raise NotFound(f"no account {account_sid}")
+        secret = secrets.token_urlsafe(24)
+        key = ApiKey(new_sid("SK"), account_sid, friendly_name, hash_secret(secret), False,
+                     self.clock())  # fmt: skip
+        self.store.put_api_key(key)
+        return key, secret
+
+    def authenticate(self, username: str, password: str) -> str:
+        """The account SID that `username:password` acts for, or Unauthenticated."""
+        expected = _DUMMY_HASH
+        account_sid = None
+        if is_sid(username, "AC"):
+            account = self.store.get_account(username)
+            if account is not None:
+                expected, account_sid = account.token_hash, account.sid
+        elif is_sid(username, "SK"):
+            key = self.store.get_api_key(username)
+            if key is not None and not key.revoked:
+                expected, account_sid = key.secret_hash, key.account_sid
+        if not hmac.compare_digest(hash_secret(password), expected) or account_sid is None:
+            raise Unauthenticated("Authenticate")
+        return account_sid

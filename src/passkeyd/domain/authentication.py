@@ -1,0 +1,204 @@
+"""Authentication: create a challenge (P3), then approve it with an assertion (P4)."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, replace
+from typing import Any
+
+from passkeyd.storage import ApproveOutcome, Store
+from passkeyd.webauthn import (
+    TIMEOUT_MS,
+    CeremonyError,
+    OriginPolicy,
+    Step,
+    VerificationFailed,
+    parse_authentication,
+    request_options,
+    verify_authentication,
+)
+
+from .clock import Clock
+from .errors import (
+    AssertionRefused,
+    ChallengeAlreadyResponded,
+    ChallengeExpired,
+    ChallengeNotFound,
+    EntityNotFound,
+    FactorNotFound,
+    FactorRelyingPartyMismatch,
+    FactorSidInvalid,
+    FactorUnverified,
+    NotFound,
+)
+from .identity import check_identity
+from .ids import is_sid, new_sid
+from .models import Challenge, ChallengeStatus, Factor, FactorStatus, PasskeySettings
+from .policy import resolve_policy
+
+CHALLENGE_BYTES = 32
+MAX_FAILED_ATTEMPTS = 5
+
+
+@dataclass
+class Authentications:
+    store: Store
+    clock: Clock
+
+    def _factors_for(
+        self, account_sid: str, service_sid: str, identity: object, factor_sid: object
+    ) -> tuple[str, str, list[Factor]]:
+        """(entity_sid, identity, verified factors) the challenge is restricted to."""
+        if factor_sid is not None and not is_sid(factor_sid, "YF"):
+            raise FactorSidInvalid("Factor SID invalid or not provided")
+        if identity is None and factor_sid is None:
+            return "", "", []
+        entity = None
+        if identity is not None:
+            entity = self.store.get_entity(account_sid, service_sid, check_identity(identity))
+            if entity is None:
+                raise EntityNotFound("Entity not found")
+        if factor_sid is not None:
+            assert isinstance(factor_sid, str)
+            factor = self.store.get_factor(account_sid, service_sid, factor_sid)
+            if factor is None or (entity is not None and factor.entity_sid != entity.sid):
+                raise FactorNotFound("Factor not found")
+            if factor.status is not FactorStatus.VERIFIED:
+                raise FactorUnverified("Factor is unverified")
+            return factor.entity_sid, factor.identity, [factor]
+        assert entity is not None
+        factors = self.store.verified_factors(account_sid, service_sid, entity.sid)
+        if not factors:
+            raise FactorUnverified("Factor is unverified: the entity has no verified passkey")
+        return entity.sid, entity.identity, factors
+
+    def create_challenge(
+        self, account_sid: str, service_sid: str, *, identity: object, factor_sid: object
+    ) -> Challenge:
+        service = self.store.get_service(account_sid, service_sid)
+        if service is None:
+            raise NotFound(f"The requested resource /Services/{service_sid} was not found")
+        entity_sid, ident, factors = self._factors_for(
+            account_sid, service_sid, identity, factor_sid
+        )
+        if factors:
+            policy = factors[0].policy
+            factors = [f for f in factors if f.policy.rp_id == policy.rp_id]
+        else:  # usernameless: the service's relying party
+            policy = resolve_policy(PasskeySettings(), service.passkeys)
+        challenge_bytes = secrets.token_bytes(CHALLENGE_BYTES)
+        allow = [(f.credential.credential_id, f.credential.transports)
+                 for f in factors if f.credential is not None]  # fmt: skip
+        now = self.clock()
+        challenge = Challenge(
+            sid=new_sid("YC"),
+            account_sid=account_sid,
+            service_sid=service_sid,
+            entity_sid=entity_sid,
+            identity=ident,
+            factor_sid=factor_sid if isinstance(factor_sid, str) else "",
+            challenge=challenge_bytes,
+            rp_id=policy.rp_id,
+            user_verification=policy.user_verification,
+            options=request_options(
+                rp_id=policy.rp_id,
+                rp_name=policy.rp_name,
+                challenge=challenge_bytes,
+                allow=allow,
+                user_verification=policy.user_verification,
+            ),
+            allowed_credentials=tuple(a[0] for a in allow),
+            status=ChallengeStatus.PENDING,
+            failed_attempts=0,
+            date_created=now,
+            date_updated=now,
+            date_responded=None,
+            expiration_date=now + TIMEOUT_MS // 1000,
+        )
+        self.store.insert_challenge(challenge)
+        return challenge
+
+    def approve_challenge(self, account_sid: str, service_sid: str, body: Any) -> Challenge:
+        if self.store.get_service(account_sid, service_sid) is None:
+            raise NotFound(f"The requested resource /Services/{service_sid} was not found")
+        try:
+            response = parse_authentication(body)
+        except CeremonyError as exc:
+            raise AssertionRefused(exc) from exc
+        challenge = self.store.find_challenge(
+            account_sid, service_sid, response.client_data.challenge
+        )
+        if challenge is None:
+            raise ChallengeNotFound("Challenge not found")
+        now = self.clock()
+        self._check_pending(challenge, now)
+        factor = self.store.find_factor_by_credential(
+            account_sid, service_sid, response.credential_id
+        )
+        try:
+            if factor is None or factor.credential is None:
+                raise FactorNotFound("Factor not found: no passkey has this credential id")
+            if factor.status is not FactorStatus.VERIFIED:
+                raise FactorUnverified("Factor is unverified")
+            if challenge.allowed_credentials and factor.credential.credential_id not in (
+                challenge.allowed_credentials
+            ):
+                raise AssertionRefused(VerificationFailed(
+                    Step.CREDENTIAL_ALLOWED, "this passkey was not allowed for this challenge"
+                ))  # fmt: skip
+            if factor.policy.rp_id != challenge.rp_id:
+                raise FactorRelyingPartyMismatch(
+                    "Factor does not match the relying party of the challenge"
+                )
+            try:
+                verified = verify_authentication(
+                    response,
+                    expected_challenge=challenge.challenge,
+                    expected_rp_id=challenge.rp_id,
+                    expected_origins=OriginPolicy.build(
+                        rp_id=factor.policy.rp_id, origins=factor.policy.rp_origins
+                    ),
+                    expected_user_handle=factor.entity_sid.encode("ascii"),
+                    credential_public_key=factor.credential.public_key,
+                    stored_sign_count=factor.credential.sign_count,
+                    require_user_verification=challenge.user_verification == "required",
+                )
+            except CeremonyError as exc:
+                raise AssertionRefused(exc) from exc
+        except (AssertionRefused, FactorNotFound, FactorUnverified, FactorRelyingPartyMismatch):
+            self.store.record_failed_attempt(
+                challenge.sid, max_attempts=MAX_FAILED_ATTEMPTS, now=now
+            )
+            raise
+        outcome = self.store.approve_challenge(
+            challenge, factor, new_sign_count=verified.sign_count,
+            backed_up=verified.backed_up, now=now,
+        )  # fmt: skip
+        if outcome is ApproveOutcome.NOT_PENDING:
+            latest = self.store.get_challenge(account_sid, service_sid, challenge.sid)
+            self._check_pending(latest or challenge, now)
+            raise ChallengeAlreadyResponded("Challenge already responded")
+        if outcome is ApproveOutcome.COUNTER_RACE:
+            self.store.record_failed_attempt(
+                challenge.sid, max_attempts=MAX_FAILED_ATTEMPTS, now=now
+            )
+            raise AssertionRefused(VerificationFailed(
+                Step.SIGN_COUNT, "the signature counter did not increase"
+            ))  # fmt: skip
+        return replace(
+            challenge,
+            status=ChallengeStatus.APPROVED,
+            entity_sid=factor.entity_sid,
+            identity=factor.identity,
+            factor_sid=factor.sid,
+            date_updated=now,
+            date_responded=now,
+        )
+
+    @staticmethod
+    def _check_pending(challenge: Challenge, now: int) -> None:
+        status = challenge.effective_status(now)
+        if status is ChallengeStatus.EXPIRED:
+            raise ChallengeExpired("Challenge expired")
+        if status is not ChallengeStatus.PENDING:
+            raise ChallengeAlreadyResponded("Challenge already responded")

@@ -1,0 +1,109 @@
+"""Entities, and the factors and challenges listed under them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from passkeyd.storage import Store
+
+from .clock import Clock
+from .errors import EntityExists, InvalidParam, NotFound
+from .identity import check_identity
+from .ids import new_sid
+from .models import Challenge, ChallengeStatus, Entity, Factor, Page, PageRequest
+from .policy import MAX_NAME_LENGTH
+
+
+def _not_found(path: str) -> NotFound:
+    return NotFound(f"The requested resource {path} was not found")
+
+
+@dataclass
+class Entities:
+    store: Store
+    clock: Clock
+
+    def _service_exists(self, account_sid: str, service_sid: str) -> None:
+        if self.store.get_service(account_sid, service_sid) is None:
+            raise _not_found(f"/Services/{service_sid}")
+
+    def create(self, account_sid: str, service_sid: str, identity: str) -> Entity:
+        self._service_exists(account_sid, service_sid)
+        check_identity(identity)
+        now = self.clock()
+        entity = Entity(new_sid("YE"), account_sid, service_sid, identity, now, now)
+        if not self.store.insert_entity(entity):
+            raise EntityExists("Entity already exists")
+        return entity
+
+    def get(self, account_sid: str, service_sid: str, identity: str) -> Entity:
+        self._service_exists(account_sid, service_sid)
+        entity = self.store.get_entity(account_sid, service_sid, identity)
+        if entity is None:
+            raise _not_found(f"/Services/{service_sid}/Entities/{identity}")
+        return entity
+
+    def list(self, account_sid: str, service_sid: str, page: PageRequest) -> Page:
+        self._service_exists(account_sid, service_sid)
+        return self.store.list_entities(account_sid, service_sid, page)
+
+    def delete(self, account_sid: str, service_sid: str, identity: str) -> None:
+        self._service_exists(account_sid, service_sid)
+        if not self.store.delete_entity(account_sid, service_sid, identity):
+            raise _not_found(f"/Services/{service_sid}/Entities/{identity}")
+
+    # --- factors under an entity ----------------------------------------------------------
+
+    def list_factors(
+        self, account_sid: str, service_sid: str, identity: str, page: PageRequest
+    ) -> Page:
+        entity = self.get(account_sid, service_sid, identity)
+        return self.store.list_factors(account_sid, service_sid, entity.sid, page)
+
+    def get_factor(self, account_sid: str, service_sid: str, identity: str, sid: str) -> Factor:
+        entity = self.get(account_sid, service_sid, identity)
+        factor = self.store.get_factor(account_sid, service_sid, sid)
+        if factor is None or factor.entity_sid != entity.sid:
+            raise _not_found(f"/Services/{service_sid}/Entities/{identity}/Factors/{sid}")
+        return factor
+
+    def rename_factor(
+        self, account_sid: str, service_sid: str, identity: str, sid: str, friendly_name: str
+    ) -> Factor:
+        factor = self.get_factor(account_sid, service_sid, identity, sid)
+        if not friendly_name.strip() or len(friendly_name) > MAX_NAME_LENGTH:
+            raise InvalidParam("Invalid parameter: FriendlyName must be 1 to 255 characters")
+        now = self.clock()
+        self.store.rename_factor(factor.sid, friendly_name, now)
+        return self.get_factor(account_sid, service_sid, identity, sid)
+
+    def delete_factor(self, account_sid: str, service_sid: str, identity: str, sid: str) -> None:
+        factor = self.get_factor(account_sid, service_sid, identity, sid)
+        self.store.delete_factor(account_sid, service_sid, factor.sid)
+
+    # --- challenges under an entity -------------------------------------------------------
+
+    def list_challenges(
+        self,
+        account_sid: str,
+        service_sid: str,
+        identity: str,
+        page: PageRequest,
+        *,
+        factor_sid: str | None,
+        status: ChallengeStatus | None,
+    ) -> Page:
+        entity = self.get(account_sid, service_sid, identity)
+        return self.store.list_challenges(
+            account_sid, service_sid, entity.sid, page,
+            factor_sid=factor_sid, status=status, now=self.clock(),
+        )  # fmt: skip
+
+    def get_challenge(
+        self, account_sid: str, service_sid: str, identity: str, sid: str
+    ) -> Challenge:
+        entity = self.get(account_sid, service_sid, identity)
+        challenge = self.store.get_challenge(account_sid, service_sid, sid)
+        if challenge is None or challenge.entity_sid != entity.sid:
+            raise _not_found(f"/Services/{service_sid}/Entities/{identity}/Challenges/{sid}")
+        return challenge

@@ -1,0 +1,164 @@
+"""Entities of the domain, in Python names and typed values (the wire format lives at the edge)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class FactorStatus(str, enum.Enum):
+    UNVERIFIED = "unverified"
+    VERIFIED = "verified"
+
+
+class ChallengeStatus(str, enum.Enum):
+    PENDING = "pending"
+    EXPIRED = "expired"
+    APPROVED = "approved"
+    DENIED = "denied"
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    sid: str
+    friendly_name: str
+    token_hash: bytes
+    date_created: int
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    sid: str
+    account_sid: str
+    friendly_name: str
+    secret_hash: bytes
+    revoked: bool
+    date_created: int
+
+
+@dataclass(frozen=True, slots=True)
+class PasskeySettings:
+    """Passkey settings as a service stores them: any field may be unset (None)."""
+
+    rp_id: str | None = None
+    rp_name: str | None = None
+    rp_origins: tuple[str, ...] | None = None
+    authenticator_attachment: str | None = None
+    discoverable_credentials: str | None = None
+    user_verification: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PasskeyPolicy:
+    """Passkey settings with every field resolved: what a factor is bound to."""
+
+    rp_id: str
+    rp_name: str
+    rp_origins: tuple[str, ...]
+    authenticator_attachment: str
+    discoverable_credentials: str
+    user_verification: str
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    sid: str
+    account_sid: str
+    friendly_name: str
+    passkeys: PasskeySettings
+    settings: dict[str, Any]
+    date_created: int
+    date_updated: int
+    seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Entity:
+    sid: str
+    account_sid: str
+    service_sid: str
+    identity: str
+    date_created: int
+    date_updated: int
+    seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """A verified passkey: what a factor holds once registration succeeded."""
+
+    credential_id: bytes
+    public_key: bytes
+    algorithm: int
+    sign_count: int
+    transports: tuple[str, ...]
+    aaguid: str
+    fmt: str
+    backup_eligible: bool
+    backed_up: bool
+    authenticator_attachment: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Factor:
+    sid: str
+    account_sid: str
+    service_sid: str
+    entity_sid: str
+    identity: str
+    friendly_name: str
+    status: FactorStatus
+    policy: PasskeyPolicy
+    registration_challenge: bytes | None
+    registration_expires: int
+    credential: Credential | None
+    date_last_approved: int | None
+    date_created: int
+    date_updated: int
+    seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Challenge:
+    sid: str
+    account_sid: str
+    service_sid: str
+    entity_sid: str
+    identity: str
+    factor_sid: str
+    challenge: bytes
+    rp_id: str
+    user_verification: str
+    options: dict[str, Any]
+    status: ChallengeStatus
+    failed_attempts: int
+    date_created: int
+    date_updated: int
+    date_responded: int | None
+    expiration_date: int
+    seq: int = 0
+    allowed_credentials: tuple[bytes, ...] = field(default=())
+
+    def effective_status(self, now: int) -> ChallengeStatus:
+        """Expiry is evaluated lazily: a pending challenge past its date reads as expired."""
+        if self.status is ChallengeStatus.PENDING and now >= self.expiration_date:
+            return ChallengeStatus.EXPIRED
+        return self.status
+
+
+@dataclass(frozen=True, slots=True)
+class PageRequest:
+    page_size: int
+    after: int | None = None
+    descending: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    items: list[Any]
+    has_more: bool
+
+    @property
+    def last_seq(self) -> int | None:
+        return self.items[-1].seq if self.items else None

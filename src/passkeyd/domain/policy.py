@@ -1,0 +1,74 @@
+"""Per-service passkey policy: validation, and resolving a factor's policy from request + service."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from .errors import CriteriaMissing, RelyingPartyIdInvalid, RelyingPartyMissing
+from .models import PasskeyPolicy, PasskeySettings
+
+ATTACHMENTS = ("platform", "cross-platform", "any")
+DISCOVERABLE = ("required", "preferred", "discouraged")
+USER_VERIFICATION = ("required", "preferred", "discouraged")
+MAX_ORIGINS = 50
+MAX_ORIGIN_LENGTH = 512
+MAX_NAME_LENGTH = 255
+
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_RP_ID = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$")
+_ORIGIN_CHARS = re.compile(r"^[\x21-\x7e]+$")
+
+
+def valid_rp_id(value: str) -> bool:
+    """A domain: no scheme, port or path (`localhost` counts)."""
+    return len(value) <= 253 and bool(_RP_ID.match(value))
+
+
+def invalid_origin(values: Iterable[str]) -> str | None:
+    """The first origin that cannot be one, or None when all are acceptable."""
+    for value in values:
+        if len(value) > MAX_ORIGIN_LENGTH or not _ORIGIN_CHARS.match(value):
+            return value
+    return None
+
+
+def _set(value: str | None) -> str | None:
+    return value if value else None  # an empty string means unset
+
+
+def resolve_policy(requested: PasskeySettings, service: PasskeySettings) -> PasskeyPolicy:
+    """Each field from the request, else from the service; refuse what neither has.
+
+    Raises RelyingPartyMissing (60371), RelyingPartyIdInvalid (60372), CriteriaMissing (60393).
+    """
+    rp_id = _set(requested.rp_id) or _set(service.rp_id)
+    rp_name = _set(requested.rp_name) or _set(service.rp_name)
+    origins = requested.rp_origins or service.rp_origins
+    if not rp_id and not rp_name and not origins:
+        raise RelyingPartyMissing("Relying party invalid or not provided")
+    if not rp_id or not valid_rp_id(rp_id):
+        raise RelyingPartyIdInvalid("Relying party id invalid or not provided")
+    if not rp_name or not origins:
+        raise RelyingPartyMissing("Relying party name and origins are required")
+    criteria = {
+        "authenticator_attachment": _set(requested.authenticator_attachment)
+        or _set(service.authenticator_attachment),
+        "discoverable_credentials": _set(requested.discoverable_credentials)
+        or _set(service.discoverable_credentials),
+        "user_verification": _set(requested.user_verification)
+        or _set(service.user_verification),
+    }
+    missing = [name for name, value in criteria.items() if value is None]
+    if missing:
+        raise CriteriaMissing(
+            "Authenticator criteria are missing from the request: " + ", ".join(missing)
+        )
+    return PasskeyPolicy(
+        rp_id=rp_id,
+        rp_name=rp_name,
+        rp_origins=tuple(origins),
+        authenticator_attachment=str(criteria["authenticator_attachment"]),
+        discoverable_credentials=str(criteria["discoverable_credentials"]),
+        user_verification=str(criteria["user_verification"]),
+    )

@@ -1,0 +1,162 @@
+"""Registration: create a passkey factor (P1), then verify it (P2)."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from passkeyd.storage import CredentialConflict, Store
+from passkeyd.webauthn import (
+    DEFAULT_ALGORITHMS,
+    TIMEOUT_MS,
+    CeremonyError,
+    OriginPolicy,
+    Step,
+    VerificationFailed,
+    creation_options,
+    parse_registration,
+    verify_registration,
+)
+
+from .clock import Clock
+from .errors import (
+    ChallengeExpired,
+    ChallengeNotFound,
+    IllegalFactorStatus,
+    InvalidParam,
+    NotFound,
+    RegistrationRefused,
+    UserDisplayNameMissing,
+)
+from .identity import check_identity, new_identity
+from .ids import new_sid
+from .models import Credential, Entity, Factor, FactorStatus, PasskeySettings
+from .policy import MAX_NAME_LENGTH, resolve_policy
+
+CHALLENGE_BYTES = 32
+
+
+@dataclass
+class Registrations:
+    store: Store
+    clock: Clock
+
+    def create_factor(
+        self,
+        account_sid: str,
+        service_sid: str,
+        *,
+        friendly_name: object,
+        identity: object,
+        config: PasskeySettings,
+    ) -> tuple[Factor, dict[str, Any]]:
+        """A new unverified factor and the creation options for navigator.credentials.create."""
+        service = self.store.get_service(account_sid, service_sid)
+        if service is None:
+            raise NotFound(f"The requested resource /Services/{service_sid} was not found")
+        if not isinstance(friendly_name, str) or not friendly_name.strip():
+            raise UserDisplayNameMissing("User display name not provided: friendly_name")
+        if len(friendly_name) > MAX_NAME_LENGTH:
+            raise InvalidParam("Invalid parameter: friendly_name is over 255 characters")
+        ident = new_identity() if identity is None else check_identity(identity)
+        policy = resolve_policy(config, service.passkeys)
+        now = self.clock()
+        entity = self.store.ensure_entity(
+            Entity(new_sid("YE"), account_sid, service_sid, ident, now, now)
+        )
+        existing = self.store.verified_factors(account_sid, service_sid, entity.sid)
+        challenge = secrets.token_bytes(CHALLENGE_BYTES)
+        factor = Factor(
+            sid=new_sid("YF"),
+            account_sid=account_sid,
+            service_sid=service_sid,
+            entity_sid=entity.sid,
+            identity=entity.identity,
+            friendly_name=friendly_name,
+            status=FactorStatus.UNVERIFIED,
+            policy=policy,
+            registration_challenge=challenge,
+            registration_expires=now + TIMEOUT_MS // 1000,
+            credential=None,
+            date_last_approved=None,
+            date_created=now,
+            date_updated=now,
+        )
+        self.store.insert_factor(factor)
+        options = creation_options(
+            rp_id=policy.rp_id,
+            rp_name=policy.rp_name,
+            user_id=entity.sid.encode("ascii"),
+            user_name=friendly_name,
+            challenge=challenge,
+            exclude=[
+                (f.credential.credential_id, f.credential.transports)
+                for f in existing
+                if f.credential is not None and f.policy.rp_id == policy.rp_id
+            ],
+            authenticator_attachment=policy.authenticator_attachment,
+            resident_key=policy.discoverable_credentials,
+            user_verification=policy.user_verification,
+        )
+        return factor, options
+
+    def verify_factor(self, account_sid: str, service_sid: str, body: Any) -> Factor:
+        """Finish registration: find the factor by its challenge and verify the attestation."""
+        if self.store.get_service(account_sid, service_sid) is None:
+            raise NotFound(f"The requested resource /Services/{service_sid} was not found")
+        try:
+            response = parse_registration(body)
+        except CeremonyError as exc:
+            raise RegistrationRefused(exc) from exc
+        factor = self.store.find_factor_by_registration(
+            account_sid, service_sid, response.client_data.challenge
+        )
+        if factor is None or factor.registration_challenge is None:
+            raise ChallengeNotFound("Challenge not found: no factor awaits this challenge")
+        if factor.status is FactorStatus.VERIFIED:
+            raise IllegalFactorStatus("Illegal factor status: the factor is already verified")
+        now = self.clock()
+        if now >= factor.registration_expires:
+            raise ChallengeExpired("Challenge expired: create a new factor")
+        policy = factor.policy
+        try:
+            registered = verify_registration(
+                response,
+                expected_challenge=factor.registration_challenge,
+                expected_rp_id=policy.rp_id,
+                expected_origins=OriginPolicy.build(rp_id=policy.rp_id, origins=policy.rp_origins),
+                require_user_verification=policy.user_verification == "required",
+                expected_algorithms=DEFAULT_ALGORITHMS,
+            )
+            if self.store.find_factor_by_credential(
+                account_sid, service_sid, registered.credential_id
+            ):
+                raise VerificationFailed(
+                    Step.CREDENTIAL_REGISTERED, "this passkey is already registered"
+                )
+        except CeremonyError as exc:
+            raise RegistrationRefused(exc) from exc
+        credential = Credential(
+            credential_id=registered.credential_id,
+            public_key=registered.public_key,
+            algorithm=registered.algorithm,
+            sign_count=registered.sign_count,
+            transports=response.transports,
+            aaguid=registered.aaguid,
+            fmt=registered.fmt,
+            backup_eligible=registered.backup_eligible,
+            backed_up=registered.backed_up,
+            authenticator_attachment=response.authenticator_attachment,
+        )
+        try:
+            completed = self.store.complete_registration(factor.sid, credential, now)
+        except CredentialConflict as exc:
+            error = VerificationFailed(Step.CREDENTIAL_REGISTERED, "this passkey is already registered")
+            raise RegistrationRefused(error) from exc
+        if not completed:  # another request verified it first, or it expired meanwhile
+            raise IllegalFactorStatus("Illegal factor status: the factor is already verified")
+        verified = self.store.get_factor(account_sid, service_sid, factor.sid)
+        if verified is None:
+            raise NotFound("The factor was deleted")
+        return verified

@@ -1,0 +1,145 @@
+"""Verify Services and the passkey policy they hold."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from passkeyd.storage import Store
+
+from .clock import Clock
+from .errors import InvalidParameter, NotFound
+from .ids import new_sid
+from .models import Page, PageRequest, PasskeySettings, Service
+from .policy import (
+    ATTACHMENTS,
+    DISCOVERABLE,
+    MAX_NAME_LENGTH,
+    MAX_ORIGINS,
+    USER_VERIFICATION,
+    invalid_origin,
+    valid_rp_id,
+)
+
+# The other Verify service settings, with Twilio's defaults. Stored, echoed, not acted on.
+DEFAULT_SETTINGS: dict[str, Any] = {
+    "code_length": 6,
+    "lookup_enabled": False,
+    "psd2_enabled": False,
+    "skip_sms_to_landlines": False,
+    "dtmf_input_required": False,
+    "tts_name": None,
+    "do_not_share_warning_enabled": False,
+    "custom_code_enabled": False,
+    "push": {"include_date": False, "apn_credential_sid": None, "fcm_credential_sid": None},
+    "totp": {"issuer": None, "time_step": 30, "code_length": 6, "skew": 1},
+    "default_template_sid": None,
+    "whatsapp": {"msg_service_sid": None, "from": None},
+    "verify_event_subscription_enabled": False,
+}
+
+
+def validate_passkeys(settings: PasskeySettings) -> None:
+    """Refuse values no passkey ceremony could use. Raises InvalidParameter (60200)."""
+    if settings.rp_id and not valid_rp_id(settings.rp_id):
+        raise InvalidParameter("Invalid parameter: Passkeys.RelyingParty.Id must be a domain")
+    if settings.rp_name is not None and len(settings.rp_name) > MAX_NAME_LENGTH:
+        raise InvalidParameter("Invalid parameter: Passkeys.RelyingParty.Name is too long")
+    if settings.rp_origins is not None:
+        if len(settings.rp_origins) > MAX_ORIGINS:
+            raise InvalidParameter(
+                f"Invalid parameter: Passkeys.RelyingParty.Origins has more than {MAX_ORIGINS}"
+            )
+        if invalid_origin(settings.rp_origins) is not None:
+            raise InvalidParameter("Invalid parameter: Passkeys.RelyingParty.Origins")
+    for name, value, allowed in (
+        ("AuthenticatorAttachment", settings.authenticator_attachment, ATTACHMENTS),
+        ("DiscoverableCredentials", settings.discoverable_credentials, DISCOVERABLE),
+        ("UserVerification", settings.user_verification, USER_VERIFICATION),
+    ):
+        if value and value not in allowed:
+            raise InvalidParameter(
+                f"Invalid parameter: Passkeys.{name} must be one of {', '.join(allowed)}"
+            )
+
+
+def _validate_name(name: str) -> None:
+    if not name.strip() or len(name) > MAX_NAME_LENGTH:
+        raise InvalidParameter("Invalid parameter: FriendlyName must be 1 to 255 characters")
+
+
+def _merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+@dataclass
+class Services:
+    store: Store
+    clock: Clock
+
+    def create(
+        self,
+        account_sid: str,
+        *,
+        friendly_name: str,
+        passkeys: PasskeySettings,
+        settings: dict[str, Any],
+    ) -> Service:
+        _validate_name(friendly_name)
+        validate_passkeys(passkeys)
+        now = self.clock()
+        service = Service(
+            sid=new_sid("VA"),
+            account_sid=account_sid,
+            friendly_name=friendly_name,
+            passkeys=passkeys,
+            settings=_merge(DEFAULT_SETTINGS, settings),
+            date_created=now,
+            date_updated=now,
+        )
+        self.store.insert_service(service)
+        return service
+
+    def get(self, account_sid: str, sid: str) -> Service:
+        service = self.store.get_service(account_sid, sid)
+        if service is None:
+            raise NotFound(f"The requested resource /Services/{sid} was not found")
+        return service
+
+    def list(self, account_sid: str, page: PageRequest) -> Page:
+        return self.store.list_services(account_sid, page)
+
+    def update(
+        self,
+        account_sid: str,
+        sid: str,
+        *,
+        friendly_name: str | None,
+        passkeys: dict[str, Any],
+        settings: dict[str, Any],
+    ) -> Service:
+        """Partial update: only the fields given change."""
+        service = self.get(account_sid, sid)
+        if friendly_name is not None:
+            _validate_name(friendly_name)
+        new_passkeys = replace(service.passkeys, **passkeys)
+        validate_passkeys(new_passkeys)
+        updated = replace(
+            service,
+            friendly_name=friendly_name if friendly_name is not None else service.friendly_name,
+            passkeys=new_passkeys,
+            settings=_merge(service.settings, settings),
+            date_updated=self.clock(),
+        )
+        self.store.update_service(updated)
+        return updated
+
+    def delete(self, account_sid: str, sid: str) -> None:
+        if not self.store.delete_service(account_sid, sid):
+            raise NotFound(f"The requested resource /Services/{sid} was not found")

@@ -1,0 +1,143 @@
+"""Row <-> model conversion shared by the SQL backends."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+import orjson
+
+from passkeyd.domain.models import (
+    Challenge,
+    ChallengeStatus,
+    Credential,
+    Factor,
+    FactorStatus,
+    PasskeyPolicy,
+    PasskeySettings,
+)
+
+FACTOR_COLUMNS = (
+    "seq, sid, account_sid, service_sid, entity_sid, identity, friendly_name, status, policy,"
+    " registration_challenge, registration_expires, credential_id, public_key, algorithm,"
+    " sign_count, transports, aaguid, fmt, backup_eligible, backed_up, attachment,"
+    " date_last_approved, date_created, date_updated"
+)
+CHALLENGE_COLUMNS = (
+    "seq, sid, account_sid, service_sid, entity_sid, identity, factor_sid, challenge, rp_id,"
+    " user_verification, options, allowed_credentials, status, failed_attempts, date_created,"
+    " date_updated, date_responded, expiration_date"
+)
+
+
+def dump_json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def settings_to_json(settings: PasskeySettings) -> str:
+    return dump_json(asdict(settings))
+
+
+def settings_from_json(text: str) -> PasskeySettings:
+    data = orjson.loads(text)
+    origins = data.get("rp_origins")
+    data["rp_origins"] = tuple(origins) if origins is not None else None
+    return PasskeySettings(**data)
+
+
+def policy_to_json(policy: PasskeyPolicy) -> str:
+    return dump_json(asdict(policy))
+
+
+def policy_from_json(text: str) -> PasskeyPolicy:
+    data = orjson.loads(text)
+    data["rp_origins"] = tuple(data["rp_origins"])
+    return PasskeyPolicy(**data)
+
+
+def factor_from_row(row: Sequence[Any]) -> Factor:
+    credential = None
+    if row[11] is not None:
+        credential = Credential(
+            credential_id=bytes(row[11]),
+            public_key=bytes(row[12]),
+            algorithm=row[13],
+            sign_count=row[14],
+            transports=tuple(orjson.loads(row[15] or "[]")),
+            aaguid=row[16],
+            fmt=row[17],
+            backup_eligible=bool(row[18]),
+            backed_up=bool(row[19]),
+            authenticator_attachment=row[20],
+        )
+    return Factor(
+        seq=row[0],
+        sid=row[1],
+        account_sid=row[2],
+        service_sid=row[3],
+        entity_sid=row[4],
+        identity=row[5],
+        friendly_name=row[6],
+        status=FactorStatus(row[7]),
+        policy=policy_from_json(row[8]),
+        registration_challenge=bytes(row[9]) if row[9] is not None else None,
+        registration_expires=row[10],
+        credential=credential,
+        date_last_approved=row[21],
+        date_created=row[22],
+        date_updated=row[23],
+    )
+
+
+def factor_to_row(f: Factor) -> tuple[Any, ...]:
+    """Values for every FACTOR_COLUMNS column but seq."""
+    c = f.credential
+    return (
+        f.sid, f.account_sid, f.service_sid, f.entity_sid, f.identity, f.friendly_name,
+        f.status.value, policy_to_json(f.policy), f.registration_challenge,
+        f.registration_expires,
+        c.credential_id if c else None, c.public_key if c else None,
+        c.algorithm if c else None, c.sign_count if c else 0,
+        dump_json(list(c.transports)) if c else None, c.aaguid if c else None,
+        c.fmt if c else None, c.backup_eligible if c else None, c.backed_up if c else None,
+        c.authenticator_attachment if c else None,
+        f.date_last_approved, f.date_created, f.date_updated,
+    )  # fmt: skip
+
+
+def credentials_to_json(ids: Sequence[bytes]) -> str:
+    return dump_json([base64.b64encode(i).decode() for i in ids])
+
+
+def challenge_from_row(row: Sequence[Any]) -> Challenge:
+    return Challenge(
+        seq=row[0],
+        sid=row[1],
+        account_sid=row[2],
+        service_sid=row[3],
+        entity_sid=row[4],
+        identity=row[5],
+        factor_sid=row[6],
+        challenge=bytes(row[7]),
+        rp_id=row[8],
+        user_verification=row[9],
+        options=orjson.loads(row[10]),
+        allowed_credentials=tuple(base64.b64decode(i) for i in orjson.loads(row[11])),
+        status=ChallengeStatus(row[12]),
+        failed_attempts=row[13],
+        date_created=row[14],
+        date_updated=row[15],
+        date_responded=row[16],
+        expiration_date=row[17],
+    )
+
+
+def challenge_to_row(c: Challenge) -> tuple[Any, ...]:
+    return (
+        c.sid, c.account_sid, c.service_sid, c.entity_sid, c.identity, c.factor_sid,
+        c.challenge, c.rp_id, c.user_verification, dump_json(c.options),
+        credentials_to_json(c.allowed_credentials), c.status.value, c.failed_attempts,
+        c.date_created, c.date_updated, c.date_responded, c.expiration_date,
+    )  # fmt: skip

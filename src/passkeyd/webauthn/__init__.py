@@ -1,0 +1,39 @@
+"""Pure WebAuthn ceremony verification around py_webauthn: no I/O, no storage, no HTTP."""
+
+from .authentication import VerifiedAssertion, verify_authentication
+from .encoding import b64url_decode, b64url_encode
+from .errors import CeremonyError, MalformedResponse, Step, VerificationFailed
+from .options import DEFAULT_ALGORITHMS, TIMEOUT_MS, creation_options, request_options
+from .origins import OriginPolicy, normalise_origin
+from .parsing import (
+    AuthenticationResponse,
+    ClientData,
+    RegistrationResponse,
+    parse_authentication,
+    parse_registration,
+)
+from .registration import RegisteredCredential, verify_registration
+
+__all__ = [
+    "DEFAULT_ALGORITHMS",
+    "TIMEOUT_MS",
+    "creation_options",
+    "request_options",
+    "AuthenticationResponse",
+    "CeremonyError",
+    "ClientData",
+    "MalformedResponse",
+    "OriginPolicy",
+    "RegisteredCredential",
+    "RegistrationResponse",
+    "Step",
+    "VerificationFailed",
+    "VerifiedAssertion",
+    "b64url_decode",
+    "b64url_encode",
+    "normalise_origin",
+    "parse_authentication",
+    "parse_registration",
+    "verify_authentication",
+    "verify_registration",
+]

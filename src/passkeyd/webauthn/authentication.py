@@ -1,0 +1,90 @@
+"""Authentication ceremony (WebAuthn L3 §7.2), top to bottom in spec order.
+
+The caller has already found the credential (§7.2.5-7: by credential id, within
+the challenge's allowCredentials); this module checks the assertion itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+
+from webauthn.helpers import (
+    decode_credential_public_key,
+    decoded_public_key_to_cryptography,
+    parse_authenticator_data,
+)
+from webauthn.helpers.verify_signature import verify_signature
+
+from .checks import check_authenticator_flags, check_client_data
+from .errors import MalformedResponse, Step, VerificationFailed
+from .origins import OriginPolicy
+from .parsing import AuthenticationResponse
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedAssertion:
+    sign_count: int
+    user_verified: bool
+    backup_eligible: bool
+    backed_up: bool
+
+
+def verify_authentication(
+    response: AuthenticationResponse,
+    *,
+    expected_challenge: bytes,
+    expected_rp_id: str,
+    expected_origins: OriginPolicy,
+    expected_user_handle: bytes,
+    credential_public_key: bytes,
+    stored_sign_count: int,
+    require_user_verification: bool,
+) -> VerifiedAssertion:
+    # §7.2.6: a userHandle, when given, must name the credential's owner.
+    if response.user_handle is not None and not hmac.compare_digest(
+        response.user_handle, expected_user_handle
+    ):
+        raise VerificationFailed(Step.USER_HANDLE, "userHandle is not the owner of this credential")
+    # §7.2.11-14: clientDataJSON.
+    check_client_data(
+        response.client_data,
+        expected_type="webauthn.get",
+        expected_challenge=expected_challenge,
+        expected_origins=expected_origins,
+    )
+    try:
+        auth_data = parse_authenticator_data(response.authenticator_data)
+    except Exception as exc:
+        raise MalformedResponse(Step.AUTHENTICATOR_DATA, "authenticatorData is malformed") from exc
+    # §7.2.15-18: rpIdHash, UP, UV, backup flags.
+    check_authenticator_flags(
+        auth_data.rp_id_hash,
+        auth_data.flags,
+        expected_rp_id=expected_rp_id,
+        require_user_verification=require_user_verification,
+    )
+    # §7.2.19-20: signature over authenticatorData || SHA-256(clientDataJSON).
+    signed = response.authenticator_data + hashlib.sha256(response.client_data.raw).digest()
+    try:
+        decoded = decode_credential_public_key(credential_public_key)
+        key = decoded_public_key_to_cryptography(decoded)
+        verify_signature(
+            public_key=key,
+            signature_alg=decoded.alg,
+            signature=response.signature,
+            data=signed,
+        )
+    except Exception as exc:  # InvalidSignature and library errors alike
+        raise VerificationFailed(Step.SIGNATURE, "the signature did not verify") from exc
+    # §7.2.21: the counter must grow, unless both it and the stored one are zero.
+    new_count = auth_data.sign_count
+    if (new_count or stored_sign_count) and new_count <= stored_sign_count:
+        raise VerificationFailed(Step.SIGN_COUNT, "the signature counter did not increase")
+    return VerifiedAssertion(
+        sign_count=new_count,
+        user_verified=auth_data.flags.uv,
+        backup_eligible=auth_data.flags.be,
+        backed_up=auth_data.flags.bs,
+    )

@@ -1,0 +1,48 @@
+"""Which `clientDataJSON.origin` values a relying party accepts."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+_LOCALHOST_DEV = re.compile(r"^http://localhost(:[0-9]{1,5})?$")
+
+
+def normalise_origin(configured: str) -> str:
+    """The exact origin string a configured value stands for.
+
+    A value with a scheme (`https://a.example`, `http://localhost:8080`) or an app origin
+    (`android:apk-key-hash:...`, `ios:bundle-id:...`) is kept verbatim, less a trailing
+    slash on web origins. A bare host (`example.com`) means `https://example.com`.
+    """
+    value = configured.strip()
+    if "://" in value:
+        return value.rstrip("/")
+    if ":" in value and not re.match(r"^[A-Za-z0-9.-]+:[0-9]+$", value):
+        return value  # an app origin such as android:apk-key-hash:...
+    return f"https://{value}"
+
+
+@dataclass(frozen=True, slots=True)
+class OriginPolicy:
+    """The accepted origins of one relying party.
+
+    Matching is exact. For development, when the RP id is `localhost`,
+    `http://localhost` on any port is accepted too (browsers treat it as secure).
+    """
+
+    exact: frozenset[str]
+    allow_localhost_http: bool
+
+    @classmethod
+    def build(cls, *, rp_id: str, origins: Iterable[str]) -> OriginPolicy:
+        return cls(
+            exact=frozenset(normalise_origin(o) for o in origins if o.strip()),
+            allow_localhost_http=rp_id == "localhost",
+        )
+
+    def accepts(self, origin: str) -> bool:
+        if origin in self.exact:
+            return True
+        return self.allow_localhost_http and bool(_LOCALHOST_DEV.match(origin))
