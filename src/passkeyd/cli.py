@@ -46,11 +46,13 @@ def cmd_serve(settings: Settings) -> int:
         Domain(store).accounts.ensure_account(settings.account_sid, settings.auth_token)
     store.close()
     # Workers read their settings back from the environment.
-    os.environ.update({
-        "PASSKEYD_HOST": settings.host,
-        "PASSKEYD_PORT": str(settings.port),
-        "PASSKEYD_DATABASE_URL": settings.database_url,
-    })  # fmt: skip
+    os.environ.update(
+        {
+            "PASSKEYD_HOST": settings.host,
+            "PASSKEYD_PORT": str(settings.port),
+            "PASSKEYD_DATABASE_URL": settings.database_url,
+        }
+    )
     uvicorn.run(
         "passkeyd.cli:app_factory",
         factory=True,
@@ -75,11 +77,18 @@ def cmd_accounts(settings: Settings, args: argparse.Namespace) -> int:
     domain = Domain(_open(settings, migrate=True))
     if args.action == "create":
         account, token = domain.accounts.create_account(args.name or "")
-        _print({"sid": account.sid, "account_sid": account.sid, "auth_token": token,
-                "friendly_name": account.friendly_name})  # fmt: skip
+        _print(
+            {
+                "sid": account.sid,
+                "account_sid": account.sid,
+                "auth_token": token,
+                "friendly_name": account.friendly_name,
+            }
+        )
     else:
-        _print([{"sid": a.sid, "friendly_name": a.friendly_name}
-                for a in domain.store.list_accounts()])  # fmt: skip
+        _print(
+            [{"sid": a.sid, "friendly_name": a.friendly_name} for a in domain.store.list_accounts()]
+        )
     return EXIT_OK
 
 
@@ -90,12 +99,27 @@ def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
         return EXIT_NOT_FOUND
     if args.action == "create":
         key, secret = domain.accounts.create_api_key(args.account, args.name or "")
-        _print({"sid": key.sid, "secret": secret, "account_sid": key.account_sid,
-                "friendly_name": key.friendly_name})  # fmt: skip
+        _print(
+            {
+                "sid": key.sid,
+                "secret": secret,
+                "account_sid": key.account_sid,
+                "friendly_name": key.friendly_name,
+            }
+        )
         return EXIT_OK
     if args.action == "list":
-        _print([{"sid": k.sid, "account_sid": k.account_sid, "friendly_name": k.friendly_name,
-                 "revoked": k.revoked} for k in domain.store.list_api_keys(args.account)])  # fmt: skip
+        _print(
+            [
+                {
+                    "sid": k.sid,
+                    "account_sid": k.account_sid,
+                    "friendly_name": k.friendly_name,
+                    "revoked": k.revoked,
+                }
+                for k in domain.store.list_api_keys(args.account)
+            ]
+        )
         return EXIT_OK
     if not domain.store.revoke_api_key(args.account, args.sid or ""):
         sys.stderr.write(f"passkeyd: no key {args.sid} in account {args.account}\n")
@@ -107,8 +131,12 @@ def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_services(settings: Settings, args: argparse.Namespace) -> int:
     domain = Domain(_open(settings, migrate=True))
     page = domain.services.list(args.account, PageRequest(page_size=1000))
-    _print([{"sid": s.sid, "friendly_name": s.friendly_name, "rp_id": s.passkeys.rp_id}
-             for s in page.items])  # fmt: skip
+    _print(
+        [
+            {"sid": s.sid, "friendly_name": s.friendly_name, "rp_id": s.passkeys.rp_id}
+            for s in page.items
+        ]
+    )
     return EXIT_OK
 
 
@@ -118,8 +146,9 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     def with_db(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        sp.add_argument("--database-url", help="default: PASSKEYD_DATABASE_URL or "
-                        "sqlite:///./passkeyd.db")  # fmt: skip
+        sp.add_argument(
+            "--database-url", help="default: PASSKEYD_DATABASE_URL or sqlite:///./passkeyd.db"
+        )
         return sp
 
     serve = with_db(sub.add_parser("serve", help="run the HTTP API"))
@@ -159,8 +188,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         sys.stderr.write(f"passkeyd: configuration error: {exc}\n")
         return EXIT_CONFIG
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     if args.command == "serve":
         return cmd_serve(settings)
     if args.command == "migrate":

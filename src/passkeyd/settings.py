@@ -52,7 +52,8 @@ class Settings:
     def validate(self) -> None:
         if not self.database_url.startswith("sqlite:"):
             raise SettingsError(
-                f"PASSKEYD_DATABASE_URL must be a sqlite:/// URL, got {self.database_url.split(':')[0]}:"
+                "PASSKEYD_DATABASE_URL must be a sqlite:/// URL, got "
+                + self.database_url.split(":")[0]
             )
         if (self.account_sid is None) != (self.auth_token is None):
             raise SettingsError("PASSKEYD_ACCOUNT_SID and PASSKEYD_AUTH_TOKEN go together")

@@ -88,11 +88,16 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         except errors.HttpError as exc:
             return error_response(exc.status, exc.code, exc.message, request_id)
         except Exception:
-            log.exception("unhandled error in %s %s (request %s)",
-                          request.method, request.url.path, request_id)  # fmt: skip
+            log.exception(
+                "unhandled error in %s %s (request %s)",
+                request.method,
+                request.url.path,
+                request_id,
+            )
             status, code = errors.INTERNAL
-            return error_response(status, code, f"Internal error; request id {request_id}",
-                                  request_id)  # fmt: skip
+            return error_response(
+                status, code, f"Internal error; request id {request_id}", request_id
+            )
 
     run.__name__ = handler.__name__
     return run

@@ -87,6 +87,6 @@ def classify(error: e.DomainError) -> tuple[int, int, str]:
         return status, code, message
     for cls in type(error).__mro__:
         if cls in TABLE:
-            status, code = TABLE[cls]  # type: ignore[index]
+            status, code = TABLE[cls]
             return status, code, error.message
     return 400, 60300, error.message

@@ -48,8 +48,12 @@ class Accounts:
         if not token:
             raise ValueError("the auth token must not be empty")
         existing = self.store.get_account(sid)
-        account = Account(sid, existing.friendly_name if existing else "", hash_secret(token),
-                          existing.date_created if existing else self.clock())  # fmt: skip
+        account = Account(
+            sid,
+            existing.friendly_name if existing else "",
+            hash_secret(token),
+            existing.date_created if existing else self.clock(),
+        )
         self.store.put_account(account)
         return account
 
@@ -57,8 +61,9 @@ class Accounts:
         if self.store.get_account(account_sid) is None:
             raise NotFound(f"no account {account_sid}")
         secret = secrets.token_urlsafe(24)
-        key = ApiKey(new_sid("SK"), account_sid, friendly_name, hash_secret(secret), False,
-                     self.clock())  # fmt: skip
+        key = ApiKey(
+            new_sid("SK"), account_sid, friendly_name, hash_secret(secret), False, self.clock()
+        )
         self.store.put_api_key(key)
         return key, secret
 

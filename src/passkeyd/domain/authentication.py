@@ -87,8 +87,11 @@ class Authentications:
         else:  # usernameless: the service's relying party
             policy = resolve_policy(PasskeySettings(), service.passkeys)
         challenge_bytes = secrets.token_bytes(CHALLENGE_BYTES)
-        allow = [(f.credential.credential_id, f.credential.transports)
-                 for f in factors if f.credential is not None]  # fmt: skip
+        allow = [
+            (f.credential.credential_id, f.credential.transports)
+            for f in factors
+            if f.credential is not None
+        ]
         now = self.clock()
         challenge = Challenge(
             sid=new_sid("YC"),
@@ -143,9 +146,11 @@ class Authentications:
             if challenge.allowed_credentials and factor.credential.credential_id not in (
                 challenge.allowed_credentials
             ):
-                raise AssertionRefused(VerificationFailed(
-                    Step.CREDENTIAL_ALLOWED, "this passkey was not allowed for this challenge"
-                ))  # fmt: skip
+                raise AssertionRefused(
+                    VerificationFailed(
+                        Step.CREDENTIAL_ALLOWED, "this passkey was not allowed for this challenge"
+                    )
+                )
             if factor.policy.rp_id != challenge.rp_id:
                 raise FactorRelyingPartyMismatch(
                     "Factor does not match the relying party of the challenge"
@@ -171,9 +176,12 @@ class Authentications:
             )
             raise
         outcome = self.store.approve_challenge(
-            challenge, factor, new_sign_count=verified.sign_count,
-            backed_up=verified.backed_up, now=now,
-        )  # fmt: skip
+            challenge,
+            factor,
+            new_sign_count=verified.sign_count,
+            backed_up=verified.backed_up,
+            now=now,
+        )
         if outcome is ApproveOutcome.NOT_PENDING:
             latest = self.store.get_challenge(account_sid, service_sid, challenge.sid)
             self._check_pending(latest or challenge, now)
@@ -182,9 +190,9 @@ class Authentications:
             self.store.record_failed_attempt(
                 challenge.sid, max_attempts=MAX_FAILED_ATTEMPTS, now=now
             )
-            raise AssertionRefused(VerificationFailed(
-                Step.SIGN_COUNT, "the signature counter did not increase"
-            ))  # fmt: skip
+            raise AssertionRefused(
+                VerificationFailed(Step.SIGN_COUNT, "the signature counter did not increase")
+            )
         return replace(
             challenge,
             status=ChallengeStatus.APPROVED,

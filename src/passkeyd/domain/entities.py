@@ -95,9 +95,14 @@ class Entities:
     ) -> Page:
         entity = self.get(account_sid, service_sid, identity)
         return self.store.list_challenges(
-            account_sid, service_sid, entity.sid, page,
-            factor_sid=factor_sid, status=status, now=self.clock(),
-        )  # fmt: skip
+            account_sid,
+            service_sid,
+            entity.sid,
+            page,
+            factor_sid=factor_sid,
+            status=status,
+            now=self.clock(),
+        )
 
     def get_challenge(
         self, account_sid: str, service_sid: str, identity: str, sid: str

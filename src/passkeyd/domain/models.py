@@ -7,12 +7,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-class FactorStatus(str, enum.Enum):
+class FactorStatus(enum.StrEnum):
     UNVERIFIED = "unverified"
     VERIFIED = "verified"
 
 
-class ChallengeStatus(str, enum.Enum):
+class ChallengeStatus(enum.StrEnum):
     PENDING = "pending"
     EXPIRED = "expired"
     APPROVED = "approved"

@@ -1,4 +1,5 @@
-"""Per-service passkey policy: validation, and resolving a factor's policy from request + service."""
+"""Per-service passkey policy: validation, and resolving a factor's policy from the request
+and the service."""
 
 from __future__ import annotations
 
@@ -56,8 +57,7 @@ def resolve_policy(requested: PasskeySettings, service: PasskeySettings) -> Pass
         or _set(service.authenticator_attachment),
         "discoverable_credentials": _set(requested.discoverable_credentials)
         or _set(service.discoverable_credentials),
-        "user_verification": _set(requested.user_verification)
-        or _set(service.user_verification),
+        "user_verification": _set(requested.user_verification) or _set(service.user_verification),
     }
     missing = [name for name, value in criteria.items() if value is None]
     if missing:

@@ -152,7 +152,9 @@ class Registrations:
         try:
             completed = self.store.complete_registration(factor.sid, credential, now)
         except CredentialConflict as exc:
-            error = VerificationFailed(Step.CREDENTIAL_REGISTERED, "this passkey is already registered")
+            error = VerificationFailed(
+                Step.CREDENTIAL_REGISTERED, "this passkey is already registered"
+            )
             raise RegistrationRefused(error) from exc
         if not completed:  # another request verified it first, or it expired meanwhile
             raise IllegalFactorStatus("Illegal factor status: the factor is already verified")

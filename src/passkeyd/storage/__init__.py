@@ -9,9 +9,9 @@ from .sqlite import SQLiteStore
 def open_store(url: str) -> Store:
     """A store for `sqlite:///path` (or `sqlite:///:memory:`)."""
     if url.startswith("sqlite:///"):
-        return SQLiteStore(url[len("sqlite:///"):])
+        return SQLiteStore(url[len("sqlite:///") :])
     if url.startswith("sqlite://"):
-        return SQLiteStore(url[len("sqlite://"):] or ":memory:")
+        return SQLiteStore(url[len("sqlite://") :] or ":memory:")
     raise ValueError("database URL must start with sqlite:///")
 
 

@@ -95,16 +95,30 @@ def factor_to_row(f: Factor) -> tuple[Any, ...]:
     """Values for every FACTOR_COLUMNS column but seq."""
     c = f.credential
     return (
-        f.sid, f.account_sid, f.service_sid, f.entity_sid, f.identity, f.friendly_name,
-        f.status.value, policy_to_json(f.policy), f.registration_challenge,
+        f.sid,
+        f.account_sid,
+        f.service_sid,
+        f.entity_sid,
+        f.identity,
+        f.friendly_name,
+        f.status.value,
+        policy_to_json(f.policy),
+        f.registration_challenge,
         f.registration_expires,
-        c.credential_id if c else None, c.public_key if c else None,
-        c.algorithm if c else None, c.sign_count if c else 0,
-        dump_json(list(c.transports)) if c else None, c.aaguid if c else None,
-        c.fmt if c else None, c.backup_eligible if c else None, c.backed_up if c else None,
+        c.credential_id if c else None,
+        c.public_key if c else None,
+        c.algorithm if c else None,
+        c.sign_count if c else 0,
+        dump_json(list(c.transports)) if c else None,
+        c.aaguid if c else None,
+        c.fmt if c else None,
+        c.backup_eligible if c else None,
+        c.backed_up if c else None,
         c.authenticator_attachment if c else None,
-        f.date_last_approved, f.date_created, f.date_updated,
-    )  # fmt: skip
+        f.date_last_approved,
+        f.date_created,
+        f.date_updated,
+    )
 
 
 def credentials_to_json(ids: Sequence[bytes]) -> str:
@@ -136,8 +150,21 @@ def challenge_from_row(row: Sequence[Any]) -> Challenge:
 
 def challenge_to_row(c: Challenge) -> tuple[Any, ...]:
     return (
-        c.sid, c.account_sid, c.service_sid, c.entity_sid, c.identity, c.factor_sid,
-        c.challenge, c.rp_id, c.user_verification, dump_json(c.options),
-        credentials_to_json(c.allowed_credentials), c.status.value, c.failed_attempts,
-        c.date_created, c.date_updated, c.date_responded, c.expiration_date,
-    )  # fmt: skip
+        c.sid,
+        c.account_sid,
+        c.service_sid,
+        c.entity_sid,
+        c.identity,
+        c.factor_sid,
+        c.challenge,
+        c.rp_id,
+        c.user_verification,
+        dump_json(c.options),
+        credentials_to_json(c.allowed_credentials),
+        c.status.value,
+        c.failed_attempts,
+        c.date_created,
+        c.date_updated,
+        c.date_responded,
+        c.expiration_date,
+    )

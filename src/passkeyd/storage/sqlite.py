@@ -120,9 +120,12 @@ class SQLiteStore:
         with self._lock:
             for version, sql in load_migrations("sqlite"):
                 with self._write() as db:
-                    if db.execute(
-                        "SELECT 1 FROM sqlite_master WHERE name = 'schema_migrations'"
-                    ).fetchone() is None:
+                    if (
+                        db.execute(
+                            "SELECT 1 FROM sqlite_master WHERE name = 'schema_migrations'"
+                        ).fetchone()
+                        is None
+                    ):
                         db.execute(
                             "CREATE TABLE schema_migrations"
                             " (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)"
@@ -151,72 +154,106 @@ class SQLiteStore:
             )
 
     def get_account(self, sid: str) -> Account | None:
-        row = self._one("SELECT sid, friendly_name, token_hash, date_created FROM accounts"
-                        " WHERE sid = ?", (sid,))  # fmt: skip
+        row = self._one(
+            "SELECT sid, friendly_name, token_hash, date_created FROM accounts WHERE sid = ?",
+            (sid,),
+        )
         return Account(row[0], row[1], bytes(row[2]), row[3]) if row else None
 
     def list_accounts(self) -> list[Account]:
-        rows = self._all("SELECT sid, friendly_name, token_hash, date_created FROM accounts"
-                         " ORDER BY date_created, sid", ())  # fmt: skip
+        rows = self._all(
+            "SELECT sid, friendly_name, token_hash, date_created FROM accounts"
+            " ORDER BY date_created, sid",
+            (),
+        )
         return [Account(r[0], r[1], bytes(r[2]), r[3]) for r in rows]
 
     def put_api_key(self, key: ApiKey) -> None:
         with self._write() as db:
             db.execute(
                 "INSERT INTO api_keys VALUES (?, ?, ?, ?, ?, ?)",
-                (key.sid, key.account_sid, key.friendly_name, key.secret_hash, key.revoked,
-                 key.date_created),
-            )  # fmt: skip
+                (
+                    key.sid,
+                    key.account_sid,
+                    key.friendly_name,
+                    key.secret_hash,
+                    key.revoked,
+                    key.date_created,
+                ),
+            )
 
-    _KEY = "SELECT sid, account_sid, friendly_name, secret_hash, revoked, date_created FROM api_keys"
+    _KEY = (
+        "SELECT sid, account_sid, friendly_name, secret_hash, revoked, date_created FROM api_keys"
+    )
 
     def get_api_key(self, sid: str) -> ApiKey | None:
         row = self._one(self._KEY + " WHERE sid = ?", (sid,))
         return ApiKey(row[0], row[1], row[2], bytes(row[3]), bool(row[4]), row[5]) if row else None
 
     def list_api_keys(self, account_sid: str) -> list[ApiKey]:
-        rows = self._all(self._KEY + " WHERE account_sid = ? ORDER BY date_created, sid",
-                         (account_sid,))  # fmt: skip
+        rows = self._all(
+            self._KEY + " WHERE account_sid = ? ORDER BY date_created, sid", (account_sid,)
+        )
         return [ApiKey(r[0], r[1], r[2], bytes(r[3]), bool(r[4]), r[5]) for r in rows]
 
     def revoke_api_key(self, account_sid: str, sid: str) -> bool:
         with self._write() as db:
-            cur = db.execute("UPDATE api_keys SET revoked = 1 WHERE account_sid = ? AND sid = ?",
-                             (account_sid, sid))  # fmt: skip
+            cur = db.execute(
+                "UPDATE api_keys SET revoked = 1 WHERE account_sid = ? AND sid = ?",
+                (account_sid, sid),
+            )
             return cur.rowcount == 1
 
     # --- services -------------------------------------------------------------------------
 
-    _SERVICE = ("SELECT seq, sid, account_sid, friendly_name, passkeys, settings, date_created,"
-                " date_updated FROM services")  # fmt: skip
+    _SERVICE = (
+        "SELECT seq, sid, account_sid, friendly_name, passkeys, settings, date_created,"
+        " date_updated FROM services"
+    )
 
     @staticmethod
     def _service(r: Sequence[Any]) -> Service:
         return Service(
-            seq=r[0], sid=r[1], account_sid=r[2], friendly_name=r[3],
-            passkeys=settings_from_json(r[4]), settings=orjson.loads(r[5]),
-            date_created=r[6], date_updated=r[7],
-        )  # fmt: skip
+            seq=r[0],
+            sid=r[1],
+            account_sid=r[2],
+            friendly_name=r[3],
+            passkeys=settings_from_json(r[4]),
+            settings=orjson.loads(r[5]),
+            date_created=r[6],
+            date_updated=r[7],
+        )
 
     def insert_service(self, service: Service) -> None:
         with self._write() as db:
             db.execute(
                 "INSERT INTO services (sid, account_sid, friendly_name, passkeys, settings,"
                 " date_created, date_updated) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (service.sid, service.account_sid, service.friendly_name,
-                 settings_to_json(service.passkeys), dump_json(service.settings),
-                 service.date_created, service.date_updated),
-            )  # fmt: skip
+                (
+                    service.sid,
+                    service.account_sid,
+                    service.friendly_name,
+                    settings_to_json(service.passkeys),
+                    dump_json(service.settings),
+                    service.date_created,
+                    service.date_updated,
+                ),
+            )
 
     def update_service(self, service: Service) -> None:
         with self._write() as db:
             db.execute(
                 "UPDATE services SET friendly_name = ?, passkeys = ?, settings = ?,"
                 " date_updated = ? WHERE account_sid = ? AND sid = ?",
-                (service.friendly_name, settings_to_json(service.passkeys),
-                 dump_json(service.settings), service.date_updated, service.account_sid,
-                 service.sid),
-            )  # fmt: skip
+                (
+                    service.friendly_name,
+                    settings_to_json(service.passkeys),
+                    dump_json(service.settings),
+                    service.date_updated,
+                    service.account_sid,
+                    service.sid,
+                ),
+            )
 
     def get_service(self, account_sid: str, sid: str) -> Service | None:
         row = self._one(self._SERVICE + " WHERE sid = ? AND account_sid = ?", (sid, account_sid))
@@ -224,14 +261,17 @@ class SQLiteStore:
 
     def list_services(self, account_sid: str, page: PageRequest) -> Page:
         clause, args = _seq_clause(page)
-        rows = self._all(self._SERVICE + " WHERE account_sid = ?" + clause + _order(page)
-                         + " LIMIT ?", [account_sid, *args, page.page_size + 1])  # fmt: skip
+        rows = self._all(
+            self._SERVICE + " WHERE account_sid = ?" + clause + _order(page) + " LIMIT ?",
+            [account_sid, *args, page.page_size + 1],
+        )
         return _page(rows, page, self._service)
 
     def delete_service(self, account_sid: str, sid: str) -> bool:
         with self._write() as db:
-            cur = db.execute("DELETE FROM services WHERE account_sid = ? AND sid = ?",
-                             (account_sid, sid))  # fmt: skip
+            cur = db.execute(
+                "DELETE FROM services WHERE account_sid = ? AND sid = ?", (account_sid, sid)
+            )
             if cur.rowcount == 0:
                 return False
             for table in ("challenges", "factors", "entities"):
@@ -240,22 +280,37 @@ class SQLiteStore:
 
     # --- entities -------------------------------------------------------------------------
 
-    _ENTITY = ("SELECT seq, sid, account_sid, service_sid, identity, date_created, date_updated"
-               " FROM entities")  # fmt: skip
+    _ENTITY = (
+        "SELECT seq, sid, account_sid, service_sid, identity, date_created, date_updated"
+        " FROM entities"
+    )
 
     @staticmethod
     def _entity(r: Sequence[Any]) -> Entity:
-        return Entity(seq=r[0], sid=r[1], account_sid=r[2], service_sid=r[3], identity=r[4],
-                      date_created=r[5], date_updated=r[6])  # fmt: skip
+        return Entity(
+            seq=r[0],
+            sid=r[1],
+            account_sid=r[2],
+            service_sid=r[3],
+            identity=r[4],
+            date_created=r[5],
+            date_updated=r[6],
+        )
 
     def insert_entity(self, entity: Entity) -> bool:
         with self._write() as db:
             cur = db.execute(
                 "INSERT OR IGNORE INTO entities (sid, account_sid, service_sid, identity,"
                 " date_created, date_updated) VALUES (?, ?, ?, ?, ?, ?)",
-                (entity.sid, entity.account_sid, entity.service_sid, entity.identity,
-                 entity.date_created, entity.date_updated),
-            )  # fmt: skip
+                (
+                    entity.sid,
+                    entity.account_sid,
+                    entity.service_sid,
+                    entity.identity,
+                    entity.date_created,
+                    entity.date_updated,
+                ),
+            )
             return cur.rowcount == 1
 
     def ensure_entity(self, entity: Entity) -> Entity:
@@ -265,22 +320,31 @@ class SQLiteStore:
         return found
 
     def get_entity(self, account_sid: str, service_sid: str, identity: str) -> Entity | None:
-        row = self._one(self._ENTITY + " WHERE service_sid = ? AND identity = ? AND account_sid = ?",
-                        (service_sid, identity, account_sid))  # fmt: skip
+        row = self._one(
+            self._ENTITY + " WHERE service_sid = ? AND identity = ? AND account_sid = ?",
+            (service_sid, identity, account_sid),
+        )
         return self._entity(row) if row else None
 
     def list_entities(self, account_sid: str, service_sid: str, page: PageRequest) -> Page:
         clause, args = _seq_clause(page)
-        rows = self._all(self._ENTITY + " WHERE service_sid = ? AND account_sid = ?" + clause
-                         + _order(page) + " LIMIT ?",
-                         [service_sid, account_sid, *args, page.page_size + 1])  # fmt: skip
+        rows = self._all(
+            self._ENTITY
+            + " WHERE service_sid = ? AND account_sid = ?"
+            + clause
+            + _order(page)
+            + " LIMIT ?",
+            [service_sid, account_sid, *args, page.page_size + 1],
+        )
         return _page(rows, page, self._entity)
 
     def delete_entity(self, account_sid: str, service_sid: str, identity: str) -> bool:
         with self._write() as db:
-            row = db.execute("SELECT sid FROM entities WHERE service_sid = ? AND identity = ?"
-                             " AND account_sid = ?", (service_sid, identity, account_sid)
-                             ).fetchone()  # fmt: skip
+            row = db.execute(
+                "SELECT sid FROM entities WHERE service_sid = ? AND identity = ?"
+                " AND account_sid = ?",
+                (service_sid, identity, account_sid),
+            ).fetchone()
             if row is None:
                 return False
             db.execute("DELETE FROM challenges WHERE entity_sid = ?", (row[0],))
@@ -295,52 +359,69 @@ class SQLiteStore:
     def insert_factor(self, factor: Factor) -> None:
         columns = FACTOR_COLUMNS.split(", ", 1)[1]
         with self._write() as db:
-            db.execute(f"INSERT INTO factors ({columns}) VALUES ({', '.join('?' * 23)})",
-                       factor_to_row(factor))  # fmt: skip
+            db.execute(
+                f"INSERT INTO factors ({columns}) VALUES ({', '.join('?' * 23)})",
+                factor_to_row(factor),
+            )
 
     def get_factor(self, account_sid: str, service_sid: str, sid: str) -> Factor | None:
-        row = self._one(self._FACTOR + " WHERE sid = ? AND service_sid = ? AND account_sid = ?",
-                        (sid, service_sid, account_sid))  # fmt: skip
+        row = self._one(
+            self._FACTOR + " WHERE sid = ? AND service_sid = ? AND account_sid = ?",
+            (sid, service_sid, account_sid),
+        )
         return factor_from_row(row) if row else None
 
     def find_factor_by_registration(
         self, account_sid: str, service_sid: str, challenge: bytes
     ) -> Factor | None:
-        row = self._one(self._FACTOR + " WHERE registration_challenge = ? AND service_sid = ?"
-                        " AND account_sid = ?", (challenge, service_sid, account_sid))  # fmt: skip
+        row = self._one(
+            self._FACTOR + " WHERE registration_challenge = ? AND service_sid = ?"
+            " AND account_sid = ?",
+            (challenge, service_sid, account_sid),
+        )
         return factor_from_row(row) if row else None
 
     def find_factor_by_credential(
         self, account_sid: str, service_sid: str, credential_id: bytes
     ) -> Factor | None:
-        row = self._one(self._FACTOR + " WHERE service_sid = ? AND credential_id = ?"
-                        " AND account_sid = ?", (service_sid, credential_id, account_sid))  # fmt: skip
+        row = self._one(
+            self._FACTOR + " WHERE service_sid = ? AND credential_id = ? AND account_sid = ?",
+            (service_sid, credential_id, account_sid),
+        )
         return factor_from_row(row) if row else None
 
     def list_factors(
         self, account_sid: str, service_sid: str, entity_sid: str, page: PageRequest
     ) -> Page:
         clause, args = _seq_clause(page)
-        rows = self._all(self._FACTOR + " WHERE entity_sid = ? AND service_sid = ?"
-                         " AND account_sid = ?" + clause + _order(page) + " LIMIT ?",
-                         [entity_sid, service_sid, account_sid, *args, page.page_size + 1])  # fmt: skip
+        rows = self._all(
+            self._FACTOR + " WHERE entity_sid = ? AND service_sid = ?"
+            " AND account_sid = ?" + clause + _order(page) + " LIMIT ?",
+            [entity_sid, service_sid, account_sid, *args, page.page_size + 1],
+        )
         return _page(rows, page, factor_from_row)
 
     def verified_factors(self, account_sid: str, service_sid: str, entity_sid: str) -> list[Factor]:
-        rows = self._all(self._FACTOR + " WHERE entity_sid = ? AND service_sid = ?"
-                         " AND account_sid = ? AND status = 'verified' ORDER BY seq",
-                         (entity_sid, service_sid, account_sid))  # fmt: skip
+        rows = self._all(
+            self._FACTOR + " WHERE entity_sid = ? AND service_sid = ?"
+            " AND account_sid = ? AND status = 'verified' ORDER BY seq",
+            (entity_sid, service_sid, account_sid),
+        )
         return [factor_from_row(r) for r in rows]
 
     def rename_factor(self, factor_sid: str, friendly_name: str, now: int) -> None:
         with self._write() as db:
-            db.execute("UPDATE factors SET friendly_name = ?, date_updated = ? WHERE sid = ?",
-                       (friendly_name, now, factor_sid))  # fmt: skip
+            db.execute(
+                "UPDATE factors SET friendly_name = ?, date_updated = ? WHERE sid = ?",
+                (friendly_name, now, factor_sid),
+            )
 
     def delete_factor(self, account_sid: str, service_sid: str, sid: str) -> bool:
         with self._write() as db:
-            cur = db.execute("DELETE FROM factors WHERE sid = ? AND service_sid = ?"
-                             " AND account_sid = ?", (sid, service_sid, account_sid))  # fmt: skip
+            cur = db.execute(
+                "DELETE FROM factors WHERE sid = ? AND service_sid = ? AND account_sid = ?",
+                (sid, service_sid, account_sid),
+            )
             return cur.rowcount == 1
 
     def complete_registration(self, factor_sid: str, credential: Credential, now: int) -> bool:
@@ -353,10 +434,22 @@ class SQLiteStore:
                     " transports = ?, aaguid = ?, fmt = ?, backup_eligible = ?, backed_up = ?,"
                     " attachment = ?, date_updated = ?"
                     " WHERE sid = ? AND status = 'unverified' AND registration_expires > ?",
-                    (c.credential_id, c.public_key, c.algorithm, c.sign_count,
-                     dump_json(list(c.transports)), c.aaguid, c.fmt, c.backup_eligible,
-                     c.backed_up, c.authenticator_attachment, now, factor_sid, now),
-                )  # fmt: skip
+                    (
+                        c.credential_id,
+                        c.public_key,
+                        c.algorithm,
+                        c.sign_count,
+                        dump_json(list(c.transports)),
+                        c.aaguid,
+                        c.fmt,
+                        c.backup_eligible,
+                        c.backed_up,
+                        c.authenticator_attachment,
+                        now,
+                        factor_sid,
+                        now,
+                    ),
+                )
                 return cur.rowcount == 1
         except sqlite3.IntegrityError as exc:
             raise CredentialConflict from exc
@@ -368,17 +461,23 @@ class SQLiteStore:
     def insert_challenge(self, challenge: Challenge) -> None:
         columns = CHALLENGE_COLUMNS.split(", ", 1)[1]
         with self._write() as db:
-            db.execute(f"INSERT INTO challenges ({columns}) VALUES ({', '.join('?' * 17)})",
-                       challenge_to_row(challenge))  # fmt: skip
+            db.execute(
+                f"INSERT INTO challenges ({columns}) VALUES ({', '.join('?' * 17)})",
+                challenge_to_row(challenge),
+            )
 
     def get_challenge(self, account_sid: str, service_sid: str, sid: str) -> Challenge | None:
-        row = self._one(self._CHALLENGE + " WHERE sid = ? AND service_sid = ? AND account_sid = ?",
-                        (sid, service_sid, account_sid))  # fmt: skip
+        row = self._one(
+            self._CHALLENGE + " WHERE sid = ? AND service_sid = ? AND account_sid = ?",
+            (sid, service_sid, account_sid),
+        )
         return challenge_from_row(row) if row else None
 
     def find_challenge(self, account_sid: str, service_sid: str, value: bytes) -> Challenge | None:
-        row = self._one(self._CHALLENGE + " WHERE challenge = ? AND service_sid = ?"
-                        " AND account_sid = ?", (value, service_sid, account_sid))  # fmt: skip
+        row = self._one(
+            self._CHALLENGE + " WHERE challenge = ? AND service_sid = ? AND account_sid = ?",
+            (value, service_sid, account_sid),
+        )
         return challenge_from_row(row) if row else None
 
     def list_challenges(
@@ -407,8 +506,9 @@ class SQLiteStore:
             sql += " AND status = ?"
             args.append(status.value)
         clause, more = _seq_clause(page)
-        rows = self._all(sql + clause + _order(page) + " LIMIT ?",
-                         [*args, *more, page.page_size + 1])  # fmt: skip
+        rows = self._all(
+            sql + clause + _order(page) + " LIMIT ?", [*args, *more, page.page_size + 1]
+        )
         return _page(rows, page, challenge_from_row)
 
     def approve_challenge(
@@ -436,9 +536,16 @@ class SQLiteStore:
                     "UPDATE factors SET sign_count = ?, backed_up = ?, date_last_approved = ?,"
                     " date_updated = ? WHERE sid = ? AND status = 'verified'"
                     " AND (sign_count < ? OR (sign_count = 0 AND ? = 0))",
-                    (new_sign_count, backed_up, now, now, factor.sid, new_sign_count,
-                     new_sign_count),
-                ).rowcount  # fmt: skip
+                    (
+                        new_sign_count,
+                        backed_up,
+                        now,
+                        now,
+                        factor.sid,
+                        new_sign_count,
+                        new_sign_count,
+                    ),
+                ).rowcount
                 if counted != 1:
                     self._db.execute("ROLLBACK")
                     return ApproveOutcome.COUNTER_RACE
@@ -452,8 +559,9 @@ class SQLiteStore:
     def record_failed_attempt(self, challenge_sid: str, *, max_attempts: int, now: int) -> None:
         with self._write() as db:
             db.execute(
-                "UPDATE challenges SET failed_attempts = failed_attempts + 1, date_updated = ?,"
+                "UPDATE challenges SET failed_attempts = failed_attempts + 1,"
+                " date_updated = CASE WHEN failed_attempts + 1 >= ? THEN ? ELSE date_updated END,"
                 " status = CASE WHEN failed_attempts + 1 >= ? THEN 'denied' ELSE status END"
                 " WHERE sid = ? AND status = 'pending'",
-                (now, max_attempts, challenge_sid),
+                (max_attempts, now, max_attempts, challenge_sid),
             )

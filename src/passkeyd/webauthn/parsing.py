@@ -79,10 +79,14 @@ def parse_client_data(encoded: Any) -> ClientData:
     try:
         challenge_bytes = b64url_decode(challenge)
     except ValueError as exc:
-        raise MalformedResponse(Step.CLIENT_DATA, "clientDataJSON challenge is not base64url") from exc
+        raise MalformedResponse(
+            Step.CLIENT_DATA, "clientDataJSON challenge is not base64url"
+        ) from exc
     cross_origin = data.get("crossOrigin", False)
     top_origin = data.get("topOrigin")
-    if not isinstance(cross_origin, bool) or not (top_origin is None or isinstance(top_origin, str)):
+    if not isinstance(cross_origin, bool) or not (
+        top_origin is None or isinstance(top_origin, str)
+    ):
         raise MalformedResponse(Step.CLIENT_DATA, "clientDataJSON crossOrigin/topOrigin malformed")
     return ClientData(raw, ctype, challenge_bytes, origin, cross_origin, top_origin)
 
@@ -122,7 +126,8 @@ def _common(body: Any) -> tuple[dict[str, Any], str | None]:
     attachment = body.get("authenticatorAttachment")
     if attachment is not None and attachment not in ATTACHMENTS:
         raise MalformedResponse(
-            Step.AUTHENTICATOR_ATTACHMENT, "authenticatorAttachment must be platform or cross-platform"
+            Step.AUTHENTICATOR_ATTACHMENT,
+            "authenticatorAttachment must be platform or cross-platform",
         )
     response = body.get("response")
     if not isinstance(response, dict):

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from webauthn import verify_registration_response
 from webauthn.helpers import (
     decode_credential_public_key,
     parse_attestation_object,
@@ -21,6 +20,8 @@ from webauthn.helpers.structs import (
     PublicKeyCredentialType,
     RegistrationCredential,
 )
+
+from webauthn import verify_registration_response
 
 from .checks import check_authenticator_flags, check_client_data
 from .encoding import b64url_encode
@@ -64,7 +65,9 @@ def verify_registration(
     try:
         attestation = parse_attestation_object(response.attestation_object)
     except Exception as exc:  # the library raises assorted types on bad CBOR
-        raise MalformedResponse(Step.ATTESTATION_OBJECT, "attestationObject is not valid CBOR") from exc
+        raise MalformedResponse(
+            Step.ATTESTATION_OBJECT, "attestationObject is not valid CBOR"
+        ) from exc
     auth_data = attestation.auth_data
     # §7.1.14-17: rpIdHash, UP, UV, backup flags.
     check_authenticator_flags(
@@ -83,7 +86,9 @@ def verify_registration(
     try:
         algorithm = int(decode_credential_public_key(attested.credential_public_key).alg)
     except Exception as exc:
-        raise MalformedResponse(Step.PUBLIC_KEY, "the credential public key is not valid COSE") from exc
+        raise MalformedResponse(
+            Step.PUBLIC_KEY, "the credential public key is not valid COSE"
+        ) from exc
     if algorithm not in expected_algorithms:
         raise VerificationFailed(Step.ALGORITHM, f"algorithm {algorithm} was not offered")
     # §7.1.20-22: the attestation statement, verified by the library for its format.

@@ -35,8 +35,9 @@ async def create_entity(call: Call) -> tuple[int, Any]:
 async def list_entities(call: Call) -> tuple[int, Any]:
     page, number = page_request(_query(call))
     result = call.domain.entities.list(call.account_sid, call.path("service_sid"), page)
-    return page_payload(call, "entities", result, number, page.page_size,
-                        lambda e: entity_json(e, call.base))  # fmt: skip
+    return page_payload(
+        call, "entities", result, number, page.page_size, lambda e: entity_json(e, call.base)
+    )
 
 
 @endpoint
@@ -59,8 +60,9 @@ async def list_factors(call: Call) -> tuple[int, Any]:
     result = call.domain.entities.list_factors(
         call.account_sid, call.path("service_sid"), call.path("identity"), page
     )
-    return page_payload(call, "factors", result, number, page.page_size,
-                        lambda f: factor_json(f, call.base))  # fmt: skip
+    return page_payload(
+        call, "factors", result, number, page.page_size, lambda f: factor_json(f, call.base)
+    )
 
 
 @endpoint
@@ -120,14 +122,32 @@ async def list_challenges(call: Call) -> tuple[int, Any]:
         raise InvalidRequest("Invalid Request: Status is not a challenge status") from exc
     page, number = page_request(query, descending=order == "desc")
     result = call.domain.entities.list_challenges(
-        call.account_sid, call.path("service_sid"), call.path("identity"), page,
-        factor_sid=factor_sid, status=status,
-    )  # fmt: skip
-    filters = [(k, v) for k, v in (("FactorSid", factor_sid), ("Status", status_text),
-                                   ("Order", query.get("Order"))) if v]  # fmt: skip
+        call.account_sid,
+        call.path("service_sid"),
+        call.path("identity"),
+        page,
+        factor_sid=factor_sid,
+        status=status,
+    )
+    filters = [
+        (k, v)
+        for k, v in (
+            ("FactorSid", factor_sid),
+            ("Status", status_text),
+            ("Order", query.get("Order")),
+        )
+        if v
+    ]
     now = call.domain.clock()
-    return page_payload(call, "challenges", result, number, page.page_size,
-                        lambda c: challenge_json(c, call.base, now), filters=filters)  # fmt: skip
+    return page_payload(
+        call,
+        "challenges",
+        result,
+        number,
+        page.page_size,
+        lambda c: challenge_json(c, call.base, now),
+        filters=filters,
+    )
 
 
 @endpoint

@@ -81,7 +81,9 @@ async def create_factor(call: Call) -> tuple[int, Any]:
 @endpoint
 async def verify_factor(call: Call) -> tuple[int, Any]:
     data = await read_json(call.request, code=60434, form_fallback=False)
-    factor = call.domain.registrations.verify_factor(call.account_sid, call.path("service_sid"), data)
+    factor = call.domain.registrations.verify_factor(
+        call.account_sid, call.path("service_sid"), data
+    )
     return 200, factor_json(factor, call.base)
 
 
@@ -103,8 +105,9 @@ async def approve_challenge(call: Call) -> tuple[int, Any]:
     challenge = call.domain.authentications.approve_challenge(
         call.account_sid, call.path("service_sid"), data
     )
-    return 200, challenge_json(challenge, call.base, call.domain.clock(),
-                               endpoint="ApproveChallenge")  # fmt: skip
+    return 200, challenge_json(
+        challenge, call.base, call.domain.clock(), endpoint="ApproveChallenge"
+    )
 
 
 routes = [

@@ -61,15 +61,19 @@ def other_settings(form: Form) -> dict[str, Any]:
             out[name] = form.get(key)
     if (include_date := form.bool("Push.IncludeDate")) is not None:
         push["include_date"] = include_date
-    for key, name in (("Push.ApnCredentialSid", "apn_credential_sid"),
-                      ("Push.FcmCredentialSid", "fcm_credential_sid")):  # fmt: skip
+    for key, name in (
+        ("Push.ApnCredentialSid", "apn_credential_sid"),
+        ("Push.FcmCredentialSid", "fcm_credential_sid"),
+    ):
         if key in form:
             push[name] = form.get(key)
     if "Totp.Issuer" in form:
         totp["issuer"] = form.get("Totp.Issuer")
-    for key, name, low, high in (("Totp.TimeStep", "time_step", 20, 60),
-                                 ("Totp.CodeLength", "code_length", 3, 8),
-                                 ("Totp.Skew", "skew", 0, 2)):  # fmt: skip
+    for key, name, low, high in (
+        ("Totp.TimeStep", "time_step", 20, 60),
+        ("Totp.CodeLength", "code_length", 3, 8),
+        ("Totp.Skew", "skew", 0, 2),
+    ):
         if (number := form.int(key, low, high)) is not None:
             totp[name] = number
     for key, name in (("Whatsapp.MsgServiceSid", "msg_service_sid"), ("Whatsapp.From", "from")):
@@ -102,13 +106,16 @@ async def list_services(call: Call) -> tuple[int, Any]:
     query = Form(list(call.request.query_params.multi_items()))
     page, number = page_request(query)
     result = call.domain.services.list(call.account_sid, page)
-    return page_payload(call, "services", result, number, page.page_size,
-                        lambda s: service_json(s, call.base))  # fmt: skip
+    return page_payload(
+        call, "services", result, number, page.page_size, lambda s: service_json(s, call.base)
+    )
 
 
 @endpoint
 async def fetch_service(call: Call) -> tuple[int, Any]:
-    return 200, service_json(call.domain.services.get(call.account_sid, call.path("sid")), call.base)
+    return 200, service_json(
+        call.domain.services.get(call.account_sid, call.path("sid")), call.base
+    )
 
 
 @endpoint

@@ -1,0 +1,251 @@
+"""A software WebAuthn authenticator (and the browser around it) for driving ceremonies.
+
+It produces exactly what `navigator.credentials.create()/get()` + `toJSON()` produce, for
+ES256, EdDSA, RS256 (and PS256, which passkeyd does not offer) keys, `none` or `packed`
+self-attestation, any flags, discoverable credentials, and counters that grow or stay 0.
+Every field can be overridden so a test can break exactly one verification step.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+import cbor2
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+
+UP, UV, BE, BS, AT = 0x01, 0x04, 0x08, 0x10, 0x40
+ES256, EDDSA, RS256, PS256 = -7, -8, -257, -37
+AAGUID = bytes.fromhex("fbfc3007154e4ecc8c0b6e020557d7bd")  # iCloud Keychain's AAGUID
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def unb64url(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+@dataclass
+class Key:
+    alg: int
+    private: Any
+
+    @classmethod
+    def generate(cls, alg: int) -> Key:
+        if alg == ES256:
+            return cls(alg, ec.generate_private_key(ec.SECP256R1()))
+        if alg == EDDSA:
+            return cls(alg, ed25519.Ed25519PrivateKey.generate())
+        if alg in (RS256, PS256):
+            return cls(alg, rsa.generate_private_key(public_exponent=65537, key_size=2048))
+        raise ValueError(alg)
+
+    def cose(self) -> bytes:
+        pub = self.private.public_key()
+        if self.alg == ES256:
+            n = pub.public_numbers()
+            return cbor2.dumps(
+                {1: 2, 3: ES256, -1: 1, -2: n.x.to_bytes(32, "big"), -3: n.y.to_bytes(32, "big")}
+            )
+        if self.alg == EDDSA:
+            from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+            return cbor2.dumps(
+                {1: 1, 3: EDDSA, -1: 6, -2: pub.public_bytes(Encoding.Raw, PublicFormat.Raw)}
+            )
+        n = pub.public_numbers()
+        return cbor2.dumps(
+            {1: 3, 3: self.alg, -1: n.n.to_bytes(256, "big"), -2: n.e.to_bytes(3, "big")}
+        )
+
+    def sign(self, data: bytes) -> bytes:
+        if self.alg == ES256:
+            return self.private.sign(data, ec.ECDSA(hashes.SHA256()))
+        if self.alg == EDDSA:
+            return self.private.sign(data)
+        if self.alg == RS256:
+            return self.private.sign(data, padding.PKCS1v15(), hashes.SHA256())
+        return self.private.sign(
+            data,
+            padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.MAX_LENGTH),
+            hashes.SHA256(),
+        )
+
+
+@dataclass
+class StoredCredential:
+    credential_id: bytes
+    key: Key
+    rp_id: str
+    user_handle: bytes
+    sign_count: int = 0
+
+
+@dataclass
+class Authenticator:
+    """One authenticator. `counter_step` 0 models synced passkeys (counter always 0)."""
+
+    alg: int = ES256
+    attestation: str = "none"  # or "packed" (self attestation)
+    uv: bool = True
+    backup_eligible: bool = True
+    backed_up: bool = True
+    counter_step: int = 1
+    attachment: str = "platform"
+    transports: tuple[str, ...] = ("internal", "hybrid")
+    aaguid: bytes = AAGUID
+    credentials: dict[bytes, StoredCredential] = field(default_factory=dict)
+
+    def _flags(self, *, at: bool) -> int:
+        flags = UP
+        if self.uv:
+            flags |= UV
+        if self.backup_eligible:
+            flags |= BE
+        if self.backed_up:
+            flags |= BS
+        if at:
+            flags |= AT
+        return flags
+
+    # --- navigator.credentials.create() ---------------------------------------------------
+
+    def create(self, options: dict[str, Any], origin: str, **override: Any) -> dict[str, Any]:
+        """`options` is the factor's `options` (with or without the `publicKey` wrapper).
+
+        Overrides: type, challenge (str), origin, rp_id (for the hash), flags (int),
+        alg (key algorithm), attestation, client_data (raw bytes), cross_origin,
+        credential_id (bytes), id (str), sign_count.
+        """
+        pk = options.get("publicKey", options)
+        rp_id = override.get("rp_id", pk["rp"]["id"])
+        alg = override.get("alg", self.alg)
+        key = Key.generate(alg)
+        credential_id = override.get("credential_id", os.urandom(32))
+        client_data = override.get("client_data") or self._client_data(
+            override.get("type", "webauthn.create"),
+            override.get("challenge", pk["challenge"]),
+            override.get("origin", origin),
+            override.get("cross_origin"),
+        )
+        flags = override.get("flags", self._flags(at=True))
+        count = override.get("sign_count", 0)
+        auth_data = (
+            hashlib.sha256(rp_id.encode()).digest()
+            + bytes([flags])
+            + struct.pack(">I", count)
+            + self.aaguid
+            + struct.pack(">H", len(credential_id))
+            + credential_id
+            + key.cose()
+        )
+        fmt = override.get("attestation", self.attestation)
+        if fmt == "packed":
+            signature = key.sign(auth_data + hashlib.sha256(client_data).digest())
+            att_stmt: dict[str, Any] = {"alg": alg, "sig": signature}
+        else:
+            att_stmt = {}
+        attestation_object = override.get(
+            "attestation_object",
+            cbor2.dumps({"fmt": fmt, "attStmt": att_stmt, "authData": auth_data}),
+        )
+        self.credentials[credential_id] = StoredCredential(
+            credential_id, key, pk["rp"]["id"], unb64url(pk["user"]["id"]), count
+        )
+        ident = override.get("id", b64url(credential_id))
+        return {
+            "id": ident,
+            "rawId": ident,
+            "type": "public-key",
+            "authenticatorAttachment": self.attachment,
+            "response": {
+                "clientDataJSON": b64url(client_data),
+                "attestationObject": b64url(attestation_object),
+                "transports": list(self.transports),
+            },
+            "clientExtensionResults": {},
+        }
+
+    # --- navigator.credentials.get() ------------------------------------------------------
+
+    def get(
+        self,
+        options: dict[str, Any],
+        origin: str,
+        credential_id: bytes | None = None,
+        **override: Any,
+    ) -> dict[str, Any]:
+        """Sign the challenge with an allowed credential (or any for this RP when none are listed).
+
+        Overrides: type, challenge, origin, rp_id, flags, sign_count, user_handle (bytes or
+        None to omit), signature (bytes), client_data (bytes), cross_origin, top_origin.
+        """
+        pk = options.get("publicKey", options)
+        rp_id = pk.get("rpId") or pk["rp"]["id"]
+        if credential_id is None:
+            allowed = [unb64url(c["id"]) for c in pk.get("allowCredentials") or []]
+            candidates = [
+                c
+                for c in self.credentials.values()
+                if c.rp_id == rp_id and (not allowed or c.credential_id in allowed)
+            ]
+            if not candidates:
+                raise LookupError("no credential for this RP")
+            credential_id = candidates[-1].credential_id
+        stored = self.credentials[credential_id]
+        stored.sign_count += self.counter_step
+        count = override.get("sign_count", stored.sign_count)
+        client_data = override.get("client_data") or self._client_data(
+            override.get("type", "webauthn.get"),
+            override.get("challenge", pk["challenge"]),
+            override.get("origin", origin),
+            override.get("cross_origin"),
+            override.get("top_origin"),
+        )
+        auth_data = (
+            hashlib.sha256(override.get("rp_id", rp_id).encode()).digest()
+            + bytes([override.get("flags", self._flags(at=False))])
+            + struct.pack(">I", count)
+        )
+        signature = override.get(
+            "signature", stored.key.sign(auth_data + hashlib.sha256(client_data).digest())
+        )
+        response: dict[str, Any] = {
+            "clientDataJSON": b64url(client_data),
+            "authenticatorData": b64url(auth_data),
+            "signature": b64url(signature),
+        }
+        user_handle = override.get("user_handle", stored.user_handle)
+        if user_handle is not None:
+            response["userHandle"] = b64url(user_handle)
+        return {
+            "id": b64url(credential_id),
+            "rawId": b64url(credential_id),
+            "type": "public-key",
+            "authenticatorAttachment": self.attachment,
+            "response": response,
+            "clientExtensionResults": {},
+        }
+
+    @staticmethod
+    def _client_data(
+        ctype: str,
+        challenge: str,
+        origin: str,
+        cross_origin: bool | None = None,
+        top_origin: str | None = None,
+    ) -> bytes:
+        data: dict[str, Any] = {"type": ctype, "challenge": challenge, "origin": origin}
+        if cross_origin is not None:
+            data["crossOrigin"] = cross_origin
+        if top_origin is not None:
+            data["topOrigin"] = top_origin
+        return json.dumps(data, separators=(",", ":")).encode()
