@@ -123,6 +123,7 @@ class Authenticator:
 
         Overrides: type, challenge (str), origin, rp_id (for the hash), flags (int),
         alg (key algorithm), attestation, client_data (raw bytes), cross_origin,
+        attested (False: no attested credential data),
         credential_id (bytes), id (str), sign_count.
         """
         pk = options.get("publicKey", options)
@@ -138,15 +139,11 @@ class Authenticator:
         )
         flags = override.get("flags", self._flags(at=True))
         count = override.get("sign_count", 0)
-        auth_data = (
-            hashlib.sha256(rp_id.encode()).digest()
-            + bytes([flags])
-            + struct.pack(">I", count)
-            + self.aaguid
-            + struct.pack(">H", len(credential_id))
-            + credential_id
-            + key.cose()
-        )
+        auth_data = hashlib.sha256(rp_id.encode()).digest() + bytes([flags])
+        auth_data += struct.pack(">I", count)
+        if override.get("attested", True):
+            auth_data += self.aaguid + struct.pack(">H", len(credential_id))
+            auth_data += credential_id + key.cose()
         fmt = override.get("attestation", self.attestation)
         if fmt == "packed":
             signature = key.sign(auth_data + hashlib.sha256(client_data).digest())

@@ -1,0 +1,360 @@
+"""Authentication: P3 create challenge and P4 ApproveChallenge, success and every refusal."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from tests.authenticator import BE, BS, UP, UV, Authenticator, b64url, unb64url
+from tests.conftest import ORIGIN
+
+
+def refused(api, assertion, status, code):
+    """ApproveChallenge refuses with (status, code) and changes nothing stored."""
+    before = api.snapshot()
+    r = api.approve(assertion)
+    assert (r.status_code, r.json()["code"]) == (status, code), r.text
+    assert api.snapshot() == before
+    return r.json()
+
+
+def sign_count(api, factor_sid):
+    db = sqlite3.connect(api.db_path)
+    return db.execute("SELECT sign_count FROM factors WHERE sid = ?", (factor_sid,)).fetchone()[0]
+
+
+@pytest.fixture
+def alice(api):
+    """A service with one verified passkey for identity user-0001."""
+    api.create_service()
+    return api.register("user-0001")
+
+
+# --- P3: request options -------------------------------------------------------------------
+
+
+def test_challenge_for_an_identity_lists_its_passkeys(api, alice, clock):
+    challenge = api.challenge(identity="user-0001")
+    assert challenge["sid"].startswith("YC")
+    assert challenge["status"] == "pending" and challenge["responded_reason"] == "none"
+    assert challenge["identity"] == "user-0001"
+    assert challenge["entity_sid"] == alice["entity_sid"]
+    assert challenge["factor_sid"] == ""
+    assert challenge["factor_type"] == "passkeys"
+    assert challenge["url"] == f"http://testserver{api.svc}/Passkeys/Challenges"
+    pk = challenge["options"]["publicKey"]
+    (cred_id,) = api.authenticator.credentials
+    assert pk["allowCredentials"] == [
+        {"type": "public-key", "id": b64url(cred_id), "transports": ["internal", "hybrid"]}
+    ]
+    assert pk["rpId"] == "example.com"
+    assert pk["rp"] == {"id": "example.com", "name": "Example"}
+    assert pk["userVerification"] == "preferred"
+    assert pk["timeout"] == 600000
+    assert len(unb64url(pk["challenge"])) >= 32
+    assert challenge["date_created"] < challenge["expiration_date"]
+
+
+def test_usernameless_challenge_allows_any_passkey(api, alice):
+    challenge = api.challenge()
+    assert challenge["options"]["publicKey"]["allowCredentials"] == []
+    assert (challenge["entity_sid"], challenge["identity"], challenge["factor_sid"]) == ("", "", "")
+
+
+def test_challenge_for_one_factor(api, alice):
+    api.register("user-0001", authenticator=Authenticator())
+    challenge = api.challenge(factor_sid=alice["sid"])
+    assert challenge["factor_sid"] == alice["sid"]
+    assert len(challenge["options"]["publicKey"]["allowCredentials"]) == 1
+
+
+def test_challenges_are_random(api, alice):
+    values = {api.challenge()["options"]["publicKey"]["challenge"] for _ in range(5)}
+    assert len(values) == 5
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        ({"identity": "nobody-0000"}, 404, 60392),
+        ({"identity": "bad"}, 400, 60367),
+        ({"factor_sid": "YF123"}, 400, 60362),
+        ({"factor_sid": "YF" + "0" * 32}, 404, 60390),
+    ],
+)
+def test_challenge_refusals(api, alice, body, status, code):
+    before = api.snapshot()
+    r = api.post_json(f"{api.svc}/Passkeys/Challenges", body)
+    assert (r.status_code, r.json()["code"]) == (status, code), r.text
+    assert api.snapshot() == before
+
+
+def test_challenge_for_an_unverified_factor(api, alice):
+    pending = api.create_factor("user-0002")
+    before = api.snapshot()
+    for body in ({"factor_sid": pending["sid"]}, {"identity": "user-0002"}):
+        r = api.post_json(f"{api.svc}/Passkeys/Challenges", body)
+        assert (r.status_code, r.json()["code"]) == (403, 60318), r.text
+    assert api.snapshot() == before
+
+
+def test_challenge_for_a_factor_of_another_identity(api, alice):
+    api.register("user-0002", authenticator=Authenticator())
+    r = api.post_json(
+        f"{api.svc}/Passkeys/Challenges", {"identity": "user-0002", "factor_sid": alice["sid"]}
+    )
+    assert (r.status_code, r.json()["code"]) == (404, 60390)
+
+
+def test_usernameless_challenge_needs_a_relying_party_on_the_service(api):
+    api.post_form("/v2/Services", {"FriendlyName": "bare"})
+    api.service_sid = api.get("/v2/Services").json()["services"][0]["sid"]
+    r = api.post_json(f"{api.svc}/Passkeys/Challenges", {})
+    assert (r.status_code, r.json()["code"]) == (400, 60371)
+
+
+def test_async_sdk_form_body_is_accepted_for_challenges(api, alice):
+    r = api.client.post(
+        f"{api.svc}/Passkeys/Challenges",
+        content=b"identity=user-0001",
+        headers={"Content-Type": "application/json"},
+        auth=api.auth,
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["identity"] == "user-0001"
+
+
+# --- P4: approvals -------------------------------------------------------------------------
+
+
+def test_approval_fills_in_who_signed_in(api, alice, clock):
+    challenge = api.challenge(identity="user-0001")
+    clock.advance(5)
+    r = api.approve(api.authenticator.get(challenge["options"], ORIGIN))
+    assert r.status_code == 200, r.text
+    approved = r.json()
+    assert approved["status"] == "approved"
+    assert approved["sid"] == challenge["sid"]
+    assert (approved["entity_sid"], approved["identity"], approved["factor_sid"]) == (
+        alice["entity_sid"], "user-0001", alice["sid"],
+    )  # fmt: skip
+    assert approved["date_responded"] is not None
+    assert approved["url"] == f"http://testserver{api.svc}/Passkeys/ApproveChallenge"
+    assert approved["options"] == challenge["options"]
+    assert sign_count(api, alice["sid"]) == 1
+    factor = api.get(f"{api.svc}/Entities/user-0001/Factors/{alice['sid']}").json()
+    assert factor["metadata"]["date_last_approved"] == approved["date_responded"]
+
+
+def test_usernameless_approval_learns_the_identity(api, alice):
+    challenge = api.challenge()
+    r = api.approve(api.authenticator.get(challenge["options"], ORIGIN))
+    assert r.status_code == 200, r.text
+    assert r.json()["identity"] == "user-0001"
+    assert r.json()["factor_sid"] == alice["sid"]
+
+
+def test_assertion_without_user_handle_is_accepted(api, alice):
+    challenge = api.challenge(identity="user-0001")
+    r = api.approve(api.authenticator.get(challenge["options"], ORIGIN, user_handle=None))
+    assert r.status_code == 200, r.text
+
+
+def test_synced_passkey_with_zero_counter_signs_in_repeatedly(api):
+    api.create_service()
+    synced = Authenticator(counter_step=0)
+    factor = api.register("user-0001", authenticator=synced)
+    for _ in range(3):
+        challenge = api.challenge(identity="user-0001")
+        assert api.approve(synced.get(challenge["options"], ORIGIN)).status_code == 200
+    assert sign_count(api, factor["sid"]) == 0
+
+
+@pytest.mark.parametrize("alg", [-7, -8, -257])
+def test_approval_for_each_algorithm(api, alg):
+    api.create_service()
+    authenticator = Authenticator(alg=alg)
+    api.register("user-0001", authenticator=authenticator)
+    challenge = api.challenge(identity="user-0001")
+    assert api.approve(authenticator.get(challenge["options"], ORIGIN)).status_code == 200
+
+
+def test_backup_state_change_is_recorded(api):
+    api.create_service()
+    device = Authenticator(backed_up=False)
+    factor = api.register("user-0001", authenticator=device)
+    challenge = api.challenge(identity="user-0001")
+    assertion = device.get(challenge["options"], ORIGIN, flags=UP | UV | BE | BS)
+    assert api.approve(assertion).status_code == 200
+    db = sqlite3.connect(api.db_path)
+    assert db.execute("SELECT backed_up FROM factors WHERE sid=?", (factor["sid"],)).fetchone() == (
+        1,
+    )
+
+
+# --- P4: one refusal per verification step -------------------------------------------------
+
+
+@pytest.fixture
+def challenge(api, alice):
+    return api.challenge(identity="user-0001")
+
+
+def test_step_7_2_5_credential_not_allowed_for_this_challenge(api, challenge):
+    bob = Authenticator()
+    api.register("user-0002", authenticator=bob)
+    bob_pk = next(iter(bob.credentials))
+    body = refused(api, bob.get(challenge["options"], ORIGIN, credential_id=bob_pk), 403, 60324)
+    assert "allowCredentials" in body["message"]
+
+
+def test_step_7_2_6_user_handle_of_another_entity(api, alice):
+    other = api.register("user-0002", authenticator=Authenticator())
+    challenge = api.challenge()
+    handle = other["entity_sid"].encode()
+    body = refused(
+        api, api.authenticator.get(challenge["options"], ORIGIN, user_handle=handle), 403, 60324
+    )
+    assert "userHandle" in body["message"]
+
+
+def test_step_7_2_7_unknown_credential(api, challenge):
+    assertion = api.authenticator.get(challenge["options"], ORIGIN)
+    assertion["id"] = assertion["rawId"] = b64url(b"\x07" * 32)
+    refused(api, assertion, 404, 60390)
+
+
+def test_step_7_2_11_wrong_client_data_type(api, challenge):
+    body = refused(
+        api, api.authenticator.get(challenge["options"], ORIGIN, type="webauthn.create"), 403, 60324
+    )
+    assert "clientData.type" in body["message"]
+
+
+def test_step_7_2_12_unknown_challenge(api, challenge):
+    assertion = api.authenticator.get(challenge["options"], ORIGIN, challenge=b64url(b"z" * 32))
+    refused(api, assertion, 404, 60391)
+
+
+def test_step_7_2_13_wrong_origin(api, challenge):
+    body = refused(
+        api, api.authenticator.get(challenge["options"], "https://evil.test"), 403, 60324
+    )
+    assert "origin" in body["message"]
+
+
+def test_step_7_2_14_cross_origin_iframe(api, challenge):
+    assertion = api.authenticator.get(
+        challenge["options"], ORIGIN, cross_origin=True, top_origin="https://evil.test"
+    )
+    refused(api, assertion, 403, 60324)
+
+
+def test_step_7_2_15_rp_id_hash_of_another_rp(api, challenge):
+    body = refused(
+        api, api.authenticator.get(challenge["options"], ORIGIN, rp_id="evil.test"), 403, 60324
+    )
+    assert "rpIdHash" in body["message"]
+
+
+def test_step_7_2_16_user_not_present(api, challenge):
+    refused(
+        api, api.authenticator.get(challenge["options"], ORIGIN, flags=UV | BE | BS), 403, 60324
+    )
+
+
+def test_step_7_2_17_user_not_verified_when_required(api):
+    api.create_service(**{"Passkeys.UserVerification": "required"})
+    api.register("user-0001")
+    challenge = api.challenge(identity="user-0001")
+    assert challenge["options"]["publicKey"]["userVerification"] == "required"
+    body = refused(
+        api, api.authenticator.get(challenge["options"], ORIGIN, flags=UP | BE | BS), 403, 60324
+    )
+    assert "user verified" in body["message"]
+
+
+def test_step_7_2_18_backed_up_without_backup_eligibility(api, challenge):
+    refused(
+        api, api.authenticator.get(challenge["options"], ORIGIN, flags=UP | UV | BS), 403, 60324
+    )
+
+
+def test_step_7_2_20_bad_signature(api, challenge):
+    assertion = api.authenticator.get(challenge["options"], ORIGIN)
+    signature = bytearray(unb64url(assertion["response"]["signature"]))
+    signature[-1] ^= 0x01
+    assertion["response"]["signature"] = b64url(bytes(signature))
+    body = refused(api, assertion, 403, 60324)
+    assert "signature" in body["message"]
+
+
+def test_step_7_2_20_signature_by_another_key(api, challenge):
+    impostor = Authenticator()
+    impostor.create({"rp": {"id": "example.com"}, "user": {"id": "eA"}, "challenge": "AA"}, ORIGIN)
+    (cred_id,) = api.authenticator.credentials
+    impostor.credentials[cred_id] = next(iter(impostor.credentials.values()))
+    refused(api, impostor.get(challenge["options"], ORIGIN, credential_id=cred_id), 403, 60324)
+
+
+def test_step_7_2_21_counter_going_backwards(api, challenge):
+    first = api.authenticator.get(challenge["options"], ORIGIN, sign_count=10)
+    assert api.approve(first).status_code == 200
+    second = api.challenge(identity="user-0001")
+    body = refused(api, api.authenticator.get(second["options"], ORIGIN, sign_count=9), 403, 60324)
+    assert "counter" in body["message"]
+    third = api.challenge(identity="user-0001")
+    refused(api, api.authenticator.get(third["options"], ORIGIN, sign_count=10), 403, 60324)
+
+
+def test_replay_of_an_approved_assertion(api, challenge):
+    assertion = api.authenticator.get(challenge["options"], ORIGIN)
+    assert api.approve(assertion).status_code == 200
+    refused(api, assertion, 403, 60322)
+
+
+def test_expired_challenge(api, challenge, clock):
+    clock.advance(601)
+    refused(api, api.authenticator.get(challenge["options"], ORIGIN), 403, 60323)
+
+
+def test_challenge_is_spent_after_five_failed_attempts(api, challenge):
+    for _ in range(5):
+        bad = api.authenticator.get(challenge["options"], "https://evil.test")
+        assert api.approve(bad).json()["code"] == 60324
+    good = api.authenticator.get(challenge["options"], ORIGIN)
+    r = api.approve(good)
+    assert (r.status_code, r.json()["code"]) == (403, 60322)
+
+
+def test_failed_attempt_leaves_the_challenge_pending_for_a_retry(api, challenge):
+    assert (
+        api.approve(api.authenticator.get(challenge["options"], "https://evil.test")).status_code
+        == 403
+    )
+    r = api.approve(api.authenticator.get(challenge["options"], ORIGIN))
+    assert r.status_code == 200, r.text
+
+
+def test_approving_on_another_accounts_service(api, other_api, challenge):
+    assertion = api.authenticator.get(challenge["options"], ORIGIN)
+    before = api.snapshot()
+    r = other_api.post_json(f"{api.svc}/Passkeys/ApproveChallenge", assertion)
+    assert (r.status_code, r.json()["code"]) == (404, 20404)
+    assert api.snapshot() == before
+
+
+def test_assertion_against_another_service_of_the_same_account(api, challenge):
+    assertion = api.authenticator.get(challenge["options"], ORIGIN)
+    first = api.service_sid
+    api.create_service()
+    refused(api, assertion, 404, 60391)
+    api.service_sid = first
+    assert api.approve(assertion).status_code == 200
+
+
+def test_deleted_passkey_cannot_sign_in(api, alice, challenge):
+    assert api.delete(f"{api.svc}/Entities/user-0001/Factors/{alice['sid']}").status_code == 204
+    usernameless = api.challenge()
+    refused(api, api.authenticator.get(usernameless["options"], ORIGIN), 404, 60390)

@@ -1,0 +1,158 @@
+"""Malformed input: a 4xx Twilio error every time, never a 500, and nothing stored changes."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.authenticator import b64url
+from tests.conftest import ORIGIN
+
+
+def assert_refused(api, response, status, code):
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["code"] == code and body["status"] == status
+    assert body["more_info"] == f"https://www.twilio.com/docs/errors/{code}"
+    assert "Traceback" not in body["message"]
+
+
+@pytest.fixture
+def registration(api):
+    api.create_service()
+    factor = api.create_factor()
+    return api.authenticator.create(factor["options"], ORIGIN)
+
+
+@pytest.fixture
+def assertion(api):
+    api.create_service()
+    api.register()
+    challenge = api.challenge(identity="user-0001")
+    return api.authenticator.get(challenge["options"], ORIGIN)
+
+
+def mutate(credential, path, value):
+    target = credential
+    for key in path[:-1]:
+        target = target[key]
+    if value is KeyError:
+        del target[path[-1]]
+    else:
+        target[path[-1]] = value
+    return credential
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "code"),
+    [
+        (("response", "clientDataJSON"), "***", 60380),
+        (("response", "clientDataJSON"), b64url(b"not json"), 60380),
+        (("response", "clientDataJSON"), b64url(b"[1,2]"), 60380),
+        (("response", "clientDataJSON"), b64url(b'{"type":"webauthn.create"}'), 60380),
+        (("response", "clientDataJSON"), KeyError, 60380),
+        (("response", "attestationObject"), "%%%", 60386),
+        (("response", "attestationObject"), b64url(b"\xff\x00garbage"), 60386),
+        (("response", "attestationObject"), b64url(b"\xa1\x01\x02"), 60386),
+        (("response", "attestationObject"), KeyError, 60386),
+        (("response", "transports"), "usb", 60378),
+        (("response",), KeyError, 60378),
+        (("response",), "a string", 60378),
+        (("id",), "not base64!", 60375),
+        (("authenticatorAttachment",), "sideways", 60377),
+        (("type",), "password", 60300),
+    ],
+)
+def test_malformed_registration(api, registration, path, value, code):
+    before = api.snapshot()
+    assert_refused(api, api.verify_factor(mutate(registration, path, value)), 400, code)
+    assert api.snapshot() == before
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "code"),
+    [
+        (("response", "signature"), KeyError, 60381),
+        (("response", "signature"), "!!", 60381),
+        (("response", "authenticatorData"), KeyError, 60379),
+        (("response", "authenticatorData"), b64url(b"short"), 60379),
+        (("response", "clientDataJSON"), "@@", 60380),
+        (("response", "userHandle"), "not*base64", 60365),
+        (("id",), KeyError, 60375),
+        (("response",), KeyError, 60378),
+        (("authenticatorAttachment",), 7, 60377),
+    ],
+)
+def test_malformed_assertion(api, assertion, path, value, code):
+    if path == ("id",):
+        del assertion["rawId"]
+    before = api.snapshot()
+    assert_refused(api, api.approve(mutate(assertion, path, value)), 400, code)
+    assert api.snapshot() == before
+
+
+def test_id_may_come_as_hex_raw_id_or_padded(api, assertion):
+    raw = assertion.pop("id")
+    assertion["rawId"] = raw + "=" * (-len(raw) % 4)
+    assert api.approve(assertion).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "code"), [("VerifyFactor", 60434), ("ApproveChallenge", 60433)]
+)
+def test_bodies_that_are_not_json(api, endpoint, code):
+    api.create_service()
+    path = f"{api.svc}/Passkeys/{endpoint}"
+    before = api.snapshot()
+    cases = [
+        (b"{not json", "application/json", 400),
+        (b"[1, 2]", "application/json", 400),
+        (b'{"id": "x"}', "text/plain", 415),
+        (b"id=x&response=y", "application/x-www-form-urlencoded", 415),
+    ]
+    for content, media, status in cases:
+        r = api.client.post(path, content=content, headers={"Content-Type": media}, auth=api.auth)
+        assert_refused(api, r, status, code)
+    assert api.snapshot() == before
+
+
+def test_missing_fields_on_every_passkeys_endpoint(api):
+    api.create_service()
+    before = api.snapshot()
+    assert_refused(api, api.post_json(f"{api.svc}/Passkeys/Factors", {}), 400, 60388)
+    assert_refused(api, api.post_json(f"{api.svc}/Passkeys/VerifyFactor", {}), 400, 60378)
+    assert_refused(api, api.post_json(f"{api.svc}/Passkeys/ApproveChallenge", {}), 400, 60378)
+    assert api.snapshot() == before
+
+
+def test_invalid_json_on_factor_creation(api):
+    api.create_service()
+    r = api.client.post(
+        f"{api.svc}/Passkeys/Factors",
+        content=b'{"friendly_name": ',
+        headers={"Content-Type": "application/json"},
+        auth=api.auth,
+    )
+    assert_refused(api, r, 400, 60300)
+
+
+def test_oversized_body(api, registration):
+    before = api.snapshot()
+    registration["padding"] = "x" * 70_000
+    assert_refused(api, api.verify_factor(registration), 413, 60300)
+    r = api.post_form("/v2/Services", {"FriendlyName": "x" * 70_000})
+    assert_refused(api, r, 413, 60300)
+    assert api.snapshot() == before
+
+
+def test_wrong_content_type_for_a_form_endpoint(api):
+    r = api.client.post("/v2/Services", json={"FriendlyName": "x"}, auth=api.auth)
+    assert_refused(api, r, 415, 60200)
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["Bearer abc", "Basic !!!", "Basic " + b64url(b"no-colon"), "Basic", ""],
+)
+def test_malformed_authorization(api, header):
+    r = api.client.get("/v2/Services", headers={"Authorization": header})
+    assert_refused(api, r, 401, 20003)

@@ -1,0 +1,420 @@
+"""Registration: P1 create factor (options) and P2 VerifyFactor, success and every refusal."""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+
+import pytest
+
+from tests.authenticator import (
+    AAGUID,
+    AT,
+    BS,
+    EDDSA,
+    ES256,
+    PS256,
+    RS256,
+    UP,
+    UV,
+    Authenticator,
+    b64url,
+    unb64url,
+)
+from tests.conftest import ORIGIN, RP, entity_handle
+
+
+def refused(api, credential, status, code):
+    """VerifyFactor refuses `credential` with (status, code) and changes nothing stored."""
+    before = api.snapshot()
+    r = api.verify_factor(credential)
+    assert (r.status_code, r.json()["code"]) == (status, code), r.text
+    assert r.json()["status"] == status
+    assert api.snapshot() == before
+    return r.json()
+
+
+# --- P1: creation options ------------------------------------------------------------------
+
+
+def test_create_factor_returns_creation_options_a_browser_accepts(api):
+    api.create_service()
+    factor = api.create_factor("user-0001")
+    assert factor["sid"].startswith("YF") and len(factor["sid"]) == 34
+    assert factor["status"] == "unverified"
+    assert factor["factor_type"] == "passkeys"
+    assert factor["binding"] is None and factor["metadata"] is None
+    assert factor["url"] == (
+        f"http://testserver/v2/Services/{api.service_sid}/Entities/user-0001/Factors/{factor['sid']}"
+    )
+    pk = factor["options"]["publicKey"]
+    assert pk["rp"] == {"id": "example.com", "name": "Example"}
+    assert pk["user"] == {
+        "id": entity_handle(factor["entity_sid"]),
+        "name": "alice",
+        "displayName": "alice",
+    }
+    assert [p["alg"] for p in pk["pubKeyCredParams"]] == [ES256, EDDSA, RS256]
+    assert all(p["type"] == "public-key" for p in pk["pubKeyCredParams"])
+    assert len(unb64url(pk["challenge"])) >= 32
+    assert pk["timeout"] == 600000
+    assert pk["excludeCredentials"] == []
+    assert pk["authenticatorSelection"] == {
+        "authenticatorAttachment": "platform",
+        "requireResidentKey": False,
+        "residentKey": "preferred",
+        "userVerification": "preferred",
+    }
+    assert pk["attestation"] == "none"
+    assert factor["config"] == {
+        "relying_party": {"id": "example.com", "name": "Example", "origins": [ORIGIN]},
+        "authenticator_attachment": "platform",
+        "discoverable_credentials": "preferred",
+        "user_verification": "preferred",
+    }
+
+
+def test_each_factor_gets_a_fresh_random_challenge(api):
+    api.create_service()
+    challenges = {api.create_factor()["options"]["publicKey"]["challenge"] for _ in range(5)}
+    assert len(challenges) == 5
+
+
+def test_any_attachment_is_left_out_and_required_resident_key_is_mapped(api):
+    api.create_service(**{
+        "Passkeys.AuthenticatorAttachment": "any",
+        "Passkeys.DiscoverableCredentials": "required",
+        "Passkeys.UserVerification": "required",
+    })  # fmt: skip
+    selection = api.create_factor()["options"]["publicKey"]["authenticatorSelection"]
+    assert selection == {
+        "requireResidentKey": True,
+        "residentKey": "required",
+        "userVerification": "required",
+    }
+
+
+def test_identity_is_generated_when_absent(api):
+    api.create_service()
+    r = api.post_json(f"{api.svc}/Passkeys/Factors", {"friendly_name": "bob"})
+    assert r.status_code == 201, r.text
+    assert uuid.UUID(r.json()["identity"])
+    assert r.json()["entity_sid"].startswith("YE")
+
+
+def test_exclude_credentials_lists_the_entitys_verified_passkeys(api):
+    api.create_service()
+    verified = api.register("user-0001")
+    pk = api.create_factor("user-0001")["options"]["publicKey"]
+    (cred_id,) = api.authenticator.credentials
+    assert pk["excludeCredentials"] == [
+        {"type": "public-key", "id": b64url(cred_id), "transports": ["internal", "hybrid"]}
+    ]
+    assert pk["user"]["id"] == entity_handle(verified["entity_sid"])
+
+
+def test_config_in_the_request_overrides_the_service(api):
+    api.create_service()
+    factor = api.create_factor(
+        config={
+            "relying_party": {
+                "id": "login.example.com",
+                "name": "Login",
+                "origins": ["https://login.example.com"],
+            },
+            "authenticator_attachment": "cross-platform",
+            "user_verification": "required",
+        }
+    )
+    assert factor["config"]["relying_party"]["id"] == "login.example.com"
+    assert factor["config"]["discoverable_credentials"] == "preferred"  # from the service
+    sel = factor["options"]["publicKey"]["authenticatorSelection"]
+    assert sel["authenticatorAttachment"] == "cross-platform"
+    assert sel["userVerification"] == "required"
+
+
+def test_camel_case_keys_are_accepted(api):
+    api.post_form("/v2/Services", {"FriendlyName": "bare"})
+    api.service_sid = api.get("/v2/Services").json()["services"][0]["sid"]
+    r = api.post_json(
+        f"{api.svc}/Passkeys/Factors",
+        {
+            "friendlyName": "carol",
+            "identity": "user-camel-01",
+            "config": {
+                "relyingParty": {"id": "example.com", "name": "Ex", "origins": [ORIGIN]},
+                "authenticatorAttachment": "platform",
+                "discoverableCredentials": "required",
+                "userVerification": "discouraged",
+            },
+        },
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["config"]["discoverable_credentials"] == "required"
+
+
+@pytest.mark.parametrize(
+    ("service_form", "config", "code"),
+    [
+        ({}, None, 60371),
+        (
+            {},
+            {"relying_party": {"id": "https://example.com", "name": "x", "origins": [ORIGIN]}},
+            60372,
+        ),
+        ({}, {"relying_party": {"id": "example.com:443", "name": "x", "origins": [ORIGIN]}}, 60372),
+        ({}, {"relying_party": RP}, 60393),
+        ({}, {"relying_party": RP, "authenticator_attachment": "platform"}, 60393),
+        ({}, {"relying_party": RP, "user_verification": "sometimes"}, 60370),
+        ({}, {"relying_party": "example.com"}, 60371),
+        ({}, "not an object", 60370),
+        ({}, {"relying_party": {"id": "example.com", "name": "x", "origins": [1]}}, 60370),
+    ],
+)
+def test_factor_without_a_usable_policy_is_refused(api, service_form, config, code):
+    api.post_form("/v2/Services", {"FriendlyName": "bare", **service_form})
+    api.service_sid = api.get("/v2/Services").json()["services"][0]["sid"]
+    before = api.snapshot()
+    body = {"friendly_name": "alice", "identity": "user-0001"}
+    if config is not None:
+        body["config"] = config
+    r = api.post_json(f"{api.svc}/Passkeys/Factors", body)
+    assert (r.status_code, r.json()["code"]) == (400, code), r.text
+    assert api.snapshot() == before
+
+
+def test_missing_criteria_message_lists_the_fields(api):
+    api.post_form("/v2/Services", {"FriendlyName": "bare"})
+    api.service_sid = api.get("/v2/Services").json()["services"][0]["sid"]
+    r = api.post_json(
+        f"{api.svc}/Passkeys/Factors",
+        {"friendly_name": "a", "identity": "user-0001", "config": {"relying_party": RP}},
+    )
+    message = r.json()["message"]
+    for name in ("authenticator_attachment", "discoverable_credentials", "user_verification"):
+        assert name in message
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({"identity": "user-0001"}, 60388),
+        ({"friendly_name": "", "identity": "user-0001"}, 60388),
+        ({"friendly_name": "a", "identity": "short"}, 60367),
+        ({"friendly_name": "a", "identity": "has_underscore"}, 60367),
+        ({"friendly_name": "a", "identity": "x" * 65}, 60367),
+        ({"friendly_name": "a" * 256, "identity": "user-0001"}, 60300),
+    ],
+)
+def test_bad_factor_fields_are_refused(api, body, code):
+    api.create_service()
+    before = api.snapshot()
+    r = api.post_json(f"{api.svc}/Passkeys/Factors", body)
+    assert (r.status_code, r.json()["code"]) == (400, code), r.text
+    assert api.snapshot() == before
+
+
+def test_factor_on_another_accounts_service_is_not_found(api, other_api):
+    api.create_service()
+    before = api.snapshot()
+    r = other_api.post_json(
+        f"{api.svc}/Passkeys/Factors", {"friendly_name": "a", "identity": "user-0001"}
+    )
+    assert (r.status_code, r.json()["code"]) == (404, 20404)
+    assert api.snapshot() == before
+
+
+# --- P2: successful registrations ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("attestation", ["none", "packed"])
+@pytest.mark.parametrize("alg", [ES256, EDDSA, RS256])
+def test_registration_verifies_each_algorithm_and_format(api, alg, attestation):
+    api.create_service()
+    authenticator = Authenticator(alg=alg, attestation=attestation)
+    factor = api.register("user-0001", authenticator=authenticator)
+    assert factor["status"] == "verified"
+    assert factor["metadata"] == {"aaguid": str(uuid.UUID(bytes=AAGUID))}
+    assert "options" not in factor and "binding" not in factor
+    (cred_id,) = authenticator.credentials
+    db = sqlite3.connect(api.db_path)
+    row = db.execute(
+        "SELECT credential_id, algorithm, sign_count, transports, fmt, backup_eligible, backed_up,"
+        " attachment FROM factors WHERE sid = ?",
+        (factor["sid"],),
+    ).fetchone()
+    assert row == (cred_id, alg, 0, '["internal","hybrid"]', attestation, 1, 1, "platform")
+
+
+def test_registration_then_authentication_is_the_whole_ceremony(api):
+    api.create_service()
+    factor = api.register("user-0001")
+    challenge = api.challenge(identity="user-0001")
+    r = api.approve(api.authenticator.get(challenge["options"], ORIGIN))
+    assert r.status_code == 200 and r.json()["factor_sid"] == factor["sid"]
+
+
+@pytest.mark.parametrize(
+    ("configured", "origin", "rp_id"),
+    [
+        ("example.com", "https://example.com", "example.com"),
+        ("https://login.example.com/", "https://login.example.com", "example.com"),
+        ("localhost", "http://localhost:5173", "localhost"),
+        ("android:apk-key-hash:Zm9vYmFy", "android:apk-key-hash:Zm9vYmFy", "example.com"),
+    ],
+)
+def test_configured_origins_are_matched(api, configured, origin, rp_id):
+    api.create_service(**{
+        "Passkeys.RelyingParty.Origins": configured,
+        "Passkeys.RelyingParty.Id": rp_id,
+    })  # fmt: skip
+    factor = api.create_factor()
+    r = api.verify_factor(api.authenticator.create(factor["options"], origin))
+    assert r.status_code == 200, r.text
+
+
+def test_a_subdomain_of_a_listed_origin_is_not_accepted(api):
+    api.create_service()
+    factor = api.create_factor()
+    refused(
+        api, api.authenticator.create(factor["options"], "https://evil.example.com"), 403, 60311
+    )
+
+
+# --- P2: one refusal per verification step -------------------------------------------------
+
+
+@pytest.fixture
+def pending(api):
+    """A service and an unverified factor waiting for its registration."""
+    api.create_service()
+    return api.create_factor()
+
+
+def test_step_7_1_7_wrong_client_data_type(api, pending):
+    cred = api.authenticator.create(pending["options"], ORIGIN, type="webauthn.get")
+    body = refused(api, cred, 403, 60311)
+    assert "clientData.type" in body["message"]
+
+
+def test_step_7_1_8_unknown_challenge(api, pending):
+    cred = api.authenticator.create(pending["options"], ORIGIN, challenge=b64url(b"x" * 32))
+    refused(api, cred, 404, 60391)
+
+
+def test_step_7_1_9_origin_not_listed(api, pending):
+    body = refused(
+        api, api.authenticator.create(pending["options"], "https://evil.test"), 403, 60311
+    )
+    assert "origin" in body["message"]
+
+
+def test_step_7_1_10_cross_origin_refused(api, pending):
+    cred = api.authenticator.create(pending["options"], ORIGIN, cross_origin=True)
+    refused(api, cred, 403, 60311)
+
+
+def test_step_7_1_14_rp_id_hash_of_another_rp(api, pending):
+    cred = api.authenticator.create(pending["options"], ORIGIN, rp_id="evil.test")
+    body = refused(api, cred, 403, 60311)
+    assert "rpIdHash" in body["message"]
+
+
+def test_step_7_1_15_user_not_present(api, pending):
+    cred = api.authenticator.create(pending["options"], ORIGIN, flags=UV | AT)
+    body = refused(api, cred, 403, 60311)
+    assert "user present" in body["message"]
+
+
+def test_step_7_1_16_user_not_verified_when_required(api):
+    api.create_service(**{"Passkeys.UserVerification": "required"})
+    factor = api.create_factor()
+    cred = Authenticator(uv=False).create(factor["options"], ORIGIN)
+    body = refused(api, cred, 403, 60311)
+    assert "user verified" in body["message"]
+
+
+def test_user_not_verified_is_fine_when_only_preferred(api, pending):
+    cred = Authenticator(uv=False).create(pending["options"], ORIGIN)
+    assert api.verify_factor(cred).status_code == 200
+
+
+def test_step_7_1_17_backed_up_but_not_backup_eligible(api, pending):
+    cred = api.authenticator.create(pending["options"], ORIGIN, flags=UP | UV | BS | AT)
+    refused(api, cred, 403, 60311)
+
+
+def test_step_7_1_19_algorithm_not_offered(api, pending):
+    cred = api.authenticator.create(pending["options"], ORIGIN, alg=PS256)
+    body = refused(api, cred, 403, 60311)
+    assert "algorithm" in body["message"]
+
+
+def test_step_7_1_21_packed_attestation_signature_invalid(api, pending):
+    good = Authenticator(attestation="packed").create(pending["options"], ORIGIN)
+    # Re-sign nothing: swap in another authenticator's attestation over different data.
+    other = Authenticator(attestation="packed").create(pending["options"], ORIGIN)
+    import cbor2
+
+    att = cbor2.loads(unb64url(good["response"]["attestationObject"]))
+    att["attStmt"] = cbor2.loads(unb64url(other["response"]["attestationObject"]))["attStmt"]
+    good["response"]["attestationObject"] = b64url(cbor2.dumps(att))
+    body = refused(api, good, 403, 60311)
+    assert "attestation statement" in body["message"]
+
+
+def test_step_7_1_21_none_attestation_with_a_statement(api, pending):
+    import cbor2
+
+    cred = api.authenticator.create(pending["options"], ORIGIN)
+    att = cbor2.loads(unb64url(cred["response"]["attestationObject"]))
+    att["attStmt"] = {"alg": -7, "sig": b"\x00" * 8}
+    cred["response"]["attestationObject"] = b64url(cbor2.dumps(att))
+    refused(api, cred, 403, 60311)
+
+
+def test_step_7_1_25_credential_already_registered(api):
+    api.create_service()
+    api.register("user-0001", credential_id=b"\x01" * 32)
+    factor = api.create_factor("user-0002")
+    cred = Authenticator().create(factor["options"], ORIGIN, credential_id=b"\x01" * 32)
+    body = refused(api, cred, 403, 60311)
+    assert "already registered" in body["message"]
+
+
+def test_attested_credential_data_missing(api, pending):
+    cred = api.authenticator.create(pending["options"], ORIGIN, flags=UP | UV, attested=False)
+    refused(api, cred, 400, 60387)
+
+
+def test_id_that_is_not_the_attested_credential(api, pending):
+    cred = api.authenticator.create(pending["options"], ORIGIN, id=b64url(b"\x09" * 32))
+    refused(api, cred, 400, 60375)
+
+
+def test_verifying_a_verified_factor_again_is_illegal(api, pending):
+    cred = api.authenticator.create(pending["options"], ORIGIN)
+    assert api.verify_factor(cred).status_code == 200
+    refused(api, cred, 403, 60383)
+
+
+def test_registration_after_the_timeout_has_expired(api, pending, clock):
+    clock.advance(601)
+    refused(api, api.authenticator.create(pending["options"], ORIGIN), 403, 60323)
+
+
+def test_verify_factor_on_another_accounts_service(api, other_api, pending):
+    cred = api.authenticator.create(pending["options"], ORIGIN)
+    before = api.snapshot()
+    r = other_api.post_json(f"{api.svc}/Passkeys/VerifyFactor", cred)
+    assert (r.status_code, r.json()["code"]) == (404, 20404)
+    assert api.snapshot() == before
+
+
+def test_verify_factor_with_a_challenge_from_another_service(api, pending):
+    cred = api.authenticator.create(pending["options"], ORIGIN)
+    first = api.service_sid
+    api.create_service()
+    refused(api, cred, 404, 60391)
+    api.service_sid = first
+    assert api.verify_factor(cred).status_code == 200
