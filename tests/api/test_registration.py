@@ -418,3 +418,20 @@ def test_verify_factor_with_a_challenge_from_another_service(api, pending):
     refused(api, cred, 404, 60391)
     api.service_sid = first
     assert api.verify_factor(cred).status_code == 200
+
+
+def test_attestation_conveyance_is_a_service_setting(api):
+    service = api.create_service(**{"Passkeys.Attestation": "direct"})
+    assert service["passkeys"]["attestation"] == "direct"
+    factor = api.create_factor()
+    assert factor["options"]["publicKey"]["attestation"] == "direct"
+    authenticator = Authenticator(attestation="packed")
+    r = api.verify_factor(authenticator.create(factor["options"], ORIGIN))
+    assert r.status_code == 200, r.text
+
+
+def test_unknown_attestation_conveyance_is_refused(api):
+    before = api.snapshot()
+    r = api.post_form("/v2/Services", {"FriendlyName": "x", "Passkeys.Attestation": "always"})
+    assert (r.status_code, r.json()["code"]) == (400, 60200)
+    assert api.snapshot() == before

@@ -32,7 +32,7 @@ def entity_url(base: str, service_sid: str, identity: str) -> str:
 
 def _passkeys(settings: PasskeySettings | PasskeyPolicy) -> dict[str, Any]:
     origins = settings.rp_origins
-    return {
+    out = {
         "relying_party": {
             "id": settings.rp_id,
             "name": settings.rp_name,
@@ -42,6 +42,9 @@ def _passkeys(settings: PasskeySettings | PasskeyPolicy) -> dict[str, Any]:
         "discoverable_credentials": settings.discoverable_credentials,
         "user_verification": settings.user_verification,
     }
+    if settings.attestation not in (None, "none"):  # passkeyd extension, shown when asked for
+        out["attestation"] = settings.attestation
+    return out
 
 
 def service_json(s: Service, base: str) -> dict[str, Any]:

@@ -47,6 +47,7 @@ class PasskeySettings:
     authenticator_attachment: str | None = None
     discoverable_credentials: str | None = None
     user_verification: str | None = None
+    attestation: str | None = None  # passkeyd extension: none|indirect|direct|enterprise
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +60,7 @@ class PasskeyPolicy:
     authenticator_attachment: str
     discoverable_credentials: str
     user_verification: str
+    attestation: str = "none"
 
 
 @dataclass(frozen=True, slots=True)

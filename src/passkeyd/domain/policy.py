@@ -12,6 +12,7 @@ from .models import PasskeyPolicy, PasskeySettings
 ATTACHMENTS = ("platform", "cross-platform", "any")
 DISCOVERABLE = ("required", "preferred", "discouraged")
 USER_VERIFICATION = ("required", "preferred", "discouraged")
+ATTESTATION = ("none", "indirect", "direct", "enterprise")
 MAX_ORIGINS = 50
 MAX_ORIGIN_LENGTH = 512
 MAX_NAME_LENGTH = 255
@@ -71,4 +72,5 @@ def resolve_policy(requested: PasskeySettings, service: PasskeySettings) -> Pass
         authenticator_attachment=str(criteria["authenticator_attachment"]),
         discoverable_credentials=str(criteria["discoverable_credentials"]),
         user_verification=str(criteria["user_verification"]),
+        attestation=_set(requested.attestation) or _set(service.attestation) or "none",
     )

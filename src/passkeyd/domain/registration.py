@@ -98,6 +98,7 @@ class Registrations:
             authenticator_attachment=policy.authenticator_attachment,
             resident_key=policy.discoverable_credentials,
             user_verification=policy.user_verification,
+            attestation=policy.attestation,
         )
         return factor, options
 

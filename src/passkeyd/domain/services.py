@@ -13,6 +13,7 @@ from .ids import new_sid
 from .models import Page, PageRequest, PasskeySettings, Service
 from .policy import (
     ATTACHMENTS,
+    ATTESTATION,
     DISCOVERABLE,
     MAX_NAME_LENGTH,
     MAX_ORIGINS,
@@ -56,6 +57,7 @@ def validate_passkeys(settings: PasskeySettings) -> None:
         ("AuthenticatorAttachment", settings.authenticator_attachment, ATTACHMENTS),
         ("DiscoverableCredentials", settings.discoverable_credentials, DISCOVERABLE),
         ("UserVerification", settings.user_verification, USER_VERIFICATION),
+        ("Attestation", settings.attestation, ATTESTATION),
     ):
         if value and value not in allowed:
             raise InvalidParameter(

@@ -9,7 +9,7 @@ from starlette.routing import Route
 
 from passkeyd.domain.errors import FactorConfigInvalid, RelyingPartyMissing
 from passkeyd.domain.models import PasskeySettings
-from passkeyd.domain.policy import ATTACHMENTS, DISCOVERABLE, USER_VERIFICATION
+from passkeyd.domain.policy import ATTACHMENTS, ATTESTATION, DISCOVERABLE, USER_VERIFICATION
 
 from ..edge import Call, endpoint
 from ..params import pick, read_json
@@ -52,11 +52,13 @@ def requested_config(config: Any) -> PasskeySettings:
             pick(config, "discoverable_credentials"), "discoverable_credentials"
         ),
         user_verification=_optional_str(pick(config, "user_verification"), "user_verification"),
+        attestation=_optional_str(pick(config, "attestation"), "attestation"),
     )
     for name, value, allowed in (
         ("authenticator_attachment", settings.authenticator_attachment, ATTACHMENTS),
         ("discoverable_credentials", settings.discoverable_credentials, DISCOVERABLE),
         ("user_verification", settings.user_verification, USER_VERIFICATION),
+        ("attestation", settings.attestation, ATTESTATION),
     ):
         if value and value not in allowed:
             raise FactorConfigInvalid(

@@ -19,6 +19,7 @@ _PASSKEY_FIELDS = {
     "Passkeys.AuthenticatorAttachment": "authenticator_attachment",
     "Passkeys.DiscoverableCredentials": "discoverable_credentials",
     "Passkeys.UserVerification": "user_verification",
+    "Passkeys.Attestation": "attestation",  # passkeyd extension
 }
 _ORIGINS = "Passkeys.RelyingParty.Origins"
 
