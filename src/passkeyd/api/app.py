@@ -28,7 +28,11 @@ async def http_error(request: Request, exc: Exception) -> Response:
     request_id = "RQ" + secrets.token_hex(16)
     status = exc.status_code if isinstance(exc, HTTPException) else 500
     if status == 405:
-        return error_response(405, 20004, "Method not allowed", request_id)
+        response = error_response(405, 20004, "Method not allowed", request_id)
+        allow = getattr(exc, "headers", None) or {}
+        if "Allow" in allow:
+            response.headers["Allow"] = allow["Allow"]
+        return response
     if status == 404:
         message = f"The requested resource {request.url.path} was not found"
         return error_response(404, 20404, message, request_id)
@@ -51,5 +55,6 @@ def create_app(domain: Domain) -> Starlette:
         exception_handlers={HTTPException: http_error},
         lifespan=lifespan,
     )
+    app.router.redirect_slashes = False  # an unknown path is a Twilio 404, not a redirect
     app.state.domain = domain
     return app

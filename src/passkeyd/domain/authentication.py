@@ -33,7 +33,14 @@ from .errors import (
 )
 from .identity import check_identity
 from .ids import is_sid, new_sid
-from .models import Challenge, ChallengeStatus, Factor, FactorStatus, PasskeySettings
+from .models import (
+    Challenge,
+    ChallengeStatus,
+    Factor,
+    FactorStatus,
+    PageRequest,
+    PasskeySettings,
+)
 from .policy import resolve_policy
 
 CHALLENGE_BYTES = 32
@@ -69,6 +76,11 @@ class Authentications:
         assert entity is not None
         factors = self.store.verified_factors(account_sid, service_sid, entity.sid)
         if not factors:
+            any_factor = self.store.list_factors(
+                account_sid, service_sid, entity.sid, PageRequest(page_size=1)
+            )
+            if not any_factor.items:
+                raise EntityNotFound("Entity not found: the entity has no passkeys")
             raise FactorUnverified("Factor is unverified: the entity has no verified passkey")
         return entity.sid, entity.identity, factors
 

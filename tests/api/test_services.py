@@ -1,0 +1,581 @@
+"""Services over HTTP (form-encoded): create, fetch, list, update, delete, auth, routing."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from tests.conftest import ORIGIN, Api, FakeClock
+
+SERVICE_SID = re.compile(r"^VA[0-9a-f]{32}$")
+DATE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+BASE = "http://testserver"
+
+FULL_FORM = {
+    "FriendlyName": "My passkeys",
+    "Passkeys.RelyingParty.Id": "example.com",
+    "Passkeys.RelyingParty.Name": "Example",
+    "Passkeys.RelyingParty.Origins": "https://example.com,https://www.example.com",
+    "Passkeys.AuthenticatorAttachment": "platform",
+    "Passkeys.DiscoverableCredentials": "preferred",
+    "Passkeys.UserVerification": "required",
+}
+
+
+def assert_twilio_error(r: Any, status: int, code: int) -> dict[str, Any]:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/json")
+    body = r.json()
+    assert body["code"] == code, body
+    assert body["status"] == status
+    assert body["more_info"] == f"https://www.twilio.com/docs/errors/{code}"
+    assert isinstance(body["message"], str) and body["message"]
+    assert "type" not in body and "title" not in body  # would make the SDK raise another class
+    return body
+
+
+def make_services(api: Api, count: int) -> list[str]:
+    sids = []
+    for i in range(count):
+        r = api.post_form("/v2/Services", {"FriendlyName": f"svc {i}"})
+        assert r.status_code == 201, r.text
+        sids.append(r.json()["sid"])
+    return sids
+
+
+# --- create -------------------------------------------------------------------------------
+
+
+def test_create_service_with_friendly_name_and_csv_origins(api: Api) -> None:
+    r = api.post_form("/v2/Services", FULL_FORM)
+
+    assert r.status_code == 201, r.text
+    body = r.json()
+    sid = body["sid"]
+    assert SERVICE_SID.match(sid)
+    assert body["account_sid"] == api.account_sid
+    assert body["friendly_name"] == "My passkeys"
+    assert body["passkeys"] == {
+        "relying_party": {
+            "id": "example.com",
+            "name": "Example",
+            "origins": ["https://example.com", "https://www.example.com"],
+        },
+        "authenticator_attachment": "platform",
+        "discoverable_credentials": "preferred",
+        "user_verification": "required",
+    }
+    assert DATE.match(body["date_created"]) and DATE.match(body["date_updated"])
+    assert body["date_created"] == body["date_updated"]
+    url = f"{BASE}/v2/Services/{sid}"
+    assert body["url"] == url
+    assert body["links"] == {
+        "verification_checks": f"{url}/VerificationCheck",
+        "verifications": f"{url}/Verifications",
+        "rate_limits": f"{url}/RateLimits",
+        "messaging_configurations": f"{url}/MessagingConfigurations",
+        "entities": f"{url}/Entities",
+        "webhooks": f"{url}/Webhooks",
+        "access_tokens": f"{url}/AccessTokens",
+    }
+
+
+def test_create_service_has_default_verify_fields(api: Api) -> None:
+    body = api.create_service()
+
+    assert body["code_length"] == 6
+    assert body["lookup_enabled"] is False
+    assert body["psd2_enabled"] is False
+    assert body["skip_sms_to_landlines"] is False
+    assert body["dtmf_input_required"] is False
+    assert body["tts_name"] is None
+    assert body["do_not_share_warning_enabled"] is False
+    assert body["custom_code_enabled"] is False
+    assert body["default_template_sid"] is None
+    assert body["verify_event_subscription_enabled"] is False
+    assert body["push"] == {
+        "include_date": False,
+        "apn_credential_sid": None,
+        "fcm_credential_sid": None,
+    }
+    assert body["totp"] == {"issuer": None, "time_step": 30, "code_length": 6, "skew": 1}
+    assert body["whatsapp"] == {"msg_service_sid": None, "from": None}
+
+
+def test_create_service_with_name_instead_of_friendly_name(api: Api) -> None:
+    """The quickstart's curl example sends `Name=`."""
+    form = {k: v for k, v in FULL_FORM.items() if k != "FriendlyName"}
+    form["Name"] = "Seed service"
+
+    r = api.post_form("/v2/Services", form)
+
+    assert r.status_code == 201, r.text
+    assert r.json()["friendly_name"] == "Seed service"
+    fetched = api.get(f"/v2/Services/{r.json()['sid']}").json()
+    assert fetched["friendly_name"] == "Seed service"
+
+
+def test_create_service_with_repeated_origin_keys(api: Api) -> None:
+    form: dict[str, Any] = dict(FULL_FORM)
+    form["Passkeys.RelyingParty.Origins"] = ["https://example.com", "https://login.example.com"]
+
+    r = api.post_form("/v2/Services", form)
+
+    assert r.status_code == 201, r.text
+    assert r.json()["passkeys"]["relying_party"]["origins"] == [
+        "https://example.com",
+        "https://login.example.com",
+    ]
+
+
+def test_create_service_trims_and_drops_empty_csv_origins(api: Api) -> None:
+    form = dict(FULL_FORM, **{"Passkeys.RelyingParty.Origins": " https://a.example.com , ,x.io"})
+
+    r = api.post_form("/v2/Services", form)
+
+    assert r.status_code == 201, r.text
+    assert r.json()["passkeys"]["relying_party"]["origins"] == ["https://a.example.com", "x.io"]
+
+
+def test_create_service_without_passkeys_has_null_leaves(api: Api) -> None:
+    r = api.post_form("/v2/Services", {"FriendlyName": "Plain"})
+
+    assert r.status_code == 201, r.text
+    expected = {
+        "relying_party": {"id": None, "name": None, "origins": None},
+        "authenticator_attachment": None,
+        "discoverable_credentials": None,
+        "user_verification": None,
+    }
+    assert r.json()["passkeys"] == expected
+    assert api.get(f"/v2/Services/{r.json()['sid']}").json()["passkeys"] == expected
+
+
+def test_create_service_echoes_empty_passkey_strings(api: Api) -> None:
+    """An empty string the client set is echoed as "" (unset leaves stay null)."""
+    r = api.post_form(
+        "/v2/Services", {"FriendlyName": "Empty", "Passkeys.AuthenticatorAttachment": ""}
+    )
+
+    assert r.status_code == 201, r.text
+    passkeys = r.json()["passkeys"]
+    assert passkeys["authenticator_attachment"] == ""
+    assert passkeys["discoverable_credentials"] is None
+    assert passkeys["relying_party"]["id"] is None
+
+
+def test_create_service_returns_settings_it_was_given(api: Api) -> None:
+    form = {
+        "FriendlyName": "Configured",
+        "CodeLength": "8",
+        "LookupEnabled": "true",
+        "Totp.Issuer": "Acme",
+        "Push.IncludeDate": "true",
+    }
+
+    r = api.post_form("/v2/Services", form)
+
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["code_length"] == 8
+    assert body["lookup_enabled"] is True
+    assert body["totp"]["issuer"] == "Acme"
+    assert body["totp"]["time_step"] == 30  # untouched defaults survive a nested change
+    assert body["push"]["include_date"] is True
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("Passkeys.AuthenticatorAttachment", "sideways"),
+        ("Passkeys.UserVerification", "maybe"),
+        ("Passkeys.DiscoverableCredentials", "sometimes"),
+        ("Passkeys.RelyingParty.Id", "https://example.com"),
+        ("Passkeys.RelyingParty.Id", "example.com:8443"),
+        ("Passkeys.RelyingParty.Id", "example.com/login"),
+        ("CodeLength", "abc"),
+        ("LookupEnabled", "perhaps"),
+    ],
+)
+def test_create_service_refuses_invalid_value(api: Api, key: str, value: str) -> None:
+    before = api.snapshot()
+
+    r = api.post_form("/v2/Services", dict(FULL_FORM, **{key: value}))
+
+    assert_twilio_error(r, 400, 60200)
+    assert api.snapshot() == before
+    assert api.get("/v2/Services").json()["services"] == []
+
+
+@pytest.mark.parametrize("form", [{}, {"FriendlyName": ""}, {"FriendlyName": "   "}])
+def test_create_service_requires_friendly_name(api: Api, form: dict[str, str]) -> None:
+    before = api.snapshot()
+
+    r = api.post_form("/v2/Services", {**form, "Passkeys.RelyingParty.Id": "example.com"})
+
+    assert_twilio_error(r, 400, 60200)
+    assert api.snapshot() == before
+
+
+# --- fetch and list -----------------------------------------------------------------------
+
+
+def test_fetch_service(api: Api) -> None:
+    created = api.create_service()
+
+    r = api.get(api.svc)
+
+    assert r.status_code == 200, r.text
+    assert r.json() == created
+
+
+def test_fetch_unknown_service_is_404(api: Api) -> None:
+    r = api.get("/v2/Services/VA" + "0" * 32)
+
+    body = assert_twilio_error(r, 404, 20404)
+    assert "VA" + "0" * 32 in body["message"]
+
+
+def test_list_services(api: Api) -> None:
+    sids = make_services(api, 3)
+
+    r = api.get("/v2/Services")
+
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert [s["sid"] for s in body["services"]] == sids
+    assert body["services"][0]["friendly_name"] == "svc 0"
+    meta = body["meta"]
+    assert meta["key"] == "services"
+    assert meta["page"] == 0
+    assert meta["page_size"] == 50
+    assert meta["first_page_url"] == f"{BASE}/v2/Services?PageSize=50&Page=0"
+    assert meta["url"] == f"{BASE}/v2/Services?PageSize=50&Page=0"
+    assert meta["next_page_url"] is None
+    assert meta["previous_page_url"] is None
+
+
+def test_list_services_when_there_are_none(api: Api) -> None:
+    r = api.get("/v2/Services")
+
+    assert r.status_code == 200, r.text
+    assert r.json()["services"] == []
+    assert r.json()["meta"]["next_page_url"] is None
+
+
+def test_list_services_tolerates_form_content_type_on_get(api: Api) -> None:
+    """The SDK sends a form Content-Type with an empty body on a first-page GET."""
+    sids = make_services(api, 1)
+
+    r = api.get("/v2/Services", headers={"Content-Type": "application/x-www-form-urlencoded"})
+
+    assert r.status_code == 200, r.text
+    assert [s["sid"] for s in r.json()["services"]] == sids
+
+
+def test_list_services_paginates_with_absolute_next_page_urls(api: Api) -> None:
+    sids = make_services(api, 5)
+
+    seen: list[str] = []
+    pages = []
+    url: str | None = "/v2/Services?PageSize=2"
+    while url is not None:
+        r = api.get(url)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["meta"]["key"] == "services"
+        assert body["meta"]["page_size"] == 2
+        assert body["meta"]["first_page_url"] == f"{BASE}/v2/Services?PageSize=2&Page=0"
+        if pages:
+            assert body["meta"]["url"] == url  # a page names itself as it was reached
+        pages.append(body["meta"]["page"])
+        seen.extend(s["sid"] for s in body["services"])
+        url = body["meta"]["next_page_url"]
+        if url is not None:
+            assert url.startswith(f"{BASE}/v2/Services?")
+        assert len(pages) <= 5, "pagination does not end"
+
+    assert seen == sids
+    assert len(set(seen)) == 5
+    assert pages == [0, 1, 2]
+
+
+def test_list_services_page_size_exactly_fills_last_page(api: Api) -> None:
+    sids = make_services(api, 4)
+
+    first = api.get("/v2/Services?PageSize=2").json()
+    second = api.get(first["meta"]["next_page_url"]).json()
+
+    assert [s["sid"] for s in first["services"] + second["services"]] == sids
+    # Four records in pages of two: the second page is the last, with no empty third page.
+    assert second["meta"]["next_page_url"] is None
+
+
+@pytest.mark.parametrize("size", ["0", "-1", "abc", "1.5"])
+def test_list_services_invalid_page_size(api: Api, size: str) -> None:
+    make_services(api, 1)
+
+    r = api.get(f"/v2/Services?PageSize={size}")
+
+    assert_twilio_error(r, 400, 60373)
+
+
+def test_list_services_page_size_above_1000_is_clamped(api: Api) -> None:
+    sids = make_services(api, 2)
+
+    r = api.get("/v2/Services?PageSize=5000")
+
+    assert r.status_code == 200, r.text
+    assert r.json()["meta"]["page_size"] == 1000
+    assert [s["sid"] for s in r.json()["services"]] == sids
+
+
+@pytest.mark.parametrize("token", ["garbage", "PTabc", "PT", "PT-1"])
+def test_list_services_invalid_page_token(api: Api, token: str) -> None:
+    make_services(api, 1)
+
+    r = api.get(f"/v2/Services?PageSize=2&Page=1&PageToken={token}")
+
+    assert_twilio_error(r, 400, 60374)
+
+
+# --- update -------------------------------------------------------------------------------
+
+
+def test_update_is_partial(api: Api, clock: FakeClock) -> None:
+    created = api.create_service()
+    clock.advance(90)
+
+    r = api.post_form(api.svc, {"Passkeys.UserVerification": "required"})
+
+    assert r.status_code == 200, r.text
+    updated = r.json()
+    assert updated["passkeys"]["user_verification"] == "required"
+    assert updated["date_updated"] != created["date_updated"]
+    assert DATE.match(updated["date_updated"])
+    assert updated["date_created"] == created["date_created"]
+    # Everything else is exactly as before.
+    changed = {"passkeys", "date_updated"}
+    assert {k: v for k, v in updated.items() if k not in changed} == {
+        k: v for k, v in created.items() if k not in changed
+    }
+    assert {k: v for k, v in updated["passkeys"].items() if k != "user_verification"} == {
+        k: v for k, v in created["passkeys"].items() if k != "user_verification"
+    }
+    fetched = api.get(api.svc).json()
+    assert fetched["passkeys"] == {
+        "relying_party": {"id": "example.com", "name": "Example", "origins": [ORIGIN]},
+        "authenticator_attachment": "platform",
+        "discoverable_credentials": "preferred",
+        "user_verification": "required",
+    }
+
+
+def test_update_friendly_name_only(api: Api, clock: FakeClock) -> None:
+    created = api.create_service()
+    clock.advance(5)
+
+    r = api.post_form(api.svc, {"FriendlyName": "Renamed"})
+
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["friendly_name"] == "Renamed"
+    assert body["passkeys"] == created["passkeys"]
+    assert body["code_length"] == created["code_length"]
+    assert body["date_updated"] != created["date_updated"]
+    assert api.get(api.svc).json()["friendly_name"] == "Renamed"
+
+
+def test_update_origins_replaces_the_list(api: Api) -> None:
+    api.create_service()
+
+    r = api.post_form(api.svc, {"Passkeys.RelyingParty.Origins": "https://a.example.com"})
+
+    assert r.status_code == 200, r.text
+    assert r.json()["passkeys"]["relying_party"] == {
+        "id": "example.com",
+        "name": "Example",
+        "origins": ["https://a.example.com"],
+    }
+
+
+def test_update_with_invalid_value_changes_nothing(api: Api) -> None:
+    api.create_service()
+    before = api.snapshot()
+
+    r = api.post_form(
+        api.svc, {"FriendlyName": "New name", "Passkeys.AuthenticatorAttachment": "sideways"}
+    )
+
+    assert_twilio_error(r, 400, 60200)
+    assert api.snapshot() == before
+    assert api.get(api.svc).json()["friendly_name"] == "Test service"
+
+
+def test_update_unknown_service_is_404(api: Api) -> None:
+    r = api.post_form("/v2/Services/VA" + "1" * 32, {"FriendlyName": "x"})
+
+    assert_twilio_error(r, 404, 20404)
+
+
+# --- delete -------------------------------------------------------------------------------
+
+
+def test_delete_service(api: Api) -> None:
+    api.create_service()
+
+    r = api.delete(api.svc)
+
+    assert r.status_code == 204
+    assert r.content == b""
+    assert_twilio_error(api.get(api.svc), 404, 20404)
+    assert api.get("/v2/Services").json()["services"] == []
+    assert_twilio_error(api.delete(api.svc), 404, 20404)
+
+
+def test_delete_service_removes_its_entities_factors_and_challenges(api: Api) -> None:
+    api.create_service()
+    api.register("user-0001")
+    api.challenge(identity="user-0001")
+    keep = Api(api.client, api.db_path, api.account_sid, api.auth)
+    keep.create_service()
+    keep.register("user-0002")
+    keep.challenge(identity="user-0002")
+    before = api.snapshot()
+    assert any(row for row in before["factors"] if api.service_sid in row)
+
+    r = api.delete(api.svc)
+
+    assert r.status_code == 204
+    after = api.snapshot()
+    for table in ("entities", "factors", "challenges"):
+        assert not [row for row in after[table] if api.service_sid in row], table
+        assert [row for row in after[table] if keep.service_sid in row], table
+    assert_twilio_error(api.get(f"{api.svc}/Entities"), 404, 20404)
+    assert_twilio_error(api.get(f"{api.svc}/Entities/user-0001/Factors"), 404, 20404)
+    # The other service is untouched.
+    assert len(keep.get(f"{keep.svc}/Entities/user-0002/Factors").json()["factors"]) == 1
+
+
+# --- auth and tenancy ---------------------------------------------------------------------
+
+
+def test_missing_authorization_is_401(api: Api) -> None:
+    api.create_service()
+    before = api.snapshot()
+
+    for r in (
+        api.client.get("/v2/Services"),
+        api.client.get(api.svc),
+        api.client.post("/v2/Services", data={"FriendlyName": "x"}),
+        api.client.post(api.svc, data={"FriendlyName": "x"}),
+        api.client.delete(api.svc),
+    ):
+        assert_twilio_error(r, 401, 20003)
+    assert api.snapshot() == before
+
+
+@pytest.mark.parametrize(
+    "auth",
+    [
+        ("wrong", "token"),
+        ("AC" + "0" * 32, "token"),
+        ("SK" + "0" * 32, "secret"),
+    ],
+)
+def test_bad_credentials_are_401(api: Api, auth: tuple[str, str]) -> None:
+    r = api.get("/v2/Services", auth=auth)
+
+    assert_twilio_error(r, 401, 20003)
+
+
+def test_wrong_token_is_401(api: Api) -> None:
+    api.create_service()
+    before = api.snapshot()
+
+    assert_twilio_error(api.get(api.svc, auth=(api.account_sid, "not-the-token")), 401, 20003)
+    assert_twilio_error(
+        api.post_form("/v2/Services", {"FriendlyName": "x"}, auth=(api.account_sid, "nope")),
+        401,
+        20003,
+    )
+    assert_twilio_error(api.delete(api.svc, auth=(api.account_sid, "")), 401, 20003)
+    assert api.snapshot() == before
+
+
+def test_malformed_authorization_header_is_401(api: Api) -> None:
+    for header in ("Bearer abc", "Basic", "Basic !!!notbase64", "Basic dXNlcm5hbWU="):
+        r = api.client.get("/v2/Services", headers={"Authorization": header})
+        assert_twilio_error(r, 401, 20003)
+
+
+def test_other_account_cannot_see_or_touch_the_service(api: Api, other_api: Api) -> None:
+    created = api.create_service()
+    api.register("user-0001")
+    before = api.snapshot()
+
+    assert_twilio_error(other_api.get(api.svc), 404, 20404)
+    assert_twilio_error(
+        other_api.post_form(
+            api.svc, {"FriendlyName": "hijacked", "Passkeys.RelyingParty.Id": "evil.com"}
+        ),
+        404,
+        20404,
+    )
+    assert_twilio_error(other_api.delete(api.svc), 404, 20404)
+    assert other_api.get("/v2/Services").json()["services"] == []
+
+    assert api.snapshot() == before
+    assert api.get(api.svc).json() == created
+
+
+def test_list_shows_only_the_callers_services(api: Api, other_api: Api) -> None:
+    mine = make_services(api, 2)
+    theirs = make_services(other_api, 3)
+
+    assert [s["sid"] for s in api.get("/v2/Services").json()["services"]] == mine
+    assert [s["sid"] for s in other_api.get("/v2/Services").json()["services"]] == theirs
+    # Following a page token does not cross accounts either.
+    first = other_api.get("/v2/Services?PageSize=1").json()
+    rest = api.get(first["meta"]["next_page_url"]).json()["services"]
+    assert {s["sid"] for s in rest} <= set(mine)
+
+
+# --- routing ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path", ["/v2/Nothing", "/v1/Services", "/v2/Services/VA" + "a" * 32 + "/Nope"]
+)
+def test_unknown_route_is_twilio_404(api: Api, path: str) -> None:
+    r = api.get(path)
+
+    body = assert_twilio_error(r, 404, 20404)
+    assert path in body["message"]
+
+
+def test_wrong_method_is_405(api: Api) -> None:
+    api.create_service()
+
+    r = api.client.put("/v2/Services", data={"FriendlyName": "x"}, auth=api.auth)
+    assert r.status_code == 405, r.text
+    assert r.json()["status"] == 405
+    assert isinstance(r.json()["code"], int)
+
+    r = api.client.patch(api.svc, data={"FriendlyName": "x"}, auth=api.auth)
+    assert r.status_code == 405, r.text
+    r = api.client.delete("/v2/Services", auth=api.auth)
+    assert r.status_code == 405, r.text
+
+
+def test_trailing_slash_is_a_twilio_404_not_a_redirect(api):
+    r = api.get("/v2/Services/", follow_redirects=False)
+    assert (r.status_code, r.json()["code"]) == (404, 20404)
+
+
+def test_405_names_the_allowed_methods(api):
+    r = api.client.put("/v2/Services", auth=api.auth)
+    assert r.status_code == 405
+    assert "POST" in r.headers["Allow"] and "GET" in r.headers["Allow"]
