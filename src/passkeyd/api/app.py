@@ -10,7 +10,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Match, Route
 
 from passkeyd.domain import Domain
 
@@ -24,14 +24,23 @@ async def healthz(request: Request) -> Response:
     return json_response(200, {"status": "ok"}, "RQ" + secrets.token_hex(16))
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path (Starlette names only the first route's)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.methods:
+            match, _ = route.matches({**request.scope, "method": next(iter(route.methods))})
+            if match is Match.FULL:
+                methods |= route.methods
+    return sorted(methods)
+
+
 async def http_error(request: Request, exc: Exception) -> Response:
     request_id = "RQ" + secrets.token_hex(16)
     status = exc.status_code if isinstance(exc, HTTPException) else 500
     if status == 405:
         response = error_response(405, 20004, "Method not allowed", request_id)
-        allow = getattr(exc, "headers", None) or {}
-        if "Allow" in allow:
-            response.headers["Allow"] = allow["Allow"]
+        response.headers["Allow"] = ", ".join(_allowed_methods(request))
         return response
     if status == 404:
         message = f"The requested resource {request.url.path} was not found"
