@@ -14,19 +14,36 @@ from . import __version__
 from .domain import Domain
 from .domain.models import PageRequest
 from .settings import Settings, SettingsError
-from .storage import Store, open_store
+from .storage import StorageUnavailable, Store, is_embedded, open_store
 
-EXIT_OK, EXIT_USAGE, EXIT_CONFIG, EXIT_NOT_FOUND = 0, 2, 3, 4
+EXIT_OK, EXIT_USAGE, EXIT_CONFIG, EXIT_NOT_FOUND, EXIT_SCHEMA, EXIT_DATABASE = 0, 2, 3, 4, 5, 6
 
 
 def _print(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2) + "\n")
 
 
+class SchemaBehind(Exception):
+    pass
+
+
 def _open(settings: Settings, *, migrate: bool) -> Store:
-    store = open_store(settings.database_url)
-    if migrate:
+    """Open the store. The embedded default (SQLite) applies its own migrations; a shared
+    PostgreSQL is migrated by `passkeyd migrate`, and a schema behind the code is refused."""
+    store = open_store(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        sqlite_synchronous=settings.sqlite_synchronous,
+    )
+    if migrate and is_embedded(settings.database_url):
         store.migrate()
+    pending = store.pending_migrations()
+    if pending:
+        store.close()
+        raise SchemaBehind(
+            f"the database schema is behind this passkeyd (pending migrations: {pending});"
+            " run `passkeyd migrate` with the same PASSKEYD_DATABASE_URL first"
+        )
     return store
 
 
@@ -35,7 +52,7 @@ def app_factory() -> Any:
     from .api import create_app
 
     settings = Settings.from_env()
-    return create_app(Domain(_open(settings, migrate=False)))
+    return create_app(Domain(_open(settings, migrate=False)), settings)
 
 
 def cmd_serve(settings: Settings) -> int:
@@ -51,6 +68,7 @@ def cmd_serve(settings: Settings) -> int:
             "PASSKEYD_HOST": settings.host,
             "PASSKEYD_PORT": str(settings.port),
             "PASSKEYD_DATABASE_URL": settings.database_url,
+            "PASSKEYD_WORKERS": str(settings.workers),
         }
     )
     uvicorn.run(
@@ -67,7 +85,7 @@ def cmd_serve(settings: Settings) -> int:
 
 
 def cmd_migrate(settings: Settings) -> int:
-    store = _open(settings, migrate=False)
+    store = open_store(settings.database_url, pool_size=2)
     applied = store.migrate()
     _print({"applied": applied, "pending": store.pending_migrations()})
     return EXIT_OK
@@ -191,18 +209,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    if args.command == "serve":
-        return cmd_serve(settings)
-    if args.command == "migrate":
-        return cmd_migrate(settings)
-    if args.command == "accounts":
-        return cmd_accounts(settings, args)
-    if args.command == "keys":
-        if args.action == "revoke" and not args.sid:
-            sys.stderr.write("passkeyd: keys revoke needs --sid\n")
-            return EXIT_USAGE
-        return cmd_keys(settings, args)
-    return cmd_services(settings, args)
+    try:
+        if args.command == "serve":
+            return cmd_serve(settings)
+        if args.command == "migrate":
+            return cmd_migrate(settings)
+        if args.command == "accounts":
+            return cmd_accounts(settings, args)
+        if args.command == "keys":
+            if args.action == "revoke" and not args.sid:
+                sys.stderr.write("passkeyd: keys revoke needs --sid\n")
+                return EXIT_USAGE
+            return cmd_keys(settings, args)
+        return cmd_services(settings, args)
+    except SchemaBehind as exc:
+        sys.stderr.write(f"passkeyd: {exc}\n")
+        return EXIT_SCHEMA
+    except StorageUnavailable as exc:
+        sys.stderr.write(f"passkeyd: {exc}\n")
+        return EXIT_DATABASE
 
 
 if __name__ == "__main__":

@@ -22,6 +22,10 @@ class Settings:
     account_sid: str | None = None
     auth_token: str | None = None
     log_level: str = "info"
+    db_pool_size: int = 10
+    challenge_retention_seconds: int = 7 * 24 * 3600
+    purge_interval_seconds: int = 300
+    sqlite_synchronous: str = "NORMAL"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -45,16 +49,27 @@ class Settings:
             account_sid=env.get("PASSKEYD_ACCOUNT_SID") or None,
             auth_token=env.get("PASSKEYD_AUTH_TOKEN") or None,
             log_level=(env.get("PASSKEYD_LOG_LEVEL") or "info").lower(),
+            db_pool_size=number("PASSKEYD_DB_POOL_SIZE", 10, 1, 1000),
+            challenge_retention_seconds=number(
+                "PASSKEYD_CHALLENGE_RETENTION_SECONDS", cls.challenge_retention_seconds, 0, 10**9
+            ),
+            purge_interval_seconds=number(
+                "PASSKEYD_PURGE_INTERVAL_SECONDS", cls.purge_interval_seconds, 1, 86400
+            ),
+            sqlite_synchronous=(env.get("PASSKEYD_SQLITE_SYNCHRONOUS") or "NORMAL").upper(),
         )
         settings.validate()
         return settings
 
     def validate(self) -> None:
-        if not self.database_url.startswith("sqlite:"):
+        if not self.database_url.startswith(("sqlite:///", "postgresql://", "postgres://")):
             raise SettingsError(
-                "PASSKEYD_DATABASE_URL must be a sqlite:/// URL, got "
+                "PASSKEYD_DATABASE_URL must start with sqlite:/// or postgresql://, got "
                 + self.database_url.split(":")[0]
+                + ":"
             )
+        if self.sqlite_synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise SettingsError("PASSKEYD_SQLITE_SYNCHRONOUS must be OFF, NORMAL, FULL or EXTRA")
         if (self.account_sid is None) != (self.auth_token is None):
             raise SettingsError("PASSKEYD_ACCOUNT_SID and PASSKEYD_AUTH_TOKEN go together")
         if self.log_level not in ("debug", "info", "warning", "error"):

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+import logging
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
+import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -13,14 +17,20 @@ from starlette.responses import Response
 from starlette.routing import Match, Route
 
 from passkeyd.domain import Domain
+from passkeyd.settings import Settings
 
 from .edge import error_response, json_response
 from .routes import entities, passkeys, services
 
+log = logging.getLogger("passkeyd")
+
 
 async def healthz(request: Request) -> Response:
     domain: Domain = request.app.state.domain
-    domain.store.ping()
+    if domain.store.runs_in_threads:
+        await anyio.to_thread.run_sync(domain.store.ping)
+    else:
+        domain.store.ping()
     return json_response(200, {"status": "ok"}, "RQ" + secrets.token_hex(16))
 
 
@@ -48,10 +58,37 @@ async def http_error(request: Request, exc: Exception) -> Response:
     return error_response(status, 20000 + status, "Request refused", request_id)
 
 
-def create_app(domain: Domain) -> Starlette:
+async def purge_forever(domain: Domain, *, retention: int, interval: float) -> None:
+    """Delete challenges (and unfinished registrations) expired longer than `retention`
+    seconds, every `interval` seconds, off the event loop so requests never wait on it."""
+    while True:
+        await anyio.sleep(interval)
+        try:
+            removed = await anyio.to_thread.run_sync(
+                domain.store.purge_expired, domain.clock() - retention
+            )
+            if removed:
+                log.info("purged %d expired challenges and registrations", removed)
+        except Exception:
+            log.exception("purging expired challenges failed; will retry")
+
+
+def create_app(domain: Domain, settings: Settings | None = None) -> Starlette:
+    settings = settings or Settings()
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        yield
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(
+                functools.partial(
+                    purge_forever,
+                    domain,
+                    retention=settings.challenge_retention_seconds,
+                    interval=settings.purge_interval_seconds,
+                )
+            )
+            yield
+            tasks.cancel_scope.cancel()
         domain.store.close()
 
     app = Starlette(

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
+import anyio.to_thread
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
@@ -22,6 +24,7 @@ from . import errors
 log = logging.getLogger("passkeyd.api")
 
 REQUEST_ID_HEADER = "Twilio-Request-Id"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +43,16 @@ class Call:
 
     def path(self, name: str) -> str:
         return str(self.request.path_params[name])
+
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a domain call: inline for SQLite, in a worker thread for a networked store."""
+        return await _run(self.domain, fn, *args, **kwargs)
+
+
+async def _run(domain: Domain, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    if domain.store.runs_in_threads:
+        return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
+    return fn(*args, **kwargs)
 
 
 Handler = Callable[[Call], Awaitable[tuple[int, Any]]]
@@ -79,7 +92,7 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         domain: Domain = request.app.state.domain
         try:
             username, password = _credentials(request)
-            account_sid = domain.accounts.authenticate(username, password)
+            account_sid = await _run(domain, domain.accounts.authenticate, username, password)
             status, payload = await handler(Call(request, account_sid, domain))
             return json_response(status, payload, request_id)
         except DomainError as exc:

@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
-from .base import ApproveOutcome, CredentialConflict, Store
+from .base import ApproveOutcome, CredentialConflict, StorageUnavailable, Store
 from .sqlite import SQLiteStore
 
 
-def open_store(url: str) -> Store:
-    """A store for `sqlite:///path` (or `sqlite:///:memory:`)."""
+def open_store(url: str, *, pool_size: int = 10, sqlite_synchronous: str = "NORMAL") -> Store:
+    """A store for `sqlite:///path`, `sqlite:///:memory:` or `postgresql://...`."""
+    if url.startswith(("postgresql://", "postgres://")):
+        from .postgres import PostgresStore  # psycopg is only needed on PostgreSQL
+
+        return PostgresStore(url, pool_size=pool_size)
     if url.startswith("sqlite:///"):
-        return SQLiteStore(url[len("sqlite:///") :])
-    if url.startswith("sqlite://"):
-        return SQLiteStore(url[len("sqlite://") :] or ":memory:")
-    raise ValueError("database URL must start with sqlite:///")
+        return SQLiteStore(url[len("sqlite:///") :], synchronous=sqlite_synchronous)
+    raise ValueError("the database URL must start with sqlite:/// or postgresql://")
 
 
-__all__ = ["ApproveOutcome", "CredentialConflict", "SQLiteStore", "Store", "open_store"]
+def is_embedded(url: str) -> bool:
+    return url.startswith("sqlite:")
+
+
+__all__ = [
+    "ApproveOutcome",
+    "CredentialConflict",
+    "SQLiteStore",
+    "StorageUnavailable",
+    "Store",
+    "is_embedded",
+    "open_store",
+]

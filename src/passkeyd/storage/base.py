@@ -24,6 +24,10 @@ from passkeyd.domain.models import (
 )
 
 
+class StorageUnavailable(Exception):
+    """The database cannot be reached. The message names no credentials."""
+
+
 class CredentialConflict(Exception):
     """The credential id is already registered in this service."""
 
@@ -35,9 +39,12 @@ class ApproveOutcome(enum.Enum):
 
 
 class Store(Protocol):
+    runs_in_threads: bool  # True when queries block on network I/O (run them off the loop)
+
     # schema
     def migrate(self) -> list[int]: ...
     def pending_migrations(self) -> list[int]: ...
+    def applied_migrations(self) -> set[int]: ...
     def ping(self) -> None: ...
     def close(self) -> None: ...
 
@@ -110,3 +117,6 @@ class Store(Protocol):
         now: int,
     ) -> ApproveOutcome: ...
     def record_failed_attempt(self, challenge_sid: str, *, max_attempts: int, now: int) -> None: ...
+
+    # housekeeping
+    def purge_expired(self, before: int, *, batch: int = 1000) -> int: ...

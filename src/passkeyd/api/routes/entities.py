@@ -25,8 +25,11 @@ def _query(call: Call) -> Form:
 @endpoint
 async def create_entity(call: Call) -> tuple[int, Any]:
     form = await read_form(call.request)
-    entity = call.domain.entities.create(
-        call.account_sid, call.path("service_sid"), form.get("Identity") or ""
+    entity = await call.run(
+        call.domain.entities.create,
+        call.account_sid,
+        call.path("service_sid"),
+        form.get("Identity") or "",
     )
     return 201, entity_json(entity, call.base)
 
@@ -34,7 +37,9 @@ async def create_entity(call: Call) -> tuple[int, Any]:
 @endpoint
 async def list_entities(call: Call) -> tuple[int, Any]:
     page, number = page_request(_query(call))
-    result = call.domain.entities.list(call.account_sid, call.path("service_sid"), page)
+    result = await call.run(
+        call.domain.entities.list, call.account_sid, call.path("service_sid"), page
+    )
     return page_payload(
         call, "entities", result, number, page.page_size, lambda e: entity_json(e, call.base)
     )
@@ -42,23 +47,32 @@ async def list_entities(call: Call) -> tuple[int, Any]:
 
 @endpoint
 async def fetch_entity(call: Call) -> tuple[int, Any]:
-    entity = call.domain.entities.get(
-        call.account_sid, call.path("service_sid"), call.path("identity")
+    entity = await call.run(
+        call.domain.entities.get, call.account_sid, call.path("service_sid"), call.path("identity")
     )
     return 200, entity_json(entity, call.base)
 
 
 @endpoint
 async def delete_entity(call: Call) -> tuple[int, Any]:
-    call.domain.entities.delete(call.account_sid, call.path("service_sid"), call.path("identity"))
+    await call.run(
+        call.domain.entities.delete,
+        call.account_sid,
+        call.path("service_sid"),
+        call.path("identity"),
+    )
     return 204, None
 
 
 @endpoint
 async def list_factors(call: Call) -> tuple[int, Any]:
     page, number = page_request(_query(call))
-    result = call.domain.entities.list_factors(
-        call.account_sid, call.path("service_sid"), call.path("identity"), page
+    result = await call.run(
+        call.domain.entities.list_factors,
+        call.account_sid,
+        call.path("service_sid"),
+        call.path("identity"),
+        page,
     )
     return page_payload(
         call, "factors", result, number, page.page_size, lambda f: factor_json(f, call.base)
@@ -69,7 +83,9 @@ async def list_factors(call: Call) -> tuple[int, Any]:
 async def create_entity_factor(call: Call) -> tuple[int, Any]:
     await read_form(call.request)
     # The entity must exist (20404 otherwise) before we explain where passkeys are made.
-    call.domain.entities.get(call.account_sid, call.path("service_sid"), call.path("identity"))
+    await call.run(
+        call.domain.entities.get, call.account_sid, call.path("service_sid"), call.path("identity")
+    )
     raise FactorTypeInvalid(
         "Factor type invalid: passkeyd serves passkeys only; create them with"
         f" POST /v2/Services/{call.path('service_sid')}/Passkeys/Factors"
@@ -78,8 +94,12 @@ async def create_entity_factor(call: Call) -> tuple[int, Any]:
 
 @endpoint
 async def fetch_factor(call: Call) -> tuple[int, Any]:
-    factor = call.domain.entities.get_factor(
-        call.account_sid, call.path("service_sid"), call.path("identity"), call.path("sid")
+    factor = await call.run(
+        call.domain.entities.get_factor,
+        call.account_sid,
+        call.path("service_sid"),
+        call.path("identity"),
+        call.path("sid"),
     )
     return 200, factor_json(factor, call.base)
 
@@ -90,18 +110,24 @@ async def update_factor(call: Call) -> tuple[int, Any]:
     service_sid, identity, sid = call.path("service_sid"), call.path("identity"), call.path("sid")
     name = form.get("FriendlyName")
     if name is None:
-        factor = call.domain.entities.get_factor(call.account_sid, service_sid, identity, sid)
+        factor = await call.run(
+            call.domain.entities.get_factor, call.account_sid, service_sid, identity, sid
+        )
     else:
-        factor = call.domain.entities.rename_factor(
-            call.account_sid, service_sid, identity, sid, name
+        factor = await call.run(
+            call.domain.entities.rename_factor, call.account_sid, service_sid, identity, sid, name
         )
     return 200, factor_json(factor, call.base)
 
 
 @endpoint
 async def delete_factor(call: Call) -> tuple[int, Any]:
-    call.domain.entities.delete_factor(
-        call.account_sid, call.path("service_sid"), call.path("identity"), call.path("sid")
+    await call.run(
+        call.domain.entities.delete_factor,
+        call.account_sid,
+        call.path("service_sid"),
+        call.path("identity"),
+        call.path("sid"),
     )
     return 204, None
 
@@ -121,7 +147,8 @@ async def list_challenges(call: Call) -> tuple[int, Any]:
     except ValueError as exc:
         raise InvalidRequest("Invalid Request: Status is not a challenge status") from exc
     page, number = page_request(query, descending=order == "desc")
-    result = call.domain.entities.list_challenges(
+    result = await call.run(
+        call.domain.entities.list_challenges,
         call.account_sid,
         call.path("service_sid"),
         call.path("identity"),
@@ -152,8 +179,12 @@ async def list_challenges(call: Call) -> tuple[int, Any]:
 
 @endpoint
 async def fetch_challenge(call: Call) -> tuple[int, Any]:
-    challenge = call.domain.entities.get_challenge(
-        call.account_sid, call.path("service_sid"), call.path("identity"), call.path("sid")
+    challenge = await call.run(
+        call.domain.entities.get_challenge,
+        call.account_sid,
+        call.path("service_sid"),
+        call.path("identity"),
+        call.path("sid"),
     )
     return 200, challenge_json(challenge, call.base, call.domain.clock())
 
@@ -162,7 +193,9 @@ async def fetch_challenge(call: Call) -> tuple[int, Any]:
 async def push_only(call: Call) -> tuple[int, Any]:
     """Entity-scoped challenge create/update and notifications exist for push and TOTP."""
     await read_form(call.request)
-    call.domain.entities.get(call.account_sid, call.path("service_sid"), call.path("identity"))
+    await call.run(
+        call.domain.entities.get, call.account_sid, call.path("service_sid"), call.path("identity")
+    )
     raise InvalidParam(
         "Invalid parameter: passkeys challenges are created with"
         f" POST /v2/Services/{call.path('service_sid')}/Passkeys/Challenges and answered with"

@@ -70,7 +70,8 @@ def requested_config(config: Any) -> PasskeySettings:
 @endpoint
 async def create_factor(call: Call) -> tuple[int, Any]:
     data = await read_json(call.request, code=60300, form_fallback=True)
-    factor, options = call.domain.registrations.create_factor(
+    factor, options = await call.run(
+        call.domain.registrations.create_factor,
         call.account_sid,
         call.path("service_sid"),
         friendly_name=pick(data, "friendly_name"),
@@ -83,8 +84,8 @@ async def create_factor(call: Call) -> tuple[int, Any]:
 @endpoint
 async def verify_factor(call: Call) -> tuple[int, Any]:
     data = await read_json(call.request, code=60434, form_fallback=False)
-    factor = call.domain.registrations.verify_factor(
-        call.account_sid, call.path("service_sid"), data
+    factor = await call.run(
+        call.domain.registrations.verify_factor, call.account_sid, call.path("service_sid"), data
     )
     return 200, factor_json(factor, call.base)
 
@@ -92,7 +93,8 @@ async def verify_factor(call: Call) -> tuple[int, Any]:
 @endpoint
 async def create_challenge(call: Call) -> tuple[int, Any]:
     data = await read_json(call.request, code=60300, form_fallback=True)
-    challenge = call.domain.authentications.create_challenge(
+    challenge = await call.run(
+        call.domain.authentications.create_challenge,
         call.account_sid,
         call.path("service_sid"),
         identity=pick(data, "identity") or None,
@@ -104,8 +106,11 @@ async def create_challenge(call: Call) -> tuple[int, Any]:
 @endpoint
 async def approve_challenge(call: Call) -> tuple[int, Any]:
     data = await read_json(call.request, code=60433, form_fallback=False)
-    challenge = call.domain.authentications.approve_challenge(
-        call.account_sid, call.path("service_sid"), data
+    challenge = await call.run(
+        call.domain.authentications.approve_challenge,
+        call.account_sid,
+        call.path("service_sid"),
+        data,
     )
     return 200, challenge_json(
         challenge, call.base, call.domain.clock(), endpoint="ApproveChallenge"

@@ -93,7 +93,8 @@ def _friendly_name(form: Form) -> str | None:
 @endpoint
 async def create_service(call: Call) -> tuple[int, Any]:
     form = await read_form(call.request)
-    service = call.domain.services.create(
+    service = await call.run(
+        call.domain.services.create,
         call.account_sid,
         friendly_name=_friendly_name(form) or "",
         passkeys=PasskeySettings(**passkey_fields(form)),
@@ -106,7 +107,7 @@ async def create_service(call: Call) -> tuple[int, Any]:
 async def list_services(call: Call) -> tuple[int, Any]:
     query = Form(list(call.request.query_params.multi_items()))
     page, number = page_request(query)
-    result = call.domain.services.list(call.account_sid, page)
+    result = await call.run(call.domain.services.list, call.account_sid, page)
     return page_payload(
         call, "services", result, number, page.page_size, lambda s: service_json(s, call.base)
     )
@@ -115,14 +116,15 @@ async def list_services(call: Call) -> tuple[int, Any]:
 @endpoint
 async def fetch_service(call: Call) -> tuple[int, Any]:
     return 200, service_json(
-        call.domain.services.get(call.account_sid, call.path("sid")), call.base
+        await call.run(call.domain.services.get, call.account_sid, call.path("sid")), call.base
     )
 
 
 @endpoint
 async def update_service(call: Call) -> tuple[int, Any]:
     form = await read_form(call.request)
-    service = call.domain.services.update(
+    service = await call.run(
+        call.domain.services.update,
         call.account_sid,
         call.path("sid"),
         friendly_name=_friendly_name(form),
@@ -134,7 +136,7 @@ async def update_service(call: Call) -> tuple[int, Any]:
 
 @endpoint
 async def delete_service(call: Call) -> tuple[int, Any]:
-    call.domain.services.delete(call.account_sid, call.path("sid"))
+    await call.run(call.domain.services.delete, call.account_sid, call.path("sid"))
     return 204, None
 
 

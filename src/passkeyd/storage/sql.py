@@ -1,0 +1,588 @@
+"""The SQL both backends share. Subclasses supply connections, transactions and dialect.
+
+Queries are written once with `?` placeholders and portable SQL (`ON CONFLICT`, no
+vendor functions); every method that writes is one transaction.
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from importlib import resources
+from typing import Any, Protocol
+
+import orjson
+
+from passkeyd.domain.models import (
+    Account,
+    ApiKey,
+    Challenge,
+    ChallengeStatus,
+    Credential,
+    Entity,
+    Factor,
+    Page,
+    PageRequest,
+    Service,
+)
+
+from .base import ApproveOutcome, CredentialConflict
+from .rows import (
+    CHALLENGE_COLUMNS,
+    FACTOR_COLUMNS,
+    challenge_from_row,
+    challenge_to_row,
+    dump_json,
+    factor_from_row,
+    factor_to_row,
+    settings_from_json,
+    settings_to_json,
+)
+
+
+def load_migrations(dialect: str) -> list[tuple[int, str]]:
+    """(version, sql) pairs shipped inside the package, in order."""
+    folder = resources.files("passkeyd.storage.migrations").joinpath(dialect)
+    found: list[tuple[int, str]] = []
+    for item in folder.iterdir():
+        if item.name.endswith(".sql"):
+            found.append((int(item.name.split("_", 1)[0]), item.read_text()))
+    return sorted(found)
+
+
+def _page(rows: list[Any], request: PageRequest, convert: Any) -> Page:
+    items = [convert(r) for r in rows[: request.page_size]]
+    return Page(items=items, has_more=len(rows) > request.page_size)
+
+
+def _seq_clause(request: PageRequest) -> tuple[str, list[Any]]:
+    if request.after is None:
+        return "", []
+    return (" AND seq < ?" if request.descending else " AND seq > ?"), [request.after]
+
+
+def _order(request: PageRequest) -> str:
+    return " ORDER BY seq DESC" if request.descending else " ORDER BY seq"
+
+
+class _Rollback(Exception):
+    """Leaves a transaction without committing, carrying why."""
+
+    def __init__(self, outcome: ApproveOutcome) -> None:
+        self.outcome = outcome
+
+
+class Cursor(Protocol):
+    @property
+    def rowcount(self) -> int: ...
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+
+
+class Tx(Protocol):
+    """An open transaction."""
+
+    def execute(self, sql: str, args: Sequence[Any] = ()) -> Cursor: ...
+
+
+class SqlStore(abc.ABC):
+    dialect: str = ""
+    runs_in_threads: bool = False
+    integrity_errors: tuple[type[Exception], ...] = ()
+
+    # --- what a backend supplies ----------------------------------------------------------
+
+    @abc.abstractmethod
+    def _write(self) -> AbstractContextManager[Tx]:
+        """A write transaction that holds the write lock from its start."""
+
+    @abc.abstractmethod
+    def _one(self, sql: str, args: Sequence[Any]) -> Any:
+        """One row (or None) of a read outside any write transaction."""
+
+    @abc.abstractmethod
+    def _all(self, sql: str, args: Sequence[Any]) -> list[Any]:
+        """Every row of a read outside any write transaction."""
+
+    @abc.abstractmethod
+    def _lock_migrations(self, tx: Tx) -> None:
+        """Keep two processes from migrating at once."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the connections."""
+
+    def ping(self) -> None:
+        self._one("SELECT 1", ())
+
+    # --- schema ---------------------------------------------------------------------------
+
+    def applied_migrations(self) -> set[int]:
+        try:
+            return {r[0] for r in self._all("SELECT version FROM schema_migrations", ())}
+        except Exception:  # no table yet: nothing applied
+            return set()
+
+    def pending_migrations(self) -> list[int]:
+        applied = self.applied_migrations()
+        return [v for v, _ in load_migrations(self.dialect) if v not in applied]
+
+    def migrate(self) -> list[int]:
+        done = []
+        with self._write() as tx:
+            self._lock_migrations(tx)
+            tx.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations"
+                " (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)"
+            )
+            applied = {r[0] for r in tx.execute("SELECT version FROM schema_migrations").fetchall()}
+            for version, sql in load_migrations(self.dialect):
+                if version in applied:
+                    continue
+                for statement in sql.split(";"):
+                    if statement.strip():
+                        tx.execute(statement)
+                tx.execute(
+                    "INSERT INTO schema_migrations VALUES (?, ?)", (version, int(time.time()))
+                )
+                done.append(version)
+        return done
+
+    # --- accounts and keys ----------------------------------------------------------------
+
+    def put_account(self, account: Account) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO accounts VALUES (?, ?, ?, ?) ON CONFLICT (sid) DO UPDATE SET"
+                " token_hash = excluded.token_hash, friendly_name = excluded.friendly_name",
+                (account.sid, account.friendly_name, account.token_hash, account.date_created),
+            )
+
+    def get_account(self, sid: str) -> Account | None:
+        row = self._one(
+            "SELECT sid, friendly_name, token_hash, date_created FROM accounts WHERE sid = ?",
+            (sid,),
+        )
+        return Account(row[0], row[1], bytes(row[2]), row[3]) if row else None
+
+    def list_accounts(self) -> list[Account]:
+        rows = self._all(
+            "SELECT sid, friendly_name, token_hash, date_created FROM accounts"
+            " ORDER BY date_created, sid",
+            (),
+        )
+        return [Account(r[0], r[1], bytes(r[2]), r[3]) for r in rows]
+
+    def put_api_key(self, key: ApiKey) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO api_keys VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    key.sid,
+                    key.account_sid,
+                    key.friendly_name,
+                    key.secret_hash,
+                    key.revoked,
+                    key.date_created,
+                ),
+            )
+
+    _KEY = (
+        "SELECT sid, account_sid, friendly_name, secret_hash, revoked, date_created FROM api_keys"
+    )
+
+    def get_api_key(self, sid: str) -> ApiKey | None:
+        row = self._one(self._KEY + " WHERE sid = ?", (sid,))
+        return ApiKey(row[0], row[1], row[2], bytes(row[3]), bool(row[4]), row[5]) if row else None
+
+    def list_api_keys(self, account_sid: str) -> list[ApiKey]:
+        rows = self._all(
+            self._KEY + " WHERE account_sid = ? ORDER BY date_created, sid", (account_sid,)
+        )
+        return [ApiKey(r[0], r[1], r[2], bytes(r[3]), bool(r[4]), r[5]) for r in rows]
+
+    def revoke_api_key(self, account_sid: str, sid: str) -> bool:
+        with self._write() as db:
+            cur = db.execute(
+                "UPDATE api_keys SET revoked = ? WHERE account_sid = ? AND sid = ?",
+                (True, account_sid, sid),
+            )
+            return cur.rowcount == 1
+
+    # --- services -------------------------------------------------------------------------
+
+    _SERVICE = (
+        "SELECT seq, sid, account_sid, friendly_name, passkeys, settings, date_created,"
+        " date_updated FROM services"
+    )
+
+    @staticmethod
+    def _service(r: Sequence[Any]) -> Service:
+        return Service(
+            seq=r[0],
+            sid=r[1],
+            account_sid=r[2],
+            friendly_name=r[3],
+            passkeys=settings_from_json(r[4]),
+            settings=orjson.loads(r[5]),
+            date_created=r[6],
+            date_updated=r[7],
+        )
+
+    def insert_service(self, service: Service) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO services (sid, account_sid, friendly_name, passkeys, settings,"
+                " date_created, date_updated) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    service.sid,
+                    service.account_sid,
+                    service.friendly_name,
+                    settings_to_json(service.passkeys),
+                    dump_json(service.settings),
+                    service.date_created,
+                    service.date_updated,
+                ),
+            )
+
+    def update_service(self, service: Service) -> None:
+        with self._write() as db:
+            db.execute(
+                "UPDATE services SET friendly_name = ?, passkeys = ?, settings = ?,"
+                " date_updated = ? WHERE account_sid = ? AND sid = ?",
+                (
+                    service.friendly_name,
+                    settings_to_json(service.passkeys),
+                    dump_json(service.settings),
+                    service.date_updated,
+                    service.account_sid,
+                    service.sid,
+                ),
+            )
+
+    def get_service(self, account_sid: str, sid: str) -> Service | None:
+        row = self._one(self._SERVICE + " WHERE sid = ? AND account_sid = ?", (sid, account_sid))
+        return self._service(row) if row else None
+
+    def list_services(self, account_sid: str, page: PageRequest) -> Page:
+        clause, args = _seq_clause(page)
+        rows = self._all(
+            self._SERVICE + " WHERE account_sid = ?" + clause + _order(page) + " LIMIT ?",
+            [account_sid, *args, page.page_size + 1],
+        )
+        return _page(rows, page, self._service)
+
+    def delete_service(self, account_sid: str, sid: str) -> bool:
+        with self._write() as db:
+            cur = db.execute(
+                "DELETE FROM services WHERE account_sid = ? AND sid = ?", (account_sid, sid)
+            )
+            if cur.rowcount == 0:
+                return False
+            for table in ("challenges", "factors", "entities"):
+                db.execute(f"DELETE FROM {table} WHERE service_sid = ?", (sid,))  # noqa: S608
+            return True
+
+    # --- entities -------------------------------------------------------------------------
+
+    _ENTITY = (
+        "SELECT seq, sid, account_sid, service_sid, identity, date_created, date_updated"
+        " FROM entities"
+    )
+
+    @staticmethod
+    def _entity(r: Sequence[Any]) -> Entity:
+        return Entity(
+            seq=r[0],
+            sid=r[1],
+            account_sid=r[2],
+            service_sid=r[3],
+            identity=r[4],
+            date_created=r[5],
+            date_updated=r[6],
+        )
+
+    def insert_entity(self, entity: Entity) -> bool:
+        with self._write() as db:
+            cur = db.execute(
+                "INSERT INTO entities (sid, account_sid, service_sid, identity,"
+                " date_created, date_updated) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (
+                    entity.sid,
+                    entity.account_sid,
+                    entity.service_sid,
+                    entity.identity,
+                    entity.date_created,
+                    entity.date_updated,
+                ),
+            )
+            return cur.rowcount == 1
+
+    def ensure_entity(self, entity: Entity) -> Entity:
+        self.insert_entity(entity)
+        found = self.get_entity(entity.account_sid, entity.service_sid, entity.identity)
+        assert found is not None
+        return found
+
+    def get_entity(self, account_sid: str, service_sid: str, identity: str) -> Entity | None:
+        row = self._one(
+            self._ENTITY + " WHERE service_sid = ? AND identity = ? AND account_sid = ?",
+            (service_sid, identity, account_sid),
+        )
+        return self._entity(row) if row else None
+
+    def list_entities(self, account_sid: str, service_sid: str, page: PageRequest) -> Page:
+        clause, args = _seq_clause(page)
+        rows = self._all(
+            self._ENTITY
+            + " WHERE service_sid = ? AND account_sid = ?"
+            + clause
+            + _order(page)
+            + " LIMIT ?",
+            [service_sid, account_sid, *args, page.page_size + 1],
+        )
+        return _page(rows, page, self._entity)
+
+    def delete_entity(self, account_sid: str, service_sid: str, identity: str) -> bool:
+        with self._write() as db:
+            row = db.execute(
+                "SELECT sid FROM entities WHERE service_sid = ? AND identity = ?"
+                " AND account_sid = ?",
+                (service_sid, identity, account_sid),
+            ).fetchone()
+            if row is None:
+                return False
+            db.execute("DELETE FROM challenges WHERE entity_sid = ?", (row[0],))
+            db.execute("DELETE FROM factors WHERE entity_sid = ?", (row[0],))
+            db.execute("DELETE FROM entities WHERE sid = ?", (row[0],))
+            return True
+
+    # --- factors --------------------------------------------------------------------------
+
+    _FACTOR = f"SELECT {FACTOR_COLUMNS} FROM factors"
+
+    def insert_factor(self, factor: Factor) -> None:
+        columns = FACTOR_COLUMNS.split(", ", 1)[1]
+        with self._write() as db:
+            db.execute(
+                f"INSERT INTO factors ({columns}) VALUES ({', '.join('?' * 23)})",
+                factor_to_row(factor),
+            )
+
+    def get_factor(self, account_sid: str, service_sid: str, sid: str) -> Factor | None:
+        row = self._one(
+            self._FACTOR + " WHERE sid = ? AND service_sid = ? AND account_sid = ?",
+            (sid, service_sid, account_sid),
+        )
+        return factor_from_row(row) if row else None
+
+    def find_factor_by_registration(
+        self, account_sid: str, service_sid: str, challenge: bytes
+    ) -> Factor | None:
+        row = self._one(
+            self._FACTOR + " WHERE registration_challenge = ? AND service_sid = ?"
+            " AND account_sid = ?",
+            (challenge, service_sid, account_sid),
+        )
+        return factor_from_row(row) if row else None
+
+    def find_factor_by_credential(
+        self, account_sid: str, service_sid: str, credential_id: bytes
+    ) -> Factor | None:
+        row = self._one(
+            self._FACTOR + " WHERE service_sid = ? AND credential_id = ? AND account_sid = ?",
+            (service_sid, credential_id, account_sid),
+        )
+        return factor_from_row(row) if row else None
+
+    def list_factors(
+        self, account_sid: str, service_sid: str, entity_sid: str, page: PageRequest
+    ) -> Page:
+        clause, args = _seq_clause(page)
+        rows = self._all(
+            self._FACTOR + " WHERE entity_sid = ? AND service_sid = ?"
+            " AND account_sid = ?" + clause + _order(page) + " LIMIT ?",
+            [entity_sid, service_sid, account_sid, *args, page.page_size + 1],
+        )
+        return _page(rows, page, factor_from_row)
+
+    def verified_factors(self, account_sid: str, service_sid: str, entity_sid: str) -> list[Factor]:
+        rows = self._all(
+            self._FACTOR + " WHERE entity_sid = ? AND service_sid = ?"
+            " AND account_sid = ? AND status = 'verified' ORDER BY seq",
+            (entity_sid, service_sid, account_sid),
+        )
+        return [factor_from_row(r) for r in rows]
+
+    def rename_factor(self, factor_sid: str, friendly_name: str, now: int) -> None:
+        with self._write() as db:
+            db.execute(
+                "UPDATE factors SET friendly_name = ?, date_updated = ? WHERE sid = ?",
+                (friendly_name, now, factor_sid),
+            )
+
+    def delete_factor(self, account_sid: str, service_sid: str, sid: str) -> bool:
+        with self._write() as db:
+            cur = db.execute(
+                "DELETE FROM factors WHERE sid = ? AND service_sid = ? AND account_sid = ?",
+                (sid, service_sid, account_sid),
+            )
+            return cur.rowcount == 1
+
+    def complete_registration(self, factor_sid: str, credential: Credential, now: int) -> bool:
+        c = credential
+        try:
+            with self._write() as db:
+                cur = db.execute(
+                    "UPDATE factors SET status = 'verified',"
+                    " credential_id = ?, public_key = ?, algorithm = ?, sign_count = ?,"
+                    " transports = ?, aaguid = ?, fmt = ?, backup_eligible = ?, backed_up = ?,"
+                    " attachment = ?, date_updated = ?"
+                    " WHERE sid = ? AND status = 'unverified' AND registration_expires > ?",
+                    (
+                        c.credential_id,
+                        c.public_key,
+                        c.algorithm,
+                        c.sign_count,
+                        dump_json(list(c.transports)),
+                        c.aaguid,
+                        c.fmt,
+                        c.backup_eligible,
+                        c.backed_up,
+                        c.authenticator_attachment,
+                        now,
+                        factor_sid,
+                        now,
+                    ),
+                )
+                return cur.rowcount == 1
+        except self.integrity_errors as exc:
+            raise CredentialConflict from exc
+
+    # --- challenges -----------------------------------------------------------------------
+
+    _CHALLENGE = f"SELECT {CHALLENGE_COLUMNS} FROM challenges"
+
+    def insert_challenge(self, challenge: Challenge) -> None:
+        columns = CHALLENGE_COLUMNS.split(", ", 1)[1]
+        with self._write() as db:
+            db.execute(
+                f"INSERT INTO challenges ({columns}) VALUES ({', '.join('?' * 17)})",
+                challenge_to_row(challenge),
+            )
+
+    def get_challenge(self, account_sid: str, service_sid: str, sid: str) -> Challenge | None:
+        row = self._one(
+            self._CHALLENGE + " WHERE sid = ? AND service_sid = ? AND account_sid = ?",
+            (sid, service_sid, account_sid),
+        )
+        return challenge_from_row(row) if row else None
+
+    def find_challenge(self, account_sid: str, service_sid: str, value: bytes) -> Challenge | None:
+        row = self._one(
+            self._CHALLENGE + " WHERE challenge = ? AND service_sid = ? AND account_sid = ?",
+            (value, service_sid, account_sid),
+        )
+        return challenge_from_row(row) if row else None
+
+    def list_challenges(
+        self,
+        account_sid: str,
+        service_sid: str,
+        entity_sid: str,
+        page: PageRequest,
+        *,
+        factor_sid: str | None,
+        status: ChallengeStatus | None,
+        now: int,
+    ) -> Page:
+        sql = self._CHALLENGE + " WHERE entity_sid = ? AND service_sid = ? AND account_sid = ?"
+        args: list[Any] = [entity_sid, service_sid, account_sid]
+        if factor_sid is not None:
+            sql += " AND factor_sid = ?"
+            args.append(factor_sid)
+        if status is ChallengeStatus.PENDING:
+            sql += " AND status = 'pending' AND expiration_date > ?"
+            args.append(now)
+        elif status is ChallengeStatus.EXPIRED:
+            sql += " AND (status = 'expired' OR (status = 'pending' AND expiration_date <= ?))"
+            args.append(now)
+        elif status is not None:
+            sql += " AND status = ?"
+            args.append(status.value)
+        clause, more = _seq_clause(page)
+        rows = self._all(
+            sql + clause + _order(page) + " LIMIT ?", [*args, *more, page.page_size + 1]
+        )
+        return _page(rows, page, challenge_from_row)
+
+    def approve_challenge(
+        self,
+        challenge: Challenge,
+        factor: Factor,
+        *,
+        new_sign_count: int,
+        backed_up: bool,
+        now: int,
+    ) -> ApproveOutcome:
+        try:
+            with self._write() as tx:
+                consumed = tx.execute(
+                    "UPDATE challenges SET status = 'approved', entity_sid = ?, identity = ?,"
+                    " factor_sid = ?, date_updated = ?, date_responded = ?"
+                    " WHERE sid = ? AND status = 'pending' AND expiration_date > ?",
+                    (factor.entity_sid, factor.identity, factor.sid, now, now, challenge.sid, now),
+                ).rowcount
+                if consumed != 1:
+                    raise _Rollback(ApproveOutcome.NOT_PENDING)
+                counted = tx.execute(
+                    "UPDATE factors SET sign_count = ?, backed_up = ?, date_last_approved = ?,"
+                    " date_updated = ? WHERE sid = ? AND status = 'verified'"
+                    " AND (sign_count < ? OR (sign_count = 0 AND ? = 0))",
+                    (
+                        new_sign_count,
+                        backed_up,
+                        now,
+                        now,
+                        factor.sid,
+                        new_sign_count,
+                        new_sign_count,
+                    ),
+                ).rowcount
+                if counted != 1:
+                    raise _Rollback(ApproveOutcome.COUNTER_RACE)
+        except _Rollback as rollback:
+            return rollback.outcome
+        return ApproveOutcome.APPROVED
+
+    def purge_expired(self, before: int, *, batch: int = 1000) -> int:
+        """Delete challenges that expired before `before`, and factors whose registration
+        expired unfinished before it, in small transactions so no lock is held for long."""
+        removed = 0
+        for table, condition in (
+            ("challenges", "expiration_date < ?"),
+            ("factors", "status = 'unverified' AND registration_expires < ?"),
+        ):
+            while True:
+                with self._write() as tx:
+                    count = tx.execute(
+                        f"DELETE FROM {table} WHERE seq IN"
+                        f" (SELECT seq FROM {table} WHERE {condition} LIMIT ?)",
+                        (before, batch),
+                    ).rowcount
+                removed += count
+                if count < batch:
+                    break
+        return removed
+
+    def record_failed_attempt(self, challenge_sid: str, *, max_attempts: int, now: int) -> None:
+        with self._write() as db:
+            db.execute(
+                "UPDATE challenges SET failed_attempts = failed_attempts + 1,"
+                " date_updated = CASE WHEN failed_attempts + 1 >= ? THEN ? ELSE date_updated END,"
+                " status = CASE WHEN failed_attempts + 1 >= ? THEN 'denied' ELSE status END"
+                " WHERE sid = ? AND status = 'pending'",
+                (max_attempts, now, max_attempts, challenge_sid),
+            )

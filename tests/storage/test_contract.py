@@ -1,0 +1,395 @@
+"""The storage contract: every backend passes the same tests (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from passkeyd.domain.ids import new_sid
+from passkeyd.domain.models import (
+    Account,
+    ApiKey,
+    Challenge,
+    ChallengeStatus,
+    Credential,
+    Entity,
+    Factor,
+    FactorStatus,
+    PageRequest,
+    PasskeyPolicy,
+    PasskeySettings,
+    Service,
+)
+from passkeyd.storage import ApproveOutcome, CredentialConflict, Store, open_store
+from tests.pg import temporary_schema
+
+NOW = 1_790_000_000
+POLICY = PasskeyPolicy(
+    "example.com", "Example", ("https://example.com",), "platform", "preferred", "preferred"
+)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    if request.param == "sqlite":
+        s = open_store(f"sqlite:///{tmp_path}/contract.db")
+        s.migrate()
+        yield s
+        s.close()
+        return
+    with temporary_schema() as url:
+        s = open_store(url, pool_size=4)
+        s.migrate()
+        yield s
+        s.close()
+
+
+def service(account: str = "AC" + "1" * 32, **kw) -> Service:
+    return Service(
+        new_sid("VA"),
+        account,
+        "svc",
+        PasskeySettings(rp_id="example.com"),
+        {"code_length": 6},
+        NOW,
+        NOW,
+        **kw,
+    )
+
+
+def entity(svc: Service, identity: str = "user-0001") -> Entity:
+    return Entity(new_sid("YE"), svc.account_sid, svc.sid, identity, NOW, NOW)
+
+
+def factor(ent: Entity, challenge: bytes | None = None) -> Factor:
+    return Factor(
+        new_sid("YF"),
+        ent.account_sid,
+        ent.service_sid,
+        ent.sid,
+        ent.identity,
+        "key",
+        FactorStatus.UNVERIFIED,
+        POLICY,
+        challenge or new_sid("RG").encode(),
+        NOW + 600,
+        None,
+        None,
+        NOW,
+        NOW,
+    )
+
+
+def credential(cred_id: bytes = b"\x01" * 16, count: int = 0) -> Credential:
+    return Credential(
+        cred_id,
+        b"cose-key",
+        -7,
+        count,
+        ("internal",),
+        "0" * 8 + "-0000-0000-0000-" + "0" * 12,
+        "none",
+        True,
+        False,
+        "platform",
+    )
+
+
+def challenge(ent: Entity | None, svc: Service, value: bytes | None = None, **kw) -> Challenge:
+    fields = dict(
+        sid=new_sid("YC"),
+        account_sid=svc.account_sid,
+        service_sid=svc.sid,
+        entity_sid=ent.sid if ent else "",
+        identity=ent.identity if ent else "",
+        factor_sid="",
+        challenge=value or new_sid("CH").encode(),
+        rp_id="example.com",
+        user_verification="preferred",
+        options={"publicKey": {"rpId": "example.com"}},
+        status=ChallengeStatus.PENDING,
+        failed_attempts=0,
+        date_created=NOW,
+        date_updated=NOW,
+        date_responded=None,
+        expiration_date=NOW + 600,
+        allowed_credentials=(b"\x01" * 16,),
+    )
+    fields.update(kw)
+    return Challenge(**fields)
+
+
+def verified(
+    store: Store, svc: Service, identity: str = "user-0001", cred_id: bytes = b"\x01" * 16
+) -> Factor:
+    ent = store.ensure_entity(entity(svc, identity))
+    f = factor(ent)
+    store.insert_factor(f)
+    assert store.complete_registration(f.sid, credential(cred_id), NOW)
+    got = store.get_factor(svc.account_sid, svc.sid, f.sid)
+    assert got is not None
+    return got
+
+
+# --- schema ----------------------------------------------------------------------------------
+
+
+def test_migrations_are_applied_once(store):
+    assert store.pending_migrations() == []
+    assert store.migrate() == []
+    assert 1 in store.applied_migrations()
+
+
+# --- accounts and keys -----------------------------------------------------------------------
+
+
+def test_accounts_are_upserted_and_listed(store):
+    a = Account("AC" + "a" * 32, "one", b"h1", NOW)
+    store.put_account(a)
+    store.put_account(dataclasses.replace(a, token_hash=b"h2"))
+    assert store.get_account(a.sid).token_hash == b"h2"
+    assert store.get_account("AC" + "b" * 32) is None
+    assert [x.sid for x in store.list_accounts()] == [a.sid]
+
+
+def test_api_keys_are_revoked(store):
+    store.put_account(Account("AC" + "a" * 32, "one", b"h", NOW))
+    key = ApiKey("SK" + "c" * 32, "AC" + "a" * 32, "ci", b"s", False, NOW)
+    store.put_api_key(key)
+    assert store.get_api_key(key.sid) == key
+    assert not store.revoke_api_key("AC" + "b" * 32, key.sid)
+    assert store.revoke_api_key(key.account_sid, key.sid)
+    assert store.get_api_key(key.sid).revoked
+    assert [k.sid for k in store.list_api_keys(key.account_sid)] == [key.sid]
+
+
+# --- services ----------------------------------------------------------------------------------
+
+
+def test_services_belong_to_their_account(store):
+    svc = service()
+    store.insert_service(svc)
+    got = store.get_service(svc.account_sid, svc.sid)
+    assert dataclasses.replace(got, seq=0) == svc
+    assert store.get_service("AC" + "2" * 32, svc.sid) is None
+    assert not store.delete_service("AC" + "2" * 32, svc.sid)
+
+
+def test_services_page_in_both_directions(store):
+    sids = []
+    for _ in range(5):
+        svc = service()
+        store.insert_service(svc)
+        sids.append(svc.sid)
+    account = "AC" + "1" * 32
+    first = store.list_services(account, PageRequest(page_size=2))
+    assert [s.sid for s in first.items] == sids[:2] and first.has_more
+    rest = store.list_services(account, PageRequest(page_size=10, after=first.last_seq))
+    assert [s.sid for s in rest.items] == sids[2:] and not rest.has_more
+    desc = store.list_services(account, PageRequest(page_size=10, descending=True))
+    assert [s.sid for s in desc.items] == sids[::-1]
+
+
+def test_service_update_and_cascading_delete(store):
+    svc = service()
+    store.insert_service(svc)
+    store.update_service(dataclasses.replace(svc, friendly_name="renamed", date_updated=NOW + 1))
+    assert store.get_service(svc.account_sid, svc.sid).friendly_name == "renamed"
+    f = verified(store, svc)
+    store.insert_challenge(challenge(None, svc))
+    assert store.delete_service(svc.account_sid, svc.sid)
+    assert store.get_factor(svc.account_sid, svc.sid, f.sid) is None
+    assert store.get_entity(svc.account_sid, svc.sid, "user-0001") is None
+
+
+# --- entities ----------------------------------------------------------------------------------
+
+
+def test_entities_are_unique_per_service(store):
+    svc = service()
+    store.insert_service(svc)
+    first = entity(svc)
+    assert store.insert_entity(first)
+    assert not store.insert_entity(entity(svc))
+    assert store.ensure_entity(entity(svc)).sid == first.sid
+    page = store.list_entities(svc.account_sid, svc.sid, PageRequest(page_size=10))
+    assert [e.sid for e in page.items] == [first.sid]
+    assert store.delete_entity(svc.account_sid, svc.sid, "user-0001")
+    assert not store.delete_entity(svc.account_sid, svc.sid, "user-0001")
+
+
+# --- factors -----------------------------------------------------------------------------------
+
+
+def test_registration_completes_exactly_once(store):
+    svc = service()
+    store.insert_service(svc)
+    ent = store.ensure_entity(entity(svc))
+    f = factor(ent, challenge=b"reg-challenge")
+    store.insert_factor(f)
+    found = store.find_factor_by_registration(svc.account_sid, svc.sid, b"reg-challenge")
+    assert found.sid == f.sid and found.status is FactorStatus.UNVERIFIED
+    assert store.complete_registration(f.sid, credential(), NOW)
+    assert not store.complete_registration(f.sid, credential(b"\x02" * 16), NOW)
+    got = store.get_factor(svc.account_sid, svc.sid, f.sid)
+    assert got.status is FactorStatus.VERIFIED and got.credential == credential()
+    assert store.find_factor_by_credential(svc.account_sid, svc.sid, b"\x01" * 16).sid == f.sid
+    assert store.find_factor_by_credential("AC" + "9" * 32, svc.sid, b"\x01" * 16) is None
+
+
+def test_expired_registration_does_not_complete(store):
+    svc = service()
+    store.insert_service(svc)
+    f = factor(store.ensure_entity(entity(svc)))
+    store.insert_factor(f)
+    assert not store.complete_registration(f.sid, credential(), NOW + 600)
+
+
+def test_a_credential_id_is_registered_once_per_service(store):
+    svc = service()
+    store.insert_service(svc)
+    verified(store, svc, "user-0001")
+    f = factor(store.ensure_entity(entity(svc, "user-0002")))
+    store.insert_factor(f)
+    with pytest.raises(CredentialConflict):
+        store.complete_registration(f.sid, credential(), NOW)
+    assert store.get_factor(svc.account_sid, svc.sid, f.sid).status is FactorStatus.UNVERIFIED
+
+
+def test_factor_lists_rename_and_delete(store):
+    svc = service()
+    store.insert_service(svc)
+    f = verified(store, svc)
+    pending = factor(store.ensure_entity(entity(svc)))
+    store.insert_factor(pending)
+    all_factors = store.list_factors(svc.account_sid, svc.sid, f.entity_sid, PageRequest(10))
+    assert [x.sid for x in all_factors.items] == [f.sid, pending.sid]
+    assert [x.sid for x in store.verified_factors(svc.account_sid, svc.sid, f.entity_sid)] == [
+        f.sid
+    ]
+    store.rename_factor(f.sid, "laptop", NOW + 5)
+    renamed = store.get_factor(svc.account_sid, svc.sid, f.sid)
+    assert (renamed.friendly_name, renamed.date_updated) == ("laptop", NOW + 5)
+    assert store.delete_factor(svc.account_sid, svc.sid, f.sid)
+    assert store.get_factor(svc.account_sid, svc.sid, f.sid) is None
+
+
+# --- challenges --------------------------------------------------------------------------------
+
+
+def test_challenge_is_approved_exactly_once(store):
+    svc = service()
+    store.insert_service(svc)
+    f = verified(store, svc)
+    ent = store.get_entity(svc.account_sid, svc.sid, "user-0001")
+    c = challenge(None, svc, b"auth-challenge")
+    store.insert_challenge(c)
+    assert store.find_challenge(svc.account_sid, svc.sid, b"auth-challenge") == dataclasses.replace(
+        c, seq=store.find_challenge(svc.account_sid, svc.sid, b"auth-challenge").seq
+    )
+    first = store.approve_challenge(c, f, new_sign_count=1, backed_up=True, now=NOW + 1)
+    second = store.approve_challenge(c, f, new_sign_count=2, backed_up=True, now=NOW + 1)
+    assert (first, second) == (ApproveOutcome.APPROVED, ApproveOutcome.NOT_PENDING)
+    got = store.get_challenge(svc.account_sid, svc.sid, c.sid)
+    assert got.status is ChallengeStatus.APPROVED
+    assert (got.entity_sid, got.identity, got.factor_sid) == (ent.sid, "user-0001", f.sid)
+    approved = store.get_factor(svc.account_sid, svc.sid, f.sid)
+    assert approved.credential.sign_count == 1 and approved.date_last_approved == NOW + 1
+
+
+def test_counter_race_rolls_the_approval_back(store):
+    svc = service()
+    store.insert_service(svc)
+    f = verified(store, svc)
+    c1, c2 = challenge(None, svc), challenge(None, svc)
+    store.insert_challenge(c1)
+    store.insert_challenge(c2)
+    assert store.approve_challenge(c1, f, new_sign_count=5, backed_up=False, now=NOW) is (
+        ApproveOutcome.APPROVED
+    )
+    # c2 was verified against the old count (0) but 5 is stored now: 3 must not win.
+    assert store.approve_challenge(c2, f, new_sign_count=3, backed_up=False, now=NOW) is (
+        ApproveOutcome.COUNTER_RACE
+    )
+    assert store.get_challenge(svc.account_sid, svc.sid, c2.sid).status is ChallengeStatus.PENDING
+    assert store.get_factor(svc.account_sid, svc.sid, f.sid).credential.sign_count == 5
+
+
+def test_expired_challenge_is_not_approved(store):
+    svc = service()
+    store.insert_service(svc)
+    f = verified(store, svc)
+    c = challenge(None, svc)
+    store.insert_challenge(c)
+    assert store.approve_challenge(c, f, new_sign_count=1, backed_up=False, now=NOW + 600) is (
+        ApproveOutcome.NOT_PENDING
+    )
+
+
+def test_failed_attempts_spend_the_challenge(store):
+    svc = service()
+    store.insert_service(svc)
+    c = challenge(None, svc)
+    store.insert_challenge(c)
+    for _ in range(4):
+        store.record_failed_attempt(c.sid, max_attempts=5, now=NOW)
+    assert store.get_challenge(svc.account_sid, svc.sid, c.sid).status is ChallengeStatus.PENDING
+    store.record_failed_attempt(c.sid, max_attempts=5, now=NOW + 9)
+    spent = store.get_challenge(svc.account_sid, svc.sid, c.sid)
+    assert (spent.status, spent.failed_attempts, spent.date_updated) == (
+        ChallengeStatus.DENIED,
+        5,
+        NOW + 9,
+    )
+
+
+def test_challenge_lists_filter_by_status_and_factor(store):
+    svc = service()
+    store.insert_service(svc)
+    f = verified(store, svc)
+    ent = store.get_entity(svc.account_sid, svc.sid, "user-0001")
+    pending = challenge(ent, svc, factor_sid=f.sid)
+    old = challenge(ent, svc, expiration_date=NOW - 1)
+    done = challenge(ent, svc)
+    for c in (pending, old, done):
+        store.insert_challenge(c)
+    store.approve_challenge(done, f, new_sign_count=1, backed_up=False, now=NOW)
+
+    def sids(**kw):
+        page = store.list_challenges(
+            svc.account_sid,
+            svc.sid,
+            ent.sid,
+            PageRequest(10),
+            now=NOW,
+            **{"factor_sid": None, "status": None, **kw},
+        )
+        return [c.sid for c in page.items]
+
+    assert sids() == [pending.sid, old.sid, done.sid]
+    assert sids(status=ChallengeStatus.PENDING) == [pending.sid]
+    assert sids(status=ChallengeStatus.EXPIRED) == [old.sid]
+    assert sids(status=ChallengeStatus.APPROVED) == [done.sid]
+    assert sids(factor_sid=f.sid) == [pending.sid, done.sid]
+
+
+def test_purge_removes_only_what_expired_before_the_cutoff(store):
+    svc = service()
+    store.insert_service(svc)
+    f = verified(store, svc)
+    ent = store.get_entity(svc.account_sid, svc.sid, "user-0001")
+    old = [challenge(ent, svc, expiration_date=NOW - 100) for _ in range(5)]
+    fresh = challenge(ent, svc)
+    for c in [*old, fresh]:
+        store.insert_challenge(c)
+    stale = factor(ent)
+    stale = dataclasses.replace(stale, registration_expires=NOW - 100)
+    store.insert_factor(stale)
+    assert store.purge_expired(NOW - 50, batch=2) == 6
+    assert store.get_challenge(svc.account_sid, svc.sid, fresh.sid) is not None
+    assert all(store.get_challenge(svc.account_sid, svc.sid, c.sid) is None for c in old)
+    assert store.get_factor(svc.account_sid, svc.sid, stale.sid) is None
+    assert store.get_factor(svc.account_sid, svc.sid, f.sid) is not None
