@@ -358,3 +358,24 @@ def test_deleted_passkey_cannot_sign_in(api, alice, challenge):
     assert api.delete(f"{api.svc}/Entities/user-0001/Factors/{alice['sid']}").status_code == 204
     usernameless = api.challenge()
     refused(api, api.authenticator.get(usernameless["options"], ORIGIN), 404, 60390)
+
+
+def test_a_replay_racing_the_approval_is_answered_already_responded(api, alice, domain):
+    """A replay that read the challenge as pending, then the counter its twin just moved,
+    is a replay (60322), not a verification failure."""
+    challenge = api.challenge(identity="user-0001")
+    assertion = api.authenticator.get(challenge["options"], ORIGIN)
+    store = domain.store
+    original = store.find_factor_by_credential
+
+    def approve_first_then_look(*args):
+        store.find_factor_by_credential = original  # the twin runs the normal path
+        assert api.approve(assertion).status_code == 200
+        return original(*args)
+
+    store.find_factor_by_credential = approve_first_then_look
+    try:
+        r = api.approve(assertion)
+    finally:
+        store.find_factor_by_credential = original
+    assert (r.status_code, r.json()["code"]) == (403, 60322), r.text

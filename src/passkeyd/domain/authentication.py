@@ -183,6 +183,11 @@ class Authentications:
             except CeremonyError as exc:
                 raise AssertionRefused(exc) from exc
         except (AssertionRefused, FactorNotFound, FactorUnverified, FactorRelyingPartyMismatch):
+            # A concurrent request may have approved this very challenge while this one was
+            # verifying (and moved the counter): then the answer is "already responded".
+            latest = self.store.get_challenge(account_sid, service_sid, challenge.sid)
+            if latest is not None:
+                self._check_pending(latest, now)
             self.store.record_failed_attempt(
                 challenge.sid, max_attempts=MAX_FAILED_ATTEMPTS, now=now
             )

@@ -1,0 +1,136 @@
+"""The pages: sign in, sign up, and the signed-in account page with its passkeys, which a
+person renames or deletes with plain form posts (Post/Redirect/Get on success; on a refusal
+the page is shown again with the sentence)."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from .messages import APP_ERRORS, NOTICES
+from .pages import account_page, signin_page, signup_page
+from .passkeys import Passkey, verified_passkeys
+from .session import Session
+from .state import (
+    Demo,
+    Refusal,
+    demo_of,
+    form_body,
+    refusal_from,
+    session_of,
+    store_session,
+)
+from .users import InvalidName, clean_name
+from .verify import PasskeydUnreachable, VerifyError
+
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+def _see_other(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303, headers=NO_STORE)
+
+
+def _notice(request: Request) -> str | None:
+    return NOTICES.get(request.query_params.get("notice", ""))
+
+
+async def signin(request: Request) -> Response:
+    if session_of(request).identity is not None:
+        return _see_other("/account")
+    html = signin_page(demo_of(request).page_context(), notice=_notice(request))
+    return HTMLResponse(html, headers=NO_STORE)
+
+
+async def signup(request: Request) -> Response:
+    if session_of(request).identity is not None:
+        return _see_other("/account")
+    return HTMLResponse(signup_page(demo_of(request).page_context()), headers=NO_STORE)
+
+
+async def _passkeys(demo: Demo, identity: str) -> list[Passkey]:
+    try:
+        return verified_passkeys(await demo.verify.list_factors(demo.service.sid, identity))
+    except VerifyError as exc:
+        if exc.code == 20404:  # every passkey and the entity were deleted
+            return []
+        raise
+
+
+async def _account(
+    request: Request, identity: str, *, status: int = 200, error: str | None = None
+) -> Response:
+    demo = demo_of(request)
+    try:
+        passkeys = await _passkeys(demo, identity)
+    except (VerifyError, PasskeydUnreachable) as exc:
+        passkeys, error, status = [], refusal_from(exc).sentence, 502
+    html = account_page(
+        demo.page_context(),
+        name=demo.users.name_of(identity) or identity,
+        passkeys=passkeys,
+        notice=None if error else _notice(request),
+        error=error,
+    )
+    return HTMLResponse(html, status_code=status, headers=NO_STORE)
+
+
+async def account(request: Request) -> Response:
+    identity = session_of(request).identity
+    if identity is None:
+        return _see_other("/")
+    return await _account(request, identity)
+
+
+async def _change_passkey(request: Request, *, delete: bool) -> Response:
+    identity = session_of(request).identity
+    if identity is None:
+        return _see_other("/")
+    demo = demo_of(request)
+    sid = request.path_params["sid"]
+    try:
+        form = await form_body(request)
+        if delete:
+            await demo.verify.delete_factor(demo.service.sid, identity, sid)
+        else:
+            name = clean_name(form.get("FriendlyName"), kind="passkey_name")
+            await demo.verify.rename_factor(demo.service.sid, identity, sid, name)
+    except Refusal as exc:
+        return await _account(request, identity, status=exc.status, error=exc.sentence)
+    except InvalidName as exc:
+        return await _account(request, identity, status=400, error=APP_ERRORS[exc.reason])
+    except VerifyError as exc:
+        if exc.code == 20404:  # deleted meanwhile (another tab), or not this user's passkey
+            return await _account(request, identity, status=404, error=APP_ERRORS["passkey_gone"])
+        refusal = refusal_from(exc)
+        return await _account(request, identity, status=refusal.status, error=refusal.sentence)
+    except PasskeydUnreachable as exc:
+        refusal = refusal_from(exc)
+        return await _account(request, identity, status=refusal.status, error=refusal.sentence)
+    return _see_other(f"/account?notice={'deleted' if delete else 'renamed'}")
+
+
+async def rename_passkey(request: Request) -> Response:
+    return await _change_passkey(request, delete=False)
+
+
+async def delete_passkey(request: Request) -> Response:
+    return await _change_passkey(request, delete=True)
+
+
+async def signout(request: Request) -> Response:
+    try:
+        await form_body(request)
+    except Refusal as exc:
+        return HTMLResponse(exc.sentence, status_code=exc.status, headers=NO_STORE)
+    return store_session(request, _see_other("/?notice=signed-out"), Session())
+
+
+routes = [
+    Route("/", signin, methods=["GET"]),
+    Route("/signup", signup, methods=["GET"]),
+    Route("/account", account, methods=["GET"]),
+    Route("/account/passkeys/{sid}/rename", rename_passkey, methods=["POST"]),
+    Route("/account/passkeys/{sid}/delete", delete_passkey, methods=["POST"]),
+    Route("/signout", signout, methods=["POST"]),
+]

@@ -1,0 +1,158 @@
+"""The JSON endpoints behind the page script: each ceremony's options, then its result.
+
+Sign-up and "add a passkey" create a Verify factor (its options go to
+navigator.credentials.create) and finish with VerifyFactor; sign-in creates a challenge (for
+a name, or for any discoverable passkey) and finishes with ApproveChallenge. A ceremony only
+signs in the browser that started it: its factor or challenge SID must be pending in that
+browser's session. passkeyd has accepted the credential by then; the check decides only
+whether *this* browser gets the session, which stops a page elsewhere from signing a visitor
+in as someone else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from .state import (
+    Demo,
+    Refusal,
+    demo_of,
+    json_body,
+    json_reply,
+    refusal_from,
+    session_of,
+    store_session,
+)
+from .users import InvalidName, clean_name
+from .verify import PasskeydUnreachable, VerifyError
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def answers_with_sentences(handler: Endpoint) -> Endpoint:
+    """Every refusal becomes `{"error": sentence}` with a fitting status."""
+
+    async def wrapped(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except Refusal as exc:
+            return json_reply({"error": exc.sentence}, exc.status)
+        except InvalidName as exc:
+            return json_reply({"error": Refusal.app(400, exc.reason).sentence}, 400)
+        except (VerifyError, PasskeydUnreachable) as exc:
+            refusal = refusal_from(exc)
+            return json_reply({"error": refusal.sentence}, refusal.status)
+
+    return wrapped
+
+
+def _credential(body: dict[str, Any]) -> dict[str, Any]:
+    credential = body.get("credential")
+    if not isinstance(credential, dict):
+        raise Refusal.app(400, "bad_request")
+    return credential
+
+
+async def has_passkeys(demo: Demo, identity: str) -> bool:
+    try:
+        factors = await demo.verify.list_factors(demo.service.sid, identity)
+    except VerifyError as exc:
+        if exc.code == 20404:  # no entity yet: nobody finished signing up with this name
+            return False
+        raise
+    return any(f.get("status") == "verified" for f in factors)
+
+
+async def _registration_options(request: Request, identity: str, name: str) -> Response:
+    demo = demo_of(request)
+    factor = await demo.verify.create_factor(
+        demo.service.sid, identity=identity, friendly_name=name
+    )
+    session = session_of(request).started(str(factor["sid"]))
+    return store_session(request, json_reply({"options": factor["options"]}), session)
+
+
+@answers_with_sentences
+async def signup_options(request: Request) -> Response:
+    """POST {name}: creation options for a new account's first passkey."""
+    body = await json_body(request)
+    name = clean_name(body.get("name"))
+    demo = demo_of(request)
+    identity = demo.users.identity_for_new(name)
+    # A name whose sign-up never finished has no passkey and may be taken again.
+    if await has_passkeys(demo, identity):
+        raise Refusal.app(409, "name_taken")
+    return await _registration_options(request, identity, name)
+
+
+@answers_with_sentences
+async def add_passkey_options(request: Request) -> Response:
+    """POST {}: creation options for another passkey of the signed-in user."""
+    await json_body(request)
+    identity = session_of(request).identity
+    if identity is None:
+        raise Refusal.app(401, "signed_out")
+    name = demo_of(request).users.name_of(identity) or identity
+    return await _registration_options(request, identity, name)
+
+
+@answers_with_sentences
+async def verify_passkey(request: Request) -> Response:
+    """POST {credential}: the new passkey (credential.toJSON()) to VerifyFactor."""
+    credential = _credential(await json_body(request))
+    demo = demo_of(request)
+    session = session_of(request)
+    factor = await demo.verify.verify_factor(demo.service.sid, credential)
+    sid, identity = str(factor["sid"]), str(factor["identity"])
+    if sid not in session.pending or session.identity not in (None, identity):
+        raise Refusal.app(403, "not_this_browser")
+    notice = "signed-up" if session.identity is None else "added"
+    session = session.finished(sid).signed_in(identity)
+    return store_session(request, json_reply({"redirect": f"/account?notice={notice}"}), session)
+
+
+@answers_with_sentences
+async def signin_options(request: Request) -> Response:
+    """POST {name?}: request options for that name's passkeys, or for any discoverable one."""
+    body = await json_body(request)
+    demo = demo_of(request)
+    raw_name = body.get("name")
+    identity = None
+    if isinstance(raw_name, str) and raw_name.strip():
+        identity = demo.users.identity_of(clean_name(raw_name))
+        if identity is None:
+            raise Refusal.app(404, "name_unknown")
+    challenge = await demo.verify.create_challenge(demo.service.sid, identity=identity)
+    session = session_of(request).started(str(challenge["sid"]))
+    return store_session(request, json_reply({"options": challenge["options"]}), session)
+
+
+@answers_with_sentences
+async def signin_approve(request: Request) -> Response:
+    """POST {credential}: the assertion (credential.toJSON()) to ApproveChallenge."""
+    credential = _credential(await json_body(request))
+    demo = demo_of(request)
+    session = session_of(request)
+    challenge = await demo.verify.approve_challenge(demo.service.sid, credential)
+    sid = str(challenge["sid"])
+    if sid not in session.pending:
+        raise Refusal.app(403, "not_this_browser")
+    if challenge.get("status") != "approved" or not challenge.get("identity"):
+        raise Refusal.app(403, "not_approved")
+    # The identity comes from passkeyd: for a sign-in without a name, the passkey named it.
+    session = session.finished(sid).signed_in(str(challenge["identity"]))
+    return store_session(request, json_reply({"redirect": "/account?notice=signed-in"}), session)
+
+
+routes = [
+    Route("/api/signup/options", signup_options, methods=["POST"]),
+    Route("/api/passkeys/options", add_passkey_options, methods=["POST"]),
+    Route("/api/passkeys/verify", verify_passkey, methods=["POST"]),
+    Route("/api/signin/options", signin_options, methods=["POST"]),
+    Route("/api/signin/approve", signin_approve, methods=["POST"]),
+]

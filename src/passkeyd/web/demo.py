@@ -1,0 +1,70 @@
+"""`passkeyd demo`: run the demo relying party against a passkeyd API.
+
+    main(["--port", "8081", "--passkeyd-url", "http://127.0.0.1:8080"])
+
+It checks (or creates) its Verify service before listening, so a wrong URL or credential
+stops it at once with a sentence and exit code 3.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from .app import create_app
+from .config import ConfigError, DemoConfig, parse_config
+from .service import DemoService, prepare_service
+from .verify import PasskeydUnreachable, VerifyClient, VerifyError
+
+EXIT_OK, EXIT_CONFIG = 0, 3
+
+log = logging.getLogger("passkeyd.web")
+
+
+async def _prepare(config: DemoConfig) -> DemoService:
+    async with VerifyClient(config.passkeyd_url, config.account_sid, config.auth_token) as client:
+        return await prepare_service(client, config)
+
+
+def _fail(message: str) -> int:
+    sys.stderr.write(f"passkeyd demo: {message}\n")
+    return EXIT_CONFIG
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        config = parse_config(argv, os.environ)
+    except ConfigError as exc:
+        return _fail(f"configuration error: {exc}")
+    logging.basicConfig(
+        level=os.environ.get("PASSKEYD_LOG_LEVEL", "info").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        service = asyncio.run(_prepare(config))
+    except PasskeydUnreachable as exc:
+        return _fail(f"passkeyd does not answer at {config.passkeyd_url}: {exc}")
+    except VerifyError as exc:
+        what = f"service {config.service_sid}" if config.service_sid else "a new service"
+        return _fail(f"passkeyd refused {what}: {exc.code} {exc.message}")
+    if service.created:
+        log.info("created Verify service %s (relying party %s)", service.sid, service.rp_id)
+    log.info("demo for service %s: open %s", service.sid, service.page_url)
+
+    import uvicorn  # imported late: parsing options and the checks above do not need it
+
+    uvicorn.run(
+        create_app(config, service),
+        host=config.host,
+        port=config.port,
+        log_level=os.environ.get("PASSKEYD_LOG_LEVEL", "info").lower(),
+        timeout_graceful_shutdown=5,
+    )
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,174 @@
+"""The demo's HTML: sign in, sign up, and the signed-in account page.
+
+Pages are plain HTML with no inline script (the Content-Security-Policy allows only this
+site's own scripts); `demo.js` runs the ceremonies, and the sentences it may show travel in
+a JSON data block. Every value from a user or from passkeyd goes through `escape`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from html import escape
+
+from .messages import page_messages
+from .passkeys import Passkey
+from .users import MAX_NAME_LENGTH
+
+_KEY_ICON = (
+    '<svg class="icon" viewBox="0 0 24 24" aria-hidden="true"><path d="M14 3a7 7 0 0 0-6.7'
+    " 9.1L2 17.4V22h4.6v-2.3h2.3v-2.3h2.3l1.7-1.7A7 7 0 1 0 14 3zm2.3 4.6a1.8 1.8 0 1 1 0"
+    ' 3.6 1.8 1.8 0 0 1 0-3.6z"/></svg>'
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PageContext:
+    """What every page shows or passes to its script."""
+
+    rp_id: str
+    service_sid: str
+    passkeyd_url: str
+    ceremony_timeout_ms: int
+
+
+def _json_block(data: object) -> str:
+    # "<" escaped so that no string can close the <script> element early.
+    return json.dumps(data, separators=(",", ":")).replace("<", "\\u003c")
+
+
+def _alerts(notice: str | None, error: str | None) -> str:
+    notice_html = (
+        f'<p class="notice" id="notice" role="status">{escape(notice)}</p>' if notice else ""
+    )
+    hidden = "" if error else " hidden"
+    return (
+        f"{notice_html}"
+        f'<p class="alert" id="error" role="alert"{hidden}>{escape(error or "")}</p>'
+        '<p class="progress" id="progress" role="status" hidden></p>'
+    )
+
+
+def layout(ctx: PageContext, *, page: str, title: str, main: str, nav: str = "") -> str:
+    return f"""<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{escape(title)} · passkeyd demo</title>
+<link rel="stylesheet" href="/static/demo.css">
+<script type="module" src="/static/demo.js"></script>
+</head>
+<body data-page="{escape(page)}" data-state="idle"
+  data-ceremony-timeout-ms="{ctx.ceremony_timeout_ms}">
+<header class="bar">
+<a class="brand" href="/">{_KEY_ICON}<span>passkeyd demo</span></a>{nav}
+</header>
+<main class="card">
+{main}
+</main>
+<footer class="foot">Relying party <code>{escape(ctx.rp_id)}</code> ·
+Verify service <code>{escape(ctx.service_sid)}</code> ·
+passkeyd at <code>{escape(ctx.passkeyd_url)}</code></footer>
+<script type="application/json" id="messages">{_json_block(page_messages())}</script>
+</body>
+</html>
+"""
+
+
+def signin_page(ctx: PageContext, *, notice: str | None = None) -> str:
+    main = f"""<h1>Sign in</h1>
+<p class="lead">Use a passkey: the one on this device, on your phone, or on a security key.</p>
+{_alerts(notice, None)}
+<form id="signin-form" class="stack" novalidate>
+  <label for="name">Your name</label>
+  <input id="name" name="name" type="text" autocomplete="username webauthn"
+    autocapitalize="none" spellcheck="false" maxlength="{MAX_NAME_LENGTH}"
+    placeholder="Ada Lovelace">
+  <p class="hint">Leave it empty to pick from the passkeys your device offers.</p>
+  <button id="signin" class="primary" type="submit">Sign in</button>
+</form>
+<div class="or"><span>or</span></div>
+<button id="signin-passkey" class="secondary wide" type="button">Sign in with a passkey,
+no name needed</button>
+<p class="switch">New here? <a href="/signup">Create an account</a></p>"""
+    return layout(ctx, page="signin", title="Sign in", main=main)
+
+
+def signup_page(ctx: PageContext) -> str:
+    main = f"""<h1>Create an account</h1>
+<p class="lead">No password to remember: your device makes a passkey for this site.</p>
+{_alerts(None, None)}
+<form id="signup-form" class="stack" novalidate>
+  <label for="name">Your name</label>
+  <input id="name" name="name" type="text" autocomplete="username" required
+    maxlength="{MAX_NAME_LENGTH}" placeholder="Ada Lovelace">
+  <p class="hint">Your passkey will carry this name, so you can tell it apart later.</p>
+  <button id="signup" class="primary" type="submit">Create a passkey</button>
+</form>
+<p class="switch">Already have a passkey? <a href="/">Sign in</a></p>"""
+    return layout(ctx, page="signup", title="Create an account", main=main)
+
+
+def _date(iso: str | None) -> str:
+    if not iso:
+        return "never"
+    try:
+        parsed = time.strptime(iso, "%Y-%m-%dT%H:%M:%SZ")
+    except ValueError:
+        return iso
+    return time.strftime("%d %b %Y, %H:%M UTC", parsed).lstrip("0")
+
+
+def _passkey_item(p: Passkey) -> str:
+    sid = escape(p.sid)
+    return f"""<li class="passkey" data-sid="{sid}">
+  <div class="passkey-head">{_KEY_ICON}
+    <span class="passkey-name">{escape(p.friendly_name)}</span></div>
+  <dl class="facts">
+    <dt>Authenticator</dt><dd class="authenticator">{escape(p.authenticator)}</dd>
+    <dt>Added</dt><dd>{escape(_date(p.date_created))}</dd>
+    <dt>Last used</dt><dd>{escape(_date(p.date_last_used))}</dd>
+  </dl>
+  <div class="actions">
+    <form class="rename" method="post" action="/account/passkeys/{sid}/rename">
+      <label class="visually-hidden" for="rename-{sid}">New name for this passkey</label>
+      <input id="rename-{sid}" name="FriendlyName" value="{escape(p.friendly_name)}"
+        maxlength="{MAX_NAME_LENGTH}" required>
+      <button class="secondary" type="submit">Rename</button>
+    </form>
+    <form class="delete" method="post" action="/account/passkeys/{sid}/delete">
+      <button class="danger" type="submit">Delete</button>
+    </form>
+  </div>
+</li>"""
+
+
+def account_page(
+    ctx: PageContext,
+    *,
+    name: str,
+    passkeys: Iterable[Passkey],
+    notice: str | None = None,
+    error: str | None = None,
+) -> str:
+    items = "\n".join(_passkey_item(p) for p in passkeys)
+    listing = (
+        f'<ul class="passkeys">{items}</ul>'
+        if items
+        else '<p class="empty">You have no passkeys left. Add one now, or you will not be able'
+        " to sign in again.</p>"
+    )
+    nav = (
+        '<form class="signout" method="post" action="/signout">'
+        '<button class="link" id="signout" type="submit">Sign out</button></form>'
+    )
+    main = f"""<h1>Hello, <span id="user-name">{escape(name)}</span></h1>
+<p class="lead">You are signed in with a passkey.</p>
+{_alerts(notice, error)}
+<h2>Your passkeys</h2>
+{listing}
+<button id="add-passkey" class="primary" type="button">Add a passkey</button>"""
+    return layout(ctx, page="account", title="Your account", main=main, nav=nav)

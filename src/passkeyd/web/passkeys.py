@@ -1,0 +1,61 @@
+"""A user's passkeys as the account page shows them, read from Verify factors.
+
+passkeyd does not map AAGUIDs to authenticator names yet. When factor metadata carries a
+`name` (a future passkeyd, or a metadata service in front of it), that name is shown; until
+then the page shows the AAGUID, which still tells two kinds of authenticator apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+# Authenticators that do not disclose their model (e.g. attestation "none") report zeros.
+UNDISCLOSED_AAGUID = "00000000-0000-0000-0000-000000000000"
+
+
+@dataclass(frozen=True, slots=True)
+class Passkey:
+    sid: str
+    friendly_name: str
+    authenticator_name: str | None
+    aaguid: str | None
+    date_created: str | None
+    date_last_used: str | None
+
+    @property
+    def authenticator(self) -> str:
+        """What to call the device or password manager that holds this passkey."""
+        if self.authenticator_name:
+            return self.authenticator_name
+        if self.aaguid and self.aaguid != UNDISCLOSED_AAGUID:
+            return f"Unnamed authenticator (AAGUID {self.aaguid})"
+        return "Authenticator not disclosed"
+
+
+def authenticator_name(metadata: Mapping[str, Any]) -> str | None:
+    name = metadata.get("name")
+    return name if isinstance(name, str) and name.strip() else None
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def passkey_from_factor(factor: Mapping[str, Any]) -> Passkey:
+    metadata = factor.get("metadata")
+    metadata = metadata if isinstance(metadata, dict) else {}
+    return Passkey(
+        sid=str(factor["sid"]),
+        friendly_name=str(factor.get("friendly_name") or ""),
+        authenticator_name=authenticator_name(metadata),
+        aaguid=_text(metadata.get("aaguid")),
+        date_created=_text(factor.get("date_created")),
+        date_last_used=_text(metadata.get("date_last_approved")),
+    )
+
+
+def verified_passkeys(factors: Iterable[Mapping[str, Any]]) -> list[Passkey]:
+    """Only verified factors: an unverified one is a sign-up that never finished."""
+    return [passkey_from_factor(f) for f in factors if f.get("status") == "verified"]
