@@ -370,7 +370,8 @@ def test_a_replay_racing_the_approval_is_answered_already_responded(api, alice, 
 
     def approve_first_then_look(*args):
         store.find_factor_by_credential = original  # the twin runs the normal path
-        assert api.approve(assertion).status_code == 200
+        twin = domain.authentications.approve_challenge(api.account_sid, api.service_sid, assertion)
+        assert twin.status.value == "approved"
         return original(*args)
 
     store.find_factor_by_credential = approve_first_then_look
