@@ -13,7 +13,7 @@ from typing import Any
 from . import __version__
 from .domain import Domain
 from .domain.models import PageRequest
-from .settings import Settings, SettingsError
+from .settings import Settings, SettingsError, secret_box
 from .storage import StorageUnavailable, Store, is_embedded, open_store
 
 EXIT_OK, EXIT_USAGE, EXIT_CONFIG, EXIT_NOT_FOUND, EXIT_SCHEMA, EXIT_DATABASE = 0, 2, 3, 4, 5, 6
@@ -47,12 +47,20 @@ def _open(settings: Settings, *, migrate: bool) -> Store:
     return store
 
 
+def _domain(settings: Settings, *, migrate: bool) -> Domain:
+    return Domain(
+        _open(settings, migrate=migrate),
+        box=secret_box(settings),
+        allow_private_webhooks=settings.webhook_allow_private,
+    )
+
+
 def app_factory() -> Any:
     """Called by uvicorn in each worker process: settings come from the environment."""
     from .api import create_app
 
     settings = Settings.from_env()
-    return create_app(Domain(_open(settings, migrate=False)), settings)
+    return create_app(_domain(settings, migrate=False), settings)
 
 
 def cmd_serve(settings: Settings) -> int:
@@ -60,7 +68,9 @@ def cmd_serve(settings: Settings) -> int:
 
     store = _open(settings, migrate=True)  # the embedded default applies its own schema
     if settings.account_sid and settings.auth_token:
-        Domain(store).accounts.ensure_account(settings.account_sid, settings.auth_token)
+        Domain(store, box=secret_box(settings)).accounts.ensure_account(
+            settings.account_sid, settings.auth_token
+        )
     store.close()
     # Workers read their settings back from the environment.
     os.environ.update(
@@ -92,7 +102,7 @@ def cmd_migrate(settings: Settings) -> int:
 
 
 def cmd_accounts(settings: Settings, args: argparse.Namespace) -> int:
-    domain = Domain(_open(settings, migrate=True))
+    domain = _domain(settings, migrate=True)
     if args.action == "create":
         account, token = domain.accounts.create_account(args.name or "")
         _print(
@@ -111,7 +121,7 @@ def cmd_accounts(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
-    domain = Domain(_open(settings, migrate=True))
+    domain = _domain(settings, migrate=True)
     if domain.store.get_account(args.account) is None:
         sys.stderr.write(f"passkeyd: no account {args.account}\n")
         return EXIT_NOT_FOUND
@@ -147,7 +157,7 @@ def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_services(settings: Settings, args: argparse.Namespace) -> int:
-    domain = Domain(_open(settings, migrate=True))
+    domain = _domain(settings, migrate=True)
     page = domain.services.list(args.account, PageRequest(page_size=1000))
     _print(
         [

@@ -5,6 +5,11 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .sealing import SecretBox
 
 DEFAULT_DATABASE_URL = "sqlite:///./passkeyd.db"
 
@@ -25,6 +30,11 @@ class Settings:
     db_pool_size: int = 10
     challenge_retention_seconds: int = 7 * 24 * 3600
     purge_interval_seconds: int = 300
+    secret_key: str | None = None
+    webhook_allow_private: bool = False
+    webhook_interval_seconds: float = 1.0
+    webhook_retry_base_seconds: int = 5
+    webhook_max_attempts: int = 10
     sqlite_synchronous: str = "NORMAL"
 
     @classmethod
@@ -41,6 +51,16 @@ class Settings:
                 raise SettingsError(f"{name} must be from {low} to {high}, got {value}")
             return value
 
+        def flag(name: str, default: bool) -> bool:
+            text = (env.get(name) or "").strip().lower()
+            if not text:
+                return default
+            if text in ("true", "1", "yes", "on"):
+                return True
+            if text in ("false", "0", "no", "off"):
+                return False
+            raise SettingsError(f"{name} must be true or false, got {text!r}")
+
         settings = cls(
             host=env.get("PASSKEYD_HOST") or cls.host,
             port=number("PASSKEYD_PORT", cls.port, 0, 65535),
@@ -55,6 +75,16 @@ class Settings:
             ),
             purge_interval_seconds=number(
                 "PASSKEYD_PURGE_INTERVAL_SECONDS", cls.purge_interval_seconds, 1, 86400
+            ),
+            secret_key=env.get("PASSKEYD_SECRET_KEY") or None,
+            webhook_allow_private=flag("PASSKEYD_WEBHOOK_ALLOW_PRIVATE", False),
+            webhook_interval_seconds=number("PASSKEYD_WEBHOOK_INTERVAL_MS", 1000, 10, 600_000)
+            / 1000,
+            webhook_retry_base_seconds=number(
+                "PASSKEYD_WEBHOOK_RETRY_BASE_SECONDS", cls.webhook_retry_base_seconds, 1, 3600
+            ),
+            webhook_max_attempts=number(
+                "PASSKEYD_WEBHOOK_MAX_ATTEMPTS", cls.webhook_max_attempts, 1, 100
             ),
             sqlite_synchronous=(env.get("PASSKEYD_SQLITE_SYNCHRONOUS") or "NORMAL").upper(),
         )
@@ -72,5 +102,27 @@ class Settings:
             raise SettingsError("PASSKEYD_SQLITE_SYNCHRONOUS must be OFF, NORMAL, FULL or EXTRA")
         if (self.account_sid is None) != (self.auth_token is None):
             raise SettingsError("PASSKEYD_ACCOUNT_SID and PASSKEYD_AUTH_TOKEN go together")
+        if self.secret_key is not None:
+            from .sealing import SealingError, SecretBox
+
+            try:
+                SecretBox.from_text(self.secret_key)
+            except SealingError as exc:
+                raise SettingsError(f"PASSKEYD_SECRET_KEY: {exc}") from exc
         if self.log_level not in ("debug", "info", "warning", "error"):
             raise SettingsError("PASSKEYD_LOG_LEVEL must be debug, info, warning or error")
+
+
+def secret_box(settings: Settings) -> SecretBox | None:
+    """The key that seals auth tokens for webhook signing: PASSKEYD_SECRET_KEY, else (on the
+    embedded default) a key file beside the SQLite database, else none."""
+    from .sealing import SecretBox
+
+    if settings.secret_key:
+        return SecretBox.from_text(settings.secret_key)
+    prefix = "sqlite:///"
+    if settings.database_url.startswith(prefix):
+        path = settings.database_url[len(prefix) :]
+        if path != ":memory:":
+            return SecretBox.from_key_file(Path(path + ".key"))
+    return None

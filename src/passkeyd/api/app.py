@@ -16,11 +16,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Match, Route
 
+from passkeyd.delivery import Dispatcher
 from passkeyd.domain import Domain
 from passkeyd.settings import Settings
 
 from .edge import error_response, json_response
-from .routes import entities, passkeys, services
+from .routes import entities, passkeys, services, webhooks
 
 log = logging.getLogger("passkeyd")
 
@@ -79,6 +80,15 @@ def create_app(domain: Domain, settings: Settings | None = None) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with anyio.create_task_group() as tasks:
+            dispatcher = Dispatcher(
+                domain.store,
+                domain.clock,
+                domain.box,
+                allow_private=domain.allow_private_webhooks,
+                max_attempts=settings.webhook_max_attempts,
+                retry_base_seconds=settings.webhook_retry_base_seconds,
+            )
+            tasks.start_soon(dispatcher.run_forever, settings.webhook_interval_seconds)
             tasks.start_soon(
                 functools.partial(
                     purge_forever,
@@ -97,6 +107,7 @@ def create_app(domain: Domain, settings: Settings | None = None) -> Starlette:
             *services.routes,
             *entities.routes,
             *passkeys.routes,
+            *webhooks.routes,
         ],
         exception_handlers={HTTPException: http_error},
         lifespan=lifespan,

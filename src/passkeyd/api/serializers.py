@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 from urllib.parse import quote
 
+from passkeyd.domain.clock import iso
 from passkeyd.domain.models import (
     Challenge,
     Entity,
@@ -14,12 +14,8 @@ from passkeyd.domain.models import (
     PasskeyPolicy,
     PasskeySettings,
     Service,
+    Webhook,
 )
-
-
-def iso(ts: int | None) -> str | None:
-    """`YYYY-MM-DDTHH:MM:SSZ`, the only date form the SDK parses."""
-    return None if ts is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
 def service_url(base: str, sid: str) -> str:
@@ -166,3 +162,20 @@ def challenge_json(
     if endpoint is not None:
         out["options"] = c.options
     return out
+
+
+def webhook_json(w: Webhook, base: str) -> dict[str, Any]:
+    return {
+        "sid": w.sid,
+        "service_sid": w.service_sid,
+        "account_sid": w.account_sid,
+        "friendly_name": w.friendly_name,
+        "event_types": list(w.event_types),
+        "status": w.status,
+        "version": w.version,
+        "webhook_url": w.webhook_url,
+        "webhook_method": w.webhook_method,
+        "date_created": iso(w.date_created),
+        "date_updated": iso(w.date_updated),
+        "url": f"{service_url(base, w.service_sid)}/Webhooks/{w.sid}",
+    }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from passkeyd.sealing import SecretBox
 from passkeyd.storage import Store
 
 from .accounts import Accounts
@@ -12,6 +13,7 @@ from .clock import Clock, system_clock
 from .entities import Entities
 from .registration import Registrations
 from .services import Services
+from .webhooks import Webhooks
 
 
 @dataclass
@@ -20,9 +22,12 @@ class Domain:
 
     store: Store
     clock: Clock = system_clock
+    box: SecretBox | None = None  # seals auth tokens so webhooks can be signed with them
+    allow_private_webhooks: bool = False
 
     def __post_init__(self) -> None:
-        self.accounts = Accounts(self.store, self.clock)
+        self.accounts = Accounts(self.store, self.clock, self.box)
+        self.webhooks = Webhooks(self.store, self.clock, self.allow_private_webhooks)
         self.services = Services(self.store, self.clock)
         self.entities = Entities(self.store, self.clock)
         self.registrations = Registrations(self.store, self.clock)

@@ -12,6 +12,7 @@ import hmac
 import secrets
 from dataclasses import dataclass
 
+from passkeyd.sealing import SecretBox
 from passkeyd.storage import Store
 
 from .clock import Clock
@@ -34,10 +35,17 @@ def new_secret() -> str:
 class Accounts:
     store: Store
     clock: Clock
+    box: SecretBox | None = None
+
+    def _seal(self, sid: str, token: str) -> bytes | None:
+        return self.box.seal(token, context=sid) if self.box else None
 
     def create_account(self, friendly_name: str = "") -> tuple[Account, str]:
         token = new_secret()
-        account = Account(new_sid("AC"), friendly_name, hash_secret(token), self.clock())
+        sid = new_sid("AC")
+        account = Account(
+            sid, friendly_name, hash_secret(token), self.clock(), self._seal(sid, token)
+        )
         self.store.put_account(account)
         return account, token
 
@@ -53,6 +61,7 @@ class Accounts:
             existing.friendly_name if existing else "",
             hash_secret(token),
             existing.date_created if existing else self.clock(),
+            self._seal(sid, token),
         )
         self.store.put_account(account)
         return account

@@ -18,6 +18,7 @@ from passkeyd.webauthn import (
     verify_authentication,
 )
 
+from . import events
 from .clock import Clock
 from .errors import (
     AssertionRefused,
@@ -31,11 +32,13 @@ from .errors import (
     FactorUnverified,
     NotFound,
 )
+from .events import Events
 from .identity import check_identity
 from .ids import is_sid, new_sid
 from .models import (
     Challenge,
     ChallengeStatus,
+    Delivery,
     Factor,
     FactorStatus,
     PageRequest,
@@ -51,6 +54,9 @@ MAX_FAILED_ATTEMPTS = 5
 class Authentications:
     store: Store
     clock: Clock
+
+    def __post_init__(self) -> None:
+        self.events = Events(self.store, self.clock)
 
     def _factors_for(
         self, account_sid: str, service_sid: str, identity: object, factor_sid: object
@@ -182,34 +188,50 @@ class Authentications:
                 )
             except CeremonyError as exc:
                 raise AssertionRefused(exc) from exc
-        except (AssertionRefused, FactorNotFound, FactorUnverified, FactorRelyingPartyMismatch):
+        except (
+            AssertionRefused,
+            FactorNotFound,
+            FactorUnverified,
+            FactorRelyingPartyMismatch,
+        ) as refusal:
             # A concurrent request may have approved this very challenge while this one was
             # verifying (and moved the counter): then the answer is "already responded".
             latest = self.store.get_challenge(account_sid, service_sid, challenge.sid)
             if latest is not None:
                 self._check_pending(latest, now)
-            self.store.record_failed_attempt(
-                challenge.sid, max_attempts=MAX_FAILED_ATTEMPTS, now=now
-            )
+            self._record_failure(challenge, factor, refusal, now)
             raise
+        approved = self.events.deliveries(
+            account_sid,
+            service_sid,
+            events.CHALLENGE_APPROVED,
+            events.challenge_fields(challenge, factor, "approved"),
+        )
+        if verified.backed_up != factor.credential.backed_up:
+            approved += self.events.deliveries(
+                account_sid,
+                service_sid,
+                events.BACKUP_STATE_CHANGED,
+                {**events.factor_fields(factor), "backed_up": str(verified.backed_up).lower()},
+            )
         outcome = self.store.approve_challenge(
             challenge,
             factor,
             new_sign_count=verified.sign_count,
             backed_up=verified.backed_up,
             now=now,
+            deliveries=approved,
         )
         if outcome is ApproveOutcome.NOT_PENDING:
             latest = self.store.get_challenge(account_sid, service_sid, challenge.sid)
             self._check_pending(latest or challenge, now)
             raise ChallengeAlreadyResponded("Challenge already responded")
         if outcome is ApproveOutcome.COUNTER_RACE:
-            self.store.record_failed_attempt(
-                challenge.sid, max_attempts=MAX_FAILED_ATTEMPTS, now=now
-            )
-            raise AssertionRefused(
+            race = AssertionRefused(
                 VerificationFailed(Step.SIGN_COUNT, "the signature counter did not increase")
             )
+            self._record_failure(challenge, factor, race, now)
+            raise race
         return replace(
             challenge,
             status=ChallengeStatus.APPROVED,
@@ -218,6 +240,44 @@ class Authentications:
             factor_sid=factor.sid,
             date_updated=now,
             date_responded=now,
+        )
+
+    def _record_failure(
+        self, challenge: Challenge, factor: Factor | None, refusal: Exception, now: int
+    ) -> None:
+        """Count the failure; a counter that went backwards and a challenge spent by its
+        last allowed failure are events."""
+        account_sid, service_sid = challenge.account_sid, challenge.service_sid
+        regressed: list[Delivery] = []
+        if (
+            factor is not None
+            and isinstance(refusal, AssertionRefused)
+            and refusal.error.step is Step.SIGN_COUNT
+        ):
+            regressed = self.events.deliveries(
+                account_sid,
+                service_sid,
+                events.COUNTER_REGRESSED,
+                {**events.factor_fields(factor), "challenge_sid": challenge.sid},
+            )
+        spent = self.events.deliveries(
+            account_sid,
+            service_sid,
+            events.CHALLENGE_DENIED,
+            {
+                "entity_identity": factor.identity if factor else challenge.identity,
+                "factor_sid": factor.sid if factor else challenge.factor_sid,
+                "factor_type": "passkeys",
+                "challenge_sid": challenge.sid,
+                "challenge_status": "denied",
+            },
+        )
+        self.store.record_failed_attempt(
+            challenge.sid,
+            max_attempts=MAX_FAILED_ATTEMPTS,
+            now=now,
+            deliveries=regressed,
+            on_spent=spent,
         )
 
     @staticmethod

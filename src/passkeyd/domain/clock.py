@@ -10,3 +10,8 @@ Clock = Callable[[], int]
 
 def system_clock() -> int:
     return int(time.time())
+
+
+def iso(ts: int | None) -> str | None:
+    """`YYYY-MM-DDTHH:MM:SSZ`, the only date form the twilio SDK parses."""
+    return None if ts is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))

@@ -6,11 +6,13 @@ from dataclasses import dataclass
 
 from passkeyd.storage import Store
 
+from . import events
 from .clock import Clock
 from .errors import EntityExists, InvalidParam, NotFound
+from .events import Events
 from .identity import check_identity
 from .ids import new_sid
-from .models import Challenge, ChallengeStatus, Entity, Factor, Page, PageRequest
+from .models import Challenge, ChallengeStatus, Delivery, Entity, Factor, Page, PageRequest
 from .policy import MAX_NAME_LENGTH
 
 
@@ -22,6 +24,9 @@ def _not_found(path: str) -> NotFound:
 class Entities:
     store: Store
     clock: Clock
+
+    def __post_init__(self) -> None:
+        self.events = Events(self.store, self.clock)
 
     def _service_exists(self, account_sid: str, service_sid: str) -> None:
         if self.store.get_service(account_sid, service_sid) is None:
@@ -48,8 +53,14 @@ class Entities:
         return self.store.list_entities(account_sid, service_sid, page)
 
     def delete(self, account_sid: str, service_sid: str, identity: str) -> None:
-        self._service_exists(account_sid, service_sid)
-        if not self.store.delete_entity(account_sid, service_sid, identity):
+        entity = self.get(account_sid, service_sid, identity)
+        deleted: list[Delivery] = []
+        page = self.store.list_factors(account_sid, service_sid, entity.sid, PageRequest(1000))
+        for factor in page.items:
+            deleted += self.events.deliveries(
+                account_sid, service_sid, events.FACTOR_DELETED, events.factor_fields(factor)
+            )
+        if not self.store.delete_entity(account_sid, service_sid, identity, deleted, self.clock()):
             raise _not_found(f"/Services/{service_sid}/Entities/{identity}")
 
     # --- factors under an entity ----------------------------------------------------------
@@ -79,7 +90,10 @@ class Entities:
 
     def delete_factor(self, account_sid: str, service_sid: str, identity: str, sid: str) -> None:
         factor = self.get_factor(account_sid, service_sid, identity, sid)
-        self.store.delete_factor(account_sid, service_sid, factor.sid)
+        deleted = self.events.deliveries(
+            account_sid, service_sid, events.FACTOR_DELETED, events.factor_fields(factor)
+        )
+        self.store.delete_factor(account_sid, service_sid, factor.sid, deleted, self.clock())
 
     # --- challenges under an entity -------------------------------------------------------
 

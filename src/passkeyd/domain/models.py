@@ -25,6 +25,8 @@ class Account:
     friendly_name: str
     token_hash: bytes
     date_created: int
+    # The token sealed with the server's key: webhooks are signed with it, as Twilio does.
+    token_sealed: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,3 +166,40 @@ class Page:
     @property
     def last_seq(self) -> int | None:
         return self.items[-1].seq if self.items else None
+
+
+@dataclass(frozen=True, slots=True)
+class Webhook:
+    sid: str
+    account_sid: str
+    service_sid: str
+    friendly_name: str
+    event_types: tuple[str, ...]
+    webhook_url: str
+    webhook_method: str
+    status: str
+    version: str
+    date_created: int
+    date_updated: int
+    seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One event to POST to one webhook, written in the transaction of the change."""
+
+    event_sid: str
+    event_type: str
+    webhook_sid: str
+    account_sid: str
+    url: str
+    payload: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedDelivery:
+    """An outbox row a dispatcher has claimed (leased) for sending."""
+
+    seq: int
+    delivery: Delivery
+    attempts: int

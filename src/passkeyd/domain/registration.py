@@ -19,6 +19,7 @@ from passkeyd.webauthn import (
     verify_registration,
 )
 
+from . import events
 from .clock import Clock
 from .errors import (
     ChallengeExpired,
@@ -29,6 +30,7 @@ from .errors import (
     RegistrationRefused,
     UserDisplayNameMissing,
 )
+from .events import Events
 from .identity import check_identity, new_identity
 from .ids import new_sid
 from .models import Credential, Entity, Factor, FactorStatus, PasskeySettings
@@ -41,6 +43,9 @@ CHALLENGE_BYTES = 32
 class Registrations:
     store: Store
     clock: Clock
+
+    def __post_init__(self) -> None:
+        self.events = Events(self.store, self.clock)
 
     def create_factor(
         self,
@@ -83,7 +88,10 @@ class Registrations:
             date_created=now,
             date_updated=now,
         )
-        self.store.insert_factor(factor)
+        created = self.events.deliveries(
+            account_sid, service_sid, events.FACTOR_CREATED, events.factor_fields(factor)
+        )
+        self.store.insert_factor(factor, created)
         options = creation_options(
             rp_id=policy.rp_id,
             rp_name=policy.rp_name,
@@ -151,7 +159,12 @@ class Registrations:
             authenticator_attachment=response.authenticator_attachment,
         )
         try:
-            completed = self.store.complete_registration(factor.sid, credential, now)
+            verified_events = self.events.deliveries(
+                account_sid, service_sid, events.FACTOR_VERIFIED, events.factor_fields(factor)
+            )
+            completed = self.store.complete_registration(
+                factor.sid, credential, now, verified_events
+            )
         except CredentialConflict as exc:
             error = VerificationFailed(
                 Step.CREDENTIAL_REGISTERED, "this passkey is already registered"

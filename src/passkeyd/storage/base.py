@@ -8,6 +8,7 @@ challenge is consumed exactly once however many processes race for it.
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from typing import Protocol
 
 from passkeyd.domain.models import (
@@ -15,12 +16,15 @@ from passkeyd.domain.models import (
     ApiKey,
     Challenge,
     ChallengeStatus,
+    ClaimedDelivery,
     Credential,
+    Delivery,
     Entity,
     Factor,
     Page,
     PageRequest,
     Service,
+    Webhook,
 )
 
 
@@ -68,11 +72,18 @@ class Store(Protocol):
     def insert_entity(self, entity: Entity) -> bool: ...
     def get_entity(self, account_sid: str, service_sid: str, identity: str) -> Entity | None: ...
     def list_entities(self, account_sid: str, service_sid: str, page: PageRequest) -> Page: ...
-    def delete_entity(self, account_sid: str, service_sid: str, identity: str) -> bool: ...
+    def delete_entity(
+        self,
+        account_sid: str,
+        service_sid: str,
+        identity: str,
+        deliveries: Sequence[Delivery] = (),
+        now: int = 0,
+    ) -> bool: ...
 
     # factors
     def ensure_entity(self, entity: Entity) -> Entity: ...
-    def insert_factor(self, factor: Factor) -> None: ...
+    def insert_factor(self, factor: Factor, deliveries: Sequence[Delivery] = ()) -> None: ...
     def get_factor(self, account_sid: str, service_sid: str, sid: str) -> Factor | None: ...
     def find_factor_by_registration(
         self, account_sid: str, service_sid: str, challenge: bytes
@@ -87,8 +98,21 @@ class Store(Protocol):
         self, account_sid: str, service_sid: str, entity_sid: str
     ) -> list[Factor]: ...
     def rename_factor(self, factor_sid: str, friendly_name: str, now: int) -> None: ...
-    def delete_factor(self, account_sid: str, service_sid: str, sid: str) -> bool: ...
-    def complete_registration(self, factor_sid: str, credential: Credential, now: int) -> bool: ...
+    def delete_factor(
+        self,
+        account_sid: str,
+        service_sid: str,
+        sid: str,
+        deliveries: Sequence[Delivery] = (),
+        now: int = 0,
+    ) -> bool: ...
+    def complete_registration(
+        self,
+        factor_sid: str,
+        credential: Credential,
+        now: int,
+        deliveries: Sequence[Delivery] = (),
+    ) -> bool: ...
 
     # challenges
     def insert_challenge(self, challenge: Challenge) -> None: ...
@@ -115,8 +139,32 @@ class Store(Protocol):
         new_sign_count: int,
         backed_up: bool,
         now: int,
+        deliveries: Sequence[Delivery] = (),
     ) -> ApproveOutcome: ...
-    def record_failed_attempt(self, challenge_sid: str, *, max_attempts: int, now: int) -> None: ...
+    def record_failed_attempt(
+        self,
+        challenge_sid: str,
+        *,
+        max_attempts: int,
+        now: int,
+        deliveries: Sequence[Delivery] = (),
+        on_spent: Sequence[Delivery] = (),
+    ) -> bool: ...
+
+    # webhooks and their outbox
+    def insert_webhook(self, webhook: Webhook) -> None: ...
+    def update_webhook(self, webhook: Webhook) -> None: ...
+    def get_webhook(self, account_sid: str, service_sid: str, sid: str) -> Webhook | None: ...
+    def list_webhooks(self, account_sid: str, service_sid: str, page: PageRequest) -> Page: ...
+    def enabled_webhooks(self, account_sid: str, service_sid: str) -> list[Webhook]: ...
+    def delete_webhook(self, account_sid: str, service_sid: str, sid: str) -> bool: ...
+    def claim_deliveries(
+        self, *, now: int, lease_seconds: int, limit: int
+    ) -> list[ClaimedDelivery]: ...
+    def finish_delivery(
+        self, seq: int, *, now: int, delivered: bool, retry_at: int | None, error: str | None
+    ) -> None: ...
+    def delivery_backlog(self) -> int: ...
 
     # housekeeping
     def purge_expired(self, before: int, *, batch: int = 1000) -> int: ...

@@ -20,12 +20,15 @@ from passkeyd.domain.models import (
     ApiKey,
     Challenge,
     ChallengeStatus,
+    ClaimedDelivery,
     Credential,
+    Delivery,
     Entity,
     Factor,
     Page,
     PageRequest,
     Service,
+    Webhook,
 )
 
 from .base import ApproveOutcome, CredentialConflict
@@ -65,6 +68,48 @@ def _seq_clause(request: PageRequest) -> tuple[str, list[Any]]:
 
 def _order(request: PageRequest) -> str:
     return " ORDER BY seq DESC" if request.descending else " ORDER BY seq"
+
+
+def _account(r: Sequence[Any]) -> Account:
+    return Account(r[0], r[1], bytes(r[2]), r[3], bytes(r[4]) if r[4] is not None else None)
+
+
+def _enqueue(tx: Tx, deliveries: Sequence[Delivery], now: int) -> None:
+    """Write webhook deliveries into the outbox, inside the caller's transaction."""
+    for d in deliveries:
+        tx.execute(
+            "INSERT INTO webhook_deliveries (event_sid, event_type, webhook_sid, account_sid, url,"
+            " payload, status, attempts, next_attempt_at, locked_until, date_created,"
+            " date_updated) VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, 0, ?, ?)",
+            (
+                d.event_sid,
+                d.event_type,
+                d.webhook_sid,
+                d.account_sid,
+                d.url,
+                dump_json(d.payload),
+                now,
+                now,
+                now,
+            ),
+        )
+
+
+def _webhook(r: Sequence[Any]) -> Webhook:
+    return Webhook(
+        seq=r[0],
+        sid=r[1],
+        account_sid=r[2],
+        service_sid=r[3],
+        friendly_name=r[4],
+        event_types=tuple(orjson.loads(r[5])),
+        webhook_url=r[6],
+        webhook_method=r[7],
+        status=r[8],
+        version=r[9],
+        date_created=r[10],
+        date_updated=r[11],
+    )
 
 
 class _Rollback(Exception):
@@ -155,25 +200,34 @@ class SqlStore(abc.ABC):
     def put_account(self, account: Account) -> None:
         with self._write() as db:
             db.execute(
-                "INSERT INTO accounts VALUES (?, ?, ?, ?) ON CONFLICT (sid) DO UPDATE SET"
-                " token_hash = excluded.token_hash, friendly_name = excluded.friendly_name",
-                (account.sid, account.friendly_name, account.token_hash, account.date_created),
+                "INSERT INTO accounts (sid, friendly_name, token_hash, date_created, token_sealed)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (sid) DO UPDATE SET"
+                " token_hash = excluded.token_hash, friendly_name = excluded.friendly_name,"
+                " token_sealed = excluded.token_sealed",
+                (
+                    account.sid,
+                    account.friendly_name,
+                    account.token_hash,
+                    account.date_created,
+                    account.token_sealed,
+                ),
             )
 
     def get_account(self, sid: str) -> Account | None:
         row = self._one(
-            "SELECT sid, friendly_name, token_hash, date_created FROM accounts WHERE sid = ?",
+            "SELECT sid, friendly_name, token_hash, date_created, token_sealed FROM accounts"
+            " WHERE sid = ?",
             (sid,),
         )
-        return Account(row[0], row[1], bytes(row[2]), row[3]) if row else None
+        return _account(row) if row else None
 
     def list_accounts(self) -> list[Account]:
         rows = self._all(
-            "SELECT sid, friendly_name, token_hash, date_created FROM accounts"
+            "SELECT sid, friendly_name, token_hash, date_created, token_sealed FROM accounts"
             " ORDER BY date_created, sid",
             (),
         )
-        return [Account(r[0], r[1], bytes(r[2]), r[3]) for r in rows]
+        return [_account(r) for r in rows]
 
     def put_api_key(self, key: ApiKey) -> None:
         with self._write() as db:
@@ -345,7 +399,14 @@ class SqlStore(abc.ABC):
         )
         return _page(rows, page, self._entity)
 
-    def delete_entity(self, account_sid: str, service_sid: str, identity: str) -> bool:
+    def delete_entity(
+        self,
+        account_sid: str,
+        service_sid: str,
+        identity: str,
+        deliveries: Sequence[Delivery] = (),
+        now: int = 0,
+    ) -> bool:
         with self._write() as db:
             row = db.execute(
                 "SELECT sid FROM entities WHERE service_sid = ? AND identity = ?"
@@ -357,19 +418,21 @@ class SqlStore(abc.ABC):
             db.execute("DELETE FROM challenges WHERE entity_sid = ?", (row[0],))
             db.execute("DELETE FROM factors WHERE entity_sid = ?", (row[0],))
             db.execute("DELETE FROM entities WHERE sid = ?", (row[0],))
+            _enqueue(db, deliveries, now)
             return True
 
     # --- factors --------------------------------------------------------------------------
 
     _FACTOR = f"SELECT {FACTOR_COLUMNS} FROM factors"
 
-    def insert_factor(self, factor: Factor) -> None:
+    def insert_factor(self, factor: Factor, deliveries: Sequence[Delivery] = ()) -> None:
         columns = FACTOR_COLUMNS.split(", ", 1)[1]
         with self._write() as db:
             db.execute(
                 f"INSERT INTO factors ({columns}) VALUES ({', '.join('?' * 23)})",
                 factor_to_row(factor),
             )
+            _enqueue(db, deliveries, factor.date_created)
 
     def get_factor(self, account_sid: str, service_sid: str, sid: str) -> Factor | None:
         row = self._one(
@@ -423,15 +486,31 @@ class SqlStore(abc.ABC):
                 (friendly_name, now, factor_sid),
             )
 
-    def delete_factor(self, account_sid: str, service_sid: str, sid: str) -> bool:
+    def delete_factor(
+        self,
+        account_sid: str,
+        service_sid: str,
+        sid: str,
+        deliveries: Sequence[Delivery] = (),
+        now: int = 0,
+    ) -> bool:
         with self._write() as db:
             cur = db.execute(
                 "DELETE FROM factors WHERE sid = ? AND service_sid = ? AND account_sid = ?",
                 (sid, service_sid, account_sid),
             )
-            return cur.rowcount == 1
+            if cur.rowcount != 1:
+                return False
+            _enqueue(db, deliveries, now)
+            return True
 
-    def complete_registration(self, factor_sid: str, credential: Credential, now: int) -> bool:
+    def complete_registration(
+        self,
+        factor_sid: str,
+        credential: Credential,
+        now: int,
+        deliveries: Sequence[Delivery] = (),
+    ) -> bool:
         c = credential
         try:
             with self._write() as db:
@@ -457,7 +536,10 @@ class SqlStore(abc.ABC):
                         now,
                     ),
                 )
-                return cur.rowcount == 1
+                if cur.rowcount != 1:
+                    return False
+                _enqueue(db, deliveries, now)
+                return True
         except self.integrity_errors as exc:
             raise CredentialConflict from exc
 
@@ -526,6 +608,7 @@ class SqlStore(abc.ABC):
         new_sign_count: int,
         backed_up: bool,
         now: int,
+        deliveries: Sequence[Delivery] = (),
     ) -> ApproveOutcome:
         try:
             with self._write() as tx:
@@ -553,6 +636,7 @@ class SqlStore(abc.ABC):
                 ).rowcount
                 if counted != 1:
                     raise _Rollback(ApproveOutcome.COUNTER_RACE)
+                _enqueue(tx, deliveries, now)
         except _Rollback as rollback:
             return rollback.outcome
         return ApproveOutcome.APPROVED
@@ -564,6 +648,7 @@ class SqlStore(abc.ABC):
         for table, condition in (
             ("challenges", "expiration_date < ?"),
             ("factors", "status = 'unverified' AND registration_expires < ?"),
+            ("webhook_deliveries", "status <> 'pending' AND date_updated < ?"),
         ):
             while True:
                 with self._write() as tx:
@@ -577,12 +662,159 @@ class SqlStore(abc.ABC):
                     break
         return removed
 
-    def record_failed_attempt(self, challenge_sid: str, *, max_attempts: int, now: int) -> None:
+    def record_failed_attempt(
+        self,
+        challenge_sid: str,
+        *,
+        max_attempts: int,
+        now: int,
+        deliveries: Sequence[Delivery] = (),
+        on_spent: Sequence[Delivery] = (),
+    ) -> bool:
+        """Count a failed attempt; True when it spent the challenge. `deliveries` are written
+        with every failure, `on_spent` only with the one that spends it."""
         with self._write() as db:
-            db.execute(
+            row = db.execute(
                 "UPDATE challenges SET failed_attempts = failed_attempts + 1,"
                 " date_updated = CASE WHEN failed_attempts + 1 >= ? THEN ? ELSE date_updated END,"
                 " status = CASE WHEN failed_attempts + 1 >= ? THEN 'denied' ELSE status END"
-                " WHERE sid = ? AND status = 'pending'",
+                " WHERE sid = ? AND status = 'pending' RETURNING status",
                 (max_attempts, now, max_attempts, challenge_sid),
+            ).fetchone()
+            spent = row is not None and row[0] == "denied"
+            _enqueue(db, [*deliveries, *(on_spent if spent else ())], now)
+            return spent
+
+    # --- webhooks -------------------------------------------------------------------------
+
+    _WEBHOOK = (
+        "SELECT seq, sid, account_sid, service_sid, friendly_name, event_types, webhook_url,"
+        " webhook_method, status, version, date_created, date_updated FROM webhooks"
+    )
+
+    def insert_webhook(self, webhook: Webhook) -> None:
+        w = webhook
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO webhooks (sid, account_sid, service_sid, friendly_name, event_types,"
+                " webhook_url, webhook_method, status, version, date_created, date_updated)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    w.sid,
+                    w.account_sid,
+                    w.service_sid,
+                    w.friendly_name,
+                    dump_json(list(w.event_types)),
+                    w.webhook_url,
+                    w.webhook_method,
+                    w.status,
+                    w.version,
+                    w.date_created,
+                    w.date_updated,
+                ),
             )
+
+    def update_webhook(self, webhook: Webhook) -> None:
+        w = webhook
+        with self._write() as db:
+            db.execute(
+                "UPDATE webhooks SET friendly_name = ?, event_types = ?, webhook_url = ?,"
+                " status = ?, version = ?, date_updated = ? WHERE sid = ? AND account_sid = ?",
+                (
+                    w.friendly_name,
+                    dump_json(list(w.event_types)),
+                    w.webhook_url,
+                    w.status,
+                    w.version,
+                    w.date_updated,
+                    w.sid,
+                    w.account_sid,
+                ),
+            )
+
+    def get_webhook(self, account_sid: str, service_sid: str, sid: str) -> Webhook | None:
+        row = self._one(
+            self._WEBHOOK + " WHERE sid = ? AND service_sid = ? AND account_sid = ?",
+            (sid, service_sid, account_sid),
+        )
+        return _webhook(row) if row else None
+
+    def list_webhooks(self, account_sid: str, service_sid: str, page: PageRequest) -> Page:
+        clause, args = _seq_clause(page)
+        rows = self._all(
+            self._WEBHOOK
+            + " WHERE service_sid = ? AND account_sid = ?"
+            + clause
+            + _order(page)
+            + " LIMIT ?",
+            [service_sid, account_sid, *args, page.page_size + 1],
+        )
+        return _page(rows, page, _webhook)
+
+    def enabled_webhooks(self, account_sid: str, service_sid: str) -> list[Webhook]:
+        rows = self._all(
+            self._WEBHOOK + " WHERE service_sid = ? AND account_sid = ? AND status = 'enabled'"
+            " ORDER BY seq",
+            (service_sid, account_sid),
+        )
+        return [_webhook(r) for r in rows]
+
+    def delete_webhook(self, account_sid: str, service_sid: str, sid: str) -> bool:
+        with self._write() as db:
+            cur = db.execute(
+                "DELETE FROM webhooks WHERE sid = ? AND service_sid = ? AND account_sid = ?",
+                (sid, service_sid, account_sid),
+            )
+            return cur.rowcount == 1
+
+    # --- the delivery outbox --------------------------------------------------------------
+
+    def claim_deliveries(
+        self, *, now: int, lease_seconds: int, limit: int
+    ) -> list[ClaimedDelivery]:
+        """Lease up to `limit` due deliveries. A lease that runs out (the sender died) makes
+        the delivery due again, so an unacknowledged event is retried, never lost. The outer
+        WHERE repeats the conditions so that a concurrent claimer re-checks them on the
+        locked row (PostgreSQL) and no row is leased twice."""
+        due = self._one(
+            "SELECT 1 FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= ?"
+            " AND locked_until <= ? LIMIT 1",
+            (now, now),
+        )
+        if due is None:  # the common case: a read, no write lock
+            return []
+        with self._write() as db:
+            rows = db.execute(
+                "UPDATE webhook_deliveries SET locked_until = ?, attempts = attempts + 1,"
+                " date_updated = ? WHERE seq IN (SELECT seq FROM webhook_deliveries"
+                " WHERE status = 'pending' AND next_attempt_at <= ? AND locked_until <= ?"
+                " ORDER BY seq LIMIT ?) AND status = 'pending' AND locked_until <= ?"
+                " RETURNING seq, event_sid, event_type, webhook_sid, account_sid, url, payload,"
+                " attempts",
+                (now + lease_seconds, now, now, now, limit, now),
+            ).fetchall()
+        claimed = [
+            ClaimedDelivery(
+                seq=r[0],
+                delivery=Delivery(r[1], r[2], r[3], r[4], r[5], orjson.loads(r[6])),
+                attempts=r[7],
+            )
+            for r in rows
+        ]
+        return sorted(claimed, key=lambda c: c.seq)
+
+    def finish_delivery(
+        self, seq: int, *, now: int, delivered: bool, retry_at: int | None, error: str | None
+    ) -> None:
+        """Record a delivery's outcome: delivered, retry at `retry_at`, or given up."""
+        status = "delivered" if delivered else ("pending" if retry_at is not None else "failed")
+        with self._write() as db:
+            db.execute(
+                "UPDATE webhook_deliveries SET status = ?, next_attempt_at = ?, locked_until = 0,"
+                " last_error = ?, date_updated = ? WHERE seq = ?",
+                (status, retry_at if retry_at is not None else now, error, now, seq),
+            )
+
+    def delivery_backlog(self) -> int:
+        row = self._one("SELECT count(*) FROM webhook_deliveries WHERE status = 'pending'", ())
+        return int(row[0])

@@ -1,0 +1,82 @@
+"""/v2/Services/{VA}/Webhooks: create, list, fetch, update, delete (form-encoded)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.routing import Route
+
+from ..edge import Call, endpoint
+from ..pagination import page_payload
+from ..params import Form, page_request, read_form
+from ..serializers import webhook_json
+
+WEBHOOKS = "/v2/Services/{service_sid}/Webhooks"
+
+
+def _fields(form: Form) -> dict[str, Any]:
+    return {
+        "friendly_name": form.get("FriendlyName"),
+        "event_types": [t.strip() for v in form.get_all("EventTypes") for t in v.split(",") if t],
+        "webhook_url": form.get("WebhookUrl"),
+        "status": form.get("Status"),
+        "version": form.get("Version"),
+    }
+
+
+@endpoint
+async def create_webhook(call: Call) -> tuple[int, Any]:
+    form = await read_form(call.request)
+    webhook = await call.run(
+        call.domain.webhooks.create, call.account_sid, call.path("service_sid"), **_fields(form)
+    )
+    return 201, webhook_json(webhook, call.base)
+
+
+@endpoint
+async def list_webhooks(call: Call) -> tuple[int, Any]:
+    page, number = page_request(Form(list(call.request.query_params.multi_items())))
+    result = await call.run(
+        call.domain.webhooks.list, call.account_sid, call.path("service_sid"), page
+    )
+    return page_payload(
+        call, "webhooks", result, number, page.page_size, lambda w: webhook_json(w, call.base)
+    )
+
+
+@endpoint
+async def fetch_webhook(call: Call) -> tuple[int, Any]:
+    webhook = await call.run(
+        call.domain.webhooks.get, call.account_sid, call.path("service_sid"), call.path("sid")
+    )
+    return 200, webhook_json(webhook, call.base)
+
+
+@endpoint
+async def update_webhook(call: Call) -> tuple[int, Any]:
+    form = await read_form(call.request)
+    webhook = await call.run(
+        call.domain.webhooks.update,
+        call.account_sid,
+        call.path("service_sid"),
+        call.path("sid"),
+        **_fields(form),
+    )
+    return 200, webhook_json(webhook, call.base)
+
+
+@endpoint
+async def delete_webhook(call: Call) -> tuple[int, Any]:
+    await call.run(
+        call.domain.webhooks.delete, call.account_sid, call.path("service_sid"), call.path("sid")
+    )
+    return 204, None
+
+
+routes = [
+    Route(WEBHOOKS, create_webhook, methods=["POST"]),
+    Route(WEBHOOKS, list_webhooks, methods=["GET"]),
+    Route(WEBHOOKS + "/{sid}", fetch_webhook, methods=["GET"]),
+    Route(WEBHOOKS + "/{sid}", update_webhook, methods=["POST"]),
+    Route(WEBHOOKS + "/{sid}", delete_webhook, methods=["DELETE"]),
+]

@@ -1,0 +1,68 @@
+"""Sealing secrets the server must be able to read back (AES-256-GCM).
+
+Auth tokens are stored as SHA-256 hashes for authentication. Twilio signs webhooks with
+the account's auth token itself, so to sign as Twilio does passkeyd also keeps the token
+sealed with a server key that never enters the database: PASSKEYD_SECRET_KEY, or on the
+embedded default a key file created beside the SQLite database.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import secrets
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+_VERSION = b"\x01"
+
+
+class SealingError(Exception):
+    pass
+
+
+class SecretBox:
+    def __init__(self, key: bytes) -> None:
+        if len(key) != 32:
+            raise SealingError("the secret key must be 32 bytes")
+        self._aead = AESGCM(key)
+
+    @classmethod
+    def from_text(cls, text: str) -> SecretBox:
+        """A key given as 64 hex digits or as base64 of 32 bytes."""
+        value = text.strip()
+        try:
+            key = (
+                bytes.fromhex(value) if len(value) == 64 else base64.b64decode(value, validate=True)
+            )
+        except (ValueError, binascii.Error) as exc:
+            raise SealingError(
+                "the secret key must be 64 hex digits or base64 of 32 bytes"
+            ) from exc
+        return cls(key)
+
+    @classmethod
+    def from_key_file(cls, path: Path) -> SecretBox:
+        """Read the key file, creating it (mode 0600) with a random key when absent."""
+        if not path.exists():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_hex(32) + "\n")
+        return cls.from_text(path.read_text())
+
+    def seal(self, plaintext: str, *, context: str) -> bytes:
+        """Encrypt, bound to `context` (e.g. the account SID) so a sealed value cannot be
+        moved to another row."""
+        nonce = secrets.token_bytes(12)
+        return _VERSION + nonce + self._aead.encrypt(nonce, plaintext.encode(), context.encode())
+
+    def open(self, sealed: bytes, *, context: str) -> str:
+        if sealed[:1] != _VERSION or len(sealed) < 29:
+            raise SealingError("not a sealed value")
+        try:
+            return self._aead.decrypt(sealed[1:13], sealed[13:], context.encode()).decode()
+        except InvalidTag as exc:
+            raise SealingError("sealed with another key, or altered") from exc

@@ -1,0 +1,244 @@
+"""Webhooks: the resource, and events delivered to a real receiver, signed as Twilio signs."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from urllib.parse import urlencode
+
+import pytest
+from starlette.testclient import TestClient
+from twilio.request_validator import RequestValidator
+
+from passkeyd.api import create_app
+from passkeyd.domain import Domain
+from passkeyd.sealing import SecretBox
+from passkeyd.settings import Settings
+from tests.authenticator import Authenticator
+from tests.conftest import ORIGIN, Api
+from tests.receiver import receiver
+
+
+@pytest.fixture
+def hooks_api(db_path, clock) -> Iterator[Api]:
+    """An API on a domain that seals tokens (so it can sign) and may call loopback."""
+    from passkeyd.storage import SQLiteStore
+
+    store = SQLiteStore(str(db_path))
+    store.migrate()
+    domain = Domain(store, clock, box=SecretBox(os.urandom(32)), allow_private_webhooks=True)
+    settings = Settings(webhook_interval_seconds=0.02, webhook_retry_base_seconds=5)
+    account, token = domain.accounts.create_account("hooks")
+    with TestClient(create_app(domain, settings), base_url="http://testserver") as client:
+        api = Api(client, db_path, account.sid, (account.sid, token))
+        api.domain = domain  # type: ignore[attr-defined]
+        yield api
+
+
+def create_webhook(api: Api, url: str, *events: str, **extra: str) -> dict:
+    form = [("FriendlyName", "hooks"), ("WebhookUrl", url)]
+    form += [("EventTypes", e) for e in events or ("*",)]
+    form += list(extra.items())
+    r = api.client.post(
+        f"{api.svc}/Webhooks",
+        content=urlencode(form),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        auth=api.auth,
+    )
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def wait_for(predicate, seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+# --- the resource -------------------------------------------------------------------------------
+
+
+def test_webhook_resource_round_trip(hooks_api):
+    api = hooks_api
+    api.create_service()
+    hook = create_webhook(
+        api, "https://hooks.example.org/x", "factor.verified", "challenge.approved"
+    )
+    assert hook["sid"].startswith("YW")
+    assert hook["event_types"] == ["factor.verified", "challenge.approved"]
+    assert (hook["status"], hook["version"], hook["webhook_method"]) == ("enabled", "v2", "POST")
+    assert hook["url"] == f"http://testserver{api.svc}/Webhooks/{hook['sid']}"
+    assert api.get(f"{api.svc}/Webhooks/{hook['sid']}").json() == hook
+    listed = api.get(f"{api.svc}/Webhooks").json()
+    assert listed["meta"]["key"] == "webhooks" and [w["sid"] for w in listed["webhooks"]] == [
+        hook["sid"]
+    ]
+    r = api.post_form(f"{api.svc}/Webhooks/{hook['sid']}", {"Status": "disabled"})
+    assert r.json()["status"] == "disabled" and r.json()["event_types"] == hook["event_types"]
+    assert api.delete(f"{api.svc}/Webhooks/{hook['sid']}").status_code == 204
+    assert api.get(f"{api.svc}/Webhooks/{hook['sid']}").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("form", "fragment"),
+    [
+        ({"WebhookUrl": "ftp://hooks.example.org/x"}, "http or https"),
+        ({"WebhookUrl": "https://user:pw@hooks.example.org/x"}, "credentials"),
+        ({"WebhookUrl": "not a url"}, "http or https"),
+        ({"EventTypes": "factor.exploded"}, "EventTypes"),
+        ({"Status": "sometimes"}, "Status"),
+        ({"Version": "v9"}, "Version"),
+        ({"FriendlyName": ""}, "FriendlyName"),
+    ],
+)
+def test_invalid_webhooks_are_refused(hooks_api, form, fragment):
+    api = hooks_api
+    api.create_service()
+    base = {"FriendlyName": "h", "WebhookUrl": "https://hooks.example.org/x", "EventTypes": "*"}
+    before = api.snapshot()
+    r = api.post_form(f"{api.svc}/Webhooks", {**base, **form})
+    assert (r.status_code, r.json()["code"]) == (400, 60200), r.text
+    assert fragment in r.json()["message"]
+    assert api.snapshot() == before
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:9/x",
+        "http://localhost/x",
+        "http://10.1.2.3/x",
+        "http://[::1]/x",
+        "http://169.254.169.254/latest/meta-data",
+    ],
+)
+def test_private_targets_are_refused_unless_allowed(api, url):
+    api.create_service()
+    form = {"FriendlyName": "h", "WebhookUrl": url, "EventTypes": "*"}
+    r = api.post_form(f"{api.svc}/Webhooks", form)
+    assert (r.status_code, r.json()["code"]) == (400, 60200)
+    assert "private" in r.json()["message"]
+
+
+def test_another_accounts_webhooks_are_not_found(hooks_api, client, domain):
+    api = hooks_api
+    api.create_service()
+    hook = create_webhook(api, "https://hooks.example.org/x")
+    other, token = api.domain.accounts.create_account("other")
+    for method, path in [
+        ("get", f"{api.svc}/Webhooks"),
+        ("get", f"{api.svc}/Webhooks/{hook['sid']}"),
+        ("delete", f"{api.svc}/Webhooks/{hook['sid']}"),
+    ]:
+        r = getattr(api.client, method)(path, auth=(other.sid, token))
+        assert (r.status_code, r.json()["code"]) == (404, 20404)
+
+
+# --- delivery -----------------------------------------------------------------------------------
+
+
+def test_each_event_arrives_once_signed_as_twilio_signs(hooks_api):
+    api = hooks_api
+    api.create_service()
+    with receiver() as rx:
+        create_webhook(api, rx.url)
+        factor = api.register("user-0001")
+        challenge = api.challenge(identity="user-0001")
+        assert api.approve(api.authenticator.get(challenge["options"], ORIGIN)).status_code == 200
+        api.delete(f"{api.svc}/Entities/user-0001/Factors/{factor['sid']}")
+        wait_for(lambda: len(rx.requests) >= 4)
+        time.sleep(0.2)  # nothing more arrives
+        kinds = [r.params["type"] for r in rx.requests]
+        assert kinds == [
+            "factor.created",
+            "factor.verified",
+            "challenge.approved",
+            "factor.deleted",
+        ]
+        assert len({r.params["uuid"] for r in rx.requests}) == 4
+        validator = RequestValidator(api.auth[1])
+        for r in rx.requests:
+            assert validator.validate(rx.url, r.params, r.headers["X-Twilio-Signature"])
+            assert r.headers["I-Twilio-Idempotency-Token"] == r.params["uuid"]
+            assert r.params["account_sid"] == api.account_sid
+            assert r.params["service_sid"] == api.service_sid
+            assert r.params["factor_sid"] == factor["sid"]
+            assert r.params["entity_identity"] == "user-0001"
+            assert r.params["factor_type"] == "passkeys"
+        approved = rx.events("challenge.approved")[0]
+        assert (approved["challenge_sid"], approved["challenge_status"]) == (
+            challenge["sid"],
+            "approved",
+        )
+        assert not RequestValidator("wrong-token").validate(
+            rx.url, rx.requests[0].params, rx.requests[0].headers["X-Twilio-Signature"]
+        )
+
+
+def test_only_subscribed_events_are_sent_and_disabled_hooks_get_nothing(hooks_api):
+    api = hooks_api
+    api.create_service()
+    with receiver() as wanted, receiver() as disabled:
+        create_webhook(api, wanted.url, "challenge.approved")
+        create_webhook(api, disabled.url, "*", Status="disabled")
+        api.register("user-0001")
+        challenge = api.challenge(identity="user-0001")
+        api.approve(api.authenticator.get(challenge["options"], ORIGIN))
+        wait_for(lambda: len(wanted.requests) == 1)
+        time.sleep(0.2)
+        assert [r.params["type"] for r in wanted.requests] == ["challenge.approved"]
+        assert disabled.requests == []
+
+
+def test_a_failing_receiver_gets_the_event_after_retries(hooks_api, clock):
+    api = hooks_api
+    api.create_service()
+    with receiver(fail_first=2) as rx:
+        create_webhook(api, rx.url, "factor.created")
+        api.create_factor()
+        wait_for(lambda: len(rx.requests) == 1)
+        clock.advance(5)  # first retry after 5 s
+        wait_for(lambda: len(rx.requests) == 2)
+        time.sleep(0.1)
+        assert len(rx.requests) == 2  # the second retry waits 10 s more
+        clock.advance(10)
+        wait_for(lambda: len(rx.requests) == 3)
+        clock.advance(3600)
+        time.sleep(0.2)
+        assert len(rx.requests) == 3  # acknowledged: never sent again
+        assert len({r.params["uuid"] for r in rx.requests}) == 1
+
+
+def test_denied_counter_regressed_and_backup_events(hooks_api):
+    api = hooks_api
+    api.create_service()
+    with receiver() as rx:
+        create_webhook(
+            api,
+            rx.url,
+            "challenge.denied",
+            "factor.counter_regressed",
+            "factor.backup_state_changed",
+        )
+        device = Authenticator(backed_up=False)
+        api.register("user-0001", authenticator=device)
+        first = api.challenge(identity="user-0001")
+        from tests.authenticator import BE, BS, UP, UV
+
+        synced = device.get(first["options"], ORIGIN, sign_count=10, flags=UP | UV | BE | BS)
+        assert api.approve(synced).status_code == 200
+        second = api.challenge(identity="user-0001")
+        for _ in range(5):
+            assert (
+                api.approve(device.get(second["options"], ORIGIN, sign_count=3)).status_code == 403
+            )
+        wait_for(lambda: len(rx.requests) >= 7)
+        time.sleep(0.2)
+        kinds = [r.params["type"] for r in rx.requests]
+        assert kinds.count("factor.backup_state_changed") == 1
+        assert kinds.count("factor.counter_regressed") == 5
+        assert kinds.count("challenge.denied") == 1
+        assert rx.events("factor.backup_state_changed")[0]["backed_up"] == "true"
+        assert rx.events("challenge.denied")[0]["challenge_sid"] == second["sid"]
