@@ -7,13 +7,15 @@ import json
 import logging
 import os
 import sys
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from . import __version__
+from . import __version__, logs
 from .domain import Domain
 from .domain.models import PageRequest
-from .settings import Settings, SettingsError, secret_box
+from .settings import Settings, SettingsError, describe, secret_box
 from .storage import StorageUnavailable, Store, is_embedded, open_store
 
 EXIT_OK, EXIT_USAGE, EXIT_CONFIG, EXIT_NOT_FOUND, EXIT_SCHEMA, EXIT_DATABASE = 0, 2, 3, 4, 5, 6
@@ -33,6 +35,7 @@ def _open(settings: Settings, *, migrate: bool) -> Store:
     store = open_store(
         settings.database_url,
         pool_size=settings.db_pool_size,
+        connect_timeout=settings.db_connect_timeout,
         sqlite_synchronous=settings.sqlite_synchronous,
     )
     if migrate and is_embedded(settings.database_url):
@@ -55,11 +58,18 @@ def _domain(settings: Settings, *, migrate: bool) -> Domain:
     )
 
 
+def _configure_logging(settings: Settings) -> None:
+    logs.configure(settings.log_level, settings.log_format)
+    if not settings.access_log:
+        logging.getLogger("passkeyd.access").setLevel(logging.WARNING)
+
+
 def app_factory() -> Any:
     """Called by uvicorn in each worker process: settings come from the environment."""
     from .api import create_app
 
-    settings = Settings.from_env()
+    settings = Settings.load()
+    _configure_logging(settings)
     return create_app(_domain(settings, migrate=False), settings)
 
 
@@ -72,6 +82,9 @@ def cmd_serve(settings: Settings) -> int:
             settings.account_sid, settings.auth_token
         )
     store.close()
+    if settings.workers > 1:  # aggregate every worker's metrics at /metrics
+        metrics_dir = Path(tempfile.mkdtemp(prefix="passkeyd-metrics-"))
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     # Workers read their settings back from the environment.
     os.environ.update(
         {
@@ -88,14 +101,40 @@ def cmd_serve(settings: Settings) -> int:
         port=settings.port,
         workers=settings.workers if settings.workers > 1 else None,
         log_level=settings.log_level,
-        access_log=False,
+        log_config=None,  # keep passkeyd's logging (JSON lines or text)
+        access_log=False,  # passkeyd logs each request itself, with its request id
         timeout_graceful_shutdown=10,
     )
     return EXIT_OK
 
 
+def cmd_check_config(settings: Settings) -> int:
+    """Validate the settings and reach the database; print what is in effect (no secrets)."""
+    report: dict[str, Any] = {"ok": True, "settings": describe(settings)}
+    try:
+        store = open_store(
+            settings.database_url, pool_size=1, connect_timeout=settings.db_connect_timeout
+        )
+    except StorageUnavailable as exc:
+        report.update(ok=False, database={"reachable": False, "error": str(exc)})
+        _print(report)
+        return EXIT_DATABASE
+    pending = store.pending_migrations()
+    store.close()
+    embedded = is_embedded(settings.database_url)
+    report["database"] = {"reachable": True, "pending_migrations": pending}
+    if pending and not embedded:  # SQLite migrates itself at serve
+        report["ok"] = False
+        _print(report)
+        return EXIT_SCHEMA
+    _print(report)
+    return EXIT_OK
+
+
 def cmd_migrate(settings: Settings) -> int:
-    store = open_store(settings.database_url, pool_size=2)
+    store = open_store(
+        settings.database_url, pool_size=2, connect_timeout=settings.db_connect_timeout
+    )
     applied = store.migrate()
     _print({"applied": applied, "pending": store.pending_migrations()})
     return EXIT_OK
@@ -169,8 +208,17 @@ def cmd_services(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="passkeyd", description=__doc__)
+    p = argparse.ArgumentParser(
+        prog="passkeyd",
+        description=__doc__,
+        epilog="Exit codes: 0 success, 2 usage, 3 configuration error, 4 not found,"
+        " 5 database schema behind (run `passkeyd migrate`), 6 database unreachable.",
+    )
     p.add_argument("--version", action="version", version=f"passkeyd {__version__}")
+    p.add_argument(
+        "--config",
+        help="a TOML file of settings (PASSKEYD_CONFIG); the environment and flags override it",
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     def with_db(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -183,7 +231,8 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="listen address (PASSKEYD_HOST, default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="listen port (PASSKEYD_PORT, default 8080)")
     serve.add_argument("--workers", type=int, help="worker processes (PASSKEYD_WORKERS)")
-    with_db(sub.add_parser("migrate", help="apply schema migrations"))
+    with_db(sub.add_parser("migrate", help="apply schema migrations (JSON out)"))
+    with_db(sub.add_parser("check-config", help="validate settings, reach the database"))
 
     accounts = with_db(sub.add_parser("accounts", help="create or list accounts"))
     accounts.add_argument("action", choices=["create", "list"])
@@ -209,21 +258,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         "PASSKEYD_WORKERS": getattr(args, "workers", None),
         "PASSKEYD_DATABASE_URL": getattr(args, "database_url", None),
     }
+    if args.config:
+        os.environ["PASSKEYD_CONFIG"] = args.config  # workers read it too
     env = dict(os.environ)
     env.update({k: str(v) for k, v in overrides.items() if v is not None})
     try:
-        settings = Settings.from_env(env)
+        settings = Settings.load(env)
     except SettingsError as exc:
         sys.stderr.write(f"passkeyd: configuration error: {exc}\n")
         return EXIT_CONFIG
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    _configure_logging(settings)
     try:
         if args.command == "serve":
             return cmd_serve(settings)
         if args.command == "migrate":
             return cmd_migrate(settings)
+        if args.command == "check-config":
+            return cmd_check_config(settings)
         if args.command == "accounts":
             return cmd_accounts(settings, args)
         if args.command == "keys":

@@ -27,6 +27,7 @@ import anyio.to_thread
 from .domain.clock import Clock
 from .domain.models import ClaimedDelivery
 from .domain.webhooks import refuse_target
+from .metrics import WEBHOOK_DELIVERIES
 from .sealing import SealingError, SecretBox
 from .storage import Store
 
@@ -112,11 +113,14 @@ class Dispatcher:
             retry_at = None
             if error is None:
                 result.delivered += 1
+                WEBHOOK_DELIVERIES.labels("delivered").inc()
             elif claimed.attempts < self.max_attempts and not error.startswith("target refused"):
                 retry_at = now + min(3600, self.retry_base_seconds * 2 ** (claimed.attempts - 1))
                 result.retried += 1
+                WEBHOOK_DELIVERIES.labels("retry").inc()
             else:
                 result.failed += 1
+                WEBHOOK_DELIVERIES.labels("failed").inc()
             if error:
                 log.warning(
                     "webhook %s event %s attempt %d: %s",

@@ -28,6 +28,7 @@ class Settings:
     auth_token: str | None = None
     log_level: str = "info"
     db_pool_size: int = 10
+    db_connect_timeout: int = 10
     challenge_retention_seconds: int = 7 * 24 * 3600
     purge_interval_seconds: int = 300
     secret_key: str | None = None
@@ -36,6 +37,17 @@ class Settings:
     webhook_retry_base_seconds: int = 5
     webhook_max_attempts: int = 10
     sqlite_synchronous: str = "NORMAL"
+    log_format: str = "auto"
+    access_log: bool = True
+
+    @classmethod
+    def load(cls, env: Mapping[str, str] = os.environ) -> Settings:
+        """Settings from the environment over an optional TOML file (PASSKEYD_CONFIG)."""
+        merged = (
+            dict(read_config_file(env["PASSKEYD_CONFIG"])) if env.get("PASSKEYD_CONFIG") else {}
+        )
+        merged.update({k: v for k, v in env.items() if k.startswith("PASSKEYD_")})
+        return cls.from_env(merged)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -70,6 +82,7 @@ class Settings:
             auth_token=env.get("PASSKEYD_AUTH_TOKEN") or None,
             log_level=(env.get("PASSKEYD_LOG_LEVEL") or "info").lower(),
             db_pool_size=number("PASSKEYD_DB_POOL_SIZE", 10, 1, 1000),
+            db_connect_timeout=number("PASSKEYD_DB_CONNECT_TIMEOUT", 10, 1, 300),
             challenge_retention_seconds=number(
                 "PASSKEYD_CHALLENGE_RETENTION_SECONDS", cls.challenge_retention_seconds, 0, 10**9
             ),
@@ -87,6 +100,8 @@ class Settings:
                 "PASSKEYD_WEBHOOK_MAX_ATTEMPTS", cls.webhook_max_attempts, 1, 100
             ),
             sqlite_synchronous=(env.get("PASSKEYD_SQLITE_SYNCHRONOUS") or "NORMAL").upper(),
+            log_format=(env.get("PASSKEYD_LOG_FORMAT") or "auto").lower(),
+            access_log=flag("PASSKEYD_ACCESS_LOG", True),
         )
         settings.validate()
         return settings
@@ -109,6 +124,8 @@ class Settings:
                 SecretBox.from_text(self.secret_key)
             except SealingError as exc:
                 raise SettingsError(f"PASSKEYD_SECRET_KEY: {exc}") from exc
+        if self.log_format not in ("auto", "json", "text"):
+            raise SettingsError("PASSKEYD_LOG_FORMAT must be auto, json or text")
         if self.log_level not in ("debug", "info", "warning", "error"):
             raise SettingsError("PASSKEYD_LOG_LEVEL must be debug, info, warning or error")
 
@@ -126,3 +143,68 @@ def secret_box(settings: Settings) -> SecretBox | None:
         if path != ":memory:":
             return SecretBox.from_key_file(Path(path + ".key"))
     return None
+
+
+# Every setting, as its environment variable; a config file uses the lower-case name
+# without the prefix (e.g. `database_url = "postgresql://..."`).
+ENVIRONMENT = (
+    "PASSKEYD_HOST", "PASSKEYD_PORT", "PASSKEYD_DATABASE_URL", "PASSKEYD_WORKERS",
+    "PASSKEYD_ACCOUNT_SID", "PASSKEYD_AUTH_TOKEN", "PASSKEYD_LOG_LEVEL", "PASSKEYD_LOG_FORMAT",
+    "PASSKEYD_ACCESS_LOG", "PASSKEYD_DB_POOL_SIZE", "PASSKEYD_DB_CONNECT_TIMEOUT",
+    "PASSKEYD_SQLITE_SYNCHRONOUS",
+    "PASSKEYD_CHALLENGE_RETENTION_SECONDS", "PASSKEYD_PURGE_INTERVAL_SECONDS",
+    "PASSKEYD_SECRET_KEY", "PASSKEYD_WEBHOOK_ALLOW_PRIVATE", "PASSKEYD_WEBHOOK_INTERVAL_MS",
+    "PASSKEYD_WEBHOOK_RETRY_BASE_SECONDS", "PASSKEYD_WEBHOOK_MAX_ATTEMPTS",
+)  # fmt: skip
+SECRET = ("PASSKEYD_AUTH_TOKEN", "PASSKEYD_SECRET_KEY")
+
+
+def read_config_file(path: str) -> dict[str, str]:
+    """A TOML file of settings, as environment variables. Unknown keys are refused."""
+    import tomllib
+
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except OSError as exc:
+        raise SettingsError(f"PASSKEYD_CONFIG: cannot read {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"PASSKEYD_CONFIG: {path} is not valid TOML: {exc}") from exc
+    out = {}
+    for key, value in data.items():
+        name = "PASSKEYD_" + key.upper()
+        if name not in ENVIRONMENT:
+            raise SettingsError(f"PASSKEYD_CONFIG: unknown setting {key!r} in {path}")
+        if isinstance(value, bool):
+            value = str(value).lower()
+        if not isinstance(value, str | int | float):
+            raise SettingsError(f"PASSKEYD_CONFIG: {key} must be a string, number or boolean")
+        out[name] = str(value)
+    return out
+
+
+def describe(settings: Settings) -> dict[str, object]:
+    """The effective settings for `check-config`, secrets redacted."""
+    out: dict[str, object] = {}
+    for name in ENVIRONMENT:
+        field = name.removeprefix("PASSKEYD_").lower()
+        if field == "webhook_interval_ms":
+            out[name] = int(settings.webhook_interval_seconds * 1000)
+            continue
+        value = getattr(settings, field)
+        if name in SECRET and value:
+            value = "<set>"
+        elif name == "PASSKEYD_DATABASE_URL":
+            value = _redact_url(str(value))
+        out[name] = value
+    return out
+
+
+def _redact_url(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":<redacted>@")
+        return parts._replace(netloc=netloc).geturl()
+    return url

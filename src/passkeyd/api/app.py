@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Match, Route
 
+from passkeyd import metrics
 from passkeyd.delivery import Dispatcher
 from passkeyd.domain import Domain
 from passkeyd.settings import Settings
@@ -44,6 +45,33 @@ def _allowed_methods(request: Request) -> list[str]:
             if match is Match.FULL:
                 methods |= route.methods
     return sorted(methods)
+
+
+async def readyz(request: Request) -> Response:
+    """Ready: the database answers and its schema is the one this code expects."""
+    domain: Domain = request.app.state.domain
+    try:
+        pending = await anyio.to_thread.run_sync(domain.store.pending_migrations)
+    except Exception:
+        log.warning("readiness check: the database does not answer", exc_info=True)
+        return json_response(503, {"status": "unavailable", "reason": "database"}, _rid())
+    if pending:
+        return json_response(
+            503, {"status": "unavailable", "reason": f"pending migrations {pending}"}, _rid()
+        )
+    return json_response(200, {"status": "ready"}, _rid())
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    domain: Domain = request.app.state.domain
+    backlog = await anyio.to_thread.run_sync(domain.store.delivery_backlog)
+    metrics.WEBHOOK_BACKLOG.set(backlog)
+    body, content_type = metrics.render()
+    return Response(body, headers={"Content-Type": content_type})
+
+
+def _rid() -> str:
+    return "RQ" + secrets.token_hex(16)
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
@@ -104,6 +132,8 @@ def create_app(domain: Domain, settings: Settings | None = None) -> Starlette:
     app = Starlette(
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
+            Route("/readyz", readyz, methods=["GET"]),
+            Route("/metrics", metrics_endpoint, methods=["GET"]),
             *services.routes,
             *entities.routes,
             *passkeys.routes,

@@ -7,6 +7,7 @@ import binascii
 import functools
 import logging
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -16,12 +17,19 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from passkeyd import metrics
 from passkeyd.domain import Domain
-from passkeyd.domain.errors import DomainError, Unauthenticated
+from passkeyd.domain.errors import (
+    AssertionRefused,
+    DomainError,
+    RegistrationRefused,
+    Unauthenticated,
+)
 
 from . import errors
 
 log = logging.getLogger("passkeyd.api")
+access_log = logging.getLogger("passkeyd.access")
 
 REQUEST_ID_HEADER = "Twilio-Request-Id"
 T = TypeVar("T")
@@ -87,30 +95,60 @@ def _credentials(request: Request) -> tuple[str, str]:
 
 
 def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    """Wrap a handler: authenticate, run, map errors through the one table, then count
+    the request (metrics) and log one line (without secrets) with its request id."""
+    route = handler.__name__
+    ceremony = metrics.CEREMONY_OF_ROUTE.get(route)
+
     async def run(request: Request) -> Response:
+        started = time.perf_counter()
         request_id = "RQ" + secrets.token_hex(16)
         domain: Domain = request.app.state.domain
+        account_sid = ""
+        code = 0
+        step = ""
         try:
             username, password = _credentials(request)
             account_sid = await _run(domain, domain.accounts.authenticate, username, password)
             status, payload = await handler(Call(request, account_sid, domain))
-            return json_response(status, payload, request_id)
+            response = json_response(status, payload, request_id)
         except DomainError as exc:
             status, code, message = errors.classify(exc)
-            return error_response(status, code, message, request_id)
+            if isinstance(exc, RegistrationRefused | AssertionRefused):
+                step = exc.error.step.name.lower()
+            response = error_response(status, code, message, request_id)
         except errors.HttpError as exc:
-            return error_response(exc.status, exc.code, exc.message, request_id)
+            status, code = exc.status, exc.code
+            response = error_response(exc.status, exc.code, exc.message, request_id)
         except Exception:
-            log.exception(
-                "unhandled error in %s %s (request %s)",
-                request.method,
-                request.url.path,
-                request_id,
-            )
+            log.exception("unhandled error", extra={"request_id": request_id, "route": route})
             status, code = errors.INTERNAL
-            return error_response(
+            response = error_response(
                 status, code, f"Internal error; request id {request_id}", request_id
             )
+        elapsed = time.perf_counter() - started
+        metrics.REQUESTS.labels(route, request.method, str(status)).inc()
+        metrics.LATENCY.labels(route, request.method).observe(elapsed)
+        if ceremony is not None and code not in (20003, 20404):
+            outcome = "success" if status < 400 else "refused"
+            metrics.CEREMONIES.labels(ceremony, outcome, step or str(code or "")).inc()
+        if access_log.isEnabledFor(logging.INFO):
+            access_log.info(
+                "%s %s %d",
+                request.method,
+                route,
+                status,
+                extra={
+                    "request_id": request_id,
+                    "method": request.method,
+                    "route": route,
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 3),
+                    "account_sid": account_sid,
+                    "code": code,
+                },
+            )
+        return response
 
     run.__name__ = handler.__name__
     return run

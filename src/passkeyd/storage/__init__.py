@@ -6,12 +6,18 @@ from .base import ApproveOutcome, CredentialConflict, StorageUnavailable, Store
 from .sqlite import SQLiteStore
 
 
-def open_store(url: str, *, pool_size: int = 10, sqlite_synchronous: str = "NORMAL") -> Store:
+def open_store(
+    url: str,
+    *,
+    pool_size: int = 10,
+    sqlite_synchronous: str = "NORMAL",
+    connect_timeout: float = 10.0,
+) -> Store:
     """A store for `sqlite:///path`, `sqlite:///:memory:` or `postgresql://...`."""
     if url.startswith(("postgresql://", "postgres://")):
         from .postgres import PostgresStore  # psycopg is only needed on PostgreSQL
 
-        return PostgresStore(url, pool_size=pool_size)
+        return PostgresStore(url, pool_size=pool_size, connect_timeout=connect_timeout)
     if url.startswith("sqlite:///"):
         return SQLiteStore(url[len("sqlite:///") :], synchronous=sqlite_synchronous)
     raise ValueError("the database URL must start with sqlite:/// or postgresql://")

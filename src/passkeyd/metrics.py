@@ -1,0 +1,49 @@
+"""Prometheus metrics. With several worker processes, set PROMETHEUS_MULTIPROC_DIR (serve
+does) and every worker's samples are aggregated at /metrics."""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+
+REQUESTS = Counter(
+    "passkeyd_http_requests_total", "HTTP requests answered", ["route", "method", "status"]
+)
+LATENCY = Histogram(
+    "passkeyd_http_request_duration_seconds",
+    "Time to answer an HTTP request",
+    ["route", "method"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+CEREMONIES = Counter(
+    "passkeyd_ceremonies_total",
+    "WebAuthn ceremonies finished, by outcome and the step that refused",
+    ["ceremony", "outcome", "step"],
+)
+WEBHOOK_DELIVERIES = Counter(
+    "passkeyd_webhook_deliveries_total", "Webhook delivery attempts by outcome", ["outcome"]
+)
+WEBHOOK_BACKLOG = Gauge(
+    "passkeyd_webhook_backlog",
+    "Webhook deliveries waiting to be sent",
+    multiprocess_mode="max",
+)
+
+CEREMONY_OF_ROUTE = {"verify_factor": "registration", "approve_challenge": "authentication"}
+
+
+def render() -> tuple[bytes, str]:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(), CONTENT_TYPE_LATEST

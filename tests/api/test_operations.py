@@ -1,0 +1,109 @@
+"""What operators rely on: readiness, metrics that move, request ids, logs without secrets."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from tests.authenticator import b64url
+from tests.conftest import ORIGIN
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    """The value of one Prometheus sample in an exposition text (0 when absent)."""
+    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in text.splitlines():
+        if line.startswith(name + "{"):
+            got = ",".join(sorted(line[len(name) + 1 : line.index("}")].split(",")))
+            if got == want:
+                return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_readyz_answers_when_the_database_and_schema_are_current(api):
+    r = api.client.get("/readyz")
+    assert (r.status_code, r.json()) == (200, {"status": "ready"})
+    assert api.client.get("/healthz").status_code == 200
+
+
+def test_readyz_refuses_when_the_schema_is_behind(api, domain):
+    domain.store._db.execute("DELETE FROM schema_migrations WHERE version = 3")  # type: ignore[attr-defined]
+    r = api.client.get("/readyz")
+    assert r.status_code == 503 and "pending migrations" in r.json()["reason"]
+
+
+def test_metrics_count_requests_latency_and_ceremonies(api):
+    before = api.client.get("/metrics").text
+    api.create_service()
+    factor = api.create_factor()
+    api.verify_factor(api.authenticator.create(factor["options"], ORIGIN))
+    challenge = api.challenge(identity="user-0001")
+    bad = api.authenticator.get(challenge["options"], "https://evil.test")
+    assert api.approve(bad).status_code == 403
+    assert api.approve(api.authenticator.get(challenge["options"], ORIGIN)).status_code == 200
+    after = api.client.get("/metrics").text
+
+    def moved(name: str, **labels: str) -> float:
+        return sample(after, name, **labels) - sample(before, name, **labels)
+
+    assert (
+        moved("passkeyd_http_requests_total", route="create_service", method="POST", status="201")
+        == 1
+    )
+    assert (
+        moved(
+            "passkeyd_http_request_duration_seconds_count", route="approve_challenge", method="POST"
+        )
+        == 2
+    )
+    assert (
+        moved("passkeyd_ceremonies_total", ceremony="registration", outcome="success", step="") == 1
+    )
+    assert (
+        moved(
+            "passkeyd_ceremonies_total", ceremony="authentication", outcome="refused", step="origin"
+        )
+        == 1
+    )
+    assert (
+        moved("passkeyd_ceremonies_total", ceremony="authentication", outcome="success", step="")
+        == 1
+    )
+    assert "passkeyd_webhook_backlog" in after
+
+
+def test_every_response_carries_a_request_id_that_the_log_names(api, caplog):
+    caplog.set_level(logging.INFO, logger="passkeyd.access")
+    r = api.get("/v2/Services")
+    request_id = r.headers["Twilio-Request-Id"]
+    assert re.fullmatch(r"RQ[0-9a-f]{32}", request_id)
+    (record,) = [rec for rec in caplog.records if getattr(rec, "request_id", "") == request_id]
+    assert (record.route, record.status, record.account_sid) == (
+        "list_services",
+        200,
+        api.account_sid,
+    )
+    assert api.client.get("/v2/Services").headers["Twilio-Request-Id"] != request_id
+
+
+def test_no_secret_or_credential_material_reaches_the_log(api, caplog):
+    caplog.set_level(logging.DEBUG)
+    api.create_service()
+    factor = api.create_factor()
+    credential = api.authenticator.create(factor["options"], ORIGIN)
+    api.verify_factor(credential)
+    challenge = api.challenge(identity="user-0001")
+    assertion = api.authenticator.get(challenge["options"], ORIGIN)
+    api.approve(assertion)
+    api.client.get("/v2/Services", auth=(api.account_sid, "wrong-token"))
+    text = "\n".join(f"{rec.getMessage()} {rec.__dict__}" for rec in caplog.records)
+    secrets = [
+        api.auth[1],
+        "wrong-token",
+        credential["response"]["attestationObject"][:40],
+        assertion["response"]["signature"],
+        challenge["options"]["publicKey"]["challenge"],
+        b64url(next(iter(api.authenticator.credentials))),
+    ]
+    for secret in secrets:
+        assert secret not in text

@@ -1,0 +1,141 @@
+"""The passkeyd command line: JSON out where scripts read it, exit codes that mean something."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "passkeyd.cli", *args],
+        capture_output=True, text=True, timeout=60, env=env,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def db(tmp_path):
+    return f"sqlite:///{tmp_path}/cli.db"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [[], ["serve"], ["migrate"], ["check-config"], ["accounts"], ["keys"], ["services"]],
+)
+def test_every_command_has_help(command):
+    r = run(*command, "--help")
+    assert r.returncode == 0 and "usage: passkeyd" in r.stdout
+
+
+def test_accounts_and_keys_round_trip(db):
+    account = json.loads(run("accounts", "create", "--name", "acme", "--database-url", db).stdout)
+    assert account["sid"].startswith("AC") and len(account["auth_token"]) == 32
+    listed = json.loads(run("accounts", "list", "--database-url", db).stdout)
+    assert [a["sid"] for a in listed] == [account["sid"]]
+    assert "auth_token" not in listed[0] and account["auth_token"] not in json.dumps(listed)
+    key = json.loads(
+        run("keys", "create", "--account", account["sid"], "--database-url", db).stdout
+    )
+    assert key["sid"].startswith("SK") and key["secret"]
+    keys = json.loads(run("keys", "list", "--account", account["sid"], "--database-url", db).stdout)
+    assert keys == [
+        {"sid": key["sid"], "account_sid": account["sid"], "friendly_name": "", "revoked": False}
+    ]
+    r = run(
+        "keys", "revoke", "--account", account["sid"], "--sid", key["sid"], "--database-url", db
+    )
+    assert r.returncode == 0 and json.loads(r.stdout) == {"sid": key["sid"], "revoked": True}
+    assert (
+        run(
+            "keys",
+            "revoke",
+            "--account",
+            account["sid"],
+            "--sid",
+            "SK" + "0" * 32,
+            "--database-url",
+            db,
+        ).returncode
+        == 4
+    )
+    assert run("keys", "list", "--account", "AC" + "0" * 32, "--database-url", db).returncode == 4
+    services = json.loads(
+        run("services", "list", "--account", account["sid"], "--database-url", db).stdout
+    )
+    assert services == []
+
+
+def test_check_config_reports_settings_without_secrets(db):
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PASSKEYD_AUTH_TOKEN": "s3cret-token",
+        "PASSKEYD_ACCOUNT_SID": "AC" + "1" * 32,
+    }
+    r = run("check-config", "--database-url", db, env=env)
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["ok"] and report["database"]["reachable"]
+    assert report["settings"]["PASSKEYD_AUTH_TOKEN"] == "<set>"
+    assert "s3cret-token" not in r.stdout
+
+
+@pytest.mark.parametrize(
+    ("env", "fragment"),
+    [
+        ({"PASSKEYD_PORT": "eighty"}, "PASSKEYD_PORT"),
+        ({"PASSKEYD_DATABASE_URL": "mysql://x"}, "PASSKEYD_DATABASE_URL"),
+        ({"PASSKEYD_WEBHOOK_ALLOW_PRIVATE": "maybe"}, "PASSKEYD_WEBHOOK_ALLOW_PRIVATE"),
+        ({"PASSKEYD_SECRET_KEY": "short"}, "PASSKEYD_SECRET_KEY"),
+        ({"PASSKEYD_ACCOUNT_SID": "AC" + "1" * 32}, "PASSKEYD_AUTH_TOKEN"),
+        ({"PASSKEYD_LOG_FORMAT": "xml"}, "PASSKEYD_LOG_FORMAT"),
+    ],
+)
+def test_a_bad_setting_is_named_and_exits_3(env, fragment):
+    r = run("check-config", env={"PATH": "/usr/bin:/bin", **env})
+    assert r.returncode == 3 and fragment in r.stderr
+
+
+def test_config_file_is_read_and_checked(tmp_path, db):
+    good = tmp_path / "good.toml"
+    good.write_text(f'database_url = "{db}"\nport = 9999\nwebhook_allow_private = true\n')
+    r = run("--config", str(good), "check-config", env={"PATH": "/usr/bin:/bin"})
+    settings = json.loads(r.stdout)["settings"]
+    assert settings["PASSKEYD_PORT"] == 9999 and settings["PASSKEYD_WEBHOOK_ALLOW_PRIVATE"] is True
+    overridden = run(
+        "--config",
+        str(good),
+        "check-config",
+        env={"PATH": "/usr/bin:/bin", "PASSKEYD_PORT": "7000"},
+    )
+    assert json.loads(overridden.stdout)["settings"]["PASSKEYD_PORT"] == 7000
+    bad = tmp_path / "bad.toml"
+    bad.write_text('colour = "blue"\n')
+    r = run("--config", str(bad), "check-config", env={"PATH": "/usr/bin:/bin"})
+    assert r.returncode == 3 and "colour" in r.stderr
+
+
+def test_postgres_schema_behind_is_refused_until_migrated():
+    from tests.pg import temporary_schema
+
+    with temporary_schema() as url:
+        env = {"PATH": "/usr/bin:/bin"}
+        r = run("check-config", "--database-url", url, env=env)
+        assert r.returncode == 5 and json.loads(r.stdout)["database"]["pending_migrations"]
+        r = run("serve", "--database-url", url, "--port", "0", env=env)
+        assert r.returncode == 5 and "passkeyd migrate" in r.stderr
+        migrated = json.loads(run("migrate", "--database-url", url, env=env).stdout)
+        assert migrated["pending"] == [] and 1 in migrated["applied"]
+        assert run("check-config", "--database-url", url, env=env).returncode == 0
+
+
+def test_unreachable_database_exits_6():
+    r = run(
+        "check-config",
+        "--database-url",
+        "postgresql://nobody@127.0.0.1:1/none",
+        env={"PATH": "/usr/bin:/bin", "PASSKEYD_DB_CONNECT_TIMEOUT": "1"},
+    )
+    assert r.returncode == 6 and "PostgreSQL" in (r.stdout + r.stderr)
