@@ -13,7 +13,7 @@ import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import Match, Route
 
 from passkeyd import metrics
@@ -21,6 +21,7 @@ from passkeyd.delivery import Dispatcher
 from passkeyd.domain import Domain
 from passkeyd.settings import Settings
 
+from . import openapi
 from .edge import error_response, json_response
 from .routes import entities, passkeys, services, webhooks
 
@@ -68,6 +69,14 @@ async def metrics_endpoint(request: Request) -> Response:
     metrics.WEBHOOK_BACKLOG.set(backlog)
     body, content_type = metrics.render()
     return Response(body, headers={"Content-Type": content_type})
+
+
+async def openapi_json(request: Request) -> Response:
+    return json_response(200, openapi.document(), _rid())
+
+
+async def docs(request: Request) -> Response:
+    return HTMLResponse(openapi.DOCS_HTML)
 
 
 def _rid() -> str:
@@ -134,6 +143,8 @@ def create_app(domain: Domain, settings: Settings | None = None) -> Starlette:
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
+            Route("/openapi.json", openapi_json, methods=["GET"]),
+            Route("/docs", docs, methods=["GET"]),
             *services.routes,
             *entities.routes,
             *passkeys.routes,
