@@ -112,11 +112,15 @@ class Api:
     # --- what is stored -----------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, list[tuple[Any, ...]]]:
-        """Every row of every table, except the failed-attempt counter of a challenge."""
+        """Every row of every resource table. Counters that are not resource state are left
+        out: a challenge's failed attempts, rate-limit windows and the audit trail."""
         db = sqlite3.connect(self.db_path)
         try:
             out = {}
-            for (table,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'"):
+            for (table,) in db.execute(
+                "SELECT name FROM sqlite_master WHERE type='table'"
+                " AND name NOT IN ('rate_limits', 'audit_events')"
+            ):
                 cols = [
                     r[1]
                     for r in db.execute(f"PRAGMA table_info({table})")

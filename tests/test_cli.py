@@ -139,3 +139,47 @@ def test_unreachable_database_exits_6():
         env={"PATH": "/usr/bin:/bin", "PASSKEYD_DB_CONNECT_TIMEOUT": "1"},
     )
     assert r.returncode == 6 and "PostgreSQL" in (r.stdout + r.stderr)
+
+
+def test_rotate_token_and_read_the_audit_trail(db):
+    account = json.loads(run("accounts", "create", "--database-url", db).stdout)
+    rotated = json.loads(
+        run("accounts", "rotate-token", "--account", account["sid"], "--database-url", db).stdout
+    )
+    assert rotated["sid"] == account["sid"] and rotated["auth_token"] != account["auth_token"]
+    assert (
+        run(
+            "accounts", "rotate-token", "--account", "AC" + "0" * 32, "--database-url", db
+        ).returncode
+        == 4
+    )
+    from passkeyd.domain.models import AuditEvent
+    from passkeyd.storage import open_store
+
+    store = open_store(db)
+    store.append_audit(
+        [
+            AuditEvent(
+                account["sid"],
+                "VA" + "1" * 32,
+                account["sid"],
+                "approve_challenge",
+                "YC" + "2" * 32,
+                "refused",
+                60324,
+                "origin",
+                "RQ" + "3" * 32,
+                1_790_000_000,
+            )
+        ]
+    )
+    store.close()
+    r = run("audit", "list", "--account", account["sid"], "--database-url", db)
+    (line,) = r.stdout.splitlines()
+    event = json.loads(line)
+    assert (event["action"], event["outcome"], event["code"], event["step"]) == (
+        "approve_challenge",
+        "refused",
+        60324,
+        "origin",
+    )

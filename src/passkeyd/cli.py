@@ -14,6 +14,7 @@ from typing import Any
 
 from . import __version__, logs
 from .domain import Domain
+from .domain.clock import iso
 from .domain.models import PageRequest
 from .settings import Settings, SettingsError, describe, secret_box
 from .storage import StorageUnavailable, Store, is_embedded, open_store
@@ -55,6 +56,7 @@ def _domain(settings: Settings, *, migrate: bool) -> Domain:
         _open(settings, migrate=migrate),
         box=secret_box(settings),
         allow_private_webhooks=settings.webhook_allow_private,
+        rate_limits=settings.rate_limit_rules(),
     )
 
 
@@ -152,10 +154,32 @@ def cmd_accounts(settings: Settings, args: argparse.Namespace) -> int:
                 "friendly_name": account.friendly_name,
             }
         )
+    elif args.action == "rotate-token":
+        if not args.account or domain.store.get_account(args.account) is None:
+            sys.stderr.write(f"passkeyd: no account {args.account}\n")
+            return EXIT_NOT_FOUND
+        token = domain.accounts.rotate_token(args.account)
+        _print({"sid": args.account, "account_sid": args.account, "auth_token": token})
     else:
         _print(
             [{"sid": a.sid, "friendly_name": a.friendly_name} for a in domain.store.list_accounts()]
         )
+    return EXIT_OK
+
+
+def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
+    domain = _domain(settings, migrate=True)
+    page = domain.store.list_audit(
+        args.account,
+        PageRequest(page_size=max(1, min(args.limit, 10_000)), descending=True),
+        service_sid=args.service,
+    )
+    for e in page.items:
+        sys.stdout.write(json.dumps({
+            "date_created": iso(e.date_created), "actor": e.actor, "action": e.action,
+            "service_sid": e.service_sid, "resource": e.resource, "outcome": e.outcome,
+            "code": e.code or None, "step": e.step or None, "request_id": e.request_id,
+        }) + "\n")  # fmt: skip
     return EXIT_OK
 
 
@@ -235,8 +259,15 @@ def parser() -> argparse.ArgumentParser:
     with_db(sub.add_parser("check-config", help="validate settings, reach the database"))
 
     accounts = with_db(sub.add_parser("accounts", help="create or list accounts"))
-    accounts.add_argument("action", choices=["create", "list"])
+    accounts.add_argument("action", choices=["create", "list", "rotate-token"])
     accounts.add_argument("--name", help="friendly name for a new account")
+    accounts.add_argument("--account", help="the account SID (rotate-token)")
+
+    audit = with_db(sub.add_parser("audit", help="read the audit trail (JSON lines)"))
+    audit.add_argument("action", choices=["list"])
+    audit.add_argument("--account", required=True)
+    audit.add_argument("--service", help="only this service's events")
+    audit.add_argument("--limit", type=int, default=100, help="newest first; default 100")
 
     keys = with_db(sub.add_parser("keys", help="create, list or revoke API keys"))
     keys.add_argument("action", choices=["create", "list", "revoke"])
@@ -277,6 +308,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_check_config(settings)
         if args.command == "accounts":
             return cmd_accounts(settings, args)
+        if args.command == "audit":
+            return cmd_audit(settings, args)
         if args.command == "keys":
             if args.action == "revoke" and not args.sid:
                 sys.stderr.write("passkeyd: keys revoke needs --sid\n")

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .domain.limits import DEFAULT_RULES, RateLimitSpecError, Rule, parse_rules
+
 if TYPE_CHECKING:
     from .sealing import SecretBox
 
@@ -37,8 +39,13 @@ class Settings:
     webhook_retry_base_seconds: int = 5
     webhook_max_attempts: int = 10
     sqlite_synchronous: str = "NORMAL"
+    rate_limits: str = ""  # "" = the defaults; "off"; or "name=limit/seconds,..."
+    audit_retention_seconds: int = 90 * 24 * 3600
     log_format: str = "auto"
     access_log: bool = True
+
+    def rate_limit_rules(self) -> dict[str, Rule]:
+        return parse_rules(self.rate_limits) if self.rate_limits else dict(DEFAULT_RULES)
 
     @classmethod
     def load(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -101,6 +108,10 @@ class Settings:
             ),
             sqlite_synchronous=(env.get("PASSKEYD_SQLITE_SYNCHRONOUS") or "NORMAL").upper(),
             log_format=(env.get("PASSKEYD_LOG_FORMAT") or "auto").lower(),
+            rate_limits=env.get("PASSKEYD_RATE_LIMITS") or "",
+            audit_retention_seconds=number(
+                "PASSKEYD_AUDIT_RETENTION_SECONDS", cls.audit_retention_seconds, 0, 10**10
+            ),
             access_log=flag("PASSKEYD_ACCESS_LOG", True),
         )
         settings.validate()
@@ -124,6 +135,10 @@ class Settings:
                 SecretBox.from_text(self.secret_key)
             except SealingError as exc:
                 raise SettingsError(f"PASSKEYD_SECRET_KEY: {exc}") from exc
+        try:
+            self.rate_limit_rules()
+        except RateLimitSpecError as exc:
+            raise SettingsError(f"PASSKEYD_RATE_LIMITS: {exc}") from exc
         if self.log_format not in ("auto", "json", "text"):
             raise SettingsError("PASSKEYD_LOG_FORMAT must be auto, json or text")
         if self.log_level not in ("debug", "info", "warning", "error"):
@@ -155,6 +170,7 @@ ENVIRONMENT = (
     "PASSKEYD_CHALLENGE_RETENTION_SECONDS", "PASSKEYD_PURGE_INTERVAL_SECONDS",
     "PASSKEYD_SECRET_KEY", "PASSKEYD_WEBHOOK_ALLOW_PRIVATE", "PASSKEYD_WEBHOOK_INTERVAL_MS",
     "PASSKEYD_WEBHOOK_RETRY_BASE_SECONDS", "PASSKEYD_WEBHOOK_MAX_ATTEMPTS",
+    "PASSKEYD_RATE_LIMITS", "PASSKEYD_AUDIT_RETENTION_SECONDS",
 )  # fmt: skip
 SECRET = ("PASSKEYD_AUTH_TOKEN", "PASSKEYD_SECRET_KEY")
 

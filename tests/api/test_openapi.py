@@ -115,6 +115,7 @@ def test_real_responses_match_the_document(api, doc):
         api.get(f"{api.svc}/Entities/nobody-0000")  # 404
         api.post_json(f"{api.svc}/Passkeys/VerifyFactor", {})  # 400
         api.get("/v2/Services", auth=("AC" + "0" * 32, "x"))  # 401
+        api.get("/v2/AuditEvents", params={"ServiceSid": api.service_sid, "PageSize": 5})
         api.delete(api.svc)
     finally:
         api.client.request = original

@@ -23,7 +23,7 @@ from passkeyd.settings import Settings
 
 from . import openapi
 from .edge import error_response, json_response
-from .routes import entities, passkeys, services, webhooks
+from .routes import audit, entities, passkeys, services, webhooks
 
 log = logging.getLogger("passkeyd")
 
@@ -96,19 +96,33 @@ async def http_error(request: Request, exc: Exception) -> Response:
     return error_response(status, 20000 + status, "Request refused", request_id)
 
 
-async def purge_forever(domain: Domain, *, retention: int, interval: float) -> None:
+async def purge_forever(
+    domain: Domain, *, retention: int, interval: float, audit_retention: int
+) -> None:
     """Delete challenges (and unfinished registrations) expired longer than `retention`
     seconds, every `interval` seconds, off the event loop so requests never wait on it."""
     while True:
         await anyio.sleep(interval)
         try:
+            now = domain.clock()
             removed = await anyio.to_thread.run_sync(
-                domain.store.purge_expired, domain.clock() - retention
+                functools.partial(
+                    domain.store.purge_expired, now - retention, audit_before=now - audit_retention
+                )
             )
             if removed:
                 log.info("purged %d expired challenges and registrations", removed)
         except Exception:
             log.exception("purging expired challenges failed; will retry")
+
+
+async def flush_audit_forever(domain: Domain, interval: float = 0.2) -> None:
+    while True:
+        await anyio.sleep(interval)
+        try:
+            await anyio.to_thread.run_sync(domain.audit.flush)
+        except Exception:
+            log.exception("writing the audit trail failed; will retry")
 
 
 def create_app(domain: Domain, settings: Settings | None = None) -> Starlette:
@@ -131,11 +145,14 @@ def create_app(domain: Domain, settings: Settings | None = None) -> Starlette:
                     purge_forever,
                     domain,
                     retention=settings.challenge_retention_seconds,
+                    audit_retention=settings.audit_retention_seconds,
                     interval=settings.purge_interval_seconds,
                 )
             )
+            tasks.start_soon(flush_audit_forever, domain)
             yield
             tasks.cancel_scope.cancel()
+        await anyio.to_thread.run_sync(domain.audit.flush)
         domain.store.close()
 
     app = Starlette(
@@ -149,6 +166,7 @@ def create_app(domain: Domain, settings: Settings | None = None) -> Starlette:
             *entities.routes,
             *passkeys.routes,
             *webhooks.routes,
+            *audit.routes,
         ],
         exception_handlers={HTTPException: http_error},
         lifespan=lifespan,

@@ -23,8 +23,10 @@ from passkeyd.domain.errors import (
     AssertionRefused,
     DomainError,
     RegistrationRefused,
+    TooManyRequests,
     Unauthenticated,
 )
+from passkeyd.domain.models import AuditEvent
 
 from . import errors
 
@@ -94,6 +96,31 @@ def _credentials(request: Request) -> tuple[str, str]:
     return username, password
 
 
+def _service_of(request: Request, payload: Any) -> str:
+    """The service a request concerns: in its path, or (Services routes) the one acted on."""
+    params = request.path_params
+    if "service_sid" in params:
+        return str(params["service_sid"])
+    if str(params.get("sid", "")).startswith("VA"):
+        return str(params["sid"])
+    if isinstance(payload, dict) and str(payload.get("sid", "")).startswith("VA"):
+        return str(payload["sid"])
+    return ""
+
+
+def _resource(request: Request, payload: Any) -> str:
+    """The SID a request acted on: from its path, else from what it created or answered."""
+    params = request.path_params
+    for name in ("sid", "identity", "service_sid"):
+        if name in params:
+            if name == "service_sid" and isinstance(payload, dict) and "sid" in payload:
+                return str(payload["sid"])
+            return str(params[name])
+    if isinstance(payload, dict) and isinstance(payload.get("sid"), str):
+        return str(payload["sid"])
+    return ""
+
+
 def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     """Wrap a handler: authenticate, run, map errors through the one table, then count
     the request (metrics) and log one line (without secrets) with its request id."""
@@ -105,18 +132,23 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         request_id = "RQ" + secrets.token_hex(16)
         domain: Domain = request.app.state.domain
         account_sid = ""
+        username = ""
+        response_payload: Any = None
         code = 0
         step = ""
         try:
             username, password = _credentials(request)
             account_sid = await _run(domain, domain.accounts.authenticate, username, password)
             status, payload = await handler(Call(request, account_sid, domain))
+            response_payload = payload
             response = json_response(status, payload, request_id)
         except DomainError as exc:
             status, code, message = errors.classify(exc)
             if isinstance(exc, RegistrationRefused | AssertionRefused):
                 step = exc.error.step.name.lower()
             response = error_response(status, code, message, request_id)
+            if isinstance(exc, TooManyRequests):
+                response.headers["Retry-After"] = str(exc.retry_after)
         except errors.HttpError as exc:
             status, code = exc.status, exc.code
             response = error_response(exc.status, exc.code, exc.message, request_id)
@@ -127,6 +159,21 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
                 status, code, f"Internal error; request id {request_id}", request_id
             )
         elapsed = time.perf_counter() - started
+        if request.method != "GET" and account_sid:
+            domain.audit.record(
+                AuditEvent(
+                    account_sid=account_sid,
+                    service_sid=_service_of(request, response_payload),
+                    actor=username,
+                    action=route,
+                    resource=_resource(request, response_payload),
+                    outcome="ok" if status < 400 else "refused",
+                    code=code,
+                    step=step,
+                    request_id=request_id,
+                    date_created=domain.clock(),
+                )
+            )
         metrics.REQUESTS.labels(route, request.method, str(status)).inc()
         metrics.LATENCY.labels(route, request.method).observe(elapsed)
         if ceremony is not None and code not in (20003, 20404):

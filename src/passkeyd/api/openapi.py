@@ -137,6 +137,20 @@ SCHEMAS: dict[str, Any] = {
             "url": STR,
         }
     ),  # fmt: skip
+    "AuditEvent": obj(
+        {
+            "account_sid": sid("AC"),
+            "service_sid": STR,
+            "actor": STR,
+            "action": STR,
+            "resource": STR,
+            "outcome": {"enum": ["ok", "refused"]},
+            "code": {"type": ["integer", "null"]},
+            "step": NSTR,
+            "request_id": STR,
+            "date_created": DATE,
+        }
+    ),
     "PageMeta": obj(
         {
             "page": INT,
@@ -312,6 +326,14 @@ def document() -> dict[str, Any]:
         ENT + "/Challenges/{Sid}/Notifications": {
             "parameters": path_params("ServiceSid", "Identity", "Sid"),
             "post": PUSH_ONLY,
+        },
+        "/v2/AuditEvents": {
+            "get": op(
+                "The account's audit trail, newest first (passkeyd extension)",
+                200,
+                page("audit_events", "AuditEvent"),
+                parameters=[*LIST_QUERY, {"name": "ServiceSid", "in": "query", "schema": STR}],
+            ),
         },
         SVC + "/Webhooks": {
             "parameters": path_params("ServiceSid"),

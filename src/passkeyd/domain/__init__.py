@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from passkeyd.sealing import SecretBox
 from passkeyd.storage import Store
 
 from .accounts import Accounts
+from .audit import AuditLog
 from .authentication import Authentications
 from .clock import Clock, system_clock
 from .entities import Entities
+from .limits import DEFAULT_RULES, RateLimiter, Rule
 from .registration import Registrations
 from .services import Services
 from .webhooks import Webhooks
@@ -24,14 +26,17 @@ class Domain:
     clock: Clock = system_clock
     box: SecretBox | None = None  # seals auth tokens so webhooks can be signed with them
     allow_private_webhooks: bool = False
+    rate_limits: dict[str, Rule] = field(default_factory=lambda: dict(DEFAULT_RULES))
 
     def __post_init__(self) -> None:
+        self.limiter = RateLimiter(self.store, self.clock, self.rate_limits)
+        self.audit = AuditLog(self.store)
         self.accounts = Accounts(self.store, self.clock, self.box)
         self.webhooks = Webhooks(self.store, self.clock, self.allow_private_webhooks)
         self.services = Services(self.store, self.clock)
         self.entities = Entities(self.store, self.clock)
-        self.registrations = Registrations(self.store, self.clock)
-        self.authentications = Authentications(self.store, self.clock)
+        self.registrations = Registrations(self.store, self.clock, self.limiter)
+        self.authentications = Authentications(self.store, self.clock, self.limiter)
 
 
 __all__ = ["Domain"]

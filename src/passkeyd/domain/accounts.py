@@ -66,6 +66,19 @@ class Accounts:
         self.store.put_account(account)
         return account
 
+    def rotate_token(self, sid: str) -> str:
+        """A new auth token for the account; the old one stops working at once on every
+        process (each request checks the stored hash)."""
+        account = self.store.get_account(sid)
+        if account is None:
+            raise NotFound(f"no account {sid}")
+        token = new_secret()
+        self.store.put_account(
+            Account(sid, account.friendly_name, hash_secret(token), account.date_created,
+                    self._seal(sid, token))
+        )  # fmt: skip
+        return token
+
     def create_api_key(self, account_sid: str, friendly_name: str = "") -> tuple[ApiKey, str]:
         if self.store.get_account(account_sid) is None:
             raise NotFound(f"no account {account_sid}")

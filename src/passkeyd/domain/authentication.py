@@ -31,10 +31,12 @@ from .errors import (
     FactorSidInvalid,
     FactorUnverified,
     NotFound,
+    TooManyRequests,
 )
 from .events import Events
 from .identity import check_identity
 from .ids import is_sid, new_sid
+from .limits import MAX_PENDING_CHALLENGES_PER_ENTITY, RateLimiter
 from .models import (
     Challenge,
     ChallengeStatus,
@@ -54,6 +56,7 @@ MAX_FAILED_ATTEMPTS = 5
 class Authentications:
     store: Store
     clock: Clock
+    limiter: RateLimiter
 
     def __post_init__(self) -> None:
         self.events = Events(self.store, self.clock)
@@ -96,9 +99,20 @@ class Authentications:
         service = self.store.get_service(account_sid, service_sid)
         if service is None:
             raise NotFound(f"The requested resource /Services/{service_sid} was not found")
+        if isinstance(identity, str):
+            self.limiter.hit("challenge", f"{service_sid}:{identity}")
         entity_sid, ident, factors = self._factors_for(
             account_sid, service_sid, identity, factor_sid
         )
+        if entity_sid and (
+            self.store.count_pending_challenges(account_sid, service_sid, entity_sid, self.clock())
+            >= MAX_PENDING_CHALLENGES_PER_ENTITY
+        ):
+            raise TooManyRequests(
+                f"Too many pending challenges: at most {MAX_PENDING_CHALLENGES_PER_ENTITY}"
+                " per entity; answer or let one expire",
+                retry_after=60,
+            )
         if factors:
             policy = factors[0].policy
             factors = [f for f in factors if f.policy.rp_id == policy.rp_id]
@@ -142,6 +156,7 @@ class Authentications:
     def approve_challenge(self, account_sid: str, service_sid: str, body: Any) -> Challenge:
         if self.store.get_service(account_sid, service_sid) is None:
             raise NotFound(f"The requested resource /Services/{service_sid} was not found")
+        self.limiter.check("failed_auth", account_sid)
         try:
             response = parse_authentication(body)
         except CeremonyError as exc:
@@ -161,6 +176,7 @@ class Authentications:
                 raise FactorNotFound("Factor not found: no passkey has this credential id")
             if factor.status is not FactorStatus.VERIFIED:
                 raise FactorUnverified("Factor is unverified")
+            self.limiter.hit("approve", f"{service_sid}:{factor.entity_sid}")
             if challenge.allowed_credentials and factor.credential.credential_id not in (
                 challenge.allowed_credentials
             ):
@@ -272,6 +288,7 @@ class Authentications:
                 "challenge_status": "denied",
             },
         )
+        self.limiter.note("failed_auth", account_sid)
         self.store.record_failed_attempt(
             challenge.sid,
             max_attempts=MAX_FAILED_ATTEMPTS,

@@ -123,3 +123,16 @@ class AssertionRefused(DomainError):
     def __init__(self, error: CeremonyError) -> None:
         super().__init__(f"Challenge verification failed: {error.detail}")
         self.error = error
+
+
+class TooManyRequests(DomainError):
+    """429 with `Retry-After`; `code` is 20429, or 60326 for factor creation."""
+
+    def __init__(self, message: str, *, retry_after: int, code: int = 20429) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, retry_after)
+        self.code = code
+
+
+class LimitExceeded(DomainError):
+    """A size limit: too many passkeys for an entity, too many pending challenges."""

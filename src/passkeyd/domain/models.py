@@ -203,3 +203,20 @@ class ClaimedDelivery:
     seq: int
     delivery: Delivery
     attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """Who did what to which resource, when, and how it ended (the step that refused)."""
+
+    account_sid: str
+    service_sid: str
+    actor: str  # the account or API key SID that authenticated
+    action: str  # the route, e.g. approve_challenge
+    resource: str  # the SID (or identity) acted on, when known
+    outcome: str  # ok | refused
+    code: int  # Twilio error code, 0 when ok
+    step: str  # WebAuthn step that refused, "" otherwise
+    request_id: str
+    date_created: int
+    seq: int = 0

@@ -26,6 +26,7 @@ from .errors import (
     ChallengeNotFound,
     IllegalFactorStatus,
     InvalidParam,
+    LimitExceeded,
     NotFound,
     RegistrationRefused,
     UserDisplayNameMissing,
@@ -33,6 +34,7 @@ from .errors import (
 from .events import Events
 from .identity import check_identity, new_identity
 from .ids import new_sid
+from .limits import MAX_FACTORS_PER_ENTITY, RateLimiter
 from .models import Credential, Entity, Factor, FactorStatus, PasskeySettings
 from .policy import MAX_NAME_LENGTH, resolve_policy
 
@@ -43,6 +45,7 @@ CHALLENGE_BYTES = 32
 class Registrations:
     store: Store
     clock: Clock
+    limiter: RateLimiter
 
     def __post_init__(self) -> None:
         self.events = Events(self.store, self.clock)
@@ -66,10 +69,19 @@ class Registrations:
             raise InvalidParam("Invalid parameter: friendly_name is over 255 characters")
         ident = new_identity() if identity is None else check_identity(identity)
         policy = resolve_policy(config, service.passkeys)
+        self.limiter.hit("factor", f"{service_sid}:{ident}", code=60326)
         now = self.clock()
         entity = self.store.ensure_entity(
             Entity(new_sid("YE"), account_sid, service_sid, ident, now, now)
         )
+        if (
+            self.store.count_active_factors(account_sid, service_sid, entity.sid, now)
+            >= MAX_FACTORS_PER_ENTITY
+        ):
+            raise LimitExceeded(
+                f"Too many passkeys: an entity may have at most {MAX_FACTORS_PER_ENTITY}"
+                " (verified or awaiting registration)"
+            )
         existing = self.store.verified_factors(account_sid, service_sid, entity.sid)
         challenge = secrets.token_bytes(CHALLENGE_BYTES)
         factor = Factor(

@@ -14,6 +14,7 @@ from typing import Protocol
 from passkeyd.domain.models import (
     Account,
     ApiKey,
+    AuditEvent,
     Challenge,
     ChallengeStatus,
     ClaimedDelivery,
@@ -167,4 +168,20 @@ class Store(Protocol):
     def delivery_backlog(self) -> int: ...
 
     # housekeeping
-    def purge_expired(self, before: int, *, batch: int = 1000) -> int: ...
+    def purge_expired(
+        self, before: int, *, audit_before: int | None = None, batch: int = 1000
+    ) -> int: ...
+
+    # limits and audit
+    def hit_rate_limit(self, key: str, window_start: int) -> int: ...
+    def rate_limit_count(self, key: str, window_start: int) -> int: ...
+    def count_active_factors(
+        self, account_sid: str, service_sid: str, entity_sid: str, now: int
+    ) -> int: ...
+    def count_pending_challenges(
+        self, account_sid: str, service_sid: str, entity_sid: str, now: int
+    ) -> int: ...
+    def append_audit(self, events: Sequence[AuditEvent]) -> None: ...
+    def list_audit(
+        self, account_sid: str, page: PageRequest, *, service_sid: str | None = None
+    ) -> Page: ...

@@ -18,6 +18,7 @@ import orjson
 from passkeyd.domain.models import (
     Account,
     ApiKey,
+    AuditEvent,
     Challenge,
     ChallengeStatus,
     ClaimedDelivery,
@@ -641,7 +642,9 @@ class SqlStore(abc.ABC):
             return rollback.outcome
         return ApproveOutcome.APPROVED
 
-    def purge_expired(self, before: int, *, batch: int = 1000) -> int:
+    def purge_expired(
+        self, before: int, *, audit_before: int | None = None, batch: int = 1000
+    ) -> int:
         """Delete challenges that expired before `before`, and factors whose registration
         expired unfinished before it, in small transactions so no lock is held for long."""
         removed = 0
@@ -660,7 +663,109 @@ class SqlStore(abc.ABC):
                 removed += count
                 if count < batch:
                     break
+        with self._write() as tx:
+            removed += tx.execute(
+                "DELETE FROM rate_limits WHERE window_start < ?", (before,)
+            ).rowcount
+        while audit_before is not None:
+            with self._write() as tx:
+                count = tx.execute(
+                    "DELETE FROM audit_events WHERE seq IN (SELECT seq FROM audit_events"
+                    " WHERE date_created < ? LIMIT ?)",
+                    (audit_before, batch),
+                ).rowcount
+            removed += count
+            if count < batch:
+                break
         return removed
+
+    # --- limits ---------------------------------------------------------------------------
+
+    def hit_rate_limit(self, key: str, window_start: int) -> int:
+        """Count one hit in the fixed window starting at `window_start`; the count so far.
+        One atomic upsert, so every process shares the same counter."""
+        with self._write() as tx:
+            row = tx.execute(
+                "INSERT INTO rate_limits (key, window_start, count) VALUES (?, ?, 1)"
+                " ON CONFLICT (key) DO UPDATE SET"
+                " count = CASE WHEN rate_limits.window_start = excluded.window_start"
+                " THEN rate_limits.count + 1 ELSE 1 END,"
+                " window_start = excluded.window_start RETURNING count",
+                (key, window_start),
+            ).fetchone()
+        return int(row[0])
+
+    def rate_limit_count(self, key: str, window_start: int) -> int:
+        row = self._one(
+            "SELECT count FROM rate_limits WHERE key = ? AND window_start = ?", (key, window_start)
+        )
+        return int(row[0]) if row else 0
+
+    def count_active_factors(
+        self, account_sid: str, service_sid: str, entity_sid: str, now: int
+    ) -> int:
+        row = self._one(
+            "SELECT count(*) FROM factors WHERE entity_sid = ? AND service_sid = ?"
+            " AND account_sid = ? AND (status = 'verified' OR registration_expires > ?)",
+            (entity_sid, service_sid, account_sid, now),
+        )
+        return int(row[0])
+
+    def count_pending_challenges(
+        self, account_sid: str, service_sid: str, entity_sid: str, now: int
+    ) -> int:
+        row = self._one(
+            "SELECT count(*) FROM challenges WHERE entity_sid = ? AND service_sid = ?"
+            " AND account_sid = ? AND status = 'pending' AND expiration_date > ?",
+            (entity_sid, service_sid, account_sid, now),
+        )
+        return int(row[0])
+
+    # --- audit ----------------------------------------------------------------------------
+
+    def append_audit(self, events: Sequence[AuditEvent]) -> None:
+        if not events:
+            return
+        with self._write() as tx:
+            for e in events:
+                tx.execute(
+                    "INSERT INTO audit_events (account_sid, service_sid, actor, action, resource,"
+                    " outcome, code, step, request_id, date_created)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        e.account_sid,
+                        e.service_sid,
+                        e.actor,
+                        e.action,
+                        e.resource,
+                        e.outcome,
+                        e.code,
+                        e.step,
+                        e.request_id,
+                        e.date_created,
+                    ),
+                )
+
+    def list_audit(
+        self, account_sid: str, page: PageRequest, *, service_sid: str | None = None
+    ) -> Page:
+        sql = (
+            "SELECT seq, account_sid, service_sid, actor, action, resource, outcome, code, step,"
+            " request_id, date_created FROM audit_events WHERE account_sid = ?"
+        )
+        args: list[Any] = [account_sid]
+        if service_sid is not None:
+            sql += " AND service_sid = ?"
+            args.append(service_sid)
+        clause, more = _seq_clause(page)
+        rows = self._all(
+            sql + clause + _order(page) + " LIMIT ?", [*args, *more, page.page_size + 1]
+        )
+        return _page(
+            rows,
+            page,
+            lambda r: AuditEvent(r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[0]),
+        )
 
     def record_failed_attempt(
         self,

@@ -1,0 +1,95 @@
+"""Rate limits and size limits, shared by every process through the store.
+
+Fixed windows: each rule allows `limit` hits per `window` seconds for one key (an identity,
+an entity, an account). A refusal says when to retry (429, `Retry-After`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from passkeyd.storage import Store
+
+from .clock import Clock
+from .errors import TooManyRequests
+
+MAX_FACTORS_PER_ENTITY = 20  # verified, or awaiting registration
+MAX_PENDING_CHALLENGES_PER_ENTITY = 20
+
+
+@dataclass(frozen=True)
+class Rule:
+    limit: int
+    window: int
+
+
+DEFAULT_RULES = {
+    "challenge": Rule(30, 60),  # challenges created per identity
+    "approve": Rule(30, 60),  # approvals tried per identity
+    "factor": Rule(10, 60),  # passkey factors created per entity (Twilio 60326)
+    "failed_auth": Rule(100, 60),  # failed authentications per account
+}
+
+
+class RateLimitSpecError(ValueError):
+    pass
+
+
+def parse_rules(spec: str) -> dict[str, Rule]:
+    """`off`, or `name=limit/window,...` over the defaults (e.g. `challenge=10/60`)."""
+    if spec.strip().lower() in ("off", "false", "0", "none"):
+        return {}
+    rules = dict(DEFAULT_RULES)
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        name, _, value = part.partition("=")
+        limit, _, window = value.partition("/")
+        if name not in DEFAULT_RULES or not limit.isdigit() or not window.isdigit():
+            raise RateLimitSpecError(
+                f"expected off or name=limit/seconds with name in {', '.join(DEFAULT_RULES)},"
+                f" got {part!r}"
+            )
+        if int(limit) < 1 or int(window) < 1:
+            raise RateLimitSpecError(f"limit and window must be positive in {part!r}")
+        rules[name] = Rule(int(limit), int(window))
+    return rules
+
+
+@dataclass
+class RateLimiter:
+    store: Store
+    clock: Clock
+    rules: dict[str, Rule] = field(default_factory=lambda: dict(DEFAULT_RULES))
+
+    def hit(self, rule_name: str, key: str, *, code: int = 20429) -> None:
+        """Count one hit; raise TooManyRequests when this one is over the limit."""
+        rule = self.rules.get(rule_name)
+        if rule is None:
+            return
+        now = self.clock()
+        start = now - now % rule.window
+        if self.store.hit_rate_limit(f"{rule_name}:{key}", start) > rule.limit:
+            raise TooManyRequests(
+                f"Too many requests: at most {rule.limit} per {rule.window} s",
+                retry_after=start + rule.window - now,
+                code=code,
+            )
+
+    def note(self, rule_name: str, key: str) -> None:
+        """Count one hit without refusing anything (the refusal comes with `check`)."""
+        rule = self.rules.get(rule_name)
+        if rule is not None:
+            now = self.clock()
+            self.store.hit_rate_limit(f"{rule_name}:{key}", now - now % rule.window)
+
+    def check(self, rule_name: str, key: str) -> None:
+        """Refuse when the limit is already used up, without counting a hit."""
+        rule = self.rules.get(rule_name)
+        if rule is None:
+            return
+        now = self.clock()
+        start = now - now % rule.window
+        if self.store.rate_limit_count(f"{rule_name}:{key}", start) >= rule.limit:
+            raise TooManyRequests(
+                f"Too many requests: at most {rule.limit} per {rule.window} s",
+                retry_after=start + rule.window - now,
+            )

@@ -1,0 +1,129 @@
+"""Rate limits (429, 20429 / 60326, Retry-After) and size limits, each a clear 4xx."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from starlette.testclient import TestClient
+
+from passkeyd.api import create_app
+from passkeyd.domain import Domain
+from passkeyd.domain.limits import (
+    DEFAULT_RULES,
+    MAX_FACTORS_PER_ENTITY,
+    MAX_PENDING_CHALLENGES_PER_ENTITY,
+    Rule,
+    parse_rules,
+)
+from passkeyd.storage import SQLiteStore
+from tests.authenticator import Authenticator
+from tests.conftest import ORIGIN, Api
+
+
+@pytest.fixture
+def limited(db_path, clock) -> Iterator[Api]:
+    """An API whose limits are small enough to reach in a test."""
+    store = SQLiteStore(str(db_path))
+    store.migrate()
+    rules = {"challenge": Rule(5, 60), "approve": Rule(4, 60), "factor": Rule(3, 60),
+             "failed_auth": Rule(6, 60)}  # fmt: skip
+    domain = Domain(store, clock, rate_limits=rules)
+    account, token = domain.accounts.create_account()
+    with TestClient(create_app(domain)) as client:
+        yield Api(client, db_path, account.sid, (account.sid, token))
+
+
+def assert_429(response, code=20429):
+    assert (response.status_code, response.json()["code"]) == (429, code), response.text
+    assert 1 <= int(response.headers["Retry-After"]) <= 60
+
+
+def test_defaults_stop_a_flood_from_one_identity_within_100_a_minute():
+    assert all(rule.limit <= 100 and rule.window == 60 for rule in DEFAULT_RULES.values())
+    assert parse_rules("off") == {}
+    assert parse_rules("challenge=7/30")["challenge"] == Rule(7, 30)
+
+
+def test_challenge_creation_is_limited_per_identity(limited, clock):
+    api = limited
+    api.create_service()
+    api.register("user-0001")
+    api.register("user-0002")
+    for _ in range(5):
+        api.challenge(identity="user-0001")
+    before = api.snapshot()
+    assert_429(api.post_json(f"{api.svc}/Passkeys/Challenges", {"identity": "user-0001"}))
+    assert api.snapshot() == before
+    api.challenge(identity="user-0002")  # another identity is not affected
+    clock.advance(60)
+    api.challenge(identity="user-0001")  # a new window
+
+
+def test_factor_creation_is_limited_per_entity_with_60326(limited):
+    api = limited
+    api.create_service()
+    for _ in range(3):
+        api.create_factor("user-0001")
+    assert_429(
+        api.post_json(
+            f"{api.svc}/Passkeys/Factors", {"friendly_name": "a", "identity": "user-0001"}
+        ),
+        code=60326,
+    )
+
+
+def test_approvals_are_limited_per_identity(limited):
+    api = limited
+    api.create_service()
+    api.register("user-0001")
+    challenge = api.challenge(identity="user-0001")
+    for _ in range(4):
+        bad = api.authenticator.get(challenge["options"], "https://evil.test")
+        assert api.approve(bad).status_code == 403
+    assert_429(api.approve(api.authenticator.get(challenge["options"], ORIGIN)))
+
+
+def test_failed_authentications_are_limited_per_account(limited):
+    api = limited
+    api.create_service()
+    users = [f"user-{i:04d}" for i in range(4)]
+    devices = {u: Authenticator() for u in users}
+    for u in users:
+        api.register(u, authenticator=devices[u])
+    failures = 0
+    for u in users:
+        challenge = api.challenge(identity=u)
+        for _ in range(2):
+            api.approve(devices[u].get(challenge["options"], "https://evil.test"))
+            failures += 1
+    assert failures == 8
+    challenge = api.challenge(identity="user-0000")
+    assert_429(api.approve(devices["user-0000"].get(challenge["options"], ORIGIN)))
+
+
+def test_an_entity_holds_a_bounded_number_of_passkeys(api, clock):
+    api.create_service()
+    for i in range(MAX_FACTORS_PER_ENTITY):
+        api.create_factor("user-0001")
+        if i % 10 == 9:
+            clock.advance(60)  # stay under the per-minute rate limit
+    before = api.snapshot()
+    r = api.post_json(
+        f"{api.svc}/Passkeys/Factors", {"friendly_name": "a", "identity": "user-0001"}
+    )
+    assert (r.status_code, r.json()["code"]) == (400, 60300)
+    assert "at most" in r.json()["message"]
+    assert api.snapshot() == before
+
+
+def test_an_entity_holds_a_bounded_number_of_pending_challenges(api, clock):
+    api.create_service()
+    api.register("user-0001")
+    for i in range(MAX_PENDING_CHALLENGES_PER_ENTITY):
+        api.challenge(identity="user-0001")
+        if i % 10 == 9:
+            clock.advance(60)  # stay under the per-minute rate limit
+    r = api.post_json(f"{api.svc}/Passkeys/Challenges", {"identity": "user-0001"})
+    assert_429(r)
+    assert "pending" in r.json()["message"]
