@@ -255,6 +255,9 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="listen address (PASSKEYD_HOST, default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="listen port (PASSKEYD_PORT, default 8080)")
     serve.add_argument("--workers", type=int, help="worker processes (PASSKEYD_WORKERS)")
+    sub.add_parser(
+        "demo", help="run the demo relying party (passkeyd demo --help)", add_help=False
+    )
     with_db(sub.add_parser("migrate", help="apply schema migrations (JSON out)"))
     with_db(sub.add_parser("check-config", help="validate settings, reach the database"))
 
@@ -282,6 +285,11 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["demo"]:  # its own options, and no database of its own
+        from .web.demo import main as demo_main
+
+        return demo_main(argv[1:])
     args = parser().parse_args(argv)
     overrides = {
         "PASSKEYD_HOST": getattr(args, "host", None),

@@ -8,21 +8,22 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from .messages import APP_ERRORS, NOTICES
+from .messages import NOTICES
 from .pages import account_page, signin_page, signup_page
 from .passkeys import Passkey, verified_passkeys
 from .session import Session
 from .state import (
+    REFUSALS,
     Demo,
     Refusal,
     demo_of,
     form_body,
-    refusal_from,
+    refusal_of,
     session_of,
     store_session,
 )
-from .users import InvalidName, clean_name
-from .verify import PasskeydUnreachable, VerifyError
+from .users import clean_name
+from .verify import VerifyError
 
 NO_STORE = {"Cache-Control": "no-store"}
 
@@ -63,8 +64,8 @@ async def _account(
     demo = demo_of(request)
     try:
         passkeys = await _passkeys(demo, identity)
-    except (VerifyError, PasskeydUnreachable) as exc:
-        passkeys, error, status = [], refusal_from(exc).sentence, 502
+    except REFUSALS as exc:
+        passkeys, error, status = [], refusal_of(exc).sentence, 502
     html = account_page(
         demo.page_context(),
         name=demo.users.name_of(identity) or identity,
@@ -95,17 +96,12 @@ async def _change_passkey(request: Request, *, delete: bool) -> Response:
         else:
             name = clean_name(form.get("FriendlyName"), kind="passkey_name")
             await demo.verify.rename_factor(demo.service.sid, identity, sid, name)
-    except Refusal as exc:
-        return await _account(request, identity, status=exc.status, error=exc.sentence)
-    except InvalidName as exc:
-        return await _account(request, identity, status=400, error=APP_ERRORS[exc.reason])
-    except VerifyError as exc:
-        if exc.code == 20404:  # deleted meanwhile (another tab), or not this user's passkey
-            return await _account(request, identity, status=404, error=APP_ERRORS["passkey_gone"])
-        refusal = refusal_from(exc)
-        return await _account(request, identity, status=refusal.status, error=refusal.sentence)
-    except PasskeydUnreachable as exc:
-        refusal = refusal_from(exc)
+    except REFUSALS as exc:
+        if isinstance(exc, VerifyError) and exc.code == 20404:
+            # Deleted meanwhile (in another tab), or not this user's passkey at all.
+            refusal = Refusal.app(404, "passkey_gone")
+        else:
+            refusal = refusal_of(exc)
         return await _account(request, identity, status=refusal.status, error=refusal.sentence)
     return _see_other(f"/account?notice={'deleted' if delete else 'renamed'}")
 

@@ -19,17 +19,18 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .state import (
+    REFUSALS,
     Demo,
     Refusal,
     demo_of,
     json_body,
     json_reply,
-    refusal_from,
+    refusal_of,
     session_of,
     store_session,
 )
-from .users import InvalidName, clean_name
-from .verify import PasskeydUnreachable, VerifyError
+from .users import clean_name
+from .verify import VerifyError
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -40,12 +41,8 @@ def answers_with_sentences(handler: Endpoint) -> Endpoint:
     async def wrapped(request: Request) -> Response:
         try:
             return await handler(request)
-        except Refusal as exc:
-            return json_reply({"error": exc.sentence}, exc.status)
-        except InvalidName as exc:
-            return json_reply({"error": Refusal.app(400, exc.reason).sentence}, 400)
-        except (VerifyError, PasskeydUnreachable) as exc:
-            refusal = refusal_from(exc)
+        except REFUSALS as exc:
+            refusal = refusal_of(exc)
             return json_reply({"error": refusal.sentence}, refusal.status)
 
     return wrapped

@@ -63,9 +63,17 @@ def parser() -> argparse.ArgumentParser:
         " else https://RP-ID)",
     )
     created.add_argument(
-        "--user-verification", choices=USER_VERIFICATION, default="preferred", help="(preferred)"
+        "--user-verification",
+        choices=USER_VERIFICATION,
+        default="preferred",
+        help="whether authenticators must verify their user (default preferred)",
     )
-    created.add_argument("--attestation", choices=ATTESTATION, default="none", help="(none)")
+    created.add_argument(
+        "--attestation",
+        choices=ATTESTATION,
+        default="none",
+        help="the attestation asked of authenticators (default none)",
+    )
     p.add_argument(
         "--users-db",
         default=":memory:",

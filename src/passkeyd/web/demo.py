@@ -43,6 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=os.environ.get("PASSKEYD_LOG_LEVEL", "info").upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # One line per request to passkeyd is noise next to uvicorn's access log.
+    logging.getLogger("httpx2").setLevel(logging.WARNING)
     try:
         service = asyncio.run(_prepare(config))
     except PasskeydUnreachable as exc:

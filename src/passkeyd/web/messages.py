@@ -42,11 +42,18 @@ VERIFY_ERRORS: tuple[tuple[int, str, str], ...] = (
 
 # What navigator.credentials.create / .get threw (DOMException.name) -> sentence.
 # "TimeoutError" is the page's own deadline; "Unsupported" is a browser without WebAuthn.
+# Browsers say only NotAllowedError both when the person cancels and when the authenticator
+# cannot verify them; where the service requires verification, the likelier cause is said.
+UV_REQUIRED_REFUSED = (
+    "Your authenticator could not verify you. This site needs a passkey that checks your"
+    " fingerprint, face, PIN or screen lock: try again, or use another authenticator."
+)
 BROWSER_ERRORS: dict[str, dict[str, str]] = {
     "create": {
         "InvalidStateError": ALREADY_REGISTERED,
         "NotAllowedError": "Your authenticator could not verify you, or the request was"
         " cancelled. Try again.",
+        "NotAllowedError:uv-required": UV_REQUIRED_REFUSED,
         "TimeoutError": "Creating the passkey took too long; try again.",
         "SecurityError": "This page's address does not match the site's passkey settings.",
         "NotSupportedError": "Your authenticator cannot make the kind of passkey this site asks"
@@ -57,6 +64,7 @@ BROWSER_ERRORS: dict[str, dict[str, str]] = {
     "get": {
         "NotAllowedError": "Your authenticator could not verify you, or the request was"
         " cancelled. Try again.",
+        "NotAllowedError:uv-required": UV_REQUIRED_REFUSED,
         "TimeoutError": "That sign-in took too long; try again.",
         "SecurityError": "This page's address does not match the site's passkey settings.",
         "NotSupportedError": "Your authenticator cannot sign in to this site.",
@@ -86,6 +94,12 @@ APP_ERRORS: dict[str, str] = {
     "unexpected": SOMETHING_WENT_WRONG,
 }
 
+# Shown while the browser's own passkey prompt is open.
+PROGRESS: dict[str, str] = {
+    "create": "Follow your browser's prompt to create the passkey…",
+    "get": "Follow your browser's prompt to use your passkey…",
+}
+
 # Shown on the next page after an action succeeded, keyed by the `notice` query parameter.
 NOTICES: dict[str, str] = {
     "signed-up": "Your passkey is ready, and you are signed in.",
@@ -108,4 +122,4 @@ def verify_sentence(code: int, message: str) -> str:
 
 def page_messages() -> dict[str, Any]:
     """The tables a page script needs."""
-    return {"browser": BROWSER_ERRORS, "app": APP_ERRORS}
+    return {"browser": BROWSER_ERRORS, "app": APP_ERRORS, "progress": PROGRESS}

@@ -32,6 +32,7 @@ class PageContext:
     service_sid: str
     passkeyd_url: str
     ceremony_timeout_ms: int
+    user_verification: str
 
 
 def _json_block(data: object) -> str:
@@ -58,11 +59,13 @@ def layout(ctx: PageContext, *, page: str, title: str, main: str, nav: str = "")
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{escape(title)} · passkeyd demo</title>
+<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">
 <link rel="stylesheet" href="/static/demo.css">
 <script type="module" src="/static/demo.js"></script>
 </head>
 <body data-page="{escape(page)}" data-state="idle"
-  data-ceremony-timeout-ms="{ctx.ceremony_timeout_ms}">
+  data-ceremony-timeout-ms="{ctx.ceremony_timeout_ms}"
+  data-user-verification="{escape(ctx.user_verification)}">
 <header class="bar">
 <a class="brand" href="/">{_KEY_ICON}<span>passkeyd demo</span></a>{nav}
 </header>
@@ -88,11 +91,11 @@ def signin_page(ctx: PageContext, *, notice: str | None = None) -> str:
     autocapitalize="none" spellcheck="false" maxlength="{MAX_NAME_LENGTH}"
     placeholder="Ada Lovelace">
   <p class="hint">Leave it empty to pick from the passkeys your device offers.</p>
-  <button id="signin" class="primary" type="submit">Sign in</button>
+  <button id="signin" class="primary" type="submit" data-ceremony>Sign in</button>
 </form>
 <div class="or"><span>or</span></div>
-<button id="signin-passkey" class="secondary wide" type="button">Sign in with a passkey,
-no name needed</button>
+<button id="signin-passkey" class="secondary wide" type="button" data-ceremony>
+Sign in with a passkey, no name needed</button>
 <p class="switch">New here? <a href="/signup">Create an account</a></p>"""
     return layout(ctx, page="signin", title="Sign in", main=main)
 
@@ -106,7 +109,7 @@ def signup_page(ctx: PageContext) -> str:
   <input id="name" name="name" type="text" autocomplete="username" required
     maxlength="{MAX_NAME_LENGTH}" placeholder="Ada Lovelace">
   <p class="hint">Your passkey will carry this name, so you can tell it apart later.</p>
-  <button id="signup" class="primary" type="submit">Create a passkey</button>
+  <button id="signup" class="primary" type="submit" data-ceremony>Create a passkey</button>
 </form>
 <p class="switch">Already have a passkey? <a href="/">Sign in</a></p>"""
     return layout(ctx, page="signup", title="Create an account", main=main)
@@ -170,5 +173,5 @@ def account_page(
 {_alerts(notice, error)}
 <h2>Your passkeys</h2>
 {listing}
-<button id="add-passkey" class="primary" type="button">Add a passkey</button>"""
+<button id="add-passkey" class="primary" type="button" data-ceremony>Add a passkey</button>"""
     return layout(ctx, page="account", title="Your account", main=main, nav=nav)

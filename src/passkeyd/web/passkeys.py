@@ -30,8 +30,8 @@ class Passkey:
         if self.authenticator_name:
             return self.authenticator_name
         if self.aaguid and self.aaguid != UNDISCLOSED_AAGUID:
-            return f"Unnamed authenticator (AAGUID {self.aaguid})"
-        return "Authenticator not disclosed"
+            return f"Unknown model (AAGUID {self.aaguid})"
+        return "Model not disclosed"
 
 
 def authenticator_name(metadata: Mapping[str, Any]) -> str | None:

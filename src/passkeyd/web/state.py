@@ -18,7 +18,7 @@ from .messages import APP_ERRORS, verify_sentence
 from .pages import PageContext
 from .service import DemoService
 from .session import COOKIE, Session, SessionCodec
-from .users import Users
+from .users import InvalidName, Users
 from .verify import PasskeydUnreachable, VerifyClient, VerifyError
 
 log = logging.getLogger("passkeyd.web")
@@ -40,6 +40,7 @@ class Demo:
             service_sid=self.service.sid,
             passkeyd_url=self.config.passkeyd_url,
             ceremony_timeout_ms=int(self.config.ceremony_timeout * 1000),
+            user_verification=self.service.user_verification,
         )
 
 
@@ -86,14 +87,24 @@ class Refusal(Exception):
         return cls(status, APP_ERRORS[reason])
 
 
-def refusal_from(exc: VerifyError | PasskeydUnreachable) -> Refusal:
-    """passkeyd's answer as the sentence a person reads; the detail goes to the log only."""
-    if isinstance(exc, PasskeydUnreachable):
-        log.error("passkeyd unreachable: %s", exc)
-        return Refusal.app(502, "unreachable")
-    log.info("passkeyd refused: %s %s %s", exc.status, exc.code, exc.message)
-    status = exc.status if 400 <= exc.status < 500 and exc.status != 401 else 502
-    return Refusal(status, verify_sentence(exc.code, exc.message))
+# What a handler may raise that ends in a sentence for the person.
+REFUSALS = (Refusal, InvalidName, VerifyError, PasskeydUnreachable)
+
+
+def refusal_of(exc: Exception) -> Refusal:
+    """Any of REFUSALS as a status and the sentence a person reads; passkeyd's detail goes to
+    the log only."""
+    if isinstance(exc, Refusal):
+        return exc
+    if isinstance(exc, InvalidName):
+        return Refusal.app(400, exc.reason)
+    if isinstance(exc, VerifyError):
+        log.info("passkeyd refused: %s %s %s", exc.status, exc.code, exc.message)
+        # 4xx is the request's fault (the person's); 401 and 5xx are the operator's to fix.
+        status = exc.status if 400 <= exc.status < 500 and exc.status != 401 else 502
+        return Refusal(status, verify_sentence(exc.code, exc.message))
+    log.error("passkeyd unreachable: %s", exc)
+    return Refusal.app(502, "unreachable")
 
 
 def json_reply(payload: dict[str, Any], status: int = 200) -> JSONResponse:

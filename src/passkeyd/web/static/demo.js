@@ -1,0 +1,184 @@
+// demo.js: the demo's pages. Each page names itself in <body data-page>; the ceremonies run
+// through passkeyd.js, and every sentence shown comes from the server's one table, which the
+// page carries as JSON in #messages. The page's state is mirrored in data attributes
+// (data-state, data-autofill) so that a person's tools, and tests, can see what it is doing.
+import * as passkeyd from "./passkeyd.js";
+
+const body = document.body;
+const messages = JSON.parse(document.getElementById("messages").textContent);
+const deadlineMs = Number(body.dataset.ceremonyTimeoutMs) || 120000;
+const errorBox = document.getElementById("error");
+const progressBox = document.getElementById("progress");
+
+/** An error whose message is already a sentence for the person. */
+class Sentence extends Error {}
+
+function sentenceFor(error, kind) {
+  if (error instanceof Sentence) return error.message;
+  const table = messages.browser[kind];
+  if (!passkeyd.supported()) return table.Unsupported;
+  const uvRequired = body.dataset.userVerification === "required";
+  if (error?.name === "NotAllowedError" && uvRequired) return table["NotAllowedError:uv-required"];
+  return table[error?.name] ?? table.default;
+}
+
+function showError(text) {
+  errorBox.textContent = text;
+  errorBox.hidden = false;
+  body.dataset.state = "error";
+}
+
+function showProgress(text) {
+  progressBox.textContent = text ?? "";
+  progressBox.hidden = !text;
+}
+
+function clearMessages() {
+  errorBox.hidden = true;
+  errorBox.textContent = "";
+  document.getElementById("notice")?.remove();
+}
+
+function setButtons(enabled) {
+  for (const button of document.querySelectorAll("button[data-ceremony]")) {
+    button.disabled = !enabled;
+  }
+}
+
+async function post(path, payload) {
+  let response;
+  try {
+    response = await fetch(path, {
+      method: "POST",
+      headers: {"Content-Type": "application/json"},
+      body: JSON.stringify(payload ?? {}),
+      credentials: "same-origin",
+    });
+  } catch {
+    throw new Sentence(messages.app.network);
+  }
+  const data = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Sentence(data.error || messages.app.unexpected);
+  return data;
+}
+
+// One ceremony at a time: `steps` resolves to the server's {redirect}, or throws.
+let busy = false;
+async function ceremony(kind, steps) {
+  if (busy) return;
+  busy = true;
+  setButtons(false);
+  clearMessages();
+  body.dataset.state = "busy";
+  showProgress(messages.progress[kind]);
+  try {
+    const result = await steps();
+    body.dataset.state = "done";
+    location.assign(result.redirect);
+  } catch (error) {
+    showError(sentenceFor(error, kind));
+  } finally {
+    showProgress(null);
+    setButtons(true);
+    busy = false;
+  }
+}
+
+function register(optionsPath, payload) {
+  return ceremony("create", async () => {
+    const {options} = await post(optionsPath, payload);
+    const credential = await passkeyd.create(options, {signal: passkeyd.deadline(deadlineMs)});
+    return post("/api/passkeys/verify", {credential});
+  });
+}
+
+function signupPage() {
+  const form = document.getElementById("signup-form");
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    register("/api/signup/options", {name: form.elements.name.value});
+  });
+}
+
+function accountPage() {
+  document.getElementById("add-passkey").addEventListener("click", () => {
+    register("/api/passkeys/options", {});
+  });
+}
+
+function signinPage() {
+  const form = document.getElementById("signin-form");
+  let autofill = null; // {controller, done} while an autofill (conditional) request is open
+  let buttonUsed = false;
+
+  // Offer passkeys in the name field's autofill for as long as the page is open: each
+  // request lasts as long as its challenge, then a fresh one takes over.
+  async function offerInAutofill(controller) {
+    while (!controller.signal.aborted) {
+      let options;
+      try {
+        ({options} = await post("/api/signin/options", {}));
+      } catch (error) {
+        if (!controller.signal.aborted) showError(sentenceFor(error, "get"));
+        return;
+      }
+      body.dataset.autofill = "waiting";
+      let credential;
+      try {
+        const signal = passkeyd.deadline(options.publicKey.timeout, controller.signal);
+        credential = await passkeyd.get(options, {mediation: "conditional", signal});
+      } catch (error) {
+        if (controller.signal.aborted) return; // a button took over
+        if (error?.name === "TimeoutError") continue; // the challenge expired
+        body.dataset.autofill = "failed";
+        showError(sentenceFor(error, "get"));
+        return;
+      }
+      body.dataset.autofill = "used";
+      await ceremony("get", () => post("/api/signin/approve", {credential}));
+      return;
+    }
+  }
+
+  // A browser runs one WebAuthn request at a time: end the autofill one before a button's.
+  async function stopAutofill() {
+    buttonUsed = true;
+    if (!autofill) return;
+    autofill.controller.abort(new DOMException("A sign-in button was used.", "AbortError"));
+    await autofill.done;
+    autofill = null;
+    body.dataset.autofill = "stopped";
+  }
+
+  async function signIn(name) {
+    if (busy) return;
+    await stopAutofill();
+    await ceremony("get", async () => {
+      const {options} = await post("/api/signin/options", name ? {name} : {});
+      const credential = await passkeyd.get(options, {signal: passkeyd.deadline(deadlineMs)});
+      return post("/api/signin/approve", {credential});
+    });
+  }
+
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    signIn(form.elements.name.value.trim());
+  });
+  document.getElementById("signin-passkey").addEventListener("click", () => signIn(""));
+
+  passkeyd.autofillSupported().then((available) => {
+    if (!available || buttonUsed) {
+      body.dataset.autofill = available ? "stopped" : "unavailable";
+      return;
+    }
+    const controller = new AbortController();
+    autofill = {controller, done: offerInAutofill(controller)};
+  });
+}
+
+if (!passkeyd.supported()) {
+  showError(messages.browser.get.Unsupported);
+  setButtons(false);
+} else {
+  ({signin: signinPage, signup: signupPage, account: accountPage})[body.dataset.page]?.();
+}

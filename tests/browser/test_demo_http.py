@@ -1,0 +1,81 @@
+"""The demo's backend as a page (or an attacker) reaches it over HTTP: the account's
+credentials never reach the browser, state changes come only from the site's own pages, and
+a session cookie cannot be forged."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable, Iterator
+
+import httpx2
+import pytest
+
+from .authenticators import PLATFORM, VirtualAuthenticator
+from .conftest import Demo, Passkeyd
+from .demo_tab import DemoTab
+
+
+@pytest.fixture
+def site(module_demo: Demo) -> Demo:
+    return module_demo
+
+
+@pytest.fixture
+def http(site: Demo) -> Iterator[httpx2.Client]:
+    with httpx2.Client(base_url=site.url, trust_env=False, timeout=5) as client:
+        yield client
+
+
+def test_the_account_credentials_never_reach_the_browser(
+    site: Demo, http: httpx2.Client, passkeyd: Passkeyd
+) -> None:
+    for path in ("/", "/signup", "/static/passkeyd.js", "/static/demo.js", "/static/demo.css"):
+        response = http.get(path)
+        assert response.status_code == 200, path
+        assert passkeyd.auth_token not in response.text, path
+        assert passkeyd.account_sid not in response.text, path
+    options = http.post(
+        "/api/signup/options", json={"name": "Ida Rhodes"}, headers={"Origin": site.url}
+    )
+    assert options.status_code == 200
+    assert passkeyd.auth_token not in options.text
+    assert options.json()["options"]["publicKey"]["rp"]["id"] == "localhost"
+
+
+def test_pages_carry_a_content_security_policy(http: httpx2.Client) -> None:
+    policy = http.get("/").headers["content-security-policy"]
+    assert "script-src 'self'" in policy
+    assert "frame-ancestors 'none'" in policy
+
+
+@pytest.mark.parametrize("origin", [None, "http://evil.example"])
+def test_state_changes_from_other_sites_are_refused(
+    http: httpx2.Client, origin: str | None
+) -> None:
+    headers = {"Origin": origin} if origin else {}
+    response = http.post("/api/signup/options", json={"name": "Mallory"}, headers=headers)
+    assert response.status_code == 403
+    assert response.json() == {"error": "This request did not come from this site's own pages."}
+    signout = http.post("/signout", data={}, headers=headers)
+    assert signout.status_code == 403
+
+
+def test_a_forged_session_cookie_signs_nobody_in(
+    site: Demo, new_tab: Callable[[Demo], DemoTab]
+) -> None:
+    tab = new_tab(site)
+    VirtualAuthenticator(tab.page, PLATFORM)
+    tab.sign_up("Evelyn Boyd")
+    tab.expect_signed_in_as("Evelyn Boyd")
+
+    [cookie] = [c for c in tab.page.context.cookies() if c["name"] == "passkeyd_demo"]
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
+    payload, signature = cookie["value"].split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    claims["i"] = "someone-else-entirely"
+    forged = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+    tab.page.context.add_cookies([{**cookie, "value": f"{forged}.{signature}"}])
+
+    tab.open("/account")
+    assert tab.page.url == site.url + "/"  # sent to sign in: the cookie counts as none

@@ -1,0 +1,64 @@
+"""A passkey used from a second tab, renamed, deleted; then signing in with it fails with a
+sentence, with a name and without one."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .authenticators import PLATFORM, VirtualAuthenticator
+from .conftest import Demo, Passkeyd
+from .demo_tab import DemoTab
+
+
+def test_passkey_from_another_tab_renamed_deleted_then_refused(
+    demo: Callable[..., Demo], new_tab: Callable[[Demo], DemoTab], passkeyd: Passkeyd
+) -> None:
+    site = demo()
+    first = new_tab(site)
+    first_key = VirtualAuthenticator(first.page, PLATFORM)
+    first.sign_up("Frances Allen")
+    first.expect_signed_in_as("Frances Allen")
+    with first_key.untouched():
+        first.sign_out()
+        first.wait_for_autofill()
+
+    # A virtual authenticator belongs to the tab that added it: the second tab gets its own,
+    # holding a copy of the first tab's passkey.
+    second = new_tab(site)
+    second_key = VirtualAuthenticator(second.page, PLATFORM)
+    [credential] = first_key.credentials()
+    second_key.add_credential(credential)
+    with second_key.untouched():
+        second.open("/")
+        second.wait_for_autofill()
+    second.sign_in_without_name()
+    second.expect_signed_in_as("Frances Allen")
+
+    rename = second.page.get_by_label("New name for this passkey")
+    rename.fill("Work laptop")
+    second.page.get_by_role("button", name="Rename").click()
+    second.expect_notice("Passkey renamed.")
+    assert second.passkey_names() == ["Work laptop"]
+    second.shot("1-renamed")
+
+    second.page.get_by_role("button", name="Delete").click()
+    second.expect_notice("Passkey deleted.")
+    assert second.passkey_names() == []
+    second.shot("2-deleted")
+    assert passkeyd.verified_factors(site.service_sid) == []
+
+    with second_key.untouched():
+        second.sign_out()
+        second.wait_for_autofill()
+    second.sign_in_without_name()
+    second.expect_error(
+        "This passkey is not registered here (it may have been deleted). "
+        "Use another passkey, or create an account."
+    )
+    second.shot("3-deleted-passkey-refused")
+
+    second.sign_in_with_name("Frances Allen")
+    second.expect_error(
+        "There is no passkey for that name yet. Check the name, or create an account."
+    )
+    second.shot("4-name-without-passkeys-refused")

@@ -1,0 +1,114 @@
+"""Sign up and sign in with a platform authenticator (a phone or laptop that verifies its
+user): with a name, without one, and from the name field's autofill."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from playwright.sync_api import Browser, Request, expect
+
+from .authenticators import PLATFORM, VirtualAuthenticator
+from .conftest import Demo, Passkeyd
+from .demo_tab import DemoTab
+
+
+def _is_signin_options(body: dict[str, object]) -> Callable[[Request], bool]:
+    """The page asking for sign-in options: with {"name": ...}, or {} for any passkey."""
+
+    def matches(request: Request) -> bool:
+        return request.url.endswith("/api/signin/options") and request.post_data_json == body
+
+    return matches
+
+
+def test_sign_up_then_sign_in_with_a_name(
+    demo: Callable[..., Demo], new_tab: Callable[[Demo], DemoTab], passkeyd: Passkeyd
+) -> None:
+    site = demo()
+    tab = new_tab(site)
+    authenticator = VirtualAuthenticator(tab.page, PLATFORM)
+
+    tab.open("/signup")
+    tab.shot("1-sign-up")
+    tab.sign_up("Ada Lovelace")
+    tab.expect_signed_in_as("Ada Lovelace")
+    tab.expect_notice("Your passkey is ready, and you are signed in.")
+    assert tab.passkey_names() == ["Ada Lovelace"]
+    tab.shot("2-account-after-sign-up")
+
+    # The passkey is verified in passkeyd, under an identity that is not the name.
+    [identity] = passkeyd.identities(site.service_sid)
+    [factor] = passkeyd.factors(site.service_sid, identity)
+    assert factor["status"] == "verified"
+    assert factor["friendly_name"] == "Ada Lovelace"
+    assert "Ada" not in identity
+
+    with authenticator.untouched():
+        tab.sign_out()
+        tab.wait_for_autofill()
+    tab.shot("3-signed-out")
+
+    with tab.page.expect_request(_is_signin_options({"name": "ada lovelace"})):
+        tab.sign_in_with_name("ada lovelace")  # names match whatever their case
+    tab.expect_signed_in_as("Ada Lovelace")
+    tab.expect_notice("You are signed in.")
+    expect(tab.page.locator(".passkey dd").nth(2)).not_to_have_text("never")  # last used
+    tab.shot("4-account-after-sign-in")
+
+
+def test_sign_in_without_a_name_tells_the_server_who_signed_in(
+    demo: Callable[..., Demo], new_tab: Callable[[Demo], DemoTab], browser: Browser
+) -> None:
+    site = demo()
+    # Two people, each with a passkey on their own device (browser context).
+    grace = new_tab(site)
+    grace_key = VirtualAuthenticator(grace.page, PLATFORM)
+    grace.sign_up("Grace Hopper")
+    grace.expect_signed_in_as("Grace Hopper")
+    with grace_key.untouched():
+        grace.sign_out()
+        grace.wait_for_autofill()
+
+    other_context = browser.new_context()
+    try:
+        alan = DemoTab(other_context.new_page(), site.url, grace.test_name)
+        alan_key = VirtualAuthenticator(alan.page, PLATFORM)
+        alan.sign_up("Alan Turing")
+        alan.expect_signed_in_as("Alan Turing")
+        with alan_key.untouched():
+            alan.sign_out()
+            alan.wait_for_autofill()
+    finally:
+        other_context.close()
+
+    # Grace signs in without typing a name: only her passkey can say who she is.
+    with grace_key.untouched():
+        grace.open("/")
+        grace.wait_for_autofill()
+    grace.shot("1-sign-in-page")
+    with grace.page.expect_request(_is_signin_options({})):
+        grace.sign_in_without_name()
+    grace.expect_signed_in_as("Grace Hopper")
+    assert grace.passkey_names() == ["Grace Hopper"]
+    grace.shot("2-signed-in-without-a-name")
+
+
+def test_sign_in_from_the_name_fields_autofill(
+    demo: Callable[..., Demo], new_tab: Callable[[Demo], DemoTab]
+) -> None:
+    site = demo()
+    tab = new_tab(site)
+    authenticator = VirtualAuthenticator(tab.page, PLATFORM)
+    tab.sign_up("Katherine Johnson")
+    tab.expect_signed_in_as("Katherine Johnson")
+    with authenticator.untouched():
+        tab.sign_out()
+        tab.wait_for_autofill()
+        expect(tab.page.locator("body")).to_have_attribute("data-autofill", "waiting")
+
+    # The page offered passkeys in autofill (mediation "conditional"); headless Chromium's
+    # virtual authenticator picks its passkey as soon as it may, as a person would pick it
+    # from the list: the page signs in with no button pressed.
+    tab.open("/")
+    tab.expect_signed_in_as("Katherine Johnson")
+    tab.shot("signed-in-from-autofill")
