@@ -234,7 +234,14 @@ def test_registration_verifies_each_algorithm_and_format(api, alg, attestation):
     authenticator = Authenticator(alg=alg, attestation=attestation)
     factor = api.register("user-0001", authenticator=authenticator)
     assert factor["status"] == "verified"
-    assert factor["metadata"] == {"aaguid": str(uuid.UUID(bytes=AAGUID))}
+    assert factor["metadata"] == {
+        "aaguid": str(uuid.UUID(bytes=AAGUID)),
+        "authenticator_name": "Apple Passwords",  # the community AAGUID list's name
+        "backup_eligible": True,
+        "backed_up": True,
+        "clone_warning": False,
+        "backup_eligible_changed": False,
+    }
     assert "options" not in factor and "binding" not in factor
     (cred_id,) = authenticator.credentials
     db = sqlite3.connect(api.db_path)

@@ -16,6 +16,7 @@ from passkeyd.domain.models import (
     Service,
     Webhook,
 )
+from passkeyd.webauthn import DEFAULT_ALGORITHMS
 
 
 def service_url(base: str, sid: str) -> str:
@@ -28,7 +29,7 @@ def entity_url(base: str, service_sid: str, identity: str) -> str:
 
 def _passkeys(settings: PasskeySettings | PasskeyPolicy) -> dict[str, Any]:
     origins = settings.rp_origins
-    out = {
+    out: dict[str, Any] = {
         "relying_party": {
             "id": settings.rp_id,
             "name": settings.rp_name,
@@ -40,6 +41,19 @@ def _passkeys(settings: PasskeySettings | PasskeyPolicy) -> dict[str, Any]:
     }
     if settings.attestation not in (None, "none"):  # passkeyd extension, shown when asked for
         out["attestation"] = settings.attestation
+    if isinstance(settings, PasskeySettings):
+        # passkeyd extensions: only when set, so the default stays Twilio's shape.
+        for name in ("attestation_policy", "counter_policy"):
+            if getattr(settings, name) is not None:
+                out[name] = getattr(settings, name)
+        for name in ("aaguid_allow", "aaguid_deny", "top_origins", "algorithms"):
+            if getattr(settings, name) is not None:
+                out[name] = list(getattr(settings, name))
+    else:
+        if settings.top_origins:
+            out["top_origins"] = list(settings.top_origins)
+        if settings.algorithms != DEFAULT_ALGORITHMS:
+            out["algorithms"] = list(settings.algorithms)
     return out
 
 
@@ -100,7 +114,15 @@ def entity_json(e: Entity, base: str) -> dict[str, Any]:
 def factor_json(f: Factor, base: str) -> dict[str, Any]:
     metadata: dict[str, Any] | None = None
     if f.status is FactorStatus.VERIFIED and f.credential is not None:
-        metadata = {"aaguid": f.credential.aaguid}
+        c = f.credential
+        metadata = {"aaguid": c.aaguid}
+        if c.authenticator_name is not None:
+            metadata["authenticator_name"] = c.authenticator_name
+        # passkeyd extensions: the backup flags and what assertions flagged.
+        metadata["backup_eligible"] = c.backup_eligible
+        metadata["backed_up"] = c.backed_up
+        metadata["clone_warning"] = c.clone_warning
+        metadata["backup_eligible_changed"] = c.backup_eligible_changed
         if f.date_last_approved is not None:
             metadata["date_last_approved"] = iso(f.date_last_approved)
     return {

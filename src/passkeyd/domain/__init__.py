@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from passkeyd.metadata import OfflineMetadata
 from passkeyd.sealing import SecretBox
 from passkeyd.storage import Store
 
@@ -13,6 +14,7 @@ from .authentication import Authentications
 from .clock import Clock, system_clock
 from .entities import Entities
 from .limits import DEFAULT_RULES, RateLimiter, Rule
+from .metadata import Metadata
 from .registration import Registrations
 from .services import Services
 from .webhooks import Webhooks
@@ -20,13 +22,14 @@ from .webhooks import Webhooks
 
 @dataclass
 class Domain:
-    """Every use-case, bound to one store and one clock."""
+    """Every use-case, bound to one store, one clock and the authenticator metadata."""
 
     store: Store
     clock: Clock = system_clock
     box: SecretBox | None = None  # seals auth tokens so webhooks can be signed with them
     allow_private_webhooks: bool = False
     rate_limits: dict[str, Rule] = field(default_factory=lambda: dict(DEFAULT_RULES))
+    metadata: Metadata = field(default_factory=OfflineMetadata)
 
     def __post_init__(self) -> None:
         self.limiter = RateLimiter(self.store, self.clock, self.rate_limits)
@@ -35,7 +38,7 @@ class Domain:
         self.webhooks = Webhooks(self.store, self.clock, self.allow_private_webhooks)
         self.services = Services(self.store, self.clock)
         self.entities = Entities(self.store, self.clock)
-        self.registrations = Registrations(self.store, self.clock, self.limiter)
+        self.registrations = Registrations(self.store, self.clock, self.limiter, self.metadata)
         self.authentications = Authentications(self.store, self.clock, self.limiter)
 
 

@@ -154,9 +154,12 @@ class Authentications:
         return challenge
 
     def approve_challenge(self, account_sid: str, service_sid: str, body: Any) -> Challenge:
-        if self.store.get_service(account_sid, service_sid) is None:
+        service = self.store.get_service(account_sid, service_sid)
+        if service is None:
             raise NotFound(f"The requested resource /Services/{service_sid} was not found")
         self.limiter.check("failed_auth", account_sid)
+        # Read now, so a change applies to existing passkeys at once.
+        flag_counter = service.passkeys.counter_policy == "flag"
         try:
             response = parse_authentication(body)
         except CeremonyError as exc:
@@ -195,12 +198,15 @@ class Authentications:
                     expected_challenge=challenge.challenge,
                     expected_rp_id=challenge.rp_id,
                     expected_origins=OriginPolicy.build(
-                        rp_id=factor.policy.rp_id, origins=factor.policy.rp_origins
+                        rp_id=factor.policy.rp_id,
+                        origins=factor.policy.rp_origins,
+                        top_origins=factor.policy.top_origins,
                     ),
                     expected_user_handle=factor.entity_sid.encode("ascii"),
                     credential_public_key=factor.credential.public_key,
                     stored_sign_count=factor.credential.sign_count,
                     require_user_verification=challenge.user_verification == "required",
+                    counter_must_grow=not flag_counter,
                 )
             except CeremonyError as exc:
                 raise AssertionRefused(exc) from exc
@@ -230,6 +236,15 @@ class Authentications:
                 events.BACKUP_STATE_CHANGED,
                 {**events.factor_fields(factor), "backed_up": str(verified.backed_up).lower()},
             )
+        if verified.counter_regressed:  # CounterPolicy=flag: approved, flagged, announced
+            approved += self.events.deliveries(
+                account_sid,
+                service_sid,
+                events.COUNTER_REGRESSED,
+                {**events.factor_fields(factor), "challenge_sid": challenge.sid},
+            )
+        # A BE flag that changed since registration is recorded, not refused: iCloud Keychain
+        # passkeys made with BE=0 report BE=1 later (go-webauthn#335).
         outcome = self.store.approve_challenge(
             challenge,
             factor,
@@ -237,6 +252,8 @@ class Authentications:
             backed_up=verified.backed_up,
             now=now,
             deliveries=approved,
+            backup_eligible_changed=verified.backup_eligible != factor.credential.backup_eligible,
+            flag_counter_regression=flag_counter,
         )
         if outcome is ApproveOutcome.NOT_PENDING:
             latest = self.store.get_challenge(account_sid, service_sid, challenge.sid)

@@ -6,6 +6,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
+from passkeyd.webauthn import DEFAULT_ALGORITHMS
+
 
 class FactorStatus(enum.StrEnum):
     UNVERIFIED = "unverified"
@@ -50,6 +52,13 @@ class PasskeySettings:
     discoverable_credentials: str | None = None
     user_verification: str | None = None
     attestation: str | None = None  # passkeyd extension: none|indirect|direct|enterprise
+    # passkeyd extensions (README "passkeyd extensions"):
+    attestation_policy: str | None = None  # any (default) | trusted
+    aaguid_allow: tuple[str, ...] | None = None
+    aaguid_deny: tuple[str, ...] | None = None
+    top_origins: tuple[str, ...] | None = None  # pages that may embed a ceremony
+    counter_policy: str | None = None  # refuse (default) | flag
+    algorithms: tuple[int, ...] | None = None  # COSE ids offered and accepted
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +72,8 @@ class PasskeyPolicy:
     discoverable_credentials: str
     user_verification: str
     attestation: str = "none"
+    top_origins: tuple[str, ...] = ()
+    algorithms: tuple[int, ...] = DEFAULT_ALGORITHMS  # what the creation options offered
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +113,9 @@ class Credential:
     backup_eligible: bool
     backed_up: bool
     authenticator_attachment: str | None
+    authenticator_name: str | None = None  # from the AAGUID, at registration
+    clone_warning: bool = False  # a counter went backwards (CounterPolicy flag)
+    backup_eligible_changed: bool = False  # BE differed from registration in an assertion
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,10 @@ and the service."""
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Iterable
+
+from passkeyd.webauthn import DEFAULT_ALGORITHMS, Step, VerificationFailed
 
 from .errors import CriteriaMissing, RelyingPartyIdInvalid, RelyingPartyMissing
 from .models import PasskeyPolicy, PasskeySettings
@@ -13,6 +16,9 @@ ATTACHMENTS = ("platform", "cross-platform", "any")
 DISCOVERABLE = ("required", "preferred", "discouraged")
 USER_VERIFICATION = ("required", "preferred", "discouraged")
 ATTESTATION = ("none", "indirect", "direct", "enterprise")
+ATTESTATION_POLICIES = ("any", "trusted")
+COUNTER_POLICIES = ("refuse", "flag")
+MAX_AAGUIDS = 200
 MAX_ORIGINS = 50
 MAX_ORIGIN_LENGTH = 512
 MAX_NAME_LENGTH = 255
@@ -33,6 +39,33 @@ def invalid_origin(values: Iterable[str]) -> str | None:
         if len(value) > MAX_ORIGIN_LENGTH or not _ORIGIN_CHARS.match(value):
             return value
     return None
+
+
+def canonical_aaguid(value: str) -> str | None:
+    """An AAGUID in its lowercase dashed form, or None when it is not one."""
+    try:
+        return str(uuid.UUID(value.strip()))
+    except ValueError:
+        return None
+
+
+def check_authenticator_lists(settings: PasskeySettings, aaguid: str) -> None:
+    """A service's AAGUID deny list, then its allow list (when it has one).
+
+    Raises VerificationFailed(ATTESTATION_TRUST) naming the list. Without trusted
+    attestation the AAGUID is whatever the authenticator claims: these lists then keep
+    honest authenticators in or out, and only `AttestationPolicy=trusted` makes them binding.
+    """
+    key = aaguid.lower()
+    if settings.aaguid_deny and key in settings.aaguid_deny:
+        raise VerificationFailed(
+            Step.ATTESTATION_TRUST, f"authenticator {key} is on this service's AAGUID deny list"
+        )
+    if settings.aaguid_allow and key not in settings.aaguid_allow:
+        raise VerificationFailed(
+            Step.ATTESTATION_TRUST,
+            f"authenticator {key} is not on this service's AAGUID allow list",
+        )
 
 
 def _set(value: str | None) -> str | None:
@@ -72,5 +105,10 @@ def resolve_policy(requested: PasskeySettings, service: PasskeySettings) -> Pass
         authenticator_attachment=str(criteria["authenticator_attachment"]),
         discoverable_credentials=str(criteria["discoverable_credentials"]),
         user_verification=str(criteria["user_verification"]),
-        attestation=_set(requested.attestation) or _set(service.attestation) or "none",
+        attestation=_set(requested.attestation)
+        or _set(service.attestation)
+        # Trusted attestation needs a certificate chain: ask for one.
+        or ("direct" if service.attestation_policy == "trusted" else "none"),
+        top_origins=tuple(service.top_origins or ()),
+        algorithms=tuple(service.algorithms or DEFAULT_ALGORITHMS),
     )

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import datetime
 import secrets
 from dataclasses import dataclass
 from typing import Any
 
 from passkeyd.storage import CredentialConflict, Store
 from passkeyd.webauthn import (
-    DEFAULT_ALGORITHMS,
     TIMEOUT_MS,
     CeremonyError,
     OriginPolicy,
@@ -35,8 +35,9 @@ from .events import Events
 from .identity import check_identity, new_identity
 from .ids import new_sid
 from .limits import MAX_FACTORS_PER_ENTITY, RateLimiter
+from .metadata import Metadata
 from .models import Credential, Entity, Factor, FactorStatus, PasskeySettings
-from .policy import MAX_NAME_LENGTH, resolve_policy
+from .policy import MAX_NAME_LENGTH, check_authenticator_lists, resolve_policy
 
 CHALLENGE_BYTES = 32
 
@@ -46,6 +47,7 @@ class Registrations:
     store: Store
     clock: Clock
     limiter: RateLimiter
+    metadata: Metadata
 
     def __post_init__(self) -> None:
         self.events = Events(self.store, self.clock)
@@ -118,13 +120,19 @@ class Registrations:
             authenticator_attachment=policy.authenticator_attachment,
             resident_key=policy.discoverable_credentials,
             user_verification=policy.user_verification,
+            algorithms=policy.algorithms,
             attestation=policy.attestation,
         )
         return factor, options
 
     def verify_factor(self, account_sid: str, service_sid: str, body: Any) -> Factor:
-        """Finish registration: find the factor by its challenge and verify the attestation."""
-        if self.store.get_service(account_sid, service_sid) is None:
+        """Finish registration: find the factor by its challenge and verify the attestation.
+
+        The factor's policy (relying party, origins, algorithms) is the one its options were
+        made with; the service's attestation policy and AAGUID lists are read now, so a
+        change to them applies at once."""
+        service = self.store.get_service(account_sid, service_sid)
+        if service is None:
             raise NotFound(f"The requested resource /Services/{service_sid} was not found")
         try:
             response = parse_registration(body)
@@ -141,15 +149,21 @@ class Registrations:
         if now >= factor.registration_expires:
             raise ChallengeExpired("Challenge expired: create a new factor")
         policy = factor.policy
+        trusted = service.passkeys.attestation_policy == "trusted"
         try:
             registered = verify_registration(
                 response,
                 expected_challenge=factor.registration_challenge,
                 expected_rp_id=policy.rp_id,
-                expected_origins=OriginPolicy.build(rp_id=policy.rp_id, origins=policy.rp_origins),
+                expected_origins=OriginPolicy.build(
+                    rp_id=policy.rp_id, origins=policy.rp_origins, top_origins=policy.top_origins
+                ),
                 require_user_verification=policy.user_verification == "required",
-                expected_algorithms=DEFAULT_ALGORITHMS,
+                expected_algorithms=policy.algorithms,
+                trust_store=self.metadata.trust_store() if trusted else None,
+                verification_time=datetime.datetime.fromtimestamp(now, datetime.UTC),
             )
+            check_authenticator_lists(service.passkeys, registered.aaguid)
             if self.store.find_factor_by_credential(
                 account_sid, service_sid, registered.credential_id
             ):
@@ -169,6 +183,7 @@ class Registrations:
             backup_eligible=registered.backup_eligible,
             backed_up=registered.backed_up,
             authenticator_attachment=response.authenticator_attachment,
+            authenticator_name=self.metadata.authenticator_name(registered.aaguid),
         )
         try:
             verified_events = self.events.deliveries(

@@ -6,6 +6,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from passkeyd.storage import Store
+from passkeyd.webauthn import SUPPORTED_ALGORITHMS
 
 from .clock import Clock
 from .errors import InvalidParameter, NotFound
@@ -14,10 +15,14 @@ from .models import Page, PageRequest, PasskeySettings, Service
 from .policy import (
     ATTACHMENTS,
     ATTESTATION,
+    ATTESTATION_POLICIES,
+    COUNTER_POLICIES,
     DISCOVERABLE,
+    MAX_AAGUIDS,
     MAX_NAME_LENGTH,
     MAX_ORIGINS,
     USER_VERIFICATION,
+    canonical_aaguid,
     invalid_origin,
     valid_rp_id,
 )
@@ -58,11 +63,39 @@ def validate_passkeys(settings: PasskeySettings) -> None:
         ("DiscoverableCredentials", settings.discoverable_credentials, DISCOVERABLE),
         ("UserVerification", settings.user_verification, USER_VERIFICATION),
         ("Attestation", settings.attestation, ATTESTATION),
+        ("AttestationPolicy", settings.attestation_policy, ATTESTATION_POLICIES),
+        ("CounterPolicy", settings.counter_policy, COUNTER_POLICIES),
     ):
         if value and value not in allowed:
             raise InvalidParameter(
                 f"Invalid parameter: Passkeys.{name} must be one of {', '.join(allowed)}"
             )
+    if settings.top_origins is not None:
+        if len(settings.top_origins) > MAX_ORIGINS:
+            raise InvalidParameter(
+                f"Invalid parameter: Passkeys.TopOrigins has more than {MAX_ORIGINS}"
+            )
+        if invalid_origin(settings.top_origins) is not None:
+            raise InvalidParameter("Invalid parameter: Passkeys.TopOrigins")
+    for name, aaguids in (
+        ("AaguidAllow", settings.aaguid_allow),
+        ("AaguidDeny", settings.aaguid_deny),
+    ):
+        if aaguids is None:
+            continue
+        if len(aaguids) > MAX_AAGUIDS:
+            raise InvalidParameter(
+                f"Invalid parameter: Passkeys.{name} has more than {MAX_AAGUIDS} AAGUIDs"
+            )
+        if any(canonical_aaguid(a) != a for a in aaguids):
+            raise InvalidParameter(f"Invalid parameter: Passkeys.{name} must list AAGUIDs")
+    if settings.algorithms is not None and (
+        not settings.algorithms or any(a not in SUPPORTED_ALGORITHMS for a in settings.algorithms)
+    ):
+        supported = ", ".join(str(a) for a in SUPPORTED_ALGORITHMS)
+        raise InvalidParameter(
+            f"Invalid parameter: Passkeys.Algorithms must be COSE algorithms among {supported}"
+        )
 
 
 def _validate_name(name: str) -> None:

@@ -141,6 +141,8 @@ class Store(Protocol):
         backed_up: bool,
         now: int,
         deliveries: Sequence[Delivery] = (),
+        backup_eligible_changed: bool = False,
+        flag_counter_regression: bool = False,
     ) -> ApproveOutcome: ...
     def record_failed_attempt(
         self,

@@ -23,7 +23,8 @@ FACTOR_COLUMNS = (
     "seq, sid, account_sid, service_sid, entity_sid, identity, friendly_name, status, policy,"
     " registration_challenge, registration_expires, credential_id, public_key, algorithm,"
     " sign_count, transports, aaguid, fmt, backup_eligible, backed_up, attachment,"
-    " date_last_approved, date_created, date_updated"
+    " date_last_approved, date_created, date_updated, authenticator_name, clone_warning,"
+    " backup_eligible_changed"
 )
 CHALLENGE_COLUMNS = (
     "seq, sid, account_sid, service_sid, entity_sid, identity, factor_sid, challenge, rp_id,"
@@ -40,10 +41,15 @@ def settings_to_json(settings: PasskeySettings) -> str:
     return dump_json(asdict(settings))
 
 
+_TUPLE_SETTINGS = ("rp_origins", "aaguid_allow", "aaguid_deny", "top_origins", "algorithms")
+
+
 def settings_from_json(text: str) -> PasskeySettings:
     data = orjson.loads(text)
-    origins = data.get("rp_origins")
-    data["rp_origins"] = tuple(origins) if origins is not None else None
+    for name in _TUPLE_SETTINGS:
+        value = data.get(name)
+        if value is not None:
+            data[name] = tuple(value)
     return PasskeySettings(**data)
 
 
@@ -53,7 +59,9 @@ def policy_to_json(policy: PasskeyPolicy) -> str:
 
 def policy_from_json(text: str) -> PasskeyPolicy:
     data = orjson.loads(text)
-    data["rp_origins"] = tuple(data["rp_origins"])
+    for name in ("rp_origins", "top_origins", "algorithms"):
+        if name in data:  # policies stored before a field existed take its default
+            data[name] = tuple(data[name])
     return PasskeyPolicy(**data)
 
 
@@ -71,6 +79,9 @@ def factor_from_row(row: Sequence[Any]) -> Factor:
             backup_eligible=bool(row[18]),
             backed_up=bool(row[19]),
             authenticator_attachment=row[20],
+            authenticator_name=row[24],
+            clone_warning=bool(row[25]),
+            backup_eligible_changed=bool(row[26]),
         )
     return Factor(
         seq=row[0],
@@ -118,6 +129,9 @@ def factor_to_row(f: Factor) -> tuple[Any, ...]:
         f.date_last_approved,
         f.date_created,
         f.date_updated,
+        c.authenticator_name if c else None,
+        c.clone_warning if c else False,
+        c.backup_eligible_changed if c else False,
     )
 
 

@@ -430,7 +430,7 @@ class SqlStore(abc.ABC):
         columns = FACTOR_COLUMNS.split(", ", 1)[1]
         with self._write() as db:
             db.execute(
-                f"INSERT INTO factors ({columns}) VALUES ({', '.join('?' * 23)})",
+                f"INSERT INTO factors ({columns}) VALUES ({', '.join('?' * 26)})",
                 factor_to_row(factor),
             )
             _enqueue(db, deliveries, factor.date_created)
@@ -519,7 +519,7 @@ class SqlStore(abc.ABC):
                     "UPDATE factors SET status = 'verified',"
                     " credential_id = ?, public_key = ?, algorithm = ?, sign_count = ?,"
                     " transports = ?, aaguid = ?, fmt = ?, backup_eligible = ?, backed_up = ?,"
-                    " attachment = ?, date_updated = ?"
+                    " attachment = ?, authenticator_name = ?, date_updated = ?"
                     " WHERE sid = ? AND status = 'unverified' AND registration_expires > ?",
                     (
                         c.credential_id,
@@ -532,6 +532,7 @@ class SqlStore(abc.ABC):
                         c.backup_eligible,
                         c.backed_up,
                         c.authenticator_attachment,
+                        c.authenticator_name,
                         now,
                         factor_sid,
                         now,
@@ -610,7 +611,15 @@ class SqlStore(abc.ABC):
         backed_up: bool,
         now: int,
         deliveries: Sequence[Delivery] = (),
+        backup_eligible_changed: bool = False,
+        flag_counter_regression: bool = False,
     ) -> ApproveOutcome:
+        """Consume the challenge and record the assertion on the factor, in one transaction.
+
+        The counter moves only forward, and only if no other approval moved it past ours
+        meanwhile; otherwise the approval is refused (COUNTER_RACE), or, with
+        `flag_counter_regression`, approved with the factor's clone warning set and its
+        counter left where it was. `backup_eligible_changed` latches on the factor."""
         try:
             with self._write() as tx:
                 consumed = tx.execute(
@@ -623,18 +632,28 @@ class SqlStore(abc.ABC):
                     raise _Rollback(ApproveOutcome.NOT_PENDING)
                 counted = tx.execute(
                     "UPDATE factors SET sign_count = ?, backed_up = ?, date_last_approved = ?,"
-                    " date_updated = ? WHERE sid = ? AND status = 'verified'"
+                    " date_updated = ?, backup_eligible_changed = backup_eligible_changed OR ?"
+                    " WHERE sid = ? AND status = 'verified'"
                     " AND (sign_count < ? OR (sign_count = 0 AND ? = 0))",
                     (
                         new_sign_count,
                         backed_up,
                         now,
                         now,
+                        backup_eligible_changed,
                         factor.sid,
                         new_sign_count,
                         new_sign_count,
                     ),
                 ).rowcount
+                if counted != 1 and flag_counter_regression:
+                    counted = tx.execute(
+                        "UPDATE factors SET clone_warning = ?, backed_up = ?,"
+                        " date_last_approved = ?, date_updated = ?,"
+                        " backup_eligible_changed = backup_eligible_changed OR ?"
+                        " WHERE sid = ? AND status = 'verified'",
+                        (True, backed_up, now, now, backup_eligible_changed, factor.sid),
+                    ).rowcount
                 if counted != 1:
                     raise _Rollback(ApproveOutcome.COUNTER_RACE)
                 _enqueue(tx, deliveries, now)

@@ -18,6 +18,7 @@ from webauthn.helpers import (
 from webauthn.helpers.verify_signature import verify_signature
 
 from .checks import check_authenticator_flags, check_client_data
+from .cose import ES384, cose_algorithm, verify_es384
 from .errors import MalformedResponse, Step, VerificationFailed
 from .origins import OriginPolicy
 from .parsing import AuthenticationResponse
@@ -29,6 +30,7 @@ class VerifiedAssertion:
     user_verified: bool
     backup_eligible: bool
     backed_up: bool
+    counter_regressed: bool = False  # the counter did not grow (only when allowed to)
 
 
 def verify_authentication(
@@ -41,7 +43,10 @@ def verify_authentication(
     credential_public_key: bytes,
     stored_sign_count: int,
     require_user_verification: bool,
+    counter_must_grow: bool = True,
 ) -> VerifiedAssertion:
+    """Verify an assertion. A counter that did not grow is refused (§7.2.21) unless
+    `counter_must_grow` is False: then it is reported as `counter_regressed`."""
     # §7.2.6: a userHandle, when given, must name the credential's owner.
     if response.user_handle is not None and not hmac.compare_digest(
         response.user_handle, expected_user_handle
@@ -67,24 +72,35 @@ def verify_authentication(
     )
     # §7.2.19-20: signature over authenticatorData || SHA-256(clientDataJSON).
     signed = response.authenticator_data + hashlib.sha256(response.client_data.raw).digest()
-    try:
-        decoded = decode_credential_public_key(credential_public_key)
-        key = decoded_public_key_to_cryptography(decoded)
-        verify_signature(
-            public_key=key,
-            signature_alg=decoded.alg,
-            signature=response.signature,
-            data=signed,
-        )
-    except Exception as exc:  # InvalidSignature and library errors alike
-        raise VerificationFailed(Step.SIGNATURE, "the signature did not verify") from exc
+    if not _signature_verifies(credential_public_key, response.signature, signed):
+        raise VerificationFailed(Step.SIGNATURE, "the signature did not verify")
     # §7.2.21: the counter must grow, unless both it and the stored one are zero.
     new_count = auth_data.sign_count
-    if (new_count or stored_sign_count) and new_count <= stored_sign_count:
+    regressed = bool(new_count or stored_sign_count) and new_count <= stored_sign_count
+    if regressed and counter_must_grow:
         raise VerificationFailed(Step.SIGN_COUNT, "the signature counter did not increase")
     return VerifiedAssertion(
         sign_count=new_count,
         user_verified=auth_data.flags.uv,
         backup_eligible=auth_data.flags.be,
         backed_up=auth_data.flags.bs,
+        counter_regressed=regressed,
     )
+
+
+def _signature_verifies(credential_public_key: bytes, signature: bytes, signed: bytes) -> bool:
+    """ES384 with passkeyd's own check (py_webauthn has none); every other algorithm with
+    py_webauthn's."""
+    try:
+        if cose_algorithm(credential_public_key) == ES384:
+            return verify_es384(credential_public_key, signature, signed)
+        decoded = decode_credential_public_key(credential_public_key)
+        verify_signature(
+            public_key=decoded_public_key_to_cryptography(decoded),
+            signature_alg=decoded.alg,
+            signature=signature,
+            data=signed,
+        )
+    except Exception:  # InvalidSignature, malformed keys and library errors alike
+        return False
+    return True

@@ -26,9 +26,18 @@ def check_client_data(
         raise VerificationFailed(Step.CHALLENGE, "clientData.challenge does not match")
     if not expected_origins.accepts(client_data.origin):
         raise VerificationFailed(Step.ORIGIN, "clientData.origin is not an origin of this service")
+    top = client_data.top_origin
     if client_data.cross_origin:
-        raise VerificationFailed(Step.CROSS_ORIGIN, "cross-origin ceremonies are not allowed")
-    if client_data.top_origin is not None and client_data.top_origin != client_data.origin:
+        # §7.1.10: an iframe ceremony is accepted only inside a page the RP named.
+        if top is None:
+            raise VerificationFailed(
+                Step.CROSS_ORIGIN, "a cross-origin ceremony must name its topOrigin"
+            )
+        if not expected_origins.accepts_top(top):
+            raise VerificationFailed(
+                Step.CROSS_ORIGIN, "topOrigin is not a top origin this service allows"
+            )
+    elif top is not None and top != client_data.origin:
         raise VerificationFailed(Step.CROSS_ORIGIN, "topOrigin differs from origin")
 
 

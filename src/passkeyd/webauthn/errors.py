@@ -36,6 +36,7 @@ class Step(enum.Enum):
     PUBLIC_KEY = "§7.1.19 credential public key"
     ALGORITHM = "§7.1.19 public key algorithm"
     ATTESTATION_STATEMENT = "§7.1.21 attestation statement"
+    ATTESTATION_TRUST = "§7.1.23 attestation trustworthiness"
     CREDENTIAL_ID_LENGTH = "§7.1.24 credential id length"
     CREDENTIAL_REGISTERED = "§7.1.25 credential id already registered"
     CREDENTIAL_ALLOWED = "§7.2.5 credential in allowCredentials"

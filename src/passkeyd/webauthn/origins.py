@@ -30,19 +30,39 @@ class OriginPolicy:
 
     Matching is exact. For development, when the RP id is `localhost`,
     `http://localhost` on any port is accepted too (browsers treat it as secure).
+    `top_origins` are the pages allowed to embed a ceremony in a cross-origin iframe;
+    with none, cross-origin ceremonies are refused.
     """
 
     exact: frozenset[str]
     allow_localhost_http: bool
+    top_origins: frozenset[str] = frozenset()
 
     @classmethod
-    def build(cls, *, rp_id: str, origins: Iterable[str]) -> OriginPolicy:
+    def build(
+        cls, *, rp_id: str, origins: Iterable[str], top_origins: Iterable[str] = ()
+    ) -> OriginPolicy:
         return cls(
             exact=frozenset(normalise_origin(o) for o in origins if o.strip()),
             allow_localhost_http=rp_id == "localhost",
+            top_origins=frozenset(normalise_origin(o) for o in top_origins if o.strip()),
         )
 
     def accepts(self, origin: str) -> bool:
         if origin in self.exact:
             return True
         return self.allow_localhost_http and bool(_LOCALHOST_DEV.match(origin))
+
+    def accepts_top(self, top_origin: str) -> bool:
+        return top_origin in self.top_origins
+
+
+def related_origins(origins: Iterable[str]) -> list[str]:
+    """The `origins` of a `/.well-known/webauthn` document (Related Origin Requests): the
+    web origins among a service's, normalised, in order, without app origins."""
+    out: dict[str, None] = {}
+    for configured in origins:
+        origin = normalise_origin(configured)
+        if origin.startswith(("https://", "http://localhost")):
+            out.setdefault(origin)
+    return list(out)

@@ -1,14 +1,22 @@
 """Registration ceremony (WebAuthn L3 §7.1), top to bottom in spec order.
 
-py_webauthn verifies the attestation statement; this module decides the policy
-(origins, user verification, algorithms) and names the step of every refusal.
+py_webauthn verifies the attestation statement (ES384 packed self attestation excepted:
+py_webauthn cannot check ES384, see `cose`); this module applies the policy it is given
+(origins, user verification, algorithms, trusted attestation) and names the step of every
+refusal.
 """
 
 from __future__ import annotations
 
+import base64
+import datetime
+import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
+import cbor2
 from webauthn.helpers import (
     decode_credential_public_key,
     parse_attestation_object,
@@ -24,10 +32,12 @@ from webauthn.helpers.structs import (
 from webauthn import verify_registration_response
 
 from .checks import check_authenticator_flags, check_client_data
-from .encoding import b64url_encode
+from .cose import ES384, cose_algorithm, verify_es384
+from .encoding import b64url_decode, b64url_encode
 from .errors import MalformedResponse, Step, VerificationFailed
 from .origins import OriginPolicy
 from .parsing import RegistrationResponse
+from .trust import MetadataEntry, TrustStore, verify_trust
 
 MAX_CREDENTIAL_ID_LENGTH = 1023
 
@@ -43,6 +53,8 @@ class RegisteredCredential:
     user_verified: bool
     backup_eligible: bool
     backed_up: bool
+    attestation_chain: tuple[bytes, ...] = ()  # DER, leaf first; empty for none/self
+    metadata: MetadataEntry | None = None  # set when the attestation was trusted
 
 
 def verify_registration(
@@ -53,7 +65,11 @@ def verify_registration(
     expected_origins: OriginPolicy,
     require_user_verification: bool,
     expected_algorithms: Sequence[int],
+    trust_store: TrustStore | None = None,
+    verification_time: datetime.datetime | None = None,
 ) -> RegisteredCredential:
+    """Verify a registration. With `trust_store`, the attestation must also chain to a root
+    the metadata lists for the authenticator (§7.1.23), as of `verification_time` (now)."""
     # §7.1.7-10: clientDataJSON.
     check_client_data(
         response.client_data,
@@ -84,7 +100,10 @@ def verify_registration(
         raise MalformedResponse(Step.CREDENTIAL_ID, "id is not the attested credential id")
     # §7.1.19: the key's algorithm must be one the options offered.
     try:
-        algorithm = int(decode_credential_public_key(attested.credential_public_key).alg)
+        decode_credential_public_key(attested.credential_public_key)
+        algorithm = cose_algorithm(attested.credential_public_key)
+    except MalformedResponse:
+        raise
     except Exception as exc:
         raise MalformedResponse(
             Step.PUBLIC_KEY, "the credential public key is not valid COSE"
@@ -92,8 +111,71 @@ def verify_registration(
     if algorithm not in expected_algorithms:
         raise VerificationFailed(Step.ALGORITHM, f"algorithm {algorithm} was not offered")
     # §7.1.20-22: the attestation statement, verified by the library for its format.
+    fmt = str(getattr(attestation.fmt, "value", attestation.fmt))
+    statement = attestation.att_stmt
+    if fmt == "packed" and not statement.x5c and algorithm == ES384:
+        _verify_packed_self_es384(
+            response, statement.alg, statement.sig, attested.credential_public_key
+        )
+    else:
+        _verify_statement_with_library(
+            response,
+            credential_id,
+            fmt=fmt,
+            expected_challenge=expected_challenge,
+            expected_rp_id=expected_rp_id,
+            require_user_verification=require_user_verification,
+            expected_algorithms=expected_algorithms,
+        )
+    chain = _attestation_chain(fmt, statement.x5c, statement.response)
+    # §7.1.23: the attestation's trustworthiness, when the service requires it.
+    metadata = None
+    if trust_store is not None:
+        metadata = verify_trust(
+            fmt=fmt,
+            aaguid=aaguid_to_string(attested.aaguid),
+            chain=chain,
+            trust_store=trust_store,
+            verification_time=verification_time or datetime.datetime.now(datetime.UTC),
+        )
+    # §7.1.24: credential id length.
+    if len(credential_id) > MAX_CREDENTIAL_ID_LENGTH:
+        raise VerificationFailed(Step.CREDENTIAL_ID_LENGTH, "credential id is over 1023 bytes")
+    return RegisteredCredential(
+        credential_id=credential_id,
+        public_key=attested.credential_public_key,
+        algorithm=algorithm,
+        sign_count=auth_data.sign_count,
+        aaguid=aaguid_to_string(attested.aaguid),
+        fmt=fmt,
+        user_verified=auth_data.flags.uv,
+        backup_eligible=auth_data.flags.be,
+        backed_up=auth_data.flags.bs,
+        attestation_chain=chain,
+        metadata=metadata,
+    )
+
+
+def _library_algorithms(algorithms: Sequence[int]) -> list[COSEAlgorithmIdentifier]:
+    """py_webauthn's enum has no ES384 (-35), but it only tests membership, so the plain
+    int stands in for it: an ES384 key then passes the library's algorithm check, and each
+    format verifier compares the key itself (P-384 is a curve it knows)."""
+    known = COSEAlgorithmIdentifier._value2member_map_
+    return [cast(COSEAlgorithmIdentifier, known.get(a, a)) for a in algorithms]
+
+
+def _verify_statement_with_library(
+    response: RegistrationResponse,
+    credential_id: bytes,
+    *,
+    fmt: str,
+    expected_challenge: bytes,
+    expected_rp_id: str,
+    require_user_verification: bool,
+    expected_algorithms: Sequence[int],
+) -> None:
     try:
-        verified = verify_registration_response(
+        verify_registration_response(
             credential=RegistrationCredential(
                 id=b64url_encode(credential_id),
                 raw_id=credential_id,
@@ -107,24 +189,56 @@ def verify_registration(
             expected_rp_id=expected_rp_id,
             expected_origin=response.client_data.origin,
             require_user_verification=require_user_verification,
-            supported_pub_key_algs=[COSEAlgorithmIdentifier(a) for a in expected_algorithms],
+            supported_pub_key_algs=_library_algorithms(expected_algorithms),
         )
     except Exception as exc:  # library errors never cross this boundary raw
         raise VerificationFailed(
-            Step.ATTESTATION_STATEMENT,
-            f"the {attestation.fmt!s} attestation statement did not verify",
+            Step.ATTESTATION_STATEMENT, f"the {fmt} attestation statement did not verify"
         ) from exc
-    # §7.1.24: credential id length.
-    if len(credential_id) > MAX_CREDENTIAL_ID_LENGTH:
-        raise VerificationFailed(Step.CREDENTIAL_ID_LENGTH, "credential id is over 1023 bytes")
-    return RegisteredCredential(
-        credential_id=credential_id,
-        public_key=verified.credential_public_key,
-        algorithm=algorithm,
-        sign_count=verified.sign_count,
-        aaguid=aaguid_to_string(attested.aaguid),
-        fmt=str(getattr(verified.fmt, "value", verified.fmt)),
-        user_verified=verified.user_verified,
-        backup_eligible=auth_data.flags.be,
-        backed_up=auth_data.flags.bs,
-    )
+
+
+def _verify_packed_self_es384(
+    response: RegistrationResponse,
+    statement_alg: object,
+    signature: bytes | None,
+    credential_public_key: bytes,
+) -> None:
+    """Packed self attestation (§8.2): `alg` is the credential's, and `sig` is its signature
+    over authenticatorData || SHA-256(clientDataJSON)."""
+    if statement_alg != ES384 or not signature:
+        raise VerificationFailed(
+            Step.ATTESTATION_STATEMENT, "the packed self attestation does not match the key"
+        )
+    auth_data = _raw_auth_data(response.attestation_object)
+    signed = auth_data + hashlib.sha256(response.client_data.raw).digest()
+    if not verify_es384(credential_public_key, signature, signed):
+        raise VerificationFailed(
+            Step.ATTESTATION_STATEMENT, "the packed attestation statement did not verify"
+        )
+
+
+def _raw_auth_data(attestation_object: bytes) -> bytes:
+    """The exact authenticatorData bytes the attestation signed."""
+    decoded = cbor2.loads(attestation_object)
+    auth_data = decoded.get("authData") if isinstance(decoded, dict) else None
+    if not isinstance(auth_data, bytes):
+        raise MalformedResponse(Step.ATTESTATION_OBJECT, "attestationObject has no authData")
+    return auth_data
+
+
+def _attestation_chain(
+    fmt: str, x5c: list[bytes] | None, safetynet_response: bytes | None
+) -> tuple[bytes, ...]:
+    """The attestation certificates, leaf first: `x5c`, or for android-safetynet the `x5c`
+    of the JWS header (standard base64, RFC 7515 §4.1.6)."""
+    if x5c:
+        return tuple(x5c)
+    if fmt != "android-safetynet" or not safetynet_response:
+        return ()
+    try:
+        header = json.loads(b64url_decode(safetynet_response.split(b".")[0].decode("ascii")))
+        return tuple(base64.b64decode(c) for c in header.get("x5c", []))
+    except (ValueError, UnicodeDecodeError, AttributeError) as exc:
+        raise MalformedResponse(
+            Step.ATTESTATION_OBJECT, "the SafetyNet response is not a JWS"
+        ) from exc

@@ -10,6 +10,7 @@ from starlette.routing import Route
 from passkeyd.domain.errors import FactorConfigInvalid, RelyingPartyMissing
 from passkeyd.domain.models import PasskeySettings
 from passkeyd.domain.policy import ATTACHMENTS, ATTESTATION, DISCOVERABLE, USER_VERIFICATION
+from passkeyd.webauthn import related_origins
 
 from ..edge import Call, endpoint
 from ..params import pick, read_json
@@ -117,9 +118,18 @@ async def approve_challenge(call: Call) -> tuple[int, Any]:
     )
 
 
+@endpoint
+async def well_known(call: Call) -> tuple[int, Any]:
+    """The `/.well-known/webauthn` document (Related Origin Requests) for the service's web
+    origins, for the customer's site to serve on its RP id's domain. passkeyd extension."""
+    service = await call.run(call.domain.services.get, call.account_sid, call.path("service_sid"))
+    return 200, {"origins": related_origins(service.passkeys.rp_origins or ())}
+
+
 routes = [
     Route(PASSKEYS + "/Factors", create_factor, methods=["POST"]),
     Route(PASSKEYS + "/VerifyFactor", verify_factor, methods=["POST"]),
     Route(PASSKEYS + "/Challenges", create_challenge, methods=["POST"]),
     Route(PASSKEYS + "/ApproveChallenge", approve_challenge, methods=["POST"]),
+    Route(PASSKEYS + "/WellKnown", well_known, methods=["GET"]),
 ]

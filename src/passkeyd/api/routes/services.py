@@ -6,7 +6,10 @@ from typing import Any
 
 from starlette.routing import Route
 
+from passkeyd.domain.errors import InvalidParameter
 from passkeyd.domain.models import PasskeySettings
+from passkeyd.domain.policy import canonical_aaguid
+from passkeyd.webauthn import ALGORITHM_NAMES
 
 from ..edge import Call, endpoint
 from ..pagination import page_payload
@@ -21,18 +24,55 @@ _PASSKEY_FIELDS = {
     "Passkeys.UserVerification": "user_verification",
     "Passkeys.Attestation": "attestation",  # passkeyd extension
 }
+# passkeyd extensions whose empty value unsets them.
+_EXTENSION_FIELDS = {
+    "Passkeys.AttestationPolicy": "attestation_policy",
+    "Passkeys.CounterPolicy": "counter_policy",
+}
 _ORIGINS = "Passkeys.RelyingParty.Origins"
+_TOP_ORIGINS = "Passkeys.TopOrigins"
+_AAGUID_LISTS = {"Passkeys.AaguidAllow": "aaguid_allow", "Passkeys.AaguidDeny": "aaguid_deny"}
+_ALGORITHMS = "Passkeys.Algorithms"
+_ALGORITHM_IDS = {name.upper(): alg for alg, name in ALGORITHM_NAMES.items()}
+
+
+def _csv(form: Form, key: str) -> list[str]:
+    """One comma-separated value (the SDK) or repeated keys (curl, arrays)."""
+    return [item.strip() for v in form.get_all(key) for item in v.split(",") if item.strip()]
+
+
+def _algorithm(text: str) -> int:
+    """A COSE algorithm by number (-7) or name (ES256)."""
+    if text.upper() in _ALGORITHM_IDS:
+        return _ALGORITHM_IDS[text.upper()]
+    try:
+        return int(text)
+    except ValueError as exc:
+        raise InvalidParameter(
+            "Invalid parameter: Passkeys.Algorithms must list COSE algorithm numbers or names"
+        ) from exc
 
 
 def passkey_fields(form: Form) -> dict[str, Any]:
-    """Only the Passkeys.* fields present in the form (updates are partial)."""
+    """Only the Passkeys.* fields present in the form (updates are partial). An empty
+    extension value unsets it."""
     fields: dict[str, Any] = {
         name: form.get(key) for key, name in _PASSKEY_FIELDS.items() if key in form
     }
+    fields.update(
+        {name: form.get(key) or None for key, name in _EXTENSION_FIELDS.items() if key in form}
+    )
     if _ORIGINS in form:
-        # One comma-separated value (the SDK) or repeated keys (curl, arrays).
-        origins = [o.strip() for v in form.get_all(_ORIGINS) for o in v.split(",")]
-        fields["rp_origins"] = tuple(o for o in origins if o)
+        fields["rp_origins"] = tuple(_csv(form, _ORIGINS))
+    if _TOP_ORIGINS in form:
+        fields["top_origins"] = tuple(_csv(form, _TOP_ORIGINS)) or None
+    for key, name in _AAGUID_LISTS.items():
+        if key in form:
+            listed = [canonical_aaguid(a) or a for a in _csv(form, key)]
+            fields[name] = tuple(dict.fromkeys(listed)) or None
+    if _ALGORITHMS in form:
+        algorithms = [_algorithm(a) for a in _csv(form, _ALGORITHMS)]
+        fields["algorithms"] = tuple(dict.fromkeys(algorithms)) or None
     return fields
 
 

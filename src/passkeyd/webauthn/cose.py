@@ -1,0 +1,86 @@
+"""COSE algorithms passkeyd knows, and the one signature py_webauthn 3.0.1 cannot check.
+
+py_webauthn verifies ES256, EdDSA (Ed25519), ES512, PS256 and RS256 signatures; it has no
+ES384 (-35) at all. ES384 keys are EC2 on P-384 (libfido2 creates them on YubiKeys), so
+passkeyd decodes those keys and checks their ECDSA/SHA-384 signatures itself, with
+`cryptography`, in both ceremonies.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cbor2
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from .errors import MalformedResponse, Step
+
+ES256, EDDSA, ES384, ES512, PS256, RS256 = -7, -8, -35, -36, -37, -257
+
+# Every algorithm a service may offer and accept, strongest-first within a family.
+ALGORITHM_NAMES: dict[int, str] = {
+    ES256: "ES256",
+    EDDSA: "EdDSA",
+    ES384: "ES384",
+    ES512: "ES512",
+    PS256: "PS256",
+    RS256: "RS256",
+}
+SUPPORTED_ALGORITHMS: tuple[int, ...] = tuple(ALGORITHM_NAMES)
+
+# COSE key parameters (RFC 9053): kty 2 = EC2, crv 2 = P-384.
+_KTY, _ALG, _CRV, _X, _Y = 1, 3, -1, -2, -3
+_EC2, _P384 = 2, 2
+_P384_COORDINATE_BYTES = 48
+
+
+def cose_algorithm(cose_key: bytes) -> int:
+    """The `alg` of a COSE_Key. Raises MalformedResponse when there is none."""
+    key = _decode(cose_key)
+    alg = key.get(_ALG)
+    if not isinstance(alg, int) or isinstance(alg, bool):
+        raise MalformedResponse(Step.PUBLIC_KEY, "the credential public key has no algorithm")
+    return alg
+
+
+def es384_public_key(cose_key: bytes) -> ec.EllipticCurvePublicKey:
+    """An ES384 COSE_Key as a P-384 public key: kty EC2, crv P-384, 48-byte x and y."""
+    key = _decode(cose_key)
+    x, y = key.get(_X), key.get(_Y)
+    if (
+        key.get(_KTY) != _EC2
+        or key.get(_ALG) != ES384
+        or key.get(_CRV) != _P384
+        or not isinstance(x, bytes)
+        or not isinstance(y, bytes)
+        or len(x) != _P384_COORDINATE_BYTES
+        or len(y) != _P384_COORDINATE_BYTES
+    ):
+        raise MalformedResponse(Step.PUBLIC_KEY, "an ES384 key must be an EC2 P-384 point")
+    try:
+        return ec.EllipticCurvePublicNumbers(
+            int.from_bytes(x, "big"), int.from_bytes(y, "big"), ec.SECP384R1()
+        ).public_key()
+    except ValueError as exc:  # not a point on the curve
+        raise MalformedResponse(Step.PUBLIC_KEY, "the ES384 key is not on P-384") from exc
+
+
+def verify_es384(cose_key: bytes, signature: bytes, data: bytes) -> bool:
+    """Whether `signature` (DER ECDSA, as WebAuthn sends it) signs `data` with SHA-384."""
+    try:
+        es384_public_key(cose_key).verify(signature, data, ec.ECDSA(hashes.SHA384()))
+    except InvalidSignature:
+        return False
+    return True
+
+
+def _decode(cose_key: bytes) -> dict[Any, Any]:
+    try:
+        key = cbor2.loads(cose_key)
+    except Exception as exc:  # cbor2 raises assorted types on bad input
+        raise MalformedResponse(Step.PUBLIC_KEY, "the credential public key is not CBOR") from exc
+    if not isinstance(key, dict):
+        raise MalformedResponse(Step.PUBLIC_KEY, "the credential public key is not a COSE_Key")
+    return key

@@ -1,0 +1,187 @@
+"""Attestation trust (WebAuthn L3 §7.1.23): does the attestation chain to a root the FIDO
+Metadata Service lists for this authenticator, and is the authenticator in good standing?
+
+Pure: the metadata arrives as a `TrustStore` built once by the caller. Two pitfalls of the
+libraries around us are avoided on purpose:
+
+- py_webauthn skips chain validation for a format it has no roots for, so it cannot be the
+  trust decision;
+- fido-mds puts the attestation's own intermediates into the trust store, so a chain that
+  ends in an attacker's self-signed root verifies.
+
+Here the anchors are only the metadata's `attestationRootCertificates` for the entry the
+AAGUID (or, for U2F, the leaf's key identifier) names; the certificates in the attestation
+are untrusted intermediates.
+"""
+
+from __future__ import annotations
+
+import datetime
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from cryptography import x509
+from cryptography.x509 import verification
+
+from .errors import Step, VerificationFailed
+
+ZERO_AAGUID = "00000000-0000-0000-0000-000000000000"
+
+# Metadata statuses that mean "do not trust this authenticator" (FIDO MDS3 §3.1.4).
+REFUSED_STATUSES = frozenset(
+    {
+        "REVOKED",
+        "ATTESTATION_KEY_COMPROMISE",
+        "USER_VERIFICATION_BYPASS",
+        "USER_KEY_REMOTE_COMPROMISE",
+        "USER_KEY_PHYSICAL_COMPROMISE",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class StatusReport:
+    status: str
+    effective_date: str | None = None  # ISO date; a report that is not yet effective is ignored
+    certificate: bytes | None = None  # for ATTESTATION_KEY_COMPROMISE: the compromised cert
+
+
+@dataclass(frozen=True, slots=True)
+class MetadataEntry:
+    """One authenticator model of the FIDO Metadata Service."""
+
+    description: str
+    aaguid: str | None = None
+    key_identifiers: tuple[str, ...] = ()  # hex SHA-1 key ids (U2F authenticators)
+    root_certificates: tuple[bytes, ...] = ()  # DER
+    status_reports: tuple[StatusReport, ...] = ()
+    icon: str | None = None  # data: URL, as the metadata statement gives it
+    _roots: list[x509.Certificate] = field(default_factory=list, compare=False, repr=False)
+
+    def roots(self) -> list[x509.Certificate]:
+        """The root certificates, parsed on first use (most entries are never asked for)."""
+        if not self._roots and self.root_certificates:
+            with warnings.catch_warnings():
+                # A few MDS roots carry a non-positive serial number; they are still the roots.
+                warnings.simplefilter("ignore", DeprecationWarning)
+                for der in self.root_certificates:
+                    self._roots.append(x509.load_der_x509_certificate(der))
+        return self._roots
+
+    def refused_status(self, chain: Sequence[bytes], today: str) -> str | None:
+        """The first status report, effective by `today`, that refuses this chain."""
+        for report in self.status_reports:
+            if report.status not in REFUSED_STATUSES:
+                continue
+            if report.effective_date and report.effective_date > today:
+                continue
+            if report.certificate is not None and report.certificate not in chain:
+                continue  # a compromised attestation key that is not this one
+            return report.status
+        return None
+
+
+class TrustStore:
+    """Metadata entries indexed by AAGUID and by attestation key identifier."""
+
+    def __init__(self, entries: Iterable[MetadataEntry]) -> None:
+        self._by_aaguid: dict[str, MetadataEntry] = {}
+        self._by_key_id: dict[str, MetadataEntry] = {}
+        for entry in entries:
+            if entry.aaguid:
+                self._by_aaguid[entry.aaguid.lower()] = entry
+            for key_id in entry.key_identifiers:
+                self._by_key_id[key_id.lower()] = entry
+
+    def __len__(self) -> int:
+        return len(self._by_aaguid) + len(self._by_key_id)
+
+    def by_aaguid(self, aaguid: str) -> MetadataEntry | None:
+        return self._by_aaguid.get(aaguid.lower())
+
+    @property
+    def aaguids(self) -> Mapping[str, MetadataEntry]:
+        return self._by_aaguid
+
+    def find(self, aaguid: str, leaf: x509.Certificate | None) -> MetadataEntry | None:
+        """The entry for an AAGUID; for U2F (zero AAGUID) the entry for the leaf's key id."""
+        if aaguid != ZERO_AAGUID:
+            return self.by_aaguid(aaguid)
+        if leaf is None:
+            return None
+        return self._by_key_id.get(key_identifier(leaf))
+
+
+def key_identifier(certificate: x509.Certificate) -> str:
+    """MDS `attestationCertificateKeyIdentifiers`: the hex SHA-1 of the subjectPublicKey bits,
+    which is RFC 5280's key identifier method 1."""
+    return x509.SubjectKeyIdentifier.from_public_key(certificate.public_key()).digest.hex()
+
+
+def _policy(at: datetime.datetime) -> verification.PolicyBuilder:
+    """Path validation for attestation certificates: signatures, validity at `at`, CA
+    basic constraints and path length; none of the Web PKI's server/client rules (attestation
+    leaves have no SAN or EKU for a host, TPM AIKs have an empty subject)."""
+    permissive = verification.ExtensionPolicy.permit_all().may_be_present(
+        x509.CertificatePolicies, verification.Criticality.AGNOSTIC, None
+    )
+    ca = permissive.require_present(x509.BasicConstraints, verification.Criticality.AGNOSTIC, None)
+    return (
+        verification.PolicyBuilder().time(at).extension_policies(ca_policy=ca, ee_policy=permissive)
+    )
+
+
+def verify_trust(
+    *,
+    fmt: str,
+    aaguid: str,
+    chain: Sequence[bytes],
+    trust_store: TrustStore,
+    verification_time: datetime.datetime,
+) -> MetadataEntry:
+    """§7.1.23: accept only an attestation whose chain ends at a root the metadata lists for
+    this authenticator, whose metadata status is in good standing. Returns the entry.
+
+    Raises VerificationFailed(ATTESTATION_TRUST) saying why not.
+    """
+    if not chain:
+        raise VerificationFailed(
+            Step.ATTESTATION_TRUST,
+            f"the {fmt} attestation has no certificate chain (self or no attestation)"
+            " and this service requires trusted attestation",
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            certificates = [x509.load_der_x509_certificate(der) for der in chain]
+    except ValueError as exc:
+        raise VerificationFailed(
+            Step.ATTESTATION_TRUST, "an attestation certificate is not valid DER"
+        ) from exc
+    entry = trust_store.find(aaguid, certificates[0])
+    if entry is None:
+        raise VerificationFailed(
+            Step.ATTESTATION_TRUST,
+            f"authenticator {aaguid} is not listed in the FIDO Metadata Service",
+        )
+    status = entry.refused_status(chain, verification_time.date().isoformat())
+    if status is not None:
+        raise VerificationFailed(
+            Step.ATTESTATION_TRUST,
+            f"the FIDO Metadata Service reports {entry.description} as {status}",
+        )
+    roots = entry.roots()
+    if not roots:
+        raise VerificationFailed(
+            Step.ATTESTATION_TRUST, f"the metadata of {entry.description} lists no root"
+        )
+    verifier = _policy(verification_time).store(verification.Store(roots)).build_client_verifier()
+    try:
+        verifier.verify(certificates[0], certificates[1:])
+    except verification.VerificationError as exc:
+        raise VerificationFailed(
+            Step.ATTESTATION_TRUST,
+            f"the attestation chain does not lead to a root of {entry.description}",
+        ) from exc
+    return entry
