@@ -1,8 +1,9 @@
 """A software WebAuthn authenticator (and the browser around it) for driving ceremonies.
 
 It produces exactly what `navigator.credentials.create()/get()` + `toJSON()` produce, for
-ES256, EdDSA, RS256 (and PS256, which passkeyd does not offer) keys, `none` or `packed`
-self-attestation, any flags, discoverable credentials, and counters that grow or stay 0.
+ES256, EdDSA, RS256, ES384, ES512 and PS256 keys, `none`, `packed` self attestation or
+`packed` full attestation with a given certificate chain (`x5c`), any flags, discoverable
+credentials, and counters that grow or stay 0.
 Every field can be overridden so a test can break exactly one verification step.
 """
 
@@ -21,7 +22,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
 UP, UV, BE, BS, AT = 0x01, 0x04, 0x08, 0x10, 0x40
-ES256, EDDSA, RS256, PS256 = -7, -8, -257, -37
+ES256, EDDSA, RS256, PS256, ES384, ES512 = -7, -8, -257, -37, -35, -36
+_CURVES = {ES256: (ec.SECP256R1, 1, 32), ES384: (ec.SECP384R1, 2, 48), ES512: (ec.SECP521R1, 3, 66)}
+_HASHES = {ES256: hashes.SHA256, ES384: hashes.SHA384, ES512: hashes.SHA512}
 AAGUID = bytes.fromhex("fbfc3007154e4ecc8c0b6e020557d7bd")  # iCloud Keychain's AAGUID
 
 
@@ -40,8 +43,8 @@ class Key:
 
     @classmethod
     def generate(cls, alg: int) -> Key:
-        if alg == ES256:
-            return cls(alg, ec.generate_private_key(ec.SECP256R1()))
+        if alg in _CURVES:
+            return cls(alg, ec.generate_private_key(_CURVES[alg][0]()))
         if alg == EDDSA:
             return cls(alg, ed25519.Ed25519PrivateKey.generate())
         if alg in (RS256, PS256):
@@ -50,10 +53,17 @@ class Key:
 
     def cose(self) -> bytes:
         pub = self.private.public_key()
-        if self.alg == ES256:
+        if self.alg in _CURVES:
+            _, crv, size = _CURVES[self.alg]
             n = pub.public_numbers()
             return cbor2.dumps(
-                {1: 2, 3: ES256, -1: 1, -2: n.x.to_bytes(32, "big"), -3: n.y.to_bytes(32, "big")}
+                {
+                    1: 2,
+                    3: self.alg,
+                    -1: crv,
+                    -2: n.x.to_bytes(size, "big"),
+                    -3: n.y.to_bytes(size, "big"),
+                }
             )
         if self.alg == EDDSA:
             from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -67,8 +77,8 @@ class Key:
         )
 
     def sign(self, data: bytes) -> bytes:
-        if self.alg == ES256:
-            return self.private.sign(data, ec.ECDSA(hashes.SHA256()))
+        if self.alg in _CURVES:
+            return self.private.sign(data, ec.ECDSA(_HASHES[self.alg]()))
         if self.alg == EDDSA:
             return self.private.sign(data)
         if self.alg == RS256:
@@ -103,6 +113,9 @@ class Authenticator:
     transports: tuple[str, ...] = ("internal", "hybrid")
     aaguid: bytes = AAGUID
     credentials: dict[bytes, StoredCredential] = field(default_factory=dict)
+    # Full packed attestation: DER certificates, leaf first, and the leaf's ES256 key.
+    x5c: list[bytes] | None = None
+    attestation_key: Any = None
 
     def _flags(self, *, at: bool) -> int:
         flags = UP
@@ -145,9 +158,12 @@ class Authenticator:
             auth_data += self.aaguid + struct.pack(">H", len(credential_id))
             auth_data += credential_id + key.cose()
         fmt = override.get("attestation", self.attestation)
-        if fmt == "packed":
-            signature = key.sign(auth_data + hashlib.sha256(client_data).digest())
-            att_stmt: dict[str, Any] = {"alg": alg, "sig": signature}
+        signed = auth_data + hashlib.sha256(client_data).digest()
+        if fmt == "packed" and self.x5c:
+            signature = self.attestation_key.sign(signed, ec.ECDSA(hashes.SHA256()))
+            att_stmt: dict[str, Any] = {"alg": ES256, "sig": signature, "x5c": self.x5c}
+        elif fmt == "packed":
+            att_stmt = {"alg": alg, "sig": key.sign(signed)}
         else:
             att_stmt = {}
         attestation_object = override.get(

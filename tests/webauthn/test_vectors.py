@@ -1,0 +1,157 @@
+"""Every recorded vector in tests/vectors/ through passkeyd's own verification layer.
+
+Each JSON file names its source (repository, commit, test) and carries its challenge, RP id,
+origins, the time it was recorded at, and the result passkeyd must reach. Recorded
+certificates expire: `library_clock` sets py_webauthn's clock (only its clock) to the
+vector's time, the way py_webauthn's own tests do; passkeyd's trust check takes the time
+as an argument.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from passkeyd.webauthn import CeremonyError, Step, b64url_decode, b64url_encode
+from tests.webauthn.vectors import authenticate, load_vectors, register
+
+VECTORS = load_vectors()
+REGISTRATIONS = sorted(n for n, v in VECTORS.items() if "registration" in v)
+AUTHENTICATIONS = sorted(n for n, v in VECTORS.items() if "authentication" in v)
+FORMATS = {"none", "packed", "fido-u2f", "tpm", "android-key", "android-safetynet", "apple"}
+
+
+def test_every_vector_names_its_source_and_expected_result():
+    assert len(VECTORS) >= 45
+    for name, vector in VECTORS.items():
+        assert name.split("-")[0] in ("py_webauthn", "simplewebauthn", "go", "go-webauthn")
+        assert {"repository", "commit", "path", "test"} <= set(vector["source"]), name
+        assert vector["rp_id"] and vector["origins"], name
+        for ceremony in ("registration", "authentication"):
+            if ceremony in vector:
+                assert vector[ceremony]["expected"]["result"] in ("accept", "refuse"), name
+                assert vector[ceremony]["challenge"], name
+
+
+@pytest.mark.parametrize("name", REGISTRATIONS)
+def test_registration_vector(name):
+    vector = VECTORS[name]
+    expected = vector["registration"]["expected"]
+    if expected["result"] == "refuse":
+        with pytest.raises(CeremonyError) as refused:
+            register(vector)
+        assert refused.value.step is Step[expected["step"]]
+        return
+    registered = register(vector)
+    assert registered.fmt == expected["fmt"]
+    assert registered.aaguid == expected["aaguid"]
+    assert registered.algorithm == expected["alg"]
+
+
+@pytest.mark.parametrize("name", AUTHENTICATIONS)
+def test_authentication_vector(name):
+    vector = VECTORS[name]
+    expected = vector["authentication"]["expected"]
+    if expected["result"] == "refuse":
+        with pytest.raises(CeremonyError) as refused:
+            authenticate(vector)
+        assert refused.value.step is Step[expected["step"]]
+        return
+    assert authenticate(vector).sign_count == expected["sign_count"]
+
+
+def test_vectors_prove_every_format_and_algorithm():
+    """The table in the README: every attestation format and every algorithm passkeyd
+    accepts is proven by at least one vector it accepts."""
+    accepted = [
+        v["registration"]["expected"]
+        for v in VECTORS.values()
+        if "registration" in v and v["registration"]["expected"]["result"] == "accept"
+    ]
+    assert {e["fmt"] for e in accepted} == FORMATS
+    assert {e["alg"] for e in accepted} == {-7, -8, -35, -36, -37, -257}
+    real_devices = {
+        e["fmt"]
+        for n, v in VECTORS.items()
+        if not n.startswith("go-webauthn") and "registration" in v
+        for e in [v["registration"]["expected"]]
+        if e["result"] == "accept"
+    }
+    assert real_devices == FORMATS  # not only the W3C's synthetic vectors
+
+
+@pytest.mark.parametrize("name", [n for n in REGISTRATIONS if n.startswith("go-webauthn")])
+def test_spec_vector_key_registered_is_the_key_that_signs_the_assertion(name):
+    """The key passkeyd extracts at registration verifies the spec's assertion."""
+    vector = VECTORS[name]
+    if vector["registration"]["expected"]["result"] != "accept":
+        return
+    registered = register(vector)
+    assert registered.public_key == b64url_decode(vector["authentication"]["credential_public_key"])
+    assert authenticate(vector, public_key=registered.public_key).sign_count == 0
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "py_webauthn-pixel-8a-android-key",
+        "py_webauthn-apple-passkey-apple",
+        "py_webauthn-android-safetynet",
+        "simplewebauthn-android-safetynet-cts-false",
+    ],
+)
+def test_recorded_attestation_is_refused_at_todays_date(name):
+    """Without the recorded time, expired certificates (or a stale SafetyNet timestamp)
+    refuse the same bytes: the time really is checked."""
+    vector = dict(VECTORS[name], verification_time=None)
+    with pytest.raises(CeremonyError) as refused:
+        register(vector)
+    assert refused.value.step is Step.ATTESTATION_STATEMENT
+
+
+def test_android_app_origin_is_accepted_only_when_listed():
+    vector = VECTORS["simplewebauthn-android-app-origin-none"]
+    assert vector["origins"][0].startswith("android:apk-key-hash:")
+    assert register(vector).fmt == "none"
+    elsewhere = dict(vector, origins=["https://try-webauthn.appspot.com"])
+    with pytest.raises(CeremonyError) as refused:
+        register(elsewhere)
+    assert refused.value.step is Step.ORIGIN
+    # The assertion from the same app passes the origin step (and stops at the signature).
+    assertion = VECTORS["simplewebauthn-android-app-origin-assertion"]
+    with pytest.raises(CeremonyError) as refused:
+        authenticate(dict(assertion, origins=["https://try-webauthn.appspot.com"]))
+    assert refused.value.step is Step.ORIGIN
+
+
+def test_top_origin_vector_needs_its_top_origin_listed():
+    vector = VECTORS["go-webauthn-w3c-l3-none-es256-top-origin"]
+    assert vector["top_origins"] == ["https://example.com/"]
+    assert register(vector).fmt == "none"
+    assert authenticate(vector).sign_count == 0
+    for top_origins in ([], ["https://other.example"]):
+        unlisted = dict(vector, top_origins=top_origins)
+        with pytest.raises(CeremonyError) as refused:
+            register(unlisted)
+        assert refused.value.step is Step.CROSS_ORIGIN
+        with pytest.raises(CeremonyError) as refused:
+            authenticate(unlisted)
+        assert refused.value.step is Step.CROSS_ORIGIN
+
+
+def test_es384_is_refused_where_not_accepted():
+    vector = VECTORS["go-webauthn-w3c-l3-packed-es384"]
+    with pytest.raises(CeremonyError) as refused:
+        register(vector, algorithms=(-7, -8, -257))
+    assert refused.value.step is Step.ALGORITHM
+
+
+def test_es384_assertion_with_a_wrong_signature_is_refused():
+    vector = VECTORS["go-webauthn-w3c-l3-packed-es384"]
+    auth = vector["authentication"]
+    signature = bytearray(b64url_decode(auth["credential"]["response"]["signature"]))
+    signature[-1] ^= 1
+    response = dict(auth["credential"]["response"], signature=b64url_encode(bytes(signature)))
+    credential = dict(auth["credential"], response=response)
+    with pytest.raises(CeremonyError) as refused:
+        authenticate(dict(vector, authentication=dict(auth, credential=credential)))
+    assert refused.value.step is Step.SIGNATURE
