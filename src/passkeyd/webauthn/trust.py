@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from cryptography import x509
+from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509 import verification
 
 from .errors import Step, VerificationFailed
@@ -64,7 +65,7 @@ class MetadataEntry:
         if not self._roots and self.root_certificates:
             with warnings.catch_warnings():
                 # A few MDS roots carry a non-positive serial number; they are still the roots.
-                warnings.simplefilter("ignore", DeprecationWarning)
+                warnings.simplefilter("ignore", CryptographyDeprecationWarning)
                 for der in self.root_certificates:
                     self._roots.append(x509.load_der_x509_certificate(der))
         return self._roots
@@ -153,7 +154,7 @@ def verify_trust(
         )
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", CryptographyDeprecationWarning)
             certificates = [x509.load_der_x509_certificate(der) for der in chain]
     except ValueError as exc:
         raise VerificationFailed(

