@@ -393,3 +393,78 @@ def test_purge_removes_only_what_expired_before_the_cutoff(store):
     assert all(store.get_challenge(svc.account_sid, svc.sid, c.sid) is None for c in old)
     assert store.get_factor(svc.account_sid, svc.sid, stale.sid) is None
     assert store.get_factor(svc.account_sid, svc.sid, f.sid) is not None
+
+
+# --- authenticator metadata, clone warnings and backup flags (schema version 2) ----------------
+
+
+def test_schema_version_2_is_applied(store):
+    assert {1, 2} <= store.applied_migrations()
+
+
+def test_the_authenticator_name_is_stored_with_the_credential(store):
+    svc = service()
+    store.insert_service(svc)
+    f = factor(store.ensure_entity(entity(svc)))
+    store.insert_factor(f)
+    named = dataclasses.replace(credential(), authenticator_name="YubiKey 5 Series")
+    assert store.complete_registration(f.sid, named, NOW)
+    got = store.get_factor(svc.account_sid, svc.sid, f.sid).credential
+    assert got.authenticator_name == "YubiKey 5 Series"
+    assert (got.clone_warning, got.backup_eligible_changed) == (False, False)
+
+
+def test_service_extension_settings_round_trip(store):
+    settings = PasskeySettings(
+        rp_id="example.com",
+        attestation_policy="trusted",
+        aaguid_allow=("cb69481e-8ff7-4039-93ec-0a2729a154a8",),
+        aaguid_deny=("ba86dc56-635f-4141-aef6-00227b1b9af6",),
+        top_origins=("https://portal.example",),
+        counter_policy="flag",
+        algorithms=(-7, -35),
+    )
+    svc = dataclasses.replace(service(), passkeys=settings)
+    store.insert_service(svc)
+    assert store.get_service(svc.account_sid, svc.sid).passkeys == settings
+
+
+def test_a_regressed_counter_is_refused_or_flagged(store):
+    svc = service()
+    store.insert_service(svc)
+    f = verified(store, svc)
+    c1, c2, c3 = challenge(None, svc), challenge(None, svc), challenge(None, svc)
+    for c in (c1, c2, c3):
+        store.insert_challenge(c)
+    assert store.approve_challenge(c1, f, new_sign_count=5, backed_up=False, now=NOW) is (
+        ApproveOutcome.APPROVED
+    )
+    # Without the flag policy a counter at or below the stored one is a race: refused.
+    assert store.approve_challenge(c2, f, new_sign_count=3, backed_up=False, now=NOW) is (
+        ApproveOutcome.COUNTER_RACE
+    )
+    flagged = store.approve_challenge(
+        c3, f, new_sign_count=3, backed_up=True, now=NOW + 1, flag_counter_regression=True
+    )
+    assert flagged is ApproveOutcome.APPROVED
+    got = store.get_factor(svc.account_sid, svc.sid, f.sid)
+    assert got.credential.clone_warning is True
+    assert got.credential.sign_count == 5  # the counter never moves backwards
+    assert got.credential.backed_up is True and got.date_last_approved == NOW + 1
+    assert store.get_challenge(svc.account_sid, svc.sid, c3.sid).status is ChallengeStatus.APPROVED
+
+
+def test_a_backup_eligibility_change_latches(store):
+    svc = service()
+    store.insert_service(svc)
+    f = verified(store, svc)
+    c1, c2 = challenge(None, svc), challenge(None, svc)
+    store.insert_challenge(c1)
+    store.insert_challenge(c2)
+    store.approve_challenge(
+        c1, f, new_sign_count=0, backed_up=False, now=NOW, backup_eligible_changed=True
+    )
+    store.approve_challenge(c2, f, new_sign_count=0, backed_up=False, now=NOW)
+    got = store.get_factor(svc.account_sid, svc.sid, f.sid).credential
+    assert got.backup_eligible_changed is True
+    assert got.backup_eligible is True  # the registration's value stays the baseline

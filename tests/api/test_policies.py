@@ -1,0 +1,289 @@
+"""passkeyd extensions through HTTP: attestation policy, AAGUID lists, algorithms, top
+origins, the related-origins document, counter and backup-flag policy, authenticator names."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from starlette.testclient import TestClient
+
+from passkeyd.api import create_app
+from passkeyd.domain import Domain
+from passkeyd.metadata import OfflineMetadata
+from passkeyd.webauthn import MetadataEntry, TrustStore
+from tests import pki
+from tests.authenticator import BE, BS, ES256, ES384, ES512, PS256, UP, UV, Authenticator
+from tests.conftest import ORIGIN, Api
+
+ICLOUD = str(uuid.UUID(bytes=Authenticator().aaguid))
+YUBIKEY_5 = "cb69481e-8ff7-4039-93ec-0a2729a154a8"
+
+
+def refused(r, code=60311):
+    assert (r.status_code, r.json()["code"]) == (403, code), r.text
+    return r.json()["message"]
+
+
+# --- service fields -------------------------------------------------------------------------
+
+
+def test_default_service_shape_has_no_extension_fields(api):
+    passkeys = api.create_service()["passkeys"]
+    assert set(passkeys) == {
+        "relying_party",
+        "authenticator_attachment",
+        "discoverable_credentials",
+        "user_verification",
+    }
+
+
+def test_extension_fields_are_stored_and_echoed(api):
+    body = api.create_service(
+        **{
+            "Passkeys.AttestationPolicy": "trusted",
+            "Passkeys.AaguidAllow": YUBIKEY_5.upper() + "," + ICLOUD,
+            "Passkeys.AaguidDeny": "ba86dc56-635f-4141-aef6-00227b1b9af6",
+            "Passkeys.TopOrigins": "https://portal.example",
+            "Passkeys.CounterPolicy": "flag",
+            "Passkeys.Algorithms": "ES256,-35,PS256",
+        }
+    )
+    passkeys = body["passkeys"]
+    assert passkeys["attestation_policy"] == "trusted"
+    assert passkeys["aaguid_allow"] == [YUBIKEY_5, ICLOUD]
+    assert passkeys["aaguid_deny"] == ["ba86dc56-635f-4141-aef6-00227b1b9af6"]
+    assert passkeys["top_origins"] == ["https://portal.example"]
+    assert passkeys["counter_policy"] == "flag"
+    assert passkeys["algorithms"] == [ES256, ES384, PS256]
+    assert api.get(api.svc).json()["passkeys"] == passkeys
+    # An empty value unsets an extension.
+    r = api.post_form(api.svc, {"Passkeys.AaguidAllow": "", "Passkeys.CounterPolicy": ""})
+    assert (
+        "aaguid_allow" not in r.json()["passkeys"] and "counter_policy" not in r.json()["passkeys"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("Passkeys.AttestationPolicy", "strict"),
+        ("Passkeys.CounterPolicy", "ignore"),
+        ("Passkeys.AaguidAllow", "not-a-uuid"),
+        ("Passkeys.AaguidDeny", "1234"),
+        ("Passkeys.Algorithms", "-65535"),
+        ("Passkeys.Algorithms", "HS256"),
+        ("Passkeys.TopOrigins", "https://bad origin"),
+    ],
+)
+def test_invalid_extension_values_are_refused(api, key, value):
+    r = api.post_form("/v2/Services", {"FriendlyName": "x", key: value})
+    assert (r.status_code, r.json()["code"]) == (400, 60200), r.text
+
+
+# --- algorithms -------------------------------------------------------------------------------
+
+
+def test_default_options_offer_es256_eddsa_rs256_and_refuse_es384(api):
+    api.create_service()
+    factor = api.create_factor()
+    assert [p["alg"] for p in factor["options"]["publicKey"]["pubKeyCredParams"]] == [-7, -8, -257]
+    credential = Authenticator(alg=ES384).create(factor["options"], ORIGIN)
+    assert "public key algorithm" in refused(api.verify_factor(credential))
+
+
+@pytest.mark.parametrize("alg", [ES384, ES512, PS256])
+@pytest.mark.parametrize("attestation", ["none", "packed"])
+def test_each_optional_algorithm_registers_and_signs_in(api, alg, attestation):
+    api.create_service(**{"Passkeys.Algorithms": "-7,-35,-36,-37"})
+    authenticator = Authenticator(alg=alg, attestation=attestation)
+    factor = api.create_factor()
+    offered = [p["alg"] for p in factor["options"]["publicKey"]["pubKeyCredParams"]]
+    assert offered == [-7, -35, -36, -37]
+    r = api.verify_factor(authenticator.create(factor["options"], ORIGIN))
+    assert r.status_code == 200, r.text
+    challenge = api.challenge(identity="user-0001")
+    r = api.approve(authenticator.get(challenge["options"], ORIGIN))
+    assert r.json()["status"] == "approved", r.text
+    # A signature made with the wrong hash is refused for this key.
+    challenge = api.challenge(identity="user-0001")
+    assertion = authenticator.get(
+        challenge["options"], ORIGIN, signature=b"\x30\x06\x02\x01\x01\x02\x01\x01"
+    )
+    assert "signature" in refused(api.approve(assertion), 60324)
+
+
+# --- attestation policy and AAGUID lists --------------------------------------------------------
+
+
+def test_trusted_policy_asks_for_direct_attestation_and_refuses_none(api):
+    api.create_service(**{"Passkeys.AttestationPolicy": "trusted"})
+    factor = api.create_factor()
+    assert factor["options"]["publicKey"]["attestation"] == "direct"
+    before = api.snapshot()
+    message = refused(api.verify_factor(api.authenticator.create(factor["options"], ORIGIN)))
+    assert "§7.1.23 attestation trustworthiness" in message
+    assert "no certificate chain" in message
+    assert api.snapshot() == before
+
+
+class FixedTrust:
+    """Real names, and a trust store holding the test CA for one AAGUID."""
+
+    def __init__(self, root_der: bytes, aaguid: str) -> None:
+        self._store = TrustStore([MetadataEntry("Test Key", aaguid, root_certificates=(root_der,))])
+        self._names = OfflineMetadata()
+
+    def trust_store(self) -> TrustStore:
+        return self._store
+
+    def authenticator_name(self, aaguid: str) -> str | None:
+        return self._names.authenticator_name(aaguid)
+
+
+@pytest.fixture
+def trusted_api(domain, db_path):
+    root = pki.ca("Vendor Root")
+    leaf = pki.attestation_leaf(root, bytes.fromhex(YUBIKEY_5.replace("-", "")))
+    evil = pki.ca("Vendor Root")
+    evil_leaf = pki.attestation_leaf(evil, bytes.fromhex(YUBIKEY_5.replace("-", "")))
+    trusting = Domain(domain.store, domain.clock, FixedTrust(root.der, YUBIKEY_5))
+    with TestClient(create_app(trusting), base_url="http://testserver") as client:
+        account, token = trusting.accounts.create_account("trusted")
+        api = Api(client, db_path, account.sid, (account.sid, token))
+        api.create_service(**{"Passkeys.AttestationPolicy": "trusted"})
+        aaguid = bytes.fromhex(YUBIKEY_5.replace("-", ""))
+        good = Authenticator(
+            attestation="packed", aaguid=aaguid, x5c=[leaf.der], attestation_key=leaf.key
+        )
+        bad = Authenticator(
+            attestation="packed",
+            aaguid=aaguid,
+            x5c=[evil_leaf.der, evil.der],
+            attestation_key=evil_leaf.key,
+        )
+        yield api, good, bad
+
+
+def test_trusted_policy_accepts_a_chain_to_the_metadata_root(trusted_api):
+    api, good, _ = trusted_api
+    factor = api.register(authenticator=good)
+    assert factor["metadata"]["aaguid"] == YUBIKEY_5
+    assert factor["metadata"]["authenticator_name"] == "YubiKey 5 Series"
+
+
+def test_trusted_policy_refuses_the_attackers_own_root(trusted_api):
+    api, _, bad = trusted_api
+    factor = api.create_factor()
+    message = refused(api.verify_factor(bad.create(factor["options"], ORIGIN)))
+    assert "the attestation chain does not lead to a root of Test Key" in message
+
+
+def test_aaguid_deny_list_refuses_and_allow_list_admits(api):
+    api.create_service(**{"Passkeys.AaguidDeny": ICLOUD})
+    factor = api.create_factor()
+    message = refused(api.verify_factor(api.authenticator.create(factor["options"], ORIGIN)))
+    assert f"authenticator {ICLOUD} is on this service's AAGUID deny list" in message
+    api.post_form(api.svc, {"Passkeys.AaguidDeny": "", "Passkeys.AaguidAllow": YUBIKEY_5})
+    factor = api.create_factor()
+    message = refused(api.verify_factor(api.authenticator.create(factor["options"], ORIGIN)))
+    assert "is not on this service's AAGUID allow list" in message
+    api.post_form(api.svc, {"Passkeys.AaguidAllow": f"{YUBIKEY_5},{ICLOUD}"})
+    factor = api.create_factor()
+    assert api.verify_factor(api.authenticator.create(factor["options"], ORIGIN)).status_code == 200
+
+
+# --- names ---------------------------------------------------------------------------------------
+
+
+def test_unknown_aaguid_has_no_name(api):
+    api.create_service()
+    authenticator = Authenticator(aaguid=b"\x42" * 16)
+    factor = api.register(authenticator=authenticator)
+    assert "authenticator_name" not in factor["metadata"]
+    listed = api.get(f"{api.svc}/Entities/user-0001/Factors").json()["factors"]
+    assert "authenticator_name" not in listed[0]["metadata"]
+
+
+def test_names_come_from_mds_when_the_community_list_has_none(api):
+    api.create_service()
+    windows_hello_hardware = bytes.fromhex("08987058cadc4b81b6e130de50dcbe96")
+    assert OfflineMetadata().authenticator_name(str(uuid.UUID(bytes=windows_hello_hardware)))
+    factor = api.register(authenticator=Authenticator(aaguid=windows_hello_hardware))
+    assert factor["metadata"]["authenticator_name"] == "Windows Hello"
+
+
+# --- origins -------------------------------------------------------------------------------------
+
+
+def test_cross_origin_assertion_needs_a_listed_top_origin(api):
+    api.create_service(**{"Passkeys.TopOrigins": "https://portal.example"})
+    api.register()
+    challenge = api.challenge(identity="user-0001")
+    unlisted = api.authenticator.get(
+        challenge["options"], ORIGIN, cross_origin=True, top_origin="https://evil.example"
+    )
+    assert "topOrigin" in refused(api.approve(unlisted), 60324)
+    listed = api.authenticator.get(
+        challenge["options"], ORIGIN, cross_origin=True, top_origin="https://portal.example"
+    )
+    assert api.approve(listed).json()["status"] == "approved"
+
+
+def test_android_app_origin_among_several(api):
+    app = "android:apk-key-hash:gx7sq_pxhxhrIQdLyfG0pxKwiJ7hOk2DJQ4xvKd438Q"
+    api.create_service(
+        **{"Passkeys.RelyingParty.Origins": f"{ORIGIN},https://login.example.com,{app}"}
+    )
+    factor = api.create_factor()
+    assert api.verify_factor(api.authenticator.create(factor["options"], app)).status_code == 200
+    challenge = api.challenge(identity="user-0001")
+    r = api.approve(api.authenticator.get(challenge["options"], "https://login.example.com"))
+    assert r.json()["status"] == "approved"
+
+
+def test_well_known_webauthn_lists_the_web_origins(api, other_api):
+    app = "android:apk-key-hash:gx7sq_pxhxhrIQdLyfG0pxKwiJ7hOk2DJQ4xvKd438Q"
+    api.create_service(**{"Passkeys.RelyingParty.Origins": f"{ORIGIN},shop.example,{app}"})
+    r = api.get(f"{api.svc}/Passkeys/WellKnown")
+    assert r.status_code == 200
+    assert r.json() == {"origins": [ORIGIN, "https://shop.example"]}
+    assert api.client.get(f"{api.svc}/Passkeys/WellKnown").status_code == 401
+    assert other_api.get(f"{api.svc}/Passkeys/WellKnown").status_code == 404
+
+
+# --- counter and backup flags ---------------------------------------------------------
+
+
+def test_a_counter_that_goes_backwards_is_refused_by_default_and_flagged_when_asked(api):
+    api.create_service()
+    authenticator = Authenticator(counter_step=1)
+    factor = api.register(authenticator=authenticator)
+    for _ in range(2):
+        challenge = api.challenge(identity="user-0001")
+        assert api.approve(authenticator.get(challenge["options"], ORIGIN)).status_code == 200
+    challenge = api.challenge(identity="user-0001")
+    cloned = authenticator.get(challenge["options"], ORIGIN, sign_count=1)
+    assert "signature counter" in refused(api.approve(cloned), 60324)
+
+    api.post_form(api.svc, {"Passkeys.CounterPolicy": "flag"})
+    challenge = api.challenge(identity="user-0001")
+    cloned = authenticator.get(challenge["options"], ORIGIN, sign_count=1)
+    assert api.approve(cloned).json()["status"] == "approved"
+    url = f"{api.svc}/Entities/user-0001/Factors/{factor['sid']}"
+    metadata = api.get(url).json()["metadata"]
+    assert metadata["clone_warning"] is True
+
+
+def test_a_backup_eligibility_change_is_flagged_not_refused(api):
+    api.create_service()
+    authenticator = Authenticator(backup_eligible=False, backed_up=False)
+    factor = api.register(authenticator=authenticator)
+    assert factor["metadata"]["backup_eligible"] is False
+    challenge = api.challenge(identity="user-0001")
+    assertion = authenticator.get(challenge["options"], ORIGIN, flags=UP | UV | BE | BS)
+    assert api.approve(assertion).json()["status"] == "approved"
+    metadata = api.get(f"{api.svc}/Entities/user-0001/Factors/{factor['sid']}").json()["metadata"]
+    assert metadata["backup_eligible_changed"] is True
+    assert metadata["backup_eligible"] is False and metadata["backed_up"] is True
+    assert metadata["clone_warning"] is False
