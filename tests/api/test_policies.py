@@ -3,13 +3,13 @@ origins, the related-origins document, counter and backup-flag policy, authentic
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 
 import pytest
 from starlette.testclient import TestClient
 
 from passkeyd.api import create_app
-from passkeyd.domain import Domain
 from passkeyd.metadata import OfflineMetadata
 from passkeyd.webauthn import MetadataEntry, TrustStore
 from tests import pki
@@ -147,7 +147,7 @@ def trusted_api(domain, db_path):
     leaf = pki.attestation_leaf(root, bytes.fromhex(YUBIKEY_5.replace("-", "")))
     evil = pki.ca("Vendor Root")
     evil_leaf = pki.attestation_leaf(evil, bytes.fromhex(YUBIKEY_5.replace("-", "")))
-    trusting = Domain(domain.store, domain.clock, FixedTrust(root.der, YUBIKEY_5))
+    trusting = dataclasses.replace(domain, metadata=FixedTrust(root.der, YUBIKEY_5))
     with TestClient(create_app(trusting), base_url="http://testserver") as client:
         account, token = trusting.accounts.create_account("trusted")
         api = Api(client, db_path, account.sid, (account.sid, token))

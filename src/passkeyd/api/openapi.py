@@ -45,8 +45,35 @@ PASSKEYS = obj(
         "discoverable_credentials": NSTR,
         "user_verification": NSTR,
         "attestation": STR,
+        # passkeyd extensions, present only when set
+        "attestation_policy": {"enum": ["any", "trusted"]},
+        "counter_policy": {"enum": ["refuse", "flag"]},
+        "aaguid_allow": {"type": "array", "items": STR},
+        "aaguid_deny": {"type": "array", "items": STR},
+        "top_origins": {"type": "array", "items": STR},
+        "algorithms": {"type": "array", "items": INT},
     },
-    optional=("attestation",),
+    optional=(
+        "attestation",
+        "attestation_policy",
+        "counter_policy",
+        "aaguid_allow",
+        "aaguid_deny",
+        "top_origins",
+        "algorithms",
+    ),
+)
+FACTOR_METADATA = obj(
+    {
+        "aaguid": STR,
+        "authenticator_name": STR,
+        "backup_eligible": BOOL,
+        "backed_up": BOOL,
+        "clone_warning": BOOL,
+        "backup_eligible_changed": BOOL,
+        "date_last_approved": DATE,
+    },
+    optional=("authenticator_name", "date_last_approved"),
 )
 
 FACTOR_PROPS: dict[str, Any] = {
@@ -54,7 +81,7 @@ FACTOR_PROPS: dict[str, Any] = {
     "entity_sid": sid("YE"), "identity": STR, "date_created": DATE, "date_updated": DATE,
     "friendly_name": STR, "status": {"enum": ["unverified", "verified"]},
     "factor_type": {"const": "passkeys"}, "config": ref("Passkeys"),
-    "metadata": {"type": ["object", "null"]}, "url": STR,
+    "metadata": {"oneOf": [FACTOR_METADATA, {"type": "null"}]}, "url": STR,
 }  # fmt: skip
 CHALLENGE_PROPS: dict[str, Any] = {
     "sid": sid("YC"), "account_sid": sid("AC"), "service_sid": sid("VA"),
@@ -234,6 +261,15 @@ SERVICE_FORM = form({
     "Passkeys.UserVerification": {"enum": ["required", "preferred", "discouraged", ""]},
     "Passkeys.Attestation": {"description": "passkeyd extension",
                              "enum": ["none", "indirect", "direct", "enterprise"]},
+    "Passkeys.AttestationPolicy": {"description": "passkeyd extension; empty unsets",
+                                   "enum": ["any", "trusted", ""]},
+    "Passkeys.AaguidAllow": {"description": "passkeyd extension; comma-separated AAGUIDs", **STR},
+    "Passkeys.AaguidDeny": {"description": "passkeyd extension; comma-separated AAGUIDs", **STR},
+    "Passkeys.TopOrigins": {"description": "passkeyd extension; comma-separated origins", **STR},
+    "Passkeys.CounterPolicy": {"description": "passkeyd extension; empty unsets",
+                               "enum": ["refuse", "flag", ""]},
+    "Passkeys.Algorithms": {"description": "passkeyd extension; COSE ids or names, e.g. "
+                            "-7,-8,-257,-35 or ES256,EdDSA,RS256,ES384", **STR},
 })  # fmt: skip
 WEBHOOK_FORM = form({
     "FriendlyName": STR, "EventTypes": {"type": "array", "items": STR}, "WebhookUrl": STR,
@@ -282,6 +318,12 @@ def document() -> dict[str, Any]:
             "parameters": path_params("ServiceSid"),
             "post": op("Approve a challenge with an assertion", 200, ref("PasskeysChallenge"),
                        requestBody=json_body(ref("PublicKeyCredential"))),
+        },
+        SVC + "/Passkeys/WellKnown": {
+            "parameters": path_params("ServiceSid"),
+            "get": op("The /.well-known/webauthn document for the service's web origins"
+                      " (passkeyd extension)", 200,
+                      obj({"origins": {"type": "array", "items": STR}})),
         },
         SVC + "/Entities": {
             "parameters": path_params("ServiceSid"),
