@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
 from collections.abc import Iterator
 from urllib.parse import urlencode
@@ -195,16 +196,30 @@ def test_only_subscribed_events_are_sent_and_disabled_hooks_get_nothing(hooks_ap
 def test_a_failing_receiver_gets_the_event_after_retries(hooks_api, clock):
     api = hooks_api
     api.create_service()
+
+    def settled(attempts: int, status: str = "pending"):
+        """The dispatcher has recorded the outcome of attempt `attempts` (lease released)."""
+        db = sqlite3.connect(api.db_path)
+        try:
+            row = db.execute(
+                "SELECT attempts, status, locked_until FROM webhook_deliveries"
+            ).fetchone()
+        finally:
+            db.close()
+        return row == (attempts, status, 0)
+
     with receiver(fail_first=2) as rx:
         create_webhook(api, rx.url, "factor.created")
         api.create_factor()
-        wait_for(lambda: len(rx.requests) == 1)
+        wait_for(lambda: settled(1))
+        assert len(rx.requests) == 1
         clock.advance(5)  # first retry after 5 s
-        wait_for(lambda: len(rx.requests) == 2)
+        wait_for(lambda: settled(2))
         time.sleep(0.1)
         assert len(rx.requests) == 2  # the second retry waits 10 s more
         clock.advance(10)
-        wait_for(lambda: len(rx.requests) == 3)
+        wait_for(lambda: settled(3, "delivered"))
+        assert len(rx.requests) == 3
         clock.advance(3600)
         time.sleep(0.2)
         assert len(rx.requests) == 3  # acknowledged: never sent again

@@ -179,7 +179,13 @@ class Authentications:
                 raise FactorNotFound("Factor not found: no passkey has this credential id")
             if factor.status is not FactorStatus.VERIFIED:
                 raise FactorUnverified("Factor is unverified")
-            self.limiter.hit("approve", f"{service_sid}:{factor.entity_sid}")
+            try:
+                self.limiter.hit("approve", f"{service_sid}:{factor.entity_sid}")
+            except TooManyRequests:
+                # Replays racing their approved twin are replays (60322), not a flood.
+                latest = self.store.get_challenge(account_sid, service_sid, challenge.sid)
+                self._check_pending(latest or challenge, now)
+                raise
             if challenge.allowed_credentials and factor.credential.credential_id not in (
                 challenge.allowed_credentials
             ):
