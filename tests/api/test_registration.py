@@ -169,6 +169,23 @@ def test_camel_case_keys_are_accepted(api):
         ({}, {"relying_party": "example.com"}, 60371),
         ({}, "not an object", 60370),
         ({}, {"relying_party": {"id": "example.com", "name": "x", "origins": [1]}}, 60370),
+        (
+            {},
+            {"relying_party": {"id": "example.com", "name": "x" * 256, "origins": [ORIGIN]}},
+            60370,
+        ),
+        ({}, {"relying_party": {"id": "example.com", "name": "x", "origins": ["a b"]}}, 60370),
+        (
+            {},
+            {
+                "relying_party": {
+                    "id": "example.com",
+                    "name": "x",
+                    "origins": [f"https://{i}.example.com" for i in range(51)],
+                }
+            },
+            60370,
+        ),
     ],
 )
 def test_factor_without_a_usable_policy_is_refused(api, service_form, config, code):

@@ -68,7 +68,11 @@ class Form:
 
 async def read_body(request: Request) -> bytes:
     length = request.headers.get("content-length")
-    if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+    if length is not None and (
+        not (length.isascii() and length.isdigit())
+        or len(length) > 12
+        or int(length) > MAX_BODY_BYTES
+    ):
         raise HttpError(413, 60300, f"Request body is larger than {MAX_BODY_BYTES} bytes")
     chunks = []
     size = 0
@@ -109,8 +113,8 @@ async def read_json(request: Request, *, code: int, form_fallback: bool) -> dict
     raw = await read_body(request)
     media = _media_type(request)
     is_json_type = media in ("application/json", "") or media.endswith("+json")
-    looks_json = raw.lstrip()[:1] in (b"{", b"[") or not raw.strip()
-    if form_fallback and (media == _FORM or (is_json_type and not looks_json)):
+    looks_form = b"=" in raw and raw.lstrip()[:1] not in (b"{", b"[", b'"')
+    if form_fallback and (media == _FORM or (is_json_type and looks_form)):
         return dict(parse_form_bytes(raw).items())
     if not is_json_type:
         raise HttpError(415, code, "Send this request as application/json")
@@ -146,7 +150,11 @@ def page_request(query: Form, *, descending: bool = False) -> tuple[PageRequest,
             raise InvalidPageSize("Invalid page size: PageSize must be at least 1")
         page_size = min(page_size, MAX_PAGE_SIZE)
     page_text = query.get("Page") or "0"
-    page_number = int(page_text) if page_text.isdigit() else 0
+    # Page is "simply for client state": any non-number reads as 0 (ASCII digits only:
+    # str.isdigit() also accepts "²", which int() refuses).
+    page_number = (
+        int(page_text) if page_text.isascii() and page_text.isdigit() and len(page_text) <= 9 else 0
+    )
     token = query.get("PageToken")
     after = None
     if token:

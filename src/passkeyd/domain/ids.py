@@ -13,4 +13,4 @@ def new_sid(prefix: str) -> str:
 
 
 def is_sid(value: object, prefix: str) -> bool:
-    return isinstance(value, str) and value.startswith(prefix) and bool(_SID.match(value))
+    return isinstance(value, str) and value.startswith(prefix) and bool(_SID.fullmatch(value))

@@ -124,7 +124,9 @@ def _common(body: Any) -> tuple[dict[str, Any], str | None]:
     if ctype not in (None, "public-key"):
         raise MalformedResponse(Step.CREDENTIAL_TYPE, "type must be public-key")
     attachment = body.get("authenticatorAttachment")
-    if attachment is not None and attachment not in ATTACHMENTS:
+    if attachment is not None and (
+        not isinstance(attachment, str) or attachment not in ATTACHMENTS
+    ):
         raise MalformedResponse(
             Step.AUTHENTICATOR_ATTACHMENT,
             "authenticatorAttachment must be platform or cross-platform",

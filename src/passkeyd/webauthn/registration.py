@@ -19,6 +19,7 @@ from typing import cast
 import cbor2
 from webauthn.helpers import (
     decode_credential_public_key,
+    decoded_public_key_to_cryptography,
     parse_attestation_object,
 )
 from webauthn.helpers.aaguid_to_string import aaguid_to_string
@@ -32,7 +33,7 @@ from webauthn.helpers.structs import (
 from webauthn import verify_registration_response
 
 from .checks import check_authenticator_flags, check_client_data
-from .cose import ES384, cose_algorithm, verify_es384
+from .cose import ES384, cose_algorithm, es384_public_key, verify_es384
 from .encoding import b64url_decode, b64url_encode
 from .errors import MalformedResponse, Step, VerificationFailed
 from .origins import OriginPolicy
@@ -100,8 +101,15 @@ def verify_registration(
         raise MalformedResponse(Step.CREDENTIAL_ID, "id is not the attested credential id")
     # §7.1.19: the key's algorithm must be one the options offered.
     try:
-        decode_credential_public_key(attested.credential_public_key)
         algorithm = cose_algorithm(attested.credential_public_key)
+        # The key must load: a point off its curve or a key of the wrong size could never
+        # verify an assertion, so refuse it now rather than store a dead passkey.
+        if algorithm == ES384:
+            es384_public_key(attested.credential_public_key)
+        else:
+            decoded_public_key_to_cryptography(
+                decode_credential_public_key(attested.credential_public_key)
+            )
     except MalformedResponse:
         raise
     except Exception as exc:

@@ -9,7 +9,15 @@ from starlette.routing import Route
 
 from passkeyd.domain.errors import FactorConfigInvalid, RelyingPartyMissing
 from passkeyd.domain.models import PasskeySettings
-from passkeyd.domain.policy import ATTACHMENTS, ATTESTATION, DISCOVERABLE, USER_VERIFICATION
+from passkeyd.domain.policy import (
+    ATTACHMENTS,
+    ATTESTATION,
+    DISCOVERABLE,
+    MAX_NAME_LENGTH,
+    MAX_ORIGINS,
+    USER_VERIFICATION,
+    invalid_origin,
+)
 from passkeyd.webauthn import related_origins
 
 from ..edge import Call, endpoint
@@ -42,6 +50,16 @@ def requested_config(config: Any) -> PasskeySettings:
         not isinstance(origins, list) or not all(isinstance(o, str) for o in origins)
     ):
         raise FactorConfigInvalid("Factor config invalid: relying_party.origins must be strings")
+    if origins is not None and (len(origins) > MAX_ORIGINS or invalid_origin(origins) is not None):
+        raise FactorConfigInvalid(
+            f"Factor config invalid: relying_party.origins must be at most {MAX_ORIGINS}"
+            " printable origins"
+        )
+    name = rp.get("name")
+    if isinstance(name, str) and len(name) > MAX_NAME_LENGTH:
+        raise FactorConfigInvalid(
+            "Factor config invalid: relying_party.name is over 255 characters"
+        )
     settings = PasskeySettings(
         rp_id=_optional_str(rp.get("id"), "relying_party.id"),
         rp_name=_optional_str(rp.get("name"), "relying_party.name"),
