@@ -156,7 +156,9 @@ def create_app(domain: Domain, settings: Settings | None = None) -> Starlette:
         domain.store.close()
 
     app = Starlette(
+        # Starlette tries routes in order: the ceremony endpoints, the hot path, go first.
         routes=[
+            *passkeys.routes,
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
             Route("/metrics", metrics_endpoint, methods=["GET"]),
@@ -164,7 +166,6 @@ def create_app(domain: Domain, settings: Settings | None = None) -> Starlette:
             Route("/docs", docs, methods=["GET"]),
             *services.routes,
             *entities.routes,
-            *passkeys.routes,
             *webhooks.routes,
             *audit.routes,
         ],
