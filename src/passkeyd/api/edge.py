@@ -59,9 +59,18 @@ class Call:
         return await _run(self.domain, fn, *args, **kwargs)
 
 
+_limiters: dict[int, anyio.CapacityLimiter] = {}
+
+
 async def _run(domain: Domain, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     if domain.store.runs_in_threads:
-        return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs))
+        # No more threads than the store has connections: more would only queue for the
+        # pool, and their lock hand-offs cost more CPU than the queries themselves.
+        limiter = _limiters.get(id(domain))
+        if limiter is None:
+            limiter = _limiters[id(domain)] = anyio.CapacityLimiter(domain.store.concurrency)
+        call = functools.partial(fn, *args, **kwargs)
+        return await anyio.to_thread.run_sync(call, limiter=limiter)
     return fn(*args, **kwargs)
 
 

@@ -45,6 +45,7 @@ class ApproveOutcome(enum.Enum):
 
 class Store(Protocol):
     runs_in_threads: bool  # True when queries block on network I/O (run them off the loop)
+    concurrency: int  # how many threads can use the store at once (its connections)
 
     # schema
     def migrate(self) -> list[int]: ...

@@ -43,6 +43,7 @@ class PostgresStore(SqlStore):
     integrity_errors = (psycopg.errors.IntegrityError,)
 
     def __init__(self, url: str, *, pool_size: int = 10, connect_timeout: float = 10.0) -> None:
+        self.concurrency = pool_size
         self._pool = ConnectionPool(
             url,
             min_size=1,

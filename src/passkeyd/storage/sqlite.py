@@ -14,6 +14,7 @@ from .sql import SqlStore
 class SQLiteStore(SqlStore):
     dialect = "sqlite"
     runs_in_threads = False  # each query is tens of microseconds: run it on the event loop
+    concurrency = 1
     integrity_errors = (sqlite3.IntegrityError,)
 
     def __init__(self, path: str, *, synchronous: str = "NORMAL") -> None:
