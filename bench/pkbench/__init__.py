@@ -1,0 +1,1 @@
+"""passkeyd benchmark: load generator, systems under test, report (see bench/README.md)."""
