@@ -6,7 +6,7 @@ import secrets
 from dataclasses import dataclass, replace
 from typing import Any
 
-from passkeyd.storage import ApproveOutcome, Store
+from passkeyd.storage import ApproveOutcome, InsertOutcome, Store
 from passkeyd.webauthn import (
     TIMEOUT_MS,
     CeremonyError,
@@ -45,6 +45,7 @@ from .models import (
     FactorStatus,
     PageRequest,
     PasskeySettings,
+    RateHit,
 )
 from .policy import resolve_policy
 
@@ -99,20 +100,9 @@ class Authentications:
         service = self.store.get_service(account_sid, service_sid)
         if service is None:
             raise NotFound(f"The requested resource /Services/{service_sid} was not found")
-        if isinstance(identity, str):
-            self.limiter.hit("challenge", f"{service_sid}:{identity}")
         entity_sid, ident, factors = self._factors_for(
             account_sid, service_sid, identity, factor_sid
         )
-        if entity_sid and (
-            self.store.count_pending_challenges(account_sid, service_sid, entity_sid, self.clock())
-            >= MAX_PENDING_CHALLENGES_PER_ENTITY
-        ):
-            raise TooManyRequests(
-                f"Too many pending challenges: at most {MAX_PENDING_CHALLENGES_PER_ENTITY}"
-                " per entity; answer or let one expire",
-                retry_after=60,
-            )
         if factors:
             policy = factors[0].policy
             factors = [f for f in factors if f.policy.rp_id == policy.rp_id]
@@ -150,7 +140,29 @@ class Authentications:
             date_responded=None,
             expiration_date=now + TIMEOUT_MS // 1000,
         )
-        self.store.insert_challenge(challenge)
+        # The rate-limit hit and the pending-challenge bound are checked in the insert's
+        # own transaction: one write per challenge.
+        rate = (
+            self.limiter.pending_hit("challenge", f"{service_sid}:{identity}")
+            if isinstance(identity, str)
+            else None
+        )
+        outcome = self.store.insert_challenge(
+            challenge, rate=rate, max_pending=MAX_PENDING_CHALLENGES_PER_ENTITY
+        )
+        if outcome is InsertOutcome.RATE_LIMITED:
+            limit = rate.limit if rate else 0
+            raise TooManyRequests(
+                f"Too many requests: at most {limit} challenges per identity in"
+                f" {self.limiter.rules['challenge'].window} s",
+                retry_after=self.limiter.retry_after("challenge"),
+            )
+        if outcome is InsertOutcome.TOO_MANY_PENDING:
+            raise TooManyRequests(
+                f"Too many pending challenges: at most {MAX_PENDING_CHALLENGES_PER_ENTITY}"
+                " per entity; answer or let one expire",
+                retry_after=60,
+            )
         return challenge
 
     def approve_challenge(self, account_sid: str, service_sid: str, body: Any) -> Challenge:
@@ -180,7 +192,7 @@ class Authentications:
             if factor.status is not FactorStatus.VERIFIED:
                 raise FactorUnverified("Factor is unverified")
             try:
-                self.limiter.hit("approve", f"{service_sid}:{factor.entity_sid}")
+                self.limiter.check("approve", f"{service_sid}:{factor.entity_sid}")
             except TooManyRequests:
                 # Replays racing their approved twin are replays (60322), not a flood.
                 latest = self.store.get_challenge(account_sid, service_sid, challenge.sid)
@@ -260,6 +272,7 @@ class Authentications:
             deliveries=approved,
             backup_eligible_changed=verified.backup_eligible != factor.credential.backup_eligible,
             flag_counter_regression=flag_counter,
+            rate_hits=self._hits(account_sid, factor, failed=False),
         )
         if outcome is ApproveOutcome.NOT_PENDING:
             latest = self.store.get_challenge(account_sid, service_sid, challenge.sid)
@@ -311,14 +324,26 @@ class Authentications:
                 "challenge_status": "denied",
             },
         )
-        self.limiter.note("failed_auth", account_sid)
         self.store.record_failed_attempt(
             challenge.sid,
             max_attempts=MAX_FAILED_ATTEMPTS,
             now=now,
             deliveries=regressed,
             on_spent=spent,
+            rate_hits=self._hits(account_sid, factor, failed=True),
         )
+
+    def _hits(self, account_sid: str, factor: Factor | None, *, failed: bool) -> list[RateHit]:
+        """What an approval attempt counts: a try for the identity, a failure for the
+        account. Counted in the attempt's own transaction; checked before verifying."""
+        hits = []
+        if factor is not None:
+            hits.append(
+                self.limiter.pending_hit("approve", f"{factor.service_sid}:{factor.entity_sid}")
+            )
+        if failed:
+            hits.append(self.limiter.pending_hit("failed_auth", account_sid))
+        return [h for h in hits if h is not None]
 
     @staticmethod
     def _check_pending(challenge: Challenge, now: int) -> None:

@@ -12,6 +12,7 @@ from passkeyd.storage import Store
 
 from .clock import Clock
 from .errors import TooManyRequests
+from .models import RateHit
 
 MAX_FACTORS_PER_ENTITY = 20  # verified, or awaiting registration
 MAX_PENDING_CHALLENGES_PER_ENTITY = 20
@@ -74,12 +75,20 @@ class RateLimiter:
                 code=code,
             )
 
-    def note(self, rule_name: str, key: str) -> None:
-        """Count one hit without refusing anything (the refusal comes with `check`)."""
+    def pending_hit(self, rule_name: str, key: str) -> RateHit | None:
+        """A hit to count inside another write's transaction (None when the rule is off)."""
         rule = self.rules.get(rule_name)
-        if rule is not None:
-            now = self.clock()
-            self.store.hit_rate_limit(f"{rule_name}:{key}", now - now % rule.window)
+        if rule is None:
+            return None
+        now = self.clock()
+        return RateHit(f"{rule_name}:{key}", now - now % rule.window, rule.limit)
+
+    def retry_after(self, rule_name: str) -> int:
+        rule = self.rules.get(rule_name)
+        if rule is None:
+            return 1
+        now = self.clock()
+        return rule.window - now % rule.window
 
     def check(self, rule_name: str, key: str) -> None:
         """Refuse when the limit is already used up, without counting a hit."""

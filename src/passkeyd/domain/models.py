@@ -234,3 +234,12 @@ class AuditEvent:
     request_id: str
     date_created: int
     seq: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RateHit:
+    """One hit to count against a rate-limit window, inside another write's transaction."""
+
+    key: str
+    window_start: int
+    limit: int

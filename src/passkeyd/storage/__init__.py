@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import ApproveOutcome, CredentialConflict, StorageUnavailable, Store
+from .base import ApproveOutcome, CredentialConflict, InsertOutcome, StorageUnavailable, Store
 from .sqlite import SQLiteStore
 
 
@@ -30,6 +30,7 @@ def is_embedded(url: str) -> bool:
 __all__ = [
     "ApproveOutcome",
     "CredentialConflict",
+    "InsertOutcome",
     "SQLiteStore",
     "StorageUnavailable",
     "Store",

@@ -24,6 +24,7 @@ from passkeyd.domain.models import (
     Factor,
     Page,
     PageRequest,
+    RateHit,
     Service,
     Webhook,
 )
@@ -35,6 +36,12 @@ class StorageUnavailable(Exception):
 
 class CredentialConflict(Exception):
     """The credential id is already registered in this service."""
+
+
+class InsertOutcome(enum.Enum):
+    INSERTED = "inserted"
+    RATE_LIMITED = "rate_limited"
+    TOO_MANY_PENDING = "too_many_pending"
 
 
 class ApproveOutcome(enum.Enum):
@@ -117,7 +124,13 @@ class Store(Protocol):
     ) -> bool: ...
 
     # challenges
-    def insert_challenge(self, challenge: Challenge) -> None: ...
+    def insert_challenge(
+        self,
+        challenge: Challenge,
+        *,
+        rate: RateHit | None = None,
+        max_pending: int | None = None,
+    ) -> InsertOutcome: ...
     def get_challenge(self, account_sid: str, service_sid: str, sid: str) -> Challenge | None: ...
     def find_challenge(
         self, account_sid: str, service_sid: str, value: bytes
@@ -144,6 +157,7 @@ class Store(Protocol):
         deliveries: Sequence[Delivery] = (),
         backup_eligible_changed: bool = False,
         flag_counter_regression: bool = False,
+        rate_hits: Sequence[RateHit] = (),
     ) -> ApproveOutcome: ...
     def record_failed_attempt(
         self,
@@ -153,6 +167,7 @@ class Store(Protocol):
         now: int,
         deliveries: Sequence[Delivery] = (),
         on_spent: Sequence[Delivery] = (),
+        rate_hits: Sequence[RateHit] = (),
     ) -> bool: ...
 
     # webhooks and their outbox
@@ -179,9 +194,6 @@ class Store(Protocol):
     def hit_rate_limit(self, key: str, window_start: int) -> int: ...
     def rate_limit_count(self, key: str, window_start: int) -> int: ...
     def count_active_factors(
-        self, account_sid: str, service_sid: str, entity_sid: str, now: int
-    ) -> int: ...
-    def count_pending_challenges(
         self, account_sid: str, service_sid: str, entity_sid: str, now: int
     ) -> int: ...
     def append_audit(self, events: Sequence[AuditEvent]) -> None: ...

@@ -28,11 +28,12 @@ from passkeyd.domain.models import (
     Factor,
     Page,
     PageRequest,
+    RateHit,
     Service,
     Webhook,
 )
 
-from .base import ApproveOutcome, CredentialConflict
+from .base import ApproveOutcome, CredentialConflict, InsertOutcome
 from .rows import (
     CHALLENGE_COLUMNS,
     FACTOR_COLUMNS,
@@ -111,6 +112,23 @@ def _webhook(r: Sequence[Any]) -> Webhook:
         date_created=r[10],
         date_updated=r[11],
     )
+
+
+def _count_hit(tx: Tx, hit: RateHit) -> int:
+    row = tx.execute(
+        "INSERT INTO rate_limits (key, window_start, count) VALUES (?, ?, 1)"
+        " ON CONFLICT (key) DO UPDATE SET"
+        " count = CASE WHEN rate_limits.window_start = excluded.window_start"
+        " THEN rate_limits.count + 1 ELSE 1 END,"
+        " window_start = excluded.window_start RETURNING count",
+        (hit.key, hit.window_start),
+    ).fetchone()
+    return int(row[0])
+
+
+class _Refused(Exception):
+    def __init__(self, outcome: InsertOutcome) -> None:
+        self.outcome = outcome
 
 
 class _Rollback(Exception):
@@ -549,13 +567,35 @@ class SqlStore(abc.ABC):
 
     _CHALLENGE = f"SELECT {CHALLENGE_COLUMNS} FROM challenges"
 
-    def insert_challenge(self, challenge: Challenge) -> None:
+    def insert_challenge(
+        self,
+        challenge: Challenge,
+        *,
+        rate: RateHit | None = None,
+        max_pending: int | None = None,
+    ) -> InsertOutcome:
+        """Insert a challenge, counting its rate-limit hit and checking the entity's pending
+        challenges in the same transaction (one write instead of three)."""
         columns = CHALLENGE_COLUMNS.split(", ", 1)[1]
-        with self._write() as db:
-            db.execute(
-                f"INSERT INTO challenges ({columns}) VALUES ({', '.join('?' * 17)})",
-                challenge_to_row(challenge),
-            )
+        try:
+            with self._write() as db:
+                if rate is not None and _count_hit(db, rate) > rate.limit:
+                    raise _Refused(InsertOutcome.RATE_LIMITED)
+                if max_pending is not None and challenge.entity_sid:
+                    pending = db.execute(
+                        "SELECT count(*) FROM challenges WHERE entity_sid = ?"
+                        " AND status = 'pending' AND expiration_date > ?",
+                        (challenge.entity_sid, challenge.date_created),
+                    ).fetchone()[0]
+                    if pending >= max_pending:
+                        raise _Refused(InsertOutcome.TOO_MANY_PENDING)
+                db.execute(
+                    f"INSERT INTO challenges ({columns}) VALUES ({', '.join('?' * 17)})",
+                    challenge_to_row(challenge),
+                )
+        except _Refused as refused:
+            return refused.outcome
+        return InsertOutcome.INSERTED
 
     def get_challenge(self, account_sid: str, service_sid: str, sid: str) -> Challenge | None:
         row = self._one(
@@ -613,6 +653,7 @@ class SqlStore(abc.ABC):
         deliveries: Sequence[Delivery] = (),
         backup_eligible_changed: bool = False,
         flag_counter_regression: bool = False,
+        rate_hits: Sequence[RateHit] = (),
     ) -> ApproveOutcome:
         """Consume the challenge and record the assertion on the factor, in one transaction.
 
@@ -657,6 +698,8 @@ class SqlStore(abc.ABC):
                 if counted != 1:
                     raise _Rollback(ApproveOutcome.COUNTER_RACE)
                 _enqueue(tx, deliveries, now)
+                for hit in rate_hits:
+                    _count_hit(tx, hit)
         except _Rollback as rollback:
             return rollback.outcome
         return ApproveOutcome.APPROVED
@@ -704,15 +747,7 @@ class SqlStore(abc.ABC):
         """Count one hit in the fixed window starting at `window_start`; the count so far.
         One atomic upsert, so every process shares the same counter."""
         with self._write() as tx:
-            row = tx.execute(
-                "INSERT INTO rate_limits (key, window_start, count) VALUES (?, ?, 1)"
-                " ON CONFLICT (key) DO UPDATE SET"
-                " count = CASE WHEN rate_limits.window_start = excluded.window_start"
-                " THEN rate_limits.count + 1 ELSE 1 END,"
-                " window_start = excluded.window_start RETURNING count",
-                (key, window_start),
-            ).fetchone()
-        return int(row[0])
+            return _count_hit(tx, RateHit(key, window_start, 0))
 
     def rate_limit_count(self, key: str, window_start: int) -> int:
         row = self._one(
@@ -726,16 +761,6 @@ class SqlStore(abc.ABC):
         row = self._one(
             "SELECT count(*) FROM factors WHERE entity_sid = ? AND service_sid = ?"
             " AND account_sid = ? AND (status = 'verified' OR registration_expires > ?)",
-            (entity_sid, service_sid, account_sid, now),
-        )
-        return int(row[0])
-
-    def count_pending_challenges(
-        self, account_sid: str, service_sid: str, entity_sid: str, now: int
-    ) -> int:
-        row = self._one(
-            "SELECT count(*) FROM challenges WHERE entity_sid = ? AND service_sid = ?"
-            " AND account_sid = ? AND status = 'pending' AND expiration_date > ?",
             (entity_sid, service_sid, account_sid, now),
         )
         return int(row[0])
@@ -794,6 +819,7 @@ class SqlStore(abc.ABC):
         now: int,
         deliveries: Sequence[Delivery] = (),
         on_spent: Sequence[Delivery] = (),
+        rate_hits: Sequence[RateHit] = (),
     ) -> bool:
         """Count a failed attempt; True when it spent the challenge. `deliveries` are written
         with every failure, `on_spent` only with the one that spends it."""
@@ -807,6 +833,8 @@ class SqlStore(abc.ABC):
             ).fetchone()
             spent = row is not None and row[0] == "denied"
             _enqueue(db, [*deliveries, *(on_spent if spent else ())], now)
+            for hit in rate_hits:
+                _count_hit(db, hit)
             return spent
 
     # --- webhooks -------------------------------------------------------------------------
