@@ -380,3 +380,22 @@ def test_a_replay_racing_the_approval_is_answered_already_responded(api, alice, 
     finally:
         store.find_factor_by_credential = original
     assert (r.status_code, r.json()["code"]) == (403, 60322), r.text
+
+
+def test_step_7_2_6_usernameless_sign_in_needs_a_user_handle(api, alice):
+    challenge = api.challenge()
+    assertion = api.authenticator.get(challenge["options"], ORIGIN, user_handle=None)
+    body = refused(api, assertion, 403, 60324)
+    assert "userHandle" in body["message"]
+
+
+def test_a_passkey_registered_with_required_verification_keeps_it_in_usernameless_sign_in(api):
+    api.create_service()  # the service prefers UV; this one passkey was made requiring it
+    factor = api.create_factor(config={"user_verification": "required"})
+    api.verify_factor(api.authenticator.create(factor["options"], ORIGIN))
+    challenge = api.challenge()
+    assert challenge["options"]["publicKey"]["userVerification"] == "preferred"
+    no_uv = api.authenticator.get(challenge["options"], ORIGIN, flags=UP | BE | BS)
+    body = refused(api, no_uv, 403, 60324)
+    assert "user verified" in body["message"]
+    assert api.approve(api.authenticator.get(challenge["options"], ORIGIN)).status_code == 200

@@ -201,3 +201,25 @@ def test_mds_loads_once_and_fast():
     assert metadata.trust_store() is store
     assert len(store.aaguids) > 300
     assert elapsed < 2.0
+
+
+def test_a_certificate_for_one_model_cannot_claim_another_models_aaguid():
+    """Two models under one vendor root, the second REVOKED: a device of the revoked model
+    whose certificate names its own AAGUID must not borrow the good model's by writing that
+    AAGUID into authenticatorData (§8.2.1: the certificate's AAGUID must match)."""
+    root = pki.ca("Vendor Root")
+    good, revoked = YUBIKEY_5, "00112233-4455-6677-8899-aabbccddeeff"
+    store = TrustStore([
+        MetadataEntry("Good Key", good, root_certificates=(root.der,)),
+        MetadataEntry("Revoked Key", revoked, root_certificates=(root.der,),
+                      status_reports=(StatusReport("REVOKED", "2025-01-01", None),)),
+    ])  # fmt: skip
+    leaf = pki.attestation_leaf(root, bytes.fromhex(revoked.replace("-", "")))
+    with pytest.raises(CeremonyError) as refused:
+        _attacker_registration([leaf.der], leaf.key, store)  # claims the good AAGUID
+    assert refused.value.step is Step.ATTESTATION_TRUST
+    assert "another authenticator model" in refused.value.detail
+    honest = pki.attestation_leaf(root, bytes.fromhex(good.replace("-", "")))
+    assert (
+        _attacker_registration([honest.der], honest.key, store).metadata.description == "Good Key"
+    )

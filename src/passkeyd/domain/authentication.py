@@ -191,13 +191,6 @@ class Authentications:
                 raise FactorNotFound("Factor not found: no passkey has this credential id")
             if factor.status is not FactorStatus.VERIFIED:
                 raise FactorUnverified("Factor is unverified")
-            try:
-                self.limiter.check("approve", f"{service_sid}:{factor.entity_sid}")
-            except TooManyRequests:
-                # Replays racing their approved twin are replays (60322), not a flood.
-                latest = self.store.get_challenge(account_sid, service_sid, challenge.sid)
-                self._check_pending(latest or challenge, now)
-                raise
             if challenge.allowed_credentials and factor.credential.credential_id not in (
                 challenge.allowed_credentials
             ):
@@ -211,6 +204,13 @@ class Authentications:
                     "Factor does not match the relying party of the challenge"
                 )
             try:
+                self.limiter.check("approve", f"{service_sid}:{factor.entity_sid}")
+            except TooManyRequests:
+                # Replays racing their approved twin are replays (60322), not a flood.
+                latest = self.store.get_challenge(account_sid, service_sid, challenge.sid)
+                self._check_pending(latest or challenge, now)
+                raise
+            try:
                 verified = verify_authentication(
                     response,
                     expected_challenge=challenge.challenge,
@@ -223,7 +223,10 @@ class Authentications:
                     expected_user_handle=factor.entity_sid.encode("ascii"),
                     credential_public_key=factor.credential.public_key,
                     stored_sign_count=factor.credential.sign_count,
-                    require_user_verification=challenge.user_verification == "required",
+                    # The stricter of the challenge's and the passkey's own policy.
+                    require_user_verification="required"
+                    in (challenge.user_verification, factor.policy.user_verification),
+                    require_user_handle=not challenge.allowed_credentials,
                     counter_must_grow=not flag_counter,
                 )
             except CeremonyError as exc:
@@ -272,7 +275,7 @@ class Authentications:
             deliveries=approved,
             backup_eligible_changed=verified.backup_eligible != factor.credential.backup_eligible,
             flag_counter_regression=flag_counter,
-            rate_hits=self._hits(account_sid, factor, failed=False),
+            rate_hits=self._hits(account_sid, challenge, factor, failed=False),
         )
         if outcome is ApproveOutcome.NOT_PENDING:
             latest = self.store.get_challenge(account_sid, service_sid, challenge.sid)
@@ -330,14 +333,23 @@ class Authentications:
             now=now,
             deliveries=regressed,
             on_spent=spent,
-            rate_hits=self._hits(account_sid, factor, failed=True),
+            rate_hits=self._hits(account_sid, challenge, factor, failed=True),
         )
 
-    def _hits(self, account_sid: str, factor: Factor | None, *, failed: bool) -> list[RateHit]:
+    def _hits(
+        self, account_sid: str, challenge: Challenge, factor: Factor | None, *, failed: bool
+    ) -> list[RateHit]:
         """What an approval attempt counts: a try for the identity, a failure for the
         account. Counted in the attempt's own transaction; checked before verifying."""
         hits = []
-        if factor is not None:
+        allowed = factor is not None and (
+            not challenge.allowed_credentials
+            or (
+                factor.credential is not None
+                and factor.credential.credential_id in challenge.allowed_credentials
+            )
+        )  # someone else's credential offered to this challenge does not spend its owner's tries
+        if factor is not None and allowed:
             hits.append(
                 self.limiter.pending_hit("approve", f"{factor.service_sid}:{factor.entity_sid}")
             )

@@ -43,11 +43,17 @@ def verify_authentication(
     credential_public_key: bytes,
     stored_sign_count: int,
     require_user_verification: bool,
+    require_user_handle: bool = False,
     counter_must_grow: bool = True,
 ) -> VerifiedAssertion:
     """Verify an assertion. A counter that did not grow is refused (§7.2.21) unless
     `counter_must_grow` is False: then it is reported as `counter_regressed`."""
-    # §7.2.6: a userHandle, when given, must name the credential's owner.
+    # §7.2.6: when the user was not identified first (usernameless), the userHandle is
+    # required; when given, it must name the credential's owner.
+    if require_user_handle and response.user_handle is None:
+        raise VerificationFailed(
+            Step.USER_HANDLE, "userHandle is required when the user was not identified first"
+        )
     if response.user_handle is not None and not hmac.compare_digest(
         response.user_handle, expected_user_handle
     ):

@@ -122,6 +122,8 @@ def verify_registration(
     fmt = str(getattr(attestation.fmt, "value", attestation.fmt))
     statement = attestation.att_stmt
     if fmt == "packed" and not statement.x5c and algorithm == ES384:
+        if not isinstance(statement.sig, bytes) or not isinstance(statement.alg, int):
+            raise MalformedResponse(Step.ATTESTATION_OBJECT, "attStmt alg/sig are malformed")
         _verify_packed_self_es384(
             response, statement.alg, statement.sig, attested.credential_public_key
         )

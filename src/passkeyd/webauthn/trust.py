@@ -133,6 +133,27 @@ def _policy(at: datetime.datetime) -> verification.PolicyBuilder:
     )
 
 
+_FIDO_AAGUID_OID = x509.ObjectIdentifier("1.3.6.1.4.1.45724.1.1.4")
+
+
+def _check_certified_aaguid(leaf: x509.Certificate, aaguid: str) -> None:
+    """§8.2.1/§8.3.1: when the attestation certificate names an AAGUID
+    (id-fido-gen-ce-aaguid), it must be the one in authenticatorData. Otherwise one model
+    could borrow another's good standing (or allow-list entry) under a shared vendor root."""
+    try:
+        extension = leaf.extensions.get_extension_for_oid(_FIDO_AAGUID_OID)
+    except x509.ExtensionNotFound:
+        return
+    value = getattr(extension.value, "value", b"")
+    # The extension value is a DER OCTET STRING holding the 16 AAGUID bytes.
+    certified = value[2:] if len(value) == 18 and value[:2] == b"\x04\x10" else value
+    if certified.hex() != aaguid.replace("-", "").lower():
+        raise VerificationFailed(
+            Step.ATTESTATION_TRUST,
+            "the attestation certificate is for another authenticator model than the AAGUID claims",
+        )
+
+
 def verify_trust(
     *,
     fmt: str,
@@ -156,10 +177,12 @@ def verify_trust(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", CryptographyDeprecationWarning)
             certificates = [x509.load_der_x509_certificate(der) for der in chain]
-    except ValueError as exc:
+    except (ValueError, TypeError) as exc:
         raise VerificationFailed(
             Step.ATTESTATION_TRUST, "an attestation certificate is not valid DER"
         ) from exc
+    if fmt in ("packed", "tpm"):  # the formats whose certificates carry the AAGUID (§8.2, §8.3)
+        _check_certified_aaguid(certificates[0], aaguid)
     entry = trust_store.find(aaguid, certificates[0])
     if entry is None:
         raise VerificationFailed(
