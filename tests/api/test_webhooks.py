@@ -87,7 +87,7 @@ def test_webhook_resource_round_trip(hooks_api):
     [
         ({"WebhookUrl": "ftp://hooks.example.org/x"}, "http or https"),
         ({"WebhookUrl": "https://user:pw@hooks.example.org/x"}, "credentials"),
-        ({"WebhookUrl": "not a url"}, "http or https"),
+        ({"WebhookUrl": "not a url"}, "printable ASCII"),
         ({"EventTypes": "factor.exploded"}, "EventTypes"),
         ({"Status": "sometimes"}, "Status"),
         ({"Version": "v9"}, "Version"),
@@ -257,3 +257,69 @@ def test_denied_counter_regressed_and_backup_events(hooks_api):
         assert kinds.count("challenge.denied") == 1
         assert rx.events("factor.backup_state_changed")[0]["backed_up"] == "true"
         assert rx.events("challenge.denied")[0]["challenge_sid"] == second["sid"]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://100.64.0.1/x",
+        "http://100.100.100.200/latest",
+        "http://[2002:7f00:1::]/x",
+        "http://[::ffff:127.0.0.1]/x",
+        "http://0.0.0.0/x",
+        "http://198.18.0.1/x",
+    ],
+)
+def test_shared_and_wrapped_internal_addresses_are_refused(api, url):
+    api.create_service()
+    r = api.post_form(
+        f"{api.svc}/Webhooks", {"FriendlyName": "h", "WebhookUrl": url, "EventTypes": "*"}
+    )
+    assert (r.status_code, r.json()["code"]) == (400, 60200), url
+
+
+def test_urls_with_spaces_or_non_ascii_are_refused(hooks_api):
+    api = hooks_api
+    api.create_service()
+    for url in ("http://127.0.0.1/a b", "http://127.0.0.1/é"):
+        r = api.post_form(
+            f"{api.svc}/Webhooks", {"FriendlyName": "h", "WebhookUrl": url, "EventTypes": "*"}
+        )
+        assert (r.status_code, r.json()["code"]) == (400, 60200)
+
+
+def test_an_endpoint_that_speaks_no_http_does_not_starve_other_deliveries(hooks_api):
+    """A webhook whose target answers garbage fails its own deliveries, nothing else's."""
+    import socket
+    import threading
+
+    api = hooks_api
+    api.create_service()
+    garbage = socket.socket()
+    garbage.bind(("127.0.0.1", 0))
+    garbage.listen(16)
+    stop = threading.Event()
+
+    def answer_garbage():
+        garbage.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conn, _ = garbage.accept()
+            except OSError:
+                continue
+            conn.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
+            conn.close()
+
+    thread = threading.Thread(target=answer_garbage, daemon=True)
+    thread.start()
+    try:
+        with receiver() as rx:
+            create_webhook(api, f"http://127.0.0.1:{garbage.getsockname()[1]}/x", "factor.created")
+            create_webhook(api, rx.url, "factor.created")
+            for i in range(3):
+                api.create_factor(f"user-{i:04d}")
+            wait_for(lambda: len(rx.requests) == 3)
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        garbage.close()

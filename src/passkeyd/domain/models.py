@@ -217,6 +217,7 @@ class ClaimedDelivery:
     seq: int
     delivery: Delivery
     attempts: int
+    lease_until: int = 0  # the claim's lease: only its holder may record the outcome
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -22,47 +23,58 @@ STATUSES = ("enabled", "disabled")
 VERSIONS = ("v1", "v2")
 
 
-def _private(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    return (
-        address.is_private
-        or address.is_loopback
-        or address.is_link_local
-        or address.is_multicast
-        or address.is_reserved
-        or address.is_unspecified
-    )
+_URL_CHARS = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII, no spaces
 
 
-def refuse_target(url: str, *, allow_private: bool) -> str | None:
-    """Why `url` may not be called back, or None when it may.
+def _internal(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Anything but a public unicast address, looking through IPv6 wrappings of IPv4
+    (mapped, 6to4, Teredo) so that none of them smuggles a loopback or private target."""
+    if isinstance(address, ipaddress.IPv6Address):
+        for inner in (address.ipv4_mapped, address.sixtofour,
+                      address.teredo[1] if address.teredo else None):  # fmt: skip
+            if inner is not None and _internal(inner):
+                return True
+    return not address.is_global or address.is_multicast
 
-    http/https only, a host, no credentials; and unless the operator allows it, no
-    loopback or private-network address (every address the name resolves to is checked,
-    here and again before each delivery).
+
+def resolve_target(url: str, *, allow_private: bool) -> tuple[str | None, list[str]]:
+    """(why `url` may not be called back, or None; the addresses vetted for it).
+
+    http/https only, printable ASCII, a host, no credentials; and unless the operator
+    allows it, only public addresses: every address the name resolves to is checked, and
+    the sender connects to one of exactly these (no second look-up to be rebound).
     """
     if len(url) > MAX_URL_LENGTH:
-        return "is too long"
+        return "is too long", []
+    if not _URL_CHARS.match(url):
+        return "must be printable ASCII without spaces", []
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError:
-        return "is not a URL"
+        return "is not a URL", []
     if parts.scheme not in ("http", "https"):
-        return "must be http or https"
+        return "must be http or https", []
     if not parts.hostname:
-        return "has no host"
+        return "has no host", []
     if parts.username is not None or parts.password is not None:
-        return "must not carry credentials"
-    if allow_private:
-        return None
+        return "must not carry credentials", []
+    if allow_private:  # the operator trusts every target: connect by name
+        return None, []
+    default_port = 443 if parts.scheme == "https" else 80
     try:
-        infos = socket.getaddrinfo(parts.hostname, port or 443, proto=socket.IPPROTO_TCP)
-    except (socket.gaierror, UnicodeError):
-        return "has a host that does not resolve"
-    for info in infos:
-        if _private(ipaddress.ip_address(info[4][0])):
-            return "points at a loopback or private network address"
-    return None
+        infos = socket.getaddrinfo(parts.hostname, port or default_port, proto=socket.IPPROTO_TCP)
+    except (socket.gaierror, UnicodeError, OSError):
+        return "has a host that does not resolve", []
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+    if any(_internal(ipaddress.ip_address(a)) for a in addresses):
+        return "points at a loopback or private network address", []
+    return None, addresses
+
+
+def refuse_target(url: str, *, allow_private: bool) -> str | None:
+    """Why `url` may not be called back, or None when it may (see resolve_target)."""
+    return resolve_target(url, allow_private=allow_private)[0]
 
 
 def _event_types(values: Sequence[str]) -> tuple[str, ...]:

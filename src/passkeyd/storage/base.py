@@ -181,8 +181,15 @@ class Store(Protocol):
         self, *, now: int, lease_seconds: int, limit: int
     ) -> list[ClaimedDelivery]: ...
     def finish_delivery(
-        self, seq: int, *, now: int, delivered: bool, retry_at: int | None, error: str | None
-    ) -> None: ...
+        self,
+        seq: int,
+        *,
+        now: int,
+        delivered: bool,
+        retry_at: int | None,
+        error: str | None,
+        lease_until: int | None = None,
+    ) -> bool: ...
     def delivery_backlog(self) -> int: ...
 
     # housekeeping

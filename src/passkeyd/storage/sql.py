@@ -354,7 +354,12 @@ class SqlStore(abc.ABC):
             )
             if cur.rowcount == 0:
                 return False
-            for table in ("challenges", "factors", "entities"):
+            db.execute(
+                "DELETE FROM webhook_deliveries WHERE status = 'pending' AND webhook_sid IN"
+                " (SELECT sid FROM webhooks WHERE service_sid = ?)",
+                (sid,),
+            )
+            for table in ("challenges", "factors", "entities", "webhooks"):
                 db.execute(f"DELETE FROM {table} WHERE service_sid = ?", (sid,))  # noqa: S608
             return True
 
@@ -950,22 +955,36 @@ class SqlStore(abc.ABC):
                 seq=r[0],
                 delivery=Delivery(r[1], r[2], r[3], r[4], r[5], orjson.loads(r[6])),
                 attempts=r[7],
+                lease_until=now + lease_seconds,
             )
             for r in rows
         ]
         return sorted(claimed, key=lambda c: c.seq)
 
     def finish_delivery(
-        self, seq: int, *, now: int, delivered: bool, retry_at: int | None, error: str | None
-    ) -> None:
-        """Record a delivery's outcome: delivered, retry at `retry_at`, or given up."""
+        self,
+        seq: int,
+        *,
+        now: int,
+        delivered: bool,
+        retry_at: int | None,
+        error: str | None,
+        lease_until: int | None = None,
+    ) -> bool:
+        """Record a delivery's outcome: delivered, retry at `retry_at`, or given up. With
+        `lease_until`, only while that lease is still held: a sender whose lease ran out (and
+        whose delivery another sender took over) cannot overwrite the newer outcome."""
         status = "delivered" if delivered else ("pending" if retry_at is not None else "failed")
+        sql = (
+            "UPDATE webhook_deliveries SET status = ?, next_attempt_at = ?, locked_until = 0,"
+            " last_error = ?, date_updated = ? WHERE seq = ? AND status = 'pending'"
+        )
+        args: list[Any] = [status, retry_at if retry_at is not None else now, error, now, seq]
+        if lease_until is not None:
+            sql += " AND locked_until = ?"
+            args.append(lease_until)
         with self._write() as db:
-            db.execute(
-                "UPDATE webhook_deliveries SET status = ?, next_attempt_at = ?, locked_until = 0,"
-                " last_error = ?, date_updated = ? WHERE seq = ?",
-                (status, retry_at if retry_at is not None else now, error, now, seq),
-            )
+            return db.execute(sql, args).rowcount == 1
 
     def delivery_backlog(self) -> int:
         row = self._one("SELECT count(*) FROM webhook_deliveries WHERE status = 'pending'", ())

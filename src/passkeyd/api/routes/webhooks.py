@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
+import anyio.to_thread
 from starlette.routing import Route
 
 from ..edge import Call, endpoint
@@ -27,8 +29,11 @@ def _fields(form: Form) -> dict[str, Any]:
 @endpoint
 async def create_webhook(call: Call) -> tuple[int, Any]:
     form = await read_form(call.request)
-    webhook = await call.run(
-        call.domain.webhooks.create, call.account_sid, call.path("service_sid"), **_fields(form)
+    # Validating the URL resolves its host: never on the event loop, whatever the store.
+    webhook = await anyio.to_thread.run_sync(
+        functools.partial(
+            call.domain.webhooks.create, call.account_sid, call.path("service_sid"), **_fields(form)
+        )
     )
     return 201, webhook_json(webhook, call.base)
 
@@ -55,12 +60,14 @@ async def fetch_webhook(call: Call) -> tuple[int, Any]:
 @endpoint
 async def update_webhook(call: Call) -> tuple[int, Any]:
     form = await read_form(call.request)
-    webhook = await call.run(
-        call.domain.webhooks.update,
-        call.account_sid,
-        call.path("service_sid"),
-        call.path("sid"),
-        **_fields(form),
+    webhook = await anyio.to_thread.run_sync(
+        functools.partial(
+            call.domain.webhooks.update,
+            call.account_sid,
+            call.path("service_sid"),
+            call.path("sid"),
+            **_fields(form),
+        )
     )
     return 200, webhook_json(webhook, call.base)
 
