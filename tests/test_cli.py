@@ -183,3 +183,13 @@ def test_rotate_token_and_read_the_audit_trail(db):
         60324,
         "origin",
     )
+
+
+def test_check_config_redacts_database_passwords():
+    r = run(
+        "check-config",
+        "--database-url",
+        "postgresql://u:hunter2@127.0.0.1:1/db?password=swordfish&sslmode=disable",
+        env={"PATH": "/usr/bin:/bin", "PASSKEYD_DB_CONNECT_TIMEOUT": "1"},
+    )
+    assert "hunter2" not in r.stdout + r.stderr and "swordfish" not in r.stdout + r.stderr

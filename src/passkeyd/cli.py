@@ -79,6 +79,7 @@ def cmd_serve(settings: Settings) -> int:
     import uvicorn
 
     store = _open(settings, migrate=True)  # the embedded default applies its own schema
+    secret_box(settings)  # create the key file once, here, before any worker starts
     if settings.account_sid and settings.auth_token:
         Domain(store, box=secret_box(settings)).accounts.ensure_account(
             settings.account_sid, settings.auth_token
@@ -110,6 +111,8 @@ def cmd_serve(settings: Settings) -> int:
         workers=settings.workers if settings.workers > 1 else None,
         log_level=settings.log_level,
         log_config=None,  # keep passkeyd's logging (JSON lines or text)
+        proxy_headers=True,  # X-Forwarded-Proto/For from the load balancers trusted below
+        forwarded_allow_ips=settings.forwarded_allow_ips,
         access_log=False,  # passkeyd logs each request itself, with its request id
         timeout_graceful_shutdown=10,
     )

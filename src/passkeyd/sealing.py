@@ -48,9 +48,18 @@ class SecretBox:
     def from_key_file(cls, path: Path) -> SecretBox:
         """Read the key file, creating it (mode 0600) with a random key when absent."""
         if not path.exists():
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            # Written whole under another name, then linked in: a process that starts at the
+            # same moment sees either no file or the complete key, never half of it.
+            temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as handle:
                 handle.write(secrets.token_hex(32) + "\n")
+            try:
+                os.link(temporary, path)  # fails if another process won the race: use theirs
+            except FileExistsError:
+                pass
+            finally:
+                os.unlink(temporary)
         return cls.from_text(path.read_text())
 
     def seal(self, plaintext: str, *, context: str) -> bytes:

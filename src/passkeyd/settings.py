@@ -42,6 +42,7 @@ class Settings:
     rate_limits: str = ""  # "" = the defaults; "off"; or "name=limit/seconds,..."
     audit_retention_seconds: int = 90 * 24 * 3600
     log_format: str = "auto"
+    forwarded_allow_ips: str = "127.0.0.1"
     access_log: bool = True
 
     def rate_limit_rules(self) -> dict[str, Rule]:
@@ -108,6 +109,7 @@ class Settings:
             ),
             sqlite_synchronous=(env.get("PASSKEYD_SQLITE_SYNCHRONOUS") or "NORMAL").upper(),
             log_format=(env.get("PASSKEYD_LOG_FORMAT") or "auto").lower(),
+            forwarded_allow_ips=env.get("PASSKEYD_FORWARDED_ALLOW_IPS") or "127.0.0.1",
             rate_limits=env.get("PASSKEYD_RATE_LIMITS") or "",
             audit_retention_seconds=number(
                 "PASSKEYD_AUDIT_RETENTION_SECONDS", cls.audit_retention_seconds, 0, 10**10
@@ -170,7 +172,7 @@ ENVIRONMENT = (
     "PASSKEYD_CHALLENGE_RETENTION_SECONDS", "PASSKEYD_PURGE_INTERVAL_SECONDS",
     "PASSKEYD_SECRET_KEY", "PASSKEYD_WEBHOOK_ALLOW_PRIVATE", "PASSKEYD_WEBHOOK_INTERVAL_MS",
     "PASSKEYD_WEBHOOK_RETRY_BASE_SECONDS", "PASSKEYD_WEBHOOK_MAX_ATTEMPTS",
-    "PASSKEYD_RATE_LIMITS", "PASSKEYD_AUDIT_RETENTION_SECONDS",
+    "PASSKEYD_RATE_LIMITS", "PASSKEYD_AUDIT_RETENTION_SECONDS", "PASSKEYD_FORWARDED_ALLOW_IPS",
 )  # fmt: skip
 SECRET = ("PASSKEYD_AUTH_TOKEN", "PASSKEYD_SECRET_KEY")
 
@@ -222,5 +224,11 @@ def _redact_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.password:
         netloc = parts.netloc.replace(f":{parts.password}@", ":<redacted>@")
-        return parts._replace(netloc=netloc).geturl()
-    return url
+        parts = parts._replace(netloc=netloc)
+    if parts.query:  # libpq also takes password= (and sslpassword=) as parameters
+        query = "&".join(
+            f"{k}=<redacted>" if "password" in k.lower() else f"{k}={v}"
+            for k, _, v in (p.partition("=") for p in parts.query.split("&"))
+        )
+        parts = parts._replace(query=query)
+    return parts.geturl()
