@@ -468,3 +468,17 @@ def test_a_backup_eligibility_change_latches(store):
     got = store.get_factor(svc.account_sid, svc.sid, f.sid).credential
     assert got.backup_eligible_changed is True
     assert got.backup_eligible is True  # the registration's value stays the baseline
+
+
+def test_active_factors_are_verified_or_awaiting_registration(store):
+    svc = service()
+    store.insert_service(svc)
+    done = verified(store, svc)
+    ent = store.get_entity(svc.account_sid, svc.sid, "user-0001")
+    waiting = factor(ent)
+    stale = dataclasses.replace(factor(ent), registration_expires=NOW - 1)
+    store.insert_factor(waiting)
+    store.insert_factor(stale)
+    active = store.active_factors(svc.account_sid, svc.sid, ent.sid, NOW)
+    assert [f.sid for f in active] == [done.sid, waiting.sid]
+    assert store.active_factors("AC" + "9" * 32, svc.sid, ent.sid, NOW) == []

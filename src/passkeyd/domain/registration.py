@@ -29,6 +29,7 @@ from .errors import (
     LimitExceeded,
     NotFound,
     RegistrationRefused,
+    TooManyRequests,
     UserDisplayNameMissing,
 )
 from .events import Events
@@ -71,20 +72,18 @@ class Registrations:
             raise InvalidParam("Invalid parameter: friendly_name is over 255 characters")
         ident = new_identity() if identity is None else check_identity(identity)
         policy = resolve_policy(config, service.passkeys)
-        self.limiter.hit("factor", f"{service_sid}:{ident}", code=60326)
         now = self.clock()
         entity = self.store.ensure_entity(
             Entity(new_sid("YE"), account_sid, service_sid, ident, now, now)
         )
-        if (
-            self.store.count_active_factors(account_sid, service_sid, entity.sid, now)
-            >= MAX_FACTORS_PER_ENTITY
-        ):
+        # One read for both the size limit and excludeCredentials.
+        active = self.store.active_factors(account_sid, service_sid, entity.sid, now)
+        if len(active) >= MAX_FACTORS_PER_ENTITY:
             raise LimitExceeded(
                 f"Too many passkeys: an entity may have at most {MAX_FACTORS_PER_ENTITY}"
                 " (verified or awaiting registration)"
             )
-        existing = self.store.verified_factors(account_sid, service_sid, entity.sid)
+        existing = [f for f in active if f.status is FactorStatus.VERIFIED]
         challenge = secrets.token_bytes(CHALLENGE_BYTES)
         factor = Factor(
             sid=new_sid("YF"),
@@ -105,7 +104,15 @@ class Registrations:
         created = self.events.deliveries(
             account_sid, service_sid, events.FACTOR_CREATED, events.factor_fields(factor)
         )
-        self.store.insert_factor(factor, created)
+        rate = self.limiter.pending_hit("factor", f"{service_sid}:{ident}")
+        if not self.store.insert_factor(factor, created, rate):
+            rule = self.limiter.rules["factor"]
+            raise TooManyRequests(
+                f"Too many requests to create factors for this entity: at most {rule.limit}"
+                f" per {rule.window} s",
+                retry_after=self.limiter.retry_after("factor"),
+                code=60326,
+            )
         options = creation_options(
             rp_id=policy.rp_id,
             rp_name=policy.rp_name,

@@ -399,6 +399,9 @@ class SqlStore(abc.ABC):
             return cur.rowcount == 1
 
     def ensure_entity(self, entity: Entity) -> Entity:
+        found = self.get_entity(entity.account_sid, entity.service_sid, entity.identity)
+        if found is not None:  # the common case: a read, no write lock
+            return found
         self.insert_entity(entity)
         found = self.get_entity(entity.account_sid, entity.service_sid, entity.identity)
         assert found is not None
@@ -449,14 +452,24 @@ class SqlStore(abc.ABC):
 
     _FACTOR = f"SELECT {FACTOR_COLUMNS} FROM factors"
 
-    def insert_factor(self, factor: Factor, deliveries: Sequence[Delivery] = ()) -> None:
+    def insert_factor(
+        self, factor: Factor, deliveries: Sequence[Delivery] = (), rate: RateHit | None = None
+    ) -> bool:
+        """Insert, counting the rate-limit hit in the same transaction; False (and nothing
+        written) when that hit is over the limit."""
         columns = FACTOR_COLUMNS.split(", ", 1)[1]
-        with self._write() as db:
-            db.execute(
-                f"INSERT INTO factors ({columns}) VALUES ({', '.join('?' * 26)})",
-                factor_to_row(factor),
-            )
-            _enqueue(db, deliveries, factor.date_created)
+        try:
+            with self._write() as db:
+                if rate is not None and _count_hit(db, rate) > rate.limit:
+                    raise _Refused(InsertOutcome.RATE_LIMITED)
+                db.execute(
+                    f"INSERT INTO factors ({columns}) VALUES ({', '.join('?' * 26)})",
+                    factor_to_row(factor),
+                )
+                _enqueue(db, deliveries, factor.date_created)
+        except _Refused:
+            return False
+        return True
 
     def get_factor(self, account_sid: str, service_sid: str, sid: str) -> Factor | None:
         row = self._one(
@@ -760,15 +773,16 @@ class SqlStore(abc.ABC):
         )
         return int(row[0]) if row else 0
 
-    def count_active_factors(
+    def active_factors(
         self, account_sid: str, service_sid: str, entity_sid: str, now: int
-    ) -> int:
-        row = self._one(
-            "SELECT count(*) FROM factors WHERE entity_sid = ? AND service_sid = ?"
-            " AND account_sid = ? AND (status = 'verified' OR registration_expires > ?)",
+    ) -> list[Factor]:
+        """An entity's verified factors and those still awaiting registration."""
+        rows = self._all(
+            self._FACTOR + " WHERE entity_sid = ? AND service_sid = ? AND account_sid = ?"
+            " AND (status = 'verified' OR registration_expires > ?) ORDER BY seq",
             (entity_sid, service_sid, account_sid, now),
         )
-        return int(row[0])
+        return [factor_from_row(r) for r in rows]
 
     # --- audit ----------------------------------------------------------------------------
 
