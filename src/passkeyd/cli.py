@@ -79,9 +79,9 @@ def cmd_serve(settings: Settings) -> int:
     import uvicorn
 
     store = _open(settings, migrate=True)  # the embedded default applies its own schema
-    secret_box(settings)  # create the key file once, here, before any worker starts
+    box = secret_box(settings)  # creates the key file once, here, before any worker starts
     if settings.account_sid and settings.auth_token:
-        Domain(store, box=secret_box(settings)).accounts.ensure_account(
+        Domain(store, box=box).accounts.ensure_account(
             settings.account_sid, settings.auth_token
         )
     store.close()

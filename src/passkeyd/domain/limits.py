@@ -61,20 +61,6 @@ class RateLimiter:
     clock: Clock
     rules: dict[str, Rule] = field(default_factory=lambda: dict(DEFAULT_RULES))
 
-    def hit(self, rule_name: str, key: str, *, code: int = 20429) -> None:
-        """Count one hit; raise TooManyRequests when this one is over the limit."""
-        rule = self.rules.get(rule_name)
-        if rule is None:
-            return
-        now = self.clock()
-        start = now - now % rule.window
-        if self.store.hit_rate_limit(f"{rule_name}:{key}", start) > rule.limit:
-            raise TooManyRequests(
-                f"Too many requests: at most {rule.limit} per {rule.window} s",
-                retry_after=start + rule.window - now,
-                code=code,
-            )
-
     def pending_hit(self, rule_name: str, key: str) -> RateHit | None:
         """A hit to count inside another write's transaction (None when the rule is off)."""
         rule = self.rules.get(rule_name)

@@ -761,12 +761,6 @@ class SqlStore(abc.ABC):
 
     # --- limits ---------------------------------------------------------------------------
 
-    def hit_rate_limit(self, key: str, window_start: int) -> int:
-        """Count one hit in the fixed window starting at `window_start`; the count so far.
-        One atomic upsert, so every process shares the same counter."""
-        with self._write() as tx:
-            return _count_hit(tx, RateHit(key, window_start, 0))
-
     def rate_limit_count(self, key: str, window_start: int) -> int:
         row = self._one(
             "SELECT count FROM rate_limits WHERE key = ? AND window_start = ?", (key, window_start)
