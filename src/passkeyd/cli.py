@@ -81,9 +81,7 @@ def cmd_serve(settings: Settings) -> int:
     store = _open(settings, migrate=True)  # the embedded default applies its own schema
     box = secret_box(settings)  # creates the key file once, here, before any worker starts
     if settings.account_sid and settings.auth_token:
-        Domain(store, box=box).accounts.ensure_account(
-            settings.account_sid, settings.auth_token
-        )
+        Domain(store, box=box).accounts.ensure_account(settings.account_sid, settings.auth_token)
     store.close()
     if settings.workers > 1 and is_embedded(settings.database_url):
         logging.getLogger("passkeyd").warning(

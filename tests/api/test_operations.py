@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import re
+import sqlite3
 
+from passkeyd.storage import sqlite as sqlite_module
 from tests.authenticator import b64url
 from tests.conftest import ORIGIN
 
@@ -107,3 +109,25 @@ def test_no_secret_or_credential_material_reaches_the_log(api, caplog):
     ]
     for secret in secrets:
         assert secret not in text
+
+
+def test_a_database_locked_by_another_process_answers_503_and_stores_nothing(
+    api, db_path, monkeypatch
+):
+    api.create_service()
+    monkeypatch.setattr(sqlite_module, "BUSY_TIMEOUT_SECONDS", 0.3)
+    before = api.snapshot()
+    other = sqlite3.connect(db_path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        r = api.post_json(
+            f"{api.svc}/Passkeys/Factors", {"friendly_name": "alice", "identity": "user-0009"}
+        )
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert r.status_code == 503
+    assert r.json()["code"] == 20503 and "request id" in r.json()["message"]
+    assert api.snapshot() == before
+    # and once the lock is gone, the same request goes through
+    assert api.create_factor(identity="user-0009")["status"] == "unverified"

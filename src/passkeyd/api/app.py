@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import secrets
@@ -130,6 +131,7 @@ def create_app(domain: Domain, settings: Settings | None = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        domain.store.start_group_commit(asyncio.get_running_loop())
         async with anyio.create_task_group() as tasks:
             dispatcher = Dispatcher(
                 domain.store,
@@ -152,6 +154,7 @@ def create_app(domain: Domain, settings: Settings | None = None) -> Starlette:
             tasks.start_soon(flush_audit_forever, domain)
             yield
             tasks.cancel_scope.cancel()
+        domain.store.stop_group_commit()
         await anyio.to_thread.run_sync(domain.audit.flush)
         domain.store.close()
 

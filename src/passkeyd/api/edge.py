@@ -27,6 +27,7 @@ from passkeyd.domain.errors import (
     Unauthenticated,
 )
 from passkeyd.domain.models import AuditEvent
+from passkeyd.storage import StorageUnavailable
 
 from . import errors
 
@@ -56,6 +57,8 @@ class Call:
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a domain call: inline for SQLite, in a worker thread for a networked store."""
+        if self.request.method != "GET":
+            await self.domain.store.reserve()  # it will write: take the lock without blocking
         return await _run(self.domain, fn, *args, **kwargs)
 
 
@@ -71,7 +74,12 @@ async def _run(domain: Domain, fn: Callable[..., T], *args: Any, **kwargs: Any) 
             limiter = _limiters[id(domain)] = anyio.CapacityLimiter(domain.store.concurrency)
         call = functools.partial(fn, *args, **kwargs)
         return await anyio.to_thread.run_sync(call, limiter=limiter)
-    return fn(*args, **kwargs)
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        # Answer only once what this call wrote (or read from a neighbour's write) is
+        # committed: SQLite commits the writes of one loop iteration together.
+        await domain.store.settle()
 
 
 Handler = Callable[[Call], Awaitable[tuple[int, Any]]]
@@ -145,6 +153,7 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         response_payload: Any = None
         code = 0
         step = ""
+        domain.store.request_started()
         try:
             username, password = _credentials(request)
             account_sid = await _run(domain, domain.accounts.authenticate, username, password)
@@ -158,6 +167,12 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
             response = error_response(status, code, message, request_id)
             if isinstance(exc, TooManyRequests):
                 response.headers["Retry-After"] = str(exc.retry_after)
+        except StorageUnavailable:
+            log.exception("storage unavailable", extra={"request_id": request_id, "route": route})
+            status, code = errors.UNAVAILABLE
+            response = error_response(
+                status, code, f"Service unavailable; request id {request_id}", request_id
+            )
         except errors.HttpError as exc:
             status, code = exc.status, exc.code
             response = error_response(exc.status, exc.code, exc.message, request_id)
@@ -167,6 +182,8 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
             response = error_response(
                 status, code, f"Internal error; request id {request_id}", request_id
             )
+        finally:
+            domain.store.request_finished()
         elapsed = time.perf_counter() - started
         if request.method != "GET" and account_sid:
             domain.audit.record(

@@ -7,6 +7,7 @@ vendor functions); every method that writes is one transaction.
 from __future__ import annotations
 
 import abc
+import asyncio
 import time
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
@@ -180,6 +181,31 @@ class SqlStore(abc.ABC):
 
     def ping(self) -> None:
         self._one("SELECT 1", ())
+
+    # Group commit (SQLite's; a no-op where each query already runs in its own thread).
+    def start_group_commit(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Batch writes made on `loop`'s thread into one commit per loop iteration."""
+        return None
+
+    def stop_group_commit(self) -> None:
+        """Commit what is batched and write each transaction on its own again."""
+        return None
+
+    def request_started(self) -> None:
+        """A request began: group commit waits for requests still working."""
+        return None
+
+    def request_finished(self) -> None:
+        """A request ended."""
+        return None
+
+    async def reserve(self) -> None:
+        """Before a call on the loop that is about to write: take the write lock."""
+        return None
+
+    async def settle(self) -> None:
+        """Return once every write made so far on the loop is committed."""
+        return None
 
     # --- schema ---------------------------------------------------------------------------
 

@@ -1,0 +1,207 @@
+"""SQLite group commit: the writes of requests on the event loop share one commit, each
+request answers only after that commit, a refused request undoes only its own writes, and
+another process holding the write lock makes requests wait on the loop, not in SQLite."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from passkeyd.domain.ids import new_sid
+from passkeyd.domain.models import Account
+from passkeyd.storage import SQLiteStore, StorageUnavailable
+from passkeyd.storage import sqlite as sqlite_module
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SQLiteStore]:
+    s = SQLiteStore(str(tmp_path / "gc.db"))
+    s.migrate()
+    yield s
+    s.close()
+
+
+def account() -> Account:
+    return Account(new_sid("AC"), "", b"h" * 32, 1)
+
+
+def stored_sids(path: Path) -> set[str]:
+    """What another process sees: only committed rows."""
+    other = sqlite3.connect(path)
+    try:
+        return {r[0] for r in other.execute("SELECT sid FROM accounts")}
+    finally:
+        other.close()
+
+
+def test_writes_on_the_loop_share_one_commit_and_are_durable_after_settle(
+    store: SQLiteStore, tmp_path: Path
+) -> None:
+    a, b = account(), account()
+    seen_before: set[str] = set()
+
+    async def request(acc: Account) -> None:
+        store.request_started()
+        try:
+            await store.reserve()
+            store.put_account(acc)
+            seen_before.update(stored_sids(tmp_path / "gc.db"))
+            await store.settle()
+        finally:
+            store.request_finished()
+
+    async def main() -> None:
+        store.start_group_commit(asyncio.get_running_loop())
+        await asyncio.gather(request(a), request(b))
+        assert stored_sids(tmp_path / "gc.db") == {a.sid, b.sid}
+        store.stop_group_commit()
+
+    asyncio.run(main())
+    assert seen_before == set()  # neither was committed before both had written
+
+
+def test_a_lone_request_is_committed_in_the_next_loop_iteration(store: SQLiteStore) -> None:
+    async def main() -> int:
+        store.start_group_commit(asyncio.get_running_loop())
+        store.request_started()
+        store.put_account(account())
+        iterations = 0
+
+        async def ticker() -> None:
+            nonlocal iterations
+            while True:
+                iterations += 1
+                await asyncio.sleep(0)
+
+        tick = asyncio.create_task(ticker())
+        await store.settle()
+        store.request_finished()
+        tick.cancel()
+        return iterations
+
+    assert asyncio.run(main()) <= 2  # no waiting for requests that are not there
+
+
+def test_a_refused_request_undoes_only_its_own_writes(store: SQLiteStore, tmp_path: Path) -> None:
+    kept, undone = account(), account()
+
+    async def main() -> None:
+        store.start_group_commit(asyncio.get_running_loop())
+        store.put_account(kept)
+        with pytest.raises(RuntimeError), store._write() as db:
+            db.execute(
+                "INSERT INTO accounts (sid, friendly_name, token_hash, date_created)"
+                " VALUES (?, '', x'00', 1)",
+                (undone.sid,),
+            )
+            raise RuntimeError("refused after writing")
+        await store.settle()
+
+    asyncio.run(main())
+    assert stored_sids(tmp_path / "gc.db") == {kept.sid}
+
+
+def test_a_failed_commit_fails_every_request_of_the_batch_and_stores_nothing(
+    store: SQLiteStore, tmp_path: Path
+) -> None:
+    # A deferred foreign key is checked at COMMIT: a real commit that SQLite refuses.
+    store._db.execute("PRAGMA foreign_keys = ON")
+    store._db.execute("CREATE TEMP TABLE parent (id INTEGER PRIMARY KEY)")
+    store._db.execute(
+        "CREATE TEMP TABLE child (parent INTEGER REFERENCES parent(id)"
+        " DEFERRABLE INITIALLY DEFERRED)"
+    )
+    innocent = account()
+    outcomes: list[BaseException | None] = []
+
+    async def request(write: object) -> None:
+        try:
+            await store.reserve()
+            if write is None:
+                with store._write() as db:
+                    db.execute("INSERT INTO child VALUES (42)")  # no parent 42
+            else:
+                store.put_account(innocent)
+            await store.settle()
+            outcomes.append(None)
+        except StorageUnavailable as exc:
+            outcomes.append(exc)
+
+    async def main() -> None:
+        store.start_group_commit(asyncio.get_running_loop())
+        await asyncio.gather(request(innocent), request(None))
+
+    asyncio.run(main())
+    assert len(outcomes) == 2 and all(isinstance(o, StorageUnavailable) for o in outcomes)
+    assert stored_sids(tmp_path / "gc.db") == set()
+    assert not store._db.in_transaction
+
+
+def test_a_write_from_a_thread_commits_the_open_batch_first(
+    store: SQLiteStore, tmp_path: Path
+) -> None:
+    on_loop, in_thread = account(), account()
+
+    async def main() -> None:
+        store.start_group_commit(asyncio.get_running_loop())
+        store.put_account(on_loop)
+        await asyncio.to_thread(store.put_account, in_thread)
+        assert stored_sids(tmp_path / "gc.db") == {on_loop.sid, in_thread.sid}
+        await store.settle()  # resolved by the thread's commit
+
+    asyncio.run(main())
+
+
+def test_reserve_waits_on_the_loop_while_another_process_holds_the_lock(
+    store: SQLiteStore, tmp_path: Path
+) -> None:
+    other = sqlite3.connect(tmp_path / "gc.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.001)
+
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        store.start_group_commit(loop)
+        tick = asyncio.create_task(ticker())
+        loop.call_later(0.15, other.execute, "COMMIT")
+        started = loop.time()
+        await store.reserve()
+        waited = loop.time() - started
+        store.put_account(account())
+        await store.settle()
+        tick.cancel()
+        return waited
+
+    waited = asyncio.run(main())
+    other.close()
+    assert waited >= 0.14
+    assert ticks >= 20  # the loop kept running other work while the request waited
+
+
+def test_reserve_gives_up_with_storage_unavailable(
+    store: SQLiteStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_module, "BUSY_TIMEOUT_SECONDS", 0.2)
+    other = sqlite3.connect(tmp_path / "gc.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+
+    async def main() -> None:
+        store.start_group_commit(asyncio.get_running_loop())
+        with pytest.raises(StorageUnavailable):
+            await store.reserve()
+
+    try:
+        asyncio.run(main())
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
