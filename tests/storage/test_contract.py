@@ -22,6 +22,7 @@ from passkeyd.domain.models import (
     PasskeyPolicy,
     PasskeySettings,
     Service,
+    Webhook,
 )
 from passkeyd.storage import ApproveOutcome, CredentialConflict, Store, open_store
 from tests.pg import temporary_schema
@@ -482,3 +483,71 @@ def test_active_factors_are_verified_or_awaiting_registration(store):
     active = store.active_factors(svc.account_sid, svc.sid, ent.sid, NOW)
     assert [f.sid for f in active] == [done.sid, waiting.sid]
     assert store.active_factors("AC" + "9" * 32, svc.sid, ent.sid, NOW) == []
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def two_processes(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Store, Store]]:
+    """Two stores on one database, as two server processes have."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/shared.db"
+        a, b = open_store(url), open_store(url)
+        a.migrate()
+        yield a, b
+        a.close()
+        b.close()
+        return
+    with temporary_schema() as url:
+        a, b = open_store(url, pool_size=2), open_store(url, pool_size=2)
+        a.migrate()
+        yield a, b
+        a.close()
+        b.close()
+
+
+def test_cached_configuration_is_current_at_each_refresh(two_processes) -> None:
+    """A process keeps accounts, keys, services and webhooks between requests; a change
+    made by any other process is seen from the next request (refresh) on."""
+    a, b = two_processes
+    acct = Account("AC" + "2" * 32, "", b"old-hash", NOW)
+    b.put_account(acct)
+    key = ApiKey(new_sid("SK"), acct.sid, "k", b"secret", False, NOW)
+    b.put_api_key(key)
+    svc = service(acct.sid)
+    b.insert_service(svc)
+    hook = Webhook(
+        new_sid("YW"), acct.sid, svc.sid, "h", ("*",), "https://example.com/h", "POST",
+        "enabled", "v2", NOW, NOW,
+    )  # fmt: skip
+    b.insert_webhook(hook)
+
+    a.refresh_config()
+    assert a.get_account(acct.sid).token_hash == b"old-hash"
+    assert not a.get_api_key(key.sid).revoked
+    assert a.get_service(acct.sid, svc.sid).friendly_name == "svc"
+    assert [w.sid for w in a.enabled_webhooks(acct.sid, svc.sid)] == [hook.sid]
+
+    b.put_account(dataclasses.replace(acct, token_hash=b"new-hash"))
+    b.revoke_api_key(acct.sid, key.sid)
+    b.update_service(dataclasses.replace(svc, friendly_name="renamed"))
+    b.update_webhook(dataclasses.replace(hook, status="disabled"))
+    # within one request, what it began with
+    assert a.get_account(acct.sid).token_hash == b"old-hash"
+    a.refresh_config()  # the next request
+    assert a.get_account(acct.sid).token_hash == b"new-hash"
+    assert a.get_api_key(key.sid).revoked
+    assert a.get_service(acct.sid, svc.sid).friendly_name == "renamed"
+    assert a.enabled_webhooks(acct.sid, svc.sid) == []
+
+    b.delete_service(acct.sid, svc.sid)
+    a.refresh_config()
+    assert a.get_service(acct.sid, svc.sid) is None
+
+
+def test_a_process_sees_its_own_configuration_changes_at_once(store) -> None:
+    store.refresh_config()
+    svc = service()
+    assert store.get_service(svc.account_sid, svc.sid) is None  # cached as absent
+    store.insert_service(svc)
+    assert store.get_service(svc.account_sid, svc.sid).sid == svc.sid
+    store.update_service(dataclasses.replace(svc, friendly_name="renamed"))
+    assert store.get_service(svc.account_sid, svc.sid).friendly_name == "renamed"

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Match, Route
+from starlette.types import Receive, Scope, Send
 
 from passkeyd import metrics
 from passkeyd.delivery import Dispatcher
@@ -126,6 +127,26 @@ async def flush_audit_forever(domain: Domain, interval: float = 0.2) -> None:
             log.exception("writing the audit trail failed; will retry")
 
 
+class App(Starlette):
+    """Starlette, with the four ceremony endpoints (the hot path) dispatched directly: an
+    exact POST path goes straight to its endpoint, which answers every error itself, so
+    it needs neither the router's scan nor the exception middlewares. Anything else takes
+    the usual way."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path"):
+            parts = scope["path"].split("/")
+            if len(parts) == 6 and parts[1] == "v2" and parts[2] == "Services":
+                hot = passkeys.HOT.get(parts[5])
+                if hot is not None and parts[4] == "Passkeys" and parts[3]:
+                    scope["app"] = self
+                    scope["path_params"] = {"service_sid": parts[3]}
+                    response = await hot(Request(scope, receive, send))
+                    await response(scope, receive, send)
+                    return
+        await super().__call__(scope, receive, send)
+
+
 def create_app(domain: Domain, settings: Settings | None = None) -> Starlette:
     settings = settings or Settings()
 
@@ -158,7 +179,7 @@ def create_app(domain: Domain, settings: Settings | None = None) -> Starlette:
         await anyio.to_thread.run_sync(domain.audit.flush)
         domain.store.close()
 
-    app = Starlette(
+    app = App(
         # Starlette tries routes in order: the ceremony endpoints, the hot path, go first.
         routes=[
             *passkeys.routes,

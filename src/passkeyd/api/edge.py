@@ -113,6 +113,13 @@ def _credentials(request: Request) -> tuple[str, str]:
     return username, password
 
 
+def _authenticate(domain: Domain, username: str, password: str) -> str:
+    """A request's first domain call: check the cached configuration is current, then
+    the credentials."""
+    domain.store.refresh_config()
+    return domain.accounts.authenticate(username, password)
+
+
 def _service_of(request: Request, payload: Any) -> str:
     """The service a request concerns: in its path, or (Services routes) the one acted on."""
     params = request.path_params
@@ -156,7 +163,7 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         domain.store.request_started()
         try:
             username, password = _credentials(request)
-            account_sid = await _run(domain, domain.accounts.authenticate, username, password)
+            account_sid = await _run(domain, _authenticate, domain, username, password)
             status, payload = await handler(Call(request, account_sid, domain))
             response_payload = payload
             response = json_response(status, payload, request_id)

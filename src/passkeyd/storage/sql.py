@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import functools
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from importlib import resources
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar, cast
 
 import orjson
 
@@ -152,6 +153,24 @@ class Tx(Protocol):
     def execute(self, sql: str, args: Sequence[Any] = ()) -> Cursor: ...
 
 
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _changes_config(method: F) -> F:
+    """A store method that changes accounts, keys, services or webhooks: what this process
+    cached is dropped once the change is committed (or refused)."""
+
+    @functools.wraps(method)
+    def wrapper(self: SqlStore, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            self.forget_config()
+
+    return cast(F, wrapper)
+
+
 class SqlStore(abc.ABC):
     dialect: str = ""
     runs_in_threads: bool = False
@@ -181,6 +200,45 @@ class SqlStore(abc.ABC):
 
     def ping(self) -> None:
         self._one("SELECT 1", ())
+
+    # --- configuration cache ----------------------------------------------------------------
+    # Accounts, API keys, services and webhooks are read on every request and change rarely.
+    # Every change to them increments `config_version` in its own transaction; a request
+    # starts with `refresh_config()`, one small read, and the rows cached since the last
+    # change are used as they are. Without a refresh (the CLI, tests) nothing is cached.
+
+    _config: dict[tuple[str, ...], Any]
+    _config_version: int | None = None
+
+    def refresh_config(self) -> None:
+        """Drop what is cached if any process changed the configuration since."""
+        try:
+            row = self._one("SELECT version FROM config_version WHERE id = 1", ())
+        except Exception:  # a schema from before migration 6: cache nothing
+            row = None
+        version = row[0] if row else None
+        if version != self._config_version or version is None:
+            self._config = {}
+            self._config_version = version
+
+    def forget_config(self) -> None:
+        """After this process changed the configuration, or rolled back such a change."""
+        self._config = {}
+
+    def _cached(self, key: tuple[str, ...], load: Callable[[], T]) -> T:
+        if self._config_version is None:
+            return load()
+        cache = self._config
+        if key in cache:
+            return cast(T, cache[key])
+        value = load()
+        if self._config is cache:  # not refreshed or changed meanwhile (another thread)
+            cache[key] = value
+        return value
+
+    @staticmethod
+    def _bump_config(db: Tx) -> None:
+        db.execute("UPDATE config_version SET version = version + 1 WHERE id = 1")
 
     # Group commit (SQLite's; a no-op where each query already runs in its own thread).
     def start_group_commit(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -242,8 +300,10 @@ class SqlStore(abc.ABC):
 
     # --- accounts and keys ----------------------------------------------------------------
 
+    @_changes_config
     def put_account(self, account: Account) -> None:
         with self._write() as db:
+            self._bump_config(db)
             db.execute(
                 "INSERT INTO accounts (sid, friendly_name, token_hash, date_created, token_sealed)"
                 " VALUES (?, ?, ?, ?, ?) ON CONFLICT (sid) DO UPDATE SET"
@@ -259,6 +319,9 @@ class SqlStore(abc.ABC):
             )
 
     def get_account(self, sid: str) -> Account | None:
+        return self._cached(("account", sid), lambda: self._load_account(sid))
+
+    def _load_account(self, sid: str) -> Account | None:
         row = self._one(
             "SELECT sid, friendly_name, token_hash, date_created, token_sealed FROM accounts"
             " WHERE sid = ?",
@@ -274,8 +337,10 @@ class SqlStore(abc.ABC):
         )
         return [_account(r) for r in rows]
 
+    @_changes_config
     def put_api_key(self, key: ApiKey) -> None:
         with self._write() as db:
+            self._bump_config(db)
             db.execute(
                 "INSERT INTO api_keys VALUES (?, ?, ?, ?, ?, ?)",
                 (
@@ -293,6 +358,9 @@ class SqlStore(abc.ABC):
     )
 
     def get_api_key(self, sid: str) -> ApiKey | None:
+        return self._cached(("api_key", sid), lambda: self._load_api_key(sid))
+
+    def _load_api_key(self, sid: str) -> ApiKey | None:
         row = self._one(self._KEY + " WHERE sid = ?", (sid,))
         return ApiKey(row[0], row[1], row[2], bytes(row[3]), bool(row[4]), row[5]) if row else None
 
@@ -302,13 +370,17 @@ class SqlStore(abc.ABC):
         )
         return [ApiKey(r[0], r[1], r[2], bytes(r[3]), bool(r[4]), r[5]) for r in rows]
 
+    @_changes_config
     def revoke_api_key(self, account_sid: str, sid: str) -> bool:
         with self._write() as db:
             cur = db.execute(
                 "UPDATE api_keys SET revoked = ? WHERE account_sid = ? AND sid = ?",
                 (True, account_sid, sid),
             )
-            return cur.rowcount == 1
+            if cur.rowcount != 1:
+                return False
+            self._bump_config(db)
+            return True
 
     # --- services -------------------------------------------------------------------------
 
@@ -330,8 +402,10 @@ class SqlStore(abc.ABC):
             date_updated=r[7],
         )
 
+    @_changes_config
     def insert_service(self, service: Service) -> None:
         with self._write() as db:
+            self._bump_config(db)
             db.execute(
                 "INSERT INTO services (sid, account_sid, friendly_name, passkeys, settings,"
                 " date_created, date_updated) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -346,9 +420,10 @@ class SqlStore(abc.ABC):
                 ),
             )
 
+    @_changes_config
     def update_service(self, service: Service) -> None:
         with self._write() as db:
-            db.execute(
+            cur = db.execute(
                 "UPDATE services SET friendly_name = ?, passkeys = ?, settings = ?,"
                 " date_updated = ? WHERE account_sid = ? AND sid = ?",
                 (
@@ -360,8 +435,15 @@ class SqlStore(abc.ABC):
                     service.sid,
                 ),
             )
+            if cur.rowcount == 1:
+                self._bump_config(db)
 
     def get_service(self, account_sid: str, sid: str) -> Service | None:
+        return self._cached(
+            ("service", account_sid, sid), lambda: self._load_service(account_sid, sid)
+        )
+
+    def _load_service(self, account_sid: str, sid: str) -> Service | None:
         row = self._one(self._SERVICE + " WHERE sid = ? AND account_sid = ?", (sid, account_sid))
         return self._service(row) if row else None
 
@@ -373,6 +455,7 @@ class SqlStore(abc.ABC):
         )
         return _page(rows, page, self._service)
 
+    @_changes_config
     def delete_service(self, account_sid: str, sid: str) -> bool:
         with self._write() as db:
             cur = db.execute(
@@ -380,6 +463,7 @@ class SqlStore(abc.ABC):
             )
             if cur.rowcount == 0:
                 return False
+            self._bump_config(db)
             db.execute(
                 "DELETE FROM webhook_deliveries WHERE status = 'pending' AND webhook_sid IN"
                 " (SELECT sid FROM webhooks WHERE service_sid = ?)",
@@ -883,9 +967,11 @@ class SqlStore(abc.ABC):
         " webhook_method, status, version, date_created, date_updated FROM webhooks"
     )
 
+    @_changes_config
     def insert_webhook(self, webhook: Webhook) -> None:
         w = webhook
         with self._write() as db:
+            self._bump_config(db)
             db.execute(
                 "INSERT INTO webhooks (sid, account_sid, service_sid, friendly_name, event_types,"
                 " webhook_url, webhook_method, status, version, date_created, date_updated)"
@@ -905,10 +991,11 @@ class SqlStore(abc.ABC):
                 ),
             )
 
+    @_changes_config
     def update_webhook(self, webhook: Webhook) -> None:
         w = webhook
         with self._write() as db:
-            db.execute(
+            cur = db.execute(
                 "UPDATE webhooks SET friendly_name = ?, event_types = ?, webhook_url = ?,"
                 " status = ?, version = ?, date_updated = ? WHERE sid = ? AND account_sid = ?",
                 (
@@ -922,6 +1009,8 @@ class SqlStore(abc.ABC):
                     w.account_sid,
                 ),
             )
+            if cur.rowcount == 1:
+                self._bump_config(db)
 
     def get_webhook(self, account_sid: str, service_sid: str, sid: str) -> Webhook | None:
         row = self._one(
@@ -943,6 +1032,14 @@ class SqlStore(abc.ABC):
         return _page(rows, page, _webhook)
 
     def enabled_webhooks(self, account_sid: str, service_sid: str) -> list[Webhook]:
+        return list(
+            self._cached(
+                ("webhooks", account_sid, service_sid),
+                lambda: tuple(self._load_enabled_webhooks(account_sid, service_sid)),
+            )
+        )
+
+    def _load_enabled_webhooks(self, account_sid: str, service_sid: str) -> list[Webhook]:
         rows = self._all(
             self._WEBHOOK + " WHERE service_sid = ? AND account_sid = ? AND status = 'enabled'"
             " ORDER BY seq",
@@ -950,13 +1047,17 @@ class SqlStore(abc.ABC):
         )
         return [_webhook(r) for r in rows]
 
+    @_changes_config
     def delete_webhook(self, account_sid: str, service_sid: str, sid: str) -> bool:
         with self._write() as db:
             cur = db.execute(
                 "DELETE FROM webhooks WHERE sid = ? AND service_sid = ? AND account_sid = ?",
                 (sid, service_sid, account_sid),
             )
-            return cur.rowcount == 1
+            if cur.rowcount != 1:
+                return False
+            self._bump_config(db)
+            return True
 
     # --- the delivery outbox --------------------------------------------------------------
 

@@ -106,6 +106,7 @@ class SQLiteStore(SqlStore):
                 error = StorageUnavailable(f"the database refused the commit: {exc}")
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
+                self.forget_config()  # it may hold what the rolled back batch wrote
         loop = self._loop
         if loop is None or batch.done():
             return

@@ -151,3 +151,11 @@ routes = [
     Route(PASSKEYS + "/ApproveChallenge", approve_challenge, methods=["POST"]),
     Route(PASSKEYS + "/WellKnown", well_known, methods=["GET"]),
 ]
+
+# The ceremony endpoints by the last segment of their path, for the app's direct dispatch.
+HOT = {
+    "Factors": create_factor,
+    "VerifyFactor": verify_factor,
+    "Challenges": create_challenge,
+    "ApproveChallenge": approve_challenge,
+}
