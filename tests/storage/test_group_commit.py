@@ -205,3 +205,68 @@ def test_reserve_gives_up_with_storage_unavailable(
     finally:
         other.execute("ROLLBACK")
         other.close()
+
+
+def test_after_its_commit_a_process_lets_a_waiting_process_have_the_lock(tmp_path: Path) -> None:
+    """Two processes (two connections) writing at once take turns: the one that has just
+    committed sees the other waiting and does not take the lock straight back."""
+    path = str(tmp_path / "gc.db")
+    a, b = SQLiteStore(path), SQLiteStore(path)
+    a.migrate()
+    order: list[str] = []
+
+    async def b_writes() -> None:
+        await b.reserve()  # finds the lock taken by a: waits, and says so
+        order.append("b")
+        b.put_account(account())
+        await b.settle()
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        a.start_group_commit(loop)
+        b.start_group_commit(loop)
+        await a.reserve()
+        a.put_account(account())
+        waiting = asyncio.create_task(b_writes())
+        await asyncio.sleep(0.01)  # b has tried, and waits
+        await a.settle()  # a commits, and sees b waiting
+        await a.reserve()  # a's next batch comes after b's
+        order.append("a")
+        a.put_account(account())
+        await a.settle()
+        await waiting
+        a.stop_group_commit()
+        b.stop_group_commit()
+
+    asyncio.run(main())
+    a.close()
+    b.close()
+    assert order == ["b", "a"]
+    assert len(stored_sids(tmp_path / "gc.db")) == 3
+
+
+def test_a_thread_waiting_for_another_process_leaves_the_loop_free(
+    store: SQLiteStore, tmp_path: Path
+) -> None:
+    """Background writes (audit trail, purge, webhooks) wait for a lock held elsewhere
+    without holding the connection that the loop's requests read through."""
+    other = sqlite3.connect(tmp_path / "gc.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    acc = account()
+
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        store.start_group_commit(loop)
+        background = asyncio.create_task(asyncio.to_thread(store.put_account, acc))
+        await asyncio.sleep(0.05)  # the thread is waiting for the lock
+        started = loop.time()
+        assert store.get_account(acc.sid) is None  # a read on the loop: not blocked
+        read_took = loop.time() - started
+        other.execute("COMMIT")
+        await background
+        return read_took
+
+    read_took = asyncio.run(main())
+    other.close()
+    assert read_took < 0.02
+    assert acc.sid in stored_sids(tmp_path / "gc.db")

@@ -14,9 +14,12 @@ own transaction.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
+import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -28,6 +31,7 @@ log = logging.getLogger("passkeyd.storage")
 
 BUSY_TIMEOUT_SECONDS = 10
 MAX_BATCH_ITERATIONS = 4  # loop iterations a batch may wait for requests still working
+YIELD_SECONDS = 0.002  # after a commit, while another process waits for the lock
 
 
 class SQLiteStore(SqlStore):
@@ -48,6 +52,9 @@ class SQLiteStore(SqlStore):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
         self._batch: asyncio.Future[None] | None = None  # the open group commit, if any
+        self._path = path
+        self._waiters: Waiters | None = None
+        self._yield_until = 0.0  # monotonic time before which no new batch begins
         self._active = 0  # requests in progress (see `request`)
         self._waiting = 0  # requests waiting in `settle` for the open batch
 
@@ -56,11 +63,16 @@ class SQLiteStore(SqlStore):
     def start_group_commit(self, loop: asyncio.AbstractEventLoop) -> None:
         """Batch the writes made on `loop`'s thread (see the module docstring)."""
         self._loop, self._loop_thread = loop, threading.get_ident()
+        if self._path != ":memory:" and self._waiters is None:
+            self._waiters = Waiters(self._path + "-waiters")
 
     def stop_group_commit(self) -> None:
         with self._lock:
             self._commit_batch()
             self._loop, self._loop_thread = None, 0
+            if self._waiters is not None:
+                self._waiters.close()
+                self._waiters = None
 
     def request_started(self) -> None:
         self._active += 1
@@ -101,6 +113,8 @@ class SQLiteStore(SqlStore):
             error: BaseException | None = None
             try:
                 self._db.execute("COMMIT")
+                if self._waiters is not None and self._waiters.anyone_else():
+                    self._yield_until = time.monotonic() + YIELD_SECONDS
             except sqlite3.Error as exc:
                 log.error("group commit failed: %s", exc)
                 error = StorageUnavailable(f"the database refused the commit: {exc}")
@@ -119,20 +133,62 @@ class SQLiteStore(SqlStore):
     def _write(self) -> Iterator[sqlite3.Connection]:
         """BEGIN IMMEDIATE takes the write lock up front, so no transaction is upgraded
         (and made to fail with SQLITE_BUSY) halfway through."""
-        with self._lock:
-            if self._loop is not None and threading.get_ident() == self._loop_thread:
-                with self._batched() as db:
-                    yield db
-                return
-            if self._batch is not None:
-                self._commit_batch()
-            self._db.execute("BEGIN IMMEDIATE")
+        if self._loop is not None and threading.get_ident() == self._loop_thread:
+            with self._lock, self._batched() as db:
+                yield db
+            return
+        if self._loop is not None:
+            self._begin_beside_loop()  # returns holding self._lock
+        else:
+            self._lock.acquire()
             try:
-                yield self._db
+                self._db.execute("BEGIN IMMEDIATE")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                self._lock.release()
                 raise
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        else:
             self._db.execute("COMMIT")
+        finally:
+            self._lock.release()
+
+    def _try_begin(self) -> bool:
+        """BEGIN IMMEDIATE without waiting: False when another process holds the lock."""
+        self._db.execute("PRAGMA busy_timeout = 0")
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            return True
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            return False
+        finally:
+            self._db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
+
+    def _begin_beside_loop(self) -> None:
+        """A write from a thread while the server runs (audit trail, purge, webhooks): wait
+        for another process's lock without holding this process's connection lock, which
+        the event loop needs for every query."""
+        delay, deadline = 0.0005, time.monotonic() + BUSY_TIMEOUT_SECONDS
+        while True:
+            self._lock.acquire()
+            try:
+                if self._batch is not None:
+                    self._commit_batch()
+                if self._try_begin():
+                    return
+            except BaseException:
+                self._lock.release()
+                raise
+            self._lock.release()
+            if time.monotonic() > deadline:
+                raise StorageUnavailable("the database stayed locked by another process")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.01)
 
     async def reserve(self) -> None:
         """Take the write lock for a batch before a call that is about to write, waiting
@@ -143,27 +199,27 @@ class SQLiteStore(SqlStore):
             return
         delay, deadline = 0.0002, loop.time() + BUSY_TIMEOUT_SECONDS
         while self._batch is None:
+            pause = self._yield_until - time.monotonic()
+            if pause > 0:  # another process waits for the lock: let it have a turn
+                await asyncio.sleep(pause)
+                continue
             with self._lock:
                 if self._batch is not None:
                     return
-                self._db.execute("PRAGMA busy_timeout = 0")
-                try:
-                    self._db.execute("BEGIN IMMEDIATE")
-                except sqlite3.OperationalError as exc:
-                    if "locked" not in str(exc) and "busy" not in str(exc):
-                        raise
-                else:
+                if self._try_begin():
                     self._open_batch()
                     return
-                finally:
-                    self._db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
+                if self._waiters is not None:
+                    self._waiters.waiting()
             if loop.time() > deadline:
                 raise StorageUnavailable("the database stayed locked by another process")
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.002)
+            delay = min(delay * 2, 0.001)
 
     def _open_batch(self) -> None:
         assert self._loop is not None
+        if self._waiters is not None:
+            self._waiters.done()
         self._batch = self._loop.create_future()
         self._loop.call_soon(self._commit_when_ready, self._batch, MAX_BATCH_ITERATIONS)
 
@@ -196,6 +252,44 @@ class SQLiteStore(SqlStore):
         with self._lock:
             self._commit_batch()
             self._db.close()
+
+
+class Waiters:
+    """Whether another process waits for the database's write lock. A process that found
+    the lock taken holds a shared flock on `<database>-waiters` until it gets the lock; one
+    that has just committed tries an exclusive flock without blocking, and if that fails,
+    waits a moment before its next batch, so that group commits alternate between worker
+    processes instead of one process taking the lock again at once, every time."""
+
+    def __init__(self, path: str) -> None:
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        self._waiting = False
+
+    def waiting(self) -> None:
+        if not self._waiting:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                self._waiting = True
+            except BlockingIOError:  # someone is probing this instant: next time
+                pass
+
+    def done(self) -> None:
+        if self._waiting:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            self._waiting = False
+
+    def anyone_else(self) -> bool:
+        if self._waiting:
+            return False
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        return False
+
+    def close(self) -> None:
+        os.close(self._fd)
 
 
 def _resolve(batch: asyncio.Future[None], error: BaseException | None) -> None:
