@@ -4,6 +4,7 @@ does) and every worker's samples are aggregated at /metrics."""
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -39,6 +40,31 @@ WEBHOOK_BACKLOG = Gauge(
 )
 
 CEREMONY_OF_ROUTE = {"verify_factor": "registration", "approve_challenge": "authentication"}
+
+# Labelled children, looked up once per label set (labels() costs more than inc()).
+_requests: dict[tuple[str, str, int], Any] = {}
+_latency: dict[tuple[str, str], Any] = {}
+_ceremonies: dict[tuple[str, str, str], Any] = {}
+
+
+def request(route: str, method: str, status: int, seconds: float) -> None:
+    """Count one answered request and observe how long it took."""
+    counter = _requests.get((route, method, status))
+    if counter is None:
+        counter = _requests[(route, method, status)] = REQUESTS.labels(route, method, str(status))
+    counter.inc()
+    histogram = _latency.get((route, method))
+    if histogram is None:
+        histogram = _latency[(route, method)] = LATENCY.labels(route, method)
+    histogram.observe(seconds)
+
+
+def ceremony(kind: str, outcome: str, step: str) -> None:
+    """Count one finished ceremony by its outcome and the step that refused it."""
+    counter = _ceremonies.get((kind, outcome, step))
+    if counter is None:
+        counter = _ceremonies[(kind, outcome, step)] = CEREMONIES.labels(kind, outcome, step)
+    counter.inc()
 
 
 def render() -> tuple[bytes, str]:
