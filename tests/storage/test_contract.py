@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,10 +22,12 @@ from passkeyd.domain.models import (
     PageRequest,
     PasskeyPolicy,
     PasskeySettings,
+    RateHit,
     Service,
     Webhook,
 )
 from passkeyd.storage import ApproveOutcome, CredentialConflict, Store, open_store
+from passkeyd.storage.sql import _count_hit, load_migrations
 from tests.pg import temporary_schema
 
 NOW = 1_790_000_000
@@ -551,3 +554,26 @@ def test_a_process_sees_its_own_configuration_changes_at_once(store) -> None:
     assert store.get_service(svc.account_sid, svc.sid).sid == svc.sid
     store.update_service(dataclasses.replace(svc, friendly_name="renamed"))
     assert store.get_service(svc.account_sid, svc.sid).friendly_name == "renamed"
+
+
+def test_upgrading_to_schema_7_keeps_the_rate_limit_windows(tmp_path: Path) -> None:
+    """Version 7 rebuilds SQLite's rate_limits table (WITHOUT ROWID): running windows
+    survive the upgrade and go on counting."""
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT)")
+    for version, sql in load_migrations("sqlite"):
+        if version < 7:
+            for statement in filter(str.strip, sql.split(";")):
+                db.execute(statement)
+            db.execute("INSERT INTO schema_migrations VALUES (?, 0)", (version,))
+    db.execute("INSERT INTO rate_limits VALUES ('challenge:VA1:user-0001', ?, 7)", (NOW,))
+    db.close()
+
+    store = open_store(f"sqlite:///{path}")
+    assert store.pending_migrations() == [7]
+    assert store.migrate() == [7]
+    assert store.rate_limit_count("challenge:VA1:user-0001", NOW) == 7
+    with store._write() as tx:
+        assert _count_hit(tx, RateHit("challenge:VA1:user-0001", NOW, 30)) == 8
+    store.close()

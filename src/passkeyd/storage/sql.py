@@ -791,12 +791,29 @@ class SqlStore(abc.ABC):
         counter left where it was. `backup_eligible_changed` latches on the factor."""
         try:
             with self._write() as tx:
-                consumed = tx.execute(
-                    "UPDATE challenges SET status = 'approved', entity_sid = ?, identity = ?,"
-                    " factor_sid = ?, date_updated = ?, date_responded = ?"
-                    " WHERE sid = ? AND status = 'pending' AND expiration_date > ?",
-                    (factor.entity_sid, factor.identity, factor.sid, now, now, challenge.sid, now),
-                ).rowcount
+                if challenge.entity_sid == factor.entity_sid:
+                    # entity_sid is indexed: leave it out when it does not change
+                    consumed = tx.execute(
+                        "UPDATE challenges SET status = 'approved', factor_sid = ?,"
+                        " date_updated = ?, date_responded = ?"
+                        " WHERE sid = ? AND status = 'pending' AND expiration_date > ?",
+                        (factor.sid, now, now, challenge.sid, now),
+                    ).rowcount
+                else:  # a usernameless challenge learns whose it was
+                    consumed = tx.execute(
+                        "UPDATE challenges SET status = 'approved', entity_sid = ?, identity = ?,"
+                        " factor_sid = ?, date_updated = ?, date_responded = ?"
+                        " WHERE sid = ? AND status = 'pending' AND expiration_date > ?",
+                        (
+                            factor.entity_sid,
+                            factor.identity,
+                            factor.sid,
+                            now,
+                            now,
+                            challenge.sid,
+                            now,
+                        ),
+                    ).rowcount
                 if consumed != 1:
                     raise _Rollback(ApproveOutcome.NOT_PENDING)
                 counted = tx.execute(
