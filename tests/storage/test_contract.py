@@ -577,3 +577,22 @@ def test_upgrading_to_schema_7_keeps_the_rate_limit_windows(tmp_path: Path) -> N
     with store._write() as tx:
         assert _count_hit(tx, RateHit("challenge:VA1:user-0001", NOW, 30)) == 8
     store.close()
+
+
+def test_verified_factors_of_an_identity_in_one_read(store):
+    svc = service()
+    store.insert_service(svc)
+    alice = store.ensure_entity(entity(svc, "user-alice"))
+    bob = store.ensure_entity(entity(svc, "user-bob"))
+    verified, pending, bobs = factor(alice), factor(alice), factor(bob)
+    for f in (verified, pending, bobs):
+        store.insert_factor(f)
+    store.complete_registration(verified.sid, credential(), NOW)
+    store.complete_registration(
+        bobs.sid, dataclasses.replace(credential(), credential_id=b"bob-cred"), NOW
+    )
+    got = store.verified_factors_of_identity(svc.account_sid, svc.sid, "user-alice")
+    assert [f.sid for f in got] == [verified.sid]
+    assert got[0].entity_sid == alice.sid and got[0].credential is not None
+    assert store.verified_factors_of_identity("AC" + "9" * 32, svc.sid, "user-alice") == []
+    assert store.verified_factors_of_identity(svc.account_sid, svc.sid, "user-nobody") == []

@@ -70,6 +70,12 @@ class Authentications:
             raise FactorSidInvalid("Factor SID invalid or not provided")
         if identity is None and factor_sid is None:
             return "", "", []
+        if factor_sid is None:  # the common case: one read when the identity has passkeys
+            found = self.store.verified_factors_of_identity(
+                account_sid, service_sid, check_identity(identity)
+            )
+            if found:
+                return found[0].entity_sid, found[0].identity, found
         entity = None
         if identity is not None:
             entity = self.store.get_entity(account_sid, service_sid, check_identity(identity))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from passkeyd.storage import CredentialConflict, Store
@@ -171,12 +171,6 @@ class Registrations:
                 verification_time=datetime.datetime.fromtimestamp(now, datetime.UTC),
             )
             check_authenticator_lists(service.passkeys, registered.aaguid)
-            if self.store.find_factor_by_credential(
-                account_sid, service_sid, registered.credential_id
-            ):
-                raise VerificationFailed(
-                    Step.CREDENTIAL_REGISTERED, "this passkey is already registered"
-                )
         except CeremonyError as exc:
             raise RegistrationRefused(exc) from exc
         credential = Credential(
@@ -206,7 +200,7 @@ class Registrations:
             raise RegistrationRefused(error) from exc
         if not completed:  # another request verified it first, or it expired meanwhile
             raise IllegalFactorStatus("Illegal factor status: the factor is already verified")
-        verified = self.store.get_factor(account_sid, service_sid, factor.sid)
-        if verified is None:
-            raise NotFound("The factor was deleted")
-        return verified
+        # What complete_registration stored (a registered credential is not yet flagged).
+        return replace(
+            factor, status=FactorStatus.VERIFIED, credential=credential, date_updated=now
+        )

@@ -117,6 +117,9 @@ class Store(Protocol):
     def verified_factors(
         self, account_sid: str, service_sid: str, entity_sid: str
     ) -> list[Factor]: ...
+    def verified_factors_of_identity(
+        self, account_sid: str, service_sid: str, identity: str
+    ) -> list[Factor]: ...
     def rename_factor(self, factor_sid: str, friendly_name: str, now: int) -> None: ...
     def delete_factor(
         self,

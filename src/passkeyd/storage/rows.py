@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Sequence
-from dataclasses import asdict
 from typing import Any
 
 import orjson
@@ -38,7 +37,7 @@ def dump_json(value: Any) -> str:
 
 
 def settings_to_json(settings: PasskeySettings) -> str:
-    return dump_json(asdict(settings))
+    return dump_json(settings)  # orjson writes dataclasses (fields in order) itself
 
 
 _TUPLE_SETTINGS = ("rp_origins", "aaguid_allow", "aaguid_deny", "top_origins", "algorithms")
@@ -54,7 +53,7 @@ def settings_from_json(text: str) -> PasskeySettings:
 
 
 def policy_to_json(policy: PasskeyPolicy) -> str:
-    return dump_json(asdict(policy))
+    return dump_json(policy)
 
 
 def policy_from_json(text: str) -> PasskeyPolicy:

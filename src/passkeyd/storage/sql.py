@@ -512,7 +512,8 @@ class SqlStore(abc.ABC):
         found = self.get_entity(entity.account_sid, entity.service_sid, entity.identity)
         if found is not None:  # the common case: a read, no write lock
             return found
-        self.insert_entity(entity)
+        if self.insert_entity(entity):
+            return entity
         found = self.get_entity(entity.account_sid, entity.service_sid, entity.identity)
         assert found is not None
         return found
@@ -624,6 +625,21 @@ class SqlStore(abc.ABC):
             " AND account_sid = ? AND status = 'verified' ORDER BY seq",
             (entity_sid, service_sid, account_sid),
         )
+        return [factor_from_row(r) for r in rows]
+
+    _FACTOR_OF_IDENTITY = (
+        "SELECT "
+        + ", ".join("f." + c.strip() for c in FACTOR_COLUMNS.split(","))
+        + " FROM entities e JOIN factors f ON f.entity_sid = e.sid"
+        " WHERE e.service_sid = ? AND e.identity = ? AND e.account_sid = ?"
+        " AND f.status = 'verified' ORDER BY f.seq"
+    )
+
+    def verified_factors_of_identity(
+        self, account_sid: str, service_sid: str, identity: str
+    ) -> list[Factor]:
+        """An identity's verified factors in one read (none: no entity, or none verified)."""
+        rows = self._all(self._FACTOR_OF_IDENTITY, (service_sid, identity, account_sid))
         return [factor_from_row(r) for r in rows]
 
     def rename_factor(self, factor_sid: str, friendly_name: str, now: int) -> None:
