@@ -78,6 +78,8 @@ def app_factory() -> Any:
 def cmd_serve(settings: Settings) -> int:
     import uvicorn
 
+    from .httpproto import OneWriteHttpProtocol
+
     store = _open(settings, migrate=True)  # the embedded default applies its own schema
     box = secret_box(settings)  # creates the key file once, here, before any worker starts
     if settings.account_sid and settings.auth_token:
@@ -113,6 +115,7 @@ def cmd_serve(settings: Settings) -> int:
         forwarded_allow_ips=settings.forwarded_allow_ips,
         access_log=False,  # passkeyd logs each request itself, with its request id
         timeout_graceful_shutdown=10,
+        http=OneWriteHttpProtocol,  # httptools, each response in one write
     )
     return EXIT_OK
 
