@@ -141,7 +141,7 @@ def test_a_failed_commit_fails_every_request_of_the_batch_and_stores_nothing(
     assert not store._db.in_transaction
 
 
-def test_a_write_from_a_thread_commits_the_open_batch_first(
+def test_a_write_from_a_thread_waits_for_the_open_batch_then_runs_on_its_own(
     store: SQLiteStore, tmp_path: Path
 ) -> None:
     on_loop, in_thread = account(), account()
@@ -151,7 +151,7 @@ def test_a_write_from_a_thread_commits_the_open_batch_first(
         store.put_account(on_loop)
         await asyncio.to_thread(store.put_account, in_thread)
         assert stored_sids(tmp_path / "gc.db") == {on_loop.sid, in_thread.sid}
-        await store.settle()  # resolved by the thread's commit
+        await store.settle()  # committed by the loop before the thread wrote
 
     asyncio.run(main())
 
@@ -296,3 +296,63 @@ def test_a_thread_waiting_for_another_process_leaves_the_loop_free(
     other.close()
     assert read_took < 0.02
     assert acc.sid in stored_sids(tmp_path / "gc.db")
+
+
+def test_a_background_write_gets_its_turn_while_requests_keep_writing(
+    store: SQLiteStore, tmp_path: Path
+) -> None:
+    """The loop opens no new batch while a thread waits, so background writes (audit
+    trail, webhooks, purge) are not starved by a steady stream of requests."""
+    background = account()
+
+    async def main() -> tuple[float, int]:
+        loop = asyncio.get_running_loop()
+        store.start_group_commit(loop)
+        stop = loop.time() + 0.5
+        done_at = 0.0
+        written = 0
+
+        def in_thread() -> None:
+            nonlocal done_at
+            store.put_account(background)
+            done_at = loop.time()
+
+        async def requests() -> None:
+            nonlocal written
+            while loop.time() < stop:
+                store.request_started()
+                await store.reserve()
+                store.put_account(account())
+                written += 1
+                await store.settle()
+                store.request_finished()
+
+        started = loop.time()
+        await asyncio.sleep(0)
+        await asyncio.gather(requests(), requests(), asyncio.to_thread(in_thread))
+        return done_at - started, written
+
+    took, written = asyncio.run(main())
+    assert took < 0.25, f"the background write waited {took:.3f} s"
+    assert written > 10 and len(stored_sids(tmp_path / "gc.db")) == written + 1
+
+
+def test_a_batch_is_committed_when_old_enough_even_while_requests_keep_working(
+    store: SQLiteStore, tmp_path: Path
+) -> None:
+    """A request still working (it may never write) holds a batch back only so long."""
+
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        store.start_group_commit(loop)
+        store.request_started()  # a slow request that never waits for the batch
+        store.request_started()  # this one
+        started = loop.time()
+        await store.reserve()
+        store.put_account(account())
+        await store.settle()
+        return loop.time() - started
+
+    took = asyncio.run(main())
+    assert sqlite_module.MAX_BATCH_SECONDS <= took < 0.1
+    assert len(stored_sids(tmp_path / "gc.db")) == 1

@@ -3,12 +3,17 @@
 Group commit. Under the server, writes made on the event loop join one open transaction,
 each in its own savepoint (so a refused request undoes only its own changes), and a loop
 callback commits them all at once: as soon as every request in progress is waiting for
-that commit, and at the latest a few loop iterations after the batch began. A request
-answers only after `settle()`, that is after the commit that holds its writes (and
-anything it read from its neighbours) returned: the same durability as one commit per
-request, with one WAL append for many requests under load, and no added wait for a lone
-request. Writes made from other threads first commit any open batch, then run in their
-own transaction.
+that commit (after lingering half a millisecond for more when requests are concurrent),
+and at the latest when the batch is 2 ms old. A request answers only after `settle()`,
+that is after the commit that holds its writes (and anything it read from its neighbours)
+returned: the same durability as one commit per request, with one WAL append for many
+requests under load, and no added wait for a lone request.
+
+The write lock is taken on the loop (`reserve`), polling, so that waiting for another
+worker process never blocks the loop in SQLite's busy handler; a process that has just
+committed lets a waiting one go first (`Waiters`). Writes from threads (audit trail,
+purge, webhooks) wait for the loop's batch to be committed, and the loop opens no new one
+until they have had their turn.
 """
 
 from __future__ import annotations
@@ -30,7 +35,10 @@ from .sql import SqlStore
 log = logging.getLogger("passkeyd.storage")
 
 BUSY_TIMEOUT_SECONDS = 10
-MAX_BATCH_ITERATIONS = 4  # loop iterations a batch may wait for requests still working
+MAX_BATCH_SECONDS = 0.002  # how long a batch may wait for requests still working
+# How long a batch waits for more writes once every request in progress is waiting for it,
+# when the previous batch had several (under concurrency: fewer, larger commits).
+LINGER_SECONDS = 0.0005
 YIELD_SECONDS = 0.002  # after a commit, while another process waits for the lock
 
 
@@ -44,6 +52,8 @@ class SQLiteStore(SqlStore):
         if synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise ValueError("synchronous must be OFF, NORMAL, FULL or EXTRA")
         self._lock = threading.RLock()
+        self._turn = threading.Condition(self._lock)  # a batch was committed
+        self._threads_waiting = 0
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
         if path != ":memory:":
@@ -55,6 +65,9 @@ class SQLiteStore(SqlStore):
         self._path = path
         self._waiters: Waiters | None = None
         self._yield_until = 0.0  # monotonic time before which no new batch begins
+        self._batch_started = 0.0
+        self._batch_writes = 0
+        self._last_batch_writes = 0
         self._active = 0  # requests in progress (see `request`)
         self._waiting = 0  # requests waiting in `settle` for the open batch
 
@@ -92,16 +105,25 @@ class SQLiteStore(SqlStore):
         finally:
             self._waiting -= 1
 
-    def _commit_when_ready(self, batch: asyncio.Future[None], iterations: int) -> None:
-        """Commit once no request in progress is still working (they would likely write
-        next), or after `iterations` more loop iterations."""
+    def _commit_when_ready(self, batch: asyncio.Future[None]) -> None:
+        """Called at every loop iteration while the batch is open. Commit once no request
+        in progress is still working (they would likely write next), after lingering a
+        moment for more writes when the last batch showed concurrent requests; and at the
+        latest when the batch is MAX_BATCH_SECONDS old, which bounds how long it holds the
+        write lock and keeps its requests waiting."""
         if batch is not self._batch:
-            return  # already committed, from a thread
-        if iterations <= 0 or self._waiting >= self._active:
-            self._commit_batch()
-        else:
-            assert self._loop is not None
-            self._loop.call_soon(self._commit_when_ready, batch, iterations - 1)
+            return  # already committed (shutdown)
+        loop = self._loop
+        assert loop is not None
+        age = loop.time() - self._batch_started
+        if age < MAX_BATCH_SECONDS and self._waiting < self._active:
+            loop.call_soon(self._commit_when_ready, batch)
+            return
+        if age < LINGER_SECONDS and self._last_batch_writes > 1:
+            loop.call_later(LINGER_SECONDS - age, self._commit_when_ready, batch)
+            return
+        self._last_batch_writes = self._batch_writes
+        self._commit_batch()
 
     def _commit_batch(self) -> None:
         """Commit the open batch and tell its requests. Called with the lock held, or as
@@ -121,6 +143,7 @@ class SQLiteStore(SqlStore):
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
                 self.forget_config()  # it may hold what the rolled back batch wrote
+            self._turn.notify_all()  # background writes waiting for their turn
         loop = self._loop
         if loop is None or batch.done():
             return
@@ -170,25 +193,34 @@ class SQLiteStore(SqlStore):
             self._db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
 
     def _begin_beside_loop(self) -> None:
-        """A write from a thread while the server runs (audit trail, purge, webhooks): wait
-        for another process's lock without holding this process's connection lock, which
-        the event loop needs for every query."""
+        """A write from a thread while the server runs (audit trail, purge, webhooks). It
+        waits for the loop's open batch to be committed (the loop opens no new one while a
+        thread waits), and for another process's lock, without holding this process's
+        connection lock meanwhile, which the event loop needs for every query. Returns
+        holding the connection lock, in a transaction."""
         delay, deadline = 0.0005, time.monotonic() + BUSY_TIMEOUT_SECONDS
-        while True:
-            self._lock.acquire()
-            try:
-                if self._batch is not None:
-                    self._commit_batch()
-                if self._try_begin():
-                    return
-            except BaseException:
-                self._lock.release()
-                raise
+        self._lock.acquire()
+        self._threads_waiting += 1
+        try:
+            while True:
+                if self._batch is None:
+                    if self._try_begin():
+                        if self._waiters is not None:
+                            self._waiters.done()
+                        return
+                    if self._waiters is not None:
+                        self._waiters.waiting()  # another process holds it: ask for a turn
+                    if time.monotonic() > deadline:
+                        raise StorageUnavailable("the database stayed locked by another process")
+                    self._turn.wait(delay)  # another process holds it: try again soon
+                    delay = min(delay * 2, 0.01)
+                else:
+                    self._turn.wait(0.05)  # the loop commits it within a few iterations
+        except BaseException:
             self._lock.release()
-            if time.monotonic() > deadline:
-                raise StorageUnavailable("the database stayed locked by another process")
-            time.sleep(delay)
-            delay = min(delay * 2, 0.01)
+            raise
+        finally:
+            self._threads_waiting -= 1
 
     async def reserve(self) -> None:
         """Take the write lock for a batch before a call that is about to write, waiting
@@ -202,6 +234,9 @@ class SQLiteStore(SqlStore):
             pause = self._yield_until - time.monotonic()
             if pause > 0:  # another process waits for the lock: let it have a turn
                 await asyncio.sleep(pause)
+                continue
+            if self._threads_waiting:  # a background write of this process goes first
+                await asyncio.sleep(0.0002)
                 continue
             with self._lock:
                 if self._batch is not None:
@@ -221,13 +256,16 @@ class SQLiteStore(SqlStore):
         if self._waiters is not None:
             self._waiters.done()
         self._batch = self._loop.create_future()
-        self._loop.call_soon(self._commit_when_ready, self._batch, MAX_BATCH_ITERATIONS)
+        self._batch_started = self._loop.time()
+        self._batch_writes = 0
+        self._loop.call_soon(self._commit_when_ready, self._batch)
 
     @contextmanager
     def _batched(self) -> Iterator[sqlite3.Connection]:
         if self._batch is None:
             self._db.execute("BEGIN IMMEDIATE")
             self._open_batch()
+        self._batch_writes += 1
         self._db.execute("SAVEPOINT request")
         try:
             yield self._db
