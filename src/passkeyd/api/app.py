@@ -18,7 +18,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Match, Route
 from starlette.types import Receive, Scope, Send
 
-from passkeyd import metrics
+from passkeyd import logs, metrics
 from passkeyd.delivery import Dispatcher
 from passkeyd.domain import Domain
 from passkeyd.settings import Settings
@@ -119,8 +119,10 @@ async def purge_forever(
 
 
 async def flush_audit_forever(domain: Domain, interval: float = 0.2) -> None:
+    """Write the audit trail and the log lines waiting in memory, every `interval`."""
     while True:
         await anyio.sleep(interval)
+        logs.flush()
         try:
             await anyio.to_thread.run_sync(domain.audit.flush)
         except Exception:

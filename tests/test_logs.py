@@ -1,0 +1,67 @@
+"""Log lines are written in batches: held a moment, written at once for warnings (after
+what waited before them), on the server's timer, when many wait, and at exit."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import subprocess
+import sys
+
+from passkeyd import logs
+
+
+def handler_on(stream: io.StringIO) -> logs.BufferedStreamHandler:
+    handler = logs.BufferedStreamHandler()
+    handler.setStream(stream)
+    handler.setFormatter(logs.JsonFormatter())
+    return handler
+
+
+def record(level: int, msg: str) -> logging.LogRecord:
+    return logging.LogRecord("passkeyd.access", level, __file__, 1, msg, None, None)
+
+
+def test_lines_wait_then_go_out_together_in_order() -> None:
+    out = io.StringIO()
+    h = handler_on(out)
+    h.handle(record(logging.INFO, "first"))
+    h.handle(record(logging.INFO, "second"))
+    assert out.getvalue() == ""  # held
+    h.handle(record(logging.WARNING, "trouble"))  # at once, after what waited
+    assert [json.loads(line)["msg"] for line in out.getvalue().splitlines()] == [
+        "first",
+        "second",
+        "trouble",
+    ]
+
+
+def test_the_timer_flush_and_a_full_buffer_write_them_out() -> None:
+    out = io.StringIO()
+    h = handler_on(out)
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    root.handlers[:] = [h]
+    try:
+        h.handle(record(logging.INFO, "waiting"))
+        logs.flush()  # what the server's timer calls
+        assert json.loads(out.getvalue())["msg"] == "waiting"
+    finally:
+        root.handlers[:] = saved
+    out2 = io.StringIO()
+    h2 = handler_on(out2)
+    for i in range(logs.MAX_PENDING_LINES):
+        h2.handle(record(logging.INFO, f"line {i}"))
+    assert len(out2.getvalue().splitlines()) == logs.MAX_PENDING_LINES
+
+
+def test_lines_still_waiting_are_written_at_exit() -> None:
+    code = (
+        "import logging; from passkeyd import logs; logs.configure('info', 'json');"
+        " logging.getLogger('passkeyd.access').info('last words')"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True
+    )
+    assert json.loads(done.stderr.strip())["msg"] == "last words"
