@@ -1,5 +1,5 @@
-"""Log lines are written in batches: held a moment, written at once for warnings (after
-what waited before them), on the server's timer, when many wait, and at exit."""
+"""Access-log lines are written in batches: held a moment, written at once before any
+other line or a warning, on the server's timer, when many wait, and at exit."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ def handler_on(stream: io.StringIO) -> logs.BufferedStreamHandler:
     return handler
 
 
-def record(level: int, msg: str) -> logging.LogRecord:
-    return logging.LogRecord("passkeyd.access", level, __file__, 1, msg, None, None)
+def record(level: int, msg: str, name: str = "passkeyd.access") -> logging.LogRecord:
+    return logging.LogRecord(name, level, __file__, 1, msg, None, None)
 
 
 def test_lines_wait_then_go_out_together_in_order() -> None:
@@ -34,6 +34,12 @@ def test_lines_wait_then_go_out_together_in_order() -> None:
         "first",
         "second",
         "trouble",
+    ]
+    h.handle(record(logging.INFO, "an access line"))
+    h.handle(record(logging.INFO, "Finished server process", name="uvicorn.error"))
+    assert [json.loads(line)["msg"] for line in out.getvalue().splitlines()][-2:] == [
+        "an access line",
+        "Finished server process",
     ]
 
 

@@ -42,15 +42,16 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
+ACCESS_LOGGER = "passkeyd.access"
 FLUSH_SECONDS = 0.2
 MAX_PENDING_LINES = 256
 
 
 class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes log lines in batches rather than one write per line (one per request, for
-    the access log): a line waits at most FLUSH_SECONDS (the server flushes on a timer
-    too), warnings and errors go out at once with what waited before them, and everything
-    is written at exit. A process killed outright loses at most FLUSH_SECONDS of lines."""
+    """Writes access-log lines (one per request) in batches rather than one write each:
+    such a line waits at most FLUSH_SECONDS (the server flushes on a timer too); any other
+    line goes out at once, after what waited before it; and everything is written at exit.
+    A process killed outright loses at most FLUSH_SECONDS of access-log lines."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -65,7 +66,8 @@ class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
             return
         self._pending.append(line + self.terminator)
         if (
-            record.levelno >= logging.WARNING
+            record.name != ACCESS_LOGGER  # only the access log waits: other lines are rare
+            or record.levelno >= logging.WARNING
             or len(self._pending) >= MAX_PENDING_LINES
             or time.monotonic() - self._flushed >= FLUSH_SECONDS
         ):
