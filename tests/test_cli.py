@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from passkeyd.storage import open_store
+
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(  # noqa: S603
@@ -91,6 +93,7 @@ def test_check_config_reports_settings_without_secrets(db):
         ({"PASSKEYD_SECRET_KEY": "short"}, "PASSKEYD_SECRET_KEY"),
         ({"PASSKEYD_ACCOUNT_SID": "AC" + "1" * 32}, "PASSKEYD_AUTH_TOKEN"),
         ({"PASSKEYD_LOG_FORMAT": "xml"}, "PASSKEYD_LOG_FORMAT"),
+        ({"PASSKEYD_SQLITE_CACHE_MB": "0"}, "PASSKEYD_SQLITE_CACHE_MB"),
     ],
 )
 def test_a_bad_setting_is_named_and_exits_3(env, fragment):
@@ -193,3 +196,11 @@ def test_check_config_redacts_database_passwords():
         env={"PATH": "/usr/bin:/bin", "PASSKEYD_DB_CONNECT_TIMEOUT": "1"},
     )
     assert "hunter2" not in r.stdout + r.stderr and "swordfish" not in r.stdout + r.stderr
+
+
+def test_the_sqlite_page_cache_is_set_per_connection(tmp_path):
+    store = open_store(f"sqlite:///{tmp_path}/cache.db", sqlite_cache_mb=8)
+    try:
+        assert store._one("PRAGMA cache_size", ()) == (-8 * 1024,)
+    finally:
+        store.close()

@@ -38,6 +38,7 @@ def _open(settings: Settings, *, migrate: bool) -> Store:
         pool_size=settings.db_pool_size,
         connect_timeout=settings.db_connect_timeout,
         sqlite_synchronous=settings.sqlite_synchronous,
+        sqlite_cache_mb=settings.sqlite_cache_mb,
     )
     if migrate and is_embedded(settings.database_url):
         store.migrate()

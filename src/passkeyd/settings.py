@@ -39,6 +39,7 @@ class Settings:
     webhook_retry_base_seconds: int = 5
     webhook_max_attempts: int = 10
     sqlite_synchronous: str = "NORMAL"
+    sqlite_cache_mb: int = 64
     rate_limits: str = ""  # "" = the defaults; "off"; or "name=limit/seconds,..."
     audit_retention_seconds: int = 90 * 24 * 3600
     log_format: str = "auto"
@@ -108,6 +109,7 @@ class Settings:
                 "PASSKEYD_WEBHOOK_MAX_ATTEMPTS", cls.webhook_max_attempts, 1, 100
             ),
             sqlite_synchronous=(env.get("PASSKEYD_SQLITE_SYNCHRONOUS") or "NORMAL").upper(),
+            sqlite_cache_mb=number("PASSKEYD_SQLITE_CACHE_MB", cls.sqlite_cache_mb, 1, 65536),
             log_format=(env.get("PASSKEYD_LOG_FORMAT") or "auto").lower(),
             forwarded_allow_ips=env.get("PASSKEYD_FORWARDED_ALLOW_IPS") or "127.0.0.1",
             rate_limits=env.get("PASSKEYD_RATE_LIMITS") or "",
@@ -168,7 +170,7 @@ ENVIRONMENT = (
     "PASSKEYD_HOST", "PASSKEYD_PORT", "PASSKEYD_DATABASE_URL", "PASSKEYD_WORKERS",
     "PASSKEYD_ACCOUNT_SID", "PASSKEYD_AUTH_TOKEN", "PASSKEYD_LOG_LEVEL", "PASSKEYD_LOG_FORMAT",
     "PASSKEYD_ACCESS_LOG", "PASSKEYD_DB_POOL_SIZE", "PASSKEYD_DB_CONNECT_TIMEOUT",
-    "PASSKEYD_SQLITE_SYNCHRONOUS",
+    "PASSKEYD_SQLITE_SYNCHRONOUS", "PASSKEYD_SQLITE_CACHE_MB",
     "PASSKEYD_CHALLENGE_RETENTION_SECONDS", "PASSKEYD_PURGE_INTERVAL_SECONDS",
     "PASSKEYD_SECRET_KEY", "PASSKEYD_WEBHOOK_ALLOW_PRIVATE", "PASSKEYD_WEBHOOK_INTERVAL_MS",
     "PASSKEYD_WEBHOOK_RETRY_BASE_SECONDS", "PASSKEYD_WEBHOOK_MAX_ATTEMPTS",

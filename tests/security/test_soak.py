@@ -319,7 +319,12 @@ def passkeyd(tmp_path: Path) -> Iterator[Passkeyd]:
         account_sid="AC" + secrets.token_hex(16),
         auth_token=secrets.token_hex(16),
         log_path=tmp_path / "passkeyd.log",
-        extra_env={"PASSKEYD_RATE_LIMITS": "off", "PASSKEYD_LOG_FORMAT": "json"},
+        # A small page cache: memory growth here should show leaks, not the cache filling.
+        extra_env={
+            "PASSKEYD_RATE_LIMITS": "off",
+            "PASSKEYD_LOG_FORMAT": "json",
+            "PASSKEYD_SQLITE_CACHE_MB": "2",
+        },
     )
     try:
         yield process.start()

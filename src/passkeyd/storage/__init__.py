@@ -11,6 +11,7 @@ def open_store(
     *,
     pool_size: int = 10,
     sqlite_synchronous: str = "NORMAL",
+    sqlite_cache_mb: int = 64,
     connect_timeout: float = 10.0,
 ) -> Store:
     """A store for `sqlite:///path`, `sqlite:///:memory:` or `postgresql://...`."""
@@ -19,7 +20,9 @@ def open_store(
 
         return PostgresStore(url, pool_size=pool_size, connect_timeout=connect_timeout)
     if url.startswith("sqlite:///"):
-        return SQLiteStore(url[len("sqlite:///") :], synchronous=sqlite_synchronous)
+        return SQLiteStore(
+            url[len("sqlite:///") :], synchronous=sqlite_synchronous, cache_mb=sqlite_cache_mb
+        )
     raise ValueError("the database URL must start with sqlite:/// or postgresql://")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -56,7 +57,9 @@ def policy_to_json(policy: PasskeyPolicy) -> str:
     return dump_json(policy)
 
 
+@functools.lru_cache(maxsize=4096)
 def policy_from_json(text: str) -> PasskeyPolicy:
+    """Immutable, and shared by many factors: each distinct text is decoded once."""
     data = orjson.loads(text)
     for name in ("rp_origins", "top_origins", "algorithms"):
         if name in data:  # policies stored before a field existed take its default

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -42,11 +43,7 @@ class OriginPolicy:
     def build(
         cls, *, rp_id: str, origins: Iterable[str], top_origins: Iterable[str] = ()
     ) -> OriginPolicy:
-        return cls(
-            exact=frozenset(normalise_origin(o) for o in origins if o.strip()),
-            allow_localhost_http=rp_id == "localhost",
-            top_origins=frozenset(normalise_origin(o) for o in top_origins if o.strip()),
-        )
+        return _built(rp_id, tuple(origins), tuple(top_origins))
 
     def accepts(self, origin: str) -> bool:
         if origin in self.exact:
@@ -55,6 +52,17 @@ class OriginPolicy:
 
     def accepts_top(self, top_origin: str) -> bool:
         return top_origin in self.top_origins
+
+
+@functools.lru_cache(maxsize=1024)
+def _built(rp_id: str, origins: tuple[str, ...], top_origins: tuple[str, ...]) -> OriginPolicy:
+    """Policies are immutable and few (one per relying-party configuration): each is
+    normalised once, not on every assertion."""
+    return OriginPolicy(
+        exact=frozenset(normalise_origin(o) for o in origins if o.strip()),
+        allow_localhost_http=rp_id == "localhost",
+        top_origins=frozenset(normalise_origin(o) for o in top_origins if o.strip()),
+    )
 
 
 def related_origins(origins: Iterable[str]) -> list[str]:
