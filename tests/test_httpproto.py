@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 
 from passkeyd.httpproto import _OneWriteTransport
+from tests.aio import run
 
 
 class Recorder(asyncio.Transport):
@@ -40,7 +41,7 @@ def test_a_head_and_its_body_go_out_in_one_write() -> None:
         await asyncio.sleep(0)
         return raw.writes
 
-    assert asyncio.run(main()) == [HEAD + b"{}"]
+    assert run(main()) == [HEAD + b"{}"]
 
 
 def test_a_head_alone_goes_out_at_the_next_turn_and_before_a_close() -> None:
@@ -55,7 +56,7 @@ def test_a_head_alone_goes_out_at_the_next_turn_and_before_a_close() -> None:
         u.close()
         return raw.writes, other.writes
 
-    writes, closed = asyncio.run(main())
+    writes, closed = run(main())
     assert writes == [HEAD]
     assert closed == [b"HTTP/1.1 100 Continue\r\n\r\n"]
 
@@ -68,7 +69,7 @@ def test_other_writes_pass_straight_through() -> None:
         t.write(b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\n\r\nx")
         return raw.writes
 
-    assert asyncio.run(main()) == [
+    assert run(main()) == [
         b"5\r\nhello\r\n",
         b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\n\r\nx",
     ]

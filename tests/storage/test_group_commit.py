@@ -15,6 +15,7 @@ from passkeyd.domain.ids import new_sid
 from passkeyd.domain.models import Account
 from passkeyd.storage import SQLiteStore, StorageUnavailable
 from passkeyd.storage import sqlite as sqlite_module
+from tests.aio import run
 
 
 @pytest.fixture
@@ -60,7 +61,7 @@ def test_writes_on_the_loop_share_one_commit_and_are_durable_after_settle(
         assert stored_sids(tmp_path / "gc.db") == {a.sid, b.sid}
         store.stop_group_commit()
 
-    asyncio.run(main())
+    run(main())
     assert seen_before == set()  # neither was committed before both had written
 
 
@@ -83,7 +84,7 @@ def test_a_lone_request_is_committed_in_the_next_loop_iteration(store: SQLiteSto
         tick.cancel()
         return iterations
 
-    assert asyncio.run(main()) <= 2  # no waiting for requests that are not there
+    assert run(main()) <= 2  # no waiting for requests that are not there
 
 
 def test_a_refused_request_undoes_only_its_own_writes(store: SQLiteStore, tmp_path: Path) -> None:
@@ -101,7 +102,7 @@ def test_a_refused_request_undoes_only_its_own_writes(store: SQLiteStore, tmp_pa
             raise RuntimeError("refused after writing")
         await store.settle()
 
-    asyncio.run(main())
+    run(main())
     assert stored_sids(tmp_path / "gc.db") == {kept.sid}
 
 
@@ -135,7 +136,7 @@ def test_a_failed_commit_fails_every_request_of_the_batch_and_stores_nothing(
         store.start_group_commit(asyncio.get_running_loop())
         await asyncio.gather(request(innocent), request(None))
 
-    asyncio.run(main())
+    run(main())
     assert len(outcomes) == 2 and all(isinstance(o, StorageUnavailable) for o in outcomes)
     assert stored_sids(tmp_path / "gc.db") == set()
     assert not store._db.in_transaction
@@ -153,13 +154,13 @@ def test_a_write_from_a_thread_waits_for_the_open_batch_then_runs_on_its_own(
         assert stored_sids(tmp_path / "gc.db") == {on_loop.sid, in_thread.sid}
         await store.settle()  # committed by the loop before the thread wrote
 
-    asyncio.run(main())
+    run(main())
 
 
 def test_reserve_waits_on_the_loop_while_another_process_holds_the_lock(
     store: SQLiteStore, tmp_path: Path
 ) -> None:
-    other = sqlite3.connect(tmp_path / "gc.db", isolation_level=None)
+    other = sqlite3.connect(tmp_path / "gc.db", isolation_level=None, check_same_thread=False)
     other.execute("BEGIN IMMEDIATE")
     ticks = 0
 
@@ -182,7 +183,7 @@ def test_reserve_waits_on_the_loop_while_another_process_holds_the_lock(
         tick.cancel()
         return waited
 
-    waited = asyncio.run(main())
+    waited = run(main())
     other.close()
     assert waited >= 0.14
     assert ticks >= 20  # the loop kept running other work while the request waited
@@ -192,7 +193,7 @@ def test_reserve_gives_up_with_storage_unavailable(
     store: SQLiteStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(sqlite_module, "BUSY_TIMEOUT_SECONDS", 0.2)
-    other = sqlite3.connect(tmp_path / "gc.db", isolation_level=None)
+    other = sqlite3.connect(tmp_path / "gc.db", isolation_level=None, check_same_thread=False)
     other.execute("BEGIN IMMEDIATE")
 
     async def main() -> None:
@@ -201,7 +202,7 @@ def test_reserve_gives_up_with_storage_unavailable(
             await store.reserve()
 
     try:
-        asyncio.run(main())
+        run(main())
     finally:
         other.execute("ROLLBACK")
         other.close()
@@ -232,7 +233,7 @@ def test_after_its_commit_a_process_gives_a_waiting_process_its_turn(
         await store.settle()
         return took
 
-    took = asyncio.run(main())
+    took = run(main())
     other.done()
     other.close()
     if other_waits:
@@ -265,7 +266,7 @@ def test_two_processes_writing_at_once_both_get_their_writes_in(tmp_path: Path) 
         a.stop_group_commit()
         b.stop_group_commit()
 
-    asyncio.run(main())
+    run(main())
     a.close()
     b.close()
     assert len(stored_sids(tmp_path / "gc.db")) == 100
@@ -276,7 +277,7 @@ def test_a_thread_waiting_for_another_process_leaves_the_loop_free(
 ) -> None:
     """Background writes (audit trail, purge, webhooks) wait for a lock held elsewhere
     without holding the connection that the loop's requests read through."""
-    other = sqlite3.connect(tmp_path / "gc.db", isolation_level=None)
+    other = sqlite3.connect(tmp_path / "gc.db", isolation_level=None, check_same_thread=False)
     other.execute("BEGIN IMMEDIATE")
     acc = account()
 
@@ -292,7 +293,7 @@ def test_a_thread_waiting_for_another_process_leaves_the_loop_free(
         await background
         return read_took
 
-    read_took = asyncio.run(main())
+    read_took = run(main())
     other.close()
     assert read_took < 0.02
     assert acc.sid in stored_sids(tmp_path / "gc.db")
@@ -332,7 +333,7 @@ def test_a_background_write_gets_its_turn_while_requests_keep_writing(
         await asyncio.gather(requests(), requests(), asyncio.to_thread(in_thread))
         return done_at - started, written
 
-    took, written = asyncio.run(main())
+    took, written = run(main())
     assert took < 0.25, f"the background write waited {took:.3f} s"
     assert written > 10 and len(stored_sids(tmp_path / "gc.db")) == written + 1
 
@@ -353,6 +354,6 @@ def test_a_batch_is_committed_when_old_enough_even_while_requests_keep_working(
         await store.settle()
         return loop.time() - started
 
-    took = asyncio.run(main())
+    took = run(main())
     assert sqlite_module.MAX_BATCH_SECONDS <= took < 0.1
     assert len(stored_sids(tmp_path / "gc.db")) == 1
