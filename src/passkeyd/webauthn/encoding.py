@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 
-_TO_URLSAFE = str.maketrans("+/", "-_")
+_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
 
 
 def b64url_encode(data: bytes) -> str:
@@ -21,10 +21,15 @@ def b64url_decode(value: str) -> bytes:
     """
     if not isinstance(value, str):
         raise ValueError("not a string")
-    text = value.strip().rstrip("=").translate(_TO_URLSAFE)
-    if len(text) % 4 == 1:
+    try:
+        raw = value.strip().rstrip("=").encode("ascii")
+    except UnicodeEncodeError as exc:
+        raise ValueError("not base64url") from exc
+    if len(raw) % 4 == 1:
         raise ValueError("impossible base64url length")
     try:
-        return base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
-    except (binascii.Error, UnicodeEncodeError) as exc:
+        return binascii.a2b_base64(
+            raw.translate(_TO_STANDARD) + b"=" * (-len(raw) % 4), strict_mode=True
+        )
+    except binascii.Error as exc:
         raise ValueError("not base64url") from exc
