@@ -73,11 +73,15 @@ class Registrations:
         ident = new_identity() if identity is None else check_identity(identity)
         policy = resolve_policy(config, service.passkeys)
         now = self.clock()
-        entity = self.store.ensure_entity(
-            Entity(new_sid("YE"), account_sid, service_sid, ident, now, now)
+        fresh = Entity(new_sid("YE"), account_sid, service_sid, ident, now, now)
+        entity = self.store.ensure_entity(fresh)
+        # One read for both the size limit and excludeCredentials (none for an entity this
+        # request just created: it has no passkeys yet).
+        active = (
+            []
+            if entity.sid == fresh.sid
+            else self.store.active_factors(account_sid, service_sid, entity.sid, now)
         )
-        # One read for both the size limit and excludeCredentials.
-        active = self.store.active_factors(account_sid, service_sid, entity.sid, now)
         if len(active) >= MAX_FACTORS_PER_ENTITY:
             raise LimitExceeded(
                 f"Too many passkeys: an entity may have at most {MAX_FACTORS_PER_ENTITY}"
