@@ -5,6 +5,7 @@ another process holding the write lock makes requests wait on the loop, not in S
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -356,4 +357,115 @@ def test_a_batch_is_committed_when_old_enough_even_while_requests_keep_working(
 
     took = run(main())
     assert sqlite_module.MAX_BATCH_SECONDS <= took < 0.1
+    assert len(stored_sids(tmp_path / "gc.db")) == 1
+
+
+def test_after_sqlite_aborts_a_batch_nothing_more_is_written_outside_it(
+    store: SQLiteStore, tmp_path: Path
+) -> None:
+    """A full disk makes SQLite roll back the batch's whole transaction: the requests of
+    that batch fail, and a later write in it is refused rather than committed on its own."""
+    first, later = account(), account()
+    outcomes: list[str] = []
+
+    async def main() -> None:
+        store.start_group_commit(asyncio.get_running_loop())
+        await store.reserve()
+        store.put_account(first)
+        pages = store._one("PRAGMA page_count", ())[0]
+        store._one(f"PRAGMA max_page_count = {pages}", ())
+        with pytest.raises(sqlite3.Error), store._write() as db:  # the disk is full
+            db.execute(
+                "INSERT INTO audit_events (account_sid, service_sid, actor, action, resource,"
+                " outcome, code, step, request_id, date_created)"
+                " VALUES ('AC', 'VA', ?, 'x', 'x', 'ok', 0, '', 'RQ', 1)",
+                ("x" * 100_000,),
+            )
+        if store._db.in_transaction:
+            pytest.skip("this SQLite kept the transaction after SQLITE_FULL")
+        with pytest.raises(StorageUnavailable):
+            store.put_account(later)
+        try:
+            await store.settle()
+            outcomes.append("committed")
+        except StorageUnavailable:
+            outcomes.append("refused")
+
+    run(main())
+    assert outcomes == ["refused"]
+    assert stored_sids(tmp_path / "gc.db") == set()
+    assert not store._db.in_transaction
+
+
+def test_a_failed_batch_does_not_leave_a_stale_configuration_cached(tmp_path: Path) -> None:
+    """A request that read the failed batch's configuration version must not make the
+    cache look current once another process commits that same version number."""
+    path = str(tmp_path / "gc.db")
+    a, b = SQLiteStore(path), SQLiteStore(path)
+    a.migrate()
+    acc = account()
+    a.put_account(acc)
+    a._db.execute("PRAGMA foreign_keys = ON")
+    a._db.execute("CREATE TEMP TABLE parent (id INTEGER PRIMARY KEY)")
+    a._db.execute(
+        "CREATE TEMP TABLE child (parent INTEGER REFERENCES parent(id)"
+        " DEFERRABLE INITIALLY DEFERRED)"
+    )
+
+    async def main() -> None:
+        a.start_group_commit(asyncio.get_running_loop())
+        await a.reserve()
+        a.put_account(account())  # a configuration change: version + 1, uncommitted
+        a.refresh_config()  # another request reads that version ...
+        assert a.get_account(acc.sid).token_hash == acc.token_hash  # ... and caches
+        with a._write() as db:
+            db.execute("INSERT INTO child VALUES (7)")  # the batch's commit will fail
+        with pytest.raises(StorageUnavailable):
+            await a.settle()
+        a.get_account(acc.sid)  # a request still in flight reads the account again
+        a.stop_group_commit()
+
+    run(main())
+    b.put_account(dataclasses.replace(acc, token_hash=b"n" * 32))  # commits the same version
+    a.refresh_config()
+    assert a.get_account(acc.sid).token_hash == b"n" * 32
+    a.close()
+    b.close()
+
+
+def test_a_background_write_that_times_out_leaves_no_waiting_count_behind(
+    store: SQLiteStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_module, "BUSY_TIMEOUT_SECONDS", 0.2)
+    other = sqlite3.connect(tmp_path / "gc.db", isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+
+    async def main() -> None:
+        store.start_group_commit(asyncio.get_running_loop())
+        with pytest.raises(StorageUnavailable):
+            await asyncio.to_thread(store.put_account, account())
+        other.execute("ROLLBACK")
+        assert store._threads_waiting == 0
+        await asyncio.wait_for(store.reserve(), timeout=1)  # not stuck behind a ghost
+        store.put_account(account())
+        await store.settle()
+
+    run(main())
+    other.close()
+    assert len(stored_sids(tmp_path / "gc.db")) == 1
+
+
+def test_a_commit_refused_on_the_thread_path_leaves_no_transaction_open(
+    store: SQLiteStore, tmp_path: Path
+) -> None:
+    store._db.execute("PRAGMA foreign_keys = ON")
+    store._db.execute("CREATE TEMP TABLE parent (id INTEGER PRIMARY KEY)")
+    store._db.execute(
+        "CREATE TEMP TABLE child (parent INTEGER REFERENCES parent(id)"
+        " DEFERRABLE INITIALLY DEFERRED)"
+    )
+    with pytest.raises(sqlite3.IntegrityError), store._write() as db:
+        db.execute("INSERT INTO child VALUES (7)")
+    assert not store._db.in_transaction
+    store.put_account(account())  # the connection still works
     assert len(stored_sids(tmp_path / "gc.db")) == 1

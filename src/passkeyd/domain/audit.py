@@ -15,7 +15,7 @@ from passkeyd.storage import Store
 
 from .models import AuditEvent, Page, PageRequest
 
-MAX_BUFFER = 10_000  # beyond this, flush inline rather than grow without bound
+MAX_BUFFER = 10_000  # beyond this, the request that adds one flushes (in a thread)
 
 
 @dataclass
@@ -24,12 +24,12 @@ class AuditLog:
     _buffer: list[AuditEvent] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def record(self, event: AuditEvent) -> None:
+    def record(self, event: AuditEvent) -> bool:
+        """Buffer one event. True when the buffer is full: the caller should flush now
+        (off the event loop) rather than wait for the timer."""
         with self._lock:
             self._buffer.append(event)
-            full = len(self._buffer) >= MAX_BUFFER
-        if full:
-            self.flush()
+            return len(self._buffer) >= MAX_BUFFER
 
     def flush(self) -> int:
         with self._lock:
@@ -44,5 +44,7 @@ class AuditLog:
         return len(batch)
 
     def list(self, account_sid: str, page: PageRequest, *, service_sid: str | None) -> Page:
-        self.flush()  # what a reader asks for includes what just happened
+        """Flush first (call it off the event loop: it writes), so that what a reader asks
+        for includes what just happened."""
+        self.flush()
         return self.store.list_audit(account_sid, page, service_sid=service_sid)

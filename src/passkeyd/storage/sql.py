@@ -222,8 +222,11 @@ class SqlStore(abc.ABC):
             self._config_version = version
 
     def forget_config(self) -> None:
-        """After this process changed the configuration, or rolled back such a change."""
+        """After this process changed the configuration, or rolled back such a change: the
+        next refresh reloads, whatever version it reads (a failed batch may have shown a
+        version that was never committed)."""
         self._config = {}
+        self._config_version = None
 
     def _cached(self, key: tuple[str, ...], load: Callable[[], T]) -> T:
         if self._config_version is None:

@@ -138,14 +138,21 @@ class SQLiteStore(SqlStore):
             error: BaseException | None = None
             try:
                 self._db.execute("COMMIT")
-                if self._waiters is not None and self._waiters.anyone_else():
-                    self._yield_until = time.monotonic() + YIELD_SECONDS
-            except sqlite3.Error as exc:
+            except Exception as exc:  # the batch's requests must hear of it, whatever it is
                 log.error("group commit failed: %s", exc)
                 error = StorageUnavailable(f"the database refused the commit: {exc}")
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
+                try:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    log.exception("rolling back the failed group commit failed")
                 self.forget_config()  # it may hold what the rolled back batch wrote
+            else:
+                try:
+                    if self._waiters is not None and self._waiters.anyone_else():
+                        self._yield_until = time.monotonic() + YIELD_SECONDS
+                except OSError:  # only a hint for taking turns: never fail a commit on it
+                    log.warning("cannot tell whether another process waits", exc_info=True)
             self._turn.notify_all()  # background writes waiting for their turn
         loop = self._loop
         if loop is None or batch.done():
@@ -175,12 +182,20 @@ class SQLiteStore(SqlStore):
         try:
             yield self._db
         except BaseException:
-            self._db.execute("ROLLBACK")
+            self._rollback()
             raise
         else:
-            self._db.execute("COMMIT")
+            try:
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._rollback()  # never leave the connection inside a transaction
+                raise
         finally:
             self._lock.release()
+
+    def _rollback(self) -> None:
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
 
     def _try_begin(self) -> bool:
         """BEGIN IMMEDIATE without waiting: False when another process holds the lock."""
@@ -203,27 +218,29 @@ class SQLiteStore(SqlStore):
         holding the connection lock, in a transaction."""
         delay, deadline = 0.0005, time.monotonic() + BUSY_TIMEOUT_SECONDS
         self._lock.acquire()
-        self._threads_waiting += 1
+        self._threads_waiting += 1  # changed only while holding the lock
         try:
             while True:
                 if self._batch is None:
                     if self._try_begin():
                         if self._waiters is not None:
                             self._waiters.done()
+                        self._threads_waiting -= 1
                         return
                     if self._waiters is not None:
                         self._waiters.waiting()  # another process holds it: ask for a turn
                     if time.monotonic() > deadline:
+                        if self._waiters is not None:
+                            self._waiters.done()
                         raise StorageUnavailable("the database stayed locked by another process")
                     self._turn.wait(delay)  # another process holds it: try again soon
                     delay = min(delay * 2, 0.01)
                 else:
                     self._turn.wait(0.05)  # the loop commits it within a few iterations
         except BaseException:
+            self._threads_waiting -= 1
             self._lock.release()
             raise
-        finally:
-            self._threads_waiting -= 1
 
     async def reserve(self) -> None:
         """Take the write lock for a batch before a call that is about to write, waiting
@@ -234,6 +251,10 @@ class SQLiteStore(SqlStore):
             return
         delay, deadline = 0.0002, loop.time() + BUSY_TIMEOUT_SECONDS
         while self._batch is None:
+            if loop.time() > deadline:
+                if self._waiters is not None:
+                    self._waiters.done()
+                raise StorageUnavailable("the database stayed locked by another process")
             pause = self._yield_until - time.monotonic()
             if pause > 0:  # another process waits for the lock: let it have a turn
                 await asyncio.sleep(pause)
@@ -249,8 +270,6 @@ class SQLiteStore(SqlStore):
                     return
                 if self._waiters is not None:
                     self._waiters.waiting()
-            if loop.time() > deadline:
-                raise StorageUnavailable("the database stayed locked by another process")
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.001)
 
@@ -266,15 +285,22 @@ class SQLiteStore(SqlStore):
     @contextmanager
     def _batched(self) -> Iterator[sqlite3.Connection]:
         if self._batch is None:
-            self._db.execute("BEGIN IMMEDIATE")
+            # A write on the loop without reserve(): never wait in SQLite's busy handler.
+            if not self._try_begin():
+                raise StorageUnavailable("the database is locked by another process")
             self._open_batch()
+        elif not self._db.in_transaction:
+            # SQLite aborted the batch's whole transaction (disk full, I/O error): its
+            # commit will fail, and nothing more may be written outside a transaction.
+            raise StorageUnavailable("the database aborted this batch")
         self._batch_writes += 1
         self._db.execute("SAVEPOINT request")
         try:
             yield self._db
         except BaseException:
-            self._db.execute("ROLLBACK TO request")
-            self._db.execute("RELEASE request")
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK TO request")
+                self._db.execute("RELEASE request")
             raise
         self._db.execute("RELEASE request")
 
