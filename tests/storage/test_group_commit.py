@@ -40,6 +40,24 @@ def stored_sids(path: Path) -> set[str]:
         other.close()
 
 
+def locked_by_another_process(tmp_path: Path) -> sqlite3.Connection:
+    """A second connection holding the database's write lock (usable from any thread)."""
+    other = sqlite3.connect(tmp_path / "gc.db", isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    return other
+
+
+def fail_commits_after_orphans(store: SQLiteStore) -> None:
+    """A real COMMIT that SQLite refuses: a deferred foreign key is checked at commit, so
+    a transaction that inserted `INSERT INTO child VALUES (7)` (no parent 7) fails there."""
+    store._db.execute("PRAGMA foreign_keys = ON")
+    store._db.execute("CREATE TEMP TABLE parent (id INTEGER PRIMARY KEY)")
+    store._db.execute(
+        "CREATE TEMP TABLE child (parent INTEGER REFERENCES parent(id)"
+        " DEFERRABLE INITIALLY DEFERRED)"
+    )
+
+
 def test_writes_on_the_loop_share_one_commit_and_are_durable_after_settle(
     store: SQLiteStore, tmp_path: Path
 ) -> None:
@@ -110,13 +128,7 @@ def test_a_refused_request_undoes_only_its_own_writes(store: SQLiteStore, tmp_pa
 def test_a_failed_commit_fails_every_request_of_the_batch_and_stores_nothing(
     store: SQLiteStore, tmp_path: Path
 ) -> None:
-    # A deferred foreign key is checked at COMMIT: a real commit that SQLite refuses.
-    store._db.execute("PRAGMA foreign_keys = ON")
-    store._db.execute("CREATE TEMP TABLE parent (id INTEGER PRIMARY KEY)")
-    store._db.execute(
-        "CREATE TEMP TABLE child (parent INTEGER REFERENCES parent(id)"
-        " DEFERRABLE INITIALLY DEFERRED)"
-    )
+    fail_commits_after_orphans(store)
     innocent = account()
     outcomes: list[BaseException | None] = []
 
@@ -125,7 +137,7 @@ def test_a_failed_commit_fails_every_request_of_the_batch_and_stores_nothing(
             await store.reserve()
             if write is None:
                 with store._write() as db:
-                    db.execute("INSERT INTO child VALUES (42)")  # no parent 42
+                    db.execute("INSERT INTO child VALUES (7)")  # no parent 7
             else:
                 store.put_account(innocent)
             await store.settle()
@@ -161,8 +173,7 @@ def test_a_write_from_a_thread_waits_for_the_open_batch_then_runs_on_its_own(
 def test_reserve_waits_on_the_loop_while_another_process_holds_the_lock(
     store: SQLiteStore, tmp_path: Path
 ) -> None:
-    other = sqlite3.connect(tmp_path / "gc.db", isolation_level=None, check_same_thread=False)
-    other.execute("BEGIN IMMEDIATE")
+    other = locked_by_another_process(tmp_path)
     ticks = 0
 
     async def ticker() -> None:
@@ -194,8 +205,7 @@ def test_reserve_gives_up_with_storage_unavailable(
     store: SQLiteStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(sqlite_module, "BUSY_TIMEOUT_SECONDS", 0.2)
-    other = sqlite3.connect(tmp_path / "gc.db", isolation_level=None, check_same_thread=False)
-    other.execute("BEGIN IMMEDIATE")
+    other = locked_by_another_process(tmp_path)
 
     async def main() -> None:
         store.start_group_commit(asyncio.get_running_loop())
@@ -278,8 +288,7 @@ def test_a_thread_waiting_for_another_process_leaves_the_loop_free(
 ) -> None:
     """Background writes (audit trail, purge, webhooks) wait for a lock held elsewhere
     without holding the connection that the loop's requests read through."""
-    other = sqlite3.connect(tmp_path / "gc.db", isolation_level=None, check_same_thread=False)
-    other.execute("BEGIN IMMEDIATE")
+    other = locked_by_another_process(tmp_path)
     acc = account()
 
     async def main() -> float:
@@ -405,12 +414,7 @@ def test_a_failed_batch_does_not_leave_a_stale_configuration_cached(tmp_path: Pa
     a.migrate()
     acc = account()
     a.put_account(acc)
-    a._db.execute("PRAGMA foreign_keys = ON")
-    a._db.execute("CREATE TEMP TABLE parent (id INTEGER PRIMARY KEY)")
-    a._db.execute(
-        "CREATE TEMP TABLE child (parent INTEGER REFERENCES parent(id)"
-        " DEFERRABLE INITIALLY DEFERRED)"
-    )
+    fail_commits_after_orphans(a)
 
     async def main() -> None:
         a.start_group_commit(asyncio.get_running_loop())
@@ -437,8 +441,7 @@ def test_a_background_write_that_times_out_leaves_no_waiting_count_behind(
     store: SQLiteStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(sqlite_module, "BUSY_TIMEOUT_SECONDS", 0.2)
-    other = sqlite3.connect(tmp_path / "gc.db", isolation_level=None, check_same_thread=False)
-    other.execute("BEGIN IMMEDIATE")
+    other = locked_by_another_process(tmp_path)
 
     async def main() -> None:
         store.start_group_commit(asyncio.get_running_loop())
@@ -458,12 +461,7 @@ def test_a_background_write_that_times_out_leaves_no_waiting_count_behind(
 def test_a_commit_refused_on_the_thread_path_leaves_no_transaction_open(
     store: SQLiteStore, tmp_path: Path
 ) -> None:
-    store._db.execute("PRAGMA foreign_keys = ON")
-    store._db.execute("CREATE TEMP TABLE parent (id INTEGER PRIMARY KEY)")
-    store._db.execute(
-        "CREATE TEMP TABLE child (parent INTEGER REFERENCES parent(id)"
-        " DEFERRABLE INITIALLY DEFERRED)"
-    )
+    fail_commits_after_orphans(store)
     with pytest.raises(sqlite3.IntegrityError), store._write() as db:
         db.execute("INSERT INTO child VALUES (7)")
     assert not store._db.in_transaction
