@@ -71,3 +71,57 @@ def test_lines_still_waiting_are_written_at_exit() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, check=True
     )
     assert json.loads(done.stderr.strip())["msg"] == "last words"
+
+
+def test_the_access_fast_path_writes_what_the_logging_path_writes() -> None:
+    fields = {
+        "request_id": "RQ" + "0" * 32,
+        "method": "POST",
+        "route": "approve_challenge",
+        "status": 200,
+        "duration_ms": 1.25,
+        "account_sid": "AC" + "1" * 32,
+        "code": 0,
+    }
+    root = logging.getLogger()
+    saved, level = root.handlers[:], root.level
+    fast, slow = io.StringIO(), io.StringIO()
+    try:
+        root.setLevel(logging.INFO)
+        root.handlers[:] = [handler_on(fast)]
+        logs.access("POST approve_challenge 200", fields)
+        logs.flush()
+        slow_handler = handler_on(slow)
+        root.handlers[:] = [slow_handler, logging.NullHandler()]  # not the fast path's shape
+        logs.access("POST approve_challenge 200", fields)
+        slow_handler.flush()
+    finally:
+        root.handlers[:] = saved
+        root.setLevel(level)
+    made_fast, made_slow = json.loads(fast.getvalue()), json.loads(slow.getvalue())
+    assert made_fast.pop("ts")[:16] == made_slow.pop("ts")[:16]
+    assert (
+        made_fast
+        == made_slow
+        == {
+            "level": "info",
+            "logger": "passkeyd.access",
+            "msg": "POST approve_challenge 200",
+            **fields,
+        }
+    )
+
+
+def test_the_access_line_respects_the_level_and_the_records_path_keeps_working(caplog) -> None:  # type: ignore[no-untyped-def]
+    access = logging.getLogger(logs.ACCESS_LOGGER)
+    access.setLevel(logging.WARNING)
+    try:
+        with caplog.at_level(logging.INFO):
+            logs.access("POST create_challenge 201", {"status": 201})
+        assert not [r for r in caplog.records if r.name == logs.ACCESS_LOGGER]
+    finally:
+        access.setLevel(logging.NOTSET)
+    with caplog.at_level(logging.INFO, logger=logs.ACCESS_LOGGER):
+        logs.access("POST create_challenge 201", {"status": 201})
+    (record,) = [r for r in caplog.records if r.name == logs.ACCESS_LOGGER]
+    assert record.getMessage() == "POST create_challenge 201" and record.status == 201  # type: ignore[attr-defined]

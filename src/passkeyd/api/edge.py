@@ -17,7 +17,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from passkeyd import metrics
+from passkeyd import logs, metrics
 from passkeyd.domain import Domain
 from passkeyd.domain.errors import (
     AssertionRefused,
@@ -32,7 +32,6 @@ from passkeyd.storage import StorageUnavailable
 from . import errors
 
 log = logging.getLogger("passkeyd.api")
-access_log = logging.getLogger("passkeyd.access")
 
 REQUEST_ID_HEADER = "Twilio-Request-Id"
 T = TypeVar("T")
@@ -235,22 +234,18 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         if ceremony is not None and code not in (20003, 20404):
             outcome = "success" if status < 400 else "refused"
             metrics.ceremony(ceremony, outcome, step or str(code or ""))
-        if access_log.isEnabledFor(logging.INFO):
-            access_log.info(
-                "%s %s %d",
-                request.method,
-                route,
-                status,
-                extra={
-                    "request_id": request_id,
-                    "method": request.method,
-                    "route": route,
-                    "status": status,
-                    "duration_ms": round(elapsed * 1000, 3),
-                    "account_sid": account_sid,
-                    "code": code,
-                },
-            )
+        logs.access(
+            f"{request.method} {route} {status}",
+            {
+                "request_id": request_id,
+                "method": request.method,
+                "route": route,
+                "status": status,
+                "duration_ms": round(elapsed * 1000, 3),
+                "account_sid": account_sid,
+                "code": code,
+            },
+        )
         return response
 
     run.__name__ = handler.__name__
