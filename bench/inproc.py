@@ -138,11 +138,11 @@ def make_app(db_dir: str, creds: Credentials) -> Any:
             "PASSKEYD_DATABASE_URL": f"sqlite:///{db_dir}/passkeyd.db",
             "PASSKEYD_ACCOUNT_SID": creds.account_sid,
             "PASSKEYD_AUTH_TOKEN": creds.auth_token,
-            "PASSKEYD_RATE_LIMITS": RATE_LIMITS,
             "PASSKEYD_LOG_LEVEL": "info",
             "PASSKEYD_DATA_DIR": db_dir,
         }
     )
+    os.environ.setdefault("PASSKEYD_RATE_LIMITS", RATE_LIMITS)  # counted, never reached
     import logging
 
     from passkeyd import cli

@@ -17,7 +17,8 @@ from .domain import Domain
 from .domain.clock import iso
 from .domain.models import PageRequest
 from .settings import Settings, SettingsError, describe, secret_box
-from .storage import StorageUnavailable, Store, is_embedded, open_store
+from .storage import SQLiteStore, StorageUnavailable, Store, is_embedded, open_store
+from .storage.windows import RateWindows
 
 EXIT_OK, EXIT_USAGE, EXIT_CONFIG, EXIT_NOT_FOUND, EXIT_SCHEMA, EXIT_DATABASE = 0, 2, 3, 4, 5, 6
 
@@ -53,11 +54,16 @@ def _open(settings: Settings, *, migrate: bool) -> Store:
 
 
 def _domain(settings: Settings, *, migrate: bool) -> Domain:
+    """The domain a serving process runs (`app_factory`)."""
+    store = _open(settings, migrate=migrate)
+    rules = settings.rate_limit_rules()
+    if settings.rate_limits_in_memory() and isinstance(store, SQLiteStore):
+        store.windows = RateWindows(max((rule.window for rule in rules.values()), default=1))
     return Domain(
-        _open(settings, migrate=migrate),
+        store,
         box=secret_box(settings),
         allow_private_webhooks=settings.webhook_allow_private,
-        rate_limits=settings.rate_limit_rules(),
+        rate_limits=rules,
     )
 
 

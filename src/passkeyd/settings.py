@@ -41,6 +41,7 @@ class Settings:
     sqlite_synchronous: str = "NORMAL"
     sqlite_cache_mb: int = 64
     rate_limits: str = ""  # "" = the defaults; "off"; or "name=limit/seconds,..."
+    rate_limit_store: str = "auto"  # auto, memory or database
     audit_retention_seconds: int = 90 * 24 * 3600
     log_format: str = "auto"
     forwarded_allow_ips: str = "127.0.0.1"
@@ -48,6 +49,13 @@ class Settings:
 
     def rate_limit_rules(self) -> dict[str, Rule]:
         return parse_rules(self.rate_limits) if self.rate_limits else dict(DEFAULT_RULES)
+
+    def rate_limits_in_memory(self) -> bool:
+        """Keep rate-limit windows in the process: `memory`, or `auto` when one process
+        serves an SQLite file (one worker). Several processes share them in the database."""
+        if self.rate_limit_store == "auto":
+            return self.database_url.startswith("sqlite:") and self.workers == 1
+        return self.rate_limit_store == "memory"
 
     @classmethod
     def load(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -113,6 +121,7 @@ class Settings:
             log_format=(env.get("PASSKEYD_LOG_FORMAT") or "auto").lower(),
             forwarded_allow_ips=env.get("PASSKEYD_FORWARDED_ALLOW_IPS") or "127.0.0.1",
             rate_limits=env.get("PASSKEYD_RATE_LIMITS") or "",
+            rate_limit_store=(env.get("PASSKEYD_RATE_LIMIT_STORE") or "auto").lower(),
             audit_retention_seconds=number(
                 "PASSKEYD_AUDIT_RETENTION_SECONDS", cls.audit_retention_seconds, 0, 10**10
             ),
@@ -143,6 +152,13 @@ class Settings:
             self.rate_limit_rules()
         except RateLimitSpecError as exc:
             raise SettingsError(f"PASSKEYD_RATE_LIMITS: {exc}") from exc
+        if self.rate_limit_store not in ("auto", "memory", "database"):
+            raise SettingsError("PASSKEYD_RATE_LIMIT_STORE must be auto, memory or database")
+        if self.rate_limit_store == "memory" and not self.database_url.startswith("sqlite:"):
+            raise SettingsError(
+                "PASSKEYD_RATE_LIMIT_STORE=memory needs SQLite: on PostgreSQL every process"
+                " shares its windows in the database"
+            )
         if self.log_format not in ("auto", "json", "text"):
             raise SettingsError("PASSKEYD_LOG_FORMAT must be auto, json or text")
         if self.log_level not in ("debug", "info", "warning", "error"):
@@ -174,7 +190,8 @@ ENVIRONMENT = (
     "PASSKEYD_CHALLENGE_RETENTION_SECONDS", "PASSKEYD_PURGE_INTERVAL_SECONDS",
     "PASSKEYD_SECRET_KEY", "PASSKEYD_WEBHOOK_ALLOW_PRIVATE", "PASSKEYD_WEBHOOK_INTERVAL_MS",
     "PASSKEYD_WEBHOOK_RETRY_BASE_SECONDS", "PASSKEYD_WEBHOOK_MAX_ATTEMPTS",
-    "PASSKEYD_RATE_LIMITS", "PASSKEYD_AUDIT_RETENTION_SECONDS", "PASSKEYD_FORWARDED_ALLOW_IPS",
+    "PASSKEYD_RATE_LIMITS", "PASSKEYD_RATE_LIMIT_STORE", "PASSKEYD_AUDIT_RETENTION_SECONDS",
+    "PASSKEYD_FORWARDED_ALLOW_IPS",
 )  # fmt: skip
 SECRET = ("PASSKEYD_AUTH_TOKEN", "PASSKEYD_SECRET_KEY")
 

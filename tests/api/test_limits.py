@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 
 import pytest
@@ -17,21 +18,27 @@ from passkeyd.domain.limits import (
     parse_rules,
 )
 from passkeyd.storage import SQLiteStore
+from passkeyd.storage.windows import RateWindows
 from tests.authenticator import Authenticator
 from tests.conftest import ORIGIN, Api
 
 
-@pytest.fixture
-def limited(db_path, clock) -> Iterator[Api]:
-    """An API whose limits are small enough to reach in a test."""
-    store = SQLiteStore(str(db_path))
-    store.migrate()
+@pytest.fixture(params=["database", "memory"])
+def limited(request, db_path, clock) -> Iterator[Api]:
+    """An API whose limits are small enough to reach in a test, with its windows in the
+    rate_limits table (several processes) or in the process (one process, the default)."""
     rules = {"challenge": Rule(5, 60), "approve": Rule(4, 60), "factor": Rule(3, 60),
              "failed_auth": Rule(6, 60)}  # fmt: skip
+    windows = RateWindows(60) if request.param == "memory" else None
+    store = SQLiteStore(str(db_path), windows=windows)
+    store.migrate()
     domain = Domain(store, clock, rate_limits=rules)
     account, token = domain.accounts.create_account()
     with TestClient(create_app(domain)) as client:
         yield Api(client, db_path, account.sid, (account.sid, token))
+    if windows is not None:  # every hit was counted in memory, none in the table
+        with sqlite3.connect(db_path) as db:
+            assert db.execute("SELECT count(*) FROM rate_limits").fetchone() == (0,)
 
 
 def assert_429(response, code=20429):

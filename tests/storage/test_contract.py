@@ -27,7 +27,7 @@ from passkeyd.domain.models import (
     Webhook,
 )
 from passkeyd.storage import ApproveOutcome, CredentialConflict, Store, open_store
-from passkeyd.storage.sql import _count_hit, load_migrations
+from passkeyd.storage.sql import _count_hit_in_table, load_migrations
 from tests.pg import temporary_schema
 
 NOW = 1_790_000_000
@@ -575,7 +575,7 @@ def test_upgrading_to_schema_7_keeps_the_rate_limit_windows(tmp_path: Path) -> N
     assert store.migrate() == [7]
     assert store.rate_limit_count("challenge:VA1:user-0001", NOW) == 7
     with store._write() as tx:
-        assert _count_hit(tx, RateHit("challenge:VA1:user-0001", NOW, 30)) == 8
+        assert _count_hit_in_table(tx, RateHit("challenge:VA1:user-0001", NOW, 30)) == 8
     store.close()
 
 

@@ -47,6 +47,7 @@ from .rows import (
     settings_from_json,
     settings_to_json,
 )
+from .windows import RateWindows
 
 
 def load_migrations(dialect: str) -> list[tuple[int, str]]:
@@ -116,7 +117,7 @@ def _webhook(r: Sequence[Any]) -> Webhook:
     )
 
 
-def _count_hit(tx: Tx, hit: RateHit) -> int:
+def _count_hit_in_table(tx: Tx, hit: RateHit) -> int:
     row = tx.execute(
         "INSERT INTO rate_limits (key, window_start, count) VALUES (?, ?, 1)"
         " ON CONFLICT (key) DO UPDATE SET"
@@ -175,6 +176,9 @@ class SqlStore(abc.ABC):
     dialect: str = ""
     runs_in_threads: bool = False
     integrity_errors: tuple[type[Exception], ...] = ()
+    # Rate-limit windows in this process instead of the rate_limits table (storage/windows.py);
+    # only a backend whose writes it sees commit and roll back sets it.
+    windows: RateWindows | None = None
 
     # --- what a backend supplies ----------------------------------------------------------
 
@@ -200,6 +204,12 @@ class SqlStore(abc.ABC):
 
     def ping(self) -> None:
         self._one("SELECT 1", ())
+
+    def _count_hit(self, tx: Tx, hit: RateHit) -> int:
+        """Count a rate-limit hit in the caller's transaction; the window's count with it."""
+        if self.windows is not None:
+            return self.windows.hit(hit)
+        return _count_hit_in_table(tx, hit)
 
     # --- configuration cache ----------------------------------------------------------------
     # Accounts, API keys, services and webhooks are read on every request and change rarely.
@@ -574,7 +584,7 @@ class SqlStore(abc.ABC):
         columns = FACTOR_COLUMNS.split(", ", 1)[1]
         try:
             with self._write() as db:
-                if rate is not None and _count_hit(db, rate) > rate.limit:
+                if rate is not None and self._count_hit(db, rate) > rate.limit:
                     raise _Refused(InsertOutcome.RATE_LIMITED)
                 db.execute(
                     f"INSERT INTO factors ({columns}) VALUES ({', '.join('?' * 26)})",
@@ -726,7 +736,7 @@ class SqlStore(abc.ABC):
         columns = CHALLENGE_COLUMNS.split(", ", 1)[1]
         try:
             with self._write() as db:
-                if rate is not None and _count_hit(db, rate) > rate.limit:
+                if rate is not None and self._count_hit(db, rate) > rate.limit:
                     raise _Refused(InsertOutcome.RATE_LIMITED)
                 if max_pending is not None and challenge.entity_sid:
                     pending = db.execute(
@@ -863,7 +873,7 @@ class SqlStore(abc.ABC):
                     raise _Rollback(ApproveOutcome.COUNTER_RACE)
                 _enqueue(tx, deliveries, now)
                 for hit in rate_hits:
-                    _count_hit(tx, hit)
+                    self._count_hit(tx, hit)
         except _Rollback as rollback:
             return rollback.outcome
         return ApproveOutcome.APPROVED
@@ -908,6 +918,8 @@ class SqlStore(abc.ABC):
     # --- limits ---------------------------------------------------------------------------
 
     def rate_limit_count(self, key: str, window_start: int) -> int:
+        if self.windows is not None:
+            return self.windows.count(key, window_start)
         row = self._one(
             "SELECT count FROM rate_limits WHERE key = ? AND window_start = ?", (key, window_start)
         )
@@ -993,7 +1005,7 @@ class SqlStore(abc.ABC):
             spent = row is not None and row[0] == "denied"
             _enqueue(db, [*deliveries, *(on_spent if spent else ())], now)
             for hit in rate_hits:
-                _count_hit(db, hit)
+                self._count_hit(db, hit)
             return spent
 
     # --- webhooks -------------------------------------------------------------------------

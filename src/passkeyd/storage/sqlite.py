@@ -31,6 +31,7 @@ from typing import Any
 
 from .base import StorageUnavailable
 from .sql import SqlStore
+from .windows import RateWindows
 
 log = logging.getLogger("passkeyd.storage")
 
@@ -48,7 +49,17 @@ class SQLiteStore(SqlStore):
     concurrency = 1
     integrity_errors = (sqlite3.IntegrityError,)
 
-    def __init__(self, path: str, *, synchronous: str = "NORMAL", cache_mb: int = 64) -> None:
+    def __init__(
+        self,
+        path: str,
+        *,
+        synchronous: str = "NORMAL",
+        cache_mb: int = 64,
+        windows: RateWindows | None = None,
+    ) -> None:
+        """`windows`: keep rate-limit windows in this process (only when no other process
+        serves this database file)."""
+        self.windows = windows
         if synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise ValueError("synchronous must be OFF, NORMAL, FULL or EXTRA")
         self._lock = threading.RLock()
@@ -166,9 +177,18 @@ class SQLiteStore(SqlStore):
     def _write(self) -> Iterator[sqlite3.Connection]:
         """BEGIN IMMEDIATE takes the write lock up front, so no transaction is upgraded
         (and made to fail with SQLITE_BUSY) halfway through."""
+        windows = self.windows
         if self._loop is not None and threading.get_ident() == self._loop_thread:
-            with self._lock, self._batched() as db:
-                yield db
+            with self._lock:
+                try:
+                    with self._batched() as db:
+                        yield db
+                except BaseException:
+                    if windows is not None:
+                        windows.discard()
+                    raise
+                if windows is not None:
+                    windows.commit()
             return
         if self._loop is not None:
             self._begin_beside_loop()  # returns holding self._lock
@@ -183,13 +203,19 @@ class SQLiteStore(SqlStore):
             yield self._db
         except BaseException:
             self._rollback()
+            if windows is not None:
+                windows.discard()
             raise
         else:
             try:
                 self._db.execute("COMMIT")
             except BaseException:
                 self._rollback()  # never leave the connection inside a transaction
+                if windows is not None:
+                    windows.discard()
                 raise
+            if windows is not None:
+                windows.commit()
         finally:
             self._lock.release()
 

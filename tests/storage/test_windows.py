@@ -1,0 +1,119 @@
+"""Rate-limit windows in process memory: the same counts as the rate_limits table, kept only
+with the write that counted them, and chosen only where one process serves the database."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from passkeyd.domain.models import RateHit
+from passkeyd.settings import Settings, SettingsError
+from passkeyd.storage import InsertOutcome, SQLiteStore
+from passkeyd.storage.windows import SWEEP_AT, RateWindows
+from tests.storage.test_contract import NOW, challenge, entity, service
+
+
+def test_hits_count_per_key_and_window() -> None:
+    windows = RateWindows(60)
+    a, b = RateHit("challenge:VA1:user-a", NOW, 5), RateHit("challenge:VA1:user-b", NOW, 5)
+    assert windows.hit(a) == 1
+    assert windows.hit(a) == 2  # a second hit of the same write sees the first
+    assert windows.count(a.key, NOW) == 0  # not kept until the write is
+    windows.commit()
+    assert windows.count(a.key, NOW) == 2
+    assert windows.hit(b) == 1
+    windows.commit()
+    assert (windows.count(a.key, NOW), windows.count(b.key, NOW)) == (2, 1)
+    assert windows.count(a.key, NOW + 60) == 0  # the next window starts afresh
+    assert windows.hit(RateHit(a.key, NOW + 60, 5)) == 1
+    windows.commit()
+    assert (windows.count(a.key, NOW), windows.count(a.key, NOW + 60)) == (0, 1)
+
+
+def test_a_write_that_rolls_back_takes_its_hits_with_it(tmp_path: Path) -> None:
+    windows = RateWindows(60)
+    store = SQLiteStore(str(tmp_path / "w.db"), windows=windows)
+    store.migrate()
+    svc = service()
+    store.insert_service(svc)
+    ent = store.ensure_entity(entity(svc))
+    hit = RateHit(f"challenge:{svc.sid}:{ent.identity}", NOW, 2)
+    # Refused for too many pending challenges: the insert and its hit roll back together.
+    refused = store.insert_challenge(challenge(ent, svc), rate=hit, max_pending=0)
+    assert refused is InsertOutcome.TOO_MANY_PENDING
+    assert store.rate_limit_count(hit.key, NOW) == 0
+    for _ in range(2):
+        assert store.insert_challenge(challenge(ent, svc), rate=hit) is InsertOutcome.INSERTED
+    assert store.rate_limit_count(hit.key, NOW) == 2
+    assert store.insert_challenge(challenge(ent, svc), rate=hit) is InsertOutcome.RATE_LIMITED
+    assert store.rate_limit_count(hit.key, NOW) == 2  # a refused hit is not counted
+    with pytest.raises(RuntimeError), store._write() as tx:
+        store._count_hit(tx, RateHit("approve:x", NOW, 9))
+        raise RuntimeError("the write fails after counting")
+    assert store.rate_limit_count("approve:x", NOW) == 0
+    store.close()
+    rows = sqlite3.connect(tmp_path / "w.db").execute("SELECT count(*) FROM rate_limits")
+    assert rows.fetchone()[0] == 0  # nothing went to the table
+
+
+def test_ended_windows_are_swept_so_memory_stays_bounded() -> None:
+    windows = RateWindows(60)
+    for i in range(SWEEP_AT - 1):
+        windows.hit(RateHit(f"challenge:VA1:old-{i}", NOW, 5))
+    windows.commit()
+    assert len(windows) == SWEEP_AT - 1
+    windows.hit(RateHit("challenge:VA1:new", NOW + 120, 5))  # two windows later
+    windows.commit()
+    assert len(windows) == 1
+    assert windows.count("challenge:VA1:new", NOW + 120) == 1
+    for i in range(SWEEP_AT):  # live windows are kept, however many
+        windows.hit(RateHit(f"challenge:VA1:live-{i}", NOW + 120, 5))
+    windows.commit()
+    assert len(windows) == SWEEP_AT + 1
+
+
+@pytest.mark.parametrize(
+    ("env", "in_memory"),
+    [
+        ({}, True),  # the embedded default, one worker
+        ({"PASSKEYD_WORKERS": "2"}, False),  # several processes share the table
+        ({"PASSKEYD_RATE_LIMIT_STORE": "database"}, False),
+        ({"PASSKEYD_WORKERS": "2", "PASSKEYD_RATE_LIMIT_STORE": "memory"}, True),
+        ({"PASSKEYD_DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/test"}, False),
+    ],
+)
+def test_the_windows_live_in_memory_only_where_one_process_serves(env, in_memory) -> None:
+    assert Settings.from_env(env).rate_limits_in_memory() is in_memory
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"PASSKEYD_RATE_LIMIT_STORE": "redis"},
+        {
+            "PASSKEYD_RATE_LIMIT_STORE": "memory",
+            "PASSKEYD_DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/test",
+        },
+    ],
+)
+def test_a_rate_limit_store_that_cannot_work_is_refused(env) -> None:
+    with pytest.raises(SettingsError, match="PASSKEYD_RATE_LIMIT_STORE"):
+        Settings.from_env(env)
+
+
+def test_a_serving_process_on_sqlite_counts_in_memory(tmp_path: Path) -> None:
+    from passkeyd import cli
+
+    url = f"sqlite:///{tmp_path}/serve.db"
+    alone = cli._domain(Settings.from_env({"PASSKEYD_DATABASE_URL": url}), migrate=True)
+    shared = cli._domain(
+        Settings.from_env({"PASSKEYD_DATABASE_URL": url, "PASSKEYD_WORKERS": "2"}), migrate=True
+    )
+    try:
+        assert isinstance(alone.store, SQLiteStore) and alone.store.windows is not None
+        assert isinstance(shared.store, SQLiteStore) and shared.store.windows is None
+    finally:
+        alone.store.close()
+        shared.store.close()
