@@ -467,3 +467,43 @@ def test_a_commit_refused_on_the_thread_path_leaves_no_transaction_open(
     assert not store._db.in_transaction
     store.put_account(account())  # the connection still works
     assert len(stored_sids(tmp_path / "gc.db")) == 1
+
+
+def test_the_configuration_version_is_read_once_per_batch_and_again_after_it(
+    tmp_path: Path,
+) -> None:
+    """While this process holds the write lock no other process can change the
+    configuration, so requests of one batch share one read of its version; the next batch
+    reads it again and sees what another process committed in between."""
+    path = str(tmp_path / "gc.db")
+    a, b = SQLiteStore(path), SQLiteStore(path)
+    a.migrate()
+    acc = account()
+    a.put_account(acc)
+    reads: list[str] = []
+    a._db.set_trace_callback(lambda sql: sql.startswith("SELECT version") and reads.append(sql))
+
+    async def main() -> None:
+        a.start_group_commit(asyncio.get_running_loop())
+        await a.reserve()
+        for _ in range(3):  # three requests in one batch
+            a.refresh_config()
+            assert a.get_account(acc.sid).token_hash == acc.token_hash
+        assert len(reads) == 1
+        await a.settle()
+        b.put_account(dataclasses.replace(acc, token_hash=b"n" * 32))  # another process
+        a.refresh_config()  # no batch open: read
+        assert a.get_account(acc.sid).token_hash == b"n" * 32
+        await a.reserve()
+        a.refresh_config()  # a new batch: read again
+        assert len(reads) == 3
+        a.put_account(dataclasses.replace(acc, token_hash=b"m" * 32))  # this process's change
+        a.refresh_config()  # forgotten by the change: read again, in the same batch
+        assert a.get_account(acc.sid).token_hash == b"m" * 32
+        assert len(reads) == 4
+        await a.settle()
+        a.stop_group_commit()
+
+    run(main())
+    a.close()
+    b.close()

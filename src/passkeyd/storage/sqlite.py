@@ -84,6 +84,7 @@ class SQLiteStore(SqlStore):
         self._last_batch_writes = 0
         self._active = 0  # requests in progress (see `request`)
         self._waiting = 0  # requests waiting in `settle` for the open batch
+        self._config_batch: asyncio.Future[None] | None = None  # read config_version in it
 
     # --- group commit ---------------------------------------------------------------------
 
@@ -298,6 +299,21 @@ class SQLiteStore(SqlStore):
                     self._waiters.waiting()
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.001)
+
+    def refresh_config(self) -> None:
+        """As SqlStore's, but read at most once per batch: while this process holds the
+        write lock no other process can commit, so the version read inside the open batch
+        stays current until it commits (this process's own changes forget the cache)."""
+        batch = self._batch
+        if (
+            batch is not None
+            and batch is self._config_batch
+            and self._config_version is not None
+            and threading.get_ident() == self._loop_thread
+        ):
+            return
+        super().refresh_config()
+        self._config_batch = batch
 
     def _open_batch(self) -> None:
         assert self._loop is not None
