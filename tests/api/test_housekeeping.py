@@ -35,3 +35,37 @@ def test_expired_challenges_are_purged_after_retention(domain, clock):
             time.sleep(0.05)
         assert domain.store.get_challenge(account.sid, svc, old["sid"]) is None
         assert domain.store.get_challenge(account.sid, svc, fresh["sid"]) is not None
+
+
+def test_the_audit_trail_joins_the_loops_group_commit_on_sqlite(domain, monkeypatch):
+    """On SQLite the audit records are written on the event loop, in its batch, the lock
+    taken there: never by a thread that would have to win the lock against other worker
+    processes while this process's requests wait behind it."""
+    import asyncio
+
+    from passkeyd.api.app import flush_audit_forever
+    from passkeyd.domain.models import AuditEvent, PageRequest
+    from tests.aio import run
+
+    account, _ = domain.accounts.create_account()
+
+    def no_thread_writes() -> None:
+        raise AssertionError("an audit write from a thread")
+
+    monkeypatch.setattr(domain.store, "_begin_beside_loop", no_thread_writes)
+
+    async def main() -> None:
+        domain.store.start_group_commit(asyncio.get_running_loop())
+        event = AuditEvent(account.sid, "", "AC", "create_service", "VA1", "ok", 0, "", "RQ1", 1)
+        domain.audit.record(event)
+        flusher = asyncio.create_task(flush_audit_forever(domain, interval=0.01))
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if not domain.audit.pending():
+                break
+        flusher.cancel()
+        domain.store.stop_group_commit()
+
+    run(main())
+    stored = domain.store.list_audit(account.sid, PageRequest(page_size=10))
+    assert [e.request_id for e in stored.items] == ["RQ1"]

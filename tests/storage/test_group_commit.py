@@ -507,3 +507,60 @@ def test_the_configuration_version_is_read_once_per_batch_and_again_after_it(
     run(main())
     a.close()
     b.close()
+
+
+def test_one_request_polls_for_the_lock_while_the_others_wait_for_it(
+    store: SQLiteStore, tmp_path: Path
+) -> None:
+    """Twenty requests waiting for another process's lock cost one poller's tries, not
+    twenty; all of them go on in the batch it opens once the lock is free."""
+    other = locked_by_another_process(tmp_path)
+    tries: list[str] = []
+    store._db.set_trace_callback(lambda sql: sql == "BEGIN IMMEDIATE" and tries.append(sql))
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        store.start_group_commit(loop)
+        loop.call_later(0.1, other.execute, "COMMIT")
+
+        async def request() -> None:
+            store.request_started()
+            try:
+                await store.reserve()
+                store.put_account(account())
+                await store.settle()
+            finally:
+                store.request_finished()
+
+        await asyncio.gather(*(request() for _ in range(20)))
+        store.stop_group_commit()
+
+    run(main())
+    other.close()
+    # One poller every POLL_SECONDS for 0.1 s: about 400 tries; twenty pollers backing off
+    # to 1 ms made some 2,000.
+    assert len(tries) <= 0.1 / sqlite_module.POLL_SECONDS * 1.5 + 5, len(tries)
+    assert len(stored_sids(tmp_path / "gc.db")) == 20
+
+
+def test_requests_queued_behind_the_poller_give_up_at_their_own_deadline(
+    store: SQLiteStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_module, "BUSY_TIMEOUT_SECONDS", 0.2)
+    other = locked_by_another_process(tmp_path)
+
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        store.start_group_commit(loop)
+        started = loop.time()
+        outcomes = await asyncio.gather(
+            *(store.reserve() for _ in range(5)), return_exceptions=True
+        )
+        assert all(isinstance(o, StorageUnavailable) for o in outcomes), outcomes
+        return loop.time() - started
+
+    try:
+        assert run(main()) < 1.0  # each within its own 0.2 s, not 0.2 s after the one before
+    finally:
+        other.execute("ROLLBACK")
+        other.close()

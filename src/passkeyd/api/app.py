@@ -119,12 +119,22 @@ async def purge_forever(
 
 
 async def flush_audit_forever(domain: Domain, interval: float = 0.2) -> None:
-    """Write the audit trail and the log lines waiting in memory, every `interval`."""
+    """Write the audit trail and the log lines waiting in memory, every `interval`.
+
+    On SQLite the records join the loop's group commit like a request's writes, the write
+    lock taken on the loop: a write from a thread would have to win the lock against the
+    other worker processes on its own, and every request of this process waits behind it
+    meanwhile. A networked store writes them from a thread."""
     while True:
         await anyio.sleep(interval)
         logs.flush()
         try:
-            await anyio.to_thread.run_sync(domain.audit.flush)
+            if domain.store.runs_in_threads:
+                await anyio.to_thread.run_sync(domain.audit.flush)
+            elif domain.audit.pending():
+                await domain.store.reserve()
+                domain.audit.flush()
+                await domain.store.settle()
         except Exception:
             log.exception("writing the audit trail failed; will retry")
 

@@ -1,7 +1,8 @@
 """The audit trail: every ceremony and every change, who, what, when, how it ended.
 
-Requests append to an in-memory buffer that a background task writes in one transaction
-every fraction of a second (and at shutdown), so auditing adds no database write to the
+Requests append to an in-memory buffer that a background task writes every fraction of a
+second (and at shutdown): on SQLite as one write in the event loop's group commit, on
+PostgreSQL in one transaction from a thread. Auditing adds no database write to the
 request itself. A crash can lose at most the last flush interval of audit records; the
 ceremony results themselves are durable in their own transactions.
 """
@@ -30,6 +31,9 @@ class AuditLog:
         with self._lock:
             self._buffer.append(event)
             return len(self._buffer) >= MAX_BUFFER
+
+    def pending(self) -> int:
+        return len(self._buffer)
 
     def flush(self) -> int:
         with self._lock:

@@ -41,6 +41,9 @@ MAX_BATCH_SECONDS = 0.002  # how long a batch may wait for requests still workin
 # when the previous batch had several (under concurrency: fewer, larger commits).
 LINGER_SECONDS = 0.0005
 YIELD_SECONDS = 0.002  # after a commit, while another process waits for the lock
+# How often the one polling request of a process tries for a lock another process holds:
+# well inside YIELD_SECONDS, so that the turn it is given is not missed.
+POLL_SECONDS = 0.00025
 
 
 class SQLiteStore(SqlStore):
@@ -85,12 +88,14 @@ class SQLiteStore(SqlStore):
         self._active = 0  # requests in progress (see `request`)
         self._waiting = 0  # requests waiting in `settle` for the open batch
         self._config_batch: asyncio.Future[None] | None = None  # read config_version in it
+        self._reserving: asyncio.Lock | None = None  # held by the request polling for the lock
 
     # --- group commit ---------------------------------------------------------------------
 
     def start_group_commit(self, loop: asyncio.AbstractEventLoop) -> None:
         """Batch the writes made on `loop`'s thread (see the module docstring)."""
         self._loop, self._loop_thread = loop, threading.get_ident()
+        self._reserving = asyncio.Lock()
         if self._path != ":memory:" and self._waiters is None:
             self._waiters = Waiters(self._path + "-waiters")
 
@@ -261,7 +266,10 @@ class SQLiteStore(SqlStore):
                             self._waiters.done()
                         raise StorageUnavailable("the database stayed locked by another process")
                     self._turn.wait(delay)  # another process holds it: try again soon
-                    delay = min(delay * 2, 0.01)
+                    # As often as the loop tries: the other process yields its turn only
+                    # for YIELD_SECONDS after a commit, and every request of this process
+                    # waits behind this write meanwhile.
+                    delay = min(delay * 2, 0.001)
                 else:
                     self._turn.wait(0.05)  # the loop commits it within a few iterations
         except BaseException:
@@ -276,7 +284,21 @@ class SQLiteStore(SqlStore):
         loop = self._loop
         if loop is None or threading.get_ident() != self._loop_thread:
             return
-        delay, deadline = 0.0002, loop.time() + BUSY_TIMEOUT_SECONDS
+        if self._batch is not None:
+            return
+        # One request of this process polls for the lock; the others wait their turn here
+        # and find the batch open (polling from every waiting request burned CPU).
+        assert self._reserving is not None
+        deadline = loop.time() + BUSY_TIMEOUT_SECONDS
+        try:
+            async with asyncio.timeout_at(deadline), self._reserving:
+                await self._take_lock(loop, deadline)
+        except TimeoutError:  # still queued behind the request that polls
+            if self._waiters is not None:
+                self._waiters.done()  # the poller, if any, asks again at its next try
+            raise StorageUnavailable("the database stayed locked by another process") from None
+
+    async def _take_lock(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
         while self._batch is None:
             if loop.time() > deadline:
                 if self._waiters is not None:
@@ -297,8 +319,7 @@ class SQLiteStore(SqlStore):
                     return
                 if self._waiters is not None:
                     self._waiters.waiting()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.001)
+            await asyncio.sleep(POLL_SECONDS)
 
     def refresh_config(self) -> None:
         """As SqlStore's, but read at most once per batch: while this process holds the
