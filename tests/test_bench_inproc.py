@@ -1,0 +1,33 @@
+"""bench/inproc.py, the in-process harness that judges changes to passkeyd's own code, runs
+whole flows through the app and reports CPU and SQL statements per flow."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("flow", ["auth", "reg"])
+def test_the_harness_runs_flows_and_counts_their_statements(flow: str) -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "inproc.py"), "--flow", flow, "--flows", "32"]
+        + ["--rounds", "1", "--concurrency", "4", "--users", "8"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+        cwd=ROOT,
+    )
+    statements = re.search(r"SQL statements per flow: ([0-9.]+)", done.stdout)
+    app = re.search(rf"{flow} c4: app (\d+) us/flow", done.stdout)
+    assert statements and app, done.stdout + done.stderr
+    # Every flow reached the database (an auth flow reads and writes at least its
+    # challenge, factor and identity), and the client's time was not counted as the app's.
+    assert 5 <= float(statements.group(1)) <= 40
+    assert int(app.group(1)) > 0
