@@ -131,3 +131,22 @@ def test_a_database_locked_by_another_process_answers_503_and_stores_nothing(
     assert api.snapshot() == before
     # and once the lock is gone, the same request goes through
     assert api.create_factor(identity="user-0009")["status"] == "unverified"
+
+
+def test_a_ceremony_request_waits_for_one_commit_not_two(api, domain, monkeypatch):
+    """Checking the credentials is a read that need not wait for the open group commit
+    (a secret is only ever answered once its batch committed): a request that writes waits
+    for the one commit holding its writes, not first for another one."""
+    api.create_service()
+    api.register("user-0001")
+    settles = 0
+    settle = domain.store.settle
+
+    async def counting_settle() -> None:
+        nonlocal settles
+        settles += 1
+        await settle()
+
+    monkeypatch.setattr(domain.store, "settle", counting_settle)
+    api.challenge(identity="user-0001")
+    assert settles == 1
