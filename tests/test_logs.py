@@ -125,3 +125,28 @@ def test_the_access_line_respects_the_level_and_the_records_path_keeps_working(c
         logs.access("POST create_challenge 201", {"status": 201})
     (record,) = [r for r in caplog.records if r.name == logs.ACCESS_LOGGER]
     assert record.getMessage() == "POST create_challenge 201" and record.status == 201  # type: ignore[attr-defined]
+
+
+def test_a_handler_on_the_passkeyd_logger_still_gets_the_access_line() -> None:
+    """The direct path is taken only when nothing between the access logger and the root
+    would see the record."""
+    root = logging.getLogger()
+    parent = logging.getLogger("passkeyd")
+    seen: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record)
+
+    saved, level = root.handlers[:], root.level
+    keep = Keep()
+    try:
+        root.setLevel(logging.INFO)
+        root.handlers[:] = [handler_on(io.StringIO())]
+        parent.addHandler(keep)
+        logs.access("POST create_challenge 201", {"status": 201})
+    finally:
+        parent.removeHandler(keep)
+        root.handlers[:] = saved
+        root.setLevel(level)
+    assert [r.getMessage() for r in seen] == ["POST create_challenge 201"]

@@ -21,15 +21,15 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per line; the timestamp prefix is cached per second (this runs for
     every request)."""
 
-    _second = -1
-    _prefix = ""
+    _cached: tuple[int, str] = (-1, "")  # (second, its prefix): one tuple, thread-safe
 
     def timestamp(self, created: float) -> str:
         second = int(created)
-        if second != self._second:
-            self._second = second
-            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        return f"{self._prefix}.{int((created - second) * 1000):03d}Z"
+        cached_second, prefix = self._cached
+        if second != cached_second:
+            prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._cached = (second, prefix)
+        return f"{prefix}.{int((created - second) * 1000):03d}Z"
 
     def format(self, record: logging.LogRecord) -> str:
         entry = {
@@ -90,13 +90,18 @@ class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
             self.flush()
 
     def add_access_line(self, line: str) -> None:
-        """An access-log line formatted by `access`: held like any other."""
-        self._pending.append(line + self.terminator)
-        if (
-            len(self._pending) >= MAX_PENDING_LINES
-            or time.monotonic() - self._flushed >= FLUSH_SECONDS
-        ):
-            self.flush()
+        """An access-log line formatted by `access`: held like any other (under the
+        handler's lock, as `handle` holds it around `emit`)."""
+        self.acquire()
+        try:
+            self._pending.append(line + self.terminator)
+            if (
+                len(self._pending) >= MAX_PENDING_LINES
+                or time.monotonic() - self._flushed >= FLUSH_SECONDS
+            ):
+                self.flush()
+        finally:
+            self.release()
 
     def flush(self) -> None:
         self.acquire()
@@ -132,14 +137,24 @@ def access(msg: str, fields: dict[str, Any]) -> None:
         len(handlers) == 1
         and type(handler := handlers[0]) is BufferedStreamHandler
         and type(formatter := handler.formatter) is JsonFormatter
-        and not _access.handlers
-        and _access.propagate
-        and not (_access.filters or _root.filters or handler.filters)
+        and not (_root.filters or handler.filters)
         and handler.level <= logging.INFO
+        and _plain_path_to_root()
     ):
         handler.add_access_line(formatter.access_line(msg, fields))
         return
     _access.info(msg, extra=fields)
+
+
+def _plain_path_to_root() -> bool:
+    """The access logger and every logger between it and the root ("passkeyd") have no
+    handlers or filters of their own and propagate."""
+    logger: logging.Logger | None = _access
+    while logger is not None and logger is not _root:
+        if logger.handlers or logger.filters or not logger.propagate:
+            return False
+        logger = logger.parent
+    return True
 
 
 def flush() -> None:

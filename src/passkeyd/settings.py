@@ -154,10 +154,12 @@ class Settings:
             raise SettingsError(f"PASSKEYD_RATE_LIMITS: {exc}") from exc
         if self.rate_limit_store not in ("auto", "memory", "database"):
             raise SettingsError("PASSKEYD_RATE_LIMIT_STORE must be auto, memory or database")
-        if self.rate_limit_store == "memory" and not self.database_url.startswith("sqlite:"):
+        if self.rate_limit_store == "memory" and (
+            not self.database_url.startswith("sqlite:") or self.workers > 1
+        ):
             raise SettingsError(
-                "PASSKEYD_RATE_LIMIT_STORE=memory needs SQLite: on PostgreSQL every process"
-                " shares its windows in the database"
+                "PASSKEYD_RATE_LIMIT_STORE=memory needs one process on SQLite: with several"
+                " workers, or on PostgreSQL, the processes share their windows in the database"
             )
         if self.log_format not in ("auto", "json", "text"):
             raise SettingsError("PASSKEYD_LOG_FORMAT must be auto, json or text")

@@ -69,3 +69,44 @@ def test_the_audit_trail_joins_the_loops_group_commit_on_sqlite(domain, monkeypa
     run(main())
     stored = domain.store.list_audit(account.sid, PageRequest(page_size=10))
     assert [e.request_id for e in stored.items] == ["RQ1"]
+
+
+def test_audit_records_of_a_group_commit_that_fails_are_written_again(domain, monkeypatch):
+    import asyncio
+
+    from passkeyd.api.app import flush_audit_forever
+    from passkeyd.domain.models import AuditEvent, PageRequest
+    from passkeyd.storage import sqlite as sqlite_module
+    from tests.aio import run
+    from tests.storage.test_group_commit import fail_commits_after_orphans
+
+    account, _ = domain.accounts.create_account()
+    store = domain.store
+    fail_commits_after_orphans(store)
+
+    async def main() -> None:
+        store.start_group_commit(asyncio.get_running_loop())
+        domain.audit.record(
+            AuditEvent(account.sid, "", "AC", "create_service", "VA1", "ok", 0, "", "RQ1", 1)
+        )
+        # A request still working keeps the batch open (up to MAX_BATCH_SECONDS) until
+        # the flush has joined it.
+        monkeypatch.setattr(sqlite_module, "MAX_BATCH_SECONDS", 0.05)
+        store.request_started()
+        await store.reserve()
+        with store._write() as tx:
+            tx.execute("INSERT INTO child VALUES (7)")  # this batch's commit will fail
+        flusher = asyncio.create_task(flush_audit_forever(domain, interval=0.001))
+        while domain.audit.pending():
+            await asyncio.sleep(0.001)
+        store.request_finished()
+        for _ in range(200):
+            await asyncio.sleep(0.005)
+            if not domain.audit.pending() and store._batch is None:
+                break
+        flusher.cancel()
+        store.stop_group_commit()
+
+    run(main())
+    stored = store.list_audit(account.sid, PageRequest(page_size=10))
+    assert [e.request_id for e in stored.items] == ["RQ1"]  # neither lost nor doubled

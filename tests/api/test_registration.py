@@ -387,12 +387,18 @@ def test_step_7_1_21_packed_attestation_signature_invalid(api, pending):
     assert "attestation statement" in body["message"]
 
 
-def test_step_7_1_21_none_attestation_with_a_statement(api, pending):
+@pytest.mark.parametrize(
+    "statement",
+    [{"alg": -7, "sig": b"\x00" * 8}, {"note": "keys no format defines"}],
+    ids=["known-fields", "unknown-keys"],
+)
+def test_step_7_1_21_none_attestation_with_a_statement(api, pending, statement):
+    """§8.7: a none attestation statement is the empty map, nothing else."""
     import cbor2
 
     cred = api.authenticator.create(pending["options"], ORIGIN)
     att = cbor2.loads(unb64url(cred["response"]["attestationObject"]))
-    att["attStmt"] = {"alg": -7, "sig": b"\x00" * 8}
+    att["attStmt"] = statement
     cred["response"]["attestationObject"] = b64url(cbor2.dumps(att))
     refused(api, cred, 403, 60311)
 

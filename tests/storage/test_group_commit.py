@@ -564,3 +564,28 @@ def test_requests_queued_behind_the_poller_give_up_at_their_own_deadline(
     finally:
         other.execute("ROLLBACK")
         other.close()
+
+
+def test_a_poller_cancelled_while_waiting_stops_asking_for_a_turn(
+    store: SQLiteStore, tmp_path: Path
+) -> None:
+    """Otherwise every other process would keep pausing after each of its commits for a
+    waiter that is gone."""
+    other = locked_by_another_process(tmp_path)
+
+    async def main() -> None:
+        store.start_group_commit(asyncio.get_running_loop())
+        poller = asyncio.create_task(store.reserve())
+        await asyncio.sleep(0.02)
+        assert store._waiters is not None and store._waiters._waiting  # it asked for a turn
+        poller.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await poller
+        assert not store._waiters._waiting
+        store.stop_group_commit()
+
+    try:
+        run(main())
+    finally:
+        other.execute("ROLLBACK")
+        other.close()

@@ -80,7 +80,7 @@ def test_ended_windows_are_swept_so_memory_stays_bounded() -> None:
         ({}, True),  # the embedded default, one worker
         ({"PASSKEYD_WORKERS": "2"}, False),  # several processes share the table
         ({"PASSKEYD_RATE_LIMIT_STORE": "database"}, False),
-        ({"PASSKEYD_WORKERS": "2", "PASSKEYD_RATE_LIMIT_STORE": "memory"}, True),
+        ({"PASSKEYD_RATE_LIMIT_STORE": "memory"}, True),
         ({"PASSKEYD_DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/test"}, False),
     ],
 )
@@ -92,6 +92,7 @@ def test_the_windows_live_in_memory_only_where_one_process_serves(env, in_memory
     "env",
     [
         {"PASSKEYD_RATE_LIMIT_STORE": "redis"},
+        {"PASSKEYD_RATE_LIMIT_STORE": "memory", "PASSKEYD_WORKERS": "2"},  # would count apart
         {
             "PASSKEYD_RATE_LIMIT_STORE": "memory",
             "PASSKEYD_DATABASE_URL": "postgresql://postgres@127.0.0.1:5432/test",
@@ -117,3 +118,41 @@ def test_a_serving_process_on_sqlite_counts_in_memory(tmp_path: Path) -> None:
     finally:
         alone.store.close()
         shared.store.close()
+
+
+def test_hits_of_a_group_commit_that_fails_are_dropped_with_it(tmp_path: Path) -> None:
+    """Inside a batch a released hit counts for the batch's other requests, and it is kept
+    only if the batch commits, as a row of the rate_limits table would be."""
+    import asyncio
+
+    from passkeyd.storage import StorageUnavailable
+    from tests.aio import run
+    from tests.storage.test_group_commit import fail_commits_after_orphans
+
+    windows = RateWindows(60)
+    store = SQLiteStore(str(tmp_path / "w.db"), windows=windows)
+    store.migrate()
+    hit = RateHit("challenge:VA1:user-0001", NOW, 5)
+
+    async def batch(fail: bool) -> None:
+        await store.reserve()
+        with store._write() as tx:
+            assert store._count_hit(tx, hit) == windows.count(hit.key, NOW) + 1
+        assert windows.count(hit.key, NOW) >= 1  # staged: seen by the batch's others
+        if fail:
+            with store._write() as tx:
+                tx.execute("INSERT INTO child VALUES (7)")  # the batch's commit will fail
+        await store.settle()
+
+    async def main() -> None:
+        store.start_group_commit(asyncio.get_running_loop())
+        await batch(fail=False)
+        assert windows.count(hit.key, NOW) == 1
+        fail_commits_after_orphans(store)
+        with pytest.raises(StorageUnavailable):
+            await batch(fail=True)
+        assert windows.count(hit.key, NOW) == 1  # the failed batch's hit is gone
+        store.stop_group_commit()
+
+    run(main())
+    store.close()

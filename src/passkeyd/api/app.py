@@ -22,6 +22,7 @@ from passkeyd import logs, metrics
 from passkeyd.delivery import Dispatcher
 from passkeyd.domain import Domain
 from passkeyd.settings import Settings
+from passkeyd.storage import StorageUnavailable
 
 from . import openapi
 from .edge import error_response, json_response
@@ -133,8 +134,12 @@ async def flush_audit_forever(domain: Domain, interval: float = 0.2) -> None:
                 await anyio.to_thread.run_sync(domain.audit.flush)
             elif domain.audit.pending():
                 await domain.store.reserve()
-                domain.audit.flush()
-                await domain.store.settle()
+                written = domain.audit.write_pending()
+                try:
+                    await domain.store.settle()
+                except StorageUnavailable:  # the batch's commit failed: write them again
+                    domain.audit.restore(written)
+                    raise
         except Exception:
             log.exception("writing the audit trail failed; will retry")
 

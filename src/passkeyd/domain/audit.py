@@ -36,16 +36,25 @@ class AuditLog:
         return len(self._buffer)
 
     def flush(self) -> int:
+        return len(self.write_pending())
+
+    def write_pending(self) -> list[AuditEvent]:
+        """Write what is buffered; the events written. A write that fails keeps them for
+        the next flush; so does `restore`, for a group commit that failed after it."""
         with self._lock:
             batch, self._buffer = self._buffer, []
         if batch:
             try:
                 self.store.append_audit(batch)
             except Exception:
-                with self._lock:  # keep them for the next flush
-                    self._buffer[:0] = batch
+                self.restore(batch)
                 raise
-        return len(batch)
+        return batch
+
+    def restore(self, batch: list[AuditEvent]) -> None:
+        """Put back events whose write was rolled back, ahead of those recorded since."""
+        with self._lock:
+            self._buffer[:0] = batch
 
     def list(self, account_sid: str, page: PageRequest, *, service_sid: str | None) -> Page:
         """Flush first (call it off the event loop: it writes), so that what a reader asks

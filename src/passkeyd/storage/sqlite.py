@@ -156,6 +156,8 @@ class SQLiteStore(SqlStore):
             try:
                 self._db.execute("COMMIT")
             except Exception as exc:  # the batch's requests must hear of it, whatever it is
+                if self.windows is not None:
+                    self.windows.abort()
                 log.error("group commit failed: %s", exc)
                 error = StorageUnavailable(f"the database refused the commit: {exc}")
                 try:
@@ -165,6 +167,8 @@ class SQLiteStore(SqlStore):
                     log.exception("rolling back the failed group commit failed")
                 self.forget_config()  # it may hold what the rolled back batch wrote
             else:
+                if self.windows is not None:
+                    self.windows.commit()
                 try:
                     if self._waiters is not None and self._waiters.anyone_else():
                         self._yield_until = time.monotonic() + YIELD_SECONDS
@@ -194,7 +198,7 @@ class SQLiteStore(SqlStore):
                         windows.discard()
                     raise
                 if windows is not None:
-                    windows.commit()
+                    windows.release()  # kept when the batch commits (`_commit_batch`)
             return
         if self._loop is not None:
             self._begin_beside_loop()  # returns holding self._lock
@@ -208,17 +212,17 @@ class SQLiteStore(SqlStore):
         try:
             yield self._db
         except BaseException:
-            self._rollback()
             if windows is not None:
                 windows.discard()
+            self._rollback()
             raise
         else:
             try:
                 self._db.execute("COMMIT")
             except BaseException:
-                self._rollback()  # never leave the connection inside a transaction
                 if windows is not None:
                     windows.discard()
+                self._rollback()  # never leave the connection inside a transaction
                 raise
             if windows is not None:
                 windows.commit()
@@ -292,10 +296,14 @@ class SQLiteStore(SqlStore):
         deadline = loop.time() + BUSY_TIMEOUT_SECONDS
         try:
             async with asyncio.timeout_at(deadline), self._reserving:
-                await self._take_lock(loop, deadline)
-        except TimeoutError:  # still queued behind the request that polls
-            if self._waiters is not None:
-                self._waiters.done()  # the poller, if any, asks again at its next try
+                try:
+                    await self._take_lock(loop, deadline)
+                finally:
+                    # The poller leaves without the lock (deadline, cancelled): it no longer
+                    # asks the other processes for a turn.
+                    if self._batch is None and self._waiters is not None:
+                        self._waiters.done()
+        except TimeoutError:
             raise StorageUnavailable("the database stayed locked by another process") from None
 
     async def _take_lock(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:

@@ -19,20 +19,24 @@ SWEEP_AT = 4096  # windows kept before the first sweep of ended ones; it then do
 
 
 class RateWindows:
-    """Fixed-window counters: key -> (window start, hits), plus the hits of the write in
-    progress, which `commit` keeps and `discard` drops."""
+    """Fixed-window counters: key -> (window start, hits), with the database's transaction
+    semantics. A write counts its hits as pending; when its savepoint is released inside a
+    group commit they are staged (counted, but only until the batch's commit), and the
+    batch's commit keeps them (`commit`) or its failure drops them (`abort`). A write that
+    rolls back drops its pending hits (`discard`). A transaction of its own commits its
+    hits at once (`release` then `commit`)."""
 
     def __init__(self, longest_window: int) -> None:
         self._longest = max(1, longest_window)
-        self._counts: dict[str, tuple[int, int]] = {}
-        self._pending: list[RateHit] = []
+        self._counts: dict[str, tuple[int, int]] = {}  # committed
+        self._staged: dict[str, tuple[int, int]] = {}  # released in the open batch
+        self._pending: list[RateHit] = []  # counted by the write in progress
         self._sweep_at = SWEEP_AT
         self._newest_start = 0
 
     def count(self, key: str, window_start: int) -> int:
-        """Hits kept in this window (a write's own pending hits excluded)."""
-        entry = self._counts.get(key)
-        return entry[1] if entry is not None and entry[0] == window_start else 0
+        """Hits in this window, staged ones included (a write's own pending ones not)."""
+        return _in(self._counts, key, window_start) + _in(self._staged, key, window_start)
 
     def hit(self, hit: RateHit) -> int:
         """Count a hit inside the write in progress; the window's count including it."""
@@ -42,20 +46,32 @@ class RateWindows:
         )
         return self.count(hit.key, hit.window_start) + mine
 
-    def commit(self) -> None:
-        """The write that counted the pending hits was kept: so are they."""
-        if not self._pending:
-            return
+    def release(self) -> None:
+        """The write's savepoint was released: its hits count until the batch ends."""
         for hit in self._pending:
-            self._counts[hit.key] = (hit.window_start, self.count(hit.key, hit.window_start) + 1)
-            self._newest_start = max(self._newest_start, hit.window_start)
+            _add(self._staged, hit.key, hit.window_start, 1)
         self._pending.clear()
+
+    def commit(self) -> None:
+        """The transaction committed: what it staged is kept."""
+        self.release()
+        if not self._staged:
+            return
+        for key, (start, hits) in self._staged.items():
+            _add(self._counts, key, start, hits)
+            self._newest_start = max(self._newest_start, start)
+        self._staged.clear()
         if len(self._counts) >= self._sweep_at:
             self._sweep()
 
     def discard(self) -> None:
         """The write rolled back: its hits never happened."""
         self._pending.clear()
+
+    def abort(self) -> None:
+        """The batch's commit failed: nothing it staged happened."""
+        self._pending.clear()
+        self._staged.clear()
 
     def _sweep(self) -> None:
         """Forget windows that ended (no window outlasts the longest rule)."""
@@ -65,3 +81,16 @@ class RateWindows:
 
     def __len__(self) -> int:
         return len(self._counts)
+
+
+def _in(windows: dict[str, tuple[int, int]], key: str, window_start: int) -> int:
+    entry = windows.get(key)
+    return entry[1] if entry is not None and entry[0] == window_start else 0
+
+
+def _add(windows: dict[str, tuple[int, int]], key: str, window_start: int, hits: int) -> None:
+    """A later window replaces an earlier one, as the table's upsert does."""
+    entry = windows.get(key)
+    if entry is not None and entry[0] > window_start:
+        return  # a hit of a window that already ended (clock skew between writes)
+    windows[key] = (window_start, _in(windows, key, window_start) + hits)
