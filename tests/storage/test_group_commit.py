@@ -222,12 +222,22 @@ def test_reserve_waits_on_the_loop_while_another_process_holds_the_lock(
     assert ticks >= 20  # the loop kept running other work while the request waited
 
 
-def test_reserve_gives_up_with_storage_unavailable(
-    store: SQLiteStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def held_past_the_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[sqlite3.Connection]:
+    """Another process holds the write lock; waits for it give up after 0.2 s."""
     monkeypatch.setattr(sqlite_module, "BUSY_TIMEOUT_SECONDS", 0.2)
     other = locked_by_another_process(tmp_path)
+    yield other
+    if other.in_transaction:
+        other.execute("ROLLBACK")
+    other.close()
 
+
+def test_reserve_gives_up_with_storage_unavailable(
+    store: SQLiteStore, held_past_the_timeout: sqlite3.Connection
+) -> None:
     async def main() -> float:
         loop = asyncio.get_running_loop()
         store.start_group_commit(loop)
@@ -239,11 +249,7 @@ def test_reserve_gives_up_with_storage_unavailable(
         assert all(isinstance(o, StorageUnavailable) for o in outcomes), outcomes
         return loop.time() - started
 
-    try:
-        assert run(main()) < 1.0  # not 0.2 s after the one before, each
-    finally:
-        other.execute("ROLLBACK")
-        other.close()
+    assert run(main()) < 1.0  # not 0.2 s after the one before, each
 
 
 @pytest.mark.parametrize("other_waits", [True, False])
@@ -455,23 +461,19 @@ def test_a_failed_batch_does_not_leave_a_stale_configuration_cached(tmp_path: Pa
 
 
 def test_a_background_write_that_times_out_leaves_no_waiting_count_behind(
-    store: SQLiteStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    store: SQLiteStore, tmp_path: Path, held_past_the_timeout: sqlite3.Connection
 ) -> None:
-    monkeypatch.setattr(sqlite_module, "BUSY_TIMEOUT_SECONDS", 0.2)
-    other = locked_by_another_process(tmp_path)
-
     async def main() -> None:
         store.start_group_commit(asyncio.get_running_loop())
         with pytest.raises(StorageUnavailable):
             await asyncio.to_thread(store.put_account, account())
-        other.execute("ROLLBACK")
+        held_past_the_timeout.execute("ROLLBACK")
         assert store._threads_waiting == 0
         await asyncio.wait_for(store.reserve(), timeout=1)  # not stuck behind a ghost
         store.put_account(account())
         await store.settle()
 
     run(main())
-    other.close()
     assert len(stored_sids(tmp_path / "gc.db")) == 1
 
 
