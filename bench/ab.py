@@ -15,34 +15,25 @@ runs: trust a difference only when it is larger than that and every round agrees
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 from collections import defaultdict
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
-REPO = BENCH.parent
+sys.path.insert(0, str(BENCH))
+
+from pkbench.source import REPO, archived  # noqa: E402
+
 Cell = tuple[str, int, int]  # flow, workers, concurrency
 
 
 def materialize(rev: str, into: Path) -> str:
     """A src/ directory holding passkeyd at `rev` (or the working tree's, for `live`)."""
-    if rev == "live":
-        return str(REPO / "src")
-    archive = subprocess.run(  # noqa: S603 - fixed argv
-        ["git", "-C", str(REPO), "archive", "--format=tar", rev, "src/passkeyd"],  # noqa: S607
-        capture_output=True,
-        check=True,
-        timeout=60,
-    ).stdout
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(into, filter="data")
-    return str(into / "src")
+    return str(REPO / "src") if rev == "live" else str(archived(rev, into))
 
 
 def run_once(src: str, out: Path, args: argparse.Namespace) -> dict[Cell, dict[str, float]]:

@@ -31,15 +31,7 @@ def source_dir(choice: str, tmp: Path) -> tuple[Path | None, str]:
     dest = tmp / "src"
     if choice == "head":
         commit = git("rev-parse", "HEAD")
-        archive = subprocess.run(  # noqa: S603 - fixed argv
-            ["git", "-C", str(REPO), "archive", "--format=tar", "HEAD", "src/passkeyd"],
-            capture_output=True,
-            check=True,
-            timeout=60,
-        ).stdout
-        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-            tar.extractall(tmp, filter="data")
-        return dest, f"git HEAD {commit[:12]}"
+        return archived("HEAD", tmp), f"git HEAD {commit[:12]}"
     if choice == "snapshot":
         shutil.copytree(
             REPO / "src" / "passkeyd",
@@ -49,3 +41,16 @@ def source_dir(choice: str, tmp: Path) -> tuple[Path | None, str]:
         dirty = " (with uncommitted changes)" if git("status", "--porcelain", "src") else ""
         return dest, f"snapshot of the working tree at {git('rev-parse', '--short', 'HEAD')}{dirty}"
     return Path(choice).resolve(), choice
+
+
+def archived(rev: str, tmp: Path) -> Path:
+    """passkeyd's src/ as committed at `rev` (anything `git archive` takes), under `tmp`."""
+    archive = subprocess.run(  # noqa: S603 - fixed argv
+        ["git", "-C", str(REPO), "archive", "--format=tar", rev, "src/passkeyd"],  # noqa: S607
+        capture_output=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(tmp, filter="data")
+    return tmp / "src"
