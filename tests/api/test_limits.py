@@ -91,22 +91,42 @@ def test_approvals_are_limited_per_identity(limited):
     assert_429(api.approve(api.authenticator.get(challenge["options"], ORIGIN)))
 
 
-def test_failed_authentications_are_limited_per_account(limited):
+def test_foreign_passkeys_share_a_failure_budget_per_account_that_locks_out_no_user(limited):
     api = limited
     api.create_service()
-    users = [f"user-{i:04d}" for i in range(4)]
-    devices = {u: Authenticator() for u in users}
-    for u in users:
-        api.register(u, authenticator=devices[u])
-    failures = 0
-    for u in users:
-        challenge = api.challenge(identity=u)
-        for _ in range(2):
-            api.approve(devices[u].get(challenge["options"], "https://evil.test"))
-            failures += 1
-    assert failures == 8
-    challenge = api.challenge(identity="user-0000")
-    assert_429(api.approve(devices["user-0000"].get(challenge["options"], ORIGIN)))
+    owner, neighbour, stranger = Authenticator(), Authenticator(), Authenticator()
+    api.register("user-0001", authenticator=owner)
+    api.register("user-0002", authenticator=neighbour)
+    stranger.create(api.create_factor("user-0003")["options"], ORIGIN)  # never verified
+    (neighbours_passkey,) = neighbour.credentials
+
+    def refused(response):
+        assert response.status_code in (401, 403, 404), response.text
+
+    # The owner's own failures spend the owner's tries (4 a minute), not the account's.
+    mine = api.challenge(identity="user-0001")
+    for _ in range(3):
+        refused(api.approve(owner.get(mine["options"], "https://evil.test")))
+    # Six foreign assertions: a passkey the service does not know, and a neighbour's passkey
+    # offered to another user's challenge. Neither spends anyone's own tries.
+    usernameless, theirs = api.challenge(), api.challenge(identity="user-0001")
+    for _ in range(3):
+        refused(api.approve(stranger.get(usernameless["options"], ORIGIN)))
+        refused(
+            api.approve(neighbour.get(theirs["options"], ORIGIN, credential_id=neighbours_passkey))
+        )
+    fresh = api.challenge()
+    before = api.snapshot()
+    assert_429(api.approve(stranger.get(fresh["options"], ORIGIN)))
+    assert_429(
+        api.approve(neighbour.get(theirs["options"], ORIGIN, credential_id=neighbours_passkey))
+    )
+    assert api.snapshot() == before
+    # Every user offering their own passkey still signs in, the owner on their fourth try.
+    assert api.approve(owner.get(mine["options"], ORIGIN)).status_code == 200
+    ok = api.approve(neighbour.get(api.challenge(identity="user-0002")["options"], ORIGIN))
+    assert ok.status_code == 200, ok.text
+    assert_429(api.approve(owner.get(api.challenge(identity="user-0001")["options"], ORIGIN)))
 
 
 def test_an_entity_holds_a_bounded_number_of_passkeys(api, clock):

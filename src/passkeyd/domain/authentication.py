@@ -175,7 +175,6 @@ class Authentications:
         service = self.store.get_service(account_sid, service_sid)
         if service is None:
             raise NotFound(f"The requested resource /Services/{service_sid} was not found")
-        self.limiter.check("failed_auth", account_sid)
         # Read now, so a change applies to existing passkeys at once.
         flag_counter = service.passkeys.counter_policy == "flag"
         try:
@@ -192,6 +191,11 @@ class Authentications:
         factor = self.store.find_factor_by_credential(
             account_sid, service_sid, response.credential_id
         )
+        if not _owner_attempt(challenge, factor):
+            # A passkey the service does not know, or not one this challenge asked for: such
+            # failures share one budget per account. A user offering their own passkey is
+            # never refused by it, so a flood of foreign assertions locks out no one.
+            self.limiter.check("failed_auth", account_sid)
         try:
             if factor is None or factor.credential is None:
                 raise FactorNotFound("Factor not found: no passkey has this credential id")
@@ -345,21 +349,16 @@ class Authentications:
     def _hits(
         self, account_sid: str, challenge: Challenge, factor: Factor | None, *, failed: bool
     ) -> list[RateHit]:
-        """What an approval attempt counts: a try for the identity, a failure for the
-        account. Counted in the attempt's own transaction; checked before verifying."""
+        """What an approval attempt counts: a try for the identity whose own passkey it
+        offered, or else, when it failed, a failure for the account. Counted in the
+        attempt's own transaction; checked before verifying."""
         hits = []
-        allowed = factor is not None and (
-            not challenge.allowed_credentials
-            or (
-                factor.credential is not None
-                and factor.credential.credential_id in challenge.allowed_credentials
-            )
-        )  # someone else's credential offered to this challenge does not spend its owner's tries
-        if factor is not None and allowed:
+        if _owner_attempt(challenge, factor):
+            assert factor is not None
             hits.append(
                 self.limiter.pending_hit("approve", f"{factor.service_sid}:{factor.entity_sid}")
             )
-        if failed:
+        elif failed:
             hits.append(self.limiter.pending_hit("failed_auth", account_sid))
         return [h for h in hits if h is not None]
 
@@ -370,3 +369,17 @@ class Authentications:
             raise ChallengeExpired("Challenge expired")
         if status is not ChallengeStatus.PENDING:
             raise ChallengeAlreadyResponded("Challenge already responded")
+
+
+def _owner_attempt(challenge: Challenge, factor: Factor | None) -> bool:
+    """The assertion names a verified passkey that this challenge accepts: its owner's
+    attempt (someone else's passkey offered to the challenge is not)."""
+    return (
+        factor is not None
+        and factor.credential is not None
+        and factor.status is FactorStatus.VERIFIED
+        and (
+            not challenge.allowed_credentials
+            or factor.credential.credential_id in challenge.allowed_credentials
+        )
+    )

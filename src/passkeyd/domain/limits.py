@@ -28,7 +28,7 @@ DEFAULT_RULES = {
     "challenge": Rule(30, 60),  # challenges created per identity
     "approve": Rule(30, 60),  # approvals tried per identity
     "factor": Rule(10, 60),  # passkey factors created per entity (Twilio 60326)
-    "failed_auth": Rule(100, 60),  # failed authentications per account
+    "failed_auth": Rule(100, 60),  # failed authentications with foreign passkeys, per account
 }
 
 
