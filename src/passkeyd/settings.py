@@ -46,6 +46,7 @@ class Settings:
     log_format: str = "auto"
     forwarded_allow_ips: str = "127.0.0.1"
     access_log: bool = True
+    metrics_token: str | None = None  # when set, GET /metrics asks for it as a bearer token
 
     def rate_limit_rules(self) -> dict[str, Rule]:
         return parse_rules(self.rate_limits) if self.rate_limits else dict(DEFAULT_RULES)
@@ -126,6 +127,7 @@ class Settings:
                 "PASSKEYD_AUDIT_RETENTION_SECONDS", cls.audit_retention_seconds, 0, 10**10
             ),
             access_log=flag("PASSKEYD_ACCESS_LOG", True),
+            metrics_token=env.get("PASSKEYD_METRICS_TOKEN") or None,
         )
         settings.validate()
         return settings
@@ -193,9 +195,9 @@ ENVIRONMENT = (
     "PASSKEYD_SECRET_KEY", "PASSKEYD_WEBHOOK_ALLOW_PRIVATE", "PASSKEYD_WEBHOOK_INTERVAL_MS",
     "PASSKEYD_WEBHOOK_RETRY_BASE_SECONDS", "PASSKEYD_WEBHOOK_MAX_ATTEMPTS",
     "PASSKEYD_RATE_LIMITS", "PASSKEYD_RATE_LIMIT_STORE", "PASSKEYD_AUDIT_RETENTION_SECONDS",
-    "PASSKEYD_FORWARDED_ALLOW_IPS",
+    "PASSKEYD_FORWARDED_ALLOW_IPS", "PASSKEYD_METRICS_TOKEN",
 )  # fmt: skip
-SECRET = ("PASSKEYD_AUTH_TOKEN", "PASSKEYD_SECRET_KEY")
+SECRET = ("PASSKEYD_AUTH_TOKEN", "PASSKEYD_SECRET_KEY", "PASSKEYD_METRICS_TOKEN")
 
 
 def read_config_file(path: str) -> dict[str, str]:

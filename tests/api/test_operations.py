@@ -6,6 +6,10 @@ import logging
 import re
 import sqlite3
 
+from starlette.testclient import TestClient
+
+from passkeyd.api import create_app
+from passkeyd.settings import Settings, describe
 from passkeyd.storage import sqlite as sqlite_module
 from tests.authenticator import b64url
 from tests.conftest import ORIGIN
@@ -26,6 +30,25 @@ def test_readyz_answers_when_the_database_and_schema_are_current(api):
     r = api.client.get("/readyz")
     assert (r.status_code, r.json()) == (200, {"status": "ready"})
     assert api.client.get("/healthz").status_code == 200
+
+
+def test_metrics_ask_for_their_bearer_token_when_one_is_set(domain):
+    settings = Settings(metrics_token="scrape-me")
+    with TestClient(create_app(domain, settings)) as client:
+        for headers in (
+            {},
+            {"Authorization": "Bearer scrape-m"},
+            {"Authorization": "Bearer scrape-me-too"},
+            {"Authorization": "Basic c2NyYXBlLW1l"},  # the token, but not as a bearer token
+        ):
+            r = client.get("/metrics", headers=headers)
+            assert (r.status_code, r.json()["code"]) == (401, 20003), headers
+            assert r.headers["WWW-Authenticate"].startswith("Bearer")
+            assert "scrape-me" not in r.text
+        r = client.get("/metrics", headers={"Authorization": "Bearer scrape-me"})
+        assert r.status_code == 200 and "passkeyd_http_requests_total" in r.text
+    assert describe(settings)["PASSKEYD_METRICS_TOKEN"] == "<set>"
+    assert Settings.from_env({"PASSKEYD_METRICS_TOKEN": "t"}).metrics_token == "t"
 
 
 def test_readyz_refuses_when_the_schema_is_behind(api, domain):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
+import hmac
 import logging
 import secrets
 from collections.abc import AsyncIterator
@@ -67,6 +69,14 @@ async def readyz(request: Request) -> Response:
 
 
 async def metrics_endpoint(request: Request) -> Response:
+    token: bytes | None = request.app.state.metrics_token
+    if token is not None:
+        scheme, _, offered = request.headers.get("authorization", "").partition(" ")
+        digest = hashlib.sha256(offered.strip().encode("utf-8", "replace")).digest()
+        if scheme.lower() != "bearer" or not hmac.compare_digest(digest, token):
+            response = error_response(401, 20003, "Authenticate", _rid())
+            response.headers["WWW-Authenticate"] = 'Bearer realm="passkeyd metrics"'
+            return response
     domain: Domain = request.app.state.domain
     backlog = await anyio.to_thread.run_sync(domain.store.delivery_backlog)
     metrics.WEBHOOK_BACKLOG.set(backlog)
@@ -215,4 +225,8 @@ def create_app(domain: Domain, settings: Settings | None = None) -> Starlette:
     )
     app.router.redirect_slashes = False  # an unknown path is a Twilio 404, not a redirect
     app.state.domain = domain
+    # Kept as a hash, compared in constant time.
+    app.state.metrics_token = (
+        hashlib.sha256(settings.metrics_token.encode()).digest() if settings.metrics_token else None
+    )
     return app
