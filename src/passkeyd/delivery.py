@@ -12,6 +12,7 @@ than once only when a delivery was not acknowledged.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import http.client
@@ -79,13 +80,6 @@ def post_form(
 
 
 @dataclass
-class DeliveryResult:
-    delivered: int = 0
-    retried: int = 0
-    failed: int = 0
-
-
-@dataclass
 class Dispatcher:
     store: Store
     clock: Clock
@@ -95,7 +89,7 @@ class Dispatcher:
     retry_base_seconds: int = 5
     lease_seconds: int = 60
     timeout_seconds: float = 10.0
-    batch: int = 5  # with the timeout, a batch always ends well inside its lease
+    in_flight: int = 16  # deliveries being sent at once; each ends well inside its lease
 
     def _post(self, claimed: ClaimedDelivery) -> str | None:
         """POST one delivery; None on a 2xx, else why it failed (no secret in it)."""
@@ -128,47 +122,71 @@ class Dispatcher:
             return f"connection failed: {type(exc).__name__}"
         return None if 200 <= status < 300 else f"answered HTTP {status}"
 
-    def deliver_due(self) -> DeliveryResult:
-        """Send every due delivery (up to one batch). Blocking: run it in a thread."""
-        result = DeliveryResult()
-        for claimed in self.store.claim_deliveries(
-            now=self.clock(), lease_seconds=self.lease_seconds, limit=self.batch
-        ):
-            error = self._post(claimed)
-            now = self.clock()
-            retry_at = None
-            if error is None:
-                result.delivered += 1
-                WEBHOOK_DELIVERIES.labels("delivered").inc()
-            elif claimed.attempts < self.max_attempts and not error.startswith("target refused"):
-                retry_at = now + min(3600, self.retry_base_seconds * 2 ** (claimed.attempts - 1))
-                result.retried += 1
-                WEBHOOK_DELIVERIES.labels("retry").inc()
-            else:
-                result.failed += 1
-                WEBHOOK_DELIVERIES.labels("failed").inc()
-            if error:
-                log.warning(
-                    "webhook %s event %s attempt %d: %s",
-                    claimed.delivery.webhook_sid, claimed.delivery.event_type,
-                    claimed.attempts, error,
-                )  # fmt: skip
-            self.store.finish_delivery(
-                claimed.seq,
-                now=now,
-                delivered=error is None,
-                retry_at=retry_at,
-                error=error,
-                lease_until=claimed.lease_until,
-            )
-        return result
+    def _send(self, claimed: ClaimedDelivery) -> None:
+        """POST one claimed delivery and record how it went. Blocking: run it in a thread."""
+        error = self._post(claimed)
+        now = self.clock()
+        retry_at = None
+        if error is None:
+            WEBHOOK_DELIVERIES.labels("delivered").inc()
+        elif claimed.attempts < self.max_attempts and not error.startswith("target refused"):
+            retry_at = now + min(3600, self.retry_base_seconds * 2 ** (claimed.attempts - 1))
+            WEBHOOK_DELIVERIES.labels("retry").inc()
+        else:
+            WEBHOOK_DELIVERIES.labels("failed").inc()
+        if error:
+            log.warning(
+                "webhook %s event %s attempt %d: %s",
+                claimed.delivery.webhook_sid, claimed.delivery.event_type,
+                claimed.attempts, error,
+            )  # fmt: skip
+        self.store.finish_delivery(
+            claimed.seq,
+            now=now,
+            delivered=error is None,
+            retry_at=retry_at,
+            error=error,
+            lease_until=claimed.lease_until,
+        )
 
     async def run_forever(self, interval: float) -> None:
-        while True:
+        """Keep up to `in_flight` deliveries going at once, each on its own: a target that
+        is slow or never answers holds up only its own deliveries. Due ones are claimed as
+        soon as a sender is free, else every `interval` seconds."""
+        senders = anyio.CapacityLimiter(self.in_flight)
+        freed = anyio.Event()
+        busy = 0
+
+        async def send(claimed: ClaimedDelivery) -> None:
+            nonlocal busy, freed
             try:
-                result = await anyio.to_thread.run_sync(self.deliver_due)
+                await anyio.to_thread.run_sync(self._send, claimed, limiter=senders)
             except Exception:
-                log.exception("webhook delivery round failed; will retry")
-                result = DeliveryResult()
-            if result.delivered + result.retried + result.failed < self.batch:
-                await anyio.sleep(interval)
+                log.exception("webhook delivery failed; its lease will run out and it is retried")
+            finally:
+                busy -= 1
+                freed.set()
+
+        async with anyio.create_task_group() as tasks:
+            while True:
+                claimed: list[ClaimedDelivery] = []
+                if busy < self.in_flight:
+                    try:
+                        claimed = await anyio.to_thread.run_sync(
+                            functools.partial(
+                                self.store.claim_deliveries,
+                                now=self.clock(),
+                                lease_seconds=self.lease_seconds,
+                                limit=self.in_flight - busy,
+                            )
+                        )
+                    except Exception:
+                        log.exception("claiming webhook deliveries failed; will retry")
+                for delivery in claimed:
+                    busy += 1
+                    tasks.start_soon(send, delivery)
+                if claimed and busy < self.in_flight:
+                    continue  # there may be more due at once
+                freed = anyio.Event()
+                with anyio.move_on_after(interval):
+                    await freed.wait()  # a sender is free: look again at once

@@ -323,3 +323,25 @@ def test_an_endpoint_that_speaks_no_http_does_not_starve_other_deliveries(hooks_
         stop.set()
         thread.join(timeout=5)
         garbage.close()
+
+
+def test_a_target_that_never_answers_does_not_hold_up_other_deliveries(hooks_api):
+    """Deliveries are sent together: three that hang until the 10 s timeout, claimed in the
+    same batch ahead of the receiver's, do not delay the receiver's."""
+    import socket
+
+    api = hooks_api
+    api.create_service()
+    silent = socket.socket()  # connections complete in its backlog; nothing ever answers
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    try:
+        with receiver() as rx:
+            create_webhook(api, f"http://127.0.0.1:{silent.getsockname()[1]}/x", "factor.created")
+            create_webhook(api, rx.url, "factor.created")
+            for i in range(3):
+                api.create_factor(f"user-{i:04d}")
+            wait_for(lambda: len(rx.requests) == 3, seconds=5.0)
+            assert sorted(e["type"] for e in rx.events()) == ["factor.created"] * 3
+    finally:
+        silent.close()  # the hanging deliveries end now (connection reset), not at the timeout
