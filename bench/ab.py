@@ -44,6 +44,8 @@ def run_once(src: str, out: Path, args: argparse.Namespace) -> dict[Cell, dict[s
     command += ["--out", str(out)]
     if args.seconds:
         command += ["--seconds", str(args.seconds)]
+    if args.database_url:
+        command += ["--database-url", args.database_url]
     done = subprocess.run(command, capture_output=True, text=True, timeout=1800)  # noqa: S603
     found = sorted(out.glob("*.json"))
     if not found:
@@ -68,6 +70,9 @@ def main() -> int:
     parser.add_argument("--workers", default="1")
     parser.add_argument("--concurrency", default="16,64")
     parser.add_argument("--seconds", type=float, default=0.0, help="per cell (default: quick)")
+    parser.add_argument(
+        "--database-url", default="", help="as bench/run.py's (default: SQLite files)"
+    )
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="passkeyd-ab-"))
