@@ -150,9 +150,10 @@ class Dispatcher:
         )
 
     async def run_forever(self, interval: float) -> None:
-        """Keep up to `in_flight` deliveries going at once, each on its own: a target that
-        is slow or never answers holds up only its own deliveries. Due ones are claimed as
-        soon as a sender is free, else every `interval` seconds."""
+        """Keep up to `in_flight` deliveries going at once, each on its own, at most one
+        per webhook (the store's claims see to it): a target that is slow or never answers
+        holds up only its own events. Due ones are claimed as soon as a sender is free,
+        else every `interval` seconds."""
         senders = anyio.CapacityLimiter(self.in_flight)
         freed = anyio.Event()
         busy = 0

@@ -14,6 +14,7 @@ from passkeyd.domain.models import (
     Account,
     ApiKey,
     Challenge,
+    Delivery,
     ChallengeStatus,
     Credential,
     Entity,
@@ -596,3 +597,37 @@ def test_verified_factors_of_an_identity_in_one_read(store):
     assert got[0].entity_sid == alice.sid and got[0].credential is not None
     assert store.verified_factors_of_identity("AC" + "9" * 32, svc.sid, "user-alice") == []
     assert store.verified_factors_of_identity(svc.account_sid, svc.sid, "user-nobody") == []
+
+
+def test_each_webhook_has_one_delivery_out_at_a_time_oldest_first(store):
+    """Claims take each webhook's oldest due delivery, none of a webhook with one out; a
+    retry waits for its time and lets the next go; a lost lease makes it due again."""
+    svc = service()
+    store.insert_service(svc)
+    ent = store.ensure_entity(entity(svc))
+
+    def event(hook: str, n: int) -> Delivery:
+        return Delivery(f"EV{hook}{n}", "factor.created", hook, svc.account_sid, "http://x/", {})
+
+    f = factor(ent)
+    store.insert_factor(f, [event("WHa", 1), event("WHa", 2), event("WHb", 1), event("WHa", 3)])
+
+    def claim(now: int = NOW) -> list[str]:
+        return [
+            c.delivery.event_sid
+            for c in store.claim_deliveries(now=now, lease_seconds=60, limit=10)
+        ]
+
+    first = store.claim_deliveries(now=NOW, lease_seconds=60, limit=10)
+    assert [c.delivery.event_sid for c in first] == ["EVWHa1", "EVWHb1"]
+    assert claim() == []  # both webhooks have one out
+    a1, b1 = first
+    assert store.finish_delivery(a1.seq, now=NOW, delivered=True, retry_at=None, error=None)
+    assert claim() == ["EVWHa2"]
+    assert store.finish_delivery(b1.seq, now=NOW, delivered=True, retry_at=None, error=None)
+    assert claim() == []  # WHb has nothing more; WHa2 is still out
+    assert claim(NOW + 61) == ["EVWHa2"]  # its lease ran out: due again, still first
+    (a2,) = [c for c in store.claim_deliveries(now=NOW + 200, lease_seconds=60, limit=10)]
+    assert a2.delivery.event_sid == "EVWHa2" and a2.attempts == 3
+    store.finish_delivery(a2.seq, now=NOW + 200, delivered=False, retry_at=NOW + 500, error="x")
+    assert claim(NOW + 200) == ["EVWHa3"]  # a delivery awaiting its retry holds up no one

@@ -1112,7 +1112,10 @@ class SqlStore(abc.ABC):
     def claim_deliveries(
         self, *, now: int, lease_seconds: int, limit: int
     ) -> list[ClaimedDelivery]:
-        """Lease up to `limit` due deliveries. A lease that runs out (the sender died) makes
+        """Lease up to `limit` due deliveries, at most one per webhook: its oldest due one,
+        and none while another of its deliveries is out. So each webhook gets its events
+        one at a time and in order (unless one awaits a retry), and a target that is slow or
+        never answers holds up only its own. A lease that runs out (the sender died) makes
         the delivery due again, so an unacknowledged event is retried, never lost. The outer
         WHERE repeats the conditions so that a concurrent claimer re-checks them on the
         locked row (PostgreSQL) and no row is leased twice."""
@@ -1126,12 +1129,15 @@ class SqlStore(abc.ABC):
         with self._write() as db:
             rows = db.execute(
                 "UPDATE webhook_deliveries SET locked_until = ?, attempts = attempts + 1,"
-                " date_updated = ? WHERE seq IN (SELECT seq FROM webhook_deliveries"
+                " date_updated = ? WHERE seq IN (SELECT min(seq) FROM webhook_deliveries"
                 " WHERE status = 'pending' AND next_attempt_at <= ? AND locked_until <= ?"
-                " ORDER BY seq LIMIT ?) AND status = 'pending' AND locked_until <= ?"
+                " AND webhook_sid NOT IN (SELECT webhook_sid FROM webhook_deliveries"
+                " WHERE status = 'pending' AND locked_until > ?)"
+                " GROUP BY webhook_sid ORDER BY 1 LIMIT ?) AND status = 'pending'"
+                " AND locked_until <= ?"
                 " RETURNING seq, event_sid, event_type, webhook_sid, account_sid, url, payload,"
                 " attempts",
-                (now + lease_seconds, now, now, now, limit, now),
+                (now + lease_seconds, now, now, now, now, limit, now),
             ).fetchall()
         claimed = [
             ClaimedDelivery(
