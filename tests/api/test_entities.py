@@ -207,6 +207,28 @@ def test_registering_a_passkey_creates_the_entity(api: Api) -> None:
     assert r.json()["sid"] == factor["entity_sid"]
 
 
+def test_a_factor_for_an_identity_created_meanwhile_joins_its_entity(
+    api: Api, domain: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two first registrations of one identity race: the one that finds its entity taken
+    when it writes joins the entity the other created, and stores nothing of its own."""
+    api.create_service()
+    first = api.create_factor("user-0001")
+    looked_up = []
+    real = domain.store.get_entity
+
+    def not_yet(*args: Any) -> Any:  # the first lookup ran before the other request wrote
+        looked_up.append(args)
+        return None if len(looked_up) == 1 else real(*args)
+
+    monkeypatch.setattr(domain.store, "get_entity", not_yet)
+    second = api.create_factor("user-0001")
+    assert len(looked_up) == 2
+    assert second["entity_sid"] == first["entity_sid"]
+    assert len(api.snapshot()["entities"]) == 1
+    assert len(api.snapshot()["factors"]) == 2
+
+
 def test_delete_entity(api: Api) -> None:
     api.create_service()
     api.post_form(f"{api.svc}/Entities", {"Identity": "user-0001"})

@@ -14,9 +14,9 @@ from passkeyd.domain.models import (
     Account,
     ApiKey,
     Challenge,
-    Delivery,
     ChallengeStatus,
     Credential,
+    Delivery,
     Entity,
     Factor,
     FactorStatus,
@@ -27,7 +27,7 @@ from passkeyd.domain.models import (
     Service,
     Webhook,
 )
-from passkeyd.storage import ApproveOutcome, CredentialConflict, Store, open_store
+from passkeyd.storage import ApproveOutcome, CredentialConflict, InsertOutcome, Store, open_store
 from passkeyd.storage.sql import _count_hit_in_table, load_migrations
 from tests.pg import temporary_schema
 
@@ -227,6 +227,29 @@ def test_entities_are_unique_per_service(store):
 
 
 # --- factors -----------------------------------------------------------------------------------
+
+
+def test_a_new_users_first_factor_and_entity_are_one_write(store):
+    svc = service()
+    store.insert_service(svc)
+    alice = entity(svc, "user-alice")
+    first = factor(alice)
+    assert store.insert_factor(first, entity=alice) is InsertOutcome.INSERTED
+    assert store.get_entity(svc.account_sid, svc.sid, "user-alice").sid == alice.sid
+    assert store.get_factor(svc.account_sid, svc.sid, first.sid).entity_sid == alice.sid
+    # The identity was taken meanwhile (another sid): nothing is written, no hit counted.
+    rival = entity(svc, "user-alice")
+    hit = RateHit("factor:VA1:user-alice", NOW, 1)
+    late = factor(rival)
+    assert store.insert_factor(late, rate=hit, entity=rival) is InsertOutcome.ENTITY_EXISTS
+    assert store.get_factor(svc.account_sid, svc.sid, late.sid) is None
+    assert store.rate_limit_count(hit.key, NOW) == 0
+    # Over its rate limit, a new user's entity is not created either.
+    bob = entity(svc, "user-bob")
+    assert store.insert_factor(factor(bob), rate=dataclasses.replace(hit, limit=0), entity=bob) is (
+        InsertOutcome.RATE_LIMITED
+    )
+    assert store.get_entity(svc.account_sid, svc.sid, "user-bob") is None
 
 
 def test_registration_completes_exactly_once(store):

@@ -7,7 +7,7 @@ import secrets
 from dataclasses import dataclass, replace
 from typing import Any
 
-from passkeyd.storage import CredentialConflict, Store
+from passkeyd.storage import CredentialConflict, InsertOutcome, StorageUnavailable, Store
 from passkeyd.webauthn import (
     TIMEOUT_MS,
     CeremonyError,
@@ -61,6 +61,7 @@ class Registrations:
         friendly_name: object,
         identity: object,
         config: PasskeySettings,
+        retried: bool = False,
     ) -> tuple[Factor, dict[str, Any]]:
         """A new unverified factor and the creation options for navigator.credentials.create."""
         service = self.store.get_service(account_sid, service_sid)
@@ -73,13 +74,14 @@ class Registrations:
         ident = new_identity() if identity is None else check_identity(identity)
         policy = resolve_policy(config, service.passkeys)
         now = self.clock()
-        fresh = Entity(new_sid("YE"), account_sid, service_sid, ident, now, now)
-        entity = self.store.ensure_entity(fresh)
-        # One read for both the size limit and excludeCredentials (none for an entity this
-        # request just created: it has no passkeys yet).
+        entity = self.store.get_entity(account_sid, service_sid, ident)
+        new_entity = None
+        if entity is None:  # created with the factor, in its write
+            entity = new_entity = Entity(new_sid("YE"), account_sid, service_sid, ident, now, now)
+        # One read for both the size limit and excludeCredentials (none for a new entity).
         active = (
             []
-            if entity.sid == fresh.sid
+            if new_entity
             else self.store.active_factors(account_sid, service_sid, entity.sid, now)
         )
         if len(active) >= MAX_FACTORS_PER_ENTITY:
@@ -109,7 +111,20 @@ class Registrations:
             account_sid, service_sid, events.FACTOR_CREATED, events.factor_fields(factor)
         )
         rate = self.limiter.pending_hit("factor", f"{service_sid}:{ident}")
-        if not self.store.insert_factor(factor, created, rate):
+        outcome = self.store.insert_factor(factor, created, rate, entity=new_entity)
+        if outcome is InsertOutcome.ENTITY_EXISTS:
+            if retried:  # created, deleted and created again by others meanwhile
+                raise StorageUnavailable("the entity kept changing; try again")
+            # A concurrent request created this identity's entity first: join it.
+            return self.create_factor(
+                account_sid,
+                service_sid,
+                friendly_name=friendly_name,
+                identity=ident,
+                config=config,
+                retried=True,
+            )
+        if outcome is not InsertOutcome.INSERTED:
             rule = self.limiter.rules["factor"]
             raise TooManyRequests(
                 f"Too many requests to create factors for this entity: at most {rule.limit}"

@@ -43,6 +43,7 @@ class InsertOutcome(enum.Enum):
     INSERTED = "inserted"
     RATE_LIMITED = "rate_limited"
     TOO_MANY_PENDING = "too_many_pending"
+    ENTITY_EXISTS = "entity_exists"  # the entity to create with it was created meanwhile
 
 
 class ApproveOutcome(enum.Enum):
@@ -102,8 +103,13 @@ class Store(Protocol):
     # factors
     def ensure_entity(self, entity: Entity) -> Entity: ...
     def insert_factor(
-        self, factor: Factor, deliveries: Sequence[Delivery] = (), rate: RateHit | None = None
-    ) -> bool: ...
+        self,
+        factor: Factor,
+        deliveries: Sequence[Delivery] = (),
+        rate: RateHit | None = None,
+        *,
+        entity: Entity | None = None,
+    ) -> InsertOutcome: ...
     def get_factor(self, account_sid: str, service_sid: str, sid: str) -> Factor | None: ...
     def find_factor_by_registration(
         self, account_sid: str, service_sid: str, challenge: bytes

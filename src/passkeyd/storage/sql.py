@@ -505,21 +505,20 @@ class SqlStore(abc.ABC):
             date_updated=r[6],
         )
 
+    _INSERT_ENTITY = (
+        "INSERT INTO entities (sid, account_sid, service_sid, identity,"
+        " date_created, date_updated) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+    )
+
+    @classmethod
+    def _insert_entity(cls, db: Tx, entity: Entity) -> bool:
+        e = entity
+        row = (e.sid, e.account_sid, e.service_sid, e.identity, e.date_created, e.date_updated)
+        return db.execute(cls._INSERT_ENTITY, row).rowcount == 1
+
     def insert_entity(self, entity: Entity) -> bool:
         with self._write() as db:
-            cur = db.execute(
-                "INSERT INTO entities (sid, account_sid, service_sid, identity,"
-                " date_created, date_updated) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                (
-                    entity.sid,
-                    entity.account_sid,
-                    entity.service_sid,
-                    entity.identity,
-                    entity.date_created,
-                    entity.date_updated,
-                ),
-            )
-            return cur.rowcount == 1
+            return self._insert_entity(db, entity)
 
     def ensure_entity(self, entity: Entity) -> Entity:
         found = self.get_entity(entity.account_sid, entity.service_sid, entity.identity)
@@ -577,13 +576,22 @@ class SqlStore(abc.ABC):
     _FACTOR = f"SELECT {FACTOR_COLUMNS} FROM factors"
 
     def insert_factor(
-        self, factor: Factor, deliveries: Sequence[Delivery] = (), rate: RateHit | None = None
-    ) -> bool:
-        """Insert, counting the rate-limit hit in the same transaction; False (and nothing
-        written) when that hit is over the limit."""
+        self,
+        factor: Factor,
+        deliveries: Sequence[Delivery] = (),
+        rate: RateHit | None = None,
+        *,
+        entity: Entity | None = None,
+    ) -> InsertOutcome:
+        """Insert, counting the rate-limit hit in the same transaction, and creating the
+        factor's new `entity` first when given (one write for a new user's first factor).
+        Nothing is written when the hit is over the limit (RATE_LIMITED) or the entity's
+        identity was taken meanwhile (ENTITY_EXISTS)."""
         columns = FACTOR_COLUMNS.split(", ", 1)[1]
         try:
             with self._write() as db:
+                if entity is not None and not self._insert_entity(db, entity):
+                    raise _Refused(InsertOutcome.ENTITY_EXISTS)
                 if rate is not None and self._count_hit(db, rate) > rate.limit:
                     raise _Refused(InsertOutcome.RATE_LIMITED)
                 db.execute(
@@ -591,9 +599,9 @@ class SqlStore(abc.ABC):
                     factor_to_row(factor),
                 )
                 _enqueue(db, deliveries, factor.date_created)
-        except _Refused:
-            return False
-        return True
+        except _Refused as refused:
+            return refused.outcome
+        return InsertOutcome.INSERTED
 
     def get_factor(self, account_sid: str, service_sid: str, sid: str) -> Factor | None:
         row = self._one(
