@@ -12,6 +12,7 @@ than once only when a delivery was not acknowledged.
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import hashlib
 import hmac
@@ -19,6 +20,7 @@ import http.client
 import logging
 import socket
 import ssl
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlencode, urlsplit
@@ -55,12 +57,27 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
         self.sock = self._context.wrap_socket(sock, server_hostname=self._tls_host)  # type: ignore[attr-defined]
 
 
+def _cut(connection: http.client.HTTPConnection) -> None:
+    """End a request from another thread: whatever it is waiting for fails at once."""
+    sock = connection.sock
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
 def post_form(
-    url: str, body: bytes, headers: dict[str, str], *, address: str | None, timeout: float
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    *,
+    address: str | None,
+    timeout: float,
+    deadline: float | None = None,
 ) -> int:
     """POST and return the status. Connects to `address` when given (the one that was
     vetted, so DNS cannot be rebound between the check and the connection); never follows
-    redirects."""
+    redirects. `timeout` bounds each wait on the socket, `deadline` the whole request (a
+    receiver that answers a byte at a time cannot keep it going)."""
     parts = urlsplit(url)
     host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -70,12 +87,18 @@ def post_form(
     else:
         connection = http.client.HTTPConnection(address or host, port, timeout=timeout)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    timer = threading.Timer(deadline, _cut, (connection,)) if deadline else None
+    if timer is not None:
+        timer.daemon = True
+        timer.start()
     try:
         connection.request("POST", target, body=body, headers={"Host": parts.netloc, **headers})
         response = connection.getresponse()
         response.read(65536)
         return int(response.status)
     finally:
+        if timer is not None:
+            timer.cancel()
         connection.close()
 
 
@@ -88,7 +111,8 @@ class Dispatcher:
     max_attempts: int = 10
     retry_base_seconds: int = 5
     lease_seconds: int = 60
-    timeout_seconds: float = 10.0
+    timeout_seconds: float = 10.0  # per wait on the socket
+    deadline_seconds: float = 30.0  # per request: well inside the lease, so never sent twice
     in_flight: int = 16  # deliveries being sent at once; each ends well inside its lease
 
     def _post(self, claimed: ClaimedDelivery) -> str | None:
@@ -117,6 +141,7 @@ class Dispatcher:
                 headers,
                 address=addresses[0] if addresses else None,
                 timeout=self.timeout_seconds,
+                deadline=self.deadline_seconds,
             )
         except Exception as exc:  # any failure of one delivery is that delivery's failure
             return f"connection failed: {type(exc).__name__}"
@@ -155,7 +180,7 @@ class Dispatcher:
         holds up only its own events. Due ones are claimed as soon as a sender is free,
         else every `interval` seconds."""
         senders = anyio.CapacityLimiter(self.in_flight)
-        freed = anyio.Event()
+        freed = anyio.Event()  # set by each sender that finishes
         busy = 0
 
         async def send(claimed: ClaimedDelivery) -> None:
@@ -170,6 +195,9 @@ class Dispatcher:
 
         async with anyio.create_task_group() as tasks:
             while True:
+                # A fresh event before looking: a sender that finishes while the claim runs
+                # (and may have let its webhook's next delivery go) wakes the next wait.
+                freed = anyio.Event()
                 claimed: list[ClaimedDelivery] = []
                 if busy < self.in_flight:
                     try:
@@ -188,6 +216,5 @@ class Dispatcher:
                     tasks.start_soon(send, delivery)
                 if claimed and busy < self.in_flight:
                     continue  # there may be more due at once
-                freed = anyio.Event()
                 with anyio.move_on_after(interval):
                     await freed.wait()  # a sender is free: look again at once

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import time
@@ -345,3 +346,59 @@ def test_a_target_that_never_answers_does_not_hold_up_other_deliveries(hooks_api
             assert sorted(e["type"] for e in rx.events()) == ["factor.created"] * 3
     finally:
         silent.close()  # the hanging deliveries end now (connection reset), not at the timeout
+
+
+def test_a_receiver_answering_a_byte_at_a_time_is_cut_off_at_the_deadline():
+    """Each wait on the socket is short, so only the request's own deadline ends it (here
+    while the body trickles in, after a 200 status); in the dispatcher that deadline is well
+    inside the delivery's lease, so a delivery is never out twice at once."""
+    import socket
+    import threading
+
+    from passkeyd.delivery import post_form
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    stop = threading.Event()
+
+    def drip() -> None:
+        conn, _ = listener.accept()
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
+        with contextlib.suppress(OSError):
+            while not stop.wait(0.05):
+                conn.sendall(b"x")
+        conn.close()
+
+    server = threading.Thread(target=drip, daemon=True)
+    server.start()
+    outcome: list[object] = []
+
+    def post() -> None:
+        try:
+            outcome.append(
+                post_form(
+                    f"http://127.0.0.1:{listener.getsockname()[1]}/hook",
+                    b"a=b",
+                    {"Content-Type": "application/x-www-form-urlencoded"},
+                    address=None,
+                    timeout=1.0,
+                    deadline=0.5,
+                )
+            )
+        except Exception as exc:  # noqa: BLE001 - what post_form raised is the outcome
+            outcome.append(exc)
+
+    client = threading.Thread(target=post, daemon=True)
+    started = time.monotonic()
+    client.start()
+    client.join(timeout=10)
+    try:
+        assert not client.is_alive(), "the request went on past its deadline"
+        assert time.monotonic() - started < 5
+        assert outcome == [200]  # the status had arrived: the delivery was acknowledged
+    finally:
+        stop.set()
+        server.join(timeout=5)
+        listener.close()

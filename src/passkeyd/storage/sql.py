@@ -1117,6 +1117,12 @@ class SqlStore(abc.ABC):
 
     # --- the delivery outbox --------------------------------------------------------------
 
+    # ... and its webhook has no delivery out (webhook_sid is NOT NULL)
+    _NONE_OUT = (
+        " AND webhook_sid NOT IN (SELECT webhook_sid FROM webhook_deliveries"
+        " WHERE status = 'pending' AND locked_until > ?)"
+    )
+
     def claim_deliveries(
         self, *, now: int, lease_seconds: int, limit: int
     ) -> list[ClaimedDelivery]:
@@ -1129,8 +1135,8 @@ class SqlStore(abc.ABC):
         locked row (PostgreSQL) and no row is leased twice."""
         due = self._one(
             "SELECT 1 FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= ?"
-            " AND locked_until <= ? LIMIT 1",
-            (now, now),
+            " AND locked_until <= ?" + self._NONE_OUT + " LIMIT 1",
+            (now, now, now),
         )
         if due is None:  # the common case: a read, no write lock
             return []
@@ -1139,9 +1145,8 @@ class SqlStore(abc.ABC):
                 "UPDATE webhook_deliveries SET locked_until = ?, attempts = attempts + 1,"
                 " date_updated = ? WHERE seq IN (SELECT min(seq) FROM webhook_deliveries"
                 " WHERE status = 'pending' AND next_attempt_at <= ? AND locked_until <= ?"
-                " AND webhook_sid NOT IN (SELECT webhook_sid FROM webhook_deliveries"
-                " WHERE status = 'pending' AND locked_until > ?)"
-                " GROUP BY webhook_sid ORDER BY 1 LIMIT ?) AND status = 'pending'"
+                + self._NONE_OUT
+                + " GROUP BY webhook_sid ORDER BY 1 LIMIT ?) AND status = 'pending'"
                 " AND locked_until <= ?"
                 " RETURNING seq, event_sid, event_type, webhook_sid, account_sid, url, payload,"
                 " attempts",
