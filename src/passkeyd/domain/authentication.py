@@ -213,13 +213,14 @@ class Authentications:
                 raise FactorRelyingPartyMismatch(
                     "Factor does not match the relying party of the challenge"
                 )
+            # The identity's failure budget refuses only assertions that fail: one that
+            # verifies is approved even when the budget is spent, so nobody can lock a user
+            # out by failing in their name (credential ids are not secret).
+            over_budget: TooManyRequests | None = None
             try:
                 self.limiter.check("approve", f"{service_sid}:{factor.entity_sid}")
-            except TooManyRequests:
-                # Replays racing their approved twin are replays (60322), not a flood.
-                latest = self.store.get_challenge(account_sid, service_sid, challenge.sid)
-                self._check_pending(latest or challenge, now)
-                raise
+            except TooManyRequests as exc:
+                over_budget = exc
             try:
                 verified = verify_authentication(
                     response,
@@ -240,7 +241,15 @@ class Authentications:
                     counter_must_grow=not flag_counter,
                 )
             except CeremonyError as exc:
-                raise AssertionRefused(exc) from exc
+                refusal = AssertionRefused(exc)
+                if over_budget is not None:
+                    # Answered 429, and counted on the challenge like any failure (its fifth
+                    # spends it). Replays racing their approved twin are replays (60322).
+                    latest = self.store.get_challenge(account_sid, service_sid, challenge.sid)
+                    self._check_pending(latest or challenge, now)
+                    self._record_failure(challenge, factor, refusal, now)
+                    raise over_budget from exc
+                raise refusal from exc
         except (
             AssertionRefused,
             FactorNotFound,
@@ -285,7 +294,6 @@ class Authentications:
             deliveries=approved,
             backup_eligible_changed=verified.backup_eligible != factor.credential.backup_eligible,
             flag_counter_regression=flag_counter,
-            rate_hits=self._hits(account_sid, challenge, factor, failed=False),
         )
         if outcome is ApproveOutcome.NOT_PENDING:
             latest = self.store.get_challenge(account_sid, service_sid, challenge.sid)
@@ -343,24 +351,21 @@ class Authentications:
             now=now,
             deliveries=regressed,
             on_spent=spent,
-            rate_hits=self._hits(account_sid, challenge, factor, failed=True),
+            rate_hits=self._failure_hits(account_sid, challenge, factor),
         )
 
-    def _hits(
-        self, account_sid: str, challenge: Challenge, factor: Factor | None, *, failed: bool
+    def _failure_hits(
+        self, account_sid: str, challenge: Challenge, factor: Factor | None
     ) -> list[RateHit]:
-        """What an approval attempt counts: a try for the identity whose own passkey it
-        offered, or else, when it failed, a failure for the account. Counted in the
-        attempt's own transaction; checked before verifying."""
-        hits = []
+        """What a failed approval attempt counts, in its own transaction: a failure for
+        the identity whose own passkey it offered, or else one for the account (foreign
+        passkeys). An approval counts nothing."""
         if _owner_attempt(challenge, factor):
             assert factor is not None
-            hits.append(
-                self.limiter.pending_hit("approve", f"{factor.service_sid}:{factor.entity_sid}")
-            )
-        elif failed:
-            hits.append(self.limiter.pending_hit("failed_auth", account_sid))
-        return [h for h in hits if h is not None]
+            hit = self.limiter.pending_hit("approve", f"{factor.service_sid}:{factor.entity_sid}")
+        else:
+            hit = self.limiter.pending_hit("failed_auth", account_sid)
+        return [hit] if hit is not None else []
 
     @staticmethod
     def _check_pending(challenge: Challenge, now: int) -> None:
