@@ -361,24 +361,25 @@ def test_deleted_passkey_cannot_sign_in(api, alice, challenge):
 
 
 def test_a_replay_racing_the_approval_is_answered_already_responded(api, alice, domain):
-    """A replay that read the challenge as pending, then the counter its twin just moved,
-    is a replay (60322), not a verification failure."""
+    """A replay that read the challenge as pending (and the counter as it was) just before
+    its twin was approved is a replay (60322), not a verification failure."""
     challenge = api.challenge(identity="user-0001")
     assertion = api.authenticator.get(challenge["options"], ORIGIN)
     store = domain.store
-    original = store.find_factor_by_credential
+    original = store.find_challenge_and_factor
 
-    def approve_first_then_look(*args):
-        store.find_factor_by_credential = original  # the twin runs the normal path
+    def read_then_let_the_twin_approve(*args):
+        stale = original(*args)
+        store.find_challenge_and_factor = original  # the twin runs the normal path
         twin = domain.authentications.approve_challenge(api.account_sid, api.service_sid, assertion)
         assert twin.status.value == "approved"
-        return original(*args)
+        return stale
 
-    store.find_factor_by_credential = approve_first_then_look
+    store.find_challenge_and_factor = read_then_let_the_twin_approve
     try:
         r = api.approve(assertion)
     finally:
-        store.find_factor_by_credential = original
+        store.find_challenge_and_factor = original
     assert (r.status_code, r.json()["code"]) == (403, 60322), r.text
 
 

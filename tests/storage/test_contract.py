@@ -308,6 +308,34 @@ def test_factor_lists_rename_and_delete(store):
 # --- challenges --------------------------------------------------------------------------------
 
 
+def test_an_assertions_challenge_and_factor_in_one_read(store):
+    svc, elsewhere = service(), service()
+    store.insert_service(svc)
+    store.insert_service(elsewhere)
+    f = verified(store, svc)
+    verified(store, elsewhere, cred_id=b"\x02" * 16)
+    c = challenge(None, svc, b"auth-challenge")
+    store.insert_challenge(c)
+    acct = svc.account_sid
+    found, holder = store.find_challenge_and_factor(acct, svc.sid, b"auth-challenge", b"\x01" * 16)
+    assert found == store.find_challenge(acct, svc.sid, b"auth-challenge")
+    assert holder == store.get_factor(acct, svc.sid, f.sid)
+    # A credential no factor of this service holds (another service's does not count).
+    for unknown in (b"\x09" * 16, b"\x02" * 16):
+        found, holder = store.find_challenge_and_factor(acct, svc.sid, b"auth-challenge", unknown)
+        assert found is not None and found.sid == c.sid and holder is None
+    # No challenge: nothing, whatever the credential.
+    for account, service_sid, value in (
+        (acct, svc.sid, b"other-challenge"),
+        (acct, elsewhere.sid, b"auth-challenge"),
+        ("AC" + "9" * 32, svc.sid, b"auth-challenge"),
+    ):
+        assert store.find_challenge_and_factor(account, service_sid, value, b"\x01" * 16) == (
+            None,
+            None,
+        )
+
+
 def test_challenge_is_approved_exactly_once(store):
     svc = service()
     store.insert_service(svc)

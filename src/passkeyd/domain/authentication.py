@@ -181,16 +181,13 @@ class Authentications:
             response = parse_authentication(body)
         except CeremonyError as exc:
             raise AssertionRefused(exc) from exc
-        challenge = self.store.find_challenge(
-            account_sid, service_sid, response.client_data.challenge
+        challenge, factor = self.store.find_challenge_and_factor(
+            account_sid, service_sid, response.client_data.challenge, response.credential_id
         )
         if challenge is None:
             raise ChallengeNotFound("Challenge not found")
         now = self.clock()
         self._check_pending(challenge, now)
-        factor = self.store.find_factor_by_credential(
-            account_sid, service_sid, response.credential_id
-        )
         if not _owner_attempt(challenge, factor):
             # A passkey the service does not know, or not one this challenge asked for: such
             # failures share one budget per account. A user offering their own passkey is

@@ -155,6 +155,9 @@ class Store(Protocol):
     def find_challenge(
         self, account_sid: str, service_sid: str, value: bytes
     ) -> Challenge | None: ...
+    def find_challenge_and_factor(
+        self, account_sid: str, service_sid: str, value: bytes, credential_id: bytes
+    ) -> tuple[Challenge | None, Factor | None]: ...
     def list_challenges(
         self,
         account_sid: str,

@@ -776,6 +776,31 @@ class SqlStore(abc.ABC):
         )
         return challenge_from_row(row) if row else None
 
+    _CHALLENGE_AND_FACTOR = (
+        "SELECT "
+        + ", ".join("c." + col.strip() for col in CHALLENGE_COLUMNS.split(","))
+        + ", "
+        + ", ".join("f." + col.strip() for col in FACTOR_COLUMNS.split(","))
+        + " FROM challenges c LEFT JOIN factors f ON f.service_sid = c.service_sid"
+        " AND f.credential_id = ? AND f.account_sid = c.account_sid"
+        " WHERE c.challenge = ? AND c.service_sid = ? AND c.account_sid = ?"
+    )
+    _CHALLENGE_WIDTH = len(CHALLENGE_COLUMNS.split(","))
+
+    def find_challenge_and_factor(
+        self, account_sid: str, service_sid: str, value: bytes, credential_id: bytes
+    ) -> tuple[Challenge | None, Factor | None]:
+        """An assertion's challenge (by its value) and the service's factor holding its
+        credential, in one read. No factor is looked for without the challenge."""
+        row = self._one(
+            self._CHALLENGE_AND_FACTOR, (credential_id, value, service_sid, account_sid)
+        )
+        if row is None:
+            return None, None
+        width = self._CHALLENGE_WIDTH
+        factor = factor_from_row(row[width:]) if row[width] is not None else None
+        return challenge_from_row(row[:width]), factor
+
     def list_challenges(
         self,
         account_sid: str,
