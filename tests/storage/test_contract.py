@@ -13,6 +13,7 @@ from passkeyd.domain.ids import new_sid
 from passkeyd.domain.models import (
     Account,
     ApiKey,
+    AuditEvent,
     Challenge,
     ChallengeStatus,
     Credential,
@@ -682,3 +683,16 @@ def test_each_webhook_has_one_delivery_out_at_a_time_oldest_first(store):
     assert a2.delivery.event_sid == "EVWHa2" and a2.attempts == 3
     store.finish_delivery(a2.seq, now=NOW + 200, delivered=False, retry_at=NOW + 500, error="x")
     assert claim(NOW + 200) == ["EVWHa3"]  # a delivery awaiting its retry holds up no one
+
+
+def test_an_audit_batch_is_written_in_one_call_and_read_back_in_order(store):
+    events = [
+        AuditEvent("AC" + "1" * 32, "VA1", "AC" + "1" * 32, f"action_{i}", f"YF{i}", "ok", 0, "",
+                   f"RQ{i}", NOW + i)
+        for i in range(3)
+    ]  # fmt: skip
+    other = dataclasses.replace(events[0], account_sid="AC" + "2" * 32, request_id="RQx")
+    store.append_audit([*events, other])
+    page = store.list_audit("AC" + "1" * 32, PageRequest(page_size=10))
+    assert [e.request_id for e in page.items] == ["RQ0", "RQ1", "RQ2"]
+    assert dataclasses.replace(page.items[0], seq=0) == events[0]

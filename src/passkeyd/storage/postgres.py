@@ -36,6 +36,10 @@ class _PgTx:
     def execute(self, sql: str, args: Sequence[Any] = ()) -> psycopg.Cursor[Any]:
         return self._conn.execute(_pg(sql), args or None)
 
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        with self._conn.cursor() as cursor:
+            cursor.executemany(_pg(sql), rows)  # pipelined: one round trip
+
 
 class PostgresStore(SqlStore):
     dialect = "postgres"

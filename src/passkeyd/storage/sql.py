@@ -152,6 +152,7 @@ class Tx(Protocol):
     """An open transaction."""
 
     def execute(self, sql: str, args: Sequence[Any] = ()) -> Cursor: ...
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> Any: ...
 
 
 T = TypeVar("T")
@@ -975,11 +976,11 @@ class SqlStore(abc.ABC):
         if not events:
             return
         with self._write() as tx:
-            for e in events:
-                tx.execute(
-                    "INSERT INTO audit_events (account_sid, service_sid, actor, action, resource,"
-                    " outcome, code, step, request_id, date_created)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            tx.executemany(  # one call for the batch (on PostgreSQL, one round trip)
+                "INSERT INTO audit_events (account_sid, service_sid, actor, action, resource,"
+                " outcome, code, step, request_id, date_created)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
                     (
                         e.account_sid,
                         e.service_sid,
@@ -991,8 +992,10 @@ class SqlStore(abc.ABC):
                         e.step,
                         e.request_id,
                         e.date_created,
-                    ),
-                )
+                    )
+                    for e in events
+                ],
+            )
 
     def list_audit(
         self, account_sid: str, page: PageRequest, *, service_sid: str | None = None
