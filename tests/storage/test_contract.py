@@ -696,3 +696,70 @@ def test_an_audit_batch_is_written_in_one_call_and_read_back_in_order(store):
     page = store.list_audit("AC" + "1" * 32, PageRequest(page_size=10))
     assert [e.request_id for e in page.items] == ["RQ0", "RQ1", "RQ2"]
     assert dataclasses.replace(page.items[0], seq=0) == events[0]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_concurrent_claimers_never_lease_a_delivery_twice_nor_two_of_one_webhook(
+    backend: str, tmp_path: Path
+) -> None:
+    """Two processes' dispatchers (two stores on one database) claiming and finishing at
+    once, in threads: every delivery is sent exactly once, and no webhook ever has two out."""
+    import threading
+    from contextlib import ExitStack
+
+    with ExitStack() as stack:
+        if backend == "sqlite":
+            url = f"sqlite:///{tmp_path}/claims.db"
+        else:
+            url = stack.enter_context(temporary_schema())
+        first = open_store(url, pool_size=4)
+        stack.callback(first.close)
+        first.migrate()
+        second = open_store(url, pool_size=4)
+        stack.callback(second.close)
+        svc = service()
+        first.insert_service(svc)
+        ent = first.ensure_entity(entity(svc))
+        hooks = [f"WH{h}" for h in range(4)]
+        events = [
+            Delivery(f"EV{h}-{n:02d}", "factor.created", h, svc.account_sid, "http://x/", {})
+            for n in range(10)
+            for h in hooks
+        ]
+        first.insert_factor(factor(ent), events)
+        lock = threading.Lock()
+        out: set[str] = set()  # webhooks with a delivery out
+        sent: list[str] = []
+        errors: list[BaseException] = []
+
+        def dispatch(store: Store) -> None:
+            try:
+                for _ in range(400):
+                    claimed = store.claim_deliveries(now=NOW, lease_seconds=60, limit=3)
+                    with lock:
+                        for c in claimed:
+                            assert c.delivery.webhook_sid not in out, "two out for one webhook"
+                            out.add(c.delivery.webhook_sid)
+                            sent.append(c.delivery.event_sid)
+                    for c in claimed:
+                        with lock:  # finished and no longer out, as one step
+                            assert store.finish_delivery(
+                                c.seq, now=NOW, delivered=True, retry_at=None, error=None,
+                                lease_until=c.lease_until,
+                            )  # fmt: skip
+                            out.discard(c.delivery.webhook_sid)
+                    if len(sent) == len(events):
+                        return
+            except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+                errors.append(exc)
+
+        threads = [threading.Thread(target=dispatch, args=(s,)) for s in (first, second)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert not errors, errors
+        assert sorted(sent) == sorted(e.event_sid for e in events)  # each exactly once
+        for hook in hooks:  # and each webhook's in order
+            mine = [s for s in sent if s.startswith(f"EV{hook}-")]
+            assert mine == sorted(mine)
