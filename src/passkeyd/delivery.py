@@ -114,6 +114,7 @@ class Dispatcher:
     timeout_seconds: float = 10.0  # per wait on the socket
     deadline_seconds: float = 30.0  # per request: well inside the lease, so never sent twice
     in_flight: int = 16  # deliveries being sent at once; each ends well inside its lease
+    per_account: int = 4  # of which at most this many for one account's webhooks
 
     def _post(self, claimed: ClaimedDelivery) -> str | None:
         """POST one delivery; None on a 2xx, else why it failed (no secret in it)."""
@@ -176,8 +177,9 @@ class Dispatcher:
 
     async def run_forever(self, interval: float) -> None:
         """Keep up to `in_flight` deliveries going at once, each on its own, at most one
-        per webhook (the store's claims see to it): a target that is slow or never answers
-        holds up only its own events. Due ones are claimed as soon as a sender is free,
+        per webhook and `per_account` per account (the store's claims see to it): a target
+        that is slow or never answers holds up only its own events, and one account's
+        webhooks cannot take every sender. Due ones are claimed as soon as a sender is free,
         else every `interval` seconds."""
         senders = anyio.CapacityLimiter(self.in_flight)
         freed = anyio.Event()  # set by each sender that finishes
@@ -207,6 +209,7 @@ class Dispatcher:
                                 now=self.clock(),
                                 lease_seconds=self.lease_seconds,
                                 limit=self.in_flight - busy,
+                                per_account=self.per_account,
                             )
                         )
                     except Exception:

@@ -16,6 +16,7 @@ from passkeyd.domain.models import (
     AuditEvent,
     Challenge,
     ChallengeStatus,
+    ClaimedDelivery,
     Credential,
     Delivery,
     Entity,
@@ -763,3 +764,25 @@ def test_concurrent_claimers_never_lease_a_delivery_twice_nor_two_of_one_webhook
         for hook in hooks:  # and each webhook's in order
             mine = [s for s in sent if s.startswith(f"EV{hook}-")]
             assert mine == sorted(mine)
+
+
+def test_no_account_gets_more_deliveries_out_than_its_share(store):
+    svc = service()
+    store.insert_service(svc)
+    ent = store.ensure_entity(entity(svc))
+    busy_account, other_account = svc.account_sid, "AC" + "2" * 32
+    events = [
+        Delivery(f"EV{h}", "factor.created", h, acct, "http://x/", {})
+        for h, acct in (("WH1", busy_account), ("WH2", busy_account), ("WH3", busy_account),
+                        ("WH4", other_account))
+    ]  # fmt: skip
+    store.insert_factor(factor(ent), events)
+
+    def claim() -> list[ClaimedDelivery]:
+        return store.claim_deliveries(now=NOW, lease_seconds=60, limit=10, per_account=2)
+
+    first = claim()
+    assert [c.delivery.event_sid for c in first] == ["EVWH1", "EVWH2", "EVWH4"]
+    assert claim() == []  # the busy account has its two out, the other its one webhook's
+    store.finish_delivery(first[0].seq, now=NOW, delivered=True, retry_at=None, error=None)
+    assert [c.delivery.event_sid for c in claim()] == ["EVWH3"]

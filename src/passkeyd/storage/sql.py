@@ -1152,15 +1152,16 @@ class SqlStore(abc.ABC):
     )
 
     def claim_deliveries(
-        self, *, now: int, lease_seconds: int, limit: int
+        self, *, now: int, lease_seconds: int, limit: int, per_account: int | None = None
     ) -> list[ClaimedDelivery]:
         """Lease up to `limit` due deliveries, at most one per webhook: its oldest due one,
         and none while another of its deliveries is out. So each webhook gets its events
         one at a time and in order (unless one awaits a retry), and a target that is slow or
-        never answers holds up only its own. A lease that runs out (the sender died) makes
-        the delivery due again, so an unacknowledged event is retried, never lost. The outer
-        WHERE repeats the conditions so that a concurrent claimer re-checks them on the
-        locked row (PostgreSQL) and no row is leased twice."""
+        never answers holds up only its own. With `per_account`, no account gets more out
+        than that, so one account's webhooks cannot take every sender. A lease that runs
+        out (the sender died) makes the delivery due again, so an unacknowledged event is
+        retried, never lost. The outer WHERE repeats the conditions so that a concurrent
+        claimer re-checks them on the locked row (PostgreSQL) and no row is leased twice."""
         due = self._one(
             "SELECT 1 FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= ?"
             " AND locked_until <= ?" + self._NONE_OUT + " LIMIT 1",
@@ -1168,17 +1169,27 @@ class SqlStore(abc.ABC):
         )
         if due is None:  # the common case: a read, no write lock
             return []
+        # Each due webhook's oldest delivery, ranked within its account, beside how many
+        # deliveries its account has out.
+        candidates = (
+            "SELECT d.seq, row_number() OVER (PARTITION BY d.account_sid ORDER BY d.seq) AS nth,"
+            " (SELECT count(*) FROM webhook_deliveries o WHERE o.account_sid = d.account_sid"
+            " AND o.status = 'pending' AND o.locked_until > ?) AS busy"
+            " FROM webhook_deliveries d WHERE d.seq IN (SELECT min(seq) FROM webhook_deliveries"
+            " WHERE status = 'pending' AND next_attempt_at <= ? AND locked_until <= ?"
+            + self._NONE_OUT
+            + " GROUP BY webhook_sid)"
+        )
+        cap = per_account if per_account is not None else limit
         with self._write() as db:
             rows = db.execute(
                 "UPDATE webhook_deliveries SET locked_until = ?, attempts = attempts + 1,"
-                " date_updated = ? WHERE seq IN (SELECT min(seq) FROM webhook_deliveries"
-                " WHERE status = 'pending' AND next_attempt_at <= ? AND locked_until <= ?"
-                + self._NONE_OUT
-                + " GROUP BY webhook_sid ORDER BY 1 LIMIT ?) AND status = 'pending'"
+                " date_updated = ? WHERE seq IN (SELECT seq FROM (" + candidates + ") ranked"
+                " WHERE nth + busy <= ? ORDER BY seq LIMIT ?) AND status = 'pending'"
                 " AND locked_until <= ?"
                 " RETURNING seq, event_sid, event_type, webhook_sid, account_sid, url, payload,"
                 " attempts",
-                (now + lease_seconds, now, now, now, now, limit, now),
+                (now + lease_seconds, now, now, now, now, now, cap, limit, now),
             ).fetchall()
         claimed = [
             ClaimedDelivery(
