@@ -1169,27 +1169,35 @@ class SqlStore(abc.ABC):
         )
         if due is None:  # the common case: a read, no write lock
             return []
-        # Each due webhook's oldest delivery, ranked within its account, beside how many
-        # deliveries its account has out.
-        candidates = (
-            "SELECT d.seq, row_number() OVER (PARTITION BY d.account_sid ORDER BY d.seq) AS nth,"
-            " (SELECT count(*) FROM webhook_deliveries o WHERE o.account_sid = d.account_sid"
-            " AND o.status = 'pending' AND o.locked_until > ?) AS busy"
-            " FROM webhook_deliveries d WHERE d.seq IN (SELECT min(seq) FROM webhook_deliveries"
-            " WHERE status = 'pending' AND next_attempt_at <= ? AND locked_until <= ?"
-            + self._NONE_OUT
-            + " GROUP BY webhook_sid)"
-        )
-        cap = per_account if per_account is not None else limit
+        if per_account is None:
+            chosen = (
+                "SELECT min(seq) FROM webhook_deliveries WHERE status = 'pending'"
+                " AND next_attempt_at <= ? AND locked_until <= ?"
+                + self._NONE_OUT
+                + " GROUP BY webhook_sid ORDER BY 1 LIMIT ?"
+            )
+            args: tuple[Any, ...] = (now, now, now, limit)
+        else:  # each due webhook's oldest, ranked within its account, after what it has out
+            chosen = (
+                "SELECT seq FROM (SELECT d.seq, row_number() OVER"
+                " (PARTITION BY d.account_sid ORDER BY d.seq) + coalesce(o.n, 0) AS nth"
+                " FROM webhook_deliveries d LEFT JOIN (SELECT account_sid, count(*) AS n"
+                " FROM webhook_deliveries WHERE status = 'pending' AND locked_until > ?"
+                " GROUP BY account_sid) o ON o.account_sid = d.account_sid"
+                " WHERE d.seq IN (SELECT min(seq) FROM webhook_deliveries"
+                " WHERE status = 'pending' AND next_attempt_at <= ? AND locked_until <= ?"
+                + self._NONE_OUT
+                + " GROUP BY webhook_sid)) ranked WHERE nth <= ? ORDER BY seq LIMIT ?"
+            )
+            args = (now, now, now, now, per_account, limit)
         with self._write() as db:
             rows = db.execute(
                 "UPDATE webhook_deliveries SET locked_until = ?, attempts = attempts + 1,"
-                " date_updated = ? WHERE seq IN (SELECT seq FROM (" + candidates + ") ranked"
-                " WHERE nth + busy <= ? ORDER BY seq LIMIT ?) AND status = 'pending'"
+                " date_updated = ? WHERE seq IN (" + chosen + ") AND status = 'pending'"
                 " AND locked_until <= ?"
                 " RETURNING seq, event_sid, event_type, webhook_sid, account_sid, url, payload,"
                 " attempts",
-                (now + lease_seconds, now, now, now, now, now, cap, limit, now),
+                (now + lease_seconds, now, *args, now),
             ).fetchall()
         claimed = [
             ClaimedDelivery(
