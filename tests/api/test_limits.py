@@ -28,7 +28,7 @@ def limited(request, db_path, clock) -> Iterator[Api]:
     """An API whose limits are small enough to reach in a test, with its windows in the
     rate_limits table (several processes) or in the process (one process, the default)."""
     rules = {"challenge": Rule(5, 60), "approve": Rule(4, 60), "factor": Rule(3, 60),
-             "failed_auth": Rule(6, 60)}  # fmt: skip
+             "failed_auth": Rule(6, 60), "usernameless": Rule(8, 60)}  # fmt: skip
     windows = RateWindows(60) if request.param == "memory" else None
     store = SQLiteStore(str(db_path), windows=windows)
     store.migrate()
@@ -47,7 +47,13 @@ def assert_429(response, code=20429):
 
 
 def test_defaults_stop_a_flood_from_one_identity_within_100_a_minute():
-    assert all(rule.limit <= 100 and rule.window == 60 for rule in DEFAULT_RULES.values())
+    per_service = {"usernameless"}
+    assert all(
+        rule.limit <= 100 and rule.window == 60
+        for name, rule in DEFAULT_RULES.items()
+        if name not in per_service
+    )
+    assert DEFAULT_RULES["usernameless"] == Rule(600, 60)
     assert parse_rules("off") == {}
     assert parse_rules("challenge=7/30")["challenge"] == Rule(7, 30)
 
@@ -65,6 +71,34 @@ def test_challenge_creation_is_limited_per_identity(limited, clock):
     api.challenge(identity="user-0002")  # another identity is not affected
     clock.advance(60)
     api.challenge(identity="user-0001")  # a new window
+
+
+def test_usernameless_challenges_are_limited_per_service(limited):
+    api = limited
+    api.create_service()
+    api.register("user-0001")
+    for _ in range(8):
+        api.challenge()
+    before = api.snapshot()
+    r = api.post_json(f"{api.svc}/Passkeys/Challenges", {})
+    assert_429(r)
+    assert "usernameless" in r.json()["message"]
+    assert api.snapshot() == before
+    api.challenge(identity="user-0001")  # a user's own challenges are counted apart
+    api.create_service()  # another service has its own budget
+    api.challenge()
+
+
+def test_approvals_that_verify_spend_nothing(limited):
+    api = limited
+    api.create_service()
+    api.register("user-0001")
+    for _ in range(4):  # as many as the identity's failure budget, all valid
+        challenge = api.challenge(identity="user-0001")
+        assert api.approve(api.authenticator.get(challenge["options"], ORIGIN)).status_code == 200
+    challenge = api.challenge(identity="user-0001")  # the same window
+    bad = api.authenticator.get(challenge["options"], "https://evil.test")
+    assert api.approve(bad).status_code == 403  # the budget is untouched: not 429
 
 
 def test_factor_creation_is_limited_per_entity_with_60326(limited):

@@ -148,20 +148,26 @@ class Authentications:
         )
         # The rate-limit hit and the pending-challenge bound are checked in the insert's
         # own transaction: one write per challenge.
-        rate = (
-            self.limiter.pending_hit("challenge", f"{service_sid}:{identity}")
-            if isinstance(identity, str)
-            else None
-        )
+        rule = "usernameless" if not entity_sid else "challenge"
+        if rule == "usernameless":  # nobody's: one budget for the service
+            rate = self.limiter.pending_hit(rule, service_sid)
+        elif isinstance(identity, str):
+            rate = self.limiter.pending_hit(rule, f"{service_sid}:{identity}")
+        else:
+            rate = None
         outcome = self.store.insert_challenge(
             challenge, rate=rate, max_pending=MAX_PENDING_CHALLENGES_PER_ENTITY
         )
         if outcome is InsertOutcome.RATE_LIMITED:
             limit = rate.limit if rate else 0
+            what = (
+                "usernameless challenges per service"
+                if rule == "usernameless"
+                else "challenges per identity"
+            )
             raise TooManyRequests(
-                f"Too many requests: at most {limit} challenges per identity in"
-                f" {self.limiter.rules['challenge'].window} s",
-                retry_after=self.limiter.retry_after("challenge"),
+                f"Too many requests: at most {limit} {what} in {self.limiter.rules[rule].window} s",
+                retry_after=self.limiter.retry_after(rule),
             )
         if outcome is InsertOutcome.TOO_MANY_PENDING:
             raise TooManyRequests(
