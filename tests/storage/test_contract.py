@@ -703,9 +703,11 @@ def test_an_audit_batch_is_written_in_one_call_and_read_back_in_order(store):
 def test_concurrent_claimers_never_lease_a_delivery_twice_nor_two_of_one_webhook(
     backend: str, tmp_path: Path
 ) -> None:
-    """Two processes' dispatchers (two stores on one database) claiming and finishing at
-    once, in threads: every delivery is sent exactly once, and no webhook ever has two out."""
+    """Two processes' dispatchers (two stores on one database, their clocks a second
+    apart) claiming and finishing at once, in threads: every delivery is sent exactly once,
+    no webhook ever has two out, and no account more than its share."""
     import threading
+    from collections import Counter
     from contextlib import ExitStack
 
     with ExitStack() as stack:
@@ -721,47 +723,57 @@ def test_concurrent_claimers_never_lease_a_delivery_twice_nor_two_of_one_webhook
         svc = service()
         first.insert_service(svc)
         ent = first.ensure_entity(entity(svc))
-        hooks = [f"WH{h}" for h in range(4)]
+        owner = {f"WH{h}": "AC" + str(1 + h // 4) * 32 for h in range(6)}  # 4 and 2 hooks
         events = [
-            Delivery(f"EV{h}-{n:02d}", "factor.created", h, svc.account_sid, "http://x/", {})
-            for n in range(10)
-            for h in hooks
+            Delivery(f"EV{h}-{n:02d}", "factor.created", h, owner[h], "http://x/", {})
+            for n in range(8)
+            for h in owner
         ]
         first.insert_factor(factor(ent), events)
         lock = threading.Lock()
         out: set[str] = set()  # webhooks with a delivery out
+        per_account: Counter[str] = Counter()
         sent: list[str] = []
         errors: list[BaseException] = []
 
-        def dispatch(store: Store) -> None:
+        def dispatch(store: Store, now: int) -> None:
             try:
                 for _ in range(400):
-                    claimed = store.claim_deliveries(now=NOW, lease_seconds=60, limit=3)
+                    claimed = store.claim_deliveries(
+                        now=now, lease_seconds=60, limit=3, per_account=2
+                    )
                     with lock:
                         for c in claimed:
-                            assert c.delivery.webhook_sid not in out, "two out for one webhook"
-                            out.add(c.delivery.webhook_sid)
+                            hook, account = c.delivery.webhook_sid, c.delivery.account_sid
+                            assert hook not in out, "two out for one webhook"
+                            out.add(hook)
+                            per_account[account] += 1
+                            assert per_account[account] <= 2, "an account over its share"
                             sent.append(c.delivery.event_sid)
                     for c in claimed:
                         with lock:  # finished and no longer out, as one step
                             assert store.finish_delivery(
-                                c.seq, now=NOW, delivered=True, retry_at=None, error=None,
+                                c.seq, now=now, delivered=True, retry_at=None, error=None,
                                 lease_until=c.lease_until,
                             )  # fmt: skip
                             out.discard(c.delivery.webhook_sid)
+                            per_account[c.delivery.account_sid] -= 1
                     if len(sent) == len(events):
                         return
             except BaseException as exc:  # noqa: BLE001 - reported by the main thread
                 errors.append(exc)
 
-        threads = [threading.Thread(target=dispatch, args=(s,)) for s in (first, second)]
+        threads = [
+            threading.Thread(target=dispatch, args=(store, now))
+            for store, now in ((first, NOW), (second, NOW + 1))
+        ]
         for t in threads:
             t.start()
         for t in threads:
             t.join(timeout=60)
         assert not errors, errors
         assert sorted(sent) == sorted(e.event_sid for e in events)  # each exactly once
-        for hook in hooks:  # and each webhook's in order
+        for hook in owner:  # and each webhook's in order
             mine = [s for s in sent if s.startswith(f"EV{hook}-")]
             assert mine == sorted(mine)
 
@@ -786,3 +798,52 @@ def test_no_account_gets_more_deliveries_out_than_its_share(store):
     assert claim() == []  # the busy account has its two out, the other its one webhook's
     store.finish_delivery(first[0].seq, now=NOW, delivered=True, retry_at=None, error=None)
     assert [c.delivery.event_sid for c in claim()] == ["EVWH3"]
+
+
+def test_a_claim_waits_for_a_claim_in_progress_on_postgresql() -> None:
+    """A replica whose claim runs while another's is still uncommitted waits for it, then
+    sees its lease: here the other leased its webhook's second delivery (the first awaits a
+    retry due a second later), and this one, a second ahead, must not lease the first."""
+    import threading
+
+    import psycopg
+
+    from passkeyd.storage.postgres import _CLAIM_LOCK
+
+    with temporary_schema() as url:
+        store = open_store(url, pool_size=2)
+        try:
+            store.migrate()
+            svc = service()
+            store.insert_service(svc)
+            ent = store.ensure_entity(entity(svc))
+            store.insert_factor(
+                factor(ent),
+                [Delivery(f"EV{n}", "factor.created", "WH1", svc.account_sid, "http://x/", {})
+                 for n in (1, 2)],
+            )  # fmt: skip
+            with psycopg.connect(url) as other:  # the other replica, mid-claim
+                other.execute("SELECT pg_advisory_xact_lock(%s)", (_CLAIM_LOCK,))
+                other.execute(
+                    "UPDATE webhook_deliveries SET next_attempt_at = %s WHERE event_sid = 'EV1'",
+                    (NOW + 1,),
+                )
+                other.execute(
+                    "UPDATE webhook_deliveries SET locked_until = %s, attempts = 1"
+                    " WHERE event_sid = 'EV2'",
+                    (NOW + 60,),
+                )
+                got: list[list[ClaimedDelivery]] = []
+                claim = threading.Thread(
+                    target=lambda: got.append(
+                        store.claim_deliveries(now=NOW + 1, lease_seconds=60, limit=5)
+                    )
+                )
+                claim.start()
+                claim.join(timeout=0.5)
+                assert claim.is_alive(), "the claim did not wait for the one in progress"
+                other.commit()
+            claim.join(timeout=10)
+            assert got == [[]]  # WH1 has EV2 out: nothing more for it
+        finally:
+            store.close()

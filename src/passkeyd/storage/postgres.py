@@ -21,6 +21,7 @@ from .base import StorageUnavailable
 from .sql import SqlStore, Tx
 
 _MIGRATION_LOCK = 0x7061_7373  # "pass": one advisory lock id for `passkeyd migrate`
+_CLAIM_LOCK = 0x686F_6F6B  # "hook": webhook claims, one at a time
 
 
 @functools.lru_cache(maxsize=512)
@@ -72,6 +73,12 @@ class PostgresStore(SqlStore):
 
     def _lock_migrations(self, tx: Tx) -> None:
         tx.execute("SELECT pg_advisory_xact_lock(?)", (_MIGRATION_LOCK,))
+
+    def _lock_claims(self, tx: Tx) -> None:
+        # Under READ COMMITTED the claim's UPDATE then reads after every earlier claim has
+        # committed, so "one out per webhook" and the per-account cap hold across replicas
+        # even when their clocks or their `now` differ.
+        tx.execute("SELECT pg_advisory_xact_lock(?)", (_CLAIM_LOCK,))
 
     def _one(self, sql: str, args: Sequence[Any]) -> Any:
         with self._pool.connection() as conn:

@@ -199,6 +199,10 @@ class SqlStore(abc.ABC):
     def _lock_migrations(self, tx: Tx) -> None:
         """Keep two processes from migrating at once."""
 
+    def _lock_claims(self, tx: Tx) -> None:
+        """Make webhook claims take turns, where writers do not already (PostgreSQL)."""
+        return None
+
     @abc.abstractmethod
     def close(self) -> None:
         """Release the connections."""
@@ -1191,6 +1195,7 @@ class SqlStore(abc.ABC):
             )
             args = (now, now, now, now, per_account, limit)
         with self._write() as db:
+            self._lock_claims(db)
             rows = db.execute(
                 "UPDATE webhook_deliveries SET locked_until = ?, attempts = attempts + 1,"
                 " date_updated = ? WHERE seq IN (" + chosen + ") AND status = 'pending'"
