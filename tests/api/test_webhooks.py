@@ -403,3 +403,33 @@ def test_a_receiver_answering_a_byte_at_a_time_is_cut_off_at_the_deadline():
         stop.set()
         server.join(timeout=5)
         listener.close()
+
+
+def test_a_webhooks_events_go_out_back_to_back_not_one_per_interval(db_path, clock):
+    """Each finished delivery wakes the dispatcher, which then sends the webhook's next
+    one at once: three events queued for one receiver arrive within seconds even though
+    the dispatcher otherwise looks only every 10 minutes."""
+    from passkeyd.storage import SQLiteStore
+
+    box = SecretBox(os.urandom(32))
+
+    def app():
+        store = SQLiteStore(str(db_path))
+        store.migrate()
+        domain = Domain(store, clock, box=box, allow_private_webhooks=True)
+        return domain, create_app(domain, Settings(webhook_interval_seconds=600))
+
+    with receiver() as rx:
+        domain, first = app()
+        account, token = domain.accounts.create_account("hooks")
+        with TestClient(first, base_url="http://testserver") as client:
+            api = Api(client, db_path, account.sid, (account.sid, token))
+            api.create_service()
+            create_webhook(api, rx.url, "factor.created")
+            for i in range(3):
+                api.create_factor(f"user-{i:04d}")
+            assert rx.requests == []  # queued: the dispatcher looked before they existed
+        _, second = app()  # a restart: its first look finds all three due
+        with TestClient(second, base_url="http://testserver"):
+            wait_for(lambda: len(rx.requests) == 3, seconds=5.0)
+    assert [r.params["type"] for r in rx.requests] == ["factor.created"] * 3
