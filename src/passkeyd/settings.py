@@ -38,6 +38,7 @@ class Settings:
     webhook_interval_seconds: float = 1.0
     webhook_retry_base_seconds: int = 5
     webhook_max_attempts: int = 10
+    webhook_per_account: int = 4  # deliveries out at once for one account (of 16 per process)
     sqlite_synchronous: str = "NORMAL"
     sqlite_cache_mb: int = 64
     rate_limits: str = ""  # "" = the defaults; "off"; or "name=limit/seconds,..."
@@ -117,6 +118,9 @@ class Settings:
             webhook_max_attempts=number(
                 "PASSKEYD_WEBHOOK_MAX_ATTEMPTS", cls.webhook_max_attempts, 1, 100
             ),
+            webhook_per_account=number(
+                "PASSKEYD_WEBHOOK_PER_ACCOUNT", cls.webhook_per_account, 1, 16
+            ),
             sqlite_synchronous=(env.get("PASSKEYD_SQLITE_SYNCHRONOUS") or "NORMAL").upper(),
             sqlite_cache_mb=number("PASSKEYD_SQLITE_CACHE_MB", cls.sqlite_cache_mb, 1, 65536),
             log_format=(env.get("PASSKEYD_LOG_FORMAT") or "auto").lower(),
@@ -194,6 +198,7 @@ ENVIRONMENT = (
     "PASSKEYD_CHALLENGE_RETENTION_SECONDS", "PASSKEYD_PURGE_INTERVAL_SECONDS",
     "PASSKEYD_SECRET_KEY", "PASSKEYD_WEBHOOK_ALLOW_PRIVATE", "PASSKEYD_WEBHOOK_INTERVAL_MS",
     "PASSKEYD_WEBHOOK_RETRY_BASE_SECONDS", "PASSKEYD_WEBHOOK_MAX_ATTEMPTS",
+    "PASSKEYD_WEBHOOK_PER_ACCOUNT",
     "PASSKEYD_RATE_LIMITS", "PASSKEYD_RATE_LIMIT_STORE", "PASSKEYD_AUDIT_RETENTION_SECONDS",
     "PASSKEYD_FORWARDED_ALLOW_IPS", "PASSKEYD_METRICS_TOKEN",
 )  # fmt: skip

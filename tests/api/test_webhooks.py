@@ -433,3 +433,35 @@ def test_a_webhooks_events_go_out_back_to_back_not_one_per_interval(db_path, clo
         with TestClient(second, base_url="http://testserver"):
             wait_for(lambda: len(rx.requests) == 3, seconds=5.0)
     assert [r.params["type"] for r in rx.requests] == ["factor.created"] * 3
+
+
+def test_an_accounts_share_of_senders_is_a_setting(db_path, clock):
+    """With PASSKEYD_WEBHOOK_PER_ACCOUNT=1, an account whose one delivery hangs on a silent
+    target gets nothing else out until that one ends."""
+    import socket
+
+    from passkeyd.storage import SQLiteStore
+
+    store = SQLiteStore(str(db_path))
+    store.migrate()
+    domain = Domain(store, clock, box=SecretBox(os.urandom(32)), allow_private_webhooks=True)
+    settings = Settings.from_env(
+        {"PASSKEYD_WEBHOOK_PER_ACCOUNT": "1", "PASSKEYD_WEBHOOK_INTERVAL_MS": "20"}
+    )
+    account, token = domain.accounts.create_account("hooks")
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    try:
+        with receiver() as rx, TestClient(create_app(domain, settings)) as client:
+            api = Api(client, db_path, account.sid, (account.sid, token))
+            api.create_service()
+            create_webhook(api, f"http://127.0.0.1:{silent.getsockname()[1]}/x", "factor.created")
+            create_webhook(api, rx.url, "factor.created")
+            api.create_factor("user-0001")
+            time.sleep(1.0)
+            assert rx.requests == []  # the account's one slot is taken by the silent target
+            silent.close()  # that delivery fails now; the receiver's goes out
+            wait_for(lambda: len(rx.requests) == 1)
+    finally:
+        silent.close()

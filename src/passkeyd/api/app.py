@@ -187,6 +187,7 @@ def create_app(domain: Domain, settings: Settings | None = None) -> Starlette:
                 domain.box,
                 allow_private=domain.allow_private_webhooks,
                 max_attempts=settings.webhook_max_attempts,
+                per_account=settings.webhook_per_account,
                 retry_base_seconds=settings.webhook_retry_base_seconds,
             )
             tasks.start_soon(dispatcher.run_forever, settings.webhook_interval_seconds)
