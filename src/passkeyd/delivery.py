@@ -186,7 +186,7 @@ class Dispatcher:
         busy = 0
 
         async def send(claimed: ClaimedDelivery) -> None:
-            nonlocal busy, freed
+            nonlocal busy
             try:
                 await anyio.to_thread.run_sync(self._send, claimed, limiter=senders)
             except Exception:

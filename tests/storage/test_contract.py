@@ -71,6 +71,15 @@ def entity(svc: Service, identity: str = "user-0001") -> Entity:
     return Entity(new_sid("YE"), svc.account_sid, svc.sid, identity, NOW, NOW)
 
 
+def stored(store: Store, ent: Entity) -> Entity:
+    """The entity, inserted; or the one already stored for its identity."""
+    if store.insert_entity(ent):
+        return ent
+    found = store.get_entity(ent.account_sid, ent.service_sid, ent.identity)
+    assert found is not None
+    return found
+
+
 def factor(ent: Entity, challenge: bytes | None = None) -> Factor:
     return Factor(
         new_sid("YF"),
@@ -132,7 +141,7 @@ def challenge(ent: Entity | None, svc: Service, value: bytes | None = None, **kw
 def verified(
     store: Store, svc: Service, identity: str = "user-0001", cred_id: bytes = b"\x01" * 16
 ) -> Factor:
-    ent = store.ensure_entity(entity(svc, identity))
+    ent = stored(store, entity(svc, identity))
     f = factor(ent)
     store.insert_factor(f)
     assert store.complete_registration(f.sid, credential(cred_id), NOW)
@@ -221,7 +230,7 @@ def test_entities_are_unique_per_service(store):
     first = entity(svc)
     assert store.insert_entity(first)
     assert not store.insert_entity(entity(svc))
-    assert store.ensure_entity(entity(svc)).sid == first.sid
+    assert store.get_entity(svc.account_sid, svc.sid, "user-0001").sid == first.sid
     page = store.list_entities(svc.account_sid, svc.sid, PageRequest(page_size=10))
     assert [e.sid for e in page.items] == [first.sid]
     assert store.delete_entity(svc.account_sid, svc.sid, "user-0001")
@@ -257,7 +266,7 @@ def test_a_new_users_first_factor_and_entity_are_one_write(store):
 def test_registration_completes_exactly_once(store):
     svc = service()
     store.insert_service(svc)
-    ent = store.ensure_entity(entity(svc))
+    ent = stored(store, entity(svc))
     f = factor(ent, challenge=b"reg-challenge")
     store.insert_factor(f)
     found = store.find_factor_by_registration(svc.account_sid, svc.sid, b"reg-challenge")
@@ -273,7 +282,7 @@ def test_registration_completes_exactly_once(store):
 def test_expired_registration_does_not_complete(store):
     svc = service()
     store.insert_service(svc)
-    f = factor(store.ensure_entity(entity(svc)))
+    f = factor(stored(store, entity(svc)))
     store.insert_factor(f)
     assert not store.complete_registration(f.sid, credential(), NOW + 600)
 
@@ -282,7 +291,7 @@ def test_a_credential_id_is_registered_once_per_service(store):
     svc = service()
     store.insert_service(svc)
     verified(store, svc, "user-0001")
-    f = factor(store.ensure_entity(entity(svc, "user-0002")))
+    f = factor(stored(store, entity(svc, "user-0002")))
     store.insert_factor(f)
     with pytest.raises(CredentialConflict):
         store.complete_registration(f.sid, credential(), NOW)
@@ -293,7 +302,7 @@ def test_factor_lists_rename_and_delete(store):
     svc = service()
     store.insert_service(svc)
     f = verified(store, svc)
-    pending = factor(store.ensure_entity(entity(svc)))
+    pending = factor(stored(store, entity(svc)))
     store.insert_factor(pending)
     all_factors = store.list_factors(svc.account_sid, svc.sid, f.entity_sid, PageRequest(10))
     assert [x.sid for x in all_factors.items] == [f.sid, pending.sid]
@@ -463,7 +472,7 @@ def test_schema_version_2_is_applied(store):
 def test_the_authenticator_name_is_stored_with_the_credential(store):
     svc = service()
     store.insert_service(svc)
-    f = factor(store.ensure_entity(entity(svc)))
+    f = factor(stored(store, entity(svc)))
     store.insert_factor(f)
     named = dataclasses.replace(credential(), authenticator_name="YubiKey 5 Series")
     assert store.complete_registration(f.sid, named, NOW)
@@ -636,8 +645,8 @@ def test_upgrading_to_schema_7_keeps_the_rate_limit_windows(tmp_path: Path) -> N
 def test_verified_factors_of_an_identity_in_one_read(store):
     svc = service()
     store.insert_service(svc)
-    alice = store.ensure_entity(entity(svc, "user-alice"))
-    bob = store.ensure_entity(entity(svc, "user-bob"))
+    alice = stored(store, entity(svc, "user-alice"))
+    bob = stored(store, entity(svc, "user-bob"))
     verified, pending, bobs = factor(alice), factor(alice), factor(bob)
     for f in (verified, pending, bobs):
         store.insert_factor(f)
@@ -657,7 +666,7 @@ def test_each_webhook_has_one_delivery_out_at_a_time_oldest_first(store):
     retry waits for its time and lets the next go; a lost lease makes it due again."""
     svc = service()
     store.insert_service(svc)
-    ent = store.ensure_entity(entity(svc))
+    ent = stored(store, entity(svc))
 
     def event(hook: str, n: int) -> Delivery:
         return Delivery(f"EV{hook}{n}", "factor.created", hook, svc.account_sid, "http://x/", {})
@@ -722,7 +731,7 @@ def test_concurrent_claimers_never_lease_a_delivery_twice_nor_two_of_one_webhook
         stack.callback(second.close)
         svc = service()
         first.insert_service(svc)
-        ent = first.ensure_entity(entity(svc))
+        ent = stored(first, entity(svc))
         owner = {f"WH{h}": "AC" + str(1 + h // 4) * 32 for h in range(6)}  # 4 and 2 hooks
         events = [
             Delivery(f"EV{h}-{n:02d}", "factor.created", h, owner[h], "http://x/", {})
@@ -781,7 +790,7 @@ def test_concurrent_claimers_never_lease_a_delivery_twice_nor_two_of_one_webhook
 def test_no_account_gets_more_deliveries_out_than_its_share(store):
     svc = service()
     store.insert_service(svc)
-    ent = store.ensure_entity(entity(svc))
+    ent = stored(store, entity(svc))
     busy_account, other_account = svc.account_sid, "AC" + "2" * 32
     events = [
         Delivery(f"EV{h}", "factor.created", h, acct, "http://x/", {})
@@ -816,7 +825,7 @@ def test_a_claim_waits_for_a_claim_in_progress_on_postgresql() -> None:
             store.migrate()
             svc = service()
             store.insert_service(svc)
-            ent = store.ensure_entity(entity(svc))
+            ent = stored(store, entity(svc))
             store.insert_factor(
                 factor(ent),
                 [Delivery(f"EV{n}", "factor.created", "WH1", svc.account_sid, "http://x/", {})

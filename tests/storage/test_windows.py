@@ -12,7 +12,7 @@ from passkeyd.domain.models import RateHit
 from passkeyd.settings import Settings, SettingsError
 from passkeyd.storage import InsertOutcome, SQLiteStore
 from passkeyd.storage.windows import SWEEP_AT, RateWindows
-from tests.storage.test_contract import NOW, challenge, entity, service
+from tests.storage.test_contract import NOW, challenge, entity, service, stored
 
 
 def test_hits_count_per_key_and_window() -> None:
@@ -38,7 +38,7 @@ def test_a_write_that_rolls_back_takes_its_hits_with_it(tmp_path: Path) -> None:
     store.migrate()
     svc = service()
     store.insert_service(svc)
-    ent = store.ensure_entity(entity(svc))
+    ent = stored(store, entity(svc))
     hit = RateHit(f"challenge:{svc.sid}:{ent.identity}", NOW, 2)
     # Refused for too many pending challenges: the insert and its hit roll back together.
     refused = store.insert_challenge(challenge(ent, svc), rate=hit, max_pending=0)

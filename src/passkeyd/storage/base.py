@@ -101,7 +101,6 @@ class Store(Protocol):
     ) -> bool: ...
 
     # factors
-    def ensure_entity(self, entity: Entity) -> Entity: ...
     def insert_factor(
         self,
         factor: Factor,

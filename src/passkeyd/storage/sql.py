@@ -525,16 +525,6 @@ class SqlStore(abc.ABC):
         with self._write() as db:
             return self._insert_entity(db, entity)
 
-    def ensure_entity(self, entity: Entity) -> Entity:
-        found = self.get_entity(entity.account_sid, entity.service_sid, entity.identity)
-        if found is not None:  # the common case: a read, no write lock
-            return found
-        if self.insert_entity(entity):
-            return entity
-        found = self.get_entity(entity.account_sid, entity.service_sid, entity.identity)
-        assert found is not None
-        return found
-
     def get_entity(self, account_sid: str, service_sid: str, identity: str) -> Entity | None:
         row = self._one(
             self._ENTITY + " WHERE service_sid = ? AND identity = ? AND account_sid = ?",
@@ -1173,25 +1163,24 @@ class SqlStore(abc.ABC):
         )
         if due is None:  # the common case: a read, no write lock
             return []
+        # Each due webhook's oldest delivery, unless the webhook has one out.
+        oldest = (
+            "SELECT min(seq) FROM webhook_deliveries WHERE status = 'pending'"
+            " AND next_attempt_at <= ? AND locked_until <= ?"
+            + self._NONE_OUT
+            + " GROUP BY webhook_sid"
+        )
         if per_account is None:
-            chosen = (
-                "SELECT min(seq) FROM webhook_deliveries WHERE status = 'pending'"
-                " AND next_attempt_at <= ? AND locked_until <= ?"
-                + self._NONE_OUT
-                + " GROUP BY webhook_sid ORDER BY 1 LIMIT ?"
-            )
+            chosen = oldest + " ORDER BY 1 LIMIT ?"
             args: tuple[Any, ...] = (now, now, now, limit)
-        else:  # each due webhook's oldest, ranked within its account, after what it has out
+        else:  # ranked within its account, after what the account has out
             chosen = (
                 "SELECT seq FROM (SELECT d.seq, row_number() OVER"
                 " (PARTITION BY d.account_sid ORDER BY d.seq) + coalesce(o.n, 0) AS nth"
                 " FROM webhook_deliveries d LEFT JOIN (SELECT account_sid, count(*) AS n"
                 " FROM webhook_deliveries WHERE status = 'pending' AND locked_until > ?"
                 " GROUP BY account_sid) o ON o.account_sid = d.account_sid"
-                " WHERE d.seq IN (SELECT min(seq) FROM webhook_deliveries"
-                " WHERE status = 'pending' AND next_attempt_at <= ? AND locked_until <= ?"
-                + self._NONE_OUT
-                + " GROUP BY webhook_sid)) ranked WHERE nth <= ? ORDER BY seq LIMIT ?"
+                " WHERE d.seq IN (" + oldest + ")) ranked WHERE nth <= ? ORDER BY seq LIMIT ?"
             )
             args = (now, now, now, now, per_account, limit)
         with self._write() as db:
