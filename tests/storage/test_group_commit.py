@@ -574,3 +574,68 @@ def test_a_poller_cancelled_while_waiting_stops_asking_for_a_turn(
     finally:
         other.execute("ROLLBACK")
         other.close()
+
+
+def test_a_process_waiting_for_another_s_batch_is_handed_the_lock_without_polling(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Worker processes hand the write lock on through the gate (`<db>-writer`): one that
+    finds it taken waits in flock(), and opens its batch as soon as the holder commits,
+    instead of trying BEGIN IMMEDIATE again and again meanwhile."""
+    monkeypatch.setattr(sqlite_module, "MAX_BATCH_SECONDS", 0.2)
+    path = str(tmp_path / "gc.db")
+    a, b = SQLiteStore(path), SQLiteStore(path)
+    a.migrate()
+    begins: list[str] = []
+    b._db.set_trace_callback(lambda sql: sql.startswith("BEGIN") and begins.append(sql))
+
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        a.start_group_commit(loop)
+        b.start_group_commit(loop)
+        a.request_started()  # a request of `a` still working: its batch stays open 0.2 s
+        await a.reserve()
+        a.put_account(account())
+        opened = loop.time()
+        await write_request(b)
+        waited = loop.time() - opened
+        a.request_finished()
+        a.stop_group_commit()
+        b.stop_group_commit()
+        return waited
+
+    waited = run(main())
+    a.close()
+    b.close()
+    assert 0.19 <= waited < 0.3  # b wrote right after a's batch was committed
+    assert len(begins) == 1  # and tried to begin only once, when the gate was its own
+    assert len(stored_sids(tmp_path / "gc.db")) == 2
+
+
+def test_a_failed_commit_lets_the_gate_go(tmp_path: Path) -> None:
+    path = str(tmp_path / "gc.db")
+    a, b = SQLiteStore(path), SQLiteStore(path)
+    a.migrate()
+    fail_commits_after_orphans(a)
+
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        a.start_group_commit(loop)
+        b.start_group_commit(loop)
+        await a.reserve()
+        with a._write() as db:
+            db.execute("INSERT INTO child VALUES (7)")  # its commit will be refused
+        with pytest.raises(StorageUnavailable):
+            await a.settle()
+        started = loop.time()
+        await write_request(b)
+        took = loop.time() - started
+        a.stop_group_commit()
+        b.stop_group_commit()
+        return took
+
+    took = run(main())
+    a.close()
+    b.close()
+    assert took < 0.05
+    assert len(stored_sids(tmp_path / "gc.db")) == 1

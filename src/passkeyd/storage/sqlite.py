@@ -9,9 +9,13 @@ that is after the commit that holds its writes (and anything it read from its ne
 returned: the same durability as one commit per request, with one WAL append for many
 requests under load, and no added wait for a lone request.
 
-The write lock is taken on the loop (`reserve`), polling, so that waiting for another
-worker process never blocks the loop in SQLite's busy handler; a process that has just
-committed lets a waiting one go first (`Waiters`). Writes from threads (audit trail,
+The write lock is taken on the loop (`reserve`), so that waiting for another worker
+process never blocks the loop in SQLite's busy handler. Worker processes hand it on through
+`WriterGate`: a process holds an flock on `<database>-writer` while its batch is open, and
+one that finds it taken waits for it in a thread blocked in flock(), which the kernel wakes
+the moment the holder's commit lets go, instead of polling; writers outside the gate (the
+CLI, other tools) are polled for. A process that has just committed lets a waiting one go
+first (`Waiters`). Writes from threads (audit trail,
 purge, webhooks) wait for the loop's batch to be committed, and the loop opens no new one
 until they have had their turn.
 """
@@ -25,8 +29,8 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from typing import Any
 
 from .base import StorageUnavailable
@@ -78,6 +82,7 @@ class SQLiteStore(SqlStore):
         self._batch: asyncio.Future[None] | None = None  # the open group commit, if any
         self._path = path
         self._waiters: Waiters | None = None
+        self._gate: WriterGate | None = None
         self._yield_until = 0.0  # monotonic time before which no new batch begins
         self._batch_started = 0.0
         self._batch_writes = 0
@@ -93,6 +98,7 @@ class SQLiteStore(SqlStore):
         self._loop, self._loop_thread = loop, threading.get_ident()
         if self._path != ":memory:" and self._waiters is None:
             self._waiters = Waiters(self._path + "-waiters")
+            self._gate = WriterGate(self._path + "-writer", loop, self._gate_taken)
 
     def stop_group_commit(self) -> None:
         with self._lock:
@@ -101,6 +107,9 @@ class SQLiteStore(SqlStore):
             if self._waiters is not None:
                 self._waiters.close()
                 self._waiters = None
+            if self._gate is not None:
+                self._gate.close()
+                self._gate = None
 
     def request_started(self) -> None:
         self._active += 1
@@ -169,6 +178,8 @@ class SQLiteStore(SqlStore):
                         self._yield_until = time.monotonic() + YIELD_SECONDS
                 except OSError:  # only a hint for taking turns: never fail a commit on it
                     log.warning("cannot tell whether another process waits", exc_info=True)
+            if self._gate is not None:
+                self._gate.release()
             self._turn.notify_all()  # background writes waiting for their turn
         loop = self._loop
         if loop is None or batch.done():
@@ -293,9 +304,12 @@ class SQLiteStore(SqlStore):
                 self._waiters.done()
 
     async def _take_lock(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
-        # Every waiting request polls, backing off to 1 ms: so the lock is taken within a
-        # fraction of a millisecond of the other process's commit. (One poller per process,
-        # every 0.25 ms, left the lock idle between turns: 24% fewer auth flows/s at w2 c64.)
+        # The gate free, the lock is taken at once. The gate held by another worker process,
+        # the requests wait for the gate's thread, which takes it (and this process opens its
+        # batch) as soon as that process commits. The gate free but SQLite's lock held by a
+        # writer outside the gate: every waiting request polls, backing off to 1 ms. (One
+        # poller per process, every 0.25 ms, left the lock idle between turns: 24% fewer
+        # auth flows/s at w2 c64.)
         delay = 0.0002
         while self._batch is None:
             if loop.time() > deadline:
@@ -307,16 +321,37 @@ class SQLiteStore(SqlStore):
             if self._threads_waiting:  # a background write of this process goes first
                 await asyncio.sleep(0.0002)
                 continue
+            gate = self._gate
             with self._lock:
                 if self._batch is not None:
                     return
-                if self._try_begin():
-                    self._open_batch()
-                    return
+                gated = gate is None or gate.try_take()
+                if gated:
+                    if self._try_begin():
+                        self._open_batch()
+                        return
+                    if gate is not None:
+                        gate.release()
                 if self._waiters is not None:
                     self._waiters.waiting()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.001)
+            if gated or gate is None:  # a writer outside the gate holds SQLite's lock
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.001)
+                continue
+            with suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(gate.wait()), deadline - loop.time())
+
+    def _gate_taken(self) -> None:
+        """The gate's thread took the gate: open the batch the waiting requests want (on
+        the loop), or let the gate go when this process is not to write now."""
+        with self._lock:
+            gate = self._gate
+            if gate is None:
+                return
+            if self._batch is None and not self._threads_waiting and self._try_begin():
+                self._open_batch()  # the gate goes with the batch's commit
+            else:
+                gate.release()
 
     def refresh_config(self) -> None:
         """As SqlStore's, but read at most once per batch: while this process holds the
@@ -346,7 +381,12 @@ class SQLiteStore(SqlStore):
     def _batched(self) -> Iterator[sqlite3.Connection]:
         if self._batch is None:
             # A write on the loop without reserve(): never wait in SQLite's busy handler.
+            gate = self._gate
+            if gate is not None and not gate.try_take():
+                raise StorageUnavailable("the database is locked by another process")
             if not self._try_begin():
+                if gate is not None:
+                    gate.release()
                 raise StorageUnavailable("the database is locked by another process")
             self._open_batch()
         elif not self._db.in_transaction:
@@ -379,6 +419,105 @@ class SQLiteStore(SqlStore):
         with self._lock:
             self._commit_batch()
             self._db.close()
+
+
+class WriterGate:
+    """The write lock's hand-over between worker processes, without polling.
+
+    A process holds an exclusive flock on `<database>-writer` while its batch is open
+    (`try_take` before BEGIN IMMEDIATE, `release` after COMMIT). One that finds the gate
+    taken calls `wait`: a thread of its own blocks in flock() on a second descriptor of the
+    file (so the two are exclusive like two processes), and the kernel wakes it the moment
+    the holder lets go. The thread then calls `on_taken` on the loop, which opens the batch
+    (or releases the gate), and the returned future is resolved for the waiting requests.
+
+    The gate is advisory: SQLite's own lock still decides, so a writer that does not take
+    the gate (the CLI, another program, this process's background threads) only means a
+    request falls back to polling. `_held` and the descriptors are used on the loop (under
+    the store's lock); the thread only blocks, and owns its descriptor once closed."""
+
+    def __init__(
+        self, path: str, loop: asyncio.AbstractEventLoop, on_taken: Callable[[], None]
+    ) -> None:
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        self._thread_fd = os.open(path, os.O_RDWR)
+        self._loop = loop
+        self._on_taken = on_taken
+        self._held: int | None = None  # the descriptor holding the gate
+        self._waiting: asyncio.Future[None] | None = None  # the thread is after the gate
+        self._wanted = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def try_take(self) -> bool:
+        if self._held is not None:
+            return False  # taken by the thread: its on_taken has yet to run
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        self._held = self._fd
+        return True
+
+    def release(self) -> None:
+        fd, self._held = self._held, None
+        if fd is not None:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def wait(self) -> asyncio.Future[None]:
+        """A future resolved once the thread has taken the gate and `on_taken` has run."""
+        if self._waiting is None:
+            self._waiting = self._loop.create_future()
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="passkeyd-writer-gate", daemon=True
+                )
+                self._thread.start()
+            self._wanted.set()
+        return self._waiting
+
+    def _run(self) -> None:
+        fd = self._thread_fd
+        try:
+            while True:
+                self._wanted.wait()
+                self._wanted.clear()
+                if self._closed:
+                    return
+                fcntl.flock(fd, fcntl.LOCK_EX)  # the GIL is released while it blocks
+                if self._closed:
+                    return
+                try:
+                    self._loop.call_soon_threadsafe(self._taken)
+                except RuntimeError:  # the loop is closed
+                    return
+        finally:
+            os.close(fd)  # lets the gate go, if held
+
+    def _taken(self) -> None:
+        waiting, self._waiting = self._waiting, None
+        if self._closed:
+            return  # the thread lets go when it closes its descriptor
+        self._held = self._thread_fd
+        try:
+            self._on_taken()
+        finally:
+            if waiting is not None and not waiting.done():
+                waiting.set_result(None)
+
+    def close(self) -> None:
+        if self._held == self._fd:
+            self.release()
+        self._held = None
+        self._closed = True
+        os.close(self._fd)
+        if self._thread is None:
+            os.close(self._thread_fd)
+        else:
+            self._wanted.set()  # an idle thread exits; a blocked one once it has the gate
+        if self._waiting is not None and not self._waiting.done():
+            self._waiting.set_result(None)
+        self._waiting = None
 
 
 class Waiters:
