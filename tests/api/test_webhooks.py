@@ -15,6 +15,7 @@ from twilio.request_validator import RequestValidator
 
 from passkeyd.api import create_app
 from passkeyd.domain import Domain
+from passkeyd.domain.webhooks import resolve_target
 from passkeyd.sealing import SecretBox
 from passkeyd.settings import Settings
 from tests.authenticator import Authenticator
@@ -465,3 +466,16 @@ def test_an_accounts_share_of_senders_is_a_setting(db_path, clock):
             wait_for(lambda: len(rx.requests) == 1)
     finally:
         silent.close()
+
+
+def test_a_host_that_does_not_resolve_yet_is_accepted_and_vetted_at_delivery(api):
+    """DNS is looked at again for every delivery (which is what keeps private targets out),
+    so registering a webhook does not depend on what this machine's resolver says now."""
+    api.create_service()
+    url = "https://hooks.passkeyd.invalid/x"  # .invalid never resolves (RFC 6761)
+    r = api.post_form(
+        f"{api.svc}/Webhooks", {"FriendlyName": "h", "WebhookUrl": url, "EventTypes": "*"}
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["webhook_url"] == url
+    assert resolve_target(url, allow_private=False) == ("has a host that does not resolve", [])

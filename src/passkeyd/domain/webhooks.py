@@ -65,16 +65,23 @@ def resolve_target(url: str, *, allow_private: bool) -> tuple[str | None, list[s
     try:
         infos = socket.getaddrinfo(parts.hostname, port or default_port, proto=socket.IPPROTO_TCP)
     except (socket.gaierror, UnicodeError, OSError):
-        return "has a host that does not resolve", []
+        return UNRESOLVED, []
     addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
     if any(_internal(ipaddress.ip_address(a)) for a in addresses):
         return "points at a loopback or private network address", []
     return None, addresses
 
 
+UNRESOLVED = "has a host that does not resolve"
+
+
 def refuse_target(url: str, *, allow_private: bool) -> str | None:
-    """Why `url` may not be called back, or None when it may (see resolve_target)."""
-    return resolve_target(url, allow_private=allow_private)[0]
+    """Why `url` may not be registered for callbacks, or None when it may (see
+    resolve_target). A host that does not resolve now is accepted: DNS may not know it yet,
+    or not from this machine at this moment, and every delivery resolves and vets it again
+    (an unresolvable host is then that delivery's failure, retried later)."""
+    reason = resolve_target(url, allow_private=allow_private)[0]
+    return None if reason == UNRESOLVED else reason
 
 
 def _event_types(values: Sequence[str]) -> tuple[str, ...]:
