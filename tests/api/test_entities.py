@@ -181,6 +181,42 @@ def test_list_entities_paginates(api: Api) -> None:
     assert seen == identities
 
 
+def test_list_entities_pages_back_with_previous_page_urls(api: Api) -> None:
+    api.create_service()
+    identities = [f"user-000{i}" for i in range(5)]
+    for identity in identities:
+        assert api.post_form(f"{api.svc}/Entities", {"Identity": identity}).status_code == 201
+
+    pages: list[list[str]] = []
+    body = api.get(f"{api.svc}/Entities?PageSize=2").json()
+    assert body["meta"]["previous_page_url"] is None  # the first page
+    while True:
+        pages.append([e["identity"] for e in body["entities"]])
+        if body["meta"]["next_page_url"] is None:
+            break
+        body = api.get(body["meta"]["next_page_url"]).json()
+    assert pages == [identities[0:2], identities[2:4], identities[4:5]]
+
+    back: list[list[str]] = []
+    numbers: list[int] = []
+    while body["meta"]["previous_page_url"] is not None:
+        body = api.get(body["meta"]["previous_page_url"]).json()
+        back.append([e["identity"] for e in body["entities"]])
+        numbers.append(body["meta"]["page"])
+    assert back == [identities[2:4], identities[0:2]]
+    assert numbers == [1, 0]
+    # and forward again from a page reached backward
+    again = api.get(body["meta"]["next_page_url"]).json()
+    assert [e["identity"] for e in again["entities"]] == identities[2:4]
+    assert again["meta"]["previous_page_url"] is not None
+
+
+def test_a_malformed_page_token_is_refused(api: Api) -> None:
+    api.create_service()
+    for token in ("PX3", "PB", "PT-1", "PBx"):
+        assert_twilio_error(api.get(f"{api.svc}/Entities?PageToken={token}"), 400, 60374)
+
+
 def test_fetch_entity(api: Api) -> None:
     api.create_service()
     created = api.post_form(f"{api.svc}/Entities", {"Identity": "user-0001"}).json()
@@ -606,6 +642,12 @@ def test_list_challenges_paginates_keeping_filters(api: Api) -> None:
         assert len(seen) <= 4
 
     assert seen == list(reversed(sids))
+    back: list[str] = []
+    while body["meta"]["previous_page_url"] is not None:
+        assert "Status=pending" in body["meta"]["previous_page_url"]
+        body = api.get(body["meta"]["previous_page_url"]).json()
+        back.extend(c["sid"] for c in body["challenges"])
+    assert back == sids[1:]  # back from the last page (the oldest) to the first (the newest)
 
 
 def test_fetch_challenge(api: Api, two_challenges: dict[str, Any]) -> None:

@@ -373,9 +373,15 @@ def test_entities_list_follows_absolute_next_page_urls(server: Server, service: 
         service.entities.create(identity=identity)
 
     first_page = service.entities.page(page_size=2)
-    assert len(list(first_page)) == 2
+    first_records = [e.identity for e in first_page]  # a page iterates its records once
+    assert len(first_records) == 2
     assert (first_page.next_page_url or "").startswith(server.base_url + "/v2/")
     assert sorted(e.identity for e in service.entities.list(page_size=2)) == identities
+    second_page = first_page.next_page()
+    assert second_page is not None
+    back = second_page.previous_page()
+    assert back is not None and [e.identity for e in back] == first_records
+    assert first_page.previous_page() is None
     limited = service.entities.list(limit=3)
     assert len(limited) == 3
     assert {e.identity for e in limited} <= set(identities)

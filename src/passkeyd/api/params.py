@@ -18,7 +18,8 @@ MAX_BODY_BYTES = 64 * 1024
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 50
 _FORM = "application/x-www-form-urlencoded"
-_PAGE_TOKEN = re.compile(r"^PT([0-9]{1,18})$")
+# PT<seq>: the records after seq (next page); PB<seq>: the records before it (previous page).
+_PAGE_TOKEN = re.compile(r"^P([TB])([0-9]{1,18})$")
 
 
 class Form:
@@ -156,10 +157,14 @@ def page_request(query: Form, *, descending: bool = False) -> tuple[PageRequest,
         int(page_text) if page_text.isascii() and page_text.isdigit() and len(page_text) <= 9 else 0
     )
     token = query.get("PageToken")
-    after = None
+    after = before = None
     if token:
         match = _PAGE_TOKEN.match(token)
         if not match:
             raise InvalidPageToken("Invalid page token")
-        after = int(match.group(1))
-    return PageRequest(page_size=page_size, after=after, descending=descending), page_number
+        if match.group(1) == "T":
+            after = int(match.group(2))
+        else:
+            before = int(match.group(2))
+    request = PageRequest(page_size=page_size, after=after, descending=descending, before=before)
+    return request, page_number

@@ -167,15 +167,24 @@ class Challenge:
 
 @dataclass(frozen=True, slots=True)
 class PageRequest:
+    """A page of `page_size` records in the list's order: the first, those right after the
+    record `after`, or (paging back) those right before the record `before`."""
+
     page_size: int
     after: int | None = None
     descending: bool = False
+    before: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Page:
     items: list[Any]
-    has_more: bool
+    has_more: bool  # more records lie beyond, in the direction it was read (`backward`)
+    backward: bool = False
+
+    @property
+    def first_seq(self) -> int | None:
+        return self.items[0].seq if self.items else None
 
     @property
     def last_seq(self) -> int | None:

@@ -62,17 +62,24 @@ def load_migrations(dialect: str) -> list[tuple[int, str]]:
 
 def _page(rows: list[Any], request: PageRequest, convert: Any) -> Page:
     items = [convert(r) for r in rows[: request.page_size]]
-    return Page(items=items, has_more=len(rows) > request.page_size)
+    backward = request.before is not None
+    if backward:  # read nearest first (see _order): put back in the list's order
+        items.reverse()
+    return Page(items=items, has_more=len(rows) > request.page_size, backward=backward)
 
 
 def _seq_clause(request: PageRequest) -> tuple[str, list[Any]]:
+    if request.before is not None:
+        return (" AND seq > ?" if request.descending else " AND seq < ?"), [request.before]
     if request.after is None:
         return "", []
     return (" AND seq < ?" if request.descending else " AND seq > ?"), [request.after]
 
 
 def _order(request: PageRequest) -> str:
-    return " ORDER BY seq DESC" if request.descending else " ORDER BY seq"
+    """The list's order; reversed when paging back, so LIMIT keeps the records nearest."""
+    descending = request.descending != (request.before is not None)
+    return " ORDER BY seq DESC" if descending else " ORDER BY seq"
 
 
 def _account(r: Sequence[Any]) -> Account:
