@@ -28,7 +28,9 @@ DEFAULT_RULES = {
     "challenge": Rule(30, 60),  # challenges created per identity
     "usernameless": Rule(600, 60),  # usernameless challenges created per service
     "approve": Rule(30, 60),  # failed approvals per identity (a valid one always passes)
-    "factor": Rule(10, 60),  # passkey factors created per entity (Twilio 60326)
+    # passkey factors created per entity (Twilio 60326). Low enough to stop a loop, high
+    # enough that no client filling an entity up to its 20 passkeys meets it.
+    "factor": Rule(100, 60),
     "failed_auth": Rule(100, 60),  # failed authentications with foreign passkeys, per account
 }
 

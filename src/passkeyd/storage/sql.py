@@ -1035,9 +1035,11 @@ class SqlStore(abc.ABC):
             row = db.execute(
                 "UPDATE challenges SET failed_attempts = failed_attempts + 1,"
                 " date_updated = CASE WHEN failed_attempts + 1 >= ? THEN ? ELSE date_updated END,"
+                " date_responded = CASE WHEN failed_attempts + 1 >= ? THEN ?"
+                " ELSE date_responded END,"
                 " status = CASE WHEN failed_attempts + 1 >= ? THEN 'denied' ELSE status END"
                 " WHERE sid = ? AND status = 'pending' RETURNING status",
-                (max_attempts, now, max_attempts, challenge_sid),
+                (max_attempts, now, max_attempts, now, max_attempts, challenge_sid),
             ).fetchone()
             spent = row is not None and row[0] == "denied"
             _enqueue(db, [*deliveries, *(on_spent if spent else ())], now)
