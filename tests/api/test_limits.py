@@ -14,6 +14,7 @@ from passkeyd.domain.limits import (
     DEFAULT_RULES,
     MAX_FACTORS_PER_ENTITY,
     MAX_PENDING_CHALLENGES_PER_ENTITY,
+    RateLimiter,
     Rule,
     parse_rules,
 )
@@ -202,3 +203,27 @@ def test_an_entity_holds_a_bounded_number_of_pending_challenges(api, clock):
     r = api.post_json(f"{api.svc}/Passkeys/Challenges", {"identity": "user-0001"})
     assert_429(r)
     assert "pending" in r.json()["message"]
+
+
+def test_a_valid_assertion_does_not_read_the_identity_s_failure_budget(
+    limited, monkeypatch: pytest.MonkeyPatch
+):
+    """The budget only decides how a failing assertion is answered, so an approval does not
+    read it (on PostgreSQL or several workers, one query fewer per sign-in)."""
+    api = limited
+    api.create_service()
+    api.register("user-0001")
+    checked: list[str] = []
+    real_check = RateLimiter.check
+
+    def check(self: RateLimiter, rule_name: str, key: str) -> None:
+        checked.append(rule_name)
+        real_check(self, rule_name, key)
+
+    monkeypatch.setattr(RateLimiter, "check", check)
+    ok = api.approve(api.authenticator.get(api.challenge(identity="user-0001")["options"], ORIGIN))
+    assert ok.status_code == 200, ok.text
+    assert "approve" not in checked
+    bad = api.authenticator.get(api.challenge(identity="user-0001")["options"], "https://evil.test")
+    assert api.approve(bad).status_code == 403
+    assert checked.count("approve") == 1

@@ -216,14 +216,6 @@ class Authentications:
                 raise FactorRelyingPartyMismatch(
                     "Factor does not match the relying party of the challenge"
                 )
-            # The identity's failure budget refuses only assertions that fail: one that
-            # verifies is approved even when the budget is spent, so nobody can lock a user
-            # out by failing in their name (credential ids are not secret).
-            over_budget: TooManyRequests | None = None
-            try:
-                self.limiter.check("approve", f"{service_sid}:{factor.entity_sid}")
-            except TooManyRequests as exc:
-                over_budget = exc
             try:
                 verified = verify_authentication(
                     response,
@@ -245,6 +237,15 @@ class Authentications:
                 )
             except CeremonyError as exc:
                 refusal = AssertionRefused(exc)
+                # The identity's failure budget refuses only assertions that fail: one that
+                # verifies is approved even when the budget is spent, so nobody can lock a
+                # user out by failing in their name (credential ids are not secret). So it
+                # is read only here, once the assertion has failed.
+                over_budget: TooManyRequests | None = None
+                try:
+                    self.limiter.check("approve", f"{service_sid}:{factor.entity_sid}")
+                except TooManyRequests as budget:
+                    over_budget = budget
                 if over_budget is not None:
                     # Answered 429, and counted on the challenge like any failure (its fifth
                     # spends it). Replays racing their approved twin are replays (60322).
