@@ -391,9 +391,35 @@ def test_expired_challenge_is_not_approved(store):
     f = verified(store, svc)
     c = challenge(None, svc)
     store.insert_challenge(c)
-    assert store.approve_challenge(c, f, new_sign_count=1, backed_up=False, now=NOW + 600) is (
-        ApproveOutcome.NOT_PENDING
+    hit = RateHit("approve:VA1:user-0001", NOW, 30)
+    assert store.approve_challenge(
+        c, f, new_sign_count=1, backed_up=True, now=NOW + 600, rate_hits=[hit]
+    ) is (ApproveOutcome.NOT_PENDING)
+    # The factor's update, sent with the challenge's, is rolled back with it; so is the hit.
+    got = store.get_factor(svc.account_sid, svc.sid, f.sid)
+    assert got == f
+    assert store.rate_limit_count(hit.key, NOW) == 0
+
+
+def test_a_challenge_over_a_limit_is_not_stored(store):
+    svc = service()
+    store.insert_service(svc)
+    ent_ = stored(store, entity(svc))
+    hit = RateHit("challenge:VA1:user-0001", NOW, 2)
+    kept = [challenge(ent_, svc) for _ in range(2)]
+    for c in kept:
+        assert store.insert_challenge(c, rate=hit, max_pending=2) is InsertOutcome.INSERTED
+    # The third is over both limits; then over the pending bound alone (counted before it).
+    third = challenge(ent_, svc)
+    assert store.insert_challenge(third, rate=hit, max_pending=2) is InsertOutcome.RATE_LIMITED
+    assert store.rate_limit_count(hit.key, NOW) == 2  # the refused hit was rolled back
+    roomy = dataclasses.replace(hit, limit=10)
+    assert store.insert_challenge(third, rate=roomy, max_pending=2) is (
+        InsertOutcome.TOO_MANY_PENDING
     )
+    assert store.get_challenge(svc.account_sid, svc.sid, third.sid) is None
+    assert store.insert_challenge(third, rate=roomy, max_pending=3) is InsertOutcome.INSERTED
+    assert store.get_challenge(svc.account_sid, svc.sid, third.sid) is not None
 
 
 def test_failed_attempts_spend_the_challenge(store):
