@@ -639,3 +639,42 @@ def test_a_failed_commit_lets_the_gate_go(tmp_path: Path) -> None:
     b.close()
     assert took < 0.05
     assert len(stored_sids(tmp_path / "gc.db")) == 1
+
+
+def test_checkpoints_run_in_a_thread_of_their_own_not_in_a_request_s_commit(
+    store: SQLiteStore, tmp_path: Path
+) -> None:
+    """SQLite's automatic checkpoint ran inside the COMMIT of whichever batch crossed its
+    threshold, stalling every request of the process for milliseconds. Under the server the
+    connection has it off, and the checkpointer copies the WAL back into the database file
+    after commits."""
+    sids: list[str] = []
+
+    async def main() -> None:
+        store.start_group_commit(asyncio.get_running_loop())
+        assert store._db.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
+        for _ in range(20):
+            acc = account()
+            sids.append(acc.sid)
+            await store.reserve()
+            store.put_account(acc)
+            await store.settle()
+        checkpointer = store._checkpointer
+        assert checkpointer is not None
+        for _ in range(100):
+            if checkpointer.runs:
+                break
+            await asyncio.sleep(0.02)
+        assert checkpointer.runs >= 1
+        # The committed rows are in the database file itself, not only in its WAL.
+        alone = tmp_path / "alone.db"
+        alone.write_bytes((tmp_path / "gc.db").read_bytes())
+        copy = sqlite3.connect(alone)
+        try:
+            assert sids[0] in {r[0] for r in copy.execute("SELECT sid FROM accounts")}
+        finally:
+            copy.close()
+        store.stop_group_commit()
+        assert store._db.execute("PRAGMA wal_autocheckpoint").fetchone() == (1000,)
+
+    run(main())

@@ -15,7 +15,12 @@ process never blocks the loop in SQLite's busy handler. Worker processes hand it
 one that finds it taken waits for it in a thread blocked in flock(), which the kernel wakes
 the moment the holder's commit lets go, instead of polling; writers outside the gate (the
 CLI, other tools) are polled for. A process that has just committed lets a waiting one go
-first (`Waiters`). Writes from threads (audit trail,
+first (`Waiters`).
+
+Checkpoints (copying the WAL back into the database file) run in a thread of their own
+(`Checkpointer`), not in the COMMIT of whichever request batch crossed SQLite's threshold:
+that one stalled every request of the process, and held the write lock's gate, for the
+7-9 ms a thousand-page checkpoint takes. Writes from threads (audit trail,
 purge, webhooks) wait for the loop's batch to be committed, and the loop opens no new one
 until they have had their turn.
 """
@@ -45,6 +50,7 @@ MAX_BATCH_SECONDS = 0.002  # how long a batch may wait for requests still workin
 # when the previous batch had several (under concurrency: fewer, larger commits).
 LINGER_SECONDS = 0.0005
 YIELD_SECONDS = 0.002  # after a commit, while another process waits for the lock
+CHECKPOINT_INTERVAL_SECONDS = 0.1  # at most one background checkpoint this often
 
 
 class SQLiteStore(SqlStore):
@@ -83,6 +89,7 @@ class SQLiteStore(SqlStore):
         self._path = path
         self._waiters: Waiters | None = None
         self._gate: WriterGate | None = None
+        self._checkpointer: Checkpointer | None = None
         self._yield_until = 0.0  # monotonic time before which no new batch begins
         self._batch_started = 0.0
         self._batch_writes = 0
@@ -99,6 +106,8 @@ class SQLiteStore(SqlStore):
         if self._path != ":memory:" and self._waiters is None:
             self._waiters = Waiters(self._path + "-waiters")
             self._gate = WriterGate(self._path + "-writer", loop, self._gate_taken)
+            self._checkpointer = Checkpointer(self._path)
+            self._db.execute("PRAGMA wal_autocheckpoint = 0")  # the checkpointer's job now
 
     def stop_group_commit(self) -> None:
         with self._lock:
@@ -110,6 +119,10 @@ class SQLiteStore(SqlStore):
             if self._gate is not None:
                 self._gate.close()
                 self._gate = None
+            if self._checkpointer is not None:
+                self._db.execute("PRAGMA wal_autocheckpoint = 1000")  # SQLite's default
+                self._checkpointer.close()
+                self._checkpointer = None
 
     def request_started(self) -> None:
         self._active += 1
@@ -173,6 +186,8 @@ class SQLiteStore(SqlStore):
             else:
                 if self.windows is not None:
                     self.windows.commit()
+                if self._checkpointer is not None:
+                    self._checkpointer.nudge()
                 try:
                     if self._waiters is not None and self._waiters.anyone_else():
                         self._yield_until = time.monotonic() + YIELD_SECONDS
@@ -418,6 +433,48 @@ class SQLiteStore(SqlStore):
     def close(self) -> None:
         with self._lock:
             self._commit_batch()
+            self._db.close()
+
+
+class Checkpointer:
+    """Copies the WAL back into the database file from a thread with its own connection,
+    so no request waits for it (the server's connection has SQLite's automatic checkpoints
+    off). A commit nudges it; it checkpoints at most every CHECKPOINT_INTERVAL_SECONDS, in
+    PASSIVE mode: it waits for no reader or writer, and SQLite releases the GIL meanwhile.
+    Another process's checkpointer running at the same moment only makes one of them
+    return early. An idle server makes no checkpoint and no wake-up."""
+
+    def __init__(self, path: str) -> None:
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA busy_timeout = 0")
+        self._wanted = threading.Event()
+        self._stopping = threading.Event()
+        self.runs = 0  # checkpoints made (for tests and curiosity)
+        self._thread = threading.Thread(target=self._run, name="passkeyd-checkpointer", daemon=True)
+        self._thread.start()
+
+    def nudge(self) -> None:
+        self._wanted.set()
+
+    def _run(self) -> None:
+        while True:
+            self._wanted.wait()
+            if self._stopping.is_set():
+                return
+            self._wanted.clear()
+            try:
+                self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                self.runs += 1
+            except sqlite3.Error as exc:  # the next commit's nudge tries again
+                log.warning("background checkpoint failed: %s", exc)
+            if self._stopping.wait(CHECKPOINT_INTERVAL_SECONDS):
+                return
+
+    def close(self) -> None:
+        self._stopping.set()
+        self._wanted.set()
+        self._thread.join(timeout=BUSY_TIMEOUT_SECONDS)
+        if not self._thread.is_alive():
             self._db.close()
 
 
