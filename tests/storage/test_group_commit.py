@@ -678,3 +678,39 @@ def test_checkpoints_run_in_a_thread_of_their_own_not_in_a_request_s_commit(
         assert store._db.execute("PRAGMA wal_autocheckpoint").fetchone() == (1000,)
 
     run(main())
+
+
+def test_an_error_beginning_a_batch_lets_the_gate_go(tmp_path: Path) -> None:
+    """Held with no batch open, the gate would keep every other worker from writing."""
+    path = str(tmp_path / "gc.db")
+    a, b = SQLiteStore(path), SQLiteStore(path)
+    a.migrate()
+    real = a._try_begin
+    failures = [sqlite3.OperationalError("locking protocol")]
+
+    def begin_failing_once() -> bool:
+        if failures:
+            raise failures.pop()
+        return real()
+
+    a._try_begin = begin_failing_once  # type: ignore[method-assign]
+
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        a.start_group_commit(loop)
+        b.start_group_commit(loop)
+        with pytest.raises(sqlite3.OperationalError):
+            await write_request(a)
+        started = loop.time()
+        await write_request(b)
+        took = loop.time() - started
+        await write_request(a)  # and a itself writes again
+        a.stop_group_commit()
+        b.stop_group_commit()
+        return took
+
+    took = run(main())
+    a.close()
+    b.close()
+    assert took < 0.5
+    assert len(stored_sids(tmp_path / "gc.db")) == 2

@@ -247,6 +247,8 @@ class SQLiteStore(SqlStore):
                 raise
             if windows is not None:
                 windows.commit()
+            if self._checkpointer is not None:
+                self._checkpointer.nudge()
         finally:
             self._lock.release()
 
@@ -315,7 +317,8 @@ class SQLiteStore(SqlStore):
         finally:
             # A request that leaves without the lock (deadline, cancelled) no longer asks the
             # other processes for a turn; another one still waiting asks again at its next try.
-            if self._batch is None and self._waiters is not None:
+            parked = self._gate is not None and self._gate.wanted
+            if self._batch is None and self._waiters is not None and not parked:
                 self._waiters.done()
 
     async def _take_lock(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
@@ -327,6 +330,8 @@ class SQLiteStore(SqlStore):
         # auth flows/s at w2 c64.)
         delay = 0.0002
         while self._batch is None:
+            if self._loop is None:
+                raise StorageUnavailable("the database is closing")
             if loop.time() > deadline:
                 raise StorageUnavailable("the database stayed locked by another process")
             pause = self._yield_until - time.monotonic()
@@ -341,12 +346,9 @@ class SQLiteStore(SqlStore):
                 if self._batch is not None:
                     return
                 gated = gate is None or gate.try_take()
-                if gated:
-                    if self._try_begin():
-                        self._open_batch()
-                        return
-                    if gate is not None:
-                        gate.release()
+                if gated and self._begin_holding(gate):
+                    self._open_batch()
+                    return
                 if self._waiters is not None:
                     self._waiters.waiting()
             if gated or gate is None:  # a writer outside the gate holds SQLite's lock
@@ -363,10 +365,29 @@ class SQLiteStore(SqlStore):
             gate = self._gate
             if gate is None:
                 return
-            if self._batch is None and not self._threads_waiting and self._try_begin():
-                self._open_batch()  # the gate goes with the batch's commit
-            else:
+            if self._batch is not None or self._threads_waiting or self._loop is None:
                 gate.release()
+                return
+            try:
+                began = self._begin_holding(gate)
+            except Exception:  # the waiting requests try again, and meet it themselves
+                log.exception("beginning a batch after taking the write gate failed")
+                return
+            if began:
+                self._open_batch()  # the gate goes with the batch's commit
+
+    def _begin_holding(self, gate: WriterGate | None) -> bool:
+        """BEGIN IMMEDIATE with the gate held: on False or any error, the gate is let go
+        (held without a batch, it would keep every other worker from writing)."""
+        try:
+            began = self._try_begin()
+        except BaseException:
+            if gate is not None:
+                gate.release()
+            raise
+        if not began and gate is not None:
+            gate.release()
+        return began
 
     def refresh_config(self) -> None:
         """As SqlStore's, but read at most once per batch: while this process holds the
@@ -399,9 +420,7 @@ class SQLiteStore(SqlStore):
             gate = self._gate
             if gate is not None and not gate.try_take():
                 raise StorageUnavailable("the database is locked by another process")
-            if not self._try_begin():
-                if gate is not None:
-                    gate.release()
+            if not self._begin_holding(gate):
                 raise StorageUnavailable("the database is locked by another process")
             self._open_batch()
         elif not self._db.in_transaction:
@@ -465,7 +484,7 @@ class Checkpointer:
             try:
                 self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
                 self.runs += 1
-            except sqlite3.Error as exc:  # the next commit's nudge tries again
+            except Exception as exc:  # the next commit's nudge tries again
                 log.warning("background checkpoint failed: %s", exc)
             if self._stopping.wait(CHECKPOINT_INTERVAL_SECONDS):
                 return
@@ -505,8 +524,16 @@ class WriterGate:
         self._wanted = threading.Event()
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._broken = False  # flock failed in the thread: act as if there were no gate
+
+    @property
+    def wanted(self) -> bool:
+        """Requests of this process wait for the gate's thread."""
+        return self._waiting is not None
 
     def try_take(self) -> bool:
+        if self._broken:
+            return True  # the caller then polls SQLite's own lock, as without a gate
         if self._held is not None:
             return False  # taken by the thread: its on_taken has yet to run
         try:
@@ -541,7 +568,13 @@ class WriterGate:
                 self._wanted.clear()
                 if self._closed:
                     return
-                fcntl.flock(fd, fcntl.LOCK_EX)  # the GIL is released while it blocks
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX)  # the GIL is released while it blocks
+                except OSError as exc:  # e.g. no locks on this file system
+                    log.warning("the write gate failed (%s): polling instead", exc)
+                    with suppress(RuntimeError):
+                        self._loop.call_soon_threadsafe(self._broke)
+                    return
                 if self._closed:
                     return
                 try:
@@ -550,6 +583,12 @@ class WriterGate:
                     return
         finally:
             os.close(fd)  # lets the gate go, if held
+
+    def _broke(self) -> None:
+        self._broken = True
+        waiting, self._waiting = self._waiting, None
+        if waiting is not None and not waiting.done():
+            waiting.set_result(None)
 
     def _taken(self) -> None:
         waiting, self._waiting = self._waiting, None
