@@ -30,7 +30,7 @@ import anyio.to_thread
 
 from .domain.clock import Clock
 from .domain.models import ClaimedDelivery
-from .domain.webhooks import resolve_target
+from .domain.webhooks import UNRESOLVED, resolve_target
 from .metrics import WEBHOOK_DELIVERIES
 from .sealing import SealingError, SecretBox
 from .storage import Store
@@ -127,6 +127,8 @@ class Dispatcher:
         except SealingError:
             return "cannot sign: the account's token was sealed with another key"
         reason, addresses = resolve_target(d.url, allow_private=self.allow_private)
+        if reason == UNRESOLVED:  # DNS may know it later (a new name, a resolver down)
+            return f"look-up failed: the URL {reason}"
         if reason:
             return f"target refused: the URL {reason}"
         headers = {

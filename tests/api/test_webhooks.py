@@ -479,3 +479,82 @@ def test_a_host_that_does_not_resolve_yet_is_accepted_and_vetted_at_delivery(api
     assert r.status_code == 201, r.text
     assert r.json()["webhook_url"] == url
     assert resolve_target(url, allow_private=False) == ("has a host that does not resolve", [])
+
+
+@pytest.fixture
+def hung_resolver(monkeypatch):
+    """getaddrinfo() that hangs until the test ends (as with an unreachable DNS server)."""
+    import socket
+    import threading
+
+    from passkeyd.domain import webhooks
+
+    release = threading.Event()
+
+    def hang(*args, **kwargs):
+        release.wait(30)
+        raise socket.gaierror("gave up")
+
+    monkeypatch.setattr(webhooks.socket, "getaddrinfo", hang)
+    monkeypatch.setattr(webhooks, "CREATE_LOOKUP_SECONDS", 0.2)
+    yield webhooks
+    release.set()
+
+
+def test_a_hung_resolver_delays_a_delivery_s_look_up_only_to_its_deadline(hung_resolver):
+    started = time.monotonic()
+    assert resolve_target("https://hooks.example.org/x", allow_private=False, deadline=0.2) == (
+        "has a host that does not resolve",
+        [],
+    )
+    assert time.monotonic() - started < 1.0
+    # With every look-up thread taken by the hung resolver, the next one fails at once.
+    for _ in range(hung_resolver.MAX_LOOKUPS):
+        resolve_target("https://hooks.example.org/x", allow_private=False, deadline=0.01)
+    started = time.monotonic()
+    reason, _ = resolve_target("https://hooks.example.org/x", allow_private=False, deadline=5)
+    assert reason == "has a host that does not resolve"
+    assert time.monotonic() - started < 0.5
+
+
+def test_a_hung_resolver_does_not_hold_up_creating_a_webhook(api, hung_resolver):
+    api.create_service()
+    started = time.monotonic()
+    r = api.post_form(
+        f"{api.svc}/Webhooks",
+        {"FriendlyName": "h", "WebhookUrl": "https://hooks.example.org/x", "EventTypes": "*"},
+    )
+    assert r.status_code == 201, r.text
+    assert time.monotonic() - started < 1.5
+
+
+def test_a_delivery_whose_host_does_not_resolve_is_retried(db_path, clock):
+    """A webhook may be registered before its name is in DNS: its deliveries fail the look-up
+    and wait for their retry (a private target, by contrast, is refused for good)."""
+    from passkeyd.storage import SQLiteStore
+
+    store = SQLiteStore(str(db_path))
+    store.migrate()
+    domain = Domain(store, clock, box=SecretBox(os.urandom(32)))  # private targets refused
+    settings = Settings(webhook_interval_seconds=0.02, webhook_retry_base_seconds=5)
+    account, token = domain.accounts.create_account("hooks")
+
+    def delivery() -> tuple[int, str, str] | None:
+        db = sqlite3.connect(db_path)
+        try:
+            return db.execute(
+                "SELECT attempts, status, last_error FROM webhook_deliveries WHERE locked_until = 0"
+                " AND attempts > 0"
+            ).fetchone()
+        finally:
+            db.close()
+
+    with TestClient(create_app(domain, settings)) as client:
+        api = Api(client, db_path, account.sid, (account.sid, token))
+        api.create_service()
+        create_webhook(api, "https://hooks.passkeyd.invalid/x", "factor.created")
+        api.create_factor("user-0001")
+        wait_for(lambda: delivery() is not None)
+        attempts, status, error = delivery()  # type: ignore[misc]
+        assert (attempts, status) == (1, "pending"), error
+        assert error.startswith("look-up failed")

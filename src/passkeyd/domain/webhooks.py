@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
@@ -25,6 +26,38 @@ VERSIONS = ("v1", "v2")
 
 _URL_CHARS = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII, no spaces
 
+# getaddrinfo() cannot be given a deadline, so each look-up runs in a daemon thread of its
+# own, waited for at most this long: a resolver that hangs keeps that thread (until it
+# gives up), never a webhook sender or a request past the deadline, nor the process at
+# exit. At most MAX_LOOKUPS run at once; beyond that a look-up fails at once.
+LOOKUP_SECONDS = 5.0  # a delivery's (a sender waits)
+CREATE_LOOKUP_SECONDS = 2.0  # a webhook's creation or update (a request waits)
+MAX_LOOKUPS = 8
+UNRESOLVED = "has a host that does not resolve"
+_lookups = threading.BoundedSemaphore(MAX_LOOKUPS)
+
+
+def _lookup(host: str, port: int, deadline: float) -> list[str] | None:
+    """The addresses `host` resolves to; None when it does not resolve within `deadline`."""
+    if not _lookups.acquire(blocking=False):
+        return None
+    found: list[list[str] | None] = [None]
+    done = threading.Event()
+
+    def look_up() -> None:
+        try:
+            infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
+            found[0] = list(dict.fromkeys(str(info[4][0]) for info in infos))
+        except (socket.gaierror, UnicodeError, OSError):
+            pass
+        finally:
+            _lookups.release()
+            done.set()
+
+    threading.Thread(target=look_up, name="passkeyd-dns", daemon=True).start()
+    done.wait(deadline)
+    return found[0]
+
 
 def _internal(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     """Anything but a public unicast address, looking through IPv6 wrappings of IPv4
@@ -37,7 +70,9 @@ def _internal(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     return not address.is_global or address.is_multicast
 
 
-def resolve_target(url: str, *, allow_private: bool) -> tuple[str | None, list[str]]:
+def resolve_target(
+    url: str, *, allow_private: bool, deadline: float = LOOKUP_SECONDS
+) -> tuple[str | None, list[str]]:
     """(why `url` may not be called back, or None; the addresses vetted for it).
 
     http/https only, printable ASCII, a host, no credentials; and unless the operator
@@ -62,17 +97,12 @@ def resolve_target(url: str, *, allow_private: bool) -> tuple[str | None, list[s
     if allow_private:  # the operator trusts every target: connect by name
         return None, []
     default_port = 443 if parts.scheme == "https" else 80
-    try:
-        infos = socket.getaddrinfo(parts.hostname, port or default_port, proto=socket.IPPROTO_TCP)
-    except (socket.gaierror, UnicodeError, OSError):
+    addresses = _lookup(parts.hostname, port or default_port, deadline)
+    if addresses is None:
         return UNRESOLVED, []
-    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
     if any(_internal(ipaddress.ip_address(a)) for a in addresses):
         return "points at a loopback or private network address", []
     return None, addresses
-
-
-UNRESOLVED = "has a host that does not resolve"
 
 
 def refuse_target(url: str, *, allow_private: bool) -> str | None:
@@ -80,7 +110,7 @@ def refuse_target(url: str, *, allow_private: bool) -> str | None:
     resolve_target). A host that does not resolve now is accepted: DNS may not know it yet,
     or not from this machine at this moment, and every delivery resolves and vets it again
     (an unresolvable host is then that delivery's failure, retried later)."""
-    reason = resolve_target(url, allow_private=allow_private)[0]
+    reason = resolve_target(url, allow_private=allow_private, deadline=CREATE_LOOKUP_SECONDS)[0]
     return None if reason == UNRESOLVED else reason
 
 
