@@ -714,3 +714,31 @@ def test_an_error_beginning_a_batch_lets_the_gate_go(tmp_path: Path) -> None:
     b.close()
     assert took < 0.5
     assert len(stored_sids(tmp_path / "gc.db")) == 2
+
+
+def test_the_wal_starts_over_under_steady_writes(
+    store: SQLiteStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Background PASSIVE checkpoints alone never let a busy WAL start over (each writer's
+    transaction begins with frames not yet copied back), so it grew without end; once it is
+    RESTART_FRAMES long, a RESTART checkpoint makes the next writer start it over."""
+    monkeypatch.setattr(sqlite_module, "RESTART_FRAMES", 32)
+    monkeypatch.setattr(sqlite_module, "CHECKPOINT_INTERVAL_SECONDS", 0.005)
+
+    async def main() -> int:
+        store.start_group_commit(asyncio.get_running_loop())
+
+        async def writer() -> None:
+            for _ in range(100):
+                await write_request(store)
+
+        await asyncio.gather(*(writer() for _ in range(4)))  # a batch always follows a batch
+        checkpointer = store._checkpointer
+        assert checkpointer is not None and checkpointer.restarts >= 1
+        frames: int = store._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1]
+        store.stop_group_commit()
+        return frames
+
+    frames = run(main())
+    assert frames < 400  # 400 commits of 1+ frames each, had it never started over
+    assert len(stored_sids(tmp_path / "gc.db")) == 400

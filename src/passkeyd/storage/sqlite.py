@@ -51,6 +51,10 @@ MAX_BATCH_SECONDS = 0.002  # how long a batch may wait for requests still workin
 LINGER_SECONDS = 0.0005
 YIELD_SECONDS = 0.002  # after a commit, while another process waits for the lock
 CHECKPOINT_INTERVAL_SECONDS = 0.1  # at most one background checkpoint this often
+# A WAL this many frames long is restarted (written again from its start) by the next
+# writer once a RESTART checkpoint has run; it waits up to RESTART_WAIT_MS for the lock.
+RESTART_FRAMES = 4096
+RESTART_WAIT_MS = 50
 
 
 class SQLiteStore(SqlStore):
@@ -106,7 +110,7 @@ class SQLiteStore(SqlStore):
         if self._path != ":memory:" and self._waiters is None:
             self._waiters = Waiters(self._path + "-waiters")
             self._gate = WriterGate(self._path + "-writer", loop, self._gate_taken)
-            self._checkpointer = Checkpointer(self._path)
+            self._checkpointer = Checkpointer(self._path, self._path + "-writer")
             self._db.execute("PRAGMA wal_autocheckpoint = 0")  # the checkpointer's job now
 
     def stop_group_commit(self) -> None:
@@ -461,14 +465,27 @@ class Checkpointer:
     off). A commit nudges it; it checkpoints at most every CHECKPOINT_INTERVAL_SECONDS, in
     PASSIVE mode: it waits for no reader or writer, and SQLite releases the GIL meanwhile.
     Another process's checkpointer running at the same moment only makes one of them
-    return early. An idle server makes no checkpoint and no wake-up."""
+    return early. An idle server makes no checkpoint and no wake-up.
 
-    def __init__(self, path: str) -> None:
+    A PASSIVE checkpoint alone never lets the WAL start over under steady load: a writer
+    restarts it only when its transaction began with every frame copied back, and with
+    commits every millisecond no transaction does. (The server's own automatic checkpoint
+    managed it by running in the committing connection.) So once the WAL is RESTART_FRAMES
+    long, a RESTART checkpoint follows: it takes the write gate like a worker process (so
+    requests wait on the loop meanwhile, as for any other process, and cannot starve it),
+    copies the few frames written since, and makes the next writer start the WAL over.
+    Without it the WAL grew without end (218 MB in a minute of load), and reads slowed as
+    it did."""
+
+    def __init__(self, path: str, gate_path: str) -> None:
+        self._gate_fd = os.open(gate_path, os.O_RDWR | os.O_CREAT, 0o600)
+        self._waiters = Waiters(path + "-waiters")
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA busy_timeout = 0")
         self._wanted = threading.Event()
         self._stopping = threading.Event()
         self.runs = 0  # checkpoints made (for tests and curiosity)
+        self.restarts = 0
         self._thread = threading.Thread(target=self._run, name="passkeyd-checkpointer", daemon=True)
         self._thread.start()
 
@@ -482,12 +499,29 @@ class Checkpointer:
                 return
             self._wanted.clear()
             try:
-                self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                row = self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                 self.runs += 1
+                if row is not None and row[1] >= RESTART_FRAMES:
+                    self._restart()
             except Exception as exc:  # the next commit's nudge tries again
                 log.warning("background checkpoint failed: %s", exc)
             if self._stopping.wait(CHECKPOINT_INTERVAL_SECONDS):
                 return
+
+    def _restart(self) -> None:
+        self._waiters.waiting()  # the worker that holds the gate yields it after its commit
+        try:
+            fcntl.flock(self._gate_fd, fcntl.LOCK_EX)  # blocks this thread only
+        finally:
+            self._waiters.done()
+        self._db.execute(f"PRAGMA busy_timeout = {RESTART_WAIT_MS}")
+        try:
+            busy = self._db.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()[0]
+        finally:
+            self._db.execute("PRAGMA busy_timeout = 0")
+            fcntl.flock(self._gate_fd, fcntl.LOCK_UN)
+        if not busy:
+            self.restarts += 1
 
     def close(self) -> None:
         self._stopping.set()
@@ -495,6 +529,8 @@ class Checkpointer:
         self._thread.join(timeout=BUSY_TIMEOUT_SECONDS)
         if not self._thread.is_alive():
             self._db.close()
+            self._waiters.close()
+            os.close(self._gate_fd)
 
 
 class WriterGate:
