@@ -882,3 +882,65 @@ def test_a_claim_waits_for_a_claim_in_progress_on_postgresql() -> None:
             assert got == [[]]  # WH1 has EV2 out: nothing more for it
         finally:
             store.close()
+
+
+def test_a_serving_process_hears_configuration_changes_without_reading_versions(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On PostgreSQL a serving process LISTENs for configuration changes, so its requests
+    need not read the configuration version first; while it cannot listen, they do."""
+    import asyncio
+    import time
+
+    import psycopg
+
+    from passkeyd.storage import postgres
+    from tests.pg import ADMIN_URL
+
+    monkeypatch.setattr(postgres, "LISTEN_RETRY_SECONDS", 3.0)  # the cut lasts a while
+
+    def eventually(condition, seconds: float = 5.0) -> None:
+        deadline = time.monotonic() + seconds
+        while not condition():
+            assert time.monotonic() < deadline, "timed out"
+            time.sleep(0.02)
+
+    with temporary_schema() as url:
+        a, b = open_store(url, pool_size=2), open_store(url, pool_size=2)
+        a.migrate()
+        loop = asyncio.new_event_loop()
+        reads: list[str] = []
+        real_one = a._one
+        a._one = lambda sql, args: reads.append(sql) or real_one(sql, args)  # type: ignore[method-assign]
+        try:
+            a.start_group_commit(loop)
+            eventually(lambda: a._listening)
+            svc = service()
+            b.insert_service(svc)
+            a.refresh_config()
+            assert a.get_service(svc.account_sid, svc.sid).friendly_name == "svc"
+            reads.clear()
+            b.update_service(dataclasses.replace(svc, friendly_name="renamed"))
+
+            def renamed(name: str) -> bool:
+                a.refresh_config()
+                return a.get_service(svc.account_sid, svc.sid).friendly_name == name
+
+            eventually(lambda: renamed("renamed"))
+            assert not [sql for sql in reads if "config_version" in sql]
+            # Its connection cut: requests read the version again (a change is seen at the
+            # next one), until it listens again.
+            with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE application_name = 'passkeyd-config-listener'"
+                )
+            eventually(lambda: not a._listening)
+            b.update_service(dataclasses.replace(svc, friendly_name="again"))
+            assert renamed("again")
+            eventually(lambda: a._listening)
+        finally:
+            a.stop_group_commit()
+            loop.close()
+            a.close()
+            b.close()

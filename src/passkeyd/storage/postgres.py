@@ -4,11 +4,20 @@ psycopg 3 with a connection pool. Queries run in worker threads (`runs_in_thread
 a round trip to the server does not stall the event loop. Exactly-once holds because the
 ceremony-finishing UPDATEs are conditional: under READ COMMITTED a second transaction
 waits on the row lock, re-reads the row, and finds it no longer pending.
+
+Configuration changes (accounts, keys, services, webhooks) are announced with NOTIFY in
+their own transaction. A serving process LISTENs on a connection of its own and drops its
+cached configuration when one arrives, so its requests need not read the configuration
+version first (one query fewer per request). While that connection is down, requests read
+the version again, as without it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import logging
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -22,6 +31,16 @@ from .sql import SqlStore, Tx
 
 _MIGRATION_LOCK = 0x7061_7373  # "pass": one advisory lock id for `passkeyd migrate`
 _CLAIM_LOCK = 0x686F_6F6B  # "hook": webhook claims, one at a time
+CHANNEL = "passkeyd_config"
+LISTEN_RETRY_SECONDS = 1.0
+# The listener also reads the configuration version this often: a change whose NOTIFY was
+# lost is caught, and a connection that died silently is found (with TCP keepalives and
+# tcp_user_timeout bounding how long a query on it can hang).
+LISTEN_CHECK_SECONDS = 2.0
+_KEEPALIVE: dict[str, Any] = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2,
+              "keepalives_count": 2, "tcp_user_timeout": 5000}  # fmt: skip
+
+log = logging.getLogger("passkeyd.storage")
 
 
 @functools.lru_cache(maxsize=512)
@@ -49,6 +68,11 @@ class PostgresStore(SqlStore):
 
     def __init__(self, url: str, *, pool_size: int = 10, connect_timeout: float = 10.0) -> None:
         self.concurrency = pool_size
+        self._url = url
+        self._connect_timeout = connect_timeout
+        self._listening = False  # every configuration change reaches this process
+        self._listener: threading.Thread | None = None
+        self._stop_listening = threading.Event()
         self._pool = ConnectionPool(
             url,
             min_size=1,
@@ -70,6 +94,71 @@ class PostgresStore(SqlStore):
     def _write(self) -> Iterator[Tx]:
         with self._pool.connection() as conn, conn.transaction():
             yield _PgTx(conn)
+
+    # --- configuration changes, announced -------------------------------------------------
+
+    def _bump_config(self, db: Tx) -> None:  # type: ignore[override]
+        super()._bump_config(db)
+        db.execute(f"NOTIFY {CHANNEL}")  # sent to every listener when this commits
+
+    def refresh_config(self) -> None:
+        if self._listening:
+            if self._config_version is None:  # forgotten: cache again from now on
+                self._config = {}
+                self._config_version = -1
+            return
+        super().refresh_config()
+
+    def start_group_commit(self, loop: asyncio.AbstractEventLoop) -> None:
+        """(Serving starts.) Listen for configuration changes."""
+        if self._listener is None:
+            self._stop_listening.clear()
+            self._listener = threading.Thread(
+                target=self._listen_forever, name="passkeyd-config-listener", daemon=True
+            )
+            self._listener.start()
+
+    def stop_group_commit(self) -> None:
+        self._stop_listening.set()
+        if self._listener is not None:
+            self._listener.join(timeout=self._connect_timeout + 2)
+            self._listener = None
+        self._listening = False
+
+    def _listen_forever(self) -> None:
+        while not self._stop_listening.is_set():
+            try:
+                with psycopg.connect(
+                    self._url,
+                    autocommit=True,
+                    connect_timeout=max(1, int(self._connect_timeout)),
+                    application_name="passkeyd-config-listener",
+                    **_KEEPALIVE,
+                ) as conn:
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    seen = self._version(conn)
+                    # Announced from here on; what was cached before may have missed one.
+                    self.forget_config()
+                    self._listening = True
+                    while not self._stop_listening.is_set():
+                        for _ in conn.notifies(timeout=LISTEN_CHECK_SECONDS):
+                            self.forget_config()
+                        version = self._version(conn)
+                        if version != seen:  # a change whose announcement was lost
+                            self.forget_config()
+                            seen = version
+            except Exception as exc:
+                if self._listening:
+                    log.warning("configuration changes unheard (%s): reading versions", exc)
+            finally:
+                self._listening = False
+                self.forget_config()
+            self._stop_listening.wait(LISTEN_RETRY_SECONDS)
+
+    @staticmethod
+    def _version(conn: psycopg.Connection[Any]) -> Any:
+        row = conn.execute("SELECT version FROM config_version WHERE id = 1").fetchone()
+        return row[0] if row else None
 
     def _lock_migrations(self, tx: Tx) -> None:
         tx.execute("SELECT pg_advisory_xact_lock(?)", (_MIGRATION_LOCK,))
