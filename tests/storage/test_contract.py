@@ -944,3 +944,52 @@ def test_a_serving_process_hears_configuration_changes_without_reading_versions(
             loop.close()
             a.close()
             b.close()
+
+
+def test_a_lost_configuration_notice_is_caught_by_the_listener_s_version_check(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import asyncio
+    import time
+
+    from passkeyd.storage import postgres
+    from passkeyd.storage.sql import SqlStore
+
+    monkeypatch.setattr(postgres, "LISTEN_CHECK_SECONDS", 0.3)
+    with temporary_schema() as url:
+        a, b = open_store(url, pool_size=2), open_store(url, pool_size=2)
+        a.migrate()
+        loop = asyncio.new_event_loop()
+        try:
+            a.start_group_commit(loop)
+            deadline = time.monotonic() + 5
+            while not a._listening:
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            svc = service()
+            b.insert_service(svc)
+            time.sleep(0.5)  # its notice heard (it drops the cache)
+            a.refresh_config()
+            assert a.get_service(svc.account_sid, svc.sid).friendly_name == "svc"
+            monkeypatch.setattr(b, "_bump_config", SqlStore._bump_config)  # no NOTIFY
+            checks: list[float] = []
+            real_version = postgres.PostgresStore._version
+
+            def version(conn):
+                checks.append(time.monotonic())
+                return real_version(conn)
+
+            monkeypatch.setattr(postgres.PostgresStore, "_version", staticmethod(version))
+            changed = time.monotonic()
+            b.update_service(dataclasses.replace(svc, friendly_name="renamed"))
+            deadline = time.monotonic() + 3
+            while a.get_service(svc.account_sid, svc.sid).friendly_name != "renamed":
+                assert time.monotonic() < deadline, "the version check never caught it"
+                time.sleep(0.05)
+                a.refresh_config()
+            assert a._listening and any(t > changed for t in checks)
+        finally:
+            a.stop_group_commit()
+            loop.close()
+            a.close()
+            b.close()

@@ -18,6 +18,7 @@ import asyncio
 import functools
 import logging
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -140,13 +141,17 @@ class PostgresStore(SqlStore):
                     # Announced from here on; what was cached before may have missed one.
                     self.forget_config()
                     self._listening = True
+                    check_at = time.monotonic() + LISTEN_CHECK_SECONDS
                     while not self._stop_listening.is_set():
-                        for _ in conn.notifies(timeout=LISTEN_CHECK_SECONDS):
+                        # (a short wait, so that stopping is not held up by it)
+                        for _ in conn.notifies(timeout=0.25):
                             self.forget_config()
-                        version = self._version(conn)
-                        if version != seen:  # a change whose announcement was lost
-                            self.forget_config()
-                            seen = version
+                        if time.monotonic() >= check_at:
+                            check_at = time.monotonic() + LISTEN_CHECK_SECONDS
+                            version = self._version(conn)
+                            if version != seen:  # a change whose announcement was lost
+                                self.forget_config()
+                                seen = version
             except Exception as exc:
                 if self._listening:
                     log.warning("configuration changes unheard (%s): reading versions", exc)
