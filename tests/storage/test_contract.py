@@ -890,6 +890,7 @@ def test_a_serving_process_hears_configuration_changes_without_reading_versions(
     """On PostgreSQL a serving process LISTENs for configuration changes, so its requests
     need not read the configuration version first; while it cannot listen, they do."""
     import asyncio
+    import threading
     import time
 
     import psycopg
@@ -911,7 +912,14 @@ def test_a_serving_process_hears_configuration_changes_without_reading_versions(
         loop = asyncio.new_event_loop()
         reads: list[str] = []
         real_one = a._one
-        a._one = lambda sql, args: reads.append(sql) or real_one(sql, args)  # type: ignore[method-assign]
+        here = threading.current_thread()  # the requests' thread, not the listener's
+
+        def one(sql, args):
+            if threading.current_thread() is here:
+                reads.append(sql)
+            return real_one(sql, args)
+
+        a._one = one  # type: ignore[method-assign]
         try:
             a.start_group_commit(loop)
             eventually(lambda: a._listening)
@@ -975,11 +983,11 @@ def test_a_lost_configuration_notice_is_caught_by_the_listener_s_version_check(
             checks: list[float] = []
             real_version = postgres.PostgresStore._version
 
-            def version(conn):
+            def version(self):
                 checks.append(time.monotonic())
-                return real_version(conn)
+                return real_version(self)
 
-            monkeypatch.setattr(postgres.PostgresStore, "_version", staticmethod(version))
+            monkeypatch.setattr(postgres.PostgresStore, "_version", version)
             changed = time.monotonic()
             b.update_service(dataclasses.replace(svc, friendly_name="renamed"))
             deadline = time.monotonic() + 3

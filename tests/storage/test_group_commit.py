@@ -742,3 +742,44 @@ def test_the_wal_starts_over_under_steady_writes(
     frames = run(main())
     assert frames < 400  # 400 commits of 1+ frames each, had it never started over
     assert len(stored_sids(tmp_path / "gc.db")) == 400
+
+
+def test_a_restart_kept_waiting_by_a_reader_lets_the_gate_go_and_backs_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader holding an old snapshot (a backup, a shell) keeps the WAL from starting over:
+    the RESTART gives up after its short wait, lets the write gate go, and is not tried again
+    at once (each try keeps writers out for that wait)."""
+    import fcntl
+    import os
+
+    monkeypatch.setattr(sqlite_module, "RESTART_WAIT_MS", 10)
+    path = str(tmp_path / "gc.db")
+    store = SQLiteStore(path)
+    store.migrate()
+    store.put_account(account())
+    reader = sqlite3.connect(path, isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM accounts").fetchone()  # holds this snapshot
+    store.put_account(account())  # WAL frames past the reader's snapshot
+    checkpointer = sqlite_module.Checkpointer(path, path + "-writer")
+    try:
+        checkpointer._restart()
+        assert checkpointer.restarts == 0
+        assert checkpointer._restart_after > time.monotonic()
+        gate = os.open(path + "-writer", os.O_RDWR)
+        try:
+            fcntl.flock(gate, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free again
+            fcntl.flock(gate, fcntl.LOCK_UN)
+        finally:
+            os.close(gate)
+        reader.execute("COMMIT")
+        checkpointer._restart()  # backing off: not tried
+        assert checkpointer.restarts == 0
+        checkpointer._restart_after = 0.0
+        checkpointer._restart()
+        assert checkpointer.restarts == 1
+    finally:
+        checkpointer.close()
+        reader.close()
+        store.close()

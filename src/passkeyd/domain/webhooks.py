@@ -6,6 +6,7 @@ import ipaddress
 import re
 import socket
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
@@ -29,18 +30,21 @@ _URL_CHARS = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII, no spaces
 # getaddrinfo() cannot be given a deadline, so each look-up runs in a daemon thread of its
 # own, waited for at most this long: a resolver that hangs keeps that thread (until it
 # gives up), never a webhook sender or a request past the deadline, nor the process at
-# exit. At most MAX_LOOKUPS run at once; beyond that a look-up fails at once.
+# exit. At most MAX_LOOKUPS run at once (more than the 16 senders); a look-up beyond that
+# waits for a free one within its deadline (they are all held only by a hung resolver).
 LOOKUP_SECONDS = 5.0  # a delivery's (a sender waits)
 CREATE_LOOKUP_SECONDS = 2.0  # a webhook's creation or update (a request waits)
-MAX_LOOKUPS = 8
+MAX_LOOKUPS = 32
 UNRESOLVED = "has a host that does not resolve"
 _lookups = threading.BoundedSemaphore(MAX_LOOKUPS)
 
 
 def _lookup(host: str, port: int, deadline: float) -> list[str] | None:
     """The addresses `host` resolves to; None when it does not resolve within `deadline`."""
-    if not _lookups.acquire(blocking=False):
+    started = time.monotonic()
+    if not _lookups.acquire(timeout=deadline):
         return None
+    deadline -= time.monotonic() - started
     found: list[list[str] | None] = [None]
     done = threading.Event()
 

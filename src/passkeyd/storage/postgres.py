@@ -113,9 +113,12 @@ class PostgresStore(SqlStore):
     def start_group_commit(self, loop: asyncio.AbstractEventLoop) -> None:
         """(Serving starts.) Listen for configuration changes."""
         if self._listener is None:
-            self._stop_listening.clear()
+            stop = self._stop_listening = threading.Event()  # a stopped listener's own
             self._listener = threading.Thread(
-                target=self._listen_forever, name="passkeyd-config-listener", daemon=True
+                target=self._listen_forever,
+                args=(stop,),
+                name="passkeyd-config-listener",
+                daemon=True,
             )
             self._listener.start()
 
@@ -125,9 +128,11 @@ class PostgresStore(SqlStore):
             self._listener.join(timeout=self._connect_timeout + 2)
             self._listener = None
         self._listening = False
+        self.forget_config()
 
-    def _listen_forever(self) -> None:
-        while not self._stop_listening.is_set():
+    def _listen_forever(self, stop: threading.Event) -> None:
+        failing = False  # said once per run of failures
+        while not stop.is_set():
             try:
                 with psycopg.connect(
                     self._url,
@@ -137,32 +142,39 @@ class PostgresStore(SqlStore):
                     **_KEEPALIVE,
                 ) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
-                    seen = self._version(conn)
+                    seen = self._version()
                     # Announced from here on; what was cached before may have missed one.
                     self.forget_config()
+                    if stop.is_set():
+                        return
                     self._listening = True
+                    if failing:
+                        log.info("configuration changes heard again")
+                        failing = False
                     check_at = time.monotonic() + LISTEN_CHECK_SECONDS
-                    while not self._stop_listening.is_set():
+                    while not stop.is_set():
                         # (a short wait, so that stopping is not held up by it)
                         for _ in conn.notifies(timeout=0.25):
                             self.forget_config()
                         if time.monotonic() >= check_at:
                             check_at = time.monotonic() + LISTEN_CHECK_SECONDS
-                            version = self._version(conn)
+                            version = self._version()
                             if version != seen:  # a change whose announcement was lost
                                 self.forget_config()
                                 seen = version
             except Exception as exc:
-                if self._listening:
+                if not failing:
                     log.warning("configuration changes unheard (%s): reading versions", exc)
+                    failing = True
             finally:
                 self._listening = False
                 self.forget_config()
-            self._stop_listening.wait(LISTEN_RETRY_SECONDS)
+            stop.wait(LISTEN_RETRY_SECONDS)
 
-    @staticmethod
-    def _version(conn: psycopg.Connection[Any]) -> Any:
-        row = conn.execute("SELECT version FROM config_version WHERE id = 1").fetchone()
+    def _version(self) -> Any:
+        """Read through the pool, the connections requests use (were the listener's own
+        connection on another server after a failover, its reads would prove nothing)."""
+        row = self._one("SELECT version FROM config_version WHERE id = 1", ())
         return row[0] if row else None
 
     def _lock_migrations(self, tx: Tx) -> None:

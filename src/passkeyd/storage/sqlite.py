@@ -55,6 +55,7 @@ CHECKPOINT_INTERVAL_SECONDS = 0.1  # at most one background checkpoint this ofte
 # writer once a RESTART checkpoint has run; it waits up to RESTART_WAIT_MS for the lock.
 RESTART_FRAMES = 4096
 RESTART_WAIT_MS = 50
+RESTART_BACKOFF_SECONDS = 2.0  # after a RESTART that found a reader in its way
 
 
 class SQLiteStore(SqlStore):
@@ -486,6 +487,7 @@ class Checkpointer:
         self._stopping = threading.Event()
         self.runs = 0  # checkpoints made (for tests and curiosity)
         self.restarts = 0
+        self._restart_after = 0.0  # monotonic time before which no RESTART is tried
         self._thread = threading.Thread(target=self._run, name="passkeyd-checkpointer", daemon=True)
         self._thread.start()
 
@@ -509,18 +511,24 @@ class Checkpointer:
                 return
 
     def _restart(self) -> None:
+        if time.monotonic() < self._restart_after:
+            return
         self._waiters.waiting()  # the worker that holds the gate yields it after its commit
         try:
             fcntl.flock(self._gate_fd, fcntl.LOCK_EX)  # blocks this thread only
         finally:
             self._waiters.done()
-        self._db.execute(f"PRAGMA busy_timeout = {RESTART_WAIT_MS}")
         try:
-            busy = self._db.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()[0]
+            self._db.execute(f"PRAGMA busy_timeout = {RESTART_WAIT_MS}")
+            try:
+                busy = self._db.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()[0]
+            finally:
+                self._db.execute("PRAGMA busy_timeout = 0")
         finally:
-            self._db.execute("PRAGMA busy_timeout = 0")
             fcntl.flock(self._gate_fd, fcntl.LOCK_UN)
-        if not busy:
+        if busy:  # a reader holds an old snapshot (a backup, a shell): not again at once
+            self._restart_after = time.monotonic() + RESTART_BACKOFF_SECONDS
+        else:
             self.restarts += 1
 
     def close(self) -> None:
