@@ -1001,3 +1001,19 @@ def test_a_lost_configuration_notice_is_caught_by_the_listener_s_version_check(
             loop.close()
             a.close()
             b.close()
+
+
+def test_concurrent_challenges_do_not_pass_their_rate_limit_together(store):
+    from concurrent.futures import ThreadPoolExecutor
+
+    svc = service()
+    store.insert_service(svc)
+    ent = stored(store, entity(svc))
+    hit = RateHit("challenge:VA1:user-0001", NOW, 5)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        outcomes = list(
+            pool.map(lambda _: store.insert_challenge(challenge(ent, svc), rate=hit), range(20))
+        )
+    assert outcomes.count(InsertOutcome.INSERTED) == 5
+    assert outcomes.count(InsertOutcome.RATE_LIMITED) == 15
+    assert store.rate_limit_count(hit.key, NOW) == 5

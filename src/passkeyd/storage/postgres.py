@@ -27,7 +27,10 @@ import psycopg
 import psycopg_pool
 from psycopg_pool import ConnectionPool
 
-from .base import StorageUnavailable
+from passkeyd.domain.models import Challenge, RateHit
+
+from .base import InsertOutcome, StorageUnavailable
+from .rows import CHALLENGE_COLUMNS, challenge_to_row
 from .sql import SqlStore, Tx
 
 _MIGRATION_LOCK = 0x7061_7373  # "pass": one advisory lock id for `passkeyd migrate`
@@ -95,6 +98,69 @@ class PostgresStore(SqlStore):
     def _write(self) -> Iterator[Tx]:
         with self._pool.connection() as conn, conn.transaction():
             yield _PgTx(conn)
+
+    # --- a ceremony's write in one statement ---------------------------------------------
+
+    def insert_challenge(
+        self,
+        challenge: Challenge,
+        *,
+        rate: RateHit | None = None,
+        max_pending: int | None = None,
+    ) -> InsertOutcome:
+        """As SqlStore's, in one statement instead of a transaction of five round trips
+        (each costs the process about 100 us of CPU): the pending count, the rate-limit
+        window's count, the hit and the INSERT are common table expressions, the hit and the
+        INSERT made only when both limits leave room. A refused challenge counts no hit."""
+        parts: list[str] = []
+        args: list[Any] = []
+        room, room_args = "TRUE", []
+        if max_pending is not None and challenge.entity_sid:
+            parts.append(
+                "pending AS (SELECT count(*) AS n FROM challenges WHERE entity_sid = %s"
+                " AND status = 'pending' AND expiration_date > %s)"
+            )
+            args += [challenge.entity_sid, challenge.date_created]
+            room, room_args = "(SELECT n FROM pending) < %s", [max_pending]
+        over, over_args = "FALSE", []
+        go, go_args = room, room_args
+        if rate is not None:
+            parts.append(
+                "used AS (SELECT count FROM rate_limits WHERE key = %s AND window_start = %s)"
+            )
+            args += [rate.key, rate.window_start]
+            over, over_args = "coalesce((SELECT count FROM used), 0) >= %s", [rate.limit]
+            # The window's row is locked by ON CONFLICT: its count is checked again there,
+            # so concurrent challenges cannot together pass the limit.
+            parts.append(
+                "hit AS (INSERT INTO rate_limits (key, window_start, count)"
+                f" SELECT %s, %s, 1 WHERE NOT ({over}) AND {room}"
+                " ON CONFLICT (key) DO UPDATE SET"
+                " count = CASE WHEN rate_limits.window_start = excluded.window_start"
+                " THEN rate_limits.count + 1 ELSE 1 END,"
+                " window_start = excluded.window_start"
+                " WHERE rate_limits.window_start <> excluded.window_start"
+                " OR rate_limits.count < %s RETURNING count)"
+            )
+            args += [rate.key, rate.window_start, *over_args, *room_args, rate.limit]
+            go, go_args = "EXISTS (SELECT 1 FROM hit)", []
+        columns = CHALLENGE_COLUMNS.split(", ", 1)[1]
+        parts.append(
+            f"ins AS (INSERT INTO challenges ({columns})"
+            f" SELECT {', '.join(['%s'] * 17)} WHERE {go} RETURNING 1)"
+        )
+        args += [*challenge_to_row(challenge), *go_args]
+        sql = f"WITH {', '.join(parts)} SELECT EXISTS (SELECT 1 FROM ins), {over}, {room}"
+        args += [*over_args, *room_args]
+        with self._pool.connection() as conn:
+            row = conn.execute(sql, args).fetchone()
+        assert row is not None  # a SELECT without FROM: always one row
+        inserted, over_limit, has_room = row
+        if inserted:
+            return InsertOutcome.INSERTED
+        if over_limit or has_room:  # (has room yet no hit: others filled the window)
+            return InsertOutcome.RATE_LIMITED
+        return InsertOutcome.TOO_MANY_PENDING
 
     # --- configuration changes, announced -------------------------------------------------
 
