@@ -1017,3 +1017,62 @@ def test_concurrent_challenges_do_not_pass_their_rate_limit_together(store):
     assert outcomes.count(InsertOutcome.INSERTED) == 5
     assert outcomes.count(InsertOutcome.RATE_LIMITED) == 15
     assert store.rate_limit_count(hit.key, NOW) == 5
+
+
+def test_an_approval_writes_its_webhook_deliveries_and_a_refused_one_none(store):
+    svc = service()
+    store.insert_service(svc)
+    f = verified(store, svc)
+    ent = Entity(f.entity_sid, svc.account_sid, svc.sid, f.identity, NOW, NOW)
+
+    def events(tag: str) -> list[Delivery]:
+        return [
+            Delivery(f"EV{tag}{n}", "challenge.approved", "WH1", svc.account_sid, "http://x/",
+                     {"challenge_sid": tag, "n": str(n)})
+            for n in range(2)
+        ]  # fmt: skip
+
+    def claimed() -> dict[str, dict[str, str]]:
+        got = store.claim_deliveries(now=NOW + 10_000, lease_seconds=1, limit=100)
+        found = {c.delivery.event_sid: c.delivery.payload for c in got}
+        for c in got:
+            store.finish_delivery(c.seq, now=NOW, delivered=True, retry_at=None, error=None)
+        return found
+
+    expired, raced, ok = (challenge(ent, svc) for _ in range(3))
+    for c in (expired, raced, ok):
+        store.insert_challenge(c)
+    assert store.approve_challenge(
+        expired, f, new_sign_count=1, backed_up=True, now=NOW + 600, deliveries=events("x")
+    ) is (ApproveOutcome.NOT_PENDING)
+    assert store.get_factor(svc.account_sid, svc.sid, f.sid) == f  # untouched
+    assert store.approve_challenge(
+        ok, f, new_sign_count=7, backed_up=False, now=NOW, deliveries=events("ok")
+    ) is (ApproveOutcome.APPROVED)
+    assert store.approve_challenge(
+        raced, f, new_sign_count=5, backed_up=False, now=NOW, deliveries=events("r")
+    ) is (ApproveOutcome.COUNTER_RACE)
+    assert store.get_challenge(svc.account_sid, svc.sid, raced.sid).status is (
+        ChallengeStatus.PENDING
+    )
+    # Deliveries go one per webhook at a time: claim twice.
+    seen = {**claimed(), **claimed()}
+    assert seen == {"EVok0": {"challenge_sid": "ok", "n": "0"},
+                    "EVok1": {"challenge_sid": "ok", "n": "1"}}  # fmt: skip
+    got = store.get_challenge(svc.account_sid, svc.sid, ok.sid)
+    assert got.status is ChallengeStatus.APPROVED and got.factor_sid == f.sid
+    assert got.date_responded == NOW
+    assert store.get_factor(svc.account_sid, svc.sid, f.sid).credential.sign_count == 7
+
+
+def test_a_usernameless_approval_names_the_passkey_s_owner(store):
+    svc = service()
+    store.insert_service(svc)
+    f = verified(store, svc)
+    c = challenge(None, svc)
+    store.insert_challenge(c)
+    assert store.approve_challenge(c, f, new_sign_count=1, backed_up=False, now=NOW) is (
+        ApproveOutcome.APPROVED
+    )
+    got = store.get_challenge(svc.account_sid, svc.sid, c.sid)
+    assert (got.entity_sid, got.identity, got.factor_sid) == (f.entity_sid, f.identity, f.sid)
