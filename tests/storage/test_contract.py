@@ -1076,3 +1076,68 @@ def test_a_usernameless_approval_names_the_passkey_s_owner(store):
     )
     got = store.get_challenge(svc.account_sid, svc.sid, c.sid)
     assert (got.entity_sid, got.identity, got.factor_sid) == (f.entity_sid, f.identity, f.sid)
+
+
+def test_a_registration_writes_its_webhook_deliveries_and_a_refused_one_none(store):
+    svc = service()
+    store.insert_service(svc)
+    f = factor(stored(store, entity(svc)))
+    store.insert_factor(f)
+    late = factor(stored(store, entity(svc, "user-0002")))
+    store.insert_factor(late)
+
+    def event(tag: str) -> list[Delivery]:
+        return [Delivery(f"EV{tag}", "factor.verified", "WH" + tag, svc.account_sid, "http://x/",
+                         {"factor_sid": tag})]  # fmt: skip
+
+    assert not store.complete_registration(late.sid, credential(b"\x03" * 16), NOW + 600,
+                                           event("late"))  # fmt: skip
+    assert store.complete_registration(f.sid, credential(), NOW, event("ok"))
+    assert not store.complete_registration(f.sid, credential(b"\x02" * 16), NOW, event("again"))
+    got = store.claim_deliveries(now=NOW + 10_000, lease_seconds=1, limit=100)
+    assert [(c.delivery.event_sid, c.delivery.payload) for c in got] == [
+        ("EVok", {"factor_sid": "ok"})
+    ]
+
+
+def test_a_flagged_approval_racing_one_that_moved_the_counter_is_approved_and_flagged() -> None:
+    """PostgreSQL, the flag policy: an approval whose counter was overtaken, while it
+    waited, by a concurrent one is approved with the clone warning set, as in sequence."""
+    import threading
+
+    import psycopg
+
+    with temporary_schema() as url:
+        store = open_store(url, pool_size=2)
+        store.migrate()
+        try:
+            svc = service()
+            store.insert_service(svc)
+            f = verified(store, svc)
+            first = challenge(None, svc)
+            store.insert_challenge(first)
+            assert store.approve_challenge(first, f, new_sign_count=4, backed_up=False, now=NOW)
+            f = store.get_factor(svc.account_sid, svc.sid, f.sid)
+            mine = challenge(None, svc)
+            store.insert_challenge(mine)
+            outcome: list[ApproveOutcome] = []
+            with psycopg.connect(url) as other:  # a concurrent approval, not yet committed
+                other.execute("UPDATE factors SET sign_count = 6 WHERE sid = %s", (f.sid,))
+                waiting = threading.Thread(
+                    target=lambda: outcome.append(
+                        store.approve_challenge(
+                            mine, f, new_sign_count=5, backed_up=False, now=NOW,
+                            flag_counter_regression=True,
+                        )
+                    )
+                )  # fmt: skip
+                waiting.start()
+                waiting.join(0.5)
+                assert waiting.is_alive()  # it waits for the factor's row
+                other.commit()
+            waiting.join(5)
+            assert outcome == [ApproveOutcome.APPROVED]
+            got = store.get_factor(svc.account_sid, svc.sid, f.sid)
+            assert got.credential.sign_count == 6 and got.credential.clone_warning is True
+        finally:
+            store.close()
