@@ -1141,3 +1141,55 @@ def test_a_flagged_approval_racing_one_that_moved_the_counter_is_approved_and_fl
             assert got.credential.sign_count == 6 and got.credential.clone_warning is True
         finally:
             store.close()
+
+
+def test_cache_only_reads_answer_from_the_cache_or_say_they_cannot(store) -> None:
+    """What a request on the event loop may read without waiting for the database."""
+    from passkeyd.storage import NotCached
+
+    acct = Account("AC" + "3" * 32, "", b"hash", NOW)
+    store.put_account(acct)
+    store.refresh_config()
+    with pytest.raises(NotCached), store.cached_only():
+        store.get_account(acct.sid)  # not cached yet
+    assert store.get_account(acct.sid).token_hash == b"hash"  # loads and caches it
+    assert store.get_account("AC" + "4" * 32) is None  # absent: cached as absent
+    with store.cached_only():
+        assert store.get_account(acct.sid).token_hash == b"hash"
+        assert store.get_account("AC" + "4" * 32) is None
+    store.forget_config()
+    with pytest.raises(NotCached), store.cached_only():
+        store.get_account(acct.sid)
+
+
+def test_a_request_authenticates_from_the_cache_while_the_listener_hears_changes() -> None:
+    """PostgreSQL: listening, the configuration version need not be read, so authenticating
+    a known account is a cache read; not listening, reading the version needs the database."""
+    import asyncio
+    import time
+
+    from passkeyd.storage import NotCached
+
+    with temporary_schema() as url:
+        store = open_store(url, pool_size=2)
+        store.migrate()
+        acct = Account("AC" + "5" * 32, "", b"hash", NOW)
+        store.put_account(acct)
+        with pytest.raises(NotCached), store.cached_only():
+            store.refresh_config()  # not listening: it would read the version
+        loop = asyncio.new_event_loop()
+        try:
+            store.start_group_commit(loop)
+            deadline = time.monotonic() + 5
+            while not store._listening:
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            store.refresh_config()
+            store.get_account(acct.sid)
+            with store.cached_only():
+                store.refresh_config()
+                assert store.get_account(acct.sid).token_hash == b"hash"
+        finally:
+            store.stop_group_commit()
+            loop.close()
+            store.close()

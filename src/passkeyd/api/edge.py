@@ -27,7 +27,7 @@ from passkeyd.domain.errors import (
     Unauthenticated,
 )
 from passkeyd.domain.models import AuditEvent
-from passkeyd.storage import StorageUnavailable
+from passkeyd.storage import NotCached, StorageUnavailable
 
 from . import errors
 
@@ -182,7 +182,14 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         try:
             username, password = _credentials(request)
             if domain.store.runs_in_threads:
-                account_sid = await _run(domain, _authenticate, domain, username, password)
+                # From the cache on the loop when all it needs is cached (PostgreSQL while
+                # it hears configuration changes); else from the database in a thread. A
+                # thread hop costs about 60 us of CPU.
+                try:
+                    with domain.store.cached_only():
+                        account_sid = _authenticate(domain, username, password)
+                except NotCached:
+                    account_sid = await _run(domain, _authenticate, domain, username, password)
             else:
                 # Inline, without waiting for the open batch to commit (`_run` would): no
                 # credential can come from an uncommitted batch, because a token or key

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from .base import ApproveOutcome, CredentialConflict, InsertOutcome, StorageUnavailable, Store
+from .base import (
+    ApproveOutcome,
+    CredentialConflict,
+    InsertOutcome,
+    NotCached,
+    StorageUnavailable,
+    Store,
+)
 from .sqlite import SQLiteStore
 
 
@@ -34,6 +41,7 @@ __all__ = [
     "ApproveOutcome",
     "CredentialConflict",
     "InsertOutcome",
+    "NotCached",
     "SQLiteStore",
     "StorageUnavailable",
     "Store",

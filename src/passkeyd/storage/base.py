@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import enum
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import Protocol
 
 from passkeyd.domain.models import (
@@ -33,6 +34,10 @@ from passkeyd.domain.models import (
 
 class StorageUnavailable(Exception):
     """The database cannot be reached. The message names no credentials."""
+
+
+class NotCached(Exception):
+    """Inside `Store.cached_only()`: the configuration read needs the database."""
 
 
 class CredentialConflict(Exception):
@@ -65,6 +70,7 @@ class Store(Protocol):
     def stop_group_commit(self) -> None: ...
     def refresh_config(self) -> None: ...
     def forget_config(self) -> None: ...
+    def cached_only(self) -> AbstractContextManager[None]: ...
     def request_started(self) -> None: ...
     def request_finished(self) -> None: ...
     async def reserve(self) -> None: ...

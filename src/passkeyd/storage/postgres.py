@@ -29,7 +29,13 @@ from psycopg_pool import ConnectionPool
 
 from passkeyd.domain.models import Challenge, Credential, Delivery, Factor, RateHit
 
-from .base import ApproveOutcome, CredentialConflict, InsertOutcome, StorageUnavailable
+from .base import (
+    ApproveOutcome,
+    CredentialConflict,
+    InsertOutcome,
+    NotCached,
+    StorageUnavailable,
+)
 from .rows import CHALLENGE_COLUMNS, challenge_to_row, dump_json
 from .sql import SqlStore, Tx
 
@@ -317,6 +323,8 @@ class PostgresStore(SqlStore):
                 self._config = {}
                 self._config_version = -1
             return
+        if self._caching_only():
+            raise NotCached
         super().refresh_config()
 
     def start_group_commit(self, loop: asyncio.AbstractEventLoop) -> None:

@@ -9,9 +9,10 @@ from __future__ import annotations
 import abc
 import asyncio
 import functools
+import threading
 import time
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from importlib import resources
 from typing import Any, Protocol, TypeVar, cast
 
@@ -35,7 +36,7 @@ from passkeyd.domain.models import (
     Webhook,
 )
 
-from .base import ApproveOutcome, CredentialConflict, InsertOutcome
+from .base import ApproveOutcome, CredentialConflict, InsertOutcome, NotCached
 from .rows import (
     CHALLENGE_COLUMNS,
     FACTOR_COLUMNS,
@@ -231,6 +232,21 @@ class SqlStore(abc.ABC):
 
     _config: dict[tuple[str, ...], Any]
     _config_version: int | None = None
+    _cache_only = threading.local()  # per thread: inside cached_only()
+
+    @contextmanager
+    def cached_only(self) -> Iterator[None]:
+        """Within it, on this thread, a configuration read that would need the database
+        raises NotCached instead: a call on the event loop that must not wait for a
+        networked database tries the cache first, then goes to a thread."""
+        self._cache_only.on = True
+        try:
+            yield
+        finally:
+            self._cache_only.on = False
+
+    def _caching_only(self) -> bool:
+        return getattr(self._cache_only, "on", False)
 
     def refresh_config(self) -> None:
         """Drop what is cached if any process changed the configuration since."""
@@ -251,11 +267,13 @@ class SqlStore(abc.ABC):
         self._config_version = None
 
     def _cached(self, key: tuple[str, ...], load: Callable[[], T]) -> T:
-        if self._config_version is None:
-            return load()
-        cache = self._config
+        cache = self._config if self._config_version is not None else {}
         if key in cache:
             return cast(T, cache[key])
+        if self._caching_only():
+            raise NotCached
+        if self._config_version is None:
+            return load()
         value = load()
         if self._config is cache:  # not refreshed or changed meanwhile (another thread)
             cache[key] = value
