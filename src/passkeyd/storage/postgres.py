@@ -36,8 +36,15 @@ from .base import (
     NotCached,
     StorageUnavailable,
 )
-from .rows import CHALLENGE_COLUMNS, challenge_to_row, dump_json
-from .sql import SqlStore, Tx
+from .rows import CHALLENGE_COLUMNS, challenge_to_row
+from .sql import (
+    DELIVERY_INSERT,
+    VERIFY_FACTOR,
+    SqlStore,
+    Tx,
+    delivery_values,
+    verify_factor_args,
+)
 
 _MIGRATION_LOCK = 0x7061_7373  # "pass": one advisory lock id for `passkeyd migrate`
 _CLAIM_LOCK = 0x686F_6F6B  # "hook": webhook claims, one at a time
@@ -76,17 +83,13 @@ def _deliveries_if(deliveries: Sequence[Delivery], now: int, cte: str) -> tuple[
     (the change they announce was made), and its arguments (as sql._enqueue)."""
     rows = ", ".join(["(%s, %s, %s, %s, %s, %s, %s)"] * len(deliveries))
     sql = (
-        "sent AS (INSERT INTO webhook_deliveries (event_sid, event_type, webhook_sid,"
-        " account_sid, url, payload, status, attempts, next_attempt_at, locked_until,"
-        " date_created, date_updated)"
-        " SELECT e, t, w, a, u, p, 'pending', 0, %s, 0, %s, %s"
+        f"sent AS ({DELIVERY_INSERT} SELECT e, t, w, a, u, p, 'pending', 0, %s, 0, %s, %s"
         f" FROM (VALUES {rows}) AS d (o, e, t, w, a, u, p) WHERE EXISTS (SELECT 1 FROM {cte})"
         " ORDER BY o)"  # in the events' order (a webhook's deliveries go out by seq)
     )
     args: list[Any] = [now, now, now]
     for n, d in enumerate(deliveries):
-        args += [n, d.event_sid, d.event_type, d.webhook_sid, d.account_sid, d.url]
-        args.append(dump_json(d.payload))
+        args += [n, *delivery_values(d)]
     return sql, args
 
 
@@ -202,20 +205,8 @@ class PostgresStore(SqlStore):
     ) -> bool:
         """As SqlStore's, in one statement (the factor verified, and its webhook deliveries
         written only if it was) instead of a transaction of three round trips."""
-        c = credential
-        parts = [
-            "verified AS (UPDATE factors SET status = 'verified',"
-            " credential_id = %s, public_key = %s, algorithm = %s, sign_count = %s,"
-            " transports = %s, aaguid = %s, fmt = %s, backup_eligible = %s, backed_up = %s,"
-            " attachment = %s, authenticator_name = %s, date_updated = %s"
-            " WHERE sid = %s AND status = 'unverified' AND registration_expires > %s"
-            " RETURNING 1)"
-        ]
-        args: list[Any] = [
-            c.credential_id, c.public_key, c.algorithm, c.sign_count,
-            dump_json(list(c.transports)), c.aaguid, c.fmt, c.backup_eligible, c.backed_up,
-            c.authenticator_attachment, c.authenticator_name, now, factor_sid, now,
-        ]  # fmt: skip
+        parts = [f"verified AS ({_pg(VERIFY_FACTOR)} RETURNING 1)"]
+        args: list[Any] = list(verify_factor_args(factor_sid, credential, now))
         if deliveries:
             sent, sent_args = _deliveries_if(deliveries, now, "verified")
             parts.append(sent)

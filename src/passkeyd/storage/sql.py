@@ -87,25 +87,43 @@ def _account(r: Sequence[Any]) -> Account:
     return Account(r[0], r[1], bytes(r[2]), r[3], bytes(r[4]) if r[4] is not None else None)
 
 
+# A webhook delivery into the outbox: these columns, then 'pending', 0, now, 0, now, now.
+DELIVERY_INSERT = (
+    "INSERT INTO webhook_deliveries (event_sid, event_type, webhook_sid, account_sid, url,"
+    " payload, status, attempts, next_attempt_at, locked_until, date_created, date_updated)"
+)
+
+
+def delivery_values(d: Delivery) -> tuple[Any, ...]:
+    """The values of a delivery's first six DELIVERY_INSERT columns."""
+    return d.event_sid, d.event_type, d.webhook_sid, d.account_sid, d.url, dump_json(d.payload)
+
+
 def _enqueue(tx: Tx, deliveries: Sequence[Delivery], now: int) -> None:
     """Write webhook deliveries into the outbox, inside the caller's transaction."""
     for d in deliveries:
         tx.execute(
-            "INSERT INTO webhook_deliveries (event_sid, event_type, webhook_sid, account_sid, url,"
-            " payload, status, attempts, next_attempt_at, locked_until, date_created,"
-            " date_updated) VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, 0, ?, ?)",
-            (
-                d.event_sid,
-                d.event_type,
-                d.webhook_sid,
-                d.account_sid,
-                d.url,
-                dump_json(d.payload),
-                now,
-                now,
-                now,
-            ),
+            DELIVERY_INSERT + " VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, 0, ?, ?)",
+            (*delivery_values(d), now, now, now),
         )
+
+
+# A registration completed: its factor verified with the credential, while unexpired.
+VERIFY_FACTOR = (
+    "UPDATE factors SET status = 'verified',"
+    " credential_id = ?, public_key = ?, algorithm = ?, sign_count = ?,"
+    " transports = ?, aaguid = ?, fmt = ?, backup_eligible = ?, backed_up = ?,"
+    " attachment = ?, authenticator_name = ?, date_updated = ?"
+    " WHERE sid = ? AND status = 'unverified' AND registration_expires > ?"
+)
+
+
+def verify_factor_args(factor_sid: str, c: Credential, now: int) -> tuple[Any, ...]:
+    return (
+        c.credential_id, c.public_key, c.algorithm, c.sign_count,
+        dump_json(list(c.transports)), c.aaguid, c.fmt, c.backup_eligible, c.backed_up,
+        c.authenticator_attachment, c.authenticator_name, now, factor_sid, now,
+    )  # fmt: skip
 
 
 def _webhook(r: Sequence[Any]) -> Webhook:
@@ -715,32 +733,9 @@ class SqlStore(abc.ABC):
         now: int,
         deliveries: Sequence[Delivery] = (),
     ) -> bool:
-        c = credential
         try:
             with self._write() as db:
-                cur = db.execute(
-                    "UPDATE factors SET status = 'verified',"
-                    " credential_id = ?, public_key = ?, algorithm = ?, sign_count = ?,"
-                    " transports = ?, aaguid = ?, fmt = ?, backup_eligible = ?, backed_up = ?,"
-                    " attachment = ?, authenticator_name = ?, date_updated = ?"
-                    " WHERE sid = ? AND status = 'unverified' AND registration_expires > ?",
-                    (
-                        c.credential_id,
-                        c.public_key,
-                        c.algorithm,
-                        c.sign_count,
-                        dump_json(list(c.transports)),
-                        c.aaguid,
-                        c.fmt,
-                        c.backup_eligible,
-                        c.backed_up,
-                        c.authenticator_attachment,
-                        c.authenticator_name,
-                        now,
-                        factor_sid,
-                        now,
-                    ),
-                )
+                cur = db.execute(VERIFY_FACTOR, verify_factor_args(factor_sid, credential, now))
                 if cur.rowcount != 1:
                     return False
                 _enqueue(db, deliveries, now)
