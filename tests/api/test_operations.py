@@ -5,10 +5,13 @@ from __future__ import annotations
 import logging
 import re
 import sqlite3
+import threading
+import time
 
 from starlette.testclient import TestClient
 
 from passkeyd.api import create_app
+from passkeyd.domain import authentication as authentication_module
 from passkeyd.settings import Settings, describe
 from passkeyd.storage import sqlite as sqlite_module
 from tests.authenticator import b64url
@@ -173,3 +176,57 @@ def test_a_ceremony_request_waits_for_one_commit_not_two(api, domain, monkeypatc
     monkeypatch.setattr(domain.store, "settle", counting_settle)
     api.challenge(identity="user-0001")
     assert settles == 1
+
+
+def test_a_ceremony_refused_before_its_write_does_not_wait_for_another_process(
+    api, db_path, monkeypatch
+):
+    """The ceremony endpoints take the write lock only at their first write: a challenge
+    for an identity with no passkey is refused (404) while another process holds the lock,
+    instead of waiting for the lock first and answering 503 when it stays taken."""
+    api.create_service()
+    monkeypatch.setattr(sqlite_module, "BUSY_TIMEOUT_SECONDS", 2)
+    other = sqlite3.connect(db_path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        r = api.post_json(f"{api.svc}/Passkeys/Challenges", {"identity": "nobody-0000"})
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert (r.status_code, r.json()["code"]) == (404, 60392), r.text
+
+
+def test_an_assertion_is_verified_while_another_process_holds_the_lock(api, db_path, monkeypatch):
+    """ApproveChallenge parses, reads and verifies the assertion before it takes the write
+    lock (so another worker process's batch does not hold up that CPU work), then waits
+    for the lock, and approves once it is free."""
+    api.create_service()
+    api.register("user-0001")
+    challenge = api.challenge(identity="user-0001")
+    assertion = api.authenticator.get(challenge["options"], ORIGIN)
+    verified_at: list[float] = []
+    verify = authentication_module.verify_authentication
+
+    def timed_verify(*args, **kwargs):
+        verified_at.append(time.monotonic())
+        return verify(*args, **kwargs)
+
+    monkeypatch.setattr(authentication_module, "verify_authentication", timed_verify)
+    other = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    released_at: list[float] = []
+
+    def release() -> None:
+        time.sleep(0.5)
+        released_at.append(time.monotonic())
+        other.execute("ROLLBACK")
+
+    releaser = threading.Thread(target=release)
+    releaser.start()
+    try:
+        r = api.approve(assertion)
+    finally:
+        releaser.join()
+        other.close()
+    assert r.status_code == 200 and r.json()["status"] == "approved", r.text
+    assert len(verified_at) == 1 and verified_at[0] < released_at[0]

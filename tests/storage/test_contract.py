@@ -1193,3 +1193,37 @@ def test_a_request_authenticates_from_the_cache_while_the_listener_hears_changes
             store.stop_group_commit()
             loop.close()
             store.close()
+
+
+def test_an_entity_s_factor_limit_is_counted_in_the_insert(store):
+    """`max_factors` counts an existing entity's verified factors and those awaiting
+    registration inside the insert's own write; an expired registration does not count.
+    At the limit nothing is written and no rate-limit hit is counted."""
+    svc = service()
+    store.insert_service(svc)
+    f = verified(store, svc)
+    ent = Entity(f.entity_sid, svc.account_sid, svc.sid, f.identity, NOW, NOW)
+    store.insert_factor(dataclasses.replace(factor(ent), registration_expires=NOW))  # expired
+    assert store.insert_factor(factor(ent), max_factors=3) is InsertOutcome.INSERTED
+    assert store.insert_factor(factor(ent), max_factors=3) is InsertOutcome.INSERTED
+    hit = RateHit("factor:VA1:user-0001", NOW, 100)
+    full = factor(ent)
+    assert store.insert_factor(full, rate=hit, max_factors=3) is InsertOutcome.ENTITY_FULL
+    assert store.get_factor(svc.account_sid, svc.sid, full.sid) is None
+    assert store.rate_limit_count(hit.key, NOW) == 0
+    assert len(store.active_factors(svc.account_sid, svc.sid, ent.sid, NOW)) == 3
+
+
+def test_concurrent_factors_do_not_pass_their_entity_s_limit_together(store):
+    from concurrent.futures import ThreadPoolExecutor
+
+    svc = service()
+    store.insert_service(svc)
+    ent = stored(store, entity(svc))
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        outcomes = list(
+            pool.map(lambda _: store.insert_factor(factor(ent), max_factors=5), range(16))
+        )
+    assert outcomes.count(InsertOutcome.INSERTED) == 5
+    assert outcomes.count(InsertOutcome.ENTITY_FULL) == 11
+    assert len(store.active_factors(svc.account_sid, svc.sid, ent.sid, NOW)) == 5

@@ -27,6 +27,7 @@ from passkeyd.domain.errors import (
     Unauthenticated,
 )
 from passkeyd.domain.models import AuditEvent
+from passkeyd.domain.steps import Steps, finish
 from passkeyd.storage import NotCached, StorageUnavailable
 
 from . import errors
@@ -62,6 +63,27 @@ class Call:
         if self.request.method != "GET":
             await self.domain.store.reserve()  # it will write: take the lock without blocking
         return await _run(self.domain, fn, *args, **kwargs)
+
+    async def run_steps(self, fn: Callable[..., Steps[T]], *args: Any, **kwargs: Any) -> T:
+        """Run a use-case written in steps (`domain.steps`). Inline on SQLite, where the
+        write lock is taken only at its first yield: its reads and checks (the signature's
+        verification among them) run while another worker process may hold the lock, and
+        the lock is held for its writes alone, not for all of its work. In a worker thread
+        for a networked store, straight through."""
+        domain = self.domain
+        steps = fn(*args, **kwargs)
+        if domain.store.runs_in_threads:
+            return await _run(domain, finish, steps)
+        store = domain.store
+        try:
+            while True:
+                next(steps)  # runs up to its next write
+                await store.reserve()  # at once when this process's batch is open
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        finally:
+            steps.close()  # when reserve() failed: the use-case goes no further
+            await store.settle()
 
 
 _limiters: dict[int, anyio.CapacityLimiter] = {}

@@ -48,6 +48,7 @@ from .models import (
     RateHit,
 )
 from .policy import resolve_policy
+from .steps import Steps, finish
 
 CHALLENGE_BYTES = 32
 MAX_FAILED_ATTEMPTS = 5
@@ -103,6 +104,16 @@ class Authentications:
     def create_challenge(
         self, account_sid: str, service_sid: str, *, identity: object, factor_sid: object
     ) -> Challenge:
+        return finish(
+            self.create_challenge_steps(
+                account_sid, service_sid, identity=identity, factor_sid=factor_sid
+            )
+        )
+
+    def create_challenge_steps(
+        self, account_sid: str, service_sid: str, *, identity: object, factor_sid: object
+    ) -> Steps[Challenge]:
+        """`create_challenge` in steps (see `steps`): it yields before its one write."""
         service = self.store.get_service(account_sid, service_sid)
         if service is None:
             raise NotFound(f"The requested resource /Services/{service_sid} was not found")
@@ -155,6 +166,7 @@ class Authentications:
             rate = self.limiter.pending_hit(rule, f"{service_sid}:{identity}")
         else:
             rate = None
+        yield
         outcome = self.store.insert_challenge(
             challenge, rate=rate, max_pending=MAX_PENDING_CHALLENGES_PER_ENTITY
         )
@@ -178,6 +190,13 @@ class Authentications:
         return challenge
 
     def approve_challenge(self, account_sid: str, service_sid: str, body: Any) -> Challenge:
+        return finish(self.approve_challenge_steps(account_sid, service_sid, body))
+
+    def approve_challenge_steps(
+        self, account_sid: str, service_sid: str, body: Any
+    ) -> Steps[Challenge]:
+        """`approve_challenge` in steps (see `steps`): the assertion is read and verified
+        before the first yield; it yields before each write."""
         service = self.store.get_service(account_sid, service_sid)
         if service is None:
             raise NotFound(f"The requested resource /Services/{service_sid} was not found")
@@ -251,6 +270,7 @@ class Authentications:
                     # spends it). Replays racing their approved twin are replays (60322).
                     latest = self.store.get_challenge(account_sid, service_sid, challenge.sid)
                     self._check_pending(latest or challenge, now)
+                    yield
                     self._record_failure(challenge, factor, refusal, now)
                     raise over_budget from exc
                 raise refusal from exc
@@ -265,6 +285,7 @@ class Authentications:
             latest = self.store.get_challenge(account_sid, service_sid, challenge.sid)
             if latest is not None:
                 self._check_pending(latest, now)
+            yield
             self._record_failure(challenge, factor, refusal, now)
             raise
         approved = self.events.deliveries(
@@ -289,6 +310,7 @@ class Authentications:
             )
         # A BE flag that changed since registration is recorded, not refused: iCloud Keychain
         # passkeys made with BE=0 report BE=1 later (go-webauthn#335).
+        yield
         outcome = self.store.approve_challenge(
             challenge,
             factor,
@@ -307,6 +329,7 @@ class Authentications:
             race = AssertionRefused(
                 VerificationFailed(Step.SIGN_COUNT, "the signature counter did not increase")
             )
+            yield
             self._record_failure(challenge, factor, race, now)
             raise race
         return replace(

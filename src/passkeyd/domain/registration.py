@@ -39,6 +39,7 @@ from .limits import MAX_FACTORS_PER_ENTITY, RateLimiter
 from .metadata import Metadata
 from .models import Credential, Entity, Factor, FactorStatus, PasskeySettings
 from .policy import MAX_NAME_LENGTH, check_authenticator_lists, resolve_policy
+from .steps import Steps, finish
 
 CHALLENGE_BYTES = 32
 
@@ -61,9 +62,29 @@ class Registrations:
         friendly_name: object,
         identity: object,
         config: PasskeySettings,
-        retried: bool = False,
     ) -> tuple[Factor, dict[str, Any]]:
         """A new unverified factor and the creation options for navigator.credentials.create."""
+        return finish(
+            self.create_factor_steps(
+                account_sid,
+                service_sid,
+                friendly_name=friendly_name,
+                identity=identity,
+                config=config,
+            )
+        )
+
+    def create_factor_steps(
+        self,
+        account_sid: str,
+        service_sid: str,
+        *,
+        friendly_name: object,
+        identity: object,
+        config: PasskeySettings,
+        retried: bool = False,
+    ) -> Steps[tuple[Factor, dict[str, Any]]]:
+        """`create_factor` in steps (see `steps`): it yields before its write."""
         service = self.store.get_service(account_sid, service_sid)
         if service is None:
             raise NotFound(f"The requested resource /Services/{service_sid} was not found")
@@ -85,10 +106,7 @@ class Registrations:
             else self.store.active_factors(account_sid, service_sid, entity.sid, now)
         )
         if len(active) >= MAX_FACTORS_PER_ENTITY:
-            raise LimitExceeded(
-                f"Too many passkeys: an entity may have at most {MAX_FACTORS_PER_ENTITY}"
-                " (verified or awaiting registration)"
-            )
+            raise _entity_full()
         existing = [f for f in active if f.status is FactorStatus.VERIFIED]
         challenge = secrets.token_bytes(CHALLENGE_BYTES)
         factor = Factor(
@@ -111,19 +129,26 @@ class Registrations:
             account_sid, service_sid, events.FACTOR_CREATED, events.factor_fields(factor)
         )
         rate = self.limiter.pending_hit("factor", f"{service_sid}:{ident}")
-        outcome = self.store.insert_factor(factor, created, rate, entity=new_entity)
+        yield
+        outcome = self.store.insert_factor(
+            factor, created, rate, entity=new_entity, max_factors=MAX_FACTORS_PER_ENTITY
+        )
         if outcome is InsertOutcome.ENTITY_EXISTS:
             if retried:  # created, deleted and created again by others meanwhile
                 raise StorageUnavailable("the entity kept changing; try again")
             # A concurrent request created this identity's entity first: join it.
-            return self.create_factor(
-                account_sid,
-                service_sid,
-                friendly_name=friendly_name,
-                identity=ident,
-                config=config,
-                retried=True,
+            return (
+                yield from self.create_factor_steps(
+                    account_sid,
+                    service_sid,
+                    friendly_name=friendly_name,
+                    identity=ident,
+                    config=config,
+                    retried=True,
+                )
             )
+        if outcome is InsertOutcome.ENTITY_FULL:  # concurrent requests filled it meanwhile
+            raise _entity_full()
         if outcome is not InsertOutcome.INSERTED:
             rule = self.limiter.rules["factor"]
             raise TooManyRequests(
@@ -152,11 +177,15 @@ class Registrations:
         return factor, options
 
     def verify_factor(self, account_sid: str, service_sid: str, body: Any) -> Factor:
+        return finish(self.verify_factor_steps(account_sid, service_sid, body))
+
+    def verify_factor_steps(self, account_sid: str, service_sid: str, body: Any) -> Steps[Factor]:
         """Finish registration: find the factor by its challenge and verify the attestation.
 
         The factor's policy (relying party, origins, algorithms) is the one its options were
         made with; the service's attestation policy and AAGUID lists are read now, so a
-        change to them applies at once."""
+        change to them applies at once. In steps (see `steps`): the attestation is verified
+        before it yields, once, before its write."""
         service = self.store.get_service(account_sid, service_sid)
         if service is None:
             raise NotFound(f"The requested resource /Services/{service_sid} was not found")
@@ -209,6 +238,7 @@ class Registrations:
             verified_events = self.events.deliveries(
                 account_sid, service_sid, events.FACTOR_VERIFIED, events.factor_fields(factor)
             )
+            yield
             completed = self.store.complete_registration(
                 factor.sid, credential, now, verified_events
             )
@@ -223,3 +253,10 @@ class Registrations:
         return replace(
             factor, status=FactorStatus.VERIFIED, credential=credential, date_updated=now
         )
+
+
+def _entity_full() -> LimitExceeded:
+    return LimitExceeded(
+        f"Too many passkeys: an entity may have at most {MAX_FACTORS_PER_ENTITY}"
+        " (verified or awaiting registration)"
+    )

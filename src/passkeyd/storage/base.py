@@ -49,6 +49,7 @@ class InsertOutcome(enum.Enum):
     RATE_LIMITED = "rate_limited"
     TOO_MANY_PENDING = "too_many_pending"
     ENTITY_EXISTS = "entity_exists"  # the entity to create with it was created meanwhile
+    ENTITY_FULL = "entity_full"  # the entity has its most factors already
 
 
 class ApproveOutcome(enum.Enum):
@@ -114,6 +115,7 @@ class Store(Protocol):
         rate: RateHit | None = None,
         *,
         entity: Entity | None = None,
+        max_factors: int | None = None,
     ) -> InsertOutcome: ...
     def get_factor(self, account_sid: str, service_sid: str, sid: str) -> Factor | None: ...
     def find_factor_by_registration(

@@ -97,6 +97,7 @@ class PostgresStore(SqlStore):
     dialect = "postgres"
     runs_in_threads = True
     integrity_errors = (psycopg.errors.IntegrityError,)
+    _LOCK_ENTITY = "SELECT 1 FROM entities WHERE sid = ? FOR UPDATE"
 
     def __init__(self, url: str, *, pool_size: int = 10, connect_timeout: float = 10.0) -> None:
         self.concurrency = pool_size

@@ -612,6 +612,9 @@ class SqlStore(abc.ABC):
     # --- factors --------------------------------------------------------------------------
 
     _FACTOR = f"SELECT {FACTOR_COLUMNS} FROM factors"
+    # Serializes the factor inserts of one entity ("" where the transaction holds the
+    # database's one write lock already, as on SQLite).
+    _LOCK_ENTITY = ""
 
     def insert_factor(
         self,
@@ -620,16 +623,29 @@ class SqlStore(abc.ABC):
         rate: RateHit | None = None,
         *,
         entity: Entity | None = None,
+        max_factors: int | None = None,
     ) -> InsertOutcome:
         """Insert, counting the rate-limit hit in the same transaction, and creating the
         factor's new `entity` first when given (one write for a new user's first factor).
-        Nothing is written when the hit is over the limit (RATE_LIMITED) or the entity's
-        identity was taken meanwhile (ENTITY_EXISTS)."""
+        Nothing is written when the hit is over the limit (RATE_LIMITED), the entity's
+        identity was taken meanwhile (ENTITY_EXISTS), or an existing entity already has
+        `max_factors` verified or awaiting registration (ENTITY_FULL: counted here, in the
+        write, so that concurrent requests cannot pass it together)."""
         columns = FACTOR_COLUMNS.split(", ", 1)[1]
         try:
             with self._write() as db:
                 if entity is not None and not self._insert_entity(db, entity):
                     raise _Refused(InsertOutcome.ENTITY_EXISTS)
+                if entity is None and max_factors is not None:
+                    if self._LOCK_ENTITY:
+                        db.execute(self._LOCK_ENTITY, (factor.entity_sid,))
+                    active = db.execute(
+                        "SELECT count(*) FROM factors WHERE entity_sid = ?"
+                        " AND (status = 'verified' OR registration_expires > ?)",
+                        (factor.entity_sid, factor.date_created),
+                    ).fetchone()[0]
+                    if active >= max_factors:
+                        raise _Refused(InsertOutcome.ENTITY_FULL)
                 if rate is not None and self._count_hit(db, rate) > rate.limit:
                     raise _Refused(InsertOutcome.RATE_LIMITED)
                 db.execute(

@@ -89,8 +89,8 @@ def requested_config(config: Any) -> PasskeySettings:
 @endpoint
 async def create_factor(call: Call) -> tuple[int, Any]:
     data = await read_json(call.request, code=60300, form_fallback=True)
-    factor, options = await call.run(
-        call.domain.registrations.create_factor,
+    factor, options = await call.run_steps(
+        call.domain.registrations.create_factor_steps,
         call.account_sid,
         call.path("service_sid"),
         friendly_name=pick(data, "friendly_name"),
@@ -103,8 +103,11 @@ async def create_factor(call: Call) -> tuple[int, Any]:
 @endpoint
 async def verify_factor(call: Call) -> tuple[int, Any]:
     data = await read_json(call.request, code=60434, form_fallback=False)
-    factor = await call.run(
-        call.domain.registrations.verify_factor, call.account_sid, call.path("service_sid"), data
+    factor = await call.run_steps(
+        call.domain.registrations.verify_factor_steps,
+        call.account_sid,
+        call.path("service_sid"),
+        data,
     )
     return 200, factor_json(factor, call.base)
 
@@ -112,8 +115,8 @@ async def verify_factor(call: Call) -> tuple[int, Any]:
 @endpoint
 async def create_challenge(call: Call) -> tuple[int, Any]:
     data = await read_json(call.request, code=60300, form_fallback=True)
-    challenge = await call.run(
-        call.domain.authentications.create_challenge,
+    challenge = await call.run_steps(
+        call.domain.authentications.create_challenge_steps,
         call.account_sid,
         call.path("service_sid"),
         identity=pick(data, "identity") or None,
@@ -125,8 +128,8 @@ async def create_challenge(call: Call) -> tuple[int, Any]:
 @endpoint
 async def approve_challenge(call: Call) -> tuple[int, Any]:
     data = await read_json(call.request, code=60433, form_fallback=False)
-    challenge = await call.run(
-        call.domain.authentications.approve_challenge,
+    challenge = await call.run_steps(
+        call.domain.authentications.approve_challenge_steps,
         call.account_sid,
         call.path("service_sid"),
         data,
