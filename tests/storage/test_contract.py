@@ -1227,3 +1227,34 @@ def test_concurrent_factors_do_not_pass_their_entity_s_limit_together(store):
     assert outcomes.count(InsertOutcome.INSERTED) == 5
     assert outcomes.count(InsertOutcome.ENTITY_FULL) == 11
     assert len(store.active_factors(svc.account_sid, svc.sid, ent.sid, NOW)) == 5
+
+
+def test_a_factor_for_an_entity_deleted_meanwhile_is_not_written(store):
+    svc = service()
+    store.insert_service(svc)
+    ent = stored(store, entity(svc))
+    assert store.delete_entity(svc.account_sid, svc.sid, ent.identity)
+    hit = RateHit("factor:VA1:user-0001", NOW, 100)
+    late = factor(ent)
+    assert store.insert_factor(late, rate=hit) is InsertOutcome.ENTITY_GONE
+    assert store.insert_factor(factor(ent), max_factors=20) is InsertOutcome.ENTITY_GONE
+    assert store.get_factor(svc.account_sid, svc.sid, late.sid) is None
+    assert store.rate_limit_count(hit.key, NOW) == 0
+
+
+@pytest.mark.parametrize("flag", [False, True])
+def test_an_approval_for_a_factor_deleted_meanwhile_changes_nothing(store, flag):
+    """Told apart from a counter race (which, under the flag policy, would approve with a
+    clone warning): the factor is gone, the challenge stays pending."""
+    svc = service()
+    store.insert_service(svc)
+    f = verified(store, svc)
+    ent = Entity(f.entity_sid, svc.account_sid, svc.sid, f.identity, NOW, NOW)
+    c = challenge(ent, svc)
+    store.insert_challenge(c)
+    assert store.delete_factor(svc.account_sid, svc.sid, f.sid)
+    outcome = store.approve_challenge(
+        c, f, new_sign_count=5, backed_up=False, now=NOW + 1, flag_counter_regression=flag
+    )
+    assert outcome is ApproveOutcome.FACTOR_GONE
+    assert store.get_challenge(svc.account_sid, svc.sid, c.sid).status is ChallengeStatus.PENDING

@@ -67,9 +67,10 @@ class Call:
     async def run_steps(self, fn: Callable[..., Steps[T]], *args: Any, **kwargs: Any) -> T:
         """Run a use-case written in steps (`domain.steps`). Inline on SQLite, where the
         write lock is taken only at its first yield: its reads and checks (the signature's
-        verification among them) run while another worker process may hold the lock, and
-        the lock is held for its writes alone, not for all of its work. In a worker thread
-        for a networked store, straight through."""
+        verification among them) run while another worker process may hold the lock,
+        instead of keeping that process from writing for all of its work. (Once taken, the
+        lock stays with this process's batch until the batch commits: see
+        `storage.sqlite`.) In a worker thread for a networked store, straight through."""
         domain = self.domain
         steps = fn(*args, **kwargs)
         if domain.store.runs_in_threads:

@@ -256,6 +256,8 @@ class Authentications:
                 )
             except CeremonyError as exc:
                 refusal = AssertionRefused(exc)
+                # What follows reads the challenge and the budget as the write sees them.
+                yield
                 # The identity's failure budget refuses only assertions that fail: one that
                 # verifies is approved even when the budget is spent, so nobody can lock a
                 # user out by failing in their name (credential ids are not secret). So it
@@ -270,7 +272,6 @@ class Authentications:
                     # spends it). Replays racing their approved twin are replays (60322).
                     latest = self.store.get_challenge(account_sid, service_sid, challenge.sid)
                     self._check_pending(latest or challenge, now)
-                    yield
                     self._record_failure(challenge, factor, refusal, now)
                     raise over_budget from exc
                 raise refusal from exc
@@ -282,10 +283,12 @@ class Authentications:
         ) as refusal:
             # A concurrent request may have approved this very challenge while this one was
             # verifying (and moved the counter): then the answer is "already responded".
+            # Read with the write lock held, so that it is still so when the failure is
+            # written.
+            yield
             latest = self.store.get_challenge(account_sid, service_sid, challenge.sid)
             if latest is not None:
                 self._check_pending(latest, now)
-            yield
             self._record_failure(challenge, factor, refusal, now)
             raise
         approved = self.events.deliveries(
@@ -332,6 +335,11 @@ class Authentications:
             yield
             self._record_failure(challenge, factor, race, now)
             raise race
+        if outcome is ApproveOutcome.FACTOR_GONE:  # deleted while the assertion was verified
+            gone = FactorNotFound("Factor not found: no passkey has this credential id")
+            yield
+            self._record_failure(challenge, None, gone, now)
+            raise gone
         return replace(
             challenge,
             status=ChallengeStatus.APPROVED,

@@ -133,10 +133,11 @@ class Registrations:
         outcome = self.store.insert_factor(
             factor, created, rate, entity=new_entity, max_factors=MAX_FACTORS_PER_ENTITY
         )
-        if outcome is InsertOutcome.ENTITY_EXISTS:
+        if outcome in (InsertOutcome.ENTITY_EXISTS, InsertOutcome.ENTITY_GONE):
             if retried:  # created, deleted and created again by others meanwhile
                 raise StorageUnavailable("the entity kept changing; try again")
-            # A concurrent request created this identity's entity first: join it.
+            # A concurrent request created this identity's entity first: join it. Or the
+            # entity read above was deleted meanwhile (with its passkeys): start a new one.
             return (
                 yield from self.create_factor_steps(
                     account_sid,
@@ -247,7 +248,12 @@ class Registrations:
                 Step.CREDENTIAL_REGISTERED, "this passkey is already registered"
             )
             raise RegistrationRefused(error) from exc
-        if not completed:  # another request verified it first, or it expired meanwhile
+        if not completed:  # verified by another request, expired or deleted meanwhile
+            current = self.store.get_factor(account_sid, service_sid, factor.sid)
+            if current is None:
+                raise ChallengeNotFound("Challenge not found: no factor awaits this challenge")
+            if current.status is not FactorStatus.VERIFIED:
+                raise ChallengeExpired("Challenge expired: create a new factor")
             raise IllegalFactorStatus("Illegal factor status: the factor is already verified")
         # What complete_registration stored (a registered credential is not yet flagged).
         return replace(

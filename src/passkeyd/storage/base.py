@@ -50,12 +50,14 @@ class InsertOutcome(enum.Enum):
     TOO_MANY_PENDING = "too_many_pending"
     ENTITY_EXISTS = "entity_exists"  # the entity to create with it was created meanwhile
     ENTITY_FULL = "entity_full"  # the entity has its most factors already
+    ENTITY_GONE = "entity_gone"  # the existing entity it was for was deleted meanwhile
 
 
 class ApproveOutcome(enum.Enum):
     APPROVED = "approved"
     NOT_PENDING = "not_pending"  # consumed, spent or expired meanwhile
     COUNTER_RACE = "counter_race"  # another approval moved the counter past ours
+    FACTOR_GONE = "factor_gone"  # the factor was deleted (or is no longer verified) meanwhile
 
 
 class Store(Protocol):

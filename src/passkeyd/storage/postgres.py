@@ -97,7 +97,7 @@ class PostgresStore(SqlStore):
     dialect = "postgres"
     runs_in_threads = True
     integrity_errors = (psycopg.errors.IntegrityError,)
-    _LOCK_ENTITY = "SELECT 1 FROM entities WHERE sid = ? FOR UPDATE"
+    _FOR_UPDATE = " FOR UPDATE"
 
     def __init__(self, url: str, *, pool_size: int = 10, connect_timeout: float = 10.0) -> None:
         self.concurrency = pool_size
@@ -293,15 +293,19 @@ class PostgresStore(SqlStore):
             args += sent_args
         sql = (
             f"WITH {', '.join(parts)} SELECT EXISTS (SELECT 1 FROM pending),"
-            " EXISTS (SELECT 1 FROM approved)"
+            " EXISTS (SELECT 1 FROM approved),"
+            " EXISTS (SELECT 1 FROM factors WHERE sid = %s AND status = 'verified')"
         )
+        args.append(factor.sid)
         with self._pool.connection() as conn:
             row = conn.execute(sql, args).fetchone()
         assert row is not None
-        was_pending, approved = row
+        was_pending, approved, present = row
         if approved:
             return ApproveOutcome.APPROVED
-        return ApproveOutcome.COUNTER_RACE if was_pending else ApproveOutcome.NOT_PENDING
+        if not was_pending:
+            return ApproveOutcome.NOT_PENDING
+        return ApproveOutcome.COUNTER_RACE if present else ApproveOutcome.FACTOR_GONE
 
     # --- configuration changes, announced -------------------------------------------------
 

@@ -201,6 +201,10 @@ def _changes_config(method: F) -> F:
 
 class SqlStore(abc.ABC):
     dialect: str = ""
+    # Appended to a read in a write transaction that must lock the rows it reads, so that
+    # writes to an entity and its factors are serialized ("" where the transaction holds
+    # the database's one write lock already, as on SQLite).
+    _FOR_UPDATE = ""
     runs_in_threads: bool = False
     integrity_errors: tuple[type[Exception], ...] = ()
     # Rate-limit windows in this process instead of the rate_limits table (storage/windows.py);
@@ -598,7 +602,7 @@ class SqlStore(abc.ABC):
         with self._write() as db:
             row = db.execute(
                 "SELECT sid FROM entities WHERE service_sid = ? AND identity = ?"
-                " AND account_sid = ?",
+                " AND account_sid = ?" + self._FOR_UPDATE,  # first: a factor's insert waits
                 (service_sid, identity, account_sid),
             ).fetchone()
             if row is None:
@@ -612,9 +616,6 @@ class SqlStore(abc.ABC):
     # --- factors --------------------------------------------------------------------------
 
     _FACTOR = f"SELECT {FACTOR_COLUMNS} FROM factors"
-    # Serializes the factor inserts of one entity ("" where the transaction holds the
-    # database's one write lock already, as on SQLite).
-    _LOCK_ENTITY = ""
 
     def insert_factor(
         self,
@@ -628,17 +629,23 @@ class SqlStore(abc.ABC):
         """Insert, counting the rate-limit hit in the same transaction, and creating the
         factor's new `entity` first when given (one write for a new user's first factor).
         Nothing is written when the hit is over the limit (RATE_LIMITED), the entity's
-        identity was taken meanwhile (ENTITY_EXISTS), or an existing entity already has
-        `max_factors` verified or awaiting registration (ENTITY_FULL: counted here, in the
-        write, so that concurrent requests cannot pass it together)."""
+        identity was taken meanwhile (ENTITY_EXISTS), the existing entity it is for was
+        deleted meanwhile (ENTITY_GONE: the factor would outlive its user), or that entity
+        already has `max_factors` verified or awaiting registration (ENTITY_FULL: counted
+        here, in the write, so that concurrent requests cannot pass it together)."""
         columns = FACTOR_COLUMNS.split(", ", 1)[1]
         try:
             with self._write() as db:
                 if entity is not None and not self._insert_entity(db, entity):
                     raise _Refused(InsertOutcome.ENTITY_EXISTS)
+                if entity is None:
+                    exists = db.execute(
+                        "SELECT 1 FROM entities WHERE sid = ?" + self._FOR_UPDATE,
+                        (factor.entity_sid,),
+                    ).fetchone()
+                    if exists is None:
+                        raise _Refused(InsertOutcome.ENTITY_GONE)
                 if entity is None and max_factors is not None:
-                    if self._LOCK_ENTITY:
-                        db.execute(self._LOCK_ENTITY, (factor.entity_sid,))
                     active = db.execute(
                         "SELECT count(*) FROM factors WHERE entity_sid = ?"
                         " AND (status = 'verified' OR registration_expires > ?)",
@@ -934,7 +941,13 @@ class SqlStore(abc.ABC):
                         (True, backed_up, now, now, backup_eligible_changed, factor.sid),
                     ).rowcount
                 if counted != 1:
-                    raise _Rollback(ApproveOutcome.COUNTER_RACE)
+                    present = tx.execute(
+                        "SELECT 1 FROM factors WHERE sid = ? AND status = 'verified'",
+                        (factor.sid,),
+                    ).fetchone()
+                    raise _Rollback(
+                        ApproveOutcome.COUNTER_RACE if present else ApproveOutcome.FACTOR_GONE
+                    )
                 _enqueue(tx, deliveries, now)
                 for hit in rate_hits:
                     self._count_hit(tx, hit)

@@ -1,0 +1,128 @@
+"""The ceremony endpoints read before they take the write lock (`domain.steps`): what they
+read may change before they write. Here another process changes it while holding the lock,
+and commits while the request waits for it; the write must notice."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from tests.api.test_webhooks import create_webhook
+from tests.authenticator import Authenticator
+from tests.conftest import ORIGIN
+
+
+@contextmanager
+def changed_by_another_process(db_path: Path, *statements: tuple[str, tuple]) -> Iterator[None]:
+    """Another connection runs `statements` holding the write lock, and commits them half
+    a second into the block (while the block's request waits for the lock)."""
+    other = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    for sql, args in statements:
+        other.execute(sql, args)
+
+    def commit() -> None:
+        time.sleep(0.5)
+        other.execute("COMMIT")
+
+    committer = threading.Thread(target=commit)
+    committer.start()
+    try:
+        yield
+    finally:
+        committer.join()
+        other.close()
+
+
+def rows(db_path: Path, sql: str, args: tuple = ()) -> list[tuple]:
+    db = sqlite3.connect(db_path)
+    try:
+        return db.execute(sql, args).fetchall()
+    finally:
+        db.close()
+
+
+def deleting_entity(entity_sid: str) -> list[tuple[str, tuple]]:
+    """What delete_entity runs."""
+    return [
+        (f"DELETE FROM {table} WHERE {column} = ?", (entity_sid,))
+        for table, column in (("challenges", "entity_sid"), ("factors", "entity_sid"),
+                              ("entities", "sid"))
+    ]  # fmt: skip
+
+
+def test_a_factor_for_a_user_deleted_meanwhile_starts_a_new_entity(api, db_path):
+    """The entity read before the lock is gone when the factor is written: the factor goes
+    to a new entity for the identity, not to the deleted one (where it would outlive its
+    user, unlisted, and still sign in without a username)."""
+    api.create_service()
+    old = api.register("user-0001")
+    with changed_by_another_process(db_path, *deleting_entity(old["entity_sid"])):
+        r = api.post_json(
+            f"{api.svc}/Passkeys/Factors", {"friendly_name": "alice", "identity": "user-0001"}
+        )
+    assert r.status_code == 201, r.text
+    assert r.json()["entity_sid"] != old["entity_sid"]
+    assert rows(db_path, "SELECT sid FROM factors WHERE entity_sid NOT IN"
+                " (SELECT sid FROM entities)") == []  # fmt: skip
+    entity = api.get(f"{api.svc}/Entities/user-0001")
+    assert entity.status_code == 200 and entity.json()["sid"] == r.json()["entity_sid"]
+
+
+def test_an_approval_whose_passkey_was_deleted_meanwhile_is_not_found(api, db_path):
+    """The factor read before the lock was deleted before the approval's write: 404 factor
+    not found, as if it had been deleted before; not a counter refusal with a clone warning
+    (60324 and a factor.counter_regressed webhook)."""
+    api.create_service()
+    factor = api.register("user-0001")
+    create_webhook(api, "https://hooks.example.com/x")
+    challenge = api.challenge(identity="user-0001")
+    assertion = api.authenticator.get(challenge["options"], ORIGIN)
+    before = rows(db_path, "SELECT event_type FROM webhook_deliveries")
+    with changed_by_another_process(db_path, ("DELETE FROM factors WHERE sid = ?",
+                                              (factor["sid"],))):  # fmt: skip
+        r = api.approve(assertion)
+    assert (r.status_code, r.json()["code"]) == (404, 60390), r.text  # factor not found
+    new = rows(db_path, "SELECT event_type FROM webhook_deliveries")[len(before) :]
+    assert ("factor.counter_regressed",) not in new and ("challenge.approved",) not in new
+    status = rows(db_path, "SELECT status FROM challenges WHERE sid = ?", (challenge["sid"],))
+    assert status == [("pending",)]
+
+
+def test_an_entity_filled_meanwhile_gets_no_passkey_over_its_limit(api, db_path):
+    """19 passkeys when the request reads, 20 when it writes: refused like the 21st."""
+    api.create_service()
+    for _ in range(19):
+        api.create_factor(identity="user-0001")
+    columns = [r[1] for r in rows(db_path, "PRAGMA table_info(factors)") if r[1] != "seq"]
+    values = ", ".join(
+        {"sid": "'YF' || lower(hex(randomblob(16)))", "registration_challenge": "randomblob(32)"}
+        .get(c, c) for c in columns
+    )  # fmt: skip
+    twentieth = f"INSERT INTO factors ({', '.join(columns)}) SELECT {values} FROM factors LIMIT 1"
+    with changed_by_another_process(db_path, (twentieth, ())):
+        r = api.post_json(
+            f"{api.svc}/Passkeys/Factors", {"friendly_name": "alice", "identity": "user-0001"}
+        )
+    full = api.post_json(
+        f"{api.svc}/Passkeys/Factors", {"friendly_name": "alice", "identity": "user-0001"}
+    )
+    assert (r.status_code, r.json()["code"]) == (full.status_code, full.json()["code"]), r.text
+    assert r.status_code == 400 and "at most 20" in r.json()["message"]
+    assert rows(db_path, "SELECT count(*) FROM factors") == [(20,)]
+
+
+def test_a_registration_whose_factor_was_deleted_meanwhile_is_not_found(api, db_path):
+    """404 challenge not found, as if it had been deleted before; not "already verified"."""
+    api.create_service()
+    factor = api.create_factor(identity="user-0001")
+    credential = Authenticator().create(factor["options"], ORIGIN)
+    with changed_by_another_process(db_path, ("DELETE FROM factors WHERE sid = ?",
+                                              (factor["sid"],))):  # fmt: skip
+        r = api.verify_factor(credential)
+    assert (r.status_code, r.json()["code"]) == (404, 60391), r.text
+    assert rows(db_path, "SELECT count(*) FROM factors") == [(0,)]
