@@ -3,8 +3,10 @@
 The caller decides what a yield costs. On SQLite the API takes the write lock there (on
 the event loop, waiting for another worker process without blocking it), so that the
 reads, the parsing and the signature checks before a ceremony's write run while another
-process may be writing, and the lock is held for the writes alone. Anywhere else (a
-thread, a test, the CLI) `finish` just runs the steps through.
+process may be writing, instead of keeping it from writing. What a step read before a
+yield may have changed by the time it writes: the write checks again what matters (see
+the outcomes of `storage.InsertOutcome` and `ApproveOutcome`). Anywhere else (a thread,
+a test, the CLI) `finish` just runs the steps through.
 """
 
 from __future__ import annotations
