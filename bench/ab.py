@@ -58,7 +58,11 @@ def run_once(src: str, out: Path, args: argparse.Namespace) -> dict[Cell, dict[s
         if cell["errors"]:
             sys.exit(f"{src}: {cell['errors']} failed flows in {cell['flow']} w{cell['workers']}")
         key = (cell["flow"], cell["workers"], cell["concurrency"])
-        cells[key] = {"us": cell["server_us_per_flow"], "fps": cell["flows_per_s"]}
+        cells[key] = {
+            "us": cell["server_us_per_flow"],
+            "fps": cell["flows_per_s"],
+            "p99": cell["p99_ms"],
+        }
     return cells
 
 
@@ -85,7 +89,8 @@ def main() -> int:
 
     print(f"A = {args.a}, B = {args.b}; {args.rounds} alternating rounds; medians")
     header = f"{'cell':<18}{'A us/flow':>10}{'B us/flow':>10}{'B/A':>7}"
-    header += f"{'A flows/s':>11}{'B flows/s':>11}{'B/A':>7}   rounds (us/flow A|B)"
+    header += f"{'A flows/s':>11}{'B flows/s':>11}{'B/A':>7}{'A p99 ms':>10}{'B p99 ms':>10}"
+    header += "   rounds (us/flow A|B)"
     print(header)
     print("-" * len(header))
     for cell in sorted(runs["A"][0]):
@@ -94,11 +99,14 @@ def main() -> int:
         b_us = [r[cell]["us"] for r in runs["B"]]
         a_fps = statistics.median(r[cell]["fps"] for r in runs["A"])
         b_fps = statistics.median(r[cell]["fps"] for r in runs["B"])
+        a_p99 = statistics.median(r[cell]["p99"] for r in runs["A"])
+        b_p99 = statistics.median(r[cell]["p99"] for r in runs["B"])
         a_med, b_med = statistics.median(a_us), statistics.median(b_us)
         each = " ".join(f"{a:.0f}|{b:.0f}" for a, b in zip(a_us, b_us, strict=True))
         print(
             f"{f'{flow} w{workers} c{concurrency}':<18}{a_med:>10.0f}{b_med:>10.0f}"
-            f"{b_med / a_med:>7.2f}{a_fps:>11,.0f}{b_fps:>11,.0f}{b_fps / a_fps:>7.2f}   {each}"
+            f"{b_med / a_med:>7.2f}{a_fps:>11,.0f}{b_fps:>11,.0f}{b_fps / a_fps:>7.2f}"
+            f"{a_p99:>10.1f}{b_p99:>10.1f}   {each}"
         )
     return 0
 
