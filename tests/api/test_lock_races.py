@@ -11,28 +11,34 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from passkeyd.domain import authentication as authentication_module
 from tests.api.test_webhooks import create_webhook
 from tests.authenticator import Authenticator
 from tests.conftest import ORIGIN
 
 
 @contextmanager
-def changed_by_another_process(db_path: Path, *statements: tuple[str, tuple]) -> Iterator[None]:
+def changed_by_another_process(
+    db_path: Path, *statements: tuple[str, tuple]
+) -> Iterator[list[float]]:
     """Another connection runs `statements` holding the write lock, and commits them half
-    a second into the block (while the block's request waits for the lock)."""
+    a second into the block (while the block's request waits for the lock). Yields a list
+    that receives the commit's time (time.monotonic)."""
     other = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
     other.execute("BEGIN IMMEDIATE")
     for sql, args in statements:
         other.execute(sql, args)
+    committed_at: list[float] = []
 
     def commit() -> None:
         time.sleep(0.5)
+        committed_at.append(time.monotonic())
         other.execute("COMMIT")
 
     committer = threading.Thread(target=commit)
     committer.start()
     try:
-        yield
+        yield committed_at
     finally:
         committer.join()
         other.close()
@@ -126,3 +132,25 @@ def test_a_registration_whose_factor_was_deleted_meanwhile_is_not_found(api, db_
         r = api.verify_factor(credential)
     assert (r.status_code, r.json()["code"]) == (404, 60391), r.text
     assert rows(db_path, "SELECT count(*) FROM factors") == [(0,)]
+
+
+def test_an_assertion_is_verified_while_another_process_holds_the_lock(api, db_path, monkeypatch):
+    """ApproveChallenge parses, reads and verifies the assertion before it takes the write
+    lock (so another worker process's batch does not hold up that CPU work), then waits
+    for the lock, and approves once it is free."""
+    api.create_service()
+    api.register("user-0001")
+    challenge = api.challenge(identity="user-0001")
+    assertion = api.authenticator.get(challenge["options"], ORIGIN)
+    verified_at: list[float] = []
+    verify = authentication_module.verify_authentication
+
+    def timed_verify(*args, **kwargs):
+        verified_at.append(time.monotonic())
+        return verify(*args, **kwargs)
+
+    monkeypatch.setattr(authentication_module, "verify_authentication", timed_verify)
+    with changed_by_another_process(db_path) as committed_at:
+        r = api.approve(assertion)
+    assert r.status_code == 200 and r.json()["status"] == "approved", r.text
+    assert len(verified_at) == 1 and verified_at[0] < committed_at[0]

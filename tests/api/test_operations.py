@@ -5,13 +5,10 @@ from __future__ import annotations
 import logging
 import re
 import sqlite3
-import threading
-import time
 
 from starlette.testclient import TestClient
 
 from passkeyd.api import create_app
-from passkeyd.domain import authentication as authentication_module
 from passkeyd.settings import Settings, describe
 from passkeyd.storage import sqlite as sqlite_module
 from tests.authenticator import b64url
@@ -194,39 +191,3 @@ def test_a_ceremony_refused_before_its_write_does_not_wait_for_another_process(
         other.execute("ROLLBACK")
         other.close()
     assert (r.status_code, r.json()["code"]) == (404, 60392), r.text
-
-
-def test_an_assertion_is_verified_while_another_process_holds_the_lock(api, db_path, monkeypatch):
-    """ApproveChallenge parses, reads and verifies the assertion before it takes the write
-    lock (so another worker process's batch does not hold up that CPU work), then waits
-    for the lock, and approves once it is free."""
-    api.create_service()
-    api.register("user-0001")
-    challenge = api.challenge(identity="user-0001")
-    assertion = api.authenticator.get(challenge["options"], ORIGIN)
-    verified_at: list[float] = []
-    verify = authentication_module.verify_authentication
-
-    def timed_verify(*args, **kwargs):
-        verified_at.append(time.monotonic())
-        return verify(*args, **kwargs)
-
-    monkeypatch.setattr(authentication_module, "verify_authentication", timed_verify)
-    other = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
-    other.execute("BEGIN IMMEDIATE")
-    released_at: list[float] = []
-
-    def release() -> None:
-        time.sleep(0.5)
-        released_at.append(time.monotonic())
-        other.execute("ROLLBACK")
-
-    releaser = threading.Thread(target=release)
-    releaser.start()
-    try:
-        r = api.approve(assertion)
-    finally:
-        releaser.join()
-        other.close()
-    assert r.status_code == 200 and r.json()["status"] == "approved", r.text
-    assert len(verified_at) == 1 and verified_at[0] < released_at[0]

@@ -645,14 +645,14 @@ class SqlStore(abc.ABC):
                     ).fetchone()
                     if exists is None:
                         raise _Refused(InsertOutcome.ENTITY_GONE)
-                if entity is None and max_factors is not None:
-                    active = db.execute(
-                        "SELECT count(*) FROM factors WHERE entity_sid = ?"
-                        " AND (status = 'verified' OR registration_expires > ?)",
-                        (factor.entity_sid, factor.date_created),
-                    ).fetchone()[0]
-                    if active >= max_factors:
-                        raise _Refused(InsertOutcome.ENTITY_FULL)
+                    if max_factors is not None:
+                        active = db.execute(
+                            "SELECT count(*) FROM factors WHERE entity_sid = ?"
+                            " AND (status = 'verified' OR registration_expires > ?)",
+                            (factor.entity_sid, factor.date_created),
+                        ).fetchone()[0]
+                        if active >= max_factors:
+                            raise _Refused(InsertOutcome.ENTITY_FULL)
                 if rate is not None and self._count_hit(db, rate) > rate.limit:
                     raise _Refused(InsertOutcome.RATE_LIMITED)
                 db.execute(
