@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from passkeyd.domain import authentication as authentication_module
+from passkeyd.domain.limits import DEFAULT_RULES
 from tests.api.test_webhooks import create_webhook
 from tests.authenticator import Authenticator
 from tests.conftest import ORIGIN
@@ -154,3 +155,27 @@ def test_an_assertion_is_verified_while_another_process_holds_the_lock(api, db_p
         r = api.approve(assertion)
     assert r.status_code == 200 and r.json()["status"] == "approved", r.text
     assert len(verified_at) == 1 and verified_at[0] < committed_at[0]
+
+
+def test_foreign_assertions_spend_no_more_than_the_account_s_failure_budget(api, db_path, clock):
+    """The account's budget for foreign passkeys is read before the lock. Here another
+    process spends it all while this request waits for the lock: the request, which
+    passed the first check, is refused with 429 and counts nothing, so concurrent
+    foreign assertions cannot fail past the budget by as many as they are."""
+    api.create_service()
+    api.register("user-0001")
+    stranger = Authenticator()
+    stranger.create(api.create_factor("user-0002")["options"], ORIGIN)  # never verified
+    assertion = stranger.get(api.challenge()["options"], ORIGIN)
+    rule = DEFAULT_RULES["failed_auth"]
+    key = f"failed_auth:{api.account_sid}"
+    window = clock() - clock() % rule.window
+    spend_it_all = ("INSERT INTO rate_limits (key, window_start, count) VALUES (?, ?, ?)",
+                    (key, window, rule.limit))  # fmt: skip
+    with changed_by_another_process(db_path, spend_it_all):
+        r = api.approve(assertion)
+    assert (r.status_code, r.json()["code"]) == (429, 20429), r.text
+    assert rows(db_path, "SELECT count FROM rate_limits WHERE key = ?", (key,)) == [(rule.limit,)]
+    assert rows(db_path, "SELECT failed_attempts FROM challenges WHERE status = 'pending'") == [
+        (0,)
+    ]

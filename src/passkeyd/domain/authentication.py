@@ -289,6 +289,11 @@ class Authentications:
             latest = self.store.get_challenge(account_sid, service_sid, challenge.sid)
             if latest is not None:
                 self._check_pending(latest, now)
+            if not _owner_attempt(challenge, factor):
+                # Checked again with the write lock held: concurrent foreign assertions all
+                # passed the check above before any of them was counted, and each would
+                # spend one more than the budget allows.
+                self.limiter.check("failed_auth", account_sid)
             self._record_failure(challenge, factor, refusal, now)
             raise
         approved = self.events.deliveries(
