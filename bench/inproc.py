@@ -202,17 +202,19 @@ async def run(args: argparse.Namespace) -> None:
             rounds.append(((total - clock.seconds) / flows * 1e6, total / flows * 1e6))
         # Statements per flow: a count, not a timing, so it is the same on any machine.
         statements: Counter[str] = Counter()
-        db = app.state.domain.store._db
-        db.set_trace_callback(lambda sql: statements.update([" ".join(sql.split()[:2])]))
-        await batch(args.flows)
-        db.set_trace_callback(None)
+        if args.statements:
+            db = app.state.domain.store._db
+            db.set_trace_callback(lambda sql: statements.update([" ".join(sql.split()[:2])]))
+            await batch(args.flows)
+            db.set_trace_callback(None)
         await life.stop()
     flows = args.flows // args.concurrency * args.concurrency
-    print(
-        f"SQL statements per flow: {sum(statements.values()) / flows:.2f} ("
-        + ", ".join(f"{k} {v / flows:.2f}" for k, v in statements.most_common())
-        + ")"
-    )
+    if args.statements:
+        print(
+            f"SQL statements per flow: {sum(statements.values()) / flows:.2f} ("
+            + ", ".join(f"{k} {v / flows:.2f}" for k, v in statements.most_common())
+            + ")"
+        )
     app_us = [r[0] for r in rounds]
     print(
         f"{args.flow} c{args.concurrency}: app {statistics.median(app_us):.0f} us/flow"
@@ -233,6 +235,12 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--users", type=int, default=256)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument(
+        "--no-statements",
+        dest="statements",
+        action="store_false",
+        help="skip the extra round that counts SQL statements",
+    )
     parser.add_argument("--top", type=int, default=40)
     args = parser.parse_args()
     import uvloop
