@@ -64,6 +64,8 @@ def _domain(settings: Settings, *, migrate: bool) -> Domain:
         box=secret_box(settings),
         allow_private_webhooks=settings.webhook_allow_private,
         rate_limits=rules,
+        max_factors_per_entity=settings.max_passkeys_per_entity,
+        max_pending_challenges_per_entity=settings.max_pending_challenges_per_entity,
     )
 
 

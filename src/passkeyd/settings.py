@@ -8,7 +8,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .domain.limits import DEFAULT_RULES, RateLimitSpecError, Rule, parse_rules
+from .domain.limits import (
+    DEFAULT_RULES,
+    MAX_FACTORS_PER_ENTITY,
+    MAX_PENDING_CHALLENGES_PER_ENTITY,
+    RateLimitSpecError,
+    Rule,
+    parse_rules,
+)
 
 if TYPE_CHECKING:
     from .sealing import SecretBox
@@ -42,6 +49,8 @@ class Settings:
     sqlite_synchronous: str = "NORMAL"
     sqlite_cache_mb: int = 64
     rate_limits: str = ""  # "" = the defaults; "off"; or "name=limit/seconds,..."
+    max_passkeys_per_entity: int = MAX_FACTORS_PER_ENTITY
+    max_pending_challenges_per_entity: int = MAX_PENDING_CHALLENGES_PER_ENTITY
     rate_limit_store: str = "auto"  # auto, memory or database
     audit_retention_seconds: int = 90 * 24 * 3600
     log_format: str = "auto"
@@ -126,6 +135,15 @@ class Settings:
             log_format=(env.get("PASSKEYD_LOG_FORMAT") or "auto").lower(),
             forwarded_allow_ips=env.get("PASSKEYD_FORWARDED_ALLOW_IPS") or "127.0.0.1",
             rate_limits=env.get("PASSKEYD_RATE_LIMITS") or "",
+            max_passkeys_per_entity=number(
+                "PASSKEYD_MAX_PASSKEYS_PER_ENTITY", cls.max_passkeys_per_entity, 1, 1000
+            ),
+            max_pending_challenges_per_entity=number(
+                "PASSKEYD_MAX_PENDING_CHALLENGES_PER_ENTITY",
+                cls.max_pending_challenges_per_entity,
+                1,
+                1000,
+            ),
             rate_limit_store=(env.get("PASSKEYD_RATE_LIMIT_STORE") or "auto").lower(),
             audit_retention_seconds=number(
                 "PASSKEYD_AUDIT_RETENTION_SECONDS", cls.audit_retention_seconds, 0, 10**10
@@ -200,6 +218,7 @@ ENVIRONMENT = (
     "PASSKEYD_WEBHOOK_RETRY_BASE_SECONDS", "PASSKEYD_WEBHOOK_MAX_ATTEMPTS",
     "PASSKEYD_WEBHOOK_PER_ACCOUNT",
     "PASSKEYD_RATE_LIMITS", "PASSKEYD_RATE_LIMIT_STORE", "PASSKEYD_AUDIT_RETENTION_SECONDS",
+    "PASSKEYD_MAX_PASSKEYS_PER_ENTITY", "PASSKEYD_MAX_PENDING_CHALLENGES_PER_ENTITY",
     "PASSKEYD_FORWARDED_ALLOW_IPS", "PASSKEYD_METRICS_TOKEN",
 )  # fmt: skip
 SECRET = ("PASSKEYD_AUTH_TOKEN", "PASSKEYD_SECRET_KEY", "PASSKEYD_METRICS_TOKEN")

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 from starlette.testclient import TestClient
 
+from passkeyd import cli
 from passkeyd.api import create_app
 from passkeyd.domain import Domain
 from passkeyd.domain.limits import (
@@ -18,6 +19,7 @@ from passkeyd.domain.limits import (
     Rule,
     parse_rules,
 )
+from passkeyd.settings import Settings, SettingsError
 from passkeyd.storage import SQLiteStore
 from passkeyd.storage.windows import RateWindows
 from tests.authenticator import Authenticator
@@ -227,3 +229,52 @@ def test_a_valid_assertion_does_not_read_the_identity_s_failure_budget(
     bad = api.authenticator.get(api.challenge(identity="user-0001")["options"], "https://evil.test")
     assert api.approve(bad).status_code == 403
     assert checked.count("approve") == 1
+
+
+def test_the_size_limits_are_settings_that_reach_the_serving_domain(tmp_path):
+    env = {
+        "PASSKEYD_DATABASE_URL": f"sqlite:///{tmp_path / 'p.db'}",
+        "PASSKEYD_MAX_PASSKEYS_PER_ENTITY": "3",
+        "PASSKEYD_MAX_PENDING_CHALLENGES_PER_ENTITY": "2",
+    }
+    domain = cli._domain(Settings.from_env(env), migrate=True)
+    try:
+        assert (domain.limiter.max_factors, domain.limiter.max_pending_challenges) == (3, 2)
+    finally:
+        domain.store.close()
+    defaults = Settings.from_env({})
+    assert (defaults.max_passkeys_per_entity, defaults.max_pending_challenges_per_entity) == (
+        MAX_FACTORS_PER_ENTITY,
+        MAX_PENDING_CHALLENGES_PER_ENTITY,
+    )
+    for name, value in (("PASSKEYD_MAX_PASSKEYS_PER_ENTITY", "0"),
+                        ("PASSKEYD_MAX_PENDING_CHALLENGES_PER_ENTITY", "many")):  # fmt: skip
+        with pytest.raises(SettingsError, match=name):
+            Settings.from_env({name: value})
+
+
+def test_an_entity_s_bounds_follow_the_configured_sizes(db_path, clock):
+    """Bounds of 3 passkeys and 2 pending challenges: the 4th passkey and the 3rd pending
+    challenge are refused, and the refusals name the configured bound."""
+    store = SQLiteStore(str(db_path))
+    store.migrate()
+    domain = Domain(store, clock, max_factors_per_entity=3, max_pending_challenges_per_entity=2)
+    account, token = domain.accounts.create_account()
+    with TestClient(create_app(domain)) as client:
+        api = Api(client, db_path, account.sid, (account.sid, token))
+        api.create_service()
+        api.register("user-0001")
+        api.create_factor("user-0001")
+        api.create_factor("user-0001")
+        before = api.snapshot()
+        r = api.post_json(
+            f"{api.svc}/Passkeys/Factors", {"friendly_name": "a", "identity": "user-0001"}
+        )
+        assert (r.status_code, r.json()["code"]) == (400, 60300), r.text
+        assert "at most 3" in r.json()["message"]
+        assert api.snapshot() == before
+        api.challenge(identity="user-0001")
+        api.challenge(identity="user-0001")
+        r = api.post_json(f"{api.svc}/Passkeys/Challenges", {"identity": "user-0001"})
+        assert_429(r)
+        assert "at most 2" in r.json()["message"]

@@ -13,7 +13,13 @@ from .audit import AuditLog
 from .authentication import Authentications
 from .clock import Clock, system_clock
 from .entities import Entities
-from .limits import DEFAULT_RULES, RateLimiter, Rule
+from .limits import (
+    DEFAULT_RULES,
+    MAX_FACTORS_PER_ENTITY,
+    MAX_PENDING_CHALLENGES_PER_ENTITY,
+    RateLimiter,
+    Rule,
+)
 from .metadata import Metadata
 from .registration import Registrations
 from .services import Services
@@ -29,10 +35,18 @@ class Domain:
     box: SecretBox | None = None  # seals auth tokens so webhooks can be signed with them
     allow_private_webhooks: bool = False
     rate_limits: dict[str, Rule] = field(default_factory=lambda: dict(DEFAULT_RULES))
+    max_factors_per_entity: int = MAX_FACTORS_PER_ENTITY
+    max_pending_challenges_per_entity: int = MAX_PENDING_CHALLENGES_PER_ENTITY
     metadata: Metadata = field(default_factory=OfflineMetadata)
 
     def __post_init__(self) -> None:
-        self.limiter = RateLimiter(self.store, self.clock, self.rate_limits)
+        self.limiter = RateLimiter(
+            self.store,
+            self.clock,
+            self.rate_limits,
+            max_factors=self.max_factors_per_entity,
+            max_pending_challenges=self.max_pending_challenges_per_entity,
+        )
         self.audit = AuditLog(self.store)
         self.accounts = Accounts(self.store, self.clock, self.box)
         self.webhooks = Webhooks(self.store, self.clock, self.allow_private_webhooks)

@@ -36,7 +36,7 @@ from .errors import (
 from .events import Events
 from .identity import check_identity
 from .ids import is_sid, new_sid
-from .limits import MAX_PENDING_CHALLENGES_PER_ENTITY, RateLimiter
+from .limits import RateLimiter
 from .models import (
     Challenge,
     ChallengeStatus,
@@ -168,7 +168,7 @@ class Authentications:
             rate = None
         yield
         outcome = self.store.insert_challenge(
-            challenge, rate=rate, max_pending=MAX_PENDING_CHALLENGES_PER_ENTITY
+            challenge, rate=rate, max_pending=self.limiter.max_pending_challenges
         )
         if outcome is InsertOutcome.RATE_LIMITED:
             limit = rate.limit if rate else 0
@@ -183,7 +183,7 @@ class Authentications:
             )
         if outcome is InsertOutcome.TOO_MANY_PENDING:
             raise TooManyRequests(
-                f"Too many pending challenges: at most {MAX_PENDING_CHALLENGES_PER_ENTITY}"
+                f"Too many pending challenges: at most {self.limiter.max_pending_challenges}"
                 " per entity; answer or let one expire",
                 retry_after=60,
             )

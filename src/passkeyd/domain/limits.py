@@ -14,6 +14,8 @@ from .clock import Clock
 from .errors import TooManyRequests
 from .models import RateHit
 
+# The defaults of the size limits (PASSKEYD_MAX_PASSKEYS_PER_ENTITY and
+# PASSKEYD_MAX_PENDING_CHALLENGES_PER_ENTITY).
 MAX_FACTORS_PER_ENTITY = 20  # verified, or awaiting registration
 MAX_PENDING_CHALLENGES_PER_ENTITY = 20
 
@@ -63,6 +65,8 @@ class RateLimiter:
     store: Store
     clock: Clock
     rules: dict[str, Rule] = field(default_factory=lambda: dict(DEFAULT_RULES))
+    max_factors: int = MAX_FACTORS_PER_ENTITY  # per entity
+    max_pending_challenges: int = MAX_PENDING_CHALLENGES_PER_ENTITY  # per entity
 
     def pending_hit(self, rule_name: str, key: str) -> RateHit | None:
         """A hit to count inside another write's transaction (None when the rule is off)."""

@@ -35,7 +35,7 @@ from .errors import (
 from .events import Events
 from .identity import check_identity, new_identity
 from .ids import new_sid
-from .limits import MAX_FACTORS_PER_ENTITY, RateLimiter
+from .limits import RateLimiter
 from .metadata import Metadata
 from .models import Credential, Entity, Factor, FactorStatus, PasskeySettings
 from .policy import MAX_NAME_LENGTH, check_authenticator_lists, resolve_policy
@@ -105,8 +105,8 @@ class Registrations:
             if new_entity
             else self.store.active_factors(account_sid, service_sid, entity.sid, now)
         )
-        if len(active) >= MAX_FACTORS_PER_ENTITY:
-            raise _entity_full()
+        if len(active) >= self.limiter.max_factors:
+            raise _entity_full(self.limiter.max_factors)
         existing = [f for f in active if f.status is FactorStatus.VERIFIED]
         challenge = secrets.token_bytes(CHALLENGE_BYTES)
         factor = Factor(
@@ -131,7 +131,7 @@ class Registrations:
         rate = self.limiter.pending_hit("factor", f"{service_sid}:{ident}")
         yield
         outcome = self.store.insert_factor(
-            factor, created, rate, entity=new_entity, max_factors=MAX_FACTORS_PER_ENTITY
+            factor, created, rate, entity=new_entity, max_factors=self.limiter.max_factors
         )
         if outcome in (InsertOutcome.ENTITY_EXISTS, InsertOutcome.ENTITY_GONE):
             if retried:  # created, deleted and created again by others meanwhile
@@ -149,7 +149,7 @@ class Registrations:
                 )
             )
         if outcome is InsertOutcome.ENTITY_FULL:  # concurrent requests filled it meanwhile
-            raise _entity_full()
+            raise _entity_full(self.limiter.max_factors)
         if outcome is not InsertOutcome.INSERTED:
             rule = self.limiter.rules["factor"]
             raise TooManyRequests(
@@ -261,8 +261,7 @@ class Registrations:
         )
 
 
-def _entity_full() -> LimitExceeded:
+def _entity_full(limit: int) -> LimitExceeded:
     return LimitExceeded(
-        f"Too many passkeys: an entity may have at most {MAX_FACTORS_PER_ENTITY}"
-        " (verified or awaiting registration)"
+        f"Too many passkeys: an entity may have at most {limit} (verified or awaiting registration)"
     )
