@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         database.cleanup()
     elapsed = time.perf_counter() - started
 
-    checks = report.targets(results, concurrency, scale_counts)
+    checks = report.targets(results, concurrency, scale_counts, floor_results)
     print_report(results, floor_results, checks, concurrency, elapsed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
