@@ -110,3 +110,35 @@ def test_audit_records_of_a_group_commit_that_fails_are_written_again(domain, mo
     run(main())
     stored = store.list_audit(account.sid, PageRequest(page_size=10))
     assert [e.request_id for e in stored.items] == ["RQ1"]  # neither lost nor doubled
+
+
+def test_the_purge_loop_drops_rate_windows_older_than_every_rule(domain, clock):
+    """Rate-limit windows are counted in the database here (no in-process windows): the
+    background purge deletes those that began before the longest rule's window, and keeps
+    the current ones (it used to keep them for the 7 days of challenge retention)."""
+    account, token = domain.accounts.create_account()
+    settings = Settings(purge_interval_seconds=1)
+    with TestClient(create_app(domain, settings)) as client:
+        auth = (account.sid, token)
+        form = {"FriendlyName": "svc", "Passkeys.RelyingParty.Id": "example.com",
+                "Passkeys.RelyingParty.Name": "Example",
+                "Passkeys.RelyingParty.Origins": "https://example.com",
+                "Passkeys.AuthenticatorAttachment": "any",
+                "Passkeys.DiscoverableCredentials": "preferred",
+                "Passkeys.UserVerification": "preferred"}  # fmt: skip
+        created = client.post("/v2/Services", data=form, auth=auth)
+        assert created.status_code == 201, created.text
+        svc = created.json()["sid"]
+        first = client.post(f"/v2/Services/{svc}/Passkeys/Challenges", json={}, auth=auth)
+        assert first.status_code == 201, first.text
+        old_window = clock() - clock() % 60
+        clock.advance(domain.limiter.longest_window() + 60)
+        second = client.post(f"/v2/Services/{svc}/Passkeys/Challenges", json={}, auth=auth)
+        assert second.status_code == 201, second.text
+        new_window = clock() - clock() % 60
+        key = f"usernameless:{svc}"
+        deadline = time.monotonic() + 5
+        while domain.store.rate_limit_count(key, old_window) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert domain.store.rate_limit_count(key, old_window) == 0
+        assert domain.store.rate_limit_count(key, new_window) == 1

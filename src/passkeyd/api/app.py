@@ -113,14 +113,18 @@ async def purge_forever(
     domain: Domain, *, retention: int, interval: float, audit_retention: int
 ) -> None:
     """Delete challenges (and unfinished registrations) expired longer than `retention`
-    seconds, every `interval` seconds, off the event loop so requests never wait on it."""
+    seconds, every `interval` seconds, off the event loop so requests never wait on it;
+    and rate-limit windows that no rule looks back to."""
     while True:
         await anyio.sleep(interval)
         try:
             now = domain.clock()
             removed = await anyio.to_thread.run_sync(
                 functools.partial(
-                    domain.store.purge_expired, now - retention, audit_before=now - audit_retention
+                    domain.store.purge_expired,
+                    now - retention,
+                    audit_before=now - audit_retention,
+                    rate_before=now - domain.limiter.longest_window(),
                 )
             )
             if removed:

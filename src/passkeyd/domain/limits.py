@@ -76,6 +76,10 @@ class RateLimiter:
         now = self.clock()
         return RateHit(f"{rule_name}:{key}", now - now % rule.window, rule.limit)
 
+    def longest_window(self) -> int:
+        """The longest window of any rule: a window that began earlier counts for none."""
+        return max((rule.window for rule in self.rules.values()), default=0)
+
     def retry_after(self, rule_name: str) -> int:
         rule = self.rules.get(rule_name)
         if rule is None:

@@ -226,7 +226,12 @@ class Store(Protocol):
 
     # housekeeping
     def purge_expired(
-        self, before: int, *, audit_before: int | None = None, batch: int = 1000
+        self,
+        before: int,
+        *,
+        audit_before: int | None = None,
+        rate_before: int | None = None,
+        batch: int = 1000,
     ) -> int: ...
 
     # limits and audit

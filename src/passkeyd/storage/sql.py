@@ -956,10 +956,18 @@ class SqlStore(abc.ABC):
         return ApproveOutcome.APPROVED
 
     def purge_expired(
-        self, before: int, *, audit_before: int | None = None, batch: int = 1000
+        self,
+        before: int,
+        *,
+        audit_before: int | None = None,
+        rate_before: int | None = None,
+        batch: int = 1000,
     ) -> int:
-        """Delete challenges that expired before `before`, and factors whose registration
-        expired unfinished before it, in small transactions so no lock is held for long."""
+        """Delete challenges that expired before `before`, factors whose registration
+        expired unfinished before it, and sent webhook deliveries last changed before it;
+        audit records older than `audit_before`, and rate-limit windows that began before
+        `rate_before` (default `before`), over which no rule looks back. In small
+        transactions, each finding its rows by an index, so no lock is held for long."""
         removed = 0
         for table, condition in (
             ("challenges", "expiration_date < ?"),
@@ -978,7 +986,8 @@ class SqlStore(abc.ABC):
                     break
         with self._write() as tx:
             removed += tx.execute(
-                "DELETE FROM rate_limits WHERE window_start < ?", (before,)
+                "DELETE FROM rate_limits WHERE window_start < ?",
+                (before if rate_before is None else rate_before,),
             ).rowcount
         while audit_before is not None:
             with self._write() as tx:
