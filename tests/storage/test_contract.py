@@ -692,8 +692,9 @@ def test_upgrading_to_schema_7_keeps_the_rate_limit_windows(tmp_path: Path) -> N
     db.close()
 
     store = open_store(f"sqlite:///{path}")
-    assert store.pending_migrations() == [7]
-    assert store.migrate() == [7]
+    later = [v for v, _ in load_migrations("sqlite") if v >= 7]
+    assert store.pending_migrations() == later
+    assert store.migrate() == later
     assert store.rate_limit_count("challenge:VA1:user-0001", NOW) == 7
     with store._write() as tx:
         assert _count_hit_in_table(tx, RateHit("challenge:VA1:user-0001", NOW, 30)) == 8
