@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -29,7 +31,14 @@ from passkeyd.domain.models import (
     Service,
     Webhook,
 )
-from passkeyd.storage import ApproveOutcome, CredentialConflict, InsertOutcome, Store, open_store
+from passkeyd.storage import (
+    ApproveOutcome,
+    CredentialConflict,
+    FailureOutcome,
+    InsertOutcome,
+    Store,
+    open_store,
+)
 from passkeyd.storage.sql import _count_hit_in_table, load_migrations
 from tests.pg import temporary_schema
 
@@ -420,6 +429,57 @@ def test_a_challenge_over_a_limit_is_not_stored(store):
     assert store.get_challenge(svc.account_sid, svc.sid, third.sid) is None
     assert store.insert_challenge(third, rate=roomy, max_pending=3) is InsertOutcome.INSERTED
     assert store.get_challenge(svc.account_sid, svc.sid, third.sid) is not None
+
+
+def test_a_capped_failure_past_its_limit_writes_nothing(store):
+    svc = service()
+    store.insert_service(svc)
+    c = challenge(None, svc)
+    store.insert_challenge(c)
+    budget = RateHit("failed_auth:" + svc.account_sid, NOW, 2)
+    for _ in range(2):
+        outcome = store.record_failed_attempt(
+            c.sid, max_attempts=5, now=NOW, rate_hits=[budget], capped=True
+        )
+        assert outcome is FailureOutcome.COUNTED
+    before = store.get_challenge(svc.account_sid, svc.sid, c.sid)
+    outcome = store.record_failed_attempt(
+        c.sid, max_attempts=5, now=NOW + 1, rate_hits=[budget], capped=True
+    )
+    assert outcome is FailureOutcome.OVER_LIMIT
+    assert store.get_challenge(svc.account_sid, svc.sid, c.sid) == before
+    assert store.rate_limit_count(budget.key, NOW) == 2
+    # Uncapped (an owner's own failures), the hit is counted past its limit.
+    outcome = store.record_failed_attempt(c.sid, max_attempts=5, now=NOW, rate_hits=[budget])
+    assert outcome is FailureOutcome.COUNTED
+    assert store.rate_limit_count(budget.key, NOW) == 3
+
+
+def test_concurrent_capped_failures_never_pass_the_limit(store):
+    """24 failures from 8 threads at once against a budget of 10: exactly 10 are counted,
+    on PostgreSQL too, where each runs in its own transaction."""
+    svc = service()
+    store.insert_service(svc)
+    c = challenge(None, svc)
+    store.insert_challenge(c)
+    budget = RateHit("failed_auth:" + svc.account_sid, NOW, 10)
+    start = threading.Barrier(8)
+
+    def fail_three() -> list[FailureOutcome]:
+        start.wait()
+        return [
+            store.record_failed_attempt(
+                c.sid, max_attempts=100, now=NOW, rate_hits=[budget], capped=True
+            )
+            for _ in range(3)
+        ]
+
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = [o for batch in pool.map(lambda _: fail_three(), range(8)) for o in batch]
+    assert outcomes.count(FailureOutcome.COUNTED) == 10
+    assert outcomes.count(FailureOutcome.OVER_LIMIT) == 14
+    assert store.rate_limit_count(budget.key, NOW) == 10
+    assert store.get_challenge(svc.account_sid, svc.sid, c.sid).failed_attempts == 10
 
 
 def test_failed_attempts_spend_the_challenge(store):

@@ -6,7 +6,7 @@ import secrets
 from dataclasses import dataclass, replace
 from typing import Any
 
-from passkeyd.storage import ApproveOutcome, InsertOutcome, Store
+from passkeyd.storage import ApproveOutcome, FailureOutcome, InsertOutcome, Store
 from passkeyd.webauthn import (
     TIMEOUT_MS,
     CeremonyError,
@@ -289,11 +289,6 @@ class Authentications:
             latest = self.store.get_challenge(account_sid, service_sid, challenge.sid)
             if latest is not None:
                 self._check_pending(latest, now)
-            if not _owner_attempt(challenge, factor):
-                # Checked again with the write lock held: concurrent foreign assertions all
-                # passed the check above before any of them was counted, and each would
-                # spend one more than the budget allows.
-                self.limiter.check("failed_auth", account_sid)
             self._record_failure(challenge, factor, refusal, now)
             raise
         approved = self.events.deliveries(
@@ -359,7 +354,9 @@ class Authentications:
         self, challenge: Challenge, factor: Factor | None, refusal: Exception, now: int
     ) -> None:
         """Count the failure; a counter that went backwards and a challenge spent by its
-        last allowed failure are events."""
+        last allowed failure are events. A foreign passkey's failure that would pass the
+        account's budget is counted nowhere and answered 429 instead: concurrent ones all
+        passed the budget's first check, before any of them was counted."""
         account_sid, service_sid = challenge.account_sid, challenge.service_sid
         regressed: list[Delivery] = []
         if (
@@ -385,14 +382,21 @@ class Authentications:
                 "challenge_status": "denied",
             },
         )
-        self.store.record_failed_attempt(
+        outcome = self.store.record_failed_attempt(
             challenge.sid,
             max_attempts=MAX_FAILED_ATTEMPTS,
             now=now,
             deliveries=regressed,
             on_spent=spent,
             rate_hits=self._failure_hits(account_sid, challenge, factor),
+            capped=not _owner_attempt(challenge, factor),
         )
+        if outcome is FailureOutcome.OVER_LIMIT:
+            rule = self.limiter.rules["failed_auth"]
+            raise TooManyRequests(
+                f"Too many requests: at most {rule.limit} per {rule.window} s",
+                retry_after=self.limiter.retry_after("failed_auth"),
+            )
 
     def _failure_hits(
         self, account_sid: str, challenge: Challenge, factor: Factor | None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from .base import (
     ApproveOutcome,
     CredentialConflict,
+    FailureOutcome,
     InsertOutcome,
     NotCached,
     StorageUnavailable,
@@ -40,6 +41,7 @@ def is_embedded(url: str) -> bool:
 __all__ = [
     "ApproveOutcome",
     "CredentialConflict",
+    "FailureOutcome",
     "InsertOutcome",
     "NotCached",
     "SQLiteStore",

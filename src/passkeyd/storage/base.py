@@ -60,6 +60,12 @@ class ApproveOutcome(enum.Enum):
     FACTOR_GONE = "factor_gone"  # the factor was deleted (or is no longer verified) meanwhile
 
 
+class FailureOutcome(enum.Enum):
+    COUNTED = "counted"
+    SPENT = "spent"  # it was the challenge's last allowed failure: the challenge is denied
+    OVER_LIMIT = "over_limit"  # a capped rate-limit hit would pass its limit: nothing written
+
+
 class Store(Protocol):
     runs_in_threads: bool  # True when queries block on network I/O (run them off the loop)
     concurrency: int  # how many threads can use the store at once (its connections)
@@ -200,7 +206,8 @@ class Store(Protocol):
         deliveries: Sequence[Delivery] = (),
         on_spent: Sequence[Delivery] = (),
         rate_hits: Sequence[RateHit] = (),
-    ) -> bool: ...
+        capped: bool = False,
+    ) -> FailureOutcome: ...
 
     # webhooks and their outbox
     def insert_webhook(self, webhook: Webhook) -> None: ...

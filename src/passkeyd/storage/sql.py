@@ -36,7 +36,7 @@ from passkeyd.domain.models import (
     Webhook,
 )
 
-from .base import ApproveOutcome, CredentialConflict, InsertOutcome, NotCached
+from .base import ApproveOutcome, CredentialConflict, FailureOutcome, InsertOutcome, NotCached
 from .rows import (
     CHALLENGE_COLUMNS,
     FACTOR_COLUMNS,
@@ -158,6 +158,10 @@ def _count_hit_in_table(tx: Tx, hit: RateHit) -> int:
 class _Refused(Exception):
     def __init__(self, outcome: InsertOutcome) -> None:
         self.outcome = outcome
+
+
+class _OverLimit(Exception):
+    """Leaves a failure's transaction without committing: a capped hit passed its limit."""
 
 
 class _Rollback(Exception):
@@ -1079,10 +1083,34 @@ class SqlStore(abc.ABC):
         deliveries: Sequence[Delivery] = (),
         on_spent: Sequence[Delivery] = (),
         rate_hits: Sequence[RateHit] = (),
-    ) -> bool:
-        """Count a failed attempt; True when it spent the challenge. `deliveries` are written
-        with every failure, `on_spent` only with the one that spends it."""
+        capped: bool = False,
+    ) -> FailureOutcome:
+        """Count a failed attempt, and whether it spent the challenge. `deliveries` are
+        written with every failure, `on_spent` only with the one that spends it. With
+        `capped`, a rate hit that would pass its limit writes nothing (OVER_LIMIT): each
+        hit's count is taken in this transaction, which SQLite's write lock and PostgreSQL's
+        row lock on the window serialize, so concurrent failures never pass the limit."""
+        try:
+            return self._record_failed_attempt(
+                challenge_sid, max_attempts, now, deliveries, on_spent, rate_hits, capped
+            )
+        except _OverLimit:
+            return FailureOutcome.OVER_LIMIT
+
+    def _record_failed_attempt(
+        self,
+        challenge_sid: str,
+        max_attempts: int,
+        now: int,
+        deliveries: Sequence[Delivery],
+        on_spent: Sequence[Delivery],
+        rate_hits: Sequence[RateHit],
+        capped: bool,
+    ) -> FailureOutcome:
         with self._write() as db:
+            for hit in rate_hits:
+                if self._count_hit(db, hit) > hit.limit and capped:
+                    raise _OverLimit  # rolls the transaction back
             row = db.execute(
                 "UPDATE challenges SET failed_attempts = failed_attempts + 1,"
                 " date_updated = CASE WHEN failed_attempts + 1 >= ? THEN ? ELSE date_updated END,"
@@ -1094,9 +1122,7 @@ class SqlStore(abc.ABC):
             ).fetchone()
             spent = row is not None and row[0] == "denied"
             _enqueue(db, [*deliveries, *(on_spent if spent else ())], now)
-            for hit in rate_hits:
-                self._count_hit(db, hit)
-            return spent
+            return FailureOutcome.SPENT if spent else FailureOutcome.COUNTED
 
     # --- webhooks -------------------------------------------------------------------------
 
