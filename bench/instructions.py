@@ -1,6 +1,6 @@
 """Instructions per flow, counted by valgrind: a figure the machine's noise does not move.
 
-    .venv/bin/python bench/instructions.py [REV|live ...] [--flow auth,reg] [--flows 160,480]
+    .venv/bin/python bench/instructions.py [REV|live ...] [--flow auth,reg] [--flows 160,800]
 
 On these shared machines the same code measures 1.8k to 3.3k flows/s from one hour to the
 next, and even `bench/inproc.py`'s CPU per flow moves by 10% with the host's load. A
@@ -8,7 +8,7 @@ change worth 3% cannot be seen that way. `valgrind --tool=callgrind` counts the
 instructions a process executes instead, which is the same from run to run within about
 0.1%, whatever else the machine is doing.
 
-Each revision (a git revision, `live` for the working tree; default `live`) runs
+Each revision (a git revision, `live` for a copy of the working tree; default `live`) runs
 `bench/inproc.py` under callgrind twice, with two flow counts; the difference between the
 two totals, divided by the difference in flows, is the instructions per flow, without
 start-up, imports, enrolment and warm-up. The figure includes the client's signing and
@@ -40,11 +40,10 @@ from pkbench.source import REPO, archived, git  # noqa: E402
 TOTAL = re.compile(r"I\s+refs:\s+([\d,]+)")
 
 
-def count(src: Path | None, flow: str, flows: int, concurrency: int) -> int:
+def count(src: Path, flow: str, flows: int, concurrency: int) -> int:
     """Instructions executed by one `inproc.py` run of `flows` flows (one round)."""
     env = dict(os.environ)  # pymalloc kept, as in production: callgrind needs no malloc hooks
-    if src is not None:
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(src), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(src), env.get("PYTHONPATH")]))
     argv = [
         "valgrind",
         "--tool=callgrind",
@@ -65,7 +64,7 @@ def count(src: Path | None, flow: str, flows: int, concurrency: int) -> int:
     return int(found.group(1).replace(",", ""))
 
 
-def per_flow(src: Path | None, flow: str, low: int, high: int, concurrency: int) -> float:
+def per_flow(src: Path, flow: str, low: int, high: int, concurrency: int) -> float:
     with ThreadPoolExecutor(2) as pool:
         small, large = pool.map(lambda n: count(src, flow, n, concurrency), (low, high))
     return (large - small) / (high - low)
@@ -75,7 +74,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("revs", nargs="*", default=["live"], help="git revisions or 'live'")
     parser.add_argument("--flow", default="auth,reg", help="auth, reg or both")
-    parser.add_argument("--flows", default="160,480", help="the two flow counts")
+    parser.add_argument("--flows", default="160,800", help="the two flow counts")
     parser.add_argument("--concurrency", type=int, default=16)
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
@@ -86,7 +85,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="passkeyd-instr-") as tmp:
         for i, rev in enumerate(args.revs):
             if rev == "live":
-                src, name = None, f"live ({git('rev-parse', '--short', 'HEAD')}+working tree)"
+                # A copy, as a revision is run: the installed tree itself (an editable
+                # install) counts about 1% more instructions per flow for the same code.
+                src = Path(tmp) / str(i) / "src"
+                shutil.copytree(
+                    REPO / "src" / "passkeyd",
+                    src / "passkeyd",
+                    ignore=shutil.ignore_patterns("__pycache__"),
+                )
+                name = f"live ({git('rev-parse', '--short', 'HEAD')}+working tree)"
             else:
                 src = archived(rev, Path(tmp) / str(i))
                 name = f"{rev} ({git('rev-parse', '--short', rev)})"
