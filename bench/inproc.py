@@ -147,12 +147,13 @@ def make_app(db_dir: str, creds: Credentials) -> Any:
     import logging
 
     from passkeyd import cli
+    from passkeyd.domain import Domain
     from passkeyd.settings import Settings
 
     settings = Settings.load()
     store = cli._open(settings, migrate=True)
     box = cli.secret_box(settings)
-    cli.Domain(store, box=box).accounts.ensure_account(creds.account_sid, creds.auth_token)
+    Domain(store, box=box).accounts.ensure_account(creds.account_sid, creds.auth_token)
     store.close()
     app = cli.app_factory()
     # Access-log lines are formatted as in production, then dropped instead of written.

@@ -10,15 +10,18 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__, logs
-from .domain import Domain
-from .domain.clock import iso
+from .domain.accounts import Accounts
+from .domain.clock import iso, system_clock
 from .domain.models import PageRequest
 from .settings import Settings, SettingsError, describe, secret_box
 from .storage import SQLiteStore, StorageUnavailable, Store, is_embedded, open_store
 from .storage.windows import RateWindows
+
+if TYPE_CHECKING:
+    from .domain import Domain
 
 EXIT_OK, EXIT_USAGE, EXIT_CONFIG, EXIT_NOT_FOUND, EXIT_SCHEMA, EXIT_DATABASE = 0, 2, 3, 4, 5, 6
 
@@ -55,6 +58,8 @@ def _open(settings: Settings, *, migrate: bool) -> Store:
 
 def _domain(settings: Settings, *, migrate: bool) -> Domain:
     """The domain a serving process runs (`app_factory`)."""
+    from .domain import Domain  # the use-cases and WebAuthn: not in `serve`'s supervisor
+
     store = _open(settings, migrate=migrate)
     rules = settings.rate_limit_rules()
     if settings.rate_limits_in_memory() and isinstance(store, SQLiteStore):
@@ -92,7 +97,7 @@ def cmd_serve(settings: Settings) -> int:
     store = _open(settings, migrate=True)  # the embedded default applies its own schema
     box = secret_box(settings)  # creates the key file once, here, before any worker starts
     if settings.account_sid and settings.auth_token:
-        Domain(store, box=box).accounts.ensure_account(settings.account_sid, settings.auth_token)
+        Accounts(store, system_clock, box).ensure_account(settings.account_sid, settings.auth_token)
     store.close()
     if settings.workers > 1 and is_embedded(settings.database_url):
         logging.getLogger("passkeyd").warning(
