@@ -100,6 +100,25 @@ def test_an_approval_whose_passkey_was_deleted_meanwhile_is_not_found(api, db_pa
     assert status == [("pending",)]
 
 
+def test_an_owner_whose_passkey_was_deleted_meanwhile_is_not_refused_by_the_foreign_budget(
+    api, db_path, clock
+):
+    """Strangers have spent the account's budget for foreign passkeys, and the owner's
+    passkey is deleted while the owner's approval waits for the lock: the answer is still
+    404 factor not found, not 429 from a budget that only foreign passkeys may spend."""
+    api.create_service()
+    factor = api.register("user-0001")
+    assertion = api.authenticator.get(api.challenge(identity="user-0001")["options"], ORIGIN)
+    rule = DEFAULT_RULES["failed_auth"]
+    window = clock() - clock() % rule.window
+    spent = ("INSERT INTO rate_limits (key, window_start, count) VALUES (?, ?, ?)",
+             (f"failed_auth:{api.account_sid}", window, rule.limit))  # fmt: skip
+    deleted = ("DELETE FROM factors WHERE sid = ?", (factor["sid"],))
+    with changed_by_another_process(db_path, spent, deleted):
+        r = api.approve(assertion)
+    assert (r.status_code, r.json()["code"]) == (404, 60390), r.text
+
+
 def test_an_entity_filled_meanwhile_gets_no_passkey_over_its_limit(api, db_path):
     """19 passkeys when the request reads, 20 when it writes: refused like the 21st."""
     api.create_service()

@@ -338,7 +338,9 @@ class Authentications:
         if outcome is ApproveOutcome.FACTOR_GONE:  # deleted while the assertion was verified
             gone = FactorNotFound("Factor not found: no passkey has this credential id")
             yield
-            self._record_failure(challenge, None, gone, now)
+            # Counted as a foreign passkey's failure (its passkey is gone), but never refused
+            # by that budget: the request offered its owner's passkey.
+            self._record_failure(challenge, None, gone, now, capped=False)
             raise gone
         return replace(
             challenge,
@@ -351,12 +353,19 @@ class Authentications:
         )
 
     def _record_failure(
-        self, challenge: Challenge, factor: Factor | None, refusal: Exception, now: int
+        self,
+        challenge: Challenge,
+        factor: Factor | None,
+        refusal: Exception,
+        now: int,
+        *,
+        capped: bool | None = None,
     ) -> None:
         """Count the failure; a counter that went backwards and a challenge spent by its
         last allowed failure are events. A foreign passkey's failure that would pass the
         account's budget is counted nowhere and answered 429 instead: concurrent ones all
-        passed the budget's first check, before any of them was counted."""
+        passed the budget's first check, before any of them was counted. (`capped`: whether
+        that budget may refuse it; by default, when the passkey is not its owner's.)"""
         account_sid, service_sid = challenge.account_sid, challenge.service_sid
         regressed: list[Delivery] = []
         if (
@@ -389,7 +398,7 @@ class Authentications:
             deliveries=regressed,
             on_spent=spent,
             rate_hits=self._failure_hits(account_sid, challenge, factor),
-            capped=not _owner_attempt(challenge, factor),
+            capped=not _owner_attempt(challenge, factor) if capped is None else capped,
         )
         if outcome is FailureOutcome.OVER_LIMIT:
             rule = self.limiter.rules["failed_auth"]
