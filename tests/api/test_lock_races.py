@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+
 from passkeyd.domain import authentication as authentication_module
 from passkeyd.domain.limits import DEFAULT_RULES
 from tests.api.test_webhooks import create_webhook
@@ -119,18 +121,21 @@ def test_an_owner_whose_passkey_was_deleted_meanwhile_is_not_refused_by_the_fore
     assert (r.status_code, r.json()["code"]) == (404, 60390), r.text
 
 
-def test_an_entity_filled_meanwhile_gets_no_passkey_over_its_limit(api, db_path):
-    """19 passkeys when the request reads, 20 when it writes: refused like the 21st."""
+@pytest.mark.parametrize("limit", [20, 3])
+def test_an_entity_filled_meanwhile_gets_no_passkey_over_its_limit(api, db_path, domain, limit):
+    """limit - 1 passkeys when the request reads, `limit` when it writes: refused like the
+    next one (the default limit, and one set by PASSKEYD_MAX_PASSKEYS_PER_ENTITY)."""
+    domain.limiter.max_factors = limit
     api.create_service()
-    for _ in range(19):
+    for _ in range(limit - 1):
         api.create_factor(identity="user-0001")
     columns = [r[1] for r in rows(db_path, "PRAGMA table_info(factors)") if r[1] != "seq"]
     values = ", ".join(
         {"sid": "'YF' || lower(hex(randomblob(16)))", "registration_challenge": "randomblob(32)"}
         .get(c, c) for c in columns
     )  # fmt: skip
-    twentieth = f"INSERT INTO factors ({', '.join(columns)}) SELECT {values} FROM factors LIMIT 1"
-    with changed_by_another_process(db_path, (twentieth, ())):
+    last = f"INSERT INTO factors ({', '.join(columns)}) SELECT {values} FROM factors LIMIT 1"
+    with changed_by_another_process(db_path, (last, ())):
         r = api.post_json(
             f"{api.svc}/Passkeys/Factors", {"friendly_name": "alice", "identity": "user-0001"}
         )
@@ -138,8 +143,8 @@ def test_an_entity_filled_meanwhile_gets_no_passkey_over_its_limit(api, db_path)
         f"{api.svc}/Passkeys/Factors", {"friendly_name": "alice", "identity": "user-0001"}
     )
     assert (r.status_code, r.json()["code"]) == (full.status_code, full.json()["code"]), r.text
-    assert r.status_code == 400 and "at most 20" in r.json()["message"]
-    assert rows(db_path, "SELECT count(*) FROM factors") == [(20,)]
+    assert r.status_code == 400 and f"at most {limit}" in r.json()["message"]
+    assert rows(db_path, "SELECT count(*) FROM factors") == [(limit,)]
 
 
 def test_a_registration_whose_factor_was_deleted_meanwhile_is_not_found(api, db_path):

@@ -124,7 +124,9 @@ async def purge_forever(
                     domain.store.purge_expired,
                     now - retention,
                     audit_before=now - audit_retention,
-                    rate_before=now - domain.limiter.longest_window(),
+                    # A window more: another replica's clock, or its longer rules in a
+                    # rollout, may still count in a window this one thinks over.
+                    rate_before=now - 2 * domain.limiter.longest_window(),
                 )
             )
             if removed:

@@ -31,7 +31,8 @@ DEFAULT_RULES = {
     "usernameless": Rule(600, 60),  # usernameless challenges created per service
     "approve": Rule(30, 60),  # failed approvals per identity (a valid one always passes)
     # passkey factors created per entity (Twilio 60326). Low enough to stop a loop, high
-    # enough that no client filling an entity up to its 20 passkeys meets it.
+    # enough that no client filling an entity up to its 20 passkeys (the default bound)
+    # meets it; raise it with PASSKEYD_MAX_PASSKEYS_PER_ENTITY past about 100.
     "factor": Rule(100, 60),
     "failed_auth": Rule(100, 60),  # failed authentications with foreign passkeys, per account
 }

@@ -970,8 +970,10 @@ class SqlStore(abc.ABC):
         """Delete challenges that expired before `before`, factors whose registration
         expired unfinished before it, and sent webhook deliveries last changed before it;
         audit records older than `audit_before`, and rate-limit windows that began before
-        `rate_before` (default `before`), over which no rule looks back. In small
-        transactions, each finding its rows by an index, so no lock is held for long."""
+        `rate_before` (default `before`), over which no rule looks back. In transactions
+        of at most `batch` rows, each finding its rows by an index, so no lock is held for
+        long; except the rate-limit windows, one statement that reads the whole table, which
+        holds only the windows of the last few minutes."""
         removed = 0
         for table, condition in (
             ("challenges", "expiration_date < ?"),
