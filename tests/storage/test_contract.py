@@ -488,9 +488,11 @@ def test_failed_attempts_spend_the_challenge(store):
     c = challenge(None, svc)
     store.insert_challenge(c)
     for _ in range(4):
-        store.record_failed_attempt(c.sid, max_attempts=5, now=NOW)
+        outcome = store.record_failed_attempt(c.sid, max_attempts=5, now=NOW)
+        assert outcome is FailureOutcome.COUNTED
     assert store.get_challenge(svc.account_sid, svc.sid, c.sid).status is ChallengeStatus.PENDING
-    store.record_failed_attempt(c.sid, max_attempts=5, now=NOW + 9)
+    outcome = store.record_failed_attempt(c.sid, max_attempts=5, now=NOW + 9)
+    assert outcome is FailureOutcome.SPENT
     spent = store.get_challenge(svc.account_sid, svc.sid, c.sid)
     assert (spent.status, spent.failed_attempts, spent.date_updated) == (
         ChallengeStatus.DENIED,
