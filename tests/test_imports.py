@@ -1,0 +1,42 @@
+"""What importing passkeyd loads: the server's supervisor (`passkeyd.cli`) does without the
+WebAuthn verification and py_webauthn, most of passkeyd's import time; every package can
+be imported first."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+import passkeyd.webauthn
+
+
+def run(code: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    return done.stdout.strip()
+
+
+def test_the_cli_loads_no_webauthn_library_until_a_domain_is_made() -> None:
+    loaded = run(
+        "import sys, passkeyd.cli;"
+        "print(sorted(m for m in sys.modules if m == 'webauthn' or m.startswith("
+        "('webauthn.', 'passkeyd.webauthn.registration', 'passkeyd.webauthn.authentication',"
+        " 'passkeyd.api', 'passkeyd.metadata'))))"
+    )
+    assert loaded == "[]"
+
+
+@pytest.mark.parametrize("module", ["passkeyd.storage", "passkeyd.domain.models", "passkeyd.cli"])
+def test_each_package_can_be_imported_first(module: str) -> None:
+    assert run(f"import {module}; print('ok')") == "ok"
+
+
+def test_every_name_passkeyd_webauthn_exports_resolves() -> None:
+    assert set(passkeyd.webauthn._MODULE_OF) == set(passkeyd.webauthn.__all__)
+    for name in passkeyd.webauthn.__all__:
+        assert getattr(passkeyd.webauthn, name) is not None
+    with pytest.raises(AttributeError):
+        passkeyd.webauthn.no_such_name  # noqa: B018
