@@ -1093,38 +1093,25 @@ class SqlStore(abc.ABC):
         hit's count is taken in this transaction, which SQLite's write lock and PostgreSQL's
         row lock on the window serialize, so concurrent failures never pass the limit."""
         try:
-            return self._record_failed_attempt(
-                challenge_sid, max_attempts, now, deliveries, on_spent, rate_hits, capped
-            )
+            with self._write() as db:
+                for hit in rate_hits:
+                    if self._count_hit(db, hit) > hit.limit and capped:
+                        raise _OverLimit  # rolls the transaction back
+                row = db.execute(
+                    "UPDATE challenges SET failed_attempts = failed_attempts + 1,"
+                    " date_updated = CASE WHEN failed_attempts + 1 >= ? THEN ?"
+                    " ELSE date_updated END,"
+                    " date_responded = CASE WHEN failed_attempts + 1 >= ? THEN ?"
+                    " ELSE date_responded END,"
+                    " status = CASE WHEN failed_attempts + 1 >= ? THEN 'denied' ELSE status END"
+                    " WHERE sid = ? AND status = 'pending' RETURNING status",
+                    (max_attempts, now, max_attempts, now, max_attempts, challenge_sid),
+                ).fetchone()
+                spent = row is not None and row[0] == "denied"
+                _enqueue(db, [*deliveries, *(on_spent if spent else ())], now)
         except _OverLimit:
             return FailureOutcome.OVER_LIMIT
-
-    def _record_failed_attempt(
-        self,
-        challenge_sid: str,
-        max_attempts: int,
-        now: int,
-        deliveries: Sequence[Delivery],
-        on_spent: Sequence[Delivery],
-        rate_hits: Sequence[RateHit],
-        capped: bool,
-    ) -> FailureOutcome:
-        with self._write() as db:
-            for hit in rate_hits:
-                if self._count_hit(db, hit) > hit.limit and capped:
-                    raise _OverLimit  # rolls the transaction back
-            row = db.execute(
-                "UPDATE challenges SET failed_attempts = failed_attempts + 1,"
-                " date_updated = CASE WHEN failed_attempts + 1 >= ? THEN ? ELSE date_updated END,"
-                " date_responded = CASE WHEN failed_attempts + 1 >= ? THEN ?"
-                " ELSE date_responded END,"
-                " status = CASE WHEN failed_attempts + 1 >= ? THEN 'denied' ELSE status END"
-                " WHERE sid = ? AND status = 'pending' RETURNING status",
-                (max_attempts, now, max_attempts, now, max_attempts, challenge_sid),
-            ).fetchone()
-            spent = row is not None and row[0] == "denied"
-            _enqueue(db, [*deliveries, *(on_spent if spent else ())], now)
-            return FailureOutcome.SPENT if spent else FailureOutcome.COUNTED
+        return FailureOutcome.SPENT if spent else FailureOutcome.COUNTED
 
     # --- webhooks -------------------------------------------------------------------------
 
