@@ -131,7 +131,7 @@ def ratio_lines(cells: Sequence[CellResult], concurrency: Sequence[int]) -> list
 
 
 # The floor the issue measured on a reference run of these machines, against which its CPU
-# targets (400 us per authentication, 300 us per registration) were set against.
+# targets (400 us per authentication, 300 us per registration) were set.
 SCALE_FLOOR = "py_webauthn verify_authentication_response"
 SCALE_FLOOR_REFERENCE_US = 120.0  # that floor on the reference host (ECDSA was 65 us there)
 
