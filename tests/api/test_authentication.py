@@ -219,6 +219,35 @@ def test_step_7_2_6_user_handle_of_another_entity(api, alice):
     assert "userHandle" in body["message"]
 
 
+def test_step_7_2_6_another_users_passkey_under_a_freed_credential_id(api, alice, challenge):
+    """A challenge for user-0001 lists her credential id. Her passkey is deleted while the
+    challenge is pending, and another user registers a credential under that same id (ids
+    are not secret, and a `none` attestation signs nothing). His assertion names an id the
+    challenge allows and carries his own userHandle; he is still not the user it is for."""
+    (cid,) = api.authenticator.credentials
+    assert api.delete(f"{api.svc}/Entities/user-0001/Factors/{alice['sid']}").status_code == 204
+    mallory = Authenticator()
+    api.register("user-0002", authenticator=mallory, credential_id=cid)
+    for handle in ({}, {"user_handle": None}):
+        assertion = mallory.get(challenge["options"], ORIGIN, credential_id=cid, **handle)
+        body = refused(api, assertion, 403, 60324)
+        assert "another user" in body["message"]
+    got = api.get(f"{api.svc}/Entities/user-0001/Challenges/{challenge['sid']}")
+    assert got.status_code == 200 and got.json()["status"] == "pending"
+
+
+def test_step_7_2_6_a_challenge_for_one_passkey_takes_no_other(api, alice):
+    """A challenge made for a factor SID accepts that factor only: not a new one of the
+    same user registered under the deleted one's credential id."""
+    (cid,) = api.authenticator.credentials
+    challenge = api.challenge(factor_sid=alice["sid"])
+    assert api.delete(f"{api.svc}/Entities/user-0001/Factors/{alice['sid']}").status_code == 204
+    again = Authenticator()
+    api.register("user-0001", authenticator=again, credential_id=cid)
+    assertion = again.get(challenge["options"], ORIGIN, credential_id=cid)
+    assert "another user" in refused(api, assertion, 403, 60324)["message"]
+
+
 def test_step_7_2_7_unknown_credential(api, challenge):
     assertion = api.authenticator.get(challenge["options"], ORIGIN)
     assertion["id"] = assertion["rawId"] = b64url(b"\x07" * 32)

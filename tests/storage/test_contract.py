@@ -376,6 +376,33 @@ def test_challenge_is_approved_exactly_once(store):
     assert approved.credential.sign_count == 1 and approved.date_last_approved == NOW + 1
 
 
+def test_a_challenge_for_one_user_is_never_approved_as_another(store):
+    """Only a usernameless challenge learns whose it was: one made for a user is refused
+    to another user's factor (the domain checks first; the store holds it too), and
+    nothing changes."""
+    svc = service()
+    store.insert_service(svc)
+    alice = stored(store, entity(svc, "user-0001"))
+    mallory = verified(store, svc, "user-0002", cred_id=b"\x02" * 16)
+    c = challenge(alice, svc)
+    store.insert_challenge(c)
+    outcome = store.approve_challenge(c, mallory, new_sign_count=1, backed_up=True, now=NOW + 1)
+    assert outcome is ApproveOutcome.NOT_PENDING
+    assert store.get_challenge(svc.account_sid, svc.sid, c.sid) == dataclasses.replace(
+        c, seq=store.get_challenge(svc.account_sid, svc.sid, c.sid).seq
+    )
+    assert store.get_factor(svc.account_sid, svc.sid, mallory.sid) == mallory
+    # The same factor approves a usernameless challenge, which takes its owner's name.
+    open_to_all = challenge(None, svc)
+    store.insert_challenge(open_to_all)
+    assert (
+        store.approve_challenge(open_to_all, mallory, new_sign_count=1, backed_up=True, now=NOW + 1)
+        is ApproveOutcome.APPROVED
+    )
+    got = store.get_challenge(svc.account_sid, svc.sid, open_to_all.sid)
+    assert (got.entity_sid, got.identity) == (mallory.entity_sid, "user-0002")
+
+
 def test_counter_race_rolls_the_approval_back(store):
     svc = service()
     store.insert_service(svc)

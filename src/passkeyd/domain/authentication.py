@@ -231,6 +231,13 @@ class Authentications:
                         Step.CREDENTIAL_ALLOWED, "this passkey was not allowed for this challenge"
                     )
                 )
+            if not _identified_owner(challenge, factor):
+                raise AssertionRefused(
+                    VerificationFailed(
+                        Step.CREDENTIAL_OWNER,
+                        "this passkey belongs to another user than the one this challenge is for",
+                    )
+                )
             if factor.policy.rp_id != challenge.rp_id:
                 raise FactorRelyingPartyMismatch(
                     "Factor does not match the relying party of the challenge"
@@ -440,4 +447,16 @@ def _owner_attempt(challenge: Challenge, factor: Factor | None) -> bool:
             not challenge.allowed_credentials
             or factor.credential.credential_id in challenge.allowed_credentials
         )
+        and _identified_owner(challenge, factor)
     )
+
+
+def _identified_owner(challenge: Challenge, factor: Factor) -> bool:
+    """§7.2.6: a challenge made for a user (an identity, or one of its factors) accepts
+    only that user's passkeys; a usernameless one, anyone's. The credential id alone does
+    not say so: a passkey deleted while its challenge was pending leaves its id free, and
+    another user of the service may register a credential under it (ids are not secret,
+    and a `none` attestation signs nothing)."""
+    if challenge.entity_sid and factor.entity_sid != challenge.entity_sid:
+        return False
+    return not challenge.factor_sid or factor.sid == challenge.factor_sid

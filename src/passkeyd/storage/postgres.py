@@ -247,15 +247,16 @@ class PostgresStore(SqlStore):
             )  # fmt: skip
         grows = "(sign_count < %s OR (sign_count = 0 AND %s = 0))"
         parts = [
+            # Approvable by this factor: a challenge for its owner, or a usernameless one.
             "pending AS (SELECT sid FROM challenges WHERE sid = %s AND status = 'pending'"
-            " AND expiration_date > %s FOR UPDATE)",
+            " AND expiration_date > %s AND entity_sid IN ('', %s) FOR UPDATE)",
             "counted AS (UPDATE factors SET sign_count = %s, backed_up = %s,"
             " date_last_approved = %s, date_updated = %s,"
             " backup_eligible_changed = backup_eligible_changed OR %s"
             f" WHERE sid = %s AND status = 'verified' AND {grows}"
             " AND EXISTS (SELECT 1 FROM pending) RETURNING 1)",
         ]
-        args: list[Any] = [challenge.sid, now]
+        args: list[Any] = [challenge.sid, now, factor.entity_sid]
         args += [new_sign_count, backed_up, now, now, backup_eligible_changed, factor.sid]
         args += [new_sign_count, new_sign_count]
         done = "EXISTS (SELECT 1 FROM counted)"

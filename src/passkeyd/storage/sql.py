@@ -903,11 +903,12 @@ class SqlStore(abc.ABC):
                         " WHERE sid = ? AND status = 'pending' AND expiration_date > ?",
                         (factor.sid, now, now, challenge.sid, now),
                     ).rowcount
-                else:  # a usernameless challenge learns whose it was
+                else:  # a usernameless challenge learns whose it was (never another one)
                     consumed = tx.execute(
                         "UPDATE challenges SET status = 'approved', entity_sid = ?, identity = ?,"
                         " factor_sid = ?, date_updated = ?, date_responded = ?"
-                        " WHERE sid = ? AND status = 'pending' AND expiration_date > ?",
+                        " WHERE sid = ? AND status = 'pending' AND expiration_date > ?"
+                        " AND entity_sid = ''",
                         (
                             factor.entity_sid,
                             factor.identity,

@@ -23,6 +23,7 @@ VERIFY_ERRORS: tuple[tuple[int, str, str], ...] = (
     (60311, "", "Your passkey could not be registered. Try again, or use another authenticator."),
     (60324, "user verified", COULD_NOT_VERIFY),
     (60324, "allowCredentials", "This passkey does not belong to that account."),
+    (60324, "another user", "This passkey does not belong to that account."),
     (60324, "", "Your passkey could not be checked. Try again, or use another passkey."),
     (60322, "", "That sign-in was already used. Try again."),
     (60323, "", "That sign-in took too long; try again."),

@@ -41,6 +41,7 @@ class Step(enum.Enum):
     CREDENTIAL_REGISTERED = "§7.1.25 credential id already registered"
     CREDENTIAL_ALLOWED = "§7.2.5 credential in allowCredentials"
     USER_HANDLE = "§7.2.6 userHandle owner"
+    CREDENTIAL_OWNER = "§7.2.6 credential of the identified user"
     SIGNATURE = "§7.2.20 signature"
     SIGN_COUNT = "§7.2.21 signature counter"
 
