@@ -135,7 +135,7 @@ class Authenticator:
         """`options` is the factor's `options` (with or without the `publicKey` wrapper).
 
         Overrides: type, challenge (str), origin, rp_id (for the hash), flags (int),
-        alg (key algorithm), attestation, client_data (raw bytes), cross_origin,
+        alg (key algorithm), attestation, client_data (raw bytes), cross_origin, top_origin,
         attested (False: no attested credential data),
         credential_id (bytes), id (str), sign_count.
         """
@@ -149,6 +149,7 @@ class Authenticator:
             override.get("challenge", pk["challenge"]),
             override.get("origin", origin),
             override.get("cross_origin"),
+            override.get("top_origin"),
         )
         flags = override.get("flags", self._flags(at=True))
         count = override.get("sign_count", 0)

@@ -280,6 +280,16 @@ def test_step_7_2_14_cross_origin_iframe(api, challenge):
     refused(api, assertion, 403, 60324)
 
 
+@pytest.mark.parametrize("cross_origin", [False, None])
+@pytest.mark.parametrize("top_origin", [ORIGIN, "https://evil.test"])
+def test_step_7_2_14_top_origin_without_cross_origin(api, challenge, cross_origin, top_origin):
+    """A topOrigin is only sent for a cross-origin ceremony, even one equal to the origin."""
+    assertion = api.authenticator.get(
+        challenge["options"], ORIGIN, cross_origin=cross_origin, top_origin=top_origin
+    )
+    assert "crossOrigin is not" in refused(api, assertion, 403, 60324)["message"]
+
+
 def test_step_7_2_15_rp_id_hash_of_another_rp(api, challenge):
     body = refused(
         api, api.authenticator.get(challenge["options"], ORIGIN, rp_id="evil.test"), 403, 60324

@@ -338,6 +338,11 @@ def test_step_7_1_10_cross_origin_refused(api, pending):
     refused(api, cred, 403, 60311)
 
 
+def test_step_7_1_10_top_origin_without_cross_origin(api, pending):
+    cred = api.authenticator.create(pending["options"], ORIGIN, top_origin=ORIGIN)
+    assert "crossOrigin is not" in refused(api, cred, 403, 60311)["message"]
+
+
 def test_step_7_1_14_rp_id_hash_of_another_rp(api, pending):
     cred = api.authenticator.create(pending["options"], ORIGIN, rp_id="evil.test")
     body = refused(api, cred, 403, 60311)

@@ -37,8 +37,8 @@ def check_client_data(
             raise VerificationFailed(
                 Step.CROSS_ORIGIN, "topOrigin is not a top origin this service allows"
             )
-    elif top is not None and top != client_data.origin:
-        raise VerificationFailed(Step.CROSS_ORIGIN, "topOrigin differs from origin")
+    elif top is not None:  # §7.2.14: a topOrigin is only ever sent with crossOrigin true
+        raise VerificationFailed(Step.CROSS_ORIGIN, "topOrigin is present but crossOrigin is not")
 
 
 def check_authenticator_flags(
