@@ -1,7 +1,7 @@
 """passkeyd's own CPU per flow, without sockets or uvicorn: the ASGI app called in-process.
 
     .venv/bin/python bench/inproc.py [--flow auth|reg] [--flows 4000] [--concurrency 16]
-                                     [--profile] [--top 40]
+                                     [--profile] [--top 40] [--database-url postgresql://...]
 
 The same flows, software authenticator and requests as bench/run.py (the requests are the
 load generator's own pre-rendered bytes, parsed back into ASGI scopes), run as `concurrency`
@@ -12,6 +12,11 @@ is timed apart and subtracted, so `app us/flow` is what the app itself spends: e
 Repeat runs agree within a few per cent, much closer than a loopback load run on these
 shared machines, so this is the tool for judging a change to passkeyd's own code;
 `--profile` adds cProfile's top functions (cProfile itself roughly doubles the time).
+
+On PostgreSQL (`--database-url`, a fresh database made beside the one named, dropped after)
+the queries run in worker threads, at the same time as the client's signing: `with client`
+is then the figure to compare (all of the process's CPU per flow), `app` undercounts, and
+`--profile` sees the event loop's thread only (use py-spy for the rest).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
+from pkbench.db import database_for  # noqa: E402
 from pkbench.drivers import PasskeydDriver, User  # noqa: E402
 from pkbench.systems import RATE_LIMITS, Credentials  # noqa: E402
 
@@ -133,10 +139,10 @@ class Lifespan:
         await self.task
 
 
-def make_app(db_dir: str, creds: Credentials) -> Any:
+def make_app(db_dir: str, creds: Credentials, database_url: str) -> Any:
     os.environ.update(
         {
-            "PASSKEYD_DATABASE_URL": f"sqlite:///{db_dir}/passkeyd.db",
+            "PASSKEYD_DATABASE_URL": database_url or f"sqlite:///{db_dir}/passkeyd.db",
             "PASSKEYD_ACCOUNT_SID": creds.account_sid,
             "PASSKEYD_AUTH_TOKEN": creds.auth_token,
             "PASSKEYD_LOG_LEVEL": "info",
@@ -165,8 +171,12 @@ def make_app(db_dir: str, creds: Credentials) -> Any:
 async def run(args: argparse.Namespace) -> None:
     clock = ClientClock()
     creds = Credentials.random()
+    database = database_for(args.database_url)
     with tempfile.TemporaryDirectory(prefix="passkeyd-inproc-") as db_dir:
-        app = make_app(db_dir, creds)
+        url = "" if database.kind == "sqlite" else database.fresh(f"inproc_{os.getpid()}")
+        if url:
+            database.before_serve(url, dict(os.environ))
+        app = make_app(db_dir, creds, url)
         life = Lifespan(app)
         await life.start()
         conn = InProcConnection(app, clock)
@@ -203,14 +213,15 @@ async def run(args: argparse.Namespace) -> None:
             rounds.append(((total - clock.seconds) / flows * 1e6, total / flows * 1e6))
         # Statements per flow: a count, not a timing, so it is the same on any machine.
         statements: Counter[str] = Counter()
-        if args.statements:
+        if args.statements and database.kind == "sqlite":
             db = app.state.domain.store._db
             db.set_trace_callback(lambda sql: statements.update([" ".join(sql.split()[:2])]))
             await batch(args.flows)
             db.set_trace_callback(None)
         await life.stop()
+    database.cleanup()
     flows = args.flows // args.concurrency * args.concurrency
-    if args.statements:
+    if statements:
         print(
             f"SQL statements per flow: {sum(statements.values()) / flows:.2f} ("
             + ", ".join(f"{k} {v / flows:.2f}" for k, v in statements.most_common())
@@ -231,6 +242,12 @@ async def run(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--flow", choices=("auth", "reg"), default="auth")
+    parser.add_argument(
+        "--database-url",
+        default="sqlite",
+        help="sqlite (default: a file in a temp dir) or postgresql://host:port/db (a fresh"
+        " database is made beside db, and dropped afterwards)",
+    )
     parser.add_argument("--flows", type=int, default=3000, help="flows per round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=16)

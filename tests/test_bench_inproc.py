@@ -8,7 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psycopg
 import pytest
+
+from tests.pg import ADMIN_URL as PG_URL  # the suite's own PostgreSQL
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,3 +34,21 @@ def test_the_harness_runs_flows_and_counts_their_statements(flow: str) -> None:
     # challenge, factor and identity), and the client's time was not counted as the app's.
     assert 5 <= float(statements.group(1)) <= 40
     assert int(app.group(1)) > 0
+
+
+def test_the_harness_runs_on_postgresql_and_drops_its_database() -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "inproc.py"), "--flow", "auth", "--flows", "32"]
+        + ["--rounds", "1", "--concurrency", "4", "--users", "8", "--database-url", PG_URL],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+        cwd=ROOT,
+    )
+    assert re.search(r"auth c4: app \d+ us/flow", done.stdout), done.stdout + done.stderr
+    with psycopg.connect(PG_URL) as conn:
+        left = conn.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'passkeyd_bench_inproc%'"
+        ).fetchall()
+    assert left == []
