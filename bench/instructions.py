@@ -1,6 +1,7 @@
 """Instructions per flow, counted by valgrind: a figure the machine's noise does not move.
 
     .venv/bin/python bench/instructions.py [REV|live ...] [--flow auth,reg] [--flows 160,800]
+                                           [--database-url postgresql://...]
 
 On these shared machines the same code measures 1.8k to 3.3k flows/s from one hour to the
 next, and even `bench/inproc.py`'s CPU per flow moves by 10% with the host's load. A
@@ -40,7 +41,7 @@ from pkbench.source import REPO, archived, git  # noqa: E402
 TOTAL = re.compile(r"I\s+refs:\s+([\d,]+)")
 
 
-def count(src: Path, flow: str, flows: int, concurrency: int) -> int:
+def count(src: Path, flow: str, flows: int, concurrency: int, database_url: str) -> int:
     """Instructions executed by one `inproc.py` run of `flows` flows (one round)."""
     env = dict(os.environ)  # pymalloc kept, as in production: callgrind needs no malloc hooks
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(src), env.get("PYTHONPATH")]))
@@ -56,6 +57,7 @@ def count(src: Path, flow: str, flows: int, concurrency: int) -> int:
         f"--concurrency={concurrency}",
         f"--users={concurrency}",
         "--no-statements",
+        f"--database-url={database_url}",
     ]
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=1800)  # noqa: S603
     found = TOTAL.search(done.stderr)
@@ -64,9 +66,13 @@ def count(src: Path, flow: str, flows: int, concurrency: int) -> int:
     return int(found.group(1).replace(",", ""))
 
 
-def per_flow(src: Path, flow: str, low: int, high: int, concurrency: int) -> float:
+def per_flow(
+    src: Path, flow: str, low: int, high: int, concurrency: int, database_url: str
+) -> float:
     with ThreadPoolExecutor(2) as pool:
-        small, large = pool.map(lambda n: count(src, flow, n, concurrency), (low, high))
+        small, large = pool.map(
+            lambda n: count(src, flow, n, concurrency, database_url), (low, high)
+        )
     return (large - small) / (high - low)
 
 
@@ -76,6 +82,11 @@ def main() -> None:
     parser.add_argument("--flow", default="auth,reg", help="auth, reg or both")
     parser.add_argument("--flows", default="160,800", help="the two flow counts")
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument(
+        "--database-url",
+        default="sqlite",
+        help="sqlite, or postgresql://host:port/db: passkeyd's instructions only, not the server's",
+    )
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed (apt-get install valgrind)")
@@ -99,7 +110,9 @@ def main() -> None:
                 name = f"{rev} ({git('rev-parse', '--short', rev)})"
             results[name] = {}
             for flow in flows:
-                results[name][flow] = per_flow(src, flow, low, high, args.concurrency)
+                results[name][flow] = per_flow(
+                    src, flow, low, high, args.concurrency, args.database_url
+                )
                 thousands = results[name][flow] / 1e3
                 print(f"{name:40} {flow:5} {thousands:10,.1f} k instr/flow", flush=True)
     if len(results) > 1:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import functools
@@ -87,18 +88,15 @@ class Call:
             await store.settle()
 
 
-_limiters: dict[int, anyio.CapacityLimiter] = {}
-
-
 async def _run(domain: Domain, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     if domain.store.runs_in_threads:
-        # No more threads than the store has connections: more would only queue for the
-        # pool, and their lock hand-offs cost more CPU than the queries themselves.
-        limiter = _limiters.get(id(domain))
-        if limiter is None:
-            limiter = _limiters[id(domain)] = anyio.CapacityLimiter(domain.store.concurrency)
+        # In the store's own threads, no more than it has connections: more would only
+        # queue for the pool, and their lock hand-offs cost more CPU than the queries
+        # themselves. (A hop costs 22 us of CPU there at c16, 60 us through anyio.to_thread.)
+        # A request cancelled meanwhile leaves the call to finish: its transaction commits
+        # or rolls back whole, and the store lets it end before it closes.
         call = functools.partial(fn, *args, **kwargs)
-        return await anyio.to_thread.run_sync(call, limiter=limiter)
+        return await asyncio.wrap_future(domain.store.submit(call))
     try:
         return fn(*args, **kwargs)
     finally:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from contextlib import AbstractContextManager
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from passkeyd.domain.models import (
     Account,
@@ -30,6 +31,8 @@ from passkeyd.domain.models import (
     Service,
     Webhook,
 )
+
+T = TypeVar("T")
 
 
 class StorageUnavailable(Exception):
@@ -69,6 +72,8 @@ class FailureOutcome(enum.Enum):
 class Store(Protocol):
     runs_in_threads: bool  # True when queries block on network I/O (run them off the loop)
     concurrency: int  # how many threads can use the store at once (its connections)
+
+    def submit(self, call: Callable[[], T]) -> Future[T]: ...
 
     # schema
     def migrate(self) -> list[int]: ...

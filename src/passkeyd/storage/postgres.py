@@ -409,4 +409,5 @@ class PostgresStore(SqlStore):
             return conn.execute(_pg(sql), args or None).fetchall()
 
     def close(self) -> None:
+        self._stop_threads()
         self._pool.close()

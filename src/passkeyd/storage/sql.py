@@ -12,6 +12,7 @@ import functools
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from importlib import resources
 from typing import Any, Protocol, TypeVar, cast
@@ -214,6 +215,20 @@ class SqlStore(abc.ABC):
     # Rate-limit windows in this process instead of the rate_limits table (storage/windows.py);
     # only a backend whose writes it sees commit and roll back sets it.
     windows: RateWindows | None = None
+    concurrency: int = 1
+    _executor: ThreadPoolExecutor | None = None
+
+    def submit(self, call: Callable[[], T]) -> Future[T]:
+        """Run `call` in one of this store's threads (`runs_in_threads`): as many as it has
+        connections, as more would only queue for them. Called from the event loop."""
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix="passkeyd-db")
+        return self._executor.submit(call)
+
+    def _stop_threads(self) -> None:
+        """Let the calls in progress finish (their transactions end), then the threads."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
 
     # --- what a backend supplies ----------------------------------------------------------
 
