@@ -491,6 +491,18 @@ def test_bad_credentials_are_401(api: Api, auth: tuple[str, str]) -> None:
     assert_twilio_error(r, 401, 20003)
 
 
+@pytest.mark.parametrize(
+    "header",
+    [b"Basic \xe9\xe9\xe9\xe9", b"Basic", b"Basic !!!", b"Basic dXNlcg==", b"Bearer abc"],
+)
+def test_malformed_authorization_headers_are_401(api: Api, header: bytes) -> None:
+    """Not a 500: a credential that is not base64 ASCII (a byte over 127 included) is
+    refused like any other."""
+    r = api.client.get("/v2/Services", headers={"Authorization": header})
+
+    assert_twilio_error(r, 401, 20003)
+
+
 def test_wrong_token_is_401(api: Api) -> None:
     api.create_service()
     before = api.snapshot()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import functools
 import logging
 import secrets
@@ -144,7 +143,7 @@ def _credentials(request: Request) -> tuple[str, str]:
         raise Unauthenticated("Authenticate")
     try:
         decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError) as exc:
+    except ValueError as exc:  # binascii.Error, UnicodeDecodeError, or a character over 127
         raise Unauthenticated("Authenticate") from exc
     username, sep, password = decoded.partition(":")
     if not sep:
