@@ -437,6 +437,32 @@ def test_expired_challenge_is_not_approved(store):
     assert store.rate_limit_count(hit.key, NOW) == 0
 
 
+def test_a_hit_of_an_older_window_leaves_the_current_one_alone(store):
+    """A replica whose clock is a little behind (or a request that read the time just
+    before the boundary) hits the window that just ended: it is let through without being
+    counted, as in-process windows do, and the current window keeps its count. It used to
+    restart the stored window, so alternating hits could pass any limit."""
+    svc = service()
+    store.insert_service(svc)
+    ent = stored(store, entity(svc))
+    key = f"challenge:{svc.sid}:user-0001"
+    current, older = RateHit(key, NOW, 2), RateHit(key, NOW - 60, 2)
+    for expected in (InsertOutcome.INSERTED, InsertOutcome.INSERTED, InsertOutcome.RATE_LIMITED):
+        assert store.insert_challenge(challenge(ent, svc), rate=current) is expected
+    assert store.insert_challenge(challenge(ent, svc), rate=older) is InsertOutcome.INSERTED
+    assert store.rate_limit_count(key, NOW) == 2
+    assert store.insert_challenge(challenge(ent, svc), rate=current) is InsertOutcome.RATE_LIMITED
+    # The same through a failure's hits (the generic upsert, on both stores).
+    failed = RateHit(f"failed_auth:{svc.account_sid}", NOW, 2)
+    c = challenge(ent, svc)
+    store.insert_challenge(c)
+    for _ in range(2):
+        store.record_failed_attempt(c.sid, max_attempts=99, now=NOW, rate_hits=[failed])
+    stale = RateHit(failed.key, NOW - 60, 2)
+    store.record_failed_attempt(c.sid, max_attempts=99, now=NOW, rate_hits=[stale])
+    assert store.rate_limit_count(failed.key, NOW) == 2
+
+
 def test_a_challenge_over_a_limit_is_not_stored(store):
     svc = service()
     store.insert_service(svc)

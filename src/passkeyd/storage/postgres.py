@@ -174,11 +174,18 @@ class PostgresStore(SqlStore):
                 " count = CASE WHEN rate_limits.window_start = excluded.window_start"
                 " THEN rate_limits.count + 1 ELSE 1 END,"
                 " window_start = excluded.window_start"
-                " WHERE rate_limits.window_start <> excluded.window_start"
-                " OR rate_limits.count < %s RETURNING count)"
+                " WHERE rate_limits.window_start < excluded.window_start"
+                " OR (rate_limits.window_start = excluded.window_start"
+                " AND rate_limits.count < %s) RETURNING count)"
             )
             args += [rate.key, rate.window_start, *over_args, *room_args, rate.limit]
-            go, go_args = "EXISTS (SELECT 1 FROM hit)", []
+            # A hit of a window older than the stored one changes nothing and counts alone
+            # (see `_count_hit_in_table`): the challenge is made without it.
+            go = (
+                "(EXISTS (SELECT 1 FROM hit) OR (EXISTS (SELECT 1 FROM rate_limits"
+                f" WHERE key = %s AND window_start > %s) AND {room}))"
+            )
+            go_args = [rate.key, rate.window_start, *room_args]
         columns = CHALLENGE_COLUMNS.split(", ", 1)[1]
         parts.append(
             f"ins AS (INSERT INTO challenges ({columns})"

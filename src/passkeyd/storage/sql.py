@@ -145,15 +145,20 @@ def _webhook(r: Sequence[Any]) -> Webhook:
 
 
 def _count_hit_in_table(tx: Tx, hit: RateHit) -> int:
+    """The window's count with this hit. A hit of a window older than the stored one (a
+    replica's clock a little behind, a request that read the time just before the
+    boundary) changes nothing and counts alone, as in `RateWindows`: it must not restart
+    the current window's count."""
     row = tx.execute(
         "INSERT INTO rate_limits (key, window_start, count) VALUES (?, ?, 1)"
         " ON CONFLICT (key) DO UPDATE SET"
         " count = CASE WHEN rate_limits.window_start = excluded.window_start"
         " THEN rate_limits.count + 1 ELSE 1 END,"
-        " window_start = excluded.window_start RETURNING count",
+        " window_start = excluded.window_start"
+        " WHERE rate_limits.window_start <= excluded.window_start RETURNING count",
         (hit.key, hit.window_start),
     ).fetchone()
-    return int(row[0])
+    return 1 if row is None else int(row[0])
 
 
 class _Refused(Exception):
