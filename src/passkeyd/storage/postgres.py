@@ -149,7 +149,8 @@ class PostgresStore(SqlStore):
         a flood stores, which the rate limit bounds too."""
         parts: list[str] = []
         args: list[Any] = []
-        room, room_args = "TRUE", []
+        room: str = "TRUE"
+        room_args: list[Any] = []
         if max_pending is not None and challenge.entity_sid:
             parts.append(
                 "pending AS (SELECT count(*) AS n FROM challenges WHERE entity_sid = %s"
@@ -158,7 +159,7 @@ class PostgresStore(SqlStore):
             args += [challenge.entity_sid, challenge.date_created]
             room, room_args = "(SELECT n FROM pending) < %s", [max_pending]
         over, over_args = "FALSE", []
-        go, go_args = room, room_args
+        go, go_args = room, list(room_args)
         if rate is not None:
             parts.append(
                 "used AS (SELECT count FROM rate_limits WHERE key = %s AND window_start = %s)"
