@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from passkeyd.domain.ids import new_sid
@@ -419,6 +420,49 @@ def test_counter_race_rolls_the_approval_back(store):
     )
     assert store.get_challenge(svc.account_sid, svc.sid, c2.sid).status is ChallengeStatus.PENDING
     assert store.get_factor(svc.account_sid, svc.sid, f.sid).credential.sign_count == 5
+
+
+@pytest.mark.parametrize("flag", [False, True])
+def test_postgres_approval_of_a_factor_deleted_while_it_waits_is_factor_gone(flag):
+    """PostgreSQL's one-statement approval waits for the factor's row while a deletion
+    holds it; once the deletion commits, the answer is FACTOR_GONE, as on the generic path,
+    not COUNTER_RACE (which the statement's own snapshot, still showing the factor, said)."""
+    with temporary_schema() as url:
+        store = open_store(url, pool_size=2)
+        store.migrate()
+        try:
+            svc = service()
+            store.insert_service(svc)
+            f = verified(store, svc)
+            c = challenge(stored(store, entity(svc)), svc)
+            store.insert_challenge(c)
+            with psycopg.connect(url) as deleter:
+                deleter.execute("DELETE FROM factors WHERE sid = %s", (f.sid,))  # holds the row
+                with ThreadPoolExecutor(1) as pool:
+                    outcome = pool.submit(
+                        store.approve_challenge,
+                        c,
+                        f,
+                        new_sign_count=5,
+                        backed_up=True,
+                        now=NOW,
+                        flag_counter_regression=flag,
+                    )
+                    for _ in range(500):  # until the approval waits for the row
+                        waits = deleter.execute(
+                            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type ="
+                            " 'Lock' AND query LIKE 'WITH pending AS%'"
+                        ).fetchone()
+                        if waits and waits[0]:
+                            break
+                        threading.Event().wait(0.01)
+                    deleter.commit()
+                    assert outcome.result(timeout=10) is ApproveOutcome.FACTOR_GONE
+            assert store.get_challenge(svc.account_sid, svc.sid, c.sid).status is (
+                ChallengeStatus.PENDING
+            )
+        finally:
+            store.close()
 
 
 def test_expired_challenge_is_not_approved(store):

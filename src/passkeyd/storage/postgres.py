@@ -302,18 +302,21 @@ class PostgresStore(SqlStore):
             args += sent_args
         sql = (
             f"WITH {', '.join(parts)} SELECT EXISTS (SELECT 1 FROM pending),"
-            " EXISTS (SELECT 1 FROM approved),"
-            " EXISTS (SELECT 1 FROM factors WHERE sid = %s AND status = 'verified')"
+            " EXISTS (SELECT 1 FROM approved)"
         )
-        args.append(factor.sid)
         with self._pool.connection() as conn:
             row = conn.execute(sql, args).fetchone()
-        assert row is not None
-        was_pending, approved, present = row
-        if approved:
-            return ApproveOutcome.APPROVED
-        if not was_pending:
-            return ApproveOutcome.NOT_PENDING
+            assert row is not None
+            was_pending, approved = row
+            if approved:
+                return ApproveOutcome.APPROVED
+            if not was_pending:
+                return ApproveOutcome.NOT_PENDING
+            # Read again, in a snapshot of its own: the statement's own still shows a factor
+            # whose deletion committed while `counted` waited for its row.
+            present = conn.execute(
+                "SELECT 1 FROM factors WHERE sid = %s AND status = 'verified'", (factor.sid,)
+            ).fetchone()
         return ApproveOutcome.COUNTER_RACE if present else ApproveOutcome.FACTOR_GONE
 
     # --- configuration changes, announced -------------------------------------------------
