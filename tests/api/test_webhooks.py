@@ -270,6 +270,11 @@ def test_denied_counter_regressed_and_backup_events(hooks_api):
         "http://[::ffff:127.0.0.1]/x",
         "http://0.0.0.0/x",
         "http://198.18.0.1/x",
+        "http://[64:ff9b::a9fe:a9fe]/latest",  # NAT64 of the cloud metadata address
+        "http://[64:ff9b::7f00:1]/x",
+        "http://[64:ff9b:1::a00:1]/x",  # NAT64 local-use prefix, 10.0.0.1
+        "http://[::7f00:1]/x",  # IPv4-compatible 127.0.0.1
+        "http://[::a00:1]/x",
     ],
 )
 def test_shared_and_wrapped_internal_addresses_are_refused(api, url):
@@ -278,6 +283,16 @@ def test_shared_and_wrapped_internal_addresses_are_refused(api, url):
         f"{api.svc}/Webhooks", {"FriendlyName": "h", "WebhookUrl": url, "EventTypes": "*"}
     )
     assert (r.status_code, r.json()["code"]) == (400, 60200), url
+
+
+def test_nat64_of_a_public_address_is_accepted(api):
+    """Unwrapping is not refusing: NAT64 of a public IPv4 address is a public target."""
+    api.create_service()
+    r = api.post_form(
+        f"{api.svc}/Webhooks",
+        {"FriendlyName": "h", "WebhookUrl": "https://[64:ff9b::808:808]/x", "EventTypes": "*"},
+    )
+    assert r.status_code == 201, r.text
 
 
 def test_urls_with_spaces_or_non_ascii_are_refused(hooks_api):

@@ -63,12 +63,23 @@ def _lookup(host: str, port: int, deadline: float) -> list[str] | None:
     return found[0]
 
 
+# IPv6 prefixes whose last 32 bits are an IPv4 address some network may route to: NAT64's
+# well-known and local-use prefixes (RFC 6052, RFC 8215) and the old IPv4-compatible ::/96.
+_EMBEDS_IPV4 = tuple(ipaddress.IPv6Network(n) for n in ("64:ff9b::/96", "64:ff9b:1::/48", "::/96"))
+
+
 def _internal(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     """Anything but a public unicast address, looking through IPv6 wrappings of IPv4
-    (mapped, 6to4, Teredo) so that none of them smuggles a loopback or private target."""
+    (mapped, 6to4, Teredo, NAT64, IPv4-compatible) so that none of them smuggles a loopback
+    or private target."""
     if isinstance(address, ipaddress.IPv6Address):
+        embedded = (
+            ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+            if any(address in net for net in _EMBEDS_IPV4)
+            else None
+        )
         for inner in (address.ipv4_mapped, address.sixtofour,
-                      address.teredo[1] if address.teredo else None):  # fmt: skip
+                      address.teredo[1] if address.teredo else None, embedded):  # fmt: skip
             if inner is not None and _internal(inner):
                 return True
     return not address.is_global or address.is_multicast
