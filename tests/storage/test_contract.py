@@ -163,6 +163,22 @@ def verified(
 # --- schema ----------------------------------------------------------------------------------
 
 
+def test_the_configuration_cache_keeps_no_misses(store):
+    """Lookups of made-up accounts, keys and services (anyone can send them, in a Basic
+    credential or a path) read the database each time and leave nothing in memory; what
+    exists is cached."""
+    svc = service()
+    store.insert_service(svc)
+    store.refresh_config()
+    assert store.get_service(svc.account_sid, svc.sid) is not None
+    size = len(store._config)
+    for i in range(200):
+        assert store.get_account(f"AC{i:032x}") is None
+        assert store.get_api_key(f"SK{i:032x}") is None
+        assert store.get_service(svc.account_sid, "VA" + "x" * 8000 + str(i)) is None
+    assert len(store._config) == size
+
+
 def test_migrations_are_applied_once(store):
     assert store.pending_migrations() == []
     assert store.migrate() == []

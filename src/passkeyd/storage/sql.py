@@ -321,7 +321,9 @@ class SqlStore(abc.ABC):
         if self._config_version is None:
             return load()
         value = load()
-        if self._config is cache:  # not refreshed or changed meanwhile (another thread)
+        # Not a miss: the keys come from requests (an account SID in a Basic credential, a
+        # service SID in a path), and anyone could fill the cache with made-up ones.
+        if value is not None and self._config is cache:  # not refreshed meanwhile
             cache[key] = value
         return value
 
