@@ -94,7 +94,25 @@ def parse_form_bytes(raw: bytes) -> Form:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidParameter("Invalid parameter: the body is not UTF-8") from exc
-    return Form(parse_qsl(text, keep_blank_values=True))
+    pairs = parse_qsl(text, keep_blank_values=True)
+    if "\x00" in text or ("%00" in text and any("\x00" in k + v for k, v in pairs)):
+        raise InvalidParameter(NUL_REFUSED)
+    return Form(pairs)
+
+
+# No value may hold one: PostgreSQL's text cannot store it, and no identifier, name or URL
+# needs it.
+NUL_REFUSED = "Invalid parameter: a value contains a NUL character"
+
+
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(v) for v in value)
+    return False
 
 
 async def read_form(request: Request) -> Form:
@@ -125,6 +143,8 @@ async def read_json(request: Request, *, code: int, form_fallback: bool) -> dict
         raise HttpError(400, code, "The request body is not valid JSON") from exc
     if not isinstance(data, dict):
         raise HttpError(400, code, "The request body must be a JSON object")
+    if b"\\u0000" in raw and _holds_nul(data):  # (the scan only when it may)
+        raise HttpError(400, code, NUL_REFUSED)
     return data
 
 
