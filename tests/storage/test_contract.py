@@ -929,6 +929,41 @@ def test_each_webhook_has_one_delivery_out_at_a_time_oldest_first(store):
     assert claim(NOW + 200) == ["EVWHa3"]  # a delivery awaiting its retry holds up no one
 
 
+def test_a_webhooks_undelivered_events_follow_it(store):
+    """Deleted or disabled: its pending deliveries (retries included) are dropped, so
+    nothing more goes to a URL its owner took away. Moved: they go to the new URL. Other
+    webhooks' deliveries are untouched."""
+    svc = service()
+    store.insert_service(svc)
+    hooks = [
+        Webhook(new_sid("YW"), svc.account_sid, svc.sid, name, ("*",),
+                f"https://{name}.example/h", "POST", "enabled", "v2", NOW, NOW)
+        for name in ("gone", "off", "moved", "kept")
+    ]  # fmt: skip
+    for hook in hooks:
+        store.insert_webhook(hook)
+    gone, off, moved, kept = hooks
+    store.insert_factor(
+        factor(stored(store, entity(svc))),
+        [
+            Delivery(f"EV{h.friendly_name}{n}", "factor.created", h.sid, svc.account_sid,
+                     h.webhook_url, {})
+            for h in hooks for n in (1, 2)
+        ],
+    )  # fmt: skip
+    first = store.claim_deliveries(now=NOW, lease_seconds=60, limit=10)
+    for claimed in first:  # each webhook's first attempt failed: a retry is pending
+        store.finish_delivery(claimed.seq, now=NOW, delivered=False, retry_at=NOW + 5, error="x")
+    assert store.delete_webhook(svc.account_sid, svc.sid, gone.sid)
+    store.update_webhook(dataclasses.replace(off, status="disabled"))
+    store.update_webhook(dataclasses.replace(moved, webhook_url="https://new.example/h"))
+    due = store.claim_deliveries(now=NOW + 10, lease_seconds=60, limit=10)
+    assert sorted((c.delivery.event_sid, c.delivery.url) for c in due) == [
+        ("EVkept1", "https://kept.example/h"),
+        ("EVmoved1", "https://new.example/h"),
+    ]
+
+
 def test_an_audit_batch_is_written_in_one_call_and_read_back_in_order(store):
     events = [
         AuditEvent("AC" + "1" * 32, "VA1", "AC" + "1" * 32, f"action_{i}", f"YF{i}", "ok", 0, "",

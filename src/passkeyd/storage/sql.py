@@ -144,6 +144,10 @@ def _webhook(r: Sequence[Any]) -> Webhook:
     )
 
 
+# A webhook's events not yet delivered (one being sent right now is past recall).
+_DROP_PENDING = "DELETE FROM webhook_deliveries WHERE webhook_sid = ? AND status = 'pending'"
+
+
 def _count_hit_in_table(tx: Tx, hit: RateHit) -> int:
     """The window's count with this hit. A hit of a window older than the stored one (a
     replica's clock a little behind, a request that read the time just before the
@@ -1187,6 +1191,16 @@ class SqlStore(abc.ABC):
             )
             if cur.rowcount == 1:
                 self._bump_config(db)
+                # Events not yet delivered follow the change: none to a webhook turned off,
+                # and to its new URL when it moved (the old one may be lost, or hostile).
+                if w.status != "enabled":
+                    db.execute(_DROP_PENDING, (w.sid,))
+                else:
+                    db.execute(
+                        "UPDATE webhook_deliveries SET url = ?"
+                        " WHERE webhook_sid = ? AND status = 'pending'",
+                        (w.webhook_url, w.sid),
+                    )
 
     def get_webhook(self, account_sid: str, service_sid: str, sid: str) -> Webhook | None:
         row = self._one(
@@ -1233,6 +1247,7 @@ class SqlStore(abc.ABC):
             if cur.rowcount != 1:
                 return False
             self._bump_config(db)
+            db.execute(_DROP_PENDING, (sid,))  # nothing more to a webhook that is gone
             return True
 
     # --- the delivery outbox --------------------------------------------------------------
