@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import secrets
 from collections.abc import Callable, Iterator
 
 import httpx2
@@ -79,3 +80,39 @@ def test_a_forged_session_cookie_signs_nobody_in(
 
     tab.open("/account")
     assert tab.page.url == site.url + "/"  # sent to sign in: the cookie counts as none
+
+
+def test_a_sign_up_finished_after_the_names_owner_joins_nothing(
+    site: Demo, passkeyd: Passkeyd
+) -> None:
+    """Anyone may start signing up with a name nobody has finished signing up with, and
+    keep the options. If the name's owner finishes first, finishing later must not add
+    the stranger's passkey to the owner's account, nor sign the stranger in."""
+    from tests.authenticator import Authenticator
+
+    name = "Grace Hopper " + secrets.token_hex(3)
+    headers = {"Origin": site.url}
+    with (
+        httpx2.Client(base_url=site.url, trust_env=False, headers=headers) as mallory,
+        httpx2.Client(base_url=site.url, trust_env=False, headers=headers) as owner,
+    ):
+        held = mallory.post("/api/signup/options", json={"name": name}).json()["options"]
+        options = owner.post("/api/signup/options", json={"name": name}).json()["options"]
+        signed_up = owner.post(
+            "/api/passkeys/verify", json={"credential": Authenticator().create(options, site.url)}
+        )
+        assert signed_up.status_code == 200, signed_up.text
+        stranger = Authenticator()
+        late = mallory.post(
+            "/api/passkeys/verify", json={"credential": stranger.create(held, site.url)}
+        )
+        assert late.status_code == 409, late.text
+        assert mallory.get("/account", follow_redirects=False).status_code in (302, 303)
+        # The owner's account holds the owner's passkey only; the stranger's cannot sign in.
+        sign_in = mallory.post("/api/signin/options", json={"name": name}).json()["options"]
+        assert len(sign_in["publicKey"]["allowCredentials"]) == 1
+        (stranger_id,) = stranger.credentials
+        assert (
+            sign_in["publicKey"]["allowCredentials"][0]["id"]
+            != base64.urlsafe_b64encode(stranger_id).rstrip(b"=").decode()
+        )

@@ -65,6 +65,12 @@ async def has_passkeys(demo: Demo, identity: str) -> bool:
     return any(f.get("status") == "verified" for f in factors)
 
 
+async def _taken_meanwhile(demo: Demo, identity: str, factor_sid: str) -> bool:
+    """The name has a verified passkey other than `factor_sid`."""
+    factors = await demo.verify.list_factors(demo.service.sid, identity)
+    return any(f.get("status") == "verified" and f.get("sid") != factor_sid for f in factors)
+
+
 async def _registration_options(request: Request, identity: str, name: str) -> Response:
     demo = demo_of(request)
     factor = await demo.verify.create_factor(
@@ -108,6 +114,12 @@ async def verify_passkey(request: Request) -> Response:
     sid, identity = str(factor["sid"]), str(factor["identity"])
     if sid not in session.pending or session.identity not in (None, identity):
         raise Refusal.app(403, "not_this_browser")
+    if session.identity is None and await _taken_meanwhile(demo, identity, sid):
+        # Another browser finished signing up with this name first (anyone may start a
+        # sign-up for any name not yet taken, and finish it later): this passkey must not
+        # join that account.
+        await demo.verify.delete_factor(demo.service.sid, identity, sid)
+        raise Refusal.app(409, "name_taken")
     notice = "signed-up" if session.identity is None else "added"
     session = session.finished(sid).signed_in(identity)
     return store_session(request, json_reply({"redirect": f"/account?notice={notice}"}), session)
