@@ -182,10 +182,12 @@ class Authentications:
                 retry_after=self.limiter.retry_after(rule),
             )
         if outcome is InsertOutcome.TOO_MANY_PENDING:
+            # Room comes back when the first of them expires (or is answered before).
+            first = self.store.first_pending_expiry(entity_sid, now)
             raise TooManyRequests(
                 f"Too many pending challenges: at most {self.limiter.max_pending_challenges}"
                 " per entity; answer or let one expire",
-                retry_after=60,
+                retry_after=max(1, (first or now + 1) - now),
             )
         return challenge
 

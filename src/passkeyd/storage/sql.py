@@ -1044,6 +1044,15 @@ class SqlStore(abc.ABC):
         )
         return int(row[0]) if row else 0
 
+    def first_pending_expiry(self, entity_sid: str, now: int) -> int | None:
+        """When the entity's first pending challenge expires (None: none is pending)."""
+        row = self._one(
+            "SELECT min(expiration_date) FROM challenges WHERE entity_sid = ?"
+            " AND status = 'pending' AND expiration_date > ?",
+            (entity_sid, now),
+        )
+        return int(row[0]) if row and row[0] is not None else None
+
     def active_factors(
         self, account_sid: str, service_sid: str, entity_sid: str, now: int
     ) -> list[Factor]:
