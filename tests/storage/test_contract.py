@@ -7,6 +7,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -438,47 +439,54 @@ def test_counter_race_rolls_the_approval_back(store):
     assert store.get_factor(svc.account_sid, svc.sid, f.sid).credential.sign_count == 5
 
 
-@pytest.mark.parametrize("flag", [False, True])
-def test_postgres_approval_of_a_factor_deleted_while_it_waits_is_factor_gone(flag):
-    """PostgreSQL's one-statement approval waits for the factor's row while a deletion
-    holds it; once the deletion commits, the answer is FACTOR_GONE, as on the generic path,
-    not COUNTER_RACE (which the statement's own snapshot, still showing the factor, said)."""
+@contextmanager
+def postgres_with_a_passkey() -> Iterator[tuple[str, Store, Service, Factor]]:
+    """A migrated PostgreSQL store in a schema of its own, with a service and a verified
+    passkey (url, store, service, factor); closed and dropped after."""
     with temporary_schema() as url:
         store = open_store(url, pool_size=2)
         store.migrate()
         try:
             svc = service()
             store.insert_service(svc)
-            f = verified(store, svc)
-            c = challenge(stored(store, entity(svc)), svc)
-            store.insert_challenge(c)
-            with psycopg.connect(url) as deleter:
-                deleter.execute("DELETE FROM factors WHERE sid = %s", (f.sid,))  # holds the row
-                with ThreadPoolExecutor(1) as pool:
-                    outcome = pool.submit(
-                        store.approve_challenge,
-                        c,
-                        f,
-                        new_sign_count=5,
-                        backed_up=True,
-                        now=NOW,
-                        flag_counter_regression=flag,
-                    )
-                    for _ in range(500):  # until the approval waits for the row
-                        waits = deleter.execute(
-                            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type ="
-                            " 'Lock' AND query LIKE 'WITH pending AS%'"
-                        ).fetchone()
-                        if waits and waits[0]:
-                            break
-                        threading.Event().wait(0.01)
-                    deleter.commit()
-                    assert outcome.result(timeout=10) is ApproveOutcome.FACTOR_GONE
-            assert store.get_challenge(svc.account_sid, svc.sid, c.sid).status is (
-                ChallengeStatus.PENDING
-            )
+            yield url, store, svc, verified(store, svc)
         finally:
             store.close()
+
+
+def _waits_for_a_row_lock(conn: psycopg.Connection, query_start: str) -> bool:
+    """Whether a statement starting with `query_start` waits for a lock, within 5 s."""
+    for _ in range(500):
+        waits = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            " AND starts_with(query, %s)",
+            (query_start,),
+        ).fetchone()
+        if waits and waits[0]:
+            return True
+        threading.Event().wait(0.01)
+    return False
+
+
+@pytest.mark.parametrize("flag", [False, True])
+def test_postgres_approval_of_a_factor_deleted_while_it_waits_is_factor_gone(flag):
+    """PostgreSQL's one-statement approval waits for the factor's row while a deletion
+    holds it; once the deletion commits, the answer is FACTOR_GONE, as on the generic path,
+    not COUNTER_RACE (which the statement's own snapshot, still showing the factor, said)."""
+    with postgres_with_a_passkey() as (url, store, svc, f):
+        c = challenge(stored(store, entity(svc)), svc)
+        store.insert_challenge(c)
+        with psycopg.connect(url) as deleter, ThreadPoolExecutor(1) as pool:
+            deleter.execute("DELETE FROM factors WHERE sid = %s", (f.sid,))  # holds the row
+            outcome = pool.submit(
+                store.approve_challenge, c, f, new_sign_count=5, backed_up=True, now=NOW,
+                flag_counter_regression=flag,
+            )  # fmt: skip
+            assert _waits_for_a_row_lock(deleter, "WITH pending AS")
+            deleter.commit()
+            assert outcome.result(timeout=10) is ApproveOutcome.FACTOR_GONE
+        got = store.get_challenge(svc.account_sid, svc.sid, c.sid)
+        assert got.status is ChallengeStatus.PENDING
 
 
 def test_expired_challenge_is_not_approved(store):
@@ -1346,44 +1354,32 @@ def test_a_registration_writes_its_webhook_deliveries_and_a_refused_one_none(sto
 def test_a_flagged_approval_racing_one_that_moved_the_counter_is_approved_and_flagged() -> None:
     """PostgreSQL, the flag policy: an approval whose counter was overtaken, while it
     waited, by a concurrent one is approved with the clone warning set, as in sequence."""
-    import threading
-
-    import psycopg
-
-    with temporary_schema() as url:
-        store = open_store(url, pool_size=2)
-        store.migrate()
-        try:
-            svc = service()
-            store.insert_service(svc)
-            f = verified(store, svc)
-            first = challenge(None, svc)
-            store.insert_challenge(first)
-            assert store.approve_challenge(first, f, new_sign_count=4, backed_up=False, now=NOW)
-            f = store.get_factor(svc.account_sid, svc.sid, f.sid)
-            mine = challenge(None, svc)
-            store.insert_challenge(mine)
-            outcome: list[ApproveOutcome] = []
-            with psycopg.connect(url) as other:  # a concurrent approval, not yet committed
-                other.execute("UPDATE factors SET sign_count = 6 WHERE sid = %s", (f.sid,))
-                waiting = threading.Thread(
-                    target=lambda: outcome.append(
-                        store.approve_challenge(
-                            mine, f, new_sign_count=5, backed_up=False, now=NOW,
-                            flag_counter_regression=True,
-                        )
+    with postgres_with_a_passkey() as (url, store, svc, f):
+        first = challenge(None, svc)
+        store.insert_challenge(first)
+        assert store.approve_challenge(first, f, new_sign_count=4, backed_up=False, now=NOW)
+        f = store.get_factor(svc.account_sid, svc.sid, f.sid)
+        mine = challenge(None, svc)
+        store.insert_challenge(mine)
+        outcome: list[ApproveOutcome] = []
+        with psycopg.connect(url) as other:  # a concurrent approval, not yet committed
+            other.execute("UPDATE factors SET sign_count = 6 WHERE sid = %s", (f.sid,))
+            waiting = threading.Thread(
+                target=lambda: outcome.append(
+                    store.approve_challenge(
+                        mine, f, new_sign_count=5, backed_up=False, now=NOW,
+                        flag_counter_regression=True,
                     )
-                )  # fmt: skip
-                waiting.start()
-                waiting.join(0.5)
-                assert waiting.is_alive()  # it waits for the factor's row
-                other.commit()
-            waiting.join(5)
-            assert outcome == [ApproveOutcome.APPROVED]
-            got = store.get_factor(svc.account_sid, svc.sid, f.sid)
-            assert got.credential.sign_count == 6 and got.credential.clone_warning is True
-        finally:
-            store.close()
+                )
+            )  # fmt: skip
+            waiting.start()
+            waiting.join(0.5)
+            assert waiting.is_alive()  # it waits for the factor's row
+            other.commit()
+        waiting.join(5)
+        assert outcome == [ApproveOutcome.APPROVED]
+        got = store.get_factor(svc.account_sid, svc.sid, f.sid)
+        assert got.credential.sign_count == 6 and got.credential.clone_warning is True
 
 
 def test_cache_only_reads_answer_from_the_cache_or_say_they_cannot(store) -> None:
