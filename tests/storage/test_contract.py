@@ -237,15 +237,43 @@ def test_services_page_in_both_directions(store):
 
 
 def test_service_update_and_cascading_delete(store):
-    svc = service()
-    store.insert_service(svc)
+    svc, other = service(), service()
+    for s in (svc, other):
+        store.insert_service(s)
     store.update_service(dataclasses.replace(svc, friendly_name="renamed", date_updated=NOW + 1))
     assert store.get_service(svc.account_sid, svc.sid).friendly_name == "renamed"
     f = verified(store, svc)
-    store.insert_challenge(challenge(None, svc))
+    kept = verified(store, other, cred_id=b"\x02" * 16)
+    challenges = {
+        s.sid: [challenge(None, s), challenge(stored(store, entity(s)), s)] for s in (svc, other)
+    }
+    for c in challenges[svc.sid] + challenges[other.sid]:
+        store.insert_challenge(c)
     assert store.delete_service(svc.account_sid, svc.sid)
     assert store.get_factor(svc.account_sid, svc.sid, f.sid) is None
     assert store.get_entity(svc.account_sid, svc.sid, "user-0001") is None
+    for c in challenges[svc.sid]:  # usernameless and for an identity
+        assert store.get_challenge(svc.account_sid, svc.sid, c.sid) is None
+    for c in challenges[other.sid]:
+        assert store.get_challenge(other.account_sid, other.sid, c.sid) is not None
+    assert store.get_factor(other.account_sid, other.sid, kept.sid) == kept
+
+
+def test_deleting_a_service_finds_its_rows_by_indexes(tmp_path: Path):
+    """Not a scan of every service's factors and challenges, which held SQLite's write
+    lock for seconds in a large multi-tenant database. (SQLite's plans; PostgreSQL has the
+    same indexes.)"""
+    from passkeyd.storage.sql import SERVICE_ROWS
+
+    store = open_store(f"sqlite:///{tmp_path}/plans.db")
+    store.migrate()
+    for statement in SERVICE_ROWS:
+        plan = [row[-1] for row in store._all("EXPLAIN QUERY PLAN " + statement, ("VA1",))]
+        assert plan and all(step.startswith(("SEARCH", "LIST SUBQUERY")) for step in plan), (
+            statement,
+            plan,
+        )
+    store.close()
 
 
 # --- entities ----------------------------------------------------------------------------------
