@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.authenticator import b64url
+from tests.authenticator import b64url, unb64url
 from tests.conftest import ORIGIN
 
 
@@ -90,10 +90,27 @@ def test_malformed_assertion(api, assertion, path, value, code):
     assert api.snapshot() == before
 
 
-def test_id_may_come_as_hex_raw_id_or_padded(api, assertion):
+def test_id_may_come_as_a_padded_raw_id(api, assertion):
     raw = assertion.pop("id")
     assertion["rawId"] = raw + "=" * (-len(raw) % 4)
     assert api.approve(assertion).status_code == 200
+
+
+def test_id_may_come_as_a_hex_raw_id(api, assertion):
+    """As in Twilio's examples. Hex is base64url text too: read as base64url, it named
+    other bytes, and the credential was not found."""
+    assertion["rawId"] = unb64url(assertion.pop("id")).hex()
+    r = api.approve(assertion)
+    assert r.status_code == 200, r.text
+
+
+def test_a_registration_may_name_its_credential_by_a_hex_raw_id_alone(api):
+    api.create_service()
+    factor = api.create_factor("user-0001")
+    credential = api.authenticator.create(factor["options"], ORIGIN)
+    credential["rawId"] = unb64url(credential.pop("id")).hex()
+    r = api.verify_factor(credential)
+    assert (r.status_code, r.json()["status"]) == (200, "verified"), r.text
 
 
 @pytest.mark.parametrize(

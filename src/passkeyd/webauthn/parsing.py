@@ -7,6 +7,7 @@ Only decoding happens here: no policy, no verification. Every failure is a
 from __future__ import annotations
 
 import binascii
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,8 +92,11 @@ def parse_client_data(encoded: Any) -> ClientData:
     return ClientData(raw, ctype, challenge_bytes, origin, cross_origin, top_origin)
 
 
+_HEX = re.compile(r"(?:[0-9a-fA-F]{2})+")
+
+
 def _credential_id(body: dict[str, Any], *, required: bool) -> bytes | None:
-    """The credential id from `id`, else `rawId` (base64url or hex), else `keyId`."""
+    """The credential id from `id`, else `rawId` (hex or base64url), else `keyId`."""
     ident = body.get("id")
     if ident not in (None, ""):
         try:
@@ -105,13 +109,15 @@ def _credential_id(body: dict[str, Any], *, required: bool) -> bytes | None:
             continue
         if not isinstance(raw, str):
             raise MalformedResponse(Step.CREDENTIAL_ID, f"{key} is not a string")
+        # Hex first (Twilio's examples send rawId in hex): hex text is base64url too, and
+        # would decode to other bytes; a base64url id of 16 bytes or more is all hex
+        # digits with a chance under 1e-10.
+        if _HEX.fullmatch(raw):
+            return binascii.unhexlify(raw)
         try:
             return b64url_decode(raw)
-        except ValueError:
-            try:
-                return binascii.unhexlify(raw)
-            except (binascii.Error, ValueError) as exc:
-                raise MalformedResponse(Step.CREDENTIAL_ID, f"{key} is not base64url") from exc
+        except ValueError as exc:
+            raise MalformedResponse(Step.CREDENTIAL_ID, f"{key} is not base64url or hex") from exc
     if required:
         raise MalformedResponse(Step.CREDENTIAL_ID, "id is required")
     return None
