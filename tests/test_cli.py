@@ -144,6 +144,17 @@ def test_unreachable_database_exits_6():
     assert r.returncode == 6 and "PostgreSQL" in (r.stdout + r.stderr)
 
 
+@pytest.mark.parametrize("command", ["migrate", "check-config", "serve"])
+def test_an_sqlite_file_that_cannot_be_opened_exits_6(tmp_path, command):
+    """A directory that does not exist (or is not writable): one line naming the file, the
+    database's exit code, no traceback."""
+    url = f"sqlite:///{tmp_path}/missing/dir/passkeyd.db"
+    r = run(command, "--database-url", url, env={"PATH": "/usr/bin:/bin"})
+    out = r.stdout + r.stderr
+    assert r.returncode == 6, out
+    assert f"{tmp_path}/missing/dir/passkeyd.db" in out and "Traceback" not in out
+
+
 def test_rotate_token_and_read_the_audit_trail(db):
     account = json.loads(run("accounts", "create", "--database-url", db).stdout)
     rotated = json.loads(

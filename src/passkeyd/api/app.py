@@ -35,11 +35,15 @@ log = logging.getLogger("passkeyd")
 
 async def healthz(request: Request) -> Response:
     domain: Domain = request.app.state.domain
-    if domain.store.runs_in_threads:
-        await anyio.to_thread.run_sync(domain.store.ping)
-    else:
-        domain.store.ping()
-    return json_response(200, {"status": "ok"}, "RQ" + secrets.token_hex(16))
+    try:
+        if domain.store.runs_in_threads:
+            await anyio.to_thread.run_sync(domain.store.ping)
+        else:
+            domain.store.ping()
+    except StorageUnavailable:
+        log.warning("health check: the database does not answer")
+        return json_response(503, {"status": "unavailable", "reason": "database"}, _rid())
+    return json_response(200, {"status": "ok"}, _rid())
 
 
 def _allowed_methods(request: Request) -> list[str]:
@@ -78,8 +82,12 @@ async def metrics_endpoint(request: Request) -> Response:
             response.headers["WWW-Authenticate"] = 'Bearer realm="passkeyd metrics"'
             return response
     domain: Domain = request.app.state.domain
-    backlog = await anyio.to_thread.run_sync(domain.store.delivery_backlog)
-    metrics.WEBHOOK_BACKLOG.set(backlog)
+    try:
+        backlog = await anyio.to_thread.run_sync(domain.store.delivery_backlog)
+    except StorageUnavailable:  # the other metrics matter most now: answer with them
+        log.warning("metrics: the database does not answer; the webhook backlog is stale")
+    else:
+        metrics.WEBHOOK_BACKLOG.set(backlog)
     body, content_type = metrics.render()
     return Response(body, headers={"Content-Type": content_type})
 

@@ -93,6 +93,11 @@ def _deliveries_if(deliveries: Sequence[Delivery], now: int, cte: str) -> tuple[
     return sql, args
 
 
+# Errors of the connection rather than of the statement (IntegrityError and DataError are
+# not among them). PoolTimeout: no connection could be had in time.
+_UNAVAILABLE = (psycopg.OperationalError, psycopg.InterfaceError, psycopg_pool.PoolTimeout)
+
+
 class PostgresStore(SqlStore):
     dialect = "postgres"
     runs_in_threads = True
@@ -124,8 +129,18 @@ class PostgresStore(SqlStore):
             ) from exc
 
     @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A connection of the pool. The server gone, restarting, or out of connections
+        (or this one dropped meanwhile) is StorageUnavailable, answered 503: not a 500."""
+        try:
+            with self._pool.connection() as conn:
+                yield conn
+        except _UNAVAILABLE as exc:
+            raise StorageUnavailable(f"PostgreSQL is unavailable ({type(exc).__name__})") from exc
+
+    @contextmanager
     def _write(self) -> Iterator[Tx]:
-        with self._pool.connection() as conn, conn.transaction():
+        with self._connection() as conn, conn.transaction():
             yield _PgTx(conn)
 
     # --- a ceremony's write in one statement ---------------------------------------------
@@ -195,7 +210,7 @@ class PostgresStore(SqlStore):
         args += [*challenge_to_row(challenge), *go_args]
         sql = f"WITH {', '.join(parts)} SELECT EXISTS (SELECT 1 FROM ins), {over}, {room}"
         args += [*over_args, *room_args]
-        with self._pool.connection() as conn:
+        with self._connection() as conn:
             row = conn.execute(sql, args).fetchone()
         assert row is not None  # a SELECT without FROM: always one row
         inserted, over_limit, has_room = row
@@ -222,7 +237,7 @@ class PostgresStore(SqlStore):
             args += sent_args
         sql = f"WITH {', '.join(parts)} SELECT EXISTS (SELECT 1 FROM verified)"
         try:
-            with self._pool.connection() as conn:
+            with self._connection() as conn:
                 row = conn.execute(sql, args).fetchone()
         except self.integrity_errors as exc:
             raise CredentialConflict from exc
@@ -304,7 +319,7 @@ class PostgresStore(SqlStore):
             f"WITH {', '.join(parts)} SELECT EXISTS (SELECT 1 FROM pending),"
             " EXISTS (SELECT 1 FROM approved)"
         )
-        with self._pool.connection() as conn:
+        with self._connection() as conn:
             row = conn.execute(sql, args).fetchone()
             assert row is not None
             was_pending, approved = row
@@ -412,11 +427,11 @@ class PostgresStore(SqlStore):
         tx.execute("SELECT pg_advisory_xact_lock(?)", (_CLAIM_LOCK,))
 
     def _one(self, sql: str, args: Sequence[Any]) -> Any:
-        with self._pool.connection() as conn:
+        with self._connection() as conn:
             return conn.execute(_pg(sql), args or None).fetchone()
 
     def _all(self, sql: str, args: Sequence[Any]) -> list[Any]:
-        with self._pool.connection() as conn:
+        with self._connection() as conn:
             return conn.execute(_pg(sql), args or None).fetchall()
 
     def close(self) -> None:

@@ -37,7 +37,14 @@ from passkeyd.domain.models import (
     Webhook,
 )
 
-from .base import ApproveOutcome, CredentialConflict, FailureOutcome, InsertOutcome, NotCached
+from .base import (
+    ApproveOutcome,
+    CredentialConflict,
+    FailureOutcome,
+    InsertOutcome,
+    NotCached,
+    StorageUnavailable,
+)
 from .rows import (
     CHALLENGE_COLUMNS,
     FACTOR_COLUMNS,
@@ -375,6 +382,8 @@ class SqlStore(abc.ABC):
     def applied_migrations(self) -> set[int]:
         try:
             return {r[0] for r in self._all("SELECT version FROM schema_migrations", ())}
+        except StorageUnavailable:  # the database does not answer: not an empty schema
+            raise
         except Exception:  # no table yet: nothing applied
             return set()
 

@@ -80,14 +80,17 @@ class SQLiteStore(SqlStore):
         self._lock = threading.RLock()
         self._turn = threading.Condition(self._lock)  # a batch was committed
         self._threads_waiting = 0
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
-        if path != ":memory:":
-            self._db.execute("PRAGMA journal_mode = WAL")
-        self._db.execute(f"PRAGMA synchronous = {synchronous}")
-        # A page cache of `cache_mb` (SQLite's default is 2 MiB): with a million passkeys
-        # the index pages a ceremony walks stay in memory instead of being read again.
-        self._db.execute(f"PRAGMA cache_size = -{int(cache_mb) * 1024}")
+        try:
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
+            if path != ":memory:":
+                self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute(f"PRAGMA synchronous = {synchronous}")
+            # A page cache of `cache_mb` (SQLite's default is 2 MiB): with a million
+            # passkeys the index pages a ceremony walks stay in memory.
+            self._db.execute(f"PRAGMA cache_size = -{int(cache_mb) * 1024}")
+        except sqlite3.Error as exc:  # no such directory, not writable, not a database
+            raise StorageUnavailable(f"cannot open the SQLite database {path}: {exc}") from exc
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
         self._batch: asyncio.Future[None] | None = None  # the open group commit, if any

@@ -1,0 +1,56 @@
+"""PostgreSQL dropping the service's connections (a restart, a failover, an admin's
+pg_terminate_backend): the requests that meet a dead connection are answered 503 20503 in
+Twilio's format, never 500, and the service recovers by itself."""
+
+from __future__ import annotations
+
+import secrets
+from urllib.parse import quote
+
+import psycopg
+from starlette.testclient import TestClient
+
+from passkeyd.api import create_app
+from passkeyd.domain import Domain
+from passkeyd.storage.postgres import PostgresStore
+from tests.conftest import FakeClock
+from tests.pg import ADMIN_URL, temporary_schema
+
+
+def _drop_connections(application_name: str) -> int:
+    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+        rows = admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+            (application_name,),
+        ).fetchall()
+    return len(rows)
+
+
+def test_dropped_connections_are_503_then_recovered() -> None:
+    name = "pk_outage_" + secrets.token_hex(4)
+    with temporary_schema() as url:
+        store = PostgresStore(f"{url}&application_name={quote(name)}", pool_size=2)
+        store.migrate()
+        domain = Domain(store, FakeClock())
+        account, token = domain.accounts.create_account("outage")
+        auth = (account.sid, token)
+        with TestClient(create_app(domain), raise_server_exceptions=False) as client:
+            assert client.get("/v2/Services", auth=auth).status_code == 200
+            assert client.get("/healthz").status_code == 200
+            assert _drop_connections(name) >= 1
+            answers = [client.get("/v2/Services", auth=auth) for _ in range(4)]
+            answers += [client.get("/healthz"), client.get("/metrics")]
+            assert {r.status_code for r in answers} <= {200, 503}, [r.text for r in answers]
+            failed = [r for r in answers if r.status_code == 503]
+            assert failed, "no request met a dropped connection"
+            for r in failed:
+                if r.request.url.path == "/healthz":
+                    assert r.json() == {"status": "unavailable", "reason": "database"}
+                else:
+                    body = r.json()
+                    assert (body["code"], body["status"]) == (20503, 503)
+                    assert r.headers["Twilio-Request-Id"] in body["message"]
+            # The pool drops the dead connections and makes new ones: no restart needed.
+            assert client.get("/v2/Services", auth=auth).status_code == 200
+            assert client.get("/healthz").status_code == 200
+            assert client.get("/metrics").status_code == 200
