@@ -82,6 +82,7 @@ def test_check_config_reports_settings_without_secrets(db):
     assert report["ok"] and report["database"]["reachable"]
     assert report["settings"]["PASSKEYD_AUTH_TOKEN"] == "<set>"
     assert "s3cret-token" not in r.stdout
+    assert report["settings"]["PASSKEYD_DATABASE_URL"] == db  # as given: it can be pasted back
 
 
 @pytest.mark.parametrize(
@@ -114,6 +115,10 @@ def test_config_file_is_read_and_checked(tmp_path, db):
         env={"PATH": "/usr/bin:/bin", "PASSKEYD_PORT": "7000"},
     )
     assert json.loads(overridden.stdout)["settings"]["PASSKEYD_PORT"] == 7000
+    # An empty variable (a template's blank) is unset: the file's value stands.
+    blank = {"PATH": "/usr/bin:/bin", "PASSKEYD_DATABASE_URL": "", "PASSKEYD_PORT": ""}
+    kept = json.loads(run("--config", str(good), "check-config", env=blank).stdout)["settings"]
+    assert (kept["PASSKEYD_DATABASE_URL"], kept["PASSKEYD_PORT"]) == (db, 9999)
     bad = tmp_path / "bad.toml"
     bad.write_text('colour = "blue"\n')
     r = run("--config", str(bad), "check-config", env={"PATH": "/usr/bin:/bin"})
@@ -153,6 +158,24 @@ def test_an_sqlite_file_that_cannot_be_opened_exits_6(tmp_path, command):
     out = r.stdout + r.stderr
     assert r.returncode == 6, out
     assert f"{tmp_path}/missing/dir/passkeyd.db" in out and "Traceback" not in out
+
+
+@pytest.mark.parametrize("command", ["check-config", "serve"])
+def test_a_malformed_account_sid_is_a_settings_error(db, command):
+    """Checked with the other settings (exit 3, naming it), not found by serve's first use."""
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PASSKEYD_ACCOUNT_SID": "AC" + "0" * 31,
+        "PASSKEYD_AUTH_TOKEN": "x",
+    }
+    r = run(command, "--database-url", db, env=env)
+    out = r.stdout + r.stderr
+    assert r.returncode == 3 and "PASSKEYD_ACCOUNT_SID" in out and "Traceback" not in out, out
+
+
+def test_serving_an_in_memory_database_is_a_settings_error():
+    r = run("serve", "--database-url", "sqlite:///:memory:", env={"PATH": "/usr/bin:/bin"})
+    assert r.returncode == 3 and "in-memory" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_rotate_token_and_read_the_audit_trail(db):

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import logging
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -108,6 +110,7 @@ def cmd_serve(settings: Settings) -> int:
     if settings.workers > 1:  # aggregate every worker's metrics at /metrics
         metrics_dir = Path(tempfile.mkdtemp(prefix="passkeyd-metrics-"))
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+        atexit.register(shutil.rmtree, metrics_dir, ignore_errors=True)  # however serve ends
     # Workers read their settings back from the environment.
     os.environ.update(
         {
@@ -329,6 +332,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"passkeyd: configuration error: {exc}\n")
         return EXIT_CONFIG
     _configure_logging(settings)
+    if args.command == "serve" and settings.database_url.endswith(":memory:"):
+        sys.stderr.write(
+            "passkeyd: configuration error: PASSKEYD_DATABASE_URL: an in-memory SQLite"
+            " database cannot be served (each process would have its own, empty); use a file\n"
+        )
+        return EXIT_CONFIG
     try:
         if args.command == "serve":
             return cmd_serve(settings)

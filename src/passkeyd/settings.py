@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,9 @@ DEFAULT_DATABASE_URL = "sqlite:///./passkeyd.db"
 
 class SettingsError(ValueError):
     pass
+
+
+_ACCOUNT_SID = re.compile(r"AC[0-9a-fA-F]{32}")
 
 
 @dataclass(frozen=True)
@@ -74,7 +78,10 @@ class Settings:
         merged = (
             dict(read_config_file(env["PASSKEYD_CONFIG"])) if env.get("PASSKEYD_CONFIG") else {}
         )
-        merged.update({k: v for k, v in env.items() if k.startswith("PASSKEYD_")})
+        # An empty variable is unset (as each setting reads it), so it does not hide the
+        # file's value: a template that renders `PASSKEYD_DATABASE_URL=` must not move the
+        # service to the default SQLite file.
+        merged.update({k: v for k, v in env.items() if k.startswith("PASSKEYD_") and v != ""})
         return cls.from_env(merged)
 
     @classmethod
@@ -165,6 +172,8 @@ class Settings:
             raise SettingsError("PASSKEYD_SQLITE_SYNCHRONOUS must be OFF, NORMAL, FULL or EXTRA")
         if (self.account_sid is None) != (self.auth_token is None):
             raise SettingsError("PASSKEYD_ACCOUNT_SID and PASSKEYD_AUTH_TOKEN go together")
+        if self.account_sid is not None and not _ACCOUNT_SID.fullmatch(self.account_sid):
+            raise SettingsError("PASSKEYD_ACCOUNT_SID must be AC followed by 32 hex digits")
         if self.secret_key is not None:
             from .sealing import SealingError, SecretBox
 
@@ -268,6 +277,8 @@ def describe(settings: Settings) -> dict[str, object]:
 def _redact_url(url: str) -> str:
     from urllib.parse import urlsplit
 
+    if url.startswith("sqlite:"):  # a file name, which no rebuilt URL may change
+        return url
     parts = urlsplit(url)
     if parts.password:
         netloc = parts.netloc.replace(f":{parts.password}@", ":<redacted>@")
