@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 
@@ -176,6 +177,22 @@ def test_a_malformed_account_sid_is_a_settings_error(db, command):
 def test_serving_an_in_memory_database_is_a_settings_error():
     r = run("serve", "--database-url", "sqlite:///:memory:", env={"PATH": "/usr/bin:/bin"})
     assert r.returncode == 3 and "in-memory" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("command", ["check-config", "migrate", "serve", "accounts"])
+def test_a_schema_newer_than_this_release_is_refused(tmp_path, command):
+    """A rollback to an older release: its code would misread the newer schema, so it
+    refuses (exit 5), naming the migrations it does not know."""
+    url = f"sqlite:///{tmp_path}/newer.db"
+    assert run("migrate", "--database-url", url).returncode == 0
+    raw = sqlite3.connect(tmp_path / "newer.db")
+    with raw:
+        raw.execute("INSERT INTO schema_migrations VALUES (999, 0)")
+    raw.close()
+    argv = [command, "list"] if command == "accounts" else [command]
+    r = run(*argv, "--database-url", url, env={"PATH": "/usr/bin:/bin"})
+    out = r.stdout + r.stderr
+    assert r.returncode == 5 and "999" in out and "Traceback" not in out, out
 
 
 def test_rotate_token_and_read_the_audit_trail(db):

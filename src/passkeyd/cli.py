@@ -46,6 +46,13 @@ def _open(settings: Settings, *, migrate: bool) -> Store:
         sqlite_synchronous=settings.sqlite_synchronous,
         sqlite_cache_mb=settings.sqlite_cache_mb,
     )
+    unknown = store.unknown_migrations()
+    if unknown:  # a rollback to an older release: its code would misread the newer schema
+        store.close()
+        raise SchemaBehind(
+            f"the database schema is newer than this passkeyd (migrations {unknown} are"
+            " unknown to it); run the passkeyd release that migrated it, or a newer one"
+        )
     if migrate and is_embedded(settings.database_url):
         store.migrate()
     pending = store.pending_migrations()
@@ -149,10 +156,13 @@ def cmd_check_config(settings: Settings) -> int:
         _print(report)
         return EXIT_DATABASE
     pending = store.pending_migrations()
+    unknown = store.unknown_migrations()
     store.close()
     embedded = is_embedded(settings.database_url)
     report["database"] = {"reachable": True, "pending_migrations": pending}
-    if pending and not embedded:  # SQLite migrates itself at serve
+    if unknown:
+        report["database"]["unknown_migrations"] = unknown  # applied by a newer passkeyd
+    if (pending and not embedded) or unknown:  # SQLite migrates itself at serve
         report["ok"] = False
         _print(report)
         return EXIT_SCHEMA
@@ -164,6 +174,13 @@ def cmd_migrate(settings: Settings) -> int:
     store = open_store(
         settings.database_url, pool_size=2, connect_timeout=settings.db_connect_timeout
     )
+    unknown = store.unknown_migrations()
+    if unknown:
+        store.close()
+        raise SchemaBehind(
+            f"the database schema is newer than this passkeyd (migrations {unknown} are"
+            " unknown to it): nothing to migrate with this release"
+        )
     applied = store.migrate()
     _print({"applied": applied, "pending": store.pending_migrations()})
     return EXIT_OK

@@ -62,13 +62,13 @@ async def readyz(request: Request) -> Response:
     domain: Domain = request.app.state.domain
     try:
         pending = await anyio.to_thread.run_sync(domain.store.pending_migrations)
+        unknown = await anyio.to_thread.run_sync(domain.store.unknown_migrations)
     except Exception:
         log.warning("readiness check: the database does not answer", exc_info=True)
         return json_response(503, {"status": "unavailable", "reason": "database"}, _rid())
-    if pending:
-        return json_response(
-            503, {"status": "unavailable", "reason": f"pending migrations {pending}"}, _rid()
-        )
+    if pending or unknown:
+        reason = f"pending migrations {pending}" if pending else f"newer schema {unknown}"
+        return json_response(503, {"status": "unavailable", "reason": reason}, _rid())
     return json_response(200, {"status": "ready"}, _rid())
 
 

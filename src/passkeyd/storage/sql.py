@@ -391,6 +391,11 @@ class SqlStore(abc.ABC):
         applied = self.applied_migrations()
         return [v for v, _ in load_migrations(self.dialect) if v not in applied]
 
+    def unknown_migrations(self) -> list[int]:
+        """Versions applied by a newer passkeyd, which this one does not know."""
+        known = {v for v, _ in load_migrations(self.dialect)}
+        return sorted(self.applied_migrations() - known)
+
     def migrate(self) -> list[int]:
         done = []
         with self._write() as tx:
