@@ -218,7 +218,13 @@ def create_app(domain: Domain, settings: Settings | None = None) -> Starlette:
             yield
             tasks.cancel_scope.cancel()
         domain.store.stop_group_commit()
-        await anyio.to_thread.run_sync(domain.audit.flush)
+        try:
+            await anyio.to_thread.run_sync(domain.audit.flush)
+        except Exception:  # shut down all the same; say what is lost
+            log.exception(
+                "could not write the last %d audit records at shutdown: they are lost",
+                domain.audit.pending(),
+            )
         domain.store.close()
 
     app = App(
