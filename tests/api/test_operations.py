@@ -111,6 +111,15 @@ def test_every_response_carries_a_request_id_that_the_log_names(api, caplog):
     assert api.client.get("/v2/Services").headers["Twilio-Request-Id"] != request_id
 
 
+def test_unknown_paths_and_methods_are_logged_with_their_request_id(api, caplog):
+    caplog.set_level(logging.INFO, logger="passkeyd.access")
+    for r, status in ((api.get("/v2/Nothing/here"), 404), (api.client.put("/v2/Services"), 405)):
+        request_id = r.headers["Twilio-Request-Id"]
+        (record,) = [rec for rec in caplog.records if getattr(rec, "request_id", "") == request_id]
+        assert (record.status, record.code) == (status, 20404 if status == 404 else 20004)
+    assert caplog.records[0].path == "/v2/Nothing/here"
+
+
 def test_no_secret_or_credential_material_reaches_the_log(api, caplog):
     caplog.set_level(logging.DEBUG)
     api.create_service()

@@ -105,16 +105,33 @@ def _rid() -> str:
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
+    """A path no route serves (404), or a method its route does not (405): answered in
+    Twilio's format, and logged like any API request (probes for paths show up)."""
     request_id = "RQ" + secrets.token_hex(16)
     status = exc.status_code if isinstance(exc, HTTPException) else 500
     if status == 405:
-        response = error_response(405, 20004, "Method not allowed", request_id)
+        code = 20004
+        response = error_response(405, code, "Method not allowed", request_id)
         response.headers["Allow"] = ", ".join(_allowed_methods(request))
-        return response
-    if status == 404:
+    elif status == 404:
+        code = 20404
         message = f"The requested resource {request.url.path} was not found"
-        return error_response(404, 20404, message, request_id)
-    return error_response(status, 20000 + status, "Request refused", request_id)
+        response = error_response(404, code, message, request_id)
+    else:
+        code = 20000 + status
+        response = error_response(status, code, "Request refused", request_id)
+    logs.access(
+        f"{request.method} {status}",
+        {
+            "request_id": request_id,
+            "method": request.method,
+            "route": "",
+            "path": request.url.path[:200],
+            "status": status,
+            "code": code,
+        },
+    )
+    return response
 
 
 async def purge_forever(
