@@ -58,17 +58,24 @@ def ca(name: str, issuer: Issued | None = None) -> Issued:
     return Issued(builder.sign(signer, hashes.SHA256()), key)
 
 
-def attestation_leaf(issuer: Issued, aaguid: bytes) -> Issued:
-    """A packed attestation certificate for `aaguid`, signed by `issuer`."""
+def attestation_leaf(
+    issuer: Issued,
+    aaguid: bytes,
+    *,
+    unit: str | None = "Authenticator Attestation",
+    is_ca: bool = False,
+) -> Issued:
+    """A packed attestation certificate for `aaguid`, signed by `issuer`; with another `unit`
+    (OU; None: none, as a TLS certificate) or `is_ca`, one that breaks §8.2.1."""
     key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name(
-        [
-            x509.NameAttribute(NameOID.COUNTRY_NAME, "SE"),
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Test Vendor"),
-            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "Authenticator Attestation"),
-            x509.NameAttribute(NameOID.COMMON_NAME, "Test Authenticator"),
-        ]
-    )
+    names = [
+        x509.NameAttribute(NameOID.COUNTRY_NAME, "SE"),
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Test Vendor"),
+        x509.NameAttribute(NameOID.COMMON_NAME, "Test Authenticator"),
+    ]
+    if unit is not None:
+        names.insert(2, x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, unit))
+    subject = x509.Name(names)
     certificate = (
         x509.CertificateBuilder()
         .subject_name(subject)
@@ -77,7 +84,7 @@ def attestation_leaf(issuer: Issued, aaguid: bytes) -> Issued:
         .serial_number(x509.random_serial_number())
         .not_valid_before(START)
         .not_valid_after(END)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.BasicConstraints(ca=is_ca, path_length=None), critical=True)
         .add_extension(
             x509.UnrecognizedExtension(AAGUID_EXTENSION, b"\x04\x10" + aaguid), critical=False
         )

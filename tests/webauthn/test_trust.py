@@ -179,6 +179,74 @@ def test_a_chain_ending_in_the_attackers_own_root_is_refused(mds):
     assert _attacker_registration([leaf.der, evil_root.der], leaf.key, None).fmt == "packed"
 
 
+ANDROID = "b93fd961-f2e6-462f-b122-82002247de78"  # MDS "Android Authenticator" (SafetyNet)
+
+
+@pytest.mark.parametrize(
+    ("unit", "is_ca", "why"),
+    [
+        (None, False, 'has not the subject OU "Authenticator Attestation"'),  # a TLS leaf
+        ("Domain Validated", False, 'has not the subject OU "Authenticator Attestation"'),
+        ("Authenticator Attestation", True, "is a CA certificate"),
+    ],
+)
+def test_a_packed_certificate_that_is_no_attestation_certificate_is_not_trusted(unit, is_ca, why):
+    """§8.2.1. The metadata lists public Web PKI roots for SafetyNet's "Android
+    Authenticator": a TLS certificate anyone can have issued under one of them passed as a
+    packed attestation of that AAGUID, and so as trusted."""
+    root = pki.ca("Public Web PKI Root")
+    aaguid = bytes.fromhex(ANDROID.replace("-", ""))
+    leaf = pki.attestation_leaf(root, aaguid, unit=unit, is_ca=is_ca)
+    entry = MetadataEntry("Android Authenticator", ANDROID, root_certificates=(root.der,))
+    store = TrustStore([entry])
+    with pytest.raises(CeremonyError) as refused:
+        _attacker_registration([leaf.der], leaf.key, store, aaguid=ANDROID)
+    assert refused.value.step is Step.ATTESTATION_STATEMENT and why in refused.value.detail
+    honest = pki.attestation_leaf(root, aaguid)  # the control: only the certificate differs
+    assert _attacker_registration([honest.der], honest.key, store, aaguid=ANDROID).metadata
+
+
+def test_the_real_safetynet_tls_chain_is_no_packed_attestation(mds):
+    """The same with real data: attest.android.com's own TLS chain (from the SafetyNet
+    vector), under a root the metadata lists, presented as packed."""
+    from webauthn.helpers import parse_attestation_object
+
+    from passkeyd.webauthn.registration import _attestation_chain
+    from passkeyd.webauthn.trust import verify_trust
+
+    vector = VECTORS["py_webauthn-android-safetynet"]
+    raw = parse_registration(vector["registration"]["credential"]).attestation_object
+    statement = parse_attestation_object(raw).att_stmt
+    chain = _attestation_chain("android-safetynet", None, statement.response)
+    when = datetime.datetime(2021, 9, 3, 21, 7, 20, tzinfo=datetime.UTC)
+    # As SafetyNet, it is trusted; as a packed statement, its leaf is no attestation leaf.
+    trusted = {"aaguid": ANDROID, "chain": chain, "trust_store": mds, "verification_time": when}
+    assert verify_trust(fmt="android-safetynet", **trusted).description == "Android Authenticator"
+    with pytest.raises(CeremonyError) as refused:
+        verify_trust(fmt="packed", **trusted)
+    assert "§8.2.1" in refused.value.detail
+
+
+def test_a_compromise_report_naming_an_anchor_of_the_path_refuses(mds):
+    """FIDO MDS: an ATTESTATION_KEY_COMPROMISE report names the compromised certificate,
+    which may be an intermediate the metadata lists as an anchor, or the root: compared with
+    the validated path, not only the certificates the attestation sent."""
+    root = pki.ca("Test Root")
+    batch = pki.ca("Batch 7", issuer=root)
+    leaf = pki.attestation_leaf(batch, bytes.fromhex(YUBIKEY_5.replace("-", "")))
+    cases = [  # (anchors, the chain sent, the certificate the report names)
+        ((root.der, batch.der), [leaf.der], batch.der),  # the batch CA is itself an anchor
+        ((root.der,), [leaf.der, batch.der], root.der),
+    ]
+    for anchors, x5c, named in cases:
+        report = StatusReport("ATTESTATION_KEY_COMPROMISE", "2025-01-01", named)
+        entry = MetadataEntry("Test Key", YUBIKEY_5, root_certificates=anchors,
+                              status_reports=(report,))  # fmt: skip
+        with pytest.raises(CeremonyError) as refused:
+            _attacker_registration(x5c, leaf.key, TrustStore([entry]))
+        assert "ATTESTATION_KEY_COMPROMISE" in refused.value.detail
+
+
 def test_the_same_chain_is_trusted_when_its_root_is_the_metadata_root():
     """Control for the test above: the refusal is about the anchor, nothing else."""
     root = pki.ca("Test Root")

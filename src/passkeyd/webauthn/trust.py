@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509 import verification
 
@@ -136,6 +137,41 @@ def _policy(at: datetime.datetime) -> verification.PolicyBuilder:
 _FIDO_AAGUID_OID = x509.ObjectIdentifier("1.3.6.1.4.1.45724.1.1.4")
 
 
+_ATTESTATION_OU = "Authenticator Attestation"
+
+
+def check_packed_certificate(leaf: x509.Certificate) -> None:
+    """§8.2.1: a packed attestation certificate is an X.509 v3 certificate whose subject
+    names the vendor (C, O, CN) with the OU "Authenticator Attestation", and which is not a
+    CA. (This is what keeps an ordinary TLS certificate, issued under one of the public
+    roots the metadata lists for SafetyNet, from passing as a packed attestation.)"""
+
+    def refuse(why: str) -> VerificationFailed:
+        return VerificationFailed(
+            Step.ATTESTATION_STATEMENT, f"the packed attestation certificate {why} (§8.2.1)"
+        )
+
+    if leaf.version is not x509.Version.v3:
+        raise refuse("is not X.509 version 3")
+    subject = leaf.subject
+    for oid, name in (
+        (x509.NameOID.COUNTRY_NAME, "C"),
+        (x509.NameOID.ORGANIZATION_NAME, "O"),
+        (x509.NameOID.COMMON_NAME, "CN"),
+    ):
+        if not subject.get_attributes_for_oid(oid):
+            raise refuse(f"has no subject {name}")
+    units = [a.value for a in subject.get_attributes_for_oid(x509.NameOID.ORGANIZATIONAL_UNIT_NAME)]
+    if units != [_ATTESTATION_OU]:
+        raise refuse(f'has not the subject OU "{_ATTESTATION_OU}"')
+    try:
+        constraints = leaf.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        raise refuse("has no Basic Constraints") from None
+    if constraints.ca:
+        raise refuse("is a CA certificate")
+
+
 def _check_certified_aaguid(leaf: x509.Certificate, aaguid: str) -> None:
     """§8.2.1/§8.3.1: when the attestation certificate names an AAGUID
     (id-fido-gen-ce-aaguid), it must be the one in authenticatorData. Otherwise one model
@@ -181,19 +217,16 @@ def verify_trust(
         raise VerificationFailed(
             Step.ATTESTATION_TRUST, "an attestation certificate is not valid DER"
         ) from exc
+    leaf = certificates[0]
+    if fmt == "packed":
+        check_packed_certificate(leaf)
     if fmt in ("packed", "tpm"):  # the formats whose certificates carry the AAGUID (§8.2, §8.3)
-        _check_certified_aaguid(certificates[0], aaguid)
-    entry = trust_store.find(aaguid, certificates[0])
+        _check_certified_aaguid(leaf, aaguid)
+    entry = trust_store.find(aaguid, leaf)
     if entry is None:
         raise VerificationFailed(
             Step.ATTESTATION_TRUST,
             f"authenticator {aaguid} is not listed in the FIDO Metadata Service",
-        )
-    status = entry.refused_status(chain, verification_time.date().isoformat())
-    if status is not None:
-        raise VerificationFailed(
-            Step.ATTESTATION_TRUST,
-            f"the FIDO Metadata Service reports {entry.description} as {status}",
         )
     roots = entry.roots()
     if not roots:
@@ -202,10 +235,19 @@ def verify_trust(
         )
     verifier = _policy(verification_time).store(verification.Store(roots)).build_client_verifier()
     try:
-        verifier.verify(certificates[0], certificates[1:])
+        path = verifier.verify(leaf, certificates[1:]).chain
     except verification.VerificationError as exc:
         raise VerificationFailed(
             Step.ATTESTATION_TRUST,
             f"the attestation chain does not lead to a root of {entry.description}",
         ) from exc
+    path_der = [c.public_bytes(serialization.Encoding.DER) for c in path]
+    # The reports are checked against the whole validated path: a compromised batch may be
+    # named by an intermediate the metadata lists as an anchor, or by the root.
+    status = entry.refused_status([*chain, *path_der], verification_time.date().isoformat())
+    if status is not None:
+        raise VerificationFailed(
+            Step.ATTESTATION_TRUST,
+            f"the FIDO Metadata Service reports {entry.description} as {status}",
+        )
     return entry
