@@ -35,7 +35,8 @@ class Passkey:
 
 
 def authenticator_name(metadata: Mapping[str, Any]) -> str | None:
-    name = metadata.get("name")
+    """The name passkeyd gave the factor's authenticator model (`metadata.authenticator_name`)."""
+    name = metadata.get("authenticator_name")
     return name if isinstance(name, str) and name.strip() else None
 
 
