@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import cbor2
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
 UP, UV, BE, BS, AT = 0x01, 0x04, 0x08, 0x10, 0x40
@@ -165,6 +165,16 @@ class Authenticator:
             att_stmt: dict[str, Any] = {"alg": ES256, "sig": signature, "x5c": self.x5c}
         elif fmt == "packed":
             att_stmt = {"alg": alg, "sig": key.sign(signed)}
+        elif fmt == "fido-u2f" and self.x5c:  # §8.6: an ES256 key, signed as CTAP1 signs it
+            point = key.private.public_key().public_bytes(
+                serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+            )
+            u2f = (
+                b"\x00" + auth_data[:32] + hashlib.sha256(client_data).digest()
+                + credential_id + point
+            )  # fmt: skip
+            signature = self.attestation_key.sign(u2f, ec.ECDSA(hashes.SHA256()))
+            att_stmt = {"sig": signature, "x5c": self.x5c}
         else:
             att_stmt = {}
         attestation_object = override.get(

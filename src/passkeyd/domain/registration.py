@@ -18,6 +18,7 @@ from passkeyd.webauthn import (
     parse_registration,
     verify_registration,
 )
+from passkeyd.webauthn.trust import model_aaguid
 
 from . import events
 from .clock import Clock
@@ -219,7 +220,12 @@ class Registrations:
                 trust_store=self.metadata.trust_store() if trusted else None,
                 verification_time=datetime.datetime.fromtimestamp(now, datetime.UTC),
             )
-            check_authenticator_lists(service.passkeys, registered.aaguid)
+            model = registered.aaguid
+            if registered.metadata is not None:  # trusted: the model the chain vouches for
+                model = model_aaguid(
+                    registered.fmt, model, registered.attestation_chain, registered.metadata
+                )
+            check_authenticator_lists(service.passkeys, model)
         except CeremonyError as exc:
             raise RegistrationRefused(exc) from exc
         credential = Credential(
@@ -233,7 +239,8 @@ class Registrations:
             backup_eligible=registered.backup_eligible,
             backed_up=registered.backed_up,
             authenticator_attachment=response.authenticator_attachment,
-            authenticator_name=self.metadata.authenticator_name(registered.aaguid),
+            authenticator_name=self.metadata.authenticator_name(model)
+            or (registered.metadata.description if registered.metadata else None),
         )
         try:
             verified_events = self.events.deliveries(

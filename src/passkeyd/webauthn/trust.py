@@ -172,18 +172,35 @@ def check_packed_certificate(leaf: x509.Certificate) -> None:
         raise refuse("is a CA certificate")
 
 
+def certified_aaguid(leaf: x509.Certificate) -> str | None:
+    """The AAGUID an attestation certificate names (id-fido-gen-ce-aaguid), dashed; or None."""
+    try:
+        extension = leaf.extensions.get_extension_for_oid(_FIDO_AAGUID_OID)
+    except x509.ExtensionNotFound:
+        return None
+    value = getattr(extension.value, "value", b"")
+    # The extension value is a DER OCTET STRING holding the 16 AAGUID bytes.
+    certified = value[2:] if len(value) == 18 and value[:2] == b"\x04\x10" else value
+    h = certified.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def model_aaguid(fmt: str, aaguid: str, chain: Sequence[bytes], entry: MetadataEntry) -> str:
+    """The authenticator model a trusted attestation is for. A fido-u2f registration says the
+    zero AAGUID, but its certificate (or its metadata entry) may name the model: the service's
+    AAGUID lists apply to that, or a denied model could register over CTAP1."""
+    if fmt != "fido-u2f" or aaguid != ZERO_AAGUID or not chain:
+        return aaguid
+    named = certified_aaguid(x509.load_der_x509_certificate(chain[0]))
+    return named or (entry.aaguid.lower() if entry.aaguid else aaguid)
+
+
 def _check_certified_aaguid(leaf: x509.Certificate, aaguid: str) -> None:
     """§8.2.1/§8.3.1: when the attestation certificate names an AAGUID
     (id-fido-gen-ce-aaguid), it must be the one in authenticatorData. Otherwise one model
     could borrow another's good standing (or allow-list entry) under a shared vendor root."""
-    try:
-        extension = leaf.extensions.get_extension_for_oid(_FIDO_AAGUID_OID)
-    except x509.ExtensionNotFound:
-        return
-    value = getattr(extension.value, "value", b"")
-    # The extension value is a DER OCTET STRING holding the 16 AAGUID bytes.
-    certified = value[2:] if len(value) == 18 and value[:2] == b"\x04\x10" else value
-    if certified.hex() != aaguid.replace("-", "").lower():
+    certified = certified_aaguid(leaf)
+    if certified is not None and certified != aaguid.lower():
         raise VerificationFailed(
             Step.ATTESTATION_TRUST,
             "the attestation certificate is for another authenticator model than the AAGUID claims",
