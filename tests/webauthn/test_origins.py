@@ -1,3 +1,6 @@
+import base64
+import hashlib
+
 import pytest
 
 from passkeyd.webauthn import OriginPolicy, normalise_origin
@@ -10,11 +13,60 @@ from passkeyd.webauthn import OriginPolicy, normalise_origin
         ("https://example.com/", "https://example.com"),
         ("http://localhost:8080", "http://localhost:8080"),
         ("example.com:8443", "https://example.com:8443"),
-        ("android:apk-key-hash:abc_-123", "android:apk-key-hash:abc_-123"),
+        ("android:apk-key-hash:abc_-123", "android:apk-key-hash:abc_-123"),  # not a SHA-256
+        ("ios:bundle-id:com.example.App", "ios:bundle-id:com.example.App"),
     ],
 )
 def test_normalise(configured, origin):
     assert normalise_origin(configured) == origin
+
+
+DIGEST = hashlib.sha256(b"the app's signing certificate").digest()
+FORMS = {  # one certificate fingerprint, written as people write it
+    "base64url": base64.urlsafe_b64encode(DIGEST).rstrip(b"=").decode(),
+    "base64, padded": base64.b64encode(DIGEST).decode(),
+    "base64url, padded": base64.urlsafe_b64encode(DIGEST).decode(),
+    "Digital Asset Links hex": ":".join(f"{b:02X}" for b in DIGEST),
+}
+APK = "android:apk-key-hash:" + FORMS["base64url"]  # as Android sends it
+
+
+@pytest.mark.parametrize(
+    "configured",
+    [
+        "HTTPS://Example.COM",
+        "https://example.com:443",
+        "https://example.com/login",
+        "https://example.com/",
+        "  https://example.com  ",
+    ],
+)
+def test_a_configured_web_origin_matches_what_a_browser_sends(configured):
+    """Browsers serialise an origin with a lower-case host, no default port and no path:
+    a value written otherwise used to match nothing, silently."""
+    assert normalise_origin(configured) == "https://example.com"
+    assert OriginPolicy.build(rp_id="example.com", origins=[configured]).accepts(
+        "https://example.com"
+    )
+
+
+@pytest.mark.parametrize("form", list(FORMS))
+def test_an_android_app_origin_matches_what_android_sends(form):
+    configured = "android:apk-key-hash:" + FORMS[form]
+    assert normalise_origin(configured) == APK
+    assert OriginPolicy.build(rp_id="example.com", origins=[configured]).accepts(APK)
+
+
+def test_related_origins_are_serialised_origins_and_localhost_only_itself():
+    from passkeyd.webauthn import related_origins
+
+    configured = [
+        "https://Example.com:443/x",
+        "http://localhost:3000",
+        "http://localhost.evil.test",
+        APK,
+    ]
+    assert related_origins(configured) == ["https://example.com", "http://localhost:3000"]
 
 
 def test_matching_is_exact():

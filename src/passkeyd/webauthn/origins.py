@@ -2,27 +2,69 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 _LOCALHOST_DEV = re.compile(r"^http://localhost(:[0-9]{1,5})?$")
 
 
-def normalise_origin(configured: str) -> str:
-    """The exact origin string a configured value stands for.
+_DEFAULT_PORTS = {"https": 443, "http": 80}
+_APK_KEY_HASH = "android:apk-key-hash:"
 
-    A value with a scheme (`https://a.example`, `http://localhost:8080`) or an app origin
-    (`android:apk-key-hash:...`, `ios:bundle-id:...`) is kept verbatim, less a trailing
-    slash on web origins. A bare host (`example.com`) means `https://example.com`.
+
+def normalise_origin(configured: str) -> str:
+    """The origin string a browser (or app) sends for a configured value, which is matched
+    exactly (§7.1 step 9 compares origins, serialised as RFC 6454 says).
+
+    A web origin is serialised: scheme and host in lower case, no default port, no path
+    (`HTTPS://Example.com:443/login` is `https://example.com`). A bare host (`example.com`)
+    means `https://example.com`. An Android app origin takes the form Android sends, the
+    SHA-256 of the signing certificate in base64url without padding, from that, standard
+    base64, or the colon-separated hex of Digital Asset Links. Any other app origin
+    (`ios:bundle-id:...`) is kept verbatim.
     """
     value = configured.strip()
-    if "://" in value:
+    if "://" not in value:
+        if ":" in value and not re.match(r"^[A-Za-z0-9.-]+:[0-9]+$", value):
+            return _app_origin(value)
+        value = f"https://{value}"
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        return value.rstrip("/")  # not a URL: matches nothing a browser sends
+    scheme, host = parts.scheme.lower(), parts.hostname
+    if not host:
         return value.rstrip("/")
-    if ":" in value and not re.match(r"^[A-Za-z0-9.-]+:[0-9]+$", value):
-        return value  # an app origin such as android:apk-key-hash:...
-    return f"https://{value}"
+    if ":" in host:
+        host = f"[{host}]"
+    if port is None or port == _DEFAULT_PORTS.get(scheme):
+        return f"{scheme}://{host}"
+    return f"{scheme}://{host}:{port}"
+
+
+def _app_origin(value: str) -> str:
+    if not value.lower().startswith(_APK_KEY_HASH):
+        return value
+    fingerprint = value[len(_APK_KEY_HASH) :]
+    digest: bytes | None = None
+    if re.fullmatch(r"(?:[0-9A-Fa-f]{2}:){31}[0-9A-Fa-f]{2}", fingerprint):
+        digest = bytes.fromhex(fingerprint.replace(":", ""))
+    else:
+        try:
+            digest = base64.urlsafe_b64decode(
+                fingerprint.replace("+", "-").replace("/", "_") + "=" * (-len(fingerprint) % 4)
+            )
+        except (ValueError, binascii.Error):
+            digest = None
+    if digest is None or len(digest) != 32:  # not a SHA-256: as given
+        return value
+    return _APK_KEY_HASH + base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +113,6 @@ def related_origins(origins: Iterable[str]) -> list[str]:
     out: dict[str, None] = {}
     for configured in origins:
         origin = normalise_origin(configured)
-        if origin.startswith(("https://", "http://localhost")):
+        if origin.startswith("https://") or _LOCALHOST_DEV.match(origin):
             out.setdefault(origin)
     return list(out)
