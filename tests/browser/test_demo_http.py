@@ -116,3 +116,26 @@ def test_a_sign_up_finished_after_the_names_owner_joins_nothing(
             sign_in["publicKey"]["allowCredentials"][0]["id"]
             != base64.urlsafe_b64encode(stranger_id).rstrip(b"=").decode()
         )
+
+
+def test_a_body_over_the_limit_is_refused_before_it_ends(site: Demo) -> None:
+    """The demo reads a request body only up to its limit: a client streaming a body that
+    never ends (chunked, no length) gets 413 once it passes the limit, instead of being
+    read into memory for as long as it sends."""
+    import socket
+    from urllib.parse import urlsplit
+
+    from passkeyd.web.state import MAX_BODY
+
+    url = urlsplit(site.url)
+    with socket.create_connection((url.hostname, url.port), timeout=10) as conn:
+        conn.sendall(
+            b"POST /api/signup/options HTTP/1.1\r\nHost: " + url.netloc.encode()
+            + b"\r\nOrigin: " + site.url.encode()
+            + b"\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )  # fmt: skip
+        chunk = b"x" * 4096
+        for _ in range(MAX_BODY // len(chunk) + 1):  # past the limit, and no last chunk
+            conn.sendall(b"%x\r\n" % len(chunk) + chunk + b"\r\n")
+        answer = conn.recv(200)
+    assert answer.startswith(b"HTTP/1.1 413"), answer

@@ -116,10 +116,17 @@ async def _body(request: Request, content_type: str) -> bytes:
         raise Refusal.app(403, "cross_site")
     if request.headers.get("content-type", "").split(";")[0].strip() != content_type:
         raise Refusal.app(415, "bad_request")
-    raw = await request.body()
-    if len(raw) > MAX_BODY:
+    # Read up to the limit, not the whole body first: a client may send any length.
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > MAX_BODY:
         raise Refusal.app(413, "bad_request")
-    return raw
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise Refusal.app(413, "bad_request")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 async def json_body(request: Request) -> dict[str, Any]:
