@@ -36,6 +36,18 @@ class SchemaBehind(Exception):
     pass
 
 
+def _refuse_a_newer_schema(store: Store) -> None:
+    """A database a newer passkeyd migrated (a rollback): this release's code would misread
+    it, and has nothing to migrate in it. Closes the store and raises SchemaBehind."""
+    unknown = store.unknown_migrations()
+    if unknown:
+        store.close()
+        raise SchemaBehind(
+            f"the database schema is newer than this passkeyd (migrations {unknown} are"
+            " unknown to it); run the passkeyd release that migrated it, or a newer one"
+        )
+
+
 def _open(settings: Settings, *, migrate: bool) -> Store:
     """Open the store. The embedded default (SQLite) applies its own migrations; a shared
     PostgreSQL is migrated by `passkeyd migrate`, and a schema behind the code is refused."""
@@ -46,13 +58,7 @@ def _open(settings: Settings, *, migrate: bool) -> Store:
         sqlite_synchronous=settings.sqlite_synchronous,
         sqlite_cache_mb=settings.sqlite_cache_mb,
     )
-    unknown = store.unknown_migrations()
-    if unknown:  # a rollback to an older release: its code would misread the newer schema
-        store.close()
-        raise SchemaBehind(
-            f"the database schema is newer than this passkeyd (migrations {unknown} are"
-            " unknown to it); run the passkeyd release that migrated it, or a newer one"
-        )
+    _refuse_a_newer_schema(store)
     if migrate and is_embedded(settings.database_url):
         store.migrate()
     pending = store.pending_migrations()
@@ -174,13 +180,7 @@ def cmd_migrate(settings: Settings) -> int:
     store = open_store(
         settings.database_url, pool_size=2, connect_timeout=settings.db_connect_timeout
     )
-    unknown = store.unknown_migrations()
-    if unknown:
-        store.close()
-        raise SchemaBehind(
-            f"the database schema is newer than this passkeyd (migrations {unknown} are"
-            " unknown to it): nothing to migrate with this release"
-        )
+    _refuse_a_newer_schema(store)
     applied = store.migrate()
     _print({"applied": applied, "pending": store.pending_migrations()})
     return EXIT_OK
