@@ -139,3 +139,27 @@ def test_a_body_over_the_limit_is_refused_before_it_ends(site: Demo) -> None:
             conn.sendall(b"%x\r\n" % len(chunk) + chunk + b"\r\n")
         answer = conn.recv(200)
     assert answer.startswith(b"HTTP/1.1 413"), answer
+
+
+def test_a_cookie_copied_before_signing_out_signs_nobody_in(site: Demo) -> None:
+    """Signing out ends the session, not only the cookie in the browser that signed out: a
+    copy taken before (another tab's, a stolen one) no longer opens the account."""
+    from tests.authenticator import Authenticator
+
+    headers = {"Origin": site.url}
+    with httpx2.Client(base_url=site.url, trust_env=False, headers=headers) as user:
+        options = user.post(
+            "/api/signup/options", json={"name": "Mary Kenneth Keller " + secrets.token_hex(3)}
+        ).json()["options"]
+        signed_up = user.post(
+            "/api/passkeys/verify", json={"credential": Authenticator().create(options, site.url)}
+        )
+        assert signed_up.status_code == 200, signed_up.text
+        copied = user.cookies["passkeyd_demo"]
+        assert user.get("/account", follow_redirects=False).status_code == 200
+        form = {"Content-Type": "application/x-www-form-urlencoded"}
+        assert user.post("/signout", content=b"", headers=form).status_code == 303
+    with httpx2.Client(
+        base_url=site.url, trust_env=False, cookies={"passkeyd_demo": copied}
+    ) as thief:
+        assert thief.get("/account", follow_redirects=False).status_code in (302, 303)

@@ -4,6 +4,8 @@ the page is shown again with the sentence)."""
 
 from __future__ import annotations
 
+import time
+
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -119,6 +121,7 @@ async def signout(request: Request) -> Response:
         await form_body(request)
     except Refusal as exc:
         return HTMLResponse(exc.sentence, status_code=exc.status, headers=NO_STORE)
+    demo_of(request).sessions.revoke(session_of(request), time.time())
     return store_session(request, _see_other("/?notice=signed-out"), Session())
 
 
