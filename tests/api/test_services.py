@@ -192,9 +192,6 @@ def test_create_service_returns_settings_it_was_given(api: Api) -> None:
         ("Passkeys.AuthenticatorAttachment", "sideways"),
         ("Passkeys.UserVerification", "maybe"),
         ("Passkeys.DiscoverableCredentials", "sometimes"),
-        ("Passkeys.RelyingParty.Id", "https://example.com"),
-        ("Passkeys.RelyingParty.Id", "example.com:8443"),
-        ("Passkeys.RelyingParty.Id", "example.com/login"),
         ("CodeLength", "abc"),
         ("LookupEnabled", "perhaps"),
     ],
@@ -207,6 +204,16 @@ def test_create_service_refuses_invalid_value(api: Api, key: str, value: str) ->
     assert_twilio_error(r, 400, 60200)
     assert api.snapshot() == before
     assert api.get("/v2/Services").json()["services"] == []
+
+
+@pytest.mark.parametrize("rp_id", ["https://example.com", "example.com:8443", "example.com/login"])
+def test_create_service_refuses_an_rp_id_that_is_not_a_domain(api: Api, rp_id: str) -> None:
+    before = api.snapshot()
+
+    r = api.post_form("/v2/Services", dict(FULL_FORM, **{"Passkeys.RelyingParty.Id": rp_id}))
+
+    assert_twilio_error(r, 400, 60372)
+    assert api.snapshot() == before
 
 
 @pytest.mark.parametrize("form", [{}, {"FriendlyName": ""}, {"FriendlyName": "   "}])

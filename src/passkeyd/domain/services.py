@@ -9,7 +9,7 @@ from passkeyd.storage import Store
 from passkeyd.webauthn import SUPPORTED_ALGORITHMS
 
 from .clock import Clock
-from .errors import InvalidParameter, NotFound
+from .errors import InvalidParameter, NotFound, RelyingPartyIdInvalid
 from .ids import new_sid
 from .models import Page, PageRequest, PasskeySettings, Service
 from .policy import (
@@ -46,9 +46,14 @@ DEFAULT_SETTINGS: dict[str, Any] = {
 
 
 def validate_passkeys(settings: PasskeySettings) -> None:
-    """Refuse values no passkey ceremony could use. Raises InvalidParameter (60200)."""
+    """Refuse values no passkey ceremony could use. Raises RelyingPartyIdInvalid (60372)
+    for an RP id that is not a domain (a scheme, a port, a path), else InvalidParameter
+    (60200)."""
     if settings.rp_id and not valid_rp_id(settings.rp_id):
-        raise InvalidParameter("Invalid parameter: Passkeys.RelyingParty.Id must be a domain")
+        raise RelyingPartyIdInvalid(
+            "Relying party id invalid: Passkeys.RelyingParty.Id must be a domain,"
+            " with no scheme, port or path"
+        )
     if settings.rp_name is not None and len(settings.rp_name) > MAX_NAME_LENGTH:
         raise InvalidParameter("Invalid parameter: Passkeys.RelyingParty.Name is too long")
     if settings.rp_origins is not None:
