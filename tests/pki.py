@@ -64,9 +64,11 @@ def attestation_leaf(
     *,
     unit: str | None = "Authenticator Attestation",
     is_ca: bool = False,
+    extra: x509.ExtensionType | None = None,
 ) -> Issued:
     """A packed attestation certificate for `aaguid`, signed by `issuer`; with another `unit`
-    (OU; None: none, as a TLS certificate) or `is_ca`, one that breaks §8.2.1."""
+    (OU; None: none, as a TLS certificate) or `is_ca`, one that breaks §8.2.1; with `extra`,
+    one more (non-critical) extension."""
     key = ec.generate_private_key(ec.SECP256R1())
     names = [
         x509.NameAttribute(NameOID.COUNTRY_NAME, "SE"),
@@ -76,7 +78,7 @@ def attestation_leaf(
     if unit is not None:
         names.insert(2, x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, unit))
     subject = x509.Name(names)
-    certificate = (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(issuer.certificate.subject)
@@ -84,10 +86,13 @@ def attestation_leaf(
         .serial_number(x509.random_serial_number())
         .not_valid_before(START)
         .not_valid_after(END)
-        .add_extension(x509.BasicConstraints(ca=is_ca, path_length=None), critical=True)
         .add_extension(
             x509.UnrecognizedExtension(AAGUID_EXTENSION, b"\x04\x10" + aaguid), critical=False
         )
-        .sign(issuer.key, hashes.SHA256())
     )
-    return Issued(certificate, key)
+    if not (extra is not None and extra.oid == x509.ExtensionOID.BASIC_CONSTRAINTS):
+        constraints = x509.BasicConstraints(ca=is_ca, path_length=None)
+        builder = builder.add_extension(constraints, critical=True)
+    if extra is not None:
+        builder = builder.add_extension(extra, critical=False)
+    return Issued(builder.sign(issuer.key, hashes.SHA256()), key)

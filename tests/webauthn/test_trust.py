@@ -7,6 +7,7 @@ import datetime
 import json
 
 import pytest
+from cryptography import x509
 
 from passkeyd.metadata import OfflineMetadata
 from passkeyd.webauthn import (
@@ -204,6 +205,39 @@ def test_a_packed_certificate_that_is_no_attestation_certificate_is_not_trusted(
     assert refused.value.step is Step.ATTESTATION_STATEMENT and why in refused.value.detail
     honest = pki.attestation_leaf(root, aaguid)  # the control: only the certificate differs
     assert _attacker_registration([honest.der], honest.key, store, aaguid=ANDROID).metadata
+
+
+@pytest.mark.parametrize(
+    "oid",
+    [
+        x509.ExtensionOID.BASIC_CONSTRAINTS,
+        x509.ExtensionOID.KEY_USAGE,
+        x509.ExtensionOID.SUBJECT_ALTERNATIVE_NAME,
+    ],
+)
+@pytest.mark.parametrize("fmt", ["packed", "tpm", "fido-u2f"])
+def test_a_certificate_with_a_malformed_extension_is_refused_not_a_crash(oid, fmt):
+    """cryptography parses an extension only when it is read, after the certificate was
+    loaded: an extension whose DER is broken (here one byte) was a ValueError out of the
+    §8.2.1 check, a 500."""
+    from passkeyd.webauthn.trust import verify_trust
+
+    root = pki.ca("Vendor Root")
+    aaguid = bytes.fromhex(ANDROID.replace("-", ""))
+    leaf = pki.attestation_leaf(root, aaguid, extra=x509.UnrecognizedExtension(oid, b"\x01"))
+    store = TrustStore([MetadataEntry("Vendor", ANDROID, root_certificates=(root.der,))])
+    with pytest.raises(CeremonyError) as refused:
+        verify_trust(
+            fmt=fmt,
+            aaguid=ANDROID,
+            chain=[leaf.der],
+            trust_store=store,
+            verification_time=datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC),
+        )
+    assert refused.value.step is Step.ATTESTATION_TRUST
+    with pytest.raises(CeremonyError) as through_the_ceremony:
+        _attacker_registration([leaf.der], leaf.key, store, aaguid=ANDROID)
+    assert through_the_ceremony.value.step is Step.ATTESTATION_TRUST
 
 
 def test_the_real_safetynet_tls_chain_is_no_packed_attestation(mds):

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509 import verification
@@ -230,7 +231,13 @@ def verify_trust(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", CryptographyDeprecationWarning)
             certificates = [x509.load_der_x509_certificate(der) for der in chain]
-    except (ValueError, TypeError) as exc:
+            # cryptography parses a certificate's parts when first read: read them all
+            # here, so that a malformed extension or name is refused, not a 500 below.
+            for certificate in certificates:
+                certificate.version, certificate.subject, certificate.issuer  # noqa: B018
+                certificate.extensions  # noqa: B018
+            certificates[0].public_key()
+    except (ValueError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion) as exc:
         raise VerificationFailed(
             Step.ATTESTATION_TRUST, "an attestation certificate is not valid DER"
         ) from exc
