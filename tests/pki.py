@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtensionOID, NameOID
 
 AAGUID_EXTENSION = x509.ObjectIdentifier("1.3.6.1.4.1.45724.1.1.4")
 START = datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)
@@ -90,7 +90,7 @@ def attestation_leaf(
             x509.UnrecognizedExtension(AAGUID_EXTENSION, b"\x04\x10" + aaguid), critical=False
         )
     )
-    if not (extra is not None and extra.oid == x509.ExtensionOID.BASIC_CONSTRAINTS):
+    if not (extra is not None and extra.oid == ExtensionOID.BASIC_CONSTRAINTS):
         constraints = x509.BasicConstraints(ca=is_ca, path_length=None)
         builder = builder.add_extension(constraints, critical=True)
     if extra is not None:
