@@ -38,3 +38,58 @@ def test_audit_filters_by_service(api):
     events = api.get("/v2/AuditEvents", params={"ServiceSid": second}).json()["audit_events"]
     assert [e["action"] for e in events] == ["update_service", "create_service"]
     assert first not in str(events)
+
+
+def test_head_is_a_read_not_audited(api):
+    sid = api.create_service()["sid"]
+    for path in (f"/v2/Services/{sid}", "/v2/Services/VA" + "0" * 32):
+        api.client.head(path, auth=api.auth)
+    events = api.get("/v2/AuditEvents", params={"PageSize": 50}).json()["audit_events"]
+    assert [e["action"] for e in events] == ["create_service"]
+
+
+def test_a_client_gone_before_its_body_ended_is_no_server_error(api, client, caplog):
+    """It did nothing, and nobody hears the answer: no 500, no traceback, no audit record."""
+    import base64
+
+    basic = base64.b64encode(f"{api.auth[0]}:{api.auth[1]}".encode())
+    messages = iter(
+        [
+            {"type": "http.request", "body": b"FriendlyName=a", "more_body": True},
+            {"type": "http.disconnect"},
+        ]
+    )
+    sent = []
+
+    async def receive():
+        return next(messages)
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v2/Services",
+        "raw_path": b"/v2/Services",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"testserver"),
+            (b"authorization", b"Basic " + basic),
+            (b"content-type", b"application/x-www-form-urlencoded"),
+            (b"content-length", b"100"),
+        ],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+        "state": {},
+    }
+    with caplog.at_level("INFO"):
+        client.portal.call(client.app, scope, receive, send)
+    assert sent[0]["status"] == 499
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+    assert api.get("/v2/AuditEvents").json()["audit_events"] == []
+    assert api.get("/v2/Services").json()["services"] == []

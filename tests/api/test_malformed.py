@@ -152,6 +152,33 @@ def test_invalid_json_on_factor_creation(api):
     assert_refused(api, r, 400, 60300)
 
 
+def test_a_json_body_led_by_a_byte_order_mark_is_read_as_json(api):
+    """RFC 8259 §8.1 lets a parser ignore a BOM. It used to hide the `{` from the check that
+    tells the async SDK's form bodies from JSON: a body with an "=" in a value was read as
+    a form, its fields lost, and a usernameless challenge made in place of the one asked."""
+    api.create_service()
+    api.register("user-0001")
+    before = api.snapshot()
+    body = b'\xef\xbb\xbf{"identity": "nobody-0000", "factor_sid": "bogus", "x": "="}'
+    r = api.client.post(
+        f"{api.svc}/Passkeys/Challenges",
+        content=body,
+        headers={"Content-Type": "application/json"},
+        auth=api.auth,
+    )
+    assert_refused(api, r, 400, 60362)  # the factor_sid it holds is read, and refused
+    assert api.snapshot() == before
+    body = b'\xef\xbb\xbf{"identity": "user-0001", "x": "="}'
+    r = api.client.post(
+        f"{api.svc}/Passkeys/Challenges",
+        content=body,
+        headers={"Content-Type": "application/json"},
+        auth=api.auth,
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["identity"] == "user-0001"
+
+
 def test_oversized_body(api, registration):
     before = api.snapshot()
     registration["padding"] = "x" * 70_000

@@ -193,6 +193,9 @@ def test_create_service_returns_settings_it_was_given(api: Api) -> None:
         ("Passkeys.UserVerification", "maybe"),
         ("Passkeys.DiscoverableCredentials", "sometimes"),
         ("CodeLength", "abc"),
+        ("CodeLength", " 5 "),
+        ("CodeLength", "\u0665"),  # ARABIC-INDIC DIGIT FIVE, which int() reads as 5
+        ("CodeLength", "9" * 5000),  # over int()'s digit limit: a ValueError
         ("LookupEnabled", "perhaps"),
     ],
 )

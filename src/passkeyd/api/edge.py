@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import anyio.to_thread
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from passkeyd import logs, metrics
@@ -38,6 +38,10 @@ from .params import NUL_REFUSED
 log = logging.getLogger("passkeyd.api")
 
 REQUEST_ID_HEADER = "Twilio-Request-Id"
+# Methods that change nothing: no write lock, no audit record (HEAD is GET without a body).
+READS = frozenset({"GET", "HEAD"})
+# A request whose client went away before its body ended (nginx's code for it).
+CLIENT_CLOSED = 499
 T = TypeVar("T")
 
 
@@ -63,7 +67,7 @@ class Call:
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a domain call: inline for SQLite, in a worker thread for a networked store."""
-        if self.request.method != "GET":
+        if self.request.method not in READS:
             await self.domain.store.reserve()  # it will write: take the lock without blocking
         return await _run(self.domain, fn, *args, **kwargs)
 
@@ -252,6 +256,11 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         except errors.HttpError as exc:
             status, code = exc.status, exc.code
             response = error_response(exc.status, exc.code, exc.message, request_id)
+        except ClientDisconnect:
+            # The client left before its body ended: nothing was done and nobody hears the
+            # answer. Counted and logged as nginx's 499 (client closed), not as our error.
+            status = CLIENT_CLOSED
+            response = Response(status_code=status)
         except Exception:
             log.exception("unhandled error", extra={"request_id": request_id, "route": route})
             status, code = errors.INTERNAL
@@ -261,7 +270,7 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         finally:
             domain.store.request_finished()
         elapsed = time.perf_counter() - started
-        if request.method != "GET" and account_sid:
+        if request.method not in READS and account_sid and status != CLIENT_CLOSED:
             full = domain.audit.record(
                 AuditEvent(
                     account_sid=account_sid,
@@ -284,7 +293,7 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
                 except Exception:
                     log.exception("writing the audit trail failed; will retry")
         metrics.request(route, request.method, status, elapsed)
-        if ceremony is not None and code not in (20003, 20404):
+        if ceremony is not None and code not in (20003, 20404) and status != CLIENT_CLOSED:
             outcome = "success" if status < 400 else "refused"
             metrics.ceremony(ceremony, outcome, step or str(code or ""))
         logs.access(

@@ -58,10 +58,9 @@ class Form:
         value = self.get(key)
         if value is None:
             return None
-        try:
-            number = int(value)
-        except ValueError:
-            number = low - 1
+        # ASCII digits only: int() also takes " 5 ", "5_0" and other scripts' digits.
+        digits = value.isascii() and value.isdigit() and len(value) <= 18
+        number = int(value) if digits else low - 1
         if not low <= number <= high:
             raise InvalidParameter(f"Invalid parameter: {key} must be from {low} to {high}")
         return number
@@ -87,6 +86,9 @@ async def read_body(request: Request) -> bytes:
 
 def _media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+_BOM = b"\xef\xbb\xbf"
 
 
 def parse_form_bytes(raw: bytes) -> Form:
@@ -130,6 +132,8 @@ async def read_json(request: Request, *, code: int, form_fallback: bool) -> dict
     bodies (labelled application/json) to the JSON endpoints.
     """
     raw = await read_body(request)
+    if raw[:3] == _BOM:  # RFC 8259 §8.1: a parser may ignore one (orjson does not)
+        raw = raw[3:]
     media = _media_type(request)
     is_json_type = media in ("application/json", "") or media.endswith("+json")
     looks_form = b"=" in raw and raw.lstrip()[:1] not in (b"{", b"[", b'"')
