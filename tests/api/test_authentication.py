@@ -439,3 +439,64 @@ def test_a_passkey_registered_with_required_verification_keeps_it_in_usernameles
     body = refused(api, no_uv, 403, 60324)
     assert "user verified" in body["message"]
     assert api.approve(api.authenticator.get(challenge["options"], ORIGIN)).status_code == 200
+
+
+# --- a user's passkeys made under different settings --------------------------------------
+
+
+def test_a_sign_in_asks_for_user_verification_when_any_allowed_passkey_needs_it(api):
+    """The options used to carry the oldest passkey's setting (discouraged), while the
+    approval required UV for the newer passkey: a browser that followed the options was
+    then refused. §7.2 step 17 may require only what was asked."""
+    api.create_service(**{"Passkeys.UserVerification": "discouraged"})
+    api.register("user-0001")
+    api.post_form(api.svc, {"Passkeys.UserVerification": "required"})
+    newer = Authenticator(uv=False)
+    factor = api.create_factor("user-0001")
+    assert factor["options"]["publicKey"]["authenticatorSelection"]["userVerification"] == (
+        "required"
+    )
+    newer.uv = True
+    assert api.verify_factor(newer.create(factor["options"], ORIGIN)).status_code == 200
+
+    challenge = api.challenge(identity="user-0001")
+    assert challenge["options"]["publicKey"]["userVerification"] == "required"
+    newer.uv = False  # had it been asked for discouraged
+    refused = api.approve(newer.get(challenge["options"], ORIGIN))
+    assert (refused.status_code, refused.json()["code"]) == (403, 60324)
+    newer.uv = True  # as asked
+    approved = api.approve(newer.get(challenge["options"], ORIGIN))
+    assert approved.json()["status"] == "approved", approved.text
+
+
+def test_a_sign_in_after_the_site_moved_asks_for_the_passkeys_of_its_new_rp_id(api):
+    """The request's rpId used to be the oldest passkey's: after the service moved to a new
+    RP id, the user's passkey made there was left out of the options, and no sign-in by
+    name could work on the new site."""
+    api.create_service()
+    api.register("user-0001")
+    api.register("user-0002")
+    moved_to = "https://login.example.org"
+    api.post_form(
+        api.svc,
+        {
+            "Passkeys.RelyingParty.Id": "example.org",
+            "Passkeys.RelyingParty.Origins": moved_to,
+        },
+    )
+    new_site = Authenticator()
+    factor = api.create_factor("user-0001")
+    assert api.verify_factor(new_site.create(factor["options"], moved_to)).status_code == 200
+
+    challenge = api.challenge(identity="user-0001")
+    options = challenge["options"]["publicKey"]
+    assert options["rpId"] == "example.org"
+    (allowed,) = options["allowCredentials"]
+    (new_id,) = new_site.credentials
+    assert unb64url(allowed["id"]) == new_id
+    approved = api.approve(new_site.get(challenge["options"], moved_to))
+    assert approved.json()["status"] == "approved", approved.text
+
+    # A user with passkeys for the old RP id only still gets those.
+    old_only = api.challenge(identity="user-0002")["options"]["publicKey"]
+    assert (old_only["rpId"], len(old_only["allowCredentials"])) == ("example.com", 1)

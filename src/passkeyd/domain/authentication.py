@@ -47,11 +47,12 @@ from .models import (
     PasskeySettings,
     RateHit,
 )
-from .policy import resolve_policy
+from .policy import USER_VERIFICATION, resolve_policy
 from .steps import Steps, finish
 
 CHALLENGE_BYTES = 32
 MAX_FAILED_ATTEMPTS = 5
+_UV_STRICTNESS = USER_VERIFICATION  # ("required", "preferred", "discouraged"): strictest first
 
 
 @dataclass
@@ -121,10 +122,21 @@ class Authentications:
             account_sid, service_sid, identity, factor_sid
         )
         if factors:
-            policy = factors[0].policy
-            factors = [f for f in factors if f.policy.rp_id == policy.rp_id]
+            # One rpId per request: the service's own when some passkey is for it (a site
+            # that moved asks for its passkeys at the new id), else the newest passkey's.
+            # The options ask for user verification when any passkey allowed needs it, as
+            # the approval will: §7.2 step 17 may require only what was asked.
+            rp_id = service.passkeys.rp_id
+            if not any(f.policy.rp_id == rp_id for f in factors):
+                rp_id = factors[-1].policy.rp_id
+            factors = [f for f in factors if f.policy.rp_id == rp_id]
+            policy = factors[-1].policy
+            user_verification = min(
+                (f.policy.user_verification for f in factors), key=_UV_STRICTNESS.index
+            )
         else:  # usernameless: the service's relying party
             policy = resolve_policy(PasskeySettings(), service.passkeys)
+            user_verification = policy.user_verification
         challenge_bytes = secrets.token_bytes(CHALLENGE_BYTES)
         allow = [
             (f.credential.credential_id, f.credential.transports)
@@ -141,13 +153,13 @@ class Authentications:
             factor_sid=factor_sid if isinstance(factor_sid, str) else "",
             challenge=challenge_bytes,
             rp_id=policy.rp_id,
-            user_verification=policy.user_verification,
+            user_verification=user_verification,
             options=request_options(
                 rp_id=policy.rp_id,
                 rp_name=policy.rp_name,
                 challenge=challenge_bytes,
                 allow=allow,
-                user_verification=policy.user_verification,
+                user_verification=user_verification,
             ),
             allowed_credentials=tuple(a[0] for a in allow),
             status=ChallengeStatus.PENDING,
