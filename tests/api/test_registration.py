@@ -470,3 +470,18 @@ def test_unknown_attestation_conveyance_is_refused(api):
     r = api.post_form("/v2/Services", {"FriendlyName": "x", "Passkeys.Attestation": "always"})
     assert (r.status_code, r.json()["code"]) == (400, 60200)
     assert api.snapshot() == before
+
+
+def test_a_factor_config_origin_that_could_never_match_is_refused(api):
+    api.create_service()
+    before = api.snapshot()
+    config = {
+        "relying_party": {"id": "example.com", "name": "x", "origins": '["https://a.example.com"]'}
+    }
+    r = api.post_json(
+        f"{api.svc}/Passkeys/Factors",
+        {"friendly_name": "a", "identity": "user-0001", "config": config},
+    )
+    assert (r.status_code, r.json()["code"]) == (400, 60370), r.text
+    assert "no scheme and host" in r.json()["message"]
+    assert api.snapshot() == before

@@ -209,7 +209,19 @@ def test_create_service_refuses_invalid_value(api: Api, key: str, value: str) ->
     assert api.get("/v2/Services").json()["services"] == []
 
 
-@pytest.mark.parametrize("rp_id", ["https://example.com", "example.com:8443", "example.com/login"])
+@pytest.mark.parametrize(
+    "rp_id",
+    [
+        "https://example.com",
+        "example.com:8443",
+        "example.com/login",
+        # IP addresses, which browsers refuse as an RP id: to the URL parser, a host whose
+        # last label is a number is an IPv4 address.
+        "127.0.0.1",
+        "10.1",
+        "example.0x7f",
+    ],
+)
 def test_create_service_refuses_an_rp_id_that_is_not_a_domain(api: Api, rp_id: str) -> None:
     before = api.snapshot()
 
@@ -601,3 +613,51 @@ def test_405_names_the_allowed_methods(api):
     r = api.client.put("/v2/Services", auth=api.auth)
     assert r.status_code == 405
     assert "POST" in r.headers["Allow"] and "GET" in r.headers["Allow"]
+
+
+def test_an_rp_id_is_kept_in_lower_case_as_browsers_take_it(api: Api) -> None:
+    """Browsers refuse `Example.COM` in the options, and hash the lower-case id."""
+    service = api.create_service(**{"Passkeys.RelyingParty.Id": "Example.COM"})
+    assert service["passkeys"]["relying_party"]["id"] == "example.com"
+    factor = api.register("user-0001")
+    assert factor["status"] == "verified"
+
+
+@pytest.mark.parametrize(
+    ("origins", "why"),
+    [
+        # A JSON array sent as the form field's text: two "origins" that match nothing.
+        ('["https://a.example.com","https://b.example.com"]', "no scheme and host"),
+        ("https://example.com:99999", "not a URL"),
+        ("https://[::1", "not a URL"),
+        ("https://[::g]", "not a URL"),
+        ("https://exa'mple.com", "a host a browser would not send"),
+        ("https://example.com:0", "port 0"),
+    ],
+)
+def test_origins_that_could_never_match_are_refused(api: Api, origins: str, why: str) -> None:
+    before = api.snapshot()
+    form = dict(FULL_FORM, **{"Passkeys.RelyingParty.Origins": origins})
+    r = api.post_form("/v2/Services", form)
+    assert_twilio_error(r, 400, 60200)
+    assert why in r.json()["message"]
+    r = api.post_form("/v2/Services", dict(FULL_FORM, **{"Passkeys.TopOrigins": origins}))
+    assert_twilio_error(r, 400, 60200)
+    assert api.snapshot() == before
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "https://login.example.com",
+        "http://localhost:5173",
+        "https://[2001:db8::1]:8443",
+        "example.com",
+        "android:apk-key-hash:Zm9vYmFy",
+        "ios:bundle-id:com.example.app",
+        "chrome-extension://abcdefghijklmnop",
+    ],
+)
+def test_origins_a_browser_or_app_sends_are_accepted(api: Api, origin: str) -> None:
+    r = api.post_form("/v2/Services", dict(FULL_FORM, **{"Passkeys.RelyingParty.Origins": origin}))
+    assert r.status_code == 201, r.text

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterable
 
 from passkeyd.webauthn import DEFAULT_ALGORITHMS, Step, VerificationFailed
+from passkeyd.webauthn.origins import origin_problem
 
 from .errors import CriteriaMissing, RelyingPartyIdInvalid, RelyingPartyMissing
 from .models import PasskeyPolicy, PasskeySettings
@@ -26,18 +27,30 @@ MAX_NAME_LENGTH = 255
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _RP_ID = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$")
 _ORIGIN_CHARS = re.compile(r"^[\x21-\x7e]+$")
+_HEX = re.compile(r"^[0-9a-f]*$")
 
 
 def valid_rp_id(value: str) -> bool:
-    """A domain: no scheme, port or path (`localhost` counts)."""
-    return len(value) <= 253 and bool(_RP_ID.match(value))
+    """A domain: no scheme, port or path (`localhost` counts); not an IP address, which
+    browsers refuse as an RP id (a last label that is a number makes the host an IPv4
+    address to the URL parser: `127.0.0.1`, `10.1`, `0x7f.1`)."""
+    if len(value) > 253 or not _RP_ID.match(value):
+        return False
+    last = value.rsplit(".", 1)[-1].lower()
+    return not (last.isdigit() or (last.startswith("0x") and _HEX.match(last[2:])))
 
 
 def invalid_origin(values: Iterable[str]) -> str | None:
-    """The first origin that cannot be one, or None when all are acceptable."""
+    """What is wrong with the first origin that cannot be one (it, quoted, and why), or
+    None when all are acceptable."""
     for value in values:
-        if len(value) > MAX_ORIGIN_LENGTH or not _ORIGIN_CHARS.match(value):
-            return value
+        shown = repr(value[:80] + ("..." if len(value) > 80 else ""))
+        if len(value) > MAX_ORIGIN_LENGTH:
+            return f"{shown} is longer than {MAX_ORIGIN_LENGTH} characters"
+        if not _ORIGIN_CHARS.match(value):
+            return f"{shown} is empty or has a space or a character outside printable ASCII"
+        if (problem := origin_problem(value)) is not None:
+            return f"{shown} {problem}"
     return None
 
 
@@ -84,6 +97,7 @@ def resolve_policy(requested: PasskeySettings, service: PasskeySettings) -> Pass
         raise RelyingPartyMissing("Relying party invalid or not provided")
     if not rp_id or not valid_rp_id(rp_id):
         raise RelyingPartyIdInvalid("Relying party id invalid or not provided")
+    rp_id = rp_id.lower()  # as a browser has it (a service stored before this may not be)
     if not rp_name or not origins:
         raise RelyingPartyMissing("Relying party name and origins are required")
     criteria = {

@@ -45,6 +45,14 @@ DEFAULT_SETTINGS: dict[str, Any] = {
 }
 
 
+def _canonical(settings: PasskeySettings) -> PasskeySettings:
+    """The RP id in lower case, as browsers take it (and hash it: `Example.com` would give
+    an rpIdHash no authenticator makes, and browsers refuse it in the options)."""
+    if settings.rp_id and settings.rp_id != settings.rp_id.lower():
+        return replace(settings, rp_id=settings.rp_id.lower())
+    return settings
+
+
 def validate_passkeys(settings: PasskeySettings) -> None:
     """Refuse values no passkey ceremony could use. Raises RelyingPartyIdInvalid (60372)
     for an RP id that is not a domain (a scheme, a port, a path), else InvalidParameter
@@ -61,8 +69,8 @@ def validate_passkeys(settings: PasskeySettings) -> None:
             raise InvalidParameter(
                 f"Invalid parameter: Passkeys.RelyingParty.Origins has more than {MAX_ORIGINS}"
             )
-        if invalid_origin(settings.rp_origins) is not None:
-            raise InvalidParameter("Invalid parameter: Passkeys.RelyingParty.Origins")
+        if (problem := invalid_origin(settings.rp_origins)) is not None:
+            raise InvalidParameter(f"Invalid parameter: Passkeys.RelyingParty.Origins: {problem}")
     for name, value, allowed in (
         ("AuthenticatorAttachment", settings.authenticator_attachment, ATTACHMENTS),
         ("DiscoverableCredentials", settings.discoverable_credentials, DISCOVERABLE),
@@ -80,8 +88,8 @@ def validate_passkeys(settings: PasskeySettings) -> None:
             raise InvalidParameter(
                 f"Invalid parameter: Passkeys.TopOrigins has more than {MAX_ORIGINS}"
             )
-        if invalid_origin(settings.top_origins) is not None:
-            raise InvalidParameter("Invalid parameter: Passkeys.TopOrigins")
+        if (problem := invalid_origin(settings.top_origins)) is not None:
+            raise InvalidParameter(f"Invalid parameter: Passkeys.TopOrigins: {problem}")
     for name, aaguids in (
         ("AaguidAllow", settings.aaguid_allow),
         ("AaguidDeny", settings.aaguid_deny),
@@ -133,6 +141,7 @@ class Services:
     ) -> Service:
         _validate_name(friendly_name)
         validate_passkeys(passkeys)
+        passkeys = _canonical(passkeys)
         now = self.clock()
         service = Service(
             sid=new_sid("VA"),
@@ -170,6 +179,7 @@ class Services:
             _validate_name(friendly_name)
         new_passkeys = replace(service.passkeys, **passkeys)
         validate_passkeys(new_passkeys)
+        new_passkeys = _canonical(new_passkeys)
         updated = replace(
             service,
             friendly_name=friendly_name if friendly_name is not None else service.friendly_name,

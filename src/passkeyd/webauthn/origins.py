@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import ipaddress
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -46,6 +47,42 @@ def normalise_origin(configured: str) -> str:
     if port is None or port == _DEFAULT_PORTS.get(scheme):
         return f"{scheme}://{host}"
     return f"{scheme}://{host}:{port}"
+
+
+_HOST = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def origin_problem(configured: str) -> str | None:
+    """Why a configured origin could never match what a browser or app sends, or None.
+
+    A web origin needs a host a browser can serialise (ASCII letters, digits, `-`, `_`,
+    `.`, or a bracketed IPv6 address; a Unicode host is sent as its punycode A-label) and a
+    port from 1 to 65535. An app origin (`android:apk-key-hash:...`, `ios:bundle-id:...`)
+    is taken as given.
+    """
+    value = configured.strip()
+    if "://" not in value and ":" in value and not re.match(r"^[A-Za-z0-9.-]+:[0-9]+$", value):
+        return None  # an app origin
+    if "://" not in value:
+        value = f"https://{value}"
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        return "is not a URL (a bad port or IPv6 address)"
+    host = parts.hostname
+    if not parts.scheme or not host:
+        return "has no scheme and host"
+    if parts.netloc.startswith("[") or ":" in host:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return "has a malformed IPv6 address"
+    elif not _HOST.match(host):
+        return "has a host a browser would not send (a Unicode host goes as punycode)"
+    if port == 0:
+        return "has port 0"
+    return None
 
 
 def _app_origin(value: str) -> str:

@@ -50,11 +50,12 @@ def requested_config(config: Any) -> PasskeySettings:
         not isinstance(origins, list) or not all(isinstance(o, str) for o in origins)
     ):
         raise FactorConfigInvalid("Factor config invalid: relying_party.origins must be strings")
-    if origins is not None and (len(origins) > MAX_ORIGINS or invalid_origin(origins) is not None):
+    if origins is not None and len(origins) > MAX_ORIGINS:
         raise FactorConfigInvalid(
-            f"Factor config invalid: relying_party.origins must be at most {MAX_ORIGINS}"
-            " printable origins"
+            f"Factor config invalid: relying_party.origins has more than {MAX_ORIGINS}"
         )
+    if origins is not None and (problem := invalid_origin(o for o in origins if o)):
+        raise FactorConfigInvalid(f"Factor config invalid: relying_party.origins: {problem}")
     name = rp.get("name")
     if isinstance(name, str) and len(name) > MAX_NAME_LENGTH:
         raise FactorConfigInvalid(
