@@ -88,3 +88,12 @@ def test_localhost_over_http_is_allowed_for_a_localhost_rp():
     assert policy.accepts("http://localhost")
     assert not policy.accepts("http://127.0.0.1:5173")
     assert not policy.accepts("http://localhost.evil.test")
+
+
+def test_listed_localhost_origins_are_the_only_ones_accepted():
+    """Any port of http://localhost is a convenience for a service that names none; one
+    that names its own means those (another port is another origin, perhaps another app)."""
+    policy = OriginPolicy.build(rp_id="localhost", origins=["http://localhost:5173"])
+    assert policy.accepts("http://localhost:5173")
+    assert not policy.accepts("http://localhost:3000")
+    assert not policy.accepts("http://localhost")

@@ -137,9 +137,14 @@ class OriginPolicy:
 def _built(rp_id: str, origins: tuple[str, ...], top_origins: tuple[str, ...]) -> OriginPolicy:
     """Policies are immutable and few (one per relying-party configuration): each is
     normalised once, not on every assertion."""
+    exact = frozenset(normalise_origin(o) for o in origins if o.strip())
     return OriginPolicy(
-        exact=frozenset(normalise_origin(o) for o in origins if o.strip()),
-        allow_localhost_http=rp_id == "localhost",
+        exact=exact,
+        # For development, any port of http://localhost, unless the service names its own
+        # http://localhost origins: then those are the ones it means (a different port is
+        # another origin, perhaps another app).
+        allow_localhost_http=rp_id == "localhost"
+        and not any(_LOCALHOST_DEV.match(o) for o in exact),
         top_origins=frozenset(normalise_origin(o) for o in top_origins if o.strip()),
     )
 
