@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from passkeyd.domain import Domain
 from tests.conftest import ORIGIN, Api, FakeClock
 
 SERVICE_SID = re.compile(r"^VA[0-9a-f]{32}$")
@@ -661,3 +662,24 @@ def test_origins_that_could_never_match_are_refused(api: Api, origins: str, why:
 def test_origins_a_browser_or_app_sends_are_accepted(api: Api, origin: str) -> None:
     r = api.post_form("/v2/Services", dict(FULL_FORM, **{"Passkeys.RelyingParty.Origins": origin}))
     assert r.status_code == 201, r.text
+
+
+def test_a_value_a_later_release_refuses_does_not_block_other_changes(
+    api: Api, domain: Domain
+) -> None:
+    """A service stored by an earlier release with an origin this one refuses can still be
+    renamed (and the origin replaced); only the values given in an update are checked."""
+    from dataclasses import replace
+
+    sid = api.create_service()["sid"]
+    stored = domain.store.get_service(api.account_sid, sid)
+    assert stored is not None
+    domain.store.update_service(
+        replace(stored, passkeys=replace(stored.passkeys, rp_origins=("https://example.com:0",)))
+    )
+    r = api.post_form(f"/v2/Services/{sid}", {"FriendlyName": "renamed"})
+    assert r.status_code == 200, r.text
+    r = api.post_form(f"/v2/Services/{sid}", {"Passkeys.RelyingParty.Origins": "https://[::1"})
+    assert_twilio_error(r, 400, 60200)
+    r = api.post_form(f"/v2/Services/{sid}", {"Passkeys.RelyingParty.Origins": ORIGIN})
+    assert r.json()["passkeys"]["relying_party"]["origins"] == [ORIGIN]

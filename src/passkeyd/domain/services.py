@@ -177,9 +177,10 @@ class Services:
         service = self.get(account_sid, sid)
         if friendly_name is not None:
             _validate_name(friendly_name)
-        new_passkeys = replace(service.passkeys, **passkeys)
-        validate_passkeys(new_passkeys)
-        new_passkeys = _canonical(new_passkeys)
+        # Only the values given are checked: one stored by an earlier release that a later
+        # one refuses must not block changing something else.
+        validate_passkeys(replace(PasskeySettings(), **passkeys))
+        new_passkeys = _canonical(replace(service.passkeys, **passkeys))
         updated = replace(
             service,
             friendly_name=friendly_name if friendly_name is not None else service.friendly_name,
