@@ -4,11 +4,16 @@ uvicorn writes a response's status line and headers, then its body, as two write
 send() calls and two TCP segments for every answer, each one a wake-up for the client.
 Here a header block is held until the body that follows it, and both go out together. A
 header block that no body follows (HEAD, `100 Continue`) is sent at the loop's next turn.
+
+A request the HTTP parser refuses (a bad method token, a malformed Content-Length, a bad
+chunk, a NUL in a header) never reaches the app: uvicorn answers it with a plain-text 400.
+Here that answer is a Twilio-format error body, like every other refusal.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -52,6 +57,30 @@ class _OneWriteTransport:
         return getattr(self._transport, name)
 
 
+_MALFORMED = json.dumps(
+    {
+        "code": 60200,
+        "message": "Invalid HTTP request: the request line, a header or the body's framing"
+        " is malformed",
+        "more_info": "https://www.twilio.com/docs/errors/60200",
+        "status": 400,
+    },
+    separators=(",", ":"),
+).encode()
+
+
 class OneWriteHttpProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(_OneWriteTransport(transport, self.loop))  # type: ignore[arg-type]
+
+    def send_400_response(self, msg: str) -> None:
+        head = [b"HTTP/1.1 400 Bad Request\r\n"]
+        for name, value in self.server_state.default_headers:
+            head += [name, b": ", value, b"\r\n"]
+        head += [
+            b"content-type: application/json\r\n",
+            b"content-length: %d\r\n" % len(_MALFORMED),
+            b"connection: close\r\n\r\n",
+        ]
+        self.transport.write(b"".join(head) + _MALFORMED)
+        self.transport.close()

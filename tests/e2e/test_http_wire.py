@@ -95,3 +95,25 @@ def test_204_and_expect_100_continue(server: Server) -> None:
         assert c.response()[0] == 200
     finally:
         c.close()
+
+
+def test_a_request_the_http_parser_refuses_gets_a_twilio_error(server: Server) -> None:
+    """These never reach the app; uvicorn's own answer is a plain-text 400."""
+    import json
+
+    for request in (
+        b"FOO /v2/Services HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"POST /v2/Services HTTP/1.1\r\nHost: x\r\nContent-Length: +5\r\n\r\nabcde",
+        b"POST /v2/Services HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    ):
+        connection = Connection(server.base_url)
+        try:
+            connection.send(request)
+            status, headers, body = connection.response()
+        finally:
+            connection.close()
+        assert status == 400
+        assert headers["content-type"] == "application/json"
+        error = json.loads(body)
+        assert (error["status"], error["code"]) == (400, 60200)
+        assert error["more_info"] == "https://www.twilio.com/docs/errors/60200"
