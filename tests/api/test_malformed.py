@@ -200,3 +200,22 @@ def test_wrong_content_type_for_a_form_endpoint(api):
 def test_malformed_authorization(api, header):
     r = api.client.get("/v2/Services", headers={"Authorization": header})
     assert_refused(api, r, 401, 20003)
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "br"])
+def test_a_compressed_body_is_refused_as_unsupported(api, encoding):
+    import gzip
+
+    before = api.snapshot()
+    r = api.client.post(
+        "/v2/Services",
+        content=gzip.compress(b"FriendlyName=zipped"),
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Content-Encoding": encoding,
+        },
+        auth=api.auth,
+    )
+    assert_refused(api, r, 415, 60200)
+    assert "Content-Encoding" in r.json()["message"]
+    assert api.snapshot() == before

@@ -67,6 +67,10 @@ class Form:
 
 
 async def read_body(request: Request) -> bytes:
+    encoding = request.headers.get("content-encoding")
+    if encoding is not None and encoding.strip().lower() not in ("", "identity"):
+        # A compressed body would be read as its compressed bytes: say so instead.
+        raise HttpError(415, 60200, "Content-Encoding is not supported: send the body as is")
     length = request.headers.get("content-length")
     if length is not None and (
         not (length.isascii() and length.isdigit())
