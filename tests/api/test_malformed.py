@@ -159,22 +159,19 @@ def test_a_json_body_led_by_a_byte_order_mark_is_read_as_json(api):
     api.create_service()
     api.register("user-0001")
     before = api.snapshot()
-    body = b'\xef\xbb\xbf{"identity": "nobody-0000", "factor_sid": "bogus", "x": "="}'
-    r = api.client.post(
-        f"{api.svc}/Passkeys/Challenges",
-        content=body,
-        headers={"Content-Type": "application/json"},
-        auth=api.auth,
-    )
+
+    def challenge(json_text: bytes):
+        return api.client.post(
+            f"{api.svc}/Passkeys/Challenges",
+            content=b"\xef\xbb\xbf" + json_text,
+            headers={"Content-Type": "application/json"},
+            auth=api.auth,
+        )
+
+    r = challenge(b'{"identity": "nobody-0000", "factor_sid": "bogus", "x": "="}')
     assert_refused(api, r, 400, 60362)  # the factor_sid it holds is read, and refused
     assert api.snapshot() == before
-    body = b'\xef\xbb\xbf{"identity": "user-0001", "x": "="}'
-    r = api.client.post(
-        f"{api.svc}/Passkeys/Challenges",
-        content=body,
-        headers={"Content-Type": "application/json"},
-        auth=api.auth,
-    )
+    r = challenge(b'{"identity": "user-0001", "x": "="}')
     assert r.status_code == 201, r.text
     assert r.json()["identity"] == "user-0001"
 
