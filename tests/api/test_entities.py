@@ -441,6 +441,21 @@ def test_rename_factor_with_empty_name_is_refused(api: Api) -> None:
     assert api.get(url).json()["friendly_name"] == "alice"
 
 
+def test_an_auth_payload_is_refused_with_where_passkeys_are_verified(api: Api) -> None:
+    """AuthPayload verifies push and TOTP factors. Sent for a passkey, it was ignored with a
+    200 and the factor left unverified, which told a developer nothing."""
+    api.create_service()
+    factor = api.create_factor("user-0001")
+    url = f"{entity_url(api, 'user-0001')}/Factors/{factor['sid']}"
+    before = api.snapshot()
+
+    r = api.post_form(url, {"AuthPayload": "123456", "FriendlyName": "renamed"})
+
+    body = assert_twilio_error(r, 400, 60300)
+    assert "/Passkeys/VerifyFactor" in body["message"]
+    assert api.snapshot() == before
+
+
 def test_delete_factor_stops_sign_in(api: Api) -> None:
     api.create_service()
     factor = api.register("user-0001")

@@ -108,6 +108,11 @@ async def fetch_factor(call: Call) -> tuple[int, Any]:
 async def update_factor(call: Call) -> tuple[int, Any]:
     form = await read_form(call.request)
     service_sid, identity, sid = call.path("service_sid"), call.path("identity"), call.path("sid")
+    if "AuthPayload" in form:  # how push and TOTP factors are verified: not a passkey
+        raise InvalidParam(
+            "Invalid parameter: AuthPayload does not apply to a passkeys factor; verify it with"
+            f" POST /v2/Services/{service_sid}/Passkeys/VerifyFactor"
+        )
     name = form.get("FriendlyName")
     if name is None:
         factor = await call.run(
