@@ -157,9 +157,42 @@ def test_a_cookie_copied_before_signing_out_signs_nobody_in(site: Demo) -> None:
         assert signed_up.status_code == 200, signed_up.text
         copied = user.cookies["passkeyd_demo"]
         assert user.get("/account", follow_redirects=False).status_code == 200
+        # Adding a passkey keeps the session (and so its id): the copy goes with it.
+        options = user.post("/api/passkeys/options", json={}).json()["options"]
+        added = user.post(
+            "/api/passkeys/verify", json={"credential": Authenticator().create(options, site.url)}
+        )
+        assert added.status_code == 200, added.text
         form = {"Content-Type": "application/x-www-form-urlencoded"}
         assert user.post("/signout", content=b"", headers=form).status_code == 303
     with httpx2.Client(
         base_url=site.url, trust_env=False, cookies={"passkeyd_demo": copied}
+    ) as thief:
+        assert thief.get("/account", follow_redirects=False).status_code in (302, 303)
+
+
+def test_signing_in_as_another_user_ends_the_session_it_replaces(site: Demo) -> None:
+    from tests.authenticator import Authenticator
+
+    headers = {"Origin": site.url}
+    names = [f"{n} {secrets.token_hex(3)}" for n in ("Annie Easley", "Dorothy Vaughan")]
+    keys = [Authenticator(), Authenticator()]
+    with httpx2.Client(base_url=site.url, trust_env=False, headers=headers) as browser:
+        for name, key in zip(names, keys, strict=True):
+            browser.cookies.clear()
+            options = browser.post("/api/signup/options", json={"name": name}).json()["options"]
+            verified = browser.post(
+                "/api/passkeys/verify", json={"credential": key.create(options, site.url)}
+            )
+            assert verified.status_code == 200, verified.text
+        first_session = browser.cookies["passkeyd_demo"]  # signed in as the second user
+        options = browser.post("/api/signin/options", json={"name": names[0]}).json()["options"]
+        approved = browser.post(
+            "/api/signin/approve", json={"credential": keys[0].get(options, site.url)}
+        )
+        assert approved.status_code == 200, approved.text
+        assert browser.get("/account", follow_redirects=False).status_code == 200
+    with httpx2.Client(
+        base_url=site.url, trust_env=False, cookies={"passkeyd_demo": first_session}
     ) as thief:
         assert thief.get("/account", follow_redirects=False).status_code in (302, 303)

@@ -11,6 +11,7 @@ in as someone else.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -154,7 +155,10 @@ async def signin_approve(request: Request) -> Response:
     if challenge.get("status") != "approved" or not challenge.get("identity"):
         raise Refusal.app(403, "not_approved")
     # The identity comes from passkeyd: for a sign-in without a name, the passkey named it.
-    session = session.finished(sid).signed_in(str(challenge["identity"]))
+    signed_in = session.finished(sid).signed_in(str(challenge["identity"]))
+    if signed_in.sid != session.sid:  # signed in over another user's session: end that one
+        demo.sessions.revoke(session, time.time())
+    session = signed_in
     return store_session(request, json_reply({"redirect": "/account?notice=signed-in"}), session)
 
 

@@ -38,6 +38,11 @@ class Session:
         return replace(self, pending=tuple(p for p in self.pending if p != sid))
 
     def signed_in(self, identity: str) -> Session:
+        """Signed in as `identity`: the same session when it already was (adding a passkey),
+        else a new one with a new id (so an id fixed before signing in is worthless; the
+        caller revokes the one it replaces)."""
+        if self.identity == identity and self.sid is not None:
+            return self
         return replace(self, identity=identity, sid=secrets.token_urlsafe(16))
 
 
