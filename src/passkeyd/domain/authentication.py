@@ -47,12 +47,26 @@ from .models import (
     PasskeySettings,
     RateHit,
 )
-from .policy import USER_VERIFICATION, resolve_policy
+from .policy import resolve_policy
 from .steps import Steps, finish
 
 CHALLENGE_BYTES = 32
 MAX_FAILED_ATTEMPTS = 5
-_UV_STRICTNESS = USER_VERIFICATION  # ("required", "preferred", "discouraged"): strictest first
+
+
+def _asked_user_verification(factors: list[Factor]) -> str:
+    """What a challenge for these passkeys asks of user verification. The approval requires
+    UV when the challenge asked `required` or the answering passkey's own setting is
+    `required` (§7.2 step 17 may require only what was asked). So: `required` when every
+    passkey requires it; `preferred` when some do (an authenticator that can verify the user
+    then does, and one that cannot, registered under a laxer setting, still signs in);
+    otherwise the strictest of the others."""
+    settings = {f.policy.user_verification for f in factors}
+    if settings == {"required"}:
+        return "required"
+    if "required" in settings or "preferred" in settings:
+        return "preferred"
+    return "discouraged"
 
 
 @dataclass
@@ -124,16 +138,12 @@ class Authentications:
         if factors:
             # One rpId per request: the service's own when some passkey is for it (a site
             # that moved asks for its passkeys at the new id), else the newest passkey's.
-            # The options ask for user verification when any passkey allowed needs it, as
-            # the approval will: §7.2 step 17 may require only what was asked.
             rp_id = service.passkeys.rp_id
             if not any(f.policy.rp_id == rp_id for f in factors):
                 rp_id = factors[-1].policy.rp_id
             factors = [f for f in factors if f.policy.rp_id == rp_id]
             policy = factors[-1].policy
-            user_verification = min(
-                (f.policy.user_verification for f in factors), key=_UV_STRICTNESS.index
-            )
+            user_verification = _asked_user_verification(factors)
         else:  # usernameless: the service's relying party
             policy = resolve_policy(PasskeySettings(), service.passkeys)
             user_verification = policy.user_verification
