@@ -216,3 +216,36 @@ def test_a_compressed_body_is_refused_as_unsupported(api, encoding):
     assert_refused(api, r, 415, 60200)
     assert "Content-Encoding" in r.json()["message"]
     assert api.snapshot() == before
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "code"), [("VerifyFactor", 60434), ("ApproveChallenge", 60433)]
+)
+def test_a_credential_sent_as_a_form_is_refused_saying_why(api, endpoint, code):
+    """What the async twilio SDK puts on the wire (aiohttp form-encodes the body it was
+    given as JSON, keeping only the keys of the nested response)."""
+    api.create_service()
+    before = api.snapshot()
+    body = b"id=abc&rawId=abc&response=clientDataJSON&response=attestationObject&type=public-key"
+    r = api.client.post(
+        f"{api.svc}/Passkeys/{endpoint}",
+        content=body,
+        headers={"Content-Type": "application/json"},
+        auth=api.auth,
+    )
+    assert_refused(api, r, 400, code)
+    assert "is a form, not JSON" in r.json()["message"]
+    assert api.snapshot() == before
+
+
+def test_twilio_form_parameter_names_are_read_too(api):
+    """`Identity`, as Twilio's form parameters are written, was ignored: the challenge was
+    made usernameless, which anyone's passkey answers."""
+    api.create_service()
+    api.register("user-0001")
+    r = api.post_form(f"{api.svc}/Passkeys/Challenges", {"Identity": "user-0001"})
+    assert r.status_code == 201, r.text
+    assert r.json()["identity"] == "user-0001"
+    assert len(r.json()["options"]["publicKey"]["allowCredentials"]) == 1
+    r = api.post_json(f"{api.svc}/Passkeys/Challenges", {"Identity": "nobody-00000"})
+    assert_refused(api, r, 404, 60392)

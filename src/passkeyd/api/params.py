@@ -145,6 +145,16 @@ async def read_json(request: Request, *, code: int, form_fallback: bool) -> dict
         return dict(parse_form_bytes(raw).items())
     if not is_json_type:
         raise HttpError(415, code, "Send this request as application/json")
+    if looks_form and not form_fallback:
+        # The async twilio SDK (aiohttp) form-encodes these bodies, which keeps only the
+        # keys of a nested object: the credential's response never left the client.
+        raise HttpError(
+            400,
+            code,
+            "The request body is a form, not JSON: send the credential as a JSON object"
+            " (the async twilio SDK form-encodes it and loses its response; use the sync"
+            " client or post the JSON yourself)",
+        )
     try:
         data = orjson.loads(raw) if raw.strip() else {}
     except orjson.JSONDecodeError as exc:
@@ -157,13 +167,18 @@ async def read_json(request: Request, *, code: int, form_fallback: bool) -> dict
 
 
 def pick(data: dict[str, Any], snake: str, camel: str | None = None) -> Any:
-    """A JSON key in snake_case, else its camelCase alias (twilio-node sends those)."""
+    """A JSON key in snake_case, else its camelCase alias (twilio-node sends those), else
+    in PascalCase as Twilio's form parameters are written (`Identity`, `FactorSid`): a
+    request written that way by hand must not lose its fields (a challenge for `Identity`
+    would otherwise be a usernameless one, which anyone's passkey answers)."""
     if snake in data:
         return data[snake]
     if camel is None:
         head, *rest = snake.split("_")
         camel = head + "".join(w.title() for w in rest)
-    return data.get(camel)
+    if camel in data:
+        return data[camel]
+    return data.get(camel[:1].upper() + camel[1:])
 
 
 def page_request(query: Form, *, descending: bool = False) -> tuple[PageRequest, int]:
