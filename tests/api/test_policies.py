@@ -58,11 +58,19 @@ def test_extension_fields_are_stored_and_echoed(api):
     assert passkeys["counter_policy"] == "flag"
     assert passkeys["algorithms"] == [ES256, ES384, PS256]
     assert api.get(api.svc).json()["passkeys"] == passkeys
-    # An empty value unsets an extension.
-    r = api.post_form(api.svc, {"Passkeys.AaguidAllow": "", "Passkeys.CounterPolicy": ""})
-    assert (
-        "aaguid_allow" not in r.json()["passkeys"] and "counter_policy" not in r.json()["passkeys"]
-    )
+    # An empty value unsets an extension: each reads as a default service again.
+    r = api.post_form(api.svc, {"Passkeys.Attestation": "enterprise"})
+    assert r.json()["passkeys"]["attestation"] == "enterprise"
+    extensions = ("Attestation", "AttestationPolicy", "AaguidAllow", "AaguidDeny")
+    extensions += ("TopOrigins", "CounterPolicy", "Algorithms")
+    r = api.post_form(api.svc, {f"Passkeys.{name}": "" for name in extensions})
+    assert sorted(r.json()["passkeys"]) == [
+        "authenticator_attachment",
+        "discoverable_credentials",
+        "relying_party",
+        "user_verification",
+    ]
+    assert api.get(api.svc).json()["passkeys"] == r.json()["passkeys"]
 
 
 @pytest.mark.parametrize(

@@ -39,7 +39,7 @@ def _passkeys(settings: PasskeySettings | PasskeyPolicy) -> dict[str, Any]:
         "discoverable_credentials": settings.discoverable_credentials,
         "user_verification": settings.user_verification,
     }
-    if settings.attestation not in (None, "none"):  # passkeyd extension, shown when asked for
+    if settings.attestation not in (None, "", "none"):  # passkeyd extension, shown when asked for
         out["attestation"] = settings.attestation
     if isinstance(settings, PasskeySettings):
         # passkeyd extensions: only when set, so the default stays Twilio's shape.

@@ -22,10 +22,10 @@ _PASSKEY_FIELDS = {
     "Passkeys.AuthenticatorAttachment": "authenticator_attachment",
     "Passkeys.DiscoverableCredentials": "discoverable_credentials",
     "Passkeys.UserVerification": "user_verification",
-    "Passkeys.Attestation": "attestation",  # passkeyd extension
 }
 # passkeyd extensions whose empty value unsets them.
 _EXTENSION_FIELDS = {
+    "Passkeys.Attestation": "attestation",
     "Passkeys.AttestationPolicy": "attestation_policy",
     "Passkeys.CounterPolicy": "counter_policy",
 }
