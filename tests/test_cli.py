@@ -96,11 +96,30 @@ def test_check_config_reports_settings_without_secrets(db):
         ({"PASSKEYD_ACCOUNT_SID": "AC" + "1" * 32}, "PASSKEYD_AUTH_TOKEN"),
         ({"PASSKEYD_LOG_FORMAT": "xml"}, "PASSKEYD_LOG_FORMAT"),
         ({"PASSKEYD_SQLITE_CACHE_MB": "0"}, "PASSKEYD_SQLITE_CACHE_MB"),
+        ({"PASSKEYD_HOST": "not a host!"}, "PASSKEYD_HOST"),
+        ({"PASSKEYD_HOST": "127.0.0.0/8"}, "PASSKEYD_HOST"),
+        ({"PASSKEYD_FORWARDED_ALLOW_IPS": "10.0.0.1,not an ip"}, "PASSKEYD_FORWARDED_ALLOW_IPS"),
     ],
 )
 def test_a_bad_setting_is_named_and_exits_3(env, fragment):
     r = run("check-config", env={"PATH": "/usr/bin:/bin", **env})
     assert r.returncode == 3 and fragment in r.stderr
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"PASSKEYD_HOST": "0.0.0.0"},
+        {"PASSKEYD_HOST": "::1"},
+        {"PASSKEYD_HOST": "localhost"},
+        {"PASSKEYD_HOST": "passkeyd.internal.example"},
+        {"PASSKEYD_FORWARDED_ALLOW_IPS": "*"},
+        {"PASSKEYD_FORWARDED_ALLOW_IPS": "10.0.0.0/8, 192.168.1.7,::1"},
+    ],
+)
+def test_listen_and_proxy_addresses_in_their_usual_forms_are_accepted(env, db):
+    r = run("check-config", env={"PATH": "/usr/bin:/bin", "PASSKEYD_DATABASE_URL": db, **env})
+    assert r.returncode == 0, r.stderr
 
 
 def test_config_file_is_read_and_checked(tmp_path, db):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -194,10 +195,39 @@ class Settings:
                 "PASSKEYD_RATE_LIMIT_STORE=memory needs one process on SQLite: with several"
                 " workers, or on PostgreSQL, the processes share their windows in the database"
             )
+        if not _listen_address(self.host):
+            raise SettingsError(
+                f"PASSKEYD_HOST must be an IP address or a host name, got {self.host!r}"
+            )
+        for item in self.forwarded_allow_ips.split(","):
+            if item.strip() != "*" and not _network(item.strip()):
+                raise SettingsError(
+                    "PASSKEYD_FORWARDED_ALLOW_IPS must list IP addresses or networks"
+                    f" (or *), got {item.strip()!r}"
+                )
         if self.log_format not in ("auto", "json", "text"):
             raise SettingsError("PASSKEYD_LOG_FORMAT must be auto, json or text")
         if self.log_level not in ("debug", "info", "warning", "error"):
             raise SettingsError("PASSKEYD_LOG_LEVEL must be debug, info, warning or error")
+
+
+_HOST_NAME = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$"
+)
+
+
+def _listen_address(host: str) -> bool:
+    """An IP address (`0.0.0.0`, `::1`) or a host name's form; it is resolved at bind."""
+    return _network(host) and "/" not in host or bool(_HOST_NAME.match(host))
+
+
+def _network(text: str) -> bool:
+    try:
+        ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return False
+    return True
 
 
 def secret_box(settings: Settings) -> SecretBox | None:
