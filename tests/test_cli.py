@@ -274,3 +274,21 @@ def test_the_sqlite_page_cache_is_set_per_connection(tmp_path):
         assert store._one("PRAGMA cache_size", ()) == (-8 * 1024,)
     finally:
         store.close()
+
+
+def test_config_may_follow_the_command(tmp_path, db):
+    """`scripts/serve --config FILE` passes it after `serve`; it was a usage error there."""
+    config = tmp_path / "c.toml"
+    config.write_text(f'database_url = "{db}"\nport = 9123\n')
+    r = run("check-config", "--config", str(config), env={"PATH": "/usr/bin:/bin"})
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["settings"]["PASSKEYD_PORT"] == 9123
+
+
+def test_exit_codes_are_the_documented_ones(db):
+    env = {"PATH": "/usr/bin:/bin", "PASSKEYD_DATABASE_URL": db}
+    assert run("accounts", "rotate-token", env=env).returncode == 2  # usage: --account missing
+    nobody = "AC" + "9" * 32
+    for command in (["services", "list"], ["audit", "list"], ["keys", "list"]):
+        r = run(*command, "--account", nobody, env=env)
+        assert (r.returncode, r.stderr) == (4, f"passkeyd: no account {nobody}\n"), command

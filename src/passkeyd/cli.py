@@ -199,7 +199,10 @@ def cmd_accounts(settings: Settings, args: argparse.Namespace) -> int:
             }
         )
     elif args.action == "rotate-token":
-        if not args.account or domain.store.get_account(args.account) is None:
+        if not args.account:
+            sys.stderr.write("passkeyd: accounts rotate-token needs --account AC...\n")
+            return EXIT_USAGE
+        if domain.store.get_account(args.account) is None:
             sys.stderr.write(f"passkeyd: no account {args.account}\n")
             return EXIT_NOT_FOUND
         token = domain.accounts.rotate_token(args.account)
@@ -213,6 +216,9 @@ def cmd_accounts(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
     domain = _domain(settings, migrate=True)
+    if domain.store.get_account(args.account) is None:
+        sys.stderr.write(f"passkeyd: no account {args.account}\n")
+        return EXIT_NOT_FOUND
     page = domain.store.list_audit(
         args.account,
         PageRequest(page_size=max(1, min(args.limit, 10_000)), descending=True),
@@ -265,6 +271,9 @@ def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_services(settings: Settings, args: argparse.Namespace) -> int:
     domain = _domain(settings, migrate=True)
+    if domain.store.get_account(args.account) is None:
+        sys.stderr.write(f"passkeyd: no account {args.account}\n")
+        return EXIT_NOT_FOUND
     page = domain.services.list(args.account, PageRequest(page_size=1000))
     _print(
         [
@@ -293,6 +302,9 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument(
             "--database-url", help="default: PASSKEYD_DATABASE_URL or sqlite:///./passkeyd.db"
         )
+        # Also after the command (`passkeyd serve --config FILE`, as scripts/serve passes
+        # its arguments); SUPPRESS keeps one given before the command when none is here.
+        sp.add_argument("--config", default=argparse.SUPPRESS, help="as before the command")
         return sp
 
     serve = with_db(sub.add_parser("serve", help="run the HTTP API"))
