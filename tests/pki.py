@@ -64,11 +64,11 @@ def attestation_leaf(
     *,
     unit: str | None = "Authenticator Attestation",
     is_ca: bool = False,
-    extra: x509.ExtensionType | None = None,
+    extras: list[x509.UnrecognizedExtension] | None = None,
 ) -> Issued:
     """A packed attestation certificate for `aaguid`, signed by `issuer`; with another `unit`
-    (OU; None: none, as a TLS certificate) or `is_ca`, one that breaks §8.2.1; with `extra`,
-    one more (non-critical) extension."""
+    (OU; None: none, as a TLS certificate) or `is_ca`, one that breaks §8.2.1; with `extras`,
+    more (non-critical) extensions (one with Basic Constraints' OID stands for it)."""
     key = ec.generate_private_key(ec.SECP256R1())
     names = [
         x509.NameAttribute(NameOID.COUNTRY_NAME, "SE"),
@@ -90,9 +90,10 @@ def attestation_leaf(
             x509.UnrecognizedExtension(AAGUID_EXTENSION, b"\x04\x10" + aaguid), critical=False
         )
     )
-    if not (extra is not None and extra.oid == ExtensionOID.BASIC_CONSTRAINTS):
+    extras = extras or []
+    if not any(e.oid == ExtensionOID.BASIC_CONSTRAINTS for e in extras):
         constraints = x509.BasicConstraints(ca=is_ca, path_length=None)
         builder = builder.add_extension(constraints, critical=True)
-    if extra is not None:
-        builder = builder.add_extension(extra, critical=False)
+    for extension in extras:
+        builder = builder.add_extension(extension, critical=False)
     return Issued(builder.sign(issuer.key, hashes.SHA256()), key)

@@ -224,7 +224,7 @@ def test_a_certificate_with_a_malformed_extension_is_refused_not_a_crash(oid, fm
 
     root = pki.ca("Vendor Root")
     aaguid = bytes.fromhex(ANDROID.replace("-", ""))
-    leaf = pki.attestation_leaf(root, aaguid, extra=x509.UnrecognizedExtension(oid, b"\x01"))
+    leaf = pki.attestation_leaf(root, aaguid, extras=[x509.UnrecognizedExtension(oid, b"\x01")])
     store = TrustStore([MetadataEntry("Vendor", ANDROID, root_certificates=(root.der,))])
     with pytest.raises(CeremonyError) as refused:
         verify_trust(
@@ -238,6 +238,36 @@ def test_a_certificate_with_a_malformed_extension_is_refused_not_a_crash(oid, fm
     with pytest.raises(CeremonyError) as through_the_ceremony:
         _attacker_registration([leaf.der], leaf.key, store, aaguid=ANDROID)
     assert through_the_ceremony.value.step is Step.ATTESTATION_TRUST
+
+
+def test_a_certificate_with_a_duplicated_extension_is_refused_not_a_crash():
+    """cryptography raises DuplicateExtension (not a ValueError) when it meets the second
+    one. No builder makes such a certificate: here the second of two extensions gets the
+    first's OID in the DER (which breaks the signature, checked only later)."""
+    from passkeyd.webauthn.trust import verify_trust
+
+    root = pki.ca("Vendor Root")
+    aaguid = bytes.fromhex(ANDROID.replace("-", ""))
+    first, second = b"\x06\x04\x2a\x03\x04\x05", b"\x06\x04\x2a\x03\x04\x06"  # 1.2.3.4.5/6
+    leaf = pki.attestation_leaf(
+        root,
+        aaguid,
+        extras=[
+            x509.UnrecognizedExtension(x509.ObjectIdentifier("1.2.3.4.5"), b"\x05\x00"),
+            x509.UnrecognizedExtension(x509.ObjectIdentifier("1.2.3.4.6"), b"\x05\x00"),
+        ],
+    )
+    assert leaf.der.count(second) == 1
+    store = TrustStore([MetadataEntry("Vendor", ANDROID, root_certificates=(root.der,))])
+    with pytest.raises(CeremonyError) as refused:
+        verify_trust(
+            fmt="packed",
+            aaguid=ANDROID,
+            chain=[leaf.der.replace(second, first)],
+            trust_store=store,
+            verification_time=datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC),
+        )
+    assert refused.value.step is Step.ATTESTATION_TRUST
 
 
 def test_the_real_safetynet_tls_chain_is_no_packed_attestation(mds):

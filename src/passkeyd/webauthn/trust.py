@@ -22,7 +22,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509 import verification
@@ -237,7 +236,8 @@ def verify_trust(
                 certificate.version, certificate.subject, certificate.issuer  # noqa: B018
                 certificate.extensions  # noqa: B018
             certificates[0].public_key()
-    except (ValueError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion) as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure to parse is a malformed certificate
+        # (ValueError, UnsupportedAlgorithm, InvalidVersion, DuplicateExtension, ...).
         raise VerificationFailed(
             Step.ATTESTATION_TRUST, "an attestation certificate is not valid DER"
         ) from exc
