@@ -258,7 +258,12 @@ def test_denied_counter_regressed_and_backup_events(hooks_api):
         assert kinds.count("factor.counter_regressed") == 5
         assert kinds.count("challenge.denied") == 1
         assert rx.events("factor.backup_state_changed")[0]["backed_up"] == "true"
-        assert rx.events("challenge.denied")[0]["challenge_sid"] == second["sid"]
+        denied = rx.events("challenge.denied")[0]
+        assert denied["challenge_sid"] == second["sid"]
+        # Every field the README lists for a challenge event.
+        for field in ("entity_identity", "factor_sid", "factor_type", "factor_friendly_name"):
+            assert denied[field], field
+        assert denied["factor_friendly_name"] == "alice"
 
 
 @pytest.mark.parametrize(

@@ -418,6 +418,7 @@ class Authentications:
                 "entity_identity": factor.identity if factor else challenge.identity,
                 "factor_sid": factor.sid if factor else challenge.factor_sid,
                 "factor_type": "passkeys",
+                "factor_friendly_name": factor.friendly_name if factor else "",
                 "challenge_sid": challenge.sid,
                 "challenge_status": "denied",
             },
