@@ -158,7 +158,10 @@ class Dispatcher:
         if error is None:
             WEBHOOK_DELIVERIES.labels("delivered").inc()
         elif claimed.attempts < self.max_attempts and not error.startswith("target refused"):
-            retry_at = now + min(3600, self.retry_base_seconds * 2 ** (claimed.attempts - 1))
+            # The clock counts whole seconds: `now` may be up to 1 s behind the failure, so
+            # the retry is a second later, never sooner than its delay after the failure.
+            delay = min(3600, self.retry_base_seconds * 2 ** (claimed.attempts - 1))
+            retry_at = now + delay + 1
             WEBHOOK_DELIVERIES.labels("retry").inc()
         else:
             WEBHOOK_DELIVERIES.labels("failed").inc()
