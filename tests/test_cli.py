@@ -292,3 +292,16 @@ def test_exit_codes_are_the_documented_ones(db):
     for command in (["services", "list"], ["audit", "list"], ["keys", "list"]):
         r = run(*command, "--account", nobody, env=env)
         assert (r.returncode, r.stderr) == (4, f"passkeyd: no account {nobody}\n"), command
+
+
+def test_check_config_warns_that_webhooks_need_a_secret_key_on_postgresql(db):
+    from tests.pg import ADMIN_URL
+
+    env = {"PATH": "/usr/bin:/bin", "PASSKEYD_DATABASE_URL": ADMIN_URL}
+    report = json.loads(run("check-config", env=env).stdout)
+    assert any("PASSKEYD_SECRET_KEY" in w for w in report["warnings"])
+    keyed = {**env, "PASSKEYD_SECRET_KEY": "11" * 32}
+    assert "warnings" not in json.loads(run("check-config", env=keyed).stdout)
+    # The embedded default makes its own key file.
+    embedded = {"PATH": "/usr/bin:/bin", "PASSKEYD_DATABASE_URL": db}
+    assert "warnings" not in json.loads(run("check-config", env=embedded).stdout)

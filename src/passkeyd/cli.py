@@ -114,6 +114,8 @@ def cmd_serve(settings: Settings) -> int:
     if settings.account_sid and settings.auth_token:
         Accounts(store, system_clock, box).ensure_account(settings.account_sid, settings.auth_token)
     store.close()
+    for warning in _warnings(settings):
+        logging.getLogger("passkeyd").warning("%s", warning)
     if settings.workers > 1 and is_embedded(settings.database_url):
         logging.getLogger("passkeyd").warning(
             "SQLite has a single writer: %d workers on one file add little throughput and"
@@ -150,9 +152,22 @@ def cmd_serve(settings: Settings) -> int:
     return EXIT_OK
 
 
+def _warnings(settings: Settings) -> list[str]:
+    """What works with these settings but not as a user may expect."""
+    warnings = []
+    if settings.secret_key is None and not is_embedded(settings.database_url):
+        warnings.append(
+            "PASSKEYD_SECRET_KEY is not set: webhooks cannot be signed (X-Twilio-Signature),"
+            " so their deliveries wait, retried, until it is set; set it on every replica"
+        )
+    return warnings
+
+
 def cmd_check_config(settings: Settings) -> int:
     """Validate the settings and reach the database; print what is in effect (no secrets)."""
     report: dict[str, Any] = {"ok": True, "settings": describe(settings)}
+    if warnings := _warnings(settings):
+        report["warnings"] = warnings
     try:
         store = open_store(
             settings.database_url, pool_size=1, connect_timeout=settings.db_connect_timeout
