@@ -634,6 +634,9 @@ def test_an_rp_id_is_kept_in_lower_case_as_browsers_take_it(api: Api) -> None:
         ("https://[::g]", "not a URL"),
         ("https://exa'mple.com", "a host a browser would not send"),
         ("https://example.com:0", "port 0"),
+        ("http://0x7f.1:3000", "IPv4 address not written as a browser sends it"),
+        ("http://127.1", "IPv4 address not written as a browser sends it"),
+        ("https://[fe80::1%25eth0]", "zone id"),
     ],
 )
 def test_origins_that_could_never_match_are_refused(api: Api, origins: str, why: str) -> None:
@@ -657,6 +660,8 @@ def test_origins_that_could_never_match_are_refused(api: Api, origins: str, why:
         "android:apk-key-hash:Zm9vYmFy",
         "ios:bundle-id:com.example.app",
         "chrome-extension://abcdefghijklmnop",
+        "http://127.0.0.1:3000",
+        "https://example.com.",
     ],
 )
 def test_origins_a_browser_or_app_sends_are_accepted(api: Api, origin: str) -> None:

@@ -74,15 +74,34 @@ def origin_problem(configured: str) -> str | None:
     if not parts.scheme or not host:
         return "has no scheme and host"
     if parts.netloc.startswith("[") or ":" in host:
+        if "%" in host:
+            return "has an IPv6 zone id, which browsers do not send"
         try:
             ipaddress.IPv6Address(host)
         except ValueError:
             return "has a malformed IPv6 address"
     elif not _HOST.match(host):
         return "has a host a browser would not send (a Unicode host goes as punycode)"
+    elif _numeric(host.rstrip(".").rsplit(".", 1)[-1]) and not _dotted_quad(host):
+        # The URL parser reads it as an IPv4 address and sends it as a.b.c.d.
+        return "is an IPv4 address not written as a browser sends it (a.b.c.d)"
     if port == 0:
         return "has port 0"
     return None
+
+
+def _numeric(label: str) -> bool:
+    label = label.lower()
+    return label.isdigit() or (
+        label.startswith("0x") and all(c in "0123456789abcdef" for c in label[2:])
+    )
+
+
+def _dotted_quad(host: str) -> bool:
+    try:
+        return str(ipaddress.IPv4Address(host)) == host
+    except ValueError:
+        return False
 
 
 def _app_origin(value: str) -> str:
