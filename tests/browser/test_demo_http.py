@@ -5,6 +5,7 @@ a session cookie cannot be forged."""
 from __future__ import annotations
 
 import base64
+import re
 import json
 import secrets
 from collections.abc import Callable, Iterator
@@ -196,3 +197,58 @@ def test_signing_in_as_another_user_ends_the_session_it_replaces(site: Demo) -> 
         base_url=site.url, trust_env=False, cookies={"passkeyd_demo": first_session}
     ) as thief:
         assert thief.get("/account", follow_redirects=False).status_code in (302, 303)
+
+
+def test_a_name_whose_passkeys_were_all_deleted_stays_its_owners(site: Demo) -> None:
+    """A stranger signing up with it used to get the owner's identity: his passkey joined
+    the owner's account, and he was signed in as the owner."""
+    from tests.authenticator import Authenticator
+
+    name = "Katherine Johnson " + secrets.token_hex(3)
+    headers = {"Origin": site.url}
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    with httpx2.Client(base_url=site.url, trust_env=False, headers=headers) as owner:
+        options = owner.post("/api/signup/options", json={"name": name}).json()["options"]
+        verified = owner.post(
+            "/api/passkeys/verify", json={"credential": Authenticator().create(options, site.url)}
+        )
+        assert verified.status_code == 200, verified.text
+        account = owner.get("/account").text
+        (sid,) = set(re.findall(r"/account/passkeys/(YF[0-9a-f]{32})/delete", account))
+        deleted = owner.post(f"/account/passkeys/{sid}/delete", content=b"", headers=form)
+        assert deleted.status_code == 303
+    with httpx2.Client(base_url=site.url, trust_env=False, headers=headers) as stranger:
+        r = stranger.post("/api/signup/options", json={"name": name.upper()})
+        assert r.status_code == 409, r.text
+        assert "already has a passkey" in r.json()["error"]
+
+
+def test_a_sign_up_from_a_tab_left_open_while_signed_in_is_refused(site: Demo) -> None:
+    """Tab B shows the sign-up page; tab A signs in (or up); B's sign-up was verified and
+    kept while the page said it failed."""
+    from tests.authenticator import Authenticator
+
+    headers = {"Origin": site.url}
+    with httpx2.Client(base_url=site.url, trust_env=False, headers=headers) as browser:
+        held = browser.post(
+            "/api/signup/options", json={"name": "Tab B " + secrets.token_hex(3)}
+        ).json()["options"]
+        options = browser.post(
+            "/api/signup/options", json={"name": "Tab A " + secrets.token_hex(3)}
+        ).json()["options"]
+        tab_a = browser.post(
+            "/api/passkeys/verify", json={"credential": Authenticator().create(options, site.url)}
+        )
+        assert tab_a.status_code == 200, tab_a.text
+        late = browser.post(
+            "/api/passkeys/verify", json={"credential": Authenticator().create(held, site.url)}
+        )
+        assert late.status_code == 409, late.text
+        assert "Sign out first" in late.json()["error"]
+        refused = browser.post("/api/signup/options", json={"name": "Tab C"})
+        assert refused.status_code == 409
+        # What the page said is what happened: tab B's passkey was not kept.
+        sign_in = browser.post(
+            "/api/signin/options", json={"name": held["publicKey"]["user"]["name"]}
+        )
+        assert sign_in.status_code == 404, sign_in.text

@@ -87,9 +87,12 @@ async def signup_options(request: Request) -> Response:
     body = await json_body(request)
     name = clean_name(body.get("name"))
     demo = demo_of(request)
+    if session_of(request).identity is not None:  # (a sign-up page left open in a tab)
+        raise Refusal.app(409, "signed_in_already")
     identity = demo.users.identity_for_new(name)
-    # A name whose sign-up never finished has no passkey and may be taken again.
-    if await has_passkeys(demo, identity):
+    # A name whose sign-up never finished has no passkey and may be taken again; one whose
+    # sign-up finished stays its owner's, even after the owner deleted every passkey.
+    if demo.users.is_claimed(identity) or await has_passkeys(demo, identity):
         raise Refusal.app(409, "name_taken")
     return await _registration_options(request, identity, name)
 
@@ -114,7 +117,11 @@ async def verify_passkey(request: Request) -> Response:
     factor = await demo.verify.verify_factor(demo.service.sid, credential)
     sid, identity = str(factor["sid"]), str(factor["identity"])
     if sid not in session.pending or session.identity not in (None, identity):
-        raise Refusal.app(403, "not_this_browser")
+        # Verified by now, but refused here: it must not stay as a passkey of that account
+        # (this browser was told it failed).
+        await demo.verify.delete_factor(demo.service.sid, identity, sid)
+        reason = "not_this_browser" if sid not in session.pending else "signed_in_already"
+        raise Refusal.app(403 if reason == "not_this_browser" else 409, reason)
     if session.identity is None and await _taken_meanwhile(demo, identity, sid):
         # Another browser finished signing up with this name first (anyone may start a
         # sign-up for any name not yet taken, and finish it later): this passkey must not
@@ -122,6 +129,7 @@ async def verify_passkey(request: Request) -> Response:
         await demo.verify.delete_factor(demo.service.sid, identity, sid)
         raise Refusal.app(409, "name_taken")
     notice = "signed-up" if session.identity is None else "added"
+    demo.users.claim(identity)
     session = session.finished(sid).signed_in(identity)
     return store_session(request, json_reply({"redirect": f"/account?notice={notice}"}), session)
 

@@ -86,6 +86,8 @@ APP_ERRORS: dict[str, str] = {
     "passkey_name_invalid": "Use letters, digits, spaces and punctuation in the passkey name.",
     "passkey_gone": "That passkey no longer exists.",
     "signed_out": "You are not signed in. Sign in, then try again.",
+    "signed_in_already": "You are signed in already in this browser."
+    " Sign out first to create another account.",
     "not_this_browser": "That passkey request was started in another browser window. Try again.",
     "not_approved": "That sign-in was not approved. Try again.",
     "bad_request": "The page sent something the server did not understand. Reload and try again.",

@@ -20,7 +20,11 @@ CREATE TABLE IF NOT EXISTS users (
     name_key TEXT PRIMARY KEY,
     name     TEXT NOT NULL,
     identity TEXT NOT NULL UNIQUE
-)
+);
+-- Identities whose sign-up finished: the name stays theirs, even with no passkey left.
+CREATE TABLE IF NOT EXISTS claimed (
+    identity TEXT PRIMARY KEY
+);
 """
 
 
@@ -58,7 +62,7 @@ class Users:
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._lock = threading.Lock()
         with self._lock:
-            self._db.execute(_SCHEMA)
+            self._db.executescript(_SCHEMA)
 
     def close(self) -> None:
         self._db.close()
@@ -76,6 +80,18 @@ class Users:
                 "SELECT name FROM users WHERE identity = ?", (identity,)
             ).fetchone()
         return None if row is None else str(row[0])
+
+    def claim(self, identity: str) -> None:
+        """Its sign-up finished: nobody else may sign up with its name from now on."""
+        with self._lock:
+            self._db.execute("INSERT OR IGNORE INTO claimed (identity) VALUES (?)", (identity,))
+
+    def is_claimed(self, identity: str) -> bool:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT 1 FROM claimed WHERE identity = ?", (identity,)
+            ).fetchone()
+        return row is not None
 
     def identity_for_new(self, name: str) -> str:
         """The identity for this name, made now if the name is new."""
