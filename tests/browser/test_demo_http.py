@@ -5,8 +5,8 @@ a session cookie cannot be forged."""
 from __future__ import annotations
 
 import base64
-import re
 import json
+import re
 import secrets
 from collections.abc import Callable, Iterator
 
