@@ -17,11 +17,18 @@ def test_ceremonies_that_never_settle_end_at_the_page_deadline(
     site = demo("--ceremony-timeout", "1.5")
     tab = new_tab(site)
 
-    tab.sign_up("Radia Perlman")
+    tab.open("/signup")
+    tab.page.get_by_label("Your name").fill("Radia Perlman")
+    button = tab.page.get_by_role("button", name="Create a passkey")
+    button.focus()
+    button.press("Enter")  # from the keyboard
     expect(tab.page.locator("#progress")).to_be_visible()
     tab.shot("1-waiting-for-the-authenticator")
     tab.expect_error("Creating the passkey took too long; try again.")
-    expect(tab.page.get_by_role("button", name="Create a passkey")).to_be_enabled()
+    expect(button).to_be_enabled()
+    # The keyboard focus is back where the person was (disabling the button while the
+    # ceremony ran took it), not at the top of the page.
+    expect(button).to_be_focused()
     tab.shot("2-sign-up-deadline")
 
     tab.open("/")
@@ -29,3 +36,17 @@ def test_ceremonies_that_never_settle_end_at_the_page_deadline(
     tab.sign_in_without_name()
     tab.expect_error("That sign-in took too long; try again.")
     tab.shot("3-sign-in-deadline")
+
+
+def test_a_visitor_without_a_passkey_sees_no_error_before_doing_anything(
+    module_demo: Demo, new_tab: Callable[[Demo], DemoTab]
+) -> None:
+    """The sign-in page's autofill request, which nobody started, is refused at once by an
+    authenticator holding no passkey for the site: that is no error to show."""
+    from .authenticators import PLATFORM, VirtualAuthenticator
+
+    tab = new_tab(module_demo)
+    VirtualAuthenticator(tab.page, PLATFORM)
+    tab.open("/")
+    expect(tab.page.locator("body")).to_have_attribute("data-autofill", "failed")
+    expect(tab.page.locator("#error")).to_be_hidden()

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from playwright.sync_api import Dialog
+
 from .authenticators import PLATFORM, VirtualAuthenticator
 from .conftest import Demo, Passkeyd
 from .demo_tab import DemoTab
@@ -41,7 +43,26 @@ def test_passkey_from_another_tab_renamed_deleted_then_refused(
     assert second.passkey_names() == ["Work laptop"]
     second.shot("1-renamed")
 
-    second.page.get_by_role("button", name="Delete").click()
+    # The last passkey: the page asks first, and a "no" keeps it.
+    asked: list[str] = []
+
+    def answer(accept: bool) -> Callable[[Dialog], None]:
+        def handle(dialog: Dialog) -> None:
+            asked.append(dialog.message)
+            dialog.accept() if accept else dialog.dismiss()
+
+        return handle
+
+    delete = second.page.get_by_role("button", name="Delete passkey Work laptop")
+    second.page.once("dialog", answer(False))
+    delete.click()
+    second.page.wait_for_timeout(300)
+    assert asked == [
+        "Delete your last passkey? You will not be able to sign in again until you add one."
+    ]
+    assert second.passkey_names() == ["Work laptop"]
+    second.page.once("dialog", answer(True))
+    delete.click()
     second.expect_notice("Passkey deleted.")
     assert second.passkey_names() == []
     second.shot("2-deleted")

@@ -64,10 +64,11 @@ async def _account(
     request: Request, identity: str, *, status: int = 200, error: str | None = None
 ) -> Response:
     demo = demo_of(request)
+    passkeys: list[Passkey] | None
     try:
         passkeys = await _passkeys(demo, identity)
     except REFUSALS as exc:
-        passkeys, error, status = [], refusal_of(exc).sentence, 502
+        passkeys, error, status = None, refusal_of(exc).sentence, 502
     html = account_page(
         demo.page_context(),
         name=demo.users.name_of(identity) or identity,

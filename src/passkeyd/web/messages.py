@@ -95,6 +95,9 @@ APP_ERRORS: dict[str, str] = {
     "unreachable": "The sign-in service cannot be reached right now. Try again in a moment.",
     "network": "The server cannot be reached. Check your connection and try again.",
     "unexpected": SOMETHING_WENT_WRONG,
+    # (Not a refusal: the question before deleting the last passkey.)
+    "confirm_delete_last": "Delete your last passkey? You will not be able to sign in"
+    " again until you add one.",
 }
 
 # Shown while the browser's own passkey prompt is open.

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 from html import escape
 
@@ -125,8 +124,10 @@ def _date(iso: str | None) -> str:
     return time.strftime("%d %b %Y, %H:%M UTC", parsed).lstrip("0")
 
 
-def _passkey_item(p: Passkey) -> str:
+def _passkey_item(p: Passkey, *, last: bool = False) -> str:
     sid = escape(p.sid)
+    name = escape(p.friendly_name)
+    last_mark = " data-last" if last else ""
     return f"""<li class="passkey" data-sid="{sid}">
   <div class="passkey-head">{_KEY_ICON}
     <span class="passkey-name">{escape(p.friendly_name)}</span></div>
@@ -140,10 +141,10 @@ def _passkey_item(p: Passkey) -> str:
       <label class="visually-hidden" for="rename-{sid}">New name for this passkey</label>
       <input id="rename-{sid}" name="FriendlyName" value="{escape(p.friendly_name)}"
         maxlength="{MAX_NAME_LENGTH}" required>
-      <button class="secondary" type="submit">Rename</button>
+      <button class="secondary" type="submit" aria-label="Rename passkey {name}">Rename</button>
     </form>
-    <form class="delete" method="post" action="/account/passkeys/{sid}/delete">
-      <button class="danger" type="submit">Delete</button>
+    <form class="delete" method="post" action="/account/passkeys/{sid}/delete"{last_mark}>
+      <button class="danger" type="submit" aria-label="Delete passkey {name}">Delete</button>
     </form>
   </div>
 </li>"""
@@ -153,17 +154,21 @@ def account_page(
     ctx: PageContext,
     *,
     name: str,
-    passkeys: Iterable[Passkey],
+    passkeys: list[Passkey] | None,
     notice: str | None = None,
     error: str | None = None,
 ) -> str:
-    items = "\n".join(_passkey_item(p) for p in passkeys)
-    listing = (
-        f'<ul class="passkeys">{items}</ul>'
-        if items
-        else '<p class="empty">You have no passkeys left. Add one now, or you will not be able'
-        " to sign in again.</p>"
-    )
+    """`passkeys` None: they could not be read (the error says why)."""
+    if passkeys is None:
+        listing = '<p class="empty">Your passkeys could not be loaded.</p>'
+    elif passkeys:
+        items = "\n".join(_passkey_item(p, last=len(passkeys) == 1) for p in passkeys)
+        listing = f'<ul class="passkeys">{items}</ul>'
+    else:
+        listing = (
+            '<p class="empty">You have no passkeys left. Add one now, or you will not be able'
+            " to sign in again.</p>"
+        )
     nav = (
         '<form class="signout" method="post" action="/signout">'
         '<button class="link" id="signout" type="submit">Sign out</button></form>'

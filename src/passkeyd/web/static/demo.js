@@ -28,6 +28,18 @@ function showError(text) {
   body.dataset.state = "error";
 }
 
+// A ceremony's button is disabled while it runs, which takes the keyboard focus from it:
+// give it back, to the field the person was in or the button they used, so that the next
+// Tab does not start from the top of the page.
+function restoreFocus(element) {
+  if (element && element !== document.body && document.contains(element)) {
+    element.focus();
+  } else {
+    errorBox.tabIndex = -1;
+    errorBox.focus();
+  }
+}
+
 function showProgress(text) {
   progressBox.textContent = text ?? "";
   progressBox.hidden = !text;
@@ -67,6 +79,7 @@ let busy = false;
 async function ceremony(kind, steps) {
   if (busy) return;
   busy = true;
+  const focused = document.activeElement;
   setButtons(false);
   clearMessages();
   body.dataset.state = "busy";
@@ -77,6 +90,8 @@ async function ceremony(kind, steps) {
     location.assign(result.redirect);
   } catch (error) {
     showError(sentenceFor(error, kind));
+    setButtons(true);
+    restoreFocus(focused);
   } finally {
     showProgress(null);
     setButtons(true);
@@ -104,6 +119,12 @@ function accountPage() {
   document.getElementById("add-passkey").addEventListener("click", () => {
     register("/api/passkeys/options", {});
   });
+  // Deleting the last passkey leaves no way to sign in: ask first.
+  for (const form of document.querySelectorAll("form.delete[data-last]")) {
+    form.addEventListener("submit", (event) => {
+      if (!window.confirm(messages.app.confirm_delete_last)) event.preventDefault();
+    });
+  }
 }
 
 function signinPage() {
@@ -131,7 +152,12 @@ function signinPage() {
         if (controller.signal.aborted) return; // a button took over
         if (error?.name === "TimeoutError") continue; // the challenge expired
         body.dataset.autofill = "failed";
-        showError(sentenceFor(error, "get"));
+        // Nobody asked for this request: a refusal or a cancel (no passkey here, the
+        // browser declined autofill) is no error to show. Anything else may explain why
+        // signing in cannot work on this page (e.g. the wrong address).
+        if (!["NotAllowedError", "AbortError"].includes(error?.name)) {
+          showError(sentenceFor(error, "get"));
+        }
         return;
       }
       body.dataset.autofill = "used";
