@@ -74,6 +74,12 @@ class OneWriteHttpProtocol(HttpToolsProtocol):
         super().connection_made(_OneWriteTransport(transport, self.loop))  # type: ignore[arg-type]
 
     def send_400_response(self, msg: str) -> None:
+        cycle = self.cycle
+        if cycle is not None and cycle.response_started:
+            # The malformed part came after this request's answer began (a bad chunk after
+            # an early 401): a second answer would be taken for the next request's.
+            self.transport.close()
+            return
         head = [b"HTTP/1.1 400 Bad Request\r\n"]
         for name, value in self.server_state.default_headers:
             head += [name, b": ", value, b"\r\n"]

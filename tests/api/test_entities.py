@@ -454,6 +454,9 @@ def test_an_auth_payload_is_refused_with_where_passkeys_are_verified(api: Api) -
     body = assert_twilio_error(r, 400, 60300)
     assert "/Passkeys/VerifyFactor" in body["message"]
     assert api.snapshot() == before
+    # An unknown factor is still a 404, as without AuthPayload.
+    missing = f"{entity_url(api, 'user-0001')}/Factors/YF{'0' * 32}"
+    assert_twilio_error(api.post_form(missing, {"AuthPayload": "123456"}), 404, 20404)
 
 
 def test_delete_factor_stops_sign_in(api: Api) -> None:

@@ -249,3 +249,52 @@ def test_twilio_form_parameter_names_are_read_too(api):
     assert len(r.json()["options"]["publicKey"]["allowCredentials"]) == 1
     r = api.post_json(f"{api.svc}/Passkeys/Challenges", {"Identity": "nobody-00000"})
     assert_refused(api, r, 404, 60392)
+
+
+def test_a_compressed_body_is_refused_whatever_header_comes_first(api, registration):
+    import gzip
+
+    api.create_service()
+    before = api.snapshot()
+    r = api.client.post(
+        "/v2/Services",
+        content=gzip.compress(b"FriendlyName=zipped"),
+        headers=[
+            ("Content-Type", "application/x-www-form-urlencoded"),
+            ("Content-Encoding", "identity"),
+            ("Content-Encoding", "gzip"),
+        ],
+        auth=api.auth,
+    )
+    assert_refused(api, r, 415, 60200)
+    # On the two ceremony endpoints, with their own code.
+    for endpoint, code in (("VerifyFactor", 60434), ("ApproveChallenge", 60433)):
+        r = api.client.post(
+            f"{api.svc}/Passkeys/{endpoint}",
+            content=gzip.compress(b"{}"),
+            headers={"Content-Type": "application/json", "Content-Encoding": "gzip"},
+            auth=api.auth,
+        )
+        assert_refused(api, r, 415, code)
+    assert api.snapshot() == before
+
+
+def test_pascal_case_keys_are_read_inside_the_factor_config_too(api):
+    api.create_service()
+    body = {
+        "FriendlyName": "a",
+        "Identity": "user-0001",
+        "Config": {
+            "RelyingParty": {
+                "Id": "other.example",
+                "Name": "Other",
+                "Origins": ["https://other.example"],
+            },
+            "UserVerification": "required",
+        },
+    }
+    r = api.post_json(f"{api.svc}/Passkeys/Factors", body)
+    assert r.status_code == 201, r.text
+    options = r.json()["options"]["publicKey"]
+    assert options["rp"] == {"id": "other.example", "name": "Other"}
+    assert options["authenticatorSelection"]["userVerification"] == "required"

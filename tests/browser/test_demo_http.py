@@ -223,6 +223,37 @@ def test_a_name_whose_passkeys_were_all_deleted_stays_its_owners(site: Demo) -> 
         assert "already has a passkey" in r.json()["error"]
 
 
+def test_a_sign_up_held_until_the_owner_deleted_every_passkey_joins_nothing(site: Demo) -> None:
+    """The claim is checked when a sign-up finishes too, not only when it starts."""
+    from tests.authenticator import Authenticator
+
+    name = "Mary Jackson " + secrets.token_hex(3)
+    headers = {"Origin": site.url}
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    with (
+        httpx2.Client(base_url=site.url, trust_env=False, headers=headers) as stranger,
+        httpx2.Client(base_url=site.url, trust_env=False, headers=headers) as owner,
+    ):
+        held = stranger.post("/api/signup/options", json={"name": name}).json()["options"]
+        options = owner.post("/api/signup/options", json={"name": name}).json()["options"]
+        signed_up = owner.post(
+            "/api/passkeys/verify", json={"credential": Authenticator().create(options, site.url)}
+        )
+        assert signed_up.status_code == 200, signed_up.text
+        (sid,) = set(
+            re.findall(r"/account/passkeys/(YF[0-9a-f]{32})/delete", owner.get("/account").text)
+        )
+        assert (
+            owner.post(f"/account/passkeys/{sid}/delete", content=b"", headers=form).status_code
+            == 303
+        )
+        late = stranger.post(
+            "/api/passkeys/verify", json={"credential": Authenticator().create(held, site.url)}
+        )
+        assert late.status_code == 409, late.text
+        assert stranger.get("/account", follow_redirects=False).status_code in (302, 303)
+
+
 def test_a_sign_up_from_a_tab_left_open_while_signed_in_is_refused(site: Demo) -> None:
     """Tab B shows the sign-up page; tab A signs in (or up); B's sign-up was verified and
     kept while the page said it failed."""

@@ -117,3 +117,25 @@ def test_a_request_the_http_parser_refuses_gets_a_twilio_error(server: Server) -
         error = json.loads(body)
         assert (error["status"], error["code"]) == (400, 60200)
         assert error["more_info"] == "https://www.twilio.com/docs/errors/60200"
+
+
+def test_a_malformed_chunk_after_the_answer_began_gets_no_second_answer(server: Server) -> None:
+    """An early 401 answers the request while its body is still coming; a malformed chunk
+    after that must not draw a second response, which a client would take for the answer
+    to its next request."""
+    connection = Connection(server.base_url)
+    try:
+        connection.send(
+            b"POST /v2/Services HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"3\r\nabc\r\n"
+        )
+        status, _, _ = connection.response()
+        assert status == 401
+        connection.send(b"zz\r\n")
+        connection.sock.settimeout(2)
+        rest = b""
+        while chunk := connection.sock.recv(65536):
+            rest += chunk
+        assert connection.buffer + rest == b""  # closed, with nothing more
+    finally:
+        connection.close()

@@ -97,3 +97,11 @@ def test_listed_localhost_origins_are_the_only_ones_accepted():
     assert policy.accepts("http://localhost:5173")
     assert not policy.accepts("http://localhost:3000")
     assert not policy.accepts("http://localhost")
+
+
+def test_an_ipv6_origin_is_taken_as_browsers_write_it():
+    from passkeyd.webauthn.origins import normalise_origin
+
+    assert normalise_origin("http://[0:0:0:0:0:0:0:1]:3000") == "http://[::1]:3000"
+    assert normalise_origin("http://[::FFFF:127.0.0.1]:3000") == "http://[::ffff:7f00:1]:3000"
+    assert normalise_origin("https://[2001:DB8::1]:443") == "https://[2001:db8::1]"

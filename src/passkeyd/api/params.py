@@ -66,11 +66,15 @@ class Form:
         return number
 
 
-async def read_body(request: Request) -> bytes:
-    encoding = request.headers.get("content-encoding")
-    if encoding is not None and encoding.strip().lower() not in ("", "identity"):
+async def read_body(request: Request, *, code: int = 60200) -> bytes:
+    encodings = [
+        e.strip().lower()
+        for value in request.headers.getlist("content-encoding")
+        for e in value.split(",")
+    ]
+    if any(e not in ("", "identity") for e in encodings):
         # A compressed body would be read as its compressed bytes: say so instead.
-        raise HttpError(415, 60200, "Content-Encoding is not supported: send the body as is")
+        raise HttpError(415, code, "Content-Encoding is not supported: send the body as is")
     length = request.headers.get("content-length")
     if length is not None and (
         not (length.isascii() and length.isdigit())
@@ -135,7 +139,7 @@ async def read_json(request: Request, *, code: int, form_fallback: bool) -> dict
     With `form_fallback`, a form body is read too: the async twilio SDK sends form
     bodies (labelled application/json) to the JSON endpoints.
     """
-    raw = await read_body(request)
+    raw = await read_body(request, code=code)
     if raw[:3] == _BOM:  # RFC 8259 §8.1: a parser may ignore one (orjson does not)
         raw = raw[3:]
     media = _media_type(request)

@@ -122,7 +122,9 @@ async def verify_passkey(request: Request) -> Response:
         await demo.verify.delete_factor(demo.service.sid, identity, sid)
         reason = "not_this_browser" if sid not in session.pending else "signed_in_already"
         raise Refusal.app(403 if reason == "not_this_browser" else 409, reason)
-    if session.identity is None and await _taken_meanwhile(demo, identity, sid):
+    if session.identity is None and (
+        demo.users.is_claimed(identity) or await _taken_meanwhile(demo, identity, sid)
+    ):
         # Another browser finished signing up with this name first (anyone may start a
         # sign-up for any name not yet taken, and finish it later): this passkey must not
         # join that account.
@@ -163,6 +165,7 @@ async def signin_approve(request: Request) -> Response:
     if challenge.get("status") != "approved" or not challenge.get("identity"):
         raise Refusal.app(403, "not_approved")
     # The identity comes from passkeyd: for a sign-in without a name, the passkey named it.
+    demo.users.claim(str(challenge["identity"]))  # (a users file from before claims)
     signed_in = session.finished(sid).signed_in(str(challenge["identity"]))
     if signed_in.sid != session.sid:  # signed in over another user's session: end that one
         demo.sessions.revoke(session, time.time())

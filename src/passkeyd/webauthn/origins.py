@@ -42,8 +42,11 @@ def normalise_origin(configured: str) -> str:
     scheme, host = parts.scheme.lower(), parts.hostname
     if not host:
         return value.rstrip("/")
-    if ":" in host:
-        host = f"[{host}]"
+    if ":" in host:  # IPv6, written as browsers serialise it (compressed, lower case)
+        try:
+            host = f"[{ipaddress.IPv6Address(host).compressed}]"
+        except ValueError:
+            host = f"[{host}]"
     if port is None or port == _DEFAULT_PORTS.get(scheme):
         return f"{scheme}://{host}"
     return f"{scheme}://{host}:{port}"

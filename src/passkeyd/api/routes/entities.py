@@ -109,6 +109,9 @@ async def update_factor(call: Call) -> tuple[int, Any]:
     form = await read_form(call.request)
     service_sid, identity, sid = call.path("service_sid"), call.path("identity"), call.path("sid")
     if "AuthPayload" in form:  # how push and TOTP factors are verified: not a passkey
+        await call.run(
+            call.domain.entities.get_factor, call.account_sid, service_sid, identity, sid
+        )
         raise InvalidParam(
             "Invalid parameter: AuthPayload does not apply to a passkeys factor; verify it with"
             f" POST /v2/Services/{service_sid}/Passkeys/VerifyFactor"

@@ -43,7 +43,7 @@ def requested_config(config: Any) -> PasskeySettings:
     if rp is not None and not isinstance(rp, dict):
         raise RelyingPartyMissing("Relying party invalid: config.relying_party must be an object")
     rp = rp or {}
-    origins = rp.get("origins")
+    origins = pick(rp, "origins")
     if isinstance(origins, str):
         origins = [o.strip() for o in origins.split(",")]
     if origins is not None and (
@@ -56,14 +56,14 @@ def requested_config(config: Any) -> PasskeySettings:
         )
     if origins is not None and (problem := invalid_origin(o for o in origins if o)):
         raise FactorConfigInvalid(f"Factor config invalid: relying_party.origins: {problem}")
-    name = rp.get("name")
+    name = pick(rp, "name")
     if isinstance(name, str) and len(name) > MAX_NAME_LENGTH:
         raise FactorConfigInvalid(
             "Factor config invalid: relying_party.name is over 255 characters"
         )
     settings = PasskeySettings(
-        rp_id=_optional_str(rp.get("id"), "relying_party.id"),
-        rp_name=_optional_str(rp.get("name"), "relying_party.name"),
+        rp_id=_optional_str(pick(rp, "id"), "relying_party.id"),
+        rp_name=_optional_str(pick(rp, "name"), "relying_party.name"),
         rp_origins=tuple(o for o in origins if o) if origins is not None else None,
         authenticator_attachment=_optional_str(
             pick(config, "authenticator_attachment"), "authenticator_attachment"
