@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -84,6 +85,7 @@ class OneWriteHttpProtocol(HttpToolsProtocol):
         for name, value in self.server_state.default_headers:
             head += [name, b": ", value, b"\r\n"]
         head += [
+            b"twilio-request-id: RQ%s\r\n" % secrets.token_hex(16).encode(),
             b"content-type: application/json\r\n",
             b"content-length: %d\r\n" % len(_MALFORMED),
             b"connection: close\r\n\r\n",

@@ -5,6 +5,7 @@ kept-alive connection (passkeyd sends each response's head and body in one write
 from __future__ import annotations
 
 import base64
+import re
 import socket
 from urllib.parse import urlsplit
 
@@ -114,6 +115,7 @@ def test_a_request_the_http_parser_refuses_gets_a_twilio_error(server: Server) -
             connection.close()
         assert status == 400
         assert headers["content-type"] == "application/json"
+        assert re.fullmatch(r"RQ[0-9a-f]{32}", headers["twilio-request-id"])
         error = json.loads(body)
         assert (error["status"], error["code"]) == (400, 60200)
         assert error["more_info"] == "https://www.twilio.com/docs/errors/60200"
