@@ -112,7 +112,16 @@ def cmd_serve(settings: Settings) -> int:
     store = _open(settings, migrate=True)  # the embedded default applies its own schema
     box = secret_box(settings)  # creates the key file once, here, before any worker starts
     if settings.account_sid and settings.auth_token:
-        Accounts(store, system_clock, box).ensure_account(settings.account_sid, settings.auth_token)
+        _, answers = Accounts(store, system_clock, box).ensure_account(
+            settings.account_sid, settings.auth_token
+        )
+        if not answers:
+            logging.getLogger("passkeyd").warning(
+                "account %s exists with another auth token than PASSKEYD_AUTH_TOKEN (rotated"
+                " with `passkeyd accounts rotate-token`?): the stored token stays in force;"
+                " set the current one, or unset PASSKEYD_AUTH_TOKEN",
+                settings.account_sid,
+            )
     store.close()
     for warning in _warnings(settings):
         logging.getLogger("passkeyd").warning("%s", warning)

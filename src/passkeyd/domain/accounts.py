@@ -49,13 +49,21 @@ class Accounts:
         self.store.put_account(account)
         return account, token
 
-    def ensure_account(self, sid: str, token: str) -> Account:
-        """Make sure `sid` exists and answers to `token` (used for PASSKEYD_ACCOUNT_SID)."""
+    def ensure_account(self, sid: str, token: str) -> tuple[Account, bool]:
+        """Make sure `sid` exists (used for PASSKEYD_ACCOUNT_SID): made with `token` if it
+        does not. An existing account keeps its token: one rotated since (`accounts
+        rotate-token`) must not come back at the next restart with the old one in the
+        environment. Returns the account and whether it answers to `token`."""
         if not is_sid(sid, "AC"):
             raise ValueError("an account SID is AC followed by 32 hex digits")
         if not token:
             raise ValueError("the auth token must not be empty")
         existing = self.store.get_account(sid)
+        if existing is not None and not hmac.compare_digest(
+            existing.token_hash, hash_secret(token)
+        ):
+            return existing, False
+        # Written again (same token): sealed with the key in use now, for webhook signing.
         account = Account(
             sid,
             existing.friendly_name if existing else "",
@@ -64,7 +72,7 @@ class Accounts:
             self._seal(sid, token),
         )
         self.store.put_account(account)
-        return account
+        return account, True
 
     def rotate_token(self, sid: str) -> str:
         """A new auth token for the account; the old one stops working at once on every
