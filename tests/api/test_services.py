@@ -688,3 +688,36 @@ def test_a_value_a_later_release_refuses_does_not_block_other_changes(
     assert_twilio_error(r, 400, 60200)
     r = api.post_form(f"/v2/Services/{sid}", {"Passkeys.RelyingParty.Origins": ORIGIN})
     assert r.json()["passkeys"]["relying_party"]["origins"] == [ORIGIN]
+
+
+def test_a_request_whose_service_is_deleted_before_it_writes_is_404(
+    api: Api, domain: Domain
+) -> None:
+    """Its reads (the service among them) came before the deletion, its write after: it
+    answered 201 under a service that no longer existed, leaving rows of no service."""
+    from passkeyd.domain.errors import NotFound
+    from passkeyd.domain.models import PasskeySettings
+
+    sid = api.create_service()["sid"]
+    api.register("user-0001")
+    pending = [
+        domain.authentications.create_challenge_steps(
+            api.account_sid, sid, identity=None, factor_sid=None
+        ),
+        domain.authentications.create_challenge_steps(
+            api.account_sid, sid, identity="user-0001", factor_sid=None
+        ),
+        domain.registrations.create_factor_steps(
+            api.account_sid, sid, friendly_name="a", identity="user-0002", config=PasskeySettings()
+        ),
+        domain.registrations.create_factor_steps(
+            api.account_sid, sid, friendly_name="a", identity="user-0001", config=PasskeySettings()
+        ),
+    ]
+    for steps in pending:
+        next(steps)  # everything up to the write
+    assert api.delete(f"/v2/Services/{sid}").status_code == 204
+    for steps in pending:
+        with pytest.raises(NotFound):
+            next(steps)
+    assert api.snapshot()["entities"] == [] and api.snapshot()["challenges"] == []

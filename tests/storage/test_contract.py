@@ -259,6 +259,52 @@ def test_service_update_and_cascading_delete(store):
     assert store.get_factor(other.account_sid, other.sid, kept.sid) == kept
 
 
+def test_nothing_is_written_under_a_service_deleted_meanwhile(store):
+    """The request read its service (perhaps from the cache) before the delete; its write
+    came after. It used to write anyway: entities, factors and challenges of no service."""
+    svc = service()
+    store.insert_service(svc)
+    ent = stored(store, entity(svc))
+    assert store.delete_service(svc.account_sid, svc.sid)
+    assert not store.insert_entity(entity(svc, "user-0002"))
+    new_user = entity(svc, "user-0003")
+    assert store.insert_factor(factor(new_user), entity=new_user) is InsertOutcome.SERVICE_GONE
+    assert store.insert_factor(factor(ent)) is InsertOutcome.SERVICE_GONE
+    for c in (challenge(None, svc), challenge(ent, svc)):
+        assert store.insert_challenge(c, max_pending=20) is InsertOutcome.SERVICE_GONE
+    assert store.list_entities(svc.account_sid, svc.sid, PageRequest(page_size=10)).items == []
+
+
+def test_a_challenge_waits_for_a_deletion_of_its_service_in_progress():
+    """PostgreSQL: a challenge insert racing the service's deletion either commits first
+    (and the deletion, waiting for it, takes its row too) or waits and finds the service
+    gone. Here the deletion holds its lock first."""
+    import threading
+
+    import psycopg
+
+    with temporary_schema() as url:
+        store = open_store(url, pool_size=4)
+        try:
+            store.migrate()
+            svc = service()
+            store.insert_service(svc)
+            with psycopg.connect(url) as deleting:
+                deleting.execute("DELETE FROM services WHERE sid = %s", (svc.sid,))
+                outcome: list[InsertOutcome] = []
+                insert = threading.Thread(
+                    target=lambda: outcome.append(store.insert_challenge(challenge(None, svc)))
+                )
+                insert.start()
+                insert.join(0.5)
+                assert insert.is_alive()  # waiting for the deletion's lock
+                deleting.commit()
+            insert.join(10)
+            assert outcome == [InsertOutcome.SERVICE_GONE]
+        finally:
+            store.close()
+
+
 def test_deleting_a_service_finds_its_rows_by_indexes(tmp_path: Path):
     """Not a scan of every service's factors and challenges, which held SQLite's write
     lock for seconds in a large multi-tenant database. (SQLite's plans; PostgreSQL has the

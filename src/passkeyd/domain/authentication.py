@@ -192,6 +192,8 @@ class Authentications:
         outcome = self.store.insert_challenge(
             challenge, rate=rate, max_pending=self.limiter.max_pending_challenges
         )
+        if outcome is InsertOutcome.SERVICE_GONE:  # deleted meanwhile
+            raise NotFound(f"The requested resource /Services/{service_sid} was not found")
         if outcome is InsertOutcome.RATE_LIMITED:
             limit = rate.limit if rate else 0
             what = (

@@ -38,6 +38,7 @@ class Entities:
         now = self.clock()
         entity = Entity(new_sid("YE"), account_sid, service_sid, identity, now, now)
         if not self.store.insert_entity(entity):
+            self._service_exists(account_sid, service_sid)  # deleted meanwhile: 404
             raise EntityExists("Entity already exists")
         return entity
 

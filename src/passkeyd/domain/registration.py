@@ -134,6 +134,8 @@ class Registrations:
         outcome = self.store.insert_factor(
             factor, created, rate, entity=new_entity, max_factors=self.limiter.max_factors
         )
+        if outcome is InsertOutcome.SERVICE_GONE:  # deleted meanwhile
+            raise NotFound(f"The requested resource /Services/{service_sid} was not found")
         if outcome in (InsertOutcome.ENTITY_EXISTS, InsertOutcome.ENTITY_GONE):
             if retried:  # created, deleted and created again by others meanwhile
                 raise StorageUnavailable("the entity kept changing; try again")

@@ -54,6 +54,7 @@ class InsertOutcome(enum.Enum):
     ENTITY_EXISTS = "entity_exists"  # the entity to create with it was created meanwhile
     ENTITY_FULL = "entity_full"  # the entity has its most factors already
     ENTITY_GONE = "entity_gone"  # the existing entity it was for was deleted meanwhile
+    SERVICE_GONE = "service_gone"  # its service was deleted meanwhile
 
 
 class ApproveOutcome(enum.Enum):

@@ -103,6 +103,7 @@ class PostgresStore(SqlStore):
     runs_in_threads = True
     integrity_errors = (psycopg.errors.IntegrityError,)
     _FOR_UPDATE = " FOR UPDATE"
+    _FOR_KEY_SHARE = " FOR KEY SHARE"
 
     def __init__(self, url: str, *, pool_size: int = 10, connect_timeout: float = 10.0) -> None:
         self.concurrency = pool_size
@@ -162,8 +163,10 @@ class PostgresStore(SqlStore):
         simultaneous requests for one entity may together pass it by as many as they are
         (the generic transaction counted after waiting for the window's row): it bounds what
         a flood stores, which the rate limit bounds too."""
-        parts: list[str] = []
-        args: list[Any] = []
+        # The service's row, locked against its deletion until this commits (a challenge
+        # under a service deleted meanwhile would outlive it): nothing is written without.
+        parts: list[str] = ["svc AS (SELECT 1 FROM services WHERE sid = %s FOR KEY SHARE)"]
+        args: list[Any] = [challenge.service_sid]
         room: str = "TRUE"
         room_args: list[Any] = []
         if max_pending is not None and challenge.entity_sid:
@@ -185,7 +188,7 @@ class PostgresStore(SqlStore):
             # so concurrent challenges cannot together pass the limit.
             parts.append(
                 "hit AS (INSERT INTO rate_limits (key, window_start, count)"
-                f" SELECT %s, %s, 1 WHERE NOT ({over}) AND {room}"
+                f" SELECT %s, %s, 1 WHERE EXISTS (SELECT 1 FROM svc) AND NOT ({over}) AND {room}"
                 " ON CONFLICT (key) DO UPDATE SET"
                 " count = CASE WHEN rate_limits.window_start = excluded.window_start"
                 " THEN rate_limits.count + 1 ELSE 1 END,"
@@ -205,17 +208,23 @@ class PostgresStore(SqlStore):
         columns = CHALLENGE_COLUMNS.split(", ", 1)[1]
         parts.append(
             f"ins AS (INSERT INTO challenges ({columns})"
-            f" SELECT {', '.join(['%s'] * 17)} WHERE {go} RETURNING 1)"
+            f" SELECT {', '.join(['%s'] * 17)} WHERE EXISTS (SELECT 1 FROM svc) AND {go}"
+            " RETURNING 1)"
         )
         args += [*challenge_to_row(challenge), *go_args]
-        sql = f"WITH {', '.join(parts)} SELECT EXISTS (SELECT 1 FROM ins), {over}, {room}"
+        sql = (
+            f"WITH {', '.join(parts)} SELECT EXISTS (SELECT 1 FROM ins), {over}, {room},"
+            " EXISTS (SELECT 1 FROM svc)"
+        )
         args += [*over_args, *room_args]
         with self._connection() as conn:
             row = conn.execute(sql, args).fetchone()
         assert row is not None  # a SELECT without FROM: always one row
-        inserted, over_limit, has_room = row
+        inserted, over_limit, has_room, alive = row
         if inserted:
             return InsertOutcome.INSERTED
+        if not alive:
+            return InsertOutcome.SERVICE_GONE
         if over_limit or has_room:  # (has room yet no hit: others filled the window)
             return InsertOutcome.RATE_LIMITED
         return InsertOutcome.TOO_MANY_PENDING

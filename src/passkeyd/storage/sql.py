@@ -236,6 +236,9 @@ class SqlStore(abc.ABC):
     # writes to an entity and its factors are serialized ("" where the transaction holds
     # the database's one write lock already, as on SQLite).
     _FOR_UPDATE = ""
+    # What an insert under a service takes on the service's row, so that a concurrent
+    # delete of the service waits for it, or it sees the service gone ("" on SQLite).
+    _FOR_KEY_SHARE = ""
     runs_in_threads: bool = False
     integrity_errors: tuple[type[Exception], ...] = ()
     # Rate-limit windows in this process instead of the rate_limits table (storage/windows.py);
@@ -618,6 +621,14 @@ class SqlStore(abc.ABC):
         " date_created, date_updated) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
     )
 
+    def _service_alive(self, db: Tx, service_sid: str) -> bool:
+        """The service still exists, and (PostgreSQL) cannot be deleted until this commits:
+        a write under a service deleted meanwhile would outlive it."""
+        row = db.execute(
+            "SELECT 1 FROM services WHERE sid = ?" + self._FOR_KEY_SHARE, (service_sid,)
+        ).fetchone()
+        return row is not None
+
     @classmethod
     def _insert_entity(cls, db: Tx, entity: Entity) -> bool:
         e = entity
@@ -625,8 +636,9 @@ class SqlStore(abc.ABC):
         return db.execute(cls._INSERT_ENTITY, row).rowcount == 1
 
     def insert_entity(self, entity: Entity) -> bool:
+        """False when the identity is taken, or the service was deleted meanwhile."""
         with self._write() as db:
-            return self._insert_entity(db, entity)
+            return self._service_alive(db, entity.service_sid) and self._insert_entity(db, entity)
 
     def get_entity(self, account_sid: str, service_sid: str, identity: str) -> Entity | None:
         row = self._one(
@@ -692,6 +704,8 @@ class SqlStore(abc.ABC):
         columns = FACTOR_COLUMNS.split(", ", 1)[1]
         try:
             with self._write() as db:
+                if not self._service_alive(db, factor.service_sid):
+                    raise _Refused(InsertOutcome.SERVICE_GONE)
                 if entity is not None and not self._insert_entity(db, entity):
                     raise _Refused(InsertOutcome.ENTITY_EXISTS)
                 if entity is None:
@@ -838,6 +852,8 @@ class SqlStore(abc.ABC):
         columns = CHALLENGE_COLUMNS.split(", ", 1)[1]
         try:
             with self._write() as db:
+                if not self._service_alive(db, challenge.service_sid):
+                    raise _Refused(InsertOutcome.SERVICE_GONE)
                 if rate is not None and self._count_hit(db, rate) > rate.limit:
                     raise _Refused(InsertOutcome.RATE_LIMITED)
                 if max_pending is not None and challenge.entity_sid:
