@@ -273,6 +273,11 @@ def test_nothing_is_written_under_a_service_deleted_meanwhile(store):
     for c in (challenge(None, svc), challenge(ent, svc)):
         assert store.insert_challenge(c, max_pending=20) is InsertOutcome.SERVICE_GONE
     assert store.list_entities(svc.account_sid, svc.sid, PageRequest(page_size=10)).items == []
+    hook = Webhook(
+        new_sid("YW"), svc.account_sid, svc.sid, "hook", ("*",), "https://example.com/hook",
+        "POST", "enabled", "v2", NOW, NOW,
+    )  # fmt: skip
+    assert store.insert_webhook(hook) is False
 
 
 def test_a_challenge_waits_for_a_deletion_of_its_service_in_progress():

@@ -186,7 +186,8 @@ class Webhooks:
             date_created=now,
             date_updated=now,
         )
-        self.store.insert_webhook(webhook)
+        if not self.store.insert_webhook(webhook):  # its service was deleted meanwhile
+            raise NotFound(f"The requested resource /Services/{service_sid} was not found")
         return webhook
 
     @staticmethod

@@ -1199,9 +1199,11 @@ class SqlStore(abc.ABC):
     )
 
     @_changes_config
-    def insert_webhook(self, webhook: Webhook) -> None:
+    def insert_webhook(self, webhook: Webhook) -> bool:
         w = webhook
         with self._write() as db:
+            if not self._service_alive(db, w.service_sid):
+                return False
             self._bump_config(db)
             db.execute(
                 "INSERT INTO webhooks (sid, account_sid, service_sid, friendly_name, event_types,"
@@ -1221,6 +1223,7 @@ class SqlStore(abc.ABC):
                     w.date_updated,
                 ),
             )
+            return True
 
     @_changes_config
     def update_webhook(self, webhook: Webhook) -> None:
