@@ -248,14 +248,35 @@ def test_rotate_token_and_read_the_audit_trail(db):
     )
     store.close()
     r = run("audit", "list", "--account", account["sid"], "--database-url", db)
-    (line,) = r.stdout.splitlines()
-    event = json.loads(line)
+    event, *by_cli = [json.loads(line) for line in r.stdout.splitlines()]  # newest first
     assert (event["action"], event["outcome"], event["code"], event["step"]) == (
         "approve_challenge",
         "refused",
         60324,
         "origin",
     )
+    # The CLI's own changes are in the trail too, the token rotation first among them.
+    assert [(e["action"], e["actor"]) for e in by_cli] == [
+        ("rotate_token", "cli"),
+        ("create_account", "cli"),
+    ]
+
+
+def test_api_key_changes_made_with_the_cli_are_audited(db):
+    account = json.loads(run("accounts", "create", "--database-url", db).stdout)
+    key = json.loads(
+        run("keys", "create", "--account", account["sid"], "--database-url", db).stdout
+    )
+    revoke = ("keys", "revoke", "--account", account["sid"], "--sid", key["sid"])
+    assert run(*revoke, "--database-url", db).returncode == 0
+    r = run("audit", "list", "--account", account["sid"], "--database-url", db)
+    events = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [(e["action"], e["resource"]) for e in events] == [
+        ("revoke_api_key", key["sid"]),
+        ("create_api_key", key["sid"]),
+        ("create_account", account["sid"]),
+    ]
+    assert key["secret"] not in r.stdout
 
 
 def test_check_config_redacts_database_passwords():

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from . import __version__, logs
 from .domain.accounts import Accounts
 from .domain.clock import iso, system_clock
-from .domain.models import PageRequest
+from .domain.models import AuditEvent, PageRequest
 from .settings import Settings, SettingsError, describe, secret_box
 from .storage import SQLiteStore, StorageUnavailable, Store, is_embedded, open_store
 from .storage.windows import RateWindows
@@ -214,6 +214,7 @@ def cmd_accounts(settings: Settings, args: argparse.Namespace) -> int:
     domain = _domain(settings, migrate=True)
     if args.action == "create":
         account, token = domain.accounts.create_account(args.name or "")
+        _audited(domain, account.sid, "create_account", account.sid)
         _print(
             {
                 "sid": account.sid,
@@ -230,12 +231,33 @@ def cmd_accounts(settings: Settings, args: argparse.Namespace) -> int:
             sys.stderr.write(f"passkeyd: no account {args.account}\n")
             return EXIT_NOT_FOUND
         token = domain.accounts.rotate_token(args.account)
+        _audited(domain, args.account, "rotate_token", args.account)
         _print({"sid": args.account, "account_sid": args.account, "auth_token": token})
     else:
         _print(
             [{"sid": a.sid, "friendly_name": a.friendly_name} for a in domain.store.list_accounts()]
         )
     return EXIT_OK
+
+
+def _audited(domain: Domain, account_sid: str, action: str, resource: str) -> None:
+    """A change made with the CLI goes into the account's audit trail like one made through
+    the API (actor `cli`): token rotations and API keys are its most sensitive changes."""
+    domain.audit.record(
+        AuditEvent(
+            account_sid=account_sid,
+            service_sid="",
+            actor="cli",
+            action=action,
+            resource=resource,
+            outcome="ok",
+            code=0,
+            step="",
+            request_id="",
+            date_created=domain.clock(),
+        )
+    )
+    domain.audit.flush()
 
 
 def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
@@ -264,6 +286,7 @@ def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
         return EXIT_NOT_FOUND
     if args.action == "create":
         key, secret = domain.accounts.create_api_key(args.account, args.name or "")
+        _audited(domain, args.account, "create_api_key", key.sid)
         _print(
             {
                 "sid": key.sid,
@@ -289,6 +312,7 @@ def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
     if not domain.store.revoke_api_key(args.account, args.sid or ""):
         sys.stderr.write(f"passkeyd: no key {args.sid} in account {args.account}\n")
         return EXIT_NOT_FOUND
+    _audited(domain, args.account, "revoke_api_key", args.sid)
     _print({"sid": args.sid, "revoked": True})
     return EXIT_OK
 
