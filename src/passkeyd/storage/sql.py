@@ -616,11 +616,6 @@ class SqlStore(abc.ABC):
             date_updated=r[6],
         )
 
-    _INSERT_ENTITY = (
-        "INSERT INTO entities (sid, account_sid, service_sid, identity,"
-        " date_created, date_updated) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
-    )
-
     def _service_alive(self, db: Tx, service_sid: str) -> bool:
         """The service still exists, and (PostgreSQL) cannot be deleted until this commits:
         a write under a service deleted meanwhile would outlive it."""
@@ -629,16 +624,23 @@ class SqlStore(abc.ABC):
         ).fetchone()
         return row is not None
 
-    @classmethod
-    def _insert_entity(cls, db: Tx, entity: Entity) -> bool:
+    def _insert_entity(self, db: Tx, entity: Entity) -> bool:
+        """Insert, only while its service exists (whose row it locks, see `_service_alive`):
+        False when the identity is taken or the service is gone (`_service_alive` tells)."""
         e = entity
         row = (e.sid, e.account_sid, e.service_sid, e.identity, e.date_created, e.date_updated)
-        return db.execute(cls._INSERT_ENTITY, row).rowcount == 1
+        inserted = db.execute(
+            "INSERT INTO entities (sid, account_sid, service_sid, identity, date_created,"
+            " date_updated) SELECT ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM services"
+            " WHERE sid = ?" + self._FOR_KEY_SHARE + ") ON CONFLICT DO NOTHING",
+            (*row, e.service_sid),
+        )
+        return inserted.rowcount == 1
 
     def insert_entity(self, entity: Entity) -> bool:
         """False when the identity is taken, or the service was deleted meanwhile."""
         with self._write() as db:
-            return self._service_alive(db, entity.service_sid) and self._insert_entity(db, entity)
+            return self._insert_entity(db, entity)
 
     def get_entity(self, account_sid: str, service_sid: str, identity: str) -> Entity | None:
         row = self._one(
@@ -704,16 +706,21 @@ class SqlStore(abc.ABC):
         columns = FACTOR_COLUMNS.split(", ", 1)[1]
         try:
             with self._write() as db:
-                if not self._service_alive(db, factor.service_sid):
-                    raise _Refused(InsertOutcome.SERVICE_GONE)
+                # The entity (new, or locked) only while its service exists: one statement
+                # each, which tells only when refused whether the service was the reason.
                 if entity is not None and not self._insert_entity(db, entity):
+                    if not self._service_alive(db, factor.service_sid):
+                        raise _Refused(InsertOutcome.SERVICE_GONE)
                     raise _Refused(InsertOutcome.ENTITY_EXISTS)
                 if entity is None:
                     exists = db.execute(
-                        "SELECT 1 FROM entities WHERE sid = ?" + self._FOR_UPDATE,
-                        (factor.entity_sid,),
+                        "SELECT 1 FROM entities WHERE sid = ? AND EXISTS (SELECT 1 FROM"
+                        " services WHERE sid = ?" + self._FOR_KEY_SHARE + ")" + self._FOR_UPDATE,
+                        (factor.entity_sid, factor.service_sid),
                     ).fetchone()
                     if exists is None:
+                        if not self._service_alive(db, factor.service_sid):
+                            raise _Refused(InsertOutcome.SERVICE_GONE)
                         raise _Refused(InsertOutcome.ENTITY_GONE)
                     if max_factors is not None:
                         active = db.execute(
