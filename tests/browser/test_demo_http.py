@@ -9,6 +9,8 @@ import json
 import re
 import secrets
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import httpx2
 import pytest
@@ -27,6 +29,37 @@ def site(module_demo: Demo) -> Demo:
 def http(site: Demo) -> Iterator[httpx2.Client]:
     with httpx2.Client(base_url=site.url, trust_env=False, timeout=5) as client:
         yield client
+
+
+def finish(client: httpx2.Client, site: Demo, options: dict[str, Any]) -> httpx2.Response:
+    """Answer creation options with a new software authenticator, as the page would."""
+    from tests.authenticator import Authenticator
+
+    credential = Authenticator().create(options, site.url)
+    return client.post("/api/passkeys/verify", json={"credential": credential})
+
+
+def sign_up(client: httpx2.Client, site: Demo, name: str) -> httpx2.Response:
+    options = client.post("/api/signup/options", json={"name": name}).json()["options"]
+    return finish(client, site, options)
+
+
+@contextmanager
+def a_name_signed_up_while_a_stranger_holds_its_options(
+    site: Demo, name: str
+) -> Iterator[tuple[httpx2.Client, httpx2.Client, dict[str, Any]]]:
+    """(stranger, owner, the stranger's held options): the stranger started signing up
+    with `name` first; its owner then signed up with it, and is signed in."""
+
+    headers = {"Origin": site.url}
+    with (
+        httpx2.Client(base_url=site.url, trust_env=False, headers=headers) as stranger,
+        httpx2.Client(base_url=site.url, trust_env=False, headers=headers) as owner,
+    ):
+        held = stranger.post("/api/signup/options", json={"name": name}).json()["options"]
+        signed_up = sign_up(owner, site, name)
+        assert signed_up.status_code == 200, signed_up.text
+        yield stranger, owner, held
 
 
 def test_the_account_credentials_never_reach_the_browser(
@@ -92,17 +125,7 @@ def test_a_sign_up_finished_after_the_names_owner_joins_nothing(
     from tests.authenticator import Authenticator
 
     name = "Grace Hopper " + secrets.token_hex(3)
-    headers = {"Origin": site.url}
-    with (
-        httpx2.Client(base_url=site.url, trust_env=False, headers=headers) as mallory,
-        httpx2.Client(base_url=site.url, trust_env=False, headers=headers) as owner,
-    ):
-        held = mallory.post("/api/signup/options", json={"name": name}).json()["options"]
-        options = owner.post("/api/signup/options", json={"name": name}).json()["options"]
-        signed_up = owner.post(
-            "/api/passkeys/verify", json={"credential": Authenticator().create(options, site.url)}
-        )
-        assert signed_up.status_code == 200, signed_up.text
+    with a_name_signed_up_while_a_stranger_holds_its_options(site, name) as (mallory, _, held):
         stranger = Authenticator()
         late = mallory.post(
             "/api/passkeys/verify", json={"credential": stranger.create(held, site.url)}
@@ -149,12 +172,7 @@ def test_a_cookie_copied_before_signing_out_signs_nobody_in(site: Demo) -> None:
 
     headers = {"Origin": site.url}
     with httpx2.Client(base_url=site.url, trust_env=False, headers=headers) as user:
-        options = user.post(
-            "/api/signup/options", json={"name": "Mary Kenneth Keller " + secrets.token_hex(3)}
-        ).json()["options"]
-        signed_up = user.post(
-            "/api/passkeys/verify", json={"credential": Authenticator().create(options, site.url)}
-        )
+        signed_up = sign_up(user, site, "Mary Kenneth Keller " + secrets.token_hex(3))
         assert signed_up.status_code == 200, signed_up.text
         copied = user.cookies["passkeyd_demo"]
         assert user.get("/account", follow_redirects=False).status_code == 200
@@ -228,18 +246,12 @@ def test_a_sign_up_held_until_the_owner_deleted_every_passkey_joins_nothing(site
     from tests.authenticator import Authenticator
 
     name = "Mary Jackson " + secrets.token_hex(3)
-    headers = {"Origin": site.url}
     form = {"Content-Type": "application/x-www-form-urlencoded"}
-    with (
-        httpx2.Client(base_url=site.url, trust_env=False, headers=headers) as stranger,
-        httpx2.Client(base_url=site.url, trust_env=False, headers=headers) as owner,
+    with a_name_signed_up_while_a_stranger_holds_its_options(site, name) as (
+        stranger,
+        owner,
+        held,
     ):
-        held = stranger.post("/api/signup/options", json={"name": name}).json()["options"]
-        options = owner.post("/api/signup/options", json={"name": name}).json()["options"]
-        signed_up = owner.post(
-            "/api/passkeys/verify", json={"credential": Authenticator().create(options, site.url)}
-        )
-        assert signed_up.status_code == 200, signed_up.text
         (sid,) = set(
             re.findall(r"/account/passkeys/(YF[0-9a-f]{32})/delete", owner.get("/account").text)
         )
@@ -257,23 +269,15 @@ def test_a_sign_up_held_until_the_owner_deleted_every_passkey_joins_nothing(site
 def test_a_sign_up_from_a_tab_left_open_while_signed_in_is_refused(site: Demo) -> None:
     """Tab B shows the sign-up page; tab A signs in (or up); B's sign-up was verified and
     kept while the page said it failed."""
-    from tests.authenticator import Authenticator
 
     headers = {"Origin": site.url}
     with httpx2.Client(base_url=site.url, trust_env=False, headers=headers) as browser:
         held = browser.post(
             "/api/signup/options", json={"name": "Tab B " + secrets.token_hex(3)}
         ).json()["options"]
-        options = browser.post(
-            "/api/signup/options", json={"name": "Tab A " + secrets.token_hex(3)}
-        ).json()["options"]
-        tab_a = browser.post(
-            "/api/passkeys/verify", json={"credential": Authenticator().create(options, site.url)}
-        )
+        tab_a = sign_up(browser, site, "Tab A " + secrets.token_hex(3))
         assert tab_a.status_code == 200, tab_a.text
-        late = browser.post(
-            "/api/passkeys/verify", json={"credential": Authenticator().create(held, site.url)}
-        )
+        late = finish(browser, site, held)
         assert late.status_code == 409, late.text
         assert "Sign out first" in late.json()["error"]
         refused = browser.post("/api/signup/options", json={"name": "Tab C"})

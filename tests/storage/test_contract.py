@@ -286,28 +286,19 @@ def test_a_challenge_waits_for_a_deletion_of_its_service_in_progress():
     gone. Here the deletion holds its lock first."""
     import threading
 
-    import psycopg
-
-    with temporary_schema() as url:
-        store = open_store(url, pool_size=4)
-        try:
-            store.migrate()
-            svc = service()
-            store.insert_service(svc)
-            with psycopg.connect(url) as deleting:
-                deleting.execute("DELETE FROM services WHERE sid = %s", (svc.sid,))
-                outcome: list[InsertOutcome] = []
-                insert = threading.Thread(
-                    target=lambda: outcome.append(store.insert_challenge(challenge(None, svc)))
-                )
-                insert.start()
-                insert.join(0.5)
-                assert insert.is_alive()  # waiting for the deletion's lock
-                deleting.commit()
-            insert.join(10)
-            assert outcome == [InsertOutcome.SERVICE_GONE]
-        finally:
-            store.close()
+    with postgres_with_a_passkey() as (url, store, svc, _):
+        with psycopg.connect(url) as deleting:
+            deleting.execute("DELETE FROM services WHERE sid = %s", (svc.sid,))
+            outcome: list[InsertOutcome] = []
+            insert = threading.Thread(
+                target=lambda: outcome.append(store.insert_challenge(challenge(None, svc)))
+            )
+            insert.start()
+            with psycopg.connect(url, autocommit=True) as watching:
+                assert _waits_for_a_row_lock(watching, "WITH svc AS")
+            deleting.commit()
+        insert.join(10)
+        assert outcome == [InsertOutcome.SERVICE_GONE]
 
 
 def test_deleting_a_service_finds_its_rows_by_indexes(tmp_path: Path):
