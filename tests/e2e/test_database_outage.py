@@ -54,3 +54,51 @@ def test_dropped_connections_are_503_then_recovered() -> None:
             assert client.get("/v2/Services", auth=auth).status_code == 200
             assert client.get("/healthz").status_code == 200
             assert client.get("/metrics").status_code == 200
+
+
+def test_an_outage_is_answered_at_once_and_recovered_from_at_once() -> None:
+    """While PostgreSQL refuses connections, a request used to wait for the pool's timeout
+    at each of its queries before its 503; and once PostgreSQL was back, the pool, retrying
+    with a doubling delay, could leave the service without a connection for about as long
+    as the outage had lasted."""
+    import time
+
+    name = "pk_outage_" + secrets.token_hex(4)
+    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+        url = ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+        store = PostgresStore(url, pool_size=2, connect_timeout=3)
+        try:
+            store.migrate()
+            domain = Domain(store, FakeClock())
+            account, token = domain.accounts.create_account("outage")
+            auth = (account.sid, token)
+            with TestClient(create_app(domain), raise_server_exceptions=False) as client:
+                assert client.get("/v2/Services", auth=auth).status_code == 200
+                admin.execute(f"ALTER DATABASE {name} ALLOW_CONNECTIONS false")
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                    (name,),
+                )
+                client.get("/healthz")  # the first to find it down may wait for the pool
+                outage_ends = time.monotonic() + 8  # long enough for the pool's retries to back off
+                while time.monotonic() < outage_ends:
+                    started = time.monotonic()
+                    r = client.get("/v2/Services", auth=auth)
+                    assert r.status_code == 503, r.text
+                    assert time.monotonic() - started < 1.0  # at once, not after the timeout
+                    time.sleep(0.5)
+                admin.execute(f"ALTER DATABASE {name} ALLOW_CONNECTIONS true")
+                started = time.monotonic()
+                while client.get("/v2/Services", auth=auth).status_code != 200:
+                    assert time.monotonic() - started < 2.0, "not recovered within 2 s"
+                    time.sleep(0.1)
+                assert client.get("/healthz").status_code == 200
+        finally:
+            store.close()
+            admin.execute(f"ALTER DATABASE {name} ALLOW_CONNECTIONS true")
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                (name,),
+            )
+            admin.execute(f"DROP DATABASE IF EXISTS {name}")

@@ -112,12 +112,19 @@ class PostgresStore(SqlStore):
         self._listening = False  # every configuration change reaches this process
         self._listener: threading.Thread | None = None
         self._stop_listening = threading.Event()
+        # Set while PostgreSQL does not answer: requests then connect on their own (failing
+        # at once, or as soon as it answers again) instead of waiting for the pool.
+        self._unreachable = False
         self._pool = ConnectionPool(
             url,
             min_size=1,
             max_size=pool_size,
             kwargs={"autocommit": True},
             timeout=connect_timeout,
+            # The pool retries a failed connection with a doubling delay, up to this long;
+            # after a long outage the delay would leave it without a connection for as long
+            # again once the server is back. Given up sooner, the next request retries.
+            reconnect_timeout=max(1.0, connect_timeout),
             open=False,
             name="passkeyd",
         )
@@ -132,12 +139,38 @@ class PostgresStore(SqlStore):
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection[Any]]:
         """A connection of the pool. The server gone, restarting, or out of connections
-        (or this one dropped meanwhile) is StorageUnavailable, answered 503: not a 500."""
+        (or this one dropped meanwhile) is StorageUnavailable, answered 503: not a 500.
+
+        While the server does not answer, a request does not wait for the pool (its
+        timeout, for each query of the request): it connects on its own, which fails at
+        once, or works as soon as the server is back, and then sets the pool growing."""
         try:
+            if self._unreachable:
+                with self._connect() as conn:  # raises at once while the server is down
+                    self._unreachable = False
+                    self._pool.check()  # grows the pool again, if it gave up meanwhile
+                    yield conn
+                return
             with self._pool.connection() as conn:
                 yield conn
         except _UNAVAILABLE as exc:
+            # No connection within the timeout (the server down, or every connection busy),
+            # or this one dropped (a restart, a failover): only a server that does not
+            # answer a new connection sends the next requests around the pool.
+            if not self._answers():
+                self._unreachable = True
             raise StorageUnavailable(f"PostgreSQL is unavailable ({type(exc).__name__})") from exc
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        timeout = max(1, round(self._connect_timeout))  # (libpq counts whole seconds)
+        return psycopg.connect(self._url, autocommit=True, connect_timeout=timeout)
+
+    def _answers(self) -> bool:
+        try:
+            self._connect().close()
+        except psycopg.Error:
+            return False
+        return True
 
     @contextmanager
     def _write(self) -> Iterator[Tx]:
