@@ -51,6 +51,14 @@ def test_metrics_ask_for_their_bearer_token_when_one_is_set(domain):
     assert Settings.from_env({"PASSKEYD_METRICS_TOKEN": "t"}).metrics_token == "t"
 
 
+def test_readyz_stays_ready_when_the_next_release_migrated_meanwhile(api, domain):
+    """A rolling upgrade migrates while this release serves: its replicas stay in the
+    balancer's rotation until the new ones are up (503 took the whole fleet out)."""
+    domain.store._db.execute("INSERT INTO schema_migrations VALUES (999, 0)")  # type: ignore[attr-defined]
+    r = api.client.get("/readyz")
+    assert (r.status_code, r.json()) == (200, {"status": "ready", "newer_schema": [999]})
+
+
 def test_readyz_refuses_when_the_schema_is_behind(api, domain):
     domain.store._db.execute("DELETE FROM schema_migrations WHERE version = 3")  # type: ignore[attr-defined]
     r = api.client.get("/readyz")

@@ -66,9 +66,15 @@ async def readyz(request: Request) -> Response:
     except Exception:
         log.warning("readiness check: the database does not answer", exc_info=True)
         return json_response(503, {"status": "unavailable", "reason": "database"}, _rid())
-    if pending or unknown:
-        reason = f"pending migrations {pending}" if pending else f"newer schema {unknown}"
+    if pending:
+        reason = f"pending migrations {pending}"
         return json_response(503, {"status": "unavailable", "reason": reason}, _rid())
+    if unknown:
+        # The next release migrated while this one serves, as a rolling upgrade does
+        # (docs/deployment.md): still ready. (A process of this release refuses to *start*
+        # on it, as a rollback would.) Not ready would take the whole running fleet out of
+        # a balancer's rotation before any new replica is up.
+        return json_response(200, {"status": "ready", "newer_schema": unknown}, _rid())
     return json_response(200, {"status": "ready"}, _rid())
 
 
