@@ -8,10 +8,12 @@ import secrets
 from urllib.parse import quote
 
 import psycopg
+import pytest
 from starlette.testclient import TestClient
 
 from passkeyd.api import create_app
 from passkeyd.domain import Domain
+from passkeyd.storage import StorageUnavailable
 from passkeyd.storage.postgres import PostgresStore
 from tests.conftest import FakeClock
 from tests.pg import ADMIN_URL, temporary_schema
@@ -102,3 +104,37 @@ def test_an_outage_is_answered_at_once_and_recovered_from_at_once() -> None:
                 (name,),
             )
             admin.execute(f"DROP DATABASE IF EXISTS {name}")
+
+
+def test_a_server_refusing_new_connections_does_not_stop_the_pools_own() -> None:
+    """At its connection limit, PostgreSQL refuses new connections while the pool's own
+    still work: requests must keep using those, not each try (and fail) a connection of
+    its own. And a statement the server refuses (a timeout) is no outage."""
+    with temporary_schema() as url:
+        store = PostgresStore(url, pool_size=2, connect_timeout=2)
+        try:
+            store.migrate()
+            store.ping()  # the pool holds a working connection
+
+            def refused() -> psycopg.Connection:
+                raise psycopg.OperationalError("FATAL: sorry, too many clients already")
+
+            store._connect = refused  # type: ignore[method-assign]
+            store._unreachable = True  # as after a pool timeout while at the limit
+            for _ in range(5):
+                store.ping()
+            assert not store._unreachable
+        except StorageUnavailable:
+            pytest.fail("a healthy pool was bypassed")
+        try:
+            with (
+                pytest.raises(StorageUnavailable),
+                store._connection() as conn,
+                conn.transaction(),
+            ):
+                conn.execute("SET LOCAL statement_timeout = 1")
+                conn.execute("SELECT pg_sleep(1)")  # QueryCanceled, SQLSTATE 57014
+            assert not store._unreachable  # (the probe would have failed: it was not asked)
+            store.ping()
+        finally:
+            store.close()

@@ -98,6 +98,14 @@ def _deliveries_if(deliveries: Sequence[Delivery], now: int, cte: str) -> tuple[
 _UNAVAILABLE = (psycopg.OperationalError, psycopg.InterfaceError, psycopg_pool.PoolTimeout)
 
 
+def _connection_lost(exc: Exception) -> bool:
+    """No connection, or the one in use is gone: no SQLSTATE (a client-side failure), or
+    class 08 (connection exception) or 57P (the server shutting down, a terminated
+    backend)."""
+    state = getattr(exc, "sqlstate", None)
+    return state is None or state.startswith(("08", "57P"))
+
+
 class PostgresStore(SqlStore):
     dialect = "postgres"
     runs_in_threads = True
@@ -145,19 +153,22 @@ class PostgresStore(SqlStore):
         timeout, for each query of the request): it connects on its own, which fails at
         once, or works as soon as the server is back, and then sets the pool growing."""
         try:
-            if self._unreachable:
+            if self._unreachable and self._pool.get_stats().get("pool_available", 0) == 0:
                 with self._connect() as conn:  # raises at once while the server is down
                     self._unreachable = False
                     self._pool.check()  # grows the pool again, if it gave up meanwhile
                     yield conn
                 return
+            self._unreachable = False  # (the pool has a connection to try)
             with self._pool.connection() as conn:
                 yield conn
         except _UNAVAILABLE as exc:
             # No connection within the timeout (the server down, or every connection busy),
             # or this one dropped (a restart, a failover): only a server that does not
-            # answer a new connection sends the next requests around the pool.
-            if not self._answers():
+            # answer a new connection sends the next requests around the pool, and only
+            # while the pool has no connection to offer. A server's refusal of one statement
+            # (a deadlock, a timeout: it has an SQLSTATE of another class) is no outage.
+            if _connection_lost(exc) and not self._answers():
                 self._unreachable = True
             raise StorageUnavailable(f"PostgreSQL is unavailable ({type(exc).__name__})") from exc
 
