@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -299,6 +299,87 @@ def test_a_challenge_waits_for_a_deletion_of_its_service_in_progress():
             deleting.commit()
         insert.join(10)
         assert outcome == [InsertOutcome.SERVICE_GONE]
+
+
+def test_deleting_a_service_and_one_of_its_entities_at_once_do_not_deadlock():
+    """PostgreSQL: the service's deletion takes the entity's challenges, then its factors,
+    then the entity; the entity's deletion took the entity, then its challenges. Paused
+    between the two (by a reader of the factor), they deadlocked: one request a 503."""
+    import threading
+
+    with postgres_with_a_passkey() as (url, store, svc, f):
+        ent = store.get_entity(svc.account_sid, svc.sid, f.identity)
+        assert ent is not None
+        store.insert_challenge(challenge(ent, svc))
+        results: dict[str, object] = {}
+
+        def run(name: str, call: Callable[[], object]) -> threading.Thread:
+            def target() -> None:
+                try:
+                    results[name] = call()
+                except Exception as exc:  # a deadlock's StorageUnavailable
+                    results[name] = exc
+
+            thread = threading.Thread(target=target)
+            thread.start()
+            return thread
+
+        with (
+            psycopg.connect(url) as holder,
+            psycopg.connect(url, autocommit=True) as watching,
+        ):
+            holder.execute("SELECT 1 FROM factors WHERE sid = %s FOR SHARE", (f.sid,))
+            service = run("service", lambda: store.delete_service(svc.account_sid, svc.sid))
+            assert _waits_for_a_row_lock(watching, "DELETE FROM factors")
+            entity = run(
+                "entity", lambda: store.delete_entity(svc.account_sid, svc.sid, f.identity)
+            )
+            assert _waits_for_a_row_lock(watching, "SELECT sid FROM entities")
+            holder.rollback()
+        service.join(10)
+        entity.join(10)
+        assert results == {"service": True, "entity": False}, results
+
+
+def test_events_of_a_change_committed_during_a_service_deletion_are_dropped_with_it():
+    """PostgreSQL: an approval in flight when the service's deletion began commits its
+    webhook event while the deletion waits for the challenge's row. The deletion dropped
+    the service's pending deliveries first, so that event was sent to the deleted webhook."""
+    import threading
+
+    with postgres_with_a_passkey() as (url, store, svc, f):
+        ent = store.get_entity(svc.account_sid, svc.sid, f.identity)
+        assert ent is not None
+        c = challenge(ent, svc)
+        store.insert_challenge(c)
+        hook = Webhook(
+            new_sid("YW"), svc.account_sid, svc.sid, "hook", ("*",), "https://example.com/h",
+            "POST", "enabled", "v2", NOW, NOW,
+        )  # fmt: skip
+        assert store.insert_webhook(hook)
+        with (
+            psycopg.connect(url) as approval,
+            psycopg.connect(url, autocommit=True) as watching,
+        ):
+            approval.execute("SELECT 1 FROM challenges WHERE sid = %s FOR UPDATE", (c.sid,))
+            deletion = threading.Thread(
+                target=lambda: store.delete_service(svc.account_sid, svc.sid)
+            )
+            deletion.start()
+            assert _waits_for_a_row_lock(watching, "DELETE FROM challenges")
+            approval.execute(
+                "INSERT INTO webhook_deliveries (event_sid, event_type, webhook_sid,"
+                " account_sid, url, payload, status, attempts, next_attempt_at, locked_until,"
+                " date_created, date_updated) VALUES (%s, 'challenge.approved', %s, %s, %s,"
+                " '{}', 'pending', 0, 0, 0, 0, 0)",
+                (new_sid("EV"), hook.sid, svc.account_sid, hook.webhook_url),
+            )
+            approval.commit()
+            deletion.join(10)
+            left = watching.execute(
+                "SELECT count(*) FROM webhook_deliveries WHERE webhook_sid = %s", (hook.sid,)
+            ).fetchone()
+        assert left == (0,)
 
 
 def test_deleting_a_service_finds_its_rows_by_indexes(tmp_path: Path):

@@ -586,15 +586,19 @@ class SqlStore(abc.ABC):
             if cur.rowcount == 0:
                 return False
             self._bump_config(db)
+            # Each found by an index: through the service's entities, not by a scan of
+            # every service's factors and challenges (no index leads with service_sid).
+            *ceremony_rows, webhook_rows = SERVICE_ROWS
+            for statement in ceremony_rows:
+                db.execute(statement, (sid,))
+            # After the rows whose changes enqueue deliveries (an approval, a deletion that
+            # committed while these waited for their rows): its events go too.
             db.execute(
                 "DELETE FROM webhook_deliveries WHERE status = 'pending' AND webhook_sid IN"
                 " (SELECT sid FROM webhooks WHERE service_sid = ?)",
                 (sid,),
             )
-            # Each found by an index: through the service's entities, not by a scan of
-            # every service's factors and challenges (no index leads with service_sid).
-            for statement in SERVICE_ROWS:
-                db.execute(statement, (sid,))
+            db.execute(webhook_rows, (sid,))
             return True
 
     # --- entities -------------------------------------------------------------------------
@@ -670,10 +674,16 @@ class SqlStore(abc.ABC):
         now: int = 0,
     ) -> bool:
         with self._write() as db:
+            # The service's row first (as every write under a service takes it), then the
+            # entity's: a deletion of the service, which takes them in that order, cannot
+            # deadlock with this one. A factor's insert waits for the entity's row.
             row = db.execute(
                 "SELECT sid FROM entities WHERE service_sid = ? AND identity = ?"
-                " AND account_sid = ?" + self._FOR_UPDATE,  # first: a factor's insert waits
-                (service_sid, identity, account_sid),
+                " AND account_sid = ? AND EXISTS (SELECT 1 FROM services WHERE sid = ?"
+                + self._FOR_KEY_SHARE
+                + ")"
+                + self._FOR_UPDATE,
+                (service_sid, identity, account_sid, service_sid),
             ).fetchone()
             if row is None:
                 return False
