@@ -5,6 +5,8 @@ Twilio's format, never 500, and the service recovers by itself."""
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import quote
 
 import psycopg
@@ -28,15 +30,21 @@ def _drop_connections(application_name: str) -> int:
     return len(rows)
 
 
+@contextmanager
+def served(store: PostgresStore) -> Iterator[tuple[TestClient, tuple[str, str]]]:
+    """The API on `store`, migrated, with an account: (client, its Basic credentials)."""
+    store.migrate()
+    domain = Domain(store, FakeClock())
+    account, token = domain.accounts.create_account("outage")
+    with TestClient(create_app(domain), raise_server_exceptions=False) as client:
+        yield client, (account.sid, token)
+
+
 def test_dropped_connections_are_503_then_recovered() -> None:
     name = "pk_outage_" + secrets.token_hex(4)
     with temporary_schema() as url:
         store = PostgresStore(f"{url}&application_name={quote(name)}", pool_size=2)
-        store.migrate()
-        domain = Domain(store, FakeClock())
-        account, token = domain.accounts.create_account("outage")
-        auth = (account.sid, token)
-        with TestClient(create_app(domain), raise_server_exceptions=False) as client:
+        with served(store) as (client, auth):
             assert client.get("/v2/Services", auth=auth).status_code == 200
             assert client.get("/healthz").status_code == 200
             assert _drop_connections(name) >= 1
@@ -71,11 +79,7 @@ def test_an_outage_is_answered_at_once_and_recovered_from_at_once() -> None:
         url = ADMIN_URL.rsplit("/", 1)[0] + "/" + name
         store = PostgresStore(url, pool_size=2, connect_timeout=3)
         try:
-            store.migrate()
-            domain = Domain(store, FakeClock())
-            account, token = domain.accounts.create_account("outage")
-            auth = (account.sid, token)
-            with TestClient(create_app(domain), raise_server_exceptions=False) as client:
+            with served(store) as (client, auth):
                 assert client.get("/v2/Services", auth=auth).status_code == 200
                 admin.execute(f"ALTER DATABASE {name} ALLOW_CONNECTIONS false")
                 admin.execute(
