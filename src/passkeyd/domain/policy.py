@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Iterable
 
 from passkeyd.webauthn import DEFAULT_ALGORITHMS, Step, VerificationFailed
-from passkeyd.webauthn.origins import origin_problem
+from passkeyd.webauthn.origins import ipv4_label, origin_problem
 
 from .errors import CriteriaMissing, RelyingPartyIdInvalid, RelyingPartyMissing
 from .models import PasskeyPolicy, PasskeySettings
@@ -27,7 +27,6 @@ MAX_NAME_LENGTH = 255
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _RP_ID = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$")
 _ORIGIN_CHARS = re.compile(r"^[\x21-\x7e]+$")
-_HEX = re.compile(r"^[0-9a-f]*$")
 
 
 def valid_rp_id(value: str) -> bool:
@@ -36,8 +35,7 @@ def valid_rp_id(value: str) -> bool:
     address to the URL parser: `127.0.0.1`, `10.1`, `0x7f.1`)."""
     if len(value) > 253 or not _RP_ID.match(value):
         return False
-    last = value.rsplit(".", 1)[-1].lower()
-    return not (last.isdigit() or (last.startswith("0x") and _HEX.match(last[2:])))
+    return not ipv4_label(value.rsplit(".", 1)[-1])
 
 
 def invalid_origin(values: Iterable[str]) -> str | None:

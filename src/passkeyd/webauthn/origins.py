@@ -30,9 +30,9 @@ def normalise_origin(configured: str) -> str:
     (`ios:bundle-id:...`) is kept verbatim.
     """
     value = configured.strip()
+    if _is_app_origin(value):
+        return _app_origin(value)
     if "://" not in value:
-        if ":" in value and not re.match(r"^[A-Za-z0-9.-]+:[0-9]+$", value):
-            return _app_origin(value)
         value = f"https://{value}"
     try:
         parts = urlsplit(value)
@@ -64,8 +64,8 @@ def origin_problem(configured: str) -> str | None:
     is taken as given.
     """
     value = configured.strip()
-    if "://" not in value and ":" in value and not re.match(r"^[A-Za-z0-9.-]+:[0-9]+$", value):
-        return None  # an app origin
+    if _is_app_origin(value):
+        return None
     if "://" not in value:
         value = f"https://{value}"
     try:
@@ -85,7 +85,7 @@ def origin_problem(configured: str) -> str | None:
             return "has a malformed IPv6 address"
     elif not _HOST.match(host):
         return "has a host a browser would not send (a Unicode host goes as punycode)"
-    elif _numeric(host.rstrip(".").rsplit(".", 1)[-1]) and not _dotted_quad(host):
+    elif ipv4_label(host.rstrip(".").rsplit(".", 1)[-1]) and not _dotted_quad(host):
         # The URL parser reads it as an IPv4 address and sends it as a.b.c.d.
         return "is an IPv4 address not written as a browser sends it (a.b.c.d)"
     if port == 0:
@@ -93,7 +93,17 @@ def origin_problem(configured: str) -> str | None:
     return None
 
 
-def _numeric(label: str) -> bool:
+def _is_app_origin(value: str) -> bool:
+    """`android:apk-key-hash:...`, `ios:bundle-id:...`: a scheme, but not `host:port`."""
+    return "://" not in value and ":" in value and not _HOST_PORT.match(value)
+
+
+_HOST_PORT = re.compile(r"^[A-Za-z0-9.-]+:[0-9]+$")
+
+
+def ipv4_label(label: str) -> bool:
+    """A host's last label that makes the URL parser read the host as an IPv4 address: a
+    number, decimal or 0x-hex."""
     label = label.lower()
     return label.isdigit() or (
         label.startswith("0x") and all(c in "0123456789abcdef" for c in label[2:])
