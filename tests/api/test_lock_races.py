@@ -82,6 +82,21 @@ def test_a_factor_for_a_user_deleted_meanwhile_starts_a_new_entity(api, db_path)
     assert entity.status_code == 200 and entity.json()["sid"] == r.json()["entity_sid"]
 
 
+@pytest.mark.parametrize("by", ["identity", "factor_sid"])
+def test_a_challenge_for_a_user_deleted_meanwhile_is_not_found(api, db_path, by):
+    """The user's passkeys were read before the lock; the user was deleted before the
+    challenge's write: 404, as if deleted before, and no challenge left pending for a user
+    who no longer exists (it used to stay until the purge)."""
+    api.create_service()
+    factor = api.register("user-0001")
+    body = {"identity": "user-0001"} if by == "identity" else {"factor_sid": factor["sid"]}
+    with changed_by_another_process(db_path, *deleting_entity(factor["entity_sid"])):
+        r = api.post_json(f"{api.svc}/Passkeys/Challenges", body)
+    expected = 60392 if by == "identity" else 60390
+    assert (r.status_code, r.json()["code"]) == (404, expected), r.text
+    assert rows(db_path, "SELECT sid FROM challenges") == []
+
+
 def test_an_approval_whose_passkey_was_deleted_meanwhile_is_not_found(api, db_path):
     """The factor read before the lock was deleted before the approval's write: 404 factor
     not found, as if it had been deleted before; not a counter refusal with a clone warning

@@ -1633,6 +1633,47 @@ def test_a_factor_for_an_entity_deleted_meanwhile_is_not_written(store):
     assert store.rate_limit_count(hit.key, NOW) == 0
 
 
+def test_a_challenge_for_an_entity_deleted_meanwhile_is_not_written(store):
+    """The request read the user's passkeys before the deletion; its write came after. The
+    challenge used to be written anyway, pending for a user who no longer exists."""
+    svc = service()
+    store.insert_service(svc)
+    ent = stored(store, entity(svc))
+    assert store.delete_entity(svc.account_sid, svc.sid, ent.identity)
+    hit = RateHit("challenge:VA1:user-0001", NOW, 100)
+    late = challenge(ent, svc)
+    assert store.insert_challenge(late, rate=hit, max_pending=20) is InsertOutcome.ENTITY_GONE
+    assert store.insert_challenge(challenge(ent, svc)) is InsertOutcome.ENTITY_GONE
+    assert store.get_challenge(svc.account_sid, svc.sid, late.sid) is None
+    assert store.rate_limit_count(hit.key, NOW) == 0
+    usernameless = challenge(None, svc)  # no entity: nothing to check
+    assert store.insert_challenge(usernameless, rate=hit) is InsertOutcome.INSERTED
+
+
+def test_a_challenge_waits_for_a_deletion_of_its_entity_in_progress():
+    """PostgreSQL: the entity's deletion holds its row; the challenge's insert waits for it,
+    then finds the entity gone and writes nothing."""
+    with postgres_with_a_passkey() as (url, store, svc, f):
+        ent = store.get_entity(svc.account_sid, svc.sid, f.identity)
+        assert ent is not None
+        with psycopg.connect(url) as deleting:
+            deleting.execute("SELECT 1 FROM entities WHERE sid = %s FOR UPDATE", (ent.sid,))
+            deleting.execute("DELETE FROM factors WHERE entity_sid = %s", (ent.sid,))
+            deleting.execute("DELETE FROM entities WHERE sid = %s", (ent.sid,))
+            outcome: list[InsertOutcome] = []
+            late = challenge(ent, svc)
+            insert = threading.Thread(
+                target=lambda: outcome.append(store.insert_challenge(late, max_pending=20))
+            )
+            insert.start()
+            with psycopg.connect(url, autocommit=True) as watching:
+                assert _waits_for_a_row_lock(watching, "WITH svc AS")
+            deleting.commit()
+        insert.join(10)
+        assert outcome == [InsertOutcome.ENTITY_GONE]
+        assert store.get_challenge(svc.account_sid, svc.sid, late.sid) is None
+
+
 @pytest.mark.parametrize("flag", [False, True])
 def test_an_approval_for_a_factor_deleted_meanwhile_changes_nothing(store, flag):
     """Told apart from a counter race (which, under the flag policy, would approve with a

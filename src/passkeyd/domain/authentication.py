@@ -194,6 +194,10 @@ class Authentications:
         )
         if outcome is InsertOutcome.SERVICE_GONE:  # deleted meanwhile
             raise NotFound(f"The requested resource /Services/{service_sid} was not found")
+        if outcome is InsertOutcome.ENTITY_GONE:  # the user was deleted meanwhile
+            if factor_sid is not None:
+                raise FactorNotFound("Factor not found")
+            raise EntityNotFound("Entity not found")
         if outcome is InsertOutcome.RATE_LIMITED:
             limit = rate.limit if rate else 0
             what = (

@@ -211,6 +211,12 @@ class PostgresStore(SqlStore):
         # under a service deleted meanwhile would outlive it): nothing is written without.
         parts: list[str] = ["svc AS (SELECT 1 FROM services WHERE sid = %s FOR KEY SHARE)"]
         args: list[Any] = [challenge.service_sid]
+        alive, entity_alive = "EXISTS (SELECT 1 FROM svc)", "TRUE"
+        if challenge.entity_sid:  # and its entity's, against the entity's deletion
+            parts.append("ent AS (SELECT 1 FROM entities WHERE sid = %s FOR KEY SHARE)")
+            args.append(challenge.entity_sid)
+            entity_alive = "EXISTS (SELECT 1 FROM ent)"
+            alive += f" AND {entity_alive}"
         room: str = "TRUE"
         room_args: list[Any] = []
         if max_pending is not None and challenge.entity_sid:
@@ -232,7 +238,7 @@ class PostgresStore(SqlStore):
             # so concurrent challenges cannot together pass the limit.
             parts.append(
                 "hit AS (INSERT INTO rate_limits (key, window_start, count)"
-                f" SELECT %s, %s, 1 WHERE EXISTS (SELECT 1 FROM svc) AND NOT ({over}) AND {room}"
+                f" SELECT %s, %s, 1 WHERE {alive} AND NOT ({over}) AND {room}"
                 " ON CONFLICT (key) DO UPDATE SET"
                 " count = CASE WHEN rate_limits.window_start = excluded.window_start"
                 " THEN rate_limits.count + 1 ELSE 1 END,"
@@ -252,23 +258,25 @@ class PostgresStore(SqlStore):
         columns = CHALLENGE_COLUMNS.split(", ", 1)[1]
         parts.append(
             f"ins AS (INSERT INTO challenges ({columns})"
-            f" SELECT {', '.join(['%s'] * 17)} WHERE EXISTS (SELECT 1 FROM svc) AND {go}"
+            f" SELECT {', '.join(['%s'] * 17)} WHERE {alive} AND {go}"
             " RETURNING 1)"
         )
         args += [*challenge_to_row(challenge), *go_args]
         sql = (
             f"WITH {', '.join(parts)} SELECT EXISTS (SELECT 1 FROM ins), {over}, {room},"
-            " EXISTS (SELECT 1 FROM svc)"
+            f" EXISTS (SELECT 1 FROM svc), {entity_alive}"
         )
         args += [*over_args, *room_args]
         with self._connection() as conn:
             row = conn.execute(sql, args).fetchone()
         assert row is not None  # a SELECT without FROM: always one row
-        inserted, over_limit, has_room, alive = row
+        inserted, over_limit, has_room, service_exists, entity_exists = row
         if inserted:
             return InsertOutcome.INSERTED
-        if not alive:
+        if not service_exists:
             return InsertOutcome.SERVICE_GONE
+        if not entity_exists:
+            return InsertOutcome.ENTITY_GONE
         if over_limit or has_room:  # (has room yet no hit: others filled the window)
             return InsertOutcome.RATE_LIMITED
         return InsertOutcome.TOO_MANY_PENDING

@@ -628,6 +628,14 @@ class SqlStore(abc.ABC):
         ).fetchone()
         return row is not None
 
+    def _entity_alive(self, db: Tx, entity_sid: str) -> bool:
+        """The entity still exists, and (PostgreSQL) cannot be deleted until this commits:
+        a challenge for an entity deleted meanwhile would outlive it, pending."""
+        row = db.execute(
+            "SELECT 1 FROM entities WHERE sid = ?" + self._FOR_KEY_SHARE, (entity_sid,)
+        ).fetchone()
+        return row is not None
+
     def _insert_entity(self, db: Tx, entity: Entity) -> bool:
         """Insert, only while its service exists (whose row it locks, see `_service_alive`):
         False when the identity is taken or the service is gone (`_service_alive` tells)."""
@@ -865,12 +873,15 @@ class SqlStore(abc.ABC):
         max_pending: int | None = None,
     ) -> InsertOutcome:
         """Insert a challenge, counting its rate-limit hit and checking the entity's pending
-        challenges in the same transaction (one write instead of three)."""
+        challenges in the same transaction (one write instead of three). Nothing is written
+        when its service (SERVICE_GONE) or its entity (ENTITY_GONE) was deleted meanwhile."""
         columns = CHALLENGE_COLUMNS.split(", ", 1)[1]
         try:
             with self._write() as db:
                 if not self._service_alive(db, challenge.service_sid):
                     raise _Refused(InsertOutcome.SERVICE_GONE)
+                if challenge.entity_sid and not self._entity_alive(db, challenge.entity_sid):
+                    raise _Refused(InsertOutcome.ENTITY_GONE)
                 if rate is not None and self._count_hit(db, rate) > rate.limit:
                     raise _Refused(InsertOutcome.RATE_LIMITED)
                 if max_pending is not None and challenge.entity_sid:
