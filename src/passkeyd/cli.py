@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -26,6 +27,9 @@ if TYPE_CHECKING:
     from .domain import Domain
 
 EXIT_OK, EXIT_USAGE, EXIT_CONFIG, EXIT_NOT_FOUND, EXIT_SCHEMA, EXIT_DATABASE = 0, 2, 3, 4, 5, 6
+# Set by `serve --workers N` for its workers: the pid of the supervisor that started them.
+SUPERVISOR_PID = "PASSKEYD_SUPERVISOR_PID"
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def _print(data: Any) -> None:
@@ -95,10 +99,33 @@ def _configure_logging(settings: Settings) -> None:
         logging.getLogger("passkeyd.access").setLevel(logging.WARNING)
 
 
+def _stop_with_the_supervisor() -> None:
+    """In a worker of `serve --workers N` (Linux): be sent SIGTERM, and so shut down as on
+    any SIGTERM, when the supervisor dies. When it is killed outright (SIGKILL, the OOM
+    killer), uvicorn's workers would otherwise go on serving on the shared socket, and the
+    next `serve` on that port fail with "address already in use"."""
+    supervisor = os.environ.get(SUPERVISOR_PID, "")
+    if not supervisor.isdigit() or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        logging.getLogger("passkeyd").warning(
+            "prctl(PR_SET_PDEATHSIG) failed (errno %d): this worker will outlive a killed"
+            " supervisor",
+            ctypes.get_errno(),
+        )
+        return
+    if os.getppid() != int(supervisor):  # it died before the request above took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def app_factory() -> Any:
     """Called by uvicorn in each worker process: settings come from the environment."""
     from .api import create_app
 
+    _stop_with_the_supervisor()
     settings = Settings.load()
     _configure_logging(settings)
     return create_app(_domain(settings, migrate=False), settings)
@@ -144,6 +171,10 @@ def cmd_serve(settings: Settings) -> int:
             "PASSKEYD_WORKERS": str(settings.workers),
         }
     )
+    if settings.workers > 1:
+        os.environ[SUPERVISOR_PID] = str(os.getpid())
+    else:  # this process serves itself: whatever started it is not a supervisor to follow
+        os.environ.pop(SUPERVISOR_PID, None)
     uvicorn.run(
         "passkeyd.cli:app_factory",
         factory=True,

@@ -282,3 +282,57 @@ def test_sigterm_lets_a_request_in_flight_finish(tmp_path):
         assert "Finished server process" in node.output()
     finally:
         node.stop()
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # exited meanwhile
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_workers_stop_when_their_supervisor_is_killed(tmp_path):
+    """`kill -9` of `serve --workers 2`'s supervisor alone (not its process group): its
+    workers used to go on serving on the port, and the next `serve` failed with "address
+    already in use". They now shut down, and a new server starts on the same port."""
+    sid, token = _account()
+    db = f"sqlite:///{tmp_path}/sup.db"
+    node = Passkeyd(db, sid, token, tmp_path / "sup.log", workers=2).start()
+    try:
+        assert node.process is not None
+        deadline = time.monotonic() + TIMEOUT
+        workers: list[int] = []
+        while len(workers) < 2 and time.monotonic() < deadline:  # the two serving workers
+            workers = [p for p in _children(node.process.pid) if b"spawn_main" in _cmdline(p)]
+            time.sleep(0.05)
+        assert len(workers) >= 2, workers
+        node.process.kill()  # the supervisor only
+        node.process.wait(timeout=TIMEOUT)
+        deadline = time.monotonic() + TIMEOUT
+        while any(_alive(p) for p in workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(_alive(p) for p in workers), node.output()[-2000:]
+        again = Passkeyd(db, sid, token, tmp_path / "again.log", port=node.port).start()
+        again.stop()
+    finally:
+        node.stop()
