@@ -62,6 +62,24 @@ def test_usernameless_challenge_allows_any_passkey(api, alice):
     assert (challenge["entity_sid"], challenge["identity"], challenge["factor_sid"]) == ("", "", "")
 
 
+@pytest.mark.parametrize("value", [False, 0, [], {}])
+@pytest.mark.parametrize("field", ["identity", "factor_sid"])
+def test_a_falsy_identity_or_factor_is_refused_not_made_usernameless(api, alice, field, value):
+    """A usernameless challenge takes anyone's passkey: only an identity not given (missing,
+    null or "") asks for one. `false` or `0` used to as well."""
+    before = api.snapshot()
+    r = api.post_json(f"{api.svc}/Passkeys/Challenges", {field: value})
+    code = 60367 if field == "identity" else 60362
+    assert (r.status_code, r.json()["code"]) == (400, code), r.text
+    assert api.snapshot() == before
+
+
+@pytest.mark.parametrize("body", [{"identity": None}, {"identity": ""}, {"factor_sid": ""}])
+def test_an_identity_not_given_asks_for_any_passkey(api, alice, body):
+    challenge = api.challenge(**body)
+    assert challenge["options"]["publicKey"]["allowCredentials"] == []
+
+
 def test_challenge_for_one_factor(api, alice):
     api.register("user-0001", authenticator=Authenticator())
     challenge = api.challenge(factor_sid=alice["sid"])

@@ -76,6 +76,21 @@ def test_challenge_creation_is_limited_per_identity(limited, clock):
     api.challenge(identity="user-0001")  # a new window
 
 
+def test_challenges_asked_for_by_factor_count_against_their_user(limited):
+    """By FactorSid or by identity, one budget per user: the FactorSid form used to be
+    counted by no rule at all."""
+    api = limited
+    api.create_service()
+    factor = api.register("user-0001")
+    for i in range(5):
+        body = {"factor_sid": factor["sid"]} if i % 2 else {"identity": "user-0001"}
+        api.challenge(**body)
+    before = api.snapshot()
+    for body in ({"factor_sid": factor["sid"]}, {"identity": "user-0001"}):
+        assert_429(api.post_json(f"{api.svc}/Passkeys/Challenges", body))
+    assert api.snapshot() == before
+
+
 def test_usernameless_challenges_are_limited_per_service(limited):
     api = limited
     api.create_service()

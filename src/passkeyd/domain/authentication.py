@@ -181,13 +181,12 @@ class Authentications:
         )
         # The rate-limit hit and the pending-challenge bound are checked in the insert's
         # own transaction: one write per challenge.
+        # Counted per user, whether asked for by identity or by one of its factors.
         rule = "usernameless" if not entity_sid else "challenge"
         if rule == "usernameless":  # nobody's: one budget for the service
             rate = self.limiter.pending_hit(rule, service_sid)
-        elif isinstance(identity, str):
-            rate = self.limiter.pending_hit(rule, f"{service_sid}:{identity}")
         else:
-            rate = None
+            rate = self.limiter.pending_hit(rule, f"{service_sid}:{ident}")
         yield
         outcome = self.store.insert_challenge(
             challenge, rate=rate, max_pending=self.limiter.max_pending_challenges

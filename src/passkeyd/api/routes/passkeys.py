@@ -113,6 +113,13 @@ async def verify_factor(call: Call) -> tuple[int, Any]:
     return 200, factor_json(factor, call.base)
 
 
+def _absent_as_none(value: Any) -> Any:
+    """None for a field not given: missing, null, or "" (as Twilio writes "none" in its
+    answers). Anything else goes on to be checked: `false`, `0` or `[]` must not turn a
+    challenge for a user into a usernameless one, which anyone's passkey answers."""
+    return None if value is None or value == "" else value
+
+
 @endpoint
 async def create_challenge(call: Call) -> tuple[int, Any]:
     data = await read_json(call.request, code=60300, form_fallback=True)
@@ -120,8 +127,8 @@ async def create_challenge(call: Call) -> tuple[int, Any]:
         call.domain.authentications.create_challenge_steps,
         call.account_sid,
         call.path("service_sid"),
-        identity=pick(data, "identity") or None,
-        factor_sid=pick(data, "factor_sid") or None,
+        identity=_absent_as_none(pick(data, "identity")),
+        factor_sid=_absent_as_none(pick(data, "factor_sid")),
     )
     return 201, challenge_json(challenge, call.base, call.domain.clock(), endpoint="Challenges")
 
