@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import __version__, logs
+from .digits import ascii_int
 from .domain.accounts import Accounts
 from .domain.clock import iso, system_clock
 from .domain.models import AuditEvent, PageRequest
@@ -104,8 +105,8 @@ def _stop_with_the_supervisor() -> None:
     any SIGTERM, when the supervisor dies. When it is killed outright (SIGKILL, the OOM
     killer), uvicorn's workers would otherwise go on serving on the shared socket, and the
     next `serve` on that port fail with "address already in use"."""
-    supervisor = os.environ.get(SUPERVISOR_PID, "")
-    if not supervisor.isdigit() or not sys.platform.startswith("linux"):
+    supervisor = ascii_int(os.environ.get(SUPERVISOR_PID, ""))
+    if supervisor is None or not sys.platform.startswith("linux"):
         return
     import ctypes
 
@@ -117,7 +118,7 @@ def _stop_with_the_supervisor() -> None:
             ctypes.get_errno(),
         )
         return
-    if os.getppid() != int(supervisor):  # it died before the request above took effect
+    if os.getppid() != supervisor:  # it died before the request above took effect
         os.kill(os.getpid(), signal.SIGTERM)
 
 

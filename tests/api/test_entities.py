@@ -217,6 +217,14 @@ def test_a_malformed_page_token_is_refused(api: Api) -> None:
         assert_twilio_error(api.get(f"{api.svc}/Entities?PageToken={token}"), 400, 60374)
 
 
+@pytest.mark.parametrize("size", [" 5 ", "+3", "5_0", "\u0665", "\u00b2", "x"])
+def test_a_page_size_not_in_ascii_digits_is_refused(api: Api, size: str) -> None:
+    """int() reads " 5 ", "+3", "5_0" (as 50) and Arabic-Indic digits; they were served."""
+    api.create_service()
+    r = api.client.get(f"{api.svc}/Entities", params={"PageSize": size}, auth=api.auth)
+    assert_twilio_error(r, 400, 60373)
+
+
 def test_fetch_entity(api: Api) -> None:
     api.create_service()
     created = api.post_form(f"{api.svc}/Entities", {"Identity": "user-0001"}).json()

@@ -61,6 +61,13 @@ def test_defaults_stop_a_flood_from_one_identity_within_100_a_minute():
     assert parse_rules("challenge=7/30")["challenge"] == Rule(7, 30)
 
 
+@pytest.mark.parametrize("spec", ["challenge=\u00b2/60", "challenge=5/\u0665", "factor=+5/60"])
+def test_a_rate_limit_not_in_ascii_digits_is_a_settings_error(spec):
+    """A "²" passed str.isdigit() and then failed int(): a traceback, not exit 3."""
+    with pytest.raises(SettingsError, match="PASSKEYD_RATE_LIMITS"):
+        Settings.from_env({"PASSKEYD_RATE_LIMITS": spec})
+
+
 def test_challenge_creation_is_limited_per_identity(limited, clock):
     api = limited
     api.create_service()

@@ -9,6 +9,7 @@ from urllib.parse import parse_qsl
 import orjson
 from starlette.requests import Request
 
+from passkeyd.digits import ascii_int
 from passkeyd.domain.errors import InvalidPageSize, InvalidPageToken, InvalidParameter
 from passkeyd.domain.models import PageRequest
 
@@ -58,10 +59,8 @@ class Form:
         value = self.get(key)
         if value is None:
             return None
-        # ASCII digits only: int() also takes " 5 ", "5_0" and other scripts' digits.
-        digits = value.isascii() and value.isdigit() and len(value) <= 18
-        number = int(value) if digits else low - 1
-        if not low <= number <= high:
+        number = ascii_int(value)
+        if number is None or not low <= number <= high:
             raise InvalidParameter(f"Invalid parameter: {key} must be from {low} to {high}")
         return number
 
@@ -190,19 +189,15 @@ def page_request(query: Form, *, descending: bool = False) -> tuple[PageRequest,
     size_text = query.get("PageSize")
     page_size = DEFAULT_PAGE_SIZE
     if size_text is not None:
-        try:
-            page_size = int(size_text)
-        except ValueError as exc:
-            raise InvalidPageSize("Invalid page size: PageSize must be an integer") from exc
+        size = ascii_int(size_text)
+        if size is None:
+            raise InvalidPageSize("Invalid page size: PageSize must be an integer")
+        page_size = size
         if page_size < 1:
             raise InvalidPageSize("Invalid page size: PageSize must be at least 1")
         page_size = min(page_size, MAX_PAGE_SIZE)
-    page_text = query.get("Page") or "0"
-    # Page is "simply for client state": any non-number reads as 0 (ASCII digits only:
-    # str.isdigit() also accepts "²", which int() refuses).
-    page_number = (
-        int(page_text) if page_text.isascii() and page_text.isdigit() and len(page_text) <= 9 else 0
-    )
+    # Page is "simply for client state": any non-number reads as 0.
+    page_number = ascii_int(query.get("Page") or "0", max_digits=9) or 0
     token = query.get("PageToken")
     after = before = None
     if token:

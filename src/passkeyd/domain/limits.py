@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from passkeyd.digits import ascii_int
 from passkeyd.storage import Store
 
 from .clock import Clock
@@ -49,15 +50,16 @@ def parse_rules(spec: str) -> dict[str, Rule]:
     rules = dict(DEFAULT_RULES)
     for part in filter(None, (p.strip() for p in spec.split(","))):
         name, _, value = part.partition("=")
-        limit, _, window = value.partition("/")
-        if name not in DEFAULT_RULES or not limit.isdigit() or not window.isdigit():
+        limit_text, _, window_text = value.partition("/")
+        limit, window = ascii_int(limit_text), ascii_int(window_text)
+        if name not in DEFAULT_RULES or limit is None or window is None:
             raise RateLimitSpecError(
                 f"expected off or name=limit/seconds with name in {', '.join(DEFAULT_RULES)},"
                 f" got {part!r}"
             )
-        if int(limit) < 1 or int(window) < 1:
+        if limit < 1 or window < 1:
             raise RateLimitSpecError(f"limit and window must be positive in {part!r}")
-        rules[name] = Rule(int(limit), int(window))
+        rules[name] = Rule(limit, window)
     return rules
 
 

@@ -13,6 +13,8 @@ from urllib.parse import parse_qsl
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from passkeyd.digits import ascii_int
+
 from .config import DemoConfig
 from .messages import APP_ERRORS, verify_sentence
 from .pages import PageContext
@@ -117,8 +119,8 @@ async def _body(request: Request, content_type: str) -> bytes:
     if request.headers.get("content-type", "").split(";")[0].strip() != content_type:
         raise Refusal.app(415, "bad_request")
     # Read up to the limit, not the whole body first: a client may send any length.
-    length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > MAX_BODY:
+    length = ascii_int(request.headers.get("content-length", ""))
+    if length is not None and length > MAX_BODY:
         raise Refusal.app(413, "bad_request")
     chunks, size = [], 0
     async for chunk in request.stream():
