@@ -80,6 +80,8 @@ def test_webhook_resource_round_trip(hooks_api):
     ]
     r = api.post_form(f"{api.svc}/Webhooks/{hook['sid']}", {"Status": "disabled"})
     assert r.json()["status"] == "disabled" and r.json()["event_types"] == hook["event_types"]
+    r = api.post_form(f"{api.svc}/Webhooks/{hook['sid']}", {"FriendlyName": " "})
+    assert (r.status_code, r.json()["code"]) == (400, 60200), r.text
     assert api.delete(f"{api.svc}/Webhooks/{hook['sid']}").status_code == 204
     assert api.get(f"{api.svc}/Webhooks/{hook['sid']}").status_code == 404
 
@@ -94,6 +96,7 @@ def test_webhook_resource_round_trip(hooks_api):
         ({"Status": "sometimes"}, "Status"),
         ({"Version": "v9"}, "Version"),
         ({"FriendlyName": ""}, "FriendlyName"),
+        ({"FriendlyName": "   "}, "FriendlyName"),  # as services refuse it
     ],
 )
 def test_invalid_webhooks_are_refused(hooks_api, form, fragment):

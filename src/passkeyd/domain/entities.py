@@ -13,7 +13,7 @@ from .events import Events
 from .identity import check_identity
 from .ids import new_sid
 from .models import Challenge, ChallengeStatus, Delivery, Entity, Factor, Page, PageRequest
-from .policy import MAX_NAME_LENGTH
+from .policy import check_friendly_name
 
 
 def _not_found(path: str) -> NotFound:
@@ -83,8 +83,7 @@ class Entities:
         self, account_sid: str, service_sid: str, identity: str, sid: str, friendly_name: str
     ) -> Factor:
         factor = self.get_factor(account_sid, service_sid, identity, sid)
-        if not friendly_name.strip() or len(friendly_name) > MAX_NAME_LENGTH:
-            raise InvalidParam("Invalid parameter: FriendlyName must be 1 to 255 characters")
+        check_friendly_name(friendly_name, InvalidParam)
         now = self.clock()
         self.store.rename_factor(factor.sid, friendly_name, now)
         return self.get_factor(account_sid, service_sid, identity, sid)

@@ -10,7 +10,13 @@ from collections.abc import Iterable
 from passkeyd.webauthn import DEFAULT_ALGORITHMS, Step, VerificationFailed
 from passkeyd.webauthn.origins import ipv4_label, origin_problem
 
-from .errors import CriteriaMissing, RelyingPartyIdInvalid, RelyingPartyMissing
+from .errors import (
+    CriteriaMissing,
+    DomainError,
+    InvalidParameter,
+    RelyingPartyIdInvalid,
+    RelyingPartyMissing,
+)
 from .models import PasskeyPolicy, PasskeySettings
 
 ATTACHMENTS = ("platform", "cross-platform", "any")
@@ -23,6 +29,15 @@ MAX_AAGUIDS = 200
 MAX_ORIGINS = 50
 MAX_ORIGIN_LENGTH = 512
 MAX_NAME_LENGTH = 255
+
+
+def check_friendly_name(
+    name: str, error: type[DomainError] = InvalidParameter, field: str = "FriendlyName"
+) -> None:
+    """A resource's name: 1 to MAX_NAME_LENGTH characters, not only spaces."""
+    if not name.strip() or len(name) > MAX_NAME_LENGTH:
+        raise error(f"Invalid parameter: {field} must be 1 to {MAX_NAME_LENGTH} characters")
+
 
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _RP_ID = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$")

@@ -92,7 +92,9 @@ class Registrations:
         if not isinstance(friendly_name, str) or not friendly_name.strip():
             raise UserDisplayNameMissing("User display name not provided: friendly_name")
         if len(friendly_name) > MAX_NAME_LENGTH:
-            raise InvalidParam("Invalid parameter: friendly_name is over 255 characters")
+            raise InvalidParam(
+                f"Invalid parameter: friendly_name is over {MAX_NAME_LENGTH} characters"
+            )
         ident = new_identity() if identity is None else check_identity(identity)
         policy = resolve_policy(config, service.passkeys)
         now = self.clock()

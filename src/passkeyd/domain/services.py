@@ -23,6 +23,7 @@ from .policy import (
     MAX_ORIGINS,
     USER_VERIFICATION,
     canonical_aaguid,
+    check_friendly_name,
     invalid_origin,
     valid_rp_id,
 )
@@ -111,11 +112,6 @@ def validate_passkeys(settings: PasskeySettings) -> None:
         )
 
 
-def _validate_name(name: str) -> None:
-    if not name.strip() or len(name) > MAX_NAME_LENGTH:
-        raise InvalidParameter("Invalid parameter: FriendlyName must be 1 to 255 characters")
-
-
 def _merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in changes.items():
@@ -139,7 +135,7 @@ class Services:
         passkeys: PasskeySettings,
         settings: dict[str, Any],
     ) -> Service:
-        _validate_name(friendly_name)
+        check_friendly_name(friendly_name)
         validate_passkeys(passkeys)
         passkeys = _canonical(passkeys)
         now = self.clock()
@@ -176,7 +172,7 @@ class Services:
         """Partial update: only the fields given change."""
         service = self.get(account_sid, sid)
         if friendly_name is not None:
-            _validate_name(friendly_name)
+            check_friendly_name(friendly_name)
         # Only the values given are checked: one stored by an earlier release that a later
         # one refuses must not block changing something else.
         validate_passkeys(replace(PasskeySettings(), **passkeys))

@@ -18,7 +18,7 @@ from .errors import InvalidParameter, NotFound
 from .events import EVENT_TYPES
 from .ids import new_sid
 from .models import Page, PageRequest, Webhook
-from .policy import MAX_NAME_LENGTH
+from .policy import check_friendly_name
 
 MAX_URL_LENGTH = 2048
 STATUSES = ("enabled", "disabled")
@@ -167,8 +167,8 @@ class Webhooks:
         version: str | None,
     ) -> Webhook:
         self._service(account_sid, service_sid)
-        if not friendly_name or len(friendly_name) > MAX_NAME_LENGTH:
-            raise InvalidParameter("Invalid parameter: FriendlyName must be 1 to 255 characters")
+        name = friendly_name or ""
+        check_friendly_name(name)
         if not webhook_url:
             raise InvalidParameter("Invalid parameter: WebhookUrl is required")
         self._check_url(webhook_url)
@@ -177,7 +177,7 @@ class Webhooks:
             sid=new_sid("YW"),
             account_sid=account_sid,
             service_sid=service_sid,
-            friendly_name=friendly_name,
+            friendly_name=name,
             event_types=_event_types(event_types),
             webhook_url=webhook_url,
             webhook_method="POST",
@@ -224,10 +224,7 @@ class Webhooks:
         webhook = self.get(account_sid, service_sid, sid)
         changes: dict[str, object] = {}
         if friendly_name is not None:
-            if not friendly_name or len(friendly_name) > MAX_NAME_LENGTH:
-                raise InvalidParameter(
-                    "Invalid parameter: FriendlyName must be 1 to 255 characters"
-                )
+            check_friendly_name(friendly_name)
             changes["friendly_name"] = friendly_name
         if event_types:
             changes["event_types"] = _event_types(event_types)
