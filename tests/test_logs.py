@@ -9,6 +9,8 @@ import logging
 import subprocess
 import sys
 
+import pytest
+
 from passkeyd import logs
 
 
@@ -73,16 +75,29 @@ def test_lines_still_waiting_are_written_at_exit() -> None:
     assert json.loads(done.stderr.strip())["msg"] == "last words"
 
 
-def test_the_access_fast_path_writes_what_the_logging_path_writes() -> None:
-    fields = {
-        "request_id": "RQ" + "0" * 32,
-        "method": "POST",
-        "route": "approve_challenge",
-        "status": 200,
-        "duration_ms": 1.25,
-        "account_sid": "AC" + "1" * 32,
-        "code": 0,
-    }
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {
+            "request_id": "RQ" + "0" * 32,
+            "method": "POST",
+            "route": "approve_challenge",
+            "status": 200,
+            "duration_ms": 1.25,
+            "account_sid": "AC" + "1" * 32,
+            "code": 0,
+        },
+        {  # a path no route serves (app.http_error): the path was dropped by `format`
+            "request_id": "RQ" + "0" * 32,
+            "method": "GET",
+            "route": "",
+            "path": "/v2/Nowhere",
+            "status": 404,
+            "code": 20404,
+        },
+    ],
+)
+def test_the_access_fast_path_writes_what_the_logging_path_writes(fields) -> None:  # type: ignore[no-untyped-def]
     root = logging.getLogger()
     saved, level = root.handlers[:], root.level
     fast, slow = io.StringIO(), io.StringIO()

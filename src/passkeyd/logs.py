@@ -1,6 +1,6 @@
 """Logging: JSON lines (one object per line) or readable text on a terminal.
 
-Request fields (request_id, method, route, status, duration_ms, account_sid) ride on the
+Request fields (request_id, method, route, path, status, duration_ms, account_sid, code) ride on the
 record's `extra`. Nothing secret is ever passed to a logger: no Authorization header, no
 body, no token, no credential material.
 """
@@ -14,7 +14,17 @@ from typing import Any
 
 import orjson
 
-FIELDS = ("request_id", "method", "route", "status", "duration_ms", "account_sid", "code")
+# Every field an access line may carry (`path` only for a path no route serves).
+FIELDS = (
+    "request_id",
+    "method",
+    "route",
+    "path",
+    "status",
+    "duration_ms",
+    "account_sid",
+    "code",
+)
 
 
 class JsonFormatter(logging.Formatter):
