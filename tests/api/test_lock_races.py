@@ -97,6 +97,25 @@ def test_a_challenge_for_a_user_deleted_meanwhile_is_not_found(api, db_path, by)
     assert rows(db_path, "SELECT sid FROM challenges") == []
 
 
+def test_deleting_a_passkey_deleted_meanwhile_is_not_found(api, domain, monkeypatch):
+    """Two deletions of one passkey at once (PostgreSQL, where a request's read and write
+    are not under one lock): the one whose write finds nothing answered 204 as well. Here
+    the other deletes right after this one's read."""
+    api.create_service()
+    factor = api.register("user-0001")
+    api.register("user-0001", authenticator=Authenticator())  # the entity stays
+    store, read = domain.store, domain.store.get_factor
+
+    def read_then_deleted_by_another(*args):
+        found = read(*args)
+        store.delete_factor(api.account_sid, api.service_sid, factor["sid"])
+        return found
+
+    monkeypatch.setattr(store, "get_factor", read_then_deleted_by_another)
+    r = api.delete(f"{api.svc}/Entities/user-0001/Factors/{factor['sid']}")
+    assert (r.status_code, r.json()["code"]) == (404, 20404), r.text
+
+
 def test_an_approval_whose_passkey_was_deleted_meanwhile_is_not_found(api, db_path):
     """The factor read before the lock was deleted before the approval's write: 404 factor
     not found, as if it had been deleted before; not a counter refusal with a clone warning

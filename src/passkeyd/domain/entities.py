@@ -93,7 +93,11 @@ class Entities:
         deleted = self.events.deliveries(
             account_sid, service_sid, events.FACTOR_DELETED, events.factor_fields(factor)
         )
-        self.store.delete_factor(account_sid, service_sid, factor.sid, deleted, self.clock())
+        if not self.store.delete_factor(
+            account_sid, service_sid, factor.sid, deleted, self.clock()
+        ):
+            # deleted meanwhile, by another request: as if before
+            raise _not_found(f"/Services/{service_sid}/Entities/{identity}/Factors/{sid}")
 
     # --- challenges under an entity -------------------------------------------------------
 
