@@ -341,6 +341,39 @@ def test_deleting_a_service_and_one_of_its_entities_at_once_do_not_deadlock():
         assert results == {"service": True, "entity": False}, results
 
 
+@pytest.mark.parametrize("deleting", ["entity", "service"])
+def test_a_usernameless_approval_committed_during_a_deletion_goes_with_it(deleting):
+    """PostgreSQL: a usernameless challenge being approved when its user's (or service's)
+    deletion began: the deletion's challenges statement still read `entity_sid = ''` and
+    passed it by; the approval set the user's entity_sid and committed while the deletion
+    waited for the factor's row. The approved challenge, with the deleted user's identity,
+    outlived the 204 until the purge."""
+    with postgres_with_a_passkey() as (url, store, svc, f):
+        c = challenge(None, svc)
+        store.insert_challenge(c)
+        with (
+            psycopg.connect(url) as approval,
+            psycopg.connect(url, autocommit=True) as watching,
+        ):
+            approval.execute("UPDATE factors SET sign_count = 1 WHERE sid = %s", (f.sid,))
+            approval.execute(
+                "UPDATE challenges SET status = 'approved', entity_sid = %s, identity = %s,"
+                " factor_sid = %s WHERE sid = %s",
+                (f.entity_sid, f.identity, f.sid, c.sid),
+            )
+            if deleting == "entity":
+                delete = lambda: store.delete_entity(svc.account_sid, svc.sid, f.identity)  # noqa: E731
+            else:
+                delete = lambda: store.delete_service(svc.account_sid, svc.sid)  # noqa: E731
+            deletion = threading.Thread(target=delete)
+            deletion.start()
+            assert _waits_for_a_row_lock(watching, "DELETE FROM")  # the factor or challenge
+            approval.commit()
+            deletion.join(10)
+            left = watching.execute("SELECT count(*) FROM challenges WHERE sid = %s", (c.sid,))
+            assert left.fetchone() == (0,)
+
+
 def test_events_of_a_change_committed_during_a_service_deletion_are_dropped_with_it():
     """PostgreSQL: an approval in flight when the service's deletion began commits its
     webhook event while the deletion waits for the challenge's row. The deletion dropped

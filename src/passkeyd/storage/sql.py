@@ -152,11 +152,15 @@ def _webhook(r: Sequence[Any]) -> Webhook:
 
 
 # What deleting a service deletes after its row, in this order (each by an index).
+# Challenges go again after the factors (PostgreSQL): a usernameless challenge being
+# approved meanwhile still read `entity_sid = ''` then, and took its user's entity_sid when
+# the approval committed, which the deletion of the factor waited for.
 _OF_ITS_ENTITIES = "entity_sid IN (SELECT sid FROM entities WHERE service_sid = ?)"
 SERVICE_ROWS = (
     f"DELETE FROM challenges WHERE {_OF_ITS_ENTITIES}",
     "DELETE FROM challenges WHERE entity_sid = '' AND service_sid = ?",  # usernameless
     f"DELETE FROM factors WHERE {_OF_ITS_ENTITIES}",
+    f"DELETE FROM challenges WHERE {_OF_ITS_ENTITIES}",
     "DELETE FROM entities WHERE service_sid = ?",
     "DELETE FROM webhooks WHERE service_sid = ?",
 )
@@ -697,6 +701,10 @@ class SqlStore(abc.ABC):
                 return False
             db.execute("DELETE FROM challenges WHERE entity_sid = ?", (row[0],))
             db.execute("DELETE FROM factors WHERE entity_sid = ?", (row[0],))
+            # Again (PostgreSQL): a usernameless challenge whose approval by one of these
+            # factors committed while the line above waited for the factor's row has
+            # taken this entity_sid since the first.
+            db.execute("DELETE FROM challenges WHERE entity_sid = ?", (row[0],))
             db.execute("DELETE FROM entities WHERE sid = ?", (row[0],))
             _enqueue(db, deliveries, now)
             return True
