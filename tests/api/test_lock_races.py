@@ -237,3 +237,36 @@ def test_foreign_assertions_spend_no_more_than_the_account_s_failure_budget(api,
     assert rows(db_path, "SELECT failed_attempts FROM challenges WHERE status = 'pending'") == [
         (0,)
     ]
+
+
+def test_a_service_update_changes_the_row_as_stored_not_as_read_before(api, domain, monkeypatch):
+    """A request's service was read (from this process's cache) before another process's
+    rename committed; the update wrote the whole row back as read: the rename, answered
+    200, was undone. Seen on PostgreSQL replicas in 42 of 150 sequential rounds."""
+    sid = api.create_service()["sid"]
+    stale = domain.store.get_service(api.account_sid, sid)
+    assert api.post_form(f"/v2/Services/{sid}", {"FriendlyName": "renamed"}).status_code == 200
+    monkeypatch.setattr(domain.store, "get_service", lambda *args: stale)
+    r = api.post_form(f"/v2/Services/{sid}", {"Passkeys.RelyingParty.Origins": ORIGIN})
+    assert r.status_code == 200, r.text
+    monkeypatch.undo()
+    stored = api.get(f"/v2/Services/{sid}").json()
+    assert stored["friendly_name"] == "renamed"
+    assert stored["passkeys"]["relying_party"]["origins"] == [ORIGIN]
+    assert r.json()["friendly_name"] == "renamed"
+
+
+def test_a_webhook_update_changes_the_row_as_stored_not_as_read_before(api, domain, monkeypatch):
+    """As for services: a webhook disabled by one request came back enabled when another,
+    which had read it before, renamed it."""
+    api.create_service()
+    hook = create_webhook(api, "https://hooks.example.com/x")
+    url = f"{api.svc}/Webhooks/{hook['sid']}"
+    stale = domain.store.get_webhook(api.account_sid, api.service_sid, hook["sid"])
+    assert api.post_form(url, {"Status": "disabled"}).status_code == 200
+    monkeypatch.setattr(domain.store, "get_webhook", lambda *args: stale)
+    r = api.post_form(url, {"FriendlyName": "renamed"})
+    assert r.status_code == 200, r.text
+    monkeypatch.undo()
+    stored = api.get(url).json()
+    assert (stored["status"], stored["friendly_name"]) == ("disabled", "renamed")

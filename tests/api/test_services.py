@@ -680,7 +680,9 @@ def test_a_value_a_later_release_refuses_does_not_block_other_changes(
     stored = domain.store.get_service(api.account_sid, sid)
     assert stored is not None
     domain.store.update_service(
-        replace(stored, passkeys=replace(stored.passkeys, rp_origins=("https://example.com:0",)))
+        api.account_sid,
+        sid,
+        lambda s: replace(s, passkeys=replace(s.passkeys, rp_origins=("https://example.com:0",))),
     )
     r = api.post_form(f"/v2/Services/{sid}", {"FriendlyName": "renamed"})
     assert r.status_code == 200, r.text

@@ -240,7 +240,11 @@ def test_service_update_and_cascading_delete(store):
     svc, other = service(), service()
     for s in (svc, other):
         store.insert_service(s)
-    store.update_service(dataclasses.replace(svc, friendly_name="renamed", date_updated=NOW + 1))
+    store.update_service(
+        svc.account_sid,
+        svc.sid,
+        lambda s: dataclasses.replace(s, friendly_name="renamed", date_updated=NOW + 1),
+    )
     assert store.get_service(svc.account_sid, svc.sid).friendly_name == "renamed"
     f = verified(store, svc)
     kept = verified(store, other, cred_id=b"\x02" * 16)
@@ -339,6 +343,39 @@ def test_deleting_a_service_and_one_of_its_entities_at_once_do_not_deadlock():
         service.join(10)
         entity.join(10)
         assert results == {"service": True, "entity": False}, results
+
+
+def test_a_service_update_waits_for_one_in_progress_and_keeps_it():
+    """PostgreSQL: an update reads the row it changes under a lock, so one committed while
+    it waited is kept, not written over with what it read before."""
+    with postgres_with_a_passkey() as (url, store, svc, _):
+        with (
+            psycopg.connect(url) as other,
+            psycopg.connect(url, autocommit=True) as watching,
+        ):
+            other.execute(
+                "UPDATE services SET friendly_name = 'renamed' WHERE sid = %s", (svc.sid,)
+            )
+            done: list[Service | None] = []
+
+            def later() -> None:
+                done.append(
+                    store.update_service(
+                        svc.account_sid,
+                        svc.sid,
+                        lambda s: dataclasses.replace(s, date_updated=NOW + 5),
+                    )
+                )
+
+            update = threading.Thread(target=later)
+            update.start()
+            assert _waits_for_a_row_lock(watching, "SELECT seq")
+            other.commit()
+            update.join(10)
+        assert done and done[0] is not None and done[0].friendly_name == "renamed"
+        stored = store.get_service(svc.account_sid, svc.sid)
+        assert stored is not None
+        assert (stored.friendly_name, stored.date_updated) == ("renamed", NOW + 5)
 
 
 @pytest.mark.parametrize("deleting", ["entity", "service"])
@@ -1019,8 +1056,15 @@ def test_cached_configuration_is_current_at_each_refresh(two_processes) -> None:
 
     b.put_account(dataclasses.replace(acct, token_hash=b"new-hash"))
     b.revoke_api_key(acct.sid, key.sid)
-    b.update_service(dataclasses.replace(svc, friendly_name="renamed"))
-    b.update_webhook(dataclasses.replace(hook, status="disabled"))
+    b.update_service(
+        svc.account_sid, svc.sid, lambda s: dataclasses.replace(s, friendly_name="renamed")
+    )
+    b.update_webhook(
+        hook.account_sid,
+        hook.service_sid,
+        hook.sid,
+        lambda w: dataclasses.replace(w, status="disabled"),
+    )
     # within one request, what it began with
     assert a.get_account(acct.sid).token_hash == b"old-hash"
     a.refresh_config()  # the next request
@@ -1040,7 +1084,9 @@ def test_a_process_sees_its_own_configuration_changes_at_once(store) -> None:
     assert store.get_service(svc.account_sid, svc.sid) is None  # cached as absent
     store.insert_service(svc)
     assert store.get_service(svc.account_sid, svc.sid).sid == svc.sid
-    store.update_service(dataclasses.replace(svc, friendly_name="renamed"))
+    store.update_service(
+        svc.account_sid, svc.sid, lambda s: dataclasses.replace(s, friendly_name="renamed")
+    )
     assert store.get_service(svc.account_sid, svc.sid).friendly_name == "renamed"
 
 
@@ -1147,8 +1193,18 @@ def test_a_webhooks_undelivered_events_follow_it(store):
     for claimed in first:  # each webhook's first attempt failed: a retry is pending
         store.finish_delivery(claimed.seq, now=NOW, delivered=False, retry_at=NOW + 5, error="x")
     assert store.delete_webhook(svc.account_sid, svc.sid, gone.sid)
-    store.update_webhook(dataclasses.replace(off, status="disabled"))
-    store.update_webhook(dataclasses.replace(moved, webhook_url="https://new.example/h"))
+    store.update_webhook(
+        off.account_sid,
+        off.service_sid,
+        off.sid,
+        lambda w: dataclasses.replace(w, status="disabled"),
+    )
+    store.update_webhook(
+        moved.account_sid,
+        moved.service_sid,
+        moved.sid,
+        lambda w: dataclasses.replace(w, webhook_url="https://new.example/h"),
+    )
     due = store.claim_deliveries(now=NOW + 10, lease_seconds=60, limit=10)
     assert sorted((c.delivery.event_sid, c.delivery.url) for c in due) == [
         ("EVkept1", "https://kept.example/h"),
@@ -1363,7 +1419,9 @@ def test_a_serving_process_hears_configuration_changes_without_reading_versions(
             a.refresh_config()
             assert a.get_service(svc.account_sid, svc.sid).friendly_name == "svc"
             reads.clear()
-            b.update_service(dataclasses.replace(svc, friendly_name="renamed"))
+            b.update_service(
+                svc.account_sid, svc.sid, lambda s: dataclasses.replace(s, friendly_name="renamed")
+            )
 
             def renamed(name: str) -> bool:
                 a.refresh_config()
@@ -1379,7 +1437,9 @@ def test_a_serving_process_hears_configuration_changes_without_reading_versions(
                     " WHERE application_name = 'passkeyd-config-listener'"
                 )
             eventually(lambda: not a._listening)
-            b.update_service(dataclasses.replace(svc, friendly_name="again"))
+            b.update_service(
+                svc.account_sid, svc.sid, lambda s: dataclasses.replace(s, friendly_name="again")
+            )
             assert renamed("again")
             eventually(lambda: a._listening)
         finally:
@@ -1424,7 +1484,9 @@ def test_a_lost_configuration_notice_is_caught_by_the_listener_s_version_check(
 
             monkeypatch.setattr(postgres.PostgresStore, "_version", version)
             changed = time.monotonic()
-            b.update_service(dataclasses.replace(svc, friendly_name="renamed"))
+            b.update_service(
+                svc.account_sid, svc.sid, lambda s: dataclasses.replace(s, friendly_name="renamed")
+            )
             deadline = time.monotonic() + 3
             while a.get_service(svc.account_sid, svc.sid).friendly_name != "renamed":
                 assert time.monotonic() < deadline, "the version check never caught it"

@@ -169,22 +169,28 @@ class Services:
         passkeys: dict[str, Any],
         settings: dict[str, Any],
     ) -> Service:
-        """Partial update: only the fields given change."""
-        service = self.get(account_sid, sid)
+        """Partial update: only the fields given change, in the row as stored when the
+        write takes it (not as cached here: a change just made elsewhere would be lost)."""
+        self.get(account_sid, sid)  # not found before invalid
         if friendly_name is not None:
             check_friendly_name(friendly_name)
         # Only the values given are checked: one stored by an earlier release that a later
         # one refuses must not block changing something else.
         validate_passkeys(replace(PasskeySettings(), **passkeys))
-        new_passkeys = _canonical(replace(service.passkeys, **passkeys))
-        updated = replace(
-            service,
-            friendly_name=friendly_name if friendly_name is not None else service.friendly_name,
-            passkeys=new_passkeys,
-            settings=_merge(service.settings, settings),
-            date_updated=self.clock(),
-        )
-        self.store.update_service(updated)
+        now = self.clock()
+
+        def change(service: Service) -> Service:
+            return replace(
+                service,
+                friendly_name=service.friendly_name if friendly_name is None else friendly_name,
+                passkeys=_canonical(replace(service.passkeys, **passkeys)),
+                settings=_merge(service.settings, settings),
+                date_updated=now,
+            )
+
+        updated = self.store.update_service(account_sid, sid, change)
+        if updated is None:
+            raise NotFound(f"The requested resource /Services/{sid} was not found")
         return updated
 
     def delete(self, account_sid: str, sid: str) -> None:

@@ -221,7 +221,7 @@ class Webhooks:
         status: str | None,
         version: str | None,
     ) -> Webhook:
-        webhook = self.get(account_sid, service_sid, sid)
+        self.get(account_sid, service_sid, sid)  # not found before invalid
         changes: dict[str, object] = {}
         if friendly_name is not None:
             check_friendly_name(friendly_name)
@@ -235,8 +235,17 @@ class Webhooks:
             changes["status"] = self._choice("Status", status, STATUSES)
         if version is not None:
             changes["version"] = self._choice("Version", version, VERSIONS)
-        updated = replace(webhook, **changes, date_updated=self.clock())  # type: ignore[arg-type]
-        self.store.update_webhook(updated)
+        now = self.clock()
+        updated = self.store.update_webhook(
+            account_sid,
+            service_sid,
+            sid,
+            lambda stored: replace(stored, **changes, date_updated=now),  # type: ignore[arg-type]
+        )
+        if updated is None:
+            raise NotFound(
+                f"The requested resource /Services/{service_sid}/Webhooks/{sid} was not found"
+            )
         return updated
 
     def delete(self, account_sid: str, service_sid: str, sid: str) -> None:

@@ -547,22 +547,33 @@ class SqlStore(abc.ABC):
             )
 
     @_changes_config
-    def update_service(self, service: Service) -> None:
+    def update_service(
+        self, account_sid: str, sid: str, change: Callable[[Service], Service]
+    ) -> Service | None:
+        """`change` made to the row read in the write, locked: a change is made to what the
+        last one wrote, not to what this process had cached (which a concurrent or just
+        committed change elsewhere would have lost)."""
         with self._write() as db:
-            cur = db.execute(
+            row = db.execute(
+                self._SERVICE + " WHERE sid = ? AND account_sid = ?" + self._FOR_UPDATE,
+                (sid, account_sid),
+            ).fetchone()
+            if row is None:
+                return None
+            service = change(self._service(row))
+            db.execute(
                 "UPDATE services SET friendly_name = ?, passkeys = ?, settings = ?,"
-                " date_updated = ? WHERE account_sid = ? AND sid = ?",
+                " date_updated = ? WHERE sid = ?",
                 (
                     service.friendly_name,
                     settings_to_json(service.passkeys),
                     dump_json(service.settings),
                     service.date_updated,
-                    service.account_sid,
-                    service.sid,
+                    sid,
                 ),
             )
-            if cur.rowcount == 1:
-                self._bump_config(db)
+            self._bump_config(db)
+            return service
 
     def get_service(self, account_sid: str, sid: str) -> Service | None:
         return self._cached(
@@ -1262,12 +1273,23 @@ class SqlStore(abc.ABC):
             return True
 
     @_changes_config
-    def update_webhook(self, webhook: Webhook) -> None:
-        w = webhook
+    def update_webhook(
+        self, account_sid: str, service_sid: str, sid: str, change: Callable[[Webhook], Webhook]
+    ) -> Webhook | None:
+        """As `update_service`: `change` made to the row read, locked, in the write."""
         with self._write() as db:
-            cur = db.execute(
+            row = db.execute(
+                self._WEBHOOK
+                + " WHERE sid = ? AND service_sid = ? AND account_sid = ?"
+                + self._FOR_UPDATE,
+                (sid, service_sid, account_sid),
+            ).fetchone()
+            if row is None:
+                return None
+            w = change(_webhook(row))
+            db.execute(
                 "UPDATE webhooks SET friendly_name = ?, event_types = ?, webhook_url = ?,"
-                " status = ?, version = ?, date_updated = ? WHERE sid = ? AND account_sid = ?",
+                " status = ?, version = ?, date_updated = ? WHERE sid = ?",
                 (
                     w.friendly_name,
                     dump_json(list(w.event_types)),
@@ -1275,22 +1297,21 @@ class SqlStore(abc.ABC):
                     w.status,
                     w.version,
                     w.date_updated,
-                    w.sid,
-                    w.account_sid,
+                    sid,
                 ),
             )
-            if cur.rowcount == 1:
-                self._bump_config(db)
-                # Events not yet delivered follow the change: none to a webhook turned off,
-                # and to its new URL when it moved (the old one may be lost, or hostile).
-                if w.status != "enabled":
-                    db.execute(_DROP_PENDING, (w.sid,))
-                else:
-                    db.execute(
-                        "UPDATE webhook_deliveries SET url = ?"
-                        " WHERE webhook_sid = ? AND status = 'pending'",
-                        (w.webhook_url, w.sid),
-                    )
+            self._bump_config(db)
+            # Events not yet delivered follow the change: none to a webhook turned off,
+            # and to its new URL when it moved (the old one may be lost, or hostile).
+            if w.status != "enabled":
+                db.execute(_DROP_PENDING, (sid,))
+            else:
+                db.execute(
+                    "UPDATE webhook_deliveries SET url = ?"
+                    " WHERE webhook_sid = ? AND status = 'pending'",
+                    (w.webhook_url, sid),
+                )
+            return w
 
     def get_webhook(self, account_sid: str, service_sid: str, sid: str) -> Webhook | None:
         row = self._one(
