@@ -119,7 +119,9 @@ class Dispatcher:
     def _post(self, claimed: ClaimedDelivery) -> str | None:
         """POST one delivery; None on a 2xx, else why it failed (no secret in it)."""
         d = claimed.delivery
-        account = self.store.get_account(d.account_sid)
+        # As stored now: the cache is refreshed by requests, and a token rotated since the
+        # last one would sign with the old token, which the receiver no longer takes.
+        account = self.store.read_account(d.account_sid)
         if account is None or account.token_sealed is None or self.box is None:
             return "cannot sign: the account's token is not sealed (set PASSKEYD_SECRET_KEY)"
         try:

@@ -236,6 +236,32 @@ def test_a_failing_receiver_gets_the_event_after_retries(hooks_api, clock):
         assert len({r.params["uuid"] for r in rx.requests}) == 1
 
 
+def test_a_retry_after_a_token_rotation_is_signed_with_the_new_token(hooks_api, clock):
+    """SQLite: the token was rotated by the CLI (another process) while no request came:
+    the retry was signed with the token this process had cached, which the receiver, told
+    the new one, refuses."""
+    from passkeyd.domain.accounts import Accounts
+    from passkeyd.storage import SQLiteStore
+
+    api = hooks_api
+    api.create_service()
+    with receiver(fail_first=1) as rx:
+        create_webhook(api, rx.url, "factor.created")
+        api.create_factor()
+        wait_for(lambda: len(rx.requests) == 1)
+        cli_store = SQLiteStore(str(api.db_path))
+        try:
+            token = Accounts(cli_store, clock, api.domain.box).rotate_token(api.account_sid)
+        finally:
+            cli_store.close()
+        clock.advance(6)
+        wait_for(lambda: len(rx.requests) == 2)
+        retry = rx.requests[1]
+        assert RequestValidator(token).validate(
+            rx.url, retry.params, retry.headers["X-Twilio-Signature"]
+        )
+
+
 def test_denied_counter_regressed_and_backup_events(hooks_api):
     api = hooks_api
     api.create_service()

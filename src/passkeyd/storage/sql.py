@@ -445,9 +445,11 @@ class SqlStore(abc.ABC):
             )
 
     def get_account(self, sid: str) -> Account | None:
-        return self._cached(("account", sid), lambda: self._load_account(sid))
+        return self._cached(("account", sid), lambda: self.read_account(sid))
 
-    def _load_account(self, sid: str) -> Account | None:
+    def read_account(self, sid: str) -> Account | None:
+        """As stored now, never from the cache: for what runs outside any request, which
+        would otherwise use what the last request cached, however old."""
         row = self._one(
             "SELECT sid, friendly_name, token_hash, date_created, token_sealed FROM accounts"
             " WHERE sid = ?",
