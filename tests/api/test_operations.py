@@ -208,3 +208,20 @@ def test_a_ceremony_refused_before_its_write_does_not_wait_for_another_process(
         other.execute("ROLLBACK")
         other.close()
     assert (r.status_code, r.json()["code"]) == (404, 60392), r.text
+
+
+def test_a_start_does_not_undo_a_rotation_made_after_it_read_the_account(domain, monkeypatch):
+    """`serve` re-seals PASSKEYD_AUTH_TOKEN's account when the token still matches: a
+    `rotate-token` between its read and its write was written over with the old token (on
+    PostgreSQL, replicas starting while an operator rotates; 50 of 100 rounds)."""
+    from passkeyd.domain.accounts import hash_secret
+
+    account, old = domain.accounts.create_account("env")
+    as_read = domain.store.get_account(account.sid)
+    new = domain.accounts.rotate_token(account.sid)
+    monkeypatch.setattr(domain.store, "get_account", lambda sid: as_read)
+    _, answers = domain.accounts.ensure_account(account.sid, old)
+    monkeypatch.undo()
+    assert not answers
+    stored = domain.store.read_account(account.sid)
+    assert stored is not None and stored.token_hash == hash_secret(new)

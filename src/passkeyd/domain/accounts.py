@@ -63,7 +63,8 @@ class Accounts:
             existing.token_hash, hash_secret(token)
         ):
             return existing, False
-        # Written again (same token): sealed with the key in use now, for webhook signing.
+        # Written again (same token): sealed with the key in use now, for webhook signing;
+        # only while it is still that token (a rotation since the read above is kept).
         account = Account(
             sid,
             existing.friendly_name if existing else "",
@@ -71,7 +72,9 @@ class Accounts:
             existing.date_created if existing else self.clock(),
             self._seal(sid, token),
         )
-        self.store.put_account(account)
+        if not self.store.put_account(account, same_token_only=True):
+            current = self.store.read_account(sid)
+            return (current or account), False
         return account, True
 
     def rotate_token(self, sid: str) -> str:

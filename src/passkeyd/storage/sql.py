@@ -427,14 +427,18 @@ class SqlStore(abc.ABC):
     # --- accounts and keys ----------------------------------------------------------------
 
     @_changes_config
-    def put_account(self, account: Account) -> None:
+    def put_account(self, account: Account, *, same_token_only: bool = False) -> bool:
+        """Insert or replace. `same_token_only`: an existing row is replaced only while it
+        holds the same token hash (re-sealing it), never a token rotated meanwhile. False
+        when nothing was written."""
+        condition = " WHERE accounts.token_hash = excluded.token_hash" if same_token_only else ""
         with self._write() as db:
             self._bump_config(db)
-            db.execute(
-                "INSERT INTO accounts (sid, friendly_name, token_hash, date_created, token_sealed)"
-                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (sid) DO UPDATE SET"
+            cur = db.execute(
+                "INSERT INTO accounts (sid, friendly_name, token_hash, date_created,"
+                " token_sealed) VALUES (?, ?, ?, ?, ?) ON CONFLICT (sid) DO UPDATE SET"
                 " token_hash = excluded.token_hash, friendly_name = excluded.friendly_name,"
-                " token_sealed = excluded.token_sealed",
+                " token_sealed = excluded.token_sealed" + condition,
                 (
                     account.sid,
                     account.friendly_name,
@@ -443,6 +447,7 @@ class SqlStore(abc.ABC):
                     account.token_sealed,
                 ),
             )
+            return bool(cur.rowcount == 1)
 
     def get_account(self, sid: str) -> Account | None:
         return self._cached(("account", sid), lambda: self.read_account(sid))
