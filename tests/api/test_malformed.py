@@ -90,6 +90,16 @@ def test_malformed_assertion(api, assertion, path, value, code):
     assert api.snapshot() == before
 
 
+@pytest.mark.parametrize("value", ["***", 7])
+def test_a_bad_raw_id_alone_is_invalid_raw_id(api, assertion, value):
+    """60376 "Invalid rawId", not 60375 "Invalid id", when rawId is what names it."""
+    del assertion["id"]
+    assertion["rawId"] = value
+    before = api.snapshot()
+    assert_refused(api, api.approve(assertion), 400, 60376)
+    assert api.snapshot() == before
+
+
 def test_id_may_come_as_a_padded_raw_id(api, assertion):
     raw = assertion.pop("id")
     assertion["rawId"] = raw + "=" * (-len(raw) % 4)

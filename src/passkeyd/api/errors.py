@@ -43,6 +43,7 @@ TABLE: dict[type[e.DomainError], tuple[int, int]] = {
 # Input that could not be decoded: 400, with the code of the field at fault.
 MALFORMED: dict[Step, int] = {
     Step.CREDENTIAL_ID: 60375,
+    Step.RAW_ID: 60376,
     Step.AUTHENTICATOR_ATTACHMENT: 60377,
     Step.CREDENTIAL_TYPE: 60300,
     Step.RESPONSE: 60378,

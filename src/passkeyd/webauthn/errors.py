@@ -15,6 +15,7 @@ class Step(enum.Enum):
 
     # Decoding the credential (before the numbered checks).
     CREDENTIAL_ID = "credential id"
+    RAW_ID = "rawId"
     AUTHENTICATOR_ATTACHMENT = "authenticatorAttachment"
     CREDENTIAL_TYPE = "credential type"
     RESPONSE = "response"

@@ -107,8 +107,9 @@ def _credential_id(body: dict[str, Any], *, required: bool) -> bytes | None:
         raw = body.get(key)
         if raw in (None, ""):
             continue
+        step = Step.RAW_ID if key == "rawId" else Step.CREDENTIAL_ID
         if not isinstance(raw, str):
-            raise MalformedResponse(Step.CREDENTIAL_ID, f"{key} is not a string")
+            raise MalformedResponse(step, f"{key} is not a string")
         # Hex first (Twilio's examples send rawId in hex): hex text is base64url too, and
         # would decode to other bytes; a base64url id of 16 bytes or more is all hex
         # digits with a chance under 1e-10.
@@ -117,7 +118,7 @@ def _credential_id(body: dict[str, Any], *, required: bool) -> bytes | None:
         try:
             return b64url_decode(raw)
         except ValueError as exc:
-            raise MalformedResponse(Step.CREDENTIAL_ID, f"{key} is not base64url or hex") from exc
+            raise MalformedResponse(step, f"{key} is not base64url or hex") from exc
     if required:
         raise MalformedResponse(Step.CREDENTIAL_ID, "id is required")
     return None
