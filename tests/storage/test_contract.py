@@ -676,8 +676,8 @@ def postgres_with_a_passkey() -> Iterator[tuple[str, Store, Service, Factor]]:
 
 
 def _waits_for_a_row_lock(conn: psycopg.Connection, query_start: str) -> bool:
-    """Whether a statement starting with `query_start` waits for a lock, within 5 s."""
-    for _ in range(500):
+    """Whether a statement starting with `query_start` waits for a lock, within 10 s."""
+    for _ in range(1000):
         waits = conn.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
             " AND starts_with(query, %s)",
@@ -703,8 +703,11 @@ def test_postgres_approval_of_a_factor_deleted_while_it_waits_is_factor_gone(fla
                 store.approve_challenge, c, f, new_sign_count=5, backed_up=True, now=NOW,
                 flag_counter_regression=flag,
             )  # fmt: skip
-            assert _waits_for_a_row_lock(deleter, "WITH pending AS")
-            deleter.commit()
+            try:
+                assert _waits_for_a_row_lock(deleter, "WITH pending AS")
+                deleter.commit()
+            finally:  # a failure must not leave the approval waiting, and the pool's exit
+                deleter.rollback()  # waiting for it, for ever (no-op after the commit)
             assert outcome.result(timeout=10) is ApproveOutcome.FACTOR_GONE
         got = store.get_challenge(svc.account_sid, svc.sid, c.sid)
         assert got.status is ChallengeStatus.PENDING
