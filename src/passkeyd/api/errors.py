@@ -36,7 +36,6 @@ TABLE: dict[type[e.DomainError], tuple[int, int]] = {
     e.ChallengeNotFound: (404, 60391),
     e.EntityNotFound: (404, 60392),
     e.CriteriaMissing: (400, 60393),
-    e.TooManyRequests: (429, 20429),
     e.LimitExceeded: (400, 60300),
 }
 
@@ -89,7 +88,7 @@ def classify(error: e.DomainError) -> tuple[int, int, str]:
             REGISTRATION_FAILED if isinstance(error, e.RegistrationRefused) else ASSERTION_FAILED
         )
         return status, code, message
-    if isinstance(error, e.TooManyRequests):
+    if isinstance(error, e.TooManyRequests):  # 20429, or 60326 for factors: its own code
         return 429, error.code, error.message
     for cls in type(error).__mro__:
         if cls in TABLE:
