@@ -783,3 +783,27 @@ def test_a_restart_kept_waiting_by_a_reader_lets_the_gate_go_and_backs_off(
         checkpointer.close()
         reader.close()
         store.close()
+
+
+def test_a_write_or_read_the_database_refuses_is_storage_unavailable(tmp_path, monkeypatch):
+    """Without a server loop (the CLI): a write locked out past the busy timeout, or a read
+    the database refuses, raised sqlite3's own OperationalError (a traceback, not exit 6;
+    a 500, not a 503)."""
+    from passkeyd.storage import StorageUnavailable
+    from passkeyd.storage import sqlite as sqlite_store
+
+    monkeypatch.setattr(sqlite_store, "BUSY_TIMEOUT_SECONDS", 0.05)
+    path = tmp_path / "locked.db"
+    store = sqlite_store.SQLiteStore(str(path))
+    store.migrate()
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(StorageUnavailable, match="refused a write"):
+            store.put_account(Account("AC" + "a" * 32, "x", b"h", 0))
+        other.execute("ROLLBACK")
+        with pytest.raises(StorageUnavailable, match="refused a read"):
+            store._one("SELECT * FROM no_such_table", ())
+    finally:
+        other.close()
+        store.close()

@@ -235,6 +235,9 @@ class SQLiteStore(SqlStore):
             self._lock.acquire()
             try:
                 self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:  # locked past the busy timeout
+                self._lock.release()
+                raise StorageUnavailable(f"the database refused a write: {exc}") from exc
             except BaseException:
                 self._lock.release()
                 raise
@@ -451,11 +454,17 @@ class SQLiteStore(SqlStore):
 
     def _one(self, sql: str, args: Sequence[Any]) -> Any:
         with self._lock:
-            return self._db.execute(sql, args).fetchone()
+            try:
+                return self._db.execute(sql, args).fetchone()
+            except sqlite3.OperationalError as exc:  # locked, I/O: the store's own error
+                raise StorageUnavailable(f"the database refused a read: {exc}") from exc
 
     def _all(self, sql: str, args: Sequence[Any]) -> list[Any]:
         with self._lock:
-            return self._db.execute(sql, args).fetchall()
+            try:
+                return self._db.execute(sql, args).fetchall()
+            except sqlite3.OperationalError as exc:
+                raise StorageUnavailable(f"the database refused a read: {exc}") from exc
 
     def close(self) -> None:
         with self._lock:
