@@ -1478,24 +1478,27 @@ def test_a_lost_configuration_notice_is_caught_by_the_listener_s_version_check(
             a.refresh_config()
             assert a.get_service(svc.account_sid, svc.sid).friendly_name == "svc"
             monkeypatch.setattr(b, "_bump_config", SqlStore._bump_config)  # no NOTIFY
-            checks: list[float] = []
+            seen: list[int] = []  # the versions the listener's checks read
             real_version = postgres.PostgresStore._version
 
             def version(self):
-                checks.append(time.monotonic())
-                return real_version(self)
+                found = real_version(self)
+                seen.append(found)
+                return found
 
             monkeypatch.setattr(postgres.PostgresStore, "_version", version)
-            changed = time.monotonic()
             b.update_service(
                 svc.account_sid, svc.sid, lambda s: dataclasses.replace(s, friendly_name="renamed")
             )
+            changed = real_version(b)
             deadline = time.monotonic() + 3
             while a.get_service(svc.account_sid, svc.sid).friendly_name != "renamed":
                 assert time.monotonic() < deadline, "the version check never caught it"
                 time.sleep(0.05)
                 a.refresh_config()
-            assert a._listening and any(t > changed for t in checks)
+            # Caught by a check that read the changed version (timed by what it read: a
+            # check that began before the change may have read after its commit).
+            assert a._listening and changed in seen
         finally:
             a.stop_group_commit()
             loop.close()
