@@ -787,8 +787,8 @@ def test_a_restart_kept_waiting_by_a_reader_lets_the_gate_go_and_backs_off(
 
 def test_a_write_or_read_the_database_refuses_is_storage_unavailable(tmp_path, monkeypatch):
     """Without a server loop (the CLI): a write locked out past the busy timeout, or a read
-    the database refuses, raised sqlite3's own OperationalError (a traceback, not exit 6;
-    a 500, not a 503)."""
+    the database cannot serve, raised sqlite3's own OperationalError (a traceback, not exit
+    6; a 500, not a 503). A statement at fault is not the database's unavailability."""
     from passkeyd.storage import StorageUnavailable
     from passkeyd.storage import sqlite as sqlite_store
 
@@ -802,8 +802,12 @@ def test_a_write_or_read_the_database_refuses_is_storage_unavailable(tmp_path, m
         with pytest.raises(StorageUnavailable, match="refused a write"):
             store.put_account(Account("AC" + "a" * 32, "x", b"h", 0))
         other.execute("ROLLBACK")
-        with pytest.raises(StorageUnavailable, match="refused a read"):
-            store._one("SELECT * FROM no_such_table", ())
+        with pytest.raises(sqlite3.OperationalError, match="no such table"):
+            store._one("SELECT * FROM no_such_table", ())  # the statement's fault: as is
     finally:
         other.close()
         store.close()
+    for said in ("database is locked", "disk I/O error", "database or disk is full"):
+        found = sqlite_store._unavailable(sqlite3.OperationalError(said))
+        assert isinstance(found, StorageUnavailable) and "refused a read" in str(found)
+    assert sqlite_store._unavailable(sqlite3.OperationalError("no such column: x")) is None

@@ -456,20 +456,36 @@ class SQLiteStore(SqlStore):
         with self._lock:
             try:
                 return self._db.execute(sql, args).fetchone()
-            except sqlite3.OperationalError as exc:  # locked, I/O: the store's own error
-                raise StorageUnavailable(f"the database refused a read: {exc}") from exc
+            except sqlite3.OperationalError as exc:
+                if (unavailable := _unavailable(exc)) is not None:
+                    raise unavailable from exc
+                raise
 
     def _all(self, sql: str, args: Sequence[Any]) -> list[Any]:
         with self._lock:
             try:
                 return self._db.execute(sql, args).fetchall()
             except sqlite3.OperationalError as exc:
-                raise StorageUnavailable(f"the database refused a read: {exc}") from exc
+                if (unavailable := _unavailable(exc)) is not None:
+                    raise unavailable from exc
+                raise
 
     def close(self) -> None:
         with self._lock:
             self._commit_batch()
             self._db.close()
+
+
+# What SQLite says when the file, not the statement, is at fault.
+_UNAVAILABLE = ("locked", "busy", "disk i/o", "unable to open", "readonly", "full", "malformed")
+
+
+def _unavailable(exc: sqlite3.OperationalError) -> StorageUnavailable | None:
+    """StorageUnavailable for a read the database could not serve (locked, I/O, disk full),
+    None for a statement at fault (no such table, before a migration, is asked about)."""
+    if any(word in str(exc).lower() for word in _UNAVAILABLE):
+        return StorageUnavailable(f"the database refused a read: {exc}")
+    return None
 
 
 class Checkpointer:
