@@ -273,8 +273,9 @@ def test_step_7_2_7_unknown_credential(api, challenge):
 
 
 def test_step_7_2_11_wrong_client_data_type(api, challenge):
+    """400 60380, "Client data invalid": the reference's table names a wrong type there."""
     body = refused(
-        api, api.authenticator.get(challenge["options"], ORIGIN, type="webauthn.create"), 403, 60324
+        api, api.authenticator.get(challenge["options"], ORIGIN, type="webauthn.create"), 400, 60380
     )
     assert "clientData.type" in body["message"]
 

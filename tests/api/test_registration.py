@@ -316,8 +316,9 @@ def pending(api):
 
 
 def test_step_7_1_7_wrong_client_data_type(api, pending):
+    """400 60380, "Client data invalid": the reference's table names a wrong type there."""
     cred = api.authenticator.create(pending["options"], ORIGIN, type="webauthn.get")
-    body = refused(api, cred, 403, 60311)
+    body = refused(api, cred, 400, 60380)
     assert "clientData.type" in body["message"]
 
 
@@ -374,8 +375,9 @@ def test_step_7_1_17_backed_up_but_not_backup_eligible(api, pending):
 
 
 def test_step_7_1_19_algorithm_not_offered(api, pending):
+    """400 60385, "Public key invalid": the reference's table names an unsupported alg."""
     cred = api.authenticator.create(pending["options"], ORIGIN, alg=PS256)
-    body = refused(api, cred, 403, 60311)
+    body = refused(api, cred, 400, 60385)
     assert "algorithm" in body["message"]
 
 

@@ -54,6 +54,13 @@ MALFORMED: dict[Step, int] = {
     Step.ATTESTED_CREDENTIAL_DATA: 60387,
     Step.PUBLIC_KEY: 60385,
 }
+# Checks that refuse a field the reference's error table names: 400 with that field's code
+# ("Client data invalid": a wrong `type`; "Public key invalid": an algorithm not offered),
+# rather than the ceremony's 403.
+FAILED_FIELD: dict[Step, int] = {
+    Step.TYPE: 60380,
+    Step.ALGORITHM: 60385,
+}
 REGISTRATION_FAILED = (403, 60311)
 ASSERTION_FAILED = (403, 60324)
 INTERNAL = (500, 20500)
@@ -84,6 +91,8 @@ def classify(error: e.DomainError) -> tuple[int, int, str]:
         message = f"{error.message} (WebAuthn step: {ceremony.step.value})"
         if isinstance(ceremony, MalformedResponse):
             return 400, MALFORMED.get(ceremony.step, 60300), message
+        if ceremony.step in FAILED_FIELD:
+            return 400, FAILED_FIELD[ceremony.step], message
         status, code = (
             REGISTRATION_FAILED if isinstance(error, e.RegistrationRefused) else ASSERTION_FAILED
         )

@@ -37,6 +37,12 @@ VERIFY_ERRORS: tuple[tuple[int, str, str], ...] = (
     (60392, "", NO_PASSKEY_FOR_NAME),
     (60318, "", NO_PASSKEY_FOR_NAME),
     (60383, "", "This passkey is already set up. Sign in with it."),
+    (
+        60385,
+        "algorithm",
+        "Your authenticator made a kind of passkey this site does not accept."
+        " Try another authenticator.",
+    ),
     (60382, "", "This passkey belongs to another website."),
     (60367, "", "That account cannot use passkeys here."),
 )
