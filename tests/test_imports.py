@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -40,3 +41,21 @@ def test_every_name_passkeyd_webauthn_exports_resolves() -> None:
         assert getattr(passkeyd.webauthn, name) is not None
     with pytest.raises(AttributeError):
         passkeyd.webauthn.no_such_name  # noqa: B018
+
+
+DOMAIN_MODULES = sorted(
+    "passkeyd.domain." + path.stem
+    for path in Path(passkeyd.webauthn.__file__).parent.parent.joinpath("domain").glob("*.py")
+    if path.stem != "__init__"
+)
+
+
+@pytest.mark.parametrize("module", DOMAIN_MODULES)
+def test_the_domain_imports_no_storage_edge_or_framework(module: str) -> None:
+    """The layers of STYLE.md: webauthn <- domain <- storage and the HTTP edge."""
+    loaded = run(
+        f"import sys, {module};"
+        "print(sorted(m for m in sys.modules if m.startswith(('passkeyd.storage',"
+        " 'passkeyd.api', 'passkeyd.web.', 'starlette', 'uvicorn', 'sqlite3', 'psycopg'))))"
+    )
+    assert loaded == "[]", loaded

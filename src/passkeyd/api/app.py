@@ -143,9 +143,10 @@ async def http_error(request: Request, exc: Exception) -> Response:
 async def purge_forever(
     domain: Domain, *, retention: int, interval: float, audit_retention: int
 ) -> None:
-    """Delete challenges (and unfinished registrations) expired longer than `retention`
-    seconds, every `interval` seconds, off the event loop so requests never wait on it;
-    and rate-limit windows that no rule looks back to."""
+    """Every `interval` seconds, off the event loop so requests never wait on it: delete
+    challenges, unfinished registrations and sent webhook deliveries over `retention`
+    seconds old, audit records over `audit_retention`, and rate-limit windows that no rule
+    looks back to."""
     while True:
         await anyio.sleep(interval)
         try:
@@ -161,7 +162,11 @@ async def purge_forever(
                 )
             )
             if removed:
-                log.info("purged %d expired challenges and registrations", removed)
+                log.info(
+                    "purged %d expired rows (challenges, unfinished registrations, sent"
+                    " webhook deliveries, old audit records and rate-limit windows)",
+                    removed,
+                )
         except Exception:
             log.exception("purging expired challenges failed; will retry")
 

@@ -13,12 +13,12 @@ import secrets
 from dataclasses import dataclass
 
 from passkeyd.sealing import SecretBox
-from passkeyd.storage import Store
 
 from .clock import Clock
 from .errors import NotFound, Unauthenticated
 from .ids import is_sid, new_sid
 from .models import Account, ApiKey
+from .store import Store
 
 _DUMMY_HASH = hashlib.sha256(b"passkeyd: no such user").digest()
 

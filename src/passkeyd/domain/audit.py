@@ -12,9 +12,8 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
-from passkeyd.storage import Store
-
 from .models import AuditEvent, Page, PageRequest
+from .store import Store
 
 MAX_BUFFER = 10_000  # beyond this, the request that adds one flushes (in a thread)
 

@@ -6,7 +6,6 @@ import secrets
 from dataclasses import dataclass, replace
 from typing import Any
 
-from passkeyd.storage import ApproveOutcome, FailureOutcome, InsertOutcome, Store
 from passkeyd.webauthn import (
     TIMEOUT_MS,
     CeremonyError,
@@ -49,6 +48,7 @@ from .models import (
 )
 from .policy import resolve_policy
 from .steps import Steps, finish
+from .store import ApproveOutcome, FailureOutcome, InsertOutcome, Store
 
 CHALLENGE_BYTES = 32
 MAX_FAILED_ATTEMPTS = 5

@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 
 from passkeyd.metadata import OfflineMetadata
 from passkeyd.sealing import SecretBox
-from passkeyd.storage import Store
 
 from .accounts import Accounts
 from .audit import AuditLog
@@ -23,6 +22,7 @@ from .limits import (
 from .metadata import Metadata
 from .registration import Registrations
 from .services import Services
+from .store import Store
 from .webhooks import Webhooks
 
 

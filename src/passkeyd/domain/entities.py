@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from passkeyd.storage import Store
-
 from . import events
 from .clock import Clock
 from .errors import EntityExists, InvalidParam, NotFound
@@ -14,6 +12,7 @@ from .identity import check_identity
 from .ids import new_sid
 from .models import Challenge, ChallengeStatus, Delivery, Entity, Factor, Page, PageRequest
 from .policy import check_friendly_name
+from .store import Store
 
 
 def _not_found(path: str) -> NotFound:

@@ -10,10 +10,9 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from passkeyd.storage import Store
-
 from .clock import Clock, iso
 from .models import Challenge, Delivery, Factor
+from .store import Store
 
 FACTOR_CREATED = "factor.created"
 FACTOR_VERIFIED = "factor.verified"

@@ -1,4 +1,6 @@
-"""Twilio-style SIDs: two uppercase letters and 32 lowercase hex digits."""
+"""Twilio-style SIDs: two uppercase letters and 32 hex digits. passkeyd makes them in lower
+case, as Twilio does; the pattern takes either case, as Twilio's OpenAPI spec does, and a
+SID is looked up exactly as written."""
 
 from __future__ import annotations
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from passkeyd.digits import ascii_int
-from passkeyd.storage import Store
 
 from .clock import Clock
 from .errors import TooManyRequests
 from .models import RateHit
+from .store import Store
 
 # The defaults of the size limits (PASSKEYD_MAX_PASSKEYS_PER_ENTITY and
 # PASSKEYD_MAX_PENDING_CHALLENGES_PER_ENTITY).

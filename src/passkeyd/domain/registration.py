@@ -7,7 +7,6 @@ import secrets
 from dataclasses import dataclass, replace
 from typing import Any
 
-from passkeyd.storage import CredentialConflict, InsertOutcome, StorageUnavailable, Store
 from passkeyd.webauthn import (
     TIMEOUT_MS,
     CeremonyError,
@@ -41,6 +40,7 @@ from .metadata import Metadata
 from .models import Credential, Entity, Factor, FactorStatus, PasskeySettings
 from .policy import MAX_NAME_LENGTH, check_authenticator_lists, resolve_policy
 from .steps import Steps, finish
+from .store import CredentialConflict, InsertOutcome, StorageUnavailable, Store
 
 CHALLENGE_BYTES = 32
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from passkeyd.storage import Store
 from passkeyd.webauthn import SUPPORTED_ALGORITHMS
 
 from .clock import Clock
@@ -27,6 +26,7 @@ from .policy import (
     invalid_origin,
     valid_rp_id,
 )
+from .store import Store
 
 # The other Verify service settings, with Twilio's defaults. Stored, echoed, not acted on.
 DEFAULT_SETTINGS: dict[str, Any] = {

@@ -11,14 +11,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
-from passkeyd.storage import Store
-
 from .clock import Clock
 from .errors import InvalidParameter, NotFound
 from .events import EVENT_TYPES
 from .ids import new_sid
 from .models import Page, PageRequest, Webhook
 from .policy import check_friendly_name
+from .store import Store
 
 MAX_URL_LENGTH = 2048
 STATUSES = ("enabled", "disabled")

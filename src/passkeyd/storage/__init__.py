@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import (
+from passkeyd.domain.store import (
     ApproveOutcome,
     CredentialConflict,
     FailureOutcome,
@@ -11,6 +11,7 @@ from .base import (
     StorageUnavailable,
     Store,
 )
+
 from .sqlite import SQLiteStore
 
 

@@ -28,14 +28,14 @@ import psycopg_pool
 from psycopg_pool import ConnectionPool
 
 from passkeyd.domain.models import Challenge, Credential, Delivery, Factor, RateHit
-
-from .base import (
+from passkeyd.domain.store import (
     ApproveOutcome,
     CredentialConflict,
     InsertOutcome,
     NotCached,
     StorageUnavailable,
 )
+
 from .rows import CHALLENGE_COLUMNS, challenge_to_row
 from .sql import (
     DELIVERY_INSERT,
@@ -315,7 +315,6 @@ class PostgresStore(SqlStore):
         deliveries: Sequence[Delivery] = (),
         backup_eligible_changed: bool = False,
         flag_counter_regression: bool = False,
-        rate_hits: Sequence[RateHit] = (),
     ) -> ApproveOutcome:
         """As SqlStore's, in one statement instead of a transaction of four round trips or
         more. `pending` locks the challenge while it is pending and unexpired (a concurrent
@@ -323,12 +322,6 @@ class PostgresStore(SqlStore):
         grows (`counted`), or, with the flag policy, the factor is flagged (`flagged`, the
         exact opposite condition); the challenge is approved and the webhook deliveries
         written only if one of them did. So a refusal changes nothing."""
-        if rate_hits:  # (approvals count none; keep the general path for anything else)
-            return super().approve_challenge(
-                challenge, factor, new_sign_count=new_sign_count, backed_up=backed_up,
-                now=now, deliveries=deliveries, backup_eligible_changed=backup_eligible_changed,
-                flag_counter_regression=flag_counter_regression, rate_hits=rate_hits,
-            )  # fmt: skip
         grows = "(sign_count < %s OR (sign_count = 0 AND %s = 0))"
         parts = [
             # Approvable by this factor: a challenge for its owner, or a usernameless one.

@@ -36,8 +36,7 @@ from passkeyd.domain.models import (
     Service,
     Webhook,
 )
-
-from .base import (
+from passkeyd.domain.store import (
     ApproveOutcome,
     CredentialConflict,
     FailureOutcome,
@@ -45,6 +44,7 @@ from .base import (
     NotCached,
     StorageUnavailable,
 )
+
 from .rows import (
     CHALLENGE_COLUMNS,
     FACTOR_COLUMNS,
@@ -802,15 +802,6 @@ class SqlStore(abc.ABC):
         )
         return factor_from_row(row) if row else None
 
-    def find_factor_by_credential(
-        self, account_sid: str, service_sid: str, credential_id: bytes
-    ) -> Factor | None:
-        row = self._one(
-            self._FACTOR + " WHERE service_sid = ? AND credential_id = ? AND account_sid = ?",
-            (service_sid, credential_id, account_sid),
-        )
-        return factor_from_row(row) if row else None
-
     def list_factors(
         self, account_sid: str, service_sid: str, entity_sid: str, page: PageRequest
     ) -> Page:
@@ -933,13 +924,6 @@ class SqlStore(abc.ABC):
         )
         return challenge_from_row(row) if row else None
 
-    def find_challenge(self, account_sid: str, service_sid: str, value: bytes) -> Challenge | None:
-        row = self._one(
-            self._CHALLENGE + " WHERE challenge = ? AND service_sid = ? AND account_sid = ?",
-            (value, service_sid, account_sid),
-        )
-        return challenge_from_row(row) if row else None
-
     _CHALLENGE_AND_FACTOR = (
         "SELECT "
         + ", ".join("c." + col.strip() for col in CHALLENGE_COLUMNS.split(","))
@@ -1007,7 +991,6 @@ class SqlStore(abc.ABC):
         deliveries: Sequence[Delivery] = (),
         backup_eligible_changed: bool = False,
         flag_counter_regression: bool = False,
-        rate_hits: Sequence[RateHit] = (),
     ) -> ApproveOutcome:
         """Consume the challenge and record the assertion on the factor, in one transaction.
 
@@ -1076,8 +1059,6 @@ class SqlStore(abc.ABC):
                         ApproveOutcome.COUNTER_RACE if present else ApproveOutcome.FACTOR_GONE
                     )
                 _enqueue(tx, deliveries, now)
-                for hit in rate_hits:
-                    self._count_hit(tx, hit)
         except _Rollback as rollback:
             return rollback.outcome
         return ApproveOutcome.APPROVED

@@ -38,7 +38,8 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
 
-from .base import StorageUnavailable
+from passkeyd.domain.store import StorageUnavailable
+
 from .sql import SqlStore
 from .windows import RateWindows
 

@@ -19,7 +19,8 @@ from .errors import MalformedResponse, Step
 
 ES256, EDDSA, ES384, ES512, PS256, RS256 = -7, -8, -35, -36, -37, -257
 
-# Every algorithm a service may offer and accept, strongest-first within a family.
+# Every algorithm a service may offer and accept, and its name, in the order of their COSE
+# identifiers (-7, -8, -35, ...).
 ALGORITHM_NAMES: dict[int, str] = {
     ES256: "ES256",
     EDDSA: "EdDSA",

@@ -1,4 +1,5 @@
-"""The storage interface. Only storage backends speak SQL; the domain speaks this.
+"""The storage interface: what the domain needs of a database, which `passkeyd.storage`
+implements. Only storage backends speak SQL; the domain speaks this.
 
 Every method that changes state is one transaction. The ceremony-finishing methods
 (`complete_registration`, `approve_challenge`) are conditional updates, so that a
@@ -14,7 +15,7 @@ from concurrent.futures import Future
 from contextlib import AbstractContextManager
 from typing import Protocol, TypeVar
 
-from passkeyd.domain.models import (
+from .models import (
     Account,
     ApiKey,
     AuditEvent,
@@ -141,9 +142,6 @@ class Store(Protocol):
     def find_factor_by_registration(
         self, account_sid: str, service_sid: str, challenge: bytes
     ) -> Factor | None: ...
-    def find_factor_by_credential(
-        self, account_sid: str, service_sid: str, credential_id: bytes
-    ) -> Factor | None: ...
     def list_factors(
         self, account_sid: str, service_sid: str, entity_sid: str, page: PageRequest
     ) -> Page: ...
@@ -179,9 +177,6 @@ class Store(Protocol):
         max_pending: int | None = None,
     ) -> InsertOutcome: ...
     def get_challenge(self, account_sid: str, service_sid: str, sid: str) -> Challenge | None: ...
-    def find_challenge(
-        self, account_sid: str, service_sid: str, value: bytes
-    ) -> Challenge | None: ...
     def find_challenge_and_factor(
         self, account_sid: str, service_sid: str, value: bytes, credential_id: bytes
     ) -> tuple[Challenge | None, Factor | None]: ...
@@ -207,7 +202,6 @@ class Store(Protocol):
         deliveries: Sequence[Delivery] = (),
         backup_eligible_changed: bool = False,
         flag_counter_regression: bool = False,
-        rate_hits: Sequence[RateHit] = (),
     ) -> ApproveOutcome: ...
     def record_failed_attempt(
         self,
