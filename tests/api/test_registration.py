@@ -336,7 +336,7 @@ def test_step_7_1_9_origin_not_listed(api, pending):
 
 def test_step_7_1_10_cross_origin_refused(api, pending):
     cred = api.authenticator.create(pending["options"], ORIGIN, cross_origin=True)
-    refused(api, cred, 403, 60311)
+    assert "§7.1.10" in refused(api, cred, 403, 60311)["message"]
 
 
 def test_step_7_1_10_top_origin_without_cross_origin(api, pending):
@@ -371,7 +371,7 @@ def test_user_not_verified_is_fine_when_only_preferred(api, pending):
 
 def test_step_7_1_17_backed_up_but_not_backup_eligible(api, pending):
     cred = api.authenticator.create(pending["options"], ORIGIN, flags=UP | UV | BS | AT)
-    refused(api, cred, 403, 60311)
+    assert "§7.1.17" in refused(api, cred, 403, 60311)["message"]
 
 
 def test_step_7_1_19_algorithm_not_offered(api, pending):
@@ -407,7 +407,7 @@ def test_step_7_1_21_none_attestation_with_a_statement(api, pending, statement):
     att = cbor2.loads(unb64url(cred["response"]["attestationObject"]))
     att["attStmt"] = statement
     cred["response"]["attestationObject"] = b64url(cbor2.dumps(att))
-    refused(api, cred, 403, 60311)
+    assert "§7.1.21" in refused(api, cred, 403, 60311)["message"]
 
 
 def test_step_7_1_25_credential_already_registered(api):
