@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -376,6 +377,35 @@ def test_a_service_update_waits_for_one_in_progress_and_keeps_it():
         stored = store.get_service(svc.account_sid, svc.sid)
         assert stored is not None
         assert (stored.friendly_name, stored.date_updated) == ("renamed", NOW + 5)
+
+
+def test_a_service_update_in_progress_does_not_hold_up_sign_ins():
+    """PostgreSQL: the update locks the service's row against other updates only, not
+    against the KEY SHARE every challenge and factor insert takes on it."""
+    with postgres_with_a_passkey() as (url, store, svc, f):
+        ent = store.get_entity(svc.account_sid, svc.sid, f.identity)
+        assert ent is not None
+        started, release = threading.Event(), threading.Event()
+
+        def slow_change(s: Service) -> Service:
+            started.set()
+            release.wait(10)
+            return dataclasses.replace(s, friendly_name="renamed")
+
+        update = threading.Thread(
+            target=lambda: store.update_service(svc.account_sid, svc.sid, slow_change)
+        )
+        update.start()
+        try:
+            assert started.wait(10)
+            began = time.monotonic()
+            assert store.insert_challenge(challenge(ent, svc)) is InsertOutcome.INSERTED
+            assert time.monotonic() - began < 2
+        finally:
+            release.set()
+            update.join(10)
+        got = store.get_service(svc.account_sid, svc.sid)
+        assert got is not None and got.friendly_name == "renamed"
 
 
 @pytest.mark.parametrize("deleting", ["entity", "service"])

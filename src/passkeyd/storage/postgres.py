@@ -112,6 +112,7 @@ class PostgresStore(SqlStore):
     integrity_errors = (psycopg.errors.IntegrityError,)
     _FOR_UPDATE = " FOR UPDATE"
     _FOR_KEY_SHARE = " FOR KEY SHARE"
+    _FOR_NO_KEY_UPDATE = " FOR NO KEY UPDATE"
 
     def __init__(self, url: str, *, pool_size: int = 10, connect_timeout: float = 10.0) -> None:
         self.concurrency = pool_size

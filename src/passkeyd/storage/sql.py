@@ -243,6 +243,9 @@ class SqlStore(abc.ABC):
     # What an insert under a service takes on the service's row, so that a concurrent
     # delete of the service waits for it, or it sees the service gone ("" on SQLite).
     _FOR_KEY_SHARE = ""
+    # What an update of a service or webhook takes on the row it reads: against another
+    # update, but not against inserts under the service (their KEY SHARE).
+    _FOR_NO_KEY_UPDATE = ""
     runs_in_threads: bool = False
     integrity_errors: tuple[type[Exception], ...] = ()
     # Rate-limit windows in this process instead of the rate_limits table (storage/windows.py);
@@ -562,7 +565,7 @@ class SqlStore(abc.ABC):
         committed change elsewhere would have lost)."""
         with self._write() as db:
             row = db.execute(
-                self._SERVICE + " WHERE sid = ? AND account_sid = ?" + self._FOR_UPDATE,
+                self._SERVICE + " WHERE sid = ? AND account_sid = ?" + self._FOR_NO_KEY_UPDATE,
                 (sid, account_sid),
             ).fetchone()
             if row is None:
@@ -1269,7 +1272,7 @@ class SqlStore(abc.ABC):
             row = db.execute(
                 self._WEBHOOK
                 + " WHERE sid = ? AND service_sid = ? AND account_sid = ?"
-                + self._FOR_UPDATE,
+                + self._FOR_NO_KEY_UPDATE,
                 (sid, service_sid, account_sid),
             ).fetchone()
             if row is None:
