@@ -789,8 +789,10 @@ def test_a_write_or_read_the_database_refuses_is_storage_unavailable(tmp_path, m
     """Without a server loop (the CLI): a write locked out past the busy timeout, or a read
     the database cannot serve, raised sqlite3's own OperationalError (a traceback, not exit
     6; a 500, not a 503). A statement at fault is not the database's unavailability."""
+    from passkeyd.domain.models import PageRequest
     from passkeyd.storage import StorageUnavailable
     from passkeyd.storage import sqlite as sqlite_store
+    from tests.storage.test_contract import service
 
     monkeypatch.setattr(sqlite_store, "BUSY_TIMEOUT_SECONDS", 0.05)
     path = tmp_path / "locked.db"
@@ -806,6 +808,23 @@ def test_a_write_or_read_the_database_refuses_is_storage_unavailable(tmp_path, m
             store._one("SELECT * FROM no_such_table", ())  # the statement's fault: as is
     finally:
         other.close()
+        store.close()
+    damaged = tmp_path / "damaged.db"
+    store = sqlite_store.SQLiteStore(str(damaged))
+    store.migrate()
+    for _ in range(300):  # a services table of several pages
+        store.insert_service(service())
+    root = store._one("SELECT rootpage FROM sqlite_master WHERE name = 'services'", ())[0]
+    page = store._one("PRAGMA page_size", ())[0]
+    store.close()
+    with damaged.open("r+b") as file:  # the table's root page overwritten
+        file.seek((root - 1) * page)
+        file.write(b"\xff" * page)
+    store = sqlite_store.SQLiteStore(str(damaged))
+    try:
+        with pytest.raises(StorageUnavailable, match="malformed"):
+            store.list_services("AC" + "1" * 32, PageRequest(page_size=50))
+    finally:
         store.close()
     for said in ("database is locked", "disk I/O error", "database or disk is full"):
         found = sqlite_store._unavailable(sqlite3.OperationalError(said))

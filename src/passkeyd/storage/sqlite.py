@@ -457,7 +457,7 @@ class SQLiteStore(SqlStore):
         with self._lock:
             try:
                 return self._db.execute(sql, args).fetchone()
-            except sqlite3.OperationalError as exc:
+            except sqlite3.DatabaseError as exc:  # OperationalError, or a damaged file's
                 if (unavailable := _unavailable(exc)) is not None:
                     raise unavailable from exc
                 raise
@@ -466,7 +466,7 @@ class SQLiteStore(SqlStore):
         with self._lock:
             try:
                 return self._db.execute(sql, args).fetchall()
-            except sqlite3.OperationalError as exc:
+            except sqlite3.DatabaseError as exc:  # OperationalError, or a damaged file's
                 if (unavailable := _unavailable(exc)) is not None:
                     raise unavailable from exc
                 raise
@@ -478,10 +478,19 @@ class SQLiteStore(SqlStore):
 
 
 # What SQLite says when the file, not the statement, is at fault.
-_UNAVAILABLE = ("locked", "busy", "disk i/o", "unable to open", "readonly", "full", "malformed")
+_UNAVAILABLE = (
+    "locked",
+    "busy",
+    "disk i/o",
+    "unable to open",
+    "readonly",
+    "full",
+    "malformed",
+    "not a database",
+)
 
 
-def _unavailable(exc: sqlite3.OperationalError) -> StorageUnavailable | None:
+def _unavailable(exc: sqlite3.DatabaseError) -> StorageUnavailable | None:
     """StorageUnavailable for a read the database could not serve (locked, I/O, disk full),
     None for a statement at fault (no such table, before a migration, is asked about)."""
     if any(word in str(exc).lower() for word in _UNAVAILABLE):
