@@ -1772,8 +1772,57 @@ def test_a_challenge_for_an_entity_deleted_meanwhile_is_not_written(store):
     assert store.insert_challenge(challenge(ent, svc)) is InsertOutcome.ENTITY_GONE
     assert store.get_challenge(svc.account_sid, svc.sid, late.sid) is None
     assert store.rate_limit_count(hit.key, NOW) == 0
+    gone = verified(store, svc, cred_id=b"\x05" * 16, identity="user-0002")
+    kept = store.get_entity(svc.account_sid, svc.sid, "user-0002")
+    assert store.delete_factor(svc.account_sid, svc.sid, gone.sid)
+    for_it = challenge(kept, svc, factor_sid=gone.sid)  # its user stays; the passkey went
+    assert store.insert_challenge(for_it) is InsertOutcome.ENTITY_GONE
     usernameless = challenge(None, svc)  # no entity: nothing to check
     assert store.insert_challenge(usernameless, rate=hit) is InsertOutcome.INSERTED
+
+
+def test_a_webhook_update_and_its_service_s_deletion_do_not_deadlock():
+    """PostgreSQL: the update locked the webhook, then the configuration version; the
+    service's deletion locks the version, then the webhooks: one of them failed on a
+    deadlock (a 503). The update now takes the service's row first, as the deletion does."""
+    with postgres_with_a_passkey() as (url, store, svc, _):
+        hook = Webhook(
+            new_sid("YW"), svc.account_sid, svc.sid, "hook", ("*",), "https://example.com/h",
+            "POST", "enabled", "v2", NOW, NOW,
+        )  # fmt: skip
+        assert store.insert_webhook(hook)
+        in_change, go_on = threading.Event(), threading.Event()
+        results: dict[str, object] = {}
+
+        def slow_change(w: Webhook) -> Webhook:
+            in_change.set()
+            go_on.wait(10)
+            return dataclasses.replace(w, status="disabled")
+
+        def run(name: str, call: Callable[[], object]) -> threading.Thread:
+            def target() -> None:
+                try:
+                    results[name] = call()
+                except Exception as exc:  # a deadlock's StorageUnavailable
+                    results[name] = exc
+
+            thread = threading.Thread(target=target)
+            thread.start()
+            return thread
+
+        update = run(
+            "update",
+            lambda: store.update_webhook(svc.account_sid, svc.sid, hook.sid, slow_change),
+        )
+        assert in_change.wait(10)
+        deletion = run("delete", lambda: store.delete_service(svc.account_sid, svc.sid))
+        with psycopg.connect(url, autocommit=True) as watching:
+            assert _waits_for_a_row_lock(watching, "DELETE FROM services")
+        go_on.set()
+        update.join(10)
+        deletion.join(10)
+        assert isinstance(results["update"], Webhook), results
+        assert results["delete"] is True, results
 
 
 def test_a_challenge_waits_for_a_deletion_of_its_entity_in_progress():

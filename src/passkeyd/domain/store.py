@@ -54,7 +54,8 @@ class InsertOutcome(enum.Enum):
     TOO_MANY_PENDING = "too_many_pending"
     ENTITY_EXISTS = "entity_exists"  # the entity to create with it was created meanwhile
     ENTITY_FULL = "entity_full"  # the entity has its most factors already
-    ENTITY_GONE = "entity_gone"  # the existing entity it was for was deleted meanwhile
+    # the existing entity it was for (or the factor a challenge names) was deleted meanwhile
+    ENTITY_GONE = "entity_gone"
     SERVICE_GONE = "service_gone"  # its service was deleted meanwhile
 
 

@@ -217,6 +217,10 @@ class PostgresStore(SqlStore):
             parts.append("ent AS (SELECT 1 FROM entities WHERE sid = %s FOR KEY SHARE)")
             args.append(challenge.entity_sid)
             entity_alive = "EXISTS (SELECT 1 FROM ent)"
+            if challenge.factor_sid:  # and the one passkey it is for
+                parts.append("fac AS (SELECT 1 FROM factors WHERE sid = %s FOR KEY SHARE)")
+                args.append(challenge.factor_sid)
+                entity_alive += " AND EXISTS (SELECT 1 FROM fac)"
             alive += f" AND {entity_alive}"
         room: str = "TRUE"
         room_args: list[Any] = []

@@ -661,6 +661,13 @@ class SqlStore(abc.ABC):
         ).fetchone()
         return row is not None
 
+    def _factor_alive(self, db: Tx, factor_sid: str) -> bool:
+        """As `_entity_alive`, for the one passkey a challenge is for."""
+        row = db.execute(
+            "SELECT 1 FROM factors WHERE sid = ?" + self._FOR_KEY_SHARE, (factor_sid,)
+        ).fetchone()
+        return row is not None
+
     def _insert_entity(self, db: Tx, entity: Entity) -> bool:
         """Insert, only while its service exists (whose row it locks, see `_service_alive`):
         False when the identity is taken or the service is gone (`_service_alive` tells)."""
@@ -894,13 +901,16 @@ class SqlStore(abc.ABC):
     ) -> InsertOutcome:
         """Insert a challenge, counting its rate-limit hit and checking the entity's pending
         challenges in the same transaction (one write instead of three). Nothing is written
-        when its service (SERVICE_GONE) or its entity (ENTITY_GONE) was deleted meanwhile."""
+        when its service (SERVICE_GONE), or its entity or the factor it names (ENTITY_GONE),
+        was deleted meanwhile."""
         columns = CHALLENGE_COLUMNS.split(", ", 1)[1]
         try:
             with self._write() as db:
                 if not self._service_alive(db, challenge.service_sid):
                     raise _Refused(InsertOutcome.SERVICE_GONE)
                 if challenge.entity_sid and not self._entity_alive(db, challenge.entity_sid):
+                    raise _Refused(InsertOutcome.ENTITY_GONE)
+                if challenge.factor_sid and not self._factor_alive(db, challenge.factor_sid):
                     raise _Refused(InsertOutcome.ENTITY_GONE)
                 if rate is not None and self._count_hit(db, rate) > rate.limit:
                     raise _Refused(InsertOutcome.RATE_LIMITED)
@@ -1267,13 +1277,18 @@ class SqlStore(abc.ABC):
     def update_webhook(
         self, account_sid: str, service_sid: str, sid: str, change: Callable[[Webhook], Webhook]
     ) -> Webhook | None:
-        """As `update_service`: `change` made to the row read, locked, in the write."""
+        """As `update_service`: `change` made to the row read, locked, in the write. The
+        service's row is taken first, as every write under a service takes it: a deletion
+        of the service, which takes it before the webhooks, cannot deadlock with this."""
         with self._write() as db:
             row = db.execute(
                 self._WEBHOOK
                 + " WHERE sid = ? AND service_sid = ? AND account_sid = ?"
+                + " AND EXISTS (SELECT 1 FROM services WHERE sid = ?"
+                + self._FOR_KEY_SHARE
+                + ")"
                 + self._FOR_NO_KEY_UPDATE,
-                (sid, service_sid, account_sid),
+                (sid, service_sid, account_sid, service_sid),
             ).fetchone()
             if row is None:
                 return None
@@ -1342,6 +1357,8 @@ class SqlStore(abc.ABC):
     @_changes_config
     def delete_webhook(self, account_sid: str, service_sid: str, sid: str) -> bool:
         with self._write() as db:
+            if not self._service_alive(db, service_sid):  # its row first (`update_webhook`)
+                return False
             cur = db.execute(
                 "DELETE FROM webhooks WHERE sid = ? AND service_sid = ? AND account_sid = ?",
                 (sid, service_sid, account_sid),
