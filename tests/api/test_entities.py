@@ -225,6 +225,13 @@ def test_a_page_size_not_in_ascii_digits_is_refused(api: Api, size: str) -> None
     assert_twilio_error(r, 400, 60373)
 
 
+def test_a_page_size_over_the_most_is_the_most_however_long(api: Api) -> None:
+    api.create_service()
+    r = api.client.get(f"{api.svc}/Entities", params={"PageSize": "9" * 30}, auth=api.auth)
+    assert r.status_code == 200, r.text
+    assert r.json()["meta"]["page_size"] == 1000
+
+
 def test_fetch_entity(api: Api) -> None:
     api.create_service()
     created = api.post_form(f"{api.svc}/Entities", {"Identity": "user-0001"}).json()

@@ -189,7 +189,7 @@ def page_request(query: Form, *, descending: bool = False) -> tuple[PageRequest,
     size_text = query.get("PageSize")
     page_size = DEFAULT_PAGE_SIZE
     if size_text is not None:
-        size = ascii_int(size_text)
+        size = ascii_int(size_text, max_digits=100)  # any size over the most is the most
         if size is None:
             raise InvalidPageSize("Invalid page size: PageSize must be an integer")
         page_size = size
