@@ -47,6 +47,8 @@ def limited(request, db_path, clock) -> Iterator[Api]:
 def assert_429(response, code=20429):
     assert (response.status_code, response.json()["code"]) == (429, code), response.text
     assert 1 <= int(response.headers["Retry-After"]) <= 60
+    # and in the body, where the SDKs can read it (TwilioRestException.details)
+    assert response.json()["details"] == {"retry_after": int(response.headers["Retry-After"])}
 
 
 def test_defaults_stop_a_flood_from_one_identity_within_100_a_minute():
@@ -155,6 +157,10 @@ def test_failed_approvals_are_limited_per_identity_yet_a_valid_assertion_always_
     spent = api.get(f"{api.svc}/Entities/user-0001/Challenges/{first['sid']}").json()
     assert spent["status"] == "denied"  # its fifth failure spent it
     assert spent["date_responded"] is not None and spent["date_responded"] >= spent["date_created"]
+    # A valid assertion for it is refused now, saying why.
+    late = api.approve(api.authenticator.get(first["options"], ORIGIN))
+    assert (late.status_code, late.json()["code"]) == (403, 60322), late.text
+    assert "denied after 5 failed attempts" in late.json()["message"]
     # ... but one that verifies is approved: failing in a user's name cannot lock them out.
     second = api.challenge(identity="user-0001")
     assert_429(api.approve(api.authenticator.get(second["options"], "https://evil.test")))

@@ -244,9 +244,15 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
             status, code, message = errors.classify(exc)
             if isinstance(exc, RegistrationRefused | AssertionRefused):
                 step = exc.error.step.name.lower()
-            response = error_response(status, code, message, request_id)
             if isinstance(exc, TooManyRequests):
+                # Also in the body's `details`: the SDKs keep no headers of an error, but
+                # expose `details` (TwilioRestException.details).
+                wait = {"retry_after": exc.retry_after}
+                payload = {**errors.body(status, code, message), "details": wait}
+                response = json_response(status, payload, request_id)
                 response.headers["Retry-After"] = str(exc.retry_after)
+            else:
+                response = error_response(status, code, message, request_id)
         except StorageUnavailable:
             log.exception("storage unavailable", extra={"request_id": request_id, "route": route})
             status, code = errors.UNAVAILABLE

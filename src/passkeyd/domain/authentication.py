@@ -462,6 +462,11 @@ class Authentications:
         status = challenge.effective_status(now)
         if status is ChallengeStatus.EXPIRED:
             raise ChallengeExpired("Challenge expired")
+        if status is ChallengeStatus.DENIED:  # spent by failed attempts: say so
+            raise ChallengeAlreadyResponded(
+                "Challenge already responded: it was denied after"
+                f" {challenge.failed_attempts} failed attempts; create a new challenge"
+            )
         if status is not ChallengeStatus.PENDING:
             raise ChallengeAlreadyResponded("Challenge already responded")
 
