@@ -105,3 +105,11 @@ def test_an_ipv6_origin_is_taken_as_browsers_write_it():
     assert normalise_origin("http://[0:0:0:0:0:0:0:1]:3000") == "http://[::1]:3000"
     assert normalise_origin("http://[::FFFF:127.0.0.1]:3000") == "http://[::ffff:7f00:1]:3000"
     assert normalise_origin("https://[2001:DB8::1]:443") == "https://[2001:db8::1]"
+
+
+def test_a_refused_origin_is_named_printable_and_cut() -> None:
+    from passkeyd.webauthn.checks import _shown
+
+    assert _shown("https://evil.test") == "'https://evil.test'"
+    assert _shown("https://a\n\x00b") == "'https://a??b'"
+    assert _shown("x" * 150) == "'" + "x" * 100 + "'..."

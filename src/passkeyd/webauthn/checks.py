@@ -12,6 +12,14 @@ from .origins import OriginPolicy
 from .parsing import ClientData
 
 
+def _shown(value: object, limit: int = 100) -> str:
+    """A value the client sent, quoted for a refusal's message: what a browser put there is
+    no secret, and seeing it is how a misconfigured origin is found. Printable ASCII only,
+    cut at `limit`."""
+    text = "".join(c if " " <= c <= "~" else "?" for c in str(value)[:limit])
+    return f"'{text}'" + ("..." if len(str(value)) > limit else "")
+
+
 def check_client_data(
     client_data: ClientData,
     *,
@@ -25,7 +33,10 @@ def check_client_data(
     if not hmac.compare_digest(client_data.challenge, expected_challenge):
         raise VerificationFailed(Step.CHALLENGE, "clientData.challenge does not match")
     if not expected_origins.accepts(client_data.origin):
-        raise VerificationFailed(Step.ORIGIN, "clientData.origin is not an origin of this service")
+        raise VerificationFailed(
+            Step.ORIGIN,
+            f"clientData.origin {_shown(client_data.origin)} is not an origin of this service",
+        )
     top = client_data.top_origin
     if client_data.cross_origin:
         # §7.1.10: an iframe ceremony is accepted only inside a page the RP named.
@@ -35,7 +46,8 @@ def check_client_data(
             )
         if not expected_origins.accepts_top(top):
             raise VerificationFailed(
-                Step.CROSS_ORIGIN, "topOrigin is not a top origin this service allows"
+                Step.CROSS_ORIGIN,
+                f"topOrigin {_shown(top)} is not a top origin this service allows",
             )
     elif top is not None:  # §7.2.14: a topOrigin is only ever sent with crossOrigin true
         raise VerificationFailed(Step.CROSS_ORIGIN, "topOrigin is present but crossOrigin is not")
