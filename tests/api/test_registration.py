@@ -254,6 +254,7 @@ def test_registration_verifies_each_algorithm_and_format(api, alg, attestation):
     assert factor["metadata"] == {
         "aaguid": str(uuid.UUID(bytes=AAGUID)),
         "authenticator_name": "Apple Passwords",  # the community AAGUID list's name
+        "credential_id": factor["metadata"]["credential_id"],  # checked below
         "backup_eligible": True,
         "backed_up": True,
         "clone_warning": False,
@@ -261,6 +262,7 @@ def test_registration_verifies_each_algorithm_and_format(api, alg, attestation):
     }
     assert "options" not in factor and "binding" not in factor
     (cred_id,) = authenticator.credentials
+    assert factor["metadata"]["credential_id"] == b64url(cred_id)  # as the browser's `id`
     db = sqlite3.connect(api.db_path)
     row = db.execute(
         "SELECT credential_id, algorithm, sign_count, transports, fmt, backup_eligible, backed_up,"
@@ -331,7 +333,7 @@ def test_step_7_1_9_origin_not_listed(api, pending):
     body = refused(
         api, api.authenticator.create(pending["options"], "https://evil.test"), 403, 60311
     )
-    assert "origin" in body["message"]
+    assert "clientData.origin 'https://evil.test' is not" in body["message"]
 
 
 def test_step_7_1_10_cross_origin_refused(api, pending):

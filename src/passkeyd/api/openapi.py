@@ -67,6 +67,7 @@ FACTOR_METADATA = obj(
     {
         "aaguid": STR,
         "authenticator_name": STR,
+        "credential_id": STR,
         "backup_eligible": BOOL,
         "backed_up": BOOL,
         "clone_warning": BOOL,

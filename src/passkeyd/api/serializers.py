@@ -17,6 +17,7 @@ from passkeyd.domain.models import (
     Webhook,
 )
 from passkeyd.webauthn import DEFAULT_ALGORITHMS
+from passkeyd.webauthn.encoding import b64url_encode
 
 
 def service_url(base: str, sid: str) -> str:
@@ -118,7 +119,10 @@ def factor_json(f: Factor, base: str) -> dict[str, Any]:
         metadata = {"aaguid": c.aaguid}
         if c.authenticator_name is not None:
             metadata["authenticator_name"] = c.authenticator_name
-        # passkeyd extensions: the backup flags and what assertions flagged.
+        # passkeyd extensions: the credential id (base64url, as a browser's `id`: what an
+        # app needs to tell the browser which passkeys it still accepts, WebAuthn's
+        # signalAllAcceptedCredentials), the backup flags and what assertions flagged.
+        metadata["credential_id"] = b64url_encode(c.credential_id)
         metadata["backup_eligible"] = c.backup_eligible
         metadata["backed_up"] = c.backed_up
         metadata["clone_warning"] = c.clone_warning
