@@ -38,6 +38,8 @@ from .storage import Store
 log = logging.getLogger("passkeyd.webhooks")
 
 USER_AGENT = "passkeyd-webhooks/1"
+CANNOT_SIGN = "cannot sign"  # a delivery's error that is this service's, not the receiver's
+UNSIGNED_RETRY_SECONDS = 60
 
 
 def twilio_signature(token: str, url: str, params: Mapping[str, str]) -> str:
@@ -123,11 +125,14 @@ class Dispatcher:
         # last one would sign with the old token, which the receiver no longer takes.
         account = self.store.read_account(d.account_sid)
         if account is None or account.token_sealed is None or self.box is None:
-            return "cannot sign: the account's token is not sealed (set PASSKEYD_SECRET_KEY)"
+            return (
+                f"{CANNOT_SIGN}: the account's token is not sealed (set PASSKEYD_SECRET_KEY,"
+                " then rotate the token of an account made without it)"
+            )
         try:
             token = self.box.open(account.token_sealed, context=account.sid)
         except SealingError:
-            return "cannot sign: the account's token was sealed with another key"
+            return f"{CANNOT_SIGN}: the account's token was sealed with another key"
         reason, addresses = resolve_target(d.url, allow_private=self.allow_private)
         if reason == UNRESOLVED:  # DNS may know it later (a new name, a resolver down)
             return f"look-up failed: the URL {reason}"
@@ -159,6 +164,12 @@ class Dispatcher:
         retry_at = None
         if error is None:
             WEBHOOK_DELIVERIES.labels("delivered").inc()
+        elif error.startswith(CANNOT_SIGN):
+            # This service's configuration, not the receiver, is at fault: the event waits,
+            # tried again every UNSIGNED_RETRY_SECONDS and never given up for it, until
+            # the token can be signed with.
+            retry_at = now + UNSIGNED_RETRY_SECONDS
+            WEBHOOK_DELIVERIES.labels("retry").inc()
         elif claimed.attempts < self.max_attempts and not error.startswith("target refused"):
             # The clock counts whole seconds: `now` may be up to 1 s behind the failure, so
             # the retry is a second later, never sooner than its delay after the failure.

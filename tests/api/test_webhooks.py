@@ -617,3 +617,41 @@ def test_a_delivery_whose_host_does_not_resolve_is_retried(db_path, clock):
         attempts, status, error = delivery()  # type: ignore[misc]
         assert (attempts, status) == (1, "pending"), error
         assert error.startswith("look-up failed")
+
+
+def test_deliveries_that_cannot_be_signed_wait_and_are_never_given_up(db_path, clock):
+    """No PASSKEYD_SECRET_KEY (PostgreSQL): the account's token cannot sign. Such a delivery
+    used to count as a failed attempt and be given up after the last one (43 minutes at
+    the defaults), though the README and the warnings said it waits for the key."""
+    from passkeyd.storage import SQLiteStore
+
+    store = SQLiteStore(str(db_path))
+    store.migrate()
+    domain = Domain(store, clock, box=None, allow_private_webhooks=True)
+    settings = Settings(
+        webhook_interval_seconds=0.02, webhook_retry_base_seconds=5, webhook_max_attempts=2
+    )
+    account, token = domain.accounts.create_account("hooks")
+
+    def delivery() -> tuple[int, str, str, int] | None:
+        db = sqlite3.connect(db_path)
+        try:
+            return db.execute(
+                "SELECT attempts, status, last_error, next_attempt_at FROM webhook_deliveries"
+                " WHERE locked_until = 0 AND attempts > 0"
+            ).fetchone()
+        finally:
+            db.close()
+
+    with receiver() as rx, TestClient(create_app(domain, settings)) as client:
+        api = Api(client, db_path, account.sid, (account.sid, token))
+        api.create_service()
+        create_webhook(api, rx.url, "factor.created")
+        api.create_factor("user-0001")
+        for attempt in (1, 2, 3, 4):  # past the 2 attempts a receiver's failures get
+            wait_for(lambda a=attempt: (delivery() or (0,))[0] == a)
+            attempts, status, error, due = delivery()  # type: ignore[misc]
+            assert status == "pending" and error.startswith("cannot sign"), error
+            assert due >= clock() + 60
+            clock.advance(61)
+        assert rx.requests == []  # nothing unsigned was sent
