@@ -96,6 +96,8 @@ def test_check_config_reports_settings_without_secrets(db):
         ({"PASSKEYD_ACCOUNT_SID": "AC" + "1" * 32}, "PASSKEYD_AUTH_TOKEN"),
         ({"PASSKEYD_LOG_FORMAT": "xml"}, "PASSKEYD_LOG_FORMAT"),
         ({"PASSKEYD_SQLITE_CACHE_MB": "0"}, "PASSKEYD_SQLITE_CACHE_MB"),
+        ({"PASSKEYD_SQLITE_CACHE_MB": "1_0"}, "PASSKEYD_SQLITE_CACHE_MB"),  # int() read 10
+        ({"PASSKEYD_WORKERS": "\u0663"}, "PASSKEYD_WORKERS"),  # int() read 3
         ({"PASSKEYD_HOST": "not a host!"}, "PASSKEYD_HOST"),
         ({"PASSKEYD_HOST": "127.0.0.0/8"}, "PASSKEYD_HOST"),
         ({"PASSKEYD_FORWARDED_ALLOW_IPS": "10.0.0.1,not an ip"}, "PASSKEYD_FORWARDED_ALLOW_IPS"),

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .digits import ascii_int
 from .domain.limits import (
     DEFAULT_RULES,
     MAX_FACTORS_PER_ENTITY,
@@ -91,10 +92,9 @@ class Settings:
             text = env.get(name)
             if text is None or text == "":
                 return default
-            try:
-                value = int(text)
-            except ValueError as exc:
-                raise SettingsError(f"{name} must be an integer, got {text!r}") from exc
+            value = ascii_int(text.strip(), max_digits=12)
+            if value is None:  # int() would take "1_0", "+5" and other scripts' digits
+                raise SettingsError(f"{name} must be a whole number, got {text!r}")
             if not low <= value <= high:
                 raise SettingsError(f"{name} must be from {low} to {high}, got {value}")
             return value
