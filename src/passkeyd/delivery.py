@@ -39,7 +39,7 @@ log = logging.getLogger("passkeyd.webhooks")
 
 USER_AGENT = "passkeyd-webhooks/1"
 CANNOT_SIGN = "cannot sign"  # a delivery's error that is this service's, not the receiver's
-UNSIGNED_RETRY_SECONDS = 60
+NO_KEY_WARNING_SECONDS = 600  # how often a process without a key says its events wait
 
 
 def twilio_signature(token: str, url: str, params: Mapping[str, str]) -> str:
@@ -126,8 +126,8 @@ class Dispatcher:
         account = self.store.read_account(d.account_sid)
         if account is None or account.token_sealed is None or self.box is None:
             return (
-                f"{CANNOT_SIGN}: the account's token is not sealed (set PASSKEYD_SECRET_KEY,"
-                " then rotate the token of an account made without it)"
+                f"{CANNOT_SIGN}: the account's token is not sealed (it was made or rotated"
+                " without PASSKEYD_SECRET_KEY: rotate it with the key set)"
             )
         try:
             token = self.box.open(account.token_sealed, context=account.sid)
@@ -164,12 +164,6 @@ class Dispatcher:
         retry_at = None
         if error is None:
             WEBHOOK_DELIVERIES.labels("delivered").inc()
-        elif error.startswith(CANNOT_SIGN):
-            # This service's configuration, not the receiver, is at fault: the event waits,
-            # tried again every UNSIGNED_RETRY_SECONDS and never given up for it, until
-            # the token can be signed with.
-            retry_at = now + UNSIGNED_RETRY_SECONDS
-            WEBHOOK_DELIVERIES.labels("retry").inc()
         elif claimed.attempts < self.max_attempts and not error.startswith("target refused"):
             # The clock counts whole seconds: `now` may be up to 1 s behind the failure, so
             # the retry is a second later, never sooner than its delay after the failure.
@@ -193,6 +187,23 @@ class Dispatcher:
             lease_until=claimed.lease_until,
         )
 
+    async def _wait_for_a_key(self, interval: float) -> None:
+        """Without PASSKEYD_SECRET_KEY no token can sign: claim nothing, so every event
+        waits, whole and with none of its attempts spent, for a process started with the
+        key; and say so while any wait (the webhook backlog metric counts them)."""
+        while True:
+            try:
+                waiting = await anyio.to_thread.run_sync(self.store.delivery_backlog)
+            except Exception:
+                waiting = 0  # the database's own errors are logged where they matter
+            if waiting:
+                log.warning(
+                    "%d webhook deliveries wait: PASSKEYD_SECRET_KEY is not set, so they"
+                    " cannot be signed; start passkeyd with it",
+                    waiting,
+                )
+            await anyio.sleep(max(interval, NO_KEY_WARNING_SECONDS))
+
     async def run_forever(self, interval: float) -> None:
         """Keep up to `in_flight` deliveries going at once, each on its own, at most one
         per webhook and `per_account` per account (the store's claims see to it): a target
@@ -213,6 +224,9 @@ class Dispatcher:
                 busy -= 1
                 freed.set()
 
+        if self.box is None:
+            await self._wait_for_a_key(interval)
+            return
         async with anyio.create_task_group() as tasks:
             while True:
                 # A fresh event before looking: a sender that finishes while the claim runs

@@ -298,7 +298,8 @@ def test_step_7_2_14_cross_origin_iframe(api, challenge):
     assertion = api.authenticator.get(
         challenge["options"], ORIGIN, cross_origin=True, top_origin="https://evil.test"
     )
-    assert "§7.2.14" in refused(api, assertion, 403, 60324)["message"]
+    message = refused(api, assertion, 403, 60324)["message"]
+    assert "§7.2.14" in message and "topOrigin 'https://evil.test' is not" in message
 
 
 @pytest.mark.parametrize("cross_origin", [False, None])
