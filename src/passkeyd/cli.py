@@ -199,7 +199,7 @@ def _warnings(settings: Settings) -> list[str]:
     if settings.secret_key is None and not is_embedded(settings.database_url):
         warnings.append(
             "PASSKEYD_SECRET_KEY is not set: webhooks cannot be signed (X-Twilio-Signature),"
-            " so their deliveries wait, retried, until it is set; set it on every replica"
+            " so none is sent: they wait for a process started with it; set it on every replica"
         )
     return warnings
 
