@@ -97,12 +97,12 @@ def test_a_challenge_for_a_user_deleted_meanwhile_is_not_found(api, db_path, by)
     assert rows(db_path, "SELECT sid FROM challenges") == []
 
 
-def test_a_challenge_for_a_passkey_deleted_meanwhile_is_not_found(api, domain, monkeypatch):
-    """By FactorSid, for a passkey deleted after the request read it while its user keeps
-    another: 404, not a pending challenge for a passkey that no longer exists."""
+def one_of_two_passkeys_deleted_once_read(api, domain, monkeypatch) -> dict:
+    """A service whose user-0001 has two passkeys; the first (returned) is deleted, as by
+    another request, right after the next request reads it (the user stays)."""
     api.create_service()
     factor = api.register("user-0001")
-    api.register("user-0001", authenticator=Authenticator())  # the user stays
+    api.register("user-0001", authenticator=Authenticator())
     store, read = domain.store, domain.store.get_factor
 
     def read_then_deleted_by_another(*args):
@@ -111,6 +111,13 @@ def test_a_challenge_for_a_passkey_deleted_meanwhile_is_not_found(api, domain, m
         return found
 
     monkeypatch.setattr(store, "get_factor", read_then_deleted_by_another)
+    return factor
+
+
+def test_a_challenge_for_a_passkey_deleted_meanwhile_is_not_found(api, domain, monkeypatch):
+    """By FactorSid, for a passkey deleted after the request read it while its user keeps
+    another: 404, not a pending challenge for a passkey that no longer exists."""
+    factor = one_of_two_passkeys_deleted_once_read(api, domain, monkeypatch)
     r = api.post_json(f"{api.svc}/Passkeys/Challenges", {"factor_sid": factor["sid"]})
     assert (r.status_code, r.json()["code"]) == (404, 60390), r.text
     assert rows(api.db_path, "SELECT sid FROM challenges") == []
@@ -120,17 +127,7 @@ def test_deleting_a_passkey_deleted_meanwhile_is_not_found(api, domain, monkeypa
     """Two deletions of one passkey at once (PostgreSQL, where a request's read and write
     are not under one lock): the one whose write finds nothing answered 204 as well. Here
     the other deletes right after this one's read."""
-    api.create_service()
-    factor = api.register("user-0001")
-    api.register("user-0001", authenticator=Authenticator())  # the entity stays
-    store, read = domain.store, domain.store.get_factor
-
-    def read_then_deleted_by_another(*args):
-        found = read(*args)
-        store.delete_factor(api.account_sid, api.service_sid, factor["sid"])
-        return found
-
-    monkeypatch.setattr(store, "get_factor", read_then_deleted_by_another)
+    factor = one_of_two_passkeys_deleted_once_read(api, domain, monkeypatch)
     r = api.delete(f"{api.svc}/Entities/user-0001/Factors/{factor['sid']}")
     assert (r.status_code, r.json()["code"]) == (404, 20404), r.text
 

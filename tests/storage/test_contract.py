@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sqlite3
 import threading
 import time
@@ -306,28 +307,34 @@ def test_a_challenge_waits_for_a_deletion_of_its_service_in_progress():
         assert outcome == [InsertOutcome.SERVICE_GONE]
 
 
+def _in_a_thread(
+    results: dict[str, object], name: str, call: Callable[[], object]
+) -> threading.Thread:
+    """`call` started in a thread of its own; its result, or what it raised (a deadlock's
+    StorageUnavailable), goes to results[name]."""
+
+    def target() -> None:
+        try:
+            results[name] = call()
+        except Exception as exc:
+            results[name] = exc
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    return thread
+
+
 def test_deleting_a_service_and_one_of_its_entities_at_once_do_not_deadlock():
     """PostgreSQL: the service's deletion takes the entity's challenges, then its factors,
     then the entity; the entity's deletion took the entity, then its challenges. Paused
     between the two (by a reader of the factor), they deadlocked: one request a 503."""
-    import threading
 
     with postgres_with_a_passkey() as (url, store, svc, f):
         ent = store.get_entity(svc.account_sid, svc.sid, f.identity)
         assert ent is not None
         store.insert_challenge(challenge(ent, svc))
         results: dict[str, object] = {}
-
-        def run(name: str, call: Callable[[], object]) -> threading.Thread:
-            def target() -> None:
-                try:
-                    results[name] = call()
-                except Exception as exc:  # a deadlock's StorageUnavailable
-                    results[name] = exc
-
-            thread = threading.Thread(target=target)
-            thread.start()
-            return thread
+        run = functools.partial(_in_a_thread, results)
 
         with (
             psycopg.connect(url) as holder,
@@ -1793,22 +1800,12 @@ def test_a_webhook_update_and_its_service_s_deletion_do_not_deadlock():
         assert store.insert_webhook(hook)
         in_change, go_on = threading.Event(), threading.Event()
         results: dict[str, object] = {}
+        run = functools.partial(_in_a_thread, results)
 
         def slow_change(w: Webhook) -> Webhook:
             in_change.set()
             go_on.wait(10)
             return dataclasses.replace(w, status="disabled")
-
-        def run(name: str, call: Callable[[], object]) -> threading.Thread:
-            def target() -> None:
-                try:
-                    results[name] = call()
-                except Exception as exc:  # a deadlock's StorageUnavailable
-                    results[name] = exc
-
-            thread = threading.Thread(target=target)
-            thread.start()
-            return thread
 
         update = run(
             "update",
