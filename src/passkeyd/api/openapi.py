@@ -98,7 +98,17 @@ CHALLENGE_PROPS: dict[str, Any] = {
 }  # fmt: skip
 
 SCHEMAS: dict[str, Any] = {
-    "Error": obj({"code": INT, "message": STR, "more_info": STR, "status": INT}),
+    "Error": obj(
+        {
+            "code": INT,
+            "message": STR,
+            "more_info": STR,
+            "status": INT,
+            # on a 429: the seconds of its Retry-After, where the SDKs can read them
+            "details": obj({"retry_after": INT}),
+        },
+        optional=("details",),
+    ),
     "Passkeys": PASSKEYS,
     "Service": obj(
         {
