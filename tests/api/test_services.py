@@ -723,3 +723,18 @@ def test_a_request_whose_service_is_deleted_before_it_writes_is_404(
         with pytest.raises(NotFound):
             next(steps)
     assert api.snapshot()["entities"] == [] and api.snapshot()["challenges"] == []
+
+
+@pytest.mark.parametrize("body", [b"FriendlyName=%FF%FE", b"FriendlyName=\xff\xfe"])
+def test_a_form_value_that_is_not_utf8_is_refused_escaped_or_not(api, body) -> None:
+    """Raw bytes were refused, but percent-escaped ones were stored as U+FFFD."""
+    before = api.snapshot()
+    r = api.client.post(
+        "/v2/Services",
+        content=body,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        auth=api.auth,
+    )
+    assert (r.status_code, r.json()["code"]) == (400, 60200), r.text
+    assert "not UTF-8" in r.json()["message"]
+    assert api.snapshot() == before

@@ -101,9 +101,10 @@ _BOM = b"\xef\xbb\xbf"
 def parse_form_bytes(raw: bytes) -> Form:
     try:
         text = raw.decode("utf-8")
+        # Percent-escapes too (`%FF`): parse_qsl would store U+FFFD in their place.
+        pairs = parse_qsl(text, keep_blank_values=True, errors="strict")
     except UnicodeDecodeError as exc:
         raise InvalidParameter("Invalid parameter: the body is not UTF-8") from exc
-    pairs = parse_qsl(text, keep_blank_values=True)
     if "\x00" in text or ("%00" in text and any("\x00" in k + v for k, v in pairs)):
         raise InvalidParameter(NUL_REFUSED)
     return Form(pairs)
