@@ -1410,6 +1410,59 @@ def test_a_claim_waits_for_a_claim_in_progress_on_postgresql() -> None:
             store.close()
 
 
+def test_claims_and_the_purge_pass_rows_a_deletion_holds_on_postgresql() -> None:
+    """A service's deletion locks its deliveries and challenges in an order of its own; a
+    claim or a purge batch waiting for one of them while holding others deadlocked with it
+    (1 round in 40; one of the two a 503 or a failed pass). They now leave locked rows for
+    their next pass and wait for none."""
+    with temporary_schema() as url:
+        store = open_store(url, pool_size=2)
+        try:
+            store.migrate()
+            svc = service()
+            store.insert_service(svc)
+            ent = stored(store, entity(svc))
+            store.insert_factor(
+                factor(ent),
+                [Delivery(f"EV{n}", "factor.created", f"WH{n}", svc.account_sid, "http://x/", {})
+                 for n in (1, 2)],
+            )  # fmt: skip
+            old = [challenge(ent, svc, expiration_date=NOW - 10) for _ in range(2)]
+            for c in old:
+                store.insert_challenge(c)
+            with psycopg.connect(url) as deleting:  # holds one of each, mid-deletion
+                deleting.execute(
+                    "SELECT 1 FROM webhook_deliveries WHERE event_sid = 'EV1' FOR UPDATE"
+                )
+                deleting.execute(
+                    "SELECT 1 FROM challenges WHERE sid = %s FOR UPDATE", (old[0].sid,)
+                )
+                done: dict[str, object] = {}
+                jobs = _in_a_thread(
+                    done,
+                    "jobs",
+                    lambda: (
+                        store.claim_deliveries(now=NOW, lease_seconds=60, limit=5),
+                        store.purge_expired(NOW),
+                    ),
+                )
+                jobs.join(5)
+                if jobs.is_alive():  # waiting for the held rows: let them go, then fail
+                    deleting.rollback()
+                    jobs.join(10)
+                    pytest.fail("a claim or the purge waited for rows a deletion held")
+                claimed, removed = done["jobs"]  # type: ignore[misc]
+                assert [c.delivery.event_sid for c in claimed] == ["EV2"]
+                assert removed >= 1
+                assert store.get_challenge(svc.account_sid, svc.sid, old[1].sid) is None
+                assert store.get_challenge(svc.account_sid, svc.sid, old[0].sid) is not None
+                deleting.rollback()
+            store.purge_expired(NOW)  # the next pass takes what was passed
+            assert store.get_challenge(svc.account_sid, svc.sid, old[0].sid) is None
+        finally:
+            store.close()
+
+
 def test_a_serving_process_hears_configuration_changes_without_reading_versions(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

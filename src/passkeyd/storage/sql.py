@@ -246,6 +246,10 @@ class SqlStore(abc.ABC):
     # What an update of a service or webhook takes on the row it reads: against another
     # update, but not against inserts under the service (their KEY SHARE).
     _FOR_NO_KEY_UPDATE = ""
+    # What the background jobs (the purge, the dispatcher's claims) take on rows they pick:
+    # rows another transaction holds (a service's deletion, in its own order) are left for
+    # the next pass instead of waited for, so these jobs are never part of a deadlock.
+    _SKIP_LOCKED = ""
     runs_in_threads: bool = False
     integrity_errors: tuple[type[Exception], ...] = ()
     # Rate-limit windows in this process instead of the rate_limits table (storage/windows.py);
@@ -1101,7 +1105,7 @@ class SqlStore(abc.ABC):
                 with self._write() as tx:
                     count = tx.execute(
                         f"DELETE FROM {table} WHERE seq IN"
-                        f" (SELECT seq FROM {table} WHERE {condition} LIMIT ?)",
+                        f" (SELECT seq FROM {table} WHERE {condition} LIMIT ?{self._SKIP_LOCKED})",
                         (before, batch),
                     ).rowcount
                 removed += count
@@ -1417,6 +1421,13 @@ class SqlStore(abc.ABC):
             args = (now, now, now, now, per_account, limit)
         with self._write() as db:
             self._lock_claims(db)
+            if self._SKIP_LOCKED:  # (a window function's SELECT cannot lock: one around it)
+                chosen = (
+                    "SELECT seq FROM webhook_deliveries WHERE seq IN ("
+                    + chosen
+                    + ")"
+                    + self._SKIP_LOCKED
+                )
             rows = db.execute(
                 "UPDATE webhook_deliveries SET locked_until = ?, attempts = attempts + 1,"
                 " date_updated = ? WHERE seq IN (" + chosen + ") AND status = 'pending'"
