@@ -199,7 +199,8 @@ def _warnings(settings: Settings) -> list[str]:
     if settings.secret_key is None and not is_embedded(settings.database_url):
         warnings.append(
             "PASSKEYD_SECRET_KEY is not set: webhooks cannot be signed (X-Twilio-Signature),"
-            " so none is sent: they wait for a process started with it; set it on every replica"
+            " so none is sent: they wait for a process started with it; set it on every replica,"
+            " and rotate (with it set) the token of each account made without it"
         )
     return warnings
 

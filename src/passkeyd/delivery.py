@@ -199,7 +199,9 @@ class Dispatcher:
             if waiting:
                 log.warning(
                     "%d webhook deliveries wait: PASSKEYD_SECRET_KEY is not set, so they"
-                    " cannot be signed; start passkeyd with it",
+                    " cannot be signed; start passkeyd with it, after rotating (with the key"
+                    " set) the token of every account made or rotated without it, whose"
+                    " deliveries would otherwise fail",
                     waiting,
                 )
             await anyio.sleep(max(interval, NO_KEY_WARNING_SECONDS))
