@@ -9,6 +9,8 @@ import logging
 import os
 import shutil
 import signal
+import socket
+import stat
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -122,11 +124,76 @@ def _stop_with_the_supervisor() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
+def _listener_inherited() -> socket.socket | None:
+    """The TCP socket uvicorn's supervisor bound and handed to this worker (bound, not yet
+    listening, not connected), found among this process's descriptors; None unless exactly
+    one fits."""
+    found = []
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        try:
+            if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+                continue
+        except OSError:  # the descriptor listdir itself used, closed since
+            continue
+        sock = socket.socket(fileno=fd)
+        try:
+            if (
+                sock.family in (socket.AF_INET, socket.AF_INET6)
+                and sock.type == socket.SOCK_STREAM
+                and not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+                and sock.getsockname()[1] != 0
+            ):
+                try:
+                    sock.getpeername()
+                except OSError:  # not connected: a listener-to-be
+                    found.append(fd)
+        finally:
+            sock.detach()  # only looked at: the descriptor stays open as it was
+    return socket.socket(fileno=found[0]) if len(found) == 1 else None
+
+
+def _listen_on_a_socket_of_its_own() -> None:
+    """In a worker of `serve --workers N` (Linux): accept on a listening socket of this
+    worker's own, bound to the same address with SO_REUSEPORT, so that the kernel deals new
+    connections out among the workers evenly. On the one socket uvicorn's workers share,
+    whichever worker wakes first accepts every connection waiting: keep-alive clients (a
+    proxy's connection pool, a load generator) opened at once all ended on one worker
+    (16 of 16 in most rounds), which served them on one core while the others idled. The
+    socket takes the descriptor number of the shared one, which uvicorn is about to serve;
+    the supervisor's stays bound, not listening, and so is never given a connection."""
+    if not sys.platform.startswith("linux") or not hasattr(socket, "SO_REUSEPORT"):
+        return
+    shared = _listener_inherited()
+    if shared is None:
+        logging.getLogger("passkeyd").warning(
+            "no socket of its own for this worker: it accepts on the one its supervisor shares"
+        )
+        return
+    own = socket.socket(shared.family, socket.SOCK_STREAM)
+    try:
+        own.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        own.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        own.bind(shared.getsockname())
+        os.dup2(own.fileno(), shared.fileno(), inheritable=False)
+    except OSError as exc:
+        logging.getLogger("passkeyd").warning(
+            "no socket of its own for this worker (%s): it accepts on the one its supervisor"
+            " shares",
+            exc,
+        )
+    finally:
+        own.close()
+        shared.detach()  # uvicorn's own socket object holds the descriptor
+
+
 def app_factory() -> Any:
     """Called by uvicorn in each worker process: settings come from the environment."""
     from .api import create_app
 
     _stop_with_the_supervisor()
+    if os.environ.get(SUPERVISOR_PID):
+        _listen_on_a_socket_of_its_own()
     settings = Settings.load()
     _configure_logging(settings)
     return create_app(_domain(settings, migrate=False), settings)

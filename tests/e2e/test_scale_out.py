@@ -336,3 +336,68 @@ def test_workers_stop_when_their_supervisor_is_killed(tmp_path):
         again.stop()
     finally:
         node.stop()
+
+
+def _socket_inodes(pid: int) -> set[str]:
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = fd.readlink().name
+        except OSError:  # closed meanwhile
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:[") : -1])
+    return inodes
+
+
+def _tcp_inodes(port: int, state: str) -> set[str]:
+    """Inodes of the IPv4 TCP sockets on local `port` in `state` (0A listening, 01
+    established), from /proc/net/tcp."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == state:
+            inodes.add(fields[9])
+    return inodes
+
+
+def test_workers_share_connections_opened_at_once(tmp_path):
+    """`serve --workers 2` with keep-alive connections opened all at once (a proxy's pool, a
+    load generator): on the one socket uvicorn's workers shared, the worker that woke first
+    accepted every connection waiting (16 of 16 in most rounds), and served them on one core
+    while the other idled. Each worker now listens on a socket of its own (SO_REUSEPORT) and
+    the kernel deals the connections out: every round, both workers get some."""
+    sid, token = _account()
+    node = Passkeyd(f"sqlite:///{tmp_path}/split.db", sid, token, tmp_path / "split.log", workers=2)
+    node.start()
+    try:
+        assert node.process is not None
+        deadline = time.monotonic() + TIMEOUT
+        workers: list[int] = []
+        while time.monotonic() < deadline:  # until both workers listen
+            workers = [p for p in _children(node.process.pid) if b"spawn_main" in _cmdline(p)]
+            listening = _tcp_inodes(node.port, "0A")
+            if len(workers) == 2 and all(_socket_inodes(p) & listening for p in workers):
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail(f"the two workers did not both listen: {node.output()[-2000:]}")
+        request = f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{node.port}\r\n\r\n".encode()
+        for _ in range(5):
+            conns = [socket.create_connection(("127.0.0.1", node.port), TIMEOUT) for _ in range(24)]
+            try:
+                for conn in conns:
+                    conn.sendall(request)
+                for conn in conns:  # answered: accepted by a worker, and kept alive
+                    assert conn.recv(4096).startswith(b"HTTP/1.1 200"), node.output()[-2000:]
+                established = _tcp_inodes(node.port, "01")
+                split = [len(_socket_inodes(p) & established) for p in workers]
+                assert sum(split) == 24, split
+                # Dealt by a hash of each connection's addresses: one worker getting none
+                # of 24 has a chance of 2 in 2**24.
+                assert min(split) > 0, split
+            finally:
+                for conn in conns:
+                    conn.close()
+    finally:
+        node.stop()
