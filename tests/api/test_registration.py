@@ -13,6 +13,8 @@ from tests.authenticator import (
     BS,
     EDDSA,
     ES256,
+    ES384,
+    ES512,
     PS256,
     RS256,
     UP,
@@ -381,6 +383,36 @@ def test_step_7_1_19_algorithm_not_offered(api, pending):
     cred = api.authenticator.create(pending["options"], ORIGIN, alg=PS256)
     body = refused(api, cred, 400, 60385)
     assert "algorithm" in body["message"]
+
+
+@pytest.mark.parametrize(
+    ("claimed", "actual", "message"),
+    [
+        (ES256, ES384, "an ES256 key must be on the P-256 curve"),
+        (ES256, ES512, "an ES256 key must be on the P-256 curve"),
+        (ES512, ES256, "an ES512 key must be on the P-521 curve"),
+        (EDDSA, ES256, "an EdDSA key must be a COSE OKP key"),
+        (RS256, ES256, "an RS256 key must be a COSE RSA key"),
+    ],
+)
+def test_step_7_1_19_key_not_of_its_algorithm(api, claimed, actual, message):
+    """A key whose `alg` is one the service offers but whose type or curve is another
+    algorithm's (§5.8.5: an ES256 key MUST be on P-256) used to be stored under that `alg`,
+    passing a service's `Algorithms=ES256` with a P-384 or P-521 key."""
+    import cbor2
+
+    api.create_service(**{"Passkeys.Algorithms": "-7,-8,-36,-257"})
+    factor = api.create_factor()
+    cred = Authenticator(alg=actual).create(factor["options"], ORIGIN)
+    attestation = cbor2.loads(unb64url(cred["response"]["attestationObject"]))
+    auth_data = attestation["authData"]
+    key_at = 55 + int.from_bytes(auth_data[53:55], "big")  # after the credential id
+    key = cbor2.loads(auth_data[key_at:])
+    key[3] = claimed
+    attestation["authData"] = auth_data[:key_at] + cbor2.dumps(key)
+    cred["response"]["attestationObject"] = b64url(cbor2.dumps(attestation))
+    body = refused(api, cred, 400, 60385)
+    assert message in body["message"] and "§7.1.19" in body["message"]
 
 
 def test_step_7_1_21_packed_attestation_signature_invalid(api, pending):

@@ -14,6 +14,11 @@ import cbor2
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
+from webauthn.helpers.decode_credential_public_key import (
+    DecodedEC2PublicKey,
+    DecodedOKPPublicKey,
+    DecodedRSAPublicKey,
+)
 
 from .errors import MalformedResponse, Step
 
@@ -35,6 +40,39 @@ SUPPORTED_ALGORITHMS: tuple[int, ...] = tuple(ALGORITHM_NAMES)
 _KTY, _ALG, _CRV, _X, _Y = 1, 3, -1, -2, -3
 _EC2, _P384 = 2, 2
 _P384_COORDINATE_BYTES = 48
+
+
+# The key each algorithm signs with (WebAuthn §5.8.5, RFC 9053): its COSE key type, and for
+# elliptic curves its curve (crv 1 P-256, 3 P-521, 6 Ed25519). (ES384 keys: es384_public_key.)
+_KEY_OF_ALGORITHM: dict[int, tuple[type, int | None]] = {
+    ES256: (DecodedEC2PublicKey, 1),
+    ES512: (DecodedEC2PublicKey, 3),
+    EDDSA: (DecodedOKPPublicKey, 6),
+    PS256: (DecodedRSAPublicKey, None),
+    RS256: (DecodedRSAPublicKey, None),
+}
+_KEY_NAMES = {DecodedEC2PublicKey: "EC2", DecodedOKPPublicKey: "OKP", DecodedRSAPublicKey: "RSA"}
+_CURVE_NAMES = {1: "P-256", 3: "P-521", 6: "Ed25519"}
+
+
+def check_key_of_algorithm(algorithm: int, key: object) -> None:
+    """A decoded COSE key (py_webauthn's) must be of the type, and on the curve, its `alg`
+    names: an ES256 key on P-384 passed a service's `Algorithms=ES256` while it signs as no
+    ES256 key can (WebAuthn §5.8.5: "Keys with algorithm ES256 (-7) MUST specify P-256").
+    Algorithms passkeyd does not know are left to the check of the algorithms offered."""
+    expected = _KEY_OF_ALGORITHM.get(algorithm)
+    if expected is None:
+        return
+    kind, curve = expected
+    name = ALGORITHM_NAMES[algorithm]
+    if not isinstance(key, kind):
+        raise MalformedResponse(
+            Step.PUBLIC_KEY, f"an {name} key must be a COSE {_KEY_NAMES[kind]} key"
+        )
+    if curve is not None and int(getattr(key, "crv", 0)) != curve:
+        raise MalformedResponse(
+            Step.PUBLIC_KEY, f"an {name} key must be on the {_CURVE_NAMES[curve]} curve"
+        )
 
 
 def cose_algorithm(cose_key: bytes) -> int:

@@ -34,7 +34,13 @@ from webauthn.helpers.structs import (
 from webauthn import verify_registration_response
 
 from .checks import check_authenticator_flags, check_client_data
-from .cose import ES384, cose_algorithm, es384_public_key, verify_es384
+from .cose import (
+    ES384,
+    check_key_of_algorithm,
+    cose_algorithm,
+    es384_public_key,
+    verify_es384,
+)
 from .encoding import b64url_decode, b64url_encode
 from .errors import MalformedResponse, Step, VerificationFailed
 from .origins import OriginPolicy
@@ -108,9 +114,9 @@ def verify_registration(
         if algorithm == ES384:
             es384_public_key(attested.credential_public_key)
         else:
-            decoded_public_key_to_cryptography(
-                decode_credential_public_key(attested.credential_public_key)
-            )
+            key = decode_credential_public_key(attested.credential_public_key)
+            check_key_of_algorithm(algorithm, key)
+            decoded_public_key_to_cryptography(key)
     except MalformedResponse:
         raise
     except Exception as exc:
