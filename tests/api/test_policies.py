@@ -282,6 +282,57 @@ def test_android_app_origin_among_several(api):
     assert r.json()["status"] == "approved"
 
 
+def test_origins_added_to_the_service_or_taken_off_apply_to_existing_passkeys(api):
+    """The origins a passkey signs in from are the service's current ones: an Android app
+    or a subdomain added later works for the passkeys already registered (they used to be
+    refused, the message saying the origin was not one of the service's while it was), and
+    an origin taken off (a retired subdomain) stops working for them (it used to go on)."""
+    app = "android:apk-key-hash:gx7sq_pxhxhrIQdLyfG0pxKwiJ7hOk2DJQ4xvKd438Q"
+    old = "https://old.example.com"
+    api.create_service(**{"Passkeys.RelyingParty.Origins": f"{ORIGIN},{old}"})
+    api.register()
+    r = api.post_form(
+        f"/v2/Services/{api.service_sid}",
+        {"Passkeys.RelyingParty.Origins": f"{ORIGIN},https://login.example.com,{app}"},
+    )
+    assert r.status_code == 200, r.text
+    for origin in ("https://login.example.com", app, ORIGIN):
+        challenge = api.challenge(identity="user-0001")
+        r = api.approve(api.authenticator.get(challenge["options"], origin))
+        assert r.json()["status"] == "approved", (origin, r.text)
+    challenge = api.challenge(identity="user-0001")
+    assertion = api.authenticator.get(challenge["options"], old)
+    before = api.snapshot()
+    assert f"'{old}' is not" in refused(api.approve(assertion), 60324)
+    assert api.snapshot() == before
+
+
+def test_origins_a_factor_was_created_with_stay_its_own(api):
+    """A factor whose request named its own origins (`config.relying_party.origins`) signs
+    in from those, whatever the service's list becomes; so does a passkey of an RP id the
+    service no longer has, from the origins it was registered with."""
+    api.create_service()
+    config = {
+        "relying_party": {"id": "example.com", "name": "Example", "origins": [ORIGIN]},
+        "authenticator_attachment": "platform",
+        "discoverable_credentials": "preferred",
+        "user_verification": "preferred",
+    }
+    factor = api.create_factor(config=config)
+    assert api.verify_factor(api.authenticator.create(factor["options"], ORIGIN)).status_code == 200
+    r = api.post_form(
+        f"/v2/Services/{api.service_sid}",
+        {"Passkeys.RelyingParty.Origins": "https://login.example.com"},
+    )
+    assert r.status_code == 200, r.text
+    challenge = api.challenge(identity="user-0001")
+    r = api.approve(api.authenticator.get(challenge["options"], ORIGIN))
+    assert r.json()["status"] == "approved", r.text
+    challenge = api.challenge(identity="user-0001")
+    assertion = api.authenticator.get(challenge["options"], "https://login.example.com")
+    refused(api.approve(assertion), 60324)
+
+
 def test_well_known_webauthn_lists_the_web_origins(api, other_api):
     app = "android:apk-key-hash:gx7sq_pxhxhrIQdLyfG0pxKwiJ7hOk2DJQ4xvKd438Q"
     api.create_service(**{"Passkeys.RelyingParty.Origins": f"{ORIGIN},shop.example,{app}"})

@@ -46,7 +46,7 @@ from .models import (
     PasskeySettings,
     RateHit,
 )
-from .policy import resolve_policy
+from .policy import origins_in_force, resolve_policy
 from .steps import Steps, finish
 from .store import ApproveOutcome, FailureOutcome, InsertOutcome, Store
 
@@ -229,7 +229,7 @@ class Authentications:
         service = self.store.get_service(account_sid, service_sid)
         if service is None:
             raise NotFound(f"The requested resource /Services/{service_sid} was not found")
-        # Read now, so a change applies to existing passkeys at once.
+        # Read now, so a change applies to existing passkeys at once (with the origins).
         flag_counter = service.passkeys.counter_policy == "flag"
         try:
             response = parse_authentication(body)
@@ -271,15 +271,14 @@ class Authentications:
                 raise FactorRelyingPartyMismatch(
                     "Factor does not match the relying party of the challenge"
                 )
+            origins, top_origins = origins_in_force(factor.policy, service.passkeys)
             try:
                 verified = verify_authentication(
                     response,
                     expected_challenge=challenge.challenge,
                     expected_rp_id=challenge.rp_id,
                     expected_origins=OriginPolicy.build(
-                        rp_id=factor.policy.rp_id,
-                        origins=factor.policy.rp_origins,
-                        top_origins=factor.policy.top_origins,
+                        rp_id=factor.policy.rp_id, origins=origins, top_origins=top_origins
                     ),
                     expected_user_handle=factor.entity_sid.encode("ascii"),
                     credential_public_key=factor.credential.public_key,

@@ -74,6 +74,9 @@ class PasskeyPolicy:
     attestation: str = "none"
     top_origins: tuple[str, ...] = ()
     algorithms: tuple[int, ...] = DEFAULT_ALGORITHMS  # what the creation options offered
+    # The origins are the service's (the factor's request named none): sign-ins then check
+    # the service's current ones. False for factors stored before this field existed.
+    origins_from_service: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -138,4 +138,22 @@ def resolve_policy(requested: PasskeySettings, service: PasskeySettings) -> Pass
         or ("direct" if service.attestation_policy == "trusted" else "none"),
         top_origins=tuple(service.top_origins or ()),
         algorithms=tuple(service.algorithms or DEFAULT_ALGORITHMS),
+        origins_from_service=not requested.rp_origins,
     )
+
+
+def origins_in_force(
+    policy: PasskeyPolicy, service: PasskeySettings
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The origins and top origins a passkey signs in from: the service's current ones
+    while the service still has the passkey's RP id, so that an origin added to the service
+    (an Android app, a new subdomain) works for the passkeys already registered, and one
+    taken off (a retired subdomain) stops working for them; the origins a factor's request
+    named itself stay its own. A passkey of an RP id the service no longer has keeps what
+    it was registered with."""
+    if not service.rp_id or service.rp_id.lower() != policy.rp_id:
+        return policy.rp_origins, policy.top_origins
+    top_origins = tuple(service.top_origins or ())
+    if policy.origins_from_service and service.rp_origins:
+        return tuple(service.rp_origins), top_origins
+    return policy.rp_origins, top_origins
