@@ -74,6 +74,24 @@ def test_a_falsy_identity_or_factor_is_refused_not_made_usernameless(api, alice,
     assert api.snapshot() == before
 
 
+def test_a_challenge_request_with_a_field_it_has_not_is_refused(api, alice):
+    """What a field passkeyd does not know meant would be lost, and a request for a user
+    without its identity is a usernameless challenge, which anyone's passkey answers.
+    twilio-python 9.8.3 sends its request object's repr as a form field: that request used
+    to make a usernameless challenge."""
+    before = api.snapshot()
+    form = {"CreatePasskeysChallengeRequest": "<twilio...CreatePasskeysChallengeRequest object>"}
+    r = api.post_form(f"{api.svc}/Passkeys/Challenges", form)
+    assert (r.status_code, r.json()["code"]) == (400, 60200), r.text
+    assert "9.8.4" in r.json()["message"]
+    r = api.post_json(f"{api.svc}/Passkeys/Challenges", {"user": "user-0001"})
+    assert (r.status_code, r.json()["code"]) == (400, 60200), r.text
+    assert "'user' is not a field" in r.json()["message"]
+    assert api.snapshot() == before
+    # A null or empty one carries nothing: as an SDK's unset optional field.
+    assert api.challenge(identity="user-0001", extra=None)["identity"] == "user-0001"
+
+
 @pytest.mark.parametrize("body", [{"identity": None}, {"identity": ""}, {"factor_sid": ""}])
 def test_an_identity_not_given_asks_for_any_passkey(api, alice, body):
     challenge = api.challenge(**body)

@@ -7,7 +7,7 @@ from typing import Any
 
 from starlette.routing import Route
 
-from passkeyd.domain.errors import FactorConfigInvalid, RelyingPartyMissing
+from passkeyd.domain.errors import FactorConfigInvalid, InvalidParameter, RelyingPartyMissing
 from passkeyd.domain.models import PasskeySettings
 from passkeyd.domain.policy import (
     ATTACHMENTS,
@@ -101,6 +101,36 @@ async def create_factor(call: Call) -> tuple[int, Any]:
     return 201, new_factor_json(factor, options, call.base)
 
 
+# twilio-python 9.8.3 to 9.10.3 send a credential's keys in snake_case: their request
+# classes read and write `raw_id`, `client_data_json` and so on (9.10.4 writes WebAuthn's).
+_SNAKE_CASE_CREDENTIAL = {"raw_id": "rawId", "authenticator_attachment": "authenticatorAttachment"}
+_SNAKE_CASE_RESPONSE = {
+    "client_data_json": "clientDataJSON",
+    "attestation_object": "attestationObject",
+    "authenticator_data": "authenticatorData",
+    "user_handle": "userHandle",
+}
+
+
+def _webauthn_keys(data: dict[str, Any]) -> dict[str, Any]:
+    """The credential with WebAuthn's own (camelCase) keys, each taken from its snake_case
+    spelling when only that was sent."""
+    response = data.get("response")
+    if isinstance(response, dict) and any(k in response for k in _SNAKE_CASE_RESPONSE):
+        data = {**data, "response": _aliased(response, _SNAKE_CASE_RESPONSE)}
+    elif not any(k in data for k in _SNAKE_CASE_CREDENTIAL):
+        return data  # as browsers and the SDKs since send it
+    return _aliased(data, _SNAKE_CASE_CREDENTIAL)
+
+
+def _aliased(data: dict[str, Any], aliases: dict[str, str]) -> dict[str, Any]:
+    out = dict(data)
+    for snake, camel in aliases.items():
+        if out.get(camel) is None and out.get(snake) is not None:
+            out[camel] = out[snake]
+    return out
+
+
 @endpoint
 async def verify_factor(call: Call) -> tuple[int, Any]:
     data = await read_json(call.request, code=60434, form_fallback=False)
@@ -108,7 +138,7 @@ async def verify_factor(call: Call) -> tuple[int, Any]:
         call.domain.registrations.verify_factor_steps,
         call.account_sid,
         call.path("service_sid"),
-        data,
+        _webauthn_keys(data),
     )
     return 200, factor_json(factor, call.base)
 
@@ -120,9 +150,32 @@ def _absent_as_none(value: Any) -> Any:
     return None if value is None or value == "" else value
 
 
+# The fields of a challenge's request, as `pick` reads them.
+_CHALLENGE_FIELDS = frozenset({"identity", "Identity", "factor_sid", "factorSid", "FactorSid"})
+
+
+def _refuse_unknown_fields(data: dict[str, Any]) -> None:
+    """A challenge request with a field it does not have (and a value): whatever it meant
+    would be lost, and a request for a user without its `identity` is a usernameless
+    challenge, which anyone's passkey answers. twilio-python 9.8.3 sends one so: its
+    request object's repr as the form field `CreatePasskeysChallengeRequest`."""
+    for key, value in data.items():
+        if key not in _CHALLENGE_FIELDS and value is not None and value != "":
+            hint = (
+                " (twilio-python 9.8.3 sends its request object so: use 9.8.4 or later)"
+                if key == "CreatePasskeysChallengeRequest"
+                else ""
+            )
+            raise InvalidParameter(
+                f"Invalid parameter: {key[:100]!r} is not a field of a challenge's request"
+                f" (identity, factor_sid){hint}"
+            )
+
+
 @endpoint
 async def create_challenge(call: Call) -> tuple[int, Any]:
     data = await read_json(call.request, code=60300, form_fallback=True)
+    _refuse_unknown_fields(data)
     challenge = await call.run_steps(
         call.domain.authentications.create_challenge_steps,
         call.account_sid,
@@ -140,7 +193,7 @@ async def approve_challenge(call: Call) -> tuple[int, Any]:
         call.domain.authentications.approve_challenge_steps,
         call.account_sid,
         call.path("service_sid"),
-        data,
+        _webauthn_keys(data),
     )
     return 200, challenge_json(
         challenge, call.base, call.domain.clock(), endpoint="ApproveChallenge"
