@@ -154,14 +154,17 @@ def _listener_inherited() -> socket.socket | None:
 
 
 def _listen_on_a_socket_of_its_own() -> None:
-    """In a worker of `serve --workers N` (Linux): accept on a listening socket of this
-    worker's own, bound to the same address with SO_REUSEPORT, so that the kernel deals new
-    connections out among the workers evenly. On the one socket uvicorn's workers share,
-    whichever worker wakes first accepts every connection waiting: keep-alive clients (a
-    proxy's connection pool, a load generator) opened at once all ended on one worker
-    (16 of 16 in most rounds), which served them on one core while the others idled. The
-    socket takes the descriptor number of the shared one, which uvicorn is about to serve;
-    the supervisor's stays bound, not listening, and so is never given a connection."""
+    """In a worker of `serve --workers N` with PASSKEYD_REUSE_PORT (Linux): accept on a
+    listening socket of this worker's own, bound to the same address with SO_REUSEPORT, so
+    that the kernel deals new connections out among the workers evenly. On the one socket
+    uvicorn's workers share, whichever worker wakes first accepts every connection waiting:
+    keep-alive clients (a proxy's connection pool, a load generator) opened at once all
+    ended on one worker (16 of 16 in most rounds), which served them on one core while the
+    others idled. The price, why it is not the default: connections dealt to a worker that
+    hangs or stops (a restart) wait in its queue and are reset with it, and any process of
+    the same user can join the port's group. The socket takes the descriptor number of the
+    shared one, which uvicorn is about to serve; the supervisor's stays bound, not
+    listening, and so is never given a connection."""
     if not sys.platform.startswith("linux") or not hasattr(socket, "SO_REUSEPORT"):
         return
     shared = _listener_inherited()
@@ -192,9 +195,9 @@ def app_factory() -> Any:
     from .api import create_app
 
     _stop_with_the_supervisor()
-    if os.environ.get(SUPERVISOR_PID):
-        _listen_on_a_socket_of_its_own()
     settings = Settings.load()
+    if settings.reuse_port and os.environ.get(SUPERVISOR_PID):
+        _listen_on_a_socket_of_its_own()
     _configure_logging(settings)
     return create_app(_domain(settings, migrate=False), settings)
 

@@ -39,6 +39,7 @@ class Settings:
     port: int = 8080
     database_url: str = DEFAULT_DATABASE_URL
     workers: int = 1
+    reuse_port: bool = False  # each worker listens on a socket of its own (Linux)
     account_sid: str | None = None
     auth_token: str | None = None
     log_level: str = "info"
@@ -114,6 +115,7 @@ class Settings:
             port=number("PASSKEYD_PORT", cls.port, 0, 65535),
             database_url=env.get("PASSKEYD_DATABASE_URL") or DEFAULT_DATABASE_URL,
             workers=number("PASSKEYD_WORKERS", 1, 1, 64),
+            reuse_port=flag("PASSKEYD_REUSE_PORT", False),
             account_sid=env.get("PASSKEYD_ACCOUNT_SID") or None,
             auth_token=env.get("PASSKEYD_AUTH_TOKEN") or None,
             log_level=(env.get("PASSKEYD_LOG_LEVEL") or "info").lower(),
@@ -249,6 +251,7 @@ def secret_box(settings: Settings) -> SecretBox | None:
 # without the prefix (e.g. `database_url = "postgresql://..."`).
 ENVIRONMENT = (
     "PASSKEYD_HOST", "PASSKEYD_PORT", "PASSKEYD_DATABASE_URL", "PASSKEYD_WORKERS",
+    "PASSKEYD_REUSE_PORT",
     "PASSKEYD_ACCOUNT_SID", "PASSKEYD_AUTH_TOKEN", "PASSKEYD_LOG_LEVEL", "PASSKEYD_LOG_FORMAT",
     "PASSKEYD_ACCESS_LOG", "PASSKEYD_DB_POOL_SIZE", "PASSKEYD_DB_CONNECT_TIMEOUT",
     "PASSKEYD_SQLITE_SYNCHRONOUS", "PASSKEYD_SQLITE_CACHE_MB",

@@ -361,14 +361,18 @@ def _tcp_inodes(port: int, state: str) -> set[str]:
     return inodes
 
 
-def test_workers_share_connections_opened_at_once(tmp_path):
+def test_reuse_port_deals_connections_opened_at_once_to_every_worker(tmp_path):
     """`serve --workers 2` with keep-alive connections opened all at once (a proxy's pool, a
-    load generator): on the one socket uvicorn's workers shared, the worker that woke first
-    accepted every connection waiting (16 of 16 in most rounds), and served them on one core
-    while the other idled. Each worker now listens on a socket of its own (SO_REUSEPORT) and
-    the kernel deals the connections out: every round, both workers get some."""
+    load generator): on the one socket uvicorn's workers share, the worker that wakes first
+    accepts every connection waiting (16 of 16 in most rounds), and serves them on one core
+    while the other idles. With PASSKEYD_REUSE_PORT each worker listens on a socket of its
+    own (SO_REUSEPORT) and the kernel deals the connections out: every round, both workers
+    get some."""
     sid, token = _account()
-    node = Passkeyd(f"sqlite:///{tmp_path}/split.db", sid, token, tmp_path / "split.log", workers=2)
+    node = Passkeyd(
+        f"sqlite:///{tmp_path}/split.db", sid, token, tmp_path / "split.log", workers=2,
+        extra_env={"PASSKEYD_REUSE_PORT": "true"},
+    )  # fmt: skip
     node.start()
     try:
         assert node.process is not None
