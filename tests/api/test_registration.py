@@ -386,22 +386,27 @@ def test_step_7_1_19_algorithm_not_offered(api, pending):
 
 
 @pytest.mark.parametrize(
-    ("claimed", "actual", "message"),
+    ("claimed", "actual", "change", "message"),
     [
-        (ES256, ES384, "an ES256 key must be on the P-256 curve"),
-        (ES256, ES512, "an ES256 key must be on the P-256 curve"),
-        (ES512, ES256, "an ES512 key must be on the P-521 curve"),
-        (EDDSA, ES256, "an EdDSA key must be a COSE OKP key"),
-        (RS256, ES256, "an RS256 key must be a COSE RSA key"),
+        (ES256, ES384, {}, "an ES256 key must be on the P-256 curve"),
+        (ES256, ES512, {}, "an ES256 key must be on the P-256 curve"),
+        (ES512, ES256, {}, "an ES512 key must be on the P-521 curve"),
+        (EDDSA, ES256, {}, "an EdDSA key must be a COSE OKP key"),
+        (RS256, ES256, {}, "an RS256 key must be a COSE RSA key"),
+        # Integers only: py_webauthn reads `true` and `1.0` as P-256.
+        (ES256, ES256, {-1: True}, "an ES256 key must be on the P-256 curve"),
+        (ES256, ES256, {-1: 1.0}, "an ES256 key must be on the P-256 curve"),
+        (ES256, ES256, {1: 2.0}, "an ES256 key must be a COSE EC2 key"),
+        (ES384, ES384, {-1: 2.0}, "an ES384 key must be an EC2 P-384 point"),
     ],
 )
-def test_step_7_1_19_key_not_of_its_algorithm(api, claimed, actual, message):
+def test_step_7_1_19_key_not_of_its_algorithm(api, claimed, actual, change, message):
     """A key whose `alg` is one the service offers but whose type or curve is another
     algorithm's (§5.8.5: an ES256 key MUST be on P-256) used to be stored under that `alg`,
     passing a service's `Algorithms=ES256` with a P-384 or P-521 key."""
     import cbor2
 
-    api.create_service(**{"Passkeys.Algorithms": "-7,-8,-36,-257"})
+    api.create_service(**{"Passkeys.Algorithms": "-7,-8,-35,-36,-257"})
     factor = api.create_factor()
     cred = Authenticator(alg=actual).create(factor["options"], ORIGIN)
     attestation = cbor2.loads(unb64url(cred["response"]["attestationObject"]))
@@ -409,6 +414,7 @@ def test_step_7_1_19_key_not_of_its_algorithm(api, claimed, actual, message):
     key_at = 55 + int.from_bytes(auth_data[53:55], "big")  # after the credential id
     key = cbor2.loads(auth_data[key_at:])
     key[3] = claimed
+    key.update(change)
     attestation["authData"] = auth_data[:key_at] + cbor2.dumps(key)
     cred["response"]["attestationObject"] = b64url(cbor2.dumps(attestation))
     body = refused(api, cred, 400, 60385)

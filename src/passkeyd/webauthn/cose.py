@@ -14,11 +14,6 @@ import cbor2
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from webauthn.helpers.decode_credential_public_key import (
-    DecodedEC2PublicKey,
-    DecodedOKPPublicKey,
-    DecodedRSAPublicKey,
-)
 
 from .errors import MalformedResponse, Step
 
@@ -42,37 +37,44 @@ _EC2, _P384 = 2, 2
 _P384_COORDINATE_BYTES = 48
 
 
-# The key each algorithm signs with (WebAuthn §5.8.5, RFC 9053): its COSE key type, and for
-# elliptic curves its curve (crv 1 P-256, 3 P-521, 6 Ed25519). (ES384 keys: es384_public_key.)
-_KEY_OF_ALGORITHM: dict[int, tuple[type, int | None]] = {
-    ES256: (DecodedEC2PublicKey, 1),
-    ES512: (DecodedEC2PublicKey, 3),
-    EDDSA: (DecodedOKPPublicKey, 6),
-    PS256: (DecodedRSAPublicKey, None),
-    RS256: (DecodedRSAPublicKey, None),
+# The key each algorithm signs with (WebAuthn §5.8.5, RFC 9053): its COSE key type (kty 1
+# OKP, 2 EC2, 3 RSA), and for elliptic curves its curve (crv 1 P-256, 3 P-521, 6 Ed25519).
+# (ES384 keys: es384_public_key.)
+_KEY_OF_ALGORITHM: dict[int, tuple[int, int | None]] = {
+    ES256: (2, 1),
+    ES512: (2, 3),
+    EDDSA: (1, 6),
+    PS256: (3, None),
+    RS256: (3, None),
 }
-_KEY_NAMES = {DecodedEC2PublicKey: "EC2", DecodedOKPPublicKey: "OKP", DecodedRSAPublicKey: "RSA"}
+_KEY_TYPE_NAMES = {1: "OKP", 2: "EC2", 3: "RSA"}
 _CURVE_NAMES = {1: "P-256", 3: "P-521", 6: "Ed25519"}
 
 
-def check_key_of_algorithm(algorithm: int, key: object) -> None:
-    """A decoded COSE key (py_webauthn's) must be of the type, and on the curve, its `alg`
-    names: an ES256 key on P-384 passed a service's `Algorithms=ES256` while it signs as no
-    ES256 key can (WebAuthn §5.8.5: "Keys with algorithm ES256 (-7) MUST specify P-256").
-    Algorithms passkeyd does not know are left to the check of the algorithms offered."""
+def check_key_of_algorithm(algorithm: int, cose_key: bytes) -> None:
+    """A COSE_Key must be of the type, and on the curve, its `alg` names, each given as an
+    integer: an ES256 key on P-384 passed a service's `Algorithms=ES256` while it signs as
+    no ES256 key can (WebAuthn §5.8.5: "Keys with algorithm ES256 (-7) MUST specify P-256").
+    (py_webauthn reads `true` or `1.0` as the integer 1.) Algorithms passkeyd does not know
+    are left to the check of the algorithms offered."""
     expected = _KEY_OF_ALGORITHM.get(algorithm)
     if expected is None:
         return
-    kind, curve = expected
+    kty, crv = expected
+    key = _decode(cose_key)
     name = ALGORITHM_NAMES[algorithm]
-    if not isinstance(key, kind):
+    if not _is_int(key.get(_KTY), kty):
         raise MalformedResponse(
-            Step.PUBLIC_KEY, f"an {name} key must be a COSE {_KEY_NAMES[kind]} key"
+            Step.PUBLIC_KEY, f"an {name} key must be a COSE {_KEY_TYPE_NAMES[kty]} key"
         )
-    if curve is not None and int(getattr(key, "crv", 0)) != curve:
+    if crv is not None and not _is_int(key.get(_CRV), crv):
         raise MalformedResponse(
-            Step.PUBLIC_KEY, f"an {name} key must be on the {_CURVE_NAMES[curve]} curve"
+            Step.PUBLIC_KEY, f"an {name} key must be on the {_CURVE_NAMES[crv]} curve"
         )
+
+
+def _is_int(value: object, expected: int) -> bool:
+    return type(value) is int and value == expected
 
 
 def cose_algorithm(cose_key: bytes) -> int:
@@ -89,9 +91,9 @@ def es384_public_key(cose_key: bytes) -> ec.EllipticCurvePublicKey:
     key = _decode(cose_key)
     x, y = key.get(_X), key.get(_Y)
     if (
-        key.get(_KTY) != _EC2
-        or key.get(_ALG) != ES384
-        or key.get(_CRV) != _P384
+        not _is_int(key.get(_KTY), _EC2)
+        or not _is_int(key.get(_ALG), ES384)
+        or not _is_int(key.get(_CRV), _P384)
         or not isinstance(x, bytes)
         or not isinstance(y, bytes)
         or len(x) != _P384_COORDINATE_BYTES

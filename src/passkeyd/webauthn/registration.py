@@ -114,9 +114,10 @@ def verify_registration(
         if algorithm == ES384:
             es384_public_key(attested.credential_public_key)
         else:
-            key = decode_credential_public_key(attested.credential_public_key)
-            check_key_of_algorithm(algorithm, key)
-            decoded_public_key_to_cryptography(key)
+            check_key_of_algorithm(algorithm, attested.credential_public_key)
+            decoded_public_key_to_cryptography(
+                decode_credential_public_key(attested.credential_public_key)
+            )
     except MalformedResponse:
         raise
     except Exception as exc:
