@@ -305,6 +305,11 @@ def test_origins_added_to_the_service_or_taken_off_apply_to_existing_passkeys(ap
     before = api.snapshot()
     assert f"'{old}' is not" in refused(api.approve(assertion), 60324)
     assert api.snapshot() == before
+    # All of them taken off: none is left (it used to fall back to those at registration).
+    r = api.post_form(f"/v2/Services/{api.service_sid}", {"Passkeys.RelyingParty.Origins": ""})
+    assert r.status_code == 200 and r.json()["passkeys"]["relying_party"]["origins"] == [], r.text
+    challenge = api.challenge(identity="user-0001")
+    refused(api.approve(api.authenticator.get(challenge["options"], ORIGIN)), 60324)
 
 
 def test_origins_a_factor_was_created_with_stay_its_own(api):
@@ -331,6 +336,33 @@ def test_origins_a_factor_was_created_with_stay_its_own(api):
     challenge = api.challenge(identity="user-0001")
     assertion = api.authenticator.get(challenge["options"], "https://login.example.com")
     refused(api.approve(assertion), 60324)
+
+
+def test_a_factor_stored_before_origins_followed_the_service_keeps_its_own(api):
+    """A policy stored without `origins_from_service` (before it existed) does not say where
+    its origins came from: they stay the factor's own, as they were then."""
+    import json
+    import sqlite3
+
+    api.create_service()
+    factor = api.register()
+    db = sqlite3.connect(api.db_path)
+    (text,) = db.execute("SELECT policy FROM factors WHERE sid = ?", (factor["sid"],)).fetchone()
+    policy = json.loads(text)
+    assert policy.pop("origins_from_service") is True
+    db.execute("UPDATE factors SET policy = ? WHERE sid = ?", (json.dumps(policy), factor["sid"]))
+    db.commit()
+    db.close()
+    r = api.post_form(
+        f"/v2/Services/{api.service_sid}",
+        {"Passkeys.RelyingParty.Origins": "https://login.example.com"},
+    )
+    assert r.status_code == 200, r.text
+    challenge = api.challenge(identity="user-0001")
+    assert api.approve(api.authenticator.get(challenge["options"], ORIGIN)).status_code == 200
+    challenge = api.challenge(identity="user-0001")
+    moved = api.authenticator.get(challenge["options"], "https://login.example.com")
+    refused(api.approve(moved), 60324)
 
 
 def test_well_known_webauthn_lists_the_web_origins(api, other_api):

@@ -148,12 +148,12 @@ def origins_in_force(
     """The origins and top origins a passkey signs in from: the service's current ones
     while the service still has the passkey's RP id, so that an origin added to the service
     (an Android app, a new subdomain) works for the passkeys already registered, and one
-    taken off (a retired subdomain) stops working for them; the origins a factor's request
-    named itself stay its own. A passkey of an RP id the service no longer has keeps what
-    it was registered with."""
+    taken off (a retired subdomain, or all of them) stops working for them. The origins a
+    factor's request named itself stay its own (top origins are always the service's). A
+    passkey of an RP id the service no longer has keeps what it was registered with."""
     if not service.rp_id or service.rp_id.lower() != policy.rp_id:
         return policy.rp_origins, policy.top_origins
     top_origins = tuple(service.top_origins or ())
-    if policy.origins_from_service and service.rp_origins:
-        return tuple(service.rp_origins), top_origins
+    if policy.origins_from_service:
+        return tuple(service.rp_origins or ()), top_origins
     return policy.rp_origins, top_origins
