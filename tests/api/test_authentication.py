@@ -494,18 +494,17 @@ def test_a_passkey_registered_with_required_verification_keeps_it_in_usernameles
 def test_a_sign_in_asks_for_user_verification_as_the_passkeys_it_allows_need_it(api):
     """The options used to carry the oldest passkey's setting (discouraged), while the
     approval required UV of a newer passkey registered under `required`: a browser that
-    followed the options was refused. Asking `required` instead would lock out the older
-    passkey if its authenticator cannot verify the user. For a mix, the request asks
-    `preferred`, and each passkey is held to its own setting."""
+    followed the options was refused. For a mix, the request asks `preferred`, and each
+    passkey is held to its own setting."""
     api.create_service(**{"Passkeys.UserVerification": "discouraged"})
     older = Authenticator(uv=False)  # a security key without a PIN
     api.register("user-0001", authenticator=older)
-    api.post_form(api.svc, {"Passkeys.UserVerification": "required"})
     newer = Authenticator()
-    api.register("user-0001", authenticator=newer)
+    factor = api.create_factor("user-0001", config={"user_verification": "required"})
+    assert api.verify_factor(newer.create(factor["options"], ORIGIN)).status_code == 200
 
-    def sign_in(authenticator, uv):
-        challenge = api.challenge(identity="user-0001")
+    def sign_in(authenticator, uv, identity="user-0001"):
+        challenge = api.challenge(identity=identity)
         authenticator.uv = uv
         return challenge, api.approve(authenticator.get(challenge["options"], ORIGIN))
 
@@ -517,8 +516,30 @@ def test_a_sign_in_asks_for_user_verification_as_the_passkeys_it_allows_need_it(
 
     # Only passkeys that require it: the request requires it.
     api.register("user-0002", authenticator=Authenticator())
+    api.post_form(api.svc, {"Passkeys.UserVerification": "preferred"})
+    factor = api.create_factor("user-0002", config={"user_verification": "required"})
+    assert api.verify_factor(Authenticator().create(factor["options"], ORIGIN)).status_code == 200
     challenge = api.challenge(identity="user-0002")
+    assert challenge["options"]["publicKey"]["userVerification"] == "preferred"
+
+
+def test_a_service_raised_to_required_verification_requires_it_of_every_passkey(api):
+    """The service's `UserVerification=required` applies at once, as its other security
+    policies do: passkeys registered under a laxer setting used to go on signing in without
+    user verification, the request asking only `preferred` of them."""
+    api.create_service(**{"Passkeys.UserVerification": "discouraged"})
+    key = Authenticator(uv=False)  # a security key without a PIN, for now
+    api.register("user-0001", authenticator=key)
+    assert api.post_form(api.svc, {"Passkeys.UserVerification": "required"}).status_code == 200
+    challenge = api.challenge(identity="user-0001")
     assert challenge["options"]["publicKey"]["userVerification"] == "required"
+    before = api.snapshot()
+    r = api.approve(key.get(challenge["options"], ORIGIN))
+    assert (r.status_code, r.json()["code"]) == (403, 60324), r.text
+    assert "user verified" in r.json()["message"]
+    assert api.snapshot() == before
+    key.uv = True  # its owner set a PIN
+    assert api.approve(key.get(challenge["options"], ORIGIN)).json()["status"] == "approved"
 
 
 def test_a_sign_in_after_the_site_moved_asks_for_the_passkeys_of_its_new_rp_id(api):

@@ -46,7 +46,7 @@ from .models import (
     PasskeySettings,
     RateHit,
 )
-from .policy import origins_in_force, resolve_policy
+from .policy import origins_in_force, resolve_policy, service_requires_user_verification
 from .steps import Steps, finish
 from .store import ApproveOutcome, FailureOutcome, InsertOutcome, Store
 
@@ -144,6 +144,8 @@ class Authentications:
             factors = [f for f in factors if f.policy.rp_id == rp_id]
             policy = factors[-1].policy
             user_verification = _asked_user_verification(factors)
+            if service_requires_user_verification(policy, service.passkeys):
+                user_verification = "required"
         else:  # usernameless: the service's relying party
             policy = resolve_policy(PasskeySettings(), service.passkeys)
             user_verification = policy.user_verification
@@ -283,9 +285,11 @@ class Authentications:
                     expected_user_handle=factor.entity_sid.encode("ascii"),
                     credential_public_key=factor.credential.public_key,
                     stored_sign_count=factor.credential.sign_count,
-                    # The stricter of the challenge's and the passkey's own policy.
+                    # The strictest of the challenge's, the passkey's own and the
+                    # service's current policy.
                     require_user_verification="required"
-                    in (challenge.user_verification, factor.policy.user_verification),
+                    in (challenge.user_verification, factor.policy.user_verification)
+                    or service_requires_user_verification(factor.policy, service.passkeys),
                     require_user_handle=not challenge.allowed_credentials,
                     counter_must_grow=not flag_counter,
                 )

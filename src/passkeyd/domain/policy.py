@@ -157,3 +157,15 @@ def origins_in_force(
     if policy.origins_from_service:
         return tuple(service.rp_origins or ()), top_origins
     return policy.rp_origins, top_origins
+
+
+def service_requires_user_verification(policy: PasskeyPolicy, service: PasskeySettings) -> bool:
+    """Whether the service's current setting requires user verification of this passkey:
+    `required` on a service that still has the passkey's RP id applies to the passkeys
+    already registered, as the other security policies do, whatever they were registered
+    under (a service raised to `required` is obeyed at once)."""
+    return (
+        service.user_verification == "required"
+        and bool(service.rp_id)
+        and str(service.rp_id).lower() == policy.rp_id
+    )
