@@ -738,7 +738,13 @@ def test_postgres_approval_of_a_factor_deleted_while_it_waits_is_factor_gone(fla
                 flag_counter_regression=flag,
             )  # fmt: skip
             try:
-                assert _waits_for_a_row_lock(deleter, "WITH pending AS")
+                waited = _waits_for_a_row_lock(deleter, "WITH pending AS")
+                # (When it did not wait: what the approval did instead.)
+                assert waited, (
+                    repr(outcome.exception(timeout=0) or outcome.result(timeout=0))
+                    if outcome.done()
+                    else "still running, and not waiting for a lock"
+                )
                 deleter.commit()
             finally:  # a failure must not leave the approval waiting, and the pool's exit
                 deleter.rollback()  # waiting for it, for ever (no-op after the commit)
