@@ -1,8 +1,8 @@
 """A user's passkeys as the account page shows them, read from Verify factors.
 
-passkeyd does not map AAGUIDs to authenticator names yet. When factor metadata carries a
-`name` (a future passkeyd, or a metadata service in front of it), that name is shown; until
-then the page shows the AAGUID, which still tells two kinds of authenticator apart.
+A factor's `metadata.authenticator_name` (passkeyd's name for the AAGUID, from the FIDO
+metadata or the community list) is shown; for an AAGUID without a name the page shows the
+AAGUID itself, which still tells two kinds of authenticator apart.
 """
 
 from __future__ import annotations
