@@ -1,8 +1,8 @@
 """Earlier twilio-python releases with the Passkeys classes, as users have them pinned,
 against a real passkeyd process (tests/e2e/test_twilio_sdk.py covers the current one
 fully). Each release is installed from PyPI on first use, without its dependencies (the
-test environment's serve), into `twilio_python/releases/<version>` (git-ignored), and
-drives `twilio_python/flow.py` in a process of its own.
+test environment's serve), into `twilio-python-releases/<version>` inside the environment
+(`.venv`), and drives `twilio_python/flow.py` in a process of its own.
 
 - 9.8.3, the first with all four Passkeys classes, sends a challenge's request as a form
   field holding its repr: passkeyd used to make it a usernameless challenge, which anyone's
@@ -29,7 +29,7 @@ HERE = Path(__file__).resolve().parent / "twilio_python"
 
 
 def _installed(version: str) -> Path:
-    target = HERE / "releases" / version
+    target = Path(sys.prefix) / "twilio-python-releases" / version
     if not (target / "twilio" / "__init__.py").exists():
         subprocess.run(
             [
