@@ -82,10 +82,10 @@ def test_a_challenge_request_with_a_field_it_has_not_is_refused(api, alice):
     before = api.snapshot()
     form = {"CreatePasskeysChallengeRequest": "<twilio...CreatePasskeysChallengeRequest object>"}
     r = api.post_form(f"{api.svc}/Passkeys/Challenges", form)
-    assert (r.status_code, r.json()["code"]) == (400, 60200), r.text
+    assert (r.status_code, r.json()["code"]) == (400, 60300), r.text
     assert "9.8.4" in r.json()["message"]
     r = api.post_json(f"{api.svc}/Passkeys/Challenges", {"user": "user-0001"})
-    assert (r.status_code, r.json()["code"]) == (400, 60200), r.text
+    assert (r.status_code, r.json()["code"]) == (400, 60300), r.text
     assert "'user' is not a field" in r.json()["message"]
     assert api.snapshot() == before
     # A null or empty one carries nothing: as an SDK's unset optional field.

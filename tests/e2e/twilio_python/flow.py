@@ -10,7 +10,7 @@ How requests are built follows each release's request classes:
 - before 9.11.1 they do not wrap nested objects, so `config`, its `relying_party` and a
   credential's `response` are given as the SDK's own classes;
 - 9.8.3 sends a challenge's request as a form field holding the object's repr, which
-  passkeyd refuses (400 60200) rather than reading as a usernameless challenge.
+  passkeyd refuses (400 60300) rather than reading as a usernameless challenge.
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ if FORM_CHALLENGE:
     except TwilioRestException as exc:
         check(
             "a challenge sent as a form field is refused",
-            (exc.status, exc.code) == (400, 60200) and "9.8.4" in exc.msg,
+            (exc.status, exc.code) == (400, 60300) and "9.8.4" in exc.msg,
             (exc.status, exc.code, exc.msg),
         )
     else:

@@ -7,7 +7,7 @@ from typing import Any
 
 from starlette.routing import Route
 
-from passkeyd.domain.errors import FactorConfigInvalid, InvalidParameter, RelyingPartyMissing
+from passkeyd.domain.errors import FactorConfigInvalid, InvalidParam, RelyingPartyMissing
 from passkeyd.domain.models import PasskeySettings
 from passkeyd.domain.policy import (
     ATTACHMENTS,
@@ -158,7 +158,8 @@ def _refuse_unknown_fields(data: dict[str, Any]) -> None:
     """A challenge request with a field it does not have (and a value): whatever it meant
     would be lost, and a request for a user without its `identity` is a usernameless
     challenge, which anyone's passkey answers. twilio-python 9.8.3 sends one so: its
-    request object's repr as the form field `CreatePasskeysChallengeRequest`."""
+    request object's repr as the form field `CreatePasskeysChallengeRequest`. (400 60300,
+    the Passkeys parameter error.)"""
     for key, value in data.items():
         if key not in _CHALLENGE_FIELDS and value is not None and value != "":
             hint = (
@@ -166,7 +167,7 @@ def _refuse_unknown_fields(data: dict[str, Any]) -> None:
                 if key == "CreatePasskeysChallengeRequest"
                 else ""
             )
-            raise InvalidParameter(
+            raise InvalidParam(
                 f"Invalid parameter: {key[:100]!r} is not a field of a challenge's request"
                 f" (identity, factor_sid){hint}"
             )
