@@ -92,6 +92,51 @@ def test_a_challenge_request_with_a_field_it_has_not_is_refused(api, alice):
     assert api.challenge(identity="user-0001", extra=None)["identity"] == "user-0001"
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"identity": None, "Identity": "user-0001"},
+        {"identity": "", "Identity": "user-0001"},
+        {"identity": "user-0001", "Identity": ""},
+    ],
+)
+def test_a_spelling_without_a_value_gives_way_to_one_with_it(api, alice, body):
+    """`{"identity": null, "Identity": "user-0001"}` used to be read as no identity (the
+    first spelling found), and so as a usernameless challenge, which anyone's passkey
+    answers."""
+    r = api.post_json(f"{api.svc}/Passkeys/Challenges", body)
+    assert r.status_code == 201, r.text
+    assert r.json()["identity"] == "user-0001"
+    assert len(r.json()["options"]["publicKey"]["allowCredentials"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("send", "content"),
+    [
+        ("json", {"identity": "user-0001", "Identity": "user-0002"}),
+        ("json", {"factor_sid": "YF" + "0" * 32, "FactorSid": "YF" + "1" * 32}),
+        ("form", "Identity=user-0001&Identity="),
+        ("form", "identity=user-0001&Identity=user-0002"),
+    ],
+)
+def test_a_field_given_twice_with_different_values_is_refused(api, alice, send, content):
+    """Which one was meant? A form `Identity=user-0001&Identity=` used to be read by its
+    last value, "", and so made a usernameless challenge."""
+    before = api.snapshot()
+    if send == "json":
+        r = api.post_json(f"{api.svc}/Passkeys/Challenges", content)
+    else:
+        r = api.client.post(
+            f"{api.svc}/Passkeys/Challenges",
+            content=content,
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+            auth=api.auth,
+        )
+    assert (r.status_code, r.json()["code"]) == (400, 60300), r.text
+    assert "twice" in r.json()["message"]
+    assert api.snapshot() == before
+
+
 @pytest.mark.parametrize("body", [{"identity": None}, {"identity": ""}, {"factor_sid": ""}])
 def test_an_identity_not_given_asks_for_any_passkey(api, alice, body):
     challenge = api.challenge(**body)
@@ -539,6 +584,19 @@ def test_a_service_raised_to_required_verification_requires_it_of_every_passkey(
     assert "user verified" in r.json()["message"]
     assert api.snapshot() == before
     key.uv = True  # its owner set a PIN
+    assert api.approve(key.get(challenge["options"], ORIGIN)).json()["status"] == "approved"
+
+
+def test_a_factor_whose_request_named_its_user_verification_keeps_it(api):
+    """A factor made with `config.user_verification=discouraged` on a service that requires
+    UV registers under its own setting, and signs in under it: it used to be registered and
+    then refused at every sign-in, a passkey stored as verified that could never be used."""
+    api.create_service(**{"Passkeys.UserVerification": "required"})
+    key = Authenticator(uv=False)
+    factor = api.create_factor(config={"user_verification": "discouraged"})
+    assert api.verify_factor(key.create(factor["options"], ORIGIN)).status_code == 200
+    challenge = api.challenge(identity="user-0001")
+    assert challenge["options"]["publicKey"]["userVerification"] == "discouraged"
     assert api.approve(key.get(challenge["options"], ORIGIN)).json()["status"] == "approved"
 
 

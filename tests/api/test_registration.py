@@ -398,6 +398,10 @@ def test_step_7_1_19_algorithm_not_offered(api, pending):
         (ES256, ES256, {-1: 1.0}, "an ES256 key must be on the P-256 curve"),
         (ES256, ES256, {1: 2.0}, "an ES256 key must be a COSE EC2 key"),
         (ES384, ES384, {-1: 2.0}, "an ES384 key must be an EC2 P-384 point"),
+        # Labels too: Python's dict finds 1, -1 and 3 under true, -1.0 and 3.0.
+        (ES256, ES256, {"relabel": (1, True)}, "a label that is not an integer"),
+        (ES256, ES256, {"relabel": (-1, -1.0)}, "a label that is not an integer"),
+        (ES256, ES256, {"relabel": (3, 3.0)}, "a label that is not an integer"),
     ],
 )
 def test_step_7_1_19_key_not_of_its_algorithm(api, claimed, actual, change, message):
@@ -414,7 +418,11 @@ def test_step_7_1_19_key_not_of_its_algorithm(api, claimed, actual, change, mess
     key_at = 55 + int.from_bytes(auth_data[53:55], "big")  # after the credential id
     key = cbor2.loads(auth_data[key_at:])
     key[3] = claimed
-    key.update(change)
+    if "relabel" in change:
+        label, other = change["relabel"]
+        key = {(other if k == label else k): v for k, v in key.items()}
+    else:
+        key.update(change)
     attestation["authData"] = auth_data[:key_at] + cbor2.dumps(key)
     cred["response"]["attestationObject"] = b64url(cbor2.dumps(attestation))
     body = refused(api, cred, 400, 60385)

@@ -10,7 +10,7 @@ import orjson
 from starlette.requests import Request
 
 from passkeyd.digits import ascii_int
-from passkeyd.domain.errors import InvalidPageSize, InvalidPageToken, InvalidParameter
+from passkeyd.domain.errors import InvalidPageSize, InvalidPageToken, InvalidParam, InvalidParameter
 from passkeyd.domain.models import PageRequest
 
 from .errors import HttpError
@@ -146,7 +146,11 @@ async def read_json(request: Request, *, code: int, form_fallback: bool) -> dict
     is_json_type = media in ("application/json", "") or media.endswith("+json")
     looks_form = b"=" in raw and raw.lstrip()[:1] not in (b"{", b"[", b'"')
     if form_fallback and (media == _FORM or (is_json_type and looks_form)):
-        return dict(parse_form_bytes(raw).items())
+        form = parse_form_bytes(raw)
+        for key, _ in form.items():
+            if len(set(form.get_all(key))) > 1:  # which one was meant? (`Identity=x&Identity=`)
+                raise HttpError(400, code, f"Invalid parameter: {key[:100]!r} is given twice")
+        return dict(form.items())
     if not is_json_type:
         raise HttpError(415, code, "Send this request as application/json")
     if looks_form and not form_fallback:
@@ -171,18 +175,22 @@ async def read_json(request: Request, *, code: int, form_fallback: bool) -> dict
 
 
 def pick(data: dict[str, Any], snake: str, camel: str | None = None) -> Any:
-    """A JSON key in snake_case, else its camelCase alias (twilio-node sends those), else
-    in PascalCase as Twilio's form parameters are written (`Identity`, `FactorSid`): a
-    request written that way by hand must not lose its fields (a challenge for `Identity`
-    would otherwise be a usernameless one, which anyone's passkey answers)."""
-    if snake in data:
-        return data[snake]
+    """A JSON key in snake_case, its camelCase alias (twilio-node sends those), or in
+    PascalCase as Twilio's form parameters are written (`Identity`, `FactorSid`): a request
+    written that way by hand must not lose its fields (a challenge for `Identity` would
+    otherwise be a usernameless one, which anyone's passkey answers). A spelling that is
+    null or "" gives way to one with a value (`{"identity": null, "Identity": "alice"}` is
+    for alice); two with different values are refused (InvalidParam, 60300)."""
     if camel is None:
         head, *rest = snake.split("_")
         camel = head + "".join(w.title() for w in rest)
-    if camel in data:
-        return data[camel]
-    return data.get(camel[:1].upper() + camel[1:])
+    found = [data[key] for key in (snake, camel, camel[:1].upper() + camel[1:]) if key in data]
+    given = [value for value in found if value is not None and value != ""]
+    if given:
+        if any(value != given[0] for value in given[1:]):
+            raise InvalidParam(f"Invalid parameter: {snake} is given twice, with different values")
+        return given[0]
+    return found[0] if found else None
 
 
 def page_request(query: Form, *, descending: bool = False) -> tuple[PageRequest, int]:

@@ -54,14 +54,19 @@ CHALLENGE_BYTES = 32
 MAX_FAILED_ATTEMPTS = 5
 
 
-def _asked_user_verification(factors: list[Factor]) -> str:
+def _asked_user_verification(factors: list[Factor], service: PasskeySettings) -> str:
     """What a challenge for these passkeys asks of user verification. The approval requires
-    UV when the challenge asked `required` or the answering passkey's own setting is
-    `required` (§7.2 step 17 may require only what was asked). So: `required` when every
-    passkey requires it; `preferred` when some do (an authenticator that can verify the user
-    then does, and one that cannot, registered under a laxer setting, still signs in);
-    otherwise the strictest of the others."""
-    settings = {f.policy.user_verification for f in factors}
+    UV when the challenge asked `required`, or the answering passkey's own setting or the
+    service's current one requires it of that passkey (§7.2 step 17 may require only what
+    was asked). So: `required` when every passkey requires it; `preferred` when some do (an
+    authenticator that can verify the user then does, and one that cannot, registered
+    under a laxer setting, still signs in); otherwise the strictest of the others."""
+    settings = {
+        "required"
+        if service_requires_user_verification(f.policy, service)
+        else f.policy.user_verification
+        for f in factors
+    }
     if settings == {"required"}:
         return "required"
     if "required" in settings or "preferred" in settings:
@@ -143,9 +148,7 @@ class Authentications:
                 rp_id = factors[-1].policy.rp_id
             factors = [f for f in factors if f.policy.rp_id == rp_id]
             policy = factors[-1].policy
-            user_verification = _asked_user_verification(factors)
-            if service_requires_user_verification(policy, service.passkeys):
-                user_verification = "required"
+            user_verification = _asked_user_verification(factors, service.passkeys)
         else:  # usernameless: the service's relying party
             policy = resolve_policy(PasskeySettings(), service.passkeys)
             user_verification = policy.user_verification

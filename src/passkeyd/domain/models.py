@@ -77,6 +77,9 @@ class PasskeyPolicy:
     # The origins are the service's (the factor's request named none): sign-ins then check
     # the service's current ones. False for factors stored before this field existed.
     origins_from_service: bool = False
+    # Likewise its user verification: a service's `required` then applies to its sign-ins.
+    # True for factors stored before this field existed (most took the service's).
+    user_verification_from_service: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -139,6 +139,7 @@ def resolve_policy(requested: PasskeySettings, service: PasskeySettings) -> Pass
         top_origins=tuple(service.top_origins or ()),
         algorithms=tuple(service.algorithms or DEFAULT_ALGORITHMS),
         origins_from_service=not requested.rp_origins,
+        user_verification_from_service=not _set(requested.user_verification),
     )
 
 
@@ -162,10 +163,12 @@ def origins_in_force(
 def service_requires_user_verification(policy: PasskeyPolicy, service: PasskeySettings) -> bool:
     """Whether the service's current setting requires user verification of this passkey:
     `required` on a service that still has the passkey's RP id applies to the passkeys
-    already registered, as the other security policies do, whatever they were registered
-    under (a service raised to `required` is obeyed at once)."""
+    already registered under its laxer settings, as the other security policies do (a
+    service raised to `required` is obeyed at once). A factor whose own request named its
+    user verification keeps that, as it was registered under it."""
     return (
-        service.user_verification == "required"
+        policy.user_verification_from_service
+        and service.user_verification == "required"
         and bool(service.rp_id)
         and str(service.rp_id).lower() == policy.rp_id
     )

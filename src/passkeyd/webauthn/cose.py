@@ -124,4 +124,10 @@ def _decode(cose_key: bytes) -> dict[Any, Any]:
         raise MalformedResponse(Step.PUBLIC_KEY, "the credential public key is not CBOR") from exc
     if not isinstance(key, dict):
         raise MalformedResponse(Step.PUBLIC_KEY, "the credential public key is not a COSE_Key")
+    # Labels are integers or text (RFC 9052 §7): Python's dict finds the label 1 under
+    # `true` or `1.0` too, so a key labelled so would pass for a well-formed one.
+    if not all(type(label) is int or type(label) is str for label in key):
+        raise MalformedResponse(
+            Step.PUBLIC_KEY, "the credential public key has a label that is not an integer"
+        )
     return key
