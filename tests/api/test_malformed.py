@@ -186,6 +186,40 @@ def test_a_json_body_led_by_a_byte_order_mark_is_read_as_json(api):
     assert r.json()["identity"] == "user-0001"
 
 
+@pytest.mark.parametrize("endpoint", ["Challenges", "Factors"])
+def test_a_body_nested_deeper_than_the_parser_goes_is_refused(api, endpoint):
+    """1,000 levels: orjson reads them (its limit is 1,024), the standard library's check
+    for duplicate keys could not (a RecursionError, a 500)."""
+    api.create_service()
+    before = api.snapshot()
+    body = b'{"identity": "user-0001", "x": ' + b'{"a": ' * 1000 + b"1" + b"}" * 1001
+    r = api.client.post(
+        f"{api.svc}/Passkeys/{endpoint}",
+        content=body,
+        headers={"Content-Type": "application/json"},
+        auth=api.auth,
+    )
+    assert_refused(api, r, 400, 60300)
+    assert api.snapshot() == before
+
+
+@pytest.mark.parametrize("endpoint", ["Challenges", "Factors"])
+def test_a_member_given_twice_with_one_value_is_read(api, endpoint):
+    api.create_service()
+    api.register("user-0001")
+    body = b'{"identity": "user-0001", "identity": "user-0001", "friendly_name": "a"}'
+    if endpoint == "Challenges":
+        body = b'{"identity": "user-0001", "identity": "user-0001"}'
+    r = api.client.post(
+        f"{api.svc}/Passkeys/{endpoint}",
+        content=body,
+        headers={"Content-Type": "application/json"},
+        auth=api.auth,
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["identity"] == "user-0001"
+
+
 def test_oversized_body(api, registration):
     before = api.snapshot()
     registration["padding"] = "x" * 70_000

@@ -89,7 +89,7 @@ def requested_config(config: Any) -> PasskeySettings:
 
 @endpoint
 async def create_factor(call: Call) -> tuple[int, Any]:
-    data = await read_json(call.request, code=60300, form_fallback=True)
+    data = await read_json(call.request, code=60300, form_fallback=True, one_value_per_key=True)
     factor, options = await call.run_steps(
         call.domain.registrations.create_factor_steps,
         call.account_sid,
@@ -175,7 +175,7 @@ def _refuse_unknown_fields(data: dict[str, Any]) -> None:
 
 @endpoint
 async def create_challenge(call: Call) -> tuple[int, Any]:
-    data = await read_json(call.request, code=60300, form_fallback=True)
+    data = await read_json(call.request, code=60300, form_fallback=True, one_value_per_key=True)
     _refuse_unknown_fields(data)
     challenge = await call.run_steps(
         call.domain.authentications.create_challenge_steps,
