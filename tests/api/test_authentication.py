@@ -93,6 +93,54 @@ def test_a_challenge_request_with_a_field_it_has_not_is_refused(api, alice):
 
 
 @pytest.mark.parametrize(
+    ("query", "media", "content", "says"),
+    [
+        # curl -d and urllib label a JSON body they are given as a form: read as a form, it
+        # is one field named after the whole text, with an empty value.
+        (
+            "",
+            "application/x-www-form-urlencoded",
+            b'{"identity": "user-0001"}',
+            "JSON sent as a form",
+        ),
+        ("", "application/x-www-form-urlencoded", b"Identity", "without a value"),
+        ("", "application/x-www-form-urlencoded", b"identity:user-0001", "without a value"),
+        ("", "application/x-www-form-urlencoded", b"identity:user-0001=", "is not a field"),
+        ("?Identity=user-0001", "application/json", b"{}", "not in the URL's query"),
+        ("?FactorSid=YF" + "0" * 32, "application/json", b"{}", "not in the URL's query"),
+    ],
+)
+def test_a_challenge_for_a_user_written_where_it_is_not_read_is_refused(
+    api, alice, query, media, content, says
+):
+    """Each of these names a user where a challenge's request is not read, and used to be
+    a usernameless challenge, which anyone's passkey answers."""
+    before = api.snapshot()
+    r = api.client.post(
+        f"{api.svc}/Passkeys/Challenges{query}",
+        content=content,
+        headers={"Content-Type": media},
+        auth=api.auth,
+    )
+    assert (r.status_code, r.json()["code"]) == (400, 60300), r.text
+    assert says in r.json()["message"]
+    assert api.snapshot() == before
+
+
+@pytest.mark.parametrize("media", ["application/json", None])
+@pytest.mark.parametrize("content", [b"", b"  \r\n"])
+def test_an_empty_challenge_request_is_a_usernameless_one(api, alice, media, content):
+    """No body at all (`requests.post(url)`): as `{}`. It was a 500 for a moment, when the
+    check for duplicate members read it again."""
+    headers = {"Content-Type": media} if media else {}
+    r = api.client.post(
+        f"{api.svc}/Passkeys/Challenges", content=content, headers=headers, auth=api.auth
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["identity"] == ""
+
+
+@pytest.mark.parametrize(
     "body",
     [
         {"identity": None, "Identity": "user-0001"},

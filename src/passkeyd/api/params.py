@@ -154,9 +154,19 @@ async def read_json(
     looks_form = b"=" in raw and raw.lstrip()[:1] not in (b"{", b"[", b'"')
     if form_fallback and (media == _FORM or (is_json_type and looks_form)):
         form = parse_form_bytes(raw)
-        for key, _ in form.items():
-            if one_value_per_key and len(set(form.get_all(key))) > 1:
-                raise HttpError(400, code, _given_twice(key))
+        if one_value_per_key:
+            for key, _ in form.items():
+                if len(set(form.get_all(key))) > 1:
+                    raise HttpError(400, code, _given_twice(key))
+            if raw.lstrip()[:1] == b"{":  # curl -d, urllib: a JSON body labelled a form
+                raise HttpError(
+                    400,
+                    code,
+                    "The request body is JSON sent as a form: send it as application/json",
+                )
+            if any(field.strip() and b"=" not in field for field in raw.split(b"&")):
+                # `Identity` alone: an empty value, or a value lost?
+                raise HttpError(400, code, "Invalid parameter: a form field without a value")
         return dict(form.items())
     if not is_json_type:
         raise HttpError(415, code, "Send this request as application/json")
@@ -174,7 +184,7 @@ async def read_json(
         data = orjson.loads(raw) if raw.strip() else {}
     except orjson.JSONDecodeError as exc:
         raise HttpError(400, code, "The request body is not valid JSON") from exc
-    if one_value_per_key and isinstance(data, dict):
+    if one_value_per_key and data:
         # orjson keeps a duplicate member's last value, and cannot say there was one: the
         # standard library can (a few microseconds for such small bodies).
         try:

@@ -154,19 +154,26 @@ def _absent_as_none(value: Any) -> Any:
 _CHALLENGE_FIELDS = frozenset({"identity", "Identity", "factor_sid", "factorSid", "FactorSid"})
 
 
-def _refuse_unknown_fields(data: dict[str, Any]) -> None:
-    """A challenge request with a field it does not have (and a value): whatever it meant
-    would be lost, and a request for a user without its `identity` is a usernameless
-    challenge, which anyone's passkey answers. twilio-python 9.8.3 sends one so: its
-    request object's repr as the form field `CreatePasskeysChallengeRequest`. (400 60300,
-    the Passkeys parameter error.)"""
+def _refuse_unknown_fields(call: Call, data: dict[str, Any]) -> None:
+    """A challenge request with a field it does not have (null aside, as SDKs send unset
+    ones), or with parameters in its URL's query: whatever it meant would be lost, and a
+    request for a user without its `identity` is a usernameless challenge, which anyone's
+    passkey answers. twilio-python 9.8.3 sends its request object's repr as the form field
+    `CreatePasskeysChallengeRequest`; curl and urllib label a JSON body they are given as a
+    form, which reads as one field named after the whole text. (400 60300, the Passkeys
+    parameter error.)"""
+    if call.request.scope["query_string"]:
+        raise InvalidParam(
+            "Invalid parameter: a challenge's fields go in its body (identity, factor_sid),"
+            " not in the URL's query"
+        )
     for key, value in data.items():
-        if key not in _CHALLENGE_FIELDS and value is not None and value != "":
-            hint = (
-                " (twilio-python 9.8.3 sends its request object so: use 9.8.4 or later)"
-                if key == "CreatePasskeysChallengeRequest"
-                else ""
-            )
+        if key not in _CHALLENGE_FIELDS and value is not None:
+            hint = ""
+            if key == "CreatePasskeysChallengeRequest":
+                hint = " (twilio-python 9.8.3 sends its request object so: use 9.8.4 or later)"
+            elif key.lstrip().startswith("{"):
+                hint = " (a JSON body sent as a form: send it as application/json)"
             raise InvalidParam(
                 f"Invalid parameter: {key[:100]!r} is not a field of a challenge's request"
                 f" (identity, factor_sid){hint}"
@@ -176,7 +183,7 @@ def _refuse_unknown_fields(data: dict[str, Any]) -> None:
 @endpoint
 async def create_challenge(call: Call) -> tuple[int, Any]:
     data = await read_json(call.request, code=60300, form_fallback=True, one_value_per_key=True)
-    _refuse_unknown_fields(data)
+    _refuse_unknown_fields(call, data)
     challenge = await call.run_steps(
         call.domain.authentications.create_challenge_steps,
         call.account_sid,
