@@ -51,17 +51,19 @@ _KEY_TYPE_NAMES = {1: "OKP", 2: "EC2", 3: "RSA"}
 _CURVE_NAMES = {1: "P-256", 3: "P-521", 6: "Ed25519"}
 
 
-def check_key_of_algorithm(algorithm: int, cose_key: bytes) -> None:
-    """A COSE_Key must be of the type, and on the curve, its `alg` names, each given as an
-    integer: an ES256 key on P-384 passed a service's `Algorithms=ES256` while it signs as
-    no ES256 key can (WebAuthn §5.8.5: "Keys with algorithm ES256 (-7) MUST specify P-256").
-    (py_webauthn reads `true` or `1.0` as the integer 1.) Algorithms passkeyd does not know
-    are left to the check of the algorithms offered."""
+def registered_key_algorithm(cose_key: bytes) -> int:
+    """The `alg` of a credential's COSE_Key, which must be of the type, and on the curve,
+    that algorithm names, each given as an integer: an ES256 key on P-384 passed a service's
+    `Algorithms=ES256` while it signs as no ES256 key can (WebAuthn §5.8.5: "Keys with
+    algorithm ES256 (-7) MUST specify P-256"), and py_webauthn reads `true` or `1.0` as the
+    integer 1. Algorithms passkeyd does not know are left to the check of the algorithms
+    offered. Raises MalformedResponse."""
+    key = _decode(cose_key)
+    algorithm = _algorithm(key)
     expected = _KEY_OF_ALGORITHM.get(algorithm)
     if expected is None:
-        return
+        return algorithm
     kty, crv = expected
-    key = _decode(cose_key)
     name = ALGORITHM_NAMES[algorithm]
     if not _is_int(key.get(_KTY), kty):
         raise MalformedResponse(
@@ -71,6 +73,7 @@ def check_key_of_algorithm(algorithm: int, cose_key: bytes) -> None:
         raise MalformedResponse(
             Step.PUBLIC_KEY, f"an {name} key must be on the {_CURVE_NAMES[crv]} curve"
         )
+    return algorithm
 
 
 def _is_int(value: object, expected: int) -> bool:
@@ -79,7 +82,10 @@ def _is_int(value: object, expected: int) -> bool:
 
 def cose_algorithm(cose_key: bytes) -> int:
     """The `alg` of a COSE_Key. Raises MalformedResponse when there is none."""
-    key = _decode(cose_key)
+    return _algorithm(_decode(cose_key))
+
+
+def _algorithm(key: dict[Any, Any]) -> int:
     alg = key.get(_ALG)
     if not isinstance(alg, int) or isinstance(alg, bool):
         raise MalformedResponse(Step.PUBLIC_KEY, "the credential public key has no algorithm")

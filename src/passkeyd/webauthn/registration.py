@@ -36,9 +36,8 @@ from webauthn import verify_registration_response
 from .checks import check_authenticator_flags, check_client_data
 from .cose import (
     ES384,
-    check_key_of_algorithm,
-    cose_algorithm,
     es384_public_key,
+    registered_key_algorithm,
     verify_es384,
 )
 from .encoding import b64url_decode, b64url_encode
@@ -108,13 +107,12 @@ def verify_registration(
         raise MalformedResponse(Step.CREDENTIAL_ID, "id is not the attested credential id")
     # §7.1.19: the key's algorithm must be one the options offered.
     try:
-        algorithm = cose_algorithm(attested.credential_public_key)
+        algorithm = registered_key_algorithm(attested.credential_public_key)
         # The key must load: a point off its curve or a key of the wrong size could never
         # verify an assertion, so refuse it now rather than store a dead passkey.
         if algorithm == ES384:
             es384_public_key(attested.credential_public_key)
         else:
-            check_key_of_algorithm(algorithm, attested.credential_public_key)
             decoded_public_key_to_cryptography(
                 decode_credential_public_key(attested.credential_public_key)
             )
