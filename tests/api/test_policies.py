@@ -365,6 +365,29 @@ def test_a_factor_stored_before_origins_followed_the_service_keeps_its_own(api):
     refused(api.approve(moved), 60324)
 
 
+def test_a_factor_stored_before_user_verification_followed_the_service_keeps_its_own(api):
+    """Such a policy does not say whether its request named its user verification: it
+    signs in as it did (one that named `discouraged` on a service requiring UV would be
+    locked out)."""
+    import json
+    import sqlite3
+
+    api.create_service(**{"Passkeys.UserVerification": "discouraged"})
+    key = Authenticator(uv=False)
+    factor = api.register(authenticator=key)
+    db = sqlite3.connect(api.db_path)
+    (text,) = db.execute("SELECT policy FROM factors WHERE sid = ?", (factor["sid"],)).fetchone()
+    policy = json.loads(text)
+    assert policy.pop("user_verification_from_service") is True
+    db.execute("UPDATE factors SET policy = ? WHERE sid = ?", (json.dumps(policy), factor["sid"]))
+    db.commit()
+    db.close()
+    assert api.post_form(api.svc, {"Passkeys.UserVerification": "required"}).status_code == 200
+    challenge = api.challenge(identity="user-0001")
+    assert challenge["options"]["publicKey"]["userVerification"] == "discouraged"
+    assert api.approve(key.get(challenge["options"], ORIGIN)).json()["status"] == "approved"
+
+
 def test_well_known_webauthn_lists_the_web_origins(api, other_api):
     app = "android:apk-key-hash:gx7sq_pxhxhrIQdLyfG0pxKwiJ7hOk2DJQ4xvKd438Q"
     api.create_service(**{"Passkeys.RelyingParty.Origins": f"{ORIGIN},shop.example,{app}"})

@@ -39,6 +39,24 @@ def refused(api, credential, status, code):
 # --- P1: creation options ------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    ("query", "body", "says"),
+    [
+        ("", {"friendly_name": "alice", "identiy": "user-0001"}, "'identiy' is not a field"),
+        ("?identity=user-0001", {"friendly_name": "alice"}, "not in the URL's query"),
+    ],
+)
+def test_a_factor_request_with_a_field_it_has_not_is_refused(api, query, body, says):
+    """The identity misspelt, or in the URL's query: the factor used to be made for a new,
+    generated identity, a passkey registered to a user nobody knows."""
+    api.create_service()
+    before = api.snapshot()
+    r = api.post_json(f"{api.svc}/Passkeys/Factors{query}", body)
+    assert (r.status_code, r.json()["code"]) == (400, 60300), r.text
+    assert says in r.json()["message"]
+    assert api.snapshot() == before
+
+
 def test_create_factor_returns_creation_options_a_browser_accepts(api):
     api.create_service()
     factor = api.create_factor("user-0001")
@@ -399,9 +417,9 @@ def test_step_7_1_19_algorithm_not_offered(api, pending):
         (ES256, ES256, {1: 2.0}, "an ES256 key must be a COSE EC2 key"),
         (ES384, ES384, {-1: 2.0}, "an ES384 key must be an EC2 P-384 point"),
         # Labels too: Python's dict finds 1, -1 and 3 under true, -1.0 and 3.0.
-        (ES256, ES256, {"relabel": (1, True)}, "a label that is not an integer"),
-        (ES256, ES256, {"relabel": (-1, -1.0)}, "a label that is not an integer"),
-        (ES256, ES256, {"relabel": (3, 3.0)}, "a label that is not an integer"),
+        (ES256, ES256, {"relabel": (1, True)}, "a label neither an integer nor text"),
+        (ES256, ES256, {"relabel": (-1, -1.0)}, "a label neither an integer nor text"),
+        (ES256, ES256, {"relabel": (3, 3.0)}, "a label neither an integer nor text"),
     ],
 )
 def test_step_7_1_19_key_not_of_its_algorithm(api, claimed, actual, change, message):

@@ -136,15 +136,18 @@ async def read_form(request: Request) -> Form:
 
 
 async def read_json(
-    request: Request, *, code: int, form_fallback: bool, one_value_per_key: bool = False
+    request: Request, *, code: int, form_fallback: bool, strict: bool = False
 ) -> dict[str, Any]:
     """A JSON object body.
 
     With `form_fallback`, a form body is read too: the async twilio SDK sends form
-    bodies (labelled application/json) to the JSON endpoints. With `one_value_per_key`, a
-    key given twice with different values (a form's repeated key, a JSON object's
-    duplicate member) is refused: which one was meant? Read by the last, `Identity=alice&
-    Identity=` would be a usernameless challenge, which anyone's passkey answers.
+    bodies (labelled application/json) to the JSON endpoints. `strict` refuses what could
+    lose a field on the way, rather than read the request without it: a key given twice
+    with different values (a form's repeated key, a JSON object's duplicate member: which
+    one was meant?), a form field without `=`, and a JSON body labelled a form (`curl -d`
+    and urllib send one so), which reads as one field named after the whole text. Read
+    without the field, `Identity=alice&Identity=` would be a usernameless challenge, which
+    anyone's passkey answers.
     """
     raw = await read_body(request, code=code)
     if raw[:3] == _BOM:  # RFC 8259 §8.1: a parser may ignore one (orjson does not)
@@ -154,10 +157,16 @@ async def read_json(
     looks_form = b"=" in raw and raw.lstrip()[:1] not in (b"{", b"[", b'"')
     if form_fallback and (media == _FORM or (is_json_type and looks_form)):
         form = parse_form_bytes(raw)
-        if one_value_per_key:
+        if strict:
             for key, _ in form.items():
                 if len(set(form.get_all(key))) > 1:
-                    raise HttpError(400, code, _given_twice(key))
+                    # (The async twilio SDK form-encodes a nested object as its keys.)
+                    raise HttpError(
+                        400,
+                        code,
+                        _given_twice(key) + " (a form cannot hold an object: send JSON; the"
+                        " async twilio SDK sends forms, the sync client JSON)",
+                    )
             if raw.lstrip()[:1] == b"{":  # curl -d, urllib: a JSON body labelled a form
                 raise HttpError(
                     400,
@@ -184,11 +193,15 @@ async def read_json(
         data = orjson.loads(raw) if raw.strip() else {}
     except orjson.JSONDecodeError as exc:
         raise HttpError(400, code, "The request body is not valid JSON") from exc
-    if one_value_per_key and data:
-        # orjson keeps a duplicate member's last value, and cannot say there was one: the
-        # standard library can (a few microseconds for such small bodies).
+    if strict and data and raw.count(b":") != _members(data):
+        # orjson keeps a duplicate member's last value, and cannot say there was one. Each
+        # member has a colon outside strings: as many colons as members read, and there
+        # was none. Otherwise (a duplicate, or a colon in a string) the standard library
+        # reads it again, and can say.
         try:
-            json.loads(raw, object_pairs_hook=functools.partial(_one_value_each, code))
+            _STRICT_DECODER.decode(raw.decode("utf-8"))  # (orjson checked the UTF-8)
+        except _Duplicate as exc:
+            raise HttpError(400, code, _given_twice(str(exc))) from exc
         except RecursionError as exc:  # deeper than the standard library goes (orjson: 1024)
             raise HttpError(400, code, "The request body is nested too deeply") from exc
     if not isinstance(data, dict):
@@ -202,32 +215,66 @@ def _given_twice(key: str) -> str:
     return f"Invalid parameter: {key[:100]!r} is given twice, with different values"
 
 
-def _one_value_each(code: int, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+class _Duplicate(Exception):
+    """A JSON object's member given twice with different values (its key the message)."""
+
+
+def _one_value_each(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in pairs:
         if key in out and out[key] != value:
-            raise HttpError(400, code, _given_twice(key))
+            raise _Duplicate(key)
         out[key] = value
     return out
 
 
-def pick(data: dict[str, Any], snake: str, camel: str | None = None) -> Any:
-    """A JSON key in snake_case, its camelCase alias (twilio-node sends those), or in
-    PascalCase as Twilio's form parameters are written (`Identity`, `FactorSid`): a request
-    written that way by hand must not lose its fields (a challenge for `Identity` would
-    otherwise be a usernameless one, which anyone's passkey answers). A spelling that is
-    null or "" gives way to one with a value (`{"identity": null, "Identity": "alice"}` is
-    for alice); two with different values are refused (InvalidParam, 60300)."""
-    if camel is None:
-        head, *rest = snake.split("_")
-        camel = head + "".join(w.title() for w in rest)
-    found = [data[key] for key in (snake, camel, camel[:1].upper() + camel[1:]) if key in data]
-    given = [value for value in found if value is not None and value != ""]
-    if given:
-        if any(value != given[0] for value in given[1:]):
-            raise InvalidParam(f"Invalid parameter: {snake} is given twice, with different values")
-        return given[0]
-    return found[0] if found else None
+_STRICT_DECODER = json.JSONDecoder(object_pairs_hook=_one_value_each)
+
+
+def _members(value: Any) -> int:
+    """How many object members a parsed JSON value holds, at every depth (without
+    recursion: orjson reads 1,024 levels, deeper than Python's stack goes)."""
+    count, pending = 0, [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            count += len(item)
+            pending.extend(v for v in item.values() if isinstance(v, dict | list))
+        elif isinstance(item, list):
+            pending.extend(v for v in item if isinstance(v, dict | list))
+    return count
+
+
+@functools.cache
+def spellings(snake: str) -> tuple[str, str, str]:
+    """A field's names: snake_case, its camelCase alias (twilio-node sends those), and
+    PascalCase, as Twilio's form parameters are written (`Identity`, `FactorSid`)."""
+    head, *rest = snake.split("_")
+    camel = head + "".join(w.title() for w in rest)
+    return snake, camel, camel[:1].upper() + camel[1:]
+
+
+def pick(data: dict[str, Any], snake: str) -> Any:
+    """A field, under any of its `spellings`: a request written by hand must not lose its
+    fields (a challenge for `Identity` would otherwise be a usernameless one, which
+    anyone's passkey answers). A spelling that is null or "" gives way to one with a value
+    (`{"identity": null, "Identity": "alice"}` is for alice); two with different values are
+    refused (InvalidParam, 60300)."""
+    empty: Any = None
+    given: Any = None
+    found = False
+    for key in spellings(snake):
+        if key not in data:
+            continue
+        value = data[key]
+        if value is None or value == "":
+            if empty is None:
+                empty = value
+        elif not found:
+            given, found = value, True
+        elif value != given:
+            raise InvalidParam(_given_twice(snake))
+    return given if found else empty
 
 
 def page_request(query: Form, *, descending: bool = False) -> tuple[PageRequest, int]:

@@ -78,8 +78,8 @@ class PasskeyPolicy:
     # the service's current ones. False for factors stored before this field existed.
     origins_from_service: bool = False
     # Likewise its user verification: a service's `required` then applies to its sign-ins.
-    # True for factors stored before this field existed (most took the service's).
-    user_verification_from_service: bool = True
+    # False for factors stored before this field existed: they sign in as they did.
+    user_verification_from_service: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -134,6 +134,6 @@ def _decode(cose_key: bytes) -> dict[Any, Any]:
     # `true` or `1.0` too, so a key labelled so would pass for a well-formed one.
     if not all(type(label) is int or type(label) is str for label in key):
         raise MalformedResponse(
-            Step.PUBLIC_KEY, "the credential public key has a label that is not an integer"
+            Step.PUBLIC_KEY, "the credential public key has a label neither an integer nor text"
         )
     return key

@@ -3,6 +3,7 @@ P3 Challenges, P4 ApproveChallenge."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from starlette.routing import Route
@@ -21,7 +22,7 @@ from passkeyd.domain.policy import (
 from passkeyd.webauthn import related_origins
 
 from ..edge import Call, endpoint
-from ..params import pick, read_json
+from ..params import pick, read_json, spellings
 from ..serializers import challenge_json, factor_json, new_factor_json
 
 PASSKEYS = "/v2/Services/{service_sid}/Passkeys"
@@ -87,9 +88,43 @@ def requested_config(config: Any) -> PasskeySettings:
     return settings
 
 
+def _refuse_unknown_fields(call: Call, data: dict[str, Any], fields: tuple[str, ...]) -> None:
+    """A request with a field it does not have (null aside, as SDKs send unset ones), or
+    with parameters in its URL's query: whatever it meant would be lost. A challenge for a
+    user without its `identity` is a usernameless one, which anyone's passkey answers; a
+    factor without its `identity` is a new user's. twilio-python 9.8.3 sends its request
+    object's repr as one form field, `CreatePasskeysChallengeRequest`. (400 60300, the
+    Passkeys parameter error.)"""
+    names = ", ".join(fields)
+    if call.request.scope["query_string"]:
+        raise InvalidParam(
+            f"Invalid parameter: this request's fields go in its body ({names}), not in the"
+            " URL's query"
+        )
+    for key, value in data.items():
+        if value is not None and key not in _known(fields):
+            hint = ""
+            if key.startswith("CreatePasskeys") or key.startswith("CreateNewPasskeys"):
+                hint = " (twilio-python 9.8.3 sends its request object so: use 9.8.4 or later)"
+            raise InvalidParam(
+                f"Invalid parameter: {key[:100]!r} is not a field of this request ({names}){hint}"
+            )
+
+
+@functools.cache
+def _known(fields: tuple[str, ...]) -> frozenset[str]:
+    """Every spelling `pick` reads of these fields."""
+    return frozenset(name for field in fields for name in spellings(field))
+
+
+_FACTOR_FIELDS = ("friendly_name", "identity", "config")
+_CHALLENGE_FIELDS = ("identity", "factor_sid")
+
+
 @endpoint
 async def create_factor(call: Call) -> tuple[int, Any]:
-    data = await read_json(call.request, code=60300, form_fallback=True, one_value_per_key=True)
+    data = await read_json(call.request, code=60300, form_fallback=True, strict=True)
+    _refuse_unknown_fields(call, data, _FACTOR_FIELDS)
     factor, options = await call.run_steps(
         call.domain.registrations.create_factor_steps,
         call.account_sid,
@@ -116,9 +151,9 @@ def _webauthn_keys(data: dict[str, Any]) -> dict[str, Any]:
     """The credential with WebAuthn's own (camelCase) keys, each taken from its snake_case
     spelling when only that was sent."""
     response = data.get("response")
-    if isinstance(response, dict) and any(k in response for k in _SNAKE_CASE_RESPONSE):
+    if isinstance(response, dict) and not _SNAKE_CASE_RESPONSE.keys().isdisjoint(response):
         data = {**data, "response": _aliased(response, _SNAKE_CASE_RESPONSE)}
-    elif not any(k in data for k in _SNAKE_CASE_CREDENTIAL):
+    elif _SNAKE_CASE_CREDENTIAL.keys().isdisjoint(data):
         return data  # as browsers and the SDKs since send it
     return _aliased(data, _SNAKE_CASE_CREDENTIAL)
 
@@ -150,40 +185,10 @@ def _absent_as_none(value: Any) -> Any:
     return None if value is None or value == "" else value
 
 
-# The fields of a challenge's request, as `pick` reads them.
-_CHALLENGE_FIELDS = frozenset({"identity", "Identity", "factor_sid", "factorSid", "FactorSid"})
-
-
-def _refuse_unknown_fields(call: Call, data: dict[str, Any]) -> None:
-    """A challenge request with a field it does not have (null aside, as SDKs send unset
-    ones), or with parameters in its URL's query: whatever it meant would be lost, and a
-    request for a user without its `identity` is a usernameless challenge, which anyone's
-    passkey answers. twilio-python 9.8.3 sends its request object's repr as the form field
-    `CreatePasskeysChallengeRequest`; curl and urllib label a JSON body they are given as a
-    form, which reads as one field named after the whole text. (400 60300, the Passkeys
-    parameter error.)"""
-    if call.request.scope["query_string"]:
-        raise InvalidParam(
-            "Invalid parameter: a challenge's fields go in its body (identity, factor_sid),"
-            " not in the URL's query"
-        )
-    for key, value in data.items():
-        if key not in _CHALLENGE_FIELDS and value is not None:
-            hint = ""
-            if key == "CreatePasskeysChallengeRequest":
-                hint = " (twilio-python 9.8.3 sends its request object so: use 9.8.4 or later)"
-            elif key.lstrip().startswith("{"):
-                hint = " (a JSON body sent as a form: send it as application/json)"
-            raise InvalidParam(
-                f"Invalid parameter: {key[:100]!r} is not a field of a challenge's request"
-                f" (identity, factor_sid){hint}"
-            )
-
-
 @endpoint
 async def create_challenge(call: Call) -> tuple[int, Any]:
-    data = await read_json(call.request, code=60300, form_fallback=True, one_value_per_key=True)
-    _refuse_unknown_fields(call, data)
+    data = await read_json(call.request, code=60300, form_fallback=True, strict=True)
+    _refuse_unknown_fields(call, data, _CHALLENGE_FIELDS)
     challenge = await call.run_steps(
         call.domain.authentications.create_challenge_steps,
         call.account_sid,
