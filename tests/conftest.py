@@ -53,6 +53,11 @@ class Api:
     def post_json(self, path: str, body: Any, **kw: Any) -> Any:
         return self.client.post(path, json=body, auth=kw.pop("auth", self.auth), **kw)
 
+    def post_raw(self, path: str, content: bytes | str, media: str | None) -> Any:
+        """`content` as it is, labelled `media` (no Content-Type header when None)."""
+        headers = {"Content-Type": media} if media else {}
+        return self.client.post(path, content=content, headers=headers, auth=self.auth)
+
     def get(self, path: str, **kw: Any) -> Any:
         return self.client.get(path, auth=kw.pop("auth", self.auth), **kw)
 

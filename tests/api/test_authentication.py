@@ -116,12 +116,7 @@ def test_a_challenge_for_a_user_written_where_it_is_not_read_is_refused(
     """Each of these names a user where a challenge's request is not read, and used to be
     a usernameless challenge, which anyone's passkey answers."""
     before = api.snapshot()
-    r = api.client.post(
-        f"{api.svc}/Passkeys/Challenges{query}",
-        content=content,
-        headers={"Content-Type": media},
-        auth=api.auth,
-    )
+    r = api.post_raw(f"{api.svc}/Passkeys/Challenges{query}", content, media)
     assert (r.status_code, r.json()["code"]) == (400, 60300), r.text
     assert says in r.json()["message"]
     assert api.snapshot() == before
@@ -176,12 +171,7 @@ def test_a_field_given_twice_with_different_values_is_refused(api, alice, send, 
         r = api.post_json(f"{api.svc}/Passkeys/Challenges", content)
     else:
         media = "application/json" if send == "raw" else "application/x-www-form-urlencoded"
-        r = api.client.post(
-            f"{api.svc}/Passkeys/Challenges",
-            content=content,
-            headers={"Content-Type": media},
-            auth=api.auth,
-        )
+        r = api.post_raw(f"{api.svc}/Passkeys/Challenges", content, media)
     assert (r.status_code, r.json()["code"]) == (400, 60300), r.text
     assert "twice" in r.json()["message"]
     assert api.snapshot() == before

@@ -197,12 +197,7 @@ def test_a_body_nested_deeper_than_the_parser_goes_is_refused(api, endpoint):
     # A member twice, so that the standard library reads it again.
     twice = b'{"identity": "u", "identity": "u", "x": ' + b'{"a": ' * 1000 + b"1" + b"}" * 1001
     for content in (body, twice):
-        r = api.client.post(
-            f"{api.svc}/Passkeys/{endpoint}",
-            content=content,
-            headers={"Content-Type": "application/json"},
-            auth=api.auth,
-        )
+        r = api.post_raw(f"{api.svc}/Passkeys/{endpoint}", content, "application/json")
         assert_refused(api, r, 400, 60300)
     assert "nested too deeply" in r.json()["message"]
     assert api.snapshot() == before
@@ -215,12 +210,7 @@ def test_a_member_given_twice_with_one_value_is_read(api, endpoint):
     body = b'{"identity": "user-0001", "identity": "user-0001", "friendly_name": "a"}'
     if endpoint == "Challenges":
         body = b'{"identity": "user-0001", "identity": "user-0001"}'
-    r = api.client.post(
-        f"{api.svc}/Passkeys/{endpoint}",
-        content=body,
-        headers={"Content-Type": "application/json"},
-        auth=api.auth,
-    )
+    r = api.post_raw(f"{api.svc}/Passkeys/{endpoint}", body, "application/json")
     assert r.status_code == 201, r.text
     assert r.json()["identity"] == "user-0001"
 
@@ -276,12 +266,7 @@ def test_a_credential_sent_as_a_form_is_refused_saying_why(api, endpoint, code):
     api.create_service()
     before = api.snapshot()
     body = b"id=abc&rawId=abc&response=clientDataJSON&response=attestationObject&type=public-key"
-    r = api.client.post(
-        f"{api.svc}/Passkeys/{endpoint}",
-        content=body,
-        headers={"Content-Type": "application/json"},
-        auth=api.auth,
-    )
+    r = api.post_raw(f"{api.svc}/Passkeys/{endpoint}", body, "application/json")
     assert_refused(api, r, 400, code)
     assert "is a form, not JSON" in r.json()["message"]
     assert api.snapshot() == before

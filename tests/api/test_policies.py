@@ -4,6 +4,8 @@ origins, the related-origins document, counter and backup-flag policy, authentic
 from __future__ import annotations
 
 import dataclasses
+import json
+import sqlite3
 import uuid
 
 import pytest
@@ -338,21 +340,23 @@ def test_origins_a_factor_was_created_with_stay_its_own(api):
     refused(api.approve(assertion), 60324)
 
 
+def _as_stored_before(api: Api, factor_sid: str, field: str) -> None:
+    """Make the factor's stored policy one from before `field` existed (which was True)."""
+    db = sqlite3.connect(api.db_path)
+    (text,) = db.execute("SELECT policy FROM factors WHERE sid = ?", (factor_sid,)).fetchone()
+    policy = json.loads(text)
+    assert policy.pop(field) is True
+    db.execute("UPDATE factors SET policy = ? WHERE sid = ?", (json.dumps(policy), factor_sid))
+    db.commit()
+    db.close()
+
+
 def test_a_factor_stored_before_origins_followed_the_service_keeps_its_own(api):
     """A policy stored without `origins_from_service` (before it existed) does not say where
     its origins came from: they stay the factor's own, as they were then."""
-    import json
-    import sqlite3
-
     api.create_service()
     factor = api.register()
-    db = sqlite3.connect(api.db_path)
-    (text,) = db.execute("SELECT policy FROM factors WHERE sid = ?", (factor["sid"],)).fetchone()
-    policy = json.loads(text)
-    assert policy.pop("origins_from_service") is True
-    db.execute("UPDATE factors SET policy = ? WHERE sid = ?", (json.dumps(policy), factor["sid"]))
-    db.commit()
-    db.close()
+    _as_stored_before(api, factor["sid"], "origins_from_service")
     r = api.post_form(
         f"/v2/Services/{api.service_sid}",
         {"Passkeys.RelyingParty.Origins": "https://login.example.com"},
@@ -369,19 +373,10 @@ def test_a_factor_stored_before_user_verification_followed_the_service_keeps_its
     """Such a policy does not say whether its request named its user verification: it
     signs in as it did (one that named `discouraged` on a service requiring UV would be
     locked out)."""
-    import json
-    import sqlite3
-
     api.create_service(**{"Passkeys.UserVerification": "discouraged"})
     key = Authenticator(uv=False)
     factor = api.register(authenticator=key)
-    db = sqlite3.connect(api.db_path)
-    (text,) = db.execute("SELECT policy FROM factors WHERE sid = ?", (factor["sid"],)).fetchone()
-    policy = json.loads(text)
-    assert policy.pop("user_verification_from_service") is True
-    db.execute("UPDATE factors SET policy = ? WHERE sid = ?", (json.dumps(policy), factor["sid"]))
-    db.commit()
-    db.close()
+    _as_stored_before(api, factor["sid"], "user_verification_from_service")
     assert api.post_form(api.svc, {"Passkeys.UserVerification": "required"}).status_code == 200
     challenge = api.challenge(identity="user-0001")
     assert challenge["options"]["publicKey"]["userVerification"] == "discouraged"
