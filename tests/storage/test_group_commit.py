@@ -547,7 +547,9 @@ def test_requests_waiting_for_another_process_go_on_together_once_the_lock_is_fr
     finished = run(main())
     other.close()
     assert len(stored_sids(tmp_path / "gc.db")) == 20
-    assert finished - started < 0.1 + 0.1  # the lock was taken soon after it was freed
+    # The lock was taken soon after it was freed (20 writes take a few ms alone; 0.29 s was
+    # seen once with other tests running beside the suite; a missed wake-up costs seconds).
+    assert finished - started < 0.1 + 0.4
     assert len(commits) <= 3
 
 
