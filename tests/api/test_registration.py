@@ -40,6 +40,27 @@ def refused(api, credential, status, code):
 
 
 @pytest.mark.parametrize(
+    ("config", "says"),
+    [
+        ({"user_verificaton": "required"}, "'user_verificaton' is not a field of config"),
+        ({"relying_party": {"origin": ["https://x.example"]}}, "of config.relying_party"),
+    ],
+)
+def test_a_factor_config_with_a_setting_it_has_not_is_refused(api, config, says):
+    """A misspelt setting used to be dropped: the passkey was registered under the
+    service's setting (`discouraged`) instead of the `required` asked for."""
+    api.create_service(**{"Passkeys.UserVerification": "discouraged"})
+    before = api.snapshot()
+    r = api.post_json(
+        f"{api.svc}/Passkeys/Factors",
+        {"friendly_name": "alice", "identity": "user-0001", "config": config},
+    )
+    assert (r.status_code, r.json()["code"]) == (400, 60370), r.text
+    assert says in r.json()["message"]
+    assert api.snapshot() == before
+
+
+@pytest.mark.parametrize(
     ("query", "body", "says"),
     [
         ("", {"friendly_name": "alice", "identiy": "user-0001"}, "'identiy' is not a field"),

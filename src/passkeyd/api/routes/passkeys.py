@@ -34,16 +34,40 @@ def _optional_str(value: Any, name: str) -> str | None:
     raise FactorConfigInvalid(f"Factor config invalid: {name} must be a string")
 
 
+_CONFIG_FIELDS = (
+    "relying_party",
+    "authenticator_attachment",
+    "discoverable_credentials",
+    "user_verification",
+    "attestation",
+)
+_RELYING_PARTY_FIELDS = ("id", "name", "origins")
+
+
+def _refuse_unknown_config(data: dict[str, Any], fields: tuple[str, ...], where: str) -> None:
+    """A misspelt setting (`user_verificaton: required`) would be dropped, and the passkey
+    registered under the service's setting instead: refused (60370), as unknown fields of
+    the request itself are."""
+    for key, value in data.items():
+        if value is not None and key not in _known(fields):
+            raise FactorConfigInvalid(
+                f"Factor config invalid: {key[:100]!r} is not a field of {where}"
+                f" ({', '.join(fields)})"
+            )
+
+
 def requested_config(config: Any) -> PasskeySettings:
     """The factor `config` object (snake_case or camelCase), validated."""
     if config is None:
         return PasskeySettings()
     if not isinstance(config, dict):
         raise FactorConfigInvalid("Factor config invalid or not provided: config must be an object")
+    _refuse_unknown_config(config, _CONFIG_FIELDS, "config")
     rp = pick(config, "relying_party")
     if rp is not None and not isinstance(rp, dict):
         raise RelyingPartyMissing("Relying party invalid: config.relying_party must be an object")
     rp = rp or {}
+    _refuse_unknown_config(rp, _RELYING_PARTY_FIELDS, "config.relying_party")
     origins = pick(rp, "origins")
     if isinstance(origins, str):
         origins = [o.strip() for o in origins.split(",")]
