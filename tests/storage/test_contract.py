@@ -709,6 +709,31 @@ def postgres_with_a_passkey() -> Iterator[tuple[str, Store, Service, Factor]]:
             store.close()
 
 
+@contextmanager
+def _postgres_with_two_deliveries(
+    *, same_webhook: bool
+) -> Iterator[tuple[str, Store, Service, Entity]]:
+    """A migrated PostgreSQL store in a schema of its own, with a service, an entity and a
+    factor whose creation queued deliveries EV1 and EV2 (to WH1, or WH1 and WH2); closed
+    and dropped after."""
+    with temporary_schema() as url:
+        store = open_store(url, pool_size=2)
+        try:
+            store.migrate()
+            svc = service()
+            store.insert_service(svc)
+            ent = stored(store, entity(svc))
+            store.insert_factor(
+                factor(ent),
+                [Delivery(f"EV{n}", "factor.created", "WH1" if same_webhook else f"WH{n}",
+                          svc.account_sid, "http://x/", {})
+                 for n in (1, 2)],
+            )  # fmt: skip
+            yield url, store, svc, ent
+        finally:
+            store.close()
+
+
 def _waits_for_a_row_lock(conn: psycopg.Connection, query_start: str) -> bool:
     """Whether a statement starting with `query_start` waits for a lock, within 10 s."""
     for _ in range(1000):
@@ -1377,43 +1402,30 @@ def test_a_claim_waits_for_a_claim_in_progress_on_postgresql() -> None:
 
     from passkeyd.storage.postgres import _CLAIM_LOCK
 
-    with temporary_schema() as url:
-        store = open_store(url, pool_size=2)
-        try:
-            store.migrate()
-            svc = service()
-            store.insert_service(svc)
-            ent = stored(store, entity(svc))
-            store.insert_factor(
-                factor(ent),
-                [Delivery(f"EV{n}", "factor.created", "WH1", svc.account_sid, "http://x/", {})
-                 for n in (1, 2)],
-            )  # fmt: skip
-            with psycopg.connect(url) as other:  # the other replica, mid-claim
-                other.execute("SELECT pg_advisory_xact_lock(%s)", (_CLAIM_LOCK,))
-                other.execute(
-                    "UPDATE webhook_deliveries SET next_attempt_at = %s WHERE event_sid = 'EV1'",
-                    (NOW + 1,),
+    with _postgres_with_two_deliveries(same_webhook=True) as (url, store, svc, ent):
+        with psycopg.connect(url) as other:  # the other replica, mid-claim
+            other.execute("SELECT pg_advisory_xact_lock(%s)", (_CLAIM_LOCK,))
+            other.execute(
+                "UPDATE webhook_deliveries SET next_attempt_at = %s WHERE event_sid = 'EV1'",
+                (NOW + 1,),
+            )
+            other.execute(
+                "UPDATE webhook_deliveries SET locked_until = %s, attempts = 1"
+                " WHERE event_sid = 'EV2'",
+                (NOW + 60,),
+            )
+            got: list[list[ClaimedDelivery]] = []
+            claim = threading.Thread(
+                target=lambda: got.append(
+                    store.claim_deliveries(now=NOW + 1, lease_seconds=60, limit=5)
                 )
-                other.execute(
-                    "UPDATE webhook_deliveries SET locked_until = %s, attempts = 1"
-                    " WHERE event_sid = 'EV2'",
-                    (NOW + 60,),
-                )
-                got: list[list[ClaimedDelivery]] = []
-                claim = threading.Thread(
-                    target=lambda: got.append(
-                        store.claim_deliveries(now=NOW + 1, lease_seconds=60, limit=5)
-                    )
-                )
-                claim.start()
-                claim.join(timeout=0.5)
-                assert claim.is_alive(), "the claim did not wait for the one in progress"
-                other.commit()
-            claim.join(timeout=10)
-            assert got == [[]]  # WH1 has EV2 out: nothing more for it
-        finally:
-            store.close()
+            )
+            claim.start()
+            claim.join(timeout=0.5)
+            assert claim.is_alive(), "the claim did not wait for the one in progress"
+            other.commit()
+        claim.join(timeout=10)
+        assert got == [[]]  # WH1 has EV2 out: nothing more for it
 
 
 def test_claims_and_the_purge_pass_rows_a_deletion_holds_on_postgresql() -> None:
@@ -1421,52 +1433,35 @@ def test_claims_and_the_purge_pass_rows_a_deletion_holds_on_postgresql() -> None
     claim or a purge batch waiting for one of them while holding others deadlocked with it
     (1 round in 40; one of the two a 503 or a failed pass). They now leave locked rows for
     their next pass and wait for none."""
-    with temporary_schema() as url:
-        store = open_store(url, pool_size=2)
-        try:
-            store.migrate()
-            svc = service()
-            store.insert_service(svc)
-            ent = stored(store, entity(svc))
-            store.insert_factor(
-                factor(ent),
-                [Delivery(f"EV{n}", "factor.created", f"WH{n}", svc.account_sid, "http://x/", {})
-                 for n in (1, 2)],
-            )  # fmt: skip
-            old = [challenge(ent, svc, expiration_date=NOW - 10) for _ in range(2)]
-            for c in old:
-                store.insert_challenge(c)
-            with psycopg.connect(url) as deleting:  # holds one of each, mid-deletion
-                deleting.execute(
-                    "SELECT 1 FROM webhook_deliveries WHERE event_sid = 'EV1' FOR UPDATE"
-                )
-                deleting.execute(
-                    "SELECT 1 FROM challenges WHERE sid = %s FOR UPDATE", (old[0].sid,)
-                )
-                done: dict[str, object] = {}
-                jobs = _in_a_thread(
-                    done,
-                    "jobs",
-                    lambda: (
-                        store.claim_deliveries(now=NOW, lease_seconds=60, limit=5),
-                        store.purge_expired(NOW),
-                    ),
-                )
-                jobs.join(5)
-                if jobs.is_alive():  # waiting for the held rows: let them go, then fail
-                    deleting.rollback()
-                    jobs.join(10)
-                    pytest.fail("a claim or the purge waited for rows a deletion held")
-                claimed, removed = done["jobs"]  # type: ignore[misc]
-                assert [c.delivery.event_sid for c in claimed] == ["EV2"]
-                assert removed >= 1
-                assert store.get_challenge(svc.account_sid, svc.sid, old[1].sid) is None
-                assert store.get_challenge(svc.account_sid, svc.sid, old[0].sid) is not None
+    with _postgres_with_two_deliveries(same_webhook=False) as (url, store, svc, ent):
+        old = [challenge(ent, svc, expiration_date=NOW - 10) for _ in range(2)]
+        for c in old:
+            store.insert_challenge(c)
+        with psycopg.connect(url) as deleting:  # holds one of each, mid-deletion
+            deleting.execute("SELECT 1 FROM webhook_deliveries WHERE event_sid = 'EV1' FOR UPDATE")
+            deleting.execute("SELECT 1 FROM challenges WHERE sid = %s FOR UPDATE", (old[0].sid,))
+            done: dict[str, object] = {}
+            jobs = _in_a_thread(
+                done,
+                "jobs",
+                lambda: (
+                    store.claim_deliveries(now=NOW, lease_seconds=60, limit=5),
+                    store.purge_expired(NOW),
+                ),
+            )
+            jobs.join(5)
+            if jobs.is_alive():  # waiting for the held rows: let them go, then fail
                 deleting.rollback()
-            store.purge_expired(NOW)  # the next pass takes what was passed
-            assert store.get_challenge(svc.account_sid, svc.sid, old[0].sid) is None
-        finally:
-            store.close()
+                jobs.join(10)
+                pytest.fail("a claim or the purge waited for rows a deletion held")
+            claimed, removed = done["jobs"]  # type: ignore[misc]
+            assert [c.delivery.event_sid for c in claimed] == ["EV2"]
+            assert removed >= 1
+            assert store.get_challenge(svc.account_sid, svc.sid, old[1].sid) is None
+            assert store.get_challenge(svc.account_sid, svc.sid, old[0].sid) is not None
+            deleting.rollback()
+        store.purge_expired(NOW)  # the next pass takes what was passed
+        assert store.get_challenge(svc.account_sid, svc.sid, old[0].sid) is None
 
 
 def test_a_serving_process_hears_configuration_changes_without_reading_versions(

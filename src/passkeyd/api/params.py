@@ -158,24 +158,7 @@ async def read_json(
     if form_fallback and (media == _FORM or (is_json_type and looks_form)):
         form = parse_form_bytes(raw)
         if strict:
-            for key, _ in form.items():
-                if len(set(form.get_all(key))) > 1:
-                    # (The async twilio SDK form-encodes a nested object as its keys.)
-                    raise HttpError(
-                        400,
-                        code,
-                        _given_twice(key) + " (a form cannot hold an object: send JSON; the"
-                        " async twilio SDK sends forms, the sync client JSON)",
-                    )
-            if raw.lstrip()[:1] == b"{":  # curl -d, urllib: a JSON body labelled a form
-                raise HttpError(
-                    400,
-                    code,
-                    "The request body is JSON sent as a form: send it as application/json",
-                )
-            if any(field.strip() and b"=" not in field for field in raw.split(b"&")):
-                # `Identity` alone: an empty value, or a value lost?
-                raise HttpError(400, code, "Invalid parameter: a form field without a value")
+            _refuse_an_ambiguous_form(raw, form, code)
         return dict(form.items())
     if not is_json_type:
         raise HttpError(415, code, "Send this request as application/json")
@@ -209,6 +192,27 @@ async def read_json(
     if b"\\u0000" in raw and _holds_nul(data):  # (the scan only when it may)
         raise HttpError(400, code, NUL_REFUSED)
     return data
+
+
+def _refuse_an_ambiguous_form(raw: bytes, form: Form, code: int) -> None:
+    """`read_json`'s strict reading of a form body: one value per key, a value for every
+    field, and no JSON in it."""
+    for key, _ in form.items():
+        if len(set(form.get_all(key))) > 1:
+            # (The async twilio SDK form-encodes a nested object as its keys.)
+            raise HttpError(
+                400,
+                code,
+                _given_twice(key) + " (a form cannot hold an object: send JSON; the"
+                " async twilio SDK sends forms, the sync client JSON)",
+            )
+    if raw.lstrip()[:1] == b"{":  # curl -d, urllib: a JSON body labelled a form
+        raise HttpError(
+            400, code, "The request body is JSON sent as a form: send it as application/json"
+        )
+    if any(field.strip() and b"=" not in field for field in raw.split(b"&")):
+        # `Identity` alone: an empty value, or a value lost?
+        raise HttpError(400, code, "Invalid parameter: a form field without a value")
 
 
 def _given_twice(key: str) -> str:

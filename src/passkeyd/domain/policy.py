@@ -152,7 +152,7 @@ def origins_in_force(
     taken off (a retired subdomain, or all of them) stops working for them. The origins a
     factor's request named itself stay its own (top origins are always the service's). A
     passkey of an RP id the service no longer has keeps what it was registered with."""
-    if not service.rp_id or service.rp_id.lower() != policy.rp_id:
+    if not _has_rp_of(service, policy):
         return policy.rp_origins, policy.top_origins
     top_origins = tuple(service.top_origins or ())
     if policy.origins_from_service:
@@ -169,6 +169,11 @@ def service_requires_user_verification(policy: PasskeyPolicy, service: PasskeySe
     return (
         policy.user_verification_from_service
         and service.user_verification == "required"
-        and bool(service.rp_id)
-        and str(service.rp_id).lower() == policy.rp_id
+        and _has_rp_of(service, policy)
     )
+
+
+def _has_rp_of(service: PasskeySettings, policy: PasskeyPolicy) -> bool:
+    """The service still has the passkey's RP id (stored RP ids are lower-case; a service's
+    stored before that may not be)."""
+    return bool(service.rp_id) and str(service.rp_id).lower() == policy.rp_id
