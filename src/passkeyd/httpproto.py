@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from passkeyd.logs import new_request_id
 
 
 class _OneWriteTransport:
@@ -85,7 +86,7 @@ class OneWriteHttpProtocol(HttpToolsProtocol):
         for name, value in self.server_state.default_headers:
             head += [name, b": ", value, b"\r\n"]
         head += [
-            b"twilio-request-id: RQ%s\r\n" % secrets.token_hex(16).encode(),
+            b"twilio-request-id: %s\r\n" % new_request_id().encode(),
             b"content-type: application/json\r\n",
             b"content-length: %d\r\n" % len(_MALFORMED),
             b"connection: close\r\n\r\n",

@@ -7,7 +7,6 @@ import functools
 import hashlib
 import hmac
 import logging
-import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -23,6 +22,7 @@ from starlette.types import Receive, Scope, Send
 from passkeyd import logs, metrics
 from passkeyd.delivery import Dispatcher
 from passkeyd.domain import Domain
+from passkeyd.logs import new_request_id
 from passkeyd.settings import Settings
 from passkeyd.storage import StorageUnavailable
 
@@ -42,8 +42,8 @@ async def healthz(request: Request) -> Response:
             domain.store.ping()
     except StorageUnavailable:
         log.warning("health check: the database does not answer")
-        return json_response(503, {"status": "unavailable", "reason": "database"}, _rid())
-    return json_response(200, {"status": "ok"}, _rid())
+        return json_response(503, {"status": "unavailable", "reason": "database"}, new_request_id())
+    return json_response(200, {"status": "ok"}, new_request_id())
 
 
 def _allowed_methods(request: Request) -> list[str]:
@@ -65,17 +65,17 @@ async def readyz(request: Request) -> Response:
         unknown = await anyio.to_thread.run_sync(domain.store.unknown_migrations)
     except Exception:
         log.warning("readiness check: the database does not answer", exc_info=True)
-        return json_response(503, {"status": "unavailable", "reason": "database"}, _rid())
+        return json_response(503, {"status": "unavailable", "reason": "database"}, new_request_id())
     if pending:
         reason = f"pending migrations {pending}"
-        return json_response(503, {"status": "unavailable", "reason": reason}, _rid())
+        return json_response(503, {"status": "unavailable", "reason": reason}, new_request_id())
     if unknown:
         # The next release migrated while this one serves, as a rolling upgrade does
         # (docs/deployment.md): still ready. (A process of this release refuses to *start*
         # on it, as a rollback would.) Not ready would take the whole running fleet out of
         # a balancer's rotation before any new replica is up.
-        return json_response(200, {"status": "ready", "newer_schema": unknown}, _rid())
-    return json_response(200, {"status": "ready"}, _rid())
+        return json_response(200, {"status": "ready", "newer_schema": unknown}, new_request_id())
+    return json_response(200, {"status": "ready"}, new_request_id())
 
 
 async def metrics_endpoint(request: Request) -> Response:
@@ -84,7 +84,7 @@ async def metrics_endpoint(request: Request) -> Response:
         scheme, _, offered = request.headers.get("authorization", "").partition(" ")
         digest = hashlib.sha256(offered.strip().encode("utf-8", "replace")).digest()
         if scheme.lower() != "bearer" or not hmac.compare_digest(digest, token):
-            response = error_response(401, 20003, "Authenticate", _rid())
+            response = error_response(401, 20003, "Authenticate", new_request_id())
             response.headers["WWW-Authenticate"] = 'Bearer realm="passkeyd metrics"'
             return response
     domain: Domain = request.app.state.domain
@@ -99,21 +99,17 @@ async def metrics_endpoint(request: Request) -> Response:
 
 
 async def openapi_json(request: Request) -> Response:
-    return json_response(200, openapi.document(), _rid())
+    return json_response(200, openapi.document(), new_request_id())
 
 
 async def docs(request: Request) -> Response:
     return HTMLResponse(openapi.DOCS_HTML)
 
 
-def _rid() -> str:
-    return "RQ" + secrets.token_hex(16)
-
-
 async def http_error(request: Request, exc: Exception) -> Response:
     """A path no route serves (404), or a method its route does not (405): answered in
     Twilio's format, and logged like any API request (probes for paths show up)."""
-    request_id = "RQ" + secrets.token_hex(16)
+    request_id = new_request_id()
     status = exc.status_code if isinstance(exc, HTTPException) else 500
     if status == 405:
         code = 20004

@@ -6,7 +6,6 @@ import asyncio
 import base64
 import functools
 import logging
-import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -206,7 +205,7 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
 
     async def run(request: Request) -> Response:
         started = time.perf_counter()
-        request_id = "RQ" + secrets.token_hex(16)
+        request_id = logs.new_request_id()
         domain: Domain = request.app.state.domain
         account_sid = ""
         username = ""
