@@ -328,3 +328,16 @@ def test_check_config_warns_that_webhooks_need_a_secret_key_on_postgresql(db):
     # The embedded default makes its own key file.
     embedded = {"PATH": "/usr/bin:/bin", "PASSKEYD_DATABASE_URL": db}
     assert "warnings" not in json.loads(run("check-config", env=embedded).stdout)
+
+
+def test_check_config_warns_of_settings_that_do_nothing_or_little(db):
+    """PASSKEYD_REUSE_PORT with one worker does nothing; several workers on one SQLite file
+    add little. `check-config` says so, as `serve` logs it."""
+    env = {"PATH": "/usr/bin:/bin", "PASSKEYD_DATABASE_URL": db}
+    one = json.loads(run("check-config", env={**env, "PASSKEYD_REUSE_PORT": "true"}).stdout)
+    assert [w for w in one["warnings"] if "PASSKEYD_REUSE_PORT does nothing" in w], one
+    two = {**env, "PASSKEYD_REUSE_PORT": "true", "PASSKEYD_WORKERS": "2"}
+    report = json.loads(run("check-config", env=two).stdout)
+    assert not [w for w in report["warnings"] if "REUSE_PORT" in w]  # (Linux)
+    assert [w for w in report["warnings"] if "2 workers on one file" in w], report
+    assert "warnings" not in json.loads(run("check-config", env=env).stdout)

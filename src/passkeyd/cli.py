@@ -223,12 +223,6 @@ def cmd_serve(settings: Settings) -> int:
     store.close()
     for warning in _warnings(settings):
         logging.getLogger("passkeyd").warning("%s", warning)
-    if settings.workers > 1 and is_embedded(settings.database_url):
-        logging.getLogger("passkeyd").warning(
-            "SQLite has a single writer: %d workers on one file add little throughput and"
-            " cost CPU in lock waits; scale out on PostgreSQL instead",
-            settings.workers,
-        )
     if settings.workers > 1:  # aggregate every worker's metrics at /metrics
         metrics_dir = Path(tempfile.mkdtemp(prefix="passkeyd-metrics-"))
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
@@ -271,6 +265,23 @@ def _warnings(settings: Settings) -> list[str]:
             "PASSKEYD_SECRET_KEY is not set: webhooks cannot be signed (X-Twilio-Signature),"
             " so none is sent: they wait for a process started with it; set it on every replica,"
             " and rotate (with it set) the token of each account made without it"
+        )
+    if settings.workers > 1 and is_embedded(settings.database_url):
+        warnings.append(
+            f"SQLite has a single writer: {settings.workers} workers on one file add little"
+            " throughput and cost CPU in lock waits; scale out on PostgreSQL instead"
+        )
+    if settings.reuse_port and settings.workers == 1:
+        warnings.append(
+            "PASSKEYD_REUSE_PORT does nothing with one worker: it gives each worker of"
+            " PASSKEYD_WORKERS > 1 a listening socket of its own"
+        )
+    elif settings.reuse_port and not (
+        sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")
+    ):
+        warnings.append(
+            "PASSKEYD_REUSE_PORT does nothing here: it needs Linux's SO_REUSEPORT, so the"
+            " workers share one listening socket"
         )
     return warnings
 
