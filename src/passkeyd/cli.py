@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import gc
 import json
 import logging
 import os
@@ -199,7 +200,13 @@ def app_factory() -> Any:
     if settings.reuse_port and os.environ.get(SUPERVISOR_PID):
         _listen_on_a_socket_of_its_own()
     _configure_logging(settings)
-    return create_app(_domain(settings, migrate=False), settings)
+    app = create_app(_domain(settings, migrate=False), settings)
+    # What start-up made (modules, routes, the domain: about 50,000 objects) lives as long
+    # as the process: out of the collector's sight, a full collection does not walk it
+    # again, which held every request in flight for about 10 ms each time.
+    gc.collect()
+    gc.freeze()
+    return app
 
 
 def cmd_serve(settings: Settings) -> int:
