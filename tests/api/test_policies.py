@@ -340,12 +340,13 @@ def test_origins_a_factor_was_created_with_stay_its_own(api):
     refused(api.approve(assertion), 60324)
 
 
-def _as_stored_before(api: Api, factor_sid: str, field: str) -> None:
-    """Make the factor's stored policy one from before `field` existed (which was True)."""
+def _as_stored_before(api: Api, factor_sid: str, *fields: str) -> None:
+    """Make the factor's stored policy one from before `fields` existed (which were True)."""
     db = sqlite3.connect(api.db_path)
     (text,) = db.execute("SELECT policy FROM factors WHERE sid = ?", (factor_sid,)).fetchone()
     policy = json.loads(text)
-    assert policy.pop(field) is True
+    for field in fields:
+        assert policy.pop(field) is True
     db.execute("UPDATE factors SET policy = ? WHERE sid = ?", (json.dumps(policy), factor_sid))
     db.commit()
     db.close()
@@ -376,11 +377,50 @@ def test_a_factor_stored_before_user_verification_followed_the_service_keeps_its
     api.create_service(**{"Passkeys.UserVerification": "discouraged"})
     key = Authenticator(uv=False)
     factor = api.register(authenticator=key)
-    _as_stored_before(api, factor["sid"], "user_verification_from_service")
+    # (Before either flag: the last release before them stored neither.)
+    _as_stored_before(api, factor["sid"], "origins_from_service", "user_verification_from_service")
     assert api.post_form(api.svc, {"Passkeys.UserVerification": "required"}).status_code == 200
     challenge = api.challenge(identity="user-0001")
     assert challenge["options"]["publicKey"]["userVerification"] == "discouraged"
     assert api.approve(key.get(challenge["options"], ORIGIN)).json()["status"] == "approved"
+
+
+def test_a_factor_stored_with_origins_but_not_user_verification_flags_obeys_required(api):
+    """passkeyd at c8d13c5 stored `origins_from_service` but not yet
+    `user_verification_from_service`, and its passkeys obeyed a service's `required` user
+    verification. Upgraded, they still do (they were read as not following the service,
+    and signed in without user verification: found by the upgrade review)."""
+    api.create_service(**{"Passkeys.UserVerification": "preferred"})
+    key = Authenticator(uv=False)
+    factor = api.register(authenticator=key)
+    _as_stored_before(api, factor["sid"], "user_verification_from_service")
+    assert api.post_form(api.svc, {"Passkeys.UserVerification": "required"}).status_code == 200
+    challenge = api.challenge(identity="user-0001")
+    assert challenge["options"]["publicKey"]["userVerification"] == "required"
+    refused(api.approve(key.get(challenge["options"], ORIGIN)), 60324)
+
+
+def test_what_a_newer_release_stored_is_read_without_the_settings_this_one_lacks(api):
+    """A rolling upgrade (or a rollback) runs this release beside a newer one on the same
+    database: a factor's policy or a service's settings holding a field this release does not
+    have are read without it. It was a 500 for every read of such a passkey (its factor,
+    its user's factor list, their challenges), found by the upgrade review."""
+    from passkeyd.storage.rows import settings_from_json
+
+    api.create_service()
+    factor = api.register()
+    db = sqlite3.connect(api.db_path)
+    (text,) = db.execute("SELECT policy FROM factors WHERE sid = ?", (factor["sid"],)).fetchone()
+    newer = {**json.loads(text), "a_setting_of_a_later_release": "strict"}
+    db.execute("UPDATE factors SET policy = ? WHERE sid = ?", (json.dumps(newer), factor["sid"]))
+    db.commit()
+    db.close()
+    r = api.get(f"{api.svc}/Entities/user-0001/Factors/{factor['sid']}")
+    assert r.status_code == 200, r.text
+    challenge = api.challenge(identity="user-0001")
+    assert api.approve(api.authenticator.get(challenge["options"], ORIGIN)).status_code == 200
+    settings = settings_from_json(json.dumps({"rp_id": "example.com", "a_later_one": 1}))
+    assert settings.rp_id == "example.com"
 
 
 def test_well_known_webauthn_lists_the_web_origins(api, other_api):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import functools
 from collections.abc import Sequence
 from typing import Any
@@ -44,8 +45,21 @@ def settings_to_json(settings: PasskeySettings) -> str:
 _TUPLE_SETTINGS = ("rp_origins", "aaguid_allow", "aaguid_deny", "top_origins", "algorithms")
 
 
+def _known(data: dict[str, Any], names: frozenset[str]) -> dict[str, Any]:
+    """What this release knows of a stored object. A newer release may store settings this
+    one does not have (during a rolling upgrade, or after a rollback): they are left out, as
+    the settings did not exist for this code, rather than failing every read of the row."""
+    if data.keys() <= names:
+        return data
+    return {k: v for k, v in data.items() if k in names}
+
+
+_SETTINGS_FIELDS = frozenset(f.name for f in dataclasses.fields(PasskeySettings))
+_POLICY_FIELDS = frozenset(f.name for f in dataclasses.fields(PasskeyPolicy))
+
+
 def settings_from_json(text: str) -> PasskeySettings:
-    data = orjson.loads(text)
+    data = _known(orjson.loads(text), _SETTINGS_FIELDS)
     for name in _TUPLE_SETTINGS:
         value = data.get(name)
         if value is not None:
@@ -60,10 +74,14 @@ def policy_to_json(policy: PasskeyPolicy) -> str:
 @functools.lru_cache(maxsize=4096)
 def policy_from_json(text: str) -> PasskeyPolicy:
     """Immutable, and shared by many factors: each distinct text is decoded once."""
-    data = orjson.loads(text)
+    data = _known(orjson.loads(text), _POLICY_FIELDS)
     for name in ("rp_origins", "top_origins", "algorithms"):
         if name in data:  # policies stored before a field existed take its default
             data[name] = tuple(data[name])
+    if "origins_from_service" in data and "user_verification_from_service" not in data:
+        # Stored by the one release (c8d13c5) that had the first flag, not the second: its
+        # passkeys obeyed a service's `required` user verification, and go on doing so.
+        data["user_verification_from_service"] = True
     return PasskeyPolicy(**data)
 
 
