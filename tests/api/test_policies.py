@@ -421,6 +421,20 @@ def test_what_a_newer_release_stored_is_read_without_the_settings_this_one_lacks
     assert api.approve(api.authenticator.get(challenge["options"], ORIGIN)).status_code == 200
     settings = settings_from_json(json.dumps({"rp_id": "example.com", "a_later_one": 1}))
     assert settings.rp_id == "example.com"
+    # A service updated here keeps the settings it does not have (an update made by this
+    # release during the rollout must not undo them).
+    db = sqlite3.connect(api.db_path)
+    select = "SELECT passkeys FROM services WHERE sid = ?"
+    (text,) = db.execute(select, (api.service_sid,)).fetchone()
+    newer = json.dumps({**json.loads(text), "a_later_one": [1, 2]})
+    db.execute("UPDATE services SET passkeys = ? WHERE sid = ?", (newer, api.service_sid))
+    db.commit()
+    r = api.post_form(api.svc, {"FriendlyName": "Renamed", "Passkeys.UserVerification": "required"})
+    assert r.status_code == 200, r.text
+    (text,) = db.execute(select, (api.service_sid,)).fetchone()
+    db.close()
+    stored = json.loads(text)
+    assert (stored["a_later_one"], stored["user_verification"]) == ([1, 2], "required")
 
 
 def test_well_known_webauthn_lists_the_web_origins(api, other_api):

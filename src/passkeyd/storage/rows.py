@@ -38,8 +38,15 @@ def dump_json(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def settings_to_json(settings: PasskeySettings) -> str:
-    return dump_json(settings)  # orjson writes dataclasses (fields in order) itself
+def settings_to_json(settings: PasskeySettings, *, replacing: str | None = None) -> str:
+    """`replacing`: the stored text this replaces. Settings a newer release stored there,
+    which this one does not have, are kept: an update made here during a rolling upgrade
+    must not undo them."""
+    text = dump_json(settings)  # orjson writes dataclasses (fields in order) itself
+    if replacing is None:
+        return text
+    later = {k: v for k, v in orjson.loads(replacing).items() if k not in _SETTINGS_FIELDS}
+    return dump_json({**orjson.loads(text), **later}) if later else text
 
 
 _TUPLE_SETTINGS = ("rp_origins", "aaguid_allow", "aaguid_deny", "top_origins", "algorithms")

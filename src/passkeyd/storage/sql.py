@@ -580,7 +580,7 @@ class SqlStore(abc.ABC):
                 " date_updated = ? WHERE sid = ?",
                 (
                     service.friendly_name,
-                    settings_to_json(service.passkeys),
+                    settings_to_json(service.passkeys, replacing=row[4]),
                     dump_json(service.settings),
                     service.date_updated,
                     sid,
