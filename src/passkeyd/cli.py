@@ -194,12 +194,14 @@ def _listen_on_a_socket_of_its_own() -> None:
 def app_factory() -> Any:
     """Called by uvicorn in each worker process: settings come from the environment."""
     from .api import create_app
+    from .httpproto import OneWriteHttpProtocol
 
     _stop_with_the_supervisor()
     settings = Settings.load()
     if settings.reuse_port and os.environ.get(SUPERVISOR_PID):
         _listen_on_a_socket_of_its_own()
     _configure_logging(settings)
+    OneWriteHttpProtocol.head_seconds = float(settings.headers_timeout_seconds)
     app = create_app(_domain(settings, migrate=False), settings)
     # What start-up made (modules, routes, the domain: about 50,000 objects) lives as long
     # as the process: out of the collector's sight, a full collection does not walk it

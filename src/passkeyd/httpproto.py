@@ -7,7 +7,17 @@ header block that no body follows (HEAD, `100 Continue`) is sent at the loop's n
 
 A request the HTTP parser refuses (a bad method token, a malformed Content-Length, a bad
 chunk, a NUL in a header) never reaches the app: uvicorn answers it with a plain-text 400.
-Here that answer is a Twilio-format error body, like every other refusal.
+Here that answer is a Twilio-format error body, like every other refusal, and it goes out
+in its turn: after the answers to the requests pipelined before it (uvicorn sent it at once,
+and a client took it for the answer to its previous request), and also on a connection
+that served requests before (uvicorn's override here closed that one without a word).
+
+uvicorn's httptools mode also lacks guards its h11 mode has, added here: a request line and
+headers over 64 KiB are answered 431, and a head that takes longer than
+PASSKEYD_HEADERS_TIMEOUT_SECONDS 408 (a connection that sends nothing is closed). A request
+asking to switch to h2c (curl --http2 over http://) had its body skipped by the parser and
+was carried out without it; it is refused when it has a body, and answered as HTTP/1.1 when
+it has none. A client that half-closes after its request gets its answer.
 """
 
 from __future__ import annotations
@@ -59,37 +69,212 @@ class _OneWriteTransport:
         return getattr(self._transport, name)
 
 
-_MALFORMED = json.dumps(
-    {
-        "code": 60200,
-        "message": "Invalid HTTP request: the request line, a header or the body's framing"
-        " is malformed",
-        "more_info": "https://www.twilio.com/docs/errors/60200",
-        "status": 400,
-    },
-    separators=(",", ":"),
-).encode()
+def _error(status: int, code: int, message: str) -> bytes:
+    """A Twilio-format error body."""
+    return json.dumps(
+        {
+            "code": code,
+            "message": message,
+            "more_info": f"https://www.twilio.com/docs/errors/{code}",
+            "status": status,
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+_MALFORMED = _error(
+    400,
+    60200,
+    "Invalid HTTP request: the request line, a header or the body's framing is malformed",
+)
+_HEAD_TOO_LARGE = _error(
+    431, 60200, "Request header fields too large: the request line and headers are over 64 KiB"
+)
+_HEAD_TOO_SLOW = _error(408, 60200, "Request timeout: the request's headers did not arrive")
+_UPGRADE_WITH_BODY = _error(
+    400,
+    60200,
+    "Upgrade is not supported: passkeyd speaks HTTP/1.1 here, and a request asking to switch"
+    " protocols cannot carry a body (curl: --http1.1, or https:// through a proxy)",
+)
+_REASONS = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
+
+MAX_HEAD_BYTES = 64 * 1024  # the request line and the headers together
+
+
+class _HeadTooLarge(Exception):
+    pass
 
 
 class OneWriteHttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, with each response in one write, Twilio-format answers
+    to what the parser refuses, and the guards uvicorn's httptools mode lacks: a bound on
+    the request head's size and time, requests to switch protocols (h2c) read as HTTP/1.1
+    or refused, and an answer for a client that half-closed after its request."""
+
+    # From a connection's opening, or a request's first byte, to its last header: a client
+    # that takes longer is answered 408 (PASSKEYD_HEADERS_TIMEOUT_SECONDS, set per worker).
+    head_seconds = 10.0
+    _refusal: tuple[int, bytes] | None = None  # an answer waiting for the responses before it
+    _head_bytes = 0
+    _head_timer: asyncio.TimerHandle | None = None
+    _head_started = False  # a request's first bytes came, and not yet all its headers
+    _too_large = False
+    _upgrade_refused = False  # this request's body was skipped by the parser: refused
+
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(_OneWriteTransport(transport, self.loop))  # type: ignore[arg-type]
+        self._arm_head_timer()  # a connection that never sends a request is not kept
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_head_timer()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._refusal is not None:
+            return  # the rest of the connection is refused: its answer waits its turn
+        super().data_received(data)
+
+    def eof_received(self) -> bool | None:  # type: ignore[override]
+        """The client sent all it will (a half-close): a request still being answered gets
+        its answer, then the connection closes (asyncio would close it at once)."""
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            cycle.keep_alive = False
+            return True
+        return None
+
+    # --- the request head: its size and time -------------------------------------------------
+
+    def _arm_head_timer(self) -> None:
+        if self._head_timer is None:
+            self._head_timer = self.loop.call_later(self.head_seconds, self._head_too_slow)
+
+    def _cancel_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_too_slow(self) -> None:
+        self._head_timer = None
+        if self.transport.is_closing():
+            return
+        cycle = self.cycle
+        if self._head_started and (cycle is None or cycle.response_complete):
+            self._answer(408, _HEAD_TOO_SLOW)
+        else:  # nothing asked yet, or a request before it is still being answered
+            self.transport.close()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._head_started = True
+        self._head_bytes = 0
+        self._upgrade_refused = False
+        self._arm_head_timer()
+
+    def _count(self, size: int) -> None:
+        self._head_bytes += size
+        if self._head_bytes > MAX_HEAD_BYTES:
+            self._too_large = True
+            raise _HeadTooLarge  # the parser stops, and send_400_response answers
+
+    def on_url(self, url: bytes) -> None:
+        self._count(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count(len(name) + len(value) + 4)
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._cancel_head_timer()
+        self._head_started = False
+        if self.parser.should_upgrade() and not self._should_upgrade():
+            # A protocol passkeyd does not switch to (h2c: curl --http2 and Java's HttpClient
+            # ask so over http://). httptools stops reading HTTP/1.1 at these headers, so a
+            # body would be skipped and the request carried out without it: a challenge for
+            # a user made usernameless. One with a body is refused; one without is answered
+            # as HTTP/1.1, and the connection closed after it (nothing more can be read).
+            if self._declares_body():
+                self._upgrade_refused = True
+                self._refuse(400, _UPGRADE_WITH_BODY, body_of_cycle=False)
+                return
+            super().on_headers_complete()
+            self.cycle.keep_alive = False
+            return
+        super().on_headers_complete()
+
+    def _declares_body(self) -> bool:
+        for name, value in self.headers:
+            if name == b"transfer-encoding" or (name == b"content-length" and value.strip(b" 0")):
+                return True
+        return False
+
+    def on_body(self, body: bytes) -> None:
+        if not self._upgrade_refused:
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if not self._upgrade_refused:
+            super().on_message_complete()
+
+    def _unsupported_upgrade_warning(self) -> None:
+        pass  # handled in on_headers_complete: answered as HTTP/1.1, or refused
+
+    # --- answering what the parser refuses ---------------------------------------------------
 
     def send_400_response(self, msg: str) -> None:
+        """The parser refused bytes (uvicorn answers a plain-text 400): answered in Twilio's
+        format, in its turn after the responses to the requests before them."""
+        if self._too_large:
+            self._refuse(431, _HEAD_TOO_LARGE, body_of_cycle=False)
+        else:
+            self._refuse(400, _MALFORMED, body_of_cycle=True)
+
+    def _refuse(self, status: int, body: bytes, *, body_of_cycle: bool) -> None:
+        """Answer the refused bytes, which end the connection. `body_of_cycle`: they may be
+        in the body of the last request whose head was read (a bad chunk), rather than a
+        new request's head."""
+        self._cancel_head_timer()
         cycle = self.cycle
-        if cycle is not None and cycle.response_started:
-            # The malformed part came after this request's answer began (a bad chunk after
-            # an early 401): a second answer would be taken for the next request's.
-            self.transport.close()
+        if cycle is not None and body_of_cycle and cycle.more_body:
+            # In that request's body.
+            if cycle.response_started:
+                # Answered already (an early 401): a second answer would be taken for the
+                # next request's.
+                self.transport.close()
+                return
+            queued = [item for item in self.pipeline if item[0] is not cycle]
+            if len(queued) == len(self.pipeline):  # being served: it hears a disconnect
+                self._answer(status, body)
+                return
+            self.pipeline.clear()  # queued behind others: it is never started
+            self.pipeline.extend(queued)
+        elif cycle is None or cycle.response_complete:
+            self._answer(status, body)
             return
-        head = [b"HTTP/1.1 400 Bad Request\r\n"]
+        # Requests before these bytes are still being answered: this answer goes after theirs.
+        self._refusal = (status, body)
+        self.flow.pause_reading()
+
+    def on_response_complete(self) -> None:
+        last = not self.pipeline
+        super().on_response_complete()
+        if self._refusal is not None and last:
+            status, body = self._refusal
+            self._answer(status, body)
+
+    def _answer(self, status: int, body: bytes) -> None:
+        if self.transport.is_closing():
+            return
+        head = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS[status])]
         for name, value in self.server_state.default_headers:
             head += [name, b": ", value, b"\r\n"]
         head += [
             b"twilio-request-id: %s\r\n" % new_request_id().encode(),
             b"content-type: application/json\r\n",
-            b"content-length: %d\r\n" % len(_MALFORMED),
+            b"content-length: %d\r\n" % len(body),
             b"connection: close\r\n\r\n",
         ]
-        self.transport.write(b"".join(head) + _MALFORMED)
+        self.transport.write(b"".join(head) + body)
         self.transport.close()

@@ -40,6 +40,7 @@ class Settings:
     database_url: str = DEFAULT_DATABASE_URL
     workers: int = 1
     reuse_port: bool = False  # each worker listens on a socket of its own (Linux)
+    headers_timeout_seconds: int = 10  # for a request's line and headers to arrive
     account_sid: str | None = None
     auth_token: str | None = None
     log_level: str = "info"
@@ -116,6 +117,9 @@ class Settings:
             database_url=env.get("PASSKEYD_DATABASE_URL") or DEFAULT_DATABASE_URL,
             workers=number("PASSKEYD_WORKERS", 1, 1, 64),
             reuse_port=flag("PASSKEYD_REUSE_PORT", False),
+            headers_timeout_seconds=number(
+                "PASSKEYD_HEADERS_TIMEOUT_SECONDS", cls.headers_timeout_seconds, 1, 3600
+            ),
             account_sid=env.get("PASSKEYD_ACCOUNT_SID") or None,
             auth_token=env.get("PASSKEYD_AUTH_TOKEN") or None,
             log_level=(env.get("PASSKEYD_LOG_LEVEL") or "info").lower(),
@@ -251,7 +255,7 @@ def secret_box(settings: Settings) -> SecretBox | None:
 # without the prefix (e.g. `database_url = "postgresql://..."`).
 ENVIRONMENT = (
     "PASSKEYD_HOST", "PASSKEYD_PORT", "PASSKEYD_DATABASE_URL", "PASSKEYD_WORKERS",
-    "PASSKEYD_REUSE_PORT",
+    "PASSKEYD_REUSE_PORT", "PASSKEYD_HEADERS_TIMEOUT_SECONDS",
     "PASSKEYD_ACCOUNT_SID", "PASSKEYD_AUTH_TOKEN", "PASSKEYD_LOG_LEVEL", "PASSKEYD_LOG_FORMAT",
     "PASSKEYD_ACCESS_LOG", "PASSKEYD_DB_POOL_SIZE", "PASSKEYD_DB_CONNECT_TIMEOUT",
     "PASSKEYD_SQLITE_SYNCHRONOUS", "PASSKEYD_SQLITE_CACHE_MB",

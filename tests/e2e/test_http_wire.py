@@ -5,8 +5,10 @@ kept-alive connection (passkeyd sends each response's head and body in one write
 from __future__ import annotations
 
 import base64
+import json
 import re
 import socket
+import time
 from urllib.parse import urlsplit
 
 from tests.e2e.conftest import Server
@@ -141,3 +143,184 @@ def test_a_malformed_chunk_after_the_answer_began_gets_no_second_answer(server: 
         assert connection.buffer + rest == b""  # closed, with nothing more
     finally:
         connection.close()
+
+
+def _service(server: Server) -> str:
+    c = Connection(server.base_url)
+    try:
+        form = (
+            b"FriendlyName=wire&Passkeys.RelyingParty.Id=example.com&Passkeys.RelyingParty.Name=Ex"
+            b"&Passkeys.RelyingParty.Origins=https%3A%2F%2Fexample.com"
+            b"&Passkeys.AuthenticatorAttachment=platform&Passkeys.DiscoverableCredentials=preferred"
+            b"&Passkeys.UserVerification=preferred"
+        )
+        c.send(
+            b"POST /v2/Services HTTP/1.1\r\nHost: t\r\nAuthorization: " + auth(server).encode()
+            + b"\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: "
+            + str(len(form)).encode() + b"\r\n\r\n" + form
+        )  # fmt: skip
+        status, _, body = c.response()
+        assert status == 201, body
+        return body.split(b'"sid":"', 1)[1].split(b'"', 1)[0].decode()
+    finally:
+        c.close()
+
+
+def _challenge_request(
+    server: Server, service_sid: str, extra: bytes = b"", body: bytes = b'{"identity":"nobody-yet"}'
+) -> bytes:
+    return (
+        f"POST /v2/Services/{service_sid}/Passkeys/Challenges HTTP/1.1\r\nHost: t\r\n"
+        f"Authorization: {auth(server)}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n".encode()
+        + extra
+        + b"\r\n"
+        + body
+    )
+
+
+def _rest(c: Connection) -> bytes:
+    """What else arrives before the server closes the connection."""
+    c.sock.settimeout(5)
+    rest = c.buffer
+    while chunk := c.sock.recv(65536):
+        rest += chunk
+    c.buffer = b""
+    return rest
+
+
+def test_a_request_to_switch_to_h2c_is_refused_with_a_body_and_answered_without(
+    server: Server,
+) -> None:
+    """curl --http2 over http:// (and Java's HttpClient) ask to upgrade to h2c. httptools stops
+    reading HTTP/1.1 at the headers: the body was skipped, and a challenge for a user was
+    made usernameless (201, identity "") that anyone's passkey answers. Refused now (and
+    nothing made); a request without a body is answered as HTTP/1.1, and the connection
+    closed after it, since nothing after it can be read."""
+    sid = _service(server)
+    upgrade = (
+        b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+        b"HTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n"
+    )
+    c = Connection(server.base_url)
+    try:
+        c.send(_challenge_request(server, sid, upgrade))
+        status, headers, body = c.response()
+        assert status == 400 and b"Upgrade is not supported" in body, body
+        assert headers["connection"] == "close"
+        assert _rest(c) == b""
+    finally:
+        c.close()
+    c = Connection(server.base_url)
+    try:  # the same without the upgrade: that user does not exist
+        c.send(_challenge_request(server, sid))
+        status, _, body = c.response()
+        assert (status, b"60392" in body) == (404, True), body
+        fetch = (
+            f"GET /v2/Services/{sid} HTTP/1.1\r\nHost: t\r\nAuthorization: {auth(server)}\r\n"
+        ).encode()
+        c.send(fetch + upgrade + b"\r\n" + b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        status, headers, body = c.response()
+        assert status == 200 and sid.encode() in body, body
+        assert headers["connection"] == "close"
+        assert _rest(c) == b""  # the pipelined request after the upgrade is not read
+    finally:
+        c.close()
+    from tests.e2e.processes import passkeyd_cli
+
+    events: list[dict[str, str]] = []
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:  # the audit trail is written every 0.2 s
+        text = passkeyd_cli(
+            server.database_url, "audit", "list", "--account", server.account_sid, expect_json=False
+        )
+        events = [json.loads(line) for line in text.splitlines() if line.strip()]
+        if any(e["action"] == "create_challenge" for e in events):
+            break
+        time.sleep(0.2)
+    assert [e["action"] for e in events if e["action"] == "create_challenge"] == [
+        "create_challenge"
+    ]  # the one refused 404: the upgrade made none
+    assert [e["outcome"] for e in events if e["action"] == "create_challenge"] == ["refused"]
+
+
+def test_a_malformed_request_is_answered_after_the_requests_before_it(server: Server) -> None:
+    """Pipelined behind a valid request, a malformed one's 400 went out at once, and the
+    client took it for the valid one's answer (which was carried out all the same)."""
+    c = Connection(server.base_url)
+    try:
+        c.send(
+            b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n" * 2
+            + b"GET /x HTTP/1.1\r\nBad Header: y\r\n\r\n"
+        )
+        assert [c.response()[0] for _ in range(3)] == [200, 200, 400]
+        assert _rest(c) == b""
+    finally:
+        c.close()
+
+
+def test_a_malformed_request_on_a_kept_alive_connection_is_answered(server: Server) -> None:
+    c = Connection(server.base_url)
+    try:
+        c.send(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert c.response()[0] == 200
+        c.send(
+            b"POST /v2/Services HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+        )
+        status, _, body = c.response()  # it was closed without a word
+        assert (status, b"60200" in body) == (400, True)
+    finally:
+        c.close()
+
+
+def test_a_client_that_half_closes_after_its_request_gets_the_answer(server: Server) -> None:
+    """asyncio closed the connection at the client's FIN, while the request was being
+    answered: the challenge was made, and its answer never sent."""
+    sid = _service(server)
+    c = Connection(server.base_url)
+    try:
+        c.send(_challenge_request(server, sid, body=b"{}"))  # usernameless
+        c.sock.shutdown(socket.SHUT_WR)
+        status, _, body = c.response()
+        assert status == 201, body
+        assert _rest(c) == b""
+    finally:
+        c.close()
+
+
+def test_a_request_head_over_64_kib_is_refused(server: Server) -> None:
+    c = Connection(server.base_url)
+    try:
+        c.send(b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * 70_000 + b"\r\n\r\n")
+        status, _, body = c.response()
+        assert (status, b"60200" in body) == (431, True), body
+    finally:
+        c.close()
+
+
+def test_a_request_head_that_takes_too_long_is_answered_408(tmp_path) -> None:
+    from tests.e2e.processes import Passkeyd
+
+    process = Passkeyd(
+        database_url=f"sqlite:///{tmp_path}/slow.db",
+        account_sid="AC" + "1" * 32,
+        auth_token="t" * 32,
+        log_path=tmp_path / "passkeyd.log",
+        extra_env={"PASSKEYD_HEADERS_TIMEOUT_SECONDS": "1"},
+    )
+    process.start()
+    try:
+        idle, slow = Connection(process.base_url), Connection(process.base_url)
+        slow.send(b"GET /healthz HTTP/1.1\r\nHost: t\r\n")
+        started = time.monotonic()
+        time.sleep(0.5)
+        slow.send(b"X-Slow: a\r\n")  # a header now and then, as a slowloris client sends them
+        status, _, body = slow.response()
+        assert (status, b"60200" in body) == (408, True), body
+        assert time.monotonic() - started < 3
+        assert _rest(idle) == b""  # one that sent nothing is closed without a word
+        slow.close()
+        idle.close()
+    finally:
+        process.stop()
