@@ -119,6 +119,9 @@ class OneWriteHttpProtocol(HttpToolsProtocol):
     _head_bytes = 0
     _head_timer: asyncio.TimerHandle | None = None
     _head_started = False  # a request's first bytes came, and not yet all its headers
+    _head_raw = 0  # bytes received while a head went on (httptools joins a line unseen)
+    _message_complete = True  # the last request whose head was read has all its body
+    _input_closed = False  # what comes after the request being answered is not read
     _too_large = False
     _upgrade_refused = False  # this request's body was skipped by the parser: refused
 
@@ -131,18 +134,30 @@ class OneWriteHttpProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self._refusal is not None:
+        if self._refusal is not None or self._input_closed:
             return  # the rest of the connection is refused: its answer waits its turn
+        in_head = self._head_started
         super().data_received(data)
+        if self.transport.is_closing() or self._refusal is not None:
+            return
+        if in_head and self._head_started:
+            # httptools holds a header line until it ends: count what the head took so far.
+            self._head_raw += len(data)
+            if self._head_raw > MAX_HEAD_BYTES:
+                self._too_large = True
+                self._refuse(431, _HEAD_TOO_LARGE, body_of_cycle=True)
+        elif not self._head_started and (self.cycle is None or self.cycle.response_complete):
+            # Bytes that began no request (a bare CRLF) stopped uvicorn's keep-alive clock.
+            self._arm_head_timer()
 
     def eof_received(self) -> bool | None:  # type: ignore[override]
         """The client sent all it will (a half-close): a request still being answered gets
         its answer, then the connection closes (asyncio would close it at once)."""
         cycle = self.cycle
-        if cycle is not None and not cycle.response_complete:
+        if cycle is not None and self._message_complete and not cycle.response_complete:
             cycle.keep_alive = False
             return True
-        return None
+        return None  # a body cut short can never end: closed (the app hears a disconnect)
 
     # --- the request head: its size and time -------------------------------------------------
 
@@ -160,15 +175,22 @@ class OneWriteHttpProtocol(HttpToolsProtocol):
         if self.transport.is_closing():
             return
         cycle = self.cycle
-        if self._head_started and (cycle is None or cycle.response_complete):
+        if cycle is not None and not cycle.response_complete:
+            # A request before it is still being answered: that answer goes out, then the
+            # connection closes; nothing more is read.
+            cycle.keep_alive = False
+            self._input_closed = True
+            self.flow.pause_reading()
+        elif self._head_started:
             self._answer(408, _HEAD_TOO_SLOW)
-        else:  # nothing asked yet, or a request before it is still being answered
+        else:  # nothing asked
             self.transport.close()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._head_started = True
         self._head_bytes = 0
+        self._head_raw = 0
         self._upgrade_refused = False
         self._arm_head_timer()
 
@@ -200,9 +222,11 @@ class OneWriteHttpProtocol(HttpToolsProtocol):
                 self._refuse(400, _UPGRADE_WITH_BODY, body_of_cycle=False)
                 return
             super().on_headers_complete()
+            self._message_complete = False
             self.cycle.keep_alive = False
             return
         super().on_headers_complete()
+        self._message_complete = False
 
     def _declares_body(self) -> bool:
         for name, value in self.headers:
@@ -216,6 +240,7 @@ class OneWriteHttpProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         if not self._upgrade_refused:
+            self._message_complete = True
             super().on_message_complete()
 
     def _unsupported_upgrade_warning(self) -> None:
@@ -226,8 +251,8 @@ class OneWriteHttpProtocol(HttpToolsProtocol):
     def send_400_response(self, msg: str) -> None:
         """The parser refused bytes (uvicorn answers a plain-text 400): answered in Twilio's
         format, in its turn after the responses to the requests before them."""
-        if self._too_large:
-            self._refuse(431, _HEAD_TOO_LARGE, body_of_cycle=False)
+        if self._too_large:  # a head, or a chunked body's trailers
+            self._refuse(431, _HEAD_TOO_LARGE, body_of_cycle=True)
         else:
             self._refuse(400, _MALFORMED, body_of_cycle=True)
 
@@ -237,7 +262,7 @@ class OneWriteHttpProtocol(HttpToolsProtocol):
         new request's head."""
         self._cancel_head_timer()
         cycle = self.cycle
-        if cycle is not None and body_of_cycle and cycle.more_body:
+        if cycle is not None and body_of_cycle and not self._message_complete:
             # In that request's body.
             if cycle.response_started:
                 # Answered already (an early 401): a second answer would be taken for the

@@ -8,6 +8,7 @@ import base64
 import json
 import re
 import socket
+import sqlite3
 import time
 from urllib.parse import urlsplit
 
@@ -322,5 +323,100 @@ def test_a_request_head_that_takes_too_long_is_answered_408(tmp_path) -> None:
         assert _rest(idle) == b""  # one that sent nothing is closed without a word
         slow.close()
         idle.close()
+        # Bytes that begin no request (a CRLF) after an answer: closed all the same (they
+        # stopped uvicorn's keep-alive clock, and the connection stayed open for good).
+        crlf = Connection(process.base_url)
+        crlf.send(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert crlf.response()[0] == 200
+        crlf.send(b"\r\n")
+        started = time.monotonic()
+        assert _rest(crlf) == b""
+        assert time.monotonic() - started < 3  # (uvicorn's keep-alive: 5 s)
+        crlf.close()
+        # A head that is slow while the request before it is being answered: that answer
+        # goes out (it was dropped, the request carried out), then the connection closes.
+        lock = sqlite3.connect(f"{tmp_path}/slow.db", isolation_level=None)
+        lock.execute("BEGIN IMMEDIATE")  # another process holds the write lock for 2.5 s
+        busy = Connection(process.base_url)
+        auth = "Basic " + base64.b64encode(f"{process.account_sid}:{'t' * 32}".encode()).decode()
+        form = b"FriendlyName=held"
+        busy.send(
+            b"POST /v2/Services HTTP/1.1\r\nHost: t\r\nAuthorization: " + auth.encode()
+            + b"\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: "
+            + str(len(form)).encode() + b"\r\n\r\n" + form + b"GET /healthz HTTP/1.1\r\n"
+        )  # fmt: skip
+        time.sleep(2.5)
+        lock.execute("COMMIT")
+        lock.close()
+        status, _, body = busy.response()
+        assert status == 201, body
+        assert _rest(busy) == b""
+        busy.close()
     finally:
         process.stop()
+
+
+def test_a_body_cut_short_by_the_clients_fin_closes_the_connection(server: Server) -> None:
+    """A half-close keeps a connection only for a request received whole: a body that can
+    no longer arrive held the connection (CLOSE_WAIT) for good."""
+    c = Connection(server.base_url)
+    try:
+        c.send(
+            b"POST /v2/Services HTTP/1.1\r\nHost: t\r\nAuthorization: " + auth(server).encode()
+            + b"\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n"
+            b"\r\nFriendlyName="
+        )  # fmt: skip
+        c.sock.shutdown(socket.SHUT_WR)
+        started = time.monotonic()
+        rest = _rest(c)  # (a socket.timeout here: held)
+        assert rest.count(b"HTTP/1.1 ") <= 1 and time.monotonic() - started < 3, rest
+    finally:
+        c.close()
+
+
+def test_chunked_trailers_over_64_kib_are_refused(server: Server) -> None:
+    c = Connection(server.base_url)
+    try:
+        c.send(
+            b"POST /v2/Services HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"3\r\nabc\r\n0\r\n" + b"".join(b"X-T%d: %s\r\n" % (i, b"a" * 1000) for i in range(70))
+        )
+        status, _, body = c.response()
+        assert (status, b"60200" in body) == (431, True), body
+    finally:
+        c.close()
+
+
+def test_one_header_line_is_refused_before_it_grows_past_the_limit(server: Server) -> None:
+    """httptools holds a header line until it ends: a 40 MB line was read whole (80 MB of
+    the server's memory) before the 64 KiB limit saw it."""
+    c = Connection(server.base_url)
+    try:
+        c.send(b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: ")
+        time.sleep(0.2)  # the head has begun: what follows is counted as it comes
+        sent = 0
+        try:
+            while sent < 8_000_000:
+                c.send(b"a" * 65536)
+                sent += 65536
+        except OSError:  # refused and closed while this was still sending
+            pass
+        status, _, body = c.response()
+        assert (status, b"60200" in body) == (431, True), body
+        assert sent < 4_000_000, sent
+    finally:
+        c.close()
+
+
+def test_a_malformed_request_after_an_early_answer_is_answered(server: Server) -> None:
+    """A request answered before its body came (401) still had its body to come: the
+    malformed request after that body was taken for part of it and closed without a word."""
+    c = Connection(server.base_url)
+    try:
+        c.send(b"POST /v2/Services HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\n")
+        assert c.response()[0] == 401
+        c.send(b"abcde" + b"GET /x HTTP/1.1\r\nBad Header: y\r\n\r\n")
+        status, _, body = c.response()
+        assert (status, b"60200" in body) == (400, True), body
+    finally:
+        c.close()

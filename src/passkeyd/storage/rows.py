@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import functools
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,6 +20,8 @@ from passkeyd.domain.models import (
     PasskeyPolicy,
     PasskeySettings,
 )
+
+log = logging.getLogger("passkeyd.storage")
 
 FACTOR_COLUMNS = (
     "seq, sid, account_sid, service_sid, entity_sid, identity, friendly_name, status, policy,"
@@ -52,12 +55,23 @@ def settings_to_json(settings: PasskeySettings, *, replacing: str | None = None)
 _TUPLE_SETTINGS = ("rp_origins", "aaguid_allow", "aaguid_deny", "top_origins", "algorithms")
 
 
+_unknown_seen: set[str] = set()
+
+
 def _known(data: dict[str, Any], names: frozenset[str]) -> dict[str, Any]:
     """What this release knows of a stored object. A newer release may store settings this
     one does not have (during a rolling upgrade, or after a rollback): they are left out, as
-    the settings did not exist for this code, rather than failing every read of the row."""
+    the settings did not exist for this code, rather than failing every read of the row.
+    This process does not apply them, and says so once for each."""
     if data.keys() <= names:
         return data
+    for key in data.keys() - names - _unknown_seen:
+        _unknown_seen.add(key)
+        log.warning(
+            "a newer release stored the setting %r, which this one does not have: it is not"
+            " applied by this process (upgrade it)",
+            key[:100],
+        )
     return {k: v for k, v in data.items() if k in names}
 
 
@@ -86,8 +100,10 @@ def policy_from_json(text: str) -> PasskeyPolicy:
         if name in data:  # policies stored before a field existed take its default
             data[name] = tuple(data[name])
     if "origins_from_service" in data and "user_verification_from_service" not in data:
-        # Stored by the one release (c8d13c5) that had the first flag, not the second: its
-        # passkeys obeyed a service's `required` user verification, and go on doing so.
+        # Stored between 3c79840 (the first flag) and d97480e (the second). From c8d13c5 on,
+        # those passkeys obeyed a service's `required` user verification, and they go on
+        # doing so (the few stored before c8d13c5 and never signed in under it: stricter
+        # than they were, which is what their service asks).
         data["user_verification_from_service"] = True
     return PasskeyPolicy(**data)
 
