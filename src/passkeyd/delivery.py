@@ -133,7 +133,9 @@ class Dispatcher:
             token = self.box.open(account.token_sealed, context=account.sid)
         except SealingError:
             return f"{CANNOT_SIGN}: the account's token was sealed with another key"
-        reason, addresses = resolve_target(d.url, allow_private=self.allow_private)
+        reason, addresses = resolve_target(
+            d.url, allow_private=self.allow_private, owner=d.account_sid
+        )
         if reason == UNRESOLVED:  # DNS may know it later (a new name, a resolver down)
             return f"look-up failed: the URL {reason}"
         if reason:
@@ -141,7 +143,8 @@ class Dispatcher:
         headers = {
             "Content-Type": "application/x-www-form-urlencoded",
             "User-Agent": USER_AGENT,
-            "X-Twilio-Signature": twilio_signature(token, d.url, d.payload),
+            # Over the URL the receiver is asked for: without a fragment, never sent.
+            "X-Twilio-Signature": twilio_signature(token, d.url.partition("#")[0], d.payload),
             "I-Twilio-Idempotency-Token": d.event_sid,
         }
         try:

@@ -183,6 +183,20 @@ def test_each_event_arrives_once_signed_as_twilio_signs(hooks_api):
         )
 
 
+def test_a_url_with_a_fragment_is_signed_as_the_receiver_sees_it(hooks_api):
+    """A fragment is never sent: the signature covered it, so no receiver could validate."""
+    api = hooks_api
+    api.create_service()
+    with receiver() as rx:
+        create_webhook(api, rx.url + "#part", "factor.created")
+        api.register("user-0001")
+        wait_for(lambda: len(rx.requests) == 1)
+        r = rx.requests[0]
+        assert RequestValidator(api.auth[1]).validate(
+            rx.url, r.params, r.headers["X-Twilio-Signature"]
+        )
+
+
 def test_only_subscribed_events_are_sent_and_disabled_hooks_get_nothing(hooks_api):
     api = hooks_api
     api.create_service()
@@ -532,7 +546,10 @@ def test_a_host_that_does_not_resolve_yet_is_accepted_and_vetted_at_delivery(api
     )
     assert r.status_code == 201, r.text
     assert r.json()["webhook_url"] == url
-    assert resolve_target(url, allow_private=False) == ("has a host that does not resolve", [])
+    assert resolve_target(url, allow_private=False, owner="AC1") == (
+        "has a host that does not resolve",
+        [],
+    )
 
 
 @pytest.fixture
@@ -557,7 +574,8 @@ def hung_resolver(monkeypatch):
 
 def test_a_hung_resolver_delays_a_delivery_s_look_up_only_to_its_deadline(hung_resolver):
     started = time.monotonic()
-    assert resolve_target("https://hooks.example.org/x", allow_private=False, deadline=0.2) == (
+    url = "https://hooks.example.org/x"
+    assert resolve_target(url, allow_private=False, owner="AC1", deadline=0.2) == (
         "has a host that does not resolve",
         [],
     )
@@ -566,14 +584,55 @@ def test_a_hung_resolver_delays_a_delivery_s_look_up_only_to_its_deadline(hung_r
     # slot, within its own deadline, and starts no thread.
     import threading
 
-    for _ in range(hung_resolver.MAX_LOOKUPS):
-        resolve_target("https://hooks.example.org/x", allow_private=False, deadline=0.01)
+    for i in range(hung_resolver.MAX_LOOKUPS):  # (each account holds at most a few)
+        resolve_target(url, allow_private=False, owner=f"AC{i // 4}", deadline=0.01)
     threads = threading.active_count()
     started = time.monotonic()
-    reason, _ = resolve_target("https://hooks.example.org/x", allow_private=False, deadline=0.3)
+    reason, _ = resolve_target(url, allow_private=False, owner="ACother", deadline=0.3)
     assert reason == "has a host that does not resolve"
     assert 0.25 <= time.monotonic() - started < 1.0
     assert threading.active_count() <= threads
+
+
+def test_one_account_s_hung_look_ups_leave_the_others_theirs(monkeypatch):
+    """A tenant whose webhooks name hosts in a zone that never answers held every look-up
+    slot (a creation is answered after 2 s, its look-up goes on): every other tenant's
+    deliveries then failed their look-up. An account now holds at most a few."""
+    import socket
+    import threading
+
+    from passkeyd.domain import webhooks
+
+    release = threading.Event()
+
+    def resolve(host, port, *args, **kwargs):
+        if host.endswith(".hangs.example"):
+            release.wait(30)
+            raise socket.gaierror("gave up")
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("93.184.215.14", port))]
+
+    monkeypatch.setattr(webhooks.socket, "getaddrinfo", resolve)
+    try:
+        for i in range(webhooks.MAX_LOOKUPS + 8):  # as many as a flood of creations makes
+            webhooks.resolve_target(
+                f"https://h{i}.hangs.example/x", allow_private=False, owner="ACa", deadline=0.01
+            )
+        assert webhooks.resolve_target(
+            "https://hooks.example.org/x", allow_private=False, owner="ACb", deadline=1.0
+        ) == (None, ["93.184.215.14"])
+    finally:
+        release.set()
+
+
+def test_a_webhook_url_ending_in_a_newline_is_refused(api):
+    """`$` matched before a final newline: such a URL was stored, and its deliveries signed
+    over it, which no receiver validates."""
+    api.create_service()
+    r = api.post_form(
+        f"{api.svc}/Webhooks",
+        {"FriendlyName": "h", "WebhookUrl": "https://hooks.example.org/x\n", "EventTypes": "*"},
+    )
+    assert (r.status_code, r.json()["code"]) == (400, 60200), r.text
 
 
 def test_a_hung_resolver_does_not_hold_up_creating_a_webhook(api, hung_resolver):

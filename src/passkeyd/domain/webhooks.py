@@ -24,24 +24,36 @@ STATUSES = ("enabled", "disabled")
 VERSIONS = ("v1", "v2")
 
 
-_URL_CHARS = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII, no spaces
+_URL_CHARS = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no spaces (fullmatch)
 
 # getaddrinfo() cannot be given a deadline, so each look-up runs in a daemon thread of its
 # own, waited for at most this long: a resolver that hangs keeps that thread (until it
 # gives up), never a webhook sender or a request past the deadline, nor the process at
 # exit. At most MAX_LOOKUPS run at once (more than the 16 senders); a look-up beyond that
 # waits for a free one within its deadline (they are all held only by a hung resolver).
+# One account holds at most MAX_LOOKUPS_PER_ACCOUNT of them, hung ones included: a tenant
+# whose webhooks name hosts in a zone that never answers would otherwise take every one,
+# and every other tenant's deliveries would fail for as long as it kept them.
 LOOKUP_SECONDS = 5.0  # a delivery's (a sender waits)
 CREATE_LOOKUP_SECONDS = 2.0  # a webhook's creation or update (a request waits)
 MAX_LOOKUPS = 32
+MAX_LOOKUPS_PER_ACCOUNT = 4
 UNRESOLVED = "has a host that does not resolve"
 _lookups = threading.BoundedSemaphore(MAX_LOOKUPS)
+_held: dict[str, int] = {}  # look-ups in flight by account
+_held_lock = threading.Lock()
 
 
-def _lookup(host: str, port: int, deadline: float) -> list[str] | None:
-    """The addresses `host` resolves to; None when it does not resolve within `deadline`."""
+def _lookup(host: str, port: int, deadline: float, owner: str) -> list[str] | None:
+    """The addresses `host` resolves to; None when it does not resolve within `deadline`,
+    or when `owner` (an account) has its share of look-ups in flight already."""
+    with _held_lock:
+        if _held.get(owner, 0) >= MAX_LOOKUPS_PER_ACCOUNT:
+            return None
+        _held[owner] = _held.get(owner, 0) + 1
     started = time.monotonic()
     if not _lookups.acquire(timeout=deadline):
+        _release(owner)
         return None
     deadline -= time.monotonic() - started
     found: list[list[str] | None] = [None]
@@ -55,11 +67,21 @@ def _lookup(host: str, port: int, deadline: float) -> list[str] | None:
             pass
         finally:
             _lookups.release()
+            _release(owner)
             done.set()
 
     threading.Thread(target=look_up, name="passkeyd-dns", daemon=True).start()
     done.wait(deadline)
     return found[0]
+
+
+def _release(owner: str) -> None:
+    with _held_lock:
+        left = _held[owner] - 1
+        if left:
+            _held[owner] = left
+        else:
+            del _held[owner]
 
 
 # IPv6 prefixes whose last 32 bits are an IPv4 address some network may route to: NAT64's
@@ -85,7 +107,7 @@ def _internal(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
 
 
 def resolve_target(
-    url: str, *, allow_private: bool, deadline: float = LOOKUP_SECONDS
+    url: str, *, allow_private: bool, owner: str, deadline: float = LOOKUP_SECONDS
 ) -> tuple[str | None, list[str]]:
     """(why `url` may not be called back, or None; the addresses vetted for it).
 
@@ -95,7 +117,7 @@ def resolve_target(
     """
     if len(url) > MAX_URL_LENGTH:
         return "is too long", []
-    if not _URL_CHARS.match(url):
+    if not _URL_CHARS.fullmatch(url):
         return "must be printable ASCII without spaces", []
     try:
         parts = urlsplit(url)
@@ -111,7 +133,7 @@ def resolve_target(
     if allow_private:  # the operator trusts every target: connect by name
         return None, []
     default_port = 443 if parts.scheme == "https" else 80
-    addresses = _lookup(parts.hostname, port or default_port, deadline)
+    addresses = _lookup(parts.hostname, port or default_port, deadline, owner)
     if addresses is None:
         return UNRESOLVED, []
     if any(_internal(ipaddress.ip_address(a)) for a in addresses):
@@ -119,12 +141,14 @@ def resolve_target(
     return None, addresses
 
 
-def refuse_target(url: str, *, allow_private: bool) -> str | None:
+def refuse_target(url: str, *, allow_private: bool, owner: str) -> str | None:
     """Why `url` may not be registered for callbacks, or None when it may (see
     resolve_target). A host that does not resolve now is accepted: DNS may not know it yet,
     or not from this machine at this moment, and every delivery resolves and vets it again
     (an unresolvable host is then that delivery's failure, retried later)."""
-    reason = resolve_target(url, allow_private=allow_private, deadline=CREATE_LOOKUP_SECONDS)[0]
+    reason = resolve_target(
+        url, allow_private=allow_private, owner=owner, deadline=CREATE_LOOKUP_SECONDS
+    )[0]
     return None if reason == UNRESOLVED else reason
 
 
@@ -145,8 +169,8 @@ class Webhooks:
     clock: Clock
     allow_private: bool = False
 
-    def _check_url(self, url: str) -> None:
-        reason = refuse_target(url, allow_private=self.allow_private)
+    def _check_url(self, url: str, account_sid: str) -> None:
+        reason = refuse_target(url, allow_private=self.allow_private, owner=account_sid)
         if reason:
             raise InvalidParameter(f"Invalid parameter: WebhookUrl {reason}")
 
@@ -170,7 +194,7 @@ class Webhooks:
         check_friendly_name(name)
         if not webhook_url:
             raise InvalidParameter("Invalid parameter: WebhookUrl is required")
-        self._check_url(webhook_url)
+        self._check_url(webhook_url, account_sid)
         now = self.clock()
         webhook = Webhook(
             sid=new_sid("YW"),
@@ -228,7 +252,7 @@ class Webhooks:
         if event_types:
             changes["event_types"] = _event_types(event_types)
         if webhook_url is not None:
-            self._check_url(webhook_url)
+            self._check_url(webhook_url, account_sid)
             changes["webhook_url"] = webhook_url
         if status is not None:
             changes["status"] = self._choice("Status", status, STATUSES)
