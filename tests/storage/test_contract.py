@@ -735,8 +735,14 @@ def _postgres_with_two_deliveries(
 
 
 def _waits_for_a_row_lock(conn: psycopg.Connection, query_start: str) -> bool:
-    """Whether a statement starting with `query_start` waits for a lock, within 10 s."""
+    """Whether a statement starting with `query_start` waits for a lock, within 10 s.
+
+    `conn` may be in a transaction (it holds the lock): PostgreSQL then answers every read
+    of pg_stat_activity from the snapshot its first read took, which made a statement that
+    was not waiting yet at the first look never seen waiting (a failure on a loaded host).
+    So each look starts from a fresh snapshot."""
     for _ in range(1000):
+        conn.execute("SELECT pg_stat_clear_snapshot()")
         waits = conn.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
             " AND starts_with(query, %s)",
@@ -746,6 +752,14 @@ def _waits_for_a_row_lock(conn: psycopg.Connection, query_start: str) -> bool:
             return True
         threading.Event().wait(0.01)
     return False
+
+
+def _sessions(conn: psycopg.Connection) -> list[tuple[object, ...]]:
+    """What the cluster's busy sessions are doing (for a failure's message)."""
+    return conn.execute(
+        "SELECT datname, state, wait_event_type, wait_event, left(query, 80)"
+        " FROM pg_stat_activity WHERE state <> 'idle' AND pid <> pg_backend_pid()"
+    ).fetchall()
 
 
 @pytest.mark.parametrize("flag", [False, True])
@@ -768,7 +782,8 @@ def test_postgres_approval_of_a_factor_deleted_while_it_waits_is_factor_gone(fla
                 assert waited, (
                     repr(outcome.exception(timeout=0) or outcome.result(timeout=0))
                     if outcome.done()
-                    else "still running, and not waiting for a lock"
+                    else "still running, and not waiting for a lock; sessions: "
+                    + repr(_sessions(deleter))
                 )
                 deleter.commit()
             finally:  # a failure must not leave the approval waiting, and the pool's exit
