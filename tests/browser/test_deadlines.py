@@ -36,6 +36,8 @@ def test_ceremonies_that_never_settle_end_at_the_page_deadline(
     tab.sign_in_without_name()
     tab.expect_error("That sign-in took too long; try again.")
     tab.shot("3-sign-in-deadline")
+    # The name field offers passkeys again (its request stayed stopped until a reload).
+    expect(tab.page.locator("body")).to_have_attribute("data-autofill", "waiting")
 
 
 def test_a_visitor_without_a_passkey_sees_no_error_before_doing_anything(

@@ -287,3 +287,49 @@ def test_a_sign_up_from_a_tab_left_open_while_signed_in_is_refused(site: Demo) -
             "/api/signin/options", json={"name": held["publicKey"]["user"]["name"]}
         )
         assert sign_in.status_code == 404, sign_in.text
+
+
+def test_sign_ins_started_at_once_in_two_tabs_both_finish(site: Demo) -> None:
+    """Two tabs (or a tab's autofill request and its button, or several sign-in pages
+    opened at once) ask for options together: each answer was made from the cookie its own
+    request carried, the later dropped the other's challenge, and its sign-in was refused as
+    started in another browser (and so was the first of five pages opened one after another).
+    The ceremonies a browser started are kept by the server now, by browser id."""
+    from tests.authenticator import Authenticator
+
+    key = Authenticator()
+    headers = {"Origin": site.url}
+    with httpx2.Client(base_url=site.url, trust_env=False, headers=headers) as browser:
+        assert "passkeyd_demo" in browser.get("/").cookies  # the page gives the browser its id
+        name = "Radia Perlman " + secrets.token_hex(3)
+        options = browser.post("/api/signup/options", json={"name": name}).json()["options"]
+        verified = browser.post(
+            "/api/passkeys/verify", json={"credential": key.create(options, site.url)}
+        )
+        assert verified.status_code == 200, verified.text
+        form = {"Content-Type": "application/x-www-form-urlencoded"}
+        assert browser.post("/signout", content=b"", headers=form).status_code == 303
+        assert browser.get("/").status_code == 200
+        cookie = browser.cookies["passkeyd_demo"]
+        tabs = []
+        for _ in range(2):  # both carry the cookie as it was before either answer
+            with httpx2.Client(
+                base_url=site.url,
+                trust_env=False,
+                headers=headers,
+                cookies={"passkeyd_demo": cookie},
+            ) as tab:
+                answer = tab.post("/api/signin/options", json={"name": name})
+                assert answer.status_code == 200, answer.text
+                tabs.append((answer.json()["options"], answer.cookies["passkeyd_demo"]))
+        for _ in range(5):  # more pages opened meanwhile, each starting its own
+            browser.cookies.set("passkeyd_demo", tabs[-1][1])
+            browser.post("/api/signin/options", json={})
+        first_options, _ = tabs[0]
+        browser.cookies.clear()
+        browser.cookies.set("passkeyd_demo", tabs[-1][1])  # the browser kept the later cookie
+        approved = browser.post(
+            "/api/signin/approve", json={"credential": key.get(first_options, site.url)}
+        )
+        assert approved.status_code == 200, approved.text
+        assert approved.json()["redirect"] == "/account?notice=signed-in"

@@ -112,3 +112,39 @@ def test_sign_in_from_the_name_fields_autofill(
     tab.open("/")
     tab.expect_signed_in_as("Katherine Johnson")
     tab.shot("signed-in-from-autofill")
+
+
+def test_the_buttons_stay_off_while_the_next_page_loads(
+    demo: Callable[..., Demo], new_tab: Callable[[Demo], DemoTab]
+) -> None:
+    """A ceremony that succeeded turned the buttons back on before the account page came: a
+    second press on a slow connection started another ceremony."""
+    site = demo()
+    tab = new_tab(site)
+    key = VirtualAuthenticator(tab.page, PLATFORM)
+    tab.sign_up("Barbara Liskov")
+    tab.expect_signed_in_as("Barbara Liskov")
+    with key.untouched():
+        tab.sign_out()
+        tab.wait_for_autofill()
+    changes: list[str] = []
+    tab.page.on("console", lambda message: changes.append(message.text))
+    tab.page.evaluate(_WATCH_BUTTONS)
+    tab.sign_in_with_name("Barbara Liskov")
+    tab.expect_signed_in_as("Barbara Liskov")
+    seen = [c.removeprefix("watch: ") for c in changes if c.startswith("watch: ")]
+    assert "state done" in seen, seen
+    assert "button on" not in seen[seen.index("state done") :], seen
+
+
+# Reports each change of the page's state and of its ceremony buttons on the console.
+_WATCH_BUTTONS = """() => new MutationObserver((records) => {
+  for (const r of records) {
+    if (r.attributeName === "data-state") console.log("watch: state " + r.target.dataset.state);
+    else if (r.target.matches("button[data-ceremony]")) {
+      console.log("watch: button " + (r.target.disabled ? "off" : "on"));
+    }
+  }
+}).observe(document.body, {
+  attributes: true, subtree: true, attributeFilter: ["data-state", "disabled"],
+})"""

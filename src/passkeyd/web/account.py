@@ -38,17 +38,27 @@ def _notice(request: Request) -> str | None:
     return NOTICES.get(request.query_params.get("notice", ""))
 
 
+def _with_a_browser_id(request: Request, response: Response) -> Response:
+    """A page whose script starts ceremonies gives the browser its id first: two tabs that
+    each started one with no id yet would each get one, and keep only the later."""
+    session = session_of(request)
+    if session.browser is None:
+        return store_session(request, response, session.with_browser())
+    return response
+
+
 async def signin(request: Request) -> Response:
     if session_of(request).identity is not None:
         return _see_other("/account")
     html = signin_page(demo_of(request).page_context(), notice=_notice(request))
-    return HTMLResponse(html, headers=NO_STORE)
+    return _with_a_browser_id(request, HTMLResponse(html, headers=NO_STORE))
 
 
 async def signup(request: Request) -> Response:
     if session_of(request).identity is not None:
         return _see_other("/account")
-    return HTMLResponse(signup_page(demo_of(request).page_context()), headers=NO_STORE)
+    html = signup_page(demo_of(request).page_context())
+    return _with_a_browser_id(request, HTMLResponse(html, headers=NO_STORE))
 
 
 async def _passkeys(demo: Demo, identity: str) -> list[Passkey]:

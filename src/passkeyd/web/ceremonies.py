@@ -77,7 +77,7 @@ async def _registration_options(request: Request, identity: str, name: str) -> R
     factor = await demo.verify.create_factor(
         demo.service.sid, identity=identity, friendly_name=name
     )
-    session = session_of(request).started(str(factor["sid"]))
+    session = demo.sessions.start(session_of(request), str(factor["sid"]), time.time())
     return store_session(request, json_reply({"options": factor["options"]}), session)
 
 
@@ -116,11 +116,12 @@ async def verify_passkey(request: Request) -> Response:
     session = session_of(request)
     factor = await demo.verify.verify_factor(demo.service.sid, credential)
     sid, identity = str(factor["sid"]), str(factor["identity"])
-    if sid not in session.pending or session.identity not in (None, identity):
+    started_here = demo.sessions.started(session, sid, time.time())
+    if not started_here or session.identity not in (None, identity):
         # Verified by now, but refused here: it must not stay as a passkey of that account
         # (this browser was told it failed).
         await demo.verify.delete_factor(demo.service.sid, identity, sid)
-        reason = "not_this_browser" if sid not in session.pending else "signed_in_already"
+        reason = "not_this_browser" if not started_here else "signed_in_already"
         raise Refusal.app(403 if reason == "not_this_browser" else 409, reason)
     if session.identity is None and (
         demo.users.is_claimed(identity) or await _taken_meanwhile(demo, identity, sid)
@@ -132,7 +133,8 @@ async def verify_passkey(request: Request) -> Response:
         raise Refusal.app(409, "name_taken")
     notice = "signed-up" if session.identity is None else "added"
     demo.users.claim(identity)
-    session = session.finished(sid).signed_in(identity)
+    demo.sessions.finish(session, sid)
+    session = session.signed_in(identity)
     return store_session(request, json_reply({"redirect": f"/account?notice={notice}"}), session)
 
 
@@ -148,7 +150,7 @@ async def signin_options(request: Request) -> Response:
         if identity is None:
             raise Refusal.app(404, "name_unknown")
     challenge = await demo.verify.create_challenge(demo.service.sid, identity=identity)
-    session = session_of(request).started(str(challenge["sid"]))
+    session = demo.sessions.start(session_of(request), str(challenge["sid"]), time.time())
     return store_session(request, json_reply({"options": challenge["options"]}), session)
 
 
@@ -160,13 +162,14 @@ async def signin_approve(request: Request) -> Response:
     session = session_of(request)
     challenge = await demo.verify.approve_challenge(demo.service.sid, credential)
     sid = str(challenge["sid"])
-    if sid not in session.pending:
+    if not demo.sessions.started(session, sid, time.time()):
         raise Refusal.app(403, "not_this_browser")
     if challenge.get("status") != "approved" or not challenge.get("identity"):
         raise Refusal.app(403, "not_approved")
     # The identity comes from passkeyd: for a sign-in without a name, the passkey named it.
     demo.users.claim(str(challenge["identity"]))  # (a users file from before claims)
-    signed_in = session.finished(sid).signed_in(str(challenge["identity"]))
+    demo.sessions.finish(session, sid)
+    signed_in = session.signed_in(str(challenge["identity"]))
     if signed_in.sid != session.sid:  # signed in over another user's session: end that one
         demo.sessions.revoke(session, time.time())
     session = signed_in

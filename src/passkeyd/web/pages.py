@@ -16,6 +16,11 @@ from .messages import page_messages
 from .passkeys import Passkey
 from .users import MAX_NAME_LENGTH
 
+# The field's limit counts UTF-16 units, the server's characters (an emoji is 2 units, é typed
+# as e and its accent 2 characters until joined): the field allows what the server may
+# accept, and the server says when a name is too long.
+MAX_NAME_FIELD = 4 * MAX_NAME_LENGTH
+
 _KEY_ICON = (
     '<svg class="icon" viewBox="0 0 24 24" aria-hidden="true"><path d="M14 3a7 7 0 0 0-6.7'
     " 9.1L2 17.4V22h4.6v-2.3h2.3v-2.3h2.3l1.7-1.7A7 7 0 1 0 14 3zm2.3 4.6a1.8 1.8 0 1 1 0"
@@ -87,7 +92,7 @@ def signin_page(ctx: PageContext, *, notice: str | None = None) -> str:
 <form id="signin-form" class="stack" novalidate>
   <label for="name">Your name</label>
   <input id="name" name="name" type="text" autocomplete="username webauthn"
-    autocapitalize="none" spellcheck="false" maxlength="{MAX_NAME_LENGTH}"
+    autocapitalize="none" spellcheck="false" maxlength="{MAX_NAME_FIELD}"
     placeholder="Ada Lovelace">
   <p class="hint">Leave it empty to pick from the passkeys your device offers.</p>
   <button id="signin" class="primary" type="submit" data-ceremony>Sign in</button>
@@ -106,7 +111,7 @@ def signup_page(ctx: PageContext) -> str:
 <form id="signup-form" class="stack" novalidate>
   <label for="name">Your name</label>
   <input id="name" name="name" type="text" autocomplete="username" required
-    maxlength="{MAX_NAME_LENGTH}" placeholder="Ada Lovelace">
+    maxlength="{MAX_NAME_FIELD}" placeholder="Ada Lovelace">
   <p class="hint">Your passkey will carry this name, so you can tell it apart later.</p>
   <button id="signup" class="primary" type="submit" data-ceremony>Create a passkey</button>
 </form>
@@ -140,7 +145,7 @@ def _passkey_item(p: Passkey, *, last: bool = False) -> str:
     <form class="rename" method="post" action="/account/passkeys/{sid}/rename">
       <label class="visually-hidden" for="rename-{sid}">New name for this passkey</label>
       <input id="rename-{sid}" name="FriendlyName" value="{escape(p.friendly_name)}"
-        maxlength="{MAX_NAME_LENGTH}" required>
+        maxlength="{MAX_NAME_FIELD}" required>
       <button class="secondary" type="submit" aria-label="Rename passkey {name}">Rename</button>
     </form>
     <form class="delete" method="post" action="/account/passkeys/{sid}/delete"{last_mark}>

@@ -1,10 +1,15 @@
-"""The browser's session: a cookie holding who is signed in and which ceremonies this browser
-started, signed with HMAC-SHA256 under a key made at process start (so a restart signs
-everyone out, which a demo can afford).
+"""The browser's session: a cookie holding who is signed in and a random id for the browser,
+signed with HMAC-SHA256 under a key made at process start (so a restart signs everyone out,
+which a demo can afford).
 
 Each sign-in gets a random session id. Signing out revokes that id in this process until
 every cookie that carries it has expired, so a copy of the cookie taken before signing out
-no longer signs anyone in."""
+no longer signs anyone in.
+
+The ceremonies a browser started and may finish are kept here, by browser id, not in the
+cookie: two tabs (or a tab's autofill request and its button) asking at once each answered
+with the cookie their own request carried, and the later one dropped the other's ceremony,
+which was then refused as another browser's."""
 
 from __future__ import annotations
 
@@ -18,24 +23,24 @@ from dataclasses import dataclass, replace
 
 COOKIE = "passkeyd_demo"
 MAX_AGE = 8 * 3600
-# Ceremonies started and not yet finished that this browser may finish (a second tab or the
-# autofill request each start one).
-MAX_PENDING = 4
+# Ceremonies started and not yet finished that one browser may finish (each tab's autofill
+# request and each button start one), and how long one may take (passkeyd's challenges and
+# registrations last 10 minutes).
+MAX_PENDING = 32
+PENDING_SECONDS = 15 * 60
+MAX_BROWSERS = 100_000  # with ceremonies pending at once (oldest forgotten past it)
 
 
 @dataclass(frozen=True, slots=True)
 class Session:
     identity: str | None = None
-    # SIDs of the factors (YF) and challenges (YC) whose options this browser was given.
-    pending: tuple[str, ...] = ()
     # Random, new at each sign-in (so a session id fixed before signing in is worthless).
     sid: str | None = None
+    # Random, given once and kept across sign-ins: whose ceremonies these are.
+    browser: str | None = None
 
-    def started(self, sid: str) -> Session:
-        return replace(self, pending=(*self.pending, sid)[-MAX_PENDING:])
-
-    def finished(self, sid: str) -> Session:
-        return replace(self, pending=tuple(p for p in self.pending if p != sid))
+    def with_browser(self) -> Session:
+        return self if self.browser else replace(self, browser=secrets.token_urlsafe(16))
 
     def signed_in(self, identity: str) -> Session:
         """Signed in as `identity`: the same session when it already was (adding a passkey),
@@ -62,6 +67,35 @@ class SessionCodec:
         self.max_age = max_age
         # Signed-out session ids, each until the last cookie that can carry it has expired.
         self._revoked: dict[str, float] = {}
+        # Browser id -> {factor (YF) or challenge (YC) SID whose options it was given: until}
+        self._pending: dict[str, dict[str, float]] = {}
+
+    def start(self, session: Session, ceremony: str, now: float) -> Session:
+        """`ceremony`'s options go to this browser: it may finish it. The session returned
+        (with a browser id, if it had none) is the one to store."""
+        session = session.with_browser()
+        assert session.browser is not None
+        pending = self._pending.pop(session.browser, {})  # (re-inserted: newest last)
+        pending = {sid: until for sid, until in pending.items() if until > now}
+        pending[ceremony] = now + PENDING_SECONDS
+        while len(pending) > MAX_PENDING:
+            del pending[next(iter(pending))]
+        self._pending[session.browser] = pending
+        while len(self._pending) > MAX_BROWSERS:
+            del self._pending[next(iter(self._pending))]
+        return session
+
+    def started(self, session: Session, ceremony: str, now: float) -> bool:
+        """Whether this browser was given `ceremony`'s options (and it has not ended)."""
+        until = self._pending.get(session.browser or "", {}).get(ceremony)
+        return until is not None and until > now
+
+    def finish(self, session: Session, ceremony: str) -> None:
+        pending = self._pending.get(session.browser or "")
+        if pending is not None:
+            pending.pop(ceremony, None)
+            if not pending:
+                del self._pending[session.browser or ""]
 
     def revoke(self, session: Session, now: float) -> None:
         """Sign `session` out everywhere: its cookies, copies included, count as none."""
@@ -78,7 +112,7 @@ class SessionCodec:
         payload = json.dumps(
             {
                 "i": session.identity,
-                "p": list(session.pending),
+                "b": session.browser,
                 "s": session.sid,
                 "e": int(now) + self.max_age,
             },
@@ -99,15 +133,15 @@ class SessionCodec:
             return Session()
         try:
             data = json.loads(payload)
-            identity, pending, sid, expires = data["i"], data["p"], data["s"], data["e"]
+            identity, browser, sid, expires = data["i"], data["b"], data["s"], data["e"]
         except (ValueError, KeyError, TypeError):
             return Session()
         if not isinstance(expires, int) or expires <= now:
             return Session()
         if identity is not None and not isinstance(identity, str):
             return Session()
-        if not isinstance(pending, list) or not all(isinstance(p, str) for p in pending):
+        if browser is not None and not isinstance(browser, str):
             return Session()
         if sid is not None and (not isinstance(sid, str) or sid in self._revoked):
-            return Session()
-        return Session(identity, tuple(pending), sid)
+            return Session(browser=browser)  # signed out; still the same browser
+        return Session(identity, sid, browser)

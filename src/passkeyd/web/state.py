@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse, Response
 from passkeyd.digits import ascii_int
 
 from .config import DemoConfig
-from .messages import APP_ERRORS, verify_sentence
+from .messages import APP_ERRORS, SOMETHING_WENT_WRONG, verify_sentence
 from .pages import PageContext
 from .service import DemoService
 from .session import COOKIE, Session, SessionCodec
@@ -104,7 +104,10 @@ def refusal_of(exc: Exception) -> Refusal:
         log.info("passkeyd refused: %s %s %s", exc.status, exc.code, exc.message)
         # 4xx is the request's fault (the person's); 401 and 5xx are the operator's to fix.
         status = exc.status if 400 <= exc.status < 500 and exc.status != 401 else 502
-        return Refusal(status, verify_sentence(exc.code, exc.message))
+        sentence = verify_sentence(exc.code, exc.message)
+        if sentence == SOMETHING_WENT_WRONG and status == 400:  # what the page sent
+            sentence = APP_ERRORS["bad_request"]
+        return Refusal(status, sentence)
     log.error("passkeyd unreachable: %s", exc)
     return Refusal.app(502, "unreachable")
 

@@ -46,9 +46,15 @@ def clean_name(raw: object, *, kind: str = "name") -> str:
         raise InvalidName(f"{kind}_missing")
     if len(name) > MAX_NAME_LENGTH:
         raise InvalidName(f"{kind}_too_long")
-    if any(unicodedata.category(ch).startswith("C") for ch in name):
+    if any(unicodedata.category(ch).startswith("C") and ch not in _JOINERS for ch in name):
         raise InvalidName(f"{kind}_invalid")
     return name
+
+
+# Format characters that belong in names: the zero-width joiner and non-joiner (emoji
+# sequences like 👩‍💻, Persian and Indic spelling) and the tags of flag emoji. Other
+# invisible or direction-changing characters (U+200B, U+202E, ...) stay refused.
+_JOINERS = frozenset({"\u200c", "\u200d", *map(chr, range(0xE0020, 0xE0080))})
 
 
 def name_key(name: str) -> str:

@@ -74,10 +74,12 @@ async function post(path, payload) {
   return data;
 }
 
-// One ceremony at a time: `steps` resolves to the server's {redirect}, or throws.
+// One ceremony at a time: `steps` resolves to the server's {redirect}, or throws. Resolves
+// to whether it succeeded; once it has, the buttons stay off while the next page loads (a
+// second press meanwhile would start another ceremony).
 let busy = false;
 async function ceremony(kind, steps) {
-  if (busy) return;
+  if (busy) return false;
   busy = true;
   const focused = document.activeElement;
   setButtons(false);
@@ -88,14 +90,15 @@ async function ceremony(kind, steps) {
     const result = await steps();
     body.dataset.state = "done";
     location.assign(result.redirect);
+    return true;
   } catch (error) {
     showError(sentenceFor(error, kind));
     setButtons(true);
+    busy = false;
     restoreFocus(focused);
+    return false;
   } finally {
     showProgress(null);
-    setButtons(true);
-    busy = false;
   }
 }
 
@@ -179,11 +182,12 @@ function signinPage() {
   async function signIn(name) {
     if (busy) return;
     await stopAutofill();
-    await ceremony("get", async () => {
+    const done = await ceremony("get", async () => {
       const {options} = await post("/api/signin/options", name ? {name} : {});
       const credential = await passkeyd.get(options, {signal: passkeyd.deadline(deadlineMs)});
       return post("/api/signin/approve", {credential});
     });
+    if (!done) startAutofill(); // cancelled or refused: the name field offers passkeys again
   }
 
   form.addEventListener("submit", (event) => {
@@ -192,13 +196,20 @@ function signinPage() {
   });
   document.getElementById("signin-passkey").addEventListener("click", () => signIn(""));
 
+  let autofillAvailable = false;
+  function startAutofill() {
+    if (!autofillAvailable || autofill) return;
+    const controller = new AbortController();
+    autofill = {controller, done: offerInAutofill(controller)};
+  }
+
   passkeyd.autofillSupported().then((available) => {
+    autofillAvailable = available;
     if (!available || buttonUsed) {
       body.dataset.autofill = available ? "stopped" : "unavailable";
       return;
     }
-    const controller = new AbortController();
-    autofill = {controller, done: offerInAutofill(controller)};
+    startAutofill();
   });
 }
 
