@@ -26,8 +26,9 @@ class Issued:
         return self.certificate.public_bytes(serialization.Encoding.DER)
 
 
-def ca(name: str, issuer: Issued | None = None) -> Issued:
-    """A CA: self-signed, or signed by `issuer` (an intermediate)."""
+def ca(name: str, issuer: Issued | None = None, *, key_cert_sign: bool = True) -> Issued:
+    """A CA: self-signed, or signed by `issuer` (an intermediate); without `key_cert_sign`,
+    one whose key usage does not let it sign certificates (RFC 5280 §4.2.1.3)."""
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     builder = (
@@ -46,7 +47,7 @@ def ca(name: str, issuer: Issued | None = None) -> Issued:
                 key_encipherment=False,
                 data_encipherment=False,
                 key_agreement=False,
-                key_cert_sign=True,
+                key_cert_sign=key_cert_sign,
                 crl_sign=True,
                 encipher_only=False,
                 decipher_only=False,

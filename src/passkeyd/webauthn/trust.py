@@ -17,6 +17,7 @@ are untrusted intermediates.
 from __future__ import annotations
 
 import datetime
+import logging
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +28,8 @@ from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509 import verification
 
 from .errors import Step, VerificationFailed
+
+log = logging.getLogger("passkeyd.webauthn")
 
 ZERO_AAGUID = "00000000-0000-0000-0000-000000000000"
 
@@ -60,15 +63,28 @@ class MetadataEntry:
     status_reports: tuple[StatusReport, ...] = ()
     icon: str | None = None  # data: URL, as the metadata statement gives it
     _roots: list[x509.Certificate] = field(default_factory=list, compare=False, repr=False)
+    _parsed: list[bool] = field(default_factory=list, compare=False, repr=False)
 
     def roots(self) -> list[x509.Certificate]:
-        """The root certificates, parsed on first use (most entries are never asked for)."""
-        if not self._roots and self.root_certificates:
+        """The root certificates this library can read, parsed on first use (most entries
+        are never asked for). A few MDS roots it cannot parse (six models in the metadata of
+        2026-10: RSA DS100, Samsung Pass, ...) are left out, said once in the log: they were
+        a 500 for every registration naming those models."""
+        if not self._parsed and self.root_certificates:
+            self._parsed.append(True)  # (once: not again at each registration)
             with warnings.catch_warnings():
                 # A few MDS roots carry a non-positive serial number; they are still the roots.
                 warnings.simplefilter("ignore", CryptographyDeprecationWarning)
                 for der in self.root_certificates:
-                    self._roots.append(x509.load_der_x509_certificate(der))
+                    try:
+                        self._roots.append(x509.load_der_x509_certificate(der))
+                    except ValueError as exc:
+                        log.warning(
+                            "a root certificate of %s in the metadata cannot be read (%s):"
+                            " left out",
+                            self.description,
+                            exc,
+                        )
         return self._roots
 
     def refused_status(self, chain: Sequence[bytes], today: str) -> str | None:
@@ -128,10 +144,21 @@ def _policy(at: datetime.datetime) -> verification.PolicyBuilder:
     permissive = verification.ExtensionPolicy.permit_all().may_be_present(
         x509.CertificatePolicies, verification.Criticality.AGNOSTIC, None
     )
-    ca = permissive.require_present(x509.BasicConstraints, verification.Criticality.AGNOSTIC, None)
+    ca = permissive.require_present(
+        x509.BasicConstraints, verification.Criticality.AGNOSTIC, None
+    ).may_be_present(x509.KeyUsage, verification.Criticality.AGNOSTIC, _may_sign_certificates)
     return (
         verification.PolicyBuilder().time(at).extension_policies(ca_policy=ca, ee_policy=permissive)
     )
+
+
+def _may_sign_certificates(
+    policy: object, certificate: x509.Certificate, key_usage: x509.KeyUsage | None
+) -> None:
+    """RFC 5280 §4.2.1.3, §6.1.4 (n): a CA whose key usage is given must have keyCertSign
+    (permit_all, the base of the policy above, dropped that check)."""
+    if key_usage is not None and not key_usage.key_cert_sign:
+        raise ValueError("a CA certificate whose key usage leaves out keyCertSign")
 
 
 _FIDO_AAGUID_OID = x509.ObjectIdentifier("1.3.6.1.4.1.45724.1.1.4")
