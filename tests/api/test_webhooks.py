@@ -624,6 +624,27 @@ def test_one_account_s_hung_look_ups_leave_the_others_theirs(monkeypatch):
         release.set()
 
 
+def test_a_look_up_that_gets_no_thread_gives_its_slots_back(monkeypatch):
+    """A thread that cannot be started (the process's limit) kept the look-up's slot and
+    its account's share for good: after four, that account could look nothing up again."""
+    import threading
+
+    from passkeyd.domain import webhooks
+
+    def no_thread(self):
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", no_thread)
+    for _ in range(webhooks.MAX_LOOKUPS_PER_ACCOUNT + 1):
+        webhooks.resolve_target("https://hooks.example.org/x", allow_private=False, owner="ACt")
+    monkeypatch.undo()
+    assert "ACt" not in webhooks._held
+    for _ in range(webhooks.MAX_LOOKUPS):  # every slot is free
+        assert webhooks._lookups.acquire(timeout=0)
+    for _ in range(webhooks.MAX_LOOKUPS):
+        webhooks._lookups.release()
+
+
 def test_a_webhook_url_ending_in_a_newline_is_refused(api):
     """`$` matched before a final newline: such a URL was stored, and its deliveries signed
     over it, which no receiver validates."""

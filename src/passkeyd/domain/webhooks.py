@@ -70,7 +70,12 @@ def _lookup(host: str, port: int, deadline: float, owner: str) -> list[str] | No
             _release(owner)
             done.set()
 
-    threading.Thread(target=look_up, name="passkeyd-dns", daemon=True).start()
+    try:
+        threading.Thread(target=look_up, name="passkeyd-dns", daemon=True).start()
+    except RuntimeError:  # no thread to be had (the process's limit): a failed look-up
+        _lookups.release()
+        _release(owner)
+        return None
     done.wait(deadline)
     return found[0]
 
