@@ -640,7 +640,7 @@ def test_a_look_up_that_gets_no_thread_gives_its_slots_back(monkeypatch):
     monkeypatch.undo()
     assert "ACt" not in webhooks._held
     for _ in range(webhooks.MAX_LOOKUPS):  # every slot is free
-        assert webhooks._lookups.acquire(timeout=0)
+        assert webhooks._lookups.acquire(timeout=5)  # (a hung test look-up may still end)
     for _ in range(webhooks.MAX_LOOKUPS):
         webhooks._lookups.release()
 
