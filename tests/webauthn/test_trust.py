@@ -357,13 +357,16 @@ def test_a_certificate_for_one_model_cannot_claim_another_models_aaguid():
     )
 
 
-def _trusted_by(root: pki.Issued, chain: list[bytes], aaguid: str = YUBIKEY_5) -> MetadataEntry:
+def _trusted_by(
+    roots: tuple[bytes, ...], chain: list[bytes], description: str = "Test model"
+) -> MetadataEntry:
+    """verify_trust of a packed `chain` claiming a model whose metadata lists `roots`."""
     from passkeyd.webauthn.trust import verify_trust
 
-    store = TrustStore([MetadataEntry("Test model", aaguid, root_certificates=(root.der,))])
+    store = TrustStore([MetadataEntry(description, YUBIKEY_5, root_certificates=roots)])
     return verify_trust(
         fmt="packed",
-        aaguid=aaguid,
+        aaguid=YUBIKEY_5,
         chain=chain,
         trust_store=store,
         verification_time=datetime.datetime(2026, 11, 27, tzinfo=datetime.UTC),
@@ -379,11 +382,14 @@ def test_an_intermediate_whose_key_usage_leaves_out_certificate_signing_is_no_is
         inter = pki.ca("Vendor Intermediate", root, key_cert_sign=may_sign)
         leaf = pki.attestation_leaf(inter, aaguid)
         if trusted:
-            assert _trusted_by(root, [leaf.der, inter.der]).description == "Test model"
+            assert _trusted_by((root.der,), [leaf.der, inter.der]).description == "Test model"
         else:
             with pytest.raises(CeremonyError) as refused:
-                _trusted_by(root, [leaf.der, inter.der])
+                _trusted_by((root.der,), [leaf.der, inter.der])
             assert refused.value.step is Step.ATTESTATION_TRUST
+
+
+UNREADABLE = b"\x30\x03\x02\x01\x00"  # DER, but no certificate
 
 
 def test_a_metadata_root_that_cannot_be_read_is_a_refusal_not_a_crash():
@@ -391,31 +397,8 @@ def test_a_metadata_root_that_cannot_be_read_is_a_refusal_not_a_crash():
     registration naming one was a 500 (found by the trust review)."""
     root = pki.ca("Vendor Root")
     leaf = pki.attestation_leaf(root, bytes.fromhex(YUBIKEY_5.replace("-", "")))
-    from passkeyd.webauthn.trust import verify_trust
-
-    store = TrustStore(
-        [MetadataEntry("Unreadable model", YUBIKEY_5, root_certificates=(b"\x30\x03\x02\x01\x00",))]
-    )
     with pytest.raises(CeremonyError) as refused:
-        verify_trust(
-            fmt="packed",
-            aaguid=YUBIKEY_5,
-            chain=[leaf.der],
-            trust_store=store,
-            verification_time=datetime.datetime(2026, 11, 27, tzinfo=datetime.UTC),
-        )
+        _trusted_by((UNREADABLE,), [leaf.der], "Unreadable model")
     assert refused.value.detail == "the metadata of Unreadable model lists no root"
     # A model with one unreadable root and one good: the good one still anchors.
-    store = TrustStore(
-        [MetadataEntry("Mixed", YUBIKEY_5, root_certificates=(b"\x30\x03\x02\x01\x00", root.der))]
-    )
-    assert (
-        verify_trust(
-            fmt="packed",
-            aaguid=YUBIKEY_5,
-            chain=[leaf.der],
-            trust_store=store,
-            verification_time=datetime.datetime(2026, 11, 27, tzinfo=datetime.UTC),
-        ).description
-        == "Mixed"
-    )
+    assert _trusted_by((UNREADABLE, root.der), [leaf.der], "Mixed").description == "Mixed"
