@@ -49,3 +49,51 @@ def test_the_name_fields_take_every_name_the_server_takes() -> None:
     decomposed = "e\u0301" * MAX_NAME_LENGTH  # typed as e + accent: one character each, joined
     assert len(clean_name(decomposed)) == MAX_NAME_LENGTH
     assert len(decomposed) <= MAX_NAME_FIELD
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Ada\u200d",  # a joiner joining nothing
+        "\u200dAda",
+        "\u200d\u200c",
+        "Ada \u200c Lovelace",  # beside a space
+        "Ada\U000e0067\U000e007f",  # tags without the flag they belong to
+        "🏴\U000e0067\U000e0062",  # a flag's tags without the cancel tag that ends them
+    ],
+)
+def test_a_joiner_must_join_something(name: str) -> None:
+    """Joiners were allowed anywhere: "Ada\\u200d" was a second account that looks like Ada's."""
+    with pytest.raises(InvalidName):
+        clean_name(name)
+
+
+def test_a_name_with_a_joiner_is_the_same_persons_as_without() -> None:
+    from passkeyd.web.users import Users
+
+    users = Users()
+    ada = users.identity_for_new("Ada")
+    users.claim(ada)
+    assert users.identity_of("A\u200cda") == ada
+    assert users.identity_of("A\u200dda") == ada
+
+
+def test_a_ceremony_is_finished_only_by_the_browser_it_was_started_for() -> None:
+    """The server keeps which browser each pending ceremony's options went to (by the
+    browser id in its signed cookie), until the ceremony's time is up."""
+    from passkeyd.web.session import PENDING_SECONDS, Session, SessionCodec
+
+    codec = SessionCodec()
+    mine = codec.start(Session(), "YC1", 1000.0)
+    theirs = codec.start(Session(), "YC2", 1000.0)
+    assert mine.browser and theirs.browser and mine.browser != theirs.browser
+    assert codec.start(mine, "YC3", 1001.0).browser == mine.browser  # kept across ceremonies
+    assert codec.started(mine, "YC1", 1002.0) and codec.started(mine, "YC3", 1002.0)
+    assert not codec.started(theirs, "YC1", 1002.0) and not codec.started(Session(), "YC1", 1002.0)
+    codec.finish(theirs, "YC1")  # another browser cannot end it either
+    assert codec.started(mine, "YC1", 1002.0)
+    codec.finish(mine, "YC1")
+    assert not codec.started(mine, "YC1", 1002.0)
+    assert not codec.started(mine, "YC3", 1001.0 + PENDING_SECONDS)  # its time is up
+    codec.start(theirs, "YC4", 1001.0 + PENDING_SECONDS + 1)  # and it is forgotten
+    assert "YC3" not in codec._pending and "YC2" not in codec._pending

@@ -3,6 +3,7 @@ user): with a name, without one, and from the name field's autofill."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 from playwright.sync_api import Browser, Request, expect
@@ -148,3 +149,28 @@ _WATCH_BUTTONS = """() => new MutationObserver((records) => {
 }).observe(document.body, {
   attributes: true, subtree: true, attributeFilter: ["data-state", "disabled"],
 })"""
+
+
+def test_a_second_press_while_the_first_starts_does_nothing(
+    demo: Callable[..., Demo], new_tab: Callable[[Demo], DemoTab]
+) -> None:
+    """Two presses while the autofill request was being stopped: the second was taken for a
+    failed sign-in and offered autofill again in the middle of the first's ceremony, which
+    that broke (found by review)."""
+    site = demo()
+    tab = new_tab(site)
+    key = VirtualAuthenticator(tab.page, PLATFORM)
+    asked: list[str] = []
+    tab.page.on("request", lambda r: asked.append(r.url) if r.url.endswith("/options") else None)
+    with key.untouched():  # the first press's ceremony waits for the authenticator
+        tab.open("/")
+        tab.wait_for_autofill()
+        before = len(asked)
+        button = tab.page.get_by_role("button", name=re.compile("no name needed"))
+        button.evaluate("b => { b.click(); b.click(); }")
+        body = tab.page.locator("body")
+        expect(body).to_have_attribute("data-state", "busy")
+        tab.page.wait_for_timeout(1000)
+        assert len(asked) - before == 1, asked[before:]  # one ceremony, no autofill request
+        expect(body).to_have_attribute("data-autofill", "stopped")
+        expect(body).to_have_attribute("data-state", "busy")

@@ -402,3 +402,30 @@ def test_a_metadata_root_that_cannot_be_read_is_a_refusal_not_a_crash():
     assert refused.value.detail == "the metadata of Unreadable model lists no root"
     # A model with one unreadable root and one good: the good one still anchors.
     assert _trusted_by((UNREADABLE, root.der), [leaf.der], "Mixed").description == "Mixed"
+
+
+def test_a_second_thread_asking_for_roots_while_they_are_parsed_waits_for_them(monkeypatch):
+    """On PostgreSQL registrations are verified in several threads: one asking while the
+    first parsed the roots got none, and its registration was refused (found by review)."""
+    import threading
+    import time
+
+    from passkeyd.webauthn import trust
+
+    root = pki.ca("Vendor Root")
+    entry = MetadataEntry("Slow model", YUBIKEY_5, root_certificates=(root.der,))
+    parse = x509.load_der_x509_certificate
+
+    def slow(der: bytes) -> x509.Certificate:
+        time.sleep(0.2)
+        return parse(der)
+
+    monkeypatch.setattr(trust.x509, "load_der_x509_certificate", slow)
+    seen: list[int] = []
+    threads = [threading.Thread(target=lambda: seen.append(len(entry.roots()))) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.05)
+    for thread in threads:
+        thread.join()
+    assert seen == [1, 1]

@@ -23,12 +23,12 @@ from dataclasses import dataclass, replace
 
 COOKIE = "passkeyd_demo"
 MAX_AGE = 8 * 3600
-# Ceremonies started and not yet finished that one browser may finish (each tab's autofill
-# request and each button start one), and how long one may take (passkeyd's challenges and
-# registrations last 10 minutes).
-MAX_PENDING = 32
+# How long a ceremony may take (passkeyd's challenges and registrations last 10 minutes),
+# and how many may be pending at once in this process: each is a challenge or an unfinished
+# registration in passkeyd, which limits how fast anyone can make them; past the bound the
+# oldest are forgotten (about 150 bytes each).
 PENDING_SECONDS = 15 * 60
-MAX_BROWSERS = 100_000  # with ceremonies pending at once (oldest forgotten past it)
+MAX_PENDING = 200_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,35 +67,32 @@ class SessionCodec:
         self.max_age = max_age
         # Signed-out session ids, each until the last cookie that can carry it has expired.
         self._revoked: dict[str, float] = {}
-        # Browser id -> {factor (YF) or challenge (YC) SID whose options it was given: until}
-        self._pending: dict[str, dict[str, float]] = {}
+        # Factor (YF) or challenge (YC) SID -> (the browser given its options, until when),
+        # oldest first.
+        self._pending: dict[str, tuple[str, float]] = {}
 
     def start(self, session: Session, ceremony: str, now: float) -> Session:
         """`ceremony`'s options go to this browser: it may finish it. The session returned
         (with a browser id, if it had none) is the one to store."""
         session = session.with_browser()
         assert session.browser is not None
-        pending = self._pending.pop(session.browser, {})  # (re-inserted: newest last)
-        pending = {sid: until for sid, until in pending.items() if until > now}
-        pending[ceremony] = now + PENDING_SECONDS
-        while len(pending) > MAX_PENDING:
-            del pending[next(iter(pending))]
-        self._pending[session.browser] = pending
-        while len(self._pending) > MAX_BROWSERS:
-            del self._pending[next(iter(self._pending))]
+        pending = self._pending
+        while pending:  # the expired ones first (the oldest are at the front)
+            oldest = next(iter(pending))
+            if pending[oldest][1] > now and len(pending) < MAX_PENDING:
+                break
+            del pending[oldest]
+        pending[ceremony] = (session.browser, now + PENDING_SECONDS)
         return session
 
     def started(self, session: Session, ceremony: str, now: float) -> bool:
         """Whether this browser was given `ceremony`'s options (and it has not ended)."""
-        until = self._pending.get(session.browser or "", {}).get(ceremony)
-        return until is not None and until > now
+        browser, until = self._pending.get(ceremony, ("", 0.0))
+        return bool(session.browser) and browser == session.browser and until > now
 
     def finish(self, session: Session, ceremony: str) -> None:
-        pending = self._pending.get(session.browser or "")
-        if pending is not None:
-            pending.pop(ceremony, None)
-            if not pending:
-                del self._pending[session.browser or ""]
+        if self.started(session, ceremony, 0.0):
+            del self._pending[ceremony]
 
     def revoke(self, session: Session, now: float) -> None:
         """Sign `session` out everywhere: its cookies, copies included, count as none."""

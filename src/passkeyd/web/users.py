@@ -46,20 +46,52 @@ def clean_name(raw: object, *, kind: str = "name") -> str:
         raise InvalidName(f"{kind}_missing")
     if len(name) > MAX_NAME_LENGTH:
         raise InvalidName(f"{kind}_too_long")
-    if any(unicodedata.category(ch).startswith("C") and ch not in _JOINERS for ch in name):
+    if any(_invisible(ch) and not _joins(name, i) for i, ch in enumerate(name)):
         raise InvalidName(f"{kind}_invalid")
     return name
 
 
-# Format characters that belong in names: the zero-width joiner and non-joiner (emoji
-# sequences like 👩‍💻, Persian and Indic spelling) and the tags of flag emoji. Other
-# invisible or direction-changing characters (U+200B, U+202E, ...) stay refused.
-_JOINERS = frozenset({"\u200c", "\u200d", *map(chr, range(0xE0020, 0xE0080))})
+# Format characters that belong in names, where they join something: the zero-width joiner
+# and non-joiner between two visible characters (emoji sequences like 👩‍💻, Persian and
+# Indic spelling), and the tags of a flag emoji (🏴 then tags ending with the cancel tag).
+# Other invisible or direction-changing characters (U+200B, U+202E, ...) are refused, and
+# `name_key` leaves the joiners out, so "A\u200cda" is Ada's name, not a second account's.
+_ZERO_WIDTH_JOINERS = frozenset({"\u200c", "\u200d"})
+_TAGS = frozenset(map(chr, range(0xE0020, 0xE0080)))
+_BLACK_FLAG, _CANCEL_TAG = "\U0001f3f4", "\U000e007f"
+
+
+def _invisible(ch: str) -> bool:
+    return unicodedata.category(ch).startswith("C")
+
+
+def _joins(name: str, i: int) -> bool:
+    ch = name[i]
+    before = name[i - 1] if i else ""
+    after = name[i + 1] if i + 1 < len(name) else ""
+    if ch in _ZERO_WIDTH_JOINERS:
+        return all(c and not c.isspace() and not _invisible(c) for c in (before, after))
+    if ch in _TAGS:  # in a run after the black flag, which the cancel tag ends
+        run_start = i
+        while run_start and name[run_start - 1] in _TAGS:
+            run_start -= 1
+        run_end = i
+        while run_end + 1 < len(name) and name[run_end + 1] in _TAGS:
+            run_end += 1
+        return (
+            run_start > 0
+            and name[run_start - 1] == _BLACK_FLAG
+            and name[run_end] == _CANCEL_TAG
+            and run_end > run_start
+        )
+    return False
 
 
 def name_key(name: str) -> str:
-    """What makes two names the same person: compatibility form, case folded."""
-    return unicodedata.normalize("NFKC", name).casefold()
+    """What makes two names the same person: compatibility form, case folded, without the
+    joiners (which change how a name looks, if at all, not whose it is)."""
+    shown = "".join(ch for ch in name if ch not in _ZERO_WIDTH_JOINERS and ch not in _TAGS)
+    return unicodedata.normalize("NFKC", shown).casefold()
 
 
 class Users:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import threading
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from cryptography.x509 import verification
 from .errors import Step, VerificationFailed
 
 log = logging.getLogger("passkeyd.webauthn")
+_PARSING = threading.Lock()
 
 ZERO_AAGUID = "00000000-0000-0000-0000-000000000000"
 
@@ -71,21 +73,27 @@ class MetadataEntry:
         2026-10: RSA DS100, Samsung Pass, ...) are left out, said once in the log: they were
         a 500 for every registration naming those models."""
         if not self._parsed and self.root_certificates:
-            self._parsed.append(True)  # (once: not again at each registration)
-            with warnings.catch_warnings():
-                # A few MDS roots carry a non-positive serial number; they are still the roots.
-                warnings.simplefilter("ignore", CryptographyDeprecationWarning)
-                for der in self.root_certificates:
-                    try:
-                        self._roots.append(x509.load_der_x509_certificate(der))
-                    except ValueError as exc:
-                        log.warning(
-                            "a root certificate of %s in the metadata cannot be read (%s):"
-                            " left out",
-                            self.description,
-                            exc,
-                        )
+            with _PARSING:  # (PostgreSQL verifies in several threads)
+                if not self._parsed:
+                    self._parse_roots()
         return self._roots
+
+    def _parse_roots(self) -> None:
+        """Once (not again at each registration); marked done only when done, so that a
+        second thread asking meanwhile waits rather than sees no roots."""
+        with warnings.catch_warnings():
+            # A few MDS roots carry a non-positive serial number; they are still the roots.
+            warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+            for der in self.root_certificates:
+                try:
+                    self._roots.append(x509.load_der_x509_certificate(der))
+                except ValueError as exc:
+                    log.warning(
+                        "a root certificate of %s in the metadata cannot be read (%s): left out",
+                        self.description,
+                        exc,
+                    )
+        self._parsed.append(True)
 
     def refused_status(self, chain: Sequence[bytes], today: str) -> str | None:
         """The first status report, effective by `today`, that refuses this chain."""

@@ -75,11 +75,11 @@ async function post(path, payload) {
 }
 
 // One ceremony at a time: `steps` resolves to the server's {redirect}, or throws. Resolves
-// to whether it succeeded; once it has, the buttons stay off while the next page loads (a
-// second press meanwhile would start another ceremony).
+// to whether it succeeded (undefined when another was running); once it has, the buttons
+// stay off while the next page loads (a second press meanwhile would start another).
 let busy = false;
 async function ceremony(kind, steps) {
-  if (busy) return false;
+  if (busy) return undefined;
   busy = true;
   const focused = document.activeElement;
   setButtons(false);
@@ -182,12 +182,13 @@ function signinPage() {
   async function signIn(name) {
     if (busy) return;
     await stopAutofill();
+    if (busy) return; // a second press, while the first waited for the autofill request
     const done = await ceremony("get", async () => {
       const {options} = await post("/api/signin/options", name ? {name} : {});
       const credential = await passkeyd.get(options, {signal: passkeyd.deadline(deadlineMs)});
       return post("/api/signin/approve", {credential});
     });
-    if (!done) startAutofill(); // cancelled or refused: the name field offers passkeys again
+    if (done === false) startAutofill(); // cancelled or refused: autofill offers passkeys again
   }
 
   form.addEventListener("submit", (event) => {
