@@ -146,11 +146,14 @@ function signinPage() {
         if (!controller.signal.aborted) showError(sentenceFor(error, "get"));
         return;
       }
-      body.dataset.autofill = "waiting";
       let credential;
       try {
         const signal = passkeyd.deadline(options.publicKey.timeout, controller.signal);
-        credential = await passkeyd.get(options, {mediation: "conditional", signal});
+        const asked = passkeyd.get(options, {mediation: "conditional", signal});
+        // Said once the request is with the browser (get() makes it before its first await):
+        // a test that lets its authenticator answer once autofill waits must find it asked.
+        body.dataset.autofill = "waiting";
+        credential = await asked;
       } catch (error) {
         if (controller.signal.aborted) return; // a button took over
         if (error?.name === "TimeoutError") continue; // the challenge expired
