@@ -71,6 +71,11 @@ def test_passkey_from_another_tab_renamed_deleted_then_refused(
     with second_key.untouched():
         second.sign_out()
         second.wait_for_autofill()
+    approvals: list[int] = []
+    second.page.on(
+        "response",
+        lambda r: approvals.append(r.status) if r.url.endswith("/api/signin/approve") else None,
+    )
     second.sign_in_without_name()
     second.expect_error(
         "This passkey is not registered here (it may have been deleted). "
@@ -78,9 +83,15 @@ def test_passkey_from_another_tab_renamed_deleted_then_refused(
     )
     second.shot("3-deleted-passkey-refused")
     # The name field offers passkeys again; the virtual authenticator answers that request
-    # at once (headless Chromium has no autofill list to pick from), refused in turn.
+    # at once (headless Chromium has no autofill list to pick from), refused in turn, and
+    # passkeys wait for the name field's next focus.
+    for _ in range(100):
+        if len(approvals) >= 2:
+            break
+        second.page.wait_for_timeout(100)
+    assert len(approvals) == 2 and min(approvals) >= 400, approvals  # both refused
     body = second.page.locator("body")
-    expect(body).to_have_attribute("data-autofill", "used")
+    expect(body).to_have_attribute("data-autofill", "stopped")
     expect(body).to_have_attribute("data-state", "error")
 
     with second_key.untouched():  # (the autofill request offered again after it waits)

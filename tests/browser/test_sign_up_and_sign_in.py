@@ -174,3 +174,41 @@ def test_a_second_press_while_the_first_starts_does_nothing(
         assert len(asked) - before == 1, asked[before:]  # one ceremony, no autofill request
         expect(body).to_have_attribute("data-autofill", "stopped")
         expect(body).to_have_attribute("data-state", "busy")
+
+
+def test_after_a_refused_autofill_sign_in_the_name_field_offers_passkeys_again(
+    demo: Callable[..., Demo], new_tab: Callable[[Demo], DemoTab]
+) -> None:
+    """An autofill sign-in that was refused left autofill off until a reload (a button's
+    offered it again). It is offered again when the person comes back to the name field."""
+    import json
+
+    from playwright.sync_api import Route
+
+    site = demo()
+    tab = new_tab(site)
+    key = VirtualAuthenticator(tab.page, PLATFORM)
+    tab.sign_up("Katherine Johnson")
+    tab.expect_signed_in_as("Katherine Johnson")
+    with key.untouched():
+        tab.sign_out()
+        tab.wait_for_autofill()
+    refused: list[str] = []
+
+    def refuse_once(route: Route) -> None:
+        if refused:
+            route.continue_()
+            return
+        refused.append(route.request.url)
+        route.fulfill(
+            status=403, content_type="application/json", body=json.dumps({"error": "No."})
+        )
+
+    tab.page.route(lambda url: url.endswith("/api/signin/approve"), refuse_once)
+    tab.open("/")  # the authenticator answers the autofill request at once
+    tab.expect_error("No.")
+    body = tab.page.locator("body")
+    expect(body).to_have_attribute("data-autofill", "stopped")
+    tab.page.get_by_role("button", name=re.compile("no name needed")).focus()
+    tab.page.get_by_label("Your name").focus()  # back in the field: offered, and answered
+    tab.expect_signed_in_as("Katherine Johnson")

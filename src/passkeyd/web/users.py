@@ -51,26 +51,55 @@ def clean_name(raw: object, *, kind: str = "name") -> str:
     return name
 
 
-# Format characters that belong in names, where they join something: the zero-width joiner
-# and non-joiner between two visible characters (emoji sequences like 👩‍💻, Persian and
-# Indic spelling), and the tags of a flag emoji (🏴 then tags ending with the cancel tag).
-# Other invisible or direction-changing characters (U+200B, U+202E, ...) are refused, and
-# `name_key` leaves the joiners out, so "A\u200cda" is Ada's name, not a second account's.
-_ZERO_WIDTH_JOINERS = frozenset({"\u200c", "\u200d"})
+# Characters that show nothing of their own, and belong in a name only where they do
+# something: the zero-width joiner and non-joiner (and the Mongolian vowel separator)
+# between two visible characters, or the joiner after a virama that ends a word (Malayalam
+# chillu, Bengali khanda-ta); emoji variation selectors after a visible character; the tags
+# of a flag emoji (🏴, then tags that the cancel tag ends). Every other invisible character
+# is refused: format and control characters (U+200B, U+202E, ...), the rest of Unicode's
+# Default_Ignorable_Code_Point (U+034F, the Hangul fillers, ...) and the blank braille cell.
+# `name_key` leaves out the joiners and variation selectors, so "A\u200cda" or "Ada\ufe0f"
+# is Ada's name, not a second account's; the tags stay in it (they choose the flag).
+_JOINERS = frozenset({"\u200c", "\u200d", "\u180e"})
+_VARIATION_SELECTORS = frozenset(
+    [*map(chr, range(0xFE00, 0xFE10)), *map(chr, range(0xE0100, 0xE01F0))]
+)
 _TAGS = frozenset(map(chr, range(0xE0020, 0xE0080)))
 _BLACK_FLAG, _CANCEL_TAG = "\U0001f3f4", "\U000e007f"
+_BLANK = frozenset(
+    [
+        "\u00ad", "\u034f", "\u061c", "\u115f", "\u1160", "\u17b4", "\u17b5",
+        *map(chr, range(0x180B, 0x1810)), "\u2800", "\u3164", "\uffa0",
+        *map(chr, range(0x1BCA0, 0x1BCA4)), *map(chr, range(0x1D173, 0x1D17B)),
+    ]
+)  # fmt: skip
+_VIRAMA = 9  # the canonical combining class of a virama
 
 
 def _invisible(ch: str) -> bool:
-    return unicodedata.category(ch).startswith("C")
+    return (
+        unicodedata.category(ch).startswith("C")
+        or ch in _BLANK
+        or ch in _VARIATION_SELECTORS
+        or "\U000e0000" <= ch <= "\U000e0fff"
+    )
+
+
+def _visible(ch: str) -> bool:
+    return bool(ch) and not ch.isspace() and not _invisible(ch)
 
 
 def _joins(name: str, i: int) -> bool:
     ch = name[i]
     before = name[i - 1] if i else ""
     after = name[i + 1] if i + 1 < len(name) else ""
-    if ch in _ZERO_WIDTH_JOINERS:
-        return all(c and not c.isspace() and not _invisible(c) for c in (before, after))
+    if ch in _JOINERS:
+        if ch == "\u200d" and before and unicodedata.combining(before) == _VIRAMA:
+            return True  # a chillu or khanda-ta: the joiner may end the word
+        # (after an emoji's variation selector too: 🏳️‍🌈, ❤️‍🔥)
+        return (_visible(before) or before in _VARIATION_SELECTORS) and _visible(after)
+    if ch in _VARIATION_SELECTORS:
+        return _visible(before)
     if ch in _TAGS:  # in a run after the black flag, which the cancel tag ends
         run_start = i
         while run_start and name[run_start - 1] in _TAGS:
@@ -89,8 +118,9 @@ def _joins(name: str, i: int) -> bool:
 
 def name_key(name: str) -> str:
     """What makes two names the same person: compatibility form, case folded, without the
-    joiners (which change how a name looks, if at all, not whose it is)."""
-    shown = "".join(ch for ch in name if ch not in _ZERO_WIDTH_JOINERS and ch not in _TAGS)
+    joiners and variation selectors (which change how a name looks, if at all, not whose
+    it is)."""
+    shown = "".join(ch for ch in name if ch not in _JOINERS and ch not in _VARIATION_SELECTORS)
     return unicodedata.normalize("NFKC", shown).casefold()
 
 

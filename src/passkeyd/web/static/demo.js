@@ -167,7 +167,10 @@ function signinPage() {
         return;
       }
       body.dataset.autofill = "used";
-      await ceremony("get", () => post("/api/signin/approve", {credential}));
+      const done = await ceremony("get", () => post("/api/signin/approve", {credential}));
+      // Refused: passkeys are offered again when the person comes back to the name field
+      // (at once, an authenticator that answers without being asked would loop).
+      if (done === false) offerAgainOnFocus();
       return;
     }
   }
@@ -202,9 +205,15 @@ function signinPage() {
 
   let autofillAvailable = false;
   function startAutofill() {
-    if (!autofillAvailable || autofill) return;
+    if (!autofillAvailable || autofill || busy) return;
     const controller = new AbortController();
     autofill = {controller, done: offerInAutofill(controller)};
+  }
+
+  function offerAgainOnFocus() {
+    autofill = null; // (this request has ended)
+    body.dataset.autofill = "stopped";
+    form.elements.name.addEventListener("focus", startAutofill, {once: true});
   }
 
   passkeyd.autofillSupported().then((available) => {
