@@ -23,6 +23,8 @@ from passkeyd.web.verify import VerifyError
         "1\ufe0f\u20e3",  # a keycap
         "क्\u200dष",  # Devanagari with the joiner
         "ന്\u200d",  # a Malayalam chillu: the joiner ends the word, after the virama
+        "ᠠ\u180bᠨ",  # Mongolian with a free variation selector (refused by my last version)
+        "ᠪᠠᠶᠠ\u180fᠷ",
     ],
 )
 def test_names_with_joiners_are_names(name: str) -> None:
@@ -75,6 +77,7 @@ def test_the_name_fields_take_every_name_the_server_takes() -> None:
         "Ada\u2800Lovelace",  # the blank braille cell, a space that is not one
         "Ada\u3164\u200d\u3164",
         "\ufe0fAda",  # a variation selector with nothing to vary
+        "Ada 🏴\U000e0061\U000e007f",  # tags of no flag: drawn as the plain 🏴 (found by review)
     ],
 )
 def test_a_joiner_must_join_something(name: str) -> None:

@@ -80,7 +80,7 @@ class SessionCodec:
         assert session.browser is not None
         pending = self._pending
         while pending:  # the expired ones first (the oldest are at the front)
-            oldest, (_, until) = next(iter(pending.items()))
+            _, (_, until) = next(iter(pending.items()))
             if until > now and len(pending) < MAX_PENDING:
                 break
             pending.popitem(last=False)

@@ -54,22 +54,32 @@ def clean_name(raw: object, *, kind: str = "name") -> str:
 # Characters that show nothing of their own, and belong in a name only where they do
 # something: the zero-width joiner and non-joiner (and the Mongolian vowel separator)
 # between two visible characters, or the joiner after a virama that ends a word (Malayalam
-# chillu, Bengali khanda-ta); emoji variation selectors after a visible character; the tags
-# of a flag emoji (🏴, then tags that the cancel tag ends). Every other invisible character
-# is refused: format and control characters (U+200B, U+202E, ...), the rest of Unicode's
-# Default_Ignorable_Code_Point (U+034F, the Hangul fillers, ...) and the blank braille cell.
+# chillu, Bengali khanda-ta); variation selectors (emoji's, ideographs', Mongolian's) after
+# a visible character; the tags of England's, Scotland's and Wales's flags. Every other
+# invisible character is refused: format and control characters (U+200B, U+202E, ...), the
+# rest of Unicode's Default_Ignorable_Code_Point (U+034F, the Hangul fillers, ...) and the
+# blank braille cell.
 # `name_key` leaves out the joiners and variation selectors, so "A\u200cda" or "Ada\ufe0f"
 # is Ada's name, not a second account's; the tags stay in it (they choose the flag).
 _JOINERS = frozenset({"\u200c", "\u200d", "\u180e"})
 _VARIATION_SELECTORS = frozenset(
-    [*map(chr, range(0xFE00, 0xFE10)), *map(chr, range(0xE0100, 0xE01F0))]
-)
+    [
+        *map(chr, range(0xFE00, 0xFE10)),
+        *map(chr, range(0xE0100, 0xE01F0)),
+        "\u180b", "\u180c", "\u180d", "\u180f",  # Mongolian's free variation selectors
+    ]
+)  # fmt: skip
 _TAGS = frozenset(map(chr, range(0xE0020, 0xE0080)))
 _BLACK_FLAG, _CANCEL_TAG = "\U0001f3f4", "\U000e007f"
+# The subdivision flags Unicode recommends (England, Scotland, Wales): any other tag run
+# after the black flag shows the plain flag, and would be a second "Ada 🏴".
+_FLAG_TAGS = frozenset(
+    "".join(chr(0xE0000 + ord(c)) for c in code) for code in ("gbeng", "gbsct", "gbwls")
+)
 _BLANK = frozenset(
     [
         "\u00ad", "\u034f", "\u061c", "\u115f", "\u1160", "\u17b4", "\u17b5",
-        *map(chr, range(0x180B, 0x1810)), "\u2800", "\u3164", "\uffa0",
+        "\u2800", "\u3164", "\uffa0",
         *map(chr, range(0x1BCA0, 0x1BCA4)), *map(chr, range(0x1D173, 0x1D17B)),
     ]
 )  # fmt: skip
@@ -111,7 +121,7 @@ def _joins(name: str, i: int) -> bool:
             run_start > 0
             and name[run_start - 1] == _BLACK_FLAG
             and name[run_end] == _CANCEL_TAG
-            and run_end > run_start
+            and name[run_start:run_end] in _FLAG_TAGS
         )
     return False
 
