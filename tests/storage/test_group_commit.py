@@ -668,6 +668,10 @@ def test_checkpoints_run_in_a_thread_of_their_own_not_in_a_request_s_commit(
                 break
             await asyncio.sleep(0.02)
         assert checkpointer.runs >= 1
+        # (Stopped first: it joins the checkpointer's thread. A copy taken while a later
+        # checkpoint wrote the file was torn, "database disk image is malformed", once in CI.)
+        store.stop_group_commit()
+        assert store._db.execute("PRAGMA wal_autocheckpoint").fetchone() == (1000,)
         # The committed rows are in the database file itself, not only in its WAL.
         alone = tmp_path / "alone.db"
         alone.write_bytes((tmp_path / "gc.db").read_bytes())
@@ -676,8 +680,6 @@ def test_checkpoints_run_in_a_thread_of_their_own_not_in_a_request_s_commit(
             assert sids[0] in {r[0] for r in copy.execute("SELECT sid FROM accounts")}
         finally:
             copy.close()
-        store.stop_group_commit()
-        assert store._db.execute("PRAGMA wal_autocheckpoint").fetchone() == (1000,)
 
     run(main())
 
