@@ -22,6 +22,18 @@ def _is_signin_options(body: dict[str, object]) -> Callable[[Request], bool]:
     return matches
 
 
+def _signed_up_then_out(tab: DemoTab, name: str) -> VirtualAuthenticator:
+    """`name` signs up with a platform authenticator, then out: the sign-in page's autofill
+    request waits, unanswered. Returns the authenticator, which answers from now on."""
+    key = VirtualAuthenticator(tab.page, PLATFORM)
+    tab.sign_up(name)
+    tab.expect_signed_in_as(name)
+    with key.untouched():
+        tab.sign_out()
+        tab.wait_for_autofill()
+    return key
+
+
 def test_sign_up_then_sign_in_with_a_name(
     demo: Callable[..., Demo], new_tab: Callable[[Demo], DemoTab], passkeyd: Passkeyd
 ) -> None:
@@ -120,14 +132,8 @@ def test_the_buttons_stay_off_while_the_next_page_loads(
 ) -> None:
     """A ceremony that succeeded turned the buttons back on before the account page came: a
     second press on a slow connection started another ceremony."""
-    site = demo()
-    tab = new_tab(site)
-    key = VirtualAuthenticator(tab.page, PLATFORM)
-    tab.sign_up("Barbara Liskov")
-    tab.expect_signed_in_as("Barbara Liskov")
-    with key.untouched():
-        tab.sign_out()
-        tab.wait_for_autofill()
+    tab = new_tab(demo())
+    _signed_up_then_out(tab, "Barbara Liskov")
     changes: list[str] = []
     tab.page.on("console", lambda message: changes.append(message.text))
     tab.page.evaluate(_WATCH_BUTTONS)
@@ -185,14 +191,8 @@ def test_after_a_refused_autofill_sign_in_the_name_field_offers_passkeys_again(
 
     from playwright.sync_api import Route
 
-    site = demo()
-    tab = new_tab(site)
-    key = VirtualAuthenticator(tab.page, PLATFORM)
-    tab.sign_up("Katherine Johnson")
-    tab.expect_signed_in_as("Katherine Johnson")
-    with key.untouched():
-        tab.sign_out()
-        tab.wait_for_autofill()
+    tab = new_tab(demo())
+    _signed_up_then_out(tab, "Katherine Johnson")
     refused: list[str] = []
 
     def refuse_once(route: Route) -> None:
