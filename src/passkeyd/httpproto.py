@@ -17,13 +17,17 @@ headers over 64 KiB are answered 431, and a head that takes longer than
 PASSKEYD_HEADERS_TIMEOUT_SECONDS 408 (a connection that sends nothing is closed). A request
 asking to switch to h2c (curl --http2 over http://) had its body skipped by the parser and
 was carried out without it; it is refused when it has a body, and answered as HTTP/1.1 when
-it has none. A client that half-closes after its request gets its answer.
+it has none. A client that half-closes after its request gets its answer. As RFC 9112
+asks, an HTTP/1.1 request without a Host, any with two or with one that is no host and port
+is refused 400 (httptools took them), and a transfer coding other than chunked 501 (it read
+`gzip, chunked` as if the compressed bytes were the body).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -97,7 +101,24 @@ _UPGRADE_WITH_BODY = _error(
     "Upgrade is not supported: passkeyd speaks HTTP/1.1 here, and a request asking to switch"
     " protocols cannot carry a body (curl: --http1.1, or https:// through a proxy)",
 )
-_REASONS = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
+_HOST_MISSING = _error(400, 60200, "Bad request: an HTTP/1.1 request must have a Host header")
+_HOST_REPEATED = _error(400, 60200, "Bad request: a request must not have two Host headers")
+_HOST_INVALID = _error(400, 60200, "Bad request: the Host header is not a host and port")
+_CODING_UNSUPPORTED = _error(
+    501,
+    60200,
+    "Not implemented: a request body's Transfer-Encoding may only be chunked (passkeyd does"
+    " not decode gzip, deflate or compress)",
+)
+_REASONS = {
+    400: b"Bad Request",
+    408: b"Request Timeout",
+    431: b"Request Header Fields Too Large",
+    501: b"Not Implemented",
+}
+# RFC 9112 3.2 and RFC 3986 3.2.2: a host (a name, IPv4, or a bracketed IP literal) and an
+# optional port; empty when the target had no authority.
+_HOST = re.compile(rb"(?:\[[0-9A-Za-z:.]+\]|[A-Za-z0-9\-._~%!$&'()*+,;=]*)(?::[0-9]*)?")
 
 MAX_HEAD_BYTES = 64 * 1024  # the request line and the headers together
 
@@ -106,11 +127,16 @@ class _HeadTooLarge(Exception):
     pass
 
 
+class _HeadRefused(Exception):
+    pass
+
+
 class OneWriteHttpProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol, with each response in one write, Twilio-format answers
     to what the parser refuses, and the guards uvicorn's httptools mode lacks: a bound on
     the request head's size and time, requests to switch protocols (h2c) read as HTTP/1.1
-    or refused, and an answer for a client that half-closed after its request."""
+    or refused, Host and Transfer-Encoding checked, and an answer for a client that
+    half-closed after its request."""
 
     # From a connection's opening, or a request's first byte, to its last header: a client
     # that takes longer is answered 408 (PASSKEYD_HEADERS_TIMEOUT_SECONDS, set per worker).
@@ -123,6 +149,7 @@ class OneWriteHttpProtocol(HttpToolsProtocol):
     _message_complete = True  # the last request whose head was read has all its body
     _input_closed = False  # what comes after the request being answered is not read
     _too_large = False
+    _head_refusal: tuple[int, bytes] | None = None  # a head read whole, but refused
     _upgrade_refused = False  # this request's body was skipped by the parser: refused
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -211,6 +238,10 @@ class OneWriteHttpProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._cancel_head_timer()
         self._head_started = False
+        refusal = self._refusal_of_head()
+        if refusal is not None:
+            self._head_refusal = refusal
+            raise _HeadRefused  # the parser stops, and send_400_response answers
         if self.parser.should_upgrade() and not self._should_upgrade():
             # A protocol passkeyd does not switch to (h2c: curl --http2 and Java's HttpClient
             # ask so over http://). httptools stops reading HTTP/1.1 at these headers, so a
@@ -227,6 +258,26 @@ class OneWriteHttpProtocol(HttpToolsProtocol):
             return
         super().on_headers_complete()
         self._message_complete = False
+
+    def _refusal_of_head(self) -> tuple[int, bytes] | None:
+        """What RFC 9112 has a server refuse in a head the parser took: a Host missing from
+        an HTTP/1.1 request, two of them, or one that is no host and port (passkeyd builds
+        `url` and `next_page_url` from it: 400); a transfer coding other than chunked, which
+        passkeyd would read as the body itself (501)."""
+        hosts = [value for name, value in self.headers if name == b"host"]
+        if len(hosts) > 1:
+            return 400, _HOST_REPEATED
+        if not hosts:
+            if self.parser.get_http_version() != "1.0":
+                return 400, _HOST_MISSING
+        elif not _HOST.fullmatch(hosts[0].strip(b" \t")):
+            return 400, _HOST_INVALID
+        for name, value in self.headers:
+            if name == b"transfer-encoding":
+                codings = [c.strip(b" \t").lower() for c in value.split(b",")]
+                if any(c and c != b"chunked" for c in codings):
+                    return 501, _CODING_UNSUPPORTED
+        return None
 
     def _declares_body(self) -> bool:
         for name, value in self.headers:
@@ -253,6 +304,8 @@ class OneWriteHttpProtocol(HttpToolsProtocol):
         format, in its turn after the responses to the requests before them."""
         if self._too_large:  # a head, or a chunked body's trailers
             self._refuse(431, _HEAD_TOO_LARGE, body_of_cycle=True)
+        elif self._head_refusal is not None:
+            self._refuse(*self._head_refusal, body_of_cycle=True)
         else:
             self._refuse(400, _MALFORMED, body_of_cycle=True)
 
