@@ -118,7 +118,7 @@ _REASONS = {
 }
 # RFC 9112 3.2 and RFC 3986 3.2.2: a host (a name, IPv4, or a bracketed IP literal) and an
 # optional port; empty when the target had no authority.
-_HOST = re.compile(rb"(?:\[[0-9A-Za-z:.]+\]|[A-Za-z0-9\-._~%!$&'()*+,;=]*)(?::[0-9]*)?")
+_HOST = re.compile(rb"(?:\[[0-9A-Za-z:.%]+\]|[A-Za-z0-9\-._~%!$&'()*+,;=]*)(?::[0-9]*)?")
 
 MAX_HEAD_BYTES = 64 * 1024  # the request line and the headers together
 

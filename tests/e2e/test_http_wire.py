@@ -460,6 +460,7 @@ def test_hosts_the_rfc_allows_are_served(server: Server) -> None:
     for request in (
         b"GET /healthz HTTP/1.0\r\n\r\n",
         b"GET /healthz HTTP/1.1\r\nHost: [::1]:8000\r\n\r\n",
+        b"GET /healthz HTTP/1.1\r\nHost: [fe80::1%25eth0]\r\n\r\n",
         b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:\r\n\r\n",
         b"GET /healthz HTTP/1.1\r\nHost:\r\n\r\n",
         b"GET /healthz HTTP/1.1\r\nHost: passkeyd.internal-1.example.com\r\n\r\n",
