@@ -382,3 +382,18 @@ def test_a_worker_keeps_its_start_up_out_of_the_collectors_sight(db):
     frozen, tracked = map(int, r.stdout.split())
     assert frozen > 20_000, (frozen, tracked)
     assert tracked < frozen / 10, (frozen, tracked)  # a full collection walks only these
+
+
+def test_check_config_warns_of_an_auth_token_twilio_go_refuses(db):
+    """twilio-go sends no request with a password of other characters than letters and
+    digits (ApiError 21224), so an account made with such a token cannot be used from Go."""
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PASSKEYD_DATABASE_URL": db,
+        "PASSKEYD_ACCOUNT_SID": "AC" + "0" * 31 + "1",
+    }
+    for token, warned in (("change-me", True), ("tøken", True), ("changeme", False)):
+        report = json.loads(run("check-config", env={**env, "PASSKEYD_AUTH_TOKEN": token}).stdout)
+        said = [w for w in report.get("warnings", []) if "PASSKEYD_AUTH_TOKEN" in w]
+        assert bool(said) is warned, (token, report)
+        assert token not in json.dumps(report)  # the token itself is never printed

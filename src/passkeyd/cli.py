@@ -276,6 +276,13 @@ def _warnings(settings: Settings) -> list[str]:
             " so none is sent: they wait for a process started with it; set it on every replica,"
             " and rotate (with it set) the token of each account made without it"
         )
+    token = settings.auth_token
+    if token is not None and not (token.isascii() and token.isalnum()):
+        warnings.append(
+            "PASSKEYD_AUTH_TOKEN has characters other than letters and digits: twilio-go"
+            " refuses such a token before it sends a request (ApiError 21224); Twilio's"
+            " tokens are 32 hex digits"
+        )
     if settings.workers > 1 and is_embedded(settings.database_url):
         warnings.append(
             f"SQLite has a single writer: {settings.workers} workers on one file add little"

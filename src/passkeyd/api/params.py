@@ -187,6 +187,8 @@ async def read_json(
             raise HttpError(400, code, _given_twice(str(exc))) from exc
         except RecursionError as exc:  # deeper than the standard library goes (orjson: 1024)
             raise HttpError(400, code, "The request body is nested too deeply") from exc
+    if data == []:  # twilio-php sends a request without fields so (json_encode([]))
+        data = {}
     if not isinstance(data, dict):
         raise HttpError(400, code, "The request body must be a JSON object")
     if b"\\u0000" in raw and _holds_nul(data):  # (the scan only when it may)

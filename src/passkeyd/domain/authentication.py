@@ -46,7 +46,11 @@ from .models import (
     PasskeySettings,
     RateHit,
 )
-from .policy import origins_in_force, resolve_policy, service_requires_user_verification
+from .policy import (
+    origins_in_force,
+    service_requires_user_verification,
+    usernameless_request,
+)
 from .steps import Steps, finish
 from .store import ApproveOutcome, FailureOutcome, InsertOutcome, Store
 
@@ -147,11 +151,10 @@ class Authentications:
             if not any(f.policy.rp_id == rp_id for f in factors):
                 rp_id = factors[-1].policy.rp_id
             factors = [f for f in factors if f.policy.rp_id == rp_id]
-            policy = factors[-1].policy
+            rp_id, rp_name = factors[-1].policy.rp_id, factors[-1].policy.rp_name
             user_verification = _asked_user_verification(factors, service.passkeys)
         else:  # usernameless: the service's relying party
-            policy = resolve_policy(PasskeySettings(), service.passkeys)
-            user_verification = policy.user_verification
+            rp_id, rp_name, user_verification = usernameless_request(service.passkeys)
         challenge_bytes = secrets.token_bytes(CHALLENGE_BYTES)
         allow = [
             (f.credential.credential_id, f.credential.transports)
@@ -167,11 +170,11 @@ class Authentications:
             identity=ident,
             factor_sid=factor_sid if isinstance(factor_sid, str) else "",
             challenge=challenge_bytes,
-            rp_id=policy.rp_id,
+            rp_id=rp_id,
             user_verification=user_verification,
             options=request_options(
-                rp_id=policy.rp_id,
-                rp_name=policy.rp_name,
+                rp_id=rp_id,
+                rp_name=rp_name,
                 challenge=challenge_bytes,
                 allow=allow,
                 user_verification=user_verification,

@@ -143,6 +143,27 @@ def resolve_policy(requested: PasskeySettings, service: PasskeySettings) -> Pass
     )
 
 
+def usernameless_request(service: PasskeySettings) -> tuple[str, str, str]:
+    """The RP id, RP name and user verification a usernameless challenge asks with: the
+    service's. It names no passkey, so the service's RP id must be set. Its name defaults
+    to the RP id, and user verification to `preferred`, WebAuthn's own default. The
+    service's attachment and discoverable-credential criteria are registration's, and
+    what it answers with is checked against the answering passkey's policy (its RP id,
+    origins and user verification) at approval.
+
+    Raises RelyingPartyMissing (60371), RelyingPartyIdInvalid (60372)."""
+    rp_id = _set(service.rp_id)
+    if not rp_id:
+        raise RelyingPartyMissing(
+            "Relying party invalid or not provided: a challenge without an identity asks at"
+            " the service's Passkeys.RelyingParty.Id, and the service has none"
+        )
+    if not valid_rp_id(rp_id):
+        raise RelyingPartyIdInvalid("Relying party id invalid or not provided")
+    rp_id = rp_id.lower()
+    return rp_id, _set(service.rp_name) or rp_id, _set(service.user_verification) or "preferred"
+
+
 def origins_in_force(
     policy: PasskeyPolicy, service: PasskeySettings
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:

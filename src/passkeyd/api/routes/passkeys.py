@@ -28,6 +28,15 @@ from ..serializers import challenge_json, factor_json, new_factor_json
 PASSKEYS = "/v2/Services/{service_sid}/Passkeys"
 
 
+def _enum_value(value: Any) -> Any:
+    """An enum's value as the API writes it (`cross-platform`), also when sent as
+    twilio-java 12 sends it: its enum constant's name (`CROSS_PLATFORM`, `PREFERRED`,
+    `PUBLIC_KEY`; Jackson writes a name where no `@JsonValue` says otherwise)."""
+    if isinstance(value, str) and value.isupper():
+        return value.lower().replace("_", "-")
+    return value
+
+
 def _optional_str(value: Any, name: str) -> str | None:
     if value is None or isinstance(value, str):
         return value
@@ -91,13 +100,15 @@ def requested_config(config: Any) -> PasskeySettings:
         rp_name=_optional_str(pick(rp, "name"), "relying_party.name"),
         rp_origins=tuple(o for o in origins if o) if origins is not None else None,
         authenticator_attachment=_optional_str(
-            pick(config, "authenticator_attachment"), "authenticator_attachment"
+            _enum_value(pick(config, "authenticator_attachment")), "authenticator_attachment"
         ),
         discoverable_credentials=_optional_str(
-            pick(config, "discoverable_credentials"), "discoverable_credentials"
+            _enum_value(pick(config, "discoverable_credentials")), "discoverable_credentials"
         ),
-        user_verification=_optional_str(pick(config, "user_verification"), "user_verification"),
-        attestation=_optional_str(pick(config, "attestation"), "attestation"),
+        user_verification=_optional_str(
+            _enum_value(pick(config, "user_verification")), "user_verification"
+        ),
+        attestation=_optional_str(_enum_value(pick(config, "attestation")), "attestation"),
     )
     for name, value, allowed in (
         ("authenticator_attachment", settings.authenticator_attachment, ATTACHMENTS),
@@ -154,7 +165,7 @@ async def create_factor(call: Call) -> tuple[int, Any]:
         call.account_sid,
         call.path("service_sid"),
         friendly_name=pick(data, "friendly_name"),
-        identity=pick(data, "identity"),
+        identity=_absent_as_none(pick(data, "identity")),  # twilio-go sends an unset one as ""
         config=requested_config(pick(data, "config")),
     )
     return 201, new_factor_json(factor, options, call.base)
@@ -173,13 +184,32 @@ _SNAKE_CASE_RESPONSE = {
 
 def _webauthn_keys(data: dict[str, Any]) -> dict[str, Any]:
     """The credential with WebAuthn's own (camelCase) keys, each taken from its snake_case
-    spelling when only that was sent."""
+    spelling when only that was sent, and its enums as WebAuthn writes them."""
     response = data.get("response")
     if isinstance(response, dict) and not _SNAKE_CASE_RESPONSE.keys().isdisjoint(response):
         data = {**data, "response": _aliased(response, _SNAKE_CASE_RESPONSE)}
-    elif _SNAKE_CASE_CREDENTIAL.keys().isdisjoint(data):
-        return data  # as browsers and the SDKs since send it
-    return _aliased(data, _SNAKE_CASE_CREDENTIAL)
+        data = _aliased(data, _SNAKE_CASE_CREDENTIAL)
+    elif not _SNAKE_CASE_CREDENTIAL.keys().isdisjoint(data):
+        data = _aliased(data, _SNAKE_CASE_CREDENTIAL)
+    return _webauthn_enums(data)
+
+
+_ATTACHMENTS_WRITTEN = (None, "platform", "cross-platform")
+
+
+def _webauthn_enums(data: dict[str, Any]) -> dict[str, Any]:
+    """`authenticatorAttachment` and `type` as WebAuthn writes them, also from the SDKs that
+    write them otherwise: twilio-go sends an unset (or a browser's null) attachment as ""
+    (its field has no omitempty), twilio-java 12 its enum constants' names (`PLATFORM`,
+    `CROSS_PLATFORM`, `PUBLIC_KEY`). Anything else goes on to be refused."""
+    attachment, ctype = data.get("authenticatorAttachment"), data.get("type")
+    if attachment in _ATTACHMENTS_WRITTEN and ctype in (None, "public-key"):
+        return data  # as browsers and the other SDKs send them
+    out = dict(data)
+    out["authenticatorAttachment"] = None if attachment == "" else _enum_value(attachment)
+    if ctype is not None:
+        out["type"] = _enum_value(ctype)
+    return out
 
 
 def _aliased(data: dict[str, Any], aliases: dict[str, str]) -> dict[str, Any]:
