@@ -180,6 +180,10 @@ class OneWriteHttpProtocol(HttpToolsProtocol):
     def eof_received(self) -> bool | None:  # type: ignore[override]
         """The client sent all it will (a half-close): a request still being answered gets
         its answer, then the connection closes (asyncio would close it at once)."""
+        if self._refusal is not None:
+            # Refused bytes wait for the answers before theirs; their answer then closes
+            # the connection (closing it with the last of those answers would drop it).
+            return True
         cycle = self.cycle
         if cycle is not None and self._message_complete and not cycle.response_complete:
             cycle.keep_alive = False
@@ -267,17 +271,32 @@ class OneWriteHttpProtocol(HttpToolsProtocol):
         hosts = [value for name, value in self.headers if name == b"host"]
         if len(hosts) > 1:
             return 400, _HOST_REPEATED
-        if not hosts:
-            if self.parser.get_http_version() != "1.0":
-                return 400, _HOST_MISSING
-        elif not _HOST.fullmatch(hosts[0].strip(b" \t")):
-            return 400, _HOST_INVALID
+        if not hosts and self.parser.get_http_version() != "1.0":
+            return 400, _HOST_MISSING
+        host = hosts[0].strip(b" \t") if hosts else None  # (httptools keeps trailing OWS)
+        target = self.url
+        if target[:1] != b"/" and b"://" in target[:8]:
+            # An absolute-form target (through a proxy): its authority is the host, and
+            # the Host header is ignored (RFC 9112 3.2.2).
+            host = target.split(b"://", 1)[1].split(b"/", 1)[0].split(b"?", 1)[0]
+        if host is not None:
+            if not _HOST.fullmatch(host):
+                return 400, _HOST_INVALID
+            self._set_host(host)
         for name, value in self.headers:
             if name == b"transfer-encoding":
                 codings = [c.strip(b" \t").lower() for c in value.split(b",")]
                 if any(c and c != b"chunked" for c in codings):
                     return 501, _CODING_UNSUPPORTED
         return None
+
+    def _set_host(self, host: bytes) -> None:
+        """The request's Host, as `url` and `next_page_url` are built from it."""
+        for i, (name, _) in enumerate(self.headers):
+            if name == b"host":
+                self.headers[i] = (name, host)
+                return
+        self.headers.append((b"host", host))
 
     def _declares_body(self) -> bool:
         for name, value in self.headers:

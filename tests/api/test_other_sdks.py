@@ -96,10 +96,13 @@ def test_java_sends_its_enum_constants_names(api):
 
     credential = api.authenticator.create(factor["options"], ORIGIN)
     credential.update(type="PUBLIC_KEY", authenticatorAttachment="PLATFORM")
+    credential["response"]["transports"] = ["INTERNAL", "HYBRID", "SMART_CARD"]
     r = api.verify_factor(credential)
     assert r.status_code == 200, r.text
 
     challenge = api.challenge(identity="user-0003")
+    (allowed,) = challenge["options"]["publicKey"]["allowCredentials"]
+    assert allowed["transports"] == ["internal", "hybrid", "smart-card"]  # were left out
     assertion = api.authenticator.get(challenge["options"], ORIGIN)
     assertion.update(type="PUBLIC_KEY", authenticatorAttachment="CROSS_PLATFORM")
     r = api.approve(assertion)
@@ -130,6 +133,9 @@ def test_a_config_value_no_sdk_writes_is_refused(api, field, value):
     "field, value, code",
     [
         ("type", "public_key", 60300),
+        ("type", "PUBLIC-KEY", 60300),  # no SDK writes it
+        ("type", "PUBLIC_\u212aEY", 60300),  # a Kelvin sign, which lower() makes a k
+        ("authenticatorAttachment", "CROSS-PLATFORM", 60377),
         ("type", "Public_Key", 60300),
         ("type", "", 60300),
         ("authenticatorAttachment", "Cross-Platform", 60377),

@@ -513,3 +513,50 @@ def get_json(server: Server, path: str) -> dict:  # type: ignore[type-arg]
         c.close()
     assert status == 200
     return json.loads(body)  # type: ignore[no-any-return]
+
+
+def _services_url(server: Server, head: bytes) -> str:
+    c = Connection(server.base_url)
+    try:
+        c.send(head + f"Authorization: {auth(server)}\r\n\r\n".encode())
+        status, _, body = c.response()
+    finally:
+        c.close()
+    assert status == 200, body
+    return str(json.loads(body)["meta"]["url"])
+
+
+def test_the_host_in_urls_is_the_one_the_request_named(server: Server) -> None:
+    """`url` and `next_page_url` are built from the request's host: without the blanks
+    around a Host value (httptools kept a trailing one: "http://example.com /v2/..."), and
+    from an absolute-form target's authority, which RFC 9112 3.2.2 has win over Host."""
+    assert _services_url(
+        server, b"GET /v2/Services?PageSize=1 HTTP/1.1\r\nHost: example.com \t\r\n"
+    ).startswith("http://example.com/v2/Services?")
+    assert _services_url(
+        server,
+        b"GET http://proxied.example:8443/v2/Services?PageSize=1 HTTP/1.1\r\n"
+        b"Host: other.example\r\n",
+    ).startswith("http://proxied.example:8443/v2/Services?")
+    c = Connection(server.base_url)
+    try:
+        c.send(b"GET http://user@proxied.example/healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        status, _, body = c.response()
+    finally:
+        c.close()
+    assert status == 400 and "not a host and port" in json.loads(body)["message"]
+
+
+def test_a_refusal_pipelined_behind_requests_is_answered_after_a_half_close(
+    server: Server,
+) -> None:
+    """The refusal waits for the answers before it; a half-close meanwhile made the last of
+    those close the connection, and the refusal was never sent."""
+    c = Connection(server.base_url)
+    try:
+        c.send(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n" * 2 + b"GET /healthz HTTP/1.1\r\n\r\n")
+        c.sock.shutdown(socket.SHUT_WR)
+        assert [c.response()[0] for _ in range(3)] == [200, 200, 400]
+        assert _rest(c) == b""
+    finally:
+        c.close()

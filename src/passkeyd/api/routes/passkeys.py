@@ -4,6 +4,7 @@ P3 Challenges, P4 ApproveChallenge."""
 from __future__ import annotations
 
 import functools
+import re
 from typing import Any
 
 from starlette.routing import Route
@@ -28,11 +29,15 @@ from ..serializers import challenge_json, factor_json, new_factor_json
 PASSKEYS = "/v2/Services/{service_sid}/Passkeys"
 
 
+_CONSTANT = re.compile(r"[A-Z]+(?:_[A-Z]+)*")
+
+
 def _enum_value(value: Any) -> Any:
     """An enum's value as the API writes it (`cross-platform`), also when sent as
     twilio-java 12 sends it: its enum constant's name (`CROSS_PLATFORM`, `PREFERRED`,
-    `PUBLIC_KEY`; Jackson writes a name where no `@JsonValue` says otherwise)."""
-    if isinstance(value, str) and value.isupper():
+    `PUBLIC_KEY`, `SMART_CARD`; Jackson writes a name where no `@JsonValue` says
+    otherwise). Only such a name: ASCII capitals, words joined by `_`."""
+    if isinstance(value, str) and value.isupper() and _CONSTANT.fullmatch(value):
         return value.lower().replace("_", "-")
     return value
 
@@ -201,14 +206,23 @@ def _webauthn_enums(data: dict[str, Any]) -> dict[str, Any]:
     """`authenticatorAttachment` and `type` as WebAuthn writes them, also from the SDKs that
     write them otherwise: twilio-go sends an unset (or a browser's null) attachment as ""
     (its field has no omitempty), twilio-java 12 its enum constants' names (`PLATFORM`,
-    `CROSS_PLATFORM`, `PUBLIC_KEY`). Anything else goes on to be refused."""
+    `CROSS_PLATFORM`, `PUBLIC_KEY`), in the response's `transports` too (`INTERNAL`,
+    `HYBRID`: they were left out as unknown). Anything else goes on to be refused."""
     attachment, ctype = data.get("authenticatorAttachment"), data.get("type")
-    if attachment in _ATTACHMENTS_WRITTEN and ctype in (None, "public-key"):
+    response = data.get("response")
+    transports = response.get("transports") if isinstance(response, dict) else None
+    java_transports = isinstance(transports, list) and any(
+        isinstance(t, str) and t.isupper() for t in transports
+    )
+    if attachment in _ATTACHMENTS_WRITTEN and ctype in (None, "public-key") and not java_transports:
         return data  # as browsers and the other SDKs send them
     out = dict(data)
     out["authenticatorAttachment"] = None if attachment == "" else _enum_value(attachment)
     if ctype is not None:
         out["type"] = _enum_value(ctype)
+    if java_transports:
+        assert isinstance(response, dict) and isinstance(transports, list)
+        out["response"] = {**response, "transports": [_enum_value(t) for t in transports]}
     return out
 
 
