@@ -92,6 +92,8 @@ class SQLiteStore(SqlStore):
             self._db.execute(f"PRAGMA cache_size = -{int(cache_mb) * 1024}")
         except sqlite3.Error as exc:  # no such directory, not writable, not a database
             raise StorageUnavailable(f"cannot open the SQLite database {path}: {exc}") from exc
+        self._file = _file_identity(path)  # the file opened, to see it deleted or replaced
+        self._file_lost = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
         self._batch: asyncio.Future[None] | None = None  # the open group commit, if any
@@ -235,6 +237,7 @@ class SQLiteStore(SqlStore):
         else:
             self._lock.acquire()
             try:
+                self._check_file()
                 self._db.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:  # locked past the busy timeout
                 self._lock.release()
@@ -269,7 +272,9 @@ class SQLiteStore(SqlStore):
             self._db.execute("ROLLBACK")
 
     def _try_begin(self) -> bool:
-        """BEGIN IMMEDIATE without waiting: False when another process holds the lock."""
+        """BEGIN IMMEDIATE without waiting: False when another process holds the lock.
+        Every write of a serving process begins here (a batch, or a background write)."""
+        self._check_file()  # a stat (2 us), once a batch
         self._db.execute("PRAGMA busy_timeout = 0")
         try:
             self._db.execute("BEGIN IMMEDIATE")
@@ -425,6 +430,27 @@ class SQLiteStore(SqlStore):
         self._batch_writes = 0
         self._loop.call_soon(self._commit_when_ready, self._batch)
 
+    def _check_file(self) -> None:
+        """Refuse to write once the database file passkeyd opened is no longer at its path
+        (deleted, or replaced by `mv`): what it wrote would go to a file nobody opens again,
+        lost at the next start, while every answer said it was stored."""
+        if self._file is None:
+            return
+        if not self._file_lost and _file_identity(self._path) == self._file:
+            return
+        if not self._file_lost:
+            self._file_lost = True
+            log.error(
+                "the database file %s was deleted or replaced while passkeyd had it open:"
+                " nothing more is written to it; restart passkeyd to open what is there now",
+                self._path,
+            )
+        raise StorageUnavailable("the database file was deleted or replaced: restart passkeyd")
+
+    def ping(self) -> None:
+        self._check_file()
+        super().ping()
+
     @contextmanager
     def _batched(self) -> Iterator[sqlite3.Connection]:
         if self._batch is None:
@@ -488,6 +514,17 @@ _UNAVAILABLE = (
     "malformed",
     "not a database",
 )
+
+
+def _file_identity(path: str) -> tuple[int, int] | None:
+    """The device and inode at `path` (None: in memory, or no file there)."""
+    if path == ":memory:" or path.startswith("file:"):
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def _unavailable(exc: sqlite3.DatabaseError) -> StorageUnavailable | None:

@@ -1,0 +1,51 @@
+"""The SQLite file deleted or replaced under a running passkeyd: it used to go on writing to
+the file it had open, which nobody opens again, answering 200 for every change while the
+next start lost them all (and /healthz said 200)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+
+import pytest
+
+
+def _files(db_path):
+    return [p for p in (f"{db_path}", f"{db_path}-wal", f"{db_path}-shm") if os.path.exists(p)]
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+def test_writes_are_refused_once_the_database_file_is_gone(api, db_path, tmp_path, how, caplog):
+    api.create_service()
+    api.register("user-0001")
+    if how == "deleted":
+        for path in _files(db_path):
+            os.remove(path)
+    else:  # a backup put back with mv while passkeyd runs
+        backup = tmp_path / "backup.db"
+        source = sqlite3.connect(db_path)
+        target = sqlite3.connect(backup)
+        source.backup(target)
+        source.close()
+        target.close()
+        os.replace(backup, db_path)
+        copy = tmp_path / "as-replaced.db"
+        shutil.copy(db_path, copy)
+
+    r = api.post_form("/v2/Services", {"FriendlyName": "after"})
+    assert (r.status_code, r.json()["code"]) == (503, 20503), r.text
+    assert "deleted or replaced" in caplog.text
+    assert api.client.get("/healthz").status_code == 503
+    r = api.post_json(f"{api.svc}/Passkeys/Challenges", {"identity": "user-0001"})
+    assert r.status_code == 503, r.text
+    if how == "replaced":  # and nothing went into the file now at the path
+        assert db_path.read_bytes() == copy.read_bytes()
+
+
+def test_the_database_file_in_place_is_written(api, db_path):
+    """The check does not refuse a file that is where it was (its inode unchanged)."""
+    api.create_service()
+    os.utime(db_path)
+    assert api.post_form("/v2/Services", {"FriendlyName": "again"}).status_code == 201
+    assert api.client.get("/healthz").status_code == 200
