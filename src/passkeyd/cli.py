@@ -198,6 +198,7 @@ def app_factory() -> Any:
     from .httpproto import OneWriteHttpProtocol
 
     _stop_with_the_supervisor()
+    signal.signal(signal.SIGHUP, _hangup)
     settings = Settings.load()
     if settings.reuse_port and os.environ.get(SUPERVISOR_PID):
         _listen_on_a_socket_of_its_own()
@@ -210,6 +211,18 @@ def app_factory() -> Any:
     gc.collect()
     gc.freeze()
     return app
+
+
+def _hangup(signum: int, frame: Any) -> None:
+    """SIGHUP (logrotate's `postrotate kill -HUP`, a closed terminal) killed a serving
+    process at once: requests in flight cut off, audit records not yet written lost.
+    passkeyd writes its logs to stdout and stderr and has nothing to reopen; with
+    `--workers N` the supervisor restarts its workers on SIGHUP, each shutting down as on
+    SIGTERM."""
+    logging.getLogger("passkeyd").warning(
+        "SIGHUP ignored: passkeyd logs to stdout and stderr, with nothing to reopen;"
+        " SIGTERM stops it"
+    )
 
 
 def cmd_serve(settings: Settings) -> int:

@@ -49,3 +49,22 @@ def test_the_database_file_in_place_is_written(api, db_path):
     os.utime(db_path)
     assert api.post_form("/v2/Services", {"FriendlyName": "again"}).status_code == 201
     assert api.client.get("/healthz").status_code == 200
+
+
+def test_a_database_that_refuses_writes_is_a_503_not_a_500(api, domain):
+    """A read-only file (its mode, a read-only mount), as `PRAGMA query_only` makes it: the
+    write's error ("attempt to write a readonly database") was a 500 20500."""
+    api.create_service()
+    api.register("user-0001")
+    domain.store._db.execute("PRAGMA query_only = ON")
+    try:
+        before = api.snapshot()
+        r = api.post_form("/v2/Services", {"FriendlyName": "refused"})
+        assert (r.status_code, r.json()["code"]) == (503, 20503), r.text
+        r = api.post_json(f"{api.svc}/Passkeys/Challenges", {"identity": "user-0001"})
+        assert (r.status_code, r.json()["code"]) == (503, 20503), r.text
+        assert api.get(api.svc).status_code == 200  # reads go on
+        assert api.snapshot() == before
+    finally:
+        domain.store._db.execute("PRAGMA query_only = OFF")
+    assert api.post_form("/v2/Services", {"FriendlyName": "again"}).status_code == 201

@@ -40,6 +40,7 @@ from passkeyd.storage import (
     CredentialConflict,
     FailureOutcome,
     InsertOutcome,
+    StorageUnavailable,
     Store,
     open_store,
 )
@@ -1931,3 +1932,39 @@ def test_an_approval_for_a_factor_deleted_meanwhile_changes_nothing(store, flag)
     )
     assert outcome is ApproveOutcome.FACTOR_GONE
     assert store.get_challenge(svc.account_sid, svc.sid, c.sid).status is ChallengeStatus.PENDING
+
+
+def test_a_statement_waits_for_a_lock_at_most_the_lock_timeout(monkeypatch):
+    """PostgreSQL: a table locked by another session (by hand, or a stuck transaction) held
+    every request waiting for as long as the lock lasted, past the 10 s a shutdown gives
+    them: answered 500, then committed. Now it waits LOCK_TIMEOUT_SECONDS, fails, and rolls
+    back (StorageUnavailable: 503); once the lock is gone it goes through. A migration still
+    waits for the locks it needs."""
+    import time
+
+    from passkeyd.storage import postgres
+
+    monkeypatch.setattr(postgres, "LOCK_TIMEOUT_SECONDS", 0.3, raising=False)
+    with postgres_with_a_passkey() as (url, store, svc, _):
+        mine = challenge(None, svc)
+        results: dict[str, object] = {}
+        with psycopg.connect(url) as locking:
+            locking.execute("LOCK TABLE challenges IN ACCESS EXCLUSIVE MODE")
+            inserting = _in_a_thread(results, "insert", lambda: store.insert_challenge(mine))
+            inserting.join(3)
+            waited = inserting.is_alive()
+            locking.rollback()  # (lets a waiting insert end)
+        inserting.join(10)
+        assert not waited, "the insert waited for the lock past 3 s"
+        assert isinstance(results["insert"], StorageUnavailable), results
+        assert store.get_challenge(svc.account_sid, svc.sid, mine.sid) is None  # rolled back
+        assert store.insert_challenge(mine) is InsertOutcome.INSERTED
+
+        with psycopg.connect(url) as locking:
+            locking.execute("LOCK TABLE schema_migrations IN ACCESS EXCLUSIVE MODE")
+            migrating = _in_a_thread(results, "migrate", store.migrate)
+            time.sleep(1.0)  # three lock timeouts
+            assert migrating.is_alive()
+            locking.rollback()
+        migrating.join(10)
+        assert results["migrate"] == []

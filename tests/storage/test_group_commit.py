@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -411,7 +412,8 @@ def test_after_sqlite_aborts_a_batch_nothing_more_is_written_outside_it(
         store.put_account(first)
         pages = store._one("PRAGMA page_count", ())[0]
         store._one(f"PRAGMA max_page_count = {pages}", ())
-        with pytest.raises(sqlite3.Error), store._write() as db:  # the disk is full
+        # The disk is full: StorageUnavailable (503), not the bare sqlite3 error (a 500).
+        with pytest.raises(StorageUnavailable, match="disk is full"), store._write() as db:
             db.execute(
                 "INSERT INTO audit_events (account_sid, service_sid, actor, action, resource,"
                 " outcome, code, step, request_id, date_created)"
@@ -834,3 +836,30 @@ def test_a_write_or_read_the_database_refuses_is_storage_unavailable(tmp_path, m
         found = sqlite_store._unavailable(sqlite3.OperationalError(said))
         assert isinstance(found, StorageUnavailable) and "refused a read" in str(found)
     assert sqlite_store._unavailable(sqlite3.OperationalError("no such column: x")) is None
+
+
+def test_a_wal_grown_behind_a_reader_is_cut_back(tmp_path, monkeypatch):
+    """A reader holding an old snapshot (a backup, a sqlite3 shell) keeps checkpoints from
+    resetting the WAL, which grows; it stayed at its largest until passkeyd stopped (an
+    operations review saw 111 MB beside an 8.6 MB database)."""
+    monkeypatch.setattr(sqlite_module, "JOURNAL_SIZE_LIMIT_BYTES", 256 * 1024, raising=False)
+    path = str(tmp_path / "wal.db")
+    store = SQLiteStore(path)
+    try:
+        with store._write() as db:
+            db.execute("CREATE TABLE junk (x BLOB)")
+        reader = sqlite3.connect(path, isolation_level=None)
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM junk").fetchone()  # holds its snapshot
+        for _ in range(40):
+            with store._write() as db:
+                db.execute("INSERT INTO junk VALUES (randomblob(65536))")
+        assert os.path.getsize(path + "-wal") > 2 * 1024 * 1024
+        reader.execute("COMMIT")
+        reader.close()
+        store._db.execute("PRAGMA wal_checkpoint(RESTART)")
+        with store._write() as db:  # the next write resets the WAL
+            db.execute("INSERT INTO junk VALUES (1)")
+        assert os.path.getsize(path + "-wal") <= 256 * 1024
+    finally:
+        store.close()

@@ -57,6 +57,13 @@ LISTEN_CHECK_SECONDS = 2.0
 _KEEPALIVE: dict[str, Any] = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2,
               "keepalives_count": 2, "tcp_user_timeout": 5000}  # fmt: skip
 
+# How long a statement waits for a lock another transaction holds (a table locked by hand,
+# a long migration, a stuck session) before it fails and its request is answered 503, rolled
+# back. Without it a request waited for as long as the lock was held: past the 10 s a
+# shutdown gives requests, when it was answered 500 and then committed. SQLite's writers wait
+# at most BUSY_TIMEOUT_SECONDS. (Migrations wait as long as they must: `_lock_migrations`.)
+LOCK_TIMEOUT_SECONDS = 5.0
+
 log = logging.getLogger("passkeyd.storage")
 
 
@@ -64,6 +71,11 @@ log = logging.getLogger("passkeyd.storage")
 def _pg(sql: str) -> str:
     """Our SQL uses `?` placeholders; psycopg wants `%s` (and a literal % doubled)."""
     return sql.replace("%", "%%").replace("?", "%s")
+
+
+def _configure(conn: psycopg.Connection[Any]) -> None:
+    """Each new connection's session settings."""
+    conn.execute(f"SET lock_timeout = {int(LOCK_TIMEOUT_SECONDS * 1000)}")
 
 
 class _PgTx:
@@ -130,6 +142,7 @@ class PostgresStore(SqlStore):
             min_size=1,
             max_size=pool_size,
             kwargs={"autocommit": True},
+            configure=_configure,
             timeout=connect_timeout,
             # The pool retries a failed connection with a doubling delay, up to this long;
             # after a long outage the delay would leave it without a connection for as long
@@ -176,7 +189,13 @@ class PostgresStore(SqlStore):
 
     def _connect(self) -> psycopg.Connection[Any]:
         timeout = max(1, round(self._connect_timeout))  # (libpq counts whole seconds)
-        return psycopg.connect(self._url, autocommit=True, connect_timeout=timeout)
+        conn = psycopg.connect(self._url, autocommit=True, connect_timeout=timeout)
+        try:
+            _configure(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
     def _answers(self) -> bool:
         try:
@@ -478,6 +497,9 @@ class PostgresStore(SqlStore):
         return row[0] if row else None
 
     def _lock_migrations(self, tx: Tx) -> None:
+        # A migration waits for another `migrate`, and for the locks of the transactions
+        # of replicas still serving, as long as they take.
+        tx.execute("SET LOCAL lock_timeout = 0")
         tx.execute("SELECT pg_advisory_xact_lock(?)", (_MIGRATION_LOCK,))
 
     def _lock_claims(self, tx: Tx) -> None:

@@ -46,6 +46,7 @@ from .windows import RateWindows
 log = logging.getLogger("passkeyd.storage")
 
 BUSY_TIMEOUT_SECONDS = 10
+JOURNAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024  # what a reset WAL file is cut back to
 MAX_BATCH_SECONDS = 0.002  # how long a batch may wait for requests still working
 # How long a batch waits for more writes once every request in progress is waiting for it,
 # when the previous batch had several (under concurrency: fewer, larger commits).
@@ -87,6 +88,9 @@ class SQLiteStore(SqlStore):
             if path != ":memory:":
                 self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute(f"PRAGMA synchronous = {synchronous}")
+            # A WAL grown while a reader held an old snapshot (a backup, a sqlite3 shell) is
+            # cut back to this once a checkpoint resets it; it stayed at its largest for good.
+            self._db.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT_BYTES}")
             # A page cache of `cache_mb` (SQLite's default is 2 MiB): with a million
             # passkeys the index pages a ceremony walks stay in memory.
             self._db.execute(f"PRAGMA cache_size = -{int(cache_mb) * 1024}")
@@ -247,18 +251,20 @@ class SQLiteStore(SqlStore):
                 raise
         try:
             yield self._db
-        except BaseException:
+        except BaseException as exc:
             if windows is not None:
                 windows.discard()
             self._rollback()
+            _raise_if_unavailable(exc, "a write")
             raise
         else:
             try:
                 self._db.execute("COMMIT")
-            except BaseException:
+            except BaseException as exc:
                 if windows is not None:
                     windows.discard()
                 self._rollback()  # never leave the connection inside a transaction
+                _raise_if_unavailable(exc, "a commit")
                 raise
             if windows is not None:
                 windows.commit()
@@ -281,6 +287,7 @@ class SQLiteStore(SqlStore):
             return True
         except sqlite3.OperationalError as exc:
             if "locked" not in str(exc) and "busy" not in str(exc):
+                _raise_if_unavailable(exc, "a write")
                 raise
             return False
         finally:
@@ -469,10 +476,11 @@ class SQLiteStore(SqlStore):
         self._db.execute("SAVEPOINT request")
         try:
             yield self._db
-        except BaseException:
+        except BaseException as exc:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK TO request")
                 self._db.execute("RELEASE request")
+            _raise_if_unavailable(exc, "a write")  # a read-only file, disk full, I/O
             raise
         self._db.execute("RELEASE request")
 
@@ -527,12 +535,21 @@ def _file_identity(path: str) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
-def _unavailable(exc: sqlite3.DatabaseError) -> StorageUnavailable | None:
+def _unavailable(exc: sqlite3.DatabaseError, what: str = "a read") -> StorageUnavailable | None:
     """StorageUnavailable for a read the database could not serve (locked, I/O, disk full),
     None for a statement at fault (no such table, before a migration, is asked about)."""
     if any(word in str(exc).lower() for word in _UNAVAILABLE):
-        return StorageUnavailable(f"the database refused a read: {exc}")
+        return StorageUnavailable(f"the database refused {what}: {exc}")
     return None
+
+
+def _raise_if_unavailable(exc: BaseException, what: str) -> None:
+    """StorageUnavailable (503) for a write the file refused (read-only, disk full, I/O):
+    it was a 500, and a read-only file at start-up a traceback instead of exit code 6."""
+    # (OperationalError, or a damaged file's DatabaseError; never a constraint's error.)
+    refused = isinstance(exc, sqlite3.OperationalError) or type(exc) is sqlite3.DatabaseError
+    if refused and (unavailable := _unavailable(exc, what)) is not None:  # type: ignore[arg-type]
+        raise unavailable from exc
 
 
 class Checkpointer:
