@@ -1968,3 +1968,24 @@ def test_a_statement_waits_for_a_lock_at_most_the_lock_timeout(monkeypatch):
             locking.rollback()
         migrating.join(10)
         assert results["migrate"] == []
+
+
+def test_a_rate_window_dated_by_a_clock_since_stepped_back_is_replaced(store):
+    """As `RateWindows`, in the rate_limits table, and in PostgreSQL's one-statement
+    challenge insert: a window more than one window ahead of the present is replaced by
+    the present's, which counts again (the key had no limit until the clock caught up)."""
+    svc = service()
+    store.insert_service(svc)
+    ent = stored(store, entity(svc))
+    future = RateHit(f"challenge:{svc.sid}:{ent.identity}", NOW + 365 * 86400, 2, 60)
+    assert store.insert_challenge(challenge(ent, svc), rate=future) is InsertOutcome.INSERTED
+    now = dataclasses.replace(future, window_start=NOW)
+    outcomes = [store.insert_challenge(challenge(ent, svc), rate=now) for _ in range(3)]
+    assert outcomes == [InsertOutcome.INSERTED, InsertOutcome.INSERTED, InsertOutcome.RATE_LIMITED]
+    assert store.rate_limit_count(now.key, NOW) == 2
+
+    counted = []
+    for start in (NOW + 3600, NOW, NOW):
+        with store._write() as tx:
+            counted.append(_count_hit_in_table(tx, RateHit("approve:x", start, 9, 60)))
+    assert counted == [1, 1, 2]

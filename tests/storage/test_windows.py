@@ -156,3 +156,26 @@ def test_hits_of_a_group_commit_that_fails_are_dropped_with_it(tmp_path: Path) -
 
     run(main())
     store.close()
+
+
+def test_a_window_dated_by_a_clock_since_stepped_back_is_replaced():
+    """The wall clock stepped forward (an hour, a year) and back: the window it dated
+    stayed the key's, and every hit of the real present counted alone (a hit of a window
+    that ended), so the key had no limit until the clock caught up. It is replaced now."""
+    windows = RateWindows(longest_window=60)
+    key = "challenge:VA1:user-0001"
+    for ahead in (3600, 365 * 86400):
+        assert windows.hit(RateHit(key, NOW + ahead, 2, 60)) == 1
+        windows.commit()
+        counts = []
+        for _ in range(3):
+            counts.append(windows.hit(RateHit(key, NOW, 2, 60)))
+            windows.commit()
+        assert counts == [1, 2, 3]  # the third is over the limit of 2
+        windows = RateWindows(longest_window=60)
+    # A window one ahead is a clock a little behind (a replica's, a boundary): not replaced.
+    windows.hit(RateHit(key, NOW + 60, 2, 60))
+    windows.commit()
+    assert windows.hit(RateHit(key, NOW, 2, 60)) == 1
+    windows.commit()
+    assert windows.count(key, NOW + 60) == 1

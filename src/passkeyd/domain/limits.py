@@ -77,7 +77,7 @@ class RateLimiter:
         if rule is None:
             return None
         now = self.clock()
-        return RateHit(f"{rule_name}:{key}", now - now % rule.window, rule.limit)
+        return RateHit(f"{rule_name}:{key}", now - now % rule.window, rule.limit, rule.window)
 
     def longest_window(self) -> int:
         """The longest window of any rule: a window that began earlier counts for none."""

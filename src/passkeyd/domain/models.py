@@ -259,3 +259,12 @@ class RateHit:
     key: str
     window_start: int
     limit: int
+    # The rule's window in seconds: a stored window that starts more than this after the
+    # hit's was dated by a clock that has since stepped back, and the hit replaces it
+    # (0: never; kept as a hit of a just-ended window, which counts alone).
+    window: int = 0
+
+    @property
+    def stale_after(self) -> int:
+        """A stored window starting after this was dated by a clock since stepped back."""
+        return self.window_start + self.window if self.window else 2**62

@@ -269,10 +269,13 @@ class PostgresStore(SqlStore):
                 " THEN rate_limits.count + 1 ELSE 1 END,"
                 " window_start = excluded.window_start"
                 " WHERE rate_limits.window_start < excluded.window_start"
+                " OR rate_limits.window_start > %s"  # dated by a clock since stepped back
                 " OR (rate_limits.window_start = excluded.window_start"
                 " AND rate_limits.count < %s) RETURNING count)"
             )
-            args += [rate.key, rate.window_start, *over_args, *room_args, rate.limit]
+            args += [
+                rate.key, rate.window_start, *over_args, *room_args, rate.stale_after, rate.limit
+            ]  # fmt: skip
             # A hit of a window older than the stored one changes nothing and counts alone
             # (see `_count_hit_in_table`): the challenge is made without it.
             go = (

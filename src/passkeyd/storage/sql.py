@@ -173,15 +173,18 @@ def _count_hit_in_table(tx: Tx, hit: RateHit) -> int:
     """The window's count with this hit. A hit of a window older than the stored one (a
     replica's clock a little behind, a request that read the time just before the
     boundary) changes nothing and counts alone, as in `RateWindows`: it must not restart
-    the current window's count."""
+    the current window's count. A stored window more than a window ahead of the hit was
+    dated by a clock that has since stepped back: the hit's window replaces it (kept, it
+    left the key unlimited until the clock caught up, a year after a year's excursion)."""
     row = tx.execute(
         "INSERT INTO rate_limits (key, window_start, count) VALUES (?, ?, 1)"
         " ON CONFLICT (key) DO UPDATE SET"
         " count = CASE WHEN rate_limits.window_start = excluded.window_start"
         " THEN rate_limits.count + 1 ELSE 1 END,"
         " window_start = excluded.window_start"
-        " WHERE rate_limits.window_start <= excluded.window_start RETURNING count",
-        (hit.key, hit.window_start),
+        " WHERE rate_limits.window_start <= excluded.window_start"
+        " OR rate_limits.window_start > ? RETURNING count",
+        (hit.key, hit.window_start, hit.stale_after),
     ).fetchone()
     return 1 if row is None else int(row[0])
 

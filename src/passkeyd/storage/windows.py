@@ -49,7 +49,7 @@ class RateWindows:
     def release(self) -> None:
         """The write's savepoint was released: its hits count until the batch ends."""
         for hit in self._pending:
-            _add(self._staged, hit.key, hit.window_start, 1)
+            _add(self._staged, hit.key, hit.window_start, 1, self._longest)
         self._pending.clear()
 
     def commit(self) -> None:
@@ -58,8 +58,10 @@ class RateWindows:
         if not self._staged:
             return
         for key, (start, hits) in self._staged.items():
-            _add(self._counts, key, start, hits)
-            self._newest_start = max(self._newest_start, start)
+            _add(self._counts, key, start, hits, self._longest)
+            # The latest hit's window, not the latest window ever: one dated by a clock
+            # that stepped back since would have every sweep forget the current windows.
+            self._newest_start = start
         self._staged.clear()
         if len(self._counts) >= self._sweep_at:
             self._sweep()
@@ -88,9 +90,12 @@ def _in(windows: dict[str, tuple[int, int]], key: str, window_start: int) -> int
     return entry[1] if entry is not None and entry[0] == window_start else 0
 
 
-def _add(windows: dict[str, tuple[int, int]], key: str, window_start: int, hits: int) -> None:
-    """A later window replaces an earlier one, as the table's upsert does."""
+def _add(
+    windows: dict[str, tuple[int, int]], key: str, window_start: int, hits: int, longest: int
+) -> None:
+    """A later window replaces an earlier one, as the table's upsert does; so does one
+    dated by a clock since stepped back (more than the longest window ahead)."""
     entry = windows.get(key)
-    if entry is not None and entry[0] > window_start:
+    if entry is not None and window_start < entry[0] <= window_start + longest:
         return  # a hit of a window that already ended (clock skew between writes)
     windows[key] = (window_start, _in(windows, key, window_start) + hits)
