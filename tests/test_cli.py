@@ -397,3 +397,22 @@ def test_check_config_warns_of_an_auth_token_twilio_go_refuses(db):
         said = [w for w in report.get("warnings", []) if "PASSKEYD_AUTH_TOKEN" in w]
         assert bool(said) is warned, (token, report)
         assert token not in json.dumps(report)  # the token itself is never printed
+
+
+def test_a_listing_at_a_missing_sqlite_file_says_so(tmp_path):
+    """A wrong path (or working directory) made an empty database there and printed []."""
+    url = f"sqlite:///{tmp_path}/nowhere.db"
+    env = {"PATH": "/usr/bin:/bin", "PASSKEYD_DATABASE_URL": url}
+    for command in (
+        ["accounts", "list"],
+        ["keys", "list", "--account", "AC" + "0" * 32],
+        ["services", "list", "--account", "AC" + "0" * 32],
+        ["audit", "list", "--account", "AC" + "0" * 32],
+    ):
+        r = run(*command, env=env)
+        assert (r.returncode, r.stdout) == (6, ""), (command, r)
+        assert f"no database at {url}" in r.stderr
+        assert not (tmp_path / "nowhere.db").exists()
+    created = run("accounts", "create", "--name", "first", env=env)
+    assert created.returncode == 0, created.stderr
+    assert len(json.loads(run("accounts", "list", env=env).stdout)) == 1

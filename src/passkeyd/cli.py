@@ -358,6 +358,19 @@ def cmd_migrate(settings: Settings) -> int:
     return EXIT_OK
 
 
+def _lists_a_missing_file(settings: Settings, args: argparse.Namespace) -> bool:
+    """A listing command pointed at an SQLite file that is not there: a wrong path or
+    working directory. It made an empty database there and printed `[]`."""
+    listing = args.command == "audit" or (
+        args.command in ("accounts", "keys", "services") and args.action == "list"
+    )
+    prefix = "sqlite:///"
+    if not listing or not settings.database_url.startswith(prefix):
+        return False
+    path = settings.database_url[len(prefix) :]
+    return path != ":memory:" and not os.path.exists(path)
+
+
 def cmd_accounts(settings: Settings, args: argparse.Namespace) -> int:
     domain = _domain(settings, migrate=True)
     if args.action == "create":
@@ -563,6 +576,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             " database cannot be served (each process would have its own, empty); use a file\n"
         )
         return EXIT_CONFIG
+    if _lists_a_missing_file(settings, args):
+        sys.stderr.write(
+            f"passkeyd: no database at {settings.database_url} (PASSKEYD_DATABASE_URL):"
+            " nothing to list\n"
+        )
+        return EXIT_DATABASE
     try:
         if args.command == "serve":
             return cmd_serve(settings)
