@@ -72,6 +72,23 @@ class JsonFormatter(logging.Formatter):
 ACCESS_LOGGER = "passkeyd.access"
 
 
+class Every:
+    """True at most once every `seconds`: a failure that every request meets (a database
+    gone, a full disk) gets its traceback logged that often, and a line otherwise, not a
+    traceback per request (megabytes a second, on the disk that may be full)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._last = -seconds
+
+    def __call__(self) -> bool:
+        now = time.monotonic()
+        if now - self._last < self.seconds:
+            return False
+        self._last = now
+        return True
+
+
 def new_request_id() -> str:
     """A response's Twilio-Request-Id, which its log lines carry: `RQ` and 32 hex digits.
 

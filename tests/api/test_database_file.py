@@ -68,3 +68,54 @@ def test_a_database_that_refuses_writes_is_a_503_not_a_500(api, domain):
     finally:
         domain.store._db.execute("PRAGMA query_only = OFF")
     assert api.post_form("/v2/Services", {"FriendlyName": "again"}).status_code == 201
+
+
+def test_a_database_restored_under_a_running_passkeyd_is_intact_at_the_next_start(
+    api, db_path, tmp_path
+):
+    """The old file's -wal, left at the path beside the restored one, was replayed onto it
+    at the next start: "database disk image is malformed", or rows that were never in the
+    backup. passkeyd empties it into the old file when it sees the swap."""
+    api.create_service()
+    api.register("user-0001")
+    backup = tmp_path / "backup.db"
+    source, target = sqlite3.connect(db_path), sqlite3.connect(backup)
+    source.backup(target)
+    source.close()
+    target.close()
+    expected = sqlite3.connect(backup).execute("SELECT count(*) FROM factors").fetchone()[0]
+    for i in range(2, 6):  # written after the backup: in the -wal
+        api.register(f"user-000{i}")
+    os.replace(backup, db_path)
+    assert api.post_form("/v2/Services", {"FriendlyName": "after"}).status_code == 503
+    assert os.path.getsize(f"{db_path}-wal") == 0
+    restored = sqlite3.connect(db_path)  # as the next start opens it
+    try:
+        assert restored.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert restored.execute("SELECT count(*) FROM factors").fetchone()[0] == expected
+    finally:
+        restored.close()
+
+
+def test_a_deleted_wal_is_seen_too(api, db_path):
+    """`rm passkeyd.db-wal passkeyd.db-shm`: writes went on into the deleted WAL, answered
+    201, and were lost when passkeyd stopped."""
+    api.create_service()
+    api.register("user-0001")
+    for path in (f"{db_path}-wal", f"{db_path}-shm"):
+        os.remove(path)
+    r = api.post_form("/v2/Services", {"FriendlyName": "after"})
+    assert (r.status_code, r.json()["code"]) == (503, 20503), r.text
+    assert api.client.get("/healthz").status_code == 503
+
+
+def test_a_failure_every_request_meets_logs_its_traceback_once_a_while(api, db_path, caplog):
+    """Each refused request logged a whole traceback: 2,346 error lines (4.7 MB) in 4 s, on
+    the disk that may be the full one. Now a line each, and the traceback every 10 s."""
+    api.create_service()
+    os.remove(db_path)
+    for _ in range(20):
+        assert api.post_form("/v2/Services", {"FriendlyName": "x"}).status_code == 503
+    refused = [r for r in caplog.records if r.getMessage().startswith("storage unavailable")]
+    assert len(refused) == 20
+    assert len([r for r in refused if r.exc_info]) <= 1

@@ -863,3 +863,31 @@ def test_a_wal_grown_behind_a_reader_is_cut_back(tmp_path, monkeypatch):
         assert os.path.getsize(path + "-wal") <= 256 * 1024
     finally:
         store.close()
+
+
+def test_a_batch_open_when_the_file_is_replaced_is_not_committed(tmp_path: Path) -> None:
+    """The file was checked when a batch began: one begun before a `mv` committed into the
+    replaced file after it, and its requests were answered as stored."""
+    store = SQLiteStore(str(tmp_path / "gc.db"))
+    store.migrate()
+    outcomes: list[str] = []
+
+    async def main() -> None:
+        store.start_group_commit(asyncio.get_running_loop())
+        await store.reserve()
+        store.put_account(account())
+        os.replace(tmp_path / "gc.db", tmp_path / "moved.db")
+        (tmp_path / "gc.db").write_bytes(b"")  # another file at the path
+        try:
+            await store.settle()
+            outcomes.append("committed")
+        except StorageUnavailable:
+            outcomes.append("refused")
+        store.stop_group_commit()
+
+    try:
+        run(main())
+    finally:
+        store.close()
+    assert outcomes == ["refused"]
+    assert stored_sids(tmp_path / "moved.db") == set()

@@ -174,6 +174,7 @@ async def flush_audit_forever(domain: Domain, interval: float = 0.2) -> None:
     lock taken on the loop: a write from a thread would have to win the lock against the
     other worker processes on its own, and every request of this process waits behind it
     meanwhile. A networked store writes them from a thread."""
+    traceback_now = logs.Every(10.0)
     while True:
         await anyio.sleep(interval)
         logs.flush()
@@ -188,8 +189,11 @@ async def flush_audit_forever(domain: Domain, interval: float = 0.2) -> None:
                 except StorageUnavailable:  # the batch's commit failed: write them again
                     domain.audit.restore(written)
                     raise
-        except Exception:
-            log.exception("writing the audit trail failed; will retry")
+        except Exception as exc:
+            if traceback_now():
+                log.exception("writing the audit trail failed; will retry")
+            else:
+                log.error("writing the audit trail failed; will retry: %s", exc)
 
 
 class App(Starlette):

@@ -35,6 +35,7 @@ from . import errors
 from .params import NUL_REFUSED
 
 log = logging.getLogger("passkeyd.api")
+_TRACEBACK_NOW = logs.Every(10.0)
 
 REQUEST_ID_HEADER = "Twilio-Request-Id"
 # Methods that change nothing: no write lock, no audit record (HEAD is GET without a body).
@@ -101,7 +102,17 @@ async def _run(domain: Domain, fn: Callable[..., T], *args: Any, **kwargs: Any) 
         # A request cancelled meanwhile leaves the call to finish: its transaction commits
         # or rolls back whole, and the store lets it end before it closes.
         call = functools.partial(fn, *args, **kwargs)
-        return await asyncio.wrap_future(domain.store.submit(call))
+        future = domain.store.submit(call)
+        try:
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            # A shutdown past its grace period cancels the requests still running, and
+            # uvicorn answers them 500; a call already in its thread may yet commit (one
+            # waiting for a lock, say), and a client told 500 would not know. The answer
+            # waits for how it ended instead; a call not yet started never will be (503).
+            if future.cancelled():
+                raise StorageUnavailable("passkeyd is shutting down") from None
+            return await asyncio.wrap_future(future)
     try:
         return fn(*args, **kwargs)
     finally:
@@ -252,8 +263,12 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
                 response.headers["Retry-After"] = str(exc.retry_after)
             else:
                 response = error_response(status, code, message, request_id)
-        except StorageUnavailable:
-            log.exception("storage unavailable", extra={"request_id": request_id, "route": route})
+        except StorageUnavailable as exc:
+            extra = {"request_id": request_id, "route": route}
+            if _TRACEBACK_NOW():
+                log.exception("storage unavailable", extra=extra)
+            else:
+                log.error("storage unavailable: %s", exc, extra=extra)
             status, code = errors.UNAVAILABLE
             response = error_response(
                 status, code, f"Service unavailable; request id {request_id}", request_id

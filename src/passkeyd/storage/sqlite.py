@@ -96,7 +96,9 @@ class SQLiteStore(SqlStore):
             self._db.execute(f"PRAGMA cache_size = -{int(cache_mb) * 1024}")
         except sqlite3.Error as exc:  # no such directory, not writable, not a database
             raise StorageUnavailable(f"cannot open the SQLite database {path}: {exc}") from exc
-        self._file = _file_identity(path)  # the file opened, to see it deleted or replaced
+        # The file opened, and its WAL once seen, to see either deleted or replaced.
+        self._file = _file_identity(path)
+        self._wal: tuple[int, int] | None = None
         self._file_lost = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
@@ -186,6 +188,7 @@ class SQLiteStore(SqlStore):
                 return
             error: BaseException | None = None
             try:
+                self._check_file()  # the file may have gone since the batch began
                 self._db.execute("COMMIT")
             except Exception as exc:  # the batch's requests must hear of it, whatever it is
                 if self.windows is not None:
@@ -259,6 +262,7 @@ class SQLiteStore(SqlStore):
             raise
         else:
             try:
+                self._check_file()
                 self._db.execute("COMMIT")
             except BaseException as exc:
                 if windows is not None:
@@ -438,21 +442,44 @@ class SQLiteStore(SqlStore):
         self._loop.call_soon(self._commit_when_ready, self._batch)
 
     def _check_file(self) -> None:
-        """Refuse to write once the database file passkeyd opened is no longer at its path
-        (deleted, or replaced by `mv`): what it wrote would go to a file nobody opens again,
-        lost at the next start, while every answer said it was stored."""
+        """Refuse to write once the database file passkeyd opened, or its WAL, is no longer
+        at its path (deleted, or replaced by `mv`): what it wrote would go to a file nobody
+        opens again, lost at the next start, while every answer said it was stored."""
         if self._file is None:
             return
-        if not self._file_lost and _file_identity(self._path) == self._file:
-            return
         if not self._file_lost:
+            wal = _file_identity(self._path + "-wal")
+            if self._wal is None:
+                self._wal = wal  # (made at the first write; kept while a connection is open)
+            if _file_identity(self._path) == self._file and wal == self._wal:
+                return
             self._file_lost = True
             log.error(
-                "the database file %s was deleted or replaced while passkeyd had it open:"
-                " nothing more is written to it; restart passkeyd to open what is there now",
+                "the database file %s (or its -wal) was deleted or replaced while passkeyd"
+                " had it open: nothing more is written to it; stop passkeyd, and start it"
+                " again on what is there now",
                 self._path,
             )
+            self._empty_the_orphaned_wal()
         raise StorageUnavailable("the database file was deleted or replaced: restart passkeyd")
+
+    def _empty_the_orphaned_wal(self) -> None:
+        """Checkpoint the old file's WAL into the old file, and empty it. Left as it was, the
+        -wal file at the path (still the old file's, when only the database was replaced)
+        would be replayed onto the new database at the next start: a restored backup read
+        as malformed."""
+        try:
+            with self._lock:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error:
+            log.exception(
+                "emptying the replaced database's -wal failed: with passkeyd stopped, delete"
+                " %s-wal and %s-shm before starting it again",
+                self._path,
+                self._path,
+            )
 
     def ping(self) -> None:
         self._check_file()
