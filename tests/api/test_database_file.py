@@ -97,13 +97,15 @@ def test_a_database_restored_under_a_running_passkeyd_is_intact_at_the_next_star
         restored.close()
 
 
-def test_a_deleted_wal_is_seen_too(api, db_path):
+@pytest.mark.parametrize("suffixes", [("-wal", "-shm"), ("-shm",)])
+def test_a_deleted_wal_or_shm_is_seen_too(api, db_path, suffixes):
     """`rm passkeyd.db-wal passkeyd.db-shm`: writes went on into the deleted WAL, answered
-    201, and were lost when passkeyd stopped."""
+    201, and were lost when passkeyd stopped; `rm passkeyd.db-shm` alone left this process
+    and the others (a CLI, another worker) each a wal-index of its own."""
     api.create_service()
     api.register("user-0001")
-    for path in (f"{db_path}-wal", f"{db_path}-shm"):
-        os.remove(path)
+    for suffix in suffixes:
+        os.remove(f"{db_path}{suffix}")
     r = api.post_form("/v2/Services", {"FriendlyName": "after"})
     assert (r.status_code, r.json()["code"]) == (503, 20503), r.text
     assert api.client.get("/healthz").status_code == 503
@@ -119,3 +121,26 @@ def test_a_failure_every_request_meets_logs_its_traceback_once_a_while(api, db_p
     refused = [r for r in caplog.records if r.getMessage().startswith("storage unavailable")]
     assert len(refused) == 20
     assert len([r for r in refused if r.exc_info]) <= 1
+
+
+def test_an_old_wal_a_reader_holds_is_emptied_once_it_lets_go(api, db_path, tmp_path, caplog):
+    """A reader holding a snapshot made the emptying busy, and it failed without a word."""
+    api.create_service()
+    api.register("user-0001")
+    backup = tmp_path / "backup.db"
+    source, target = sqlite3.connect(db_path), sqlite3.connect(backup)
+    source.backup(target)
+    source.close()
+    target.close()
+    api.register("user-0002")
+    reader = sqlite3.connect(db_path, isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM factors").fetchone()
+    os.replace(backup, db_path)
+    assert api.post_form("/v2/Services", {"FriendlyName": "after"}).status_code == 503
+    assert "cannot be emptied yet" in caplog.text
+    assert os.path.getsize(f"{db_path}-wal") > 0
+    reader.execute("COMMIT")
+    reader.close()
+    assert api.client.get("/healthz").status_code == 503  # tried again: now emptied
+    assert os.path.getsize(f"{db_path}-wal") == 0

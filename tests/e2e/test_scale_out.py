@@ -405,3 +405,58 @@ def test_reuse_port_deals_connections_opened_at_once_to_every_worker(tmp_path):
                     conn.close()
     finally:
         node.stop()
+
+
+def test_a_shutdown_past_its_grace_answers_each_approval_as_it_ended(tmp_path):
+    """PostgreSQL: approvals waiting behind a locked table when SIGTERM's 10 s are up were
+    answered 500 by uvicorn (later: not at all), and committed after. Each is now answered
+    as its statement ended: 200 for one stored approved, 503 for one left pending."""
+    sid, token = _account()
+    with temporary_schema() as url:
+        passkeyd_cli(url, "migrate")
+        node = Passkeyd(url, sid, token, tmp_path / "node.log").start()
+        try:
+            client = Client(node.base_url, (sid, token))
+            client.create_service()
+            # Three waves of ten (the pool's size): the first two meet the 5 s lock
+            # timeout, the third is still waiting when the shutdown's 10 s are up.
+            users = [(f"user-{i:04d}", Authenticator()) for i in range(30)]
+            assertions = []
+            for identity, authenticator in users:
+                client.register(identity, authenticator)
+                challenge = client.challenge(identity)
+                assertions.append(
+                    (challenge["sid"], authenticator.get(challenge["options"], ORIGIN))
+                )
+            with psycopg.connect(url) as locking:
+                locking.execute("LOCK TABLE challenges IN ACCESS EXCLUSIVE MODE")
+                with ThreadPoolExecutor(len(assertions)) as pool:
+                    answers = [
+                        pool.submit(_answer_of, client, assertion) for _, assertion in assertions
+                    ]
+                    time.sleep(1.0)  # every approval waits for the lock (or a connection)
+                    assert node.process is not None
+                    node.process.terminate()
+                    time.sleep(13.0)  # past the shutdown's 10 s: the third wave is cancelled
+                    locking.rollback()
+                    statuses = [a.result(timeout=30) for a in answers]
+            node.process.wait(timeout=30)
+            with psycopg.connect(url) as db:
+                stored = dict(db.execute("SELECT sid, status FROM challenges").fetchall())
+        finally:
+            node.stop()
+    assert 500 not in statuses and None not in statuses, Counter(statuses)
+    for (challenge_sid, _), status in zip(assertions, statuses, strict=True):
+        assert (status, stored[challenge_sid]) in ((200, "approved"), (503, "pending")), statuses
+
+
+def _answer_of(client: Client, assertion: dict[str, Any]) -> int | None:
+    try:
+        return client.http.post(
+            f"{client.base}/v2/Services/{client.service_sid}/Passkeys/ApproveChallenge",
+            json=assertion,
+            auth=client.auth,
+            timeout=40,  # past the shutdown's 10 s
+        ).status_code
+    except requests.RequestException:
+        return None  # no answer at all

@@ -7,6 +7,7 @@ import functools
 import hashlib
 import hmac
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -31,6 +32,8 @@ from .edge import error_response, json_response
 from .routes import audit, entities, passkeys, services, webhooks
 
 log = logging.getLogger("passkeyd")
+# At shutdown, how long the requests whose store calls just ended get to answer.
+DRAIN_SECONDS = 5.0
 
 
 async def healthz(request: Request) -> Response:
@@ -246,6 +249,14 @@ def create_app(domain: Domain, settings: Settings | None = None) -> Starlette:
             yield
             tasks.cancel_scope.cancel()
         domain.store.stop_group_commit()
+        if domain.store.runs_in_threads:
+            # A request cancelled past the shutdown's grace waits for its call in a store
+            # thread (edge._run), to answer as it ended: let those calls end, off the loop,
+            # and their requests answer and add their audit records, before the last flush.
+            await anyio.to_thread.run_sync(domain.store.drain)
+            deadline = time.monotonic() + DRAIN_SECONDS
+            while domain.store.requests_in_progress and time.monotonic() < deadline:
+                await anyio.sleep(0.01)
         try:
             await anyio.to_thread.run_sync(domain.audit.flush)
         except Exception:  # shut down all the same; say what is lost

@@ -266,7 +266,10 @@ class SqlStore(abc.ABC):
         connections, as more would only queue for them. Called from the event loop."""
         if self._executor is None:
             self._executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix="passkeyd-db")
-        return self._executor.submit(call)
+        try:
+            return self._executor.submit(call)
+        except RuntimeError as exc:  # drained: the server is shutting down
+            raise StorageUnavailable("passkeyd is shutting down") from exc
 
     def _stop_threads(self) -> None:
         """Let the calls in progress finish (their transactions end), then the threads."""
@@ -378,13 +381,23 @@ class SqlStore(abc.ABC):
         """Commit what is batched and write each transaction on its own again."""
         return None
 
+    _requests = 0  # requests in progress
+
     def request_started(self) -> None:
         """A request began: group commit waits for requests still working."""
-        return None
+        self._requests += 1
 
     def request_finished(self) -> None:
         """A request ended."""
-        return None
+        self._requests -= 1
+
+    @property
+    def requests_in_progress(self) -> int:
+        return self._requests
+
+    def drain(self) -> None:
+        """Let the calls in this store's threads end, and start no more (at shutdown)."""
+        self._stop_threads()
 
     async def reserve(self) -> None:
         """Before a call on the loop that is about to write: take the write lock."""

@@ -98,8 +98,10 @@ class SQLiteStore(SqlStore):
             raise StorageUnavailable(f"cannot open the SQLite database {path}: {exc}") from exc
         # The file opened, and its WAL once seen, to see either deleted or replaced.
         self._file = _file_identity(path)
-        self._wal: tuple[int, int] | None = None
+        self._companions: tuple[tuple[int, int] | None, ...] | None = None  # -wal, -shm
         self._file_lost = False
+        self._orphan_emptied = False
+        self._orphan_warned = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
         self._batch: asyncio.Future[None] | None = None  # the open group commit, if any
@@ -146,6 +148,10 @@ class SQLiteStore(SqlStore):
 
     def request_finished(self) -> None:
         self._active -= 1
+
+    @property
+    def requests_in_progress(self) -> int:
+        return self._active
 
     async def settle(self) -> None:
         """Wait until the writes made so far on the loop are committed; raise
@@ -398,6 +404,9 @@ class SQLiteStore(SqlStore):
                 return
             try:
                 began = self._begin_holding(gate)
+            except StorageUnavailable as exc:  # (the requests log it, and answer 503)
+                log.warning("beginning a batch after taking the write gate failed: %s", exc)
+                return
             except Exception:  # the waiting requests try again, and meet it themselves
                 log.exception("beginning a batch after taking the write gate failed")
                 return
@@ -442,24 +451,30 @@ class SQLiteStore(SqlStore):
         self._loop.call_soon(self._commit_when_ready, self._batch)
 
     def _check_file(self) -> None:
-        """Refuse to write once the database file passkeyd opened, or its WAL, is no longer
-        at its path (deleted, or replaced by `mv`): what it wrote would go to a file nobody
-        opens again, lost at the next start, while every answer said it was stored."""
+        """Refuse to write once the database file passkeyd opened, or its -wal or -shm, is
+        no longer at its path (deleted, or replaced by `mv`): what it wrote would go to a
+        file nobody opens again, lost at the next start, while every answer said it was
+        stored."""
         if self._file is None:
             return
         if not self._file_lost:
-            wal = _file_identity(self._path + "-wal")
-            if self._wal is None:
-                self._wal = wal  # (made at the first write; kept while a connection is open)
-            if _file_identity(self._path) == self._file and wal == self._wal:
+            companions = (
+                _file_identity(self._path + "-wal"),
+                _file_identity(self._path + "-shm"),
+            )
+            if self._companions is None or None in self._companions:
+                # (made at the first write; kept while a connection is open)
+                self._companions = companions
+            if _file_identity(self._path) == self._file and companions == self._companions:
                 return
             self._file_lost = True
             log.error(
-                "the database file %s (or its -wal) was deleted or replaced while passkeyd"
-                " had it open: nothing more is written to it; stop passkeyd, and start it"
-                " again on what is there now",
+                "the database file %s (or its -wal or -shm) was deleted or replaced while"
+                " passkeyd had it open: nothing more is written to it; stop passkeyd, and"
+                " start it again on what is there now",
                 self._path,
             )
+        if not self._orphan_emptied:
             self._empty_the_orphaned_wal()
         raise StorageUnavailable("the database file was deleted or replaced: restart passkeyd")
 
@@ -467,16 +482,29 @@ class SQLiteStore(SqlStore):
         """Checkpoint the old file's WAL into the old file, and empty it. Left as it was, the
         -wal file at the path (still the old file's, when only the database was replaced)
         would be replayed onto the new database at the next start: a restored backup read
-        as malformed."""
+        as malformed. Without waiting: a reader holding a snapshot (another worker, a
+        shell) makes it busy, and it is tried again at the next request."""
+        busy = 1
         try:
             with self._lock:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
-                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        except sqlite3.Error:
-            log.exception(
-                "emptying the replaced database's -wal failed: with passkeyd stopped, delete"
-                " %s-wal and %s-shm before starting it again",
+                self._db.execute("PRAGMA busy_timeout = 0")
+                try:
+                    busy = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+                finally:
+                    self._db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
+        except sqlite3.Error as exc:
+            log.debug("emptying the replaced database's -wal: %s", exc)
+        if not busy:
+            self._orphan_emptied = True
+            log.warning("the replaced database's -wal was emptied into the old file")
+        elif not self._orphan_warned:
+            self._orphan_warned = True
+            log.error(
+                "the replaced database's -wal cannot be emptied yet (a reader holds it); it is"
+                " tried again at each request. If passkeyd stops first: before starting it"
+                " again, delete %s-wal and %s-shm, or the new file will read as malformed",
                 self._path,
                 self._path,
             )
