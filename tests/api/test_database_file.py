@@ -11,6 +11,16 @@ import sqlite3
 import pytest
 
 
+def _backed_up(db_path, tmp_path):
+    """A copy made with SQLite's online backup, as `sqlite3 passkeyd.db .backup` makes it."""
+    backup = tmp_path / "backup.db"
+    source, target = sqlite3.connect(db_path), sqlite3.connect(backup)
+    source.backup(target)
+    source.close()
+    target.close()
+    return backup
+
+
 def _files(db_path):
     return [p for p in (f"{db_path}", f"{db_path}-wal", f"{db_path}-shm") if os.path.exists(p)]
 
@@ -23,13 +33,7 @@ def test_writes_are_refused_once_the_database_file_is_gone(api, db_path, tmp_pat
         for path in _files(db_path):
             os.remove(path)
     else:  # a backup put back with mv while passkeyd runs
-        backup = tmp_path / "backup.db"
-        source = sqlite3.connect(db_path)
-        target = sqlite3.connect(backup)
-        source.backup(target)
-        source.close()
-        target.close()
-        os.replace(backup, db_path)
+        os.replace(_backed_up(db_path, tmp_path), db_path)
         copy = tmp_path / "as-replaced.db"
         shutil.copy(db_path, copy)
 
@@ -78,11 +82,7 @@ def test_a_database_restored_under_a_running_passkeyd_is_intact_at_the_next_star
     backup. passkeyd empties it into the old file when it sees the swap."""
     api.create_service()
     api.register("user-0001")
-    backup = tmp_path / "backup.db"
-    source, target = sqlite3.connect(db_path), sqlite3.connect(backup)
-    source.backup(target)
-    source.close()
-    target.close()
+    backup = _backed_up(db_path, tmp_path)
     expected = sqlite3.connect(backup).execute("SELECT count(*) FROM factors").fetchone()[0]
     for i in range(2, 6):  # written after the backup: in the -wal
         api.register(f"user-000{i}")
@@ -127,11 +127,7 @@ def test_an_old_wal_a_reader_holds_is_emptied_once_it_lets_go(api, db_path, tmp_
     """A reader holding a snapshot made the emptying busy, and it failed without a word."""
     api.create_service()
     api.register("user-0001")
-    backup = tmp_path / "backup.db"
-    source, target = sqlite3.connect(db_path), sqlite3.connect(backup)
-    source.backup(target)
-    source.close()
-    target.close()
+    backup = _backed_up(db_path, tmp_path)
     api.register("user-0002")
     reader = sqlite3.connect(db_path, isolation_level=None)
     reader.execute("BEGIN")
