@@ -96,7 +96,7 @@ class SQLiteStore(SqlStore):
             self._db.execute(f"PRAGMA cache_size = -{int(cache_mb) * 1024}")
         except sqlite3.Error as exc:  # no such directory, not writable, not a database
             raise StorageUnavailable(f"cannot open the SQLite database {path}: {exc}") from exc
-        # The file opened, and its WAL once seen, to see either deleted or replaced.
+        # The file opened, and its -wal and -shm once seen, to see any deleted or replaced.
         self._file = _file_identity(path)
         self._companions: tuple[tuple[int, int] | None, ...] | None = None  # -wal, -shm
         self._file_lost = False

@@ -210,19 +210,17 @@ def _webauthn_enums(data: dict[str, Any]) -> dict[str, Any]:
     `HYBRID`: they were left out as unknown). Anything else goes on to be refused."""
     attachment, ctype = data.get("authenticatorAttachment"), data.get("type")
     response = data.get("response")
-    transports = response.get("transports") if isinstance(response, dict) else None
-    java_transports = isinstance(transports, list) and any(
-        isinstance(t, str) and t.isupper() for t in transports
-    )
-    if attachment in _ATTACHMENTS_WRITTEN and ctype in (None, "public-key") and not java_transports:
+    named = response.get("transports") if isinstance(response, dict) else None
+    if not isinstance(named, list) or not any(isinstance(t, str) and t.isupper() for t in named):
+        named = None  # no constant names among them
+    if attachment in _ATTACHMENTS_WRITTEN and ctype in (None, "public-key") and named is None:
         return data  # as browsers and the other SDKs send them
     out = dict(data)
     out["authenticatorAttachment"] = None if attachment == "" else _enum_value(attachment)
     if ctype is not None:
         out["type"] = _enum_value(ctype)
-    if java_transports:
-        assert isinstance(response, dict) and isinstance(transports, list)
-        out["response"] = {**response, "transports": [_enum_value(t) for t in transports]}
+    if named is not None:
+        out["response"] = {**data["response"], "transports": [_enum_value(t) for t in named]}
     return out
 
 
