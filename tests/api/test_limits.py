@@ -52,13 +52,15 @@ def assert_429(response, code=20429):
 
 
 def test_defaults_stop_a_flood_from_one_identity_within_100_a_minute():
-    per_service = {"usernameless"}
+    shared = {"usernameless", "failed_auth"}  # one budget per service, per account
     assert all(
         rule.limit <= 100 and rule.window == 60
         for name, rule in DEFAULT_RULES.items()
-        if name not in per_service
+        if name not in shared
     )
     assert DEFAULT_RULES["usernameless"] == Rule(600, 60)
+    assert DEFAULT_RULES["failed_auth"] == Rule(1000, 60)
+    assert MAX_FACTORS_PER_ENTITY == MAX_PENDING_CHALLENGES_PER_ENTITY == 100
     assert parse_rules("off") == {}
     assert parse_rules("challenge=7/30")["challenge"] == Rule(7, 30)
 
@@ -208,6 +210,25 @@ def test_foreign_passkeys_share_a_failure_budget_per_account_that_locks_out_no_u
     assert ok.status_code == 200, ok.text
 
 
+def test_a_test_suite_signing_one_user_in_over_and_over_meets_no_default_limit(api):
+    """An app's integration tests sign one test user in again and again within a minute,
+    and check refusals, each leaving its challenge pending. With the defaults none of that
+    meets a limit: with 20 pending challenges and 30 challenges a minute, the 21st was
+    refused 429."""
+    api.create_service()
+    api.register("user-0001")
+    for i in range(60):
+        options = api.challenge(identity="user-0001")["options"]
+        if i % 3:  # a refusal the suite checks: its challenge stays pending
+            r = api.approve(api.authenticator.get(options, "https://evil.test"))
+            assert (r.status_code, r.json()["code"]) == (403, 60324), r.text
+        else:
+            r = api.approve(api.authenticator.get(options, ORIGIN))
+            assert (r.status_code, r.json()["status"]) == (200, "approved"), r.text
+    for _ in range(25):  # and passkeys for one user, past the old bound of 20
+        api.create_factor("user-0001")
+
+
 def test_an_entity_holds_a_bounded_number_of_passkeys(api, clock):
     """With the default limits, an entity fills up to its bound at once (no rate limit is
     met on the way), and the next one is refused for the bound."""
@@ -228,7 +249,7 @@ def test_an_entity_holds_a_bounded_number_of_pending_challenges(api, clock):
     api.register("user-0001")
     for i in range(MAX_PENDING_CHALLENGES_PER_ENTITY):
         api.challenge(identity="user-0001")
-        if i % 10 == 9:
+        if i % 50 == 49:
             clock.advance(60)  # stay under the per-minute rate limit
     r = api.post_json(f"{api.svc}/Passkeys/Challenges", {"identity": "user-0001"})
     assert (r.status_code, r.json()["code"]) == (429, 20429), r.text
