@@ -671,3 +671,99 @@ def test_a_sign_in_after_the_site_moved_asks_for_the_passkeys_of_its_new_rp_id(a
     # A user with passkeys for the old RP id only still gets those.
     old_only = api.challenge(identity="user-0002")["options"]["publicKey"]
     assert (old_only["rpId"], len(old_only["allowCredentials"])) == ("example.com", 1)
+
+
+# --- The letter of WebAuthn: what a review of §6.1 and §7.2 found accepted ----------------
+
+
+def _signed(api, options, flags, tail=b"", client_data=None):
+    """alice's assertion over authenticatorData with `flags` and `tail` after signCount."""
+    import hashlib
+    import json
+    import struct
+
+    (stored,) = api.authenticator.credentials.values()
+    pk = options["publicKey"]
+    client_data = (
+        client_data
+        or json.dumps(
+            {"type": "webauthn.get", "challenge": pk["challenge"], "origin": ORIGIN}
+        ).encode()
+    )
+    stored.sign_count += 1
+    auth_data = (
+        hashlib.sha256(pk["rpId"].encode()).digest()
+        + bytes([flags])
+        + struct.pack(">I", stored.sign_count)
+        + tail
+    )
+    signature = stored.key.sign(auth_data + hashlib.sha256(client_data).digest())
+    return {
+        "id": b64url(stored.credential_id),
+        "rawId": b64url(stored.credential_id),
+        "type": "public-key",
+        "response": {
+            "clientDataJSON": b64url(client_data),
+            "authenticatorData": b64url(auth_data),
+            "signature": b64url(signature),
+            "userHandle": b64url(stored.user_handle),
+        },
+    }
+
+
+ED = 0x80
+FLOAT16_EXTENSIONS = bytes([0xA1, 0x61, 0x78, 0xF9, 0x3C, 0x00])  # {"x": 1.0}, a float16
+
+
+@pytest.mark.parametrize(
+    ("tail", "says"),
+    [
+        (FLOAT16_EXTENSIONS + b"\x00" * 6, "6 bytes after its last field"),
+        (bytes([0x01]), "the extensions is not a CBOR map"),
+    ],
+    ids=["bytes-after-the-extensions", "extensions-not-a-map"],
+)
+def test_6_1_assertion_authenticator_data_after_its_extensions(api, challenge, tail, says):
+    """§6.1: the extensions are one CBOR map and end authenticatorData. py_webauthn found
+    their end by writing them again (a float16 as 9 bytes): up to 6 signed junk bytes, or
+    extensions that were no map, were approved."""
+    assertion = _signed(api, challenge["options"], UP | UV | BE | BS | ED, tail)
+    assert says in refused(api, assertion, 400, 60379)["message"]
+    control = _signed(api, challenge["options"], UP | UV | BE | BS | ED, FLOAT16_EXTENSIONS)
+    r = api.approve(control)
+    assert (r.status_code, r.json()["status"]) == (200, "approved"), r.text
+
+
+def test_step_7_2_19_a_passkey_registered_backup_eligible_stays_so(api, challenge):
+    """§7.2.19: BE is fixed when the credential is made. One registered BE=1 asserting BE=0
+    (a synced passkey passing for a device-bound one) was approved."""
+    body = refused(api, _signed(api, challenge["options"], UP | UV), 403, 60324)
+    assert "registered backup eligible" in body["message"]
+
+
+def test_step_7_2_19_a_passkey_that_became_backup_eligible_is_approved_and_marked(api):
+    """The other way is tolerated: iCloud Keychain passkeys registered with BE=0 report
+    BE=1 later (go-webauthn#335). It is recorded on the factor."""
+    api.create_service()
+    device = Authenticator(backup_eligible=False, backed_up=False)
+    factor = api.register("user-0001", authenticator=device)
+    challenge = api.challenge(identity="user-0001")
+    r = api.approve(device.get(challenge["options"], ORIGIN, flags=UP | UV | BE))
+    assert (r.status_code, r.json()["status"]) == (200, "approved"), r.text
+    got = api.get(f"{api.svc}/Entities/user-0001/Factors/{factor['sid']}").json()
+    assert got["metadata"]["backup_eligible_changed"] is True
+
+
+def test_step_7_2_8_a_byte_order_mark_before_client_data_is_stripped(api, challenge):
+    import json
+
+    pk = challenge["options"]["publicKey"]
+    client_data = (
+        b"\xef\xbb\xbf"
+        + json.dumps(
+            {"type": "webauthn.get", "challenge": pk["challenge"], "origin": ORIGIN}
+        ).encode()
+    )
+    assertion = _signed(api, challenge["options"], UP | UV | BE | BS, client_data=client_data)
+    r = api.approve(assertion)
+    assert (r.status_code, r.json()["status"]) == (200, "approved"), r.text

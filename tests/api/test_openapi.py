@@ -62,8 +62,9 @@ class Checker:
         jsonschema.validate(response.json(), schema)
 
 
-def test_real_responses_match_the_document(api, doc):
+def test_real_responses_match_the_document(api, doc, domain):
     check = Checker(doc)
+    domain.limiter.max_pending_challenges = 20  # reached below, for a 429
     original = api.client.request
 
     def request(*args, **kwargs):

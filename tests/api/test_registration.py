@@ -574,3 +574,192 @@ def test_a_factor_config_origin_that_could_never_match_is_refused(api):
     assert (r.status_code, r.json()["code"]) == (400, 60370), r.text
     assert "no scheme and host" in r.json()["message"]
     assert api.snapshot() == before
+
+
+# --- The letter of WebAuthn: what a review of §6.1, §7.1 and §8 found accepted ------------
+
+
+def _attestation(cred):
+    import cbor2
+
+    return cbor2.loads(unb64url(cred["response"]["attestationObject"]))
+
+
+def _with_attestation(cred, attestation, tail=b""):
+    import cbor2
+
+    cred["response"]["attestationObject"] = b64url(cbor2.dumps(attestation) + tail)
+    return cred
+
+
+def test_step_7_1_13_bytes_after_the_attestation_object_are_refused(api, pending):
+    """§7.1.13 decodes the attestationObject as one CBOR item: `cbor2.loads` ignored what
+    followed it, and such a registration was verified."""
+    cred = api.authenticator.create(pending["options"], ORIGIN)
+    cred = _with_attestation(cred, _attestation(cred), tail=b"junk")
+    assert "bytes after" in refused(api, cred, 400, 60386)["message"]
+
+
+ED = 0x80
+# An extensions map whose 1.0 is a float16 (3 bytes): cbor2 writes it again as a float64
+# (9 bytes), which is where py_webauthn looked for the end of authenticatorData.
+FLOAT16_EXTENSIONS = bytes([0xA1, 0x61, 0x78, 0xF9, 0x3C, 0x00])
+
+
+@pytest.mark.parametrize(
+    ("extensions", "says"),
+    [
+        (FLOAT16_EXTENSIONS + b"\x00" * 6, "6 bytes after its last field"),
+        (bytes([0x01]), "the extensions is not a CBOR map"),
+    ],
+    ids=["bytes-after-the-extensions", "extensions-not-a-map"],
+)
+def test_6_1_registration_authenticator_data_after_its_extensions(api, pending, extensions, says):
+    """§6.1: the extensions are one CBOR map, and nothing follows them. Both were verified."""
+    cred = api.authenticator.create(pending["options"], ORIGIN)
+    attestation = _attestation(cred)
+    auth_data = bytearray(attestation["authData"])
+    auth_data[32] |= ED
+    attestation["authData"] = bytes(auth_data) + extensions
+    body = refused(api, _with_attestation(cred, attestation), 400, 60386)
+    assert says in body["message"]
+
+
+def test_6_1_extensions_written_unlike_cbor2_writes_them_are_read_as_sent(api, pending):
+    """The control: the same float16 extensions with nothing after them verify."""
+    cred = api.authenticator.create(pending["options"], ORIGIN)
+    attestation = _attestation(cred)
+    auth_data = bytearray(attestation["authData"])
+    auth_data[32] |= ED
+    attestation["authData"] = bytes(auth_data) + FLOAT16_EXTENSIONS
+    r = api.verify_factor(_with_attestation(cred, attestation))
+    assert r.status_code == 200, r.text
+
+
+@pytest.mark.parametrize(
+    ("alg", "edit", "says"),
+    [
+        (ES256, lambda k: {**k, -2: b"\x00" + k[-2]}, "coordinates must be 32 bytes"),
+        (ES256, lambda k: {**k, -3: k[-3] + b"\x00" * 32}, "coordinates must be 32 bytes"),
+        (ES512, lambda k: {**k, -2: b"\x00" + k[-2]}, "coordinates must be 66 bytes"),
+        (EDDSA, lambda k: {**k, -2: k[-2][:31]}, "coordinates must be 32 bytes"),
+        (ES256, lambda k: {**k, -4: b"\x01" * 32}, "holds private key parts"),
+        (RS256, lambda k: {**k, -1: k[-1][:128]}, "must be at least 2048 bits"),
+    ],
+    ids=["es256-x-33", "es256-y-64", "es512-x-67", "eddsa-x-31", "private-d", "rsa-1024"],
+)
+def test_step_7_1_19_a_malformed_public_key_is_refused(api, alg, edit, says):
+    """RFC 9053 §7.1.1 keeps a coordinate's leading zeros (so its size is the curve's), RFC
+    8812 asks 2048 bits of an RSA key, and a public key holds no private part: py_webauthn
+    reads coordinates of any length as integers, and each of these was stored."""
+    import cbor2
+
+    api.create_service(**{"Passkeys.Algorithms": "-7,-8,-35,-36,-257"})
+    factor = api.create_factor()
+    cred = Authenticator(alg=alg).create(factor["options"], ORIGIN)
+    attestation = _attestation(cred)
+    auth_data = attestation["authData"]
+    key_at = 55 + int.from_bytes(auth_data[53:55], "big")  # after the credential id
+    key = edit(cbor2.loads(auth_data[key_at:]))
+    attestation["authData"] = auth_data[:key_at] + cbor2.dumps(key)
+    body = refused(api, _with_attestation(cred, attestation), 400, 60385)
+    assert says in body["message"] and "§7.1.19" in body["message"]
+
+
+def _full_packed(leaf):
+    return Authenticator(attestation="packed", x5c=[leaf.der], attestation_key=leaf.key)
+
+
+@pytest.mark.parametrize(
+    ("leaf_of", "says"),
+    [
+        (lambda pki, root: pki.attestation_leaf(root, AAGUID, unit="Web Server"), "subject OU"),
+        (lambda pki, root: pki.attestation_leaf(root, AAGUID, is_ca=True), "is a CA"),
+        (lambda pki, root: pki.attestation_leaf(root, b"\x01" * 16), "another authenticator"),
+    ],
+    ids=["ou", "ca", "aaguid-extension"],
+)
+def test_step_7_1_21_a_packed_certificate_must_meet_8_2_1_under_any_policy(
+    api, pending, leaf_of, says
+):
+    """§8.2 is the packed format's own verification procedure, and its certificate
+    requirements (§8.2.1, the AAGUID extension) are part of it: they were checked only when
+    the service required trusted attestation. By default such a registration was verified."""
+    from tests import pki
+
+    root = pki.ca("Vendor Root")
+    cred = _full_packed(leaf_of(pki, root)).create(pending["options"], ORIGIN)
+    body = refused(api, cred, 403, 60311)
+    assert says in body["message"] and "§7.1.21" in body["message"]
+    honest = _full_packed(pki.attestation_leaf(root, AAGUID)).create(pending["options"], ORIGIN)
+    r = api.verify_factor(honest)
+    assert (r.status_code, r.json()["status"]) == (200, "verified"), r.text
+
+
+def test_step_7_1_21_a_packed_x5c_without_a_certificate_is_refused(api, pending):
+    """§8.2: x5c holds the attestation certificate; an empty one was read as self attestation."""
+    cred = Authenticator(attestation="packed").create(pending["options"], ORIGIN)
+    attestation = _attestation(cred)
+    attestation["attStmt"]["x5c"] = []
+    body = refused(api, _with_attestation(cred, attestation), 403, 60311)
+    assert "x5c holds no certificate" in body["message"]
+
+
+def test_8_6_a_fido_u2f_credential_key_is_p256(api):
+    """§8.6 turns the credential key into a raw P-256 point, or fails: a fido-u2f
+    registration of an ES512 key was verified."""
+    from tests import pki
+
+    api.create_service(**{"Passkeys.Algorithms": "-7,-36"})
+    factor = api.create_factor()
+    leaf = pki.attestation_leaf(pki.ca("U2F Root"), b"\x00" * 16)
+    u2f = Authenticator(
+        attestation="fido-u2f",
+        alg=ES512,
+        aaguid=b"\x00" * 16,
+        x5c=[leaf.der],
+        attestation_key=leaf.key,
+    )
+    body = refused(api, u2f.create(factor["options"], ORIGIN), 403, 60311)
+    assert "fido-u2f credential key must be an ES256 P-256 key" in body["message"]
+
+
+def test_a_raw_id_naming_another_credential_than_id_is_refused(api, pending):
+    """py_webauthn refuses `id != rawId`; passkeyd took `id` and never read `rawId`."""
+    import os
+
+    cred = api.authenticator.create(pending["options"], ORIGIN)
+    cred["rawId"] = b64url(os.urandom(32))
+    assert "rawId" in refused(api, cred, 400, 60376)["message"]
+
+
+@pytest.mark.parametrize("encoding", ["hex", "base64", "base64url"])
+def test_a_raw_id_in_any_encoding_of_the_same_credential_is_accepted(api, pending, encoding):
+    import base64
+
+    cred = api.authenticator.create(pending["options"], ORIGIN)
+    raw = unb64url(cred["id"])
+    cred["rawId"] = {
+        "hex": raw.hex(),
+        "base64": base64.b64encode(raw).decode(),
+        "base64url": cred["id"],
+    }[encoding]
+    r = api.verify_factor(cred)
+    assert r.status_code == 200, r.text
+
+
+def test_step_7_1_5_a_byte_order_mark_before_client_data_is_stripped(api, pending):
+    """§7.1.5: "UTF-8 decode", which strips a leading BOM; clientDataJSON starting with
+    one was refused as not JSON."""
+    import json
+
+    pk = pending["options"]["publicKey"]
+    client_data = (
+        b"\xef\xbb\xbf"
+        + json.dumps(
+            {"type": "webauthn.create", "challenge": pk["challenge"], "origin": ORIGIN}
+        ).encode()
+    )
+    cred = api.authenticator.create(pending["options"], ORIGIN, client_data=client_data)
+    r = api.verify_factor(cred)
+    assert (r.status_code, r.json()["status"]) == (200, "verified"), r.text

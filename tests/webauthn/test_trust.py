@@ -237,7 +237,9 @@ def test_a_certificate_with_a_malformed_extension_is_refused_not_a_crash(oid, fm
     assert refused.value.step is Step.ATTESTATION_TRUST
     with pytest.raises(CeremonyError) as through_the_ceremony:
         _attacker_registration([leaf.der], leaf.key, store, aaguid=ANDROID)
-    assert through_the_ceremony.value.step is Step.ATTESTATION_TRUST
+    # (A packed registration: its format's own checks of the certificate (§8.2.1), which
+    # come before trust, refuse it first.)
+    assert through_the_ceremony.value.step is Step.ATTESTATION_STATEMENT
 
 
 def test_a_certificate_with_a_duplicated_extension_is_refused_not_a_crash():
@@ -349,7 +351,8 @@ def test_a_certificate_for_one_model_cannot_claim_another_models_aaguid():
     leaf = pki.attestation_leaf(root, bytes.fromhex(revoked.replace("-", "")))
     with pytest.raises(CeremonyError) as refused:
         _attacker_registration([leaf.der], leaf.key, store)  # claims the good AAGUID
-    assert refused.value.step is Step.ATTESTATION_TRUST
+    # (Refused by the packed format's own checks (§8.2.1), before trust.)
+    assert refused.value.step is Step.ATTESTATION_STATEMENT
     assert "another authenticator model" in refused.value.detail
     honest = pki.attestation_leaf(root, bytes.fromhex(good.replace("-", "")))
     assert (

@@ -19,7 +19,11 @@ from webauthn.helpers import (
 )
 from webauthn.helpers.verify_signature import verify_signature
 
-from .checks import check_authenticator_flags, check_client_data
+from .checks import (
+    check_authenticator_data_layout,
+    check_authenticator_flags,
+    check_client_data,
+)
 from .cose import ES384, cose_algorithm, verify_es384
 from .errors import MalformedResponse, Step, VerificationFailed
 from .origins import OriginPolicy
@@ -47,9 +51,11 @@ def verify_authentication(
     require_user_verification: bool,
     require_user_handle: bool = False,
     counter_must_grow: bool = True,
+    registered_backup_eligible: bool = False,
 ) -> VerifiedAssertion:
     """Verify an assertion. A counter that did not grow is refused (§7.2.21) unless
-    `counter_must_grow` is False: then it is reported as `counter_regressed`."""
+    `counter_must_grow` is False: then it is reported as `counter_regressed`. A passkey
+    registered backup eligible must still say so (`registered_backup_eligible`)."""
     # §7.2.6: when the user was not identified first (usernameless), the userHandle is
     # required; when given, it must name the credential's owner.
     if require_user_handle and response.user_handle is None:
@@ -67,6 +73,7 @@ def verify_authentication(
         expected_challenge=expected_challenge,
         expected_origins=expected_origins,
     )
+    check_authenticator_data_layout(response.authenticator_data)
     try:
         auth_data = parse_authenticator_data(response.authenticator_data)
     except Exception as exc:
@@ -78,7 +85,16 @@ def verify_authentication(
         expected_rp_id=expected_rp_id,
         require_user_verification=require_user_verification,
     )
-    # §7.2.19-20: signature over authenticatorData || SHA-256(clientDataJSON).
+    # §7.2.19: a passkey registered backup eligible stays so (BE is fixed when a credential
+    # is made). The other way, BE=0 at registration and 1 now, is recorded by the caller,
+    # not refused: iCloud Keychain passkeys registered with BE=0 report BE=1 later
+    # (go-webauthn#335), while no authenticator is known to drop a BE it once set.
+    if registered_backup_eligible and not auth_data.flags.be:
+        raise VerificationFailed(
+            Step.BACKUP_FLAGS,
+            "this passkey was registered backup eligible and is no longer (BE flag)",
+        )
+    # §7.2.20: signature over authenticatorData || SHA-256(clientDataJSON).
     signed = response.authenticator_data + hashlib.sha256(response.client_data.raw).digest()
     if not _signature_verifies(credential_public_key, response.signature, signed):
         raise VerificationFailed(Step.SIGNATURE, "the signature did not verify")

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import io
 
+import cbor2
 from webauthn.helpers.structs import AuthenticatorDataFlags
 
-from .errors import Step, VerificationFailed
+from .errors import MalformedResponse, Step, VerificationFailed
 from .origins import OriginPolicy
 from .parsing import ClientData
 
@@ -70,3 +72,51 @@ def check_authenticator_flags(
         raise VerificationFailed(Step.USER_VERIFIED, "user verification is required")
     if flags.bs and not flags.be:
         raise VerificationFailed(Step.BACKUP_FLAGS, "backed up but not backup eligible")
+
+
+_AT, _ED = 0x40, 0x80
+# The COSE key of some EdDSA authenticators says a map of 3 items and holds 4 (its `x`
+# uncounted); py_webauthn reads it as 4, and so does the walk below.
+_MISCOUNTED_EDDSA_KEY = bytes.fromhex("a301634f4b500327206745643235353139")
+
+
+def check_authenticator_data_layout(data: bytes, step: Step = Step.AUTHENTICATOR_DATA) -> None:
+    """§6.1: authenticatorData is rpIdHash, flags and signCount, then the attested
+    credential data when AT is set (whose public key is one CBOR map), then the extensions
+    when ED is set (one CBOR map), and nothing after. py_webauthn finds where each CBOR map
+    ends by encoding it again, which is not where it ended as sent when the authenticator
+    encoded it otherwise (a float16, a long-form integer): bytes after the extensions, or
+    extensions that were not a map, went unseen. Each map is read here as sent. Raises
+    MalformedResponse(`step`: the attestation object's, in a registration)."""
+    if len(data) < 37:
+        raise MalformedResponse(step, "authenticatorData is under 37 bytes")
+    flags, end = data[32], 37
+    if flags & _AT:
+        if len(data) < end + 18:
+            raise MalformedResponse(step, "the attested credential data is cut short")
+        end += 18 + int.from_bytes(data[end + 16 : end + 18], "big")
+        if data[end : end + len(_MISCOUNTED_EDDSA_KEY)] == _MISCOUNTED_EDDSA_KEY:
+            data = data[:end] + b"\xa4" + data[end + 1 :]
+        end = _end_of_map(data, end, "the credential public key", step)
+    if flags & _ED:
+        end = _end_of_map(data, end, "the extensions", step)
+    if end != len(data):
+        raise MalformedResponse(
+            step,
+            f"authenticatorData has {len(data) - end} bytes after its last field",
+        )
+
+
+def _end_of_map(data: bytes, start: int, what: str, step: Step) -> int:
+    """Where the CBOR map at `start` ends."""
+    if start >= len(data):
+        raise MalformedResponse(step, f"{what} is missing")
+    stream = io.BytesIO(data)
+    stream.seek(start)
+    try:
+        item = cbor2.CBORDecoder(stream).decode()
+    except Exception as exc:  # cbor2 raises assorted types on bad input
+        raise MalformedResponse(step, f"{what} is not CBOR") from exc
+    if not isinstance(item, dict):
+        raise MalformedResponse(step, f"{what} is not a CBOR map")
+    return stream.tell()

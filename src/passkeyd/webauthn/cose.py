@@ -49,6 +49,13 @@ _KEY_OF_ALGORITHM: dict[int, tuple[int, int | None]] = {
 }
 _KEY_TYPE_NAMES = {1: "OKP", 2: "EC2", 3: "RSA"}
 _CURVE_NAMES = {1: "P-256", 3: "P-521", 6: "Ed25519"}
+# The size of a point's coordinates on each curve: exact, as RFC 9053 §7.1.1 says leading
+# zero octets MUST be kept (py_webauthn reads any length as an integer).
+_COORDINATE_BYTES = {1: 32, 2: 48, 3: 66, 6: 32}
+# The labels of private key parts (RFC 9053 §7.1.1, §7.2; RFC 8230 §4): `d` of an EC2 or
+# OKP key, and `d`, `p`, `q`, `dP`, `dQ`, `qInv`, `other`, `r_i`, `d_i`, `t_i` of an RSA key.
+_PRIVATE_LABELS = {1: (-4,), 2: (-4,), 3: tuple(range(-12, -2))}
+_MIN_RSA_BITS = 2048  # RFC 8812 §2: RSA keys for RS256/PS256 are at least 2048 bits
 
 
 def registered_key_algorithm(cose_key: bytes) -> int:
@@ -60,12 +67,17 @@ def registered_key_algorithm(cose_key: bytes) -> int:
     offered. Raises MalformedResponse."""
     key = _decode(cose_key)
     algorithm = _algorithm(key)
+    kty_given = key.get(_KTY)
+    if type(kty_given) is int and any(label in key for label in _PRIVATE_LABELS.get(kty_given, ())):
+        raise MalformedResponse(
+            Step.PUBLIC_KEY, "the credential public key holds private key parts"
+        )
     expected = _KEY_OF_ALGORITHM.get(algorithm)
     if expected is None:
         return algorithm
     kty, crv = expected
     name = ALGORITHM_NAMES[algorithm]
-    if not _is_int(key.get(_KTY), kty):
+    if not _is_int(kty_given, kty):
         raise MalformedResponse(
             Step.PUBLIC_KEY, f"an {name} key must be a COSE {_KEY_TYPE_NAMES[kty]} key"
         )
@@ -73,6 +85,22 @@ def registered_key_algorithm(cose_key: bytes) -> int:
         raise MalformedResponse(
             Step.PUBLIC_KEY, f"an {name} key must be on the {_CURVE_NAMES[crv]} curve"
         )
+    if crv is not None:
+        size = _COORDINATE_BYTES[crv]
+        coordinates = (key.get(_X),) if kty == 1 else (key.get(_X), key.get(_Y))
+        if not all(isinstance(c, bytes) and len(c) == size for c in coordinates):
+            raise MalformedResponse(
+                Step.PUBLIC_KEY,
+                f"an {name} key's coordinates must be {size} bytes each ({_CURVE_NAMES[crv]})",
+            )
+    else:  # RSA: -1 is the modulus n
+        modulus = key.get(-1)
+        if not isinstance(modulus, bytes) or (
+            int.from_bytes(modulus, "big").bit_length() < _MIN_RSA_BITS
+        ):
+            raise MalformedResponse(
+                Step.PUBLIC_KEY, f"an {name} key must be at least {_MIN_RSA_BITS} bits"
+            )
     return algorithm
 
 

@@ -7,6 +7,7 @@ Only decoding happens here: no policy, no verification. Every failure is a
 from __future__ import annotations
 
 import binascii
+import contextlib
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -67,7 +68,9 @@ def parse_client_data(encoded: Any) -> ClientData:
     except ValueError as exc:
         raise MalformedResponse(Step.CLIENT_DATA, "clientDataJSON is not base64url") from exc
     try:
-        data = orjson.loads(raw)
+        # §7.1.5/§7.2.8: UTF-8 decode, stripping a leading byte order mark. (`raw` keeps it:
+        # the signature covers the bytes as sent.)
+        data = orjson.loads(raw[3:] if raw.startswith(_BOM) else raw)
     except orjson.JSONDecodeError as exc:
         raise MalformedResponse(Step.CLIENT_DATA, "clientDataJSON is not JSON") from exc
     if not isinstance(data, dict):
@@ -92,17 +95,23 @@ def parse_client_data(encoded: Any) -> ClientData:
     return ClientData(raw, ctype, challenge_bytes, origin, cross_origin, top_origin)
 
 
+_BOM = b"\xef\xbb\xbf"
 _HEX = re.compile(r"(?:[0-9a-fA-F]{2})+")
 
 
 def _credential_id(body: dict[str, Any], *, required: bool) -> bytes | None:
-    """The credential id from `id`, else `rawId` (hex or base64url), else `keyId`."""
+    """The credential id from `id`, else `rawId` (hex or base64url), else `keyId`. A `rawId`
+    beside an `id` must name the same credential (in either encoding)."""
     ident = body.get("id")
     if ident not in (None, ""):
         try:
-            return b64url_decode(ident)
+            credential_id = b64url_decode(ident)
         except ValueError as exc:
             raise MalformedResponse(Step.CREDENTIAL_ID, "id is not base64url") from exc
+        raw = body.get("rawId")
+        if isinstance(raw, str) and raw and credential_id not in _readings(raw):
+            raise MalformedResponse(Step.RAW_ID, "rawId and id name different credentials")
+        return credential_id
     for key in ("rawId", "keyId"):
         raw = body.get(key)
         if raw in (None, ""):
@@ -122,6 +131,14 @@ def _credential_id(body: dict[str, Any], *, required: bool) -> bytes | None:
     if required:
         raise MalformedResponse(Step.CREDENTIAL_ID, "id is required")
     return None
+
+
+def _readings(raw: str) -> list[bytes]:
+    """What a `rawId` may encode: its bytes as hex (Twilio's examples) and as base64url."""
+    readings = [binascii.unhexlify(raw)] if _HEX.fullmatch(raw) else []
+    with contextlib.suppress(ValueError):
+        readings.append(b64url_decode(raw))
+    return readings
 
 
 def _common(body: Any) -> tuple[dict[str, Any], str | None]:

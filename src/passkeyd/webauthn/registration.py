@@ -12,10 +12,11 @@ from __future__ import annotations
 import base64
 import datetime
 import hashlib
+import io
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 import cbor2
 from webauthn.helpers import (
@@ -33,8 +34,13 @@ from webauthn.helpers.structs import (
 
 from webauthn import verify_registration_response
 
-from .checks import check_authenticator_flags, check_client_data
+from .checks import (
+    check_authenticator_data_layout,
+    check_authenticator_flags,
+    check_client_data,
+)
 from .cose import (
+    ES256,
     ES384,
     es384_public_key,
     registered_key_algorithm,
@@ -44,7 +50,14 @@ from .encoding import b64url_decode, b64url_encode
 from .errors import MalformedResponse, Step, VerificationFailed
 from .origins import OriginPolicy
 from .parsing import RegistrationResponse
-from .trust import MetadataEntry, TrustStore, verify_trust
+from .trust import (
+    MetadataEntry,
+    TrustStore,
+    check_certified_aaguid,
+    check_packed_certificate,
+    load_certificates,
+    verify_trust,
+)
 
 MAX_CREDENTIAL_ID_LENGTH = 1023
 
@@ -84,7 +97,13 @@ def verify_registration(
         expected_challenge=expected_challenge,
         expected_origins=expected_origins,
     )
-    # §7.1.12-13: decode the attestation object.
+    # §7.1.12-13: decode the attestation object, one CBOR map and nothing after it, and
+    # its authenticatorData (§6.1), read as sent.
+    raw_object = _decoded_attestation_object(response.attestation_object)
+    raw_auth_data = raw_object.get("authData")
+    if not isinstance(raw_auth_data, bytes):
+        raise MalformedResponse(Step.ATTESTATION_OBJECT, "attestationObject has no authData")
+    check_authenticator_data_layout(raw_auth_data, Step.ATTESTATION_OBJECT)
     try:
         attestation = parse_attestation_object(response.attestation_object)
     except Exception as exc:  # the library raises assorted types on bad CBOR
@@ -127,17 +146,30 @@ def verify_registration(
     # §7.1.20-22: the attestation statement, verified by the library for its format.
     fmt = str(getattr(attestation.fmt, "value", attestation.fmt))
     statement = attestation.att_stmt
+    raw_statement = raw_object.get("attStmt")
+    if fmt == "packed" and isinstance(raw_statement, dict) and raw_statement.get("x5c") == []:
+        # §8.2: x5c, when present, holds the attestation certificate and its chain (an empty
+        # one read as self attestation).
+        raise VerificationFailed(
+            Step.ATTESTATION_STATEMENT, "the packed attestation's x5c holds no certificate"
+        )
+    if fmt == "fido-u2f" and algorithm != ES256:
+        # §8.6: the credential key becomes a raw P-256 point (two 32-byte coordinates, which
+        # `registered_key_algorithm` checked), or the registration fails.
+        raise VerificationFailed(
+            Step.ATTESTATION_STATEMENT, "a fido-u2f credential key must be an ES256 P-256 key"
+        )
     if fmt == "packed" and not statement.x5c and algorithm == ES384:
         if not isinstance(statement.sig, bytes) or not isinstance(statement.alg, int):
             raise MalformedResponse(Step.ATTESTATION_OBJECT, "attStmt alg/sig are malformed")
         _verify_packed_self_es384(
-            response, statement.alg, statement.sig, attested.credential_public_key
+            response, raw_auth_data, statement.alg, statement.sig, attested.credential_public_key
         )
     elif fmt == "none":
         # §8.7: a none statement has nothing to verify, only to be the empty map. (py_webauthn
         # checks less, that none of the fields it knows is set, after repeating the steps
         # above: a third of a registration's verification time.)
-        if _raw_field(response.attestation_object, "attStmt") != {}:
+        if raw_statement != {}:
             raise VerificationFailed(
                 Step.ATTESTATION_STATEMENT, "the none attestation statement is not empty"
             )
@@ -152,12 +184,22 @@ def verify_registration(
             expected_algorithms=expected_algorithms,
         )
     chain = _attestation_chain(fmt, statement.x5c, statement.response)
+    aaguid = aaguid_to_string(attested.aaguid)
+    if fmt in ("packed", "tpm") and chain:
+        # The rest of the format's own verification (§8.2, §8.3), whatever the service's
+        # attestation policy: py_webauthn checks the signature and, for tpm, the certificate,
+        # but neither the packed certificate's requirements (§8.2.1) nor, in either format,
+        # that a certificate naming an AAGUID names the one in authenticatorData.
+        leaf = load_certificates(chain[:1], Step.ATTESTATION_STATEMENT)[0]
+        if fmt == "packed":
+            check_packed_certificate(leaf)
+        check_certified_aaguid(leaf, aaguid, Step.ATTESTATION_STATEMENT)
     # §7.1.23: the attestation's trustworthiness, when the service requires it.
     metadata = None
     if trust_store is not None:
         metadata = verify_trust(
             fmt=fmt,
-            aaguid=aaguid_to_string(attested.aaguid),
+            aaguid=aaguid,
             chain=chain,
             trust_store=trust_store,
             verification_time=verification_time or datetime.datetime.now(datetime.UTC),
@@ -170,7 +212,7 @@ def verify_registration(
         public_key=attested.credential_public_key,
         algorithm=algorithm,
         sign_count=auth_data.sign_count,
-        aaguid=aaguid_to_string(attested.aaguid),
+        aaguid=aaguid,
         fmt=fmt,
         user_verified=auth_data.flags.uv,
         backup_eligible=auth_data.flags.be,
@@ -180,11 +222,25 @@ def verify_registration(
     )
 
 
-def _raw_field(attestation_object: bytes, name: str) -> object:
-    """A field of the attestation object as encoded (py_webauthn's parsed statement drops
-    keys it does not know, and its authData is re-encoded)."""
-    decoded = cbor2.loads(attestation_object)
-    return decoded.get(name) if isinstance(decoded, dict) else None
+def _decoded_attestation_object(attestation_object: bytes) -> dict[Any, Any]:
+    """The attestation object as encoded (py_webauthn's parsed statement drops keys it does
+    not know, and its authData is re-encoded): one CBOR map, and nothing after it, which
+    `cbor2.loads` would ignore."""
+    stream = io.BytesIO(attestation_object)
+    try:
+        decoded = cbor2.CBORDecoder(stream).decode()
+    except Exception as exc:  # cbor2 raises assorted types on bad input
+        raise MalformedResponse(
+            Step.ATTESTATION_OBJECT, "attestationObject is not valid CBOR"
+        ) from exc
+    if not isinstance(decoded, dict):
+        raise MalformedResponse(Step.ATTESTATION_OBJECT, "attestationObject is not a CBOR map")
+    if stream.tell() != len(attestation_object):
+        raise MalformedResponse(
+            Step.ATTESTATION_OBJECT,
+            f"attestationObject has {len(attestation_object) - stream.tell()} bytes after it",
+        )
+    return decoded
 
 
 def _library_algorithms(algorithms: Sequence[int]) -> list[COSEAlgorithmIdentifier]:
@@ -230,6 +286,7 @@ def _verify_statement_with_library(
 
 def _verify_packed_self_es384(
     response: RegistrationResponse,
+    auth_data: bytes,
     statement_alg: object,
     signature: bytes | None,
     credential_public_key: bytes,
@@ -240,20 +297,11 @@ def _verify_packed_self_es384(
         raise VerificationFailed(
             Step.ATTESTATION_STATEMENT, "the packed self attestation does not match the key"
         )
-    auth_data = _raw_auth_data(response.attestation_object)
     signed = auth_data + hashlib.sha256(response.client_data.raw).digest()
     if not verify_es384(credential_public_key, signature, signed):
         raise VerificationFailed(
             Step.ATTESTATION_STATEMENT, "the packed attestation statement did not verify"
         )
-
-
-def _raw_auth_data(attestation_object: bytes) -> bytes:
-    """The exact authenticatorData bytes the attestation signed."""
-    auth_data = _raw_field(attestation_object, "authData")
-    if not isinstance(auth_data, bytes):
-        raise MalformedResponse(Step.ATTESTATION_OBJECT, "attestationObject has no authData")
-    return auth_data
 
 
 def _attestation_chain(

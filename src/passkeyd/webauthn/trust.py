@@ -230,16 +230,37 @@ def model_aaguid(fmt: str, aaguid: str, chain: Sequence[bytes], entry: MetadataE
     return named or (entry.aaguid.lower() if entry.aaguid else aaguid)
 
 
-def _check_certified_aaguid(leaf: x509.Certificate, aaguid: str) -> None:
+def check_certified_aaguid(
+    leaf: x509.Certificate, aaguid: str, step: Step = Step.ATTESTATION_TRUST
+) -> None:
     """§8.2.1/§8.3.1: when the attestation certificate names an AAGUID
     (id-fido-gen-ce-aaguid), it must be the one in authenticatorData. Otherwise one model
     could borrow another's good standing (or allow-list entry) under a shared vendor root."""
     certified = certified_aaguid(leaf)
     if certified is not None and certified != aaguid.lower():
         raise VerificationFailed(
-            Step.ATTESTATION_TRUST,
+            step,
             "the attestation certificate is for another authenticator model than the AAGUID claims",
         )
+
+
+def load_certificates(chain: Sequence[bytes], step: Step) -> list[x509.Certificate]:
+    """The attestation certificates, each read whole: cryptography parses a certificate's
+    parts when first read, so they are all read here, and a malformed extension or name is
+    refused (VerificationFailed at `step`), not a 500 where it is first used."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+            certificates = [x509.load_der_x509_certificate(der) for der in chain]
+            for certificate in certificates:
+                certificate.version, certificate.subject, certificate.issuer  # noqa: B018
+                certificate.extensions  # noqa: B018
+            if certificates:
+                certificates[0].public_key()
+    except Exception as exc:  # noqa: BLE001 - any failure to parse is a malformed certificate
+        # (ValueError, UnsupportedAlgorithm, InvalidVersion, DuplicateExtension, ...).
+        raise VerificationFailed(step, "an attestation certificate is not valid DER") from exc
+    return certificates
 
 
 def verify_trust(
@@ -261,26 +282,12 @@ def verify_trust(
             f"the {fmt} attestation has no certificate chain (self or no attestation)"
             " and this service requires trusted attestation",
         )
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", CryptographyDeprecationWarning)
-            certificates = [x509.load_der_x509_certificate(der) for der in chain]
-            # cryptography parses a certificate's parts when first read: read them all
-            # here, so that a malformed extension or name is refused, not a 500 below.
-            for certificate in certificates:
-                certificate.version, certificate.subject, certificate.issuer  # noqa: B018
-                certificate.extensions  # noqa: B018
-            certificates[0].public_key()
-    except Exception as exc:  # noqa: BLE001 - any failure to parse is a malformed certificate
-        # (ValueError, UnsupportedAlgorithm, InvalidVersion, DuplicateExtension, ...).
-        raise VerificationFailed(
-            Step.ATTESTATION_TRUST, "an attestation certificate is not valid DER"
-        ) from exc
+    certificates = load_certificates(chain, Step.ATTESTATION_TRUST)
     leaf = certificates[0]
     if fmt == "packed":
         check_packed_certificate(leaf)
     if fmt in ("packed", "tpm"):  # the formats whose certificates carry the AAGUID (§8.2, §8.3)
-        _check_certified_aaguid(leaf, aaguid)
+        check_certified_aaguid(leaf, aaguid)
     entry = trust_store.find(aaguid, leaf)
     if entry is None:
         raise VerificationFailed(
