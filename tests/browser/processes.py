@@ -92,9 +92,11 @@ class Process:
                 self.popen.wait(timeout=STOP_TIMEOUT)
 
 
-def start_passkeyd(tmp: Path, account_sid: str, auth_token: str) -> tuple[Process, str, Path]:
-    """(process, base URL, SQLite file) of a ready passkeyd."""
-    port = free_port()
+def start_passkeyd(
+    tmp: Path, account_sid: str, auth_token: str, port: int | None = None
+) -> tuple[Process, str, Path]:
+    """(process, base URL, SQLite file) of a ready passkeyd (on `port`, or a free one)."""
+    port = port or free_port()
     db_path = tmp / "passkeyd.db"
     command = [
         sys.executable,

@@ -32,6 +32,7 @@ class DemoConfig:
     attestation: str
     users_db: str
     ceremony_timeout: float
+    wait: float = 60.0  # seconds to wait at start-up for passkeyd to answer
 
 
 def parser() -> argparse.ArgumentParser:
@@ -85,6 +86,13 @@ def parser() -> argparse.ArgumentParser:
         default=120.0,
         help="seconds a page waits for the authenticator before giving up (default 120)",
     )
+    p.add_argument(
+        "--wait",
+        type=float,
+        default=60.0,
+        help="seconds to wait at start-up for passkeyd to answer, for one started just"
+        " before (default 60; 0: not at all)",
+    )
     return p
 
 
@@ -110,6 +118,8 @@ def parse_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Demo
         raise ConfigError(f"--passkeyd-url must be an http(s) URL, not {args.passkeyd_url!r}")
     if not 0 < args.port < 65536:
         raise ConfigError(f"--port must be 1..65535, not {args.port}")
+    if args.wait < 0:
+        raise ConfigError("--wait must not be negative")
     if args.ceremony_timeout <= 0:
         raise ConfigError("--ceremony-timeout must be positive")
     return DemoConfig(
@@ -126,4 +136,5 @@ def parse_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Demo
         attestation=args.attestation,
         users_db=args.users_db,
         ceremony_timeout=args.ceremony_timeout,
+        wait=args.wait,
     )

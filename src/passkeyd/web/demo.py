@@ -3,7 +3,9 @@
     main(["--port", "8081", "--passkeyd-url", "http://127.0.0.1:8080"])
 
 It checks (or creates) its Verify service before listening, so a wrong URL or credential
-stops it at once with a sentence and exit code 3.
+stops it with a sentence and exit code 3: a wrong credential at once, a passkeyd that does
+not answer once `--wait` seconds have passed (one started just before, `scripts/serve &`,
+takes a second to listen, and a minute on a fresh checkout that sets itself up first).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import asyncio
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 
 from .app import create_app
@@ -26,7 +29,23 @@ log = logging.getLogger("passkeyd.web")
 
 async def _prepare(config: DemoConfig) -> DemoService:
     async with VerifyClient(config.passkeyd_url, config.account_sid, config.auth_token) as client:
+        await _wait_for(client, config)
         return await prepare_service(client, config)
+
+
+async def _wait_for(client: VerifyClient, config: DemoConfig) -> None:
+    """Until passkeyd answers, or `config.wait` seconds have passed (then preparing the
+    service says why it cannot)."""
+    deadline = time.monotonic() + config.wait
+    said = False
+    while not await client.answers() and time.monotonic() < deadline:
+        if not said:
+            sys.stderr.write(
+                f"passkeyd demo: waiting up to {config.wait:g} s for passkeyd to answer"
+                f" at {config.passkeyd_url}\n"
+            )
+            said = True
+        await asyncio.sleep(0.25)
 
 
 def _fail(message: str) -> int:

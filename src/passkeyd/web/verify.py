@@ -64,6 +64,14 @@ class VerifyClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
+    async def answers(self) -> bool:
+        """Whether passkeyd answers HTTP at all (`GET /healthz`, whatever its status)."""
+        try:
+            await self._http.get("/healthz")
+        except httpx2.HTTPError:
+            return False
+        return True
+
     async def _call(
         self,
         method: str,

@@ -1,0 +1,52 @@
+"""`passkeyd demo` started beside a passkeyd that is still starting, as the README's Demo
+section does (`scripts/serve &`, then `passkeyd demo`): it waits for passkeyd to answer."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.browser.processes import HOST, Process, child_env, free_port, start_passkeyd
+
+ACCOUNT, TOKEN = "AC" + "0" * 31 + "7", "changeme"
+
+
+def _demo(tmp: Path, passkeyd_port: int, *options: str) -> tuple[Process, int]:
+    port = free_port()
+    argv = ["--host", HOST, "--port", str(port)]
+    argv += ["--passkeyd-url", f"http://{HOST}:{passkeyd_port}", *options]
+    command = [
+        sys.executable,
+        "-c",
+        f"from passkeyd.web.demo import main; raise SystemExit(main({argv!r}))",
+    ]
+    env = child_env(PASSKEYD_ACCOUNT_SID=ACCOUNT, PASSKEYD_AUTH_TOKEN=TOKEN)
+    return Process("demo", command, env, tmp / f"demo-{port}.log"), port
+
+
+def test_the_demo_waits_for_a_passkeyd_still_starting(tmp_path: Path) -> None:
+    """It tried once and exited 3 ("passkeyd does not answer"): the README's two commands
+    failed every time, as passkeyd takes about a second to listen."""
+    passkeyd_port = free_port()
+    demo, port = _demo(tmp_path, passkeyd_port, "--wait", "30")
+    passkeyd = None
+    try:
+        with contextlib.suppress(subprocess.TimeoutExpired):  # still waiting, as it should
+            demo.popen.wait(timeout=1.5)
+        assert demo.popen.poll() is None, demo.output()
+        assert "waiting up to 30 s for passkeyd" in demo.output()
+        passkeyd, _, _ = start_passkeyd(tmp_path, ACCOUNT, TOKEN, port=passkeyd_port)
+        health = demo.wait_healthy(f"http://{HOST}:{port}/healthz")
+        assert str(health["service_sid"]).startswith("VA")
+    finally:
+        demo.stop()
+        if passkeyd is not None:
+            passkeyd.stop()
+
+
+def test_the_demo_gives_up_on_a_passkeyd_that_never_answers(tmp_path: Path) -> None:
+    demo, _ = _demo(tmp_path, free_port(), "--wait", "0.5")
+    assert demo.popen.wait(timeout=20) == 3
+    assert "passkeyd does not answer at" in demo.output()
