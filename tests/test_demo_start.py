@@ -4,9 +4,13 @@ section does (`scripts/serve &`, then `passkeyd demo`): it waits for passkeyd to
 from __future__ import annotations
 
 import contextlib
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import pytest
 
 from tests.browser.processes import HOST, Process, child_env, free_port, start_passkeyd
 
@@ -50,3 +54,31 @@ def test_the_demo_gives_up_on_a_passkeyd_that_never_answers(tmp_path: Path) -> N
     demo, _ = _demo(tmp_path, free_port(), "--wait", "0.5")
     assert demo.popen.wait(timeout=20) == 3
     assert "passkeyd does not answer at" in demo.output()
+
+
+def test_the_wait_holds_against_a_passkeyd_that_accepts_and_never_answers(
+    tmp_path: Path,
+) -> None:
+    """Each probe took up to the client's 10 s: `--wait 1` came to 20 s. Now the wait is
+    its own length plus one request's timeout (10 s) for the attempt after it."""
+    with socket.socket() as silent:
+        silent.bind((HOST, 0))
+        silent.listen(16)
+        demo, _ = _demo(tmp_path, silent.getsockname()[1], "--wait", "1")
+        started = time.monotonic()
+        try:
+            assert demo.popen.wait(timeout=30) == 3
+        finally:
+            demo.stop()
+    assert time.monotonic() - started < 16, demo.output()
+    assert "passkeyd does not answer at" in demo.output()
+    assert demo.output().rstrip().split(": ")[-1], demo.output()  # a reason, not empty
+
+
+@pytest.mark.parametrize("wait", ["nan", "inf", "-1"])
+def test_a_wait_that_is_no_number_of_seconds_is_a_configuration_error(
+    tmp_path: Path, wait: str
+) -> None:
+    demo, _ = _demo(tmp_path, free_port(), "--wait", wait)
+    assert demo.popen.wait(timeout=20) == 3
+    assert "--wait must be a number of seconds" in demo.output()

@@ -767,3 +767,12 @@ def test_step_7_2_8_a_byte_order_mark_before_client_data_is_stripped(api, challe
     assertion = _signed(api, challenge["options"], UP | UV | BE | BS, client_data=client_data)
     r = api.approve(assertion)
     assert (r.status_code, r.json()["status"]) == (200, "approved"), r.text
+
+
+def test_step_7_2_19_is_checked_after_the_signature(api, challenge):
+    """Whoever knows a credential id (no secret) must not learn from a forged assertion
+    whether its passkey was registered backup eligible: a bad signature is refused as one."""
+    assertion = _signed(api, challenge["options"], UP | UV)
+    assertion["response"]["signature"] = b64url(b"\x30\x06\x02\x01\x01\x02\x01\x01")
+    body = refused(api, assertion, 403, 60324)
+    assert "signature" in body["message"] and "backup" not in body["message"]

@@ -763,3 +763,21 @@ def test_step_7_1_5_a_byte_order_mark_before_client_data_is_stripped(api, pendin
     cred = api.authenticator.create(pending["options"], ORIGIN, client_data=client_data)
     r = api.verify_factor(cred)
     assert (r.status_code, r.json()["status"]) == (200, "verified"), r.text
+
+
+def test_a_packed_certificate_in_ber_passes_a_policy_that_does_not_trust_attestation(api, pending):
+    """A Basic Constraints with its CA FALSE written out (BER where DER is due: Chromium's
+    virtual authenticator wrote it until 2021) cannot be read by cryptography, so §8.2.1
+    cannot be checked: by default the registration stands on its verified signature, as it
+    did before §8.2.1 was checked there. (A service that trusts attestation refuses it:
+    tests/webauthn/test_trust.py.)"""
+    from cryptography import x509
+
+    from tests import pki
+
+    ber = x509.UnrecognizedExtension(
+        x509.oid.ExtensionOID.BASIC_CONSTRAINTS, b"\x30\x03\x01\x01\x00"
+    )
+    leaf = pki.attestation_leaf(pki.ca("Vendor Root"), AAGUID, extras=[ber])
+    r = api.verify_factor(_full_packed(leaf).create(pending["options"], ORIGIN))
+    assert (r.status_code, r.json()["status"]) == (200, "verified"), r.text

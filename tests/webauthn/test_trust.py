@@ -237,9 +237,7 @@ def test_a_certificate_with_a_malformed_extension_is_refused_not_a_crash(oid, fm
     assert refused.value.step is Step.ATTESTATION_TRUST
     with pytest.raises(CeremonyError) as through_the_ceremony:
         _attacker_registration([leaf.der], leaf.key, store, aaguid=ANDROID)
-    # (A packed registration: its format's own checks of the certificate (§8.2.1), which
-    # come before trust, refuse it first.)
-    assert through_the_ceremony.value.step is Step.ATTESTATION_STATEMENT
+    assert through_the_ceremony.value.step is Step.ATTESTATION_TRUST
 
 
 def test_a_certificate_with_a_duplicated_extension_is_refused_not_a_crash():

@@ -4,6 +4,7 @@ from the environment (PASSKEYD_ACCOUNT_SID / PASSKEYD_AUTH_TOKEN) so they stay o
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -118,8 +119,8 @@ def parse_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Demo
         raise ConfigError(f"--passkeyd-url must be an http(s) URL, not {args.passkeyd_url!r}")
     if not 0 < args.port < 65536:
         raise ConfigError(f"--port must be 1..65535, not {args.port}")
-    if args.wait < 0:
-        raise ConfigError("--wait must not be negative")
+    if not 0 <= args.wait < math.inf:  # (nan is neither)
+        raise ConfigError("--wait must be a number of seconds, 0 or more")
     if args.ceremony_timeout <= 0:
         raise ConfigError("--ceremony-timeout must be positive")
     return DemoConfig(

@@ -38,7 +38,9 @@ async def _wait_for(client: VerifyClient, config: DemoConfig) -> None:
     service says why it cannot)."""
     deadline = time.monotonic() + config.wait
     said = False
-    while not await client.answers() and time.monotonic() < deadline:
+    while not await client.answers(timeout=max(0.1, min(2.0, deadline - time.monotonic()))):
+        if time.monotonic() >= deadline:
+            return
         if not said:
             sys.stderr.write(
                 f"passkeyd demo: waiting up to {config.wait:g} s for passkeyd to answer"
@@ -66,6 +68,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("httpx2").setLevel(logging.WARNING)
     try:
         service = asyncio.run(_prepare(config))
+    except KeyboardInterrupt:  # while it waited for passkeyd
+        sys.stderr.write("passkeyd demo: interrupted\n")
+        return 130
     except PasskeydUnreachable as exc:
         return _fail(f"passkeyd does not answer at {config.passkeyd_url}: {exc}")
     except VerifyError as exc:

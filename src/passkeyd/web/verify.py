@@ -64,10 +64,11 @@ class VerifyClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def answers(self) -> bool:
-        """Whether passkeyd answers HTTP at all (`GET /healthz`, whatever its status)."""
+    async def answers(self, timeout: float = REQUEST_TIMEOUT) -> bool:
+        """Whether passkeyd answers HTTP at all within `timeout` seconds (`GET /healthz`,
+        whatever its status)."""
         try:
-            await self._http.get("/healthz")
+            await self._http.get("/healthz", timeout=timeout)
         except httpx2.HTTPError:
             return False
         return True
@@ -84,7 +85,7 @@ class VerifyClient:
         try:
             response = await self._http.request(method, path, json=json, data=form, params=params)
         except httpx2.HTTPError as exc:
-            raise PasskeydUnreachable(f"{method} {path}: {exc}") from exc
+            raise PasskeydUnreachable(f"{method} {path}: {exc or type(exc).__name__}") from exc
         if response.status_code == 204:
             return None
         try:

@@ -85,19 +85,20 @@ def verify_authentication(
         expected_rp_id=expected_rp_id,
         require_user_verification=require_user_verification,
     )
-    # §7.2.19: a passkey registered backup eligible stays so (BE is fixed when a credential
-    # is made). The other way, BE=0 at registration and 1 now, is recorded by the caller,
-    # not refused: iCloud Keychain passkeys registered with BE=0 report BE=1 later
-    # (go-webauthn#335), while no authenticator is known to drop a BE it once set.
-    if registered_backup_eligible and not auth_data.flags.be:
-        raise VerificationFailed(
-            Step.BACKUP_FLAGS,
-            "this passkey was registered backup eligible and is no longer (BE flag)",
-        )
     # §7.2.20: signature over authenticatorData || SHA-256(clientDataJSON).
     signed = response.authenticator_data + hashlib.sha256(response.client_data.raw).digest()
     if not _signature_verifies(credential_public_key, response.signature, signed):
         raise VerificationFailed(Step.SIGNATURE, "the signature did not verify")
+    # §7.2.19: a passkey registered backup eligible stays so (BE is fixed when a credential
+    # is made). The other way, BE=0 at registration and 1 now, is recorded by the caller,
+    # not refused: iCloud Keychain passkeys registered with BE=0 report BE=1 later
+    # (go-webauthn#335). Checked after the signature, so that only the passkey itself, not
+    # whoever knows its credential id, learns how it was registered.
+    if registered_backup_eligible and not auth_data.flags.be:
+        raise VerificationFailed(
+            Step.BACKUP_ELIGIBILITY,
+            "this passkey was registered backup eligible and is no longer (BE flag)",
+        )
     # §7.2.21: the counter must grow, unless both it and the stored one are zero.
     new_count = auth_data.sign_count
     regressed = bool(new_count or stored_sign_count) and new_count <= stored_sign_count

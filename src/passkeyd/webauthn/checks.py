@@ -76,7 +76,8 @@ def check_authenticator_flags(
 
 _AT, _ED = 0x40, 0x80
 # The COSE key of some EdDSA authenticators says a map of 3 items and holds 4 (its `x`
-# uncounted); py_webauthn reads it as 4, and so does the walk below.
+# uncounted); py_webauthn reads it as 4, and so does the walk below, so that such a key is
+# refused for what it is (its labels are text: §7.1.19), not as bytes after the key.
 _MISCOUNTED_EDDSA_KEY = bytes.fromhex("a301634f4b500327206745643235353139")
 
 

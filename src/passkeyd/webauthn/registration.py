@@ -107,8 +107,11 @@ def verify_registration(
     try:
         attestation = parse_attestation_object(response.attestation_object)
     except Exception as exc:  # the library raises assorted types on bad CBOR
+        # (It also refuses CBOR that is valid but not CTAP2's canonical form, such as an
+        # integer written longer than it needs: it finds where a map ends by writing it
+        # again.)
         raise MalformedResponse(
-            Step.ATTESTATION_OBJECT, "attestationObject is not valid CBOR"
+            Step.ATTESTATION_OBJECT, "attestationObject is not valid (CTAP2 canonical) CBOR"
         ) from exc
     auth_data = attestation.auth_data
     # §7.1.14-17: rpIdHash, UP, UV, backup flags.
@@ -190,10 +193,18 @@ def verify_registration(
         # attestation policy: py_webauthn checks the signature and, for tpm, the certificate,
         # but neither the packed certificate's requirements (§8.2.1) nor, in either format,
         # that a certificate naming an AAGUID names the one in authenticatorData.
-        leaf = load_certificates(chain[:1], Step.ATTESTATION_STATEMENT)[0]
-        if fmt == "packed":
-            check_packed_certificate(leaf)
-        check_certified_aaguid(leaf, aaguid, Step.ATTESTATION_STATEMENT)
+        try:
+            leaf = load_certificates(chain[:1], Step.ATTESTATION_STATEMENT)[0]
+        except VerificationFailed:
+            # One cryptography cannot read whole, as BER where DER is due (a Basic
+            # Constraints with its CA FALSE written out, as Chromium's virtual authenticator
+            # wrote until 2021), cannot be checked here: the library checked its signature,
+            # and a service that trusts attestation refuses it (`verify_trust`).
+            leaf = None
+        if leaf is not None:
+            if fmt == "packed":
+                check_packed_certificate(leaf)
+            check_certified_aaguid(leaf, aaguid, Step.ATTESTATION_STATEMENT)
     # §7.1.23: the attestation's trustworthiness, when the service requires it.
     metadata = None
     if trust_store is not None:
