@@ -637,6 +637,14 @@ def test_an_rp_id_is_kept_in_lower_case_as_browsers_take_it(api: Api) -> None:
         ("http://0x7f.1:3000", "IPv4 address not written as a browser sends it"),
         ("http://127.1", "IPv4 address not written as a browser sends it"),
         ("https://[fe80::1%25eth0]", "zone id"),
+        # Typos that were stored and matched nothing (found by a review of the README's
+        # claim): every sign-in from the origin meant was refused, and `https//example.com`
+        # put `https://https` in the service's /.well-known/webauthn.
+        ("https:/example.com", "lacks the // after its scheme"),
+        ("HTTPS:example.com", "lacks the // after its scheme"),
+        ("https//example.com", "has a path but no scheme"),
+        ("example.com/login", "has a path but no scheme"),
+        ("ws://example.com", "a scheme no page has"),
     ],
 )
 def test_origins_that_could_never_match_are_refused(api: Api, origins: str, why: str) -> None:
@@ -662,6 +670,8 @@ def test_origins_that_could_never_match_are_refused(api: Api, origins: str, why:
         "chrome-extension://abcdefghijklmnop",
         "http://127.0.0.1:3000",
         "https://example.com.",
+        "example.com/",
+        "localhost:3000",
     ],
 )
 def test_origins_a_browser_or_app_sends_are_accepted(api: Api, origin: str) -> None:

@@ -304,6 +304,9 @@ def test_denied_counter_regressed_and_backup_events(hooks_api):
         kinds = [r.params["type"] for r in rx.requests]
         assert kinds.count("factor.backup_state_changed") == 1
         assert kinds.count("factor.counter_regressed") == 5
+        # Refused (CounterPolicy=refuse), and said so: a receiver could not tell these from
+        # the approvals CounterPolicy=flag announces.
+        assert {e["outcome"] for e in rx.events("factor.counter_regressed")} == {"refused"}
         assert kinds.count("challenge.denied") == 1
         assert rx.events("factor.backup_state_changed")[0]["backed_up"] == "true"
         denied = rx.events("challenge.denied")[0]
@@ -312,6 +315,23 @@ def test_denied_counter_regressed_and_backup_events(hooks_api):
         for field in ("entity_identity", "factor_sid", "factor_type", "factor_friendly_name"):
             assert denied[field], field
         assert denied["factor_friendly_name"] == "alice"
+
+
+def test_a_counter_that_did_not_grow_under_the_flag_policy_is_announced_as_approved(hooks_api):
+    api = hooks_api
+    api.create_service(**{"Passkeys.CounterPolicy": "flag"})
+    with receiver() as rx:
+        create_webhook(api, rx.url, "factor.counter_regressed")
+        api.register("user-0001")
+        first = api.challenge(identity="user-0001")
+        first_assertion = api.authenticator.get(first["options"], ORIGIN, sign_count=10)
+        assert api.approve(first_assertion).status_code == 200
+        second = api.challenge(identity="user-0001")
+        again = api.authenticator.get(second["options"], ORIGIN, sign_count=10)
+        assert api.approve(again).status_code == 200
+        wait_for(lambda: len(rx.requests) >= 1)
+        (event,) = rx.events("factor.counter_regressed")
+        assert (event["outcome"], event["challenge_sid"]) == ("approved", second["sid"])
 
 
 @pytest.mark.parametrize(

@@ -355,7 +355,11 @@ class Authentications:
                 account_sid,
                 service_sid,
                 events.COUNTER_REGRESSED,
-                {**events.factor_fields(factor), "challenge_sid": challenge.sid},
+                {
+                    **events.factor_fields(factor),
+                    "challenge_sid": challenge.sid,
+                    "outcome": "approved",
+                },
             )
         # A BE flag set since registration is recorded, not refused: iCloud Keychain passkeys
         # made with BE=0 report BE=1 later (go-webauthn#335). (One dropped is refused.)
@@ -423,7 +427,11 @@ class Authentications:
                 account_sid,
                 service_sid,
                 events.COUNTER_REGRESSED,
-                {**events.factor_fields(factor), "challenge_sid": challenge.sid},
+                {
+                    **events.factor_fields(factor),
+                    "challenge_sid": challenge.sid,
+                    "outcome": "refused",  # CounterPolicy=refuse: once per such assertion
+                },
             )
         spent = self.events.deliveries(
             account_sid,

@@ -16,6 +16,8 @@ _LOCALHOST_DEV = re.compile(r"^http://localhost(:[0-9]{1,5})?$")
 
 _DEFAULT_PORTS = {"https": 443, "http": 80}
 _APK_KEY_HASH = "android:apk-key-hash:"
+# Schemes of URLs that are never a page's origin.
+_NO_PAGE_SCHEMES = frozenset({"ws", "wss", "ftp", "file", "data", "javascript", "blob", "about"})
 
 
 def normalise_origin(configured: str) -> str:
@@ -59,15 +61,23 @@ def origin_problem(configured: str) -> str | None:
     """Why a configured origin could never match what a browser or app sends, or None.
 
     A web origin needs a host a browser can serialise (ASCII letters, digits, `-`, `_`,
-    `.`, or a bracketed IPv6 address; a Unicode host is sent as its punycode A-label) and a
-    port from 1 to 65535. An app origin (`android:apk-key-hash:...`, `ios:bundle-id:...`)
-    is taken as given.
+    `.`, or a bracketed IPv6 address; a Unicode host is sent as its punycode A-label), a
+    port from 1 to 65535, and a scheme a page can have. Written without a scheme, it is a
+    host (and port) alone. An app origin (`android:apk-key-hash:...`, `ios:bundle-id:...`)
+    is taken as given (an Android fingerprint that is not a SHA-256 is kept verbatim).
     """
     value = configured.strip()
+    lowered = value.lower()
+    if lowered.startswith(("http:", "https:")) and "://" not in value:
+        return "lacks the // after its scheme"
     if _is_app_origin(value):
         return None
     if "://" not in value:
+        if "/" in value.rstrip("/") or "?" in value or "#" in value:
+            return "has a path but no scheme (write https://...)"
         value = f"https://{value}"
+    elif lowered.split("://", 1)[0] in _NO_PAGE_SCHEMES:
+        return "has a scheme no page has (a WebAuthn origin is a page's)"
     try:
         parts = urlsplit(value)
         port = parts.port
