@@ -734,24 +734,25 @@ def test_6_1_assertion_authenticator_data_after_its_extensions(api, challenge, t
     assert (r.status_code, r.json()["status"]) == (200, "approved"), r.text
 
 
-def test_step_7_2_19_a_passkey_registered_backup_eligible_stays_so(api, challenge):
-    """§7.2.19: BE is fixed when the credential is made. One registered BE=1 asserting BE=0
-    (a synced passkey passing for a device-bound one) was approved."""
-    body = refused(api, _signed(api, challenge["options"], UP | UV), 403, 60324)
-    assert "registered backup eligible" in body["message"]
-
-
-def test_step_7_2_19_a_passkey_that_became_backup_eligible_is_approved_and_marked(api):
-    """The other way is tolerated: iCloud Keychain passkeys registered with BE=0 report
-    BE=1 later (go-webauthn#335). It is recorded on the factor."""
+@pytest.mark.parametrize(
+    ("registered", "asserted"), [(False, UP | UV | BE), (True, UP | UV)], ids=["0-1", "1-0"]
+)
+def test_step_7_2_19_a_backup_eligibility_that_changed_is_flagged_not_refused(
+    api, registered, asserted
+):
+    """§7.2.19 compares BE with the registration's and then applies the RP's policy, which
+    here is to flag, not refuse (the go-webauthn lesson): iCloud Keychain passkeys
+    registered with BE=0 report BE=1 later, and password managers let users turn backup off
+    for passkeys they hold. Both ways are approved and recorded on the factor."""
     api.create_service()
-    device = Authenticator(backup_eligible=False, backed_up=False)
+    device = Authenticator(backup_eligible=registered, backed_up=False)
     factor = api.register("user-0001", authenticator=device)
     challenge = api.challenge(identity="user-0001")
-    r = api.approve(device.get(challenge["options"], ORIGIN, flags=UP | UV | BE))
+    r = api.approve(device.get(challenge["options"], ORIGIN, flags=asserted))
     assert (r.status_code, r.json()["status"]) == (200, "approved"), r.text
     got = api.get(f"{api.svc}/Entities/user-0001/Factors/{factor['sid']}").json()
     assert got["metadata"]["backup_eligible_changed"] is True
+    assert got["metadata"]["backup_eligible"] is registered  # as registered
 
 
 def test_step_7_2_8_a_byte_order_mark_before_client_data_is_stripped(api, challenge):
@@ -767,12 +768,3 @@ def test_step_7_2_8_a_byte_order_mark_before_client_data_is_stripped(api, challe
     assertion = _signed(api, challenge["options"], UP | UV | BE | BS, client_data=client_data)
     r = api.approve(assertion)
     assert (r.status_code, r.json()["status"]) == (200, "approved"), r.text
-
-
-def test_step_7_2_19_is_checked_after_the_signature(api, challenge):
-    """Whoever knows a credential id (no secret) must not learn from a forged assertion
-    whether its passkey was registered backup eligible: a bad signature is refused as one."""
-    assertion = _signed(api, challenge["options"], UP | UV)
-    assertion["response"]["signature"] = b64url(b"\x30\x06\x02\x01\x01\x02\x01\x01")
-    body = refused(api, assertion, 403, 60324)
-    assert "signature" in body["message"] and "backup" not in body["message"]

@@ -52,14 +52,13 @@ def assert_429(response, code=20429):
 
 
 def test_defaults_stop_a_flood_from_one_identity_within_100_a_minute():
-    shared = {"usernameless", "failed_auth"}  # one budget per service, per account
+    per_service = {"usernameless"}
     assert all(
         rule.limit <= 100 and rule.window == 60
         for name, rule in DEFAULT_RULES.items()
-        if name not in shared
+        if name not in per_service
     )
     assert DEFAULT_RULES["usernameless"] == Rule(600, 60)
-    assert DEFAULT_RULES["failed_auth"] == Rule(1000, 60)
     assert MAX_FACTORS_PER_ENTITY == MAX_PENDING_CHALLENGES_PER_ENTITY == 100
     assert parse_rules("off") == {}
     assert parse_rules("challenge=7/30")["challenge"] == Rule(7, 30)

@@ -298,7 +298,6 @@ class Authentications:
                     or service_requires_user_verification(factor.policy, service.passkeys),
                     require_user_handle=not challenge.allowed_credentials,
                     counter_must_grow=not flag_counter,
-                    registered_backup_eligible=factor.credential.backup_eligible,
                 )
             except CeremonyError as exc:
                 refusal = AssertionRefused(exc)
@@ -361,8 +360,8 @@ class Authentications:
                     "outcome": "approved",
                 },
             )
-        # A BE flag set since registration is recorded, not refused: iCloud Keychain passkeys
-        # made with BE=0 report BE=1 later (go-webauthn#335). (One dropped is refused.)
+        # A BE flag that changed since registration is recorded, not refused: iCloud Keychain
+        # passkeys made with BE=0 report BE=1 later (go-webauthn#335).
         yield
         outcome = self.store.approve_challenge(
             challenge,

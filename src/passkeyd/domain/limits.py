@@ -20,7 +20,8 @@ from .store import Store
 # flood can make one user cost, but are set well above what any legitimate client makes:
 # an app's own integration tests, which sign one test user in and out many times a minute
 # and leave a pending challenge behind each refusal they check, must not meet them (with
-# 20 and 30/min, a suite checking 21 refusals for one user got a 429 on the 21st).
+# 20 and 30/min, a suite checking 21 refusals for one user got a 429 on the 21st). A flood
+# from one identity still stops within 100 requests a minute.
 MAX_FACTORS_PER_ENTITY = 100  # verified, or awaiting registration
 MAX_PENDING_CHALLENGES_PER_ENTITY = 100
 
@@ -39,9 +40,7 @@ DEFAULT_RULES = {
     # enough that no client filling an entity up to its 100 passkeys (the default bound)
     # meets it; raise it too when PASSKEYD_MAX_PASSKEYS_PER_ENTITY goes past 100.
     "factor": Rule(100, 60),
-    # failed authentications with foreign passkeys, per account: shared by all its users,
-    # and cheap to refuse (they are refused before any signature is verified)
-    "failed_auth": Rule(1000, 60),
+    "failed_auth": Rule(100, 60),  # failed authentications with foreign passkeys, per account
 }
 
 

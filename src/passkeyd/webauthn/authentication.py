@@ -51,11 +51,9 @@ def verify_authentication(
     require_user_verification: bool,
     require_user_handle: bool = False,
     counter_must_grow: bool = True,
-    registered_backup_eligible: bool = False,
 ) -> VerifiedAssertion:
     """Verify an assertion. A counter that did not grow is refused (§7.2.21) unless
-    `counter_must_grow` is False: then it is reported as `counter_regressed`. A passkey
-    registered backup eligible must still say so (`registered_backup_eligible`)."""
+    `counter_must_grow` is False: then it is reported as `counter_regressed`."""
     # §7.2.6: when the user was not identified first (usernameless), the userHandle is
     # required; when given, it must name the credential's owner.
     if require_user_handle and response.user_handle is None:
@@ -89,16 +87,11 @@ def verify_authentication(
     signed = response.authenticator_data + hashlib.sha256(response.client_data.raw).digest()
     if not _signature_verifies(credential_public_key, response.signature, signed):
         raise VerificationFailed(Step.SIGNATURE, "the signature did not verify")
-    # §7.2.19: a passkey registered backup eligible stays so (BE is fixed when a credential
-    # is made). The other way, BE=0 at registration and 1 now, is recorded by the caller,
-    # not refused: iCloud Keychain passkeys registered with BE=0 report BE=1 later
-    # (go-webauthn#335). Checked after the signature, so that only the passkey itself, not
-    # whoever knows its credential id, learns how it was registered.
-    if registered_backup_eligible and not auth_data.flags.be:
-        raise VerificationFailed(
-            Step.BACKUP_ELIGIBILITY,
-            "this passkey was registered backup eligible and is no longer (BE flag)",
-        )
+    # §7.2.19 compares BE with the registration's, then applies the RP's policy: here a
+    # change is recorded by the caller (`backup_eligible_changed`), never refused. iCloud
+    # Keychain passkeys registered with BE=0 report BE=1 later (go-webauthn#335, which
+    # refused them), and password managers let their users turn backup off for passkeys
+    # they hold (KeePassXC, KeePassDX).
     # §7.2.21: the counter must grow, unless both it and the stored one are zero.
     new_count = auth_data.sign_count
     regressed = bool(new_count or stored_sign_count) and new_count <= stored_sign_count

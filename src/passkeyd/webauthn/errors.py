@@ -33,7 +33,6 @@ class Step(enum.Enum):
     USER_PRESENT = "§7.1.15/§7.2.16 user present"
     USER_VERIFIED = "§7.1.16/§7.2.17 user verified"
     BACKUP_FLAGS = "§7.1.17/§7.2.18 backup flags"
-    BACKUP_ELIGIBILITY = "§7.2.19 backup eligibility"
     ATTESTED_CREDENTIAL_DATA = "§7.1.13 attested credential data"
     PUBLIC_KEY = "§7.1.19 credential public key"
     ALGORITHM = "§7.1.19 public key algorithm"
