@@ -52,7 +52,10 @@ def test_the_demo_waits_for_a_passkeyd_still_starting(tmp_path: Path) -> None:
 
 def test_the_demo_gives_up_on_a_passkeyd_that_never_answers(tmp_path: Path) -> None:
     demo, _ = _demo(tmp_path, free_port(), "--wait", "0.5")
-    assert demo.popen.wait(timeout=20) == 3
+    try:
+        assert demo.popen.wait(timeout=20) == 3
+    finally:
+        demo.stop()
     assert "passkeyd does not answer at" in demo.output()
 
 
@@ -80,5 +83,8 @@ def test_a_wait_that_is_no_number_of_seconds_is_a_configuration_error(
     tmp_path: Path, wait: str
 ) -> None:
     demo, _ = _demo(tmp_path, free_port(), "--wait", wait)
-    assert demo.popen.wait(timeout=20) == 3
+    try:
+        assert demo.popen.wait(timeout=20) == 3
+    finally:
+        demo.stop()  # (one that took `inf` would wait for ever)
     assert "--wait must be a number of seconds" in demo.output()
