@@ -781,3 +781,19 @@ def test_a_packed_certificate_in_ber_passes_a_policy_that_does_not_trust_attesta
     leaf = pki.attestation_leaf(pki.ca("Vendor Root"), AAGUID, extras=[ber])
     r = api.verify_factor(_full_packed(leaf).create(pending["options"], ORIGIN))
     assert (r.status_code, r.json()["status"]) == (200, "verified"), r.text
+
+
+def test_step_7_1_13_an_attestation_object_with_a_key_given_twice_is_refused(api, pending):
+    """py_webauthn#265: Python keeps the last of two values for one key, so `{fmt: none,
+    fmt: packed}` would be read as packed. Refused, as py_webauthn's parser refuses it."""
+    import cbor2
+
+    cred = api.authenticator.create(pending["options"], ORIGIN)
+    attestation = _attestation(cred)
+    body = b"".join(
+        cbor2.dumps(k) + cbor2.dumps(v)
+        for k, v in [("fmt", "packed"), ("fmt", "none"), ("attStmt", {})]
+        + [("authData", attestation["authData"])]
+    )
+    cred["response"]["attestationObject"] = b64url(bytes([0xA4]) + body)
+    assert "not valid CBOR" in refused(api, cred, 400, 60386)["message"]

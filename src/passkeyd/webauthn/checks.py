@@ -115,7 +115,7 @@ def _end_of_map(data: bytes, start: int, what: str, step: Step) -> int:
     stream = io.BytesIO(data)
     stream.seek(start)
     try:
-        item = cbor2.CBORDecoder(stream).decode()
+        item = cbor2.CBORDecoder(stream, allow_duplicate_keys=False).decode()
     except Exception as exc:  # cbor2 raises assorted types on bad input
         raise MalformedResponse(step, f"{what} is not CBOR") from exc
     if not isinstance(item, dict):

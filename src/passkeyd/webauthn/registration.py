@@ -22,11 +22,13 @@ import cbor2
 from webauthn.helpers import (
     decode_credential_public_key,
     decoded_public_key_to_cryptography,
-    parse_attestation_object,
+    parse_authenticator_data,
 )
 from webauthn.helpers.aaguid_to_string import aaguid_to_string
 from webauthn.helpers.cose import COSEAlgorithmIdentifier
+from webauthn.helpers.parse_attestation_statement import parse_attestation_statement
 from webauthn.helpers.structs import (
+    AttestationStatement,
     AuthenticatorAttestationResponse,
     PublicKeyCredentialType,
     RegistrationCredential,
@@ -99,13 +101,16 @@ def verify_registration(
     )
     # §7.1.12-13: decode the attestation object, one CBOR map and nothing after it, and
     # its authenticatorData (§6.1), read as sent.
+    # (py_webauthn's parse_attestation_object would decode it all again, for the same.)
     raw_object = _decoded_attestation_object(response.attestation_object)
     raw_auth_data = raw_object.get("authData")
-    if not isinstance(raw_auth_data, bytes):
-        raise MalformedResponse(Step.ATTESTATION_OBJECT, "attestationObject has no authData")
+    if "fmt" not in raw_object or not isinstance(raw_auth_data, bytes):
+        raise MalformedResponse(
+            Step.ATTESTATION_OBJECT, "attestationObject has no fmt or no authData"
+        )
     check_authenticator_data_layout(raw_auth_data, Step.ATTESTATION_OBJECT)
     try:
-        attestation = parse_attestation_object(response.attestation_object)
+        auth_data = parse_authenticator_data(raw_auth_data)
     except Exception as exc:  # the library raises assorted types on bad CBOR
         # (It also refuses CBOR that is valid but not CTAP2's canonical form, such as an
         # integer written longer than it needs: it finds where a map ends by writing it
@@ -113,7 +118,6 @@ def verify_registration(
         raise MalformedResponse(
             Step.ATTESTATION_OBJECT, "attestationObject is not valid (CTAP2 canonical) CBOR"
         ) from exc
-    auth_data = attestation.auth_data
     # §7.1.14-17: rpIdHash, UP, UV, backup flags.
     check_authenticator_flags(
         auth_data.rp_id_hash,
@@ -147,9 +151,13 @@ def verify_registration(
     if algorithm not in expected_algorithms:
         raise VerificationFailed(Step.ALGORITHM, f"algorithm {algorithm} was not offered")
     # §7.1.20-22: the attestation statement, verified by the library for its format.
-    fmt = str(getattr(attestation.fmt, "value", attestation.fmt))
-    statement = attestation.att_stmt
+    fmt = str(raw_object["fmt"])
     raw_statement = raw_object.get("attStmt")
+    statement = (
+        parse_attestation_statement(raw_statement)
+        if isinstance(raw_statement, dict)
+        else AttestationStatement()
+    )
     if fmt == "packed" and isinstance(raw_statement, dict) and raw_statement.get("x5c") == []:
         # §8.2: x5c, when present, holds the attestation certificate and its chain (an empty
         # one read as self attestation).
@@ -239,7 +247,8 @@ def _decoded_attestation_object(attestation_object: bytes) -> dict[Any, Any]:
     `cbor2.loads` would ignore."""
     stream = io.BytesIO(attestation_object)
     try:
-        decoded = cbor2.CBORDecoder(stream).decode()
+        # Two values for one key are refused, not the last kept (py_webauthn#265).
+        decoded = cbor2.CBORDecoder(stream, allow_duplicate_keys=False).decode()
     except Exception as exc:  # cbor2 raises assorted types on bad input
         raise MalformedResponse(
             Step.ATTESTATION_OBJECT, "attestationObject is not valid CBOR"
