@@ -59,6 +59,21 @@ def request(route: str, method: str, status: int, seconds: float) -> None:
     histogram.observe(seconds)
 
 
+# The methods an unmatched request is counted under; any other is `other`, so that no client
+# can add label values (series) at will.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def unmatched(method: str, status: int) -> None:
+    """Count a request no route served (404) or whose method its route does not (405), under
+    the route `unmatched`: probes and misdirected clients show in the request count."""
+    key = ("unmatched", method if method in _METHODS else "other", status)
+    counter = _requests.get(key)
+    if counter is None:
+        counter = _requests[key] = REQUESTS.labels(key[0], key[1], str(status))
+    counter.inc()
+
+
 def ceremony(kind: str, outcome: str, step: str) -> None:
     """Count one finished ceremony by its outcome and the step that refused it."""
     counter = _ceremonies.get((kind, outcome, step))

@@ -105,6 +105,27 @@ def test_metrics_count_requests_latency_and_ceremonies(api):
     assert "passkeyd_webhook_backlog" in after
 
 
+def test_metrics_count_requests_no_route_serves_under_bounded_labels(api):
+    """A 404 path or a 405 method was in no count: probes and misdirected clients did not
+    show. Counted under route `unmatched`; a method passkeyd does not know is `other`, so
+    that clients cannot add series at will."""
+    before = api.client.get("/metrics").text
+    assert api.get("/v2/Nope").status_code == 404
+    assert api.client.request("PATCH", "/v2/Services", auth=api.auth).status_code == 405
+    for method in ("BREW", "WHEN"):
+        api.client.request(method, "/v2/Nope", auth=api.auth)
+    after = api.client.get("/metrics").text
+
+    def moved(**labels: str) -> float:
+        name = "passkeyd_http_requests_total"
+        return sample(after, name, **labels) - sample(before, name, **labels)
+
+    assert moved(route="unmatched", method="GET", status="404") == 1
+    assert moved(route="unmatched", method="PATCH", status="405") == 1
+    assert moved(route="unmatched", method="other", status="404") == 2
+    assert "BREW" not in after and "WHEN" not in after
+
+
 def test_every_response_carries_a_request_id_that_the_log_names(api, caplog):
     caplog.set_level(logging.INFO, logger="passkeyd.access")
     r = api.get("/v2/Services")

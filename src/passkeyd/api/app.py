@@ -125,6 +125,7 @@ async def http_error(request: Request, exc: Exception) -> Response:
     else:
         code = 20000 + status
         response = error_response(status, code, "Request refused", request_id)
+    metrics.unmatched(request.method, status)
     logs.access(
         f"{request.method} {status}",
         {
