@@ -328,6 +328,9 @@ def test_registration_then_authentication_is_the_whole_ceremony(api):
         ("https://login.example.com/", "https://login.example.com", "example.com"),
         ("localhost", "http://localhost:5173", "localhost"),
         ("android:apk-key-hash:Zm9vYmFy", "android:apk-key-hash:Zm9vYmFy", "example.com"),
+        # A host and port without a scheme, with a trailing / (stored verbatim, it matched
+        # nothing).
+        ("example.com:8443/", "https://example.com:8443", "example.com"),
     ],
 )
 def test_configured_origins_are_matched(api, configured, origin, rp_id):
@@ -781,6 +784,11 @@ def test_a_packed_certificate_in_ber_passes_a_policy_that_does_not_trust_attesta
     leaf = pki.attestation_leaf(pki.ca("Vendor Root"), AAGUID, extras=[ber])
     r = api.verify_factor(_full_packed(leaf).create(pending["options"], ORIGIN))
     assert (r.status_code, r.json()["status"]) == (200, "verified"), r.text
+    # Its subject still reads, and is still checked (§8.2.1).
+    other = api.create_factor("user-0002")
+    web = pki.attestation_leaf(pki.ca("Vendor Root"), AAGUID, unit="Web Server", extras=[ber])
+    body = refused(api, _full_packed(web).create(other["options"], ORIGIN), 403, 60311)
+    assert "subject OU" in body["message"]
 
 
 def test_step_7_1_13_an_attestation_object_with_a_key_given_twice_is_refused(api, pending):
@@ -797,3 +805,19 @@ def test_step_7_1_13_an_attestation_object_with_a_key_given_twice_is_refused(api
     )
     cred["response"]["attestationObject"] = b64url(bytes([0xA4]) + body)
     assert "not valid CBOR" in refused(api, cred, 400, 60386)["message"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("attStmt", 5), ("attStmt", b"none"), ("fmt", 5), ("fmt", 10**5000)],
+    ids=["attstmt-int", "attstmt-bytes", "fmt-int", "fmt-bignum"],
+)
+def test_step_7_1_13_an_attestation_object_of_the_wrong_shape_is_malformed(
+    api, pending, field, value
+):
+    """fmt is text and attStmt a map (§6.5): otherwise the attestation object is malformed
+    (400 60386). A 5000-digit fmt was a 500 (Python's limit on int-to-text conversion)."""
+    cred = api.authenticator.create(pending["options"], ORIGIN)
+    attestation = _attestation(cred)
+    attestation[field] = value
+    refused(api, _with_attestation(cred, attestation), 400, 60386)

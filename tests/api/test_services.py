@@ -644,6 +644,9 @@ def test_an_rp_id_is_kept_in_lower_case_as_browsers_take_it(api: Api) -> None:
         ("HTTPS:example.com", "lacks the // after its scheme"),
         ("https//example.com", "has a path but no scheme"),
         ("example.com/login", "has a path but no scheme"),
+        # With a port, such entries were taken for app origins and stored verbatim.
+        ("example.com:8443/login", "has a path but no scheme"),
+        ("https//example.com:443", "has a path but no scheme"),
         ("ws://example.com", "a scheme no page has"),
     ],
 )
@@ -672,6 +675,9 @@ def test_origins_that_could_never_match_are_refused(api: Api, origins: str, why:
         "https://example.com.",
         "example.com/",
         "localhost:3000",
+        "localhost:3000/",
+        "example.com:8443/",
+        "[::1]:8443",
     ],
 )
 def test_origins_a_browser_or_app_sends_are_accepted(api: Api, origin: str) -> None:

@@ -85,7 +85,7 @@ class VerifyClient:
         try:
             response = await self._http.request(method, path, json=json, data=form, params=params)
         except httpx2.HTTPError as exc:
-            raise PasskeydUnreachable(f"{method} {path}: {exc or type(exc).__name__}") from exc
+            raise PasskeydUnreachable(f"{method} {path}: {str(exc) or type(exc).__name__}") from exc
         if response.status_code == 204:
             return None
         try:

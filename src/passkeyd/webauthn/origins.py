@@ -104,11 +104,13 @@ def origin_problem(configured: str) -> str | None:
 
 
 def _is_app_origin(value: str) -> bool:
-    """`android:apk-key-hash:...`, `ios:bundle-id:...`: a scheme, but not `host:port`."""
-    return "://" not in value and ":" in value and not _HOST_PORT.match(value)
+    """`android:apk-key-hash:...`, `ios:bundle-id:...`: a scheme, but not a web origin
+    written without its scheme (`host:port`, `[IPv6]:port`, with or without a path)."""
+    return "://" not in value and ":" in value and not _SCHEMELESS_WEB.match(value)
 
 
-_HOST_PORT = re.compile(r"^[A-Za-z0-9.-]+:[0-9]+$")
+# A host (or a bracketed IPv6 address), perhaps a port, perhaps a path: `example.com:8443/`.
+_SCHEMELESS_WEB = re.compile(r"^(?:\[[^\]/]*\]|[A-Za-z0-9_.-]+)(?::[0-9]*)?(?:[/?#].*)?$")
 
 
 def ipv4_label(label: str) -> bool:

@@ -14,7 +14,7 @@ import datetime
 import hashlib
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -57,7 +57,7 @@ from .trust import (
     TrustStore,
     check_certified_aaguid,
     check_packed_certificate,
-    load_certificates,
+    read_leaf,
     verify_trust,
 )
 
@@ -103,11 +103,14 @@ def verify_registration(
     # its authenticatorData (§6.1), read as sent.
     # (py_webauthn's parse_attestation_object would decode it all again, for the same.)
     raw_object = _decoded_attestation_object(response.attestation_object)
-    raw_auth_data = raw_object.get("authData")
-    if "fmt" not in raw_object or not isinstance(raw_auth_data, bytes):
+    raw_auth_data, fmt = raw_object.get("authData"), raw_object.get("fmt")
+    raw_statement = raw_object.get("attStmt")
+    if not isinstance(fmt, str) or not isinstance(raw_auth_data, bytes):
         raise MalformedResponse(
-            Step.ATTESTATION_OBJECT, "attestationObject has no fmt or no authData"
+            Step.ATTESTATION_OBJECT, "attestationObject has no fmt text or no authData bytes"
         )
+    if raw_statement is not None and not isinstance(raw_statement, Mapping):
+        raise MalformedResponse(Step.ATTESTATION_OBJECT, "attestationObject's attStmt is not a map")
     check_authenticator_data_layout(raw_auth_data, Step.ATTESTATION_OBJECT)
     try:
         auth_data = parse_authenticator_data(raw_auth_data)
@@ -151,14 +154,12 @@ def verify_registration(
     if algorithm not in expected_algorithms:
         raise VerificationFailed(Step.ALGORITHM, f"algorithm {algorithm} was not offered")
     # §7.1.20-22: the attestation statement, verified by the library for its format.
-    fmt = str(raw_object["fmt"])
-    raw_statement = raw_object.get("attStmt")
     statement = (
-        parse_attestation_statement(raw_statement)
-        if isinstance(raw_statement, dict)
+        parse_attestation_statement(raw_statement)  # type: ignore[arg-type]
+        if raw_statement is not None
         else AttestationStatement()
     )
-    if fmt == "packed" and isinstance(raw_statement, dict) and raw_statement.get("x5c") == []:
+    if fmt == "packed" and raw_statement is not None and raw_statement.get("x5c") == []:
         # §8.2: x5c, when present, holds the attestation certificate and its chain (an empty
         # one read as self attestation).
         raise VerificationFailed(
@@ -201,17 +202,13 @@ def verify_registration(
         # attestation policy: py_webauthn checks the signature and, for tpm, the certificate,
         # but neither the packed certificate's requirements (§8.2.1) nor, in either format,
         # that a certificate naming an AAGUID names the one in authenticatorData.
-        try:
-            leaf = load_certificates(chain[:1], Step.ATTESTATION_STATEMENT)[0]
-        except VerificationFailed:
-            # One cryptography cannot read whole, as BER where DER is due (a Basic
-            # Constraints with its CA FALSE written out, as Chromium's virtual authenticator
-            # wrote until 2021), cannot be checked here: the library checked its signature,
-            # and a service that trusts attestation refuses it (`verify_trust`).
-            leaf = None
-        if leaf is not None:
-            if fmt == "packed":
-                check_packed_certificate(leaf)
+        # (Of one whose extensions cryptography cannot read, as BER where DER is due, the
+        # subject only: the library checked its signature, and a service that trusts
+        # attestation refuses it, `verify_trust`.)
+        leaf, extensions = read_leaf(chain[0])
+        if leaf is not None and fmt == "packed":
+            check_packed_certificate(leaf, extensions=extensions)
+        if leaf is not None and extensions:
             check_certified_aaguid(leaf, aaguid, Step.ATTESTATION_STATEMENT)
     # §7.1.23: the attestation's trustworthiness, when the service requires it.
     metadata = None

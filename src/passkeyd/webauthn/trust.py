@@ -175,11 +175,12 @@ _FIDO_AAGUID_OID = x509.ObjectIdentifier("1.3.6.1.4.1.45724.1.1.4")
 _ATTESTATION_OU = "Authenticator Attestation"
 
 
-def check_packed_certificate(leaf: x509.Certificate) -> None:
+def check_packed_certificate(leaf: x509.Certificate, *, extensions: bool = True) -> None:
     """§8.2.1: a packed attestation certificate is an X.509 v3 certificate whose subject
     names the vendor (C, O, CN) with the OU "Authenticator Attestation", and which is not a
     CA. (This is what keeps an ordinary TLS certificate, issued under one of the public
-    roots the metadata lists for SafetyNet, from passing as a packed attestation.)"""
+    roots the metadata lists for SafetyNet, from passing as a packed attestation.) Without
+    `extensions` (they could not be read), the subject only."""
 
     def refuse(why: str) -> VerificationFailed:
         return VerificationFailed(
@@ -199,6 +200,8 @@ def check_packed_certificate(leaf: x509.Certificate) -> None:
     units = [a.value for a in subject.get_attributes_for_oid(x509.NameOID.ORGANIZATIONAL_UNIT_NAME)]
     if units != [_ATTESTATION_OU]:
         raise refuse(f'has not the subject OU "{_ATTESTATION_OU}"')
+    if not extensions:
+        return
     try:
         constraints = leaf.extensions.get_extension_for_class(x509.BasicConstraints).value
     except x509.ExtensionNotFound:
@@ -242,6 +245,26 @@ def check_certified_aaguid(
             step,
             "the attestation certificate is for another authenticator model than the AAGUID claims",
         )
+
+
+def read_leaf(der: bytes) -> tuple[x509.Certificate | None, bool]:
+    """An attestation certificate for its format's own checks, and whether its extensions
+    could be read. cryptography refuses a certificate's extensions written in BER where DER
+    is due (a Basic Constraints with its CA FALSE written out, as Chromium's virtual
+    authenticator wrote until 2021) while its version and subject still read: then those
+    are checked, and the extensions cannot be. (None: not even those read.)"""
+    try:
+        return load_certificates([der], Step.ATTESTATION_STATEMENT)[0], True
+    except VerificationFailed:
+        pass
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+            leaf = x509.load_der_x509_certificate(der)
+            leaf.version, leaf.subject  # noqa: B018 - read now, or fail now
+    except Exception:  # noqa: BLE001 - any failure to parse: nothing to check
+        return None, False
+    return leaf, False
 
 
 def load_certificates(chain: Sequence[bytes], step: Step) -> list[x509.Certificate]:
