@@ -821,3 +821,25 @@ def test_step_7_1_13_an_attestation_object_of_the_wrong_shape_is_malformed(
     attestation = _attestation(cred)
     attestation[field] = value
     refused(api, _with_attestation(cred, attestation), 400, 60386)
+
+
+def test_step_7_1_21_a_packed_certificate_whose_subject_cannot_be_read_is_refused(api, pending):
+    """A subject cryptography cannot read (its countryName an INTEGER) cannot meet §8.2.1:
+    it skipped every certificate check, and was verified."""
+    from tests import pki
+
+    leaf = pki.attestation_leaf(pki.ca("Vendor Root"), AAGUID, unit="Web Server")
+    at = leaf.der.index(b"\x06\x03\x55\x04\x06\x13\x02SE")  # countryName, PrintableString
+    der = leaf.der[: at + 5] + b"\x02" + leaf.der[at + 6 :]
+    device = Authenticator(attestation="packed", x5c=[der], attestation_key=leaf.key)
+    body = refused(api, device.create(pending["options"], ORIGIN), 403, 60311)
+    assert "subject cannot be read" in body["message"]
+
+
+@pytest.mark.parametrize("x5c", [{}, None, "", b"", 0, [b"x", "y"]])
+def test_step_7_1_13_an_x5c_that_is_no_array_of_certificates_is_malformed(api, pending, x5c):
+    """An x5c of {} or null was read as none at all, and a self attestation verified."""
+    cred = Authenticator(attestation="packed").create(pending["options"], ORIGIN)
+    attestation = _attestation(cred)
+    attestation["attStmt"]["x5c"] = x5c
+    assert "x5c" in refused(api, _with_attestation(cred, attestation), 400, 60386)["message"]

@@ -113,3 +113,12 @@ def test_a_refused_origin_is_named_printable_and_cut() -> None:
     assert _shown("https://evil.test") == "'https://evil.test'"
     assert _shown("https://a\n\x00b") == "'https://a??b'"
     assert _shown("x" * 150) == "'" + "x" * 100 + "'..."
+
+
+@pytest.mark.parametrize("value", ["android:", "myapp:/", "file:/etc", "example.com:"])
+def test_a_scheme_without_a_port_is_not_read_as_a_host(value):
+    """`host:port` needs digits: `android:` was read as the web origin https://android."""
+    from passkeyd.webauthn.origins import normalise_origin, origin_problem
+
+    assert normalise_origin(value) == value
+    assert origin_problem(value) is None  # an app origin, taken as written

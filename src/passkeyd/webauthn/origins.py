@@ -110,7 +110,7 @@ def _is_app_origin(value: str) -> bool:
 
 
 # A host (or a bracketed IPv6 address), perhaps a port, perhaps a path: `example.com:8443/`.
-_SCHEMELESS_WEB = re.compile(r"^(?:\[[^\]/]*\]|[A-Za-z0-9_.-]+)(?::[0-9]*)?(?:[/?#].*)?$")
+_SCHEMELESS_WEB = re.compile(r"^(?:\[[^\]/]*\]|[A-Za-z0-9_.-]+)(?::[0-9]+)?(?:[/?#].*)?$")
 
 
 def ipv4_label(label: str) -> bool:

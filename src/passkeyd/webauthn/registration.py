@@ -111,6 +111,12 @@ def verify_registration(
         )
     if raw_statement is not None and not isinstance(raw_statement, Mapping):
         raise MalformedResponse(Step.ATTESTATION_OBJECT, "attestationObject's attStmt is not a map")
+    x5c = raw_statement.get("x5c", []) if raw_statement is not None else []
+    if not isinstance(x5c, list) or not all(isinstance(c, bytes) for c in x5c):
+        # (An x5c of {} or null read as none at all: self attestation.)
+        raise MalformedResponse(
+            Step.ATTESTATION_OBJECT, "attStmt's x5c is not an array of certificates"
+        )
     check_authenticator_data_layout(raw_auth_data, Step.ATTESTATION_OBJECT)
     try:
         auth_data = parse_authenticator_data(raw_auth_data)

@@ -252,19 +252,26 @@ def read_leaf(der: bytes) -> tuple[x509.Certificate | None, bool]:
     could be read. cryptography refuses a certificate's extensions written in BER where DER
     is due (a Basic Constraints with its CA FALSE written out, as Chromium's virtual
     authenticator wrote until 2021) while its version and subject still read: then those
-    are checked, and the extensions cannot be. (None: not even those read.)"""
-    try:
-        return load_certificates([der], Step.ATTESTATION_STATEMENT)[0], True
-    except VerificationFailed:
-        pass
+    are checked, and the extensions cannot be. (None: no certificate at all, which the
+    library's verification refused already.) A subject that cannot be read cannot meet
+    §8.2.1: VerificationFailed."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", CryptographyDeprecationWarning)
             leaf = x509.load_der_x509_certificate(der)
-            leaf.version, leaf.subject  # noqa: B018 - read now, or fail now
-    except Exception:  # noqa: BLE001 - any failure to parse: nothing to check
+    except Exception:  # noqa: BLE001 - no certificate (the library refused it already)
         return None, False
-    return leaf, False
+    try:
+        leaf.version, leaf.subject  # noqa: B018 - read now, or fail now
+    except Exception as exc:  # noqa: BLE001 - InvalidVersion, ValueError, ...
+        raise VerificationFailed(
+            Step.ATTESTATION_STATEMENT, "the attestation certificate's subject cannot be read"
+        ) from exc
+    try:
+        leaf.extensions  # noqa: B018
+    except Exception:  # noqa: BLE001 - ValueError, DuplicateExtension, ...
+        return leaf, False
+    return leaf, True
 
 
 def load_certificates(chain: Sequence[bytes], step: Step) -> list[x509.Certificate]:
