@@ -21,7 +21,15 @@ import cbor2
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
-UP, UV, BE, BS, AT = 0x01, 0x04, 0x08, 0x10, 0x40
+UP, UV, BE, BS, AT, ED = 0x01, 0x04, 0x08, 0x10, 0x40, 0x80
+# Extensions {"x": 1.0} whose 1.0 is a float16 (3 bytes): cbor2 writes it again as a float64
+# (9 bytes), which is where py_webauthn looked for the end of authenticatorData.
+FLOAT16_EXTENSIONS = bytes([0xA1, 0x61, 0x78, 0xF9, 0x3C, 0x00])
+# Extensions that do not end authenticatorData as one CBOR map, and what refuses them.
+EXTENSIONS_NOT_ENDING_AUTH_DATA = {
+    "bytes-after-the-extensions": (FLOAT16_EXTENSIONS + b"\x00" * 6, "6 bytes after its last"),
+    "extensions-not-a-map": (bytes([0x01]), "the extensions is not a CBOR map"),
+}
 ES256, EDDSA, RS256, PS256, ES384, ES512 = -7, -8, -257, -37, -35, -36
 _CURVES = {ES256: (ec.SECP256R1, 1, 32), ES384: (ec.SECP384R1, 2, 48), ES512: (ec.SECP521R1, 3, 66)}
 _HASHES = {ES256: hashes.SHA256, ES384: hashes.SHA384, ES512: hashes.SHA512}

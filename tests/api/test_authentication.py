@@ -6,7 +6,18 @@ import sqlite3
 
 import pytest
 
-from tests.authenticator import BE, BS, UP, UV, Authenticator, b64url, unb64url
+from tests.authenticator import (
+    BE,
+    BS,
+    ED,
+    EXTENSIONS_NOT_ENDING_AUTH_DATA,
+    FLOAT16_EXTENSIONS,
+    UP,
+    UV,
+    Authenticator,
+    b64url,
+    unb64url,
+)
 from tests.conftest import ORIGIN
 
 
@@ -711,17 +722,10 @@ def _signed(api, options, flags, tail=b"", client_data=None):
     }
 
 
-ED = 0x80
-FLOAT16_EXTENSIONS = bytes([0xA1, 0x61, 0x78, 0xF9, 0x3C, 0x00])  # {"x": 1.0}, a float16
-
-
 @pytest.mark.parametrize(
     ("tail", "says"),
-    [
-        (FLOAT16_EXTENSIONS + b"\x00" * 6, "6 bytes after its last field"),
-        (bytes([0x01]), "the extensions is not a CBOR map"),
-    ],
-    ids=["bytes-after-the-extensions", "extensions-not-a-map"],
+    list(EXTENSIONS_NOT_ENDING_AUTH_DATA.values()),
+    ids=list(EXTENSIONS_NOT_ENDING_AUTH_DATA),
 )
 def test_6_1_assertion_authenticator_data_after_its_extensions(api, challenge, tail, says):
     """§6.1: the extensions are one CBOR map and end authenticatorData. py_webauthn found
@@ -756,15 +760,9 @@ def test_step_7_2_19_a_backup_eligibility_that_changed_is_flagged_not_refused(
 
 
 def test_step_7_2_8_a_byte_order_mark_before_client_data_is_stripped(api, challenge):
-    import json
-
     pk = challenge["options"]["publicKey"]
-    client_data = (
-        b"\xef\xbb\xbf"
-        + json.dumps(
-            {"type": "webauthn.get", "challenge": pk["challenge"], "origin": ORIGIN}
-        ).encode()
-    )
+    bom = b"\xef\xbb\xbf"
+    client_data = bom + Authenticator._client_data("webauthn.get", pk["challenge"], ORIGIN)
     assertion = _signed(api, challenge["options"], UP | UV | BE | BS, client_data=client_data)
     r = api.approve(assertion)
     assert (r.status_code, r.json()["status"]) == (200, "approved"), r.text

@@ -11,10 +11,13 @@ from tests.authenticator import (
     AAGUID,
     AT,
     BS,
+    ED,
     EDDSA,
     ES256,
     ES384,
     ES512,
+    EXTENSIONS_NOT_ENDING_AUTH_DATA,
+    FLOAT16_EXTENSIONS,
     PS256,
     RS256,
     UP,
@@ -603,19 +606,10 @@ def test_step_7_1_13_bytes_after_the_attestation_object_are_refused(api, pending
     assert "bytes after" in refused(api, cred, 400, 60386)["message"]
 
 
-ED = 0x80
-# An extensions map whose 1.0 is a float16 (3 bytes): cbor2 writes it again as a float64
-# (9 bytes), which is where py_webauthn looked for the end of authenticatorData.
-FLOAT16_EXTENSIONS = bytes([0xA1, 0x61, 0x78, 0xF9, 0x3C, 0x00])
-
-
 @pytest.mark.parametrize(
     ("extensions", "says"),
-    [
-        (FLOAT16_EXTENSIONS + b"\x00" * 6, "6 bytes after its last field"),
-        (bytes([0x01]), "the extensions is not a CBOR map"),
-    ],
-    ids=["bytes-after-the-extensions", "extensions-not-a-map"],
+    list(EXTENSIONS_NOT_ENDING_AUTH_DATA.values()),
+    ids=list(EXTENSIONS_NOT_ENDING_AUTH_DATA),
 )
 def test_6_1_registration_authenticator_data_after_its_extensions(api, pending, extensions, says):
     """§6.1: the extensions are one CBOR map, and nothing follows them. Both were verified."""
@@ -754,15 +748,9 @@ def test_a_raw_id_in_any_encoding_of_the_same_credential_is_accepted(api, pendin
 def test_step_7_1_5_a_byte_order_mark_before_client_data_is_stripped(api, pending):
     """§7.1.5: "UTF-8 decode", which strips a leading BOM; clientDataJSON starting with
     one was refused as not JSON."""
-    import json
-
     pk = pending["options"]["publicKey"]
-    client_data = (
-        b"\xef\xbb\xbf"
-        + json.dumps(
-            {"type": "webauthn.create", "challenge": pk["challenge"], "origin": ORIGIN}
-        ).encode()
-    )
+    bom = b"\xef\xbb\xbf"
+    client_data = bom + Authenticator._client_data("webauthn.create", pk["challenge"], ORIGIN)
     cred = api.authenticator.create(pending["options"], ORIGIN, client_data=client_data)
     r = api.verify_factor(cred)
     assert (r.status_code, r.json()["status"]) == (200, "verified"), r.text
