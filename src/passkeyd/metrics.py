@@ -49,10 +49,7 @@ _ceremonies: dict[tuple[str, str, str], Any] = {}
 
 def request(route: str, method: str, status: int, seconds: float) -> None:
     """Count one answered request and observe how long it took."""
-    counter = _requests.get((route, method, status))
-    if counter is None:
-        counter = _requests[(route, method, status)] = REQUESTS.labels(route, method, str(status))
-    counter.inc()
+    _count(route, method, status)
     histogram = _latency.get((route, method))
     if histogram is None:
         histogram = _latency[(route, method)] = LATENCY.labels(route, method)
@@ -67,10 +64,13 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"
 def unmatched(method: str, status: int) -> None:
     """Count a request no route served (404) or whose method its route does not (405), under
     the route `unmatched`: probes and misdirected clients show in the request count."""
-    key = ("unmatched", method if method in _METHODS else "other", status)
-    counter = _requests.get(key)
+    _count("unmatched", method if method in _METHODS else "other", status)
+
+
+def _count(route: str, method: str, status: int) -> None:
+    counter = _requests.get((route, method, status))
     if counter is None:
-        counter = _requests[key] = REQUESTS.labels(key[0], key[1], str(status))
+        counter = _requests[(route, method, status)] = REQUESTS.labels(route, method, str(status))
     counter.inc()
 
 

@@ -34,7 +34,6 @@ SUPPORTED_ALGORITHMS: tuple[int, ...] = tuple(ALGORITHM_NAMES)
 # COSE key parameters (RFC 9053): kty 2 = EC2, crv 2 = P-384.
 _KTY, _ALG, _CRV, _X, _Y = 1, 3, -1, -2, -3
 _EC2, _P384 = 2, 2
-_P384_COORDINATE_BYTES = 48
 
 
 # The key each algorithm signs with (WebAuthn §5.8.5, RFC 9053): its COSE key type (kty 1
@@ -130,8 +129,8 @@ def es384_public_key(cose_key: bytes) -> ec.EllipticCurvePublicKey:
         or not _is_int(key.get(_CRV), _P384)
         or not isinstance(x, bytes)
         or not isinstance(y, bytes)
-        or len(x) != _P384_COORDINATE_BYTES
-        or len(y) != _P384_COORDINATE_BYTES
+        or len(x) != _COORDINATE_BYTES[_P384]
+        or len(y) != _COORDINATE_BYTES[_P384]
     ):
         raise MalformedResponse(Step.PUBLIC_KEY, "an ES384 key must be an EC2 P-384 point")
     try:

@@ -119,22 +119,19 @@ def _credential_id(body: dict[str, Any], *, required: bool) -> bytes | None:
         step = Step.RAW_ID if key == "rawId" else Step.CREDENTIAL_ID
         if not isinstance(raw, str):
             raise MalformedResponse(step, f"{key} is not a string")
-        # Hex first (Twilio's examples send rawId in hex): hex text is base64url too, and
-        # would decode to other bytes; a base64url id of 16 bytes or more is all hex
-        # digits with a chance under 1e-10.
-        if _HEX.fullmatch(raw):
-            return binascii.unhexlify(raw)
-        try:
-            return b64url_decode(raw)
-        except ValueError as exc:
-            raise MalformedResponse(step, f"{key} is not base64url or hex") from exc
+        readings = _readings(raw)
+        if not readings:
+            raise MalformedResponse(step, f"{key} is not base64url or hex")
+        return readings[0]
     if required:
         raise MalformedResponse(Step.CREDENTIAL_ID, "id is required")
     return None
 
 
 def _readings(raw: str) -> list[bytes]:
-    """What a `rawId` may encode: its bytes as hex (Twilio's examples) and as base64url."""
+    """What a `rawId` may encode: its bytes as hex (Twilio's examples), then as base64url.
+    Hex comes first: hex text is base64url too, and would decode to other bytes; a
+    base64url id of 16 bytes or more is all hex digits with a chance under 1e-10."""
     readings = [binascii.unhexlify(raw)] if _HEX.fullmatch(raw) else []
     with contextlib.suppress(ValueError):
         readings.append(b64url_decode(raw))
