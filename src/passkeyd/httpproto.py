@@ -3,7 +3,8 @@
 uvicorn writes a response's status line and headers, then its body, as two writes: two
 send() calls and two TCP segments for every answer, each one a wake-up for the client.
 Here a header block is held until the body that follows it, and both go out together. A
-header block that no body follows (HEAD, `100 Continue`) is sent at the loop's next turn.
+header block that no body follows (HEAD) is sent when its response is complete, and an
+interim `100 Continue` at once.
 
 A request the HTTP parser refuses (a bad method token, a malformed Content-Length, a bad
 chunk, a NUL in a header) never reaches the app: uvicorn answers it with a plain-text 400.
@@ -36,22 +37,24 @@ from passkeyd.logs import new_request_id
 
 
 class _OneWriteTransport:
-    """A transport that joins a header block to the write after it."""
+    """A transport that joins a response's header block to the write after it (its body).
+    A header block that no body follows (a HEAD request's, say) goes out when its response
+    is complete (`OneWriteHttpProtocol.on_response_complete`), or before a close; an
+    interim `100 Continue` at once."""
 
-    __slots__ = ("_transport", "_loop", "_held")
+    __slots__ = ("_transport", "_held", "is_closing")
 
-    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, transport: asyncio.Transport) -> None:
         self._transport = transport
-        self._loop = loop
         self._held: bytes | None = None
+        self.is_closing = transport.is_closing  # asked at every response: no __getattr__
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if self._held is not None:
             data, self._held = self._held + bytes(data), None
             self._transport.write(data)
-        elif data[:5] == b"HTTP/" and data[-4:] == b"\r\n\r\n":
+        elif data[:5] == b"HTTP/" and data[-4:] == b"\r\n\r\n" and data[9:10] != b"1":
             self._held = bytes(data)
-            self._loop.call_soon(self.flush)
         else:
             self._transport.write(data)
 
@@ -151,9 +154,11 @@ class OneWriteHttpProtocol(HttpToolsProtocol):
     _too_large = False
     _head_refusal: tuple[int, bytes] | None = None  # a head read whole, but refused
     _upgrade_refused = False  # this request's body was skipped by the parser: refused
+    _one_write: _OneWriteTransport
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(_OneWriteTransport(transport, self.loop))  # type: ignore[arg-type]
+        self._one_write = _OneWriteTransport(transport)
+        super().connection_made(self._one_write)  # type: ignore[arg-type]
         self._arm_head_timer()  # a connection that never sends a request is not kept
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -225,18 +230,19 @@ class OneWriteHttpProtocol(HttpToolsProtocol):
         self._upgrade_refused = False
         self._arm_head_timer()
 
-    def _count(self, size: int) -> None:
-        self._head_bytes += size
+    # (The size is counted inline: these run for every header of every request.)
+    def on_url(self, url: bytes) -> None:
+        self._head_bytes += len(url)
         if self._head_bytes > MAX_HEAD_BYTES:
             self._too_large = True
             raise _HeadTooLarge  # the parser stops, and send_400_response answers
-
-    def on_url(self, url: bytes) -> None:
-        self._count(len(url))
         super().on_url(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._count(len(name) + len(value) + 4)
+        self._head_bytes += len(name) + len(value) + 4
+        if self._head_bytes > MAX_HEAD_BYTES:
+            self._too_large = True
+            raise _HeadTooLarge
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
@@ -268,12 +274,19 @@ class OneWriteHttpProtocol(HttpToolsProtocol):
         an HTTP/1.1 request, two of them, or one that is no host and port (passkeyd builds
         `url` and `next_page_url` from it: 400); a transfer coding other than chunked, which
         passkeyd would read as the body itself (501)."""
-        hosts = [value for name, value in self.headers if name == b"host"]
-        if len(hosts) > 1:
-            return 400, _HOST_REPEATED
-        if not hosts and self.parser.get_http_version() != "1.0":
+        host: bytes | None = None
+        host_at = -1
+        unsupported = False  # a transfer coding other than chunked
+        for i, (name, value) in enumerate(self.headers):  # one pass: this runs per request
+            if name == b"host":
+                if host is not None:
+                    return 400, _HOST_REPEATED
+                host, host_at = value.strip(b" \t"), i  # (httptools keeps trailing OWS)
+            elif name == b"transfer-encoding":
+                codings = [c.strip(b" \t").lower() for c in value.split(b",")]
+                unsupported = unsupported or any(c and c != b"chunked" for c in codings)
+        if host is None and self.parser.get_http_version() != "1.0":
             return 400, _HOST_MISSING
-        host = hosts[0].strip(b" \t") if hosts else None  # (httptools keeps trailing OWS)
         target = self.url
         if target[:1] != b"/" and b"://" in target[:8]:
             # An absolute-form target (through a proxy): its authority is the host, and
@@ -282,21 +295,14 @@ class OneWriteHttpProtocol(HttpToolsProtocol):
         if host is not None:
             if not _HOST.fullmatch(host):
                 return 400, _HOST_INVALID
-            self._set_host(host)
-        for name, value in self.headers:
-            if name == b"transfer-encoding":
-                codings = [c.strip(b" \t").lower() for c in value.split(b",")]
-                if any(c and c != b"chunked" for c in codings):
-                    return 501, _CODING_UNSUPPORTED
+            # The request's Host, as `url` and `next_page_url` are built from it.
+            if host_at >= 0:
+                self.headers[host_at] = (b"host", host)
+            else:
+                self.headers.append((b"host", host))
+        if unsupported:
+            return 501, _CODING_UNSUPPORTED
         return None
-
-    def _set_host(self, host: bytes) -> None:
-        """The request's Host, as `url` and `next_page_url` are built from it."""
-        for i, (name, _) in enumerate(self.headers):
-            if name == b"host":
-                self.headers[i] = (name, host)
-                return
-        self.headers.append((b"host", host))
 
     def _declares_body(self) -> bool:
         for name, value in self.headers:
@@ -356,6 +362,7 @@ class OneWriteHttpProtocol(HttpToolsProtocol):
 
     def on_response_complete(self) -> None:
         last = not self.pipeline
+        self._one_write.flush()  # a header block no body followed (HEAD)
         super().on_response_complete()
         if self._refusal is not None and last:
             status, body = self._refusal
