@@ -68,15 +68,15 @@ class Form:
 
 
 async def read_body(request: Request, *, code: int = 60200) -> bytes:
-    encodings = [
-        e.strip().lower()
-        for value in request.headers.getlist("content-encoding")
-        for e in value.split(",")
-    ]
-    if any(e not in ("", "identity") for e in encodings):
-        # A compressed body would be read as its compressed bytes: say so instead.
-        raise HttpError(415, code, "Content-Encoding is not supported: send the body as is")
-    length = request.headers.get("content-length")
+    length: str | None = None
+    for name, value in request.scope["headers"]:  # one pass (Starlette's `headers` scans each)
+        if name == b"content-encoding":
+            encodings = value.decode("latin-1").split(",")
+            if any(e.strip().lower() not in ("", "identity") for e in encodings):
+                # A compressed body would be read as its compressed bytes: say so instead.
+                raise HttpError(415, code, "Content-Encoding is not supported: send the body as is")
+        elif name == b"content-length" and length is None:
+            length = value.decode("latin-1")
     if length is not None and (
         not (length.isascii() and length.isdigit())
         or len(length) > 12
