@@ -4,7 +4,9 @@ uvicorn writes a response's status line and headers, then its body, as two write
 send() calls and two TCP segments for every answer, each one a wake-up for the client.
 Here a header block is held until the body that follows it, and both go out together. A
 header block that no body follows (HEAD) is sent when its response is complete, and an
-interim `100 Continue` at once.
+interim `100 Continue` at once. (So a streamed response's head would wait for its first
+chunk, and one started before its request's body was read would wait for that body: the
+API has neither. The demo's pages and static files run on uvicorn's own protocol.)
 
 A request the HTTP parser refuses (a bad method token, a malformed Content-Length, a bad
 chunk, a NUL in a header) never reaches the app: uvicorn answers it with a plain-text 400.
