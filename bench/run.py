@@ -23,6 +23,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -33,7 +34,12 @@ from pkbench.db import database_for  # noqa: E402
 from pkbench.load import Budget  # noqa: E402
 from pkbench.source import CHOICES, git, source_dir  # noqa: E402
 
-SECTIONS = ("floors", "http", "passkeyd", "fastapi", "simplewebauthn", "scale")
+SECTIONS = ("floors", "http", "passkeyd", "postgresql", "fastapi", "simplewebauthn", "scale")
+# passkeyd on PostgreSQL too (section `postgresql`), beside its SQLite default, when a server
+# answers here: these machines run one (trust auth, database test).
+DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+# The system name of passkeyd's cells on PostgreSQL in that section.
+ON_POSTGRES = report.ON_POSTGRES
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -43,6 +49,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--database-url",
         default="sqlite",
         help="sqlite (default: files in a temp dir) or postgresql://host:port/db",
+    )
+    p.add_argument(
+        "--postgres-url",
+        default=os.environ.get("PASSKEYD_BENCH_POSTGRES_URL", DEFAULT_POSTGRES_URL),
+        help="PostgreSQL server for the `postgresql` section: passkeyd's cells again on"
+        " PostgreSQL, a database made and dropped beside the one named (default"
+        f" $PASSKEYD_BENCH_POSTGRES_URL or {DEFAULT_POSTGRES_URL}; `none` skips it)",
     )
     p.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")
     p.add_argument("--seconds", type=float, help="measured seconds per cell")
@@ -189,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
         if "passkeyd" in sections:
             log(f"passkeyd ({database.kind})")
             suite.run_async(suite.passkeyd_section(opts, results))
+        if "postgresql" in sections:
+            postgres_section(args.postgres_url, database, opts, results, log)
         if "fastapi" in sections:
             log(f"peer: FastAPI {systems.fastapi_version()} + py_webauthn + SQLite")
             suite.run_async(suite.fastapi_section(opts, results))
@@ -237,6 +252,28 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if not any(c.errors for c in results.cells) else 1
 
 
+def postgres_section(
+    url: str, database: Any, opts: suite.Options, results: suite.Results, log: Any
+) -> None:
+    """passkeyd's cells once more, on PostgreSQL, when the run's own database is SQLite."""
+    if database.kind == "postgresql":
+        return  # the passkeyd section ran on PostgreSQL already
+    if url.strip().lower() in ("", "none"):
+        results.skipped.append("passkeyd on PostgreSQL: --postgres-url none")
+        return
+    postgres = database_for(url)
+    why = postgres.reachable()  # type: ignore[attr-defined]
+    if why is not None:
+        shown = urlsplit(url)._replace(netloc=urlsplit(url).netloc.rpartition("@")[2]).geturl()
+        results.skipped.append(f"passkeyd on PostgreSQL: {shown} cannot be used ({why})")
+        return
+    log("passkeyd (postgresql)")
+    try:
+        suite.run_async(suite.passkeyd_section(opts, results, postgres, ON_POSTGRES))
+    finally:
+        postgres.cleanup()
+
+
 def print_report(
     results: suite.Results,
     floor_results: list[floors.Floor],
@@ -253,6 +290,10 @@ def print_report(
     )
     section("floors", report.floors_table(floor_results, results.cells))
     section("passkeyd vs peers", "\n".join(report.ratio_lines(results.cells, concurrency)))
+    section(
+        "passkeyd on PostgreSQL vs SQLite",
+        "\n".join(report.database_lines(results.cells, concurrency)),
+    )
     section("scale", report.scale_table(results))
     section("start-up and memory", report.servers_table(results))
     errors = [

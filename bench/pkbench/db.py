@@ -53,6 +53,11 @@ class Database(Protocol):
     def seed(self, url: str, count: int) -> SeedResult: ...
     def cleanup(self) -> None: ...
 
+    def server_pids(self) -> list[int]:
+        """The processes of a database server apart from passkeyd, whose CPU a flow costs
+        too (none for SQLite, which runs inside passkeyd)."""
+        ...
+
 
 def _rows(
     count: int, columns: Sequence[str], template: Sequence[Any], vary: dict[str, Any]
@@ -110,6 +115,9 @@ class SQLiteDatabase:
 
     def before_serve(self, url: str, env: dict[str, str]) -> None:
         return None  # `passkeyd serve` migrates its embedded database itself
+
+    def server_pids(self) -> list[int]:
+        return []
 
     def seed(self, url: str, count: int) -> SeedResult:
         path = url[len("sqlite:///") :]
@@ -223,6 +231,25 @@ class PostgresDatabase:
             conn.execute("ANALYZE")
             size = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
         return SeedResult(count, time.perf_counter() - started, int(size))
+
+    def server_pids(self) -> list[int]:
+        """Every process of the PostgreSQL server that shows in pg_stat_activity: the
+        backends serving passkeyd's connections, and the WAL writer, checkpointer and the
+        rest, which do a commit's work too. (Readable in /proc when the benchmark runs as
+        root or as the server's user; otherwise their CPU shows in `other`.)"""
+        with self._connect(self.admin_url) as conn:
+            mine = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+            rows = conn.execute("SELECT pid FROM pg_stat_activity").fetchall()
+        return [pid for (pid,) in rows if pid != mine]
+
+    def reachable(self) -> str | None:
+        """Why the server cannot be used (no psycopg, not running, refused), or None."""
+        try:
+            with self._connect(self.admin_url) as conn:
+                conn.execute("SELECT 1")
+        except Exception as exc:  # ImportError, OperationalError: all mean "skip it"
+            return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}"
+        return None
 
     def cleanup(self) -> None:
         with self._connect(self.admin_url) as conn:

@@ -19,7 +19,7 @@ from typing import Any
 
 from .drivers import User
 from .http import Connection, connect
-from .procs import HOST, Server, machine_busy_seconds, self_cpu_seconds
+from .procs import HOST, Server, cpu_seconds, machine_busy_seconds, self_cpu_seconds
 
 Flow = Callable[[Connection, User], Awaitable[None]]
 ERROR_PAUSE = 0.01  # after a failed flow, so an error storm cannot spin a core
@@ -64,6 +64,10 @@ class CellResult:
     client_us_per_flow: float
     client_cores: float
     other_cores: float = 0.0  # CPU the rest of the machine used meanwhile: noise
+    # A database server's own processes (PostgreSQL), beside passkeyd's: part of the cost.
+    db_cpu_s: float = 0.0
+    db_us_per_flow: float = 0.0
+    db_cores: float = 0.0
     unfinished: int = 0
     note: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
@@ -114,6 +118,7 @@ async def run_cell(
     workers: int,
     budget: Budget,
     server: Server | None,
+    database_pids: Callable[[], Sequence[int]] | None = None,
 ) -> CellResult:
     """Run one cell: one connection per pool in `users` (so concurrency = len(users)); each
     connection takes the users of its own pool in turn, so no user is ever in two flows at
@@ -143,6 +148,8 @@ async def run_cell(
     await asyncio.sleep(budget.warmup)
     roles = server.roles() if server else {}
     before = server.sample() if server else None
+    db_pids = database_pids() if database_pids else ()  # after the warm-up: pools are open
+    db_before = _cpu_of(db_pids)
     client_before = self_cpu_seconds()
     busy_before = machine_busy_seconds()
     t0 = time.perf_counter()
@@ -154,6 +161,7 @@ async def run_cell(
     window.measuring = False
     t1 = time.perf_counter()
     after = server.sample() if server else None
+    db_after = _cpu_of(db_pids)
     client_cpu = self_cpu_seconds() - client_before
     busy = machine_busy_seconds() - busy_before
     window.stopped = True
@@ -173,6 +181,7 @@ async def run_cell(
             delta = cpu - before.cpu.get(pid, cpu)
             server_cpu += delta
             processes.append(ProcessCpu(pid, roles.get(pid, "worker"), delta, delta / elapsed))
+    db_cpu = sum(cpu - db_before[pid] for pid, cpu in db_after.items() if pid in db_before)
     per_flow = 1e6 / flows if flows else float("nan")
     return CellResult(
         system=system,
@@ -195,9 +204,24 @@ async def run_cell(
         client_cpu_s=client_cpu,
         client_us_per_flow=client_cpu * per_flow,
         client_cores=client_cpu / elapsed if elapsed else 0.0,
-        other_cores=max(0.0, busy - server_cpu - client_cpu) / elapsed if elapsed else 0.0,
+        other_cores=(
+            max(0.0, busy - server_cpu - client_cpu - db_cpu) / elapsed if elapsed else 0.0
+        ),
         unfinished=len(pending),
+        db_cpu_s=db_cpu,
+        db_us_per_flow=db_cpu * per_flow,
+        db_cores=db_cpu / elapsed if elapsed else 0.0,
     )
+
+
+def _cpu_of(pids: Sequence[int]) -> dict[int, float]:
+    """CPU seconds of each process still there and readable."""
+    out = {}
+    for pid in pids:
+        seconds = cpu_seconds(pid)
+        if seconds is not None:
+            out[pid] = seconds
+    return out
 
 
 async def prepare_users(

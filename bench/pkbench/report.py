@@ -47,6 +47,9 @@ class Target:
         return d
 
 
+ON_POSTGRES = "passkeyd-postgresql"  # passkeyd's cells in the `postgresql` section
+
+
 def find(
     cells: Sequence[CellResult], system: str, flow: str, workers: int | None, c: int
 ) -> CellResult | None:
@@ -76,7 +79,8 @@ def cell_table(cells: Sequence[CellResult]) -> str:
     head = (
         f"{'system':<26} {'flow':<7} {'w':>1} {'c':>3} {'flows/s':>9} {'p50 ms':>7}"
         f" {'p99 ms':>7} {'req p99':>7} {'srv us/flow':>11} {'srv cores':>9}"
-        f" {'worker split':<17} {'cli us/flow':>11} {'cli cores':>9} {'other':>5} {'err':>4}"
+        f" {'worker split':<17} {'db us/flow':>10} {'cli us/flow':>11} {'cli cores':>9}"
+        f" {'other':>5} {'err':>4}"
     )
     lines = [head, "-" * len(head)]
     for r in cells:
@@ -84,6 +88,7 @@ def cell_table(cells: Sequence[CellResult]) -> str:
             f"{r.system:<26} {r.flow:<7} {r.workers:>1} {r.concurrency:>3}"
             f" {r.flows_per_s:>9,.0f} {r.p50_ms:>7.2f} {r.p99_ms:>7.2f} {r.req_p99_ms:>7.2f}"
             f" {r.server_us_per_flow:>11,.0f} {r.server_cores:>9.2f} {split_text(r):<17}"
+            f" {f'{r.db_us_per_flow:,.0f}' if r.db_cpu_s else '-':>10}"
             f" {r.client_us_per_flow:>11,.0f} {r.client_cores:>9.2f} {r.other_cores:>5.2f}"
             f" {r.errors:>4}{' *' if r.other_cores > NOISY else ''}"
         )
@@ -111,6 +116,25 @@ def floors_table(floors: Sequence[Floor], cells: Sequence[CellResult]) -> str:
                 f"  (c{r.concurrency}, client {r.client_us_per_flow:.0f} us/req)"
             )
     return "\n".join(lines)
+
+
+def database_lines(cells: Sequence[CellResult], concurrency: Sequence[int]) -> list[str]:
+    """passkeyd on PostgreSQL against passkeyd on SQLite, and what PostgreSQL's own
+    processes add to each flow's CPU."""
+    lines = []
+    for flow in ("auth", "reg"):
+        for c in concurrency:
+            pg, lite = best(cells, ON_POSTGRES, flow, c), best(cells, "passkeyd", flow, c)
+            if pg is None or lite is None or not lite.flows_per_s:
+                continue
+            lines.append(
+                f"PostgreSQL / SQLite {flow:<4} c{c:<3}: {pg.flows_per_s / lite.flows_per_s:5.2f}x"
+                f"  ({pg.flows_per_s:,.0f} w{pg.workers} vs {lite.flows_per_s:,.0f}"
+                f" w{lite.workers}, best worker count each); CPU per flow"
+                f" {pg.server_us_per_flow:,.0f} us passkeyd + {pg.db_us_per_flow:,.0f} us"
+                f" PostgreSQL vs {lite.server_us_per_flow:,.0f} us"
+            )
+    return lines
 
 
 def ratio_lines(cells: Sequence[CellResult], concurrency: Sequence[int]) -> list[str]:

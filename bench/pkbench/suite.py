@@ -96,6 +96,7 @@ async def _cells(
     opts: Options,
     results: Results,
     flows: Sequence[str] = FLOWS,
+    database: Database | None = None,
 ) -> None:
     for flow_name in flows:
         flow = driver.authenticate if flow_name == "auth" else driver.register
@@ -109,6 +110,7 @@ async def _cells(
                 workers=workers,
                 budget=opts.budget,
                 server=server,
+                database_pids=database.server_pids if database is not None else None,
             )
             results.cells.append(result)
             opts.log("  " + one_line(result))
@@ -120,16 +122,18 @@ def one_line(r: CellResult) -> str:
     return (
         f"{r.system} {r.flow} w{r.workers} c{r.concurrency}: {r.flows_per_s:,.0f}/s"
         f" p50 {r.p50_ms:.1f} p99 {r.p99_ms:.1f} ms, server {r.server_us_per_flow:.0f} us/flow"
-        f" ({r.server_cores:.2f} cores, workers {split}), client {r.client_us_per_flow:.0f}"
-        f" us/flow, errors {r.errors}"
+        f" ({r.server_cores:.2f} cores, workers {split}),"
+        + (f" database {r.db_us_per_flow:.0f} us/flow," if r.db_cpu_s else "")
+        + f" client {r.client_us_per_flow:.0f} us/flow, errors {r.errors}"
     )
 
 
 async def _passkeyd_server(
-    workers: int, tag: str, opts: Options
+    workers: int, tag: str, opts: Options, database: Database | None = None
 ) -> tuple[Server, systems.Credentials, str]:
+    database = database or opts.database
     creds = systems.Credentials.random()
-    url = opts.database.fresh(tag)
+    url = database.fresh(tag)
     server = systems.passkeyd_server(
         workers=workers,
         database_url=url,
@@ -139,7 +143,7 @@ async def _passkeyd_server(
         extra_env=opts.passkeyd_env,
     )
     env = dict(server.env)
-    opts.database.before_serve(url, env)
+    database.before_serve(url, env)
     return server, creds, url
 
 
@@ -160,16 +164,20 @@ def user_names(count: int) -> list[str]:
     return [f"bench-user-{i:04d}" for i in range(count)]
 
 
-async def passkeyd_section(opts: Options, results: Results) -> None:
+async def passkeyd_section(
+    opts: Options, results: Results, database: Database | None = None, system: str = "passkeyd"
+) -> None:
+    """passkeyd's cells on `database` (by default the run's own, `--database-url`)."""
+    database = database or opts.database
     for workers in opts.workers:
-        server, creds, _ = await _passkeyd_server(workers, f"passkeyd-w{workers}", opts)
-        _start(server, "passkeyd", workers, results, opts)
+        server, creds, _ = await _passkeyd_server(workers, f"{system}-w{workers}", opts, database)
+        _start(server, system, workers, results, opts)
         try:
             driver = await _passkeyd_driver(server, creds)
             users = await enroll_users(
                 server.port, user_names(max(opts.users, max(opts.concurrency))), driver.enroll
             )
-            await _cells("passkeyd", driver, server, workers, users, opts, results)
+            await _cells(system, driver, server, workers, users, opts, results, database=database)
         finally:
             server.stop()
 
@@ -271,6 +279,7 @@ async def scale_section(opts: Options, results: Results) -> None:
                 workers=workers,
                 budget=opts.budget,
                 server=server,
+                database_pids=opts.database.server_pids,
             )
             result.extra = {"stored_factors": count, "seed_seconds": seeded.seconds}
             results.cells.append(result)
