@@ -1,7 +1,7 @@
 """passkeyd benchmark: whole registration and authentication flows over HTTP, against
 passkeyd and two peers, with the floors they run on, all measured in one run.
 
-    .venv/bin/python bench/run.py            # full run, about 6 minutes
+    .venv/bin/python bench/run.py            # full run, about 8 minutes
     .venv/bin/python bench/run.py --quick    # smoke test, about 2 minutes
 
 Prints the tables and the targets, and writes bench/results/<timestamp>.json.
