@@ -233,14 +233,17 @@ class PostgresDatabase:
         return SeedResult(count, time.perf_counter() - started, int(size))
 
     def server_pids(self) -> list[int]:
-        """Every process of the PostgreSQL server that shows in pg_stat_activity: the
-        backends serving passkeyd's connections, and the WAL writer, checkpointer and the
-        rest, which do a commit's work too. (Readable in /proc when the benchmark runs as
-        root or as the server's user; otherwise their CPU shows in `other`.)"""
+        """The PostgreSQL server's processes that work for passkeyd: the backends connected
+        to the benchmark's databases, and the server's own (WAL writer, checkpointer and the
+        rest), which do a commit's work too; not other clients' backends. (Readable in /proc
+        when the benchmark runs as root or as the server's user; otherwise their CPU shows
+        in `other`.)"""
         with self._connect(self.admin_url) as conn:
-            mine = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
-            rows = conn.execute("SELECT pid FROM pg_stat_activity").fetchall()
-        return [pid for (pid,) in rows if pid != mine]
+            rows = conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE pid <> pg_backend_pid()"
+                " AND (backend_type <> 'client backend' OR datname LIKE 'passkeyd\\_bench\\_%')"
+            ).fetchall()
+        return [pid for (pid,) in rows]
 
     def reachable(self) -> str | None:
         """Why the server cannot be used (no psycopg, not running, refused), or None."""
