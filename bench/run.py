@@ -262,9 +262,10 @@ def postgres_section(
         results.skipped.append("passkeyd on PostgreSQL: --postgres-url none")
         return
     postgres = database_for(url)
-    why = postgres.reachable()  # type: ignore[attr-defined]
+    why = postgres.reachable()
     if why is not None:
-        shown = urlsplit(url)._replace(netloc=urlsplit(url).netloc.rpartition("@")[2]).geturl()
+        parts = urlsplit(url)
+        shown = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()  # no password
         results.skipped.append(f"passkeyd on PostgreSQL: {shown} cannot be used ({why})")
         return
     log("passkeyd (postgresql)")

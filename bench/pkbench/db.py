@@ -58,6 +58,10 @@ class Database(Protocol):
         too (none for SQLite, which runs inside passkeyd)."""
         ...
 
+    def reachable(self) -> str | None:
+        """Why the database cannot be used, or None."""
+        ...
+
 
 def _rows(
     count: int, columns: Sequence[str], template: Sequence[Any], vary: dict[str, Any]
@@ -118,6 +122,9 @@ class SQLiteDatabase:
 
     def server_pids(self) -> list[int]:
         return []
+
+    def reachable(self) -> str | None:
+        return None  # a file in a temporary directory
 
     def seed(self, url: str, count: int) -> SeedResult:
         path = url[len("sqlite:///") :]
