@@ -174,13 +174,18 @@ class OneWriteHttpProtocol(HttpToolsProtocol):
         super().data_received(data)
         if self.transport.is_closing() or self._refusal is not None:
             return
-        if in_head and self._head_started:
-            # httptools holds a header line until it ends: count what the head took so far.
-            self._head_raw += len(data)
-            if self._head_raw > MAX_HEAD_BYTES:
-                self._too_large = True
-                self._refuse(431, _HEAD_TOO_LARGE, body_of_cycle=True)
-        elif not self._head_started and (self.cycle is None or self.cycle.response_complete):
+        if self._head_started:  # a head this read began or went on with, not yet whole
+            if in_head:
+                # httptools holds a header line until it ends: count what the head took.
+                self._head_raw += len(data)
+                if self._head_raw > MAX_HEAD_BYTES:
+                    self._too_large = True
+                    self._refuse(431, _HEAD_TOO_LARGE, body_of_cycle=True)
+                    return
+            # Its clock starts now (a head that arrives whole in one read, as nearly every
+            # one does, needs none: no timer is set and cancelled for it).
+            self._arm_head_timer()
+        elif self.cycle is None or self.cycle.response_complete:
             # Bytes that began no request (a bare CRLF) stopped uvicorn's keep-alive clock.
             self._arm_head_timer()
 
@@ -230,7 +235,6 @@ class OneWriteHttpProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._head_raw = 0
         self._upgrade_refused = False
-        self._arm_head_timer()
 
     # (The size is counted inline: these run for every header of every request.)
     def on_url(self, url: bytes) -> None:

@@ -348,6 +348,17 @@ def test_a_request_head_that_takes_too_long_is_answered_408(tmp_path) -> None:
         assert _rest(crlf) == b""
         assert time.monotonic() - started < 3  # (uvicorn's keep-alive: 5 s)
         crlf.close()
+        # The head of a kept-alive connection's next request is timed too: its bytes stop
+        # uvicorn's keep-alive clock, and the head's own starts with them.
+        kept = Connection(process.base_url)
+        kept.send(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        assert kept.response()[0] == 200
+        kept.send(b"GET /healthz HTTP/1.1\r\nHost: t\r\n")
+        started = time.monotonic()
+        status, _, body = kept.response()
+        assert (status, b"60200" in body) == (408, True), body
+        assert time.monotonic() - started < 3
+        kept.close()
         # A head that is slow while the request before it is being answered: that answer
         # goes out (it was dropped, the request carried out), then the connection closes.
         lock = sqlite3.connect(f"{tmp_path}/slow.db", isolation_level=None)
