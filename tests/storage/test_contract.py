@@ -855,6 +855,25 @@ def test_a_challenge_over_a_limit_is_not_stored(store):
     assert store.get_challenge(svc.account_sid, svc.sid, third.sid) is not None
 
 
+def test_a_challenge_over_the_rate_limit_alone_is_not_stored(store):
+    """Room left for it, a challenge over the rate limit is refused and leaves nothing:
+    neither the challenge (SQLite inserts it before counting the hit) nor the hit."""
+    svc = service()
+    store.insert_service(svc)
+    ent_ = stored(store, entity(svc))
+    hit = RateHit("challenge:VA1:user-0002", NOW, 1)
+    assert store.insert_challenge(challenge(ent_, svc), rate=hit, max_pending=50) is (
+        InsertOutcome.INSERTED
+    )
+    over = challenge(ent_, svc)
+    assert store.insert_challenge(over, rate=hit, max_pending=50) is InsertOutcome.RATE_LIMITED
+    assert store.get_challenge(svc.account_sid, svc.sid, over.sid) is None
+    assert store.rate_limit_count(hit.key, NOW) == 1
+    unlimited = challenge(ent_, svc)  # and without a limit, the same statement stores it
+    assert store.insert_challenge(unlimited) is InsertOutcome.INSERTED
+    assert store.get_challenge(svc.account_sid, svc.sid, unlimited.sid) is not None
+
+
 def test_a_capped_failure_past_its_limit_writes_nothing(store):
     svc = service()
     store.insert_service(svc)

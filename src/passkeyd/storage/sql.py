@@ -922,10 +922,38 @@ class SqlStore(abc.ABC):
         """Insert a challenge, counting its rate-limit hit and checking the entity's pending
         challenges in the same transaction (one write instead of three). Nothing is written
         when its service (SERVICE_GONE), or its entity or the factor it names (ENTITY_GONE),
-        was deleted meanwhile."""
+        was deleted meanwhile.
+
+        The common case is one statement: the INSERT made only where what it belongs to
+        exists and the entity has room, then the hit counted (over the limit, the INSERT is
+        rolled back with it). Where the INSERT made nothing, the checks run one by one, in
+        the order that names the refusal."""
         columns = CHALLENGE_COLUMNS.split(", ", 1)[1]
+        lock = self._FOR_KEY_SHARE
+        where = [f"EXISTS (SELECT 1 FROM services WHERE sid = ?{lock})"]
+        args: list[Any] = [challenge.service_sid]
+        if challenge.entity_sid:
+            where.append(f"EXISTS (SELECT 1 FROM entities WHERE sid = ?{lock})")
+            args.append(challenge.entity_sid)
+            if max_pending is not None:
+                where.append(
+                    "(SELECT count(*) FROM challenges WHERE entity_sid = ?"
+                    " AND status = 'pending' AND expiration_date > ?) < ?"
+                )
+                args += [challenge.entity_sid, challenge.date_created, max_pending]
+        if challenge.factor_sid:
+            where.append(f"EXISTS (SELECT 1 FROM factors WHERE sid = ?{lock})")
+            args.append(challenge.factor_sid)
         try:
             with self._write() as db:
+                if db.execute(
+                    f"INSERT INTO challenges ({columns}) SELECT {', '.join('?' * 17)}"
+                    f" WHERE {' AND '.join(where)}",
+                    (*challenge_to_row(challenge), *args),
+                ).rowcount:
+                    if rate is not None and self._count_hit(db, rate) > rate.limit:
+                        raise _Refused(InsertOutcome.RATE_LIMITED)
+                    return InsertOutcome.INSERTED
                 if not self._service_alive(db, challenge.service_sid):
                     raise _Refused(InsertOutcome.SERVICE_GONE)
                 if challenge.entity_sid and not self._entity_alive(db, challenge.entity_sid):
