@@ -245,6 +245,36 @@ def test_a_request_to_switch_to_h2c_is_refused_with_a_body_and_answered_without(
     assert [e["outcome"] for e in events if e["action"] == "create_challenge"] == ["refused"]
 
 
+def test_a_websocket_handshake_is_answered_as_the_http_request_it_is(server: Server) -> None:
+    """passkeyd has no WebSocket endpoint, and its workers load no WebSocket implementation
+    (uvicorn's took about 100 ms of a two-worker start-up). A handshake used to get uvicorn's
+    bare 403, past the access log; one with a body hung, its body never read. Now the
+    Upgrade is ignored (RFC 9110 §7.8) as for h2c: a request without a body is answered as
+    HTTP/1.1, one with a body refused, nothing made."""
+    websocket = (
+        b"Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    )
+    c = Connection(server.base_url)
+    try:
+        c.send(b"GET /healthz HTTP/1.1\r\nHost: t\r\n" + websocket + b"\r\n")
+        status, headers, body = c.response()
+        assert status == 200, (status, body)
+        assert json.loads(body) == {"status": "ok"}
+        assert headers["twilio-request-id"].startswith("RQ")
+    finally:
+        c.close()
+    sid = _service(server)
+    c = Connection(server.base_url)
+    try:
+        c.send(_challenge_request(server, sid, websocket))
+        status, headers, body = c.response()
+        assert status == 400 and b"Upgrade is not supported" in body, body
+        assert _rest(c) == b""
+    finally:
+        c.close()
+
+
 def test_a_malformed_request_is_answered_after_the_requests_before_it(server: Server) -> None:
     """Pipelined behind a valid request, a malformed one's 400 went out at once, and the
     client took it for the valid one's answer (which was carried out all the same)."""
