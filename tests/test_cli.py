@@ -369,6 +369,14 @@ def test_metadata_past_its_next_update_is_said_to_be_overdue(tmp_path):
     assert said is not None and "2026-11-02" in said and "no. 292" in said
     payload.write_text("not json")
     assert overdue(datetime.date(2026, 11, 27), payload) is None
+    # Only the payload's own fields count: not a nested one's, not a first of two.
+    payload.write_text(
+        '{"legalHeader": {"no": 1, "nextUpdate": "2020-01-01"}, "no": 292,'
+        ' "nextUpdate": "2020-01-01", "nextUpdate": "2099-01-01", "entries": []}'
+    )
+    assert overdue(datetime.date(2026, 11, 27), payload) is None
+    payload.write_text('[{"no": 1, "nextUpdate": "2020-01-01", "entries": []}]')
+    assert overdue(datetime.date(2026, 11, 27), payload) is None
 
 
 def test_the_shipped_metadata_is_read_the_same_from_its_start_as_whole():
@@ -377,10 +385,9 @@ def test_the_shipped_metadata_is_read_the_same_from_its_start_as_whole():
     from passkeyd.metadata import _payload_header, mds_payload_path
 
     whole = orjson.loads(mds_payload_path().read_bytes())
-    assert _payload_header(mds_payload_path()) == {
-        "no": whole["no"],
-        "nextUpdate": whole["nextUpdate"],
-    }
+    header = _payload_header(mds_payload_path())
+    assert "entries" not in header  # (read from the start)
+    assert (header["no"], header["nextUpdate"]) == (whole["no"], whole["nextUpdate"])
 
 
 def test_a_worker_keeps_its_start_up_out_of_the_collectors_sight(db):

@@ -20,7 +20,6 @@ import binascii
 import datetime
 import functools
 import importlib.util
-import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,11 +30,9 @@ import orjson
 if TYPE_CHECKING:  # loaded when first used: `overdue`, in the supervisor, needs none of it
     from passkeyd.webauthn import MetadataEntry, TrustStore
 
-# The payload's own fields (MDS3 §3.1.6), written before its entries: read from its start,
-# the 9 MB of entries need not be parsed to know the BLOB's number and when it is due.
+# The payload's own fields (MDS3 §3.1.6) come before its entries: read from its start, the
+# 9 MB of entries need not be parsed to know the BLOB's number and when it is due.
 _HEAD_BYTES = 4096
-_NO = re.compile(rb'"no"\s*:\s*(\d+)')
-_NEXT_UPDATE = re.compile(rb'"nextUpdate"\s*:\s*"([^"\\]*)"')
 _ICON_TYPES = {".svg": "image/svg+xml", ".png": "image/png"}
 
 
@@ -59,12 +56,18 @@ def mds_payload_path() -> Path:
 
 
 def _payload_header(path: Path) -> dict[str, Any]:
-    """The payload's `no` and `nextUpdate`: from the text before its entries when both are
-    there, else from the whole payload parsed."""
+    """The payload's top-level fields before its entries (`{"no": 291, "nextUpdate": ...,`
+    closed and parsed as JSON) when they hold `no` and `nextUpdate`; else the whole payload,
+    parsed."""
     with path.open("rb") as f:
         head = f.read(_HEAD_BYTES).split(b'"entries"', 1)
-    if len(head) == 2 and (no := _NO.search(head[0])) and (due := _NEXT_UPDATE.search(head[0])):
-        return {"no": int(no[1]), "nextUpdate": due[1].decode("utf-8", "replace")}
+    if len(head) == 2:
+        try:
+            fields = orjson.loads(head[0].rstrip().removesuffix(b",") + b"}")
+        except orjson.JSONDecodeError:  # "entries" was not the payload's own key
+            fields = None
+        if isinstance(fields, dict) and "no" in fields and "nextUpdate" in fields:
+            return fields
     payload = orjson.loads(path.read_bytes())
     return payload if isinstance(payload, dict) else {}
 
