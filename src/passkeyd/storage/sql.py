@@ -189,6 +189,13 @@ def _count_hit_in_table(tx: Tx, hit: RateHit) -> int:
     return 1 if row is None else int(row[0])
 
 
+# An entity's pending challenges, unexpired at a time (the challenges_pending index).
+_PENDING_OF_ENTITY = (
+    "SELECT count(*) FROM challenges WHERE entity_sid = ? AND status = 'pending'"
+    " AND expiration_date > ?"
+)
+
+
 class _Refused(Exception):
     def __init__(self, outcome: InsertOutcome) -> None:
         self.outcome = outcome
@@ -936,10 +943,7 @@ class SqlStore(abc.ABC):
             where.append(f"EXISTS (SELECT 1 FROM entities WHERE sid = ?{lock})")
             args.append(challenge.entity_sid)
             if max_pending is not None:
-                where.append(
-                    "(SELECT count(*) FROM challenges WHERE entity_sid = ?"
-                    " AND status = 'pending' AND expiration_date > ?) < ?"
-                )
+                where.append(f"({_PENDING_OF_ENTITY}) < ?")
                 args += [challenge.entity_sid, challenge.date_created, max_pending]
         if challenge.factor_sid:
             where.append(f"EXISTS (SELECT 1 FROM factors WHERE sid = ?{lock})")
@@ -964,9 +968,7 @@ class SqlStore(abc.ABC):
                     raise _Refused(InsertOutcome.RATE_LIMITED)
                 if max_pending is not None and challenge.entity_sid:
                     pending = db.execute(
-                        "SELECT count(*) FROM challenges WHERE entity_sid = ?"
-                        " AND status = 'pending' AND expiration_date > ?",
-                        (challenge.entity_sid, challenge.date_created),
+                        _PENDING_OF_ENTITY, (challenge.entity_sid, challenge.date_created)
                     ).fetchone()[0]
                     if pending >= max_pending:
                         raise _Refused(InsertOutcome.TOO_MANY_PENDING)
