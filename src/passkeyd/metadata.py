@@ -111,7 +111,6 @@ def _entry(raw: dict[str, Any]) -> MetadataEntry:
             base64.b64decode(c) for c in statement.get("attestationRootCertificates", [])
         ),
         status_reports=reports,
-        icon=statement.get("icon"),
     )
 
 

@@ -63,7 +63,6 @@ class MetadataEntry:
     key_identifiers: tuple[str, ...] = ()  # hex SHA-1 key ids (U2F authenticators)
     root_certificates: tuple[bytes, ...] = ()  # DER
     status_reports: tuple[StatusReport, ...] = ()
-    icon: str | None = None  # data: URL, as the metadata statement gives it
     _roots: list[x509.Certificate] = field(default_factory=list, compare=False, repr=False)
     _parsed: list[bool] = field(default_factory=list, compare=False, repr=False)
 
