@@ -55,18 +55,20 @@ def test_the_harness_runs_on_postgresql_and_drops_its_database() -> None:
     assert left == []
 
 
-def _run_bench(out: Path, *args: str) -> dict:  # type: ignore[type-arg]
-    subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--only", "postgresql"]
+def _run_bench(
+    out: Path, *args: str, only: str = "postgresql", timeout: float = 180
+) -> tuple[dict, str]:  # type: ignore[type-arg]
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--only", only]
         + ["--src", "live", "--out", str(out), *args],
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=timeout,
         check=True,
         cwd=ROOT,
     )
     (result,) = out.glob("*.json")
-    return json.loads(result.read_text())  # type: ignore[no-any-return]
+    return json.loads(result.read_text()), done.stdout
 
 
 def test_the_benchmark_runs_passkeyd_on_postgresql_and_counts_the_servers_cpu(
@@ -74,7 +76,7 @@ def test_the_benchmark_runs_passkeyd_on_postgresql_and_counts_the_servers_cpu(
 ) -> None:
     """bench/run.py's `postgresql` section: passkeyd's cells on PostgreSQL, with the CPU of
     PostgreSQL's own processes per flow beside passkeyd's, and its databases dropped."""
-    report = _run_bench(
+    report, _ = _run_bench(
         tmp_path,
         *("--postgres-url", PG_URL, "--workers", "1", "--concurrency", "2"),
         *("--users", "4", "--warmup", "0.2", "--seconds", "0.5"),
@@ -93,8 +95,79 @@ def test_the_benchmark_runs_passkeyd_on_postgresql_and_counts_the_servers_cpu(
 
 def test_the_benchmark_skips_postgresql_it_cannot_reach(tmp_path: Path) -> None:
     url = "postgresql://bench:s3cret@127.0.0.1:9/none"  # nothing listens on port 9
-    report = _run_bench(tmp_path, "--postgres-url", url)
+    report, _ = _run_bench(tmp_path, "--postgres-url", url)
     assert report["cells"] == []
     (skipped,) = report["skipped"]
     assert skipped.startswith("passkeyd on PostgreSQL: postgresql://127.0.0.1:9/none cannot")
     assert "s3cret" not in json.dumps(report)  # no password in what the run writes
+
+
+def test_the_benchmark_runs_every_section_and_reports_each_figure(tmp_path: Path) -> None:
+    """scripts/bench's whole run, each cell cut to a fraction of a second: the floors, the
+    bare HTTP stack, passkeyd, both peers and the scale run each measure something, and the
+    JSON holds every figure issue 6 asks for, its ratios and targets computed from them."""
+    sections = "floors,http,passkeyd,fastapi,simplewebauthn,scale"
+    report, printed = _run_bench(
+        tmp_path,
+        *("--workers", "1,2", "--concurrency", "1,64", "--users", "8"),
+        *("--warmup", "0.1", "--seconds", "0.4", "--scale", "100,300"),
+        only=sections,
+        timeout=240,
+    )
+    assert report["skipped"] == [], report["skipped"]  # Node.js, npm and FastAPI were there
+
+    floors = {f["name"]: f for f in report["floors"]}
+    for name in (
+        "ECDSA P-256 verify (cryptography)",
+        "py_webauthn verify_authentication_response",
+    ):
+        assert floors[name]["ops"] > 0 and floors[name]["us_per_op"] > 0, floors
+    cells = {(c["system"], c["flow"], c["workers"], c["concurrency"]): c for c in report["cells"]}
+    assert cells[("bare-starlette", "request", 1, 64)]["flows"] > 0
+
+    expected = [
+        (system, flow, workers, concurrency)
+        for system, worker_counts in (("passkeyd", (1, 2)), ("fastapi", (1, 2)))
+        for flow in ("auth", "reg")
+        for workers in worker_counts
+        for concurrency in (1, 64)
+    ] + [("simplewebauthn", flow, 1, c) for flow in ("auth", "reg") for c in (1, 64)]
+    for key in expected:
+        cell = cells[key]
+        assert cell["flows"] > 0 and cell["errors"] == 0, (key, cell)
+        assert 0 < cell["p50_ms"] <= cell["p99_ms"], (key, cell)
+        assert cell["server_us_per_flow"] > 0 and cell["flows_per_s"] > 0, (key, cell)
+
+    targets = {t["name"]: t for t in report["targets"]}
+    # Each target is computed from its cells, not left out or made up.
+    workers_of = {"passkeyd": (1, 2), "fastapi": (1, 2), "simplewebauthn": (1,)}
+    auth = {
+        s: max(cells[(s, "auth", w, 64)]["flows_per_s"] for w in counts)
+        for s, counts in workers_of.items()
+    }
+    for peer in ("fastapi", "simplewebauthn"):
+        ratio = targets[f"authentications/s vs {peer}"]["value"]
+        assert ratio == pytest.approx(auth["passkeyd"] / auth[peer]), (peer, auth)
+        assert f"passkeyd / {peer:<14} auth c64 : {ratio:5.2f}x" in printed
+    per_auth = targets["server CPU per authentication"]
+    assert per_auth["value"] == cells[("passkeyd", "auth", 1, 64)]["server_us_per_flow"]
+    p99 = targets["p99 flow latency, auth"]
+    assert p99["value"] == cells[("passkeyd", "auth", 2, 64)]["p99_ms"] and p99["where"] == "w2 c64"
+
+    small, large = report["scale"]
+    assert small["seeded"] == 100 and large["seeded"] == 300, report["scale"]
+    assert small["flows_per_s"] > 0 and large["flows_per_s"] > 0
+    scale = targets["throughput 300 vs 100 factors"]["value"]
+    assert scale == pytest.approx(large["flows_per_s"] / small["flows_per_s"])
+
+    servers = {(s["system"], s["workers"]): s for s in report["servers"]}
+    for workers in (1, 2):
+        passkeyd = servers[("passkeyd", workers)]
+        assert 0 < passkeyd["startup_s"] < 30, passkeyd
+        assert targets[f"start-up to /healthz 200, w{workers}"]["value"] == passkeyd["startup_s"]
+        # memory per worker, idle and after the load
+        names = {f"worker{n}" for n in range(1, workers + 1)}
+        for memory in (passkeyd["rss_idle_mb"], passkeyd["rss_loaded_mb"]):
+            assert names <= set(memory) and all(memory[n] > 0 for n in names), passkeyd
+    for heading in ("== flows", "== floors ==", "== passkeyd vs peers ==", "== targets =="):
+        assert heading in printed
