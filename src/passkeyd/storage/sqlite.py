@@ -130,9 +130,11 @@ class SQLiteStore(SqlStore):
             # No statement waits in SQLite's busy handler while the loop serves: it would
             # stall every request of the process. Writes take the lock without waiting
             # (`_try_begin`) and wait on the loop (`reserve`) or in their thread. A WAL read
-            # is locked out only by what needs the whole file (a recovery, another program's
-            # exclusive locking mode), and neither can happen while this connection has the
-            # WAL open. Set once here, not around each BEGIN: two statements less a batch.
+            # is locked out only while another connection rebuilds the WAL index (after a
+            # process died halfway through updating it; milliseconds), and is then refused
+            # (503) at once instead of stalling the loop. (Another program's exclusive
+            # locking mode cannot begin while this connection has the WAL open.) Set once
+            # here, not around each BEGIN: two statements less a batch.
             self._db.execute("PRAGMA busy_timeout = 0")
 
     def stop_group_commit(self) -> None:
