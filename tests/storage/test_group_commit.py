@@ -8,6 +8,7 @@ import asyncio
 import dataclasses
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -912,3 +913,60 @@ def test_a_serving_connection_begins_each_batch_with_one_statement(store: SQLite
     assert not [s for s in statements if "busy_timeout" in s], statements
     # Outside the server (the CLI, migrations) a write waits for the lock again.
     assert store._one("PRAGMA busy_timeout", ())[0] == sqlite_module.BUSY_TIMEOUT_SECONDS * 1000
+
+
+def test_a_read_locked_out_by_a_wal_index_rebuild_waits_for_it(tmp_path: Path) -> None:
+    """The serving connection has no busy timeout. A read is locked out only while another
+    connection rebuilds the WAL index, which a process that died halfway through updating
+    it leaves behind (here: one of the index header's two copies changed). Such a read is
+    made again with the timeout and waits the rebuild's milliseconds, as it did before the
+    timeout was lifted, instead of answering 503 (about 17 reads in each rebuild of a
+    40 MB WAL, at a read a millisecond)."""
+    path = tmp_path / "gc.db"
+    store = SQLiteStore(str(path))
+    store.migrate()
+    store.put_account(acc := account())
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("PRAGMA wal_autocheckpoint = 0")
+    other.execute("CREATE TABLE junk (x BLOB)")
+    for _ in range(40):  # a WAL of 40 MB, which takes a while to index again
+        other.execute("INSERT INTO junk VALUES (randomblob(1000000))")
+    refused = 0
+    reads = 0
+
+    def rebuild_the_index(done: threading.Event) -> None:
+        shm = os.open(f"{path}-shm", os.O_RDWR)
+        try:
+            for _ in range(5):
+                header = bytearray(os.pread(shm, 4, 8))  # the first copy's change counter
+                header[0] ^= 0xFF
+                os.pwrite(shm, bytes(header), 8)  # the two copies differ: a torn header
+                other.execute("SELECT count(*) FROM junk").fetchone()  # rebuilds the index
+                time.sleep(0.02)
+        finally:
+            os.close(shm)
+            done.set()
+
+    async def main() -> None:
+        nonlocal refused, reads
+        store.start_group_commit(asyncio.get_running_loop())
+        done = threading.Event()
+        rebuilding = threading.Thread(target=rebuild_the_index, args=(done,))
+        rebuilding.start()
+        while not done.is_set():
+            try:
+                assert store.read_account(acc.sid) == acc
+                reads += 1
+            except StorageUnavailable:
+                refused += 1
+            await asyncio.sleep(0)
+        rebuilding.join()
+        store.stop_group_commit()
+
+    try:
+        run(main())
+    finally:
+        other.close()
+        store.close()
+    assert refused == 0, (refused, reads)
+    assert store.reads_waited > 0  # the rebuilds did lock reads out

@@ -36,7 +36,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from typing import Any
+from typing import Any, TypeVar
 
 from passkeyd.domain.store import StorageUnavailable
 
@@ -44,6 +44,7 @@ from .sql import SqlStore
 from .windows import RateWindows
 
 log = logging.getLogger("passkeyd.storage")
+T = TypeVar("T")
 
 BUSY_TIMEOUT_SECONDS = 10
 JOURNAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024  # what a reset WAL file is cut back to
@@ -116,6 +117,7 @@ class SQLiteStore(SqlStore):
         self._active = 0  # requests in progress (see `request`)
         self._waiting = 0  # requests waiting in `settle` for the open batch
         self._config_batch: asyncio.Future[None] | None = None  # read config_version in it
+        self.reads_waited = 0  # reads made again with the busy timeout (`_read_waiting`)
 
     # --- group commit ---------------------------------------------------------------------
 
@@ -129,12 +131,9 @@ class SQLiteStore(SqlStore):
             self._db.execute("PRAGMA wal_autocheckpoint = 0")  # the checkpointer's job now
             # No statement waits in SQLite's busy handler while the loop serves: it would
             # stall every request of the process. Writes take the lock without waiting
-            # (`_try_begin`) and wait on the loop (`reserve`) or in their thread. A WAL read
-            # is locked out only while another connection rebuilds the WAL index (after a
-            # process died halfway through updating it; milliseconds), and is then refused
-            # (503) at once instead of stalling the loop. (Another program's exclusive
-            # locking mode cannot begin while this connection has the WAL open.) Set once
-            # here, not around each BEGIN: two statements less a batch.
+            # (`_try_begin`) and wait on the loop (`reserve`) or in their thread. A read
+            # locked out is made again with the timeout (`_read_waiting`). Set once here, not
+            # around each BEGIN: two statements less a batch.
             self._db.execute("PRAGMA busy_timeout = 0")
 
     def stop_group_commit(self) -> None:
@@ -559,18 +558,43 @@ class SQLiteStore(SqlStore):
             try:
                 return self._db.execute(sql, args).fetchone()
             except sqlite3.DatabaseError as exc:  # OperationalError, or a damaged file's
-                if (unavailable := _unavailable(exc)) is not None:
-                    raise unavailable from exc
-                raise
+                self._refused(exc)
+                return self._read_waiting(lambda: self._db.execute(sql, args).fetchone())
 
     def _all(self, sql: str, args: Sequence[Any]) -> list[Any]:
         with self._lock:
             try:
                 return self._db.execute(sql, args).fetchall()
             except sqlite3.DatabaseError as exc:  # OperationalError, or a damaged file's
-                if (unavailable := _unavailable(exc)) is not None:
-                    raise unavailable from exc
-                raise
+                self._refused(exc)
+                return self._read_waiting(lambda: self._db.execute(sql, args).fetchall())
+
+    def _refused(self, exc: sqlite3.DatabaseError) -> None:
+        """Raise what a refused read is (StorageUnavailable when the file is at fault),
+        unless it was locked out while the connection has no busy timeout (serving): then
+        return, and the read is made again, waiting (`_read_waiting`)."""
+        busy = "locked" in str(exc) or "busy" in str(exc)
+        if busy and self._busy_ms() == 0 and not self._db.in_transaction:
+            return
+        if (unavailable := _unavailable(exc)) is not None:
+            raise unavailable from exc
+        raise exc
+
+    def _read_waiting(self, read: Callable[[], T]) -> T:
+        """A read made again with the busy timeout. While this connection has the WAL open,
+        only another connection rebuilding the WAL index (after a process died halfway
+        through updating it) locks reads out, for milliseconds: waiting for it stalls the
+        loop that long, where answering 503 failed every request meanwhile."""
+        self.reads_waited += 1
+        self._db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
+        try:
+            return read()
+        except sqlite3.DatabaseError as exc:
+            if (unavailable := _unavailable(exc)) is not None:
+                raise unavailable from exc
+            raise
+        finally:
+            self._db.execute("PRAGMA busy_timeout = 0")
 
     def close(self) -> None:
         with self._lock:
