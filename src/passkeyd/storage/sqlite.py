@@ -669,6 +669,7 @@ class Checkpointer:
         self._wanted = threading.Event()
         self._stopping = threading.Event()
         self.runs = 0  # checkpoints made (for tests and curiosity)
+        self.last: tuple[int, int, int] | None = None  # the last one's result
         self.restarts = 0
         self._restart_after = 0.0  # monotonic time before which no RESTART is tried
         self._thread = threading.Thread(target=self._run, name="passkeyd-checkpointer", daemon=True)
@@ -687,6 +688,7 @@ class Checkpointer:
             try:
                 row = self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                 self.runs += 1
+                self.last = row  # (busy, frames in the WAL, frames copied back)
                 if row is not None and row[1] >= RESTART_FRAMES:
                     self._restart()
             except Exception as exc:  # the next commit's nudge tries again
