@@ -85,7 +85,7 @@ class SQLiteStore(SqlStore):
         self._threads_waiting = 0
         try:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            self._db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
+            self._db.execute(f"PRAGMA busy_timeout = {_busy_timeout_ms()}")
             if path != ":memory:":
                 self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute(f"PRAGMA synchronous = {synchronous}")
@@ -148,7 +148,7 @@ class SQLiteStore(SqlStore):
                 self._gate = None
             if self._checkpointer is not None:
                 self._db.execute("PRAGMA wal_autocheckpoint = 1000")  # SQLite's default
-                self._db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
+                self._db.execute(f"PRAGMA busy_timeout = {_busy_timeout_ms()}")
                 self._checkpointer.close()
                 self._checkpointer = None
 
@@ -298,7 +298,7 @@ class SQLiteStore(SqlStore):
 
     def _busy_ms(self) -> int:
         """The connection's busy timeout: none while it serves a loop (`start_group_commit`)."""
-        return 0 if self._checkpointer is not None else int(BUSY_TIMEOUT_SECONDS * 1000)
+        return 0 if self._checkpointer is not None else _busy_timeout_ms()
 
     def _try_begin(self) -> bool:
         """BEGIN IMMEDIATE without waiting (the connection has no busy timeout while it
@@ -309,7 +309,7 @@ class SQLiteStore(SqlStore):
             self._db.execute("BEGIN IMMEDIATE")
             return True
         except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) and "busy" not in str(exc):
+            if not _locked_out(exc):
                 _raise_if_unavailable(exc, "a write")
                 raise
             return False
@@ -573,8 +573,7 @@ class SQLiteStore(SqlStore):
         """Raise what a refused read is (StorageUnavailable when the file is at fault),
         unless it was locked out while the connection has no busy timeout (serving): then
         return, and the read is made again, waiting (`_read_waiting`)."""
-        busy = "locked" in str(exc) or "busy" in str(exc)
-        if busy and self._busy_ms() == 0 and not self._db.in_transaction:
+        if _locked_out(exc) and self._busy_ms() == 0 and not self._db.in_transaction:
             return
         if (unavailable := _unavailable(exc)) is not None:
             raise unavailable from exc
@@ -586,7 +585,7 @@ class SQLiteStore(SqlStore):
         through updating it) locks reads out, for milliseconds: waiting for it stalls the
         loop that long, where answering 503 failed every request meanwhile."""
         self.reads_waited += 1
-        self._db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
+        self._db.execute(f"PRAGMA busy_timeout = {_busy_timeout_ms()}")
         try:
             return read()
         except sqlite3.DatabaseError as exc:
@@ -613,6 +612,16 @@ _UNAVAILABLE = (
     "malformed",
     "not a database",
 )
+
+
+def _busy_timeout_ms() -> int:
+    """BUSY_TIMEOUT_SECONDS as SQLite's busy_timeout (read when called: tests shorten it)."""
+    return int(BUSY_TIMEOUT_SECONDS * 1000)
+
+
+def _locked_out(exc: sqlite3.Error) -> bool:
+    """Another connection holds a lock the statement needed (SQLITE_BUSY or LOCKED)."""
+    return "locked" in str(exc) or "busy" in str(exc)
 
 
 def _file_identity(path: str) -> tuple[int, int] | None:
