@@ -72,6 +72,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--scale-workers", type=int, default=1)
     p.add_argument("--scale-concurrency", type=int, default=64)
+    p.add_argument(
+        "--scale-rounds",
+        type=int,
+        default=3,
+        help="turns each scale cell takes, alternating with the others (median reported)",
+    )
     p.add_argument("--src", default="head", help="passkeyd code to run: " + CHOICES)
     p.add_argument(
         "--passkeyd-env",
@@ -153,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sections - set(SECTIONS)
     if unknown:
         sys.exit(f"unknown sections: {', '.join(sorted(unknown))}")
+    if args.scale_rounds < 1:
+        sys.exit("--scale-rounds must be 1 or more")
     quick = args.quick
     budget = Budget(
         warmup=args.warmup if args.warmup is not None else (0.3 if quick else 1.0),
@@ -177,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         scale_counts=scale_counts,
         scale_workers=args.scale_workers,
         scale_concurrency=args.scale_concurrency,
+        scale_rounds=args.scale_rounds,
         database=database,
         log_dir=tmp,
         src=src,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -110,7 +111,7 @@ def test_the_benchmark_runs_every_section_and_reports_each_figure(tmp_path: Path
     report, printed = _run_bench(
         tmp_path,
         *("--workers", "1,2", "--concurrency", "1,64", "--users", "8"),
-        *("--warmup", "0.1", "--seconds", "0.4", "--scale", "100,300"),
+        *("--warmup", "0.1", "--seconds", "0.4", "--scale", "100,300", "--scale-rounds", "2"),
         only=sections,
         timeout=240,
     )
@@ -154,11 +155,30 @@ def test_the_benchmark_runs_every_section_and_reports_each_figure(tmp_path: Path
     p99 = targets["p99 flow latency, auth"]
     assert p99["value"] == cells[("passkeyd", "auth", 2, 64)]["p99_ms"] and p99["where"] == "w2 c64"
 
+    # The scale cells took turns, small and large, then large and small; each count's
+    # figure is its rounds' median, and the target the median of the rounds' ratios.
     small, large = report["scale"]
     assert small["seeded"] == 100 and large["seeded"] == 300, report["scale"]
-    assert small["flows_per_s"] > 0 and large["flows_per_s"] > 0
+    turns = [
+        (c["extra"]["round"], c["extra"]["stored_factors"])
+        for c in report["cells"]
+        if c["system"].endswith(" factors")
+    ]
+    assert turns == [(1, 100), (1, 300), (2, 300), (2, 100)], turns
+    for scale in (small, large):
+        rounds = [
+            c["flows_per_s"]
+            for c in report["cells"]
+            if c["system"] == f"passkeyd {scale['seeded']} factors"
+        ]
+        assert len(rounds) == scale["rounds"] == 2 and all(r > 0 for r in rounds), scale
+        assert scale["flows_per_s_by_round"] == rounds
+        assert scale["flows_per_s"] == pytest.approx(statistics.median(rounds))
+    ratios = [a / b for a, b in zip(large["flows_per_s_by_round"], small["flows_per_s_by_round"])]
+    assert large["ratio_by_round"] == pytest.approx(ratios)
     scale = targets["throughput 300 vs 100 factors"]["value"]
-    assert scale == pytest.approx(large["flows_per_s"] / small["flows_per_s"])
+    assert scale == pytest.approx(statistics.median(ratios))
+    assert f"throughput ratio largest / smallest: {scale:.3f} (median of 2 rounds" in printed
 
     servers = {(s["system"], s["workers"]): s for s in report["servers"]}
     for workers in (1, 2):

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from math import nan
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 from . import systems
-from .db import Database
+from .db import Database, SeedResult
 from .drivers import Driver, EchoDriver, PasskeydDriver, PeerDriver, User
 from .http import connect
 from .load import Budget, CellResult, run_cell
@@ -33,6 +35,7 @@ class Options:
     log: Callable[[str], None] = print
     passkeyd_env: dict[str, str] = field(default_factory=dict)
     users: int = 1024  # enrolled per server, shared out among the connections of each cell
+    scale_rounds: int = 3  # turns each scale cell takes (`scale_section`)
 
 
 @dataclass
@@ -241,10 +244,28 @@ async def http_floor_section(opts: Options, results: Results) -> None:
             server.stop()
 
 
+@dataclass
+class _ScaleDatabase:
+    """One scale cell's database: seeded with `count` factors besides its users' own."""
+
+    count: int
+    url: str
+    creds: systems.Credentials
+    driver: PasskeydDriver
+    users: list[User]
+    seeded: SeedResult
+
+
 async def scale_section(opts: Options, results: Results) -> None:
     """The same authentication cell over 1k and 1M stored factors (seeded straight into the
-    database while passkeyd is stopped; the virtual users' own passkeys are real)."""
+    database while passkeyd is stopped; the virtual users' own passkeys are real).
+
+    Both databases are made first; then the cells take turns, `scale_rounds` times, in the
+    order small, large, then large, small, and so on: a host that speeds up or slows down
+    during the run moves both sides of a round alike. Each count's figures are the median
+    of its rounds, and the ratio is the median of the rounds' ratios."""
     workers, c = opts.scale_workers, opts.scale_concurrency
+    prepared: list[_ScaleDatabase] = []
     for count in opts.scale_counts:
         server, creds, url = await _passkeyd_server(workers, f"scale-{count}", opts)
         server.start()
@@ -259,44 +280,64 @@ async def scale_section(opts: Options, results: Results) -> None:
             f"  seeded {seeded.rows:,} in {seeded.seconds:.1f} s"
             f" ({seeded.size_bytes / 2**20:,.0f} MiB)"
         )
-        server = systems.passkeyd_server(
-            workers=workers,
-            database_url=url,
-            credentials=creds,
-            log_dir=opts.log_dir,
-            src=opts.src,
-            extra_env=opts.passkeyd_env,
-        )
-        _start(server, f"passkeyd ({count:,} factors)", workers, results, opts)
-        try:
-            driver.use_service(driver.service_sid)
-            result = await run_cell(
-                system=f"passkeyd {count:,} factors",
-                flow_name="auth",
-                flow=driver.authenticate,
-                users=pools(users, c),
-                port=server.port,
+        prepared.append(_ScaleDatabase(count, url, creds, driver, users, seeded))
+    runs: dict[int, list[CellResult]] = {count: [] for count in opts.scale_counts}
+    for round_ in range(opts.scale_rounds):
+        for db in prepared if round_ % 2 == 0 else prepared[::-1]:
+            count, driver = db.count, db.driver
+            server = systems.passkeyd_server(
                 workers=workers,
-                budget=opts.budget,
-                server=server,
-                database_pids=opts.database.server_pids,
+                database_url=db.url,
+                credentials=db.creds,
+                log_dir=opts.log_dir,
+                src=opts.src,
+                extra_env=opts.passkeyd_env,
             )
-            result.extra = {"stored_factors": count, "seed_seconds": seeded.seconds}
-            results.cells.append(result)
-            results.scale.append(
-                {
-                    "factors": count + len(users),
-                    "seeded": count,
-                    "seed_seconds": seeded.seconds,
-                    "db_bytes": seeded.size_bytes,
-                    "flows_per_s": result.flows_per_s,
-                    "p99_ms": result.p99_ms,
-                    "server_us_per_flow": result.server_us_per_flow,
+            _start(server, f"passkeyd ({count:,} factors)", workers, results, opts)
+            try:
+                driver.use_service(driver.service_sid)
+                result = await run_cell(
+                    system=f"passkeyd {count:,} factors",
+                    flow_name="auth",
+                    flow=driver.authenticate,
+                    users=pools(db.users, c),
+                    port=server.port,
+                    workers=workers,
+                    budget=opts.budget,
+                    server=server,
+                    database_pids=opts.database.server_pids,
+                )
+                result.extra = {
+                    "stored_factors": count,
+                    "seed_seconds": db.seeded.seconds,
+                    "round": round_ + 1,
                 }
-            )
-            opts.log("  " + one_line(result))
-        finally:
-            server.stop()
+                results.cells.append(result)
+                runs[count].append(result)
+                opts.log(f"  round {round_ + 1}: " + one_line(result))
+            finally:
+                server.stop()
+    smallest = runs[opts.scale_counts[0]]
+    for db in prepared:
+        cells = runs[db.count]
+        results.scale.append(
+            {
+                "factors": db.count + len(db.users),
+                "seeded": db.count,
+                "seed_seconds": db.seeded.seconds,
+                "db_bytes": db.seeded.size_bytes,
+                "rounds": len(cells),
+                "flows_per_s": median(r.flows_per_s for r in cells),
+                "p99_ms": median(r.p99_ms for r in cells),
+                "server_us_per_flow": median(r.server_us_per_flow for r in cells),
+                "flows_per_s_by_round": [r.flows_per_s for r in cells],
+                # this count's throughput over the smallest count's, round by round
+                "ratio_by_round": [
+                    r.flows_per_s / s.flows_per_s if s.flows_per_s else nan
+                    for r, s in zip(cells, smallest, strict=True)
+                ],
+            }
+        )
 
 
 def node_binary() -> str | None:
