@@ -104,6 +104,7 @@ def _domain(settings: Settings, *, migrate: bool) -> Domain:
         rate_limits=rules,
         max_factors_per_entity=settings.max_passkeys_per_entity,
         max_pending_challenges_per_entity=settings.max_pending_challenges_per_entity,
+        max_failed_attempts_per_challenge=settings.max_failed_attempts_per_challenge,
     )
 
 

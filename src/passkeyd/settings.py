@@ -59,6 +59,7 @@ class Settings:
     rate_limits: str = ""  # "" = the defaults; "off"; or "name=limit/seconds,..."
     max_passkeys_per_entity: int = MAX_FACTORS_PER_ENTITY
     max_pending_challenges_per_entity: int = MAX_PENDING_CHALLENGES_PER_ENTITY
+    max_failed_attempts_per_challenge: int = 0  # 0: a failed approval leaves it pending
     rate_limit_store: str = "auto"  # auto, memory or database
     audit_retention_seconds: int = 90 * 24 * 3600
     log_format: str = "auto"
@@ -156,6 +157,12 @@ class Settings:
                 "PASSKEYD_MAX_PENDING_CHALLENGES_PER_ENTITY",
                 cls.max_pending_challenges_per_entity,
                 1,
+                1000,
+            ),
+            max_failed_attempts_per_challenge=number(
+                "PASSKEYD_MAX_FAILED_ATTEMPTS_PER_CHALLENGE",
+                cls.max_failed_attempts_per_challenge,
+                0,
                 1000,
             ),
             rate_limit_store=(env.get("PASSKEYD_RATE_LIMIT_STORE") or "auto").lower(),
@@ -265,6 +272,7 @@ ENVIRONMENT = (
     "PASSKEYD_WEBHOOK_PER_ACCOUNT",
     "PASSKEYD_RATE_LIMITS", "PASSKEYD_RATE_LIMIT_STORE", "PASSKEYD_AUDIT_RETENTION_SECONDS",
     "PASSKEYD_MAX_PASSKEYS_PER_ENTITY", "PASSKEYD_MAX_PENDING_CHALLENGES_PER_ENTITY",
+    "PASSKEYD_MAX_FAILED_ATTEMPTS_PER_CHALLENGE",
     "PASSKEYD_FORWARDED_ALLOW_IPS", "PASSKEYD_METRICS_TOKEN",
 )  # fmt: skip
 SECRET = ("PASSKEYD_AUTH_TOKEN", "PASSKEYD_SECRET_KEY", "PASSKEYD_METRICS_TOKEN")

@@ -501,13 +501,36 @@ def test_expired_challenge(api, challenge, clock):
     refused(api, api.authenticator.get(challenge["options"], ORIGIN), 403, 60323)
 
 
-def test_challenge_is_spent_after_five_failed_attempts(api, challenge):
+def test_failed_attempts_leave_the_challenge_pending_as_at_twilio(api, alice, challenge):
+    """The reference's state table: a bad signature or origin leaves a challenge `pending`
+    (the Passkeys API has no `denied`). A suite that checks one refusal after another on
+    one challenge, then approves it, gets its approval."""
+    options = challenge["options"]
+    for bad in (
+        *(api.authenticator.get(options, "https://evil.test") for _ in range(6)),
+        api.authenticator.get(options, ORIGIN, type="webauthn.create"),
+        api.authenticator.get(options, ORIGIN, flags=0),  # no user presence
+        api.authenticator.get(options, ORIGIN, rp_id="evil.test"),
+        {**api.authenticator.get(options, ORIGIN), "id": "AAAA", "rawId": "AAAA"},
+    ):
+        assert api.approve(bad).status_code in (400, 403, 404)
+        fetched = api.get(f"{api.svc}/Entities/user-0001/Challenges/{challenge['sid']}").json()
+        assert (fetched["status"], fetched["date_responded"]) == ("pending", None), fetched
+    r = api.approve(api.authenticator.get(options, ORIGIN))
+    assert (r.status_code, r.json()["status"]) == (200, "approved"), r.text
+
+
+def test_a_challenge_is_spent_after_the_configured_failed_attempts(api, domain, challenge):
+    domain.authentications.max_failed_attempts = 5  # PASSKEYD_MAX_FAILED_ATTEMPTS_PER_CHALLENGE
     for _ in range(5):
         bad = api.authenticator.get(challenge["options"], "https://evil.test")
         assert api.approve(bad).json()["code"] == 60324
+    fetched = api.get(f"{api.svc}/Entities/user-0001/Challenges/{challenge['sid']}").json()
+    assert fetched["status"] == "denied" and fetched["date_responded"] is not None, fetched
     good = api.authenticator.get(challenge["options"], ORIGIN)
     r = api.approve(good)
     assert (r.status_code, r.json()["code"]) == (403, 60322)
+    assert "denied after 5 failed attempts" in r.json()["message"]
 
 
 def test_failed_attempt_leaves_the_challenge_pending_for_a_retry(api, challenge):

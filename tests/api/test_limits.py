@@ -35,7 +35,7 @@ def limited(request, db_path, clock) -> Iterator[Api]:
     windows = RateWindows(60) if request.param == "memory" else None
     store = SQLiteStore(str(db_path), windows=windows)
     store.migrate()
-    domain = Domain(store, clock, rate_limits=rules)
+    domain = Domain(store, clock, rate_limits=rules, max_failed_attempts_per_challenge=5)
     account, token = domain.accounts.create_account()
     with TestClient(create_app(domain)) as client:
         yield Api(client, db_path, account.sid, (account.sid, token))
@@ -230,17 +230,49 @@ def test_a_test_suite_signing_one_user_in_over_and_over_meets_no_default_limit(a
 
 def test_an_entity_holds_a_bounded_number_of_passkeys(api, clock):
     """With the default limits, an entity fills up to its bound at once (no rate limit is
-    met on the way), and the next one is refused for the bound."""
+    met on the way), and the next one is refused as Twilio refuses too many factors for an
+    entity (429 60326), until the unverified ones' registrations expire."""
     api.create_service()
     for _ in range(MAX_FACTORS_PER_ENTITY):
         api.create_factor("user-0001")
+    clock.advance(100)
     before = api.snapshot()
     r = api.post_json(
         f"{api.svc}/Passkeys/Factors", {"friendly_name": "a", "identity": "user-0001"}
     )
-    assert (r.status_code, r.json()["code"]) == (400, 60300)
-    assert "at most" in r.json()["message"]
+    assert (r.status_code, r.json()["code"]) == (429, 60326), r.text
+    assert "it holds 100 passkeys" in r.json()["message"]
+    # (the SDKs keep no headers of an error: the wait is in the body's details too)
+    assert r.headers["Retry-After"] == "500" == str(r.json()["details"]["retry_after"])
     assert api.snapshot() == before
+    clock.advance(500)  # the first registrations expired: room again
+    r = api.post_json(
+        f"{api.svc}/Passkeys/Factors", {"friendly_name": "a", "identity": "user-0001"}
+    )
+    assert r.status_code == 201, r.text
+
+
+def test_an_entity_full_of_verified_passkeys_says_to_delete_one(db_path, clock):
+    store = SQLiteStore(str(db_path))
+    store.migrate()
+    domain = Domain(store, clock, max_factors_per_entity=2)
+    account, token = domain.accounts.create_account()
+    with TestClient(create_app(domain)) as client:
+        api = Api(client, db_path, account.sid, (account.sid, token))
+        api.create_service()
+        first = api.register("user-0001")
+        api.register("user-0001")
+        r = api.post_json(
+            f"{api.svc}/Passkeys/Factors", {"friendly_name": "a", "identity": "user-0001"}
+        )
+        assert (r.status_code, r.json()["code"]) == (429, 60326), r.text
+        assert r.json()["message"].endswith("the most one entity may; delete one")
+        assert r.headers["Retry-After"] == str(24 * 3600)
+        api.delete(f"{api.svc}/Entities/user-0001/Factors/{first['sid']}")
+        r = api.post_json(
+            f"{api.svc}/Passkeys/Factors", {"friendly_name": "a", "identity": "user-0001"}
+        )
+        assert r.status_code == 201, r.text
 
 
 def test_an_entity_holds_a_bounded_number_of_pending_challenges(api, clock):
@@ -294,10 +326,12 @@ def test_the_size_limits_are_settings_that_reach_the_serving_domain(tmp_path):
         "PASSKEYD_DATABASE_URL": f"sqlite:///{tmp_path / 'p.db'}",
         "PASSKEYD_MAX_PASSKEYS_PER_ENTITY": "3",
         "PASSKEYD_MAX_PENDING_CHALLENGES_PER_ENTITY": "2",
+        "PASSKEYD_MAX_FAILED_ATTEMPTS_PER_CHALLENGE": "5",
     }
     domain = cli._domain(Settings.from_env(env), migrate=True)
     try:
         assert (domain.limiter.max_factors, domain.limiter.max_pending_challenges) == (3, 2)
+        assert domain.authentications.max_failed_attempts == 5
     finally:
         domain.store.close()
     defaults = Settings.from_env({})
@@ -305,8 +339,10 @@ def test_the_size_limits_are_settings_that_reach_the_serving_domain(tmp_path):
         MAX_FACTORS_PER_ENTITY,
         MAX_PENDING_CHALLENGES_PER_ENTITY,
     )
+    assert defaults.max_failed_attempts_per_challenge == 0  # as at Twilio: none spends it
     for name, value in (("PASSKEYD_MAX_PASSKEYS_PER_ENTITY", "0"),
-                        ("PASSKEYD_MAX_PENDING_CHALLENGES_PER_ENTITY", "many")):  # fmt: skip
+                        ("PASSKEYD_MAX_PENDING_CHALLENGES_PER_ENTITY", "many"),
+                        ("PASSKEYD_MAX_FAILED_ATTEMPTS_PER_CHALLENGE", "-1")):  # fmt: skip
         with pytest.raises(SettingsError, match=name):
             Settings.from_env({name: value})
 
@@ -328,8 +364,8 @@ def test_an_entity_s_bounds_follow_the_configured_sizes(db_path, clock):
         r = api.post_json(
             f"{api.svc}/Passkeys/Factors", {"friendly_name": "a", "identity": "user-0001"}
         )
-        assert (r.status_code, r.json()["code"]) == (400, 60300), r.text
-        assert "at most 3" in r.json()["message"]
+        assert (r.status_code, r.json()["code"]) == (429, 60326), r.text
+        assert "it holds 3 passkeys" in r.json()["message"]
         assert api.snapshot() == before
         api.challenge(identity="user-0001")
         api.challenge(identity="user-0001")

@@ -30,7 +30,13 @@ def hooks_api(db_path, clock) -> Iterator[Api]:
 
     store = SQLiteStore(str(db_path))
     store.migrate()
-    domain = Domain(store, clock, box=SecretBox(os.urandom(32)), allow_private_webhooks=True)
+    domain = Domain(
+        store,
+        clock,
+        box=SecretBox(os.urandom(32)),
+        allow_private_webhooks=True,
+        max_failed_attempts_per_challenge=5,  # so that challenge.denied is sent
+    )
     settings = Settings(webhook_interval_seconds=0.02, webhook_retry_base_seconds=5)
     account, token = domain.accounts.create_account("hooks")
     with TestClient(create_app(domain, settings), base_url="http://testserver") as client:

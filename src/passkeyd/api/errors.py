@@ -36,7 +36,6 @@ TABLE: dict[type[e.DomainError], tuple[int, int]] = {
     e.ChallengeNotFound: (404, 60391),
     e.EntityNotFound: (404, 60392),
     e.CriteriaMissing: (400, 60393),
-    e.LimitExceeded: (400, 60300),
 }
 
 # Input that could not be decoded: 400, with the code of the field at fault.

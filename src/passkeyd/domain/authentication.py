@@ -55,7 +55,6 @@ from .steps import Steps, finish
 from .store import ApproveOutcome, FailureOutcome, InsertOutcome, Store
 
 CHALLENGE_BYTES = 32
-MAX_FAILED_ATTEMPTS = 5
 
 
 def _asked_user_verification(factors: list[Factor], service: PasskeySettings) -> str:
@@ -83,6 +82,10 @@ class Authentications:
     store: Store
     clock: Clock
     limiter: RateLimiter
+    # Failed approvals that spend a challenge (`denied`; PASSKEYD_MAX_FAILED_ATTEMPTS_PER_
+    # CHALLENGE). 0, the default: a failed approval leaves it pending until it expires, as
+    # Twilio's Passkeys API does; the rate limits on failures bound the guessing.
+    max_failed_attempts: int = 0
 
     def __post_init__(self) -> None:
         self.events = Events(self.store, self.clock)
@@ -447,7 +450,7 @@ class Authentications:
         )
         outcome = self.store.record_failed_attempt(
             challenge.sid,
-            max_attempts=MAX_FAILED_ATTEMPTS,
+            max_attempts=self.max_failed_attempts or None,
             now=now,
             deliveries=regressed,
             on_spent=spent,

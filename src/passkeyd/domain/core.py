@@ -37,6 +37,8 @@ class Domain:
     rate_limits: dict[str, Rule] = field(default_factory=lambda: dict(DEFAULT_RULES))
     max_factors_per_entity: int = MAX_FACTORS_PER_ENTITY
     max_pending_challenges_per_entity: int = MAX_PENDING_CHALLENGES_PER_ENTITY
+    # Failed approvals that spend a challenge (`denied`); 0: none does, as at Twilio.
+    max_failed_attempts_per_challenge: int = 0
     metadata: Metadata = field(default_factory=OfflineMetadata)
 
     def __post_init__(self) -> None:
@@ -53,4 +55,6 @@ class Domain:
         self.services = Services(self.store, self.clock)
         self.entities = Entities(self.store, self.clock)
         self.registrations = Registrations(self.store, self.clock, self.limiter, self.metadata)
-        self.authentications = Authentications(self.store, self.clock, self.limiter)
+        self.authentications = Authentications(
+            self.store, self.clock, self.limiter, self.max_failed_attempts_per_challenge
+        )

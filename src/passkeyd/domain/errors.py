@@ -132,7 +132,3 @@ class TooManyRequests(DomainError):
         super().__init__(message)
         self.retry_after = max(1, retry_after)
         self.code = code
-
-
-class LimitExceeded(DomainError):
-    """A size limit: too many passkeys for an entity, too many pending challenges."""

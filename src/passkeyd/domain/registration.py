@@ -26,7 +26,6 @@ from .errors import (
     ChallengeNotFound,
     IllegalFactorStatus,
     InvalidParam,
-    LimitExceeded,
     NotFound,
     RegistrationRefused,
     TooManyRequests,
@@ -109,7 +108,7 @@ class Registrations:
             else self.store.active_factors(account_sid, service_sid, entity.sid, now)
         )
         if len(active) >= self.limiter.max_factors:
-            raise _entity_full(self.limiter.max_factors)
+            raise _entity_full(self.limiter.max_factors, active, now)
         existing = [f for f in active if f.status is FactorStatus.VERIFIED]
         challenge = secrets.token_bytes(CHALLENGE_BYTES)
         factor = Factor(
@@ -154,7 +153,7 @@ class Registrations:
                 )
             )
         if outcome is InsertOutcome.ENTITY_FULL:  # concurrent requests filled it meanwhile
-            raise _entity_full(self.limiter.max_factors)
+            raise _entity_full(self.limiter.max_factors, [*active, factor], now)
         if outcome is not InsertOutcome.INSERTED:
             rule = self.limiter.rules["factor"]
             raise TooManyRequests(
@@ -272,7 +271,15 @@ class Registrations:
         )
 
 
-def _entity_full(limit: int) -> LimitExceeded:
-    return LimitExceeded(
-        f"Too many passkeys: an entity may have at most {limit} (verified or awaiting registration)"
+def _entity_full(limit: int, active: list[Factor], now: int) -> TooManyRequests:
+    """The entity holds `limit` passkeys: answered as Twilio answers too many factors for one
+    entity (60326, 429). There is room again when an unverified one's registration expires;
+    with none, only once one is deleted (Retry-After a day, Twilio's window for its limit)."""
+    expiries = [f.registration_expires for f in active if f.status is FactorStatus.UNVERIFIED]
+    return TooManyRequests(
+        f"Too many requests to create factors for the entity: it holds {limit} passkeys"
+        " (verified or awaiting registration), the most one entity may; delete one"
+        + (", or retry when an unverified one's registration expires" if expiries else ""),
+        retry_after=min(expiries) - now if expiries else 24 * 3600,
+        code=60326,
     )

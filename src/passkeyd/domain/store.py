@@ -211,7 +211,7 @@ class Store(Protocol):
         self,
         challenge_sid: str,
         *,
-        max_attempts: int,
+        max_attempts: int | None,
         now: int,
         deliveries: Sequence[Delivery] = (),
         on_spent: Sequence[Delivery] = (),

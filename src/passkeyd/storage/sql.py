@@ -1256,18 +1256,20 @@ class SqlStore(abc.ABC):
         self,
         challenge_sid: str,
         *,
-        max_attempts: int,
+        max_attempts: int | None,
         now: int,
         deliveries: Sequence[Delivery] = (),
         on_spent: Sequence[Delivery] = (),
         rate_hits: Sequence[RateHit] = (),
         capped: bool = False,
     ) -> FailureOutcome:
-        """Count a failed attempt, and whether it spent the challenge. `deliveries` are
+        """Count a failed attempt, and whether it spent the challenge (its `max_attempts`th;
+        None: none does, and it stays pending). `deliveries` are
         written with every failure, `on_spent` only with the one that spends it. With
         `capped`, a rate hit that would pass its limit writes nothing (OVER_LIMIT): each
         hit's count is taken in this transaction, which SQLite's write lock and PostgreSQL's
         row lock on the window serialize, so concurrent failures never pass the limit."""
+        spends = max_attempts or 2**62  # (no count reaches it)
         try:
             with self._write() as db:
                 for hit in rate_hits:
@@ -1281,7 +1283,7 @@ class SqlStore(abc.ABC):
                     " ELSE date_responded END,"
                     " status = CASE WHEN failed_attempts + 1 >= ? THEN 'denied' ELSE status END"
                     " WHERE sid = ? AND status = 'pending' RETURNING status",
-                    (max_attempts, now, max_attempts, now, max_attempts, challenge_sid),
+                    (spends, now, spends, now, spends, challenge_sid),
                 ).fetchone()
                 spent = row is not None and row[0] == "denied"
                 _enqueue(db, [*deliveries, *(on_spent if spent else ())], now)
