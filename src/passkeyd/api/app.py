@@ -120,7 +120,12 @@ async def http_error(request: Request, exc: Exception) -> Response:
         response.headers["Allow"] = ", ".join(_allowed_methods(request))
     elif status == 404:
         code = 20404
-        message = f"The requested resource {request.url.path} was not found"
+        # As Twilio writes it (and passkeyd's own 404s): without the API version, which is
+        # the domain's in Twilio's URLs (`/Services/VA.../Nope`, not `/v2/Services/...`).
+        path = request.url.path
+        if path.startswith("/v2/"):
+            path = path[3:]
+        message = f"The requested resource {path} was not found"
         response = error_response(404, code, message, request_id)
     else:
         code = 20000 + status
