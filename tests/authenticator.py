@@ -168,9 +168,15 @@ class Authenticator:
             auth_data += credential_id + key.cose()
         fmt = override.get("attestation", self.attestation)
         signed = auth_data + hashlib.sha256(client_data).digest()
-        if fmt == "packed" and self.x5c:
-            signature = self.attestation_key.sign(signed, ec.ECDSA(hashes.SHA256()))
-            att_stmt: dict[str, Any] = {"alg": ES256, "sig": signature, "x5c": self.x5c}
+        if fmt == "packed" and self.x5c:  # ES256, or ES384 with a P-384 attestation key
+            p384 = isinstance(self.attestation_key.curve, ec.SECP384R1)
+            hash_ = hashes.SHA384() if p384 else hashes.SHA256()
+            signature = self.attestation_key.sign(signed, ec.ECDSA(hash_))
+            att_stmt: dict[str, Any] = {
+                "alg": ES384 if p384 else ES256,
+                "sig": signature,
+                "x5c": self.x5c,
+            }
         elif fmt == "packed":
             att_stmt = {"alg": alg, "sig": key.sign(signed)}
         elif fmt == "fido-u2f" and self.x5c:  # §8.6: an ES256 key, signed as CTAP1 signs it

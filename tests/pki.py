@@ -66,11 +66,14 @@ def attestation_leaf(
     unit: str | None = "Authenticator Attestation",
     is_ca: bool = False,
     extras: list[x509.UnrecognizedExtension] | None = None,
+    aaguid_critical: bool = False,
+    curve: ec.EllipticCurve | None = None,
 ) -> Issued:
     """A packed attestation certificate for `aaguid`, signed by `issuer`; with another `unit`
-    (OU; None: none, as a TLS certificate) or `is_ca`, one that breaks §8.2.1; with `extras`,
-    more (non-critical) extensions (one with Basic Constraints' OID stands for it)."""
-    key = ec.generate_private_key(ec.SECP256R1())
+    (OU; None: none, as a TLS certificate), `is_ca` or `aaguid_critical`, one that breaks
+    §8.2.1; with `extras`, more (non-critical) extensions (one with Basic Constraints' OID
+    stands for it). Its key is on `curve` (P-256 by default)."""
+    key = ec.generate_private_key(curve or ec.SECP256R1())
     names = [
         x509.NameAttribute(NameOID.COUNTRY_NAME, "SE"),
         x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Test Vendor"),
@@ -88,7 +91,8 @@ def attestation_leaf(
         .not_valid_before(START)
         .not_valid_after(END)
         .add_extension(
-            x509.UnrecognizedExtension(AAGUID_EXTENSION, b"\x04\x10" + aaguid), critical=False
+            x509.UnrecognizedExtension(AAGUID_EXTENSION, b"\x04\x10" + aaguid),
+            critical=aaguid_critical,
         )
     )
     extras = extras or []

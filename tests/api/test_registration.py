@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import uuid
 
@@ -673,8 +674,12 @@ def _full_packed(leaf):
         (lambda pki, root: pki.attestation_leaf(root, AAGUID, unit="Web Server"), "subject OU"),
         (lambda pki, root: pki.attestation_leaf(root, AAGUID, is_ca=True), "is a CA"),
         (lambda pki, root: pki.attestation_leaf(root, b"\x01" * 16), "another authenticator"),
+        (
+            lambda pki, root: pki.attestation_leaf(root, AAGUID, aaguid_critical=True),
+            "AAGUID extension is marked critical",
+        ),
     ],
-    ids=["ou", "ca", "aaguid-extension"],
+    ids=["ou", "ca", "aaguid-extension", "aaguid-extension-critical"],
 )
 def test_step_7_1_21_a_packed_certificate_must_meet_8_2_1_under_any_policy(
     api, pending, leaf_of, says
@@ -690,6 +695,59 @@ def test_step_7_1_21_a_packed_certificate_must_meet_8_2_1_under_any_policy(
     assert says in body["message"] and "§7.1.21" in body["message"]
     honest = _full_packed(pki.attestation_leaf(root, AAGUID)).create(pending["options"], ORIGIN)
     r = api.verify_factor(honest)
+    assert (r.status_code, r.json()["status"]) == (200, "verified"), r.text
+
+
+@pytest.mark.parametrize("alg", [ES256, ES384])
+def test_step_7_1_21_a_packed_attestation_signed_with_es384_verifies(api, alg):
+    """§8.2: `sig` is verified with the certificate's key and the statement's `alg`, which
+    need not be the credential's: a P-384 attestation key signs with ES384, which py_webauthn
+    cannot verify (it refused every such registration). A wrong signature still fails."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from tests import pki
+
+    api.create_service(**{"Passkeys.Algorithms": "-7,-35"})
+    leaf = pki.attestation_leaf(pki.ca("Vendor Root"), AAGUID, curve=ec.SECP384R1())
+    device = Authenticator(alg=alg, attestation="packed", x5c=[leaf.der], attestation_key=leaf.key)
+    cred = device.create(api.create_factor()["options"], ORIGIN)
+    assert _attestation(cred)["attStmt"]["alg"] == ES384
+    r = api.verify_factor(cred)
+    assert (r.status_code, r.json()["status"]) == (200, "verified"), r.text
+    cred = device.create(api.create_factor()["options"], ORIGIN)
+    attestation = _attestation(cred)
+    attestation["attStmt"]["sig"] = leaf.key.sign(b"something else", ec.ECDSA(hashes.SHA384()))
+    body = refused(api, _with_attestation(cred, attestation), 403, 60311)
+    assert "packed attestation statement did not verify" in body["message"]
+
+
+@pytest.mark.parametrize("fmt", ["Packed", "packed ", "x-vendor", "NONE"])
+def test_step_7_1_20_an_unknown_attestation_format_is_refused(api, pending, fmt):
+    """§7.1.20: `fmt` is matched case-sensitively against the formats supported."""
+    cred = Authenticator(attestation="packed").create(pending["options"], ORIGIN)
+    attestation = _attestation(cred)
+    attestation["fmt"] = fmt
+    body = refused(api, _with_attestation(cred, attestation), 403, 60311)
+    assert f"attestation format {fmt!r} is not supported" in body["message"]
+
+
+@pytest.mark.parametrize("attestation", ["packed", "none"])
+def test_a_client_data_token_binding_is_not_read(api, pending, attestation):
+    """L3 has no token binding step: Edge Legacy's clientData said `tokenBinding:
+    {"status": "not-supported"}`, and every attestation but `none` was refused for it (by
+    py_webauthn's verify_registration_response, which read it)."""
+    client_data = json.dumps(
+        {
+            "type": "webauthn.create",
+            "challenge": pending["options"]["publicKey"]["challenge"],
+            "origin": ORIGIN,
+            "tokenBinding": {"status": "not-supported"},
+        }
+    ).encode()
+    device = Authenticator(attestation=attestation)
+    cred = device.create(pending["options"], ORIGIN, client_data=client_data)
+    r = api.verify_factor(cred)
     assert (r.status_code, r.json()["status"]) == (200, "verified"), r.text
 
 

@@ -1,8 +1,8 @@
 """Registration ceremony (WebAuthn L3 §7.1), top to bottom in spec order.
 
-py_webauthn verifies the attestation statement (except where there is nothing it can
-check: ES384 packed self attestation, see `cose`, and the none format's empty statement);
-this module applies the policy it is given
+py_webauthn's verifier for each format checks the attestation statement (except what it
+cannot: ES384 packed attestation, self or with a certificate, see `cose`; and the none
+format's empty statement); this module takes every other step, applies the policy it is given
 (origins, user verification, algorithms, trusted attestation) and names the step of every
 refusal.
 """
@@ -14,27 +14,35 @@ import datetime
 import hashlib
 import io
 import json
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import cbor2
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.utils import CryptographyDeprecationWarning
 from webauthn.helpers import (
     decode_credential_public_key,
     decoded_public_key_to_cryptography,
     parse_authenticator_data,
 )
 from webauthn.helpers.aaguid_to_string import aaguid_to_string
-from webauthn.helpers.cose import COSEAlgorithmIdentifier
 from webauthn.helpers.parse_attestation_statement import parse_attestation_statement
 from webauthn.helpers.structs import (
     AttestationStatement,
-    AuthenticatorAttestationResponse,
-    PublicKeyCredentialType,
-    RegistrationCredential,
+    AttestedCredentialData,
+    AuthenticatorData,
 )
-
-from webauthn import verify_registration_response
+from webauthn.registration.formats.android_key import verify_android_key
+from webauthn.registration.formats.android_safetynet import verify_android_safetynet
+from webauthn.registration.formats.apple import verify_apple
+from webauthn.registration.formats.fido_u2f import verify_fido_u2f
+from webauthn.registration.formats.packed import verify_packed
+from webauthn.registration.formats.tpm import verify_tpm
 
 from .checks import (
     check_authenticator_data_layout,
@@ -48,7 +56,7 @@ from .cose import (
     registered_key_algorithm,
     verify_es384,
 )
-from .encoding import b64url_decode, b64url_encode
+from .encoding import b64url_decode
 from .errors import MalformedResponse, Step, VerificationFailed
 from .origins import OriginPolicy
 from .parsing import RegistrationResponse
@@ -191,16 +199,10 @@ def verify_registration(
             raise VerificationFailed(
                 Step.ATTESTATION_STATEMENT, "the none attestation statement is not empty"
             )
+    elif fmt == "packed" and statement.x5c and statement.alg == ES384:
+        _verify_packed_x5c_es384(response, raw_auth_data, statement.x5c, statement.sig)
     else:
-        _verify_statement_with_library(
-            response,
-            credential_id,
-            fmt=fmt,
-            expected_challenge=expected_challenge,
-            expected_rp_id=expected_rp_id,
-            require_user_verification=require_user_verification,
-            expected_algorithms=expected_algorithms,
-        )
+        _verify_statement_with_library(response, fmt, statement, auth_data, attested)
     chain = _attestation_chain(fmt, statement.x5c, statement.response)
     aaguid = aaguid_to_string(attested.aaguid)
     if fmt in ("packed", "tpm") and chain:
@@ -266,44 +268,97 @@ def _decoded_attestation_object(attestation_object: bytes) -> dict[Any, Any]:
     return decoded
 
 
-def _library_algorithms(algorithms: Sequence[int]) -> list[COSEAlgorithmIdentifier]:
-    """py_webauthn's enum has no ES384 (-35), but it only tests membership, so the plain
-    int stands in for it: an ES384 key then passes the library's algorithm check, and each
-    format verifier compares the key itself (P-384 is a curve it knows)."""
-    known = COSEAlgorithmIdentifier._value2member_map_
-    return [cast(COSEAlgorithmIdentifier, known.get(a, a)) for a in algorithms]
-
-
 def _verify_statement_with_library(
     response: RegistrationResponse,
-    credential_id: bytes,
-    *,
     fmt: str,
-    expected_challenge: bytes,
-    expected_rp_id: str,
-    require_user_verification: bool,
-    expected_algorithms: Sequence[int],
+    statement: AttestationStatement,
+    auth_data: AuthenticatorData,
+    attested: AttestedCredentialData,
 ) -> None:
+    """§7.1.21: the format's verification procedure, py_webauthn's verifier for `fmt`, called
+    directly: the steps before it (client data, flags, algorithm) are this module's.
+    (`verify_registration_response` repeated them all, and refused a clientData
+    `tokenBinding` of `not-supported`, as Edge Legacy sent, which L3 no longer reads.)"""
+    client_data = response.client_data.raw
+    key = attested.credential_public_key
     try:
-        verify_registration_response(
-            credential=RegistrationCredential(
-                id=b64url_encode(credential_id),
-                raw_id=credential_id,
-                response=AuthenticatorAttestationResponse(
-                    client_data_json=response.client_data.raw,
-                    attestation_object=response.attestation_object,
-                ),
-                type=PublicKeyCredentialType.PUBLIC_KEY,
-            ),
-            expected_challenge=expected_challenge,
-            expected_rp_id=expected_rp_id,
-            expected_origin=response.client_data.origin,
-            require_user_verification=require_user_verification,
-            supported_pub_key_algs=_library_algorithms(expected_algorithms),
-        )
+        if fmt == "packed":
+            verified = verify_packed(
+                attestation_statement=statement,
+                attestation_object=response.attestation_object,
+                client_data_json=client_data,
+                credential_public_key=key,
+                pem_root_certs_bytes=[],
+            )
+        elif fmt == "fido-u2f":
+            verified = verify_fido_u2f(
+                attestation_statement=statement,
+                client_data_json=client_data,
+                rp_id_hash=auth_data.rp_id_hash,
+                credential_id=attested.credential_id,
+                credential_public_key=key,
+                aaguid=attested.aaguid,
+                pem_root_certs_bytes=[],
+            )
+        elif fmt == "android-safetynet":
+            verified = verify_android_safetynet(
+                attestation_statement=statement,
+                attestation_object=response.attestation_object,
+                client_data_json=client_data,
+                pem_root_certs_bytes=[],
+            )
+        elif fmt in _KEYED_FORMATS:
+            verified = _KEYED_FORMATS[fmt](
+                attestation_statement=statement,
+                attestation_object=response.attestation_object,
+                client_data_json=client_data,
+                credential_public_key=key,
+                pem_root_certs_bytes=[],
+            )
+        else:
+            raise VerificationFailed(
+                Step.ATTESTATION_STATEMENT, f"attestation format {fmt[:40]!r} is not supported"
+            )
+    except VerificationFailed:
+        raise
     except Exception as exc:  # library errors never cross this boundary raw
         raise VerificationFailed(
             Step.ATTESTATION_STATEMENT, f"the {fmt} attestation statement did not verify"
+        ) from exc
+    if verified is not True:
+        raise VerificationFailed(
+            Step.ATTESTATION_STATEMENT, f"the {fmt} attestation statement did not verify"
+        )
+
+
+_KEYED_FORMATS = {"tpm": verify_tpm, "apple": verify_apple, "android-key": verify_android_key}
+
+
+def _verify_packed_x5c_es384(
+    response: RegistrationResponse, auth_data: bytes, x5c: list[bytes], signature: bytes | None
+) -> None:
+    """Packed attestation with an attestation certificate (§8.2) whose `alg` is ES384: `sig`
+    is the certificate key's signature over authenticatorData || SHA-256(clientDataJSON).
+    (py_webauthn cannot verify ES384, whatever the credential's own algorithm; some
+    authenticators' attestation keys are P-384.)"""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+            public_key = x509.load_der_x509_certificate(x5c[0]).public_key()
+    except Exception as exc:  # noqa: BLE001 - not a certificate, or a key it cannot read
+        raise VerificationFailed(
+            Step.ATTESTATION_STATEMENT, "the packed attestation certificate cannot be read"
+        ) from exc
+    if not isinstance(public_key, ec.EllipticCurvePublicKey) or not signature:
+        raise VerificationFailed(
+            Step.ATTESTATION_STATEMENT, "the packed attestation's alg is not its certificate's"
+        )
+    signed = auth_data + hashlib.sha256(response.client_data.raw).digest()
+    try:
+        public_key.verify(signature, signed, ec.ECDSA(hashes.SHA384()))
+    except InvalidSignature as exc:
+        raise VerificationFailed(
+            Step.ATTESTATION_STATEMENT, "the packed attestation statement did not verify"
         ) from exc
 
 

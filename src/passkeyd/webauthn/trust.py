@@ -236,8 +236,17 @@ def check_certified_aaguid(
     leaf: x509.Certificate, aaguid: str, step: Step = Step.ATTESTATION_TRUST
 ) -> None:
     """§8.2.1/§8.3.1: when the attestation certificate names an AAGUID
-    (id-fido-gen-ce-aaguid), it must be the one in authenticatorData. Otherwise one model
-    could borrow another's good standing (or allow-list entry) under a shared vendor root."""
+    (id-fido-gen-ce-aaguid), it must be the one in authenticatorData (otherwise one model
+    could borrow another's good standing, or allow-list entry, under a shared vendor root),
+    and the extension "MUST NOT be marked as critical"."""
+    try:
+        critical = leaf.extensions.get_extension_for_oid(_FIDO_AAGUID_OID).critical
+    except x509.ExtensionNotFound:
+        return
+    if critical:
+        raise VerificationFailed(
+            step, "the attestation certificate's AAGUID extension is marked critical"
+        )
     certified = certified_aaguid(leaf)
     if certified is not None and certified != aaguid.lower():
         raise VerificationFailed(
