@@ -84,6 +84,19 @@ def test_check_config_reports_settings_without_secrets(db):
     assert report["settings"]["PASSKEYD_AUTH_TOKEN"] == "<set>"
     assert "s3cret-token" not in r.stdout
     assert report["settings"]["PASSKEYD_DATABASE_URL"] == db  # as given: it can be pasted back
+    assert report["database"]["file"] == db.removeprefix("sqlite:///")
+
+
+def test_check_config_shows_the_file_a_relative_sqlite_url_names(tmp_path):
+    """Three slashes and a path: relative to the working directory, as SQLAlchemy reads it
+    (`sqlite:///tmp/x.db` is ./tmp/x.db, not /tmp/x.db): check-config says which file."""
+    (tmp_path / "tmp").mkdir()
+    r = subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "passkeyd.cli", "check-config", "--database-url", "sqlite:///tmp/x.db"],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path, env={"PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["database"]["file"] == str(tmp_path / "tmp" / "x.db")
 
 
 @pytest.mark.parametrize(
@@ -101,6 +114,9 @@ def test_check_config_reports_settings_without_secrets(db):
         ({"PASSKEYD_HOST": "not a host!"}, "PASSKEYD_HOST"),
         ({"PASSKEYD_HOST": "127.0.0.0/8"}, "PASSKEYD_HOST"),
         ({"PASSKEYD_FORWARDED_ALLOW_IPS": "10.0.0.1,not an ip"}, "PASSKEYD_FORWARDED_ALLOW_IPS"),
+        # `sqlite:///$DB` with DB unset: it passed, then serve, migrate and accounts went on
+        # with a database nowhere
+        ({"PASSKEYD_DATABASE_URL": "sqlite:///"}, "names no SQLite file"),
     ],
 )
 def test_a_bad_setting_is_named_and_exits_3(env, fragment):

@@ -24,7 +24,7 @@ from .digits import ascii_int
 from .domain.accounts import Accounts
 from .domain.clock import iso, system_clock
 from .domain.models import AuditEvent, PageRequest
-from .settings import Settings, SettingsError, describe, secret_box
+from .settings import Settings, SettingsError, describe, secret_box, sqlite_path
 from .storage import SQLiteStore, StorageUnavailable, Store, is_embedded, open_store
 from .storage.windows import RateWindows
 
@@ -350,6 +350,9 @@ def cmd_check_config(settings: Settings) -> int:
     store.close()
     embedded = is_embedded(settings.database_url)
     report["database"] = {"reachable": True, "pending_migrations": pending}
+    path = sqlite_path(settings.database_url)
+    if path is not None and path != ":memory:":  # (relative to the working directory)
+        report["database"]["file"] = os.path.abspath(path)
     if unknown:
         report["database"]["unknown_migrations"] = unknown  # applied by a newer passkeyd
     if (pending and not embedded) or unknown:  # SQLite migrates itself at serve
@@ -376,10 +379,9 @@ def _lists_a_missing_file(settings: Settings, args: argparse.Namespace) -> bool:
     listing = args.command == "audit" or (
         args.command in ("accounts", "keys", "services") and args.action == "list"
     )
-    prefix = "sqlite:///"
-    if not listing or not settings.database_url.startswith(prefix):
+    path = sqlite_path(settings.database_url)
+    if not listing or path is None:
         return False
-    path = settings.database_url[len(prefix) :]
     return path != ":memory:" and not os.path.exists(path)
 
 

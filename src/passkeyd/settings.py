@@ -182,6 +182,11 @@ class Settings:
                 + self.database_url.split(":")[0]
                 + ":"
             )
+        if sqlite_path(self.database_url) == "":  # `sqlite:///$DB` with DB unset
+            raise SettingsError(
+                "PASSKEYD_DATABASE_URL names no SQLite file: sqlite:///relative/path.db (from"
+                " the working directory) or sqlite:////absolute/path.db"
+            )
         if self.sqlite_synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise SettingsError("PASSKEYD_SQLITE_SYNCHRONOUS must be OFF, NORMAL, FULL or EXTRA")
         if (self.account_sid is None) != (self.auth_token is None):
@@ -250,12 +255,18 @@ def secret_box(settings: Settings) -> SecretBox | None:
 
     if settings.secret_key:
         return SecretBox.from_text(settings.secret_key)
-    prefix = "sqlite:///"
-    if settings.database_url.startswith(prefix):
-        path = settings.database_url[len(prefix) :]
-        if path != ":memory:":
-            return SecretBox.from_key_file(Path(path + ".key"))
+    path = sqlite_path(settings.database_url)
+    if path is not None and path != ":memory:":
+        return SecretBox.from_key_file(Path(path + ".key"))
     return None
+
+
+def sqlite_path(database_url: str) -> str | None:
+    """The SQLite file a `sqlite:///` URL names, as SQLAlchemy reads it: what follows the
+    three slashes, so relative to the working directory (`sqlite:///data/p.db`) unless it
+    starts with a fourth (`sqlite:////var/lib/p.db`). None for another database."""
+    prefix = "sqlite:///"
+    return database_url[len(prefix) :] if database_url.startswith(prefix) else None
 
 
 # Every setting, as its environment variable; a config file uses the lower-case name
