@@ -6,6 +6,7 @@ import json
 import sqlite3
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -185,6 +186,51 @@ def test_unreachable_database_exits_6():
         env={"PATH": "/usr/bin:/bin", "PASSKEYD_DB_CONNECT_TIMEOUT": "1"},
     )
     assert r.returncode == 6 and "PostgreSQL" in (r.stdout + r.stderr)
+    # waited for, and the reason named (it was only in the pool's warnings)
+    error = json.loads(r.stdout)["database"]["error"]
+    assert error.startswith("cannot connect to PostgreSQL within 1 s: connection failed")
+    assert "Connection refused" in error
+
+
+@pytest.mark.parametrize(
+    ("path", "cause"),
+    [
+        ("/no_such_database_here", 'database "no_such_database_here" does not exist'),
+        ("?sslmode=bogus", 'invalid sslmode value: "bogus"'),
+        ("?bogusopt=1", 'invalid URI query parameter: "bogusopt"'),
+    ],
+)
+def test_a_database_url_postgresql_refuses_is_said_at_once_with_its_cause(path, cause):
+    """What waiting cannot cure is not waited for (the connect timeout, 10 s by default),
+    and its cause is in the message, not only in the pool's warnings."""
+    from urllib.parse import urlsplit
+
+    from tests.pg import ADMIN_URL
+
+    base = urlsplit(ADMIN_URL)._replace(query="")
+    url = (
+        base._replace(path="/test").geturl() + path
+        if path.startswith("?")
+        else (base._replace(path=path).geturl())
+    )
+    started = time.monotonic()
+    r = run("check-config", "--database-url", url, env={"PATH": "/usr/bin:/bin"})
+    assert r.returncode == 6, r.stdout + r.stderr
+    error = json.loads(r.stdout)["database"]["error"]
+    assert error.startswith("cannot connect to PostgreSQL: ") and cause in error, error
+    assert time.monotonic() - started < 8
+
+
+def test_a_password_libpq_quotes_in_its_error_is_not_shown():
+    r = run(
+        "check-config",
+        "--database-url",
+        "postgresql://u:hunter%zz@127.0.0.1:1/db",
+        env={"PATH": "/usr/bin:/bin", "PASSKEYD_DB_CONNECT_TIMEOUT": "1"},
+    )
+    assert r.returncode == 6
+    assert "hunter" not in r.stdout + r.stderr
+    assert "invalid percent-encoded token" in json.loads(r.stdout)["database"]["error"]
 
 
 @pytest.mark.parametrize("command", ["migrate", "check-config", "serve"])

@@ -118,6 +118,41 @@ def _connection_lost(exc: Exception) -> bool:
     return state is None or state.startswith(("08", "57P"))
 
 
+def _lasting(exc: psycopg.Error) -> bool:
+    """A connection error that waiting will not cure: a URL libpq cannot read, a bad
+    option value, or a server that answered and refused (no such database or role,
+    credentials or pg_hba.conf). Not: no answer, or a server starting up or full."""
+    if isinstance(exc, psycopg.ProgrammingError):
+        return True
+    message = str(exc)
+    return any(
+        sign in message
+        for sign in (
+            "connection is bad: invalid",
+            "does not exist",
+            "authentication failed",
+            "no pg_hba.conf entry",
+        )
+    )
+
+
+def _without_secrets(message: str, url: str) -> str:
+    """`message` with the URL's password (as written, and decoded) taken out: libpq quotes
+    parts of a URL it cannot read ('invalid percent-encoded token: "p%zz"')."""
+    from urllib.parse import parse_qsl, unquote, urlsplit
+
+    try:
+        parts = urlsplit(url)
+        secrets = [parts.password or ""]
+        secrets += [v for k, v in parse_qsl(parts.query) if "password" in k.lower()]
+    except ValueError:
+        return "(its message may hold a password, and is not shown)"
+    for secret in filter(None, secrets):
+        for form in {secret, unquote(secret)}:
+            message = message.replace(form, "<redacted>")
+    return message
+
+
 class PostgresStore(SqlStore):
     dialect = "postgres"
     runs_in_threads = True
@@ -137,6 +172,18 @@ class PostgresStore(SqlStore):
         # Set while PostgreSQL does not answer: requests then connect on their own (failing
         # at once, or as soon as it answers again) instead of waiting for the pool.
         self._unreachable = False
+        # One connection first, for what the pool would only log while it retries: a URL
+        # or a setting libpq refuses, a database or role that does not exist, credentials
+        # refused. Those do not go away, and are said at once; a server not (yet) answering
+        # is waited for, as long as the pool waits.
+        first_error = ""
+        deadline = time.monotonic() + connect_timeout
+        try:
+            self._connect().close()
+        except psycopg.Error as exc:
+            first_error = _without_secrets(str(exc).strip(), url)
+            if _lasting(exc):
+                raise StorageUnavailable(f"cannot connect to PostgreSQL: {first_error}") from exc
         self._pool = ConnectionPool(
             url,
             min_size=1,
@@ -152,11 +199,14 @@ class PostgresStore(SqlStore):
             name="passkeyd",
         )
         try:
-            self._pool.open(wait=True, timeout=connect_timeout)
+            # (what the first try did not use of the timeout: a server that does not answer
+            # is waited for connect_timeout in all)
+            self._pool.open(wait=True, timeout=max(0.5, deadline - time.monotonic()))
         except psycopg_pool.PoolTimeout as exc:
             self._pool.close()
             raise StorageUnavailable(
                 f"cannot connect to PostgreSQL within {connect_timeout:g} s"
+                + (f": {first_error}" if first_error else "")
             ) from exc
 
     @contextmanager
