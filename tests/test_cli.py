@@ -125,6 +125,25 @@ def test_a_bad_setting_is_named_and_exits_3(env, fragment):
     assert r.returncode == 3 and fragment in r.stderr
 
 
+@pytest.mark.parametrize("value", ["-1", "1.5", "ten"])
+def test_a_number_setting_says_its_range(value):
+    """'must be a whole number' for -1 sent users looking for what was not whole."""
+    r = run("check-config", env={"PATH": "/usr/bin:/bin", "PASSKEYD_SQLITE_CACHE_MB": value})
+    assert r.returncode == 3
+    assert f"PASSKEYD_SQLITE_CACHE_MB must be a whole number from 1 to 65536, got {value!r}" in (
+        r.stderr
+    )
+
+
+def test_the_help_names_every_command():
+    r = run("--help")
+    assert r.returncode == 0
+    commands = ("serve", "demo", "migrate", "check-config", "accounts", "keys", "services", "audit")
+    described = r.stdout.split("positional arguments")[0]  # the description, not the list
+    assert all(command in described for command in commands), r.stdout
+    assert "rotate" in r.stdout  # accounts rotate-token
+
+
 @pytest.mark.parametrize(
     "env",
     [

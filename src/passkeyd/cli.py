@@ -1,4 +1,4 @@
-"""The `passkeyd` command: serve, migrate, accounts, keys, services."""
+"""The `passkeyd` command: serve, demo, migrate, check-config, accounts, keys, services, audit."""
 
 from __future__ import annotations
 
@@ -538,7 +538,7 @@ def parser() -> argparse.ArgumentParser:
     with_db(sub.add_parser("migrate", help="apply schema migrations (JSON out)"))
     with_db(sub.add_parser("check-config", help="validate settings, reach the database"))
 
-    accounts = with_db(sub.add_parser("accounts", help="create or list accounts"))
+    accounts = with_db(sub.add_parser("accounts", help="create or list accounts, rotate a token"))
     accounts.add_argument("action", choices=["create", "list", "rotate-token"])
     accounts.add_argument("--name", help="friendly name for a new account")
     accounts.add_argument("--account", help="the account SID (rotate-token)")

@@ -97,7 +97,9 @@ class Settings:
                 return default
             value = ascii_int(text.strip(), max_digits=12)
             if value is None:  # int() would take "1_0", "+5" and other scripts' digits
-                raise SettingsError(f"{name} must be a whole number, got {text!r}")
+                raise SettingsError(
+                    f"{name} must be a whole number from {low} to {high}, got {text!r}"
+                )
             if not low <= value <= high:
                 raise SettingsError(f"{name} must be from {low} to {high}, got {value}")
             return value
