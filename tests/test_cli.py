@@ -528,3 +528,27 @@ def test_a_listing_at_a_missing_sqlite_file_says_so(tmp_path):
     created = run("accounts", "create", "--name", "first", env=env)
     assert created.returncode == 0, created.stderr
     assert len(json.loads(run("accounts", "list", env=env).stdout)) == 1
+
+
+def test_serve_on_a_port_in_use_names_the_setting_and_touches_no_database(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        url = f"sqlite:///{tmp_path}/never.db"
+        r = run("serve", "--port", str(port), "--database-url", url, env={"PATH": "/usr/bin:/bin"})
+    assert r.returncode == 3, r.stderr
+    assert (
+        f"cannot listen on 127.0.0.1:{port} (PASSKEYD_HOST and PASSKEYD_PORT, or --host and"
+        " --port): Address already in use" in r.stderr
+    )
+    assert not (tmp_path / "never.db").exists()
+
+
+def test_serve_on_a_host_that_does_not_resolve_names_the_setting():
+    r = run("serve", "--host", "no-such-host.invalid", env={"PATH": "/usr/bin:/bin"})
+    assert r.returncode == 3
+    assert "the host 'no-such-host.invalid' does not resolve" in r.stderr
+    assert "PASSKEYD_HOST" in r.stderr

@@ -89,3 +89,25 @@ def test_a_wait_that_is_no_number_of_seconds_is_a_configuration_error(
     finally:
         demo.stop()  # (one that took `inf` would wait for ever)
     assert "--wait must be a number of seconds" in demo.output()
+
+
+def test_a_demo_that_cannot_listen_says_so_before_it_touches_passkeyd(tmp_path: Path) -> None:
+    """It made its Verify service first, then failed to bind: one stray service per try.
+    Now the port is tried first (passkeyd, here never answering, is not even waited for)."""
+    with socket.socket() as taken:
+        taken.bind((HOST, 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        argv = ["--host", HOST, "--port", str(port), "--wait", "30"]
+        argv += ["--passkeyd-url", f"http://{HOST}:{free_port()}"]
+        code = f"from passkeyd.web.demo import main; raise SystemExit(main({argv!r}))"
+        done = subprocess.run(  # noqa: S603
+            [sys.executable, "-c", code],
+            capture_output=True, text=True, timeout=20,
+            env=child_env(PASSKEYD_ACCOUNT_SID=ACCOUNT, PASSKEYD_AUTH_TOKEN=TOKEN),
+        )  # fmt: skip
+    assert done.returncode == 3, done.stderr
+    assert f"cannot listen on {HOST}:{port} (--host, --port): Address already in use" in (
+        done.stderr
+    )
+    assert "waiting" not in done.stderr

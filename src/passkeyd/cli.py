@@ -24,6 +24,7 @@ from .digits import ascii_int
 from .domain.accounts import Accounts
 from .domain.clock import iso, system_clock
 from .domain.models import AuditEvent, PageRequest
+from .listen import listen_problem
 from .settings import Settings, SettingsError, describe, secret_box, sqlite_path
 from .storage import SQLiteStore, StorageUnavailable, Store, is_embedded, open_store
 from .storage.windows import RateWindows
@@ -241,6 +242,13 @@ def cmd_serve(settings: Settings) -> int:
 
     from .httpproto import OneWriteHttpProtocol
 
+    problem = listen_problem(settings.host, settings.port, reuse_port=settings.reuse_port)
+    if problem is not None:  # (uvicorn said only "[Errno 98] Address already in use")
+        sys.stderr.write(
+            f"passkeyd: configuration error: cannot listen on {settings.host}:{settings.port}"
+            f" (PASSKEYD_HOST and PASSKEYD_PORT, or --host and --port): {problem}\n"
+        )
+        return EXIT_CONFIG
     store = _open(settings, migrate=True)  # the embedded default applies its own schema
     box = secret_box(settings)  # creates the key file once, here, before any worker starts
     if settings.account_sid and settings.auth_token:

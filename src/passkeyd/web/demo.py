@@ -17,6 +17,8 @@ import sys
 import time
 from collections.abc import Sequence
 
+from passkeyd.listen import listen_problem
+
 from .app import create_app
 from .config import ConfigError, DemoConfig, parse_config
 from .service import DemoService, prepare_service
@@ -66,6 +68,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     # One line per request to passkeyd is noise next to uvicorn's access log.
     logging.getLogger("httpx2").setLevel(logging.WARNING)
+    # Before the service is made: a demo that cannot listen left one behind at each try.
+    if (problem := listen_problem(config.host, config.port)) is not None:
+        return _fail(f"cannot listen on {config.host}:{config.port} (--host, --port): {problem}")
     try:
         service = asyncio.run(_prepare(config))
     except KeyboardInterrupt:  # while it waited for passkeyd
