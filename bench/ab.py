@@ -67,7 +67,7 @@ def run_once(src: str, out: Path, args: argparse.Namespace) -> dict[Cell, dict[s
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("a", help="the version to compare against (git revision or live)")
     parser.add_argument("b", nargs="?", default="live", help="the new version (default live)")
     parser.add_argument("--rounds", type=int, default=3)

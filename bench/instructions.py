@@ -77,7 +77,7 @@ def per_flow(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("revs", nargs="*", default=["live"], help="git revisions or 'live'")
     parser.add_argument("--flow", default="auth,reg", help="auth, reg or both")
     parser.add_argument("--flows", default="160,800", help="the two flow counts")
