@@ -642,14 +642,31 @@ def test_6_1_extensions_written_unlike_cbor2_writes_them_are_read_as_sent(api, p
         (ES512, lambda k: {**k, -2: b"\x00" + k[-2]}, "coordinates must be 66 bytes"),
         (EDDSA, lambda k: {**k, -2: k[-2][:31]}, "coordinates must be 32 bytes"),
         (ES256, lambda k: {**k, -4: b"\x01" * 32}, "holds private key parts"),
-        (RS256, lambda k: {**k, -1: k[-1][:128]}, "must be at least 2048 bits"),
+        (RS256, lambda k: {**k, -1: k[-1][:128]}, "must be from 2048 to 4096 bits"),
+        (RS256, lambda k: {**k, -1: b"\xff" * 1024}, "must be from 2048 to 4096 bits"),
+        (RS256, lambda k: {**k, -2: b"\xff" * 8}, "exponent must be odd, from 3 to 2^32-1"),
+        (RS256, lambda k: {**k, -2: b"\x01\x00\x00"}, "exponent must be odd"),
+        (RS256, lambda k: {**k, -2: b"\x01"}, "exponent must be odd"),
     ],
-    ids=["es256-x-33", "es256-y-64", "es512-x-67", "eddsa-x-31", "private-d", "rsa-1024"],
+    ids=[
+        "es256-x-33",
+        "es256-y-64",
+        "es512-x-67",
+        "eddsa-x-31",
+        "private-d",
+        "rsa-1024",
+        "rsa-8192",
+        "rsa-e-2^64-1",
+        "rsa-e-even",
+        "rsa-e-1",
+    ],  # fmt: skip
 )
 def test_step_7_1_19_a_malformed_public_key_is_refused(api, alg, edit, says):
     """RFC 9053 §7.1.1 keeps a coordinate's leading zeros (so its size is the curve's), RFC
     8812 asks 2048 bits of an RSA key, and a public key holds no private part: py_webauthn
-    reads coordinates of any length as integers, and each of these was stored."""
+    reads coordinates of any length as integers, and each of these was stored. An RSA key
+    of more than 4096 bits, or with an exponent of 2^32 or more, was stored too, and cost
+    up to 100x a normal key's verification at every later assertion."""
     import cbor2
 
     api.create_service(**{"Passkeys.Algorithms": "-7,-8,-35,-36,-257"})

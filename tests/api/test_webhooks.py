@@ -354,6 +354,9 @@ def test_a_counter_that_did_not_grow_under_the_flag_policy_is_announced_as_appro
         "http://[64:ff9b:1::a00:1]/x",  # NAT64 local-use prefix, 10.0.0.1
         "http://[::7f00:1]/x",  # IPv4-compatible 127.0.0.1
         "http://[::a00:1]/x",
+        "http://[::ffff:0:7f00:1]/x",  # IPv4-translated (SIIT) 127.0.0.1
+        "http://[::ffff:0:a9fe:a9fe]/latest",  # ... and the cloud metadata address
+        "http://[fec0::1]/x",  # site-local (deprecated, still routed inside some networks)
     ],
 )
 def test_shared_and_wrapped_internal_addresses_are_refused(api, url):

@@ -91,7 +91,15 @@ def _release(owner: str) -> None:
 
 # IPv6 prefixes whose last 32 bits are an IPv4 address some network may route to: NAT64's
 # well-known and local-use prefixes (RFC 6052, RFC 8215) and the old IPv4-compatible ::/96.
-_EMBEDS_IPV4 = tuple(ipaddress.IPv6Network(n) for n in ("64:ff9b::/96", "64:ff9b:1::/48", "::/96"))
+# IPv6 prefixes whose last 32 bits are an IPv4 address: NAT64 (RFC 6052, RFC 8215),
+# IPv4-compatible (::/96) and IPv4-translated (::ffff:0:0:0/96, RFC 2765 SIIT), which
+# Python's is_global calls global whatever the IPv4 address inside.
+_EMBEDS_IPV4 = tuple(
+    ipaddress.IPv6Network(n) for n in ("64:ff9b::/96", "64:ff9b:1::/48", "::/96", "::ffff:0:0:0/96")
+)
+# Deprecated site-local addresses (RFC 3879), which Python 3.11 calls global too: a network
+# that still routes them routes them inside.
+_SITE_LOCAL = ipaddress.IPv6Network("fec0::/10")
 
 
 def _internal(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
@@ -108,6 +116,8 @@ def _internal(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
                       address.teredo[1] if address.teredo else None, embedded):  # fmt: skip
             if inner is not None and _internal(inner):
                 return True
+        if address in _SITE_LOCAL:
+            return True
     return not address.is_global or address.is_multicast
 
 

@@ -55,6 +55,12 @@ _COORDINATE_BYTES = {1: 32, 2: 48, 3: 66, 6: 32}
 # OKP key, and `d`, `p`, `q`, `dP`, `dQ`, `qInv`, `other`, `r_i`, `d_i`, `t_i` of an RSA key.
 _PRIVATE_LABELS = {1: (-4,), 2: (-4,), 3: tuple(range(-12, -2))}
 _MIN_RSA_BITS = 2048  # RFC 8812 §2: RSA keys for RS256/PS256 are at least 2048 bits
+# And at most 4096 bits, with a public exponent under 2^32 (65537 in practice): no
+# authenticator makes larger RSA passkeys, and a 16,384-bit key with e = 2^64-1 (accepted
+# with `none` attestation) cost 100x a normal one at every assertion, failed ones included,
+# and past about 16,384 bits OpenSSL cannot load it at all.
+_MAX_RSA_BITS = 4096
+_MAX_RSA_EXPONENT = 2**32 - 1
 
 
 def registered_key_algorithm(cose_key: bytes) -> int:
@@ -92,13 +98,18 @@ def registered_key_algorithm(cose_key: bytes) -> int:
                 Step.PUBLIC_KEY,
                 f"an {name} key's coordinates must be {size} bytes each ({_CURVE_NAMES[crv]})",
             )
-    else:  # RSA: -1 is the modulus n
-        modulus = key.get(-1)
-        if not isinstance(modulus, bytes) or (
-            int.from_bytes(modulus, "big").bit_length() < _MIN_RSA_BITS
-        ):
+    else:  # RSA: -1 is the modulus n, -2 the exponent e
+        modulus, exponent = key.get(-1), key.get(-2)
+        bits = int.from_bytes(modulus, "big").bit_length() if isinstance(modulus, bytes) else 0
+        if not _MIN_RSA_BITS <= bits <= _MAX_RSA_BITS:
             raise MalformedResponse(
-                Step.PUBLIC_KEY, f"an {name} key must be at least {_MIN_RSA_BITS} bits"
+                Step.PUBLIC_KEY,
+                f"an {name} key must be from {_MIN_RSA_BITS} to {_MAX_RSA_BITS} bits",
+            )
+        e = int.from_bytes(exponent, "big") if isinstance(exponent, bytes) else 0
+        if not (3 <= e <= _MAX_RSA_EXPONENT and e % 2):
+            raise MalformedResponse(
+                Step.PUBLIC_KEY, f"an {name} key's exponent must be odd, from 3 to 2^32-1"
             )
     return algorithm
 
