@@ -193,7 +193,7 @@ def test_an_entity_filled_meanwhile_gets_no_passkey_over_its_limit(api, db_path,
         f"{api.svc}/Passkeys/Factors", {"friendly_name": "alice", "identity": "user-0001"}
     )
     assert (r.status_code, r.json()["code"]) == (full.status_code, full.json()["code"]), r.text
-    assert r.status_code == 400 and f"at most {limit}" in r.json()["message"]
+    assert r.status_code == 429 and f"it holds {limit} passkeys" in r.json()["message"]
     assert rows(db_path, "SELECT count(*) FROM factors") == [(limit,)]
 
 
