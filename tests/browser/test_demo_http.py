@@ -333,3 +333,24 @@ def test_sign_ins_started_at_once_in_two_tabs_both_finish(site: Demo) -> None:
         )
         assert approved.status_code == 200, approved.text
         assert approved.json()["redirect"] == "/account?notice=signed-in"
+
+
+def test_a_page_opened_at_an_address_webauthn_refuses_is_sent_to_the_site_s_origin(
+    site: Demo,
+) -> None:
+    """uvicorn's start-up line gives http://127.0.0.1:PORT; there, with the relying party
+    localhost, every ceremony failed with "This page's address does not match the site's
+    passkey settings", which did not say where to go. Pages go to the origin, same path;
+    what scripts and monitors ask (health, assets, the API) is answered where asked."""
+    elsewhere = site.url.replace("://localhost:", "://127.0.0.1:")
+    with httpx2.Client(base_url=elsewhere, trust_env=False, timeout=5) as client:
+        for path in ("/", "/signup?name=Ada%20L", "/account"):
+            r = client.get(path)
+            assert r.status_code == 307, (path, r.text)
+            assert r.headers["location"] == site.url + path
+        for path in ("/healthz", "/static/passkeyd.js"):
+            assert client.get(path).status_code == 200, path
+        r = client.post("/api/signin/options", json={}, headers={"Origin": elsewhere})
+        assert r.status_code != 307
+    with httpx2.Client(base_url=site.url, trust_env=False, timeout=5) as client:
+        assert client.get("/").status_code == 200  # at the origin itself: the page
