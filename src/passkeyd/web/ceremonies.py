@@ -44,7 +44,12 @@ def answers_with_sentences(handler: Endpoint) -> Endpoint:
             return await handler(request)
         except REFUSALS as exc:
             refusal = refusal_of(exc)
-            return json_reply({"error": refusal.sentence}, refusal.status)
+            reply: dict[str, Any] = {"error": refusal.sentence}
+            if isinstance(exc, VerifyError) and exc.code == 60390:
+                # No passkey of the service has this credential: the page tells the browser
+                # (signalUnknownCredential), so that the device stops offering it.
+                reply["unknown_credential"] = True
+            return json_reply(reply, refusal.status)
 
     return wrapped
 

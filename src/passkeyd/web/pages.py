@@ -7,6 +7,7 @@ a JSON data block. Every value from a user or from passkeyd goes through `escape
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from dataclasses import dataclass
@@ -67,7 +68,7 @@ def layout(ctx: PageContext, *, page: str, title: str, main: str, nav: str = "")
 <link rel="stylesheet" href="/static/demo.css">
 <script type="module" src="/static/demo.js"></script>
 </head>
-<body data-page="{escape(page)}" data-state="idle"
+<body data-page="{escape(page)}" data-state="idle" data-rp-id="{escape(ctx.rp_id)}"
   data-ceremony-timeout-ms="{ctx.ceremony_timeout_ms}"
   data-user-verification="{escape(ctx.user_verification)}">
 <header class="bar">
@@ -155,6 +156,20 @@ def _passkey_item(p: Passkey, *, last: bool = False) -> str:
 </li>"""
 
 
+def _accepted(passkeys: list[Passkey]) -> str:
+    """The user's passkeys for demo.js to tell the browser (signalAllAcceptedCredentials):
+    the user handle is the base64url of the entity SID, as in the creation options."""
+    entity = next((p.entity_sid for p in passkeys if p.entity_sid), None)
+    if entity is None:
+        return ""
+    user_id = base64.urlsafe_b64encode(entity.encode()).rstrip(b"=").decode()
+    ids = " ".join(p.credential_id for p in passkeys if p.credential_id)
+    return (
+        f'<div id="accepted" hidden data-user-id="{escape(user_id)}"'
+        f' data-credential-ids="{escape(ids)}"></div>'
+    )
+
+
 def account_page(
     ctx: PageContext,
     *,
@@ -168,7 +183,7 @@ def account_page(
         listing = '<p class="empty">Your passkeys could not be loaded.</p>'
     elif passkeys:
         items = "\n".join(_passkey_item(p, last=len(passkeys) == 1) for p in passkeys)
-        listing = f'<ul class="passkeys">{items}</ul>'
+        listing = f'<ul class="passkeys">{items}</ul>' + _accepted(passkeys)
     else:
         listing = (
             '<p class="empty">You have no passkeys left. Add one now, or you will not be able'

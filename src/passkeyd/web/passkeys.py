@@ -23,6 +23,8 @@ class Passkey:
     aaguid: str | None
     date_created: str | None
     date_last_used: str | None
+    credential_id: str | None = None  # base64url, as the browser's credential `id`
+    entity_sid: str | None = None
 
     @property
     def authenticator(self) -> str:
@@ -54,6 +56,8 @@ def passkey_from_factor(factor: Mapping[str, Any]) -> Passkey:
         aaguid=_text(metadata.get("aaguid")),
         date_created=_text(factor.get("date_created")),
         date_last_used=_text(metadata.get("date_last_approved")),
+        credential_id=_text(metadata.get("credential_id")),
+        entity_sid=_text(factor.get("entity_sid")),
     )
 
 

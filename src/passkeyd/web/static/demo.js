@@ -70,7 +70,11 @@ async function post(path, payload) {
     throw new Sentence(messages.app.network);
   }
   const data = await response.json().catch(() => ({}));
-  if (!response.ok) throw new Sentence(data.error || messages.app.unexpected);
+  if (!response.ok) {
+    const refusal = new Sentence(data.error || messages.app.unexpected);
+    refusal.unknownCredential = data.unknown_credential === true;
+    throw refusal;
+  }
   return data;
 }
 
@@ -118,7 +122,24 @@ function signupPage() {
   });
 }
 
+// A sign-in passkeyd refused because it knows no such passkey (deleted, here or in another
+// tab): tell the browser, whose passkey provider then stops offering it.
+async function approve(credential) {
+  try {
+    return await post("/api/signin/approve", {credential});
+  } catch (error) {
+    if (error.unknownCredential) passkeyd.signalUnknownPasskey(body.dataset.rpId, credential.id);
+    throw error;
+  }
+}
+
 function accountPage() {
+  // The passkeys this account still has: the provider hides any other it holds for it.
+  const accepted = document.getElementById("accepted");
+  if (accepted) {
+    const ids = accepted.dataset.credentialIds.split(" ").filter(Boolean);
+    passkeyd.signalAcceptedPasskeys(body.dataset.rpId, accepted.dataset.userId, ids);
+  }
   document.getElementById("add-passkey").addEventListener("click", () => {
     register("/api/passkeys/options", {});
   });
@@ -167,7 +188,7 @@ function signinPage() {
         return;
       }
       body.dataset.autofill = "used";
-      const done = await ceremony("get", () => post("/api/signin/approve", {credential}));
+      const done = await ceremony("get", () => approve(credential));
       // Refused: passkeys are offered again when the person comes back to the name field
       // (at once, an authenticator that answers without being asked would loop).
       if (done === false) offerAgainOnFocus();
@@ -192,7 +213,7 @@ function signinPage() {
     const done = await ceremony("get", async () => {
       const {options} = await post("/api/signin/options", name ? {name} : {});
       const credential = await passkeyd.get(options, {signal: passkeyd.deadline(deadlineMs)});
-      return post("/api/signin/approve", {credential});
+      return approve(credential);
     });
     if (done === false) startAutofill(); // cancelled or refused: autofill offers passkeys again
   }

@@ -185,3 +185,37 @@ export async function get(options, {signal, mediation} = {}) {
   const credential = await navigator.credentials.get(request);
   return credentialJSON(credential);
 }
+
+// --- telling the passkey provider what the site accepts (WebAuthn L3 §5.1.10) ----------------
+// A passkey deleted on the server stays on the device, offered at every sign-in, until the
+// site says so. Both resolve to whether the browser took the signal (false where it has no
+// such signal: nothing else to do there).
+
+async function signal(method, payload) {
+  const call = PKC()?.[method];
+  if (typeof call !== "function") return false;
+  try {
+    await call.call(PKC(), payload);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** After ApproveChallenge answered 60390 (no passkey of the service has this credential:
+ * deleted, or made elsewhere): the provider may hide or remove it. `credentialId` is the
+ * assertion's `id` (base64url). */
+export function signalUnknownPasskey(rpId, credentialId) {
+  return signal("signalUnknownCredential", {rpId, credentialId});
+}
+
+/** Every passkey the site still accepts for one user, e.g. on the account page after a
+ * delete: `userId` is the `user.id` of the creation options (the base64url of the entity
+ * SID), `credentialIds` the factors' `metadata.credential_id`. */
+export function signalAcceptedPasskeys(rpId, userId, credentialIds) {
+  return signal("signalAllAcceptedCredentials", {
+    rpId,
+    userId,
+    allAcceptedCredentialIds: credentialIds,
+  });
+}
