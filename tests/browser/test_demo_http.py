@@ -233,7 +233,9 @@ def test_a_name_whose_passkeys_were_all_deleted_stays_its_owners(site: Demo) -> 
         assert verified.status_code == 200, verified.text
         account = owner.get("/account").text
         (sid,) = set(re.findall(r"/account/passkeys/(YF[0-9a-f]{32})/delete", account))
-        deleted = owner.post(f"/account/passkeys/{sid}/delete", content=b"", headers=form)
+        deleted = owner.post(
+            f"/account/passkeys/{sid}/delete", content=b"last=confirmed", headers=form
+        )
         assert deleted.status_code == 303
     with httpx2.Client(base_url=site.url, trust_env=False, headers=headers) as stranger:
         r = stranger.post("/api/signup/options", json={"name": name.upper()})
@@ -255,10 +257,10 @@ def test_a_sign_up_held_until_the_owner_deleted_every_passkey_joins_nothing(site
         (sid,) = set(
             re.findall(r"/account/passkeys/(YF[0-9a-f]{32})/delete", owner.get("/account").text)
         )
-        assert (
-            owner.post(f"/account/passkeys/{sid}/delete", content=b"", headers=form).status_code
-            == 303
+        deleted = owner.post(
+            f"/account/passkeys/{sid}/delete", content=b"last=confirmed", headers=form
         )
+        assert deleted.status_code == 303
         late = stranger.post(
             "/api/passkeys/verify", json={"credential": Authenticator().create(held, site.url)}
         )
@@ -354,3 +356,57 @@ def test_a_page_opened_at_an_address_webauthn_refuses_is_sent_to_the_site_s_orig
         assert r.status_code != 307
     with httpx2.Client(base_url=site.url, trust_env=False, timeout=5) as client:
         assert client.get("/").status_code == 200  # at the origin itself: the page
+
+
+def test_the_last_passkey_is_deleted_only_when_the_page_asked_first(
+    site: Demo, passkeyd: Passkeyd
+) -> None:
+    """The page asks before deleting the last passkey, but only a page that knows it is the
+    last: one rendered while there were two, the other deleted since in another tab, deleted
+    the last without asking. The server now refuses a delete of the last passkey unless the
+    page says it asked (last=confirmed), and shows the account page, which asks."""
+    name = "Annie Easley " + secrets.token_hex(3)
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    with httpx2.Client(base_url=site.url, trust_env=False, headers={"Origin": site.url}) as user:
+        sign_up(user, site, name)
+        (sid,) = set(
+            re.findall(r"/account/passkeys/(YF[0-9a-f]{32})/delete", user.get("/account").text)
+        )
+        stale = user.post(f"/account/passkeys/{sid}/delete", content=b"", headers=form)
+        assert stale.status_code == 409
+        assert "That is your last passkey" in stale.text and "data-last" in stale.text
+        assert [f["sid"] for f in passkeyd.verified_factors(site.service_sid) if f["sid"] == sid]
+        asked = user.post(
+            f"/account/passkeys/{sid}/delete", content=b"last=confirmed", headers=form
+        )
+        assert asked.status_code == 303
+        assert not [f for f in passkeyd.verified_factors(site.service_sid) if f["sid"] == sid]
+
+
+@pytest.mark.parametrize("path", ["/", "/signup"])
+def test_a_form_sent_before_the_page_s_script_ran_says_why_and_keeps_the_name_private(
+    http: httpx2.Client, path: str
+) -> None:
+    """The forms had no method: sent before demo.js took them over, they went as GET, the
+    name in the address and the history, and nothing said why nothing happened."""
+    r = http.post(path, data={"name": "Nia Example"}, follow_redirects=False)
+    assert r.status_code == 400
+    assert "passkeys need it" in r.text and "Nia Example" not in r.text
+    assert f'method="post" action="{path}"' in http.get(path).text
+
+
+def test_added_passkeys_are_labelled_apart_from_the_first(site: Demo) -> None:
+    """Every passkey was labelled with the account's name: two of them could not be told apart
+    on the account page, nor in their Delete buttons' labels."""
+    name = "Dorothy Vaughan " + secrets.token_hex(3)
+    with httpx2.Client(base_url=site.url, trust_env=False, headers={"Origin": site.url}) as user:
+        assert sign_up(user, site, name).status_code == 200
+        for _ in range(2):
+            options = user.post("/api/passkeys/options", json={}).json()["options"]
+            assert finish(user, site, options).status_code == 200
+        page = user.get("/account").text
+    first, *added = re.findall(r'aria-label="Delete passkey ([^"]*)"', page)
+    # The added ones by their model, as passkeyd names it (the software authenticator says
+    # it is Apple's), numbered: "Apple Passwords", "Apple Passwords 2".
+    assert first == name and len(added) == 2, (first, added)
+    assert added[0] != name and added[1] == f"{added[0]} 2", added

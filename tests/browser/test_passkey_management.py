@@ -37,6 +37,12 @@ def test_passkey_from_another_tab_renamed_deleted_then_refused(
     second.expect_signed_in_as("Frances Allen")
 
     rename = second.page.get_by_label("New name for this passkey")
+    rename.fill("   ")
+    second.page.get_by_role("button", name="Rename").click()
+    second.expect_error("Give the passkey a name.")
+    # Answered at the form's POST address, shown as /account: a reload posted it again.
+    expect(second.page).to_have_url(site.url + "/account")
+    rename = second.page.get_by_label("New name for this passkey")
     rename.fill("Work laptop")
     second.page.get_by_role("button", name="Rename").click()
     second.expect_notice("Passkey renamed.")
@@ -117,6 +123,7 @@ def test_the_account_page_tells_the_device_which_passkeys_the_account_still_has(
     tab = new_tab(site)
     key = VirtualAuthenticator(tab.page, PLATFORM)
     tab.sign_up("Grace Hopper")
+    tab.expect_signed_in_as("Grace Hopper")
     [first] = key.credentials()
     # A second passkey, made by the same device once the first is taken off it (a device
     # makes one passkey per account: the first would be excluded). The account has both.

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from .messages import NOTICES
+from .messages import APP_ERRORS, NOTICES
 from .pages import account_page, signin_page, signup_page
 from .passkeys import Passkey, verified_passkeys
 from .session import Session
@@ -61,6 +61,16 @@ async def signup(request: Request) -> Response:
     return _with_a_browser_id(request, HTMLResponse(html, headers=NO_STORE))
 
 
+async def before_the_script(request: Request) -> Response:
+    """The sign-in or sign-up form sent before demo.js took it over (still loading, or
+    JavaScript off): the page again, saying why nothing happened. The form posts, so the
+    name typed does not end up in the address bar and the history, as a GET form's did."""
+    ctx = demo_of(request).page_context()
+    error = APP_ERRORS["needs_javascript"]
+    html = signin_page(ctx, error=error) if request.url.path == "/" else signup_page(ctx, error)
+    return HTMLResponse(html, status_code=400, headers=NO_STORE)
+
+
 async def _passkeys(demo: Demo, identity: str) -> list[Passkey]:
     try:
         return verified_passkeys(await demo.verify.list_factors(demo.service.sid, identity))
@@ -104,6 +114,12 @@ async def _change_passkey(request: Request, *, delete: bool) -> Response:
     sid = request.path_params["sid"]
     try:
         form = await form_body(request)
+        if delete and form.get("last") != "confirmed":
+            passkeys = await _passkeys(demo, identity)
+            if [p.sid for p in passkeys] == [sid]:  # the last one, and nobody was asked
+                return await _account(
+                    request, identity, status=409, error=APP_ERRORS["last_passkey"]
+                )
         if delete:
             await demo.verify.delete_factor(demo.service.sid, identity, sid)
         else:
@@ -138,7 +154,9 @@ async def signout(request: Request) -> Response:
 
 routes = [
     Route("/", signin, methods=["GET"]),
+    Route("/", before_the_script, methods=["POST"]),
     Route("/signup", signup, methods=["GET"]),
+    Route("/signup", before_the_script, methods=["POST"]),
     Route("/account", account, methods=["GET"]),
     Route("/account/passkeys/{sid}/rename", rename_passkey, methods=["POST"]),
     Route("/account/passkeys/{sid}/delete", delete_passkey, methods=["POST"]),

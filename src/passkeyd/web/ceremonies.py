@@ -11,6 +11,7 @@ in as someone else.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -19,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from .passkeys import passkey_from_factor
 from .state import (
     REFUSALS,
     Demo,
@@ -32,6 +34,8 @@ from .state import (
 )
 from .users import clean_name
 from .verify import VerifyError
+
+log = logging.getLogger("passkeyd.web")
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -113,6 +117,28 @@ async def add_passkey_options(request: Request) -> Response:
     return await _registration_options(request, identity, name)
 
 
+async def _label_another_passkey(demo: Demo, identity: str, factor: dict[str, Any]) -> None:
+    """An added passkey is labelled by its authenticator model where passkeyd names it
+    ("iCloud Keychain"), else "Passkey", numbered past the labels the user's other passkeys
+    have: it was labelled with the account's name, like the first, and the account page
+    could not tell them apart. (The name the device shows for it, the options' user.name,
+    stays the account's.)"""
+    label = passkey_from_factor(factor).authenticator_name or "Passkey"
+    try:
+        others = {
+            str(f.get("friendly_name"))
+            for f in await demo.verify.list_factors(demo.service.sid, identity)
+            if f.get("sid") != factor.get("sid")
+        }
+        number = 2
+        labelled = label
+        while labelled in others:
+            labelled, number = f"{label} {number}", number + 1
+        await demo.verify.rename_factor(demo.service.sid, identity, str(factor["sid"]), labelled)
+    except REFUSALS as exc:  # the passkey was added all the same: only its label is the name
+        log.warning("labelling the added passkey %s failed: %s", factor.get("sid"), exc)
+
+
 @answers_with_sentences
 async def verify_passkey(request: Request) -> Response:
     """POST {credential}: the new passkey (credential.toJSON()) to VerifyFactor."""
@@ -137,6 +163,8 @@ async def verify_passkey(request: Request) -> Response:
         await demo.verify.delete_factor(demo.service.sid, identity, sid)
         raise Refusal.app(409, "name_taken")
     notice = "signed-up" if session.identity is None else "added"
+    if session.identity is not None:
+        await _label_another_passkey(demo, identity, factor)
     demo.users.claim(identity)
     demo.sessions.finish(session, sid)
     session = session.signed_in(identity)

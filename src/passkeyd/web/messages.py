@@ -101,6 +101,10 @@ APP_ERRORS: dict[str, str] = {
     "unreachable": "The sign-in service cannot be reached right now. Try again in a moment.",
     "network": "The server cannot be reached. Check your connection and try again.",
     "unexpected": SOMETHING_WENT_WRONG,
+    "last_passkey": "That is your last passkey: deleted, it leaves you no way to sign in."
+    " To delete it anyway, press Delete again and confirm.",
+    "needs_javascript": "This page is still loading, or JavaScript is off: passkeys need"
+    " it. Wait a moment (or turn JavaScript on), then try again.",
     # (Not a refusal: the question before deleting the last passkey.)
     "confirm_delete_last": "Delete your last passkey? You will not be able to sign in"
     " again until you add one.",

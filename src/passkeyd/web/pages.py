@@ -86,11 +86,11 @@ passkeyd at <code>{escape(ctx.passkeyd_url)}</code></footer>
 """
 
 
-def signin_page(ctx: PageContext, *, notice: str | None = None) -> str:
+def signin_page(ctx: PageContext, *, notice: str | None = None, error: str | None = None) -> str:
     main = f"""<h1>Sign in</h1>
 <p class="lead">Use a passkey: the one on this device, on your phone, or on a security key.</p>
-{_alerts(notice, None)}
-<form id="signin-form" class="stack" novalidate>
+{_alerts(notice, error)}
+<form id="signin-form" class="stack" method="post" action="/" novalidate>
   <label for="name">Your name</label>
   <input id="name" name="name" type="text" autocomplete="username webauthn"
     autocapitalize="none" spellcheck="false" maxlength="{MAX_NAME_FIELD}"
@@ -105,11 +105,11 @@ Sign in with a passkey, no name needed</button>
     return layout(ctx, page="signin", title="Sign in", main=main)
 
 
-def signup_page(ctx: PageContext) -> str:
+def signup_page(ctx: PageContext, error: str | None = None) -> str:
     main = f"""<h1>Create an account</h1>
 <p class="lead">No password to remember: your device makes a passkey for this site.</p>
-{_alerts(None, None)}
-<form id="signup-form" class="stack" novalidate>
+{_alerts(None, error)}
+<form id="signup-form" class="stack" method="post" action="/signup" novalidate>
   <label for="name">Your name</label>
   <input id="name" name="name" type="text" autocomplete="username" required
     maxlength="{MAX_NAME_FIELD}" placeholder="Ada Lovelace">

@@ -134,6 +134,9 @@ async function approve(credential) {
 }
 
 function accountPage() {
+  // A refused rename or delete is answered with this page at the form's POST address:
+  // show it as /account, so that a reload does not post the form again.
+  if (location.pathname !== "/account") history.replaceState(null, "", "/account");
   // The passkeys this account still has: the provider hides any other it holds for it.
   const accepted = document.getElementById("accepted");
   if (accepted) {
@@ -143,10 +146,18 @@ function accountPage() {
   document.getElementById("add-passkey").addEventListener("click", () => {
     register("/api/passkeys/options", {});
   });
-  // Deleting the last passkey leaves no way to sign in: ask first.
+  // Deleting the last passkey leaves no way to sign in: ask first, and say so to the server,
+  // which refuses to delete the last one unasked (a page from before another tab deleted
+  // the others does not know it is the last).
   for (const form of document.querySelectorAll("form.delete[data-last]")) {
     form.addEventListener("submit", (event) => {
-      if (!window.confirm(messages.app.confirm_delete_last)) event.preventDefault();
+      if (!window.confirm(messages.app.confirm_delete_last)) {
+        event.preventDefault();
+        return;
+      }
+      const confirmed = document.createElement("input");
+      Object.assign(confirmed, {type: "hidden", name: "last", value: "confirmed"});
+      form.append(confirmed);
     });
   }
 }
