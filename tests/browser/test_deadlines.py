@@ -22,7 +22,11 @@ def test_ceremonies_that_never_settle_end_at_the_page_deadline(
     button = tab.page.get_by_role("button", name="Create a passkey")
     button.focus()
     button.press("Enter")  # from the keyboard
-    expect(tab.page.locator("#progress")).to_be_visible()
+    # The prompt's sentence once the options are there ("Getting ready…" while they come:
+    # it said "follow your browser's prompt" before the browser had one to show).
+    expect(tab.page.locator("#progress")).to_have_text(
+        "Follow your browser's prompt to create the passkey…"
+    )
     tab.shot("1-waiting-for-the-authenticator")
     tab.expect_error("Creating the passkey took too long; try again.")
     expect(button).to_be_enabled()

@@ -110,10 +110,13 @@ APP_ERRORS: dict[str, str] = {
     " again until you add one.",
 }
 
-# Shown while the browser's own passkey prompt is open.
+# Shown while a ceremony runs: asking the server to start it, the browser's own passkey
+# prompt, then the server checking what the authenticator answered.
 PROGRESS: dict[str, str] = {
+    "preparing": "Getting ready…",
     "create": "Follow your browser's prompt to create the passkey…",
     "get": "Follow your browser's prompt to use your passkey…",
+    "checking": "Checking your passkey…",
 }
 
 # Shown on the next page after an action succeeded, keyed by the `notice` query parameter.

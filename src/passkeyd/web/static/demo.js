@@ -89,7 +89,7 @@ async function ceremony(kind, steps) {
   setButtons(false);
   clearMessages();
   body.dataset.state = "busy";
-  showProgress(messages.progress[kind]);
+  showProgress(messages.progress.preparing);
   try {
     const result = await steps();
     body.dataset.state = "done";
@@ -109,7 +109,9 @@ async function ceremony(kind, steps) {
 function register(optionsPath, payload) {
   return ceremony("create", async () => {
     const {options} = await post(optionsPath, payload);
+    showProgress(messages.progress.create);
     const credential = await passkeyd.create(options, {signal: passkeyd.deadline(deadlineMs)});
+    showProgress(messages.progress.checking);
     return post("/api/passkeys/verify", {credential});
   });
 }
@@ -125,6 +127,7 @@ function signupPage() {
 // A sign-in passkeyd refused because it knows no such passkey (deleted, here or in another
 // tab): tell the browser, whose passkey provider then stops offering it.
 async function approve(credential) {
+  showProgress(messages.progress.checking);
   try {
     return await post("/api/signin/approve", {credential});
   } catch (error) {
@@ -223,6 +226,7 @@ function signinPage() {
     if (busy) return; // a second press, while the first waited for the autofill request
     const done = await ceremony("get", async () => {
       const {options} = await post("/api/signin/options", name ? {name} : {});
+      showProgress(messages.progress.get);
       const credential = await passkeyd.get(options, {signal: passkeyd.deadline(deadlineMs)});
       return approve(credential);
     });
