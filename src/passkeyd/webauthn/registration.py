@@ -282,15 +282,7 @@ def _verify_statement_with_library(
     client_data = response.client_data.raw
     key = attested.credential_public_key
     try:
-        if fmt == "packed":
-            verified = verify_packed(
-                attestation_statement=statement,
-                attestation_object=response.attestation_object,
-                client_data_json=client_data,
-                credential_public_key=key,
-                pem_root_certs_bytes=[],
-            )
-        elif fmt == "fido-u2f":
+        if fmt == "fido-u2f":
             verified = verify_fido_u2f(
                 attestation_statement=statement,
                 client_data_json=client_data,
@@ -331,7 +323,13 @@ def _verify_statement_with_library(
         )
 
 
-_KEYED_FORMATS = {"tpm": verify_tpm, "apple": verify_apple, "android-key": verify_android_key}
+# The formats whose verifier takes the attestation object and the credential key.
+_KEYED_FORMATS = {
+    "packed": verify_packed,
+    "tpm": verify_tpm,
+    "apple": verify_apple,
+    "android-key": verify_android_key,
+}
 
 
 def _verify_packed_x5c_es384(
