@@ -236,8 +236,17 @@ def test_a_database_url_postgresql_refuses_is_said_at_once_with_its_cause(path, 
     assert time.monotonic() - started < 8  # not the 10 s a server not answering gets
 
 
-def test_a_password_libpq_quotes_in_its_error_is_not_shown():
-    error, written = _database_error("postgresql://u:hunter%zz@127.0.0.1:1/db")
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://u:hunter%zz@127.0.0.1:1/db",
+        # in the query, as written (libpq quotes it undecoded: + and %2B were shown)
+        "postgresql://u@127.0.0.1:1/db?password=hunter+t%zz",
+        "postgresql://u@127.0.0.1:1/db?password=hunter%2Bt%zz",
+    ],
+)
+def test_a_password_libpq_quotes_in_its_error_is_not_shown(url):
+    error, written = _database_error(url)
     assert "hunter" not in written
     assert "invalid percent-encoded token" in error
 

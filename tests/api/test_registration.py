@@ -715,6 +715,22 @@ def test_step_7_1_21_a_packed_certificate_must_meet_8_2_1_under_any_policy(
     assert (r.status_code, r.json()["status"]) == (200, "verified"), r.text
 
 
+@pytest.mark.parametrize("sig", ["text", 7, [b"x"], None])
+def test_an_es384_packed_attestation_whose_sig_is_no_bytes_is_malformed(api, sig):
+    """It was a 500 (TypeError from cryptography) where the library's path answered 403."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from tests import pki
+
+    api.create_service(**{"Passkeys.Algorithms": "-7,-35"})
+    leaf = pki.attestation_leaf(pki.ca("Vendor Root"), AAGUID, curve=ec.SECP384R1())
+    device = Authenticator(attestation="packed", x5c=[leaf.der], attestation_key=leaf.key)
+    cred = device.create(api.create_factor()["options"], ORIGIN)
+    attestation = _attestation(cred)
+    attestation["attStmt"]["sig"] = sig
+    assert refused(api, _with_attestation(cred, attestation), 400, 60386)["message"]
+
+
 @pytest.mark.parametrize("alg", [ES256, ES384])
 def test_step_7_1_21_a_packed_attestation_signed_with_es384_verifies(api, alg):
     """§8.2: `sig` is verified with the certificate's key and the statement's `alg`, which

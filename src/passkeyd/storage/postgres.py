@@ -139,16 +139,19 @@ def _lasting(exc: psycopg.Error) -> bool:
 def _without_secrets(message: str, url: str) -> str:
     """`message` with the URL's password (as written, and decoded) taken out: libpq quotes
     parts of a URL it cannot read ('invalid percent-encoded token: "p%zz"')."""
-    from urllib.parse import parse_qsl, unquote, urlsplit
+    from urllib.parse import unquote, unquote_plus, urlsplit
 
     try:
         parts = urlsplit(url)
         secrets = [parts.password or ""]
-        secrets += [v for k, v in parse_qsl(parts.query) if "password" in k.lower()]
+        for field in parts.query.split("&"):  # as written: libpq quotes it undecoded
+            name, _, value = field.partition("=")
+            if "password" in unquote(name).lower():
+                secrets.append(value)
     except ValueError:
         return "(its message may hold a password, and is not shown)"
     for secret in filter(None, secrets):
-        for form in {secret, unquote(secret)}:
+        for form in sorted({secret, unquote(secret), unquote_plus(secret)}, key=len, reverse=True):
             message = message.replace(form, "<redacted>")
     return message
 

@@ -333,12 +333,14 @@ _KEYED_FORMATS = {
 
 
 def _verify_packed_x5c_es384(
-    response: RegistrationResponse, auth_data: bytes, x5c: list[bytes], signature: bytes | None
+    response: RegistrationResponse, auth_data: bytes, x5c: list[bytes], signature: object
 ) -> None:
     """Packed attestation with an attestation certificate (§8.2) whose `alg` is ES384: `sig`
     is the certificate key's signature over authenticatorData || SHA-256(clientDataJSON).
     (py_webauthn cannot verify ES384, whatever the credential's own algorithm; some
     authenticators' attestation keys are P-384.)"""
+    if not isinstance(signature, bytes):  # (a text or an array was a 500: TypeError)
+        raise MalformedResponse(Step.ATTESTATION_OBJECT, "attStmt sig is malformed")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", CryptographyDeprecationWarning)
