@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from urllib.parse import urlsplit
 
 from starlette.applications import Starlette
 from starlette.datastructures import MutableHeaders
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -54,37 +53,6 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-class ToAllowedOrigin:
-    """A page opened at a host none of the service's origins has, where every ceremony would
-    fail ("This page's address does not match..."), is sent to the first origin, same path:
-    127.0.0.1, where the relying party is localhost, is the address uvicorn's start-up line
-    gives. Only pages (GET, HEAD): /healthz, /static and /api answer where they are asked.
-    Hosts are compared, not schemes, so a TLS proxy in front cannot make it loop."""
-
-    def __init__(self, app: ASGIApp, origins: tuple[str, ...]) -> None:
-        self.app = app
-        self.origins = [o for o in origins if o.startswith(("https://", "http://"))]
-        self.hosts = {urlsplit(origin).netloc.lower() for origin in self.origins}
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] == "http"
-            and scope["method"] in ("GET", "HEAD")
-            and self.origins
-            and not scope["path"].startswith(("/api/", "/static/", "/healthz"))
-        ):
-            host = dict(scope["headers"]).get(b"host", b"").decode("latin-1").lower()
-            if host not in self.hosts:
-                path = scope.get("raw_path") or scope["path"].encode("utf-8")
-                query = scope["query_string"]
-                target = self.origins[0] + (path + (b"?" + query if query else b"")).decode(
-                    "latin-1"
-                )
-                await RedirectResponse(target, status_code=307)(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
-
-
 async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok", "service_sid": request.app.state.demo.service.sid})
 
@@ -114,9 +82,6 @@ def create_app(
             Route("/healthz", healthz, methods=["GET"]),
             Mount("/static", StaticFiles(packages=[("passkeyd.web", "static")]), name="static"),
         ],
-        middleware=[
-            Middleware(SecurityHeaders),
-            Middleware(ToAllowedOrigin, origins=service.origins),
-        ],
+        middleware=[Middleware(SecurityHeaders)],
         lifespan=lifespan,
     )

@@ -103,6 +103,7 @@ APP_ERRORS: dict[str, str] = {
     "unexpected": SOMETHING_WENT_WRONG,
     "last_passkey": "That is your last passkey: deleted, it leaves you no way to sign in."
     " To delete it anyway, press Delete again and confirm.",
+    "wrong_address": "Passkeys for this site work only at its own address. Open it there:",
     "needs_javascript": "This page is still loading, or JavaScript is off: passkeys need"
     " it. Wait a moment (or turn JavaScript on), then try again.",
     # (Not a refusal: the question before deleting the last passkey.)

@@ -38,6 +38,9 @@ class PageContext:
     passkeyd_url: str
     ceremony_timeout_ms: int
     user_verification: str
+    # The service's web origins as a browser writes them (`location.origin`): a page opened
+    # elsewhere (127.0.0.1 where the relying party is localhost) says where to go.
+    origins: tuple[str, ...] = ()
 
 
 def _json_block(data: object) -> str:
@@ -69,6 +72,7 @@ def layout(ctx: PageContext, *, page: str, title: str, main: str, nav: str = "")
 <script type="module" src="/static/demo.js"></script>
 </head>
 <body data-page="{escape(page)}" data-state="idle" data-rp-id="{escape(ctx.rp_id)}"
+  data-origins="{escape(" ".join(ctx.origins))}"
   data-ceremony-timeout-ms="{ctx.ceremony_timeout_ms}"
   data-user-verification="{escape(ctx.user_verification)}">
 <header class="bar">

@@ -262,7 +262,23 @@ function signinPage() {
   });
 }
 
-if (!passkeyd.supported()) {
+// WebAuthn refuses a page whose origin the service does not list (127.0.0.1, where the
+// relying party is localhost: the address uvicorn's start-up line gives): say where to go
+// at once, with a link, rather than "does not match" after the first ceremony.
+function atTheSiteAddress() {
+  const origins = (body.dataset.origins || "").split(" ").filter(Boolean);
+  if (!origins.length || origins.includes(location.origin)) return true;
+  showError(messages.app.wrong_address);
+  const link = document.createElement("a");
+  link.href = origins[0] + location.pathname + location.search;
+  link.textContent = link.href;
+  errorBox.append(" ", link);
+  return false;
+}
+
+if (!atTheSiteAddress()) {
+  setButtons(false); // no ceremony can work here
+} else if (!passkeyd.supported()) {
   showError(messages.browser.get.Unsupported);
   setButtons(false);
 } else {
