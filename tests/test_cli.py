@@ -551,3 +551,22 @@ def test_serve_on_a_host_that_does_not_resolve_names_the_setting():
     assert r.returncode == 3
     assert "the host 'no-such-host.invalid' does not resolve" in r.stderr
     assert "PASSKEYD_HOST" in r.stderr
+
+
+def test_the_address_check_binds_as_uvicorn_will():
+    """One process binds as asyncio does: '::' IPv6-only, so beside an IPv4 listener on the
+    port it serves (the check first refused it). Several workers' supervisor binds '::'
+    dual-stack, which that listener is in the way of; every address of a name is tried."""
+    import socket
+
+    from passkeyd.listen import listen_problem
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert listen_problem("::", port) is None
+        assert listen_problem("::", port, dual_stack=True) == "Address already in use"
+        assert listen_problem("localhost", port) == "Address already in use"
+        assert listen_problem("0.0.0.0", port) == "Address already in use"
+    assert listen_problem("localhost", port) is None

@@ -242,7 +242,12 @@ def cmd_serve(settings: Settings) -> int:
 
     from .httpproto import OneWriteHttpProtocol
 
-    problem = listen_problem(settings.host, settings.port, reuse_port=settings.reuse_port)
+    problem = listen_problem(
+        settings.host,
+        settings.port,
+        reuse_port=settings.reuse_port,
+        dual_stack=settings.workers > 1,  # (uvicorn's supervisor binds, one socket)
+    )
     if problem is not None:  # (uvicorn said only "[Errno 98] Address already in use")
         sys.stderr.write(
             f"passkeyd: configuration error: cannot listen on {settings.host}:{settings.port}"
