@@ -349,7 +349,7 @@ def _verify_packed_x5c_es384(
         raise VerificationFailed(
             Step.ATTESTATION_STATEMENT, "the packed attestation certificate cannot be read"
         ) from exc
-    if not isinstance(public_key, ec.EllipticCurvePublicKey) or not signature:
+    if not isinstance(public_key, ec.EllipticCurvePublicKey):
         raise VerificationFailed(
             Step.ATTESTATION_STATEMENT, "the packed attestation's alg is not its certificate's"
         )
