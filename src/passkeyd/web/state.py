@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from passkeyd.digits import ascii_int
-from passkeyd.webauthn.origins import normalise_origin
+from passkeyd.webauthn.origins import related_origins
 
 from .config import DemoConfig
 from .messages import APP_ERRORS, SOMETHING_WENT_WRONG, verify_sentence
@@ -44,11 +44,7 @@ class Demo:
             passkeyd_url=self.config.passkeyd_url,
             ceremony_timeout_ms=int(self.config.ceremony_timeout * 1000),
             user_verification=self.service.user_verification,
-            origins=tuple(
-                origin
-                for origin in map(normalise_origin, self.service.origins)
-                if origin.startswith(("https://", "http://"))
-            ),
+            origins=tuple(related_origins(self.service.origins)),
         )
 
 
