@@ -1,15 +1,17 @@
-"""The official twilio-node SDK (6.2.0, from npm, unmodified) against a real passkeyd process.
+"""The official twilio-node SDK (6.3.1, from npm, unmodified) against a real passkeyd process.
 
 `twilio_node/sdk_flow.js` drives the whole Verify Passkeys flow through the SDK, pointed at
 the server with `client.verify.baseUrl`, the one line an app changes; its software
 authenticator (`twilio_node/authenticator.js`) answers with what a browser's
 `PublicKeyCredential.toJSON()` gives. The SDK sends the four Passkeys endpoints as JSON,
 in snake_case from plain objects and in camelCase from its typed request classes, with
-nulls kept: the script uses both. The SDK is installed with `npm ci` on first use.
+nulls kept: the script uses both. The SDK is installed with `npm ci` on first use, and
+again when package.json pins another version than the one installed.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -28,7 +30,9 @@ HERE = Path(__file__).resolve().parent / "twilio_node"
 def node() -> str:
     node = shutil.which("node")
     assert node is not None, "these tests need Node.js 20 or newer on PATH"
-    if not (HERE / "node_modules" / "twilio" / "package.json").exists():
+    installed = HERE / "node_modules" / "twilio" / "package.json"
+    pinned = json.loads((HERE / "package.json").read_text())["dependencies"]["twilio"]
+    if not installed.exists() or json.loads(installed.read_text())["version"] != pinned:
         subprocess.run(
             ["npm", "ci", "--no-audit", "--no-fund", "--silent"],
             cwd=HERE,
