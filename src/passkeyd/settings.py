@@ -66,6 +66,8 @@ class Settings:
     forwarded_allow_ips: str = "127.0.0.1"
     access_log: bool = True
     metrics_token: str | None = None  # when set, GET /metrics asks for it as a bearer token
+    mds_blob: str | None = None  # a FIDO MDS3 BLOB file, in place of the packaged metadata
+    mds_root: str | None = None  # the root its chain must lead to (default: FIDO's)
 
     def rate_limit_rules(self) -> dict[str, Rule]:
         return parse_rules(self.rate_limits) if self.rate_limits else dict(DEFAULT_RULES)
@@ -173,6 +175,8 @@ class Settings:
             ),
             access_log=flag("PASSKEYD_ACCESS_LOG", True),
             metrics_token=env.get("PASSKEYD_METRICS_TOKEN") or None,
+            mds_blob=env.get("PASSKEYD_MDS_BLOB") or None,
+            mds_root=env.get("PASSKEYD_MDS_ROOT") or None,
         )
         settings.validate()
         return settings
@@ -229,6 +233,10 @@ class Settings:
             raise SettingsError("PASSKEYD_LOG_FORMAT must be auto, json or text")
         if self.log_level not in ("debug", "info", "warning", "error"):
             raise SettingsError("PASSKEYD_LOG_LEVEL must be debug, info, warning or error")
+        if self.mds_root is not None and self.mds_blob is None:
+            raise SettingsError(
+                "PASSKEYD_MDS_ROOT names the root of PASSKEYD_MDS_BLOB's chain: set the BLOB too"
+            )
 
 
 _HOST_NAME = re.compile(
@@ -287,6 +295,7 @@ ENVIRONMENT = (
     "PASSKEYD_MAX_PASSKEYS_PER_ENTITY", "PASSKEYD_MAX_PENDING_CHALLENGES_PER_ENTITY",
     "PASSKEYD_MAX_FAILED_ATTEMPTS_PER_CHALLENGE",
     "PASSKEYD_FORWARDED_ALLOW_IPS", "PASSKEYD_METRICS_TOKEN",
+    "PASSKEYD_MDS_BLOB", "PASSKEYD_MDS_ROOT",
 )  # fmt: skip
 SECRET = ("PASSKEYD_AUTH_TOKEN", "PASSKEYD_SECRET_KEY", "PASSKEYD_METRICS_TOKEN")
 

