@@ -33,7 +33,7 @@ from starlette.testclient import TestClient
 from passkeyd import metadata
 from passkeyd.api import create_app
 from passkeyd.domain import Domain
-from passkeyd.mdsblob import FIDO_MDS_ROOT, BlobError, load_roots, verify_blob
+from passkeyd.mdsblob import FIDO_DOMAIN, FIDO_MDS_ROOT, BlobError, load_roots, verify_blob
 from passkeyd.metadata import OfflineMetadata, read_blob
 from passkeyd.storage.sqlite import SQLiteStore
 from tests import pki
@@ -58,8 +58,9 @@ class Pki:
     leaf_key: Any  # RSA or EC private key
 
 
-def signing_pki(kind: str = "ec") -> Pki:
-    """A root, an intermediate, and a BLOB-signing leaf (EC P-256 or RSA 2048) under them."""
+def signing_pki(kind: str = "ec", host: str | None = None) -> Pki:
+    """A root, an intermediate, and a BLOB-signing leaf (EC P-256 or RSA 2048) under them,
+    for `host` (subjectAltName) when given."""
     root = pki.ca("Test MDS Root")
     intermediate = pki.ca("Test MDS Intermediate", root)
     key: Any = (
@@ -68,7 +69,7 @@ def signing_pki(kind: str = "ec") -> Pki:
         else rsa.generate_private_key(public_exponent=65537, key_size=2048)
     )
     name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "mds.test")])
-    leaf = (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(name)
         .issuer_name(intermediate.certificate.subject)
@@ -76,8 +77,11 @@ def signing_pki(kind: str = "ec") -> Pki:
         .serial_number(x509.random_serial_number())
         .not_valid_before(pki.START)
         .not_valid_after(pki.END)
-        .sign(intermediate.key, hashes.SHA256())
     )
+    if host is not None:
+        san = x509.SubjectAlternativeName([x509.DNSName(host)])
+        builder = builder.add_extension(san, critical=False)
+    leaf = builder.sign(intermediate.key, hashes.SHA256())
     return Pki(root, intermediate, leaf, key)
 
 
@@ -140,7 +144,7 @@ def sign(
 def test_the_production_blob_verifies_under_the_packaged_fido_roots_in_its_time():
     blob = gzip.decompress((VECTORS / "webauthn4j-production-blob-no9.jwt.gz").read_bytes())
     at = datetime.datetime(2021, 11, 15, tzinfo=datetime.UTC)
-    verified = verify_blob(blob, load_roots(FIDO_MDS_ROOT), at)
+    verified = verify_blob(blob, load_roots(FIDO_MDS_ROOT), at, signer_domain=FIDO_DOMAIN)
     assert (verified["no"], verified["nextUpdate"], len(verified["entries"])) == (
         9,
         "2021-12-01",
@@ -184,6 +188,28 @@ def test_a_blob_signed_with_each_algorithm_verifies(kind, alg):
     p = signing_pki(kind)
     verified = verify_blob(sign(p, payload(301), alg=alg), [p.root.certificate], NOW)
     assert verified["no"] == 301
+
+
+def test_under_the_fido_roots_only_a_fido_host_may_sign():
+    """GlobalSign's roots vouch for any of its TLS customers: under them, the signing
+    certificate must be for a host of fidoalliance.org (as mds.fidoalliance.org's is)."""
+    for host, signs in [
+        ("mds.fidoalliance.org", True),
+        ("MDS3.FidoAlliance.org.", True),
+        ("fidoalliance.org", True),
+        ("mds.fidoalliance.org.attacker.example", False),
+        ("notfidoalliance.org", False),
+        (None, False),  # CN=mds.test, no subjectAltName
+    ]:
+        p = signing_pki(host=host)
+        blob = sign(p, payload(5))
+        if signs:
+            assert verify_blob(blob, [p.root.certificate], NOW, signer_domain=FIDO_DOMAIN)
+        else:
+            with pytest.raises(BlobError, match="not a host of fidoalliance.org: under the FIDO"):
+                verify_blob(blob, [p.root.certificate], NOW, signer_domain=FIDO_DOMAIN)
+        # With a root of the operator's own (PASSKEYD_MDS_ROOT), its own PKI's names.
+        assert verify_blob(blob, [p.root.certificate], NOW)["no"] == 5
 
 
 def test_a_blob_without_x5c_is_checked_against_the_root_itself():

@@ -60,11 +60,22 @@ def load_roots(path: Path) -> list[x509.Certificate]:
         raise BlobError(f"{path} holds no certificate in PEM or DER") from exc
 
 
+# Under the FIDO roots, the BLOB's signing certificate must be for a host of FIDO's domain:
+# GlobalSign's roots vouch for many thousands of TLS certificates, and any of their holders
+# could otherwise sign a BLOB that lists their own roots for any authenticator.
+FIDO_DOMAIN = "fidoalliance.org"
+
+
 def verify_blob(
-    blob: bytes, roots: Sequence[x509.Certificate], at: datetime.datetime
+    blob: bytes,
+    roots: Sequence[x509.Certificate],
+    at: datetime.datetime,
+    *,
+    signer_domain: str | None = None,
 ) -> dict[str, Any]:
     """The payload of a BLOB whose signature and certificate chain verify, leading to one of
-    `roots` at `at`; else BlobError."""
+    `roots` at `at` (and, with `signer_domain`, whose signing certificate names a host of
+    that domain); else BlobError."""
     parts = blob.strip().split(b".")
     if len(parts) != 3:
         raise BlobError("it is not a JWS in compact form (three base64url parts joined by dots)")
@@ -88,6 +99,8 @@ def verify_blob(
                 "its certificate chain (x5c) does not lead to the FIDO Metadata Service root"
                 f" at {at:%Y-%m-%d %H:%M} UTC: {exc}"
             ) from exc
+        if signer_domain is not None:
+            _check_signer(certificates[0], signer_domain)
         _verify_signature(certificates[0], alg, signed, parts[2])
     payload = _json_part(parts[1], "payload")
     if not isinstance(payload.get("no"), int) or isinstance(payload.get("no"), bool):
@@ -120,6 +133,26 @@ def _chain(x5c: Any) -> list[x509.Certificate]:
         except (binascii.Error, ValueError) as exc:
             raise BlobError(f"certificate {i} of its x5c is not base64 DER") from exc
     return certificates
+
+
+def _check_signer(leaf: x509.Certificate, domain: str) -> None:
+    """The leaf names a host of `domain` (its subjectAltName's DNS names, else its CN)."""
+    try:
+        names = leaf.extensions.get_extension_for_class(
+            x509.SubjectAlternativeName
+        ).value.get_values_for_type(x509.DNSName)
+    except x509.ExtensionNotFound:
+        names = [
+            str(a.value) for a in leaf.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+        ]
+    for name in names:
+        name = name.lower().rstrip(".")
+        if name == domain or name.endswith("." + domain):
+            return
+    raise BlobError(
+        f"its signing certificate is for {', '.join(names) or 'no host'}, not a host of"
+        f" {domain}: under the FIDO roots only FIDO signs the BLOB"
+    )
 
 
 def _verify_by_a_root(

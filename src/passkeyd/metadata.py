@@ -120,7 +120,7 @@ def read_blob(
     """The verified payload of the BLOB at `blob_path`, its chain leading to the root at
     `root_path` (default: the FIDO Metadata Service's), or `mdsblob.BlobError` naming the file
     and why."""
-    from passkeyd.mdsblob import FIDO_MDS_ROOT, BlobError, load_roots, verify_blob
+    from passkeyd.mdsblob import FIDO_DOMAIN, FIDO_MDS_ROOT, BlobError, load_roots, verify_blob
 
     try:
         roots = load_roots(root_path or FIDO_MDS_ROOT)
@@ -128,7 +128,9 @@ def read_blob(
             data = blob_path.read_bytes()
         except OSError as exc:
             raise BlobError(f"cannot read it: {exc.strerror}") from exc
-        return verify_blob(data, roots, at or datetime.datetime.now(datetime.UTC))
+        at = at or datetime.datetime.now(datetime.UTC)
+        domain = None if root_path else FIDO_DOMAIN  # (a private root: its own PKI's names)
+        return verify_blob(data, roots, at, signer_domain=domain)
     except BlobError as exc:
         raise BlobError(f"the FIDO metadata BLOB {blob_path} (PASSKEYD_MDS_BLOB): {exc}") from exc
 
