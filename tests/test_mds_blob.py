@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from starlette.testclient import TestClient
 
-from passkeyd import metadata
+from passkeyd import mdsblob, metadata
 from passkeyd.api import create_app
 from passkeyd.domain import Domain
 from passkeyd.mdsblob import FIDO_DOMAIN, FIDO_MDS_ROOT, BlobError, load_roots, verify_blob
@@ -44,6 +44,7 @@ VECTORS = Path(__file__).parent / "vectors" / "mds3"
 NOW = datetime.datetime.now(datetime.UTC)
 # A model no packaged metadata lists: only a BLOB that lists it can vouch for it.
 MODEL = "3c7b1c5e-2d9f-4f7b-9a51-0d6c2c0b7e01"
+ICLOUD = "fbfc3007-154e-4ecc-8c0b-6e020557d7bd"
 
 
 def b64url(data: bytes) -> str:
@@ -63,9 +64,10 @@ def signing_pki(kind: str = "ec", host: str | None = None) -> Pki:
     for `host` (subjectAltName) when given."""
     root = pki.ca("Test MDS Root")
     intermediate = pki.ca("Test MDS Intermediate", root)
+    curves = {"ec": ec.SECP256R1(), "P-384": ec.SECP384R1(), "P-521": ec.SECP521R1()}
     key: Any = (
-        ec.generate_private_key(ec.SECP256R1())
-        if kind == "ec"
+        ec.generate_private_key(curves[kind])
+        if kind in curves
         else rsa.generate_private_key(public_exponent=65537, key_size=2048)
     )
     name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "mds.test")])
@@ -182,12 +184,26 @@ def test_the_specification_example_blob_verifies_under_its_example_root():
 
 
 @pytest.mark.parametrize(
-    ("kind", "alg"), [("ec", "ES256"), ("rsa", "RS256"), ("rsa", "PS256"), ("rsa", "RS512")]
+    ("kind", "alg"),
+    [
+        ("ec", "ES256"),
+        ("P-384", "ES384"),
+        ("P-521", "ES512"),
+        ("rsa", "RS256"),
+        ("rsa", "RS512"),
+        ("rsa", "PS256"),
+        ("rsa", "PS384"),
+    ],
 )
 def test_a_blob_signed_with_each_algorithm_verifies(kind, alg):
     p = signing_pki(kind)
     verified = verify_blob(sign(p, payload(301), alg=alg), [p.root.certificate], NOW)
     assert verified["no"] == 301
+    # The same signature under the other algorithm of its key type is refused.
+    other = {"ES": "ES256" if alg != "ES256" else "ES384", "RS": "PS256", "PS": "RS256"}
+    swapped = sign(p, payload(301), alg=alg, header={"alg": other[alg[:2]]})
+    with pytest.raises(BlobError):
+        verify_blob(swapped, [p.root.certificate], NOW)
 
 
 def test_under_the_fido_roots_only_a_fido_host_may_sign():
@@ -219,6 +235,15 @@ def test_a_blob_without_x5c_is_checked_against_the_root_itself():
     assert verify_blob(blob, [p.root.certificate], NOW)["no"] == 7
     with pytest.raises(BlobError, match="no root checked against signed it"):
         verify_blob(blob, [signing_pki().root.certificate], NOW)
+
+
+def _x5c_v4(p: Pki) -> bytes:
+    """An x5c certificate saying X.509 "v4": cryptography reads it, then raises when asked
+    its version (InvalidVersion, not a ValueError)."""
+    der = bytearray(p.leaf_cert.public_bytes(serialization.Encoding.DER))
+    at = der.index(b"\xa0\x03\x02\x01\x02")  # [0] EXPLICIT version: v3
+    der[at + 4] = 3
+    return sign(p, payload(), x5c=[bytes(der), p.intermediate.der])
 
 
 def _tampered_payload(p: Pki) -> bytes:
@@ -260,6 +285,7 @@ REFUSALS = {
     ),
     "x5c not base64 DER": (lambda p: sign(p, payload(), header={"x5c": ["%%%"]}), "x5c"),
     "x5c empty": (lambda p: sign(p, payload(), header={"x5c": []}), "no certificate chain"),
+    "x5c certificate of version 4": (_x5c_v4, "certificate 0 of its x5c is not a base64 DER"),
     "two parts": (lambda p: b".".join(sign(p, payload()).split(b".")[:2]), "compact form"),
     "header not JSON": (
         lambda p: b"bm90IGpzb24." + sign(p, payload()).split(b".", 1)[1],
@@ -354,6 +380,10 @@ def test_a_newer_blob_is_taken_up_an_older_or_broken_one_is_not(blob_setup, monk
     assert meta.trust_store().by_aaguid(MODEL).description == "Blob Key v2"
     assert "does not lead to the FIDO Metadata Service root" in caplog.text
 
+    blob_file.write_bytes(_x5c_v4(p))  # what cryptography raises on it is not a ValueError
+    assert meta.trust_store().by_aaguid(MODEL).description == "Blob Key v2"
+    assert "certificate 0 of its x5c is not a base64 DER certificate" in caplog.text
+
 
 def test_the_file_is_looked_at_again_only_once_a_minute(blob_setup):
     p, vendor, blob_file, root_file = blob_setup
@@ -365,14 +395,24 @@ def test_the_file_is_looked_at_again_only_once_a_minute(blob_setup):
     assert meta.trust_store().by_aaguid(MODEL).description == "Blob Key v2"
 
 
-def test_a_blob_that_does_not_verify_in_a_worker_leaves_the_packaged_metadata(blob_setup, caplog):
+def test_a_blob_that_does_not_verify_in_a_worker_trusts_nothing_until_replaced(
+    blob_setup, caplog, monkeypatch
+):
     """`serve` refuses it at start; a worker meeting it later (the file replaced by a bad
-    download before the worker's first registration) logs it and uses the packaged data."""
-    p, vendor, blob_file, _ = blob_setup
-    meta = OfflineMetadata(blob_path=blob_file)  # the FIDO roots: the test PKI is not one
+    download before the worker's first registration) logs it and trusts no attestation, not
+    the older packaged metadata (which may trust what the BLOB revoked), until a BLOB that
+    verifies is there."""
+    p, vendor, blob_file, root_file = blob_setup
+    blob_file.write_bytes(_x5c_v4(p))
+    monkeypatch.setattr(metadata, "BLOB_CHECK_SECONDS", 0.0)
+    meta = OfflineMetadata(blob_path=blob_file, root_path=root_file)
     store = meta.trust_store()
-    assert store.by_aaguid(MODEL) is None and len(store) > 300
-    assert "the metadata packaged with passkeyd is used instead" in caplog.text
+    assert len(store) == 0 and "does not verify" in store.unavailable
+    assert "attestation is trusted for no authenticator until it is replaced" in caplog.text
+    assert meta.authenticator_name(ICLOUD) == "Apple Passwords"  # names: the community list
+    write_blob(blob_file, p, 300, [entry(MODEL, "Blob Key", [vendor.der])])
+    store = meta.trust_store()
+    assert store.unavailable is None and store.by_aaguid(MODEL).description == "Blob Key"
 
 
 def test_a_trusted_service_accepts_a_model_only_the_blob_lists(blob_setup, clock, tmp_path):
@@ -398,9 +438,49 @@ def test_a_trusted_service_accepts_a_model_only_the_blob_lists(blob_setup, clock
     refused = register(OfflineMetadata(), "packaged")  # which does not know the model
     assert (refused.status_code, refused.json()["code"]) == (403, 60311), refused.text
     assert f"authenticator {MODEL} is not listed" in refused.json()["message"]
+    blob = blob_file.read_bytes()
+    blob_file.write_bytes(b"not a BLOB")  # a worker meets it at its first registration
+    broken = register(OfflineMetadata(blob_path=blob_file, root_path=root_file), "broken")
+    assert (broken.status_code, broken.json()["code"]) == (403, 60311), broken.text
+    assert "(PASSKEYD_MDS_BLOB) does not verify" in broken.json()["message"]
+    assert str(blob_file) not in broken.json()["message"]  # (a path is for the log)
+    blob_file.write_bytes(blob)
     accepted = register(OfflineMetadata(blob_path=blob_file, root_path=root_file), "blob")
     assert accepted.status_code == 200, accepted.text
     assert accepted.json()["metadata"]["authenticator_name"] == "Blob Key"
+
+
+def test_read_blob_checks_the_signers_host_under_the_fido_roots_only(tmp_path, monkeypatch):
+    """The FIDO roots are stood in for by a test root: under them, a signer outside
+    fidoalliance.org is refused; the same root named by PASSKEYD_MDS_ROOT is not."""
+    p = signing_pki()
+    root_file = tmp_path / "root.pem"
+    root_file.write_bytes(p.root.certificate.public_bytes(serialization.Encoding.PEM))
+    monkeypatch.setattr(mdsblob, "FIDO_MDS_ROOT", root_file)
+    blob_file = tmp_path / "blob.jwt"
+    blob_file.write_bytes(sign(p, payload(300)))
+    with pytest.raises(BlobError, match="not a host of fidoalliance.org"):
+        read_blob(blob_file)
+    assert read_blob(blob_file, root_file)["no"] == 300
+    fido = signing_pki(host="mds.fidoalliance.org")
+    root_file.write_bytes(fido.root.certificate.public_bytes(serialization.Encoding.PEM))
+    blob_file.write_bytes(sign(fido, payload(300)))
+    assert read_blob(blob_file)["no"] == 300
+
+
+def test_a_blob_older_than_the_packaged_metadata_is_refused(blob_setup):
+    p, vendor, blob_file, root_file = blob_setup
+    write_blob(blob_file, p, 290, [])  # the packaged metadata is no. 291
+    with pytest.raises(BlobError, match=r"no. 290, older than the metadata packaged .*no. 291"):
+        read_blob(blob_file, root_file)
+
+
+def test_entries_of_any_shape_are_skipped_not_raised(blob_setup):
+    p, vendor, blob_file, root_file = blob_setup
+    odd: list[Any] = ["x", 5, None, {"metadataStatement": {"friendlyNames": "Key"}}]
+    write_blob(blob_file, p, 300, [*odd, entry(MODEL, "Blob Key", [vendor.der])])
+    store = OfflineMetadata(blob_path=blob_file, root_path=root_file).trust_store()
+    assert len(store) == 1 and store.by_aaguid(MODEL).description == "Blob Key"
 
 
 def test_read_blob_names_the_file(tmp_path):
@@ -488,3 +568,15 @@ def test_a_root_without_a_blob_is_a_configuration_error(tmp_path):
     run = cli("check-config", env={"PASSKEYD_MDS_ROOT": "/nowhere.pem"}, cwd=tmp_path)
     assert run.returncode == 3
     assert "PASSKEYD_MDS_ROOT names the root of PASSKEYD_MDS_BLOB's chain" in run.stderr
+
+
+def test_a_missing_root_file_is_named_as_the_root_setting(blob_setup, tmp_path, monkeypatch):
+    p, vendor, blob_file, root_file = blob_setup
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(BlobError) as refused:
+        read_blob(Path("blob.jwt"), Path("elsewhere.pem"))
+    assert str(refused.value) == (
+        "PASSKEYD_MDS_ROOT: cannot read the root certificate file"
+        f" {tmp_path / 'elsewhere.pem'}: No such file or directory"
+    )
+    assert read_blob(Path("blob.jwt"), Path("mds-root.pem"))["no"] == 300  # relative: to cwd

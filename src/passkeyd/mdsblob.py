@@ -75,7 +75,21 @@ def verify_blob(
 ) -> dict[str, Any]:
     """The payload of a BLOB whose signature and certificate chain verify, leading to one of
     `roots` at `at` (and, with `signer_domain`, whose signing certificate names a host of
-    that domain); else BlobError."""
+    that domain); else BlobError, whatever is wrong with it."""
+    try:
+        return _verify(blob, roots, at, signer_domain)
+    except BlobError:
+        raise
+    except Exception as exc:  # what a library raised on content it could not take
+        raise BlobError(f"it cannot be read ({type(exc).__name__}: {exc})") from exc
+
+
+def _verify(
+    blob: bytes,
+    roots: Sequence[x509.Certificate],
+    at: datetime.datetime,
+    signer_domain: str | None,
+) -> dict[str, Any]:
     parts = blob.strip().split(b".")
     if len(parts) != 3:
         raise BlobError("it is not a JWS in compact form (three base64url parts joined by dots)")
@@ -129,29 +143,31 @@ def _chain(x5c: Any) -> list[x509.Certificate]:
     certificates = []
     for i, text in enumerate(x5c):
         try:  # RFC 7515 §4.1.6: base64 (not base64url) DER
-            certificates.append(x509.load_der_x509_certificate(binascii.a2b_base64(text)))
-        except (binascii.Error, ValueError) as exc:
-            raise BlobError(f"certificate {i} of its x5c is not base64 DER") from exc
+            certificate = x509.load_der_x509_certificate(binascii.a2b_base64(text))
+            # (cryptography reads these lazily: a malformed one raises when first asked)
+            certificate.version, certificate.subject, certificate.extensions  # noqa: B018
+        except Exception as exc:
+            raise BlobError(f"certificate {i} of its x5c is not a base64 DER certificate") from exc
+        certificates.append(certificate)
     return certificates
 
 
 def _check_signer(leaf: x509.Certificate, domain: str) -> None:
-    """The leaf names a host of `domain` (its subjectAltName's DNS names, else its CN)."""
+    """The leaf's subjectAltName names a host of `domain` (as a TLS certificate must, CN not
+    counted)."""
     try:
         names = leaf.extensions.get_extension_for_class(
             x509.SubjectAlternativeName
         ).value.get_values_for_type(x509.DNSName)
     except x509.ExtensionNotFound:
-        names = [
-            str(a.value) for a in leaf.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
-        ]
+        names = []
     for name in names:
         name = name.lower().rstrip(".")
         if name == domain or name.endswith("." + domain):
             return
     raise BlobError(
-        f"its signing certificate is for {', '.join(names) or 'no host'}, not a host of"
-        f" {domain}: under the FIDO roots only FIDO signs the BLOB"
+        f"its signing certificate is for {', '.join(names) or 'no host (no subjectAltName)'},"
+        f" not a host of {domain}: under the FIDO roots only FIDO signs the BLOB"
     )
 
 

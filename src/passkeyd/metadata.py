@@ -57,6 +57,14 @@ def mds_payload_path() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "data" / "metadata.json"
 
 
+def _packaged_no() -> int | None:
+    try:
+        no = _payload_header(mds_payload_path()).get("no")
+    except (OSError, ValueError):
+        return None
+    return no if isinstance(no, int) else None
+
+
 def mds_payload(path: Path) -> dict[str, Any]:
     """The whole payload of the packaged metadata."""
     payload = orjson.loads(path.read_bytes())
@@ -122,15 +130,26 @@ def read_blob(
     and why."""
     from passkeyd.mdsblob import FIDO_DOMAIN, FIDO_MDS_ROOT, BlobError, load_roots, verify_blob
 
+    blob_path = blob_path.absolute()  # (relative: to the working directory, in every process)
     try:
-        roots = load_roots(root_path or FIDO_MDS_ROOT)
+        roots = load_roots(root_path.absolute() if root_path else FIDO_MDS_ROOT)
+    except BlobError as exc:
+        raise BlobError(f"PASSKEYD_MDS_ROOT: {exc}") from exc
+    try:
         try:
             data = blob_path.read_bytes()
         except OSError as exc:
             raise BlobError(f"cannot read it: {exc.strerror}") from exc
         at = at or datetime.datetime.now(datetime.UTC)
         domain = None if root_path else FIDO_DOMAIN  # (a private root: its own PKI's names)
-        return verify_blob(data, roots, at, signer_domain=domain)
+        payload = verify_blob(data, roots, at, signer_domain=domain)
+        packaged = _packaged_no()
+        if packaged is not None and payload["no"] < packaged:  # (MDS3 §3.2 step 6)
+            raise BlobError(
+                f"it is no. {payload['no']}, older than the metadata packaged with passkeyd"
+                f" (no. {packaged}): download a current one"
+            )
+        return payload
     except BlobError as exc:
         raise BlobError(f"the FIDO metadata BLOB {blob_path} (PASSKEYD_MDS_BLOB): {exc}") from exc
 
@@ -142,7 +161,7 @@ def parse_mds_payload(payload: dict[str, Any]) -> list[MetadataEntry]:
     for raw in payload.get("entries", []):
         try:
             entries.append(_entry(raw))
-        except (KeyError, TypeError, ValueError, binascii.Error):
+        except (AttributeError, KeyError, TypeError, ValueError, binascii.Error):
             continue
     return entries
 
@@ -213,12 +232,15 @@ class OfflineMetadata:
             self._blob_file = _file_identity(self._blob_path)
             self._next_check = time.monotonic() + BLOB_CHECK_SECONDS
             try:
-                payload = read_blob(self._blob_path, self._root_path)
+                self._use_blob(read_blob(self._blob_path, self._root_path))
             except BlobError as exc:  # (`serve` and `check-config` refuse it at start)
-                log.error("%s; the metadata packaged with passkeyd is used instead", exc)
-            else:
-                self._use_blob(payload)
-                return
+                # Not the packaged metadata instead: older, it may trust what the BLOB
+                # revoked. Trusted registrations are refused until a BLOB verifies.
+                log.error(
+                    "%s; attestation is trusted for no authenticator until it is replaced", exc
+                )
+                self._trust_store = _unavailable()
+            return
         path = self._mds_path or mds_payload_path()
         self._trust_store = _trust_store(orjson.loads(path.read_bytes()))
 
@@ -249,10 +271,22 @@ class OfflineMetadata:
                     self._blob_no,
                 )
             return
-        self._use_blob(payload)
+        try:
+            self._use_blob(payload)
+        except BlobError as exc:
+            log.error("%s; the metadata in use is kept", exc)
 
     def _use_blob(self, payload: dict[str, Any]) -> None:
-        self._trust_store = _trust_store(payload)
+        from passkeyd.mdsblob import BlobError
+
+        try:
+            store = _trust_store(payload)
+        except Exception as exc:  # (entries are read one by one; this is the unforeseen)
+            raise BlobError(
+                f"the FIDO metadata BLOB {self._blob_path} (PASSKEYD_MDS_BLOB): its entries"
+                f" cannot be read ({type(exc).__name__}: {exc})"
+            ) from exc
+        self._trust_store = store
         self._blob_no = payload["no"]
         log.info(
             "FIDO metadata: BLOB no. %d from %s, %d entries, next update %s",
@@ -298,3 +332,13 @@ def _file_identity(path: Path) -> tuple[int, int, int] | None:
     except OSError:
         return None
     return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def _unavailable() -> TrustStore:
+    from passkeyd.webauthn import TrustStore
+
+    return TrustStore(
+        [],
+        unavailable="the FIDO metadata this service is configured with (PASSKEYD_MDS_BLOB) does"
+        " not verify: no attestation is trusted until it is replaced (the service's log says why)",
+    )

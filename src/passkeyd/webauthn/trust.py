@@ -110,7 +110,10 @@ class MetadataEntry:
 class TrustStore:
     """Metadata entries indexed by AAGUID and by attestation key identifier."""
 
-    def __init__(self, entries: Iterable[MetadataEntry]) -> None:
+    def __init__(self, entries: Iterable[MetadataEntry], *, unavailable: str | None = None) -> None:
+        """`unavailable`: why there is no metadata to trust (every trusted registration is
+        refused saying so)."""
+        self.unavailable = unavailable
         self._by_aaguid: dict[str, MetadataEntry] = {}
         self._by_key_id: dict[str, MetadataEntry] = {}
         for entry in entries:
@@ -339,6 +342,8 @@ def verify_trust(
         check_packed_certificate(leaf)
     if fmt in ("packed", "tpm"):  # the formats whose certificates carry the AAGUID (§8.2, §8.3)
         check_certified_aaguid(leaf, aaguid)
+    if trust_store.unavailable is not None:
+        raise VerificationFailed(Step.ATTESTATION_TRUST, trust_store.unavailable)
     entry = trust_store.find(aaguid, leaf)
     if entry is None:
         raise VerificationFailed(
