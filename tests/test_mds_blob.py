@@ -580,3 +580,53 @@ def test_a_missing_root_file_is_named_as_the_root_setting(blob_setup, tmp_path, 
         f" {tmp_path / 'elsewhere.pem'}: No such file or directory"
     )
     assert read_blob(Path("blob.jwt"), Path("mds-root.pem"))["no"] == 300  # relative: to cwd
+
+
+def test_metadata_install_puts_only_a_newer_verified_blob_in_place(blob_setup, tmp_path):
+    """`passkeyd metadata install FILE`: what a download job runs. The BLOB at
+    PASSKEYD_MDS_BLOB holds the highest `no` installed, so a replayed older BLOB is refused
+    (MDS3 §3.2 step 6) across restarts too."""
+    p, vendor, blob_file, root_file = blob_setup
+    env = {"PASSKEYD_MDS_BLOB": str(blob_file), "PASSKEYD_MDS_ROOT": str(root_file)}
+    installed = blob_file.read_bytes()  # no. 300
+
+    def install(no: int, signer: Pki = p) -> subprocess.CompletedProcess[str]:
+        download = tmp_path / f"download-{no}.jwt"
+        download.write_bytes(sign(signer, payload(no, [entry(MODEL, f"v{no}", [vendor.der])])))
+        return cli("metadata", "install", str(download), env=env, cwd=tmp_path)
+
+    run = install(301)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout) == {
+        "installed": str(blob_file),
+        "no": 301,
+        "next_update": "2099-01-01",
+        "entries": 1,
+    }
+    assert read_blob(blob_file, root_file)["no"] == 301
+    installed = blob_file.read_bytes()
+    for no, signer, why in [
+        (301, p, "is BLOB no. 301, not newer than no. 301 at"),
+        (299, p, "is BLOB no. 299, not newer than no. 301 at"),
+        (302, signing_pki(), "does not lead to the FIDO Metadata Service root"),
+    ]:
+        run = install(no, signer)
+        assert run.returncode == 3, run.stdout
+        assert "passkeyd: not installed: " in run.stderr and why in run.stderr
+        assert blob_file.read_bytes() == installed  # left as it was
+    assert [f.name for f in tmp_path.iterdir() if f.name.startswith(".")] == []  # no temp left
+
+    show = cli("metadata", "show", env=env, cwd=tmp_path)
+    assert json.loads(show.stdout)["no"] == 301
+
+    blob_file.write_bytes(b"a broken earlier download")  # replaced by one that verifies
+    assert install(5000).returncode == 0
+    blob_file.unlink()  # the first install
+    assert install(5001).returncode == 0 and read_blob(blob_file, root_file)["no"] == 5001
+
+
+def test_metadata_install_needs_the_setting_and_a_file(tmp_path):
+    run = cli("metadata", "install", "x.jwt", env={}, cwd=tmp_path)
+    assert run.returncode == 3 and "PASSKEYD_MDS_BLOB is not set" in run.stderr
+    run = cli("metadata", "install", env={"PASSKEYD_MDS_BLOB": "m.jwt"}, cwd=tmp_path)
+    assert run.returncode == 2 and "needs the downloaded BLOB's file" in run.stderr

@@ -1,4 +1,5 @@
-"""The `passkeyd` command: serve, demo, migrate, check-config, accounts, keys, services, audit."""
+"""The `passkeyd` command: serve, demo, migrate, check-config, accounts, keys, services, audit,
+metadata."""
 
 from __future__ import annotations
 
@@ -578,6 +579,73 @@ def cmd_services(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_metadata(settings: Settings, args: argparse.Namespace) -> int:
+    """`metadata show`, `metadata install FILE` (see the parser's description)."""
+    from .mdsblob import BlobError
+
+    if args.action == "show":
+        try:
+            _print(_metadata_report(settings))
+        except BlobError as exc:
+            sys.stderr.write(f"passkeyd: {exc}\n")
+            return EXIT_CONFIG
+        return EXIT_OK
+    if not args.file:
+        sys.stderr.write("passkeyd: metadata install needs the downloaded BLOB's file\n")
+        return EXIT_USAGE
+    if not settings.mds_blob:
+        sys.stderr.write(
+            "passkeyd: configuration error: PASSKEYD_MDS_BLOB is not set: it names where the"
+            " BLOB is installed, and where passkeyd reads it\n"
+        )
+        return EXIT_CONFIG
+    try:
+        installed = install_blob(
+            Path(args.file),
+            Path(settings.mds_blob),
+            Path(settings.mds_root) if settings.mds_root else None,
+        )
+    except BlobError as exc:
+        sys.stderr.write(f"passkeyd: not installed: {exc}\n")
+        return EXIT_CONFIG
+    _print(installed)
+    return EXIT_OK
+
+
+def install_blob(new: Path, target: Path, root: Path | None) -> dict[str, Any]:
+    """Put the BLOB at `new` in place of `target` when it verifies and its `no` is greater
+    than the BLOB there (MDS3 §3.2 step 6: a replayed older BLOB is ignored), by a rename in
+    `target`'s directory, so that no process reads half a file. BlobError otherwise."""
+    from .mdsblob import BlobError
+    from .metadata import read_blob
+
+    payload = read_blob(new, root)
+    if target.exists():
+        try:
+            current: int | None = read_blob(target, root)["no"]
+        except BlobError:
+            current = None  # (one that does not verify is replaced by one that does)
+        if current is not None and payload["no"] <= current:
+            raise BlobError(
+                f"{new.absolute()} is BLOB no. {payload['no']}, not newer than no. {current} at"
+                f" {target.absolute()}"
+            )
+    staging = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        shutil.copyfile(new, staging)
+        os.replace(staging, target)
+    except OSError as exc:
+        raise BlobError(f"cannot write {target.absolute()}: {exc.strerror}") from exc
+    finally:
+        staging.unlink(missing_ok=True)
+    return {
+        "installed": str(target.absolute()),
+        "no": payload["no"],
+        "next_update": payload["nextUpdate"],
+        "entries": len(payload["entries"]),
+    }
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="passkeyd",
@@ -629,6 +697,18 @@ def parser() -> argparse.ArgumentParser:
     services = with_db(sub.add_parser("services", help="list an account's services"))
     services.add_argument("action", choices=["list"])
     services.add_argument("--account", required=True)
+
+    meta = sub.add_parser(
+        "metadata",
+        help="show the FIDO metadata in use, or install a downloaded BLOB",
+        description="show: the FIDO metadata trust decisions use (JSON). install FILE: verify"
+        " a BLOB downloaded from https://mds3.fidoalliance.org/ and, if it verifies and is"
+        " newer than the one at PASSKEYD_MDS_BLOB, put it there (atomically); the serving"
+        " processes take it up within a minute.",
+    )
+    meta.add_argument("action", choices=["show", "install"])
+    meta.add_argument("file", nargs="?", help="the downloaded BLOB (install)")
+    meta.add_argument("--config", default=argparse.SUPPRESS, help="as before the command")
     return p
 
 
@@ -676,6 +756,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_check_config(settings)
         if args.command == "accounts":
             return cmd_accounts(settings, args)
+        if args.command == "metadata":
+            return cmd_metadata(settings, args)
         if args.command == "audit":
             return cmd_audit(settings, args)
         if args.command == "keys":
