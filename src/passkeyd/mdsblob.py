@@ -3,8 +3,9 @@ a JWS in compact form whose header carries the signing certificate chain (`x5c`)
 payload is the metadata (`no`, `nextUpdate`, `entries`).
 
 `verify_blob` takes it as MDS3 §3.2 says a relying party does: the chain must lead to the FIDO
-Alliance's root (GlobalSign Root CA - R3, shipped beside this module, or a root the operator
-names), valid at the time of verification, and the signature must verify with the leaf's key.
+Alliance's roots (GlobalSign Root R46 and Root CA - R3, shipped in data/, or a root the
+operator names), valid at the time of verification, and the signature must verify with the
+leaf's key.
 Nothing is fetched: CRLs are not consulted (MDS3 §3.2 step 4 asks for them; an offline
 service has none), which leaves a revoked signing certificate to the chain's expiry.
 """
@@ -28,9 +29,8 @@ from cryptography.x509 import verification
 from passkeyd.webauthn.encoding import b64url_decode
 from passkeyd.webauthn.trust import chain_to
 
-# The root the production BLOB's chain leads to (MDS3 §3.1.7, "GlobalSign Root CA - R3"):
-# SHA-256 fingerprint CB:B5:22:D7:B7:F1:27:AD:6A:01:13:86:5B:DF:1C:D4:10:2E:7D:07:59:AF:63:5A:
-# 7C:F4:72:0D:C9:63:C5:3B, valid until 2029-03-18.
+# The roots the production BLOB's chain leads to: GlobalSign Root R46 since 2026-08-21, and
+# GlobalSign Root CA - R3 before (each file entry gives its SHA-256 fingerprint).
 FIDO_MDS_ROOT = Path(__file__).resolve().parent / "data" / "fido-mds-root.pem"
 
 _HASHES: dict[str, type[hashes.HashAlgorithm]] = {

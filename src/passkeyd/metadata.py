@@ -128,30 +128,46 @@ def read_blob(
     """The verified payload of the BLOB at `blob_path`, its chain leading to the root at
     `root_path` (default: the FIDO Metadata Service's), or `mdsblob.BlobError` naming the file
     and why."""
-    from passkeyd.mdsblob import FIDO_DOMAIN, FIDO_MDS_ROOT, BlobError, load_roots, verify_blob
+    from passkeyd.mdsblob import BlobError
 
     blob_path = blob_path.absolute()  # (relative: to the working directory, in every process)
-    try:
-        roots = load_roots(root_path.absolute() if root_path else FIDO_MDS_ROOT)
-    except BlobError as exc:
-        raise BlobError(f"PASSKEYD_MDS_ROOT: {exc}") from exc
+    roots = blob_roots(root_path)
     try:
         try:
             data = blob_path.read_bytes()
         except OSError as exc:
             raise BlobError(f"cannot read it: {exc.strerror}") from exc
-        at = at or datetime.datetime.now(datetime.UTC)
-        domain = None if root_path else FIDO_DOMAIN  # (a private root: its own PKI's names)
-        payload = verify_blob(data, roots, at, signer_domain=domain)
-        packaged = _packaged_no()
-        if packaged is not None and payload["no"] < packaged:  # (MDS3 §3.2 step 6)
-            raise BlobError(
-                f"it is no. {payload['no']}, older than the metadata packaged with passkeyd"
-                f" (no. {packaged}): download a current one"
-            )
-        return payload
+        return check_blob(data, roots, fido_roots=root_path is None, at=at)
     except BlobError as exc:
         raise BlobError(f"the FIDO metadata BLOB {blob_path} (PASSKEYD_MDS_BLOB): {exc}") from exc
+
+
+def blob_roots(root_path: Path | None) -> list[Any]:
+    """The roots a BLOB's chain must lead to: PASSKEYD_MDS_ROOT's, else FIDO's."""
+    from passkeyd.mdsblob import FIDO_MDS_ROOT, BlobError, load_roots
+
+    try:
+        return load_roots(root_path.absolute() if root_path else FIDO_MDS_ROOT)
+    except BlobError as exc:
+        raise BlobError(f"PASSKEYD_MDS_ROOT: {exc}") from exc
+
+
+def check_blob(
+    data: bytes, roots: list[Any], *, fido_roots: bool, at: datetime.datetime | None = None
+) -> dict[str, Any]:
+    """`mdsblob.verify_blob`, with the signer's host checked under FIDO's roots (a private
+    root: its own PKI's names), and a BLOB older than the packaged metadata refused."""
+    from passkeyd.mdsblob import FIDO_DOMAIN, BlobError, verify_blob
+
+    at = at or datetime.datetime.now(datetime.UTC)
+    payload = verify_blob(data, roots, at, signer_domain=FIDO_DOMAIN if fido_roots else None)
+    packaged = _packaged_no()
+    if packaged is not None and payload["no"] < packaged:  # (MDS3 §3.2 step 6)
+        raise BlobError(
+            f"it is no. {payload['no']}, older than the metadata packaged with passkeyd"
+            f" (no. {packaged}): download a current one"
+        )
+    return payload
 
 
 def parse_mds_payload(payload: dict[str, Any]) -> list[MetadataEntry]:
@@ -209,7 +225,7 @@ class OfflineMetadata:
         self._trust_store: TrustStore | None = None
         self._names: dict[str, tuple[str, str | None, str | None]] | None = None
         self._blob_no: int | None = None  # the BLOB in use, when one is
-        self._blob_file: tuple[int, int, int] | None = None  # the file last read
+        self._blob_file: tuple[int, ...] | None = None  # the file last read and judged
         self._next_check = 0.0
 
     def trust_store(self) -> TrustStore:
@@ -229,10 +245,11 @@ class OfflineMetadata:
         from passkeyd.mdsblob import BlobError
 
         if self._blob_path is not None:
-            self._blob_file = _file_identity(self._blob_path)
+            seen = _file_identity(self._blob_path)
             self._next_check = time.monotonic() + BLOB_CHECK_SECONDS
             try:
                 self._use_blob(read_blob(self._blob_path, self._root_path))
+                self._blob_file = seen
             except BlobError as exc:  # (`serve` and `check-config` refuse it at start)
                 # Not the packaged metadata instead: older, it may trust what the BLOB
                 # revoked. Trusted registrations are refused until a BLOB verifies.
@@ -254,12 +271,14 @@ class OfflineMetadata:
         seen = _file_identity(self._blob_path)
         if seen is None or seen == self._blob_file:
             return
-        self._blob_file = seen
         try:
             payload = read_blob(self._blob_path, self._root_path)
         except BlobError as exc:
+            # Not marked as seen: tried again at the next look (a permission fixed with
+            # chmod, a certificate not yet valid by this clock), with a log line each time.
             log.error("%s; the metadata in use is kept", exc)
             return
+        self._blob_file = seen
         if self._blob_no is not None and payload["no"] <= self._blob_no:
             if payload["no"] < self._blob_no:
                 log.error(
@@ -325,13 +344,14 @@ def _trust_store(payload: dict[str, Any]) -> TrustStore:
     return TrustStore(parse_mds_payload(payload))
 
 
-def _file_identity(path: Path) -> tuple[int, int, int] | None:
-    """What tells a file rewritten or replaced at `path` (None: no file there)."""
+def _file_identity(path: Path) -> tuple[int, ...] | None:
+    """What tells a file rewritten, replaced or changed in its mode at `path` (None: no file
+    there)."""
     try:
         st = path.stat()
     except OSError:
         return None
-    return st.st_ino, st.st_size, st.st_mtime_ns
+    return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
 def _unavailable() -> TrustStore:
