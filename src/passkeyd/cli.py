@@ -17,7 +17,7 @@ import socket
 import stat
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -628,7 +628,7 @@ def install_blob(new: Path, target: Path, root: Path | None) -> dict[str, Any]:
     turns (a lock file beside it), so two at once cannot put the older last. BlobError
     otherwise."""
     from .mdsblob import BlobError
-    from .metadata import blob_roots, check_blob, read_blob
+    from .metadata import blob_roots, check_blob
 
     roots = blob_roots(root)
     try:
@@ -646,19 +646,16 @@ def install_blob(new: Path, target: Path, root: Path | None) -> dict[str, Any]:
         raise BlobError(f"cannot write in {target.parent}: {exc.strerror}") from exc
     try:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        return _install_locked(data, payload, target, root, read_blob)
+        return _install_locked(data, payload, target, root)
     finally:
         os.close(lock)
 
 
 def _install_locked(
-    data: bytes,
-    payload: dict[str, Any],
-    target: Path,
-    root: Path | None,
-    read_blob: Callable[[Path, Path | None], dict[str, Any]],
+    data: bytes, payload: dict[str, Any], target: Path, root: Path | None
 ) -> dict[str, Any]:
     from .mdsblob import BlobError
+    from .metadata import read_blob
 
     mode, owner = 0o644, None
     if target.exists():
