@@ -526,7 +526,7 @@ def test_check_config_reports_the_blob_in_use(blob_setup, tmp_path):
     report = json.loads(cli("check-config", env=env, cwd=tmp_path).stdout)
     assert any(
         "PASSKEYD_MDS_BLOB, BLOB no. 300) was due for replacement on 2020-01-01" in w
-        and "download a newer BLOB from https://mds3.fidoalliance.org/" in w
+        and "download a newer BLOB from https://mds3.fidoalliance.org/ and install it with" in w
         for w in report["warnings"]
     ), report
 

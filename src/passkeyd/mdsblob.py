@@ -5,9 +5,8 @@ payload is the metadata (`no`, `nextUpdate`, `entries`).
 `verify_blob` takes it as MDS3 §3.2 says a relying party does: the chain must lead to the FIDO
 Alliance's roots (GlobalSign Root R46 and Root CA - R3, shipped in data/, or a root the
 operator names), valid at the time of verification, and the signature must verify with the
-leaf's key.
-Nothing is fetched: CRLs are not consulted (MDS3 §3.2 step 4 asks for them; an offline
-service has none), which leaves a revoked signing certificate to the chain's expiry.
+leaf's key. Nothing is fetched: CRLs are not consulted (MDS3 §3.2 step 4 asks for them; an
+offline service has none), which leaves a revoked signing certificate to the chain's expiry.
 """
 
 from __future__ import annotations

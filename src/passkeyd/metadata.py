@@ -108,7 +108,10 @@ def overdue(today: datetime.date, path: Path | None = None) -> str | None:
 def blob_overdue(today: datetime.date, payload: dict[str, Any]) -> str | None:
     """As `overdue`, for the BLOB named by PASSKEYD_MDS_BLOB."""
     return _overdue(
-        today, payload, "PASSKEYD_MDS_BLOB", f"download a newer BLOB from {MDS_URL} to that file"
+        today,
+        payload,
+        "PASSKEYD_MDS_BLOB",
+        f"download a newer BLOB from {MDS_URL} and install it with `passkeyd metadata install`",
     )
 
 
