@@ -8,7 +8,6 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import anyio.to_thread
@@ -29,6 +28,7 @@ from passkeyd.domain.errors import (
 )
 from passkeyd.domain.models import AuditEvent
 from passkeyd.domain.steps import Steps, finish
+from passkeyd.records import record
 from passkeyd.storage import NotCached, StorageUnavailable
 
 from . import errors
@@ -45,7 +45,7 @@ CLIENT_CLOSED = 499
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Call:
     """What a handler gets: the request, the authenticated account, and the domain."""
 

@@ -6,6 +6,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
+from passkeyd.records import record
 from passkeyd.webauthn import DEFAULT_ALGORITHMS
 
 
@@ -94,7 +95,7 @@ class Service:
     seq: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Entity:
     sid: str
     account_sid: str
@@ -105,7 +106,7 @@ class Entity:
     seq: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Credential:
     """A verified passkey: what a factor holds once registration succeeded."""
 
@@ -124,7 +125,7 @@ class Credential:
     backup_eligible_changed: bool = False  # BE differed from registration in an assertion
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Factor:
     sid: str
     account_sid: str
@@ -143,7 +144,7 @@ class Factor:
     seq: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Challenge:
     sid: str
     account_sid: str
@@ -213,7 +214,7 @@ class Webhook:
     seq: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Delivery:
     """One event to POST to one webhook, written in the transaction of the change."""
 
@@ -235,7 +236,7 @@ class ClaimedDelivery:
     lease_until: int = 0  # the claim's lease: only its holder may record the outcome
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class AuditEvent:
     """Who did what to which resource, when, and how it ended (the step that refused)."""
 

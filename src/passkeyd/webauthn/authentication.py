@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
-from dataclasses import dataclass
 from typing import Any
 
 from webauthn.helpers import (
@@ -18,6 +17,8 @@ from webauthn.helpers import (
     parse_authenticator_data,
 )
 from webauthn.helpers.verify_signature import verify_signature
+
+from passkeyd.records import record
 
 from .checks import (
     check_authenticator_data_layout,
@@ -30,7 +31,7 @@ from .origins import OriginPolicy
 from .parsing import AuthenticationResponse
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class VerifiedAssertion:
     sign_count: int
     user_verified: bool

@@ -9,10 +9,11 @@ from __future__ import annotations
 import binascii
 import contextlib
 import re
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
+
+from passkeyd.records import record
 
 from .encoding import b64url_decode
 from .errors import MalformedResponse, Step
@@ -21,7 +22,7 @@ ATTACHMENTS = frozenset({"platform", "cross-platform"})
 TRANSPORTS = frozenset({"usb", "nfc", "ble", "smart-card", "internal", "hybrid", "cable"})
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ClientData:
     raw: bytes
     type: str
@@ -31,7 +32,7 @@ class ClientData:
     top_origin: str | None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class RegistrationResponse:
     credential_id: bytes | None
     authenticator_attachment: str | None
@@ -40,7 +41,7 @@ class RegistrationResponse:
     transports: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class AuthenticationResponse:
     credential_id: bytes
     authenticator_attachment: str | None
