@@ -102,3 +102,40 @@ def attestation_leaf(
     for extension in extras:
         builder = builder.add_extension(extension, critical=False)
     return Issued(builder.sign(issuer.key, hashes.SHA256()), key)
+
+
+def reshaped(
+    issued: Issued,
+    *,
+    version1: bool = False,
+    extensions: bool = True,
+    not_before: str | None = None,
+    not_after: str | None = None,
+) -> bytes:
+    """A self-signed CA's certificate rewritten in the shapes real FIDO Metadata Service roots
+    have and cryptography's CertificateBuilder cannot write, and signed again by its own key:
+    X.509 v1 (`version1`; no extensions), v3 without extensions, or validity dates written as
+    GeneralizedTime (`not_before`, `not_after`: "YYYYMMDDHHMMSSZ", even before 2050)."""
+    from pyasn1.codec.der import decoder, encoder
+    from pyasn1.type import univ, useful
+    from pyasn1_modules import rfc5280
+
+    certificate, _ = decoder.decode(issued.der, asn1Spec=rfc5280.Certificate())
+    old = certificate["tbsCertificate"]
+    tbs = rfc5280.TBSCertificate()
+    tbs["version"] = 0 if version1 else 2
+    for name in ("serialNumber", "signature", "issuer", "validity", "subject"):
+        tbs[name] = old[name]
+    tbs["subjectPublicKeyInfo"] = old["subjectPublicKeyInfo"]
+    if extensions and not version1:
+        tbs["extensions"] = old["extensions"]
+    for field, value in (("notBefore", not_before), ("notAfter", not_after)):
+        if value is not None:
+            time = rfc5280.Time()
+            time["generalTime"] = useful.GeneralizedTime(value)
+            tbs["validity"][field] = time
+    signed = encoder.encode(tbs)
+    certificate["tbsCertificate"] = tbs
+    signature = issued.key.sign(signed, ec.ECDSA(hashes.SHA256()))
+    certificate["signature"] = univ.BitString.fromOctetString(signature)
+    return encoder.encode(certificate)

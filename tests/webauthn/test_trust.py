@@ -8,6 +8,8 @@ import json
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from passkeyd.metadata import OfflineMetadata
 from passkeyd.webauthn import (
@@ -430,3 +432,111 @@ def test_a_second_thread_asking_for_roots_while_they_are_parsed_waits_for_them(m
     for thread in threads:
         thread.join()
     assert seen == [1, 1]
+
+
+# Shapes of real metadata roots that cryptography's path verifier refuses as trust anchors.
+OLD_ROOT_SHAPES = {
+    "X.509 v1 (Ledger, SoloKeys, Token2, OpenSK)": {"version1": True},
+    "v3 without extensions (CardOS, cryptovision)": {"extensions": False},
+    "notBefore as GeneralizedTime (Feitian, GoTrust)": {"not_before": "20240101000000Z"},
+    "notAfter 2048 as GeneralizedTime (HyperFIDO, KEY-ID)": {"not_after": "20480101000000Z"},
+}
+YUBIKEY_5_BYTES = bytes.fromhex(YUBIKEY_5.replace("-", ""))
+
+
+@pytest.mark.parametrize("shape", OLD_ROOT_SHAPES)
+def test_a_metadata_root_of_an_old_shape_anchors_its_chain(shape):
+    """RFC 5280 §6.1.1 (d): a trust anchor is a name and a key. Under AttestationPolicy
+    trusted, about 22 models' genuine attestations were refused, because their metadata root
+    is of one of these shapes (found by the WebAuthn review). The path is reported with the
+    metadata's own root: a compromise report naming it still refuses."""
+    root = pki.ca("Vendor Root")
+    anchor = pki.reshaped(root, **OLD_ROOT_SHAPES[shape])
+    leaf = pki.attestation_leaf(root, YUBIKEY_5_BYTES)
+    assert _trusted_by((anchor,), [leaf.der]).description == "Test model"
+    inter = pki.ca("Vendor Intermediate", root)
+    leaf2 = pki.attestation_leaf(inter, YUBIKEY_5_BYTES)
+    assert _trusted_by((anchor,), [leaf2.der, inter.der]).description == "Test model"
+    report = StatusReport("ATTESTATION_KEY_COMPROMISE", "2025-01-01", anchor)
+    entry = MetadataEntry("Test Key", YUBIKEY_5, root_certificates=(anchor,),
+                          status_reports=(report,))  # fmt: skip
+    with pytest.raises(CeremonyError) as refused:
+        _attacker_registration([leaf.der], leaf.key, TrustStore([entry]))
+    assert "ATTESTATION_KEY_COMPROMISE" in refused.value.detail
+
+
+@pytest.mark.parametrize("shape", OLD_ROOT_SHAPES)
+def test_an_old_shaped_root_trusts_only_its_own_key_and_dates(shape):
+    """What such a root is taken for is its name, key and validity, no more: a leaf signed by
+    another key under the same name is refused, and so is a root past its notAfter."""
+    root = pki.ca("Vendor Root")
+    anchor = pki.reshaped(root, **OLD_ROOT_SHAPES[shape])
+    impostor = pki.ca("Vendor Root")  # the same name, another key
+    forged = pki.attestation_leaf(impostor, YUBIKEY_5_BYTES)
+    for chain in ([forged.der], [forged.der, impostor.der]):
+        with pytest.raises(CeremonyError) as refused:
+            _trusted_by((anchor,), chain)
+        assert refused.value.step is Step.ATTESTATION_TRUST
+    expired = pki.reshaped(root, **{**OLD_ROOT_SHAPES[shape], "not_after": "20250101000000Z"})
+    leaf = pki.attestation_leaf(root, YUBIKEY_5_BYTES)
+    with pytest.raises(CeremonyError) as refused:
+        _trusted_by((expired,), [leaf.der])  # verified on 2026-11-27
+    assert refused.value.step is Step.ATTESTATION_TRUST
+
+
+def test_an_old_shaped_roots_path_length_constraint_still_holds():
+    """A root is restated with its own extensions: a path length of 0 lets it sign the leaf
+    and no intermediate, whatever the shape of its dates."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "Vendor Root")])
+    certificate = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(7)
+        .not_valid_before(pki.START).not_valid_after(pki.END)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    root = pki.Issued(certificate, key)
+    anchor = pki.reshaped(root, not_before="20240101000000Z")
+    leaf = pki.attestation_leaf(root, YUBIKEY_5_BYTES)
+    assert _trusted_by((anchor,), [leaf.der]).description == "Test model"
+    inter = pki.ca("Vendor Intermediate", root)
+    below = pki.attestation_leaf(inter, YUBIKEY_5_BYTES)
+    with pytest.raises(CeremonyError) as refused:
+        _trusted_by((anchor,), [below.der, inter.der])
+    assert refused.value.step is Step.ATTESTATION_TRUST
+
+
+def test_a_leaf_the_metadata_lists_as_its_root_is_still_trusted():
+    """Some entries list the attestation certificate itself: it is its own anchor."""
+    root = pki.ca("Vendor Root")
+    leaf = pki.attestation_leaf(root, YUBIKEY_5_BYTES)
+    assert _trusted_by((leaf.der,), [leaf.der]).description == "Test model"
+
+
+# (A few shipped roots, and an extension copied from one, name a serial number below 1.)
+@pytest.mark.filterwarnings("ignore::cryptography.utils.CryptographyDeprecationWarning")
+def test_every_shipped_metadata_root_restates_with_its_name_and_key(mds):
+    """Every root the shipped metadata lists (ten of them X.509 v1) is restated as an anchor
+    with its own subject, key, validity and Basic Constraints (a v1 root's: CA)."""
+    from cryptography.hazmat.primitives import serialization
+
+    from passkeyd.webauthn.trust import _as_anchor
+
+    def spki(c: x509.Certificate) -> bytes:
+        return c.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+
+    roots = {r.fingerprint(hashes.SHA256()): r for e in mds.aaguids.values() for r in e.roots()}
+    assert len(roots) > 150
+    assert sum(r.version is x509.Version.v1 for r in roots.values()) >= 3
+    for root in roots.values():
+        anchor = _as_anchor(root)
+        assert anchor is not root and anchor.version is x509.Version.v3
+        assert anchor.subject.public_bytes() == root.subject.public_bytes()
+        assert spki(anchor) == spki(root)
+        assert anchor.not_valid_after_utc == root.not_valid_after_utc
+        constraints = anchor.extensions.get_extension_for_class(x509.BasicConstraints).value
+        if root.version is x509.Version.v1:  # (some entries list a leaf: its own, not a CA)
+            assert constraints.ca

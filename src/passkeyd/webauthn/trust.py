@@ -17,6 +17,7 @@ are untrusted intermediates.
 from __future__ import annotations
 
 import datetime
+import functools
 import logging
 import threading
 import warnings
@@ -24,7 +25,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509 import verification
 
@@ -171,8 +173,56 @@ def chain_to(
     """The validated path from `leaf` to one of `roots` (signatures, validity at `at`, CA
     basic constraints, key usage and path length; `intermediates` untrusted), or
     `verification.VerificationError`."""
-    verifier = _policy(at).store(verification.Store(list(roots))).build_client_verifier()
-    return list(verifier.verify(leaf, list(intermediates)).chain)
+    # Each root as it is (a leaf the metadata lists itself is trusted as such) and restated.
+    restated = {_as_anchor(root): root for root in roots}
+    store = verification.Store([*roots, *(a for a in restated if a not in roots)])
+    verifier = _policy(at).store(store).build_client_verifier()
+    path = verifier.verify(leaf, list(intermediates)).chain
+    return [restated.get(certificate, certificate) for certificate in path]
+
+
+# Signs restated anchors (below). Their signatures are never checked: an anchor is trusted as
+# it is, and the key is thrown away with the process.
+_RESTATING_KEY = ec.generate_private_key(ec.SECP256R1())
+
+
+@functools.lru_cache(maxsize=1024)
+def _as_anchor(root: x509.Certificate) -> x509.Certificate:
+    """`root` as cryptography's verifier takes a trust anchor. RFC 5280 §6.1.1 (d): a trust
+    anchor is a name, a key and its constraints; its certificate's own encoding is not
+    validated. cryptography's verifier also holds the anchor to the certificate profile, and
+    refuses roots the FIDO Metadata Service lists for real authenticators: X.509 v1 roots
+    (Ledger, SoloKeys, Token2, OpenSK and others: no Basic Constraints), and roots whose
+    dates before 2050 are GeneralizedTime (HyperFIDO, KEY-ID, Feitian's and GoTrust's).
+    So every root is restated: the same subject, key, validity and extensions, with Basic
+    Constraints CA added where it has none, as a v3 certificate written to the profile. A
+    path through it is reported with the original root. Should a root not restate, it is
+    left as it is (and refused as before)."""
+    try:
+        with warnings.catch_warnings():  # (a root's non-positive serial, read again here)
+            warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+            extensions = root.extensions if root.version is x509.Version.v3 else x509.Extensions([])
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(root.subject)
+            .issuer_name(root.subject)
+            .public_key(root.public_key())
+            .serial_number(1)
+            .not_valid_before(root.not_valid_before_utc)
+            .not_valid_after(root.not_valid_after_utc)
+        )
+        for extension in extensions:
+            builder = builder.add_extension(extension.value, critical=extension.critical)
+        if not any(isinstance(e.value, x509.BasicConstraints) for e in extensions):
+            builder = builder.add_extension(
+                x509.BasicConstraints(ca=True, path_length=None), critical=True
+            )
+        restated = builder.sign(_RESTATING_KEY, hashes.SHA256())
+    except Exception:  # noqa: BLE001 - an unusual key or extension: the root as it is
+        return root
+    if restated.subject.public_bytes() != root.subject.public_bytes():
+        return root  # (a name that did not re-encode the same would not match its issuers)
+    return restated
 
 
 def _may_sign_certificates(
