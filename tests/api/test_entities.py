@@ -217,6 +217,15 @@ def test_a_malformed_page_token_is_refused(api: Api) -> None:
         assert_twilio_error(api.get(f"{api.svc}/Entities?PageToken={token}"), 400, 60374)
 
 
+@pytest.mark.parametrize(("size", "why"), [("0", "at least 1"), ("-1", "at least 1"),
+                                          ("-0", "at least 1"), ("-x", "an integer")])  # fmt: skip
+def test_a_page_size_below_one_says_so(api: Api, size: str, why: str) -> None:
+    """-1 was said to be no integer (found by the compatibility review)."""
+    api.create_service()
+    r = api.client.get(f"{api.svc}/Entities", params={"PageSize": size}, auth=api.auth)
+    assert assert_twilio_error(r, 400, 60373)["message"].endswith(f"must be {why}")
+
+
 @pytest.mark.parametrize("size", [" 5 ", "+3", "5_0", "\u0665", "\u00b2", "x"])
 def test_a_page_size_not_in_ascii_digits_is_refused(api: Api, size: str) -> None:
     """int() reads " 5 ", "+3", "5_0" (as 50) and Arabic-Indic digits; they were served."""
@@ -566,7 +575,10 @@ def test_unknown_factor_is_404(api: Api) -> None:
 def test_factors_of_unknown_entity_is_404(api: Api) -> None:
     api.create_service()
 
-    assert_twilio_error(api.get(f"{entity_url(api, 'nobody-0000')}/Factors"), 404, 20404)
+    body = assert_twilio_error(api.get(f"{entity_url(api, 'nobody-0000')}/Factors"), 404, 20404)
+    # Named as requested (it named the entity alone; found by the compatibility review).
+    requested = f"/Services/{api.service_sid}/Entities/nobody-0000/Factors"
+    assert body["message"] == f"The requested resource {requested} was not found"
 
 
 def test_create_passkeys_factor_under_entity_is_60369(api: Api) -> None:
@@ -787,7 +799,10 @@ def test_unknown_challenge_is_404(api: Api, two_challenges: dict[str, Any]) -> N
 def test_challenges_of_unknown_entity_is_404(api: Api) -> None:
     api.create_service()
 
-    assert_twilio_error(api.get(f"{entity_url(api, 'nobody-0000')}/Challenges"), 404, 20404)
+    body = assert_twilio_error(api.get(f"{entity_url(api, 'nobody-0000')}/Challenges"), 404, 20404)
+    # Named as requested (it named the entity alone; found by the compatibility review).
+    requested = f"/Services/{api.service_sid}/Entities/nobody-0000/Challenges"
+    assert body["message"] == f"The requested resource {requested} was not found"
 
 
 # --- tenant isolation ---------------------------------------------------------------------

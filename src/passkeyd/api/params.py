@@ -289,6 +289,12 @@ def page_request(query: Form, *, descending: bool = False) -> tuple[PageRequest,
     page_size = DEFAULT_PAGE_SIZE
     if size_text is not None:
         size = ascii_int(size_text, max_digits=100)  # any size over the most is the most
+        if (
+            size is None
+            and size_text[:1] == "-"
+            and ascii_int(size_text[1:], max_digits=100) is not None
+        ):
+            raise InvalidPageSize("Invalid page size: PageSize must be at least 1")
         if size is None:
             raise InvalidPageSize("Invalid page size: PageSize must be an integer")
         page_size = size

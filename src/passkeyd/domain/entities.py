@@ -41,11 +41,15 @@ class Entities:
             raise EntityExists("Entity already exists")
         return entity
 
-    def get(self, account_sid: str, service_sid: str, identity: str) -> Entity:
-        self._service_exists(account_sid, service_sid)
+    def get(self, account_sid: str, service_sid: str, identity: str, under: str = "") -> Entity:
+        """The entity; or 404 naming the resource requested: the entity, or `under` it (a
+        list of its factors, one of its challenges)."""
+        requested = f"/Services/{service_sid}/Entities/{identity}{under}"
+        if self.store.get_service(account_sid, service_sid) is None:
+            raise _not_found(requested)
         entity = self.store.get_entity(account_sid, service_sid, identity)
         if entity is None:
-            raise _not_found(f"/Services/{service_sid}/Entities/{identity}")
+            raise _not_found(requested)
         return entity
 
     def list(self, account_sid: str, service_sid: str, page: PageRequest) -> Page:
@@ -68,11 +72,11 @@ class Entities:
     def list_factors(
         self, account_sid: str, service_sid: str, identity: str, page: PageRequest
     ) -> Page:
-        entity = self.get(account_sid, service_sid, identity)
+        entity = self.get(account_sid, service_sid, identity, "/Factors")
         return self.store.list_factors(account_sid, service_sid, entity.sid, page)
 
     def get_factor(self, account_sid: str, service_sid: str, identity: str, sid: str) -> Factor:
-        entity = self.get(account_sid, service_sid, identity)
+        entity = self.get(account_sid, service_sid, identity, f"/Factors/{sid}")
         factor = self.store.get_factor(account_sid, service_sid, sid)
         if factor is None or factor.entity_sid != entity.sid:
             raise _not_found(f"/Services/{service_sid}/Entities/{identity}/Factors/{sid}")
@@ -110,7 +114,7 @@ class Entities:
         factor_sid: str | None,
         status: ChallengeStatus | None,
     ) -> Page:
-        entity = self.get(account_sid, service_sid, identity)
+        entity = self.get(account_sid, service_sid, identity, "/Challenges")
         return self.store.list_challenges(
             account_sid,
             service_sid,
@@ -124,7 +128,7 @@ class Entities:
     def get_challenge(
         self, account_sid: str, service_sid: str, identity: str, sid: str
     ) -> Challenge:
-        entity = self.get(account_sid, service_sid, identity)
+        entity = self.get(account_sid, service_sid, identity, f"/Challenges/{sid}")
         challenge = self.store.get_challenge(account_sid, service_sid, sid)
         if challenge is None or challenge.entity_sid != entity.sid:
             raise _not_found(f"/Services/{service_sid}/Entities/{identity}/Challenges/{sid}")
