@@ -570,3 +570,49 @@ def test_the_address_check_binds_as_uvicorn_will():
         assert listen_problem("localhost", port) == "Address already in use"
         assert listen_problem("0.0.0.0", port) == "Address already in use"
     assert listen_problem("localhost", port) is None
+
+
+def test_accounts_reseal_seals_tokens_again_with_a_new_key(tmp_path):
+    """Changing PASSKEYD_SECRET_KEY: new,old opens what the old one sealed; `accounts reseal`
+    seals it with the new one, after which the old key can go."""
+    import os
+
+    from passkeyd.sealing import SecretBox
+
+    db = f"sqlite:///{tmp_path}/cli.db"
+    account = json.loads(run("accounts", "create", "--database-url", db).stdout)
+    old = (tmp_path / "cli.db.key").read_text().strip()  # the embedded default's key file
+    new, other = os.urandom(32).hex(), os.urandom(32).hex()
+
+    def reseal(key: str) -> subprocess.CompletedProcess[str]:
+        return run("accounts", "reseal", "--database-url", db,
+                   env={**os.environ, "PASSKEYD_SECRET_KEY": key})  # fmt: skip
+
+    r = reseal(f"{new},{old}")
+    assert (r.returncode, json.loads(r.stdout)) == (
+        0,
+        {"resealed": 1, "sealed_with_another_key": 0},
+    )
+    stored = open_store(db).read_account(account["sid"])
+    assert stored is not None and stored.token_sealed is not None
+    opened = SecretBox.from_text(new).open(stored.token_sealed, context=account["sid"])
+    assert opened == account["auth_token"]
+    r = reseal(other)  # a key that opens nothing stored
+    assert r.returncode == 3 and json.loads(r.stdout)["sealed_with_another_key"] == 1
+    assert "add that key after the new one" in r.stderr
+
+
+def test_check_config_warns_of_a_key_that_opens_no_sealed_token(tmp_path):
+    """A replica started with another key (found by the operations review: `ok`, no word)."""
+    import os
+
+    db = f"sqlite:///{tmp_path}/cli.db"
+    assert run("accounts", "create", "--database-url", db).returncode == 0
+    mine = (tmp_path / "cli.db.key").read_text().strip()
+    for key, warned in ((os.urandom(32).hex(), True), (mine, False)):
+        r = run("check-config", "--database-url", db,
+                env={**os.environ, "PASSKEYD_SECRET_KEY": key})  # fmt: skip
+        report = json.loads(r.stdout)
+        said = any("does not open the auth tokens of 1 accounts" in w
+                   for w in report.get("warnings", []))  # fmt: skip
+        assert (r.returncode, said) == (0, warned), report

@@ -272,10 +272,20 @@ def cmd_serve(settings: Settings) -> int:
     store = _open(settings, migrate=True)  # the embedded default applies its own schema
     box = secret_box(settings)  # creates the key file once, here, before any worker starts
     if settings.account_sid and settings.auth_token:
-        _, answers = Accounts(store, system_clock, box).ensure_account(
+        ensured = Accounts(store, system_clock, box).ensure_account(
             settings.account_sid, settings.auth_token
         )
-        if not answers:
+        if ensured.foreign_seal:
+            logging.getLogger("passkeyd").warning(
+                "PASSKEYD_SECRET_KEY does not open the auth token of account %s sealed in the"
+                " database (another passkeyd, started with another key, sealed it): this"
+                " process cannot sign that account's webhooks, and leaves their deliveries to"
+                " those that can. Give every process the same key; to change the key, give the"
+                " new one followed by the old one (PASSKEYD_SECRET_KEY=new,old) and run"
+                " `passkeyd accounts reseal`",
+                settings.account_sid,
+            )
+        if not ensured.answers:
             logging.getLogger("passkeyd").warning(
                 "account %s exists with another auth token than PASSKEYD_AUTH_TOKEN (rotated"
                 " with `passkeyd accounts rotate-token`?): the stored token stays in force;"
@@ -423,6 +433,18 @@ def cmd_check_config(settings: Settings) -> int:
         return EXIT_DATABASE
     pending = store.pending_migrations()
     unknown = store.unknown_migrations()
+    foreign = (
+        _sealed_with_another_key(store, settings.secret_key)
+        if settings.secret_key and not pending and not unknown
+        else 0
+    )
+    if foreign:
+        report.setdefault("warnings", []).append(
+            f"PASSKEYD_SECRET_KEY does not open the auth tokens of {foreign} accounts"
+            " (sealed by a process with another key): a process with this key leaves"
+            " their webhooks to the others; to change the key, PASSKEYD_SECRET_KEY=new,old"
+            " and `passkeyd accounts reseal`"
+        )
     store.close()
     embedded = is_embedded(settings.database_url)
     report["database"] = {"reachable": True, "pending_migrations": pending}
@@ -437,6 +459,21 @@ def cmd_check_config(settings: Settings) -> int:
         return EXIT_SCHEMA
     _print(report)
     return EXIT_OK
+
+
+def _sealed_with_another_key(store: Store, secret_key: str) -> int:
+    """How many accounts' sealed tokens `secret_key` does not open."""
+    from .sealing import SealingError, SecretBox
+
+    box = SecretBox.from_text(secret_key)
+    foreign = 0
+    for account in store.list_accounts():
+        if account.token_sealed is not None:
+            try:
+                box.open(account.token_sealed, context=account.sid)
+            except SealingError:
+                foreign += 1
+    return foreign
 
 
 def cmd_migrate(settings: Settings) -> int:
@@ -484,6 +521,18 @@ def cmd_accounts(settings: Settings, args: argparse.Namespace) -> int:
         token = domain.accounts.rotate_token(args.account)
         _audited(domain, args.account, "rotate_token", args.account)
         _print({"sid": args.account, "account_sid": args.account, "auth_token": token})
+    elif args.action == "reseal":
+        if domain.box is None:
+            sys.stderr.write("passkeyd: accounts reseal needs PASSKEYD_SECRET_KEY (new,old)\n")
+            return EXIT_USAGE
+        resealed, foreign = domain.accounts.reseal()
+        _print({"resealed": resealed, "sealed_with_another_key": foreign})
+        if foreign:
+            sys.stderr.write(
+                f"passkeyd: {foreign} account tokens are sealed with a key PASSKEYD_SECRET_KEY"
+                " does not hold: add that key after the new one, or rotate those tokens\n"
+            )
+            return EXIT_CONFIG
     else:
         _print(
             [{"sid": a.sid, "friendly_name": a.friendly_name} for a in domain.store.list_accounts()]
@@ -723,8 +772,13 @@ def parser() -> argparse.ArgumentParser:
     with_db(sub.add_parser("migrate", help="apply schema migrations (JSON out)"))
     with_db(sub.add_parser("check-config", help="validate settings, reach the database"))
 
-    accounts = with_db(sub.add_parser("accounts", help="create or list accounts, rotate a token"))
-    accounts.add_argument("action", choices=["create", "list", "rotate-token"])
+    accounts = with_db(
+        sub.add_parser(
+            "accounts",
+            help="create or list accounts, rotate a token, seal tokens again with a new key",
+        )
+    )
+    accounts.add_argument("action", choices=["create", "list", "rotate-token", "reseal"])
     accounts.add_argument("--name", help="friendly name for a new account")
     accounts.add_argument("--account", help="the account SID (rotate-token)")
 

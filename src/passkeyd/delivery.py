@@ -39,6 +39,12 @@ log = logging.getLogger("passkeyd.webhooks")
 
 USER_AGENT = "passkeyd-webhooks/1"
 CANNOT_SIGN = "cannot sign"  # a delivery's error that is this service's, not the receiver's
+# This process's PASSKEYD_SECRET_KEY does not open the account's sealed token, which another
+# process's key does (else it was not sealed): the delivery is left to those, unspent.
+NOT_OUR_KEY = (
+    f"{CANNOT_SIGN}: the account's token is sealed with a key this process's"
+    " PASSKEYD_SECRET_KEY does not hold"
+)
 NO_KEY_WARNING_SECONDS = 600  # how often a process without a key says its events wait
 
 
@@ -57,6 +63,10 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
     def connect(self) -> None:
         sock = socket.create_connection((self.host, self.port), self.timeout)
         self.sock = self._context.wrap_socket(sock, server_hostname=self._tls_host)  # type: ignore[attr-defined]
+
+
+class NoAnswer(Exception):  # noqa: N818 - it names what happened
+    """Connected, but the answer did not come within the timeout or the deadline."""
 
 
 def _cut(connection: http.client.HTTPConnection) -> None:
@@ -94,9 +104,15 @@ def post_form(
         timer.daemon = True
         timer.start()
     try:
-        connection.request("POST", target, body=body, headers={"Host": parts.netloc, **headers})
-        response = connection.getresponse()
-        response.read(65536)
+        connection.connect()
+        try:
+            connection.request("POST", target, body=body, headers={"Host": parts.netloc, **headers})
+            response = connection.getresponse()
+            response.read(65536)
+        except (TimeoutError, http.client.RemoteDisconnected, ConnectionError) as exc:
+            if timer is not None and not timer.is_alive() or isinstance(exc, TimeoutError):
+                raise NoAnswer from exc  # timed out, or cut at the deadline
+            raise
         return int(response.status)
     finally:
         if timer is not None:
@@ -127,12 +143,13 @@ class Dispatcher:
         if account is None or account.token_sealed is None or self.box is None:
             return (
                 f"{CANNOT_SIGN}: the account's token is not sealed (it was made or rotated"
-                " without PASSKEYD_SECRET_KEY: rotate it with the key set)"
+                " without PASSKEYD_SECRET_KEY: rotate it with the key set; the account of"
+                " PASSKEYD_ACCOUNT_SID is sealed when passkeyd serve starts with the key)"
             )
         try:
             token = self.box.open(account.token_sealed, context=account.sid)
         except SealingError:
-            return f"{CANNOT_SIGN}: the account's token was sealed with another key"
+            return NOT_OUR_KEY
         reason, addresses = resolve_target(
             d.url, allow_private=self.allow_private, owner=d.account_sid
         )
@@ -156,6 +173,11 @@ class Dispatcher:
                 timeout=self.timeout_seconds,
                 deadline=self.deadline_seconds,
             )
+        except NoAnswer:  # connected, maybe sent; the answer did not come in time
+            return (
+                f"no answer within {self.timeout_seconds:g} s (or {self.deadline_seconds:g} s"
+                " in all)"
+            )
         except Exception as exc:  # any failure of one delivery is that delivery's failure
             return f"connection failed: {type(exc).__name__}"
         return None if 200 <= status < 300 else f"answered HTTP {status}"
@@ -165,6 +187,22 @@ class Dispatcher:
         error = self._post(claimed)
         now = self.clock()
         retry_at = None
+        if error == NOT_OUR_KEY:  # not the delivery's failure: given back, its attempt unspent
+            log.warning(
+                "webhook %s event %s: %s; left to a process that holds it (give every process"
+                " the same key; changing it: PASSKEYD_SECRET_KEY=new,old)",
+                claimed.delivery.webhook_sid, claimed.delivery.event_type, error,
+            )  # fmt: skip
+            self.store.finish_delivery(
+                claimed.seq,
+                now=now,
+                delivered=False,
+                retry_at=now + self.retry_base_seconds,
+                error=error,
+                lease_until=claimed.lease_until,
+                attempt_spent=False,
+            )
+            return
         if error is None:
             WEBHOOK_DELIVERIES.labels("delivered").inc()
         elif claimed.attempts < self.max_attempts and not error.startswith("target refused"):
@@ -177,9 +215,10 @@ class Dispatcher:
             WEBHOOK_DELIVERIES.labels("failed").inc()
         if error:
             log.warning(
-                "webhook %s event %s attempt %d: %s",
+                "webhook %s event %s attempt %d: %s; %s",
                 claimed.delivery.webhook_sid, claimed.delivery.event_type,
                 claimed.attempts, error,
+                f"retried in {retry_at - now} s" if retry_at is not None else "given up",
             )  # fmt: skip
         self.store.finish_delivery(
             claimed.seq,

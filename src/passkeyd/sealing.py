@@ -25,24 +25,38 @@ class SealingError(Exception):
 
 
 class SecretBox:
-    def __init__(self, key: bytes) -> None:
-        if len(key) != 32:
+    """Seals with `key`; opens what it or any of `older` sealed. The older keys are for
+    changing the key without losing what is sealed: PASSKEYD_SECRET_KEY=new,old opens both
+    while `passkeyd accounts reseal` (or a start-up, for the bootstrap account) seals again
+    with the new one."""
+
+    def __init__(self, key: bytes, *older: bytes) -> None:
+        if any(len(k) != 32 for k in (key, *older)):
             raise SealingError("the secret key must be 32 bytes")
-        self._aead = AESGCM(key)
+        self._aeads = [AESGCM(k) for k in (key, *older)]
 
     @classmethod
     def from_text(cls, text: str) -> SecretBox:
-        """A key given as 64 hex digits or as base64 of 32 bytes."""
-        value = text.strip()
-        try:
-            key = (
-                bytes.fromhex(value) if len(value) == 64 else base64.b64decode(value, validate=True)
-            )
-        except (ValueError, binascii.Error) as exc:
-            raise SealingError(
-                "the secret key must be 64 hex digits or base64 of 32 bytes"
-            ) from exc
-        return cls(key)
+        """A key given as 64 hex digits or as base64 of 32 bytes; several, comma-separated,
+        the first sealing (the others only open)."""
+        keys = []
+        for part in text.split(","):
+            value = part.strip()
+            try:
+                key = (
+                    bytes.fromhex(value)
+                    if len(value) == 64
+                    else base64.b64decode(value, validate=True)
+                )
+            except (ValueError, binascii.Error):
+                key = b""
+            if len(key) != 32:
+                raise SealingError(
+                    "the secret key must be 64 hex digits or base64 of 32 bytes (several:"
+                    " comma-separated, the new one first)"
+                )
+            keys.append(key)
+        return cls(*keys)
 
     @classmethod
     def from_key_file(cls, path: Path) -> SecretBox:
@@ -63,15 +77,24 @@ class SecretBox:
         return cls.from_text(path.read_text())
 
     def seal(self, plaintext: str, *, context: str) -> bytes:
-        """Encrypt, bound to `context` (e.g. the account SID) so a sealed value cannot be
-        moved to another row."""
+        """Encrypt with the first key, bound to `context` (e.g. the account SID) so a sealed
+        value cannot be moved to another row."""
         nonce = secrets.token_bytes(12)
-        return _VERSION + nonce + self._aead.encrypt(nonce, plaintext.encode(), context.encode())
+        return (
+            _VERSION + nonce + self._aeads[0].encrypt(nonce, plaintext.encode(), context.encode())
+        )
 
     def open(self, sealed: bytes, *, context: str) -> str:
+        return self.open_with_key(sealed, context=context)[0]
+
+    def open_with_key(self, sealed: bytes, *, context: str) -> tuple[str, int]:
+        """The plaintext, and which key opened it: 0 the one that seals, 1 the next..."""
         if sealed[:1] != _VERSION or len(sealed) < 29:
             raise SealingError("not a sealed value")
-        try:
-            return self._aead.decrypt(sealed[1:13], sealed[13:], context.encode()).decode()
-        except InvalidTag as exc:
-            raise SealingError("sealed with another key, or altered") from exc
+        for index, aead in enumerate(self._aeads):
+            try:
+                plain = aead.decrypt(sealed[1:13], sealed[13:], context.encode())
+            except InvalidTag:
+                continue
+            return plain.decode(), index
+        raise SealingError("sealed with another key, or altered")

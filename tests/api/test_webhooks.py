@@ -770,3 +770,62 @@ def test_without_a_key_deliveries_wait_whole_for_a_process_that_has_one(db_path,
         assert RequestValidator(new_token).validate(
             rx.url, sent.params, sent.headers["X-Twilio-Signature"]
         )
+
+
+def test_a_receiver_that_takes_the_request_and_never_answers_is_no_answer_not_no_connection():
+    """It was logged as `connection failed: TimeoutError`, sending an operator to look at the
+    network (found by the operations review). A port nobody listens on is still a failed
+    connection."""
+    import socket
+
+    from passkeyd.delivery import NoAnswer, post_form
+
+    silent = socket.socket()  # connections complete in its backlog; nothing ever answers
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(1)
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    url = f"http://127.0.0.1:{silent.getsockname()[1]}/hook"
+    try:
+        for deadline in (None, 0.3):  # the socket's timeout, then the request's deadline
+            with pytest.raises(NoAnswer):
+                post_form(url, b"a=b", headers, address=None, timeout=0.3 if deadline is None
+                          else 5.0, deadline=deadline)  # fmt: skip
+    finally:
+        silent.close()
+    with pytest.raises(ConnectionRefusedError):
+        post_form(url, b"a=b", headers, address=None, timeout=0.3)
+
+
+def test_each_failed_attempt_says_whether_it_is_retried_or_given_up(db_path, clock, caplog):
+    """The last attempt's line read like the others (found by the operations review)."""
+    import socket
+
+    from passkeyd.delivery import Dispatcher
+    from passkeyd.storage import SQLiteStore
+
+    store = SQLiteStore(str(db_path))
+    store.migrate()
+    domain = Domain(store, clock, box=SecretBox(os.urandom(32)), allow_private_webhooks=True)
+    account, token = domain.accounts.create_account("hooks")
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nobody listens there
+    app = create_app(domain, Settings(webhook_interval_seconds=600))  # its dispatcher idles
+    with TestClient(app, base_url="http://testserver") as client:
+        api = Api(client, db_path, account.sid, (account.sid, token))
+        api.create_service()
+        create_webhook(api, f"http://127.0.0.1:{port}/x", "factor.created")
+        api.create_factor("user-0001")
+        dispatcher = Dispatcher(store, clock, domain.box, allow_private=True, max_attempts=2,
+                                retry_base_seconds=5)  # fmt: skip
+        with caplog.at_level("WARNING", logger="passkeyd"):
+            for _ in range(2):
+                (claimed,) = store.claim_deliveries(now=clock(), lease_seconds=60, limit=1)
+                dispatcher._send(claimed)
+                clock.advance(10)
+    lines = [r.getMessage() for r in caplog.records if "factor.created attempt" in r.getMessage()]
+    assert [line.rsplit(": ", 1)[1] for line in lines] == [
+        "ConnectionRefusedError; retried in 6 s",
+        "ConnectionRefusedError; given up",
+    ]

@@ -12,8 +12,9 @@ import hmac
 import secrets
 import string
 from dataclasses import dataclass
+from typing import NamedTuple
 
-from passkeyd.sealing import SecretBox
+from passkeyd.sealing import SealingError, SecretBox
 
 from .clock import Clock
 from .errors import NotFound, Unauthenticated
@@ -35,6 +36,12 @@ def new_secret() -> str:
     return secrets.token_hex(16)
 
 
+class Ensured(NamedTuple):
+    account: Account
+    answers: bool  # the account answers to the token given
+    foreign_seal: bool = False  # its token is sealed with a key this process does not hold
+
+
 @dataclass
 class Accounts:
     store: Store
@@ -53,11 +60,17 @@ class Accounts:
         self.store.put_account(account)
         return account, token
 
-    def ensure_account(self, sid: str, token: str) -> tuple[Account, bool]:
+    def ensure_account(self, sid: str, token: str) -> Ensured:
         """Make sure `sid` exists (used for PASSKEYD_ACCOUNT_SID): made with `token` if it
         does not. An existing account keeps its token: one rotated since (`accounts
         rotate-token`) must not come back at the next restart with the old one in the
-        environment. Returns the account and whether it answers to `token`."""
+        environment.
+
+        Its sealed token is written only where it is missing or sealed with an older key
+        this process holds (PASSKEYD_SECRET_KEY=new,old): never cleared by a process without
+        a key, nor replaced by one whose key does not open it, which would leave every
+        other process, holding the right key, unable to sign the account's webhooks
+        (`foreign_seal` says so)."""
         if not is_sid(sid, "AC"):
             raise ValueError("an account SID is AC followed by 32 hex digits")
         if not token:
@@ -66,9 +79,20 @@ class Accounts:
         if existing is not None and not hmac.compare_digest(
             existing.token_hash, hash_secret(token)
         ):
-            return existing, False
-        # Written again (same token): sealed with the key in use now, for webhook signing;
-        # only while it is still that token (a rotation since the read above is kept).
+            return Ensured(existing, answers=False)
+        if existing is not None and existing.token_sealed is not None:
+            if self.box is None:
+                return Ensured(existing, answers=True)
+            try:
+                _, key = self.box.open_with_key(existing.token_sealed, context=sid)
+            except SealingError:
+                return Ensured(existing, answers=True, foreign_seal=True)
+            if key == 0:
+                return Ensured(existing, answers=True)
+        elif existing is not None and self.box is None:
+            return Ensured(existing, answers=True)  # nothing to seal it with
+        # New, or sealed now with the key in use (for webhook signing); only while it is
+        # still that token (a rotation since the read above is kept).
         account = Account(
             sid,
             existing.friendly_name if existing else "",
@@ -78,8 +102,30 @@ class Accounts:
         )
         if not self.store.put_account(account, same_token_only=True):
             current = self.store.read_account(sid)
-            return (current or account), False
-        return account, True
+            return Ensured(current or account, answers=False)
+        return Ensured(account, answers=True)
+
+    def reseal(self) -> tuple[int, int]:
+        """Seal again with the current key every token an older key of PASSKEYD_SECRET_KEY
+        opens (after the key was changed: new,old). (resealed, sealed with no key held)."""
+        if self.box is None:
+            raise ValueError("no key to seal with: set PASSKEYD_SECRET_KEY")
+        resealed = foreign = 0
+        for account in self.store.list_accounts():
+            if account.token_sealed is None:
+                continue
+            try:
+                token, key = self.box.open_with_key(account.token_sealed, context=account.sid)
+            except SealingError:
+                foreign += 1
+                continue
+            if key and self.store.put_account(
+                Account(account.sid, account.friendly_name, account.token_hash,
+                        account.date_created, self._seal(account.sid, token)),
+                same_token_only=True,
+            ):  # fmt: skip
+                resealed += 1
+        return resealed, foreign
 
     def rotate_token(self, sid: str) -> str:
         """A new auth token for the account; the old one stops working at once on every

@@ -240,6 +240,7 @@ class Store(Protocol):
         retry_at: int | None,
         error: str | None,
         lease_until: int | None = None,
+        attempt_spent: bool = True,
     ) -> bool: ...
     def delivery_backlog(self) -> int: ...
 

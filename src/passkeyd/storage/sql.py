@@ -1504,14 +1504,19 @@ class SqlStore(abc.ABC):
         retry_at: int | None,
         error: str | None,
         lease_until: int | None = None,
+        attempt_spent: bool = True,
     ) -> bool:
         """Record a delivery's outcome: delivered, retry at `retry_at`, or given up. With
         `lease_until`, only while that lease is still held: a sender whose lease ran out (and
-        whose delivery another sender took over) cannot overwrite the newer outcome."""
+        whose delivery another sender took over) cannot overwrite the newer outcome. Without
+        `attempt_spent`, the claim's attempt is given back (the failure was not the
+        delivery's)."""
         status = "delivered" if delivered else ("pending" if retry_at is not None else "failed")
         sql = (
             "UPDATE webhook_deliveries SET status = ?, next_attempt_at = ?, locked_until = 0,"
-            " last_error = ?, date_updated = ? WHERE seq = ? AND status = 'pending'"
+            " last_error = ?, date_updated = ?"
+            + ("" if attempt_spent else ", attempts = attempts - 1")
+            + " WHERE seq = ? AND status = 'pending'"
         )
         args: list[Any] = [status, retry_at if retry_at is not None else now, error, now, seq]
         if lease_until is not None:
