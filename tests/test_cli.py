@@ -616,3 +616,34 @@ def test_check_config_warns_of_a_key_that_opens_no_sealed_token(tmp_path):
         said = any("does not open the auth tokens of 1 accounts" in w
                    for w in report.get("warnings", []))  # fmt: skip
         assert (r.returncode, said) == (0, warned), report
+
+
+def test_a_misspelled_setting_in_the_environment_is_said(db):
+    """It was ignored without a word, and the service ran on its default (found by the
+    operations review); a config file's unknown key is refused outright."""
+    import os
+
+    env = {**os.environ, "PASSKEYD_DATABSE_URL": "postgresql://x", "PASSKEYD_DATABASE_URL": db}
+    report = json.loads(run("check-config", env=env).stdout)
+    assert report["ok"] and report["settings"]["PASSKEYD_DATABASE_URL"] == db
+    assert (
+        "PASSKEYD_DATABSE_URL is set, and is no setting: did you mean PASSKEYD_DATABASE_URL?"
+        in (report["warnings"])
+    )
+    assert "postgresql://x" not in json.dumps(report)  # (a value may hold a password)
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["audit", "list", "--account", "AC" + "0" * 32, "--limit", "0"], "from 1 to 10000"),
+        (["audit", "list", "--account", "AC" + "0" * 32, "--limit", "-2"], "from 1 to 10000"),
+        (["accounts", "create", "--name", "n" * 256], "at most 255 characters"),
+        (["keys", "create", "--account", "AC" + "0" * 32, "--name", "n" * 256], "at most 255"),
+    ],
+)
+def test_a_cli_value_out_of_range_is_a_usage_error(db, args, fragment):
+    """--limit 0 and -2 listed one event, and names of any length were taken (found by the
+    operations review)."""
+    r = run(*args, "--database-url", db)
+    assert r.returncode == 2 and fragment in r.stderr, r.stderr

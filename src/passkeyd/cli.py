@@ -27,7 +27,14 @@ from .domain.accounts import Accounts
 from .domain.clock import iso, system_clock
 from .domain.models import AuditEvent, PageRequest
 from .listen import listen_problem
-from .settings import Settings, SettingsError, describe, secret_box, sqlite_path
+from .settings import (
+    Settings,
+    SettingsError,
+    describe,
+    misspelled,
+    secret_box,
+    sqlite_path,
+)
 from .storage import SQLiteStore, StorageUnavailable, Store, is_embedded, open_store
 from .storage.windows import RateWindows
 
@@ -332,7 +339,7 @@ def cmd_serve(settings: Settings) -> int:
 
 def _warnings(settings: Settings) -> list[str]:
     """What works with these settings but not as a user may expect."""
-    warnings = []
+    warnings = misspelled(os.environ)
     if settings.secret_key is None and not is_embedded(settings.database_url):
         warnings.append(
             "PASSKEYD_SECRET_KEY is not set: webhooks cannot be signed (X-Twilio-Signature),"
@@ -476,6 +483,21 @@ def _sealed_with_another_key(store: Store, secret_key: str) -> int:
     return foreign
 
 
+def _limit(text: str) -> int:
+    """`audit list --limit`: 1 to 10,000 (0 and negative numbers were read as 1)."""
+    value = ascii_int(text)
+    if value is None or not 1 <= value <= 10_000:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to 10000, got {text!r}")
+    return value
+
+
+def _friendly_name(text: str) -> str:
+    """`--name` for an account or API key: at most 255 characters, as the API's names."""
+    if len(text) > 255:
+        raise argparse.ArgumentTypeError(f"must be at most 255 characters, got {len(text)}")
+    return text
+
+
 def cmd_migrate(settings: Settings) -> int:
     store = open_store(
         settings.database_url, pool_size=2, connect_timeout=settings.db_connect_timeout
@@ -567,7 +589,7 @@ def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
         return EXIT_NOT_FOUND
     page = domain.store.list_audit(
         args.account,
-        PageRequest(page_size=max(1, min(args.limit, 10_000)), descending=True),
+        PageRequest(page_size=args.limit, descending=True),
         service_sid=args.service,
     )
     for e in page.items:
@@ -779,19 +801,21 @@ def parser() -> argparse.ArgumentParser:
         )
     )
     accounts.add_argument("action", choices=["create", "list", "rotate-token", "reseal"])
-    accounts.add_argument("--name", help="friendly name for a new account")
+    accounts.add_argument("--name", type=_friendly_name, help="friendly name for a new account")
     accounts.add_argument("--account", help="the account SID (rotate-token)")
 
     audit = with_db(sub.add_parser("audit", help="read the audit trail (JSON lines)"))
     audit.add_argument("action", choices=["list"])
     audit.add_argument("--account", required=True)
     audit.add_argument("--service", help="only this service's events")
-    audit.add_argument("--limit", type=int, default=100, help="newest first; default 100")
+    audit.add_argument(
+        "--limit", type=_limit, default=100, help="newest first; 1 to 10000, default 100"
+    )
 
     keys = with_db(sub.add_parser("keys", help="create, list or revoke API keys"))
     keys.add_argument("action", choices=["create", "list", "revoke"])
     keys.add_argument("--account", required=True, help="the account SID (AC...)")
-    keys.add_argument("--name", help="friendly name for a new key")
+    keys.add_argument("--name", type=_friendly_name, help="friendly name for a new key")
     keys.add_argument("--sid", help="the key SID to revoke (SK...)")
 
     services = with_db(sub.add_parser("services", help="list an account's services"))

@@ -300,6 +300,26 @@ ENVIRONMENT = (
 SECRET = ("PASSKEYD_AUTH_TOKEN", "PASSKEYD_SECRET_KEY", "PASSKEYD_METRICS_TOKEN")
 
 
+def misspelled(env: Mapping[str, str]) -> list[str]:
+    """A PASSKEYD_ name in the environment that is no setting but close to one: a typo that
+    would otherwise leave the setting at its default without a word (a config file's
+    unknown keys are refused)."""
+    import difflib
+
+    said = []
+    for name in sorted(env):
+        if name.startswith("PASSKEYD_") and name not in ENVIRONMENT and name not in _OTHERS:
+            close = difflib.get_close_matches(name, ENVIRONMENT, n=1, cutoff=0.85)
+            if close:
+                said.append(f"{name} is set, and is no setting: did you mean {close[0]}?")
+    return said
+
+
+# PASSKEYD_ names that are not settings of the service but are read (the config file's path;
+# serve's own note to its workers).
+_OTHERS = ("PASSKEYD_CONFIG", "PASSKEYD_SUPERVISOR_PID")
+
+
 def read_config_file(path: str) -> dict[str, str]:
     """A TOML file of settings, as environment variables. Unknown keys are refused."""
     import tomllib

@@ -71,6 +71,13 @@ def test_a_rate_limit_not_in_ascii_digits_is_a_settings_error(spec):
         Settings.from_env({"PASSKEYD_RATE_LIMITS": spec})
 
 
+def test_a_rule_given_twice_is_a_settings_error():
+    """One of the two was silently in force (found by the operations review)."""
+    with pytest.raises(SettingsError, match="challenge is given twice"):
+        Settings.from_env({"PASSKEYD_RATE_LIMITS": "challenge=10/60, challenge=5/60"})
+    assert parse_rules("challenge=10/60,factor=5/60")["factor"] == Rule(5, 60)
+
+
 def test_challenge_creation_is_limited_per_identity(limited, clock):
     api = limited
     api.create_service()

@@ -53,6 +53,7 @@ def parse_rules(spec: str) -> dict[str, Rule]:
     if spec.strip().lower() in ("off", "false", "0", "none"):
         return {}
     rules = dict(DEFAULT_RULES)
+    named: set[str] = set()
     for part in filter(None, (p.strip() for p in spec.split(","))):
         name, _, value = part.partition("=")
         limit_text, _, window_text = value.partition("/")
@@ -64,6 +65,9 @@ def parse_rules(spec: str) -> dict[str, Rule]:
             )
         if limit < 1 or window < 1:
             raise RateLimitSpecError(f"limit and window must be positive in {part!r}")
+        if name in named:  # (one of the two would be silently in force)
+            raise RateLimitSpecError(f"{name} is given twice")
+        named.add(name)
         rules[name] = Rule(limit, window)
     return rules
 
