@@ -111,11 +111,13 @@ def reshaped(
     extensions: bool = True,
     not_before: str | None = None,
     not_after: str | None = None,
+    signer: ec.EllipticCurvePrivateKey | None = None,
 ) -> bytes:
     """A self-signed CA's certificate rewritten in the shapes real FIDO Metadata Service roots
     have and cryptography's CertificateBuilder cannot write, and signed again by its own key:
     X.509 v1 (`version1`; no extensions), v3 without extensions, or validity dates written as
-    GeneralizedTime (`not_before`, `not_after`: "YYYYMMDDHHMMSSZ", even before 2050)."""
+    GeneralizedTime (`not_before`, `not_after`: "YYYYMMDDHHMMSSZ", even before 2050). A
+    certificate another issued is signed again by that one's key (`signer`)."""
     from pyasn1.codec.der import decoder, encoder
     from pyasn1.type import univ, useful
     from pyasn1_modules import rfc5280
@@ -136,6 +138,6 @@ def reshaped(
             tbs["validity"][field] = time
     signed = encoder.encode(tbs)
     certificate["tbsCertificate"] = tbs
-    signature = issued.key.sign(signed, ec.ECDSA(hashes.SHA256()))
+    signature = (signer or issued.key).sign(signed, ec.ECDSA(hashes.SHA256()))
     certificate["signature"] = univ.BitString.fromOctetString(signature)
     return encoder.encode(certificate)

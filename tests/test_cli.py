@@ -616,6 +616,12 @@ def test_check_config_warns_of_a_key_that_opens_no_sealed_token(tmp_path):
         said = any("does not open the auth tokens of 1 accounts" in w
                    for w in report.get("warnings", []))  # fmt: skip
         assert (r.returncode, said) == (0, warned), report
+    # The embedded default's key file, replaced (a database restored without its key file):
+    (tmp_path / "cli.db.key").write_text(os.urandom(32).hex() + "\n")
+    report = json.loads(run("check-config", "--database-url", db).stdout)
+    assert "The key file does not open the auth tokens of 1 accounts" in " ".join(
+        report.get("warnings", [])
+    ), report
 
 
 def test_a_misspelled_setting_in_the_environment_is_said(db):

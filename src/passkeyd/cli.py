@@ -284,12 +284,13 @@ def cmd_serve(settings: Settings) -> int:
         )
         if ensured.foreign_seal:
             logging.getLogger("passkeyd").warning(
-                "PASSKEYD_SECRET_KEY does not open the auth token of account %s sealed in the"
-                " database (another passkeyd, started with another key, sealed it): this"
-                " process cannot sign that account's webhooks, and leaves their deliveries to"
-                " those that can. Give every process the same key; to change the key, give the"
-                " new one followed by the old one (PASSKEYD_SECRET_KEY=new,old) and run"
-                " `passkeyd accounts reseal`",
+                "PASSKEYD_SECRET_KEY (or the key file beside the SQLite database) does not"
+                " open the auth token of account %s sealed in the database (a passkeyd with"
+                " another key sealed it): this process cannot sign that account's webhooks."
+                " On PostgreSQL it leaves their deliveries to replicas that can, for an hour"
+                " after each event; else they fail like a failing receiver's. Give every"
+                " process the same key; to change the key, give the new one followed by the"
+                " old one (PASSKEYD_SECRET_KEY=new,old) and run `passkeyd accounts reseal`",
                 settings.account_sid,
             )
         if not ensured.answers:
@@ -440,17 +441,16 @@ def cmd_check_config(settings: Settings) -> int:
         return EXIT_DATABASE
     pending = store.pending_migrations()
     unknown = store.unknown_migrations()
-    foreign = (
-        _sealed_with_another_key(store, settings.secret_key)
-        if settings.secret_key and not pending and not unknown
-        else 0
-    )
+    key = settings.secret_key or _key_file_text(settings)
+    foreign = _sealed_with_another_key(store, key) if key and not pending and not unknown else 0
     if foreign:
         report.setdefault("warnings", []).append(
-            f"PASSKEYD_SECRET_KEY does not open the auth tokens of {foreign} accounts"
-            " (sealed by a process with another key): a process with this key leaves"
-            " their webhooks to the others; to change the key, PASSKEYD_SECRET_KEY=new,old"
-            " and `passkeyd accounts reseal`"
+            f"{'PASSKEYD_SECRET_KEY' if settings.secret_key else 'The key file'} does not"
+            f" open the auth tokens of {foreign} accounts"
+            " (sealed by a process with another key): a process with this key cannot sign"
+            " their webhooks (on PostgreSQL it leaves them to replicas that can, for an hour"
+            " after each event; else they fail); to change the key,"
+            " PASSKEYD_SECRET_KEY=new,old and `passkeyd accounts reseal`"
         )
     store.close()
     embedded = is_embedded(settings.database_url)
@@ -468,11 +468,25 @@ def cmd_check_config(settings: Settings) -> int:
     return EXIT_OK
 
 
+def _key_file_text(settings: Settings) -> str | None:
+    """The embedded default's key file, if there is one (check-config makes none)."""
+    path = sqlite_path(settings.database_url)
+    if path is None or path == ":memory:":
+        return None
+    try:
+        return Path(path + ".key").read_text()
+    except OSError:
+        return None
+
+
 def _sealed_with_another_key(store: Store, secret_key: str) -> int:
     """How many accounts' sealed tokens `secret_key` does not open."""
     from .sealing import SealingError, SecretBox
 
-    box = SecretBox.from_text(secret_key)
+    try:
+        box = SecretBox.from_text(secret_key)
+    except SealingError:  # (a damaged key file: serve refuses it, naming it)
+        return 0
     foreign = 0
     for account in store.list_accounts():
         if account.token_sealed is not None:

@@ -22,12 +22,13 @@ import socket
 import ssl
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlencode, urlsplit
 
 import anyio
 import anyio.to_thread
 
+from . import logs
 from .domain.clock import Clock
 from .domain.models import ClaimedDelivery
 from .domain.webhooks import UNRESOLVED, resolve_target
@@ -40,7 +41,8 @@ log = logging.getLogger("passkeyd.webhooks")
 USER_AGENT = "passkeyd-webhooks/1"
 CANNOT_SIGN = "cannot sign"  # a delivery's error that is this service's, not the receiver's
 # This process's PASSKEYD_SECRET_KEY does not open the account's sealed token, which another
-# process's key does (else it was not sealed): the delivery is left to those, unspent.
+# process's key may: the delivery is left to those, unspent, for `give_back_seconds` after
+# its event (then its attempts are spent like a failing receiver's, and it is given up).
 NOT_OUR_KEY = (
     f"{CANNOT_SIGN}: the account's token is sealed with a key this process's"
     " PASSKEYD_SECRET_KEY does not hold"
@@ -133,6 +135,11 @@ class Dispatcher:
     deadline_seconds: float = 30.0  # per request: well inside the lease, so never sent twice
     in_flight: int = 16  # deliveries being sent at once; each ends well inside its lease
     per_account: int = 4  # of which at most this many for one account's webhooks
+    # How long a delivery this process cannot sign (NOT_OUR_KEY) is left to other processes,
+    # its attempts unspent: replicas on PostgreSQL. 0 on the embedded SQLite default, whose
+    # processes share one key file.
+    give_back_seconds: int = 3600
+    _said_not_our_key: logs.Every = field(default_factory=lambda: logs.Every(60.0))
 
     def _post(self, claimed: ClaimedDelivery) -> str | None:
         """POST one delivery; None on a 2xx, else why it failed (no secret in it)."""
@@ -187,12 +194,17 @@ class Dispatcher:
         error = self._post(claimed)
         now = self.clock()
         retry_at = None
-        if error == NOT_OUR_KEY:  # not the delivery's failure: given back, its attempt unspent
-            log.warning(
-                "webhook %s event %s: %s; left to a process that holds it (give every process"
-                " the same key; changing it: PASSKEYD_SECRET_KEY=new,old)",
-                claimed.delivery.webhook_sid, claimed.delivery.event_type, error,
-            )  # fmt: skip
+        if error == NOT_OUR_KEY and now - claimed.date_created < self.give_back_seconds:
+            # Not the delivery's failure: given back, its attempt unspent (said once a minute).
+            if self._said_not_our_key():
+                log.warning(
+                    "webhook %s event %s: %s; left to a process that holds it for up to %d s"
+                    " after the event, then given up like a failing receiver's (give every"
+                    " process the same key; to change it: PASSKEYD_SECRET_KEY=new,old and"
+                    " passkeyd accounts reseal)",
+                    claimed.delivery.webhook_sid, claimed.delivery.event_type, error,
+                    self.give_back_seconds,
+                )  # fmt: skip
             self.store.finish_delivery(
                 claimed.seq,
                 now=now,

@@ -1,8 +1,9 @@
 """`@record`: an immutable dataclass for values built on every request.
 
 To the type checker it is `@dataclass(frozen=True, slots=True)`: assigning to a field is an
-error that mypy reports (the test suite runs mypy --strict). At run time it is
-`@dataclass(slots=True)`, because a frozen dataclass's `__init__` sets each field through
+error that mypy reports (scripts/test runs mypy --strict over src/passkeyd). At run time it
+is `@dataclass(slots=True, unsafe_hash=True)` (hashed by its fields, as a frozen one is),
+because a frozen dataclass's `__init__` sets each field through
 `object.__setattr__`: about 0.2 us a field, 3.5 us for an 18-field row, and an
 authentication builds half a dozen (its factors, its challenge, the parsed assertion, the
 audit event). Values shared between requests (services, relying-party policies, cached
@@ -23,4 +24,4 @@ if TYPE_CHECKING:
     def record(cls: type[T]) -> type[T]: ...
 
 else:
-    record = dataclass(slots=True)
+    record = dataclass(slots=True, unsafe_hash=True)

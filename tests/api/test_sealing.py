@@ -51,14 +51,30 @@ def test_a_process_without_the_key_or_with_another_leaves_the_seal_alone(store, 
 
     keyless = Accounts(store, clock, None).ensure_account(SID, TOKEN)
     assert keyless.answers and not keyless.foreign_seal
-    assert sealed(store) == seal  # it was cleared
+    assert sealed(store) == seal  # (it was cleared)
 
     other = Accounts(store, clock, SecretBox(OTHER)).ensure_account(SID, TOKEN)
     assert other.answers and other.foreign_seal
-    assert sealed(store) == seal  # it was sealed again with the other key
+    assert sealed(store) == seal  # (it was sealed again with the other key)
 
     same = Accounts(store, clock, SecretBox(OLD)).ensure_account(SID, TOKEN)
     assert same.answers and not same.foreign_seal and sealed(store) == seal  # nothing written
+
+
+def test_a_process_that_read_the_token_unsealed_does_not_write_over_a_seal_made_since(
+    store, clock, monkeypatch
+):
+    """Two starting at once: the seal is written only while the row is as it was read (a
+    start with key A that read it unsealed replaced key B's seal made meanwhile, and was told
+    nothing; found by the review of this change)."""
+    Accounts(store, clock, None).ensure_account(SID, TOKEN)
+    as_read = store.get_account(SID)
+    assert Accounts(store, clock, SecretBox(OTHER)).ensure_account(SID, TOKEN).answers
+    monkeypatch.setattr(store, "get_account", lambda sid: as_read)
+    late = Accounts(store, clock, SecretBox(OLD)).ensure_account(SID, TOKEN)
+    monkeypatch.undo()
+    assert late.answers and late.foreign_seal  # judged again on what is there now
+    assert SecretBox(OTHER).open(sealed(store) or b"", context=SID) == TOKEN
 
 
 def test_a_token_never_sealed_is_sealed_by_the_first_process_with_a_key(store, clock):
@@ -125,6 +141,34 @@ def test_a_process_whose_key_does_not_open_the_seal_leaves_the_delivery_unspent(
         assert [c.attempts for c in claimed] == [1]  # its first attempt, whatever came before
         right._send(claimed[0])
         assert len(rx.requests) == 1
+        assert wrong.give_back_seconds > 0  # (app.py sets 0 on SQLite, whose processes
+        # share one key file: there is nobody to leave it to)
     received = rx.requests[0]
     signature = received.headers["X-Twilio-Signature"]
     assert RequestValidator(token).validate(rx.url, received.params, signature)
+
+
+def test_a_delivery_nobody_can_sign_is_given_up_after_the_give_back_time(db_path, store, clock):
+    """Left to others, unspent, only for `give_back_seconds` after its event: with no process
+    holding the key (changed to a new one alone, or a key file lost) it was claimed and given
+    back every few seconds forever, and never given up (found by the review of this
+    change)."""
+    keyed = Domain(store, clock, box=SecretBox(OLD), allow_private_webhooks=True)
+    account, token = keyed.accounts.create_account("hooks")
+    app = create_app(keyed, Settings(webhook_interval_seconds=600))  # its dispatcher idles
+    with TestClient(app, base_url="http://testserver") as client:
+        api = Api(client, db_path, account.sid, (account.sid, token))
+        api.create_service()
+        create_webhook(api, "http://127.0.0.1:9/x", "factor.created")
+        api.create_factor("user-0001")
+        wrong = Dispatcher(store, clock, SecretBox(OTHER), allow_private=True, max_attempts=2,
+                           give_back_seconds=60)  # fmt: skip
+        rows = []
+        for _ in range(6):  # every 15 s: given back while under a minute old, then spent
+            for claimed in store.claim_deliveries(now=clock(), lease_seconds=60, limit=10):
+                wrong._send(claimed)
+            rows.append(store._db.execute(
+                "SELECT status, attempts FROM webhook_deliveries").fetchone())  # fmt: skip
+            clock.advance(15)
+    assert rows[:4] == [("pending", 0)] * 4
+    assert rows[-1] == ("failed", 2)

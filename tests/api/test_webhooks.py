@@ -796,6 +796,27 @@ def test_a_receiver_that_takes_the_request_and_never_answers_is_no_answer_not_no
         post_form(url, b"a=b", headers, address=None, timeout=0.3)
 
 
+def test_the_dispatcher_says_no_answer_within_its_timeout(hooks_api):
+    import socket
+
+    from passkeyd.delivery import Dispatcher
+    from passkeyd.domain.models import ClaimedDelivery, Delivery
+
+    domain = hooks_api.domain  # type: ignore[attr-defined]
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(1)
+    url = f"http://127.0.0.1:{silent.getsockname()[1]}/x"
+    delivery = Delivery("EV1", "factor.created", "YW1", hooks_api.account_sid, url, {"a": "b"})
+    dispatcher = Dispatcher(domain.store, domain.clock, domain.box, allow_private=True,
+                            timeout_seconds=0.3, deadline_seconds=5.0)  # fmt: skip
+    try:
+        answer = dispatcher._post(ClaimedDelivery(1, delivery, attempts=1))
+    finally:
+        silent.close()
+    assert answer == "no answer within 0.3 s (or 5 s in all)"
+
+
 def test_each_failed_attempt_says_whether_it_is_retried_or_given_up(db_path, clock, caplog):
     """The last attempt's line read like the others (found by the operations review)."""
     import socket

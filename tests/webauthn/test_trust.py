@@ -507,6 +507,21 @@ def test_an_old_shaped_roots_path_length_constraint_still_holds():
     assert refused.value.step is Step.ATTESTATION_TRUST
 
 
+def test_a_leaf_the_metadata_lists_as_its_root_issues_nothing():
+    """An attestation certificate without Basic Constraints that the metadata lists (as for
+    ATKey.Hello's EgisTec certificate) anchors only itself: the batch key's holder cannot
+    mint another certificate under it (restated as a CA, it could; found by the review of
+    this change). Self-issued roots without Basic Constraints are the ones taken as CAs."""
+    root = pki.ca("Vendor Root")
+    leaf = pki.attestation_leaf(root, YUBIKEY_5_BYTES)
+    listed = pki.reshaped(leaf, extensions=False, signer=root.key)  # issued by the root
+    listed_issued = pki.Issued(x509.load_der_x509_certificate(listed), leaf.key)
+    minted = pki.attestation_leaf(listed_issued, YUBIKEY_5_BYTES)
+    with pytest.raises(CeremonyError) as refused:
+        _trusted_by((listed,), [minted.der])
+    assert refused.value.step is Step.ATTESTATION_TRUST
+
+
 def test_a_leaf_the_metadata_lists_as_its_root_is_still_trusted():
     """Some entries list the attestation certificate itself: it is its own anchor."""
     root = pki.ca("Vendor Root")

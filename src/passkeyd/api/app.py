@@ -240,6 +240,9 @@ def create_app(domain: Domain, settings: Settings | None = None) -> Starlette:
                 max_attempts=settings.webhook_max_attempts,
                 per_account=settings.webhook_per_account,
                 retry_base_seconds=settings.webhook_retry_base_seconds,
+                # Replicas on a networked database may hold a key this one lacks; SQLite's
+                # processes share one key file.
+                give_back_seconds=3600 if domain.store.runs_in_threads else 0,
             )
             tasks.start_soon(dispatcher.run_forever, settings.webhook_interval_seconds)
             tasks.start_soon(

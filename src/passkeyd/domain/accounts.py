@@ -76,34 +76,42 @@ class Accounts:
         if not token:
             raise ValueError("the auth token must not be empty")
         existing = self.store.get_account(sid)
-        if existing is not None and not hmac.compare_digest(
-            existing.token_hash, hash_secret(token)
-        ):
+        for _ in range(3):  # (another process may write between a read and a write)
+            judged = self._judged(sid, token, existing)
+            if judged is not None:
+                return judged
+            # New, or sealed now with the key in use (for webhook signing); only while the
+            # row is as read: a token rotated or a seal written since is kept.
+            account = Account(
+                sid,
+                existing.friendly_name if existing else "",
+                hash_secret(token),
+                existing.date_created if existing else self.clock(),
+                self._seal(sid, token),
+            )
+            sealed_as = existing.token_sealed if existing is not None else None
+            if self.store.put_account(account, same_token_only=True, sealed_as=sealed_as):
+                return Ensured(account, answers=True)
+            existing = self.store.read_account(sid)  # judged again on what is there now
+        assert existing is not None  # (a write refused means a row is there)
+        return Ensured(existing, answers=hmac.compare_digest(
+            existing.token_hash, hash_secret(token)))  # fmt: skip
+
+    def _judged(self, sid: str, token: str, existing: Account | None) -> Ensured | None:
+        """What ensure_account answers for the account as read, or None: write it."""
+        if existing is None:
+            return None
+        if not hmac.compare_digest(existing.token_hash, hash_secret(token)):
             return Ensured(existing, answers=False)
-        if existing is not None and existing.token_sealed is not None:
-            if self.box is None:
-                return Ensured(existing, answers=True)
-            try:
-                _, key = self.box.open_with_key(existing.token_sealed, context=sid)
-            except SealingError:
-                return Ensured(existing, answers=True, foreign_seal=True)
-            if key == 0:
-                return Ensured(existing, answers=True)
-        elif existing is not None and self.box is None:
-            return Ensured(existing, answers=True)  # nothing to seal it with
-        # New, or sealed now with the key in use (for webhook signing); only while it is
-        # still that token (a rotation since the read above is kept).
-        account = Account(
-            sid,
-            existing.friendly_name if existing else "",
-            hash_secret(token),
-            existing.date_created if existing else self.clock(),
-            self._seal(sid, token),
-        )
-        if not self.store.put_account(account, same_token_only=True):
-            current = self.store.read_account(sid)
-            return Ensured(current or account, answers=False)
-        return Ensured(account, answers=True)
+        if self.box is None:
+            return Ensured(existing, answers=True)  # nothing to seal with; a seal stays
+        if existing.token_sealed is None:
+            return None
+        try:
+            _, key = self.box.open_with_key(existing.token_sealed, context=sid)
+        except SealingError:
+            return Ensured(existing, answers=True, foreign_seal=True)
+        return Ensured(existing, answers=True) if key == 0 else None
 
     def reseal(self) -> tuple[int, int]:
         """Seal again with the current key every token an older key of PASSKEYD_SECRET_KEY
@@ -122,7 +130,7 @@ class Accounts:
             if key and self.store.put_account(
                 Account(account.sid, account.friendly_name, account.token_hash,
                         account.date_created, self._seal(account.sid, token)),
-                same_token_only=True,
+                same_token_only=True, sealed_as=account.token_sealed,
             ):  # fmt: skip
                 resealed += 1
         return resealed, foreign

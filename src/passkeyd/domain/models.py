@@ -234,6 +234,7 @@ class ClaimedDelivery:
     delivery: Delivery
     attempts: int
     lease_until: int = 0  # the claim's lease: only its holder may record the outcome
+    date_created: int = 0  # when the event was queued
 
 
 @record

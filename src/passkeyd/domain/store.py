@@ -13,7 +13,7 @@ import enum
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from contextlib import AbstractContextManager
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from .models import (
     Account,
@@ -99,7 +99,9 @@ class Store(Protocol):
     def close(self) -> None: ...
 
     # accounts and keys
-    def put_account(self, account: Account, *, same_token_only: bool = False) -> bool: ...
+    def put_account(
+        self, account: Account, *, same_token_only: bool = False, sealed_as: Any = ...
+    ) -> bool: ...
     def get_account(self, sid: str) -> Account | None: ...
     def read_account(self, sid: str) -> Account | None: ...  # never from the cache
     def list_accounts(self) -> list[Account]: ...

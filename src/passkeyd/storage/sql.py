@@ -244,6 +244,9 @@ def _changes_config(method: F) -> F:
     return cast(F, wrapper)
 
 
+_ANY = object()  # put_account's `sealed_as` when any sealed token may be replaced
+
+
 class SqlStore(abc.ABC):
     dialect: str = ""
     # Appended to a read in a write transaction that must lock the rows it reads, so that
@@ -457,11 +460,21 @@ class SqlStore(abc.ABC):
     # --- accounts and keys ----------------------------------------------------------------
 
     @_changes_config
-    def put_account(self, account: Account, *, same_token_only: bool = False) -> bool:
+    def put_account(
+        self, account: Account, *, same_token_only: bool = False, sealed_as: Any = _ANY
+    ) -> bool:
         """Insert or replace. `same_token_only`: an existing row is replaced only while it
-        holds the same token hash (re-sealing it), never a token rotated meanwhile. False
-        when nothing was written."""
-        condition = " WHERE accounts.token_hash = excluded.token_hash" if same_token_only else ""
+        holds the same token hash (re-sealing it), never a token rotated meanwhile; with
+        `sealed_as`, only while its sealed token is still that one (None: none), never one
+        sealed again meanwhile. False when nothing was written."""
+        conditions = ["accounts.token_hash = excluded.token_hash"] if same_token_only else []
+        args: tuple[Any, ...] = ()
+        if sealed_as is None:
+            conditions.append("accounts.token_sealed IS NULL")
+        elif sealed_as is not _ANY:
+            conditions.append("accounts.token_sealed = ?")
+            args = (sealed_as,)
+        condition = " WHERE " + " AND ".join(conditions) if conditions else ""
         with self._write() as db:
             self._bump_config(db)
             cur = db.execute(
@@ -475,6 +488,7 @@ class SqlStore(abc.ABC):
                     account.token_hash,
                     account.date_created,
                     account.token_sealed,
+                    *args,
                 ),
             )
             return bool(cur.rowcount == 1)
@@ -1481,7 +1495,7 @@ class SqlStore(abc.ABC):
                 " date_updated = ? WHERE seq IN (" + chosen + ") AND status = 'pending'"
                 " AND locked_until <= ?"
                 " RETURNING seq, event_sid, event_type, webhook_sid, account_sid, url, payload,"
-                " attempts",
+                " attempts, date_created",
                 (now + lease_seconds, now, *args, now),
             ).fetchall()
         claimed = [
@@ -1490,6 +1504,7 @@ class SqlStore(abc.ABC):
                 delivery=Delivery(r[1], r[2], r[3], r[4], r[5], orjson.loads(r[6])),
                 attempts=r[7],
                 lease_until=now + lease_seconds,
+                date_created=r[8],
             )
             for r in rows
         ]

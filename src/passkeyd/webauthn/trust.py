@@ -194,10 +194,13 @@ def _as_anchor(root: x509.Certificate) -> x509.Certificate:
     refuses roots the FIDO Metadata Service lists for real authenticators: X.509 v1 roots
     (Ledger, SoloKeys, Token2, OpenSK and others: no Basic Constraints), and roots whose
     dates before 2050 are GeneralizedTime (HyperFIDO, KEY-ID, Feitian's and GoTrust's).
-    So every root is restated: the same subject, key, validity and extensions, with Basic
-    Constraints CA added where it has none, as a v3 certificate written to the profile. A
-    path through it is reported with the original root. Should a root not restate, it is
-    left as it is (and refused as before)."""
+    So every root is restated: the same subject, key, validity and extensions, as a v3
+    certificate written to the profile; a self-issued root without Basic Constraints (a v1
+    root has none) is a CA. A root issued by another keeps what it says: without Basic
+    Constraints it is no CA (the metadata lists some attestation certificates themselves,
+    which anchor only their own chain, the leaf). A path through a restated root is reported
+    with the original. Should a root not restate, it is left as it is (and refused as
+    before)."""
     try:
         with warnings.catch_warnings():  # (a root's non-positive serial, read again here)
             warnings.simplefilter("ignore", CryptographyDeprecationWarning)
@@ -213,7 +216,8 @@ def _as_anchor(root: x509.Certificate) -> x509.Certificate:
         )
         for extension in extensions:
             builder = builder.add_extension(extension.value, critical=extension.critical)
-        if not any(isinstance(e.value, x509.BasicConstraints) for e in extensions):
+        self_issued = root.issuer.public_bytes() == root.subject.public_bytes()
+        if self_issued and not any(isinstance(e.value, x509.BasicConstraints) for e in extensions):
             builder = builder.add_extension(
                 x509.BasicConstraints(ca=True, path_length=None), critical=True
             )
