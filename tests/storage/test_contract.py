@@ -201,6 +201,19 @@ def test_accounts_are_upserted_and_listed(store):
     assert [x.sid for x in store.list_accounts()] == [a.sid]
 
 
+def test_an_accounts_seal_is_replaced_only_while_it_is_as_read(store):
+    a = Account("AC" + "a" * 32, "one", b"h1", NOW)
+    assert store.put_account(a)
+    sealed = dataclasses.replace(a, token_sealed=b"seal-1")
+    assert store.put_account(sealed, same_token_only=True, sealed_as=None)
+    again = dataclasses.replace(a, token_sealed=b"seal-2")
+    assert not store.put_account(again, same_token_only=True, sealed_as=None)  # sealed since
+    assert store.read_account(a.sid).token_sealed == b"seal-1"
+    assert store.put_account(again, same_token_only=True, sealed_as=b"seal-1")
+    assert not store.put_account(sealed, same_token_only=True, sealed_as=b"seal-1")
+    assert store.read_account(a.sid).token_sealed == b"seal-2"
+
+
 def test_api_keys_are_revoked(store):
     store.put_account(Account("AC" + "a" * 32, "one", b"h", NOW))
     key = ApiKey("SK" + "c" * 32, "AC" + "a" * 32, "ci", b"s", False, NOW)
@@ -1266,6 +1279,28 @@ def test_each_webhook_has_one_delivery_out_at_a_time_oldest_first(store):
     assert a2.delivery.event_sid == "EVWHa2" and a2.attempts == 3
     store.finish_delivery(a2.seq, now=NOW + 200, delivered=False, retry_at=NOW + 500, error="x")
     assert claim(NOW + 200) == ["EVWHa3"]  # a delivery awaiting its retry holds up no one
+
+
+def test_a_delivery_given_back_has_its_attempt_unspent(store):
+    svc = service()
+    store.insert_service(svc)
+    ent = stored(store, entity(svc))
+    hook = Delivery("EV1", "factor.created", "WHa", svc.account_sid, "http://x/", {})
+    store.insert_factor(factor(ent), [hook])
+    (claimed,) = store.claim_deliveries(now=NOW, lease_seconds=60, limit=10)
+    assert (claimed.attempts, claimed.date_created) == (1, NOW)
+    assert store.finish_delivery(claimed.seq, now=NOW, delivered=False, retry_at=NOW + 5,
+                                 error="not ours", lease_until=claimed.lease_until,
+                                 attempt_spent=False)  # fmt: skip
+    assert store.claim_deliveries(now=NOW + 4, lease_seconds=60, limit=10) == []
+    (again,) = store.claim_deliveries(now=NOW + 5, lease_seconds=60, limit=10)
+    assert again.attempts == 1
+    # Only the claim's holder gives it back, once: a second give-back changes nothing.
+    args = dict(now=NOW + 5, delivered=False, retry_at=NOW + 9, error="x", attempt_spent=False)
+    assert store.finish_delivery(again.seq, lease_until=again.lease_until, **args)
+    assert not store.finish_delivery(again.seq, lease_until=again.lease_until, **args)
+    (third,) = store.claim_deliveries(now=NOW + 9, lease_seconds=60, limit=10)
+    assert third.attempts == 1
 
 
 def test_a_webhooks_undelivered_events_follow_it(store):
