@@ -207,10 +207,12 @@ def _database_error(url: str, timeout: str = "1") -> tuple[str, str]:
 
 
 def test_unreachable_database_exits_6():
-    error, _ = _database_error("postgresql://nobody@127.0.0.1:1/none")
+    error, written = _database_error("postgresql://nobody@127.0.0.1:1/none")
     # waited for, and the reason named (it was only in the pool's warnings)
     assert error.startswith("cannot connect to PostgreSQL within 1 s: connection failed")
     assert "Connection refused" in error
+    # in one place: the pool's warning for each retry only repeated it (operations review)
+    assert "psycopg.pool" not in written and written.count("Connection refused") == 1
 
 
 @pytest.mark.parametrize(
@@ -653,3 +655,18 @@ def test_a_cli_value_out_of_range_is_a_usage_error(db, args, fragment):
     operations review)."""
     r = run(*args, "--database-url", db)
     assert r.returncode == 2 and fragment in r.stderr, r.stderr
+
+
+def test_an_account_made_without_a_key_on_postgresql_says_it_cannot_sign():
+    """It said nothing; its webhooks failed later (found by the operations review)."""
+    from tests.pg import temporary_schema
+
+    with temporary_schema() as url:
+        env = {"PATH": "/usr/bin:/bin"}
+        assert run("migrate", "--database-url", url, env=env).returncode == 0
+        r = run("accounts", "create", "--database-url", url, env=env)
+        assert r.returncode == 0 and "cannot be signed until its token is rotated" in r.stderr
+        sid = json.loads(r.stdout)["sid"]
+        keyed = {**env, "PASSKEYD_SECRET_KEY": "11" * 32}
+        r = run("accounts", "rotate-token", "--account", sid, "--database-url", url, env=keyed)
+        assert r.returncode == 0 and r.stderr == ""

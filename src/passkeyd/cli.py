@@ -547,6 +547,7 @@ def cmd_accounts(settings: Settings, args: argparse.Namespace) -> int:
                 "friendly_name": account.friendly_name,
             }
         )
+        _say_if_unsealed(domain)
     elif args.action == "rotate-token":
         if not args.account:
             sys.stderr.write("passkeyd: accounts rotate-token needs --account AC...\n")
@@ -557,6 +558,7 @@ def cmd_accounts(settings: Settings, args: argparse.Namespace) -> int:
         token = domain.accounts.rotate_token(args.account)
         _audited(domain, args.account, "rotate_token", args.account)
         _print({"sid": args.account, "account_sid": args.account, "auth_token": token})
+        _say_if_unsealed(domain)
     elif args.action == "reseal":
         if domain.box is None:
             sys.stderr.write("passkeyd: accounts reseal needs PASSKEYD_SECRET_KEY (new,old)\n")
@@ -574,6 +576,14 @@ def cmd_accounts(settings: Settings, args: argparse.Namespace) -> int:
             [{"sid": a.sid, "friendly_name": a.friendly_name} for a in domain.store.list_accounts()]
         )
     return EXIT_OK
+
+
+def _say_if_unsealed(domain: Domain) -> None:
+    if domain.box is None:
+        sys.stderr.write(
+            "passkeyd: the token is not sealed (PASSKEYD_SECRET_KEY is not set): this"
+            " account's webhooks cannot be signed until its token is rotated with the key set\n"
+        )
 
 
 def _audited(domain: Domain, account_sid: str, action: str, resource: str) -> None:
@@ -873,6 +883,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"passkeyd: configuration error: {exc}\n")
         return EXIT_CONFIG
     _configure_logging(settings)
+    if args.command not in ("serve", "demo"):
+        # A one-shot command says in one line why it cannot reach PostgreSQL (exit 6); the
+        # pool's line for each retry (which serve's log keeps) only repeated it.
+        logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
     if args.command == "serve" and settings.database_url.endswith(":memory:"):
         sys.stderr.write(
             "passkeyd: configuration error: PASSKEYD_DATABASE_URL: an in-memory SQLite"
