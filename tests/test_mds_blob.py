@@ -743,3 +743,50 @@ def test_a_blob_past_its_next_update_is_said_once_a_day_while_in_use(
     meta.trust_store()
     meta.trust_store()
     assert len([r for r in caplog.records if "2020-01-01" in r.message]) == 2
+
+
+def test_metadata_install_writes_through_no_link_planted_beside_the_blob(blob_setup, tmp_path):
+    """The BLOB's directory is often writable by the service's user. Links planted at the
+    staging file's name (it was `.<name>.<pid>.tmp`, opened without O_EXCL) or at the lock's
+    made an install run as root write into, and chown, any file (found by the security
+    review). Now the staging file is new, of a random name, and the lock no link."""
+    p, vendor, blob_file, root_file = blob_setup
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"root:x:0:0\n")
+    for pid in range(os.getpid(), os.getpid() + 400):  # the installer's pid, soon
+        (blob_file.parent / f".{blob_file.name}.{pid}.tmp").symlink_to(victim)
+    env = {"PASSKEYD_MDS_BLOB": str(blob_file), "PASSKEYD_MDS_ROOT": str(root_file)}
+    download = tmp_path / "download.jwt"
+    download.write_bytes(sign(p, payload(301)))
+    run = cli("metadata", "install", str(download), env=env, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert victim.read_bytes() == b"root:x:0:0\n" and not blob_file.is_symlink()
+    assert read_blob(blob_file, root_file)["no"] == 301
+
+    lock = blob_file.parent / f".{blob_file.name}.lock"
+    lock.unlink()
+    lock.symlink_to(tmp_path / "made-through-the-lock")
+    download.write_bytes(sign(p, payload(302)))
+    run = cli("metadata", "install", str(download), env=env, cwd=tmp_path)
+    assert run.returncode == 3 and "cannot write in" in run.stderr
+    assert not (tmp_path / "made-through-the-lock").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a link owned by another user is made as root")
+def test_metadata_install_follows_no_link_another_user_owns(blob_setup, tmp_path):
+    """A link at PASSKEYD_MDS_BLOB, planted by the service's user, to a file it cannot
+    write: an install run as root wrote the BLOB over that file (found by the security
+    review). A link owned by root or the installer is followed (see the test above)."""
+    p, vendor, blob_file, root_file = blob_setup
+    victim = tmp_path / "shadow"
+    victim.write_bytes(b"root:*:19000::::::\n")
+    link = tmp_path / "planted.jwt"
+    link.symlink_to(victim)
+    os.lchown(link, 1234, 1234)
+    env = {"PASSKEYD_MDS_BLOB": str(link), "PASSKEYD_MDS_ROOT": str(root_file)}
+    download = tmp_path / "download.jwt"
+    download.write_bytes(sign(p, payload(301)))
+    run = cli("metadata", "install", str(download), env=env, cwd=tmp_path)
+    assert run.returncode == 3
+    assert f"{link} is a symbolic link owned by uid 1234" in run.stderr
+    assert victim.read_bytes() == b"root:*:19000::::::\n"

@@ -734,9 +734,13 @@ def install_blob(new: Path, target: Path, root: Path | None) -> dict[str, Any]:
         payload = check_blob(data, roots, fido_roots=root is None)
     except BlobError as exc:
         raise BlobError(f"the downloaded BLOB {new.absolute()}: {exc}") from exc
-    target = Path(os.path.realpath(target))  # (a link is followed, not replaced)
-    try:
-        lock = os.open(target.with_name(f".{target.name}.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    target = _followed(target)
+    try:  # (never through a link planted at the lock's name)
+        lock = os.open(
+            target.with_name(f".{target.name}.lock"),
+            os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW,
+            0o644,
+        )
     except OSError as exc:
         raise BlobError(f"cannot write in {target.parent}: {exc.strerror}") from exc
     try:
@@ -744,6 +748,34 @@ def install_blob(new: Path, target: Path, root: Path | None) -> dict[str, Any]:
         return _install_locked(data, payload, target, root)
     finally:
         os.close(lock)
+
+
+def _followed(target: Path) -> Path:
+    """The file a BLOB is installed as: `target`, or where the symbolic links it is follow to,
+    each owned by root or by the user installing. The BLOB's directory is often writable by
+    the service's user; a link it planted there (to /etc/shadow, say) must not turn an
+    install run as root into a write over that file."""
+    from .mdsblob import BlobError
+
+    path = Path(os.path.abspath(target))
+    for _ in range(40):
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            break
+        except OSError as exc:
+            raise BlobError(f"cannot read {path}: {exc.strerror}") from exc
+        if not stat.S_ISLNK(st.st_mode):
+            break
+        if st.st_uid not in (0, os.geteuid()):
+            raise BlobError(
+                f"{path} is a symbolic link owned by uid {st.st_uid}: only one owned by root"
+                " or by the user installing is followed"
+            )
+        path = Path(os.path.normpath(path.parent / os.readlink(path)))
+    else:
+        raise BlobError(f"{target}: too many symbolic links")
+    return Path(os.path.realpath(path.parent)) / path.name
 
 
 def _install_locked(
@@ -763,11 +795,14 @@ def _install_locked(
                 f"the downloaded BLOB is no. {payload['no']}, not newer than no. {current} at"
                 f" {target}"
             )
-        st = target.stat()
-        mode, owner = st.st_mode & 0o7777, (st.st_uid, st.st_gid)
-    staging = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        st = target.lstat()
+        mode, owner = st.st_mode & 0o777, (st.st_uid, st.st_gid)  # (no set-id bits)
+    staging = target  # (until made)
     try:
-        with open(os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
+        # A new file of a random name, made here (O_EXCL): never one, or a link, planted.
+        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        staging = Path(name)
+        with open(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fchmod(f.fileno(), mode)
@@ -778,7 +813,8 @@ def _install_locked(
     except OSError as exc:
         raise BlobError(f"cannot write in {target.parent}: {exc.strerror}") from exc
     finally:
-        staging.unlink(missing_ok=True)
+        if staging != target:
+            staging.unlink(missing_ok=True)
     return {
         "installed": str(target),
         "no": payload["no"],
