@@ -670,3 +670,43 @@ def test_an_account_made_without_a_key_on_postgresql_says_it_cannot_sign():
         keyed = {**env, "PASSKEYD_SECRET_KEY": "11" * 32}
         r = run("accounts", "rotate-token", "--account", sid, "--database-url", url, env=keyed)
         assert r.returncode == 0 and r.stderr == ""
+
+
+def test_serve_says_when_its_key_does_not_open_the_bootstrap_accounts_seal(tmp_path):
+    """And leaves the seal alone (found by the operations review: it replaced it)."""
+    import os
+    import select
+
+    from passkeyd.domain.accounts import Accounts
+    from passkeyd.domain.clock import system_clock
+    from passkeyd.sealing import SecretBox
+
+    sid, token = "AC" + "0" * 31 + "1", "bootstrap-token-1"
+    db = f"sqlite:///{tmp_path}/p.db"
+    store = open_store(db)
+    store.migrate()
+    mine = SecretBox(os.urandom(32))
+    Accounts(store, system_clock, mine).ensure_account(sid, token)
+    sealed = store.read_account(sid).token_sealed
+    store.close()
+    env = {"PATH": "/usr/bin:/bin", "PASSKEYD_ACCOUNT_SID": sid, "PASSKEYD_AUTH_TOKEN": token,
+           "PASSKEYD_SECRET_KEY": os.urandom(32).hex(), "PASSKEYD_LOG_FORMAT": "text"}  # fmt: skip
+    serve = subprocess.Popen(  # noqa: S603
+        [sys.executable, "-m", "passkeyd.cli", "serve", "--port", "0", "--database-url", db],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
+    )  # fmt: skip
+    said = ""
+    try:
+        deadline = time.monotonic() + 20
+        while "does not open the auth token of account" not in said:
+            left = deadline - time.monotonic()
+            assert left > 0 and serve.poll() is None, said
+            if select.select([serve.stderr], [], [], left)[0]:  # (raw reads: no buffer)
+                said += os.read(serve.stderr.fileno(), 65536).decode()
+    finally:
+        serve.terminate()
+        serve.communicate(timeout=10)  # (and closes the pipe)
+    assert sid in said
+    store = open_store(db)
+    assert store.read_account(sid).token_sealed == sealed  # left as it was
+    store.close()
