@@ -12,9 +12,15 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    disable_created_metrics,
     generate_latest,
 )
 from prometheus_client.multiprocess import MultiProcessCollector
+
+# A `*_created` series per labelled child (its creation time) is exported by one process but
+# not by the multiprocess collector of several workers: one worker and two exported different
+# series. Scrapers need none of them.
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 REQUESTS = Counter(
     "passkeyd_http_requests_total", "HTTP requests answered", ["route", "method", "status"]
