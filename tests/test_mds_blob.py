@@ -378,7 +378,7 @@ def test_a_newer_blob_is_taken_up_an_older_or_broken_one_is_not(blob_setup, monk
 
     write_blob(blob_file, signing_pki(), 302, [entry(MODEL, "Forged", [vendor.der])])
     assert meta.trust_store().by_aaguid(MODEL).description == "Blob Key v2"
-    assert "does not lead to the FIDO Metadata Service root" in caplog.text
+    assert "does not lead to PASSKEYD_MDS_ROOT's root" in caplog.text
 
     blob_file.write_bytes(_x5c_v4(p))  # what cryptography raises on it is not a ValueError
     assert meta.trust_store().by_aaguid(MODEL).description == "Blob Key v2"
@@ -607,7 +607,7 @@ def test_metadata_install_puts_only_a_newer_verified_blob_in_place(blob_setup, t
     for no, signer, why in [
         (301, p, f"the downloaded BLOB is no. 301, not newer than no. 301 at {blob_file}"),
         (299, p, f"the downloaded BLOB is no. 299, not newer than no. 301 at {blob_file}"),
-        (302, signing_pki(), "does not lead to the FIDO Metadata Service root"),
+        (302, signing_pki(), "does not lead to PASSKEYD_MDS_ROOT's root"),
     ]:
         run = install(no, signer)
         assert run.returncode == 3, run.stdout

@@ -71,12 +71,14 @@ def verify_blob(
     at: datetime.datetime,
     *,
     signer_domain: str | None = None,
+    roots_named: str = "the FIDO Metadata Service root",
 ) -> dict[str, Any]:
     """The payload of a BLOB whose signature and certificate chain verify, leading to one of
     `roots` at `at` (and, with `signer_domain`, whose signing certificate names a host of
-    that domain); else BlobError, whatever is wrong with it."""
+    that domain); else BlobError, whatever is wrong with it (`roots_named` is what an error
+    calls the roots)."""
     try:
-        return _verify(blob, roots, at, signer_domain)
+        return _verify(blob, roots, at, signer_domain, roots_named)
     except BlobError:
         raise
     except Exception as exc:  # what a library raised on content it could not take
@@ -88,6 +90,7 @@ def _verify(
     roots: Sequence[x509.Certificate],
     at: datetime.datetime,
     signer_domain: str | None,
+    roots_named: str,
 ) -> dict[str, Any]:
     parts = blob.strip().split(b".")
     if len(parts) != 3:
@@ -109,7 +112,7 @@ def _verify(
             chain_to(certificates[0], certificates[1:], roots, at)
         except verification.VerificationError as exc:
             raise BlobError(
-                "its certificate chain (x5c) does not lead to the FIDO Metadata Service root"
+                f"its certificate chain (x5c) does not lead to {roots_named}"
                 f" at {at:%Y-%m-%d %H:%M} UTC: {exc}"
             ) from exc
         if signer_domain is not None:

@@ -163,7 +163,13 @@ def check_blob(
     from passkeyd.mdsblob import FIDO_DOMAIN, BlobError, verify_blob
 
     at = at or datetime.datetime.now(datetime.UTC)
-    payload = verify_blob(data, roots, at, signer_domain=FIDO_DOMAIN if fido_roots else None)
+    payload = verify_blob(
+        data,
+        roots,
+        at,
+        signer_domain=FIDO_DOMAIN if fido_roots else None,
+        roots_named="the FIDO Metadata Service root" if fido_roots else "PASSKEYD_MDS_ROOT's root",
+    )
     packaged = _packaged_no()
     if packaged is not None and payload["no"] < packaged:  # (MDS3 §3.2 step 6)
         raise BlobError(
