@@ -70,6 +70,8 @@ def at(text: str) -> dict:
         # fido-u2f: zero AAGUID, found by the leaf's key identifier
         ("py_webauthn-yubikey-firefox-fido-u2f", None, "Security Key by Yubico with NFC"),
         ("py_webauthn-pixel-8a-android-key", "2025-01-08T00:00:00Z", "Android Authenticator"),
+        # (its chain ends in Google's 2016 root certificate, not the one the metadata lists)
+        ("simplewebauthn-samsung-s9-android-key", None, "Android Authenticator"),
         ("py_webauthn-android-safetynet", "2021-09-03T21:07:20Z", "Android Authenticator"),
         (
             "py_webauthn-surface-pro-4-tpm",

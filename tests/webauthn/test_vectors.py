@@ -9,7 +9,11 @@ as an argument.
 
 from __future__ import annotations
 
+import cbor2
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from passkeyd.webauthn import CeremonyError, Step, b64url_decode, b64url_encode
 from tests.webauthn.vectors import authenticate, load_vectors, register
@@ -106,6 +110,52 @@ def test_recorded_attestation_is_refused_at_todays_date(name):
     with pytest.raises(CeremonyError) as refused:
         register(vector)
     assert refused.value.step is Step.ATTESTATION_STATEMENT
+
+
+def _with_last_certificate(vector: dict, der: bytes) -> dict:
+    """The vector with its android-key chain's last certificate replaced by `der`."""
+    credential = vector["registration"]["credential"]
+    attestation = cbor2.loads(b64url_decode(credential["response"]["attestationObject"]))
+    attestation["attStmt"]["x5c"][-1] = der
+    response = dict(
+        credential["response"], attestationObject=b64url_encode(cbor2.dumps(attestation))
+    )
+    registration = dict(vector["registration"], credential=dict(credential, response=response))
+    return dict(vector, registration=registration)
+
+
+def test_android_key_chain_to_googles_2016_root_certificate_is_taken_only_with_its_key():
+    """The Galaxy S9+ chain ends in Google's root 1, another certificate with the name and
+    key of the roots py_webauthn ships (it refused the chain). A last certificate with that
+    name and another key, or another name, is no Google root."""
+    vector = VECTORS["simplewebauthn-samsung-s9-android-key"]
+    attestation = cbor2.loads(
+        b64url_decode(vector["registration"]["credential"]["response"]["attestationObject"])
+    )
+    google = x509.load_der_x509_certificate(attestation["attStmt"]["x5c"][-1])
+    assert google.subject.rfc4514_string() == "2.5.4.5=f92009e853b6b045"
+    assert register(vector).fmt == "android-key"
+
+    def self_signed(name: x509.Name, key: rsa.RSAPrivateKey) -> bytes:
+        return (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(7)
+            .not_valid_before(google.not_valid_before_utc)
+            .not_valid_after(google.not_valid_after_utc)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256())
+            .public_bytes(serialization.Encoding.DER)
+        )
+
+    other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    other_name = x509.Name([x509.NameAttribute(x509.NameOID.SERIAL_NUMBER, "f92009e853b6b046")])
+    for forged in (self_signed(google.subject, other_key), self_signed(other_name, other_key)):
+        with pytest.raises(CeremonyError) as refused:
+            register(_with_last_certificate(vector, forged))
+        assert refused.value.step is Step.ATTESTATION_STATEMENT
 
 
 def test_android_app_origin_is_accepted_only_when_listed():

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import base64
 import datetime
+import functools
 import hashlib
 import io
 import json
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import cbor2
@@ -24,10 +25,12 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.utils import CryptographyDeprecationWarning
 from webauthn.helpers import (
     decode_credential_public_key,
     decoded_public_key_to_cryptography,
+    known_root_certs,
     parse_authenticator_data,
 )
 from webauthn.helpers.aaguid_to_string import aaguid_to_string
@@ -300,6 +303,8 @@ def _verify_statement_with_library(
                 pem_root_certs_bytes=[],
             )
         elif fmt in _KEYED_FORMATS:
+            if fmt == "android-key" and statement.x5c:
+                statement = replace(statement, x5c=_with_googles_root(statement.x5c))
             verified = _KEYED_FORMATS[fmt](
                 attestation_statement=statement,
                 attestation_object=response.attestation_object,
@@ -322,6 +327,47 @@ def _verify_statement_with_library(
             Step.ATTESTATION_STATEMENT, f"the {fmt} attestation statement did not verify"
         )
 
+
+def _with_googles_root(x5c: list[bytes]) -> list[bytes]:
+    """An android-key chain whose last certificate is Google's hardware attestation root,
+    as py_webauthn knows it. py_webauthn takes the chain only when that certificate is,
+    byte for byte, one of the roots it ships: but Google reissued its root with the same
+    name and key (2016: root 1, until 2026-05-24; 2019 and 2022: roots 2-4), and devices
+    provisioned with keyboxes of 2016-2019 (a Galaxy S9+, say) still end their chains in
+    root 1. An anchor is its name and key (RFC 5280 §6.1.1 (d)): a last certificate with
+    the name and key of a root py_webauthn ships is that root, and is given as it ships
+    it (the one valid longest). Any other chain is left as it came."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+            last = x509.load_der_x509_certificate(x5c[-1])
+        key = last.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    except Exception:  # noqa: BLE001 - not a certificate: py_webauthn refuses it
+        return x5c
+    shipped = _googles_roots().get((last.subject.public_bytes(), key))
+    return x5c if shipped is None else [*x5c[:-1], shipped]
+
+
+@functools.cache
+def _googles_roots() -> dict[tuple[bytes, bytes], bytes]:
+    """py_webauthn's Google hardware attestation roots by (name, key): the DER of the one
+    valid longest."""
+    roots: dict[tuple[bytes, bytes], x509.Certificate] = {}
+    for pem in GOOGLE_ROOTS:
+        root = x509.load_pem_x509_certificate(pem.encode() if isinstance(pem, str) else pem)
+        key = root.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+        held = roots.get((root.subject.public_bytes(), key))
+        if held is None or root.not_valid_after_utc > held.not_valid_after_utc:
+            roots[(root.subject.public_bytes(), key)] = root
+    return {named: root.public_bytes(Encoding.DER) for named, root in roots.items()}
+
+
+GOOGLE_ROOTS = (
+    known_root_certs.google_hardware_attestation_root_2,
+    known_root_certs.google_hardware_attestation_root_3,
+    known_root_certs.google_hardware_attestation_root_4,
+    known_root_certs.google_hardware_attestation_root_5,
+)
 
 # The formats whose verifier takes the attestation object and the credential key.
 _KEYED_FORMATS = {
