@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtensionOID, NameOID
 
 AAGUID_EXTENSION = x509.ObjectIdentifier("1.3.6.1.4.1.45724.1.1.4")
@@ -139,5 +139,44 @@ def reshaped(
     signed = encoder.encode(tbs)
     certificate["tbsCertificate"] = tbs
     signature = (signer or issued.key).sign(signed, ec.ECDSA(hashes.SHA256()))
+    certificate["signature"] = univ.BitString.fromOctetString(signature)
+    return encoder.encode(certificate)
+
+
+def rsa_ca(name: str, issuer: Issued | None = None, *, is_ca: bool = True) -> Issued:
+    """A CA with an RSA key (PKCS#1 v1.5, SHA-256 signatures): self-signed, or signed by
+    `issuer`; without `is_ca`, a certificate without Basic Constraints."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer.certificate.subject if issuer else subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(START)
+        .not_valid_after(END)
+    )
+    if is_ca:
+        builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+    return Issued(builder.sign(issuer.key if issuer else key, hashes.SHA256()), key)
+
+
+def without_null_parameters(issued: Issued, signer: rsa.RSAPrivateKey) -> bytes:
+    """`issued` (signed by `signer` with sha256WithRSAEncryption) written as early Yubico
+    attestation certificates are: the algorithm identifiers without their NULL parameters
+    (RFC 4055 §5: accepted), and signed again."""
+    from pyasn1.codec.der import decoder, encoder
+    from pyasn1.type import univ
+    from pyasn1_modules import rfc5280
+
+    certificate, _ = decoder.decode(issued.der, asn1Spec=rfc5280.Certificate())
+    bare = rfc5280.AlgorithmIdentifier()
+    bare["algorithm"] = certificate["signatureAlgorithm"]["algorithm"]
+    tbs = certificate["tbsCertificate"]
+    tbs["signature"] = bare
+    signed = encoder.encode(tbs)
+    certificate["signatureAlgorithm"] = bare
+    signature = signer.sign(signed, padding.PKCS1v15(), hashes.SHA256())
     certificate["signature"] = univ.BitString.fromOctetString(signature)
     return encoder.encode(certificate)

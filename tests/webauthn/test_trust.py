@@ -79,6 +79,8 @@ def at(text: str) -> dict:
             "Windows Hello Hardware Authenticator",
         ),
         ("py_webauthn-webauthn-io-tpm-ecc", None, "Windows Hello Hardware Authenticator"),
+        # an RSA signature whose algorithm identifier has no NULL parameters (RFC 4055 §5)
+        ("java-webauthn-server-security-key-fido-u2f", None, "Security Key by Yubico"),
     ],
 )
 def test_real_device_attestation_chains_to_its_mds_root(mds, name, when, description):
@@ -557,3 +559,64 @@ def test_every_shipped_metadata_root_restates_with_its_name_and_key(mds):
         constraints = anchor.extensions.get_extension_for_class(x509.BasicConstraints).value
         if root.version is x509.Version.v1:  # (some entries list a leaf: its own, not a CA)
             assert constraints.ca
+
+
+def test_an_rsa_signed_leaf_whose_algorithm_has_no_null_parameters_is_trusted():
+    """RFC 4055 §5: sha256WithRSAEncryption's parameters MUST be accepted absent. Early
+    "Security Key by Yubico" attestation certificates leave them out; cryptography's path
+    verifier refused them ("Forbidden signature algorithm"), and with them those keys, under
+    AttestationPolicy trusted (found by the WebAuthn review). The leaf's hop is checked apart;
+    the rest of the path as before, directly under the root or through an intermediate."""
+    root = pki.rsa_ca("Vendor RSA Root")
+    leaf = pki.attestation_leaf(root, YUBIKEY_5_BYTES)
+    bare = pki.without_null_parameters(leaf, root.key)
+    assert x509.load_der_x509_certificate(bare).signature_algorithm_oid.dotted_string == (
+        "1.2.840.113549.1.1.11"
+    )
+    assert bare != leaf.der and len(bare) < len(leaf.der)
+    assert _trusted_by((root.der,), [bare]).description == "Test model"
+    inter = pki.rsa_ca("Vendor RSA Intermediate", root)
+    leaf2 = pki.attestation_leaf(inter, YUBIKEY_5_BYTES)
+    bare2 = pki.without_null_parameters(leaf2, inter.key)
+    assert _trusted_by((root.der,), [bare2, inter.der]).description == "Test model"
+
+
+def test_a_leaf_without_null_parameters_is_held_to_its_issuer_key_dates_and_ca():
+    """The leaf's hop checked apart refuses what the verifier would: a signature by another
+    key under the issuer's name, an issuer that is no CA, an intermediate that does not lead
+    to the root, and a leaf past its validity."""
+    root = pki.rsa_ca("Vendor RSA Root")
+    impostor = pki.rsa_ca("Vendor RSA Root")  # the same name, another key
+    leaf = pki.attestation_leaf(impostor, YUBIKEY_5_BYTES)
+    forged = pki.without_null_parameters(leaf, impostor.key)
+    not_ca = pki.rsa_ca("Vendor RSA Intermediate", root, is_ca=False)
+    under_not_ca = pki.attestation_leaf(not_ca, YUBIKEY_5_BYTES)
+    stray = pki.rsa_ca("Stray Intermediate")  # self-signed: leads to no listed root
+    under_stray = pki.attestation_leaf(stray, YUBIKEY_5_BYTES)
+    for chain in (
+        [forged],
+        [forged, impostor.der],
+        [pki.without_null_parameters(under_not_ca, not_ca.key), not_ca.der],
+        [pki.without_null_parameters(under_stray, stray.key), stray.der],
+    ):
+        with pytest.raises(CeremonyError) as refused:
+            _trusted_by((root.der,), chain)
+        assert refused.value.step is Step.ATTESTATION_TRUST
+    # a leaf that expired on 2025-01-01 (verified on 2026-11-27; its root is valid)
+    issued = pki.attestation_leaf(root, YUBIKEY_5_BYTES)
+    expired = pki.Issued(
+        x509.CertificateBuilder(
+            issuer_name=issued.certificate.issuer,
+            subject_name=issued.certificate.subject,
+            public_key=issued.key.public_key(),
+            serial_number=9,
+            not_valid_before=pki.START,
+            not_valid_after=datetime.datetime(2025, 1, 1, tzinfo=datetime.UTC),
+            extensions=list(issued.certificate.extensions),
+        ).sign(root.key, hashes.SHA256()),
+        issued.key,
+    )
+    with pytest.raises(CeremonyError) as refused:
+        _trusted_by((root.der,), [pki.without_null_parameters(expired, root.key)])
+    assert refused.value.step is Step.ATTESTATION_TRUST
+    assert _trusted_by((root.der,), [pki.without_null_parameters(issued, root.key)])

@@ -27,7 +27,7 @@ FORMATS = {"none", "packed", "fido-u2f", "tpm", "android-key", "android-safetyne
 def test_every_vector_names_its_source_and_expected_result():
     assert len(VECTORS) >= 45
     for name, vector in VECTORS.items():
-        assert name.split("-")[0] in ("py_webauthn", "simplewebauthn", "go", "fido2")
+        assert name.split("-")[0] in ("py_webauthn", "simplewebauthn", "go", "fido2", "java")
         assert {"repository", "commit", "path", "test"} <= set(vector["source"]), name
         assert vector["rp_id"] and vector["origins"], name
         for ceremony in ("registration", "authentication"):

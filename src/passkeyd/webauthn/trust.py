@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.utils import CryptographyDeprecationWarning
@@ -173,12 +174,85 @@ def chain_to(
     """The validated path from `leaf` to one of `roots` (signatures, validity at `at`, CA
     basic constraints, key usage and path length; `intermediates` untrusted), or
     `verification.VerificationError`."""
+    try:
+        return _path(leaf, intermediates, roots, at)
+    except verification.VerificationError:
+        if not _signed_with_bare_rsa(leaf):
+            raise
+        return _past_a_bare_rsa_leaf(leaf, intermediates, roots, at)
+
+
+def _path(
+    leaf: x509.Certificate,
+    intermediates: Sequence[x509.Certificate],
+    roots: Sequence[x509.Certificate],
+    at: datetime.datetime,
+) -> list[x509.Certificate]:
     # Each root as it is (a leaf the metadata lists itself is trusted as such) and restated.
     restated = {_as_anchor(root): root for root in roots}
     store = verification.Store([*roots, *(a for a in restated if a not in roots)])
     verifier = _policy(at).store(store).build_client_verifier()
     path = verifier.verify(leaf, list(intermediates)).chain
     return [restated.get(certificate, certificate) for certificate in path]
+
+
+# The DER of the AlgorithmIdentifiers sha256-, sha384- and sha512WithRSAEncryption written
+# without their parameters (a NULL, RFC 4055 §5: "MUST accept ... parameters absent").
+_BARE_RSA = frozenset(
+    bytes.fromhex("300b06092a864886f70d0101" + last) for last in ("0b", "0c", "0d")
+)
+
+
+def _signed_with_bare_rsa(certificate: x509.Certificate) -> bool:
+    """Whether `certificate`'s signature algorithm is RSA PKCS#1 v1.5 with SHA-2 whose
+    identifier leaves out its NULL parameters (the outer one: the signed one must equal it)."""
+    der = certificate.public_bytes(serialization.Encoding.DER)
+    tbs = certificate.tbs_certificate_bytes
+    end = der.find(tbs) + len(tbs)
+    return der[end : end + 13] in _BARE_RSA
+
+
+def _past_a_bare_rsa_leaf(
+    leaf: x509.Certificate,
+    intermediates: Sequence[x509.Certificate],
+    roots: Sequence[x509.Certificate],
+    at: datetime.datetime,
+) -> list[x509.Certificate]:
+    """The path of a leaf signed with RSA under an identifier without its NULL parameters:
+    early "Security Key by Yubico" attestation certificates are, and RFC 4055 §5 has them
+    accepted, but cryptography's verifier refuses them. So the leaf's own hop is checked
+    here: the leaf valid at `at` and signed by the key of a certificate of its issuer's name
+    (cryptography's `verify_directly_issued_by` reads the identifier) that is a CA which may
+    sign certificates; and that issuer's path is validated as any leaf's. (Only the leaf's
+    hop: a CA certificate so signed would need its issuers' path lengths counted here.)"""
+    if not leaf.not_valid_before_utc <= at <= leaf.not_valid_after_utc:
+        raise verification.VerificationError("the leaf is not valid at the time")
+    for issuer in (*intermediates, *roots):
+        try:
+            leaf.verify_directly_issued_by(issuer)
+        except (ValueError, TypeError, InvalidSignature):
+            continue
+        if not _may_issue(_as_anchor(issuer) if issuer in roots else issuer):
+            continue
+        others = [c for c in intermediates if c is not issuer]
+        try:
+            return [leaf, *_path(issuer, others, roots, at)]
+        except verification.VerificationError:
+            continue
+    raise verification.VerificationError("no CA of the leaf's issuer's name signed it")
+
+
+def _may_issue(certificate: x509.Certificate) -> bool:
+    """Basic Constraints say CA, and a key usage, if given, has keyCertSign."""
+    try:
+        extensions = list(certificate.extensions)
+    except ValueError:  # (extensions cryptography cannot read)
+        return False
+    constraints = next(
+        (e.value for e in extensions if isinstance(e.value, x509.BasicConstraints)), None
+    )
+    usage = next((e.value for e in extensions if isinstance(e.value, x509.KeyUsage)), None)
+    return bool(constraints and constraints.ca) and (usage is None or usage.key_cert_sign)
 
 
 # Signs restated anchors (below). Their signatures are never checked: an anchor is trusted as
