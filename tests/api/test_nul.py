@@ -62,6 +62,17 @@ def test_nul_in_paths_queries_forms_and_json_is_refused(app) -> None:
             json={"identity": "user-0001", "config": {"relying_party": {"name": "\x00"}}},
             auth=auth,
         ),
+        # Deeper than a recursive walk's stack held (a 500 with a 100 KB traceback).
+        "deep json": client.post(
+            f"{svc}/Passkeys/Factors",
+            content=b'{"identity": "user-0001", "config": '
+            + b"[" * 900
+            + b'"\\u0000"'
+            + b"]" * 900
+            + b"}",
+            headers={"Content-Type": "application/json"},
+            auth=auth,
+        ),
     }
     expected = {"path": 404, "entity path": 404, "ceremony path": 404}
     for name, r in answers.items():

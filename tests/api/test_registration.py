@@ -208,6 +208,7 @@ def test_camel_case_keys_are_accepted(api):
             60372,
         ),
         ({}, {"relying_party": {"id": "example.com:443", "name": "x", "origins": [ORIGIN]}}, 60372),
+        ({}, {"relying_party": {"id": "example.com\n", "name": "x", "origins": [ORIGIN]}}, 60372),
         ({}, {"relying_party": RP}, 60393),
         ({}, {"relying_party": RP, "authenticator_attachment": "platform"}, 60393),
         ({}, {"relying_party": RP, "user_verification": "sometimes"}, 60370),

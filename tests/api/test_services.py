@@ -221,6 +221,9 @@ def test_create_service_refuses_invalid_value(api: Api, key: str, value: str) ->
         "127.0.0.1",
         "10.1",
         "example.0x7f",
+        # A final newline (a `$` anchor took it; the options then named an RP id no browser
+        # takes, and every registration failed: found by the bad-input review).
+        "example.com\n",
     ],
 )
 def test_create_service_refuses_an_rp_id_that_is_not_a_domain(api: Api, rp_id: str) -> None:

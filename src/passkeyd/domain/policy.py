@@ -48,7 +48,7 @@ def valid_rp_id(value: str) -> bool:
     """A domain: no scheme, port or path (`localhost` counts); not an IP address, which
     browsers refuse as an RP id (a last label that is a number makes the host an IPv4
     address to the URL parser: `127.0.0.1`, `10.1`, `0x7f.1`)."""
-    if len(value) > 253 or not _RP_ID.match(value):
+    if len(value) > 253 or not _RP_ID.fullmatch(value):
         return False
     return not ipv4_label(value.rsplit(".", 1)[-1])
 
@@ -60,7 +60,7 @@ def invalid_origin(values: Iterable[str]) -> str | None:
         shown = repr(value[:80] + ("..." if len(value) > 80 else ""))
         if len(value) > MAX_ORIGIN_LENGTH:
             return f"{shown} is longer than {MAX_ORIGIN_LENGTH} characters"
-        if not _ORIGIN_CHARS.match(value):
+        if not _ORIGIN_CHARS.fullmatch(value):
             return f"{shown} is empty or has a space or a character outside printable ASCII"
         if (problem := origin_problem(value)) is not None:
             return f"{shown} {problem}"

@@ -93,7 +93,7 @@ def origin_problem(configured: str) -> str | None:
             ipaddress.IPv6Address(host)
         except ValueError:
             return "has a malformed IPv6 address"
-    elif not _HOST.match(host):
+    elif not _HOST.fullmatch(host):
         return "has a host a browser would not send (a Unicode host goes as punycode)"
     elif ipv4_label(host.rstrip(".").rsplit(".", 1)[-1]) and not _dotted_quad(host):
         # The URL parser reads it as an IPv4 address and sends it as a.b.c.d.
@@ -106,7 +106,7 @@ def origin_problem(configured: str) -> str | None:
 def _is_app_origin(value: str) -> bool:
     """`android:apk-key-hash:...`, `ios:bundle-id:...`: a scheme, but not a web origin
     written without its scheme (`host:port`, `[IPv6]:port`, with or without a path)."""
-    return "://" not in value and ":" in value and not _SCHEMELESS_WEB.match(value)
+    return "://" not in value and ":" in value and not _SCHEMELESS_WEB.fullmatch(value)
 
 
 # A host (or a bracketed IPv6 address), perhaps a port, perhaps a path: `example.com:8443/`.
@@ -171,7 +171,7 @@ class OriginPolicy:
     def accepts(self, origin: str) -> bool:
         if origin in self.exact:
             return True
-        return self.allow_localhost_http and bool(_LOCALHOST_DEV.match(origin))
+        return self.allow_localhost_http and bool(_LOCALHOST_DEV.fullmatch(origin))
 
     def accepts_top(self, top_origin: str) -> bool:
         return top_origin in self.top_origins
@@ -188,7 +188,7 @@ def _built(rp_id: str, origins: tuple[str, ...], top_origins: tuple[str, ...]) -
         # http://localhost origins: then those are the ones it means (a different port is
         # another origin, perhaps another app).
         allow_localhost_http=rp_id == "localhost"
-        and not any(_LOCALHOST_DEV.match(o) for o in exact),
+        and not any(_LOCALHOST_DEV.fullmatch(o) for o in exact),
         top_origins=frozenset(normalise_origin(o) for o in top_origins if o.strip()),
     )
 
@@ -199,6 +199,6 @@ def related_origins(origins: Iterable[str]) -> list[str]:
     out: dict[str, None] = {}
     for configured in origins:
         origin = normalise_origin(configured)
-        if origin.startswith("https://") or _LOCALHOST_DEV.match(origin):
+        if origin.startswith("https://") or _LOCALHOST_DEV.fullmatch(origin):
             out.setdefault(origin)
     return list(out)
