@@ -100,6 +100,15 @@ def test_a_bad_raw_id_alone_is_invalid_raw_id(api, assertion, value):
     assert api.snapshot() == before
 
 
+@pytest.mark.parametrize("value", [12345, ["AAAA"], {"a": 1}, True])
+def test_a_raw_id_that_is_no_string_beside_an_id_is_invalid_raw_id(api, assertion, value):
+    """It was skipped, and the assertion approved (found by the bad-input review)."""
+    assertion["rawId"] = value
+    before = api.snapshot()
+    assert_refused(api, api.approve(assertion), 400, 60376)
+    assert api.snapshot() == before
+
+
 def test_id_may_come_as_a_padded_raw_id(api, assertion):
     raw = assertion.pop("id")
     assertion["rawId"] = raw + "=" * (-len(raw) % 4)

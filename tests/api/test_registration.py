@@ -822,6 +822,13 @@ def test_a_raw_id_naming_another_credential_than_id_is_refused(api, pending):
     assert "rawId" in refused(api, cred, 400, 60376)["message"]
 
 
+@pytest.mark.parametrize("value", [12345, [1], {}, False])
+def test_a_raw_id_that_is_no_string_beside_an_id_is_refused(api, pending, value):
+    cred = api.authenticator.create(pending["options"], ORIGIN)
+    cred["rawId"] = value
+    assert "rawId is not a string" in refused(api, cred, 400, 60376)["message"]
+
+
 @pytest.mark.parametrize("encoding", ["hex", "base64", "base64url"])
 def test_a_raw_id_in_any_encoding_of_the_same_credential_is_accepted(api, pending, encoding):
     import base64
@@ -923,3 +930,26 @@ def test_step_7_1_13_an_x5c_that_is_no_array_of_certificates_is_malformed(api, p
     attestation = _attestation(cred)
     attestation["attStmt"]["x5c"] = x5c
     assert "x5c" in refused(api, _with_attestation(cred, attestation), 400, 60386)["message"]
+
+
+def test_a_factor_form_whose_fields_are_separated_by_semicolons_is_refused(api):
+    """`friendly_name=a;identity=alice`, as curl sends what it is given: read as one value
+    (`;` no longer separates fields), the identity was lost and the factor made for a new
+    user. A `;` in a value an encoder wrote (%3B) is a `;` like any other character."""
+    api.create_service()
+    before = api.snapshot()
+    r = api.post_raw(
+        f"{api.svc}/Passkeys/Factors",
+        b"friendly_name=a;identity=user-0001",
+        "application/x-www-form-urlencoded",
+    )
+    assert (r.status_code, r.json()["code"]) == (400, 60300), r.text
+    assert "separated by ';'" in r.json()["message"]
+    assert api.snapshot() == before
+    r = api.post_raw(
+        f"{api.svc}/Passkeys/Factors",
+        b"friendly_name=a%3Bidentity%3Dx&identity=user-0001",
+        "application/x-www-form-urlencoded",
+    )
+    assert r.status_code == 201, r.text
+    assert (r.json()["friendly_name"], r.json()["identity"]) == ("a;identity=x", "user-0001")

@@ -22,6 +22,8 @@ MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 50
 _FORM = "application/x-www-form-urlencoded"
 # PT<seq>: the records after seq (next page); PB<seq>: the records before it (previous page).
+# A form value holding `;name=`, unencoded (an encoder writes `;` and `=` as %3B and %3D).
+_SEMICOLON_FIELD = re.compile(rb"=[^=]*;[A-Za-z_][A-Za-z0-9_.]*=")
 _PAGE_TOKEN = re.compile(r"^P([TB])([0-9]{1,18})$")
 
 
@@ -219,9 +221,16 @@ def _refuse_an_ambiguous_form(raw: bytes, form: Form, code: int) -> None:
         raise HttpError(
             400, code, "The request body is JSON sent as a form: send it as application/json"
         )
-    if any(field.strip() and b"=" not in field for field in raw.split(b"&")):
+    fields = raw.split(b"&")
+    if any(field.strip() and b"=" not in field for field in fields):
         # `Identity` alone: an empty value, or a value lost?
         raise HttpError(400, code, "Invalid parameter: a form field without a value")
+    if any(_SEMICOLON_FIELD.search(field) for field in fields):
+        # `friendly_name=a;identity=alice`: `;` once separated fields (HTML 4), and no longer
+        # does; read as one value, the identity is lost and a new user made.
+        raise HttpError(
+            400, code, "Invalid parameter: fields separated by ';': separate them with '&'"
+        )
 
 
 def _given_twice(key: str) -> str:
