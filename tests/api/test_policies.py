@@ -84,6 +84,9 @@ def test_extension_fields_are_stored_and_echoed(api):
         ("Passkeys.AaguidDeny", "1234"),
         ("Passkeys.Algorithms", "-65535"),
         ("Passkeys.Algorithms", "HS256"),
+        ("Passkeys.Algorithms", "-\u0667"),  # Arabic-Indic seven: int() read it as -7
+        ("Passkeys.Algorithms", "-0_7"),
+        ("Passkeys.Algorithms", "+7"),
         ("Passkeys.TopOrigins", "https://bad origin"),
     ],
 )

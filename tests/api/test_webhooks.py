@@ -117,6 +117,29 @@ def test_invalid_webhooks_are_refused(hooks_api, form, fragment):
 
 
 @pytest.mark.parametrize(
+    ("form", "fragment"),
+    [
+        # Given empty, as they are refused at create (an empty EventTypes was ignored, and
+        # the rest of the update applied: found by the bad-input review).
+        ({"FriendlyName": "changed", "EventTypes": ""}, "EventTypes is required"),
+        ({"FriendlyName": "changed", "EventTypes": " , "}, "EventTypes is required"),
+        ({"FriendlyName": "changed", "WebhookUrl": ""}, "WebhookUrl cannot be empty"),
+        ({"EventTypes": "factor.exploded"}, "EventTypes"),
+    ],
+)
+def test_invalid_webhook_updates_are_refused_and_change_nothing(hooks_api, form, fragment):
+    api = hooks_api
+    api.create_service()
+    hook = create_webhook(api, "https://hooks.example.org/x", "factor.verified")
+    before = api.snapshot()
+    r = api.post_form(f"{api.svc}/Webhooks/{hook['sid']}", form)
+    assert (r.status_code, r.json()["code"]) == (400, 60200), r.text
+    assert fragment in r.json()["message"]
+    assert api.snapshot() == before
+    assert api.get(f"{api.svc}/Webhooks/{hook['sid']}").json() == hook
+
+
+@pytest.mark.parametrize(
     "url",
     [
         "http://127.0.0.1:9/x",

@@ -199,7 +199,7 @@ class Webhooks:
         service_sid: str,
         *,
         friendly_name: str | None,
-        event_types: Sequence[str],
+        event_types: Sequence[str] | None,
         webhook_url: str | None,
         status: str | None,
         version: str | None,
@@ -216,7 +216,7 @@ class Webhooks:
             account_sid=account_sid,
             service_sid=service_sid,
             friendly_name=name,
-            event_types=_event_types(event_types),
+            event_types=_event_types(event_types or ()),
             webhook_url=webhook_url,
             webhook_method="POST",
             status=self._choice("Status", status or "enabled", STATUSES),
@@ -254,7 +254,7 @@ class Webhooks:
         sid: str,
         *,
         friendly_name: str | None,
-        event_types: Sequence[str],
+        event_types: Sequence[str] | None,
         webhook_url: str | None,
         status: str | None,
         version: str | None,
@@ -264,8 +264,10 @@ class Webhooks:
         if friendly_name is not None:
             check_friendly_name(friendly_name)
             changes["friendly_name"] = friendly_name
-        if event_types:
+        if event_types is not None:
             changes["event_types"] = _event_types(event_types)
+        if webhook_url == "":
+            raise InvalidParameter("Invalid parameter: WebhookUrl cannot be empty")
         if webhook_url is not None:
             self._check_url(webhook_url, account_sid)
             changes["webhook_url"] = webhook_url

@@ -6,6 +6,7 @@ from typing import Any
 
 from starlette.routing import Route
 
+from passkeyd.digits import ascii_int
 from passkeyd.domain.errors import InvalidParameter
 from passkeyd.domain.models import PasskeySettings
 from passkeyd.domain.policy import canonical_aaguid
@@ -45,12 +46,15 @@ def _algorithm(text: str) -> int:
     """A COSE algorithm by number (-7) or name (ES256)."""
     if text.upper() in _ALGORITHM_IDS:
         return _ALGORITHM_IDS[text.upper()]
-    try:
-        return int(text)
-    except ValueError as exc:
+    # ASCII digits only: int() also reads "1_0", "+7" and other scripts' digits ("-٧")
+    number = (
+        ascii_int(text[1:], max_digits=10) if text[:1] == "-" else ascii_int(text, max_digits=10)
+    )
+    if number is None:
         raise InvalidParameter(
             "Invalid parameter: Passkeys.Algorithms must list COSE algorithm numbers or names"
-        ) from exc
+        )
+    return -number if text[:1] == "-" else number
 
 
 def passkey_fields(form: Form) -> dict[str, Any]:

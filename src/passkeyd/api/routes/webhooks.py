@@ -19,7 +19,10 @@ WEBHOOKS = "/v2/Services/{service_sid}/Webhooks"
 def _fields(form: Form) -> dict[str, Any]:
     return {
         "friendly_name": form.get("FriendlyName"),
-        "event_types": [t.strip() for v in form.get_all("EventTypes") for t in v.split(",") if t],
+        # None when not given (an update leaves them); given empty, refused as required
+        "event_types": [t.strip() for v in given for t in v.split(",") if t.strip()]
+        if (given := form.get_all("EventTypes"))
+        else None,
         "webhook_url": form.get("WebhookUrl"),
         "status": form.get("Status"),
         "version": form.get("Version"),
