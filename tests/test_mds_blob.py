@@ -604,9 +604,13 @@ def test_metadata_install_puts_only_a_newer_verified_blob_in_place(blob_setup, t
     }
     assert read_blob(blob_file, root_file)["no"] == 301
     installed = blob_file.read_bytes()
+    # The same no. again (most days' download): nothing to do, and no failure for cron.
+    run = install(301)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout) == {"unchanged": str(blob_file), "no": 301}
+    assert blob_file.read_bytes() == installed
     for no, signer, why in [
-        (301, p, f"the downloaded BLOB is no. 301, not newer than no. 301 at {blob_file}"),
-        (299, p, f"the downloaded BLOB is no. 299, not newer than no. 301 at {blob_file}"),
+        (299, p, f"the downloaded BLOB is no. 299, older than no. 301 at {blob_file}"),
         (302, signing_pki(), "does not lead to PASSKEYD_MDS_ROOT's root"),
     ]:
         run = install(no, signer)

@@ -716,7 +716,8 @@ def cmd_metadata(settings: Settings, args: argparse.Namespace) -> int:
 
 def install_blob(new: Path, target: Path, root: Path | None) -> dict[str, Any]:
     """Put the BLOB at `new` in place of `target` when it verifies and its `no` is greater
-    than the BLOB there (MDS3 §3.2 step 6: a replayed older BLOB is ignored). The bytes
+    than the BLOB there (MDS3 §3.2 step 6: a replayed older BLOB is refused; the same `no`
+    leaves the target as it is, `{"unchanged": target, "no": n}`). The bytes
     verified are the bytes written, to a file beside the target (a symbolic link's target)
     with the mode, and owner when root runs it, of the file it replaces (else 0644), synced,
     then renamed over it: no process reads half a file. Installs into one directory take
@@ -790,10 +791,12 @@ def _install_locked(
             current: int | None = read_blob(target, root)["no"]
         except BlobError:
             current = None  # (one that does not verify is replaced by one that does)
-        if current is not None and payload["no"] <= current:
+        if current is not None and payload["no"] == current:
+            # Most days' download (FIDO publishes monthly): nothing to do, and no failure.
+            return {"unchanged": str(target), "no": current}
+        if current is not None and payload["no"] < current:
             raise BlobError(
-                f"the downloaded BLOB is no. {payload['no']}, not newer than no. {current} at"
-                f" {target}"
+                f"the downloaded BLOB is no. {payload['no']}, older than no. {current} at {target}"
             )
         st = target.lstat()
         mode, owner = st.st_mode & 0o777, (st.st_uid, st.st_gid)  # (no set-id bits)
