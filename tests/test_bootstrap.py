@@ -61,3 +61,34 @@ def test_a_venv_an_old_python_made_is_made_again(tmp_path):
     assert not (checkout / ".venv").exists()
     # (and then, PYTHON being old too, it says so as above rather than reuse anything)
     assert done.returncode == 1 and "needs Python 3.11 or newer" in done.stderr
+
+
+def test_serve_runs_passkeyd_where_it_is_run_from(tmp_path):
+    """`/path/to/checkout/scripts/serve --config my.toml`, run from an app's directory,
+    read my.toml and made ./passkeyd.db in the checkout, not where it was run (found by the
+    new-user review). It bootstraps the checkout, then runs passkeyd in the caller's
+    directory with the arguments as given."""
+    checkout = tmp_path / "checkout"
+    (checkout / "scripts").mkdir(parents=True)
+    shutil.copy(ROOT / "scripts" / "serve", checkout / "scripts" / "serve")
+    bootstrap = checkout / "scripts" / "bootstrap"
+    bootstrap.write_text('#!/bin/sh\necho "bootstrap in $(pwd)" >&2\n')
+    passkeyd = checkout / ".venv" / "bin" / "passkeyd"
+    passkeyd.parent.mkdir(parents=True)
+    passkeyd.write_text('#!/bin/sh\necho "passkeyd in $(pwd): $*"\n')
+    for script in (bootstrap, passkeyd):
+        script.chmod(0o755)
+    app = tmp_path / "app"
+    app.mkdir()
+    r = subprocess.run(  # noqa: S603
+        [str(checkout / "scripts" / "serve"), "--config", "my.toml"],
+        cwd=app,
+        env={"PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == f"passkeyd in {app}: serve --config my.toml\n"
+    assert "bootstrap in" in r.stderr
