@@ -155,6 +155,8 @@ def test_private_targets_are_refused_unless_allowed(api, url):
     r = api.post_form(f"{api.svc}/Webhooks", form)
     assert (r.status_code, r.json()["code"]) == (400, 60200)
     assert "private" in r.json()["message"]
+    # and how a developer with a receiver on this machine gets there
+    assert "PASSKEYD_WEBHOOK_ALLOW_PRIVATE=true" in r.json()["message"]
 
 
 def test_another_accounts_webhooks_are_not_found(hooks_api, client, domain):

@@ -152,7 +152,11 @@ def resolve_target(
     if addresses is None:
         return UNRESOLVED, []
     if any(_internal(ipaddress.ip_address(a)) for a in addresses):
-        return "points at a loopback or private network address", []
+        return (
+            "points at a loopback or private network address (which passkeyd calls only"
+            " where its operator allows them: PASSKEYD_WEBHOOK_ALLOW_PRIVATE=true)",
+            [],
+        )
     return None, addresses
 
 
