@@ -593,7 +593,7 @@ def test_accounts_reseal_seals_tokens_again_with_a_new_key(tmp_path):
     r = reseal(f"{new},{old}")
     assert (r.returncode, json.loads(r.stdout)) == (
         0,
-        {"resealed": 1, "sealed_with_another_key": 0},
+        {"resealed": 1, "sealed_with_another_key": 0, "not_sealed": 0},
     )
     stored = open_store(db).read_account(account["sid"])
     assert stored is not None and stored.token_sealed is not None
@@ -624,6 +624,32 @@ def test_check_config_warns_of_a_key_that_opens_no_sealed_token(tmp_path):
     assert "The key file does not open the auth tokens of 1 accounts" in " ".join(
         report.get("warnings", [])
     ), report
+
+
+def test_check_config_and_reseal_count_tokens_never_sealed(tmp_path):
+    """An account made or rotated without a key (on PostgreSQL, a CLI run without
+    PASSKEYD_SECRET_KEY) cannot have its webhooks signed; check-config with the key said
+    nothing of it, nor did reseal (found by the new-user review)."""
+    import datetime
+    import os
+
+    from passkeyd.domain.accounts import Accounts
+
+    db = f"sqlite:///{tmp_path}/cli.db"
+    assert run("accounts", "create", "--database-url", db).returncode == 0  # sealed
+    store = open_store(db)
+    clock = lambda: datetime.datetime.now(datetime.UTC)  # noqa: E731
+    Accounts(store, clock, None).create_account("made without a key")
+    store.close()
+    key = (tmp_path / "cli.db.key").read_text().strip()
+    env = {**os.environ, "PASSKEYD_SECRET_KEY": key}
+    report = json.loads(run("check-config", "--database-url", db, env=env).stdout)
+    warned = [w for w in report.get("warnings", []) if "are not sealed" in w]
+    assert warned and warned[0].startswith("The auth tokens of 1 accounts are not sealed"), report
+    assert "rotate-token" in warned[0]
+    r = run("accounts", "reseal", "--database-url", db, env=env)
+    assert json.loads(r.stdout) == {"resealed": 0, "sealed_with_another_key": 0, "not_sealed": 1}
+    assert "The auth tokens of 1 accounts are not sealed" in r.stderr
 
 
 def test_a_misspelled_setting_in_the_environment_is_said(db):

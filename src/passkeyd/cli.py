@@ -442,7 +442,11 @@ def cmd_check_config(settings: Settings) -> int:
     pending = store.pending_migrations()
     unknown = store.unknown_migrations()
     key = settings.secret_key or _key_file_text(settings)
-    foreign = _sealed_with_another_key(store, key) if key and not pending and not unknown else 0
+    foreign, unsealed = (
+        _seals_not_opened(store, key) if key and not pending and not unknown else (0, 0)
+    )
+    if unsealed:
+        report.setdefault("warnings", []).append(_UNSEALED.format(unsealed))
     if foreign:
         report.setdefault("warnings", []).append(
             f"{'PASSKEYD_SECRET_KEY' if settings.secret_key else 'The key file'} does not"
@@ -479,22 +483,32 @@ def _key_file_text(settings: Settings) -> str | None:
         return None
 
 
-def _sealed_with_another_key(store: Store, secret_key: str) -> int:
-    """How many accounts' sealed tokens `secret_key` does not open."""
+_UNSEALED = (
+    "The auth tokens of {} accounts are not sealed (made or rotated without a key): their"
+    " webhooks cannot be signed until each token is rotated by a process with the key"
+    " (`passkeyd accounts rotate-token --account AC...`, which answers the new token)"
+)
+
+
+def _seals_not_opened(store: Store, secret_key: str) -> tuple[int, int]:
+    """(How many accounts' sealed tokens `secret_key` does not open, how many accounts'
+    tokens are not sealed at all)."""
     from .sealing import SealingError, SecretBox
 
     try:
         box = SecretBox.from_text(secret_key)
     except SealingError:  # (a damaged key file: serve refuses it, naming it)
-        return 0
-    foreign = 0
+        return 0, 0
+    foreign = unsealed = 0
     for account in store.list_accounts():
-        if account.token_sealed is not None:
-            try:
-                box.open(account.token_sealed, context=account.sid)
-            except SealingError:
-                foreign += 1
-    return foreign
+        if account.token_sealed is None:
+            unsealed += 1
+            continue
+        try:
+            box.open(account.token_sealed, context=account.sid)
+        except SealingError:
+            foreign += 1
+    return foreign, unsealed
 
 
 def _limit(text: str) -> int:
@@ -564,7 +578,10 @@ def cmd_accounts(settings: Settings, args: argparse.Namespace) -> int:
             sys.stderr.write("passkeyd: accounts reseal needs PASSKEYD_SECRET_KEY (new,old)\n")
             return EXIT_USAGE
         resealed, foreign = domain.accounts.reseal()
-        _print({"resealed": resealed, "sealed_with_another_key": foreign})
+        unsealed = sum(a.token_sealed is None for a in domain.store.list_accounts())
+        _print({"resealed": resealed, "sealed_with_another_key": foreign, "not_sealed": unsealed})
+        if unsealed:
+            sys.stderr.write(f"passkeyd: {_UNSEALED.format(unsealed)}\n")
         if foreign:
             sys.stderr.write(
                 f"passkeyd: {foreign} account tokens are sealed with a key PASSKEYD_SECRET_KEY"
