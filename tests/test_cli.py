@@ -652,6 +652,29 @@ def test_check_config_and_reseal_count_tokens_never_sealed(tmp_path):
     assert "The auth tokens of 1 accounts are not sealed" in r.stderr
 
 
+AC1 = "AC" + "1" * 32
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["accounts", "create", "--account", AC1], "accounts create does not take --account"),
+        (["accounts", "list", "--name", "x"], "accounts list does not take --name"),
+        (["keys", "create", "--account", AC1, "--sid", "SK1"], "keys create does not take --sid"),
+        (
+            ["keys", "revoke", "--account", AC1, "--sid", "SK1", "--name", "x"],
+            "keys revoke does not take --name",
+        ),
+    ],
+)
+def test_an_option_the_action_does_not_read_is_a_usage_error(db, argv, said):
+    """It was ignored: `accounts create --account AC…` made an account of a random SID,
+    `keys create --sid SK…` a key of another (found by the new-user review)."""
+    r = run(*argv, "--database-url", db)
+    assert (r.returncode, r.stdout) == (2, ""), r.stderr
+    assert said in r.stderr
+
+
 def test_a_misspelled_setting_in_the_environment_is_said(db):
     """It was ignored without a word, and the service ran on its default (found by the
     operations review); a config file's unknown key is refused outright."""

@@ -916,6 +916,25 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+# The options of a command that only some of its actions read: given to another, they
+# were ignored (`accounts create --account AC…` made an account of another SID).
+_READ_BY = {
+    ("accounts", "name"): ("create",),
+    ("accounts", "account"): ("rotate-token",),
+    ("keys", "name"): ("create",),
+    ("keys", "sid"): ("revoke",),
+}
+
+
+def _options_not_read(args: argparse.Namespace) -> str | None:
+    """The first option given that the command's action does not read, as `--name`."""
+    for (command, option), actions in _READ_BY.items():
+        given = getattr(args, option, None) is not None
+        if args.command == command and args.action not in actions and given:
+            return f"--{option} (only {' and '.join(actions)} does)"
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["demo"]:  # its own options, and no database of its own
@@ -923,6 +942,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return demo_main(argv[1:])
     args = parser().parse_args(argv)
+    if unread := _options_not_read(args):
+        sys.stderr.write(f"passkeyd: {args.command} {args.action} does not take {unread}\n")
+        return EXIT_USAGE
     overrides = {
         "PASSKEYD_HOST": getattr(args, "host", None),
         "PASSKEYD_PORT": getattr(args, "port", None),
