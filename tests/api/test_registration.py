@@ -519,6 +519,20 @@ def test_attested_credential_data_missing(api, pending):
     refused(api, cred, 400, 60387)
 
 
+def test_attested_credential_data_after_a_cleared_at_flag_is_60387(api, pending):
+    """The data is there, the flag that says so is not: it was refused as bytes after
+    authenticatorData's end (60386), not as credential data missing (found by the
+    bad-input review)."""
+    import cbor2
+
+    cred = api.authenticator.create(pending["options"], ORIGIN, flags=UP | UV)
+    attestation = cbor2.loads(unb64url(cred["response"]["attestationObject"]))
+    data = attestation["authData"]
+    attestation["authData"] = data[:32] + bytes([data[32] & ~0x40]) + data[33:]
+    cred["response"]["attestationObject"] = b64url(cbor2.dumps(attestation))
+    assert "AT flag is not set" in refused(api, cred, 400, 60387)["message"]
+
+
 def test_id_that_is_not_the_attested_credential(api, pending):
     cred = api.authenticator.create(pending["options"], ORIGIN, id=b64url(b"\x09" * 32))
     refused(api, cred, 400, 60375)

@@ -128,6 +128,12 @@ def verify_registration(
         raise MalformedResponse(
             Step.ATTESTATION_OBJECT, "attStmt's x5c is not an array of certificates"
         )
+    if len(raw_auth_data) >= 37 and not raw_auth_data[32] & 0x40:
+        # (Read first: the credential data after a cleared AT flag was refused as bytes
+        # after authenticatorData's last field, 60386, not as what it is, 60387.)
+        raise MalformedResponse(
+            Step.ATTESTED_CREDENTIAL_DATA, "no attested credential data (the AT flag is not set)"
+        )
     check_authenticator_data_layout(raw_auth_data, Step.ATTESTATION_OBJECT)
     try:
         auth_data = parse_authenticator_data(raw_auth_data)
