@@ -267,6 +267,10 @@ def test_missing_criteria_message_lists_the_fields(api):
         ({"friendly_name": "a", "identity": "has_underscore"}, 60367),
         ({"friendly_name": "a", "identity": "x" * 65}, 60367),
         ({"friendly_name": "a" * 256, "identity": "user-0001"}, 60300),
+        # given, but no string: invalid, not "not provided" (found by the bad-input review)
+        ({"friendly_name": 7, "identity": "user-0001"}, 60300),
+        ({"friendly_name": ["alice"], "identity": "user-0001"}, 60300),
+        ({"friendly_name": None, "identity": "user-0001"}, 60388),
     ],
 )
 def test_bad_factor_fields_are_refused(api, body, code):

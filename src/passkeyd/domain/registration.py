@@ -88,7 +88,9 @@ class Registrations:
         service = self.store.get_service(account_sid, service_sid)
         if service is None:
             raise NotFound(f"The requested resource /Services/{service_sid} was not found")
-        if not isinstance(friendly_name, str) or not friendly_name.strip():
+        if friendly_name is not None and not isinstance(friendly_name, str):
+            raise InvalidParam("Invalid parameter: friendly_name must be a string")
+        if friendly_name is None or not friendly_name.strip():
             raise UserDisplayNameMissing("User display name not provided: friendly_name")
         if len(friendly_name) > MAX_NAME_LENGTH:
             raise InvalidParam(
