@@ -143,7 +143,9 @@ def reshaped(
     return encoder.encode(certificate)
 
 
-def rsa_ca(name: str, issuer: Issued | None = None, *, is_ca: bool = True) -> Issued:
+def rsa_ca(
+    name: str, issuer: Issued | None = None, *, is_ca: bool = True, path_length: int | None = None
+) -> Issued:
     """A CA with an RSA key (PKCS#1 v1.5, SHA-256 signatures): self-signed, or signed by
     `issuer`; without `is_ca`, a certificate without Basic Constraints."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -158,7 +160,8 @@ def rsa_ca(name: str, issuer: Issued | None = None, *, is_ca: bool = True) -> Is
         .not_valid_after(END)
     )
     if is_ca:
-        builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        constraints = x509.BasicConstraints(ca=True, path_length=path_length)
+        builder = builder.add_extension(constraints, critical=True)
     return Issued(builder.sign(issuer.key if issuer else key, hashes.SHA256()), key)
 
 

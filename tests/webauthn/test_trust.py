@@ -620,3 +620,22 @@ def test_a_leaf_without_null_parameters_is_held_to_its_issuer_key_dates_and_ca()
         _trusted_by((root.der,), [pki.without_null_parameters(expired, root.key)])
     assert refused.value.step is Step.ATTESTATION_TRUST
     assert _trusted_by((root.der,), [pki.without_null_parameters(issued, root.key)])
+
+
+def test_a_leaf_without_null_parameters_keeps_the_roots_path_length():
+    """Its issuer's path is validated with the issuer as its end: a root's path length of 0
+    must still refuse an intermediate between it and the leaf."""
+    for path_length, trusted in ((0, False), (1, True)):
+        root = pki.rsa_ca("Vendor RSA Root", path_length=path_length)
+        inter = pki.rsa_ca("Vendor RSA Intermediate", root)
+        leaf = pki.attestation_leaf(inter, YUBIKEY_5_BYTES)
+        chain = [pki.without_null_parameters(leaf, inter.key), inter.der]
+        if trusted:
+            assert _trusted_by((root.der,), chain).description == "Test model"
+            continue
+        with pytest.raises(CeremonyError) as refused:
+            _trusted_by((root.der,), chain)
+        assert refused.value.step is Step.ATTESTATION_TRUST
+        # (as a leaf with the NULL parameters, under the same root, is)
+        with pytest.raises(CeremonyError):
+            _trusted_by((root.der,), [leaf.der, inter.der])

@@ -223,8 +223,9 @@ def _past_a_bare_rsa_leaf(
     accepted, but cryptography's verifier refuses them. So the leaf's own hop is checked
     here: the leaf valid at `at` and signed by the key of a certificate of its issuer's name
     (cryptography's `verify_directly_issued_by` reads the identifier) that is a CA which may
-    sign certificates; and that issuer's path is validated as any leaf's. (Only the leaf's
-    hop: a CA certificate so signed would need its issuers' path lengths counted here.)"""
+    sign certificates; and that issuer's path is validated as any leaf's, with the path
+    lengths above it counted for the one CA more below them. (Only the leaf's hop: a CA
+    certificate so signed is refused as before.)"""
     if not leaf.not_valid_before_utc <= at <= leaf.not_valid_after_utc:
         raise verification.VerificationError("the leaf is not valid at the time")
     for issuer in (*intermediates, *roots):
@@ -236,10 +237,24 @@ def _past_a_bare_rsa_leaf(
             continue
         others = [c for c in intermediates if c is not issuer]
         try:
-            return [leaf, *_path(issuer, others, roots, at)]
+            path = _path(issuer, others, roots, at)
         except verification.VerificationError:
             continue
+        # Validated with the issuer as its leaf, each CA above it had one CA fewer below it
+        # than it has under the leaf: a path length of 0 above an intermediate refuses.
+        if all(_path_length_allows(ca, below) for below, ca in enumerate(path[1:], start=1)):
+            return [leaf, *path]
     raise verification.VerificationError("no CA of the leaf's issuer's name signed it")
+
+
+def _path_length_allows(ca: x509.Certificate, intermediates_below: int) -> bool:
+    try:
+        constraints = ca.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:  # (a v1 root: no constraint)
+        return True
+    except ValueError:  # (extensions cryptography cannot read)
+        return False
+    return constraints.path_length is None or constraints.path_length >= intermediates_below
 
 
 def _may_issue(certificate: x509.Certificate) -> bool:

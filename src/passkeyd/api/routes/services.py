@@ -47,14 +47,13 @@ def _algorithm(text: str) -> int:
     if text.upper() in _ALGORITHM_IDS:
         return _ALGORITHM_IDS[text.upper()]
     # ASCII digits only: int() also reads "1_0", "+7" and other scripts' digits ("-٧")
-    number = (
-        ascii_int(text[1:], max_digits=10) if text[:1] == "-" else ascii_int(text, max_digits=10)
-    )
+    negative = text[:1] == "-"
+    number = ascii_int(text[1:] if negative else text, max_digits=10)
     if number is None:
         raise InvalidParameter(
             "Invalid parameter: Passkeys.Algorithms must list COSE algorithm numbers or names"
         )
-    return -number if text[:1] == "-" else number
+    return -number if negative else number
 
 
 def passkey_fields(form: Form) -> dict[str, Any]:
