@@ -46,6 +46,18 @@ def test_a_request_passkeyd_found_malformed_is_not_blamed_on_the_server() -> Non
     assert (server_side.status, server_side.sentence) == (502, SOMETHING_WENT_WRONG)
 
 
+def test_credentials_passkeyd_refuses_are_an_error_in_the_log_saying_what_to_do(caplog):
+    """After `accounts rotate-token`, the page read "Something went wrong" and the log had
+    an info line (found by the new-user review): the operator's to fix, so said as such."""
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="passkeyd"):
+        refusal = refusal_of(VerifyError(401, 20003, "Authenticate"))
+    assert (refusal.status, refusal.sentence) == (502, SOMETHING_WENT_WRONG)
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert errors and "current auth token" in errors[0].getMessage()
+
+
 def test_the_name_fields_take_every_name_the_server_takes() -> None:
     """The fields' maxlength (UTF-16 units) cut 40 emoji to 32 without a word, a name the
     server (64 characters) takes."""

@@ -103,7 +103,14 @@ def refusal_of(exc: Exception) -> Refusal:
     if isinstance(exc, InvalidName):
         return Refusal.app(400, exc.reason)
     if isinstance(exc, VerifyError):
-        log.info("passkeyd refused: %s %s %s", exc.status, exc.code, exc.message)
+        if exc.status == 401:  # the operator's to fix, and the page cannot say so
+            log.error(
+                "passkeyd refused the demo's credentials (401 %s): start the demo with the"
+                " account's current auth token (rotated?) or a valid API key",
+                exc.code,
+            )
+        else:
+            log.info("passkeyd refused: %s %s %s", exc.status, exc.code, exc.message)
         # 4xx is the request's fault (the person's); 401 and 5xx are the operator's to fix.
         status = exc.status if 400 <= exc.status < 500 and exc.status != 401 else 502
         sentence = verify_sentence(exc.code, exc.message)
