@@ -165,10 +165,13 @@ def rsa_ca(
     return Issued(builder.sign(issuer.key if issuer else key, hashes.SHA256()), key)
 
 
-def without_null_parameters(issued: Issued, signer: rsa.RSAPrivateKey) -> bytes:
+def without_null_parameters(
+    issued: Issued, signer: rsa.RSAPrivateKey, *, inside: bool = True
+) -> bytes:
     """`issued` (signed by `signer` with sha256WithRSAEncryption) written as early Yubico
     attestation certificates are: the algorithm identifiers without their NULL parameters
-    (RFC 4055 §5: accepted), and signed again."""
+    (RFC 4055 §5: accepted), and signed again. Without `inside`, only the outer identifier
+    (then unlike the signed one, which RFC 5280 §4.1.1.2 forbids)."""
     from pyasn1.codec.der import decoder, encoder
     from pyasn1.type import univ
     from pyasn1_modules import rfc5280
@@ -177,7 +180,8 @@ def without_null_parameters(issued: Issued, signer: rsa.RSAPrivateKey) -> bytes:
     bare = rfc5280.AlgorithmIdentifier()
     bare["algorithm"] = certificate["signatureAlgorithm"]["algorithm"]
     tbs = certificate["tbsCertificate"]
-    tbs["signature"] = bare
+    if inside:
+        tbs["signature"] = bare
     signed = encoder.encode(tbs)
     certificate["signatureAlgorithm"] = bare
     signature = signer.sign(signed, padding.PKCS1v15(), hashes.SHA256())

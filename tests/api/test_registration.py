@@ -840,11 +840,13 @@ def test_a_raw_id_naming_another_credential_than_id_is_refused(api, pending):
     assert "rawId" in refused(api, cred, 400, 60376)["message"]
 
 
-@pytest.mark.parametrize("value", [12345, [1], {}, False])
-def test_a_raw_id_that_is_no_string_beside_an_id_is_refused(api, pending, value):
+def test_a_raw_id_that_is_no_text_beside_an_id_is_not_read(api, pending):
+    """An ArrayBuffer copied by hand, as JSON.stringify writes it: the id names the
+    credential."""
     cred = api.authenticator.create(pending["options"], ORIGIN)
-    cred["rawId"] = value
-    assert "rawId is not a string" in refused(api, cred, 400, 60376)["message"]
+    cred["rawId"] = {}
+    r = api.verify_factor(cred)
+    assert r.status_code == 200, r.text
 
 
 @pytest.mark.parametrize("encoding", ["hex", "base64", "base64url"])

@@ -358,7 +358,7 @@ def test_list_services_page_size_above_1000_is_clamped(api: Api) -> None:
     assert [s["sid"] for s in r.json()["services"]] == sids
 
 
-@pytest.mark.parametrize("token", ["garbage", "PTabc", "PT", "PT-1"])
+@pytest.mark.parametrize("token", ["garbage", "PTabc", "PT", "PT-1", "PT1%0A"])
 def test_list_services_invalid_page_token(api: Api, token: str) -> None:
     make_services(api, 1)
 

@@ -88,6 +88,8 @@ def test_localhost_over_http_is_allowed_for_a_localhost_rp():
     assert policy.accepts("http://localhost")
     assert not policy.accepts("http://127.0.0.1:5173")
     assert not policy.accepts("http://localhost.evil.test")
+    # a clientData origin with a final newline is no origin (a `$` anchor took it)
+    assert not policy.accepts("http://localhost:5173\n")
 
 
 def test_listed_localhost_origins_are_the_only_ones_accepted():

@@ -9,7 +9,8 @@ import json
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509 import verification
 
 from passkeyd.metadata import OfflineMetadata
 from passkeyd.webauthn import (
@@ -565,8 +566,9 @@ def test_an_rsa_signed_leaf_whose_algorithm_has_no_null_parameters_is_trusted():
     """RFC 4055 §5: sha256WithRSAEncryption's parameters MUST be accepted absent. Early
     "Security Key by Yubico" attestation certificates leave them out; cryptography's path
     verifier refused them ("Forbidden signature algorithm"), and with them those keys, under
-    AttestationPolicy trusted (found by the WebAuthn review). The leaf's hop is checked apart;
-    the rest of the path as before, directly under the root or through an intermediate."""
+    AttestationPolicy trusted (found by the WebAuthn review). A leaf a listed root issued
+    itself is checked apart; one under an intermediate is not taken (the review of this
+    change: checked apart, the path above it escaped name constraints)."""
     root = pki.rsa_ca("Vendor RSA Root")
     leaf = pki.attestation_leaf(root, YUBIKEY_5_BYTES)
     bare = pki.without_null_parameters(leaf, root.key)
@@ -577,65 +579,132 @@ def test_an_rsa_signed_leaf_whose_algorithm_has_no_null_parameters_is_trusted():
     assert _trusted_by((root.der,), [bare]).description == "Test model"
     inter = pki.rsa_ca("Vendor RSA Intermediate", root)
     leaf2 = pki.attestation_leaf(inter, YUBIKEY_5_BYTES)
-    bare2 = pki.without_null_parameters(leaf2, inter.key)
-    assert _trusted_by((root.der,), [bare2, inter.der]).description == "Test model"
-
-
-def test_a_leaf_without_null_parameters_is_held_to_its_issuer_key_dates_and_ca():
-    """The leaf's hop checked apart refuses what the verifier would: a signature by another
-    key under the issuer's name, an issuer that is no CA, an intermediate that does not lead
-    to the root, and a leaf past its validity."""
-    root = pki.rsa_ca("Vendor RSA Root")
-    impostor = pki.rsa_ca("Vendor RSA Root")  # the same name, another key
-    leaf = pki.attestation_leaf(impostor, YUBIKEY_5_BYTES)
-    forged = pki.without_null_parameters(leaf, impostor.key)
-    not_ca = pki.rsa_ca("Vendor RSA Intermediate", root, is_ca=False)
-    under_not_ca = pki.attestation_leaf(not_ca, YUBIKEY_5_BYTES)
-    stray = pki.rsa_ca("Stray Intermediate")  # self-signed: leads to no listed root
-    under_stray = pki.attestation_leaf(stray, YUBIKEY_5_BYTES)
-    for chain in (
-        [forged],
-        [forged, impostor.der],
-        [pki.without_null_parameters(under_not_ca, not_ca.key), not_ca.der],
-        [pki.without_null_parameters(under_stray, stray.key), stray.der],
-    ):
-        with pytest.raises(CeremonyError) as refused:
-            _trusted_by((root.der,), chain)
-        assert refused.value.step is Step.ATTESTATION_TRUST
-    # a leaf that expired on 2025-01-01 (verified on 2026-11-27; its root is valid)
-    issued = pki.attestation_leaf(root, YUBIKEY_5_BYTES)
-    expired = pki.Issued(
-        x509.CertificateBuilder(
-            issuer_name=issued.certificate.issuer,
-            subject_name=issued.certificate.subject,
-            public_key=issued.key.public_key(),
-            serial_number=9,
-            not_valid_before=pki.START,
-            not_valid_after=datetime.datetime(2025, 1, 1, tzinfo=datetime.UTC),
-            extensions=list(issued.certificate.extensions),
-        ).sign(root.key, hashes.SHA256()),
-        issued.key,
-    )
+    assert _trusted_by((root.der,), [leaf2.der, inter.der]).description == "Test model"
     with pytest.raises(CeremonyError) as refused:
-        _trusted_by((root.der,), [pki.without_null_parameters(expired, root.key)])
+        _trusted_by((root.der,), [pki.without_null_parameters(leaf2, inter.key), inter.der])
     assert refused.value.step is Step.ATTESTATION_TRUST
-    assert _trusted_by((root.der,), [pki.without_null_parameters(issued, root.key)])
+    # the identifier left bare outside only: no longer the one signed (RFC 5280 §4.1.1.2)
+    with pytest.raises(CeremonyError) as refused:
+        _trusted_by((root.der,), [pki.without_null_parameters(leaf, root.key, inside=False)])
+    assert refused.value.step is Step.ATTESTATION_TRUST
 
 
-def test_a_leaf_without_null_parameters_keeps_the_roots_path_length():
-    """Its issuer's path is validated with the issuer as its end: a root's path length of 0
-    must still refuse an intermediate between it and the leaf."""
-    for path_length, trusted in ((0, False), (1, True)):
-        root = pki.rsa_ca("Vendor RSA Root", path_length=path_length)
-        inter = pki.rsa_ca("Vendor RSA Intermediate", root)
-        leaf = pki.attestation_leaf(inter, YUBIKEY_5_BYTES)
-        chain = [pki.without_null_parameters(leaf, inter.key), inter.der]
-        if trusted:
-            assert _trusted_by((root.der,), chain).description == "Test model"
-            continue
+def _leaf_of(root: pki.Issued, extensions=(), *, critical: bool = False) -> pki.Issued:
+    """A packed attestation leaf `root` signs, with more `extensions`."""
+    issued = pki.attestation_leaf(root, YUBIKEY_5_BYTES)
+    builder = x509.CertificateBuilder(
+        issuer_name=issued.certificate.issuer,
+        subject_name=issued.certificate.subject,
+        public_key=issued.key.public_key(),
+        serial_number=7,
+        not_valid_before=pki.START,
+        not_valid_after=pki.END,
+        extensions=list(issued.certificate.extensions),
+    )
+    for extension in extensions:
+        builder = builder.add_extension(extension, critical=critical)
+    return pki.Issued(builder.sign(root.key, hashes.SHA256()), issued.key)
+
+
+UNKNOWN_EXTENSION = x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.99999.1"), b"")
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "another key under the root's name",
+        "a leaf past its validity",
+        "a root past its validity",
+        "a root of 1024 bits",
+        "a root that may not sign certificates",
+        "an unknown critical extension on the leaf",
+        "a leaf outside the root's name constraints",
+    ],
+)
+def test_a_leaf_without_null_parameters_is_refused_where_the_verifier_refuses_it(case):
+    """Checked apart, the leaf's hop refuses what cryptography's verifier refuses of the same
+    leaf written with its NULL parameters (the review of this change found the last three
+    taken: leaving the NULL out turned those checks off)."""
+    root = pki.rsa_ca("Vendor RSA Root")
+    leaf = pki.attestation_leaf(root, YUBIKEY_5_BYTES)
+    at = None
+    if case == "another key under the root's name":
+        impostor = pki.rsa_ca("Vendor RSA Root")
+        leaf = pki.attestation_leaf(impostor, YUBIKEY_5_BYTES)
+        bare = pki.without_null_parameters(leaf, impostor.key)
+    else:
+        if case == "a leaf past its validity":  # (verified on 2026-11-27; the root: 2060)
+            leaf = pki.Issued(
+                x509.CertificateBuilder(
+                    issuer_name=leaf.certificate.issuer,
+                    subject_name=leaf.certificate.subject,
+                    public_key=leaf.key.public_key(),
+                    serial_number=9,
+                    not_valid_before=pki.START,
+                    not_valid_after=datetime.datetime(2025, 1, 1, tzinfo=datetime.UTC),
+                    extensions=list(leaf.certificate.extensions),
+                ).sign(root.key, hashes.SHA256()),
+                leaf.key,
+            )
+        elif case == "a root past its validity":
+            at = datetime.datetime(2061, 1, 1, tzinfo=datetime.UTC)
+        elif case == "a root of 1024 bits":
+            root = _rsa_root(bits=1024)
+            leaf = _leaf_of(root)
+        elif case == "a root that may not sign certificates":
+            usage = x509.KeyUsage(
+                digital_signature=True, content_commitment=False, key_encipherment=False,
+                data_encipherment=False, key_agreement=False, key_cert_sign=False,
+                crl_sign=True, encipher_only=False, decipher_only=False,
+            )  # fmt: skip
+            root = _rsa_root(extensions=[usage])
+            leaf = _leaf_of(root)
+        elif case == "an unknown critical extension on the leaf":
+            leaf = _leaf_of(root, [UNKNOWN_EXTENSION], critical=True)
+        elif case == "a leaf outside the root's name constraints":
+            permitted = x509.NameConstraints([x509.DNSName("good.example")], None)
+            root = _rsa_root(extensions=[permitted])
+            leaf = _leaf_of(root, [x509.SubjectAlternativeName([x509.DNSName("evil.test")])])
+        bare = pki.without_null_parameters(leaf, root.key)
+    when = at or datetime.datetime(2026, 11, 27, tzinfo=datetime.UTC)
+    for chain in ([leaf.der], [bare]):  # with the NULL parameters, and without
         with pytest.raises(CeremonyError) as refused:
-            _trusted_by((root.der,), chain)
+            _trusted_at((root.der,), chain, when)
         assert refused.value.step is Step.ATTESTATION_TRUST
-        # (as a leaf with the NULL parameters, under the same root, is)
-        with pytest.raises(CeremonyError):
-            _trusted_by((root.der,), [leaf.der, inter.der])
+
+
+def _rsa_root(*, bits: int = 2048, extensions=()) -> pki.Issued:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "Vendor RSA Root")])
+    builder = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(1)
+        .not_valid_before(pki.START).not_valid_after(pki.END)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+    )  # fmt: skip
+    for extension in extensions:
+        builder = builder.add_extension(extension, critical=True)
+    return pki.Issued(builder.sign(key, hashes.SHA256()), key)
+
+
+def _trusted_at(roots: tuple[bytes, ...], chain: list[bytes], at: datetime.datetime):
+    from passkeyd.webauthn.trust import verify_trust
+
+    store = TrustStore([MetadataEntry("Test model", YUBIKEY_5, root_certificates=roots)])
+    return verify_trust(
+        fmt="packed", aaguid=YUBIKEY_5, chain=chain, trust_store=store, verification_time=at
+    )
+
+
+def test_the_mds_blobs_chain_takes_no_leaf_without_null_parameters():
+    """The BLOB's signer is held to cryptography's verifier alone: under GlobalSign's roots,
+    name constraints are what keep a customer's sub-CA from signing for FIDO's host."""
+    from passkeyd.webauthn.trust import chain_to
+
+    root = pki.rsa_ca("Vendor RSA Root")
+    leaf = pki.attestation_leaf(root, YUBIKEY_5_BYTES)
+    bare = x509.load_der_x509_certificate(pki.without_null_parameters(leaf, root.key))
+    at = datetime.datetime(2026, 11, 27, tzinfo=datetime.UTC)
+    assert chain_to(bare, [], [root.certificate], at, bare_rsa_leaf=True)[1] == root.certificate
+    with pytest.raises(verification.VerificationError):
+        chain_to(bare, [], [root.certificate], at)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509 import verification
 
@@ -170,16 +170,20 @@ def chain_to(
     intermediates: Sequence[x509.Certificate],
     roots: Sequence[x509.Certificate],
     at: datetime.datetime,
+    *,
+    bare_rsa_leaf: bool = False,
 ) -> list[x509.Certificate]:
     """The validated path from `leaf` to one of `roots` (signatures, validity at `at`, CA
     basic constraints, key usage and path length; `intermediates` untrusted), or
-    `verification.VerificationError`."""
+    `verification.VerificationError`. With `bare_rsa_leaf` (attestation trust), a leaf that
+    a root issued itself with an RSA signature identifier lacking its NULL parameters is
+    checked apart (`_issued_by_a_root_with_bare_rsa`)."""
     try:
         return _path(leaf, intermediates, roots, at)
     except verification.VerificationError:
-        if not _signed_with_bare_rsa(leaf):
+        if not bare_rsa_leaf or not _signed_with_bare_rsa(leaf):
             raise
-        return _past_a_bare_rsa_leaf(leaf, intermediates, roots, at)
+        return _issued_by_a_root_with_bare_rsa(leaf, roots, at)
 
 
 def _path(
@@ -205,56 +209,56 @@ _BARE_RSA = frozenset(
 
 def _signed_with_bare_rsa(certificate: x509.Certificate) -> bool:
     """Whether `certificate`'s signature algorithm is RSA PKCS#1 v1.5 with SHA-2 whose
-    identifier leaves out its NULL parameters (the outer one: the signed one must equal it)."""
+    identifier leaves out its NULL parameters, as written both outside and inside what is
+    signed (RFC 5280 §4.1.1.2: the two must be the same)."""
     der = certificate.public_bytes(serialization.Encoding.DER)
     tbs = certificate.tbs_certificate_bytes
     end = der.find(tbs) + len(tbs)
-    return der[end : end + 13] in _BARE_RSA
+    outer = der[end : end + 13]
+    # inside: after the TBS's header, version and serial number (at most 4 + 5 + 23 bytes)
+    return outer in _BARE_RSA and outer in tbs[:48]
 
 
-def _past_a_bare_rsa_leaf(
-    leaf: x509.Certificate,
-    intermediates: Sequence[x509.Certificate],
-    roots: Sequence[x509.Certificate],
-    at: datetime.datetime,
+# What a leaf so signed may mark critical: what the path verifier reads of a leaf.
+_KNOWN_CRITICAL = (x509.BasicConstraints, x509.KeyUsage)
+
+
+def _issued_by_a_root_with_bare_rsa(
+    leaf: x509.Certificate, roots: Sequence[x509.Certificate], at: datetime.datetime
 ) -> list[x509.Certificate]:
-    """The path of a leaf signed with RSA under an identifier without its NULL parameters:
-    early "Security Key by Yubico" attestation certificates are, and RFC 4055 §5 has them
-    accepted, but cryptography's verifier refuses them. So the leaf's own hop is checked
-    here: the leaf valid at `at` and signed by the key of a certificate of its issuer's name
-    (cryptography's `verify_directly_issued_by` reads the identifier) that is a CA which may
-    sign certificates; and that issuer's path is validated as any leaf's, with the path
-    lengths above it counted for the one CA more below them. (Only the leaf's hop: a CA
-    certificate so signed is refused as before.)"""
+    """[leaf, root] for a leaf that one of `roots` issued itself with an RSA signature
+    identifier lacking its NULL parameters: early "Security Key by Yubico" attestation
+    certificates are (under Yubico's U2F root), and RFC 4055 §5 has them accepted, but
+    cryptography's path verifier refuses them. So this one hop is checked here, to what the
+    verifier checks of it: the leaf valid at `at` and marking critical nothing it does not
+    know; the root valid at `at`, a CA that may sign certificates, without name constraints
+    (which this check does not read), with an RSA key of at least 2048 bits; and the root's
+    key verifying the leaf's signature under its issuer name (cryptography's
+    `verify_directly_issued_by`, which reads the identifier). Only a root's own leaf: a
+    path through an intermediate is not taken."""
     if not leaf.not_valid_before_utc <= at <= leaf.not_valid_after_utc:
         raise verification.VerificationError("the leaf is not valid at the time")
-    for issuer in (*intermediates, *roots):
+    try:
+        extensions = list(leaf.extensions)
+    except ValueError as exc:  # (extensions cryptography cannot read)
+        raise verification.VerificationError("the leaf's extensions cannot be read") from exc
+    if any(e.critical and not isinstance(e.value, _KNOWN_CRITICAL) for e in extensions):
+        raise verification.VerificationError("the leaf marks an unknown extension critical")
+    for root in roots:
+        key = root.public_key()
+        if not isinstance(key, rsa.RSAPublicKey) or key.key_size < 2048:
+            continue
+        if not root.not_valid_before_utc <= at <= root.not_valid_after_utc:
+            continue
+        anchor = _as_anchor(root)
+        if not _may_issue(anchor) or _names_constrained(anchor):
+            continue
         try:
-            leaf.verify_directly_issued_by(issuer)
+            leaf.verify_directly_issued_by(root)
         except (ValueError, TypeError, InvalidSignature):
             continue
-        if not _may_issue(_as_anchor(issuer) if issuer in roots else issuer):
-            continue
-        others = [c for c in intermediates if c is not issuer]
-        try:
-            path = _path(issuer, others, roots, at)
-        except verification.VerificationError:
-            continue
-        # Validated with the issuer as its leaf, each CA above it had one CA fewer below it
-        # than it has under the leaf: a path length of 0 above an intermediate refuses.
-        if all(_path_length_allows(ca, below) for below, ca in enumerate(path[1:], start=1)):
-            return [leaf, *path]
-    raise verification.VerificationError("no CA of the leaf's issuer's name signed it")
-
-
-def _path_length_allows(ca: x509.Certificate, intermediates_below: int) -> bool:
-    try:
-        constraints = ca.extensions.get_extension_for_class(x509.BasicConstraints).value
-    except x509.ExtensionNotFound:  # (a v1 root: no constraint)
-        return True
-    except ValueError:  # (extensions cryptography cannot read)
-        return False
-    return constraints.path_length is None or constraints.path_length >= intermediates_below
+        return [leaf, root]
+    raise verification.VerificationError("no root issued the leaf")
 
 
 def _may_issue(certificate: x509.Certificate) -> bool:
@@ -268,6 +272,10 @@ def _may_issue(certificate: x509.Certificate) -> bool:
     )
     usage = next((e.value for e in extensions if isinstance(e.value, x509.KeyUsage)), None)
     return bool(constraints and constraints.ca) and (usage is None or usage.key_cert_sign)
+
+
+def _names_constrained(certificate: x509.Certificate) -> bool:
+    return any(isinstance(e.value, x509.NameConstraints) for e in certificate.extensions)
 
 
 # Signs restated anchors (below). Their signatures are never checked: an anchor is trusted as
@@ -499,7 +507,7 @@ def verify_trust(
             Step.ATTESTATION_TRUST, f"the metadata of {entry.description} lists no root"
         )
     try:
-        path = chain_to(leaf, certificates[1:], roots, verification_time)
+        path = chain_to(leaf, certificates[1:], roots, verification_time, bare_rsa_leaf=True)
     except verification.VerificationError as exc:
         raise VerificationFailed(
             Step.ATTESTATION_TRUST,
