@@ -59,7 +59,7 @@ def mutate(credential, path, value):
         (("response",), "a string", 60378),
         (("id",), "not base64!", 60375),
         (("authenticatorAttachment",), "sideways", 60377),
-        (("type",), "password", 60300),
+        (("type",), "password", 60377),  # the reference, h-9
     ],
 )
 def test_malformed_registration(api, registration, path, value, code):

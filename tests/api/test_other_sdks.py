@@ -132,12 +132,12 @@ def test_a_config_value_no_sdk_writes_is_refused(api, field, value):
 @pytest.mark.parametrize(
     "field, value, code",
     [
-        ("type", "public_key", 60300),
-        ("type", "PUBLIC-KEY", 60300),  # no SDK writes it
-        ("type", "PUBLIC_\u212aEY", 60300),  # a Kelvin sign, which lower() makes a k
+        ("type", "public_key", 60377),
+        ("type", "PUBLIC-KEY", 60377),  # no SDK writes it
+        ("type", "PUBLIC_\u212aEY", 60377),  # a Kelvin sign, which lower() makes a k
         ("authenticatorAttachment", "CROSS-PLATFORM", 60377),
-        ("type", "Public_Key", 60300),
-        ("type", "", 60300),
+        ("type", "Public_Key", 60377),
+        ("type", "", 60377),
         ("authenticatorAttachment", "Cross-Platform", 60377),
         ("authenticatorAttachment", "CROSS PLATFORM", 60377),
         ("authenticatorAttachment", False, 60377),

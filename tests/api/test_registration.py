@@ -356,7 +356,7 @@ def test_a_subdomain_of_a_listed_origin_is_not_accepted(api):
     api.create_service()
     factor = api.create_factor()
     refused(
-        api, api.authenticator.create(factor["options"], "https://evil.example.com"), 403, 60311
+        api, api.authenticator.create(factor["options"], "https://evil.example.com"), 400, 60380
     )
 
 
@@ -383,8 +383,10 @@ def test_step_7_1_8_unknown_challenge(api, pending):
 
 
 def test_step_7_1_9_origin_not_listed(api, pending):
+    """400 60380, "Client data invalid": the reference's error table names a wrong origin
+    there (as a wrong type); it was 403 60311 (found by the reference audit)."""
     body = refused(
-        api, api.authenticator.create(pending["options"], "https://evil.test"), 403, 60311
+        api, api.authenticator.create(pending["options"], "https://evil.test"), 400, 60380
     )
     assert "clientData.origin 'https://evil.test' is not" in body["message"]
 

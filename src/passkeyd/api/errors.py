@@ -43,7 +43,7 @@ MALFORMED: dict[Step, int] = {
     Step.CREDENTIAL_ID: 60375,
     Step.RAW_ID: 60376,
     Step.AUTHENTICATOR_ATTACHMENT: 60377,
-    Step.CREDENTIAL_TYPE: 60300,
+    Step.CREDENTIAL_TYPE: 60377,  # (the reference, h-9: an invalid `type` or attachment)
     Step.RESPONSE: 60378,
     Step.CLIENT_DATA: 60380,
     Step.AUTHENTICATOR_DATA: 60379,
@@ -92,6 +92,10 @@ def classify(error: e.DomainError) -> tuple[int, int, str]:
             return 400, MALFORMED.get(ceremony.step, 60300), message
         if ceremony.step in FAILED_FIELD:
             return 400, FAILED_FIELD[ceremony.step], message
+        if ceremony.step is Step.ORIGIN and isinstance(error, e.RegistrationRefused):
+            # The error table's 60380 names a wrong origin; for an approval, the challenge
+            # table's 60324 (403) does, and that is kept.
+            return 400, 60380, message
         status, code = (
             REGISTRATION_FAILED if isinstance(error, e.RegistrationRefused) else ASSERTION_FAILED
         )
