@@ -341,3 +341,21 @@ def test_pascal_case_keys_are_read_inside_the_factor_config_too(api):
     options = r.json()["options"]["publicKey"]
     assert options["rp"] == {"id": "other.example", "name": "Other"}
     assert options["authenticatorSelection"]["userVerification"] == "required"
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/v2/AuditEvents?ServiceSid=%ED%A0%80", "/v2/Services?PageSize=%FF", "/v2/Services?%C3=1"],
+)
+def test_a_query_whose_escapes_are_no_utf8_is_refused(api, path):
+    """Read as U+FFFD, the filter matched nothing and the list came back empty; a body with
+    the same bytes is refused (found by the PostgreSQL bad-input review)."""
+    r = api.get(path)
+    assert (r.status_code, r.json()["code"]) == (400, 60200), r.text
+    assert "not UTF-8" in r.json()["message"]
+
+
+def test_a_query_with_utf8_escapes_is_read(api):
+    api.create_service()
+    r = api.get("/v2/Services?PageSize=%31&Page=%30")  # "1", "0"
+    assert r.status_code == 200 and r.json()["meta"]["page_size"] == 1

@@ -9,6 +9,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
+from urllib.parse import unquote_to_bytes
 
 import anyio.to_thread
 import orjson
@@ -208,6 +209,15 @@ def _refuse_nul(scope: Any) -> None:
     raise InvalidParameter(NUL_REFUSED)
 
 
+def _refuse_a_query_not_utf8(query: bytes) -> None:
+    """Query parameters whose escapes are no UTF-8: read as U+FFFD, they filtered on a value
+    nobody sent (a body's are refused the same way)."""
+    try:
+        unquote_to_bytes(query.replace(b"+", b" ")).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidParameter("Invalid parameter: the query string is not UTF-8") from exc
+
+
 def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     """Wrap a handler: authenticate, run, map errors through the one table, then count
     the request (metrics) and log one line (without secrets) with its request id."""
@@ -247,6 +257,8 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
             scope = request.scope
             if "\x00" in scope["path"] or b"%00" in scope["query_string"]:
                 _refuse_nul(scope)
+            if b"%" in scope["query_string"]:
+                _refuse_a_query_not_utf8(scope["query_string"])
             status, payload = await handler(Call(request, account_sid, domain))
             response_payload = payload
             response = json_response(status, payload, request_id)
