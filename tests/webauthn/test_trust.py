@@ -618,13 +618,16 @@ UNKNOWN_EXTENSION = x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.
         "a root of 1024 bits",
         "a root that may not sign certificates",
         "an unknown critical extension on the leaf",
+        "an unknown critical extension on the root",
+        "critical policy constraints on the root",
         "a leaf outside the root's name constraints",
     ],
 )
 def test_a_leaf_without_null_parameters_is_refused_where_the_verifier_refuses_it(case):
     """Checked apart, the leaf's hop refuses what cryptography's verifier refuses of the same
-    leaf written with its NULL parameters (the review of this change found the last three
-    taken: leaving the NULL out turned those checks off)."""
+    leaf written with its NULL parameters (the review of this change found the 1024-bit root,
+    the leaf's critical extension and the name constraints taken: leaving the NULL out
+    turned those checks off; the root's critical extensions, a second look)."""
     root = pki.rsa_ca("Vendor RSA Root")
     leaf = pki.attestation_leaf(root, YUBIKEY_5_BYTES)
     at = None
@@ -661,6 +664,12 @@ def test_a_leaf_without_null_parameters_is_refused_where_the_verifier_refuses_it
             leaf = _leaf_of(root)
         elif case == "an unknown critical extension on the leaf":
             leaf = _leaf_of(root, [UNKNOWN_EXTENSION], critical=True)
+        elif case == "an unknown critical extension on the root":
+            root = _rsa_root(extensions=[UNKNOWN_EXTENSION])
+            leaf = _leaf_of(root)
+        elif case == "critical policy constraints on the root":
+            root = _rsa_root(extensions=[x509.PolicyConstraints(0, None)])
+            leaf = _leaf_of(root)
         elif case == "a leaf outside the root's name constraints":
             permitted = x509.NameConstraints([x509.DNSName("good.example")], None)
             root = _rsa_root(extensions=[permitted])

@@ -231,18 +231,15 @@ def _issued_by_a_root_with_bare_rsa(
     certificates are (under Yubico's U2F root), and RFC 4055 §5 has them accepted, but
     cryptography's path verifier refuses them. So this one hop is checked here, to what the
     verifier checks of it: the leaf valid at `at` and marking critical nothing it does not
-    know; the root valid at `at`, a CA that may sign certificates, without name constraints
-    (which this check does not read), with an RSA key of at least 2048 bits; and the root's
+    read; the root valid at `at`, a CA that may sign certificates, without name constraints
+    (which this check does not read) or other critical extensions it does not read, with an
+    RSA key of at least 2048 bits; and the root's
     key verifying the leaf's signature under its issuer name (cryptography's
     `verify_directly_issued_by`, which reads the identifier). Only a root's own leaf: a
     path through an intermediate is not taken."""
     if not leaf.not_valid_before_utc <= at <= leaf.not_valid_after_utc:
         raise verification.VerificationError("the leaf is not valid at the time")
-    try:
-        extensions = list(leaf.extensions)
-    except ValueError as exc:  # (extensions cryptography cannot read)
-        raise verification.VerificationError("the leaf's extensions cannot be read") from exc
-    if any(e.critical and not isinstance(e.value, _KNOWN_CRITICAL) for e in extensions):
+    if _marks_unknown_critical(leaf):
         raise verification.VerificationError("the leaf marks an unknown extension critical")
     for root in roots:
         key = root.public_key()
@@ -251,7 +248,7 @@ def _issued_by_a_root_with_bare_rsa(
         if not root.not_valid_before_utc <= at <= root.not_valid_after_utc:
             continue
         anchor = _as_anchor(root)
-        if not _may_issue(anchor) or _names_constrained(anchor):
+        if not _may_issue(anchor) or _names_constrained(anchor) or _marks_unknown_critical(anchor):
             continue
         try:
             leaf.verify_directly_issued_by(root)
@@ -276,6 +273,16 @@ def _may_issue(certificate: x509.Certificate) -> bool:
 
 def _names_constrained(certificate: x509.Certificate) -> bool:
     return any(isinstance(e.value, x509.NameConstraints) for e in certificate.extensions)
+
+
+def _marks_unknown_critical(certificate: x509.Certificate) -> bool:
+    """A critical extension other than those the path verifier reads (it refuses the
+    others: policy constraints, unknown ones), or extensions that cannot be read."""
+    try:
+        extensions = list(certificate.extensions)
+    except ValueError:
+        return True
+    return any(e.critical and not isinstance(e.value, _KNOWN_CRITICAL) for e in extensions)
 
 
 # Signs restated anchors (below). Their signatures are never checked: an anchor is trusted as
