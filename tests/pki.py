@@ -4,7 +4,9 @@ L3 §8.2.1 certificate requirements), so a test can build a trusted or an attack
 from __future__ import annotations
 
 import datetime
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -26,12 +28,11 @@ class Issued:
         return self.certificate.public_bytes(serialization.Encoding.DER)
 
 
-def ca(name: str, issuer: Issued | None = None, *, key_cert_sign: bool = True) -> Issued:
-    """A CA: self-signed, or signed by `issuer` (an intermediate); without `key_cert_sign`,
-    one whose key usage does not let it sign certificates (RFC 5280 §4.2.1.3)."""
-    key = ec.generate_private_key(ec.SECP256R1())
+def _named(name: str, issuer: Issued | None, key: Any) -> x509.CertificateBuilder:
+    """A certificate of `name` for `key`, issued by `issuer` (else self-issued), valid from
+    START to END."""
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    builder = (
+    return (
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(issuer.certificate.subject if issuer else subject)
@@ -39,6 +40,15 @@ def ca(name: str, issuer: Issued | None = None, *, key_cert_sign: bool = True) -
         .serial_number(x509.random_serial_number())
         .not_valid_before(START)
         .not_valid_after(END)
+    )
+
+
+def ca(name: str, issuer: Issued | None = None, *, key_cert_sign: bool = True) -> Issued:
+    """A CA: self-signed, or signed by `issuer` (an intermediate); without `key_cert_sign`,
+    one whose key usage does not let it sign certificates (RFC 5280 §4.2.1.3)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    builder = (
+        _named(name, issuer, key)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
@@ -144,24 +154,22 @@ def reshaped(
 
 
 def rsa_ca(
-    name: str, issuer: Issued | None = None, *, is_ca: bool = True, path_length: int | None = None
+    name: str,
+    issuer: Issued | None = None,
+    *,
+    is_ca: bool = True,
+    bits: int = 2048,
+    critical: Sequence[x509.ExtensionType] = (),
 ) -> Issued:
-    """A CA with an RSA key (PKCS#1 v1.5, SHA-256 signatures): self-signed, or signed by
-    `issuer`; without `is_ca`, a certificate without Basic Constraints."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer.certificate.subject if issuer else subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(START)
-        .not_valid_after(END)
-    )
+    """A CA with an RSA key of `bits` (PKCS#1 v1.5, SHA-256 signatures): self-signed, or
+    signed by `issuer`; without `is_ca`, a certificate without Basic Constraints; with
+    `critical`, more extensions, marked critical."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+    builder = _named(name, issuer, key)
     if is_ca:
-        constraints = x509.BasicConstraints(ca=True, path_length=path_length)
-        builder = builder.add_extension(constraints, critical=True)
+        builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+    for extension in critical:
+        builder = builder.add_extension(extension, critical=True)
     return Issued(builder.sign(issuer.key if issuer else key, hashes.SHA256()), key)
 
 

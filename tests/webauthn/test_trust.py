@@ -9,7 +9,7 @@ import json
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509 import verification
 
 from passkeyd.metadata import OfflineMetadata
@@ -652,7 +652,7 @@ def test_a_leaf_without_null_parameters_is_refused_where_the_verifier_refuses_it
         elif case == "a root past its validity":
             at = datetime.datetime(2061, 1, 1, tzinfo=datetime.UTC)
         elif case == "a root of 1024 bits":
-            root = _rsa_root(bits=1024)
+            root = pki.rsa_ca("Vendor RSA Root", bits=1024)
             leaf = _leaf_of(root)
         elif case == "a root that may not sign certificates":
             usage = x509.KeyUsage(
@@ -660,19 +660,19 @@ def test_a_leaf_without_null_parameters_is_refused_where_the_verifier_refuses_it
                 data_encipherment=False, key_agreement=False, key_cert_sign=False,
                 crl_sign=True, encipher_only=False, decipher_only=False,
             )  # fmt: skip
-            root = _rsa_root(extensions=[usage])
+            root = pki.rsa_ca("Vendor RSA Root", critical=[usage])
             leaf = _leaf_of(root)
         elif case == "an unknown critical extension on the leaf":
             leaf = _leaf_of(root, [UNKNOWN_EXTENSION], critical=True)
         elif case == "an unknown critical extension on the root":
-            root = _rsa_root(extensions=[UNKNOWN_EXTENSION])
+            root = pki.rsa_ca("Vendor RSA Root", critical=[UNKNOWN_EXTENSION])
             leaf = _leaf_of(root)
         elif case == "critical policy constraints on the root":
-            root = _rsa_root(extensions=[x509.PolicyConstraints(0, None)])
+            root = pki.rsa_ca("Vendor RSA Root", critical=[x509.PolicyConstraints(0, None)])
             leaf = _leaf_of(root)
         elif case == "a leaf outside the root's name constraints":
             permitted = x509.NameConstraints([x509.DNSName("good.example")], None)
-            root = _rsa_root(extensions=[permitted])
+            root = pki.rsa_ca("Vendor RSA Root", critical=[permitted])
             leaf = _leaf_of(root, [x509.SubjectAlternativeName([x509.DNSName("evil.test")])])
         bare = pki.without_null_parameters(leaf, root.key)
     when = at or datetime.datetime(2026, 11, 27, tzinfo=datetime.UTC)
@@ -680,20 +680,6 @@ def test_a_leaf_without_null_parameters_is_refused_where_the_verifier_refuses_it
         with pytest.raises(CeremonyError) as refused:
             _trusted_at((root.der,), chain, when)
         assert refused.value.step is Step.ATTESTATION_TRUST
-
-
-def _rsa_root(*, bits: int = 2048, extensions=()) -> pki.Issued:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
-    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "Vendor RSA Root")])
-    builder = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name)
-        .public_key(key.public_key()).serial_number(1)
-        .not_valid_before(pki.START).not_valid_after(pki.END)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-    )  # fmt: skip
-    for extension in extensions:
-        builder = builder.add_extension(extension, critical=True)
-    return pki.Issued(builder.sign(key, hashes.SHA256()), key)
 
 
 def _trusted_at(roots: tuple[bytes, ...], chain: list[bytes], at: datetime.datetime):
