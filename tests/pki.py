@@ -4,7 +4,7 @@ L3 §8.2.1 certificate requirements), so a test can build a trusted or an attack
 from __future__ import annotations
 
 import datetime
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -174,12 +174,20 @@ def rsa_ca(
 
 
 def without_null_parameters(
-    issued: Issued, signer: rsa.RSAPrivateKey, *, inside: bool = True
+    issued: Issued,
+    signer: rsa.RSAPrivateKey,
+    *,
+    inside: bool = True,
+    null: bool = False,
+    edit: Callable[[Any], None] | None = None,
 ) -> bytes:
     """`issued` (signed by `signer` with sha256WithRSAEncryption) written as early Yubico
     attestation certificates are: the algorithm identifiers without their NULL parameters
     (RFC 4055 §5: accepted), and signed again. Without `inside`, only the outer identifier
-    (then unlike the signed one, which RFC 5280 §4.1.1.2 forbids)."""
+    (then unlike the signed one, which RFC 5280 §4.1.1.2 forbids). `edit` rewrites the
+    pyasn1 TBSCertificate first (a v1 leaf, a negative serial: what CertificateBuilder
+    cannot write); with `null`, the identifiers keep their NULL (the same edit, for
+    comparison)."""
     from pyasn1.codec.der import decoder, encoder
     from pyasn1.type import univ
     from pyasn1_modules import rfc5280
@@ -187,7 +195,11 @@ def without_null_parameters(
     certificate, _ = decoder.decode(issued.der, asn1Spec=rfc5280.Certificate())
     bare = rfc5280.AlgorithmIdentifier()
     bare["algorithm"] = certificate["signatureAlgorithm"]["algorithm"]
+    if null:
+        bare = certificate["signatureAlgorithm"]
     tbs = certificate["tbsCertificate"]
+    if edit is not None:
+        edit(tbs)
     if inside:
         tbs["signature"] = bare
     signed = encoder.encode(tbs)

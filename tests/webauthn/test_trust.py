@@ -9,7 +9,7 @@ import json
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509 import verification
 
 from passkeyd.metadata import OfflineMetadata
@@ -703,3 +703,52 @@ def test_the_mds_blobs_chain_takes_no_leaf_without_null_parameters():
     assert chain_to(bare, [], [root.certificate], at, bare_rsa_leaf=True)[1] == root.certificate
     with pytest.raises(verification.VerificationError):
         chain_to(bare, [], [root.certificate], at)
+
+
+def _v1(tbs) -> None:
+    from pyasn1.type import univ
+
+    tbs["version"] = 0
+    tbs["extensions"] = univ.noValue
+
+
+def _negative_serial(tbs) -> None:
+    tbs["serialNumber"] = -5
+
+
+@pytest.mark.filterwarnings("ignore::cryptography.utils.CryptographyDeprecationWarning")
+@pytest.mark.parametrize("edit", [_v1, _negative_serial], ids=["X.509 v1", "a negative serial"])
+def test_a_leaf_without_null_parameters_is_held_to_the_verifiers_certificate_profile(edit):
+    """What cryptography's verifier refuses of any certificate, a leaf written without the
+    NULL parameters was let through with (found by the adversarial review of the fallback)."""
+    root = pki.rsa_ca("Vendor RSA Root")
+    leaf = pki.attestation_leaf(root, YUBIKEY_5_BYTES)
+    at = datetime.datetime(2026, 11, 27, tzinfo=datetime.UTC)
+    from passkeyd.webauthn.trust import chain_to
+
+    for null in (True, False):
+        der = pki.without_null_parameters(leaf, root.key, null=null, edit=edit)
+        with pytest.raises(verification.VerificationError):
+            chain_to(x509.load_der_x509_certificate(der), [], [root.certificate], at,
+                     bare_rsa_leaf=True)  # fmt: skip
+
+
+def test_a_listed_root_cryptography_cannot_read_refuses_a_leaf_rather_than_fail():
+    """A root with an extension given twice, listed before the leaf's own root: reading it
+    raised (a 500) where it should issue nothing (found by the adversarial review)."""
+    from pyasn1.codec.der import decoder, encoder
+    from pyasn1_modules import rfc5280
+
+    root = pki.rsa_ca("Vendor RSA Root")
+    certificate, _ = decoder.decode(root.der, asn1Spec=rfc5280.Certificate())
+    extensions = certificate["tbsCertificate"]["extensions"]
+    extensions.append(extensions[0])  # Basic Constraints twice (the signature is not read)
+    twice = encoder.encode(certificate)
+    leaf = pki.attestation_leaf(root, YUBIKEY_5_BYTES)
+    genuine = pki.without_null_parameters(leaf, root.key)
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    forged = pki.without_null_parameters(leaf, other)
+    assert _trusted_by((twice, root.der), [genuine]).description == "Test model"
+    with pytest.raises(CeremonyError) as refused:
+        _trusted_by((twice,), [forged])
+    assert refused.value.step is Step.ATTESTATION_TRUST

@@ -239,23 +239,40 @@ def _issued_by_a_root_with_bare_rsa(
     path through an intermediate is not taken."""
     if not leaf.not_valid_before_utc <= at <= leaf.not_valid_after_utc:
         raise verification.VerificationError("the leaf is not valid at the time")
+    # (The verifier's profile of any certificate: v3, a positive serial of at most 20
+    # octets and its sign's, RFC 5280 §4.1.2.1-2.)
+    if leaf.version is not x509.Version.v3:
+        raise verification.VerificationError("the leaf is not an X.509 v3 certificate")
+    if not 0 < leaf.serial_number < 1 << 160:
+        raise verification.VerificationError("the leaf's serial number is out of range")
     if _marks_unknown_critical(leaf):
         raise verification.VerificationError("the leaf marks an unknown extension critical")
     for root in roots:
-        key = root.public_key()
-        if not isinstance(key, rsa.RSAPublicKey) or key.key_size < 2048:
-            continue
-        if not root.not_valid_before_utc <= at <= root.not_valid_after_utc:
-            continue
-        anchor = _as_anchor(root)
-        if not _may_issue(anchor) or _names_constrained(anchor) or _marks_unknown_critical(anchor):
-            continue
         try:
-            leaf.verify_directly_issued_by(root)
-        except (ValueError, TypeError, InvalidSignature):
+            if _issued(leaf, root, at):
+                return [leaf, root]
+        except Exception:  # noqa: BLE001, S112 - a root cryptography cannot read issues nothing
             continue
-        return [leaf, root]
     raise verification.VerificationError("no root issued the leaf")
+
+
+def _issued(leaf: x509.Certificate, root: x509.Certificate, at: datetime.datetime) -> bool:
+    """Whether `root`, valid at `at`, issued `leaf` (see `_issued_by_a_root_with_bare_rsa`)."""
+    key = root.public_key()
+    if not isinstance(key, rsa.RSAPublicKey) or key.key_size < 2048:
+        return False
+    if not root.not_valid_before_utc <= at <= root.not_valid_after_utc:
+        return False
+    anchor = _as_anchor(root)
+    if anchor is root:  # (not restated: a root the verifier takes only as it is; not here)
+        return False
+    if not _may_issue(anchor) or _names_constrained(anchor) or _marks_unknown_critical(anchor):
+        return False
+    try:
+        leaf.verify_directly_issued_by(root)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
 
 
 def _may_issue(certificate: x509.Certificate) -> bool:
