@@ -716,8 +716,21 @@ def _negative_serial(tbs) -> None:
     tbs["serialNumber"] = -5
 
 
+def _generalized_time_before_2050(tbs) -> None:
+    from pyasn1.type import useful
+    from pyasn1_modules import rfc5280
+
+    time = rfc5280.Time()
+    time["generalTime"] = useful.GeneralizedTime("20240101000000Z")
+    tbs["validity"]["notBefore"] = time
+
+
 @pytest.mark.filterwarnings("ignore::cryptography.utils.CryptographyDeprecationWarning")
-@pytest.mark.parametrize("edit", [_v1, _negative_serial], ids=["X.509 v1", "a negative serial"])
+@pytest.mark.parametrize(
+    "edit",
+    [_v1, _negative_serial, _generalized_time_before_2050],
+    ids=["X.509 v1", "a negative serial", "a date before 2050 as GeneralizedTime"],
+)
 def test_a_leaf_without_null_parameters_is_held_to_the_verifiers_certificate_profile(edit):
     """What cryptography's verifier refuses of any certificate, a leaf written without the
     NULL parameters was let through with (found by the adversarial review of the fallback)."""

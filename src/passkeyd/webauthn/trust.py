@@ -240,11 +240,13 @@ def _issued_by_a_root_with_bare_rsa(
     if not leaf.not_valid_before_utc <= at <= leaf.not_valid_after_utc:
         raise verification.VerificationError("the leaf is not valid at the time")
     # (The verifier's profile of any certificate: v3, a positive serial of at most 20
-    # octets and its sign's, RFC 5280 §4.1.2.1-2.)
+    # octets and its sign's, RFC 5280 §4.1.2.1-2; dates written as §4.1.2.5 has them.)
     if leaf.version is not x509.Version.v3:
         raise verification.VerificationError("the leaf is not an X.509 v3 certificate")
     if not 0 < leaf.serial_number < 1 << 160:
         raise verification.VerificationError("the leaf's serial number is out of range")
+    if _dates_before_2050_as_generalized_time(leaf):
+        raise verification.VerificationError("the leaf writes a date before 2050 wrongly")
     if _marks_unknown_critical(leaf):
         raise verification.VerificationError("the leaf marks an unknown extension critical")
     for root in roots:
@@ -254,6 +256,16 @@ def _issued_by_a_root_with_bare_rsa(
         except Exception:  # noqa: BLE001, S112 - a root cryptography cannot read issues nothing
             continue
     raise verification.VerificationError("no root issued the leaf")
+
+
+def _dates_before_2050_as_generalized_time(certificate: x509.Certificate) -> bool:
+    """RFC 5280 §4.1.2.5: a validity date before 2050 is a UTCTime. (Found as its
+    GeneralizedTime encoding among the signed bytes.)"""
+    tbs = certificate.tbs_certificate_bytes
+    return any(
+        date.year < 2050 and b"\x18\x0f" + date.strftime("%Y%m%d%H%M%SZ").encode() in tbs
+        for date in (certificate.not_valid_before_utc, certificate.not_valid_after_utc)
+    )
 
 
 def _issued(leaf: x509.Certificate, root: x509.Certificate, at: datetime.datetime) -> bool:
