@@ -23,12 +23,31 @@ def test_changes_and_ceremonies_are_audited_with_the_refusing_step(api, other_ap
     ]
     refused = events[1]
     assert (refused["code"], refused["step"]) == (60324, "origin")
+    # The refusal names the challenge it refused, not only the service in its path.
+    assert refused["resource"] == challenge["sid"]
     assert events[0]["resource"] == challenge["sid"]
     assert events[0]["request_id"] == r.headers["Twilio-Request-Id"]
     assert all(e["actor"] == api.account_sid for e in events)
     assert events[3]["resource"] == factor["sid"] or events[4]["resource"] == factor["sid"]
     # Another account sees none of it.
     assert other_api.get("/v2/AuditEvents").json()["audit_events"] == []
+
+
+def test_a_refused_approval_names_its_challenge_or_else_its_service(api):
+    service = api.create_service()["sid"]
+    api.register("user-0001")
+    challenge = api.challenge(identity="user-0001")
+    assertion = api.authenticator.get(challenge["options"], ORIGIN)
+    assert api.approve(assertion).status_code == 200
+    assert api.approve(assertion).status_code == 403  # a replay: already responded
+    unknown = api.authenticator.get(challenge["options"], ORIGIN, challenge="AAAA")
+    assert api.approve(unknown).status_code == 404  # no such challenge: none to name
+    events = api.get("/v2/AuditEvents", params={"PageSize": 50}).json()["audit_events"]
+    assert [(e["outcome"], e["code"], e["resource"]) for e in events[:3]] == [
+        ("refused", 60391, service),
+        ("refused", 60322, challenge["sid"]),
+        ("ok", None, challenge["sid"]),
+    ]
 
 
 def test_audit_filters_by_service(api):

@@ -233,6 +233,7 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         response_payload: Any = None
         code = 0
         step = ""
+        concerns = ""
         domain.store.request_started()
         try:
             username, password = _credentials(request)
@@ -264,6 +265,7 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
             response = json_response(status, payload, request_id)
         except DomainError as exc:
             status, code, message = errors.classify(exc)
+            concerns = exc.concerns
             if isinstance(exc, RegistrationRefused | AssertionRefused):
                 step = exc.error.step.name.lower()
             if isinstance(exc, TooManyRequests):
@@ -311,7 +313,9 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
                     service_sid=_service_of(request, response_payload).replace("\x00", "?"),
                     actor=username,
                     action=route,
-                    resource=_resource(request, response_payload).replace("\x00", "?"),
+                    resource=(concerns or _resource(request, response_payload)).replace(
+                        "\x00", "?"
+                    ),
                     outcome="ok" if status < 400 else "refused",
                     code=code,
                     step=step,

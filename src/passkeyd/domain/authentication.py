@@ -8,6 +8,7 @@ from typing import Any
 
 from passkeyd.webauthn import (
     TIMEOUT_MS,
+    AuthenticationResponse,
     CeremonyError,
     OriginPolicy,
     Step,
@@ -24,6 +25,7 @@ from .errors import (
     ChallengeAlreadyResponded,
     ChallengeExpired,
     ChallengeNotFound,
+    DomainError,
     EntityNotFound,
     FactorNotFound,
     FactorRelyingPartyMismatch,
@@ -45,6 +47,7 @@ from .models import (
     PageRequest,
     PasskeySettings,
     RateHit,
+    Service,
 )
 from .policy import (
     origins_in_force,
@@ -251,6 +254,28 @@ class Authentications:
         )
         if challenge is None:
             raise ChallengeNotFound("Challenge not found")
+        try:
+            return (
+                yield from self._approve(
+                    account_sid, service, challenge, factor, response, flag_counter=flag_counter
+                )
+            )
+        except DomainError as refusal:
+            # The audit names the challenge refused, not only its service.
+            refusal.concerns = challenge.sid
+            raise
+
+    def _approve(
+        self,
+        account_sid: str,
+        service: Service,
+        challenge: Challenge,
+        factor: Factor | None,
+        response: AuthenticationResponse,
+        *,
+        flag_counter: bool,
+    ) -> Steps[Challenge]:
+        service_sid = service.sid
         now = self.clock()
         self._check_pending(challenge, now)
         if not _owner_attempt(challenge, factor):

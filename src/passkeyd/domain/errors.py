@@ -11,6 +11,9 @@ class DomainError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+        # The SID of what was refused, where the path names only its parent (the challenge
+        # an approval answered): for the audit trail.
+        self.concerns = ""
 
 
 class NotFound(DomainError):
