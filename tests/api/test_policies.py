@@ -16,7 +16,7 @@ from passkeyd.api import create_app
 from passkeyd.metadata import OfflineMetadata
 from passkeyd.webauthn import MetadataEntry, TrustStore
 from tests import pki
-from tests.authenticator import BE, BS, ES256, ES384, ES512, PS256, UP, UV, Authenticator
+from tests.authenticator import AT, BE, BS, ES256, ES384, ES512, PS256, UP, UV, Authenticator
 from tests.conftest import ORIGIN, Api
 
 ICLOUD = str(uuid.UUID(bytes=Authenticator().aaguid))
@@ -49,6 +49,7 @@ def test_extension_fields_are_stored_and_echoed(api):
             "Passkeys.AaguidDeny": "ba86dc56-635f-4141-aef6-00227b1b9af6",
             "Passkeys.TopOrigins": "https://portal.example",
             "Passkeys.CounterPolicy": "flag",
+            "Passkeys.ConditionalCreate": "allow",
             "Passkeys.Algorithms": "ES256,-35,PS256",
         }
     )
@@ -58,13 +59,14 @@ def test_extension_fields_are_stored_and_echoed(api):
     assert passkeys["aaguid_deny"] == ["ba86dc56-635f-4141-aef6-00227b1b9af6"]
     assert passkeys["top_origins"] == ["https://portal.example"]
     assert passkeys["counter_policy"] == "flag"
+    assert passkeys["conditional_create"] == "allow"
     assert passkeys["algorithms"] == [ES256, ES384, PS256]
     assert api.get(api.svc).json()["passkeys"] == passkeys
     # An empty value unsets an extension: each reads as a default service again.
     r = api.post_form(api.svc, {"Passkeys.Attestation": "enterprise"})
     assert r.json()["passkeys"]["attestation"] == "enterprise"
     extensions = ("Attestation", "AttestationPolicy", "AaguidAllow", "AaguidDeny")
-    extensions += ("TopOrigins", "CounterPolicy", "Algorithms")
+    extensions += ("TopOrigins", "CounterPolicy", "ConditionalCreate", "Algorithms")
     r = api.post_form(api.svc, {f"Passkeys.{name}": "" for name in extensions})
     assert sorted(r.json()["passkeys"]) == [
         "authenticator_attachment",
@@ -80,6 +82,7 @@ def test_extension_fields_are_stored_and_echoed(api):
     [
         ("Passkeys.AttestationPolicy", "strict"),
         ("Passkeys.CounterPolicy", "ignore"),
+        ("Passkeys.ConditionalCreate", "true"),
         ("Passkeys.AaguidAllow", "not-a-uuid"),
         ("Passkeys.AaguidDeny", "1234"),
         ("Passkeys.Algorithms", "-65535"),
@@ -471,6 +474,31 @@ def test_a_counter_that_goes_backwards_is_refused_by_default_and_flagged_when_as
     url = f"{api.svc}/Entities/user-0001/Factors/{factor['sid']}"
     metadata = api.get(url).json()["metadata"]
     assert metadata["clone_warning"] is True
+
+
+def test_conditional_create_registers_without_user_presence_only_where_allowed(api):
+    """L3 §7.1 step 14 checks UP unless the ceremony's mediation was `conditional`: Chrome's
+    and Safari's automatic passkey upgrades register with UP=0. The server cannot see the
+    mediation, so a service opts in. Sign-ins still need UP (§7.2 step 16)."""
+    api.create_service()
+    factor = api.create_factor("user-0001")
+    quiet = api.authenticator.create(factor["options"], ORIGIN, flags=UV | BE | BS | AT)
+    before = api.snapshot()
+    assert "user was not present" in refused(api.verify_factor(quiet))
+    assert api.snapshot() == before
+    r = api.post_form(api.svc, {"Passkeys.ConditionalCreate": "allow"})
+    assert r.json()["passkeys"]["conditional_create"] == "allow"
+    assert api.verify_factor(quiet).json()["status"] == "verified"
+    challenge = api.challenge(identity="user-0001")
+    absent = api.authenticator.get(challenge["options"], ORIGIN, flags=UV | BE | BS)
+    assert "user was not present" in refused(api.approve(absent), 60324)
+    present = api.authenticator.get(challenge["options"], ORIGIN)
+    assert api.approve(present).json()["status"] == "approved"
+    # Refused again once the service takes it back.
+    api.post_form(api.svc, {"Passkeys.ConditionalCreate": "refuse"})
+    factor = api.create_factor("user-0002")
+    quiet = api.authenticator.create(factor["options"], ORIGIN, flags=UV | BE | BS | AT)
+    assert "user was not present" in refused(api.verify_factor(quiet))
 
 
 def test_a_backup_eligibility_change_is_flagged_not_refused(api):

@@ -48,6 +48,7 @@ PASSKEYS = obj(
         # passkeyd extensions, present only when set
         "attestation_policy": {"enum": ["any", "trusted"]},
         "counter_policy": {"enum": ["refuse", "flag"]},
+        "conditional_create": {"enum": ["refuse", "allow"]},
         "aaguid_allow": {"type": "array", "items": STR},
         "aaguid_deny": {"type": "array", "items": STR},
         "top_origins": {"type": "array", "items": STR},
@@ -57,6 +58,7 @@ PASSKEYS = obj(
         "attestation",
         "attestation_policy",
         "counter_policy",
+        "conditional_create",
         "aaguid_allow",
         "aaguid_deny",
         "top_origins",

@@ -44,7 +44,7 @@ def _passkeys(settings: PasskeySettings | PasskeyPolicy) -> dict[str, Any]:
         out["attestation"] = settings.attestation
     if isinstance(settings, PasskeySettings):
         # passkeyd extensions: only when set, so the default stays Twilio's shape.
-        for name in ("attestation_policy", "counter_policy"):
+        for name in ("attestation_policy", "counter_policy", "conditional_create"):
             if getattr(settings, name) is not None:
                 out[name] = getattr(settings, name)
         for name in ("aaguid_allow", "aaguid_deny", "top_origins", "algorithms"):

@@ -25,6 +25,7 @@ USER_VERIFICATION = ("required", "preferred", "discouraged")
 ATTESTATION = ("none", "indirect", "direct", "enterprise")
 ATTESTATION_POLICIES = ("any", "trusted")
 COUNTER_POLICIES = ("refuse", "flag")
+CONDITIONAL_CREATE = ("refuse", "allow")
 MAX_AAGUIDS = 200
 MAX_ORIGINS = 50
 MAX_ORIGIN_LENGTH = 512

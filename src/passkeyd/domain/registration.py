@@ -221,6 +221,8 @@ class Registrations:
                     rp_id=policy.rp_id, origins=policy.rp_origins, top_origins=policy.top_origins
                 ),
                 require_user_verification=policy.user_verification == "required",
+                # Read from the service now, as its other security policies are.
+                require_user_presence=service.passkeys.conditional_create != "allow",
                 expected_algorithms=policy.algorithms,
                 trust_store=self.metadata.trust_store() if trusted else None,
                 verification_time=datetime.datetime.fromtimestamp(now, datetime.UTC),

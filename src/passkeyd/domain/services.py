@@ -15,6 +15,7 @@ from .policy import (
     ATTACHMENTS,
     ATTESTATION,
     ATTESTATION_POLICIES,
+    CONDITIONAL_CREATE,
     COUNTER_POLICIES,
     DISCOVERABLE,
     MAX_AAGUIDS,
@@ -79,6 +80,7 @@ def validate_passkeys(settings: PasskeySettings) -> None:
         ("Attestation", settings.attestation, ATTESTATION),
         ("AttestationPolicy", settings.attestation_policy, ATTESTATION_POLICIES),
         ("CounterPolicy", settings.counter_policy, COUNTER_POLICIES),
+        ("ConditionalCreate", settings.conditional_create, CONDITIONAL_CREATE),
     ):
         if value and value not in allowed:
             raise InvalidParameter(

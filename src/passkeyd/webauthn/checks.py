@@ -61,12 +61,14 @@ def check_authenticator_flags(
     *,
     expected_rp_id: str,
     require_user_verification: bool,
+    require_user_presence: bool = True,
 ) -> None:
-    """§7.1.14-17 / §7.2.15-18, in that order."""
+    """§7.1.14-17 / §7.2.15-18, in that order. (Only a registration may waive user
+    presence: §7.1 step 14 checks it unless the ceremony's mediation was `conditional`.)"""
     expected = hashlib.sha256(expected_rp_id.encode("utf-8")).digest()
     if not hmac.compare_digest(rp_id_hash, expected):
         raise VerificationFailed(Step.RP_ID_HASH, "rpIdHash is not the hash of this RP id")
-    if not flags.up:
+    if require_user_presence and not flags.up:
         raise VerificationFailed(Step.USER_PRESENT, "the user was not present")
     if require_user_verification and not flags.uv:
         raise VerificationFailed(Step.USER_VERIFIED, "user verification is required")

@@ -100,9 +100,11 @@ def verify_registration(
     expected_algorithms: Sequence[int],
     trust_store: TrustStore | None = None,
     verification_time: datetime.datetime | None = None,
+    require_user_presence: bool = True,
 ) -> RegisteredCredential:
     """Verify a registration. With `trust_store`, the attestation must also chain to a root
-    the metadata lists for the authenticator (§7.1.23), as of `verification_time` (now)."""
+    the metadata lists for the authenticator (§7.1.23), as of `verification_time` (now).
+    `require_user_presence=False` accepts a conditional create's UP=0 (§7.1 step 14)."""
     # §7.1.7-10: clientDataJSON.
     check_client_data(
         response.client_data,
@@ -150,6 +152,7 @@ def verify_registration(
         auth_data.flags,
         expected_rp_id=expected_rp_id,
         require_user_verification=require_user_verification,
+        require_user_presence=require_user_presence,
     )
     attested = auth_data.attested_credential_data
     if not auth_data.flags.at or attested is None or not attested.credential_id:

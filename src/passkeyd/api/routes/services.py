@@ -29,6 +29,7 @@ _EXTENSION_FIELDS = {
     "Passkeys.Attestation": "attestation",
     "Passkeys.AttestationPolicy": "attestation_policy",
     "Passkeys.CounterPolicy": "counter_policy",
+    "Passkeys.ConditionalCreate": "conditional_create",
 }
 _ORIGINS = "Passkeys.RelyingParty.Origins"
 _TOP_ORIGINS = "Passkeys.TopOrigins"
