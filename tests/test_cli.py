@@ -373,6 +373,31 @@ def test_check_config_redacts_database_passwords():
     assert "hunter2" not in r.stdout + r.stderr and "swordfish" not in r.stdout + r.stderr
 
 
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        # libpq ends the user info at the first "@": "#" and "?" are the password's, where
+        # urlsplit saw a fragment or a query, found no password and showed the URL whole
+        ("postgresql://u:hunt#er2@127.0.0.1:1/db", "postgresql://u:<redacted>@127.0.0.1:1/db"),
+        ("postgresql://u:hunt?er2@127.0.0.1:1/db", "postgresql://u:<redacted>@127.0.0.1:1/db"),
+        # a parameter libpq decodes to `password`
+        ("postgresql://127.0.0.1:1/db?pass%77ord=hunter2", "postgresql://127.0.0.1:1/db?pass%77ord=<redacted>"),
+        ("postgresql://u:hunter%402@127.0.0.1:1/db", "postgresql://u:<redacted>@127.0.0.1:1/db"),
+    ],
+)  # fmt: skip
+def test_check_config_redacts_a_password_as_libpq_reads_it(url, shown):
+    error, written = _database_error(url)
+    assert "hunt" not in written and "er2" not in written
+    assert shown in written
+
+
+def test_an_unencoded_at_sign_leaves_no_part_of_the_password_in_the_error():
+    """libpq takes the tail after a password's "@" as the host, and named it in its error."""
+    error, written = _database_error("postgresql://u:hunter@2tail@127.0.0.1:1/db")
+    assert "hunter" not in written and "2tail" not in written
+    assert "<redacted>@127.0.0.1" in error
+
+
 def test_the_sqlite_page_cache_is_set_per_connection(tmp_path):
     store = open_store(f"sqlite:///{tmp_path}/cache.db", sqlite_cache_mb=8)
     try:

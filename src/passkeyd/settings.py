@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .dburl import redacted_url
 from .digits import ascii_int
 from .domain.limits import (
     DEFAULT_RULES,
@@ -356,24 +357,6 @@ def describe(settings: Settings) -> dict[str, object]:
         if name in SECRET and value:
             value = "<set>"
         elif name == "PASSKEYD_DATABASE_URL":
-            value = _redact_url(str(value))
+            value = redacted_url(str(value))
         out[name] = value
     return out
-
-
-def _redact_url(url: str) -> str:
-    from urllib.parse import urlsplit
-
-    if url.startswith("sqlite:"):  # a file name, which no rebuilt URL may change
-        return url
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":<redacted>@")
-        parts = parts._replace(netloc=netloc)
-    if parts.query:  # libpq also takes password= (and sslpassword=) as parameters
-        query = "&".join(
-            f"{k}=<redacted>" if "password" in k.lower() else f"{k}={v}"
-            for k, _, v in (p.partition("=") for p in parts.query.split("&"))
-        )
-        parts = parts._replace(query=query)
-    return parts.geturl()

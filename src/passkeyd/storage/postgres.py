@@ -27,6 +27,7 @@ import psycopg
 import psycopg_pool
 from psycopg_pool import ConnectionPool
 
+from passkeyd.dburl import without_secrets
 from passkeyd.domain.models import Challenge, Credential, Delivery, Factor, RateHit
 from passkeyd.domain.store import (
     ApproveOutcome,
@@ -136,26 +137,6 @@ def _lasting(exc: psycopg.Error) -> bool:
     )
 
 
-def _without_secrets(message: str, url: str) -> str:
-    """`message` with the URL's password (as written, and decoded) taken out: libpq quotes
-    parts of a URL it cannot read ('invalid percent-encoded token: "p%zz"')."""
-    from urllib.parse import unquote, unquote_plus, urlsplit
-
-    try:
-        parts = urlsplit(url)
-        secrets = [parts.password or ""]
-        for field in parts.query.split("&"):  # as written: libpq quotes it undecoded
-            name, _, value = field.partition("=")
-            if "password" in unquote(name).lower():
-                secrets.append(value)
-    except ValueError:
-        return "(its message may hold a password, and is not shown)"
-    for secret in filter(None, secrets):
-        for form in sorted({secret, unquote(secret), unquote_plus(secret)}, key=len, reverse=True):
-            message = message.replace(form, "<redacted>")
-    return message
-
-
 class PostgresStore(SqlStore):
     dialect = "postgres"
     runs_in_threads = True
@@ -184,7 +165,7 @@ class PostgresStore(SqlStore):
         try:
             self._connect().close()
         except psycopg.Error as exc:
-            first_error = _without_secrets(str(exc).strip(), url)
+            first_error = without_secrets(str(exc).strip(), url)
             if _lasting(exc):
                 raise StorageUnavailable(f"cannot connect to PostgreSQL: {first_error}") from exc
         self._pool = ConnectionPool(
