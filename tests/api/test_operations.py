@@ -48,6 +48,10 @@ def test_metrics_ask_for_their_bearer_token_when_one_is_set(domain):
             assert "scrape-me" not in r.text
         r = client.get("/metrics", headers={"Authorization": "Bearer scrape-me"})
         assert r.status_code == 200 and "passkeyd_http_requests_total" in r.text
+        # Two: which counted depended on their order (the first one).
+        twice = [("Authorization", "Bearer scrape-me"), ("Authorization", "Bearer nope")]
+        r = client.get("/metrics", headers=twice)
+        assert (r.status_code, r.json()["code"]) == (400, 60200)
     assert describe(settings)["PASSKEYD_METRICS_TOKEN"] == "<set>"
     assert Settings.from_env({"PASSKEYD_METRICS_TOKEN": "t"}).metrics_token == "t"
 

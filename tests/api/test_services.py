@@ -549,6 +549,28 @@ def test_malformed_authorization_header_is_401(api: Api) -> None:
         assert_twilio_error(r, 401, 20003)
 
 
+def test_two_authorization_headers_are_refused_whichever_comes_first(
+    api: Api, other_api: Api
+) -> None:
+    """Which credential counted depended on which header a proxy put first: the first one."""
+    import base64
+
+    def basic(auth: tuple[str, str]) -> str:
+        return "Basic " + base64.b64encode(":".join(auth).encode()).decode()
+
+    api.create_service()
+    before = api.snapshot()
+    for pair in ((api.auth, other_api.auth), (other_api.auth, api.auth), (api.auth, api.auth)):
+        headers = [("Authorization", basic(auth)) for auth in pair]
+        for r in (
+            api.client.get("/v2/Services", headers=headers),
+            api.client.post(api.svc, data={"FriendlyName": "renamed"}, headers=headers),
+        ):
+            assert_twilio_error(r, 400, 60200)
+            assert "two Authorization headers" in r.json()["message"]
+    assert api.snapshot() == before
+
+
 def test_other_account_cannot_see_or_touch_the_service(api: Api, other_api: Api) -> None:
     created = api.create_service()
     api.register("user-0001")

@@ -23,12 +23,13 @@ from starlette.types import Receive, Scope, Send
 from passkeyd import logs, metrics
 from passkeyd.delivery import Dispatcher
 from passkeyd.domain import Domain
+from passkeyd.domain.errors import InvalidParameter
 from passkeyd.logs import new_request_id
 from passkeyd.settings import Settings
 from passkeyd.storage import StorageUnavailable
 
 from . import openapi
-from .edge import error_response, json_response
+from .edge import authorization, error_response, json_response
 from .routes import audit, entities, passkeys, services, webhooks
 
 log = logging.getLogger("passkeyd")
@@ -84,7 +85,11 @@ async def readyz(request: Request) -> Response:
 async def metrics_endpoint(request: Request) -> Response:
     token: bytes | None = request.app.state.metrics_token
     if token is not None:
-        scheme, _, offered = request.headers.get("authorization", "").partition(" ")
+        try:
+            header = authorization(request.scope)
+        except InvalidParameter as exc:
+            return error_response(400, 60200, exc.message, new_request_id())
+        scheme, _, offered = header.partition(" ")
         digest = hashlib.sha256(offered.strip().encode("utf-8", "replace")).digest()
         if scheme.lower() != "bearer" or not hmac.compare_digest(digest, token):
             response = error_response(401, 20003, "Authenticate", new_request_id())

@@ -154,8 +154,23 @@ def error_response(status: int, code: int, message: str, request_id: str) -> Res
     return json_response(status, errors.body(status, code, message), request_id)
 
 
+AUTHORIZATION_REPEATED = "Bad request: a request must not have two Authorization headers"
+
+
+def authorization(scope: Any) -> str:
+    """The request's one Authorization header ("" when none). Two are refused: which of
+    them counted would depend on which a proxy put first."""
+    found: bytes | None = None
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            if found is not None:
+                raise InvalidParameter(AUTHORIZATION_REPEATED)
+            found = value
+    return "" if found is None else found.decode("latin-1")
+
+
 def _credentials(request: Request) -> tuple[str, str]:
-    header = request.headers.get("authorization", "")
+    header = authorization(request.scope)
     scheme, _, encoded = header.partition(" ")
     if scheme.lower() != "basic" or not encoded:
         raise Unauthenticated("Authenticate")
