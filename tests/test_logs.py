@@ -165,3 +165,23 @@ def test_a_handler_on_the_passkeyd_logger_still_gets_the_access_line() -> None:
         root.handlers[:] = saved
         root.setLevel(level)
     assert [r.getMessage() for r in seen] == ["POST create_challenge 201"]
+
+
+def test_text_lines_show_control_characters_instead_of_sending_them_to_the_terminal() -> None:
+    """A client's path reached an operator's terminal as escape sequences (text format,
+    which `auto` picks on a terminal); a newline in it would start a forged line."""
+    formatter = logs.TextFormatter("%(levelname)s %(name)s: %(message)s")
+    event = record(logging.WARNING, "not found: %s", name="passkeyd.api")
+    event.args = ("/x\x1b[2J\x1b[1;31mFAKE\r\nINFO passkeyd.api: ok\x9b",)
+    event.route = "/y\x07"  # an extra field, as the access log's
+    try:
+        raise ValueError("kept as written")
+    except ValueError:
+        event.exc_info = sys.exc_info()
+    first, *traceback = formatter.format(event).split("\n")
+    assert first == (
+        "WARNING passkeyd.api: not found: /x\\x1b[2J\\x1b[1;31mFAKE\\x0d\\x0a"
+        "INFO passkeyd.api: ok\\x9b route=/y\\x07"
+    )
+    assert traceback[0] == "Traceback (most recent call last):"
+    assert traceback[-1] == "ValueError: kept as written"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import sys
 import time
 from typing import Any
@@ -203,10 +204,24 @@ def flush() -> None:
         handler.flush()
 
 
+# Control characters (C0 but tab, DEL, C1): a client's path or header in a text line must not
+# reach an operator's terminal as escape sequences, nor start a line of its own.
+_CONTROLS = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+
+
+def _visible(text: str) -> str:
+    return _CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 class TextFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        line = super().format(record)
-        extras = " ".join(f"{n}={getattr(record, n)}" for n in FIELDS if hasattr(record, n))
+    """One line per event for a terminal, with what came from outside made visible (JSON
+    lines escape it anyway). A traceback follows on lines of its own, as written."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+        line = _visible(super().formatMessage(record))
+        extras = " ".join(
+            f"{n}={_visible(str(getattr(record, n)))}" for n in FIELDS if hasattr(record, n)
+        )
         return f"{line} {extras}" if extras else line
 
 
