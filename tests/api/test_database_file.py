@@ -140,3 +140,22 @@ def test_an_old_wal_a_reader_holds_is_emptied_once_it_lets_go(api, db_path, tmp_
     reader.close()
     assert api.client.get("/healthz").status_code == 503  # tried again: now emptied
     assert os.path.getsize(f"{db_path}-wal") == 0
+
+
+def test_a_new_database_file_and_its_wal_are_readable_by_their_owner_only(api, db_path):
+    """Every account's identities, token hashes and sealed tokens: they were made 0644
+    under the usual umask, beside a key file made 0600."""
+    api.create_service()
+    api.register("user-0001")
+    modes = {path: os.stat(path).st_mode & 0o777 for path in _files(db_path)}
+    assert len(modes) == 3 and set(modes.values()) == {0o600}, modes
+
+
+def test_a_database_file_that_exists_keeps_its_mode(tmp_path):
+    from passkeyd.storage import SQLiteStore
+
+    path = tmp_path / "shared.db"
+    sqlite3.connect(path).close()
+    os.chmod(path, 0o640)  # an operator's choice, e.g. for a backup job's group
+    SQLiteStore(str(path)).close()
+    assert os.stat(path).st_mode & 0o777 == 0o640

@@ -28,6 +28,7 @@ until they have had their turn.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import logging
 import os
@@ -61,6 +62,15 @@ RESTART_WAIT_MS = 50
 RESTART_BACKOFF_SECONDS = 2.0  # after a RESTART that found a reader in its way
 
 
+def _create_private(path: str) -> None:
+    """Make a new database file readable by its owner only, as the key file is: it holds
+    every account's identities, token hashes and sealed tokens. SQLite gives its -wal and
+    -shm files the database's mode. A file that exists keeps the mode it has."""
+    # (It exists, or cannot be made: opening it says which, as before.)
+    with contextlib.suppress(OSError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
 class SQLiteStore(SqlStore):
     dialect = "sqlite"
     runs_in_threads = False  # each query is tens of microseconds: run it on the event loop
@@ -83,6 +93,8 @@ class SQLiteStore(SqlStore):
         self._lock = threading.RLock()
         self._turn = threading.Condition(self._lock)  # a batch was committed
         self._threads_waiting = 0
+        if path != ":memory:":
+            _create_private(path)
         try:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self._db.execute(f"PRAGMA busy_timeout = {_busy_timeout_ms()}")
