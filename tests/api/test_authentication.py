@@ -791,3 +791,32 @@ def test_step_7_2_8_a_byte_order_mark_before_client_data_is_stripped(api, challe
     assertion = _signed(api, challenge["options"], UP | UV | BE | BS, client_data=client_data)
     r = api.approve(assertion)
     assert (r.status_code, r.json()["status"]) == (200, "approved"), r.text
+
+
+def _unknown_passkey(r):
+    assert (r.status_code, r.json()["code"]) == (404, 60390), r.text
+    return r.json()
+
+
+def test_an_unknown_passkey_of_a_user_of_the_service_may_be_signalled_to_the_browser(api):
+    """60390's `details.signal_unknown_credential` (passkeyd): the passkey's user handle
+    names a user of this service, and the service no longer has the passkey, so the page may
+    tell the browser (signalUnknownCredential). Any 60390 was taken as that, and a passkey
+    made for another service with the same RP id was deleted from the device."""
+    first = api.create_service()["sid"]
+    factor = api.register("user-0001")
+    second = api.create_service()["sid"]  # the same RP id: staging beside production
+    api.service_sid = second
+    challenge = api.challenge()  # usernameless: the device may offer any passkey for the RP
+    r = api.approve(api.authenticator.get(challenge["options"], ORIGIN))
+    assert "details" not in _unknown_passkey(r)  # another service's passkey: it works there
+
+    api.service_sid = first
+    assert api.delete(f"{api.svc}/Entities/user-0001/Factors/{factor['sid']}").status_code == 204
+    challenge = api.challenge()
+    r = api.approve(api.authenticator.get(challenge["options"], ORIGIN))
+    assert _unknown_passkey(r)["details"] == {"signal_unknown_credential": True}
+    # Without a user handle (a passkey that is not discoverable), nobody can tell whose.
+    anonymous = api.authenticator.get(challenge["options"], ORIGIN, user_handle=None)
+    r = api.approve(anonymous)
+    assert "details" not in _unknown_passkey(r)

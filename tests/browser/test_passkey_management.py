@@ -73,44 +73,90 @@ def test_passkey_from_another_tab_renamed_deleted_then_refused(
     assert second.passkey_names() == []
     second.shot("2-deleted")
     assert passkeyd.verified_factors(site.service_sid) == []
+    # The page told this tab's device that the account has no passkey left
+    # (signalAllAcceptedCredentials with none), and it dropped it. (A last passkey deleted
+    # was never signalled: the device offered it until a sign-in was refused.)
+    _until_gone(second, second_key)
 
-    with second_key.untouched():
-        second.sign_out()
-        second.wait_for_autofill()
+    # The first tab's device still holds its copy: signing in with it is refused.
     approvals: list[int] = []
-    second.page.on(
+    first.page.on(
         "response",
         lambda r: approvals.append(r.status) if r.url.endswith("/api/signin/approve") else None,
     )
-    second.sign_in_without_name()
-    second.expect_error(
+    first.sign_in_without_name()
+    first.expect_error(
         "This passkey is not registered here (it may have been deleted). "
         "Use another passkey, or create an account."
     )
-    second.shot("3-deleted-passkey-refused")
-    # The page told the browser that passkeyd knows no such passkey (signalUnknownCredential):
-    # the device no longer holds it, and stops offering it. (It was offered at every sign-in
-    # after its deletion: the name field's autofill offered it again at once, refused again.)
-    for _ in range(50):
-        if not second_key.credentials():
-            break
-        second.page.wait_for_timeout(100)
-    assert second_key.credentials() == []
-    second.page.wait_for_timeout(500)
+    first.shot("3-deleted-passkey-refused")
+    # The page told the browser that the service no longer has this user's passkey
+    # (signalUnknownCredential): the device no longer holds it, and stops offering it. (It
+    # was offered at every sign-in after its deletion: the name field's autofill offered it
+    # again at once, refused again.)
+    _until_gone(first, first_key)
+    first.page.wait_for_timeout(500)
     assert approvals == [404], approvals  # nothing more was offered
-    body = second.page.locator("body")
+    body = first.page.locator("body")
     # (the virtual authenticator, holding nothing for this site now, refuses at once the
     # autofill request the page made again)
     expect(body).to_have_attribute("data-autofill", "failed")
     expect(body).to_have_attribute("data-state", "error")
 
-    with second_key.untouched():  # (the autofill request offered again after it waits)
-        second.sign_in_with_name("Frances Allen")
-        second.expect_error(
+    with first_key.untouched():  # (the autofill request offered again after it waits)
+        first.sign_in_with_name("Frances Allen")
+        first.expect_error(
             "There is no passkey for that name yet. Check the name, or create an account."
         )
         expect(body).to_have_attribute("data-autofill", "waiting")
-        second.shot("4-name-without-passkeys-refused")
+        first.shot("4-name-without-passkeys-refused")
+
+
+def _until_gone(tab: DemoTab, key: VirtualAuthenticator) -> None:
+    for _ in range(50):
+        if not key.credentials():
+            break
+        tab.page.wait_for_timeout(100)
+    assert key.credentials() == []
+
+
+def test_a_passkey_of_another_service_on_the_same_rp_id_is_refused_not_deleted(
+    demo: Callable[..., Demo], new_tab: Callable[[Demo], DemoTab]
+) -> None:
+    """Two services whose RP id is the same (staging and production; every demo on
+    localhost): a passkey of one, offered to the other, is unknown there (60390). The page
+    told the browser so (signalUnknownCredential) for any 60390, and the device deleted a
+    passkey that works at the other service: its owner was locked out there."""
+    production, staging = demo(), demo()
+    tab = new_tab(production)
+    key = VirtualAuthenticator(tab.page, PLATFORM)
+    tab.sign_up("Barbara Liskov")
+    tab.expect_signed_in_as("Barbara Liskov")
+    [credential] = key.credentials()
+
+    other = new_tab(staging)
+    other_key = VirtualAuthenticator(other.page, PLATFORM)
+    other_key.add_credential(credential)
+    with other_key.untouched():
+        other.open("/")
+        other.wait_for_autofill()
+    other.sign_in_without_name()
+    other.expect_error(
+        "This passkey is not registered here (it may have been deleted). "
+        "Use another passkey, or create an account."
+    )
+    other.page.wait_for_timeout(1000)  # (the signal, had there been one, took under 100 ms)
+    assert [c["credentialId"] for c in other_key.credentials()] == [credential["credentialId"]]
+
+    # And it still signs in where it was made, from this device too.
+    fresh = new_tab(production)
+    fresh_key = VirtualAuthenticator(fresh.page, PLATFORM)
+    fresh_key.add_credential(other_key.credentials()[0])
+    with fresh_key.untouched():
+        fresh.open("/")
+        fresh.wait_for_autofill()
+    fresh.sign_in_without_name()
+    fresh.expect_signed_in_as("Barbara Liskov")
 
 
 def test_the_account_page_tells_the_device_which_passkeys_the_account_still_has(

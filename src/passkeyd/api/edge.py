@@ -290,6 +290,9 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
                 payload = {**errors.body(status, code, message), "details": wait}
                 response = json_response(status, payload, request_id)
                 response.headers["Retry-After"] = str(exc.retry_after)
+            elif exc.details:
+                payload = {**errors.body(status, code, message), "details": exc.details}
+                response = json_response(status, payload, request_id)
             else:
                 response = error_response(status, code, message, request_id)
         except StorageUnavailable as exc:

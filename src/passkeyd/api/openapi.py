@@ -106,8 +106,12 @@ SCHEMAS: dict[str, Any] = {
             "message": STR,
             "more_info": STR,
             "status": INT,
-            # on a 429: the seconds of its Retry-After, where the SDKs can read them
-            "details": obj({"retry_after": INT}),
+            # on a 429: the seconds of its Retry-After, where the SDKs can read them; on an
+            # approval's 60390, whether the page may tell the browser the passkey is gone
+            "details": obj(
+                {"retry_after": INT, "signal_unknown_credential": {"type": "boolean"}},
+                optional=("retry_after", "signal_unknown_credential"),
+            ),
         },
         optional=("details",),
     ),

@@ -285,7 +285,15 @@ class Authentications:
             self.limiter.check("failed_auth", account_sid)
         try:
             if factor is None or factor.credential is None:
-                raise FactorNotFound("Factor not found: no passkey has this credential id")
+                unknown = FactorNotFound("Factor not found: no passkey has this credential id")
+                if self._a_user_of(account_sid, service_sid, response.user_handle):
+                    # The passkey names a user of this service, and none of its passkeys is
+                    # this one (deleted, or never verified): the page may tell the browser to
+                    # stop offering it. One made for another service with this RP id (the
+                    # same site's staging, every app on localhost) must not be: the browser
+                    # would delete a passkey that works there.
+                    unknown.details = {"signal_unknown_credential": True}
+                raise unknown
             if factor.status is not FactorStatus.VERIFIED:
                 raise FactorUnverified("Factor is unverified")
             if challenge.allowed_credentials and factor.credential.credential_id not in (
@@ -428,6 +436,12 @@ class Authentications:
             date_updated=now,
             date_responded=now,
         )
+
+    def _a_user_of(self, account_sid: str, service_sid: str, user_handle: bytes | None) -> bool:
+        """Whether an assertion's user handle is an entity of this service (its SID, as the
+        creation options' `user.id`)."""
+        sid = (user_handle or b"").decode("ascii", "replace")
+        return is_sid(sid, "YE") and self.store.has_entity(account_sid, service_sid, sid)
 
     def _record_failure(
         self,

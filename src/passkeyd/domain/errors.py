@@ -14,6 +14,8 @@ class DomainError(Exception):
         # The SID of what was refused, where the path names only its parent (the challenge
         # an approval answered): for the audit trail.
         self.concerns = ""
+        # What the error's `details` tells a client, beside its code (a passkeyd extension).
+        self.details: dict[str, object] | None = None
 
 
 class NotFound(DomainError):

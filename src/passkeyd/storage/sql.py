@@ -734,6 +734,13 @@ class SqlStore(abc.ABC):
         )
         return self._entity(row) if row else None
 
+    def has_entity(self, account_sid: str, service_sid: str, entity_sid: str) -> bool:
+        row = self._one(
+            "SELECT 1 FROM entities WHERE sid = ? AND service_sid = ? AND account_sid = ?",
+            (entity_sid, service_sid, account_sid),
+        )
+        return row is not None
+
     def list_entities(self, account_sid: str, service_sid: str, page: PageRequest) -> Page:
         clause, args = _seq_clause(page)
         rows = self._all(

@@ -71,13 +71,19 @@ async def before_the_script(request: Request) -> Response:
     return HTMLResponse(html, status_code=400, headers=NO_STORE)
 
 
-async def _passkeys(demo: Demo, identity: str) -> list[Passkey]:
+async def _passkeys(demo: Demo, identity: str) -> tuple[list[Passkey], str | None]:
+    """The user's passkeys, and their entity SID (their passkeys' user handle) while the
+    service still has it."""
     try:
-        return verified_passkeys(await demo.verify.list_factors(demo.service.sid, identity))
+        factors = await demo.verify.list_factors(demo.service.sid, identity)
+        entity = next((f.get("entity_sid") for f in factors if f.get("entity_sid")), None)
+        if entity is None:  # no factor left: the page still tells the browser none is
+            entity = (await demo.verify.fetch_entity(demo.service.sid, identity)).get("sid")
     except VerifyError as exc:
         if exc.code == 20404:  # every passkey and the entity were deleted
-            return []
+            return [], None
         raise
+    return verified_passkeys(factors), entity if isinstance(entity, str) else None
 
 
 async def _account(
@@ -85,14 +91,16 @@ async def _account(
 ) -> Response:
     demo = demo_of(request)
     passkeys: list[Passkey] | None
+    entity: str | None = None
     try:
-        passkeys = await _passkeys(demo, identity)
+        passkeys, entity = await _passkeys(demo, identity)
     except REFUSALS as exc:
         passkeys, error, status = None, refusal_of(exc).sentence, 502
     html = account_page(
         demo.page_context(),
         name=demo.users.name_of(identity) or identity,
         passkeys=passkeys,
+        entity_sid=entity,
         notice=None if error else _notice(request),
         error=error,
     )
@@ -115,7 +123,7 @@ async def _change_passkey(request: Request, *, delete: bool) -> Response:
     try:
         form = await form_body(request)
         if delete and form.get("last") != "confirmed":
-            passkeys = await _passkeys(demo, identity)
+            passkeys, _ = await _passkeys(demo, identity)
             if [p.sid for p in passkeys] == [sid]:  # the last one, and nobody was asked
                 return await _account(
                     request, identity, status=409, error=APP_ERRORS["last_passkey"]

@@ -49,9 +49,11 @@ def answers_with_sentences(handler: Endpoint) -> Endpoint:
         except REFUSALS as exc:
             refusal = refusal_of(exc)
             reply: dict[str, Any] = {"error": refusal.sentence}
-            if isinstance(exc, VerifyError) and exc.code == 60390:
-                # No passkey of the service has this credential: the page tells the browser
-                # (signalUnknownCredential), so that the device stops offering it.
+            if isinstance(exc, VerifyError) and exc.details.get("signal_unknown_credential"):
+                # A passkey of this service's user that the service no longer has: the page
+                # tells the browser (signalUnknownCredential), so that the device stops
+                # offering it. Not for any 60390: a passkey made for another service with the
+                # same RP id (every demo on localhost) would be deleted from the device.
                 reply["unknown_credential"] = True
             return json_reply(reply, refusal.status)
 

@@ -69,9 +69,14 @@ BROWSER_ERRORS: dict[str, dict[str, str]] = {
         "default": "Your browser could not create the passkey. Try again.",
     },
     "get": {
-        "NotAllowedError": "Your authenticator could not verify you, or the request was"
-        " cancelled. Try again.",
-        "NotAllowedError:uv-required": UV_REQUIRED_REFUSED,
+        # On sign-in this also means the device has no passkey for the site (a deleted one,
+        # or one on another device): saying only that the authenticator failed misled.
+        "NotAllowedError": "No passkey was used: the request was cancelled, this device has"
+        " no passkey for this site, or it could not verify you. Try again, or use another"
+        " device.",
+        "NotAllowedError:uv-required": "No passkey was used: the request was cancelled, or"
+        " this device has no passkey for this site that checks your fingerprint, face, PIN or"
+        " screen lock, which this site needs. Try again, or use another device.",
         "TimeoutError": "That sign-in took too long; try again.",
         "SecurityError": "This page's address does not match the site's passkey settings.",
         "NotSupportedError": "Your authenticator cannot sign in to this site.",

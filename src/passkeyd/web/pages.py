@@ -160,10 +160,10 @@ def _passkey_item(p: Passkey, *, last: bool = False) -> str:
 </li>"""
 
 
-def _accepted(passkeys: list[Passkey]) -> str:
-    """The user's passkeys for demo.js to tell the browser (signalAllAcceptedCredentials):
-    the user handle is the base64url of the entity SID, as in the creation options."""
-    entity = next((p.entity_sid for p in passkeys if p.entity_sid), None)
+def _accepted(entity: str | None, passkeys: list[Passkey]) -> str:
+    """The user's passkeys for demo.js to tell the browser (signalAllAcceptedCredentials),
+    none included, so that a device drops the last one deleted too: the user handle is the
+    base64url of the entity SID, as in the creation options."""
     if entity is None:
         return ""
     user_id = base64.urlsafe_b64encode(entity.encode()).rstrip(b"=").decode()
@@ -179,6 +179,7 @@ def account_page(
     *,
     name: str,
     passkeys: list[Passkey] | None,
+    entity_sid: str | None = None,
     notice: str | None = None,
     error: str | None = None,
 ) -> str:
@@ -187,11 +188,11 @@ def account_page(
         listing = '<p class="empty">Your passkeys could not be loaded.</p>'
     elif passkeys:
         items = "\n".join(_passkey_item(p, last=len(passkeys) == 1) for p in passkeys)
-        listing = f'<ul class="passkeys">{items}</ul>' + _accepted(passkeys)
+        listing = f'<ul class="passkeys">{items}</ul>' + _accepted(entity_sid, passkeys)
     else:
         listing = (
             '<p class="empty">You have no passkeys left. Add one now, or you will not be able'
-            " to sign in again.</p>"
+            " to sign in again.</p>" + _accepted(entity_sid, passkeys)
         )
     nav = (
         '<form class="signout" method="post" action="/signout">'

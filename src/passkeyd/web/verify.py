@@ -19,9 +19,12 @@ FACTORS_PAGE_SIZE = 1000
 class VerifyError(Exception):
     """passkeyd refused a request: Twilio's `{code, message, status}`."""
 
-    def __init__(self, status: int, code: int, message: str) -> None:
+    def __init__(
+        self, status: int, code: int, message: str, details: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(f"{status} {code}: {message}")
         self.status, self.code, self.message = status, code, message
+        self.details = details or {}
 
 
 class PasskeydUnreachable(Exception):
@@ -97,8 +100,12 @@ class VerifyClient:
         if response.status_code >= 400:
             if not isinstance(body, dict):
                 body = {}
+            details = body.get("details")
             raise VerifyError(
-                response.status_code, int(body.get("code") or 0), str(body.get("message") or "")
+                response.status_code,
+                int(body.get("code") or 0),
+                str(body.get("message") or ""),
+                details if isinstance(details, dict) else None,
             )
         return body
 
@@ -150,6 +157,12 @@ class VerifyClient:
         return result
 
     # --- an entity's factors (form bodies) -------------------------------------------------
+
+    async def fetch_entity(self, service_sid: str, identity: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call(
+            "GET", _path("v2", "Services", service_sid, "Entities", identity)
+        )
+        return result
 
     async def list_factors(self, service_sid: str, identity: str) -> list[dict[str, Any]]:
         page = await self._call(

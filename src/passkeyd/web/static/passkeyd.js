@@ -202,9 +202,10 @@ async function signal(method, payload) {
   }
 }
 
-/** After ApproveChallenge answered 60390 (no passkey of the service has this credential:
- * deleted, or made elsewhere): the provider may hide or remove it. `credentialId` is the
- * assertion's `id` (base64url). */
+/** After ApproveChallenge answered 60390 with `details.signal_unknown_credential` true (the
+ * passkey is a user's of this service, who no longer has it): the provider may hide or
+ * remove it. Not after any 60390: a passkey made for another service with the same RP id is
+ * unknown here too, and works there. `credentialId` is the assertion's `id` (base64url). */
 export function signalUnknownPasskey(rpId, credentialId) {
   return signal("signalUnknownCredential", {rpId, credentialId});
 }
