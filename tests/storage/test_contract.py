@@ -167,20 +167,24 @@ def verified(
 # --- schema ----------------------------------------------------------------------------------
 
 
-def test_the_configuration_cache_keeps_no_misses(store):
+def test_the_configuration_cache_keeps_few_misses(store, monkeypatch):
     """Lookups of made-up accounts, keys and services (anyone can send them, in a Basic
-    credential or a path) read the database each time and leave nothing in memory; what
-    exists is cached."""
+    credential or a path) are cached as absent only while the cache is small, and only
+    for SIDs of a SID's length; what exists is cached."""
+    from passkeyd.storage import sql
+
+    monkeypatch.setattr(sql, "MAX_CACHED_WITH_MISSES", 50)
     svc = service()
     store.insert_service(svc)
     store.refresh_config()
     assert store.get_service(svc.account_sid, svc.sid) is not None
-    size = len(store._config)
+    for i in range(200):
+        assert store.get_service(svc.account_sid, "VA" + "x" * 8000 + str(i)) is None
+    assert len(store._config) == 1
     for i in range(200):
         assert store.get_account(f"AC{i:032x}") is None
         assert store.get_api_key(f"SK{i:032x}") is None
-        assert store.get_service(svc.account_sid, "VA" + "x" * 8000 + str(i)) is None
-    assert len(store._config) == size
+    assert len(store._config) == 50
 
 
 def test_migrations_are_applied_once(store):
@@ -1192,6 +1196,19 @@ def test_cached_configuration_is_current_at_each_refresh(two_processes) -> None:
     assert a.get_service(acct.sid, svc.sid) is None
 
 
+def test_a_miss_cached_by_one_process_is_forgotten_when_another_makes_it(two_processes) -> None:
+    a, b = two_processes
+    acct = Account("AC" + "6" * 32, "", b"hash", NOW)
+    key = ApiKey("SK" + "6" * 32, acct.sid, "k", b"secret", False, NOW)
+    a.refresh_config()
+    assert a.get_account(acct.sid) is None and a.get_api_key(key.sid) is None  # cached
+    b.put_account(acct)
+    b.put_api_key(key)
+    a.refresh_config()  # the next request
+    assert a.get_account(acct.sid).token_hash == b"hash"
+    assert a.get_api_key(key.sid).secret_hash == b"secret"
+
+
 def test_a_process_sees_its_own_configuration_changes_at_once(store) -> None:
     store.refresh_config()
     svc = service()
@@ -1800,14 +1817,37 @@ def test_cache_only_reads_answer_from_the_cache_or_say_they_cannot(store) -> Non
     with pytest.raises(NotCached), store.cached_only():
         store.get_account(acct.sid)  # not cached yet
     assert store.get_account(acct.sid).token_hash == b"hash"  # loads and caches it
-    assert store.get_account("AC" + "4" * 32) is None  # absent: not cached (anyone may ask)
+    # Absent: cached too, so that a 401 takes as long for a SID nobody has as for one that
+    # exists (on PostgreSQL a miss cost a thread's round trip to the database: twice the
+    # time of a wrong password for a real account).
+    assert store.get_account("AC" + "4" * 32) is None
     with store.cached_only():
         assert store.get_account(acct.sid).token_hash == b"hash"
-    with pytest.raises(NotCached), store.cached_only():
-        store.get_account("AC" + "4" * 32)
+        assert store.get_account("AC" + "4" * 32) is None
     store.forget_config()
     with pytest.raises(NotCached), store.cached_only():
         store.get_account(acct.sid)
+
+
+def test_misses_are_cached_only_while_the_cache_is_small(store, monkeypatch) -> None:
+    """Anyone can make up SIDs: they must not grow the cache without end."""
+    from passkeyd.storage import NotCached, sql
+
+    monkeypatch.setattr(sql, "MAX_CACHED_WITH_MISSES", 3)
+    store.refresh_config()
+    made_up = ["SK" + f"{i:032x}" for i in range(5)]
+    for sid in made_up:
+        assert store.get_api_key(sid) is None
+    with store.cached_only():
+        assert [store.get_api_key(sid) for sid in made_up[:3]] == [None] * 3
+        with pytest.raises(NotCached):
+            store.get_api_key(made_up[3])
+    acct = Account("AC" + "5" * 32, "", b"hash", NOW)
+    store.put_account(acct)
+    store.refresh_config()
+    store.get_account(acct.sid)  # one that exists is cached whatever the size
+    with store.cached_only():
+        assert store.get_account(acct.sid).token_hash == b"hash"
 
 
 def test_a_request_authenticates_from_the_cache_while_the_listener_hears_changes() -> None:

@@ -245,6 +245,10 @@ def _changes_config(method: F) -> F:
 
 
 _ANY = object()  # put_account's `sealed_as` when any sealed token may be replaced
+_MISSING = object()  # cached: no such account, key or service
+# Misses are cached while the configuration cache holds fewer entries than this.
+MAX_CACHED_WITH_MISSES = 10_000
+SID_LENGTH = 34
 
 
 class SqlStore(abc.ABC):
@@ -366,16 +370,23 @@ class SqlStore(abc.ABC):
     def _cached(self, key: tuple[str, ...], load: Callable[[], T]) -> T:
         cache = self._config if self._config_version is not None else {}
         if key in cache:
-            return cast(T, cache[key])
+            value = cache[key]
+            return cast(T, None if value is _MISSING else value)
         if self._caching_only():
             raise NotCached
         if self._config_version is None:
             return load()
         value = load()
-        # Not a miss: the keys come from requests (an account SID in a Basic credential, a
-        # service SID in a path), and anyone could fill the cache with made-up ones.
-        if value is not None and self._config is cache:  # not refreshed meanwhile
-            cache[key] = value
+        if self._config is cache and (  # not refreshed meanwhile
+            value is not None
+            or (len(cache) < MAX_CACHED_WITH_MISSES and all(len(k) <= SID_LENGTH for k in key))
+        ):
+            # A miss too: a SID nobody has cost a query (and on PostgreSQL a thread's round
+            # trip) each time, where one that exists was answered from here, so a 401's
+            # time told whether an account or key exists. Misses are bounded, in number and
+            # size: their keys come from requests (a Basic credential, a path), and anyone
+            # can make them up.
+            cache[key] = _MISSING if value is None else value
         return value
 
     @staticmethod
