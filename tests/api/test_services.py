@@ -358,7 +358,9 @@ def test_list_services_page_size_above_1000_is_clamped(api: Api) -> None:
     assert [s["sid"] for s in r.json()["services"]] == sids
 
 
-@pytest.mark.parametrize("token", ["garbage", "PTabc", "PT", "PT-1", "PT1%0A"])
+@pytest.mark.parametrize(
+    "token", ["garbage", "PTabc", "PT", "PT-1", "PT1%0A", "PT" + "A" * 22, "PT" + "A" * 23]
+)
 def test_list_services_invalid_page_token(api: Api, token: str) -> None:
     make_services(api, 1)
 
@@ -597,10 +599,48 @@ def test_list_shows_only_the_callers_services(api: Api, other_api: Api) -> None:
 
     assert [s["sid"] for s in api.get("/v2/Services").json()["services"]] == mine
     assert [s["sid"] for s in other_api.get("/v2/Services").json()["services"]] == theirs
-    # Following a page token does not cross accounts either.
+    # Another account's page token is refused (it was read as a position in this list).
     first = other_api.get("/v2/Services?PageSize=1").json()
-    rest = api.get(first["meta"]["next_page_url"]).json()["services"]
-    assert {s["sid"] for s in rest} <= set(mine)
+    r = api.get(first["meta"]["next_page_url"])
+    assert_twilio_error(r, 400, 60374)
+    assert "another list" in r.json()["message"]
+
+
+def test_page_tokens_tell_nothing_and_hold_only_for_their_list(api: Api, other_api: Api) -> None:
+    """A token was the record's sequence number, which every account shares: one account
+    could count another's records (sign-ins among them) between two of its own pages."""
+    from urllib.parse import parse_qs, urlsplit
+
+    def token(url: str) -> str:
+        return parse_qs(urlsplit(url).query)["PageToken"][0]
+
+    mine = make_services(api, 3)
+    page = api.get("/v2/Services?PageSize=1").json()
+    tokens = [token(page["meta"]["next_page_url"])]
+    make_services(other_api, 5)  # the other account's activity in between
+    page = api.get(page["meta"]["next_page_url"]).json()
+    assert [s["sid"] for s in page["services"]] == mine[1:2]
+    tokens += [token(page["meta"]["next_page_url"]), token(page["meta"]["previous_page_url"])]
+    for t in tokens:
+        assert re.fullmatch(r"P[TB][A-Za-z0-9_-]{22}", t), t
+    # Two tokens for neighbouring records share nothing a reader could count with.
+    assert len(set(tokens[0][2:]) & set(tokens[1][2:])) < 16
+    # The last page, then back: the same list, as before.
+    last = api.get(page["meta"]["next_page_url"]).json()
+    assert [s["sid"] for s in last["services"]] == mine[2:]
+    back = api.get(last["meta"]["previous_page_url"]).json()
+    assert [s["sid"] for s in back["services"]] == mine[1:2]
+    # Elsewhere, each is refused: another list of the same account, the other direction,
+    # another account, a position written in the clear (as tokens were).
+    api.service_sid = mine[0]
+    for path, t in (
+        (f"{api.svc}/Entities", tokens[0]),
+        ("/v2/Services", "PB" + tokens[0][2:]),
+        ("/v2/Services", "PT1"),
+    ):
+        assert_twilio_error(api.get(f"{path}?PageToken={t}"), 400, 60374)
+    r = other_api.get(f"/v2/Services?PageToken={tokens[0]}")
+    assert_twilio_error(r, 400, 60374)
 
 
 # --- routing ------------------------------------------------------------------------------

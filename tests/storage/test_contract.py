@@ -2083,3 +2083,17 @@ def test_a_rate_window_dated_by_a_clock_since_stepped_back_is_replaced(store):
         with store._write() as tx:
             counted.append(_count_hit_in_table(tx, RateHit("approve:x", start, 9, 60)))
     assert counted == [1, 1, 2]
+
+
+def test_page_tokens_have_one_random_key_per_database(two_processes, tmp_path) -> None:
+    """Made once by the migration, read alike by every process of the database: a page
+    token made by one is read by the other."""
+    a, b = two_processes
+    assert len(a.page_token_key()) == 32
+    assert a.page_token_key() == b.page_token_key()
+    other = open_store(f"sqlite:///{tmp_path}/other.db")
+    other.migrate()
+    try:
+        assert other.page_token_key() != a.page_token_key()
+    finally:
+        other.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -24,7 +25,6 @@ _FORM = "application/x-www-form-urlencoded"
 # PT<seq>: the records after seq (next page); PB<seq>: the records before it (previous page).
 # A form value holding `;name=`, unencoded (an encoder writes `;` and `=` as %3B and %3D).
 _SEMICOLON_FIELD = re.compile(rb"=[^=]*;[A-Za-z_][A-Za-z0-9_.]*=")
-_PAGE_TOKEN = re.compile(r"^P([TB])([0-9]{1,18})$")
 
 
 class Form:
@@ -299,8 +299,14 @@ def pick(data: dict[str, Any], snake: str) -> Any:
     return given if found else empty
 
 
-def page_request(query: Form, *, descending: bool = False) -> tuple[PageRequest, int]:
-    """(PageRequest, page number) from PageSize, Page and PageToken."""
+def page_request(
+    query: Form,
+    *,
+    descending: bool = False,
+    read_token: Callable[[str], tuple[str, int]] | None = None,
+) -> tuple[PageRequest, int]:
+    """(PageRequest, page number) from PageSize, Page and PageToken; `read_token` turns a
+    token into its direction (T after, B before) and position, or raises InvalidPageToken."""
     size_text = query.get("PageSize")
     page_size = DEFAULT_PAGE_SIZE
     if size_text is not None:
@@ -322,12 +328,12 @@ def page_request(query: Form, *, descending: bool = False) -> tuple[PageRequest,
     token = query.get("PageToken")
     after = before = None
     if token:
-        match = _PAGE_TOKEN.fullmatch(token)
-        if not match:
+        if read_token is None:
             raise InvalidPageToken("Invalid page token")
-        if match.group(1) == "T":
-            after = int(match.group(2))
+        direction, seq = read_token(token)
+        if direction == "T":
+            after = seq
         else:
-            before = int(match.group(2))
+            before = seq
     request = PageRequest(page_size=page_size, after=after, descending=descending, before=before)
     return request, page_number

@@ -428,6 +428,15 @@ class SqlStore(abc.ABC):
         """Return once every write made so far on the loop is committed."""
         return None
 
+    _page_token_key: bytes | None = None
+
+    def page_token_key(self) -> bytes:
+        """The database's key for page tokens (migration 9), read once."""
+        if self._page_token_key is None:
+            row = self._one("SELECT key FROM page_token_key WHERE id = 1", ())
+            self._page_token_key = bytes(row[0])
+        return self._page_token_key
+
     # --- schema ---------------------------------------------------------------------------
 
     def applied_migrations(self) -> set[int]:

@@ -12,8 +12,8 @@ from passkeyd.domain.clock import iso
 from passkeyd.domain.models import AuditEvent
 
 from ..edge import Call, endpoint
-from ..pagination import page_payload
-from ..params import Form, page_request
+from ..pagination import list_page, page_payload
+from ..params import Form
 
 
 def audit_json(e: AuditEvent) -> dict[str, Any]:
@@ -34,7 +34,7 @@ def audit_json(e: AuditEvent) -> dict[str, Any]:
 @endpoint
 async def list_audit_events(call: Call) -> tuple[int, Any]:
     query = Form(list(call.request.query_params.multi_items()))
-    page, number = page_request(query, descending=True)
+    page, number = await list_page(call, query, descending=True)
     service_sid = query.get("ServiceSid") or None
     # It flushes the buffered events first, a write: in a thread, which waits its turn.
     result = await anyio.to_thread.run_sync(

@@ -11,8 +11,8 @@ from passkeyd.domain.ids import is_sid
 from passkeyd.domain.models import ChallengeStatus
 
 from ..edge import Call, endpoint
-from ..pagination import page_payload
-from ..params import Form, page_request, read_form
+from ..pagination import list_page, page_payload
+from ..params import Form, read_form
 from ..serializers import challenge_json, entity_json, factor_json
 
 ENTITY = "/v2/Services/{service_sid}/Entities/{identity}"
@@ -36,7 +36,7 @@ async def create_entity(call: Call) -> tuple[int, Any]:
 
 @endpoint
 async def list_entities(call: Call) -> tuple[int, Any]:
-    page, number = page_request(_query(call))
+    page, number = await list_page(call, _query(call))
     result = await call.run(
         call.domain.entities.list, call.account_sid, call.path("service_sid"), page
     )
@@ -66,7 +66,7 @@ async def delete_entity(call: Call) -> tuple[int, Any]:
 
 @endpoint
 async def list_factors(call: Call) -> tuple[int, Any]:
-    page, number = page_request(_query(call))
+    page, number = await list_page(call, _query(call))
     result = await call.run(
         call.domain.entities.list_factors,
         call.account_sid,
@@ -154,7 +154,7 @@ async def list_challenges(call: Call) -> tuple[int, Any]:
         status = ChallengeStatus(status_text) if status_text else None
     except ValueError as exc:
         raise InvalidRequest("Invalid Request: Status is not a challenge status") from exc
-    page, number = page_request(query, descending=order == "desc")
+    page, number = await list_page(call, query, descending=order == "desc")
     result = await call.run(
         call.domain.entities.list_challenges,
         call.account_sid,

@@ -13,8 +13,8 @@ from passkeyd.domain.policy import canonical_aaguid
 from passkeyd.webauthn import ALGORITHM_NAMES
 
 from ..edge import Call, endpoint
-from ..pagination import page_payload
-from ..params import Form, page_request, read_form
+from ..pagination import list_page, page_payload
+from ..params import Form, read_form
 from ..serializers import service_json
 
 _PASSKEY_FIELDS = {
@@ -150,7 +150,7 @@ async def create_service(call: Call) -> tuple[int, Any]:
 @endpoint
 async def list_services(call: Call) -> tuple[int, Any]:
     query = Form(list(call.request.query_params.multi_items()))
-    page, number = page_request(query)
+    page, number = await list_page(call, query)
     result = await call.run(call.domain.services.list, call.account_sid, page)
     return page_payload(
         call, "services", result, number, page.page_size, lambda s: service_json(s, call.base)

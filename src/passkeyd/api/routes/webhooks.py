@@ -9,8 +9,8 @@ import anyio.to_thread
 from starlette.routing import Route
 
 from ..edge import Call, endpoint
-from ..pagination import page_payload
-from ..params import Form, page_request, read_form
+from ..pagination import list_page, page_payload
+from ..params import Form, read_form
 from ..serializers import webhook_json
 
 WEBHOOKS = "/v2/Services/{service_sid}/Webhooks"
@@ -43,7 +43,7 @@ async def create_webhook(call: Call) -> tuple[int, Any]:
 
 @endpoint
 async def list_webhooks(call: Call) -> tuple[int, Any]:
-    page, number = page_request(Form(list(call.request.query_params.multi_items())))
+    page, number = await list_page(call, Form(list(call.request.query_params.multi_items())))
     result = await call.run(
         call.domain.webhooks.list, call.account_sid, call.path("service_sid"), page
     )
