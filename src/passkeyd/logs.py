@@ -90,6 +90,24 @@ class Every:
         return True
 
 
+class Throttle:
+    """For a line that every request may repeat (a full disk, a database gone): at most one
+    every `seconds`, which says how many were held back since the last. (10,000 lines in
+    35 s filled what was left of a disk that was full.)"""
+
+    def __init__(self, seconds: float) -> None:
+        self._every = Every(seconds)
+        self._held = 0
+
+    def __call__(self) -> str | None:
+        """None: hold this line back. Else a suffix for it ("" or " (N more since)")."""
+        if not self._every():
+            self._held += 1
+            return None
+        held, self._held = self._held, 0
+        return f" ({held} more since)" if held else ""
+
+
 def new_request_id() -> str:
     """A response's Twilio-Request-Id, which its log lines carry: `RQ` and 32 hex digits.
 

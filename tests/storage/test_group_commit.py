@@ -980,3 +980,69 @@ def test_a_read_locked_out_by_a_wal_index_rebuild_waits_for_it(tmp_path: Path) -
         store.close()
     assert refused == 0, (refused, reads)
     assert store.reads_waited >= 3  # the rebuilds did lock reads out
+
+
+_FULL_DISK = r"""
+import asyncio, os, resource, signal, sqlite3, sys, time
+from passkeyd.storage import SQLiteStore, StorageUnavailable
+from tests.storage.test_group_commit import write_request
+
+path = sys.argv[1]
+SQLiteStore(path).migrate()
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG)
+limit = os.path.getsize(path) + 256 * 1024
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+# Another process's writes, never copied back, fill the WAL to the limit: the disk is full.
+other = sqlite3.connect(path, isolation_level=None)
+other.execute("PRAGMA wal_autocheckpoint = 0")
+other.execute("CREATE TABLE scratch (x)")
+other.execute("INSERT INTO scratch VALUES (zeroblob(3000))")
+try:
+    while True:
+        other.execute("UPDATE scratch SET x = randomblob(3000)")
+except sqlite3.OperationalError as exc:
+    print("full:", exc, flush=True)
+
+async def main():
+    store = SQLiteStore(path)
+    store.start_group_commit(asyncio.get_running_loop())
+    refused = 0
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            await write_request(store)
+        except StorageUnavailable:
+            refused += 1
+            await asyncio.sleep(0.05)
+            continue
+        print(f"written after {refused} refused", flush=True)
+        for _ in range(20):  # and it goes on writing
+            await write_request(store)
+        print("20 more written", flush=True)
+        break
+    store.stop_group_commit()
+
+asyncio.run(main())
+"""
+
+
+def test_writes_come_back_when_the_wal_holds_the_last_of_a_full_disk(tmp_path: Path) -> None:
+    """The WAL keeps the space its frames took: after a full disk, commits kept failing
+    until some 16 MiB were free, as only a successful commit led to a checkpoint. A failed
+    commit now has the WAL copied back and cut to nothing (TRUNCATE), so what it held
+    serves the next commits. (The disk is a file size limit here, RLIMIT_FSIZE.)"""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    r = subprocess.run(  # noqa: S603
+        [sys.executable, "-c", _FULL_DISK, str(tmp_path / "full.db")],
+        capture_output=True, text=True, timeout=60, cwd=root,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert len(lines) == 3, (r.stdout, r.stderr[-1000:])  # "written" never came: stuck
+    assert lines[0].startswith("full: "), r.stdout  # (EFBIG reads as "disk I/O error")
+    assert lines[1].startswith("written after ") and int(lines[1].split()[2]) >= 1, r.stdout
+    assert lines[2] == "20 more written", r.stdout
+    assert r.stderr.count("group commit failed") <= 3, r.stderr  # not one per failure

@@ -37,6 +37,7 @@ from .params import NUL_REFUSED
 
 log = logging.getLogger("passkeyd.api")
 _TRACEBACK_NOW = logs.Every(10.0)
+_UNAVAILABLE_LINE = logs.Throttle(1.0)  # each request's 503 is in the access log anyway
 
 REQUEST_ID_HEADER = "Twilio-Request-Id"
 # Methods that change nothing: no write lock, no audit record (HEAD is GET without a body).
@@ -299,8 +300,8 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
             extra = {"request_id": request_id, "route": route}
             if _TRACEBACK_NOW():
                 log.exception("storage unavailable", extra=extra)
-            else:
-                log.error("storage unavailable: %s", exc, extra=extra)
+            elif (more := _UNAVAILABLE_LINE()) is not None:
+                log.error("storage unavailable: %s%s", exc, more, extra=extra)
             status, code = errors.UNAVAILABLE
             response = error_response(
                 status, code, f"Service unavailable; request id {request_id}", request_id

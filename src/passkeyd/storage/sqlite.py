@@ -39,6 +39,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
 
+from passkeyd import logs
 from passkeyd.domain.store import StorageUnavailable
 
 from .sql import SqlStore
@@ -113,6 +114,7 @@ class SQLiteStore(SqlStore):
         self._file = _file_identity(path)
         self._companions: tuple[tuple[int, int] | None, ...] | None = None  # -wal, -shm
         self._file_lost = False
+        self._commit_failed_line = logs.Throttle(1.0)
         self._orphan_emptied = False
         self._orphan_warned = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -220,8 +222,13 @@ class SQLiteStore(SqlStore):
             except Exception as exc:  # the batch's requests must hear of it, whatever it is
                 if self.windows is not None:
                     self.windows.abort()
-                log.error("group commit failed: %s", exc)
+                if (more := self._commit_failed_line()) is not None:
+                    log.error("group commit failed: %s%s", exc, more)
                 error = StorageUnavailable(f"the database refused the commit: {exc}")
+                if self._checkpointer is not None:
+                    # A full disk: the WAL holds space a commit could use once some is free
+                    # (up to RESTART_FRAMES' worth), and only a checkpoint gives it back.
+                    self._checkpointer.truncate()
                 try:
                     if self._db.in_transaction:
                         self._db.execute("ROLLBACK")
@@ -295,6 +302,8 @@ class SQLiteStore(SqlStore):
                 if windows is not None:
                     windows.discard()
                 self._rollback()  # never leave the connection inside a transaction
+                if self._checkpointer is not None:
+                    self._checkpointer.truncate()  # a full disk: see `_commit_batch`
                 _raise_if_unavailable(exc, "a commit")
                 raise
             if windows is not None:
@@ -692,13 +701,24 @@ class Checkpointer:
         self.runs = 0  # checkpoints made (for tests and curiosity)
         self.last: tuple[int, int, int] | None = None  # the last one's result
         self.restarts = 0
+        self.truncations = 0
+        self._truncate = False  # a commit failed: TRUNCATE at the next run
+        self._truncate_after = 0.0
         self._restart_after = 0.0  # monotonic time before which no RESTART is tried
+        self._failed_line = logs.Throttle(1.0)
         self._thread = threading.Thread(target=self._run, name="passkeyd-checkpointer", daemon=True)
         self._thread.start()
 
     def nudge(self) -> None:
         if not self._wanted.is_set():  # (set() takes a lock and notifies, every commit)
             self._wanted.set()
+
+    def truncate(self) -> None:
+        """After a failed commit: copy the WAL back and cut it to nothing, so that the space
+        it held (a full disk's last megabytes) serves the next commits. At most once every
+        RESTART_BACKOFF_SECONDS."""
+        self._truncate = True
+        self.nudge()
 
     def _run(self) -> None:
         while True:
@@ -707,19 +727,27 @@ class Checkpointer:
                 return
             self._wanted.clear()
             try:
+                if self._truncate and time.monotonic() >= self._truncate_after:
+                    self._truncate = False
+                    self._truncate_after = time.monotonic() + RESTART_BACKOFF_SECONDS
+                    if self._restart("TRUNCATE"):
+                        self.truncations += 1
+                    continue
                 row = self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                 self.runs += 1
                 self.last = row  # (busy, frames in the WAL, frames copied back)
                 if row is not None and row[1] >= RESTART_FRAMES:
                     self._restart()
             except Exception as exc:  # the next commit's nudge tries again
-                log.warning("background checkpoint failed: %s", exc)
+                if (more := self._failed_line()) is not None:
+                    log.warning("background checkpoint failed: %s%s", exc, more)
             if self._stopping.wait(CHECKPOINT_INTERVAL_SECONDS):
                 return
 
-    def _restart(self) -> None:
-        if time.monotonic() < self._restart_after:
-            return
+    def _restart(self, mode: str = "RESTART") -> bool:
+        """A RESTART (or TRUNCATE) checkpoint under the write gate; whether it finished."""
+        if mode == "RESTART" and time.monotonic() < self._restart_after:
+            return False
         self._waiters.waiting()  # the worker that holds the gate yields it after its commit
         try:
             fcntl.flock(self._gate_fd, fcntl.LOCK_EX)  # blocks this thread only
@@ -728,15 +756,17 @@ class Checkpointer:
         try:
             self._db.execute(f"PRAGMA busy_timeout = {RESTART_WAIT_MS}")
             try:
-                busy = self._db.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()[0]
+                busy = self._db.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()[0]
             finally:
                 self._db.execute("PRAGMA busy_timeout = 0")
         finally:
             fcntl.flock(self._gate_fd, fcntl.LOCK_UN)
         if busy:  # a reader holds an old snapshot (a backup, a shell): not again at once
             self._restart_after = time.monotonic() + RESTART_BACKOFF_SECONDS
-        else:
+            return False
+        if mode == "RESTART":
             self.restarts += 1
+        return True
 
     def close(self) -> None:
         self._stopping.set()
