@@ -2097,3 +2097,32 @@ def test_page_tokens_have_one_random_key_per_database(two_processes, tmp_path) -
         assert other.page_token_key() != a.page_token_key()
     finally:
         other.close()
+
+
+def test_every_postgresql_connection_notices_a_server_gone_without_a_word() -> None:
+    """TCP keepalives and tcp_user_timeout on the pool's connections and a request's own,
+    not only the listener's: a query on a connection to a dead host (or through a partition
+    that drops packets) hung for the kernel's retransmissions, about 15 minutes, and a
+    shutdown with it. What the URL sets itself is kept."""
+    from urllib.parse import urlsplit
+
+    with temporary_schema() as url:
+        store = open_store(url, pool_size=2)
+        try:
+            with store._pool.connection() as conn:
+                pooled = conn.info.get_parameters()
+            with store._connect() as conn:
+                own = conn.info.get_parameters()
+        finally:
+            store.close()
+        for params in (pooled, own):
+            assert (params["keepalives"], params["tcp_user_timeout"]) == ("1", "5000"), params
+            assert params["keepalives_idle"] == "5", params
+        query = urlsplit(url).query
+        mine = url + ("&" if query else "?") + "keepalives_idle=60"
+        store = open_store(mine, pool_size=1)
+        try:
+            with store._pool.connection() as conn:
+                assert conn.info.get_parameters()["keepalives_idle"] == "60"
+        finally:
+            store.close()

@@ -25,6 +25,7 @@ from typing import Any
 
 import psycopg
 import psycopg_pool
+from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool
 
 from passkeyd.dburl import without_secrets
@@ -57,6 +58,19 @@ LISTEN_RETRY_SECONDS = 1.0
 LISTEN_CHECK_SECONDS = 2.0
 _KEEPALIVE: dict[str, Any] = {"keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2,
               "keepalives_count": 2, "tcp_user_timeout": 5000}  # fmt: skip
+
+
+def _keepalive_for(url: str) -> dict[str, Any]:
+    """`_KEEPALIVE`, but what the URL sets itself: every connection has them, so that one to
+    a server gone without a word (a dead host, a partition dropping packets) fails within
+    seconds. Without them a request on such a connection waited for the kernel's
+    retransmissions (about 15 minutes), and so did a shutdown."""
+    try:
+        given = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return dict(_KEEPALIVE)
+    return {k: v for k, v in _KEEPALIVE.items() if k not in given}
+
 
 # How long a statement waits for a lock another transaction holds (a table locked by hand,
 # a long migration, a stuck session) before it fails and its request is answered 503, rolled
@@ -172,7 +186,7 @@ class PostgresStore(SqlStore):
             url,
             min_size=1,
             max_size=pool_size,
-            kwargs={"autocommit": True},
+            kwargs={"autocommit": True, **_keepalive_for(url)},
             configure=_configure,
             timeout=connect_timeout,
             # The pool retries a failed connection with a doubling delay, up to this long;
@@ -223,7 +237,9 @@ class PostgresStore(SqlStore):
 
     def _connect(self) -> psycopg.Connection[Any]:
         timeout = max(1, round(self._connect_timeout))  # (libpq counts whole seconds)
-        conn = psycopg.connect(self._url, autocommit=True, connect_timeout=timeout)
+        conn = psycopg.connect(
+            self._url, autocommit=True, connect_timeout=timeout, **_keepalive_for(self._url)
+        )
         try:
             _configure(conn)
         except BaseException:
@@ -495,7 +511,7 @@ class PostgresStore(SqlStore):
                     autocommit=True,
                     connect_timeout=max(1, int(self._connect_timeout)),
                     application_name="passkeyd-config-listener",
-                    **_KEEPALIVE,
+                    **_keepalive_for(self._url),
                 ) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
                     seen = self._version()
