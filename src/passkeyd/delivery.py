@@ -140,6 +140,9 @@ class Dispatcher:
     # processes share one key file.
     give_back_seconds: int = 3600
     _said_not_our_key: logs.Every = field(default_factory=lambda: logs.Every(60.0))
+    # A database gone: the claim is retried every interval; its traceback once a minute.
+    _claim_traceback_now: logs.Every = field(default_factory=lambda: logs.Every(60.0))
+    _claim_failed_line: logs.Throttle = field(default_factory=lambda: logs.Throttle(10.0))
 
     def _post(self, claimed: ClaimedDelivery) -> str | None:
         """POST one delivery; None on a 2xx, else why it failed (no secret in it)."""
@@ -300,8 +303,13 @@ class Dispatcher:
                                 per_account=self.per_account,
                             )
                         )
-                    except Exception:
-                        log.exception("claiming webhook deliveries failed; will retry")
+                    except Exception as exc:
+                        if self._claim_traceback_now():
+                            log.exception("claiming webhook deliveries failed; will retry")
+                        elif (more := self._claim_failed_line()) is not None:
+                            log.error(
+                                "claiming webhook deliveries failed; will retry: %s%s", exc, more
+                            )
                 for delivery in claimed:
                     busy += 1
                     tasks.start_soon(send, delivery)

@@ -37,6 +37,10 @@ log = logging.getLogger("passkeyd")
 DRAIN_SECONDS = 5.0
 
 
+_PROBE_TRACEBACK_NOW = logs.Every(60.0)
+_PROBE_LINE = logs.Throttle(10.0)
+
+
 async def healthz(request: Request) -> Response:
     domain: Domain = request.app.state.domain
     try:
@@ -45,7 +49,8 @@ async def healthz(request: Request) -> Response:
         else:
             domain.store.ping()
     except StorageUnavailable:
-        log.warning("health check: the database does not answer")
+        if (more := _PROBE_LINE()) is not None:
+            log.warning("health check: the database does not answer%s", more)
         return json_response(503, {"status": "unavailable", "reason": "database"}, new_request_id())
     return json_response(200, {"status": "ok"}, new_request_id())
 
@@ -67,8 +72,12 @@ async def readyz(request: Request) -> Response:
     try:
         pending = await anyio.to_thread.run_sync(domain.store.pending_migrations)
         unknown = await anyio.to_thread.run_sync(domain.store.unknown_migrations)
-    except Exception:
-        log.warning("readiness check: the database does not answer", exc_info=True)
+    except Exception as exc:
+        # (a probe every few seconds: the traceback once a minute, a line at most every 10 s)
+        if _PROBE_TRACEBACK_NOW():
+            log.warning("readiness check: the database does not answer", exc_info=True)
+        elif (more := _PROBE_LINE()) is not None:
+            log.warning("readiness check: the database does not answer: %s%s", exc, more)
         return json_response(503, {"status": "unavailable", "reason": "database"}, new_request_id())
     if pending:
         reason = f"pending migrations {pending}"
@@ -189,6 +198,7 @@ async def flush_audit_forever(domain: Domain, interval: float = 0.2) -> None:
     other worker processes on its own, and every request of this process waits behind it
     meanwhile. A networked store writes them from a thread."""
     traceback_now = logs.Every(10.0)
+    failed_line = logs.Throttle(10.0)  # retried every `interval` (0.2 s) while it fails
     while True:
         await anyio.sleep(interval)
         logs.flush()
@@ -206,8 +216,8 @@ async def flush_audit_forever(domain: Domain, interval: float = 0.2) -> None:
         except Exception as exc:
             if traceback_now():
                 log.exception("writing the audit trail failed; will retry")
-            else:
-                log.error("writing the audit trail failed; will retry: %s", exc)
+            elif (more := failed_line()) is not None:
+                log.error("writing the audit trail failed; will retry: %s%s", exc, more)
 
 
 class App(Starlette):
