@@ -1010,12 +1010,57 @@ def test_purge_removes_only_what_expired_before_the_cutoff(store):
     assert store.get_factor(svc.account_sid, svc.sid, f.sid) is not None
 
 
+def test_the_purge_removes_the_entities_abandoned_sign_ups_made_and_no_other(store):
+    """Every sign-up left behind its entity, made with its first factor, for good: a bot
+    with a new identity each time grew the table without end. Kept: an entity made through
+    the API, one with a passkey, one whose passkeys its user deleted (the demo signals a
+    deleted passkey by it), one with a registration under way."""
+    svc = service()
+    store.insert_service(svc)
+
+    def signed_up(identity: str, *, expires: int = NOW - 100) -> tuple[Entity, Factor]:
+        made = expires - 600  # with its first factor, whose registration lasts 600 s
+        ent = dataclasses.replace(entity(svc, identity), date_created=made, date_updated=made)
+        f = dataclasses.replace(factor(ent), registration_expires=expires)
+        assert store.insert_factor(f, entity=ent) is InsertOutcome.INSERTED
+        return ent, f
+
+    abandoned = [signed_up(f"bot-{i:04}")[0] for i in range(3)]
+    kept_by_api = stored(
+        store, dataclasses.replace(entity(svc, "made-by-post"), date_created=NOW - 700)
+    )
+    store.insert_factor(dataclasses.replace(factor(kept_by_api), registration_expires=NOW - 100))
+    user, first = signed_up("user-0001", expires=NOW + 600)
+    assert store.complete_registration(first.sid, credential(), NOW)
+    deleted_all, theirs = signed_up("user-0002", expires=NOW + 600)
+    assert store.complete_registration(theirs.sid, credential(b"\x02" * 16), NOW)
+    assert store.delete_factor(svc.account_sid, svc.sid, theirs.sid)
+    under_way, _ = signed_up("user-0003", expires=NOW + 600)
+    retried, again = signed_up("user-0004")  # expired, then tried again: a new factor
+    store.insert_factor(factor(retried))
+
+    store.purge_expired(NOW - 50, batch=2)
+    left = {
+        e.identity for e in store.list_entities(svc.account_sid, svc.sid, PageRequest(50)).items
+    }
+    assert left == {"made-by-post", "user-0001", "user-0002", "user-0003", "user-0004"}
+    assert not {e.identity for e in abandoned} & left
+    # Its passkey deleted later, a user's entity still stays.
+    assert store.delete_factor(svc.account_sid, svc.sid, first.sid)
+    store.purge_expired(NOW + 10**6)
+    left = {
+        e.identity for e in store.list_entities(svc.account_sid, svc.sid, PageRequest(50)).items
+    }
+    assert {"made-by-post", "user-0001", "user-0002"} <= left
+
+
 @pytest.mark.parametrize(
     ("table", "condition", "index"),
     [
         ("factors", "status = 'unverified' AND registration_expires < ?", "factors_unfinished"),
         ("webhook_deliveries", "status <> 'pending' AND date_updated < ?",
          "webhook_deliveries_done"),
+        ("entities", "provisional = 1 AND date_created < ?", "entities_provisional"),
     ],
 )  # fmt: skip
 def test_the_purge_finds_its_rows_by_an_index(store, table, condition, index):

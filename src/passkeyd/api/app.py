@@ -182,8 +182,9 @@ async def purge_forever(
             )
             if removed:
                 log.info(
-                    "purged %d expired rows (challenges, unfinished registrations, sent"
-                    " webhook deliveries, old audit records and rate-limit windows)",
+                    "purged %d expired rows (challenges, unfinished registrations and the"
+                    " entities they left, sent webhook deliveries, old audit records and"
+                    " rate-limit windows)",
                     removed,
                 )
         except Exception:

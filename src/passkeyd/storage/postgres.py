@@ -159,6 +159,7 @@ class PostgresStore(SqlStore):
     _FOR_KEY_SHARE = " FOR KEY SHARE"
     _FOR_NO_KEY_UPDATE = " FOR NO KEY UPDATE"
     _SKIP_LOCKED = " FOR UPDATE SKIP LOCKED"
+    _PROVISIONAL = "TRUE"
 
     def __init__(self, url: str, *, pool_size: int = 10, connect_timeout: float = 10.0) -> None:
         self.concurrency = pool_size

@@ -267,6 +267,8 @@ class SqlStore(abc.ABC):
     # rows another transaction holds (a service's deletion, in its own order) are left for
     # the next pass instead of waited for, so these jobs are never part of a deadlock.
     _SKIP_LOCKED = ""
+    # An entity made by a factor's creation, as the partial index on it is written (1, TRUE).
+    _PROVISIONAL = "1"
     runs_in_threads: bool = False
     integrity_errors: tuple[type[Exception], ...] = ()
     # Rate-limit windows in this process instead of the rate_limits table (storage/windows.py);
@@ -729,16 +731,18 @@ class SqlStore(abc.ABC):
         ).fetchone()
         return row is not None
 
-    def _insert_entity(self, db: Tx, entity: Entity) -> bool:
+    def _insert_entity(self, db: Tx, entity: Entity, *, provisional: bool = False) -> bool:
         """Insert, only while its service exists (whose row it locks, see `_service_alive`):
-        False when the identity is taken or the service is gone (`_service_alive` tells)."""
+        False when the identity is taken or the service is gone (`_service_alive` tells).
+        `provisional`: made by a factor's creation, so purged once no factor is left (see
+        `purge_expired`)."""
         e = entity
         row = (e.sid, e.account_sid, e.service_sid, e.identity, e.date_created, e.date_updated)
         inserted = db.execute(
             "INSERT INTO entities (sid, account_sid, service_sid, identity, date_created,"
-            " date_updated) SELECT ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM services"
-            " WHERE sid = ?" + self._FOR_KEY_SHARE + ") ON CONFLICT DO NOTHING",
-            (*row, e.service_sid),
+            " date_updated, provisional) SELECT ?, ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1"
+            " FROM services WHERE sid = ?" + self._FOR_KEY_SHARE + ") ON CONFLICT DO NOTHING",
+            (*row, provisional, e.service_sid),
         )
         return inserted.rowcount == 1
 
@@ -830,7 +834,7 @@ class SqlStore(abc.ABC):
             with self._write() as db:
                 # The entity (new, or locked) only while its service exists: one statement
                 # each, which tells only when refused whether the service was the reason.
-                if entity is not None and not self._insert_entity(db, entity):
+                if entity is not None and not self._insert_entity(db, entity, provisional=True):
                     if not self._service_alive(db, factor.service_sid):
                         raise _Refused(InsertOutcome.SERVICE_GONE)
                     raise _Refused(InsertOutcome.ENTITY_EXISTS)
@@ -930,12 +934,21 @@ class SqlStore(abc.ABC):
         now: int = 0,
     ) -> bool:
         with self._write() as db:
-            cur = db.execute(
-                "DELETE FROM factors WHERE sid = ? AND service_sid = ? AND account_sid = ?",
+            deleted = db.execute(
+                "DELETE FROM factors WHERE sid = ? AND service_sid = ? AND account_sid = ?"
+                " RETURNING entity_sid, status",
                 (sid, service_sid, account_sid),
-            )
-            if cur.rowcount != 1:
+            ).fetchone()
+            if deleted is None:
                 return False
+            if deleted[1] == "verified":
+                # A user's passkey deleted: their entity stays, as one kept by the API does
+                # (the purge takes only what abandoned sign-ups left).
+                db.execute(
+                    "UPDATE entities SET provisional = ? WHERE sid = ? AND provisional = "
+                    + self._PROVISIONAL,
+                    (False, deleted[0]),
+                )
             _enqueue(db, deliveries, now)
             return True
 
@@ -1176,7 +1189,8 @@ class SqlStore(abc.ABC):
         batch: int = 1000,
     ) -> int:
         """Delete challenges that expired before `before`, factors whose registration
-        expired unfinished before it, and sent webhook deliveries last changed before it;
+        expired unfinished before it, the entities such registrations made (provisional)
+        once they have no factor left, and sent webhook deliveries last changed before it;
         audit records older than `audit_before`, and rate-limit windows that began before
         `rate_before` (default `before`), over which no rule looks back. In transactions
         of at most `batch` rows, each finding its rows by an index, so no lock is held for
@@ -1198,6 +1212,22 @@ class SqlStore(abc.ABC):
                 removed += count
                 if count < batch:
                     break
+        # Entities that abandoned sign-ups made, once their last factor is gone. (Locked as
+        # picked, and skipped when a factor's insert holds them: a factor inserted for one
+        # meanwhile waits for the deletion, then makes a new entity, as after any deletion.)
+        while True:
+            with self._write() as tx:
+                count = tx.execute(
+                    "DELETE FROM entities WHERE seq IN (SELECT seq FROM entities e"
+                    " WHERE provisional = " + self._PROVISIONAL + " AND date_created < ?"
+                    " AND NOT EXISTS (SELECT 1 FROM factors f WHERE f.entity_sid = e.sid)"
+                    " AND NOT EXISTS (SELECT 1 FROM challenges c WHERE c.entity_sid = e.sid)"
+                    " LIMIT ?" + self._SKIP_LOCKED + ")",
+                    (before, batch),
+                ).rowcount
+            removed += count
+            if count < batch:
+                break
         with self._write() as tx:
             removed += tx.execute(
                 "DELETE FROM rate_limits WHERE window_start < ?",
