@@ -383,12 +383,36 @@ def test_check_config_redacts_database_passwords():
         # a parameter libpq decodes to `password`
         ("postgresql://127.0.0.1:1/db?pass%77ord=hunter2", "postgresql://127.0.0.1:1/db?pass%77ord=<redacted>"),
         ("postgresql://u:hunter%402@127.0.0.1:1/db", "postgresql://u:<redacted>@127.0.0.1:1/db"),
+        # escapes beside "#" or "?": decoded, libpq's password was nowhere in the URL as
+        # written, and urlsplit found none
+        ("postgresql://u:hunt%41er2#x@127.0.0.1:1/db", "postgresql://u:<redacted>@127.0.0.1:1/db"),
+        ("postgresql://u:hunt%41er2?x@127.0.0.1:1/db", "postgresql://u:<redacted>@127.0.0.1:1/db"),
+        ("postgresql://u@127.0.0.1:1/db?password=hunt%41er2#x", "postgresql://u@127.0.0.1:1/db?password=<redacted>"),
     ],
 )  # fmt: skip
 def test_check_config_redacts_a_password_as_libpq_reads_it(url, shown):
     error, written = _database_error(url)
     assert "hunt" not in written and "er2" not in written
     assert shown in written
+
+
+def test_a_redacted_url_keeps_its_shape():
+    """Each password replaced where it is written, not every string equal to it."""
+    from passkeyd.dburl import redacted_url
+
+    assert redacted_url("postgresql://postgres:postgres@127.0.0.1/postgres") == (
+        "postgresql://postgres:<redacted>@127.0.0.1/postgres"
+    )
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["postgresql://u:hunt%zz#er2@127.0.0.1:1/db", "postgresql://u:hunt%zz@er2@127.0.0.1:1/db"],
+)
+def test_a_password_libpq_refuses_is_not_shown_whatever_follows_it(url):
+    error, written = _database_error(url)
+    assert "hunt" not in written and "er2" not in written, written
+    assert "invalid percent-encoded token" in error
 
 
 def test_an_unencoded_at_sign_leaves_no_part_of_the_password_in_the_error():

@@ -3,30 +3,48 @@ nothing passkeyd shows of it (check-config, a connection error) holds one."""
 
 from __future__ import annotations
 
-from urllib.parse import quote, unquote, unquote_plus, urlsplit
+import re
+from urllib.parse import quote, unquote, unquote_plus
 
 REDACTED = "<redacted>"
 
+# libpq reads the user info of `postgresql://user:password@host/...` up to the first "@"
+# before any "/": "#" and "?" are the password's, where urlsplit saw a fragment or a query.
+# An unencoded "@" in a password puts its tail in the host, which libpq names in errors:
+# shown, the span is taken up to the last "@" before the first "/".
+_USER_INFO = re.compile(r"(?P<head>postgres(?:ql)?://[^:@/]*:)(?P<password>[^/]*)@", re.I)
+_QUERY_PASSWORD = re.compile(r"(?P<key>[?&][^=&]*=)(?P<value>[^&]*)")
+
+
+def _spans(url: str) -> list[tuple[int, int]]:
+    """Where the URL writes a password: in its user info, and as the value of any query
+    parameter whose name (decoded, as libpq decodes it) holds "password"."""
+    spans = []
+    match = _USER_INFO.match(url)
+    rest = 0
+    if match:
+        spans.append(match.span("password"))
+        rest = match.end()
+    query = url.find("?", rest)
+    if query >= 0:
+        for param in _QUERY_PASSWORD.finditer(url, query):
+            if "password" in unquote(param.group("key")).lower():
+                spans.append(param.span("value"))
+    return [(a, b) for a, b in spans if b > a]
+
 
 def _secrets(url: str) -> set[str]:
+    """Each password as written, and as libpq would read it (decoded, and cut at the first
+    "@" of the user info)."""
     found: set[str] = set()
-    try:  # as written, which libpq quotes in some errors ('invalid percent-encoded token')
-        parts = urlsplit(url)
-        found.add(parts.password or "")
-        for field in parts.query.split("&"):
-            name, _, value = field.partition("=")
-            if "password" in unquote(name).lower():
-                found.add(value)
-    except ValueError:
-        pass
+    for start, end in _spans(url):
+        written = url[start:end]
+        found.update((written, written.split("@", 1)[0]))
     try:
-        # As libpq reads it, which urlsplit does not: the user info ends at the first "@",
-        # so "#" and "?" may be in a password, and an unencoded "@" puts the password's tail
-        # in the host; and `pass%77ord=` is a password parameter.
         from psycopg.conninfo import conninfo_to_dict
 
         params = conninfo_to_dict(url)
-    except Exception:  # noqa: BLE001 (libpq refuses it: what urlsplit found is all there is)
+    except Exception:  # noqa: BLE001 (libpq refuses it: what is written is all there is)
         params = {}
     for key, read in params.items():
         if "password" in key.lower():
@@ -37,7 +55,8 @@ def _secrets(url: str) -> set[str]:
 
 
 def without_secrets(text: str, url: str) -> str:
-    """`text` with every password `url` holds taken out, in each form it may be written."""
+    """`text` (an error message) with every password `url` holds taken out, in each form it
+    may be written."""
     forms: set[str] = set()
     for secret in _secrets(url):
         forms.update((secret, unquote(secret), unquote_plus(secret), quote(secret, safe="")))
@@ -47,7 +66,11 @@ def without_secrets(text: str, url: str) -> str:
 
 
 def redacted_url(url: str) -> str:
-    """A database URL as check-config shows it: a SQLite file name as given."""
+    """A database URL as check-config shows it: its structure kept, each password replaced
+    where it is written. A SQLite file name as given."""
     if url.startswith("sqlite:"):  # a file name, which no rebuilt URL may change
         return url
-    return without_secrets(url, url)
+    shown = url
+    for start, end in sorted(_spans(url), reverse=True):
+        shown = shown[:start] + REDACTED + shown[end:]
+    return shown
