@@ -184,7 +184,9 @@ def test_the_configuration_cache_keeps_few_misses(store, monkeypatch):
     for i in range(200):
         assert store.get_account(f"AC{i:032x}") is None
         assert store.get_api_key(f"SK{i:032x}") is None
-    assert len(store._config) == 50
+        assert len(store._config) <= 51  # what exists, and at most 50 misses
+    assert store.get_service(svc.account_sid, svc.sid) is not None  # kept through it all
+    assert ("service", svc.account_sid, svc.sid) in store._config
 
 
 def test_migrations_are_applied_once(store):
@@ -1874,8 +1876,10 @@ def test_cache_only_reads_answer_from_the_cache_or_say_they_cannot(store) -> Non
         store.get_account(acct.sid)
 
 
-def test_misses_are_cached_only_while_the_cache_is_small(store, monkeypatch) -> None:
-    """Anyone can make up SIDs: they must not grow the cache without end."""
+def test_misses_that_fill_the_cache_are_dropped_not_refused(store, monkeypatch) -> None:
+    """Anyone can make up SIDs: they must not grow the cache without end, nor, by filling
+    it, stop the misses that follow from being cached (a probe's would then take a query
+    again, and its time would tell)."""
     from passkeyd.storage import NotCached, sql
 
     monkeypatch.setattr(sql, "MAX_CACHED_WITH_MISSES", 3)
@@ -1884,9 +1888,12 @@ def test_misses_are_cached_only_while_the_cache_is_small(store, monkeypatch) -> 
     for sid in made_up:
         assert store.get_api_key(sid) is None
     with store.cached_only():
-        assert [store.get_api_key(sid) for sid in made_up[:3]] == [None] * 3
-        with pytest.raises(NotCached):
-            store.get_api_key(made_up[3])
+        # the first three filled it; the fourth dropped them; the fourth and fifth are cached
+        assert [store.get_api_key(sid) for sid in made_up[3:]] == [None] * 2
+        for sid in made_up[:3]:
+            with pytest.raises(NotCached):
+                store.get_api_key(sid)
+    assert len(store._config) == 2
     acct = Account("AC" + "5" * 32, "", b"hash", NOW)
     store.put_account(acct)
     store.refresh_config()

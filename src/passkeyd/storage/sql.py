@@ -246,7 +246,7 @@ def _changes_config(method: F) -> F:
 
 _ANY = object()  # put_account's `sealed_as` when any sealed token may be replaced
 _MISSING = object()  # cached: no such account, key or service
-# Misses are cached while the configuration cache holds fewer entries than this.
+# Misses cached, once the configuration cache holds this many entries, are dropped.
 MAX_CACHED_WITH_MISSES = 10_000
 SID_LENGTH = 34
 
@@ -379,16 +379,23 @@ class SqlStore(abc.ABC):
         if self._config_version is None:
             return load()
         value = load()
-        if self._config is cache and (  # not refreshed meanwhile
-            value is not None
-            or (len(cache) < MAX_CACHED_WITH_MISSES and all(len(k) <= SID_LENGTH for k in key))
-        ):
+        if self._config is not cache:  # refreshed meanwhile
+            return value
+        if value is not None:
+            cache[key] = value
+        elif all(len(k) <= SID_LENGTH for k in key):
             # A miss too: a SID nobody has cost a query (and on PostgreSQL a thread's round
             # trip) each time, where one that exists was answered from here, so a 401's
             # time told whether an account or key exists. Misses are bounded, in number and
             # size: their keys come from requests (a Basic credential, a path), and anyone
-            # can make them up.
-            cache[key] = _MISSING if value is None else value
+            # can make them up. When they fill the cache they are all dropped, so that a
+            # flood of made-up SIDs cannot stop misses being cached.
+            if len(cache) >= MAX_CACHED_WITH_MISSES:
+                for cached, held in list(cache.items()):  # (one step under the GIL)
+                    if held is _MISSING:
+                        cache.pop(cached, None)
+            cache[key] = _MISSING
+        return value
         return value
 
     @staticmethod
