@@ -603,7 +603,7 @@ def test_list_shows_only_the_callers_services(api: Api, other_api: Api) -> None:
     first = other_api.get("/v2/Services?PageSize=1").json()
     r = api.get(first["meta"]["next_page_url"])
     assert_twilio_error(r, 400, 60374)
-    assert "another list" in r.json()["message"]
+    assert "not one this list gave" in r.json()["message"]
 
 
 def test_page_tokens_tell_nothing_and_hold_only_for_their_list(api: Api, other_api: Api) -> None:

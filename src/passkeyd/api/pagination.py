@@ -59,7 +59,7 @@ class PageTokens:
         decryptor = self._cipher.decryptor()
         plain = decryptor.update(block)
         if not hmac.compare_digest(plain[8:], self._tag(direction)):
-            raise InvalidPageToken("Invalid page token: it is for another list")
+            raise InvalidPageToken("Invalid page token: not one this list gave")
         return direction, int.from_bytes(plain[:8], "big")
 
 

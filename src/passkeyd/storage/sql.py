@@ -9,6 +9,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import functools
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -246,6 +247,7 @@ def _changes_config(method: F) -> F:
 
 _ANY = object()  # put_account's `sealed_as` when any sealed token may be replaced
 _MISSING = object()  # cached: no such account, key or service
+PAGE_TOKEN_KEY_MIGRATION = 9  # makes the table that `migrate` then writes the key into
 # Misses cached, once the configuration cache holds this many entries, are dropped.
 MAX_CACHED_WITH_MISSES = 10_000
 SID_LENGTH = 34
@@ -480,6 +482,11 @@ class SqlStore(abc.ABC):
                 for statement in sql.split(";"):
                     if statement.strip():
                         tx.execute(statement)
+                if version == PAGE_TOKEN_KEY_MIGRATION:
+                    tx.execute(
+                        "INSERT INTO page_token_key (id, key) VALUES (1, ?)",
+                        (secrets.token_bytes(32),),
+                    )
                 tx.execute(
                     "INSERT INTO schema_migrations VALUES (?, ?)", (version, int(time.time()))
                 )
