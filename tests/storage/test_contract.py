@@ -173,7 +173,7 @@ def test_the_configuration_cache_keeps_few_misses(store, monkeypatch):
     for SIDs of a SID's length; what exists is cached."""
     from passkeyd.storage import sql
 
-    monkeypatch.setattr(sql, "MAX_CACHED_WITH_MISSES", 50)
+    monkeypatch.setattr(sql, "MAX_CACHED_MISSES", 50)
     svc = service()
     store.insert_service(svc)
     store.refresh_config()
@@ -184,7 +184,7 @@ def test_the_configuration_cache_keeps_few_misses(store, monkeypatch):
     for i in range(200):
         assert store.get_account(f"AC{i:032x}") is None
         assert store.get_api_key(f"SK{i:032x}") is None
-        assert len(store._config) <= 51  # what exists, and at most 50 misses
+        assert len(store._config.get(sql._MISSES, ())) <= 50
     assert store.get_service(svc.account_sid, svc.sid) is not None  # kept through it all
     assert ("service", svc.account_sid, svc.sid) in store._config
 
@@ -1040,12 +1040,14 @@ def test_the_purge_removes_the_entities_abandoned_sign_ups_made_and_no_other(sto
     under_way, _ = signed_up("user-0003", expires=NOW + 600)
     retried, again = signed_up("user-0004")  # expired, then tried again: a new factor
     store.insert_factor(factor(retried))
+    asked_for, _ = signed_up("user-0005")  # then made through the API: 409, and kept
+    assert not store.insert_entity(entity(svc, "user-0005"))
 
     store.purge_expired(NOW - 50, batch=2)
     left = {
         e.identity for e in store.list_entities(svc.account_sid, svc.sid, PageRequest(50)).items
     }
-    assert left == {"made-by-post", "user-0001", "user-0002", "user-0003", "user-0004"}
+    assert left == {"made-by-post", "user-0001", "user-0002", "user-0003", "user-0004", "user-0005"}
     assert not {e.identity for e in abandoned} & left
     # Its passkey deleted later, a user's entity still stays.
     assert store.delete_factor(svc.account_sid, svc.sid, first.sid)
@@ -1882,7 +1884,7 @@ def test_misses_that_fill_the_cache_are_dropped_not_refused(store, monkeypatch) 
     again, and its time would tell)."""
     from passkeyd.storage import NotCached, sql
 
-    monkeypatch.setattr(sql, "MAX_CACHED_WITH_MISSES", 3)
+    monkeypatch.setattr(sql, "MAX_CACHED_MISSES", 3)
     store.refresh_config()
     made_up = ["SK" + f"{i:032x}" for i in range(5)]
     for sid in made_up:
@@ -1893,7 +1895,20 @@ def test_misses_that_fill_the_cache_are_dropped_not_refused(store, monkeypatch) 
         for sid in made_up[:3]:
             with pytest.raises(NotCached):
                 store.get_api_key(sid)
-    assert len(store._config) == 2
+    assert len(store._config[sql._MISSES]) == 2
+    # What exists does not count against the misses' bound (many accounts in use left
+    # room for one miss, and every miss scanned the whole cache).
+    real = [Account("AC" + f"{i:032x}", "", b"hash", NOW) for i in range(7, 12)]
+    for acct in real:
+        store.put_account(acct)
+    store.refresh_config()
+    for acct in real:
+        store.get_account(acct.sid)
+    for sid in made_up[:2]:
+        assert store.get_api_key(sid) is None
+    with store.cached_only():
+        assert [store.get_api_key(sid) for sid in made_up[:2]] == [None] * 2
+        assert all(store.get_account(a.sid) is not None for a in real)
     acct = Account("AC" + "5" * 32, "", b"hash", NOW)
     store.put_account(acct)
     store.refresh_config()

@@ -369,7 +369,12 @@ class PostgresStore(SqlStore):
     ) -> bool:
         """As SqlStore's, in one statement (the factor verified, and its webhook deliveries
         written only if it was) instead of a transaction of three round trips."""
-        parts = [f"verified AS ({_pg(VERIFY_FACTOR)} RETURNING 1)"]
+        parts = [
+            f"verified AS ({_pg(VERIFY_FACTOR)} RETURNING entity_sid)",
+            # (see KEEP_ENTITY; a data-modifying WITH runs whether or not it is read)
+            "kept AS (UPDATE entities SET provisional = FALSE"
+            " WHERE sid IN (SELECT entity_sid FROM verified) AND provisional)",
+        ]
         args: list[Any] = list(verify_factor_args(factor_sid, credential, now))
         if deliveries:
             sent, sent_args = _deliveries_if(deliveries, now, "verified")

@@ -127,6 +127,15 @@ VERIFY_FACTOR = (
 )
 
 
+# ... and its entity, made provisional by the sign-up, kept for good (not purged once its
+# factors are gone: its user deleted their passkeys). Only a first passkey's finds it still
+# provisional, so the purge's index holds only the sign-ups that never finished.
+KEEP_ENTITY = (
+    "UPDATE entities SET provisional = ?"
+    " WHERE sid = (SELECT entity_sid FROM factors WHERE sid = ?) AND provisional = ?"
+)
+
+
 def verify_factor_args(factor_sid: str, c: Credential, now: int) -> tuple[Any, ...]:
     return (
         c.credential_id, c.public_key, c.algorithm, c.sign_count,
@@ -246,10 +255,10 @@ def _changes_config(method: F) -> F:
 
 
 _ANY = object()  # put_account's `sealed_as` when any sealed token may be replaced
-_MISSING = object()  # cached: no such account, key or service
+_MISSES = ("",)  # the configuration cache's own dict of misses: no such account, key, service
 PAGE_TOKEN_KEY_MIGRATION = 9  # makes the table that `migrate` then writes the key into
-# Misses cached, once the configuration cache holds this many entries, are dropped.
-MAX_CACHED_WITH_MISSES = 10_000
+# Misses cached, once they are this many, are dropped.
+MAX_CACHED_MISSES = 10_000
 SID_LENGTH = 34
 
 
@@ -374,8 +383,10 @@ class SqlStore(abc.ABC):
     def _cached(self, key: tuple[str, ...], load: Callable[[], T]) -> T:
         cache = self._config if self._config_version is not None else {}
         if key in cache:
-            value = cache[key]
-            return cast(T, None if value is _MISSING else value)
+            return cast(T, cache[key])
+        misses = cache.get(_MISSES)
+        if misses is not None and key in misses:
+            return cast(T, None)
         if self._caching_only():
             raise NotCached
         if self._config_version is None:
@@ -388,15 +399,14 @@ class SqlStore(abc.ABC):
         elif all(len(k) <= SID_LENGTH for k in key):
             # A miss too: a SID nobody has cost a query (and on PostgreSQL a thread's round
             # trip) each time, where one that exists was answered from here, so a 401's
-            # time told whether an account or key exists. Misses are bounded, in number and
-            # size: their keys come from requests (a Basic credential, a path), and anyone
-            # can make them up. When they fill the cache they are all dropped, so that a
-            # flood of made-up SIDs cannot stop misses being cached.
-            if len(cache) >= MAX_CACHED_WITH_MISSES:
-                for cached, held in list(cache.items()):  # (one step under the GIL)
-                    if held is _MISSING:
-                        cache.pop(cached, None)
-            cache[key] = _MISSING
+            # time told whether an account or key exists. Misses are kept apart, bounded in
+            # number and size: their keys come from requests (a Basic credential, a path),
+            # and anyone can make them up. When they reach the bound they are all dropped,
+            # so that a flood of made-up SIDs cannot stop misses being cached.
+            misses = cache.setdefault(_MISSES, {})
+            if len(misses) >= MAX_CACHED_MISSES:
+                misses.clear()
+            misses[key] = True
         return value
         return value
 
@@ -761,9 +771,17 @@ class SqlStore(abc.ABC):
         return inserted.rowcount == 1
 
     def insert_entity(self, entity: Entity) -> bool:
-        """False when the identity is taken, or the service was deleted meanwhile."""
+        """False when the identity is taken, or the service was deleted meanwhile. Either
+        way the identity's entity, asked for through the API, is kept (not provisional)."""
         with self._write() as db:
-            return self._insert_entity(db, entity)
+            if self._insert_entity(db, entity):
+                return True
+            db.execute(
+                "UPDATE entities SET provisional = ? WHERE service_sid = ? AND identity = ?"
+                " AND provisional = ?",
+                (False, entity.service_sid, entity.identity, True),
+            )
+            return False
 
     def get_entity(self, account_sid: str, service_sid: str, identity: str) -> Entity | None:
         row = self._one(
@@ -948,21 +966,12 @@ class SqlStore(abc.ABC):
         now: int = 0,
     ) -> bool:
         with self._write() as db:
-            deleted = db.execute(
-                "DELETE FROM factors WHERE sid = ? AND service_sid = ? AND account_sid = ?"
-                " RETURNING entity_sid, status",
+            cur = db.execute(
+                "DELETE FROM factors WHERE sid = ? AND service_sid = ? AND account_sid = ?",
                 (sid, service_sid, account_sid),
-            ).fetchone()
-            if deleted is None:
+            )
+            if cur.rowcount != 1:
                 return False
-            if deleted[1] == "verified":
-                # A user's passkey deleted: their entity stays, as one kept by the API does
-                # (the purge takes only what abandoned sign-ups left).
-                db.execute(
-                    "UPDATE entities SET provisional = ? WHERE sid = ? AND provisional = "
-                    + self._PROVISIONAL,
-                    (False, deleted[0]),
-                )
             _enqueue(db, deliveries, now)
             return True
 
@@ -978,6 +987,7 @@ class SqlStore(abc.ABC):
                 cur = db.execute(VERIFY_FACTOR, verify_factor_args(factor_sid, credential, now))
                 if cur.rowcount != 1:
                     return False
+                db.execute(KEEP_ENTITY, (False, factor_sid, True))
                 _enqueue(db, deliveries, now)
                 return True
         except self.integrity_errors as exc:
@@ -1226,21 +1236,36 @@ class SqlStore(abc.ABC):
                 removed += count
                 if count < batch:
                     break
-        # Entities that abandoned sign-ups made, once their last factor is gone. (Locked as
-        # picked, and skipped when a factor's insert holds them: a factor inserted for one
-        # meanwhile waits for the deletion, then makes a new entity, as after any deletion.)
+        # Entities that abandoned sign-ups made, once their last factor is gone: picked and
+        # locked (skipped while a factor's insert holds one), then deleted only if they still
+        # have none, read again now that they are locked. (One statement judged them by
+        # what it saw as it began: a factor inserted and committed before it took the lock
+        # was left without its entity.) A factor's insert that waits for the lock finds its
+        # entity gone, and makes a new one, as after any deletion.
+        unused = (
+            " AND NOT EXISTS (SELECT 1 FROM factors f WHERE f.entity_sid = e.sid)"
+            " AND NOT EXISTS (SELECT 1 FROM challenges c WHERE c.entity_sid = e.sid)"
+        )
         while True:
             with self._write() as tx:
-                count = tx.execute(
-                    "DELETE FROM entities WHERE seq IN (SELECT seq FROM entities e"
-                    " WHERE provisional = " + self._PROVISIONAL + " AND date_created < ?"
-                    " AND NOT EXISTS (SELECT 1 FROM factors f WHERE f.entity_sid = e.sid)"
-                    " AND NOT EXISTS (SELECT 1 FROM challenges c WHERE c.entity_sid = e.sid)"
-                    " LIMIT ?" + self._SKIP_LOCKED + ")",
-                    (before, batch),
-                ).rowcount
-            removed += count
-            if count < batch:
+                picked = [
+                    row[0]
+                    for row in tx.execute(
+                        "SELECT seq FROM entities e WHERE provisional = "
+                        + self._PROVISIONAL
+                        + " AND date_created < ?"
+                        + unused
+                        + " LIMIT ?"
+                        + self._SKIP_LOCKED,
+                        (before, batch),
+                    ).fetchall()
+                ]
+                if picked:
+                    marks = ", ".join("?" * len(picked))
+                    removed += tx.execute(
+                        f"DELETE FROM entities AS e WHERE seq IN ({marks})" + unused, picked
+                    ).rowcount
+            if len(picked) < batch:
                 break
         with self._write() as tx:
             removed += tx.execute(
