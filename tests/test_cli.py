@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import subprocess
 import sys
@@ -413,6 +414,27 @@ def test_a_password_libpq_refuses_is_not_shown_whatever_follows_it(url):
     error, written = _database_error(url)
     assert "hunt" not in written and "er2" not in written, written
     assert "invalid percent-encoded token" in error
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        # an unencoded "/" (base64 has them) ends libpq's user info early
+        ("postgresql://u:ALPHA/BRAVO@127.0.0.1:1/db", "postgresql://u:<redacted>@127.0.0.1:1/db"),
+        ("postgresql://u:ALPHA?BRAVO/CHARL@127.0.0.1:1/db", "postgresql://u:<redacted>@127.0.0.1:1/db"),
+        # an unencoded "&": libpq quotes the part after it as a parameter of its own
+        ("postgresql://u@127.0.0.1:1/db?password=ALPHA&BRAVO", "postgresql://u@127.0.0.1:1/db?password=<redacted>"),
+        ("postgresql://u@127.0.0.1:1/db?password=ALPHA&BRAVO=CHARL&sslmode=disable",
+         "postgresql://u@127.0.0.1:1/db?password=<redacted>&sslmode=disable"),
+        ("postgresql://u@127.0.0.1:1/db?oauth_client_secret=ALPHA", "postgresql://u@127.0.0.1:1/db?oauth_client_secret=<redacted>"),
+    ],
+)  # fmt: skip
+def test_no_part_of_a_password_libpq_misreads_is_shown(url, shown):
+    env = {"PATH": "/usr/bin:/bin", "PASSKEYD_DB_CONNECT_TIMEOUT": "1"}
+    r = run("check-config", "--database-url", url, env=env)
+    written = r.stdout + r.stderr
+    assert not re.search("ALPHA|BRAVO|CHARL", written), written
+    assert shown in written
 
 
 def test_an_unencoded_at_sign_leaves_no_part_of_the_password_in_the_error():
