@@ -408,7 +408,6 @@ class SqlStore(abc.ABC):
                 misses.clear()
             misses[key] = True
         return value
-        return value
 
     @staticmethod
     def _bump_config(db: Tx) -> None:
