@@ -28,7 +28,6 @@ until they have had their turn.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fcntl
 import logging
 import os
@@ -68,7 +67,7 @@ def _create_private(path: str) -> None:
     every account's identities, token hashes and sealed tokens. SQLite gives its -wal and
     -shm files the database's mode. A file that exists keeps the mode it has."""
     # (It exists, or cannot be made: opening it says which, as before.)
-    with contextlib.suppress(OSError):
+    with suppress(OSError):
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
