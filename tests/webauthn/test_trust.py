@@ -70,6 +70,8 @@ def at(text: str) -> dict:
         ("simplewebauthn-packed-x5c", None, "Security Key by Yubico with NFC"),
         # fido-u2f: zero AAGUID, found by the leaf's key identifier
         ("py_webauthn-yubikey-firefox-fido-u2f", None, "Security Key by Yubico with NFC"),
+        # fido-u2f: zero AAGUID, no key identifier listed; found by its certificate's AAGUID
+        ("java-webauthn-server-security-key-nfc-fido-u2f", None, "Security Key by Yubico with NFC"),
         ("py_webauthn-pixel-8a-android-key", "2025-01-08T00:00:00Z", "Android Authenticator"),
         # (its chain ends in Google's 2016 root certificate, not the one the metadata lists)
         ("simplewebauthn-samsung-s9-android-key", None, "Android Authenticator"),
@@ -765,3 +767,35 @@ def test_a_listed_root_cryptography_cannot_read_refuses_a_leaf_rather_than_fail(
     with pytest.raises(CeremonyError) as refused:
         _trusted_by((twice,), [forged])
     assert refused.value.step is Step.ATTESTATION_TRUST
+
+
+def test_a_u2f_key_is_found_by_the_model_its_certificate_names():
+    """A fido-u2f registration says the zero AAGUID; MDS lists some U2F keys by no key
+    identifier, only under the FIDO2 AAGUID their certificate names. The chain must still
+    lead to that entry's roots: a certificate naming a model under another root is refused."""
+    from passkeyd.webauthn.trust import ZERO_AAGUID, verify_trust
+
+    root, other = pki.ca("Vendor Root"), pki.ca("Attacker Root")
+    store = TrustStore([MetadataEntry("Test Key", YUBIKEY_5, root_certificates=(root.der,))])
+    named = bytes.fromhex(YUBIKEY_5.replace("-", ""))
+    at = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
+    genuine = pki.attestation_leaf(root, named)
+    entry = verify_trust(
+        fmt="fido-u2f", aaguid=ZERO_AAGUID, chain=[genuine.der], trust_store=store,
+        verification_time=at,
+    )  # fmt: skip
+    assert entry.description == "Test Key"
+    forged = pki.attestation_leaf(other, named)
+    with pytest.raises(CeremonyError) as refused:
+        verify_trust(
+            fmt="fido-u2f", aaguid=ZERO_AAGUID, chain=[forged.der], trust_store=store,
+            verification_time=at,
+        )  # fmt: skip
+    assert "does not lead to a root of Test Key" in refused.value.detail
+    unlisted_model = pki.attestation_leaf(root, bytes(range(16)))
+    with pytest.raises(CeremonyError) as unlisted:
+        verify_trust(
+            fmt="fido-u2f", aaguid=ZERO_AAGUID, chain=[unlisted_model.der], trust_store=store,
+            verification_time=at,
+        )  # fmt: skip
+    assert "is not listed" in unlisted.value.detail

@@ -136,12 +136,18 @@ class TrustStore:
         return self._by_aaguid
 
     def find(self, aaguid: str, leaf: x509.Certificate | None) -> MetadataEntry | None:
-        """The entry for an AAGUID; for U2F (zero AAGUID) the entry for the leaf's key id."""
+        """The entry for an AAGUID; for U2F (zero AAGUID) the entry for the leaf's key id,
+        or else for the model its certificate names (id-fido-gen-ce-aaguid): MDS lists some
+        U2F keys only so, under their FIDO2 AAGUID (a Security Key by Yubico with NFC spoken
+        to over CTAP1). Either way the chain must still lead to that entry's roots."""
         if aaguid != ZERO_AAGUID:
             return self.by_aaguid(aaguid)
         if leaf is None:
             return None
-        return self._by_key_id.get(key_identifier(leaf))
+        entry = self._by_key_id.get(key_identifier(leaf))
+        if entry is None and (named := certified_aaguid(leaf)) is not None:
+            entry = self.by_aaguid(named)
+        return entry
 
 
 def key_identifier(certificate: x509.Certificate) -> str:
