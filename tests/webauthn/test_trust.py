@@ -799,3 +799,13 @@ def test_a_u2f_key_is_found_by_the_model_its_certificate_names():
             verification_time=at,
         )  # fmt: skip
     assert "is not listed" in unlisted.value.detail
+
+
+def test_a_safetynet_device_that_failed_the_compatibility_test_is_not_trusted(mds):
+    """SimpleWebAuthn's real SafetyNet registration with `ctsProfileMatch: false` verifies
+    (L2 dropped L1 §8.5's check; the vector tests accept it under `any`) and chains to
+    Google's root, but a service that requires trusted attestation refuses it. The control,
+    py_webauthn's SafetyNet vector (`ctsProfileMatch: true`), is trusted above."""
+    vector = VECTORS["simplewebauthn-android-safetynet-cts-false"]
+    assert register(vector).fmt == "android-safetynet"
+    assert "ctsProfileMatch is not true" in refused_by_trust(vector, mds)

@@ -240,6 +240,8 @@ def verify_registration(
             trust_store=trust_store,
             verification_time=verification_time or datetime.datetime.now(datetime.UTC),
         )
+        if fmt == "android-safetynet":
+            _check_cts_profile_match(statement.response)
     # §7.1.24: credential id length.
     if len(credential_id) > MAX_CREDENTIAL_ID_LENGTH:
         raise VerificationFailed(Step.CREDENTIAL_ID_LENGTH, "credential id is over 1023 bytes")
@@ -434,6 +436,25 @@ def _verify_packed_self_es384(
     if not verify_es384(credential_public_key, signature, signed):
         raise VerificationFailed(
             Step.ATTESTATION_STATEMENT, "the packed attestation statement did not verify"
+        )
+
+
+def _check_cts_profile_match(safetynet_response: bytes | None) -> None:
+    """A trusted SafetyNet attestation is of a device that passed Android's compatibility
+    test (`ctsProfileMatch`), as WebAuthn L1 §8.5 required and SimpleWebAuthn still does.
+    L2 dropped the step, so under the `any` policy such a device registers; under `trusted`,
+    a rooted or modified one is not what the service asked for. (py_webauthn checks only
+    `basicIntegrity`; it verified the JWS this payload comes from.)"""
+    try:
+        payload = json.loads(b64url_decode((safetynet_response or b"").split(b".")[1].decode()))
+        matched = payload.get("ctsProfileMatch") is True
+    except (ValueError, IndexError, UnicodeDecodeError, AttributeError):
+        matched = False
+    if not matched:
+        raise VerificationFailed(
+            Step.ATTESTATION_TRUST,
+            "the SafetyNet response says the device failed Android's compatibility test"
+            " (ctsProfileMatch is not true)",
         )
 
 
