@@ -468,11 +468,29 @@ def test_read_blob_checks_the_signers_host_under_the_fido_roots_only(tmp_path, m
     assert read_blob(blob_file)["no"] == 300
 
 
-def test_a_blob_older_than_the_packaged_metadata_is_refused(blob_setup):
+def test_a_blob_of_fidos_older_than_the_packaged_metadata_is_refused(tmp_path, monkeypatch):
+    """Under FIDO's roots, whether PASSKEYD_MDS_ROOT names them again or not."""
+    fido = signing_pki(host="mds.fidoalliance.org")
+    root_file = tmp_path / "root.pem"
+    root_file.write_bytes(fido.root.certificate.public_bytes(serialization.Encoding.PEM))
+    monkeypatch.setattr(mdsblob, "FIDO_MDS_ROOT", root_file)
+    blob_file = tmp_path / "blob.jwt"
+    write_blob(blob_file, fido, 290, [])  # the packaged metadata is no. 291
+    for named_root in (None, root_file):
+        with pytest.raises(BlobError, match=r"no. 290, older than the metadata packaged .*291"):
+            read_blob(blob_file, named_root)
+    write_blob(blob_file, fido, 291, [])
+    assert read_blob(blob_file)["no"] == 291
+
+
+def test_a_private_metadata_service_numbers_its_blobs_from_its_own_start(blob_setup):
+    """PASSKEYD_MDS_ROOT names a private or test service's root (python-fido2's example
+    BLOB is no. 15): FIDO's numbering does not apply to it."""
     p, vendor, blob_file, root_file = blob_setup
-    write_blob(blob_file, p, 290, [])  # the packaged metadata is no. 291
-    with pytest.raises(BlobError, match=r"no. 290, older than the metadata packaged .*no. 291"):
-        read_blob(blob_file, root_file)
+    write_blob(blob_file, p, 15, [entry(MODEL, "Blob Key", [vendor.der])])
+    assert read_blob(blob_file, root_file)["no"] == 15
+    meta = OfflineMetadata(blob_path=blob_file, root_path=root_file)
+    assert meta.trust_store().by_aaguid(MODEL).description == "Blob Key"
 
 
 def test_entries_of_any_shape_are_skipped_not_raised(blob_setup):

@@ -159,8 +159,10 @@ def check_blob(
     data: bytes, roots: list[Any], *, fido_roots: bool, at: datetime.datetime | None = None
 ) -> dict[str, Any]:
     """`mdsblob.verify_blob`, with the signer's host checked under FIDO's roots (a private
-    root: its own PKI's names), and a BLOB older than the packaged metadata refused."""
-    from passkeyd.mdsblob import FIDO_DOMAIN, BlobError, verify_blob
+    root: its own PKI's names), and a BLOB of FIDO's older than the packaged metadata
+    refused. (A private metadata service numbers its BLOBs from its own start: its `no`
+    says nothing against FIDO's.)"""
+    from passkeyd.mdsblob import FIDO_DOMAIN, FIDO_MDS_ROOT, BlobError, load_roots, verify_blob
 
     at = at or datetime.datetime.now(datetime.UTC)
     payload = verify_blob(
@@ -170,7 +172,8 @@ def check_blob(
         signer_domain=FIDO_DOMAIN if fido_roots else None,
         roots_named="the FIDO Metadata Service root" if fido_roots else "PASSKEYD_MDS_ROOT's root",
     )
-    packaged = _packaged_no()
+    fidos = fido_roots or not set(roots).isdisjoint(load_roots(FIDO_MDS_ROOT))
+    packaged = _packaged_no() if fidos else None
     if packaged is not None and payload["no"] < packaged:  # (MDS3 §3.2 step 6)
         raise BlobError(
             f"it is no. {payload['no']}, older than the metadata packaged with passkeyd"
