@@ -15,6 +15,7 @@ FACTOR_SID = re.compile(r"^YF[0-9a-f]{32}$")
 CHALLENGE_SID = re.compile(r"^YC[0-9a-f]{32}$")
 DATE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 BASE = "http://testserver"
+FORM = "application/x-www-form-urlencoded"
 AAGUID = "fbfc3007-154e-4ecc-8c0b-6e020557d7bd"  # the test authenticator's (iCloud Keychain)
 
 
@@ -98,6 +99,20 @@ def test_create_duplicate_entity_is_409(api: Api) -> None:
     assert_twilio_error(r, 409, 60301)
     assert api.snapshot() == before
     assert api.get(entity_url(api, "user-0001")).json()["sid"] == first.json()["sid"]
+
+
+def test_a_form_field_given_twice_with_different_values_is_refused(api: Api) -> None:
+    """`Identity=a&Identity=b`: which one was meant (or which a proxy appended) is not
+    guessed; the last one was taken. The same value twice is that value."""
+    api.create_service()
+    before = api.snapshot()
+    r = api.post_raw(f"{api.svc}/Entities", "Identity=user-0001&Identity=user-0002", FORM)
+    assert "given twice" in assert_twilio_error(r, 400, 60200)["message"]
+    assert api.snapshot() == before
+    r = api.post_raw(f"{api.svc}/Entities", "Identity=user-0001&Identity=user-0001", FORM)
+    assert r.status_code == 201 and r.json()["identity"] == "user-0001"
+    listed = api.get(f"{api.svc}/Entities?PageSize=5&PageSize=6")
+    assert "'PageSize' is given twice" in assert_twilio_error(listed, 400, 60200)["message"]
 
 
 def test_same_identity_in_two_services_is_two_entities(api: Api) -> None:

@@ -39,8 +39,15 @@ class Form:
         return key in self._values
 
     def get(self, key: str) -> str | None:
+        """A single-valued parameter. Given twice with different values it is refused (400
+        60200), not taken from the last: which one a client meant (or a proxy appended) is
+        not for passkeyd to guess. (Lists are read with `get_all`.)"""
         values = self._values.get(key)
-        return values[-1] if values else None
+        if not values:
+            return None
+        if len(values) > 1 and any(v != values[0] for v in values):
+            raise InvalidParameter(_given_twice(key))
+        return values[0]
 
     def items(self) -> list[tuple[str, str]]:
         return [(key, values[-1]) for key, values in self._values.items()]
