@@ -41,7 +41,8 @@ class JsonFormatter(logging.Formatter):
         if second != cached_second:
             prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
             self._cached = (second, prefix)
-        return f"{prefix}.{int((created - second) * 1000):03d}Z"
+        millis = int((created - second) * 1000)
+        return f"{prefix}.{_MILLISECONDS[millis] if millis >= 0 else f'{millis:03d}'}Z"
 
     def format(self, record: logging.LogRecord) -> str:
         entry = {
@@ -71,6 +72,9 @@ class JsonFormatter(logging.Formatter):
 
 
 ACCESS_LOGGER = "passkeyd.access"
+# A timestamp's milliseconds as `:03d` writes them (parsing its format spec each time: half
+# of the line's timestamp).
+_MILLISECONDS = tuple(f"{n:03d}" for n in range(1000))
 
 
 class Every:
@@ -115,7 +119,7 @@ def new_request_id() -> str:
     which the standard library seeds from the OS and reseeds in a forked child, rather
     than from the OS on every request: a system call each, a tenth of a request's
     bookkeeping."""
-    return f"RQ{random.getrandbits(128):032x}"
+    return "RQ" + random.getrandbits(128).to_bytes(16, "big").hex()  # (`:032x` parses its spec)
 
 
 FLUSH_SECONDS = 0.2
@@ -151,16 +155,13 @@ class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def add_access_line(self, line: str) -> None:
         """An access-log line formatted by `access`: held like any other (under the
         handler's lock, as `handle` holds it around `emit`)."""
-        self.acquire()
-        try:
+        with self.lock:  # type: ignore[union-attr]  # (what acquire() takes: made in __init__)
             self._pending.append(line + self.terminator)
             if (
                 len(self._pending) >= MAX_PENDING_LINES
                 or time.monotonic() - self._flushed >= FLUSH_SECONDS
             ):
                 self.flush()
-        finally:
-            self.release()
 
     def flush(self) -> None:
         self.acquire()

@@ -9,13 +9,15 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
-from typing import Any
+from collections.abc import Callable
 
+from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
 from webauthn.helpers import (
     decode_credential_public_key,
     decoded_public_key_to_cryptography,
     parse_authenticator_data,
 )
+from webauthn.helpers.algorithms import get_ec2_sig_alg
 from webauthn.helpers.verify_signature import verify_signature
 
 from passkeyd.records import record
@@ -111,18 +113,34 @@ def _signature_verifies(credential_public_key: bytes, signature: bytes, signed: 
     """ES384 with passkeyd's own check (py_webauthn has none); every other algorithm with
     py_webauthn's."""
     try:
-        if cose_algorithm(credential_public_key) == ES384:
-            return verify_es384(credential_public_key, signature, signed)
-        alg, key = _loaded_key(credential_public_key)
-        verify_signature(public_key=key, signature_alg=alg, signature=signature, data=signed)
+        return _verifier(credential_public_key)(signature, signed)
     except Exception:  # InvalidSignature, malformed keys and library errors alike
         return False
-    return True
 
 
 @functools.lru_cache(maxsize=4096)
-def _loaded_key(credential_public_key: bytes) -> tuple[Any, Any]:
-    """The COSE key decoded and loaded (about 10-20 us each time): cached per key bytes, as a
-    passkey signs in again and again. Keys are public and immutable; a failure is not cached."""
+def _verifier(credential_public_key: bytes) -> Callable[[bytes, bytes], bool]:
+    """How signatures by this COSE key are checked, worked out once per key bytes (the key
+    decoded and loaded, about 10-20 us, its algorithm read, its ECDSA made), as a passkey
+    signs in again and again. Keys are public and immutable; a failure is not cached."""
+    if cose_algorithm(credential_public_key) == ES384:
+        return functools.partial(verify_es384, credential_public_key)
     decoded = decode_credential_public_key(credential_public_key)
-    return decoded.alg, decoded_public_key_to_cryptography(decoded)
+    alg, key = decoded.alg, decoded_public_key_to_cryptography(decoded)
+    if isinstance(key, EllipticCurvePublicKey):
+        # What py_webauthn's verify_signature does with such a key, its ECDSA made once:
+        # each one made imports cryptography's backend again, which on Python 3.11 raises
+        # and formats an AttributeError inside the import (about 6,500 instructions).
+        ecdsa = get_ec2_sig_alg(alg)
+
+        def verify_ec2(signature: bytes, signed: bytes) -> bool:
+            key.verify(signature, signed, ecdsa)
+            return True
+
+        return verify_ec2
+
+    def verify(signature: bytes, signed: bytes) -> bool:
+        verify_signature(public_key=key, signature_alg=alg, signature=signature, data=signed)
+        return True
+
+    return verify
