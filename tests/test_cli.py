@@ -73,6 +73,39 @@ def test_accounts_and_keys_round_trip(db):
     assert services == []
 
 
+def test_tokens_and_key_secrets_are_stored_as_their_sha256_only(db):
+    """What the database holds of an auth token or a key secret is its SHA-256, computed
+    here on its own (not with passkeyd's function): never the secret, nor anything holding
+    it, in any column."""
+    import hashlib
+
+    account = json.loads(run("accounts", "create", "--database-url", db).stdout)
+    key = json.loads(
+        run("keys", "create", "--account", account["sid"], "--database-url", db).stdout
+    )
+    rotated = json.loads(
+        run("accounts", "rotate-token", "--account", account["sid"], "--database-url", db).stdout
+    )
+    raw = sqlite3.connect(db.removeprefix("sqlite:///"))
+    raw.row_factory = sqlite3.Row
+    try:
+        stored_account = raw.execute(
+            "SELECT * FROM accounts WHERE sid = ?", (account["sid"],)
+        ).fetchone()
+        stored_key = raw.execute("SELECT * FROM api_keys WHERE sid = ?", (key["sid"],)).fetchone()
+    finally:
+        raw.close()
+    for row, column, secret, old in (
+        (stored_account, "token_hash", rotated["auth_token"], account["auth_token"]),
+        (stored_key, "secret_hash", key["secret"], None),
+    ):
+        assert row[column] == hashlib.sha256(secret.encode("utf-8")).digest()
+        for value in tuple(row):
+            for text in filter(None, (secret, old)):
+                held = value if isinstance(value, bytes) else str(value).encode()
+                assert text.encode() not in held, (column, value)
+
+
 def test_check_config_reports_settings_without_secrets(db):
     env = {
         "PATH": "/usr/bin:/bin",

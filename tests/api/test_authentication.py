@@ -241,6 +241,19 @@ def test_challenge_for_a_factor_of_another_identity(api, alice):
     assert (r.status_code, r.json()["code"]) == (404, 60390)
 
 
+def test_challenge_for_a_factor_of_another_service_of_the_same_account(api, alice):
+    """A factor SID names a passkey of the service in the path only: one of the account's
+    other services is not found there, and nothing is stored."""
+    first = api.service_sid
+    api.create_service()
+    before = api.snapshot()
+    r = api.post_json(f"{api.svc}/Passkeys/Challenges", {"factor_sid": alice["sid"]})
+    assert (r.status_code, r.json()["code"]) == (404, 60390), r.text
+    assert api.snapshot() == before
+    api.service_sid = first
+    assert api.challenge(factor_sid=alice["sid"])["factor_sid"] == alice["sid"]
+
+
 def test_usernameless_challenge_needs_a_relying_party_on_the_service(api):
     api.post_form("/v2/Services", {"FriendlyName": "bare"})
     api.service_sid = api.get("/v2/Services").json()["services"][0]["sid"]
@@ -416,6 +429,16 @@ def test_step_7_2_14_cross_origin_iframe(api, challenge):
     )
     message = refused(api, assertion, 403, 60324)["message"]
     assert "§7.2.14" in message and "topOrigin 'https://evil.test' is not" in message
+
+
+def test_step_7_2_14_the_rps_own_origin_is_no_top_origin_unless_listed(api, challenge):
+    """A service that lists no top origins takes no cross-origin ceremony, not even one
+    embedded in a page of its own origins."""
+    assertion = api.authenticator.get(
+        challenge["options"], ORIGIN, cross_origin=True, top_origin=ORIGIN
+    )
+    message = refused(api, assertion, 403, 60324)["message"]
+    assert "§7.2.14" in message and f"topOrigin '{ORIGIN}' is not" in message
 
 
 @pytest.mark.parametrize("cross_origin", [False, None])
@@ -663,6 +686,22 @@ def test_a_service_raised_to_required_verification_requires_it_of_every_passkey(
     assert api.approve(key.get(challenge["options"], ORIGIN)).json()["status"] == "approved"
 
 
+def test_a_challenge_made_before_the_service_required_verification_requires_it(api):
+    """The service's `required` applies to the challenges already pending too: one made
+    while the service asked `discouraged` is not approved without user verification after
+    the change (it carries the laxer setting, and so does the passkey)."""
+    api.create_service(**{"Passkeys.UserVerification": "discouraged"})
+    key = Authenticator(uv=False)
+    api.register("user-0001", authenticator=key)
+    challenge = api.challenge(identity="user-0001")
+    assert challenge["options"]["publicKey"]["userVerification"] == "discouraged"
+    assert api.post_form(api.svc, {"Passkeys.UserVerification": "required"}).status_code == 200
+    body = refused(api, key.get(challenge["options"], ORIGIN), 403, 60324)
+    assert "user verified" in body["message"]
+    key.uv = True
+    assert api.approve(key.get(challenge["options"], ORIGIN)).json()["status"] == "approved"
+
+
 def test_a_factor_whose_request_named_its_user_verification_keeps_it(api):
     """A factor made with `config.user_verification=discouraged` on a service that requires
     UV registers under its own setting, and signs in under it: it used to be registered and
@@ -707,6 +746,30 @@ def test_a_sign_in_after_the_site_moved_asks_for_the_passkeys_of_its_new_rp_id(a
     # A user with passkeys for the old RP id only still gets those.
     old_only = api.challenge(identity="user-0002")["options"]["publicKey"]
     assert (old_only["rpId"], len(old_only["allowCredentials"])) == ("example.com", 1)
+
+
+def test_a_passkey_of_the_rp_id_the_service_left_does_not_answer_its_new_challenges(api):
+    """A usernameless challenge asks at the service's current RP id. A passkey registered
+    under its former one is refused (400 60382) even when its authenticator signs the new
+    RP id's hash from an origin the passkey was registered with: it is another site's."""
+    api.create_service()
+    api.register("user-0001")
+    r = api.post_form(
+        api.svc,
+        {
+            "Passkeys.RelyingParty.Id": "login.example.com",
+            "Passkeys.RelyingParty.Origins": "https://login.example.com",
+        },
+    )
+    assert r.status_code == 200, r.text
+    challenge = api.challenge()
+    assert challenge["options"]["publicKey"]["rpId"] == "login.example.com"
+    (old,) = api.authenticator.credentials
+    assertion = api.authenticator.get(
+        challenge["options"], ORIGIN, credential_id=old, rp_id="login.example.com"
+    )
+    body = refused(api, assertion, 400, 60382)
+    assert "relying party" in body["message"]
 
 
 # --- The letter of WebAuthn: what a review of §6.1 and §7.2 found accepted ----------------

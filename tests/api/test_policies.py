@@ -278,6 +278,29 @@ def test_cross_origin_assertion_needs_a_listed_top_origin(api):
     assert api.approve(listed).json()["status"] == "approved"
 
 
+def test_a_top_origin_taken_off_the_service_stops_working_for_existing_passkeys(api):
+    """Top origins are always the service's current ones: a portal taken off the list no
+    longer embeds the sign-in of a passkey registered inside it while it was listed."""
+    portal = "https://portal.example"
+    api.create_service(**{"Passkeys.TopOrigins": portal})
+    api.register(cross_origin=True, top_origin=portal)
+    challenge = api.challenge(identity="user-0001")
+    embedded = api.authenticator.get(
+        challenge["options"], ORIGIN, cross_origin=True, top_origin=portal
+    )
+    assert api.approve(embedded).json()["status"] == "approved"
+    r = api.post_form(api.svc, {"Passkeys.TopOrigins": ""})
+    assert r.status_code == 200 and "top_origins" not in r.json()["passkeys"], r.text
+    challenge = api.challenge(identity="user-0001")
+    embedded = api.authenticator.get(
+        challenge["options"], ORIGIN, cross_origin=True, top_origin=portal
+    )
+    before = api.snapshot()
+    assert f"topOrigin '{portal}' is not" in refused(api.approve(embedded), 60324)
+    assert api.snapshot() == before
+    assert api.approve(api.authenticator.get(challenge["options"], ORIGIN)).status_code == 200
+
+
 def test_android_app_origin_among_several(api):
     app = "android:apk-key-hash:gx7sq_pxhxhrIQdLyfG0pxKwiJ7hOk2DJQ4xvKd438Q"
     api.create_service(

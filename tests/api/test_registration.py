@@ -401,6 +401,20 @@ def test_step_7_1_10_top_origin_without_cross_origin(api, pending):
     assert "crossOrigin is not" in refused(api, cred, 403, 60311)["message"]
 
 
+def test_step_7_1_10_the_rps_own_origin_is_no_top_origin_unless_listed(api, pending):
+    """A cross-origin ceremony is accepted only inside a page the service lists among its
+    top origins: with none listed, not even inside one of its own origins."""
+    cred = api.authenticator.create(
+        pending["options"], ORIGIN, cross_origin=True, top_origin=ORIGIN
+    )
+    message = refused(api, cred, 403, 60311)["message"]
+    assert "§7.1.10" in message and f"topOrigin '{ORIGIN}' is not" in message
+    api.create_service(**{"Passkeys.TopOrigins": ORIGIN})
+    factor = api.create_factor()
+    cred = api.authenticator.create(factor["options"], ORIGIN, cross_origin=True, top_origin=ORIGIN)
+    assert api.verify_factor(cred).json()["status"] == "verified"
+
+
 def test_step_7_1_14_rp_id_hash_of_another_rp(api, pending):
     cred = api.authenticator.create(pending["options"], ORIGIN, rp_id="evil.test")
     body = refused(api, cred, 403, 60311)
@@ -518,6 +532,16 @@ def test_step_7_1_25_credential_already_registered(api):
     cred = Authenticator().create(factor["options"], ORIGIN, credential_id=b"\x01" * 32)
     body = refused(api, cred, 403, 60311)
     assert "already registered" in body["message"]
+
+
+def test_step_7_1_24_a_credential_id_over_1023_bytes_is_refused(api, pending):
+    cred = api.authenticator.create(pending["options"], ORIGIN, credential_id=b"\x02" * 1024)
+    message = refused(api, cred, 403, 60311)["message"]
+    assert "§7.1.24" in message and "over 1023 bytes" in message
+    cred = api.authenticator.create(pending["options"], ORIGIN, credential_id=b"\x02" * 1023)
+    factor = api.verify_factor(cred).json()
+    assert factor["status"] == "verified"
+    assert unb64url(factor["metadata"]["credential_id"]) == b"\x02" * 1023
 
 
 def test_attested_credential_data_missing(api, pending):
@@ -774,6 +798,55 @@ def test_step_7_1_21_a_packed_attestation_signed_with_es384_verifies(api, alg):
     attestation["attStmt"]["sig"] = leaf.key.sign(b"something else", ec.ECDSA(hashes.SHA384()))
     body = refused(api, _with_attestation(cred, attestation), 403, 60311)
     assert "packed attestation statement did not verify" in body["message"]
+
+
+def _es384_self_attestation(api):
+    """A pending factor on a service offering ES384, and an ES384 key's packed self
+    attestation of it (the credential, and the key that made it)."""
+    api.create_service(**{"Passkeys.Algorithms": "-7,-35"})
+    device = Authenticator(alg=ES384, attestation="packed")
+    cred = device.create(api.create_factor()["options"], ORIGIN)
+    (stored,) = device.credentials.values()
+    return cred, stored.key
+
+
+def test_step_7_1_21_an_es384_self_attestation_verifies(api):
+    cred, _ = _es384_self_attestation(api)
+    assert _attestation(cred)["attStmt"]["alg"] == ES384
+    r = api.verify_factor(cred)
+    assert (r.status_code, r.json()["status"]) == (200, "verified"), r.text
+
+
+@pytest.mark.parametrize("alg", [ES256, ES512, RS256])
+def test_step_7_1_21_an_es384_self_attestation_naming_another_alg_is_refused(api, alg):
+    """§8.2: a self attestation's `alg` is the credential key's. The signature is the key's
+    own, right over the right data: only the `alg` is not its algorithm."""
+    cred, _ = _es384_self_attestation(api)
+    attestation = _attestation(cred)
+    attestation["attStmt"]["alg"] = alg
+    body = refused(api, _with_attestation(cred, attestation), 403, 60311)
+    assert "§7.1.21" in body["message"] and "does not match the key" in body["message"]
+
+
+@pytest.mark.parametrize("signer", ["other-data", "other-key"])
+def test_step_7_1_21_an_es384_self_attestation_with_a_wrong_signature_is_refused(api, signer):
+    """§8.2: `sig` must verify with the credential key over authenticatorData and the
+    clientData's hash: not its signature of anything else, nor another P-384 key's."""
+    import hashlib
+
+    from tests.authenticator import Key
+
+    cred, key = _es384_self_attestation(api)
+    attestation = _attestation(cred)
+    signed = (
+        attestation["authData"]
+        + hashlib.sha256(unb64url(cred["response"]["clientDataJSON"])).digest()
+    )
+    attestation["attStmt"]["sig"] = (
+        key.sign(signed + b"!") if signer == "other-data" else Key.generate(ES384).sign(signed)
+    )
+    body = refused(api, _with_attestation(cred, attestation), 403, 60311)
+    assert "§7.1.21" in body["message"] and "did not verify" in body["message"]
 
 
 @pytest.mark.parametrize("fmt", ["Packed", "packed ", "x-vendor", "NONE"])

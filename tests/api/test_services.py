@@ -531,6 +531,48 @@ def test_malformed_authorization_headers_are_401(api: Api, header: bytes) -> Non
     assert_twilio_error(r, 401, 20003)
 
 
+def test_an_unknown_user_with_the_password_checked_in_its_place_is_401(
+    api: Api, domain: Domain
+) -> None:
+    """An unknown user name (or a revoked key) is checked against the hash of a constant
+    password, so that it costs what a known one does: that password must not let it in."""
+    api.create_service()
+    revoked, secret = domain.accounts.create_api_key(api.account_sid)
+    assert api.get(api.svc, auth=(revoked.sid, secret)).status_code == 200
+    assert domain.store.revoke_api_key(api.account_sid, revoked.sid)
+    dummy = "passkeyd: no such user"  # accounts._DUMMY_HASH is its SHA-256
+    before = api.snapshot()
+    for user in ("AC" + "0" * 32, "SK" + "0" * 32, revoked.sid, "nobody", ""):
+        for r in (
+            api.get("/v2/Services", auth=(user, dummy)),
+            api.get(api.svc, auth=(user, dummy)),
+            api.post_json(f"{api.svc}/Passkeys/Challenges", {}, auth=(user, dummy)),
+        ):
+            assert_twilio_error(r, 401, 20003)
+    assert api.snapshot() == before
+
+
+def test_valid_credentials_under_another_scheme_than_basic_are_401(api: Api) -> None:
+    """Only `Basic` carries credentials: the same base64 `sid:token` after `Bearer` (or
+    any other word) is refused, not read as Basic."""
+    import base64
+
+    api.create_service()
+    encoded = base64.b64encode(":".join(api.auth).encode()).decode()
+    assert api.client.get(api.svc, headers={"Authorization": f"Basic {encoded}"}).is_success
+    assert api.client.get(api.svc, headers={"Authorization": f"basic {encoded}"}).is_success
+    before = api.snapshot()
+    for scheme in ("Bearer", "Token", "Digest", "Basicx"):
+        headers = {"Authorization": f"{scheme} {encoded}"}
+        for r in (
+            api.client.get("/v2/Services", headers=headers),
+            api.client.get(api.svc, headers=headers),
+            api.client.post(api.svc, data={"FriendlyName": "renamed"}, headers=headers),
+        ):
+            assert_twilio_error(r, 401, 20003)
+    assert api.snapshot() == before
+
+
 def test_wrong_token_is_401(api: Api) -> None:
     api.create_service()
     before = api.snapshot()

@@ -619,6 +619,16 @@ def test_factor_lists_rename_and_delete(store):
     assert store.get_factor(svc.account_sid, svc.sid, f.sid) is None
 
 
+def test_a_factor_is_found_in_its_own_service_only(store):
+    svc, elsewhere = service(), service()
+    store.insert_service(svc)
+    store.insert_service(elsewhere)
+    f = verified(store, svc)
+    assert store.get_factor(svc.account_sid, svc.sid, f.sid) == f
+    assert store.get_factor(svc.account_sid, elsewhere.sid, f.sid) is None
+    assert store.get_factor("AC" + "9" * 32, svc.sid, f.sid) is None
+
+
 # --- challenges --------------------------------------------------------------------------------
 
 
@@ -712,6 +722,30 @@ def test_counter_race_rolls_the_approval_back(store):
     )
     assert store.get_challenge(svc.account_sid, svc.sid, c2.sid).status is ChallengeStatus.PENDING
     assert store.get_factor(svc.account_sid, svc.sid, f.sid).credential.sign_count == 5
+
+
+def test_a_counter_equal_to_the_stored_nonzero_one_is_a_counter_race(store):
+    """§7.2.21: a nonzero counter must grow. One equal to the stored count (an assertion
+    verified against an older count, racing the approval that moved it there) is refused,
+    and nothing changes; zero after zero is a synced passkey's, and approved."""
+    svc = service()
+    store.insert_service(svc)
+    f = verified(store, svc)
+    c0, c1, c2 = challenge(None, svc), challenge(None, svc), challenge(None, svc)
+    for c in (c0, c1, c2):
+        store.insert_challenge(c)
+    assert store.approve_challenge(c0, f, new_sign_count=0, backed_up=False, now=NOW) is (
+        ApproveOutcome.APPROVED
+    )
+    assert store.approve_challenge(c1, f, new_sign_count=5, backed_up=False, now=NOW) is (
+        ApproveOutcome.APPROVED
+    )
+    moved = store.get_factor(svc.account_sid, svc.sid, f.sid)
+    assert store.approve_challenge(c2, f, new_sign_count=5, backed_up=True, now=NOW + 1) is (
+        ApproveOutcome.COUNTER_RACE
+    )
+    assert store.get_challenge(svc.account_sid, svc.sid, c2.sid).status is ChallengeStatus.PENDING
+    assert store.get_factor(svc.account_sid, svc.sid, f.sid) == moved
 
 
 @contextmanager

@@ -57,6 +57,24 @@ def test_an_android_app_origin_matches_what_android_sends(form):
     assert OriginPolicy.build(rp_id="example.com", origins=[configured]).accepts(APK)
 
 
+NOT_SHA256 = {  # fingerprints of other lengths, as people write them
+    "SHA-1, base64": base64.b64encode(hashlib.sha1(b"cert").digest()).decode(),
+    "SHA-1, hex": ":".join(f"{b:02X}" for b in hashlib.sha1(b"cert").digest()),
+    "SHA-512, base64": base64.b64encode(hashlib.sha512(b"cert").digest()).decode(),
+    "SHA-256 cut short, base64": base64.b64encode(DIGEST[:31]).decode(),
+}
+
+
+@pytest.mark.parametrize("form", list(NOT_SHA256))
+def test_an_android_fingerprint_that_is_not_a_sha256_is_kept_as_given(form):
+    """Only a SHA-256 (32 bytes) is rewritten as Android sends it: any other fingerprint is
+    not one Android sends, and is kept verbatim rather than re-encoded into another."""
+    configured = "android:apk-key-hash:" + NOT_SHA256[form]
+    assert normalise_origin(configured) == configured
+    policy = OriginPolicy.build(rp_id="example.com", origins=[configured])
+    assert policy.exact == {configured}
+
+
 def test_related_origins_are_serialised_origins_and_localhost_only_itself():
     from passkeyd.webauthn import related_origins
 

@@ -188,6 +188,22 @@ def test_top_origin_vector_needs_its_top_origin_listed():
         assert refused.value.step is Step.CROSS_ORIGIN
 
 
+@pytest.mark.parametrize(
+    "name", ["go-webauthn-w3c-l3-none-es256", "go-webauthn-w3c-l3-packed-es256"]
+)
+def test_a_client_data_challenge_other_than_the_expected_one_is_refused(name):
+    """§7.1.8 / §7.2.12: the vector's own signed bytes, verified against another expected
+    challenge (one bit off, one byte longer, empty), are refused at the challenge step."""
+    vector = VECTORS[name]
+    for ceremony, verify in (("registration", register), ("authentication", authenticate)):
+        expected = b64url_decode(vector[ceremony]["challenge"])
+        for other in (expected[:-1] + bytes([expected[-1] ^ 1]), expected + b"\x00", b""):
+            changed = dict(vector[ceremony], challenge=b64url_encode(other))
+            with pytest.raises(CeremonyError) as refused:
+                verify(dict(vector, **{ceremony: changed}))
+            assert refused.value.step is Step.CHALLENGE, (ceremony, other)
+
+
 def test_es384_is_refused_where_not_accepted():
     vector = VECTORS["go-webauthn-w3c-l3-packed-es384"]
     with pytest.raises(CeremonyError) as refused:
