@@ -1728,12 +1728,6 @@ def test_a_lost_configuration_notice_is_caught_by_the_listener_s_version_check(
             while not a._listening:
                 assert time.monotonic() < deadline
                 time.sleep(0.02)
-            svc = service()
-            b.insert_service(svc)
-            time.sleep(0.5)  # its notice heard (it drops the cache)
-            a.refresh_config()
-            assert a.get_service(svc.account_sid, svc.sid).friendly_name == "svc"
-            monkeypatch.setattr(b, "_bump_config", SqlStore._bump_config)  # no NOTIFY
             seen: list[int] = []  # the versions the listener's checks read
             real_version = postgres.PostgresStore._version
 
@@ -1743,6 +1737,21 @@ def test_a_lost_configuration_notice_is_caught_by_the_listener_s_version_check(
                 return found
 
             monkeypatch.setattr(postgres.PostgresStore, "_version", version)
+            svc = service()
+            b.insert_service(svc)
+            inserted = real_version(b)
+            # The listener has caught up with the insert (its notice, and a check that read
+            # its version) before the rename. Caught up late, under load, it made the rename
+            # visible with no check that read the rename's version.
+            deadline = time.monotonic() + 10
+            while inserted not in seen:
+                assert time.monotonic() < deadline, "no check read the insert's version"
+                time.sleep(0.02)
+            time.sleep(0.1)  # (the check that read it has acted on it)
+            a.refresh_config()
+            assert a.get_service(svc.account_sid, svc.sid).friendly_name == "svc"
+            monkeypatch.setattr(b, "_bump_config", SqlStore._bump_config)  # no NOTIFY
+            seen.clear()
             b.update_service(
                 svc.account_sid, svc.sid, lambda s: dataclasses.replace(s, friendly_name="renamed")
             )
