@@ -22,12 +22,27 @@ from tests.pg import ADMIN_URL, temporary_schema
 
 
 def _drop_connections(application_name: str) -> int:
+    """Terminate them, and wait until they are gone: pg_terminate_backend only signals a
+    backend, which under load went on answering the requests meant to meet it dead."""
+    import time
+
     with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-        rows = admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
-            (application_name,),
-        ).fetchall()
-    return len(rows)
+        pids = [
+            pid
+            for (pid,) in admin.execute(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = %s",
+                (application_name,),
+            )
+        ]
+        for pid in pids:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        deadline = time.monotonic() + 10
+        while admin.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", (pids,)
+        ).fetchone()[0]:  # fmt: skip
+            assert time.monotonic() < deadline, "the terminated backends did not end"
+            time.sleep(0.02)
+    return len(pids)
 
 
 @contextmanager
