@@ -14,7 +14,7 @@ from starlette.testclient import TestClient
 
 from passkeyd.api import create_app
 from passkeyd.metadata import OfflineMetadata
-from passkeyd.webauthn import MetadataEntry, TrustStore
+from passkeyd.webauthn import MetadataEntry, StatusReport, TrustStore
 from tests import pki
 from tests.authenticator import AT, BE, BS, ES256, ES384, ES512, PS256, UP, UV, Authenticator
 from tests.conftest import ORIGIN, Api
@@ -218,6 +218,88 @@ def test_trusted_policy_accepts_a_chain_to_the_metadata_root(trusted_api):
     factor = api.register(authenticator=good)
     assert factor["metadata"]["aaguid"] == YUBIKEY_5
     assert factor["metadata"]["authenticator_name"] == "YubiKey 5 Series"
+
+
+def test_a_trusted_service_refuses_sign_ins_of_a_model_reported_after_registration(
+    domain, db_path, clock
+):
+    """FIDO reports a model REVOKED or compromised after it ships. A passkey of that model
+    registered while it was in good standing then stops signing in to a service that trusts
+    only such authenticators; a report not yet in effect, or one naming another batch's
+    certificate, refuses nothing, and a service that trusts any authenticator is not
+    concerned."""
+    root = pki.ca("Vendor Root")
+    leaf = pki.attestation_leaf(root, bytes.fromhex(YUBIKEY_5.replace("-", "")))
+    fixed = FixedTrust(root.der, YUBIKEY_5)
+    trusting = dataclasses.replace(domain, metadata=fixed)
+    key = Authenticator(
+        attestation="packed",
+        aaguid=bytes.fromhex(YUBIKEY_5.replace("-", "")),
+        x5c=[leaf.der],
+        attestation_key=leaf.key,
+    )
+
+    def reported(*reports: StatusReport) -> None:
+        entry = MetadataEntry("Test Key", YUBIKEY_5, root_certificates=(root.der,),
+                              status_reports=reports)  # fmt: skip
+        fixed._store = TrustStore([entry])
+
+    with TestClient(create_app(trusting), base_url="http://testserver") as client:
+        account, token = trusting.accounts.create_account("revoked")
+        api = Api(client, db_path, account.sid, (account.sid, token))
+        api.create_service(**{"Passkeys.AttestationPolicy": "trusted"})
+        reported(StatusReport("FIDO_CERTIFIED_L1", "2020-01-01"))
+        api.register(authenticator=key)
+
+        def sign_in():
+            challenge = api.challenge(identity="user-0001")
+            return api.approve(key.get(challenge["options"], ORIGIN))
+
+        assert sign_in().json()["status"] == "approved"  # the control
+        reported(
+            StatusReport("FIDO_CERTIFIED_L1", "2020-01-01"),
+            StatusReport("USER_VERIFICATION_BYPASS", "2026-09-01"),  # the clock: 2026-09-21
+            StatusReport("FIDO_CERTIFIED_L2", "2026-09-15"),  # a report in effect still refuses
+        )
+        challenge = api.challenge(identity="user-0001")
+        before = api.snapshot()
+        message = refused(api.approve(key.get(challenge["options"], ORIGIN)), 60324)
+        assert "now reports Test Key as USER_VERIFICATION_BYPASS" in message
+        assert "authenticator status" in message
+        assert api.snapshot() == before  # the challenge stays pending, the counter unmoved
+        reported(StatusReport("REVOKED", "2026-10-01"))  # not yet in effect
+        assert sign_in().json()["status"] == "approved"
+        clock.advance(10 * 86400)  # 2026-10-01
+        assert "now reports Test Key as REVOKED" in refused(sign_in(), 60324)
+        other_batch = pki.attestation_leaf(root, bytes.fromhex(YUBIKEY_5.replace("-", "")))
+        reported(StatusReport("ATTESTATION_KEY_COMPROMISE", "2020-01-01", other_batch.der))
+        assert sign_in().json()["status"] == "approved"
+        reported(StatusReport("REVOKED", "2020-01-01"))
+        assert api.post_form(api.svc, {"Passkeys.AttestationPolicy": "any"}).status_code == 200
+        assert sign_in().json()["status"] == "approved"
+
+
+def test_a_sign_in_is_not_refused_for_metadata_that_is_unavailable(domain, db_path):
+    """A BLOB that no longer verifies refuses trusted registrations; the passkeys already
+    registered go on signing in (the check at registration stands)."""
+    root = pki.ca("Vendor Root")
+    leaf = pki.attestation_leaf(root, bytes.fromhex(YUBIKEY_5.replace("-", "")))
+    fixed = FixedTrust(root.der, YUBIKEY_5)
+    trusting = dataclasses.replace(domain, metadata=fixed)
+    key = Authenticator(attestation="packed", aaguid=bytes.fromhex(YUBIKEY_5.replace("-", "")),
+                        x5c=[leaf.der], attestation_key=leaf.key)  # fmt: skip
+    with TestClient(create_app(trusting), base_url="http://testserver") as client:
+        account, token = trusting.accounts.create_account("unavailable")
+        api = Api(client, db_path, account.sid, (account.sid, token))
+        api.create_service(**{"Passkeys.AttestationPolicy": "trusted"})
+        api.register(authenticator=key)
+        fixed._store = TrustStore([], unavailable="the BLOB does not verify")
+        factor = api.create_factor("user-0002")
+        assert "the BLOB does not verify" in refused(
+            api.verify_factor(key.create(factor["options"], ORIGIN))
+        )
+        challenge = api.challenge(identity="user-0001")
+        assert api.approve(key.get(challenge["options"], ORIGIN)).json()["status"] == "approved"
 
 
 def test_trusted_policy_refuses_the_attackers_own_root(trusted_api):

@@ -20,6 +20,7 @@ from passkeyd.webauthn import (
     StatusReport,
     Step,
     TrustStore,
+    check_standing,
     parse_registration,
     verify_registration,
 )
@@ -36,6 +37,8 @@ SPEC_PACKED = [
     f"go-webauthn-w3c-l3-packed-{a}" for a in ("es256", "es384", "es512", "rs256", "eddsa")
 ]
 YUBIKEY_5 = "cb69481e-8ff7-4039-93ec-0a2729a154a8"  # an MDS AAGUID the attacker claims
+SPEC_AAGUID = next(iter(SPEC_ROOT["aaguids"].values()))
+ZERO_AAGUID = "00000000-0000-0000-0000-000000000000"
 
 
 @pytest.fixture(scope="module")
@@ -146,6 +149,24 @@ def test_the_real_mds_revoked_entry_is_refused(mds):
     revoked = mds.by_aaguid("ba86dc56-635f-4141-aef6-00227b1b9af6")  # TruU Windows Authenticator
     assert revoked.refused_status((), "2026-01-01") == "REVOKED"
     assert mds.by_aaguid(YUBIKEY_5).refused_status((), "2026-01-01") is None
+
+
+def test_a_sign_in_re_checks_the_model_its_aaguid_names(mds):
+    """At a sign-in only the AAGUID is known: a model-wide report refuses, as the real
+    metadata's REVOKED TruU Windows Authenticator; a model in good standing, one not listed
+    and a U2F key (the zero AAGUID, no model) are not refused."""
+    with pytest.raises(CeremonyError) as refusal:
+        check_standing(mds, "BA86DC56-635F-4141-AEF6-00227B1B9AF6", "2026-11-28")
+    assert refusal.value.step is Step.AUTHENTICATOR_STATUS
+    assert "now reports TruU Windows Authenticator as REVOKED" in refusal.value.detail
+    for aaguid in (YUBIKEY_5, "42424242-4242-4242-4242-424242424242", ZERO_AAGUID):
+        check_standing(mds, aaguid, "2026-11-28")
+    compromised_batch = spec_store(StatusReport("ATTESTATION_KEY_COMPROMISE", "2024-01-01", b"c"))
+    check_standing(compromised_batch, SPEC_AAGUID, "2026-11-28")  # perhaps not this passkey's
+    today = "2026-11-28"
+    check_standing(spec_store(StatusReport("REVOKED", "2026-11-29")), SPEC_AAGUID, today)
+    with pytest.raises(CeremonyError):
+        check_standing(spec_store(StatusReport("REVOKED", today)), SPEC_AAGUID, today)
 
 
 def _attacker_registration(x5c, key, store, aaguid=YUBIKEY_5):
@@ -773,7 +794,7 @@ def test_a_u2f_key_is_found_by_the_model_its_certificate_names():
     """A fido-u2f registration says the zero AAGUID; MDS lists some U2F keys by no key
     identifier, only under the FIDO2 AAGUID their certificate names. The chain must still
     lead to that entry's roots: a certificate naming a model under another root is refused."""
-    from passkeyd.webauthn.trust import ZERO_AAGUID, verify_trust
+    from passkeyd.webauthn.trust import verify_trust
 
     root, other = pki.ca("Vendor Root"), pki.ca("Attacker Root")
     store = TrustStore([MetadataEntry("Test Key", YUBIKEY_5, root_certificates=(root.der,))])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import secrets
 from dataclasses import dataclass, replace
 from typing import Any
@@ -13,6 +14,7 @@ from passkeyd.webauthn import (
     OriginPolicy,
     Step,
     VerificationFailed,
+    check_standing,
     parse_authentication,
     request_options,
     verify_authentication,
@@ -38,6 +40,7 @@ from .events import Events
 from .identity import check_identity
 from .ids import is_sid, new_sid
 from .limits import RateLimiter
+from .metadata import Metadata
 from .models import (
     Challenge,
     ChallengeStatus,
@@ -89,6 +92,8 @@ class Authentications:
     # CHALLENGE). 0, the default: a failed approval leaves it pending until it expires, as
     # Twilio's Passkeys API does; the rate limits on failures bound the guessing.
     max_failed_attempts: int = 0
+    # The FIDO metadata a trusted service's sign-ins re-check the passkey's model against.
+    metadata: Metadata | None = None
 
     def __post_init__(self) -> None:
         self.events = Events(self.store, self.clock)
@@ -335,6 +340,12 @@ class Authentications:
                     require_user_handle=not challenge.allowed_credentials,
                     counter_must_grow=not flag_counter,
                 )
+                if service.passkeys.attestation_policy == "trusted" and self.metadata is not None:
+                    check_standing(
+                        self.metadata.trust_store(),
+                        factor.credential.aaguid,
+                        datetime.datetime.fromtimestamp(now, datetime.UTC).date().isoformat(),
+                    )
             except CeremonyError as exc:
                 refusal = AssertionRefused(exc)
                 # What follows reads the challenge and the budget as the write sees them.

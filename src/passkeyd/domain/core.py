@@ -56,5 +56,9 @@ class Domain:
         self.entities = Entities(self.store, self.clock)
         self.registrations = Registrations(self.store, self.clock, self.limiter, self.metadata)
         self.authentications = Authentications(
-            self.store, self.clock, self.limiter, self.max_failed_attempts_per_challenge
+            self.store,
+            self.clock,
+            self.limiter,
+            self.max_failed_attempts_per_challenge,
+            self.metadata,
         )

@@ -25,7 +25,14 @@ if TYPE_CHECKING:
         parse_registration,
     )
     from .registration import RegisteredCredential, verify_registration
-    from .trust import REFUSED_STATUSES, MetadataEntry, StatusReport, TrustStore, verify_trust
+    from .trust import (
+        REFUSED_STATUSES,
+        MetadataEntry,
+        StatusReport,
+        TrustStore,
+        check_standing,
+        verify_trust,
+    )
 
 _MODULE_OF = {
     "VerifiedAssertion": "authentication",
@@ -54,6 +61,7 @@ _MODULE_OF = {
     "verify_registration": "registration",
     "MetadataEntry": "trust",
     "REFUSED_STATUSES": "trust",
+    "check_standing": "trust",
     "StatusReport": "trust",
     "TrustStore": "trust",
     "verify_trust": "trust",
@@ -77,6 +85,7 @@ __all__ = [
     "MetadataEntry",
     "StatusReport",
     "TrustStore",
+    "check_standing",
     "related_origins",
     "verify_trust",
     "TIMEOUT_MS",

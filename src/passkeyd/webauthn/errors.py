@@ -45,6 +45,8 @@ class Step(enum.Enum):
     CREDENTIAL_OWNER = "§7.2.6 credential of the identified user"
     SIGNATURE = "§7.2.20 signature"
     SIGN_COUNT = "§7.2.21 signature counter"
+    # The relying party's own policy, once the numbered checks have passed.
+    AUTHENTICATOR_STATUS = "authenticator status (FIDO MDS3 §3.1.4)"
 
 
 class CeremonyError(Exception):

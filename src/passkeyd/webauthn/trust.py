@@ -431,6 +431,33 @@ def certified_aaguid(leaf: x509.Certificate) -> str | None:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
+def check_standing(trust_store: TrustStore, aaguid: str, today: str) -> None:
+    """A sign-in's re-check of the passkey's model: refused once the metadata in use reports
+    it REVOKED or compromised (a status report effective by `today` that names no single
+    certificate), though it was in good standing when the passkey registered. FIDO reports
+    such models after they ship; without this, a trusted service went on accepting their
+    passkeys for as long as they existed.
+
+    Only what the passkey's AAGUID names is known at a sign-in: a U2F key's (the zero
+    AAGUID) is not re-checked, nor a report that names one batch's certificate (the
+    registration's chain is not kept). A model the metadata no longer lists, or metadata
+    that is unavailable, refuses nothing here: the check at registration stands.
+
+    Raises VerificationFailed(AUTHENTICATOR_STATUS) naming the model and its status."""
+    if aaguid == ZERO_AAGUID:
+        return
+    entry = trust_store.by_aaguid(aaguid)
+    if entry is None:
+        return
+    status = entry.refused_status((), today)
+    if status is not None:
+        raise VerificationFailed(
+            Step.AUTHENTICATOR_STATUS,
+            f"the FIDO Metadata Service now reports {entry.description} as {status},"
+            " and this service trusts only authenticators in good standing",
+        )
+
+
 def model_aaguid(fmt: str, aaguid: str, chain: Sequence[bytes], entry: MetadataEntry) -> str:
     """The authenticator model a trusted attestation is for. A fido-u2f registration says the
     zero AAGUID, but its certificate (or its metadata entry) may name the model: the service's
