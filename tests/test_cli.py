@@ -28,7 +28,16 @@ def db(tmp_path):
 
 @pytest.mark.parametrize(
     "command",
-    [[], ["serve"], ["migrate"], ["check-config"], ["accounts"], ["keys"], ["services"]],
+    [
+        [],
+        ["serve"],
+        ["migrate"],
+        ["check-config"],
+        ["accounts"],
+        ["keys"],
+        ["services"],
+        ["passkeys"],
+    ],  # fmt: skip
 )
 def test_every_command_has_help(command):
     r = run(*command, "--help")
@@ -172,7 +181,8 @@ def test_a_number_setting_says_its_range(value):
 def test_the_help_names_every_command():
     r = run("--help")
     assert r.returncode == 0
-    commands = ("serve", "demo", "migrate", "check-config", "accounts", "keys", "services", "audit")
+    commands = ("serve", "demo", "migrate", "check-config", "accounts", "keys", "services", "audit",
+                "passkeys")  # fmt: skip
     described = r.stdout.split("positional arguments")[0]  # the description, not the list
     assert all(command in described for command in commands), r.stdout
     assert "rotate" in r.stdout  # accounts rotate-token
@@ -378,6 +388,43 @@ def test_rotate_token_and_read_the_audit_trail(db):
         ("rotate_token", "cli"),
         ("create_account", "cli"),
     ]
+
+
+def test_passkeys_revoked_lists_the_passkeys_of_models_fido_reports_revoked(api, db_path):
+    """The packaged metadata reports the TruU Windows Authenticator REVOKED: its passkeys are
+    listed, with whether their service's sign-ins refuse them; others are not."""
+    from tests.authenticator import Authenticator
+
+    truu = "ba86dc56-635f-4141-aef6-00227b1b9af6"
+    trusted = api.create_service(**{"Passkeys.AttestationPolicy": "any"})["sid"]
+    api.register(
+        "user-0001", authenticator=Authenticator(aaguid=bytes.fromhex(truu.replace("-", "")))
+    )
+    api.register("user-0002")  # another model
+    r = api.post_form(api.svc, {"Passkeys.AttestationPolicy": "trusted"})
+    assert r.status_code == 200, r.text
+    api.create_service(FriendlyName="lenient")
+    lenient = api.register(
+        "user-0003", authenticator=Authenticator(aaguid=bytes.fromhex(truu.replace("-", "")))
+    )
+    db = f"sqlite:///{db_path}"
+    r = run("passkeys", "revoked", "--database-url", db)
+    assert r.returncode == 0, r.stderr
+    listed = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [(p["service_sid"], p["identity"], p["refused_at_sign_in"]) for p in listed] == [
+        (trusted, "user-0001", True),
+        (lenient["service_sid"], "user-0003", False),
+    ]
+    assert listed[1] == {
+        "account_sid": api.account_sid, "service_sid": lenient["service_sid"],
+        "identity": "user-0003", "factor_sid": lenient["sid"], "aaguid": truu,
+        "authenticator": "TruU Windows Authenticator", "status": "REVOKED",
+        "refused_at_sign_in": False,
+    }  # fmt: skip
+    other = ("--account", "AC" + "0" * 32, "--database-url", db)
+    assert run("passkeys", "revoked", *other).returncode == 4
+    mine = run("passkeys", "revoked", "--account", api.account_sid, "--database-url", db)
+    assert mine.stdout == r.stdout
 
 
 def test_api_key_changes_made_with_the_cli_are_audited(db):

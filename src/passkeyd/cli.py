@@ -1,5 +1,5 @@
 """The `passkeyd` command: serve, demo, migrate, check-config, accounts, keys, services, audit,
-metadata."""
+passkeys, metadata."""
 
 from __future__ import annotations
 
@@ -539,7 +539,7 @@ def cmd_migrate(settings: Settings) -> int:
 def _lists_a_missing_file(settings: Settings, args: argparse.Namespace) -> bool:
     """A listing command pointed at an SQLite file that is not there: a wrong path or
     working directory. It made an empty database there and printed `[]`."""
-    listing = args.command == "audit" or (
+    listing = args.command in ("audit", "passkeys") or (
         args.command in ("accounts", "keys", "services") and args.action == "list"
     )
     path = sqlite_path(settings.database_url)
@@ -692,6 +692,39 @@ def cmd_services(settings: Settings, args: argparse.Namespace) -> int:
             for s in page.items
         ]
     )
+    return EXIT_OK
+
+
+def cmd_passkeys(settings: Settings, args: argparse.Namespace) -> int:
+    """`passkeys revoked`: the verified passkeys of the models the metadata in use reports
+    REVOKED or compromised (as a trusted service's sign-ins re-check them), one JSON line
+    each, so that their users can be asked to register another before they are refused."""
+    from passkeyd.webauthn.trust import refused_models
+
+    domain = _domain(settings, migrate=True)
+    if args.account is not None and domain.store.get_account(args.account) is None:
+        sys.stderr.write(f"passkeyd: no account {args.account}\n")
+        return EXIT_NOT_FOUND
+    trust_store = domain.metadata.trust_store()
+    if trust_store.unavailable is not None:
+        sys.stderr.write(f"passkeyd: {trust_store.unavailable}\n")
+        return EXIT_CONFIG
+    today = datetime.datetime.now(datetime.UTC).date().isoformat()
+    models = refused_models(trust_store, today)
+    trusted: dict[tuple[str, str], bool] = {}
+    for f in domain.store.verified_factors_of_models(list(models), args.account):
+        assert f.credential is not None
+        if (f.account_sid, f.service_sid) not in trusted:
+            service = domain.store.get_service(f.account_sid, f.service_sid)
+            policy = service.passkeys.attestation_policy if service else None
+            trusted[f.account_sid, f.service_sid] = policy == "trusted"
+        entry, status = models[f.credential.aaguid.lower()]
+        sys.stdout.write(json.dumps({
+            "account_sid": f.account_sid, "service_sid": f.service_sid,
+            "identity": f.identity, "factor_sid": f.sid, "aaguid": f.credential.aaguid,
+            "authenticator": entry.description, "status": status,
+            "refused_at_sign_in": trusted[f.account_sid, f.service_sid],
+        }) + "\n")  # fmt: skip
     return EXIT_OK
 
 
@@ -902,6 +935,19 @@ def parser() -> argparse.ArgumentParser:
     services.add_argument("action", choices=["list"])
     services.add_argument("--account", required=True)
 
+    passkeys = with_db(
+        sub.add_parser(
+            "passkeys",
+            help="list the passkeys of models FIDO reports revoked or compromised",
+            description="revoked: the verified passkeys of every authenticator model the FIDO"
+            " metadata in use (PASSKEYD_MDS_BLOB, else the packaged metadata) reports REVOKED"
+            " or compromised today, one JSON line each; refused_at_sign_in is true where the"
+            " service's AttestationPolicy is trusted, whose sign-ins refuse them.",
+        )
+    )
+    passkeys.add_argument("action", choices=["revoked"])
+    passkeys.add_argument("--account", help="only this account's (AC...)")
+
     meta = sub.add_parser(
         "metadata",
         help="show the FIDO metadata in use, or install a downloaded BLOB",
@@ -990,6 +1036,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_metadata(settings, args)
         if args.command == "audit":
             return cmd_audit(settings, args)
+        if args.command == "passkeys":
+            return cmd_passkeys(settings, args)
         if args.command == "keys":
             if args.action == "revoke" and not args.sid:
                 sys.stderr.write("passkeyd: keys revoke needs --sid\n")

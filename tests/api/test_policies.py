@@ -279,6 +279,29 @@ def test_a_trusted_service_refuses_sign_ins_of_a_model_reported_after_registrati
         assert sign_in().json()["status"] == "approved"
 
 
+TRUU = "ba86dc56-635f-4141-aef6-00227b1b9af6"  # REVOKED in the packaged metadata (2023-12-20)
+
+
+def test_a_passkey_of_a_model_the_packaged_metadata_reports_revoked(api):
+    """With the metadata passkeyd ships: a passkey registered while its service trusted any
+    authenticator signs in until the service trusts only those in good standing."""
+    api.create_service()
+    truu = Authenticator(aaguid=bytes.fromhex(TRUU.replace("-", "")))
+    yubikey = Authenticator(aaguid=bytes.fromhex(YUBIKEY_5.replace("-", "")))
+    api.register("user-0001", authenticator=truu)
+    api.register("user-0002", authenticator=yubikey)
+
+    def sign_in(identity, key):
+        challenge = api.challenge(identity=identity)
+        return api.approve(key.get(challenge["options"], ORIGIN))
+
+    assert sign_in("user-0001", truu).json()["status"] == "approved"
+    assert api.post_form(api.svc, {"Passkeys.AttestationPolicy": "trusted"}).status_code == 200
+    message = refused(sign_in("user-0001", truu), 60324)
+    assert "now reports TruU Windows Authenticator as REVOKED" in message
+    assert sign_in("user-0002", yubikey).json()["status"] == "approved"  # a model in good standing
+
+
 def test_a_sign_in_is_not_refused_for_metadata_that_is_unavailable(domain, db_path):
     """A BLOB that no longer verifies refuses trusted registrations; the passkeys already
     registered go on signing in (the check at registration stands)."""

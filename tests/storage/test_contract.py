@@ -619,6 +619,22 @@ def test_factor_lists_rename_and_delete(store):
     assert store.get_factor(svc.account_sid, svc.sid, f.sid) is None
 
 
+def test_the_verified_passkeys_of_models_across_accounts_or_in_one(store):
+    zero = "0" * 8 + "-0000-0000-0000-" + "0" * 12  # the AAGUID of `credential()`
+    svc, other_account = service(), service("AC" + "7" * 32)
+    store.insert_service(svc)
+    store.insert_service(other_account)
+    first = verified(store, svc)
+    unverified = factor(stored(store, entity(svc, "user-0002")))
+    store.insert_factor(unverified)
+    second = verified(store, other_account, "user-0003", b"\x03" * 16)
+    both = store.verified_factors_of_models([zero.upper(), "11111111-2222-3333-4444-555555555555"])
+    assert [f.sid for f in both] == [first.sid, second.sid]  # by seq; the unverified one not
+    assert [f.sid for f in store.verified_factors_of_models([zero], svc.account_sid)] == [first.sid]
+    assert store.verified_factors_of_models(["11111111-2222-3333-4444-555555555555"]) == []
+    assert store.verified_factors_of_models([]) == []
+
+
 def test_a_factor_is_found_in_its_own_service_only(store):
     svc, elsewhere = service(), service()
     store.insert_service(svc)

@@ -934,6 +934,27 @@ class SqlStore(abc.ABC):
         )
         return [factor_from_row(r) for r in rows]
 
+    def verified_factors_of_models(
+        self, aaguids: Sequence[str], account_sid: str | None = None
+    ) -> list[Factor]:
+        """The verified passkeys of these models (AAGUIDs, lower case as stored), of every
+        account or of one. A scan of the factors (no index on the AAGUID): for an operator's
+        command, not for a request."""
+        found: list[Factor] = []
+        wanted = sorted({a.lower() for a in aaguids})
+        for start in range(0, len(wanted), 500):  # (SQLite's bound on a statement's ?s)
+            chunk = wanted[start : start + 500]
+            sql = (
+                self._FACTOR + " WHERE status = 'verified' AND aaguid IN ("
+                + ", ".join("?" * len(chunk)) + ")"
+            )  # fmt: skip
+            args: list[Any] = list(chunk)
+            if account_sid is not None:
+                sql += " AND account_sid = ?"
+                args.append(account_sid)
+            found += [factor_from_row(r) for r in self._all(sql, args)]
+        return sorted(found, key=lambda f: f.seq)
+
     _FACTOR_OF_IDENTITY = (
         "SELECT "
         + ", ".join("f." + c.strip() for c in FACTOR_COLUMNS.split(","))

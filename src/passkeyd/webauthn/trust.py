@@ -431,6 +431,15 @@ def certified_aaguid(leaf: x509.Certificate) -> str | None:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
+def refused_models(trust_store: TrustStore, today: str) -> dict[str, tuple[MetadataEntry, str]]:
+    """The models (AAGUID: entry, status) whose passkeys `check_standing` refuses today."""
+    refused = {}
+    for aaguid, entry in trust_store.aaguids.items():
+        if aaguid != ZERO_AAGUID and (status := entry.refused_status((), today)) is not None:
+            refused[aaguid] = (entry, status)
+    return refused
+
+
 def check_standing(trust_store: TrustStore, aaguid: str, today: str) -> None:
     """A sign-in's re-check of the passkey's model: refused once the metadata in use reports
     it REVOKED or compromised (a status report effective by `today` that names no single
