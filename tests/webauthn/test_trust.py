@@ -24,6 +24,7 @@ from passkeyd.webauthn import (
     parse_registration,
     verify_registration,
 )
+from passkeyd.webauthn.trust import fingerprint, reported_models
 from tests import pki
 from tests.authenticator import Authenticator
 from tests.webauthn.vectors import VECTORS as VECTOR_DIR
@@ -167,6 +168,28 @@ def test_a_sign_in_re_checks_the_model_its_aaguid_names(mds):
     check_standing(spec_store(StatusReport("REVOKED", "2026-11-29")), SPEC_AAGUID, today)
     with pytest.raises(CeremonyError):
         check_standing(spec_store(StatusReport("REVOKED", today)), SPEC_AAGUID, today)
+
+
+def test_a_sign_in_re_checks_a_trusted_passkey_by_what_vouched_for_it():
+    """The entry a trusted registration was found under (a U2F key's by its key identifier)
+    and its chain's fingerprints; a zero AAGUID alone names no model, even one MDS listed."""
+    batch = b"batch certificate"
+    u2f = MetadataEntry("Test U2F", None, key_identifiers=("ab" * 20,), status_reports=(
+        StatusReport("ATTESTATION_KEY_COMPROMISE", "2024-01-01", batch),))  # fmt: skip
+    zero = MetadataEntry("Zero", ZERO_AAGUID, status_reports=(StatusReport("REVOKED"),))
+    store = TrustStore([u2f, zero])
+    today = "2026-11-28"
+    check_standing(store, ZERO_AAGUID, today)  # no model: not re-checked
+    check_standing(store, ZERO_AAGUID, today, model="ab" * 20, certificates=("00" * 32,))
+    with pytest.raises(CeremonyError) as refusal:
+        check_standing(store, ZERO_AAGUID, today, model="ab" * 20,
+                       certificates=(fingerprint(batch),))  # fmt: skip
+    assert "now reports Test U2F as ATTESTATION_KEY_COMPROMISE" in refusal.value.detail
+    assert reported_models(store, today) == []  # the zero AAGUID is no model; U2F has none
+    batch_report = StatusReport("USER_KEY_REMOTE_COMPROMISE", "2024-01-01", batch)
+    assert set(reported_models(spec_store(batch_report), today)) == set(
+        SPEC_ROOT["aaguids"].values()
+    )
 
 
 def _attacker_registration(x5c, key, store, aaguid=YUBIKEY_5):
@@ -830,3 +853,13 @@ def test_a_safetynet_device_that_failed_the_compatibility_test_is_not_trusted(md
     vector = VECTORS["simplewebauthn-android-safetynet-cts-false"]
     assert register(vector).fmt == "android-safetynet"
     assert "ctsProfileMatch is not true" in refused_by_trust(vector, mds)
+
+
+def test_a_report_whose_effective_date_is_not_a_string_makes_its_entry_unreadable():
+    from passkeyd.metadata import parse_mds_payload
+
+    entries = parse_mds_payload({"entries": [
+        {"aaguid": YUBIKEY_5, "statusReports": [{"status": "REVOKED", "effectiveDate": 20231220}]},
+        {"aaguid": ZERO_AAGUID.replace("0", "1"), "statusReports": [{"status": "REVOKED"}]},
+    ]})  # fmt: skip
+    assert [e.aaguid for e in entries] == [ZERO_AAGUID.replace("0", "1")]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import logging
 import secrets
 from dataclasses import dataclass, replace
 from typing import Any
@@ -44,6 +45,7 @@ from .metadata import Metadata
 from .models import (
     Challenge,
     ChallengeStatus,
+    Credential,
     Delivery,
     Factor,
     FactorStatus,
@@ -81,6 +83,9 @@ def _asked_user_verification(factors: list[Factor], service: PasskeySettings) ->
     if "required" in settings or "preferred" in settings:
         return "preferred"
     return "discouraged"
+
+
+log = logging.getLogger("passkeyd.domain")
 
 
 @dataclass
@@ -341,11 +346,7 @@ class Authentications:
                     counter_must_grow=not flag_counter,
                 )
                 if service.passkeys.attestation_policy == "trusted" and self.metadata is not None:
-                    check_standing(
-                        self.metadata.trust_store(),
-                        factor.credential.aaguid,
-                        datetime.datetime.fromtimestamp(now, datetime.UTC).date().isoformat(),
-                    )
+                    self._check_standing(factor.credential, now)
             except CeremonyError as exc:
                 refusal = AssertionRefused(exc)
                 # What follows reads the challenge and the budget as the write sees them.
@@ -447,6 +448,26 @@ class Authentications:
             date_updated=now,
             date_responded=now,
         )
+
+    def _check_standing(self, credential: Credential, now: int) -> None:
+        """`check_standing` against the metadata in use. Metadata that cannot be read or
+        judged (a packaged file that is gone, a report that is not what MDS3 says) refuses
+        no sign-in, as metadata that does not verify does not: said in the log, not a 500."""
+        assert self.metadata is not None
+        today = datetime.datetime.fromtimestamp(now, datetime.UTC).date().isoformat()
+        try:
+            trust_store = self.metadata.trust_store()
+            check_standing(
+                trust_store,
+                credential.aaguid,
+                today,
+                model=credential.attested_model,
+                certificates=credential.attested_certificates,
+            )
+        except CeremonyError:
+            raise
+        except Exception:
+            log.exception("the passkey's model could not be re-checked in the FIDO metadata")
 
     def _a_user_of(self, account_sid: str, service_sid: str, user_handle: bytes | None) -> bool:
         """Whether an assertion's user handle is an entity of this service (its SID, as the

@@ -126,6 +126,11 @@ class Credential:
     authenticator_name: str | None = None  # from the AAGUID, at registration
     clone_warning: bool = False  # a counter went backwards (CounterPolicy flag)
     backup_eligible_changed: bool = False  # BE differed from registration in an assertion
+    # Registered under trusted attestation: the metadata entry that vouched for it (an AAGUID,
+    # or a U2F key identifier) and its chain's certificates (hex SHA-256 of their DER), which
+    # its sign-ins re-check against the metadata's status reports. None otherwise.
+    attested_model: str | None = None
+    attested_certificates: tuple[str, ...] = ()
 
 
 @record

@@ -17,7 +17,7 @@ from passkeyd.webauthn import (
     parse_registration,
     verify_registration,
 )
-from passkeyd.webauthn.trust import model_aaguid
+from passkeyd.webauthn.trust import fingerprint, model_aaguid, model_key
 
 from . import events
 from .clock import Clock
@@ -235,6 +235,14 @@ class Registrations:
             check_authenticator_lists(service.passkeys, model)
         except CeremonyError as exc:
             raise RegistrationRefused(exc) from exc
+        attested_model: str | None = None
+        attested_certificates: tuple[str, ...] = ()
+        if registered.metadata is not None:  # what its sign-ins re-check (`standing`)
+            chain = registered.attestation_chain
+            attested_model = model_key(registered.metadata, chain)
+            attested_certificates = tuple(
+                sorted({fingerprint(der) for der in (*chain, *registered.trusted_path)})
+            )
         credential = Credential(
             credential_id=registered.credential_id,
             public_key=registered.public_key,
@@ -248,7 +256,10 @@ class Registrations:
             authenticator_attachment=response.authenticator_attachment,
             authenticator_name=self.metadata.authenticator_name(model)
             or (registered.metadata.description if registered.metadata else None),
+            attested_model=attested_model,
+            attested_certificates=attested_certificates,
         )
+
         try:
             verified_events = self.events.deliveries(
                 account_sid, service_sid, events.FACTOR_VERIFIED, events.factor_fields(factor)

@@ -160,9 +160,9 @@ class Store(Protocol):
     def verified_factors_of_identity(
         self, account_sid: str, service_sid: str, identity: str
     ) -> list[Factor]: ...
-    def verified_factors_of_models(
+    def verified_factors_to_recheck(
         self, aaguids: Sequence[str], account_sid: str | None = None
-    ) -> list[Factor]: ...  # every account's, or one's; by seq (`passkeyd passkeys revoked`)
+    ) -> list[Factor]: ...  # trusted ones and these models'; by seq (`passkeys revoked`)
     def rename_factor(self, factor_sid: str, friendly_name: str, now: int) -> None: ...
     def delete_factor(
         self,

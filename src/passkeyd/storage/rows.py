@@ -28,7 +28,7 @@ FACTOR_COLUMNS = (
     " registration_challenge, registration_expires, credential_id, public_key, algorithm,"
     " sign_count, transports, aaguid, fmt, backup_eligible, backed_up, attachment,"
     " date_last_approved, date_created, date_updated, authenticator_name, clone_warning,"
-    " backup_eligible_changed"
+    " backup_eligible_changed, attested"
 )
 CHALLENGE_COLUMNS = (
     "seq, sid, account_sid, service_sid, entity_sid, identity, factor_sid, challenge, rp_id,"
@@ -126,6 +126,13 @@ def factor_from_row(row: Sequence[Any]) -> Factor:
             clone_warning=bool(row[25]),
             backup_eligible_changed=bool(row[26]),
         )
+        if row[27] is not None:  # registered under trusted attestation
+            attested = orjson.loads(row[27])
+            credential = dataclasses.replace(
+                credential,
+                attested_model=attested["model"],
+                attested_certificates=tuple(attested["certificates"]),
+            )
     return Factor(
         seq=row[0],
         sid=row[1],
@@ -175,7 +182,15 @@ def factor_to_row(f: Factor) -> tuple[Any, ...]:
         c.authenticator_name if c else None,
         c.clone_warning if c else False,
         c.backup_eligible_changed if c else False,
+        attested_to_json(c),
     )
+
+
+def attested_to_json(c: Credential | None) -> str | None:
+    """The `attested` column: what vouched for a passkey registered under trusted attestation."""
+    if c is None or c.attested_model is None:
+        return None
+    return dump_json({"model": c.attested_model, "certificates": list(c.attested_certificates)})
 
 
 def credentials_to_json(ids: Sequence[bytes]) -> str:

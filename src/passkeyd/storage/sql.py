@@ -49,6 +49,7 @@ from passkeyd.domain.store import (
 from .rows import (
     CHALLENGE_COLUMNS,
     FACTOR_COLUMNS,
+    attested_to_json,
     challenge_from_row,
     challenge_to_row,
     dump_json,
@@ -122,7 +123,7 @@ VERIFY_FACTOR = (
     "UPDATE factors SET status = 'verified',"
     " credential_id = ?, public_key = ?, algorithm = ?, sign_count = ?,"
     " transports = ?, aaguid = ?, fmt = ?, backup_eligible = ?, backed_up = ?,"
-    " attachment = ?, authenticator_name = ?, date_updated = ?"
+    " attachment = ?, authenticator_name = ?, attested = ?, date_updated = ?"
     " WHERE sid = ? AND status = 'unverified' AND registration_expires > ?"
 )
 
@@ -140,7 +141,8 @@ def verify_factor_args(factor_sid: str, c: Credential, now: int) -> tuple[Any, .
     return (
         c.credential_id, c.public_key, c.algorithm, c.sign_count,
         dump_json(list(c.transports)), c.aaguid, c.fmt, c.backup_eligible, c.backed_up,
-        c.authenticator_attachment, c.authenticator_name, now, factor_sid, now,
+        c.authenticator_attachment, c.authenticator_name, attested_to_json(c), now, factor_sid,
+        now,
     )  # fmt: skip
 
 
@@ -890,7 +892,7 @@ class SqlStore(abc.ABC):
                 if rate is not None and self._count_hit(db, rate) > rate.limit:
                     raise _Refused(InsertOutcome.RATE_LIMITED)
                 db.execute(
-                    f"INSERT INTO factors ({columns}) VALUES ({', '.join('?' * 26)})",
+                    f"INSERT INTO factors ({columns}) VALUES ({', '.join('?' * 27)})",
                     factor_to_row(factor),
                 )
                 _enqueue(db, deliveries, factor.date_created)
@@ -934,25 +936,29 @@ class SqlStore(abc.ABC):
         )
         return [factor_from_row(r) for r in rows]
 
-    def verified_factors_of_models(
+    def verified_factors_to_recheck(
         self, aaguids: Sequence[str], account_sid: str | None = None
     ) -> list[Factor]:
-        """The verified passkeys of these models (AAGUIDs, lower case as stored), of every
-        account or of one. A scan of the factors (no index on the AAGUID): for an operator's
-        command, not for a request."""
-        found: list[Factor] = []
+        """The verified passkeys that registered under trusted attestation (they keep what
+        vouched for them), and the others of these models (AAGUIDs), of every account or of
+        one, by seq. A scan of the factors (no index serves it): for an operator's command,
+        not for a request."""
+        scope, scoped = ("", []) if account_sid is None else (" AND account_sid = ?", [account_sid])
+        found = [
+            factor_from_row(r)
+            for r in self._all(
+                self._FACTOR + " WHERE status = 'verified' AND attested IS NOT NULL" + scope,
+                scoped,
+            )
+        ]
         wanted = sorted({a.lower() for a in aaguids})
         for start in range(0, len(wanted), 500):  # (SQLite's bound on a statement's ?s)
             chunk = wanted[start : start + 500]
             sql = (
-                self._FACTOR + " WHERE status = 'verified' AND aaguid IN ("
-                + ", ".join("?" * len(chunk)) + ")"
+                self._FACTOR + " WHERE status = 'verified' AND attested IS NULL AND aaguid IN ("
+                + ", ".join("?" * len(chunk)) + ")" + scope
             )  # fmt: skip
-            args: list[Any] = list(chunk)
-            if account_sid is not None:
-                sql += " AND account_sid = ?"
-                args.append(account_sid)
-            found += [factor_from_row(r) for r in self._all(sql, args)]
+            found += [factor_from_row(r) for r in self._all(sql, [*chunk, *scoped])]
         return sorted(found, key=lambda f: f.seq)
 
     _FACTOR_OF_IDENTITY = (

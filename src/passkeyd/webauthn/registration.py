@@ -69,7 +69,7 @@ from .trust import (
     check_certified_aaguid,
     check_packed_certificate,
     read_leaf,
-    verify_trust,
+    verify_trust_path,
 )
 
 MAX_CREDENTIAL_ID_LENGTH = 1023
@@ -88,6 +88,7 @@ class RegisteredCredential:
     backed_up: bool
     attestation_chain: tuple[bytes, ...] = ()  # DER, leaf first; empty for none/self
     metadata: MetadataEntry | None = None  # set when the attestation was trusted
+    trusted_path: tuple[bytes, ...] = ()  # then: the validated path (DER, leaf to root)
 
 
 def verify_registration(
@@ -231,9 +232,10 @@ def verify_registration(
         if leaf is not None and extensions:
             check_certified_aaguid(leaf, aaguid, Step.ATTESTATION_STATEMENT)
     # §7.1.23: the attestation's trustworthiness, when the service requires it.
-    metadata = None
+    metadata: MetadataEntry | None = None
+    path: tuple[bytes, ...] = ()
     if trust_store is not None:
-        metadata = verify_trust(
+        metadata, path = verify_trust_path(
             fmt=fmt,
             aaguid=aaguid,
             chain=chain,
@@ -257,6 +259,7 @@ def verify_registration(
         backed_up=auth_data.flags.bs,
         attestation_chain=chain,
         metadata=metadata,
+        trusted_path=path,
     )
 
 

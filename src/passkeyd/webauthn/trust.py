@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import datetime
 import functools
+import hashlib
 import logging
 import threading
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from cryptography import x509
@@ -99,12 +100,18 @@ class MetadataEntry:
 
     def refused_status(self, chain: Sequence[bytes], today: str) -> str | None:
         """The first status report, effective by `today`, that refuses this chain."""
+        return self.refused_status_of({fingerprint(der) for der in chain}, today)
+
+    def refused_status_of(self, certificates: Collection[str], today: str) -> str | None:
+        """`refused_status` for a chain known by its certificates' `fingerprint`s."""
         for report in self.status_reports:
             if report.status not in REFUSED_STATUSES:
                 continue
             if report.effective_date and report.effective_date > today:
                 continue
-            if report.certificate is not None and report.certificate not in chain:
+            if report.certificate is not None and fingerprint(report.certificate) not in (
+                certificates
+            ):
                 continue  # a compromised attestation key that is not this one
             return report.status
         return None
@@ -131,6 +138,10 @@ class TrustStore:
     def by_aaguid(self, aaguid: str) -> MetadataEntry | None:
         return self._by_aaguid.get(aaguid.lower())
 
+    def by_model(self, model: str) -> MetadataEntry | None:
+        """The entry `model_key` names: by AAGUID, or by a U2F key identifier."""
+        return self._by_aaguid.get(model) or self._by_key_id.get(model)
+
     @property
     def aaguids(self) -> Mapping[str, MetadataEntry]:
         return self._by_aaguid
@@ -148,6 +159,20 @@ class TrustStore:
         if entry is None and (named := certified_aaguid(leaf)) is not None:
             entry = self.by_aaguid(named)
         return entry
+
+
+def fingerprint(der: bytes) -> str:
+    """A certificate as a passkey's trust record keeps it: the hex SHA-256 of its DER."""
+    return hashlib.sha256(der).hexdigest()
+
+
+def model_key(entry: MetadataEntry, chain: Sequence[bytes]) -> str:
+    """What names the entry a trusted attestation was found under (`TrustStore.find`), for
+    `TrustStore.by_model`: its AAGUID, or for a U2F model MDS lists by key identifier only,
+    the identifier of the attestation's leaf."""
+    if entry.aaguid:
+        return entry.aaguid.lower()
+    return key_identifier(x509.load_der_x509_certificate(chain[0]))
 
 
 def key_identifier(certificate: x509.Certificate) -> str:
@@ -431,40 +456,71 @@ def certified_aaguid(leaf: x509.Certificate) -> str | None:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-def refused_models(trust_store: TrustStore, today: str) -> dict[str, tuple[MetadataEntry, str]]:
-    """The models (AAGUID: entry, status) whose passkeys `check_standing` refuses today."""
-    refused = {}
-    for aaguid, entry in trust_store.aaguids.items():
-        if aaguid != ZERO_AAGUID and (status := entry.refused_status((), today)) is not None:
-            refused[aaguid] = (entry, status)
-    return refused
-
-
-def check_standing(trust_store: TrustStore, aaguid: str, today: str) -> None:
-    """A sign-in's re-check of the passkey's model: refused once the metadata in use reports
-    it REVOKED or compromised (a status report effective by `today` that names no single
-    certificate), though it was in good standing when the passkey registered. FIDO reports
+def standing(
+    trust_store: TrustStore,
+    aaguid: str,
+    today: str,
+    *,
+    model: str | None = None,
+    certificates: Collection[str] = (),
+) -> tuple[MetadataEntry, str] | None:
+    """A sign-in's re-check of the passkey's model: (entry, status) once the metadata in use
+    reports it REVOKED or compromised (a report effective by `today`), though it was in good
+    standing when the passkey registered; None while it is not so reported. FIDO reports
     such models after they ship; without this, a trusted service went on accepting their
     passkeys for as long as they existed.
 
-    Only what the passkey's AAGUID names is known at a sign-in: a U2F key's (the zero
-    AAGUID) is not re-checked, nor a report that names one batch's certificate (the
-    registration's chain is not kept). A model the metadata no longer lists, or metadata
-    that is unavailable, refuses nothing here: the check at registration stands.
-
-    Raises VerificationFailed(AUTHENTICATOR_STATUS) naming the model and its status."""
-    if aaguid == ZERO_AAGUID:
-        return
-    entry = trust_store.by_aaguid(aaguid)
+    A passkey registered under trusted attestation keeps the entry that vouched for it
+    (`model`: a U2F key's too) and its chain's certificates (`fingerprint`s), so that a
+    report naming one batch's certificate refuses that batch's passkeys only. Of one
+    registered otherwise only the AAGUID is known: a report naming a certificate cannot be
+    matched to it and refuses nothing, nor is a zero AAGUID (a U2F key) re-checked. A model
+    the metadata no longer lists, or metadata that is unavailable, refuses nothing here: the
+    check at registration stands."""
+    if model is not None:
+        entry = trust_store.by_model(model)
+    elif aaguid != ZERO_AAGUID:
+        entry = trust_store.by_aaguid(aaguid)
+    else:
+        return None
     if entry is None:
-        return
-    status = entry.refused_status((), today)
-    if status is not None:
+        return None
+    status = entry.refused_status_of(certificates, today)
+    return None if status is None else (entry, status)
+
+
+def check_standing(
+    trust_store: TrustStore,
+    aaguid: str,
+    today: str,
+    *,
+    model: str | None = None,
+    certificates: Collection[str] = (),
+) -> None:
+    """`standing`, raising VerificationFailed(AUTHENTICATOR_STATUS) naming the model and its
+    status when it refuses."""
+    found = standing(trust_store, aaguid, today, model=model, certificates=certificates)
+    if found is not None:
+        entry, status = found
         raise VerificationFailed(
             Step.AUTHENTICATOR_STATUS,
             f"the FIDO Metadata Service now reports {entry.description} as {status},"
             " and this service trusts only authenticators in good standing",
         )
+
+
+def reported_models(trust_store: TrustStore, today: str) -> list[str]:
+    """The AAGUIDs of the models with a refusing status report in effect by `today`, of the
+    whole model or of one batch's certificate (whose passkeys `standing` tells apart)."""
+    return [
+        aaguid
+        for aaguid, entry in trust_store.aaguids.items()
+        if aaguid != ZERO_AAGUID
+        and any(
+            r.status in REFUSED_STATUSES and not (r.effective_date and r.effective_date > today)
+            for r in entry.status_reports
+        )
+    ]
 
 
 def model_aaguid(fmt: str, aaguid: str, chain: Sequence[bytes], entry: MetadataEntry) -> str:
@@ -559,6 +615,26 @@ def verify_trust(
 
     Raises VerificationFailed(ATTESTATION_TRUST) saying why not.
     """
+    entry, _ = verify_trust_path(
+        fmt=fmt,
+        aaguid=aaguid,
+        chain=chain,
+        trust_store=trust_store,
+        verification_time=verification_time,
+    )
+    return entry
+
+
+def verify_trust_path(
+    *,
+    fmt: str,
+    aaguid: str,
+    chain: Sequence[bytes],
+    trust_store: TrustStore,
+    verification_time: datetime.datetime,
+) -> tuple[MetadataEntry, tuple[bytes, ...]]:
+    """`verify_trust`, also returning the validated path (DER, leaf to root), whose
+    certificates a status report may name."""
     if not chain:
         raise VerificationFailed(
             Step.ATTESTATION_TRUST,
@@ -600,4 +676,4 @@ def verify_trust(
             Step.ATTESTATION_TRUST,
             f"the FIDO Metadata Service reports {entry.description} as {status}",
         )
-    return entry
+    return entry, tuple(path_der)
