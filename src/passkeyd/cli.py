@@ -699,7 +699,8 @@ def cmd_passkeys(settings: Settings, args: argparse.Namespace) -> int:
     """`passkeys revoked`: the verified passkeys of the models the metadata in use reports
     REVOKED or compromised (as a trusted service's sign-ins re-check them), one JSON line
     each, so that their users can be asked to register another before they are refused."""
-    from passkeyd.webauthn.trust import reported_models, standing
+    from passkeyd.domain.authentication import credential_standing
+    from passkeyd.webauthn.trust import reported_models
 
     domain = _domain(settings, migrate=True)
     if args.account is not None and domain.store.get_account(args.account) is None:
@@ -723,8 +724,7 @@ def cmd_passkeys(settings: Settings, args: argparse.Namespace) -> int:
     for f in domain.store.verified_factors_to_recheck(models, args.account):
         c = f.credential
         assert c is not None
-        found = standing(trust_store, c.aaguid, today, model=c.attested_model,
-                         certificates=c.attested_certificates)  # fmt: skip
+        found = credential_standing(trust_store, c, today)
         if found is None:
             continue
         if (f.account_sid, f.service_sid) not in trusted:

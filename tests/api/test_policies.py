@@ -3,6 +3,7 @@ origins, the related-origins document, counter and backup-flag policy, authentic
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import sqlite3
@@ -10,11 +11,17 @@ import uuid
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
 from starlette.testclient import TestClient
 
 from passkeyd.api import create_app
 from passkeyd.metadata import OfflineMetadata
 from passkeyd.webauthn import MetadataEntry, StatusReport, TrustStore
+from passkeyd.webauthn.trust import fingerprint
 from tests import pki
 from tests.authenticator import AT, BE, BS, ES256, ES384, ES512, PS256, UP, UV, Authenticator
 from tests.conftest import ORIGIN, Api
@@ -160,6 +167,33 @@ class FixedTrust:
         return self._names.authenticator_name(aaguid)
 
 
+@dataclasses.dataclass
+class Vendor:
+    """A service that trusts only attested authenticators, a vendor's root that the
+    metadata lists for YUBIKEY_5, and a packed key of that model under it."""
+
+    api: Api
+    metadata: FixedTrust
+    root: pki.Issued
+    leaf: pki.Issued
+    key: Authenticator
+
+
+@contextlib.contextmanager
+def trusting_one_vendor(domain, db_path, metadata: type[FixedTrust] = FixedTrust):
+    root = pki.ca("Vendor Root")
+    leaf = pki.attestation_leaf(root, bytes.fromhex(YUBIKEY_5.replace("-", "")))
+    fixed = metadata(root.der, YUBIKEY_5)
+    trusting = dataclasses.replace(domain, metadata=fixed)
+    key = Authenticator(attestation="packed", aaguid=bytes.fromhex(YUBIKEY_5.replace("-", "")),
+                        x5c=[leaf.der], attestation_key=leaf.key)  # fmt: skip
+    with TestClient(create_app(trusting), base_url="http://testserver") as client:
+        account, token = trusting.accounts.create_account("vendor")
+        api = Api(client, db_path, account.sid, (account.sid, token))
+        api.create_service(**{"Passkeys.AttestationPolicy": "trusted"})
+        yield Vendor(api, fixed, root, leaf, key)
+
+
 @pytest.fixture
 def trusted_api(domain, db_path):
     root = pki.ca("Vendor Root")
@@ -228,26 +262,14 @@ def test_a_trusted_service_refuses_sign_ins_of_a_model_reported_after_registrati
     only such authenticators; a report not yet in effect, or one naming another batch's
     certificate, refuses nothing, and a service that trusts any authenticator is not
     concerned."""
-    root = pki.ca("Vendor Root")
-    leaf = pki.attestation_leaf(root, bytes.fromhex(YUBIKEY_5.replace("-", "")))
-    fixed = FixedTrust(root.der, YUBIKEY_5)
-    trusting = dataclasses.replace(domain, metadata=fixed)
-    key = Authenticator(
-        attestation="packed",
-        aaguid=bytes.fromhex(YUBIKEY_5.replace("-", "")),
-        x5c=[leaf.der],
-        attestation_key=leaf.key,
-    )
+    with trusting_one_vendor(domain, db_path) as vendor:
+        api, root, leaf, key = vendor.api, vendor.root, vendor.leaf, vendor.key
 
-    def reported(*reports: StatusReport) -> None:
-        entry = MetadataEntry("Test Key", YUBIKEY_5, root_certificates=(root.der,),
-                              status_reports=reports)  # fmt: skip
-        fixed._store = TrustStore([entry])
+        def reported(*reports: StatusReport) -> None:
+            entry = MetadataEntry("Test Key", YUBIKEY_5, root_certificates=(root.der,),
+                                  status_reports=reports)  # fmt: skip
+            vendor.metadata._store = TrustStore([entry])
 
-    with TestClient(create_app(trusting), base_url="http://testserver") as client:
-        account, token = trusting.accounts.create_account("revoked")
-        api = Api(client, db_path, account.sid, (account.sid, token))
-        api.create_service(**{"Passkeys.AttestationPolicy": "trusted"})
         reported(StatusReport("FIDO_CERTIFIED_L1", "2020-01-01"))
         api.register(authenticator=key)
 
@@ -365,21 +387,94 @@ def test_a_trusted_passkey_is_re_checked_by_what_vouched_for_it(domain, db_path)
         assert "now reports Test Key as REVOKED" in answers["user-000a"], answers
 
 
+_N256 = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+
+
+def _len(n):
+    if n < 0x80:
+        return bytes([n])
+    b = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(b)]) + b
+
+
+def _tlv(tag, body):
+    return bytes([tag]) + _len(len(body)) + body
+
+
+def _malleated(cert: x509.Certificate) -> bytes:
+    r, s = decode_dss_signature(cert.signature)
+    sig = encode_dss_signature(r, _N256 - s)
+    der = cert.public_bytes(serialization.Encoding.DER)
+    tbs = cert.tbs_certificate_bytes
+    start = der.find(tbs) + len(tbs)
+    alg = der[start : start + 2 + der[start + 1]]  # the AlgorithmIdentifier (short length)
+    return _tlv(0x30, tbs + alg + _tlv(0x03, b"\x00" + sig))
+
+
+def test_a_compromised_attestation_key_is_known_by_its_key_not_its_certificate_bytes(
+    domain, db_path
+):
+    """ECDSA signatures are malleable: whoever holds a compromised attestation key also
+    holds its certificate re-signed as (r, n - s), the same certificate to every check but
+    a SHA-256 of its DER. A report naming the key's certificate refuses that one as well."""
+    root = pki.ca("Vendor Root")
+    leaf = pki.attestation_leaf(root, bytes.fromhex(YUBIKEY_5.replace("-", "")))
+    twin = _malleated(leaf.certificate)
+    assert twin != leaf.der and fingerprint(twin) == fingerprint(leaf.der)
+    assert (
+        x509.load_der_x509_certificate(twin).tbs_certificate_bytes
+        == leaf.certificate.tbs_certificate_bytes
+    )
+    fixed = FixedTrust(root.der, YUBIKEY_5)
+    fixed._store = TrustStore(
+        [
+            MetadataEntry(
+                "Test Key",
+                YUBIKEY_5,
+                root_certificates=(root.der,),
+                status_reports=(
+                    StatusReport("ATTESTATION_KEY_COMPROMISE", "2020-01-01", leaf.der),
+                ),
+            )
+        ]
+    )
+    trusting = dataclasses.replace(domain, metadata=fixed)
+    aaguid = bytes.fromhex(YUBIKEY_5.replace("-", ""))
+    honest = Authenticator(
+        attestation="packed", aaguid=aaguid, x5c=[leaf.der], attestation_key=leaf.key
+    )
+    attacker = Authenticator(
+        attestation="packed", aaguid=aaguid, x5c=[twin], attestation_key=leaf.key
+    )
+    with TestClient(create_app(trusting), base_url="http://testserver") as client:
+        account, token = trusting.accounts.create_account("m")
+        api = Api(client, db_path, account.sid, (account.sid, token))
+        api.create_service(**{"Passkeys.AttestationPolicy": "trusted"})
+        factor = api.create_factor("user-0001")
+        r = api.verify_factor(honest.create(factor["options"], ORIGIN))
+        assert "ATTESTATION_KEY_COMPROMISE" in r.text, r.text  # the key as listed: refused
+        factor = api.create_factor("user-0002")
+        r = api.verify_factor(attacker.create(factor["options"], ORIGIN))
+        assert "ATTESTATION_KEY_COMPROMISE" in r.text, r.text  # its twin certificate too
+        # Registered before the report: refused at its sign-ins too.
+        fixed._store = TrustStore([MetadataEntry("Test Key", YUBIKEY_5, root_certificates=(
+            root.der,))])  # fmt: skip
+        api.register("user-0003", authenticator=attacker)
+        fixed._store = TrustStore([MetadataEntry("Test Key", YUBIKEY_5, root_certificates=(
+            root.der,), status_reports=(StatusReport("ATTESTATION_KEY_COMPROMISE", "2020-01-01",
+            leaf.der),))])  # fmt: skip
+        challenge = api.challenge(identity="user-0003")
+        r = api.approve(attacker.get(challenge["options"], ORIGIN))
+        assert "as ATTESTATION_KEY_COMPROMISE" in refused(r, 60324)
+
+
 def test_a_sign_in_is_not_refused_for_metadata_that_is_unavailable(domain, db_path):
     """A BLOB that no longer verifies refuses trusted registrations; the passkeys already
     registered go on signing in (the check at registration stands)."""
-    root = pki.ca("Vendor Root")
-    leaf = pki.attestation_leaf(root, bytes.fromhex(YUBIKEY_5.replace("-", "")))
-    fixed = FixedTrust(root.der, YUBIKEY_5)
-    trusting = dataclasses.replace(domain, metadata=fixed)
-    key = Authenticator(attestation="packed", aaguid=bytes.fromhex(YUBIKEY_5.replace("-", "")),
-                        x5c=[leaf.der], attestation_key=leaf.key)  # fmt: skip
-    with TestClient(create_app(trusting), base_url="http://testserver") as client:
-        account, token = trusting.accounts.create_account("unavailable")
-        api = Api(client, db_path, account.sid, (account.sid, token))
-        api.create_service(**{"Passkeys.AttestationPolicy": "trusted"})
+    with trusting_one_vendor(domain, db_path) as vendor:
+        api, key = vendor.api, vendor.key
         api.register(authenticator=key)
-        fixed._store = TrustStore([], unavailable="the BLOB does not verify")
+        vendor.metadata._store = TrustStore([], unavailable="the BLOB does not verify")
         factor = api.create_factor("user-0002")
         assert "the BLOB does not verify" in refused(
             api.verify_factor(key.create(factor["options"], ORIGIN))
@@ -733,17 +828,30 @@ class _Unreadable(FixedTrust):
 def test_metadata_that_cannot_be_read_refuses_no_sign_in(domain, db_path):
     """Metadata that raises (the packaged file gone, a report of the wrong type) is not a 500
     for every sign-in of a trusted service: the check at registration stands."""
-    root = pki.ca("Vendor Root")
-    leaf = pki.attestation_leaf(root, bytes.fromhex(YUBIKEY_5.replace("-", "")))
-    fixed = _Unreadable(root.der, YUBIKEY_5)
-    trusting = dataclasses.replace(domain, metadata=fixed)
-    key = Authenticator(attestation="packed", aaguid=bytes.fromhex(YUBIKEY_5.replace("-", "")),
-                        x5c=[leaf.der], attestation_key=leaf.key)  # fmt: skip
-    with TestClient(create_app(trusting), base_url="http://testserver") as client:
-        account, token = trusting.accounts.create_account("unreadable")
-        api = Api(client, db_path, account.sid, (account.sid, token))
-        api.create_service(**{"Passkeys.AttestationPolicy": "trusted"})
+    with trusting_one_vendor(domain, db_path, _Unreadable) as vendor:
+        api, key = vendor.api, vendor.key
         api.register(authenticator=key)
-        fixed.broken = True
+        vendor.metadata.broken = True
         challenge = api.challenge(identity="user-0001")
         assert api.approve(key.get(challenge["options"], ORIGIN)).json()["status"] == "approved"
+
+
+@pytest.mark.parametrize("stored", ["not json", "null", '{"model": "x"}', '["x", []]'])
+def test_an_attested_value_this_release_cannot_read_is_not_a_500(domain, db_path, stored):
+    """What vouched for a passkey as another release stored it (a rollback after a later
+    release changed its shape), or as edited by hand: the passkey is listed and signs in,
+    re-checked by the AAGUID it claims, as one registered before schema 11."""
+    with trusting_one_vendor(domain, db_path) as vendor:
+        api, key, fixed, root = vendor.api, vendor.key, vendor.metadata, vendor.root
+        factor = api.register(authenticator=key)
+        db = sqlite3.connect(db_path)
+        db.execute("UPDATE factors SET attested = ? WHERE sid = ?", (stored, factor["sid"]))
+        db.commit()
+        db.close()
+        assert api.get(f"{api.svc}/Entities/user-0001/Factors").status_code == 200
+        challenge = api.challenge(identity="user-0001")
+        assert api.approve(key.get(challenge["options"], ORIGIN)).json()["status"] == "approved"
+        fixed._store = TrustStore([MetadataEntry("Test Key", YUBIKEY_5, root_certificates=(
+            root.der,), status_reports=(StatusReport("REVOKED", "2020-01-01"),))])  # fmt: skip
+        challenge = api.challenge(identity="user-0001")
+        assert "as REVOKED" in refused(api.approve(key.get(challenge["options"], ORIGIN)), 60324)

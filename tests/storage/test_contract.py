@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import sqlite3
@@ -1357,6 +1358,56 @@ def test_upgrading_to_schema_7_keeps_the_rate_limit_windows(tmp_path: Path) -> N
     with store._write() as tx:
         assert _count_hit_in_table(tx, RateHit("challenge:VA1:user-0001", NOW, 30)) == 8
     store.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_upgrading_to_schema_11_keeps_the_passkeys_of_schema_10(backend, tmp_path, monkeypatch):
+    """A passkey as schema 10 stored it (no `attested` column): read back after
+    `migrate` as registered otherwise, re-checked by its AAGUID, and listed by
+    `verified_factors_to_recheck` under its model; new ones are stored with theirs."""
+    from passkeyd.storage import sql as sql_module
+    from passkeyd.storage.rows import FACTOR_COLUMNS, factor_to_row
+
+    with contextlib.ExitStack() as stack:
+        if backend == "sqlite":
+            url = f"sqlite:///{tmp_path}/v10.db"
+        else:
+            url = stack.enter_context(temporary_schema())
+        full = sql_module.load_migrations
+        monkeypatch.setattr(
+            sql_module, "load_migrations", lambda d: [m for m in full(d) if m[0] < 11]
+        )
+        store = open_store(url)
+        stack.callback(store.close)
+        store.migrate()
+        svc = service()
+        store.insert_service(svc)
+        old = dataclasses.replace(
+            factor(stored(store, entity(svc))),
+            status=FactorStatus.VERIFIED,
+            credential=credential(),
+        )
+        columns = FACTOR_COLUMNS.split(", ", 1)[1].rsplit(", ", 1)[0]  # neither seq nor attested
+        with store._write() as tx:
+            tx.execute(
+                f"INSERT INTO factors ({columns}) VALUES ({', '.join('?' * 26)})",
+                factor_to_row(old)[:26],
+            )
+        monkeypatch.setattr(sql_module, "load_migrations", full)
+        assert store.pending_migrations() == [11]
+        assert store.migrate() == [11]
+        got = store.get_factor(svc.account_sid, svc.sid, old.sid)
+        assert got.credential.attested_model is None and got.credential.attested_certificates == ()
+        assert [f.sid for f in store.verified_factors_to_recheck([got.credential.aaguid])] == [
+            old.sid
+        ]
+        new = factor(stored(store, entity(svc, "user-0002")))
+        store.insert_factor(new)
+        attested = dataclasses.replace(credential(b"\x02" * 16), attested_model="ab" * 20,
+                                       attested_certificates=("cd" * 32,))  # fmt: skip
+        assert store.complete_registration(new.sid, attested, NOW)
+        got = store.get_factor(svc.account_sid, svc.sid, new.sid).credential
+        assert (got.attested_model, got.attested_certificates) == ("ab" * 20, ("cd" * 32,))
 
 
 def test_verified_factors_of_an_identity_in_one_read(store):

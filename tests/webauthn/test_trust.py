@@ -24,7 +24,7 @@ from passkeyd.webauthn import (
     parse_registration,
     verify_registration,
 )
-from passkeyd.webauthn.trust import fingerprint, reported_models
+from passkeyd.webauthn.trust import fingerprint, model_key, reported_models
 from tests import pki
 from tests.authenticator import Authenticator
 from tests.webauthn.vectors import VECTORS as VECTOR_DIR
@@ -863,3 +863,36 @@ def test_a_report_whose_effective_date_is_not_a_string_makes_its_entry_unreadabl
         {"aaguid": ZERO_AAGUID.replace("0", "1"), "statusReports": [{"status": "REVOKED"}]},
     ]})  # fmt: skip
     assert [e.aaguid for e in entries] == [ZERO_AAGUID.replace("0", "1")]
+
+
+def test_the_model_a_trusted_passkey_keeps_is_the_entry_its_attestation_was_found_under():
+    """`model_key` names what `TrustStore.find` used: entries that claim the zero AAGUID
+    (as some metadata does) are told apart by the leaf's key identifier."""
+    root = pki.ca("Vendor Root")
+    leaf_a, leaf_b = (pki.attestation_leaf(root, bytes(16)) for _ in range(2))
+
+    def kid(issued):
+        return x509.SubjectKeyIdentifier.from_public_key(issued.key.public_key()).digest.hex()
+
+    a = MetadataEntry(
+        "Model A",
+        ZERO_AAGUID,
+        key_identifiers=(kid(leaf_a),),
+        root_certificates=(root.der,),
+        status_reports=(StatusReport("REVOKED"),),
+    )
+    b = MetadataEntry("Model B", ZERO_AAGUID, key_identifiers=(kid(leaf_b),),
+                      root_certificates=(root.der,))  # fmt: skip
+    store = TrustStore([a, b])
+    assert store.find(ZERO_AAGUID, leaf_a.certificate) is a
+    assert store.by_model(model_key(a, [leaf_a.der], ZERO_AAGUID)) is a
+    assert store.by_model(model_key(b, [leaf_b.der], ZERO_AAGUID)) is b
+    with pytest.raises(CeremonyError):
+        check_standing(store, ZERO_AAGUID, "2026-11-28",
+                       model=model_key(a, [leaf_a.der], ZERO_AAGUID))  # fmt: skip
+    # A U2F leaf naming its FIDO2 model's AAGUID, MDS listing no key identifier for it.
+    named = pki.attestation_leaf(root, bytes.fromhex(YUBIKEY_5.replace("-", "")))
+    fido2 = MetadataEntry("FIDO2", YUBIKEY_5, root_certificates=(root.der,))
+    store = TrustStore([fido2])
+    assert store.find(ZERO_AAGUID, named.certificate) is fido2
+    assert model_key(fido2, [named.der], ZERO_AAGUID) == YUBIKEY_5

@@ -15,11 +15,11 @@ from passkeyd.webauthn import (
     OriginPolicy,
     Step,
     VerificationFailed,
-    check_standing,
     parse_authentication,
     request_options,
     verify_authentication,
 )
+from passkeyd.webauthn.trust import MetadataEntry, TrustStore, standing, standing_refusal
 
 from . import events
 from .clock import Clock
@@ -86,6 +86,21 @@ def _asked_user_verification(factors: list[Factor], service: PasskeySettings) ->
 
 
 log = logging.getLogger("passkeyd.domain")
+
+
+def credential_standing(
+    trust_store: TrustStore, credential: Credential, today: str
+) -> tuple[MetadataEntry, str] | None:
+    """`standing` of a stored passkey: by what vouched for it when it registered under
+    trusted attestation, else by the AAGUID it claims (a sign-in's re-check, and
+    `passkeyd passkeys revoked`)."""
+    return standing(
+        trust_store,
+        credential.aaguid,
+        today,
+        model=credential.attested_model,
+        certificates=credential.attested_certificates,
+    )
 
 
 @dataclass
@@ -450,24 +465,19 @@ class Authentications:
         )
 
     def _check_standing(self, credential: Credential, now: int) -> None:
-        """`check_standing` against the metadata in use. Metadata that cannot be read or
-        judged (a packaged file that is gone, a report that is not what MDS3 says) refuses
-        no sign-in, as metadata that does not verify does not: said in the log, not a 500."""
+        """`credential_standing` against the metadata in use, raising the refusal. Metadata
+        that cannot be read or judged (a packaged file that is gone, a report that is not
+        what MDS3 says) refuses no sign-in, as metadata that does not verify does not: said
+        in the log, not a 500."""
         assert self.metadata is not None
         today = datetime.datetime.fromtimestamp(now, datetime.UTC).date().isoformat()
         try:
-            trust_store = self.metadata.trust_store()
-            check_standing(
-                trust_store,
-                credential.aaguid,
-                today,
-                model=credential.attested_model,
-                certificates=credential.attested_certificates,
-            )
-        except CeremonyError:
-            raise
+            found = credential_standing(self.metadata.trust_store(), credential, today)
         except Exception:
             log.exception("the passkey's model could not be re-checked in the FIDO metadata")
+            return
+        if found is not None:
+            raise standing_refusal(*found)
 
     def _a_user_of(self, account_sid: str, service_sid: str, user_handle: bytes | None) -> bool:
         """Whether an assertion's user handle is an entity of this service (its SID, as the

@@ -127,8 +127,9 @@ class Credential:
     clone_warning: bool = False  # a counter went backwards (CounterPolicy flag)
     backup_eligible_changed: bool = False  # BE differed from registration in an assertion
     # Registered under trusted attestation: the metadata entry that vouched for it (an AAGUID,
-    # or a U2F key identifier) and its chain's certificates (hex SHA-256 of their DER), which
-    # its sign-ins re-check against the metadata's status reports. None otherwise.
+    # or a U2F key identifier) and its chain's certificates (`trust.fingerprint`: the hex
+    # SHA-256 of their public keys), which its sign-ins re-check against the metadata's status
+    # reports. None otherwise.
     attested_model: str | None = None
     attested_certificates: tuple[str, ...] = ()
 

@@ -239,7 +239,7 @@ class Registrations:
         attested_certificates: tuple[str, ...] = ()
         if registered.metadata is not None:  # what its sign-ins re-check (`standing`)
             chain = registered.attestation_chain
-            attested_model = model_key(registered.metadata, chain)
+            attested_model = model_key(registered.metadata, chain, registered.aaguid)
             attested_certificates = tuple(
                 sorted({fingerprint(der) for der in (*chain, *registered.trusted_path)})
             )

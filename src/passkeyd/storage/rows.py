@@ -125,14 +125,8 @@ def factor_from_row(row: Sequence[Any]) -> Factor:
             authenticator_name=row[24],
             clone_warning=bool(row[25]),
             backup_eligible_changed=bool(row[26]),
+            **(_attested(row[27]) if row[27] is not None else {}),
         )
-        if row[27] is not None:  # registered under trusted attestation
-            attested = orjson.loads(row[27])
-            credential = dataclasses.replace(
-                credential,
-                attested_model=attested["model"],
-                attested_certificates=tuple(attested["certificates"]),
-            )
     return Factor(
         seq=row[0],
         sid=row[1],
@@ -184,6 +178,34 @@ def factor_to_row(f: Factor) -> tuple[Any, ...]:
         c.backup_eligible_changed if c else False,
         attested_to_json(c),
     )
+
+
+@functools.lru_cache(maxsize=4096)
+def _attested_fields(text: str) -> tuple[str | None, tuple[str, ...]]:
+    """The `attested` column read back. A value this release cannot read (another release's
+    shape, after a rollback; a hand edit) is not a 500 for every read of its passkey: it is
+    said in the log, and the passkey is re-checked as one registered otherwise (by the
+    AAGUID it claims)."""
+    try:
+        data = orjson.loads(text)
+        model, certificates = data["model"], data["certificates"]
+        if (
+            isinstance(model, str)
+            and isinstance(certificates, list)
+            and all(isinstance(c, str) for c in certificates)
+        ):
+            return model, tuple(certificates)
+    except (orjson.JSONDecodeError, TypeError, KeyError):
+        pass
+    log.warning(
+        "a passkey's attestation record cannot be read (%.80r): re-checked by its AAGUID", text
+    )
+    return None, ()
+
+
+def _attested(text: str) -> dict[str, Any]:
+    model, certificates = _attested_fields(text)
+    return {"attested_model": model, "attested_certificates": certificates}
 
 
 def attested_to_json(c: Credential | None) -> str | None:

@@ -161,18 +161,40 @@ class TrustStore:
         return entry
 
 
+@functools.lru_cache(maxsize=1024)
 def fingerprint(der: bytes) -> str:
-    """A certificate as a passkey's trust record keeps it: the hex SHA-256 of its DER."""
-    return hashlib.sha256(der).hexdigest()
+    """A certificate as a passkey's trust record keeps it, and as a status report naming it
+    is matched: the hex SHA-256 of its SubjectPublicKeyInfo (the key a report of
+    ATTESTATION_KEY_COMPROMISE is about). Not of its DER: an ECDSA signature also verifies
+    as (r, n - s), so whoever holds a compromised attestation key has a second encoding of
+    its certificate, under the same CA, that a DER fingerprint would not recognise. (What
+    does not read as a certificate: the SHA-256 of its bytes.)"""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+            spki = (
+                x509.load_der_x509_certificate(der)
+                .public_key()
+                .public_bytes(
+                    serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+                )
+            )
+    except Exception:  # noqa: BLE001 - not a certificate this library reads
+        return hashlib.sha256(der).hexdigest()
+    return hashlib.sha256(spki).hexdigest()
 
 
-def model_key(entry: MetadataEntry, chain: Sequence[bytes]) -> str:
-    """What names the entry a trusted attestation was found under (`TrustStore.find`), for
-    `TrustStore.by_model`: its AAGUID, or for a U2F model MDS lists by key identifier only,
-    the identifier of the attestation's leaf."""
-    if entry.aaguid:
-        return entry.aaguid.lower()
-    return key_identifier(x509.load_der_x509_certificate(chain[0]))
+def model_key(entry: MetadataEntry, chain: Sequence[bytes], aaguid: str) -> str:
+    """What names the entry a trusted attestation was found under, for
+    `TrustStore.by_model`: the key `TrustStore.find` used. A non-zero AAGUID; for the zero
+    AAGUID, the leaf's key identifier when the entry lists it (whatever AAGUID the entry
+    also claims: several entries may claim the zero one), else the AAGUID the leaf names."""
+    if aaguid != ZERO_AAGUID:
+        return aaguid.lower()
+    key_id = key_identifier(x509.load_der_x509_certificate(chain[0]))
+    if key_id in {k.lower() for k in entry.key_identifiers} or not entry.aaguid:
+        return key_id
+    return entry.aaguid.lower()
 
 
 def key_identifier(certificate: x509.Certificate) -> str:
@@ -501,12 +523,16 @@ def check_standing(
     status when it refuses."""
     found = standing(trust_store, aaguid, today, model=model, certificates=certificates)
     if found is not None:
-        entry, status = found
-        raise VerificationFailed(
-            Step.AUTHENTICATOR_STATUS,
-            f"the FIDO Metadata Service now reports {entry.description} as {status},"
-            " and this service trusts only authenticators in good standing",
-        )
+        raise standing_refusal(*found)
+
+
+def standing_refusal(entry: MetadataEntry, status: str) -> VerificationFailed:
+    """What a sign-in that `standing` refuses is answered."""
+    return VerificationFailed(
+        Step.AUTHENTICATOR_STATUS,
+        f"the FIDO Metadata Service now reports {entry.description} as {status},"
+        " and this service trusts only authenticators in good standing",
+    )
 
 
 def reported_models(trust_store: TrustStore, today: str) -> list[str]:
