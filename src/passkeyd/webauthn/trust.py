@@ -165,10 +165,11 @@ class TrustStore:
 def fingerprint(der: bytes) -> str:
     """A certificate as a passkey's trust record keeps it, and as a status report naming it
     is matched: the hex SHA-256 of its SubjectPublicKeyInfo (the key a report of
-    ATTESTATION_KEY_COMPROMISE is about). Not of its DER: an ECDSA signature also verifies
-    as (r, n - s), so whoever holds a compromised attestation key has a second encoding of
-    its certificate, under the same CA, that a DER fingerprint would not recognise. (What
-    does not read as a certificate: the SHA-256 of its bytes.)"""
+    ATTESTATION_KEY_COMPROMISE is about). Not of its DER: its issuer's ECDSA signature
+    (r, s) also verifies as (r, n - s), so anyone can make a second encoding of the
+    certificate, valid under the same CA, that a DER fingerprint would not recognise; and
+    a compromised key may have other certificates. (What does not read as a certificate:
+    the SHA-256 of its bytes.)"""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", CryptographyDeprecationWarning)
