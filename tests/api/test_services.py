@@ -198,6 +198,10 @@ def test_create_service_returns_settings_it_was_given(api: Api) -> None:
         ("CodeLength", "\u0665"),  # ARABIC-INDIC DIGIT FIVE, which int() reads as 5
         ("CodeLength", "9" * 5000),  # over int()'s digit limit: a ValueError
         ("LookupEnabled", "perhaps"),
+        ("DefaultTemplateSid", "0" * 34),  # the spec's pattern is ^HJ[0-9a-fA-F]{32}$
+        ("Push.ApnCredentialSid", "HJ" + "a" * 32),
+        ("Push.FcmCredentialSid", "CR" + "a" * 33),
+        ("Whatsapp.MsgServiceSid", "x"),
     ],
 )
 def test_create_service_refuses_invalid_value(api: Api, key: str, value: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from starlette.routing import Route
@@ -80,6 +81,25 @@ def passkey_fields(form: Form) -> dict[str, Any]:
     return fields
 
 
+# The SIDs Twilio's spec gives a pattern for (twilio_verify_v2.json, CreateServiceRequest):
+# stored and echoed as given, so a value of another shape would come back in a response that
+# breaks the spec's own schema (`default_template_sid`). An empty value stays allowed.
+_SID_PREFIX = {
+    "DefaultTemplateSid": "HJ",
+    "Push.ApnCredentialSid": "CR",
+    "Push.FcmCredentialSid": "CR",
+    "Whatsapp.MsgServiceSid": "MG",
+}
+
+
+def _sid_param(form: Form, key: str) -> str | None:
+    value = form.get(key)
+    prefix = _SID_PREFIX.get(key)
+    if value and prefix and not re.fullmatch(prefix + "[0-9a-fA-F]{32}", value):
+        raise InvalidParameter(f"Invalid parameter: {key} must be a {prefix} SID")
+    return value
+
+
 def other_settings(form: Form) -> dict[str, Any]:
     """The non-passkey Verify settings present in the form, validated."""
     out: dict[str, Any] = {}
@@ -103,7 +123,7 @@ def other_settings(form: Form) -> dict[str, Any]:
         out["code_length"] = length
     for key, name in (("TtsName", "tts_name"), ("DefaultTemplateSid", "default_template_sid")):
         if key in form:
-            out[name] = form.get(key)
+            out[name] = _sid_param(form, key)
     if (include_date := form.bool("Push.IncludeDate")) is not None:
         push["include_date"] = include_date
     for key, name in (
@@ -111,7 +131,7 @@ def other_settings(form: Form) -> dict[str, Any]:
         ("Push.FcmCredentialSid", "fcm_credential_sid"),
     ):
         if key in form:
-            push[name] = form.get(key)
+            push[name] = _sid_param(form, key)
     if "Totp.Issuer" in form:
         totp["issuer"] = form.get("Totp.Issuer")
     for key, name, low, high in (
@@ -123,7 +143,7 @@ def other_settings(form: Form) -> dict[str, Any]:
             totp[name] = number
     for key, name in (("Whatsapp.MsgServiceSid", "msg_service_sid"), ("Whatsapp.From", "from")):
         if key in form:
-            whatsapp[name] = form.get(key)
+            whatsapp[name] = _sid_param(form, key)
     for name, group in (("push", push), ("totp", totp), ("whatsapp", whatsapp)):
         if group:
             out[name] = group
