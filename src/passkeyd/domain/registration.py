@@ -259,7 +259,6 @@ class Registrations:
             attested_model=attested_model,
             attested_certificates=attested_certificates,
         )
-
         try:
             verified_events = self.events.deliveries(
                 account_sid, service_sid, events.FACTOR_VERIFIED, events.factor_fields(factor)
