@@ -348,6 +348,35 @@ def test_denied_counter_regressed_and_backup_events(hooks_api):
         assert denied["factor_friendly_name"] == "alice"
 
 
+def test_a_sign_in_refused_for_its_models_status_is_announced(hooks_api):
+    """With the packaged metadata, which reports the TruU Windows Authenticator REVOKED: a
+    trusted service's refusal of such a passkey is an event, one per refused assertion."""
+    api = hooks_api
+    api.create_service()
+    truu = Authenticator(aaguid=bytes.fromhex("ba86dc56635f4141aef600227b1b9af6"))
+    with receiver() as rx:
+        create_webhook(api, rx.url, "factor.authenticator_refused", "challenge.approved")
+        factor = api.register("user-0001", authenticator=truu)
+        challenge = api.challenge(identity="user-0001")
+        assert api.approve(truu.get(challenge["options"], ORIGIN)).status_code == 200
+        assert api.post_form(api.svc, {"Passkeys.AttestationPolicy": "trusted"}).status_code == 200
+        challenge = api.challenge(identity="user-0001")
+        for _ in range(2):
+            r = api.approve(truu.get(challenge["options"], ORIGIN))
+            assert (r.status_code, r.json()["code"]) == (403, 60324), r.text
+        wait_for(lambda: len(rx.requests) >= 3)
+        time.sleep(0.2)
+        assert [r.params["type"] for r in rx.requests].count("challenge.approved") == 1
+        refused = rx.events("factor.authenticator_refused")
+        assert len(refused) == 2
+        assert {(e["factor_sid"], e["challenge_sid"], e["entity_identity"]) for e in refused} == {
+            (factor["sid"], challenge["sid"], "user-0001")
+        }
+        assert {(e["authenticator"], e["status"]) for e in refused} == {
+            ("TruU Windows Authenticator", "REVOKED")
+        }
+
+
 def test_a_counter_that_did_not_grow_under_the_flag_policy_is_announced_as_approved(hooks_api):
     api = hooks_api
     api.create_service(**{"Passkeys.CounterPolicy": "flag"})

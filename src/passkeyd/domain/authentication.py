@@ -19,7 +19,13 @@ from passkeyd.webauthn import (
     request_options,
     verify_authentication,
 )
-from passkeyd.webauthn.trust import MetadataEntry, TrustStore, standing, standing_refusal
+from passkeyd.webauthn.trust import (
+    MetadataEntry,
+    ModelRefused,
+    TrustStore,
+    standing,
+    standing_refusal,
+)
 
 from . import events
 from .clock import Clock
@@ -494,19 +500,20 @@ class Authentications:
         *,
         capped: bool | None = None,
     ) -> None:
-        """Count the failure; a counter that went backwards and a challenge spent by its
-        last allowed failure are events. A foreign passkey's failure that would pass the
-        account's budget is counted nowhere and answered 429 instead: concurrent ones all
-        passed the budget's first check, before any of them was counted. (`capped`: whether
-        that budget may refuse it; by default, when the passkey is not its owner's.)"""
+        """Count the failure; a counter that went backwards, a passkey whose model the
+        metadata now refuses and a challenge spent by its last allowed failure are events.
+        A foreign passkey's failure that would pass the account's budget is counted nowhere
+        and answered 429 instead: concurrent ones all passed the budget's first check,
+        before any of them was counted. (`capped`: whether that budget may refuse it; by
+        default, when the passkey is not its owner's.)"""
         account_sid, service_sid = challenge.account_sid, challenge.service_sid
-        regressed: list[Delivery] = []
+        announced: list[Delivery] = []
         if (
             factor is not None
             and isinstance(refusal, AssertionRefused)
             and refusal.error.step is Step.SIGN_COUNT
         ):
-            regressed = self.events.deliveries(
+            announced = self.events.deliveries(
                 account_sid,
                 service_sid,
                 events.COUNTER_REGRESSED,
@@ -514,6 +521,22 @@ class Authentications:
                     **events.factor_fields(factor),
                     "challenge_sid": challenge.sid,
                     "outcome": "refused",  # CounterPolicy=refuse: once per such assertion
+                },
+            )
+        if (
+            factor is not None
+            and isinstance(refusal, AssertionRefused)
+            and isinstance(refusal.error, ModelRefused)
+        ):
+            announced += self.events.deliveries(
+                account_sid,
+                service_sid,
+                events.AUTHENTICATOR_REFUSED,
+                {
+                    **events.factor_fields(factor),
+                    "challenge_sid": challenge.sid,
+                    "authenticator": refusal.error.authenticator,
+                    "status": refusal.error.status,
                 },
             )
         spent = self.events.deliveries(
@@ -533,7 +556,7 @@ class Authentications:
             challenge.sid,
             max_attempts=self.max_failed_attempts or None,
             now=now,
-            deliveries=regressed,
+            deliveries=announced,
             on_spent=spent,
             rate_hits=self._failure_hits(account_sid, challenge, factor),
             capped=not _owner_attempt(challenge, factor) if capped is None else capped,

@@ -22,6 +22,7 @@ CHALLENGE_DENIED = "challenge.denied"
 # passkeyd's own:
 BACKUP_STATE_CHANGED = "factor.backup_state_changed"
 COUNTER_REGRESSED = "factor.counter_regressed"
+AUTHENTICATOR_REFUSED = "factor.authenticator_refused"
 
 EVENT_TYPES = (
     FACTOR_CREATED,
@@ -31,6 +32,7 @@ EVENT_TYPES = (
     CHALLENGE_DENIED,
     BACKUP_STATE_CHANGED,
     COUNTER_REGRESSED,
+    AUTHENTICATOR_REFUSED,
 )
 
 

@@ -527,13 +527,22 @@ def check_standing(
         raise standing_refusal(*found)
 
 
-def standing_refusal(entry: MetadataEntry, status: str) -> VerificationFailed:
+class ModelRefused(VerificationFailed):
+    """A sign-in refused by `standing`: the model and its status, for the webhook event."""
+
+    def __init__(self, entry: MetadataEntry, status: str) -> None:
+        super().__init__(
+            Step.AUTHENTICATOR_STATUS,
+            f"the FIDO Metadata Service now reports {entry.description} as {status},"
+            " and this service trusts only authenticators in good standing",
+        )
+        self.authenticator = entry.description
+        self.status = status
+
+
+def standing_refusal(entry: MetadataEntry, status: str) -> ModelRefused:
     """What a sign-in that `standing` refuses is answered."""
-    return VerificationFailed(
-        Step.AUTHENTICATOR_STATUS,
-        f"the FIDO Metadata Service now reports {entry.description} as {status},"
-        " and this service trusts only authenticators in good standing",
-    )
+    return ModelRefused(entry, status)
 
 
 def reported_models(trust_store: TrustStore, today: str) -> list[str]:
