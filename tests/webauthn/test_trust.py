@@ -20,11 +20,16 @@ from passkeyd.webauthn import (
     StatusReport,
     Step,
     TrustStore,
-    check_standing,
     parse_registration,
     verify_registration,
 )
-from passkeyd.webauthn.trust import fingerprint, model_key, reported_models
+from passkeyd.webauthn.trust import (
+    ModelRefused,
+    fingerprint,
+    model_key,
+    reported_models,
+    standing,
+)
 from tests import pki
 from tests.authenticator import Authenticator
 from tests.webauthn.vectors import VECTORS as VECTOR_DIR
@@ -150,6 +155,13 @@ def test_the_real_mds_revoked_entry_is_refused(mds):
     revoked = mds.by_aaguid("ba86dc56-635f-4141-aef6-00227b1b9af6")  # TruU Windows Authenticator
     assert revoked.refused_status((), "2026-01-01") == "REVOKED"
     assert mds.by_aaguid(YUBIKEY_5).refused_status((), "2026-01-01") is None
+
+
+def check_standing(trust_store, aaguid, today, **passkey) -> None:
+    """`standing` as a sign-in applies it: refused with ModelRefused."""
+    found = standing(trust_store, aaguid, today, **passkey)
+    if found is not None:
+        raise ModelRefused(*found)
 
 
 def test_a_sign_in_re_checks_the_model_its_aaguid_names(mds):

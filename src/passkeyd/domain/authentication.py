@@ -24,7 +24,6 @@ from passkeyd.webauthn.trust import (
     ModelRefused,
     TrustStore,
     standing,
-    standing_refusal,
 )
 
 from . import events
@@ -483,7 +482,7 @@ class Authentications:
             log.exception("the passkey's model could not be re-checked in the FIDO metadata")
             return
         if found is not None:
-            raise standing_refusal(*found)
+            raise ModelRefused(*found)
 
     def _a_user_of(self, account_sid: str, service_sid: str, user_handle: bytes | None) -> bool:
         """Whether an assertion's user handle is an entity of this service (its SID, as the

@@ -30,7 +30,6 @@ if TYPE_CHECKING:
         MetadataEntry,
         StatusReport,
         TrustStore,
-        check_standing,
         verify_trust,
     )
 
@@ -61,7 +60,6 @@ _MODULE_OF = {
     "verify_registration": "registration",
     "MetadataEntry": "trust",
     "REFUSED_STATUSES": "trust",
-    "check_standing": "trust",
     "StatusReport": "trust",
     "TrustStore": "trust",
     "verify_trust": "trust",
@@ -85,7 +83,6 @@ __all__ = [
     "MetadataEntry",
     "StatusReport",
     "TrustStore",
-    "check_standing",
     "related_origins",
     "verify_trust",
     "TIMEOUT_MS",

@@ -22,7 +22,7 @@ import hashlib
 import logging
 import threading
 import warnings
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from cryptography import x509
@@ -104,17 +104,21 @@ class MetadataEntry:
 
     def refused_status_of(self, certificates: Collection[str], today: str) -> str | None:
         """`refused_status` for a chain known by its certificates' `fingerprint`s."""
-        for report in self.status_reports:
-            if report.status not in REFUSED_STATUSES:
-                continue
-            if report.effective_date and report.effective_date > today:
-                continue
+        for report in self.refusing_reports(today):
             if report.certificate is not None and fingerprint(report.certificate) not in (
                 certificates
             ):
                 continue  # a compromised attestation key that is not this one
             return report.status
         return None
+
+    def refusing_reports(self, today: str) -> Iterator[StatusReport]:
+        """The reports of a refused status in effect by `today`, whatever they name."""
+        for report in self.status_reports:
+            if report.status in REFUSED_STATUSES and not (
+                report.effective_date and report.effective_date > today
+            ):
+                yield report
 
 
 class TrustStore:
@@ -512,23 +516,9 @@ def standing(
     return None if status is None else (entry, status)
 
 
-def check_standing(
-    trust_store: TrustStore,
-    aaguid: str,
-    today: str,
-    *,
-    model: str | None = None,
-    certificates: Collection[str] = (),
-) -> None:
-    """`standing`, raising VerificationFailed(AUTHENTICATOR_STATUS) naming the model and its
-    status when it refuses."""
-    found = standing(trust_store, aaguid, today, model=model, certificates=certificates)
-    if found is not None:
-        raise standing_refusal(*found)
-
-
 class ModelRefused(VerificationFailed):
-    """A sign-in refused by `standing`: the model and its status, for the webhook event."""
+    """What a sign-in that `standing` refuses is answered: VerificationFailed
+    (AUTHENTICATOR_STATUS) naming the model and its status, kept for the webhook event."""
 
     def __init__(self, entry: MetadataEntry, status: str) -> None:
         super().__init__(
@@ -540,22 +530,13 @@ class ModelRefused(VerificationFailed):
         self.status = status
 
 
-def standing_refusal(entry: MetadataEntry, status: str) -> ModelRefused:
-    """What a sign-in that `standing` refuses is answered."""
-    return ModelRefused(entry, status)
-
-
 def reported_models(trust_store: TrustStore, today: str) -> list[str]:
     """The AAGUIDs of the models with a refusing status report in effect by `today`, of the
     whole model or of one batch's certificate (whose passkeys `standing` tells apart)."""
     return [
         aaguid
         for aaguid, entry in trust_store.aaguids.items()
-        if aaguid != ZERO_AAGUID
-        and any(
-            r.status in REFUSED_STATUSES and not (r.effective_date and r.effective_date > today)
-            for r in entry.status_reports
-        )
+        if aaguid != ZERO_AAGUID and any(entry.refusing_reports(today))
     ]
 
 
