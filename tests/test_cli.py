@@ -427,6 +427,40 @@ def test_passkeys_revoked_lists_the_passkeys_of_models_fido_reports_revoked(api,
     assert mine.stdout == r.stdout
 
 
+def test_passkeys_revoked_announce_announces_each_passkey_once(api, db_path):
+    """`--announce` records each listed passkey's status, once: a second run (or another
+    host's) lists them again without announcing them, and each announcement is in its
+    account's audit trail, made by the CLI."""
+    from tests.authenticator import Authenticator
+
+    truu = Authenticator(aaguid=bytes.fromhex("ba86dc56635f4141aef600227b1b9af6"))
+    api.create_service()
+    first = api.register("user-0001", authenticator=truu)
+    api.register("user-0002")  # a model in good standing
+    api.create_service(FriendlyName="another")
+    second = api.register("user-0003", authenticator=truu)
+    db = ("--database-url", f"sqlite:///{db_path}")
+
+    def revoked(*args: str) -> list[dict]:
+        r = run("passkeys", "revoked", *args, *db)
+        assert r.returncode == 0, r.stderr
+        return [json.loads(line) for line in r.stdout.splitlines()]
+
+    listed = revoked("--announce")
+    assert [(p["factor_sid"], p["status"], p["announced"]) for p in listed] == [
+        (first["sid"], "REVOKED", True),
+        (second["sid"], "REVOKED", True),
+    ]
+    assert [p["announced"] for p in revoked("--announce")] == [False, False]
+    assert "announced" not in revoked()[0]  # (listing only)
+    r = run("audit", "list", "--account", api.account_sid, *db)
+    trail = [json.loads(line) for line in r.stdout.splitlines()]
+    announced = [e for e in trail if e["action"] == "announce_authenticator_status"]
+    assert sorted((e["resource"], e["actor"], e["outcome"]) for e in announced) == sorted(
+        [(first["sid"], "cli", "ok"), (second["sid"], "cli", "ok")]
+    )
+
+
 def test_api_key_changes_made_with_the_cli_are_audited(db):
     account = json.loads(run("accounts", "create", "--database-url", db).stdout)
     key = json.loads(

@@ -698,10 +698,8 @@ def cmd_services(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_passkeys(settings: Settings, args: argparse.Namespace) -> int:
     """`passkeys revoked`: the verified passkeys of the models the metadata in use reports
     REVOKED or compromised (as a trusted service's sign-ins re-check them), one JSON line
-    each, so that their users can be asked to register another before they are refused."""
-    from passkeyd.domain.authentication import credential_standing
-    from passkeyd.webauthn.trust import reported_models
-
+    each, so that their users can be asked to register another before they are refused.
+    `--announce`: and announce each not announced yet (`factor.authenticator_reported`)."""
     domain = _domain(settings, migrate=True)
     if args.account is not None and domain.store.get_account(args.account) is None:
         sys.stderr.write(f"passkeyd: no account {args.account}\n")
@@ -714,30 +712,25 @@ def cmd_passkeys(settings: Settings, args: argparse.Namespace) -> int:
         except BlobError as exc:
             sys.stderr.write(f"passkeyd: {exc}\n")
             return EXIT_CONFIG
-    trust_store = domain.metadata.trust_store()
-    if trust_store.unavailable is not None:
-        sys.stderr.write(f"passkeyd: {trust_store.unavailable}\n")
+    unavailable = domain.metadata.trust_store().unavailable
+    if unavailable is not None:
+        sys.stderr.write(f"passkeyd: {unavailable}\n")
         return EXIT_CONFIG
-    today = datetime.datetime.now(datetime.UTC).date().isoformat()
-    models = reported_models(trust_store, today)
-    trusted: dict[tuple[str, str], bool] = {}
-    for f in domain.store.verified_factors_to_recheck(models, args.account):
-        c = f.credential
-        assert c is not None
-        found = credential_standing(trust_store, c, today)
-        if found is None:
-            continue
-        if (f.account_sid, f.service_sid) not in trusted:
-            service = domain.store.get_service(f.account_sid, f.service_sid)
-            policy = service.passkeys.attestation_policy if service else None
-            trusted[f.account_sid, f.service_sid] = policy == "trusted"
-        entry, status = found
-        sys.stdout.write(json.dumps({
-            "account_sid": f.account_sid, "service_sid": f.service_sid,
-            "identity": f.identity, "factor_sid": f.sid, "aaguid": c.aaguid,
-            "authenticator": entry.description, "status": status,
-            "refused_at_sign_in": trusted[f.account_sid, f.service_sid],
-        }) + "\n")  # fmt: skip
+    try:
+        for passkey in domain.reports.reported(args.account):
+            f = passkey.factor
+            line: dict[str, Any] = {
+                "account_sid": f.account_sid, "service_sid": f.service_sid,
+                "identity": f.identity, "factor_sid": f.sid,
+                "aaguid": f.credential.aaguid if f.credential else "",
+                "authenticator": passkey.authenticator, "status": passkey.status,
+                "refused_at_sign_in": passkey.refused_at_sign_in,
+            }  # fmt: skip
+            if args.announce:
+                line["announced"] = domain.reports.announce(passkey, "cli")
+            sys.stdout.write(json.dumps(line) + "\n")
+    finally:
+        domain.audit.flush()
     return EXIT_OK
 
 
@@ -960,6 +953,13 @@ def parser() -> argparse.ArgumentParser:
     )
     passkeys.add_argument("action", choices=["revoked"])
     passkeys.add_argument("--account", help="only this account's (AC...)")
+    passkeys.add_argument(
+        "--announce",
+        action="store_true",
+        help="announce each passkey not announced yet in its status: a webhook event"
+        " factor.authenticator_reported to its service's webhooks that subscribe, and an"
+        " audit record; `announced` says whether this run did",
+    )
 
     meta = sub.add_parser(
         "metadata",

@@ -377,6 +377,52 @@ def test_a_sign_in_refused_for_its_models_status_is_announced(hooks_api):
         }
 
 
+def test_passkeys_of_a_model_fido_reports_are_announced_once_each(hooks_api, clock):
+    """`passkeyd passkeys revoked --announce` (run when a BLOB is installed) sends one
+    factor.authenticator_reported per passkey of a model the metadata reports (here the
+    packaged metadata's REVOKED TruU model), to its service's webhooks that subscribe;
+    running it again sends none."""
+    import json
+    import subprocess
+    import sys
+
+    api = hooks_api
+    truu = Authenticator(aaguid=bytes.fromhex("ba86dc56635f4141aef600227b1b9af6"))
+    api.create_service(**{"Passkeys.AttestationPolicy": "any"})
+
+    def announce() -> list[bool]:
+        r = subprocess.run(  # noqa: S603
+            [sys.executable, "-m", "passkeyd.cli", "passkeys", "revoked", "--announce",
+             "--database-url", f"sqlite:///{api.db_path}"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        return [json.loads(line)["announced"] for line in r.stdout.splitlines()]
+
+    with receiver() as rx:
+        create_webhook(api, rx.url, "factor.authenticator_reported", "factor.verified")
+        factor = api.register("user-0001", authenticator=truu)
+        api.register("user-0002")  # another model: not announced
+        wait_for(lambda: len(rx.events("factor.verified")) == 2)
+        clock.now = int(time.time()) + 1  # (the CLI's events are dated by the real clock)
+        assert announce() == [True]
+        wait_for(lambda: len(rx.events("factor.authenticator_reported")) >= 1)
+        assert announce() == [False]
+        time.sleep(0.3)
+        (event,) = rx.events("factor.authenticator_reported")
+        assert {k: event[k] for k in ("factor_sid", "entity_identity", "aaguid")} == {
+            "factor_sid": factor["sid"],
+            "entity_identity": "user-0001",
+            "aaguid": "ba86dc56-635f-4141-aef6-00227b1b9af6",
+        }
+        assert (event["authenticator"], event["status"], event["refused_at_sign_in"]) == (
+            "TruU Windows Authenticator",
+            "REVOKED",
+            "false",
+        )
+        assert event["service_sid"] == api.svc.rsplit("/", 1)[-1]
+
+
 def test_a_counter_that_did_not_grow_under_the_flag_policy_is_announced_as_approved(hooks_api):
     api = hooks_api
     api.create_service(**{"Passkeys.CounterPolicy": "flag"})

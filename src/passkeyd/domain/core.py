@@ -21,6 +21,7 @@ from .limits import (
 )
 from .metadata import Metadata
 from .registration import Registrations
+from .reports import Reports
 from .services import Services
 from .store import Store
 from .webhooks import Webhooks
@@ -62,3 +63,4 @@ class Domain:
             self.max_failed_attempts_per_challenge,
             self.metadata,
         )
+        self.reports = Reports(self.store, self.clock, self.metadata, self.audit)

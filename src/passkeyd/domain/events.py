@@ -23,6 +23,7 @@ CHALLENGE_DENIED = "challenge.denied"
 BACKUP_STATE_CHANGED = "factor.backup_state_changed"
 COUNTER_REGRESSED = "factor.counter_regressed"
 AUTHENTICATOR_REFUSED = "factor.authenticator_refused"
+AUTHENTICATOR_REPORTED = "factor.authenticator_reported"
 
 EVENT_TYPES = (
     FACTOR_CREATED,
@@ -33,6 +34,7 @@ EVENT_TYPES = (
     BACKUP_STATE_CHANGED,
     COUNTER_REGRESSED,
     AUTHENTICATOR_REFUSED,
+    AUTHENTICATOR_REPORTED,
 )
 
 

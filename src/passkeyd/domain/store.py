@@ -163,6 +163,14 @@ class Store(Protocol):
     def verified_factors_to_recheck(
         self, aaguids: Sequence[str], account_sid: str | None = None
     ) -> list[Factor]: ...  # trusted ones and these models'; by seq (`passkeys revoked`)
+    def announce_report(
+        self,
+        account_sid: str,
+        factor_sid: str,
+        status: str,
+        deliveries: Sequence[Delivery] = (),
+        now: int = 0,
+    ) -> bool: ...  # recorded (with its deliveries) unless it was already: True if this call did
     def rename_factor(self, factor_sid: str, friendly_name: str, now: int) -> None: ...
     def delete_factor(
         self,

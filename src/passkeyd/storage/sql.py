@@ -961,6 +961,29 @@ class SqlStore(abc.ABC):
             found += [factor_from_row(r) for r in self._all(sql, [*chunk, *scoped])]
         return sorted(found, key=lambda f: f.seq)
 
+    def announce_report(
+        self,
+        account_sid: str,
+        factor_sid: str,
+        status: str,
+        deliveries: Sequence[Delivery] = (),
+        now: int = 0,
+    ) -> bool:
+        """Record that the verified passkey's model is now reported `status`, and write the
+        deliveries announcing it, unless that status was recorded for it already: True when
+        this call recorded it. One statement decides, so two runs at once (two hosts, say)
+        announce a passkey's status once between them."""
+        with self._write() as db:
+            cur = db.execute(
+                "UPDATE factors SET reported = ? WHERE sid = ? AND account_sid = ?"
+                " AND status = 'verified' AND (reported IS NULL OR reported <> ?)",
+                (status, factor_sid, account_sid, status),
+            )
+            if cur.rowcount != 1:
+                return False
+            _enqueue(db, deliveries, now)
+            return True
+
     _FACTOR_OF_IDENTITY = (
         "SELECT "
         + ", ".join("f." + c.strip() for c in FACTOR_COLUMNS.split(","))

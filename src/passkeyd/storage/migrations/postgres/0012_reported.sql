@@ -1,0 +1,4 @@
+-- passkeyd schema, version 12 (PostgreSQL): the status FIDO reports a passkey's model in
+-- (REVOKED, a compromise) that was last announced for it (`passkeys revoked --announce`),
+-- so that each passkey is announced once per status
+ALTER TABLE factors ADD COLUMN reported TEXT;
