@@ -9,6 +9,7 @@ import pytest
 from openapi_spec_validator import validate
 from starlette.routing import Route
 
+from tests.authenticator import Authenticator
 from tests.conftest import ORIGIN
 
 
@@ -81,6 +82,10 @@ def test_real_responses_match_the_document(api, doc, domain):
         api.post_form(api.svc, {"FriendlyName": "renamed"})
         factor = api.register("user-0001")
         pending = api.create_factor("user-0002")
+        # A model the packaged metadata reports REVOKED: its factor says so.
+        truu = Authenticator(aaguid=bytes.fromhex("ba86dc56635f4141aef600227b1b9af6"))
+        assert api.register("user-0004", authenticator=truu)["metadata"]["authenticator_status"]
+        api.get(f"{api.svc}/Entities/user-0004/Factors")
         challenge = api.challenge(identity="user-0001")
         api.approve(api.authenticator.get(challenge["options"], ORIGIN))
         api.approve(api.authenticator.get(challenge["options"], ORIGIN))  # 403 replay

@@ -326,6 +326,47 @@ def test_a_passkey_of_a_model_the_packaged_metadata_reports_revoked(api):
     assert sign_in("user-0002", yubikey).json()["status"] == "approved"  # a model in good standing
 
 
+def test_a_factor_says_when_fido_reports_its_model(api):
+    """Reads of a passkey whose model the metadata reports (the packaged metadata's REVOKED
+    TruU model) say so in `metadata.authenticator_status`, under any policy: the
+    registration's answer, the factor, and the list. A model in good standing has none;
+    and the demo's account page warns its user."""
+    from passkeyd.web.pages import PageContext, account_page
+    from passkeyd.web.passkeys import verified_passkeys
+
+    api.create_service()
+    truu = Authenticator(aaguid=bytes.fromhex(TRUU.replace("-", "")))
+    yubikey = Authenticator(aaguid=bytes.fromhex(YUBIKEY_5.replace("-", "")))
+    registered = api.register("user-0001", authenticator=truu)
+    assert registered["metadata"]["authenticator_status"] == "REVOKED"
+    other = api.register("user-0001", authenticator=yubikey)
+    assert "authenticator_status" not in other["metadata"]
+    got = api.get(f"{api.svc}/Entities/user-0001/Factors/{registered['sid']}").json()
+    assert got["metadata"]["authenticator_status"] == "REVOKED"
+    listed = api.get(f"{api.svc}/Entities/user-0001/Factors").json()["factors"]
+    assert {f["sid"]: f["metadata"].get("authenticator_status") for f in listed} == {
+        registered["sid"]: "REVOKED",
+        other["sid"]: None,
+    }
+    ctx = PageContext("localhost", api.service_sid, "http://127.0.0.1:1", 1000, "preferred")
+    page = account_page(ctx, name="Ada", passkeys=verified_passkeys(listed))
+    assert page.count('class="alert standing"') == 1
+    assert "reports this authenticator model as revoked (<code>REVOKED</code>)" in page
+
+
+def test_metadata_that_cannot_be_read_says_no_status_on_a_factor(domain, db_path):
+    with trusting_one_vendor(domain, db_path, _Unreadable) as vendor:
+        api = vendor.api
+        factor = api.register(authenticator=vendor.key)
+        vendor.metadata._store = TrustStore([MetadataEntry("Test Key", YUBIKEY_5, status_reports=(
+            StatusReport("REVOKED", "2020-01-01"),))])  # fmt: skip
+        path = f"{api.svc}/Entities/user-0001/Factors/{factor['sid']}"
+        assert api.get(path).json()["metadata"]["authenticator_status"] == "REVOKED"
+        vendor.metadata.broken = True
+        r = api.get(path)
+        assert r.status_code == 200 and "authenticator_status" not in r.json()["metadata"]
+
+
 def test_a_trusted_passkey_is_re_checked_by_what_vouched_for_it(domain, db_path):
     """A passkey registered under trusted attestation keeps the metadata entry that vouched
     for it and its chain: a U2F key (the zero AAGUID, its model known by its certificate's

@@ -10,6 +10,7 @@ from typing import Any
 
 from passkeyd import __version__
 from passkeyd.domain.events import EVENT_TYPES
+from passkeyd.webauthn.trust import REFUSED_STATUSES
 
 STR: dict[str, Any] = {"type": "string"}
 NSTR: dict[str, Any] = {"type": ["string", "null"]}
@@ -75,8 +76,9 @@ FACTOR_METADATA = obj(
         "clone_warning": BOOL,
         "backup_eligible_changed": BOOL,
         "date_last_approved": DATE,
+        "authenticator_status": {"enum": sorted(REFUSED_STATUSES)},
     },
-    optional=("authenticator_name", "date_last_approved"),
+    optional=("authenticator_name", "date_last_approved", "authenticator_status"),
 )
 
 FACTOR_PROPS: dict[str, Any] = {

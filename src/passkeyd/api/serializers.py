@@ -112,7 +112,9 @@ def entity_json(e: Entity, base: str) -> dict[str, Any]:
     }
 
 
-def factor_json(f: Factor, base: str) -> dict[str, Any]:
+def factor_json(f: Factor, base: str, authenticator_status: str | None = None) -> dict[str, Any]:
+    """`authenticator_status`: the status the FIDO metadata reports the passkey's model in,
+    when it is one that a trusted service's sign-ins refuse (REVOKED, a compromise)."""
     metadata: dict[str, Any] | None = None
     if f.status is FactorStatus.VERIFIED and f.credential is not None:
         c = f.credential
@@ -129,6 +131,8 @@ def factor_json(f: Factor, base: str) -> dict[str, Any]:
         metadata["backup_eligible_changed"] = c.backup_eligible_changed
         if f.date_last_approved is not None:
             metadata["date_last_approved"] = iso(f.date_last_approved)
+        if authenticator_status is not None:
+            metadata["authenticator_status"] = authenticator_status
     return {
         "sid": f.sid,
         "account_sid": f.account_sid,

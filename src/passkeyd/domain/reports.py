@@ -8,6 +8,7 @@ announced again only when its model is reported in another status."""
 from __future__ import annotations
 
 import datetime
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -20,6 +21,8 @@ from .clock import Clock
 from .metadata import Metadata
 from .models import AuditEvent, Factor
 from .store import Store
+
+log = logging.getLogger("passkeyd.domain")
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,21 @@ class Reports:
                 trusted[key] = policy == "trusted"
             entry, status = found
             yield ReportedPasskey(factor, entry.description, status, trusted[key])
+
+    def status_of(self, factor: Factor) -> str | None:
+        """The status the metadata in use reports a verified passkey's model in today, when
+        a trusted service's sign-in would refuse it for that (reads of the factor show it),
+        else None. Metadata that cannot be read reports none (said in the log), as a
+        sign-in's re-check refuses nothing then."""
+        if factor.credential is None:
+            return None
+        today = datetime.datetime.fromtimestamp(self.clock(), datetime.UTC).date().isoformat()
+        try:
+            found = credential_standing(self.metadata.trust_store(), factor.credential, today)
+        except Exception:
+            log.exception("reading the FIDO metadata for a passkey's model failed")
+            return None
+        return None if found is None else found[1]
 
     def announce(self, passkey: ReportedPasskey, actor: str) -> bool:
         """Announce the passkey's status unless it was announced already: True when this

@@ -134,6 +134,30 @@ def _date(iso: str | None) -> str:
     return time.strftime("%d %b %Y, %H:%M UTC", parsed).lstrip("0")
 
 
+# How a status FIDO reports a model in is told to its users.
+_STATUS_SAYS = {
+    "REVOKED": "revoked",
+    "USER_VERIFICATION_BYPASS": "able to skip user verification",
+    "ATTESTATION_KEY_COMPROMISE": "compromised",
+    "USER_KEY_REMOTE_COMPROMISE": "compromised",
+    "USER_KEY_PHYSICAL_COMPROMISE": "compromised",
+}
+
+
+def _standing(p: Passkey) -> str:
+    """A warning on a passkey whose model the FIDO metadata reports revoked or compromised
+    (the factor's `metadata.authenticator_status`): its user should replace it."""
+    if p.authenticator_status is None:
+        return ""
+    says = _STATUS_SAYS.get(p.authenticator_status, "no longer in good standing")
+    return (
+        f'\n  <p class="alert standing" role="status">The FIDO Alliance reports this'
+        f" authenticator model as {escape(says)}"
+        f" (<code>{escape(p.authenticator_status)}</code>). Add a passkey from another"
+        " device, then delete this one.</p>"
+    )
+
+
 def _passkey_item(p: Passkey, *, last: bool = False) -> str:
     sid = escape(p.sid)
     name = escape(p.friendly_name)
@@ -145,7 +169,7 @@ def _passkey_item(p: Passkey, *, last: bool = False) -> str:
     <dt>Authenticator</dt><dd class="authenticator">{escape(p.authenticator)}</dd>
     <dt>Added</dt><dd>{escape(_date(p.date_created))}</dd>
     <dt>Last used</dt><dd>{escape(_date(p.date_last_used))}</dd>
-  </dl>
+  </dl>{_standing(p)}
   <div class="actions">
     <form class="rename" method="post" action="/account/passkeys/{sid}/rename">
       <label class="visually-hidden" for="rename-{sid}">New name for this passkey</label>

@@ -25,6 +25,9 @@ class Passkey:
     date_last_used: str | None
     credential_id: str | None = None  # base64url, as the browser's credential `id`
     entity_sid: str | None = None
+    # What the FIDO metadata reports its model as, when a trusted service would refuse it
+    # (`metadata.authenticator_status`: REVOKED, a compromise).
+    authenticator_status: str | None = None
 
     @property
     def authenticator(self) -> str:
@@ -58,6 +61,7 @@ def passkey_from_factor(factor: Mapping[str, Any]) -> Passkey:
         date_last_used=_text(metadata.get("date_last_approved")),
         credential_id=_text(metadata.get("credential_id")),
         entity_sid=_text(factor.get("entity_sid")),
+        authenticator_status=_text(metadata.get("authenticator_status")),
     )
 
 

@@ -8,7 +8,7 @@ from starlette.routing import Route
 
 from passkeyd.domain.errors import FactorTypeInvalid, InvalidParam, InvalidRequest
 from passkeyd.domain.ids import is_sid
-from passkeyd.domain.models import ChallengeStatus
+from passkeyd.domain.models import ChallengeStatus, Factor
 
 from ..edge import Call, endpoint
 from ..pagination import list_page, page_payload
@@ -64,6 +64,10 @@ async def delete_entity(call: Call) -> tuple[int, Any]:
     return 204, None
 
 
+def _factor_json(call: Call, factor: Factor) -> dict[str, Any]:
+    return factor_json(factor, call.base, call.domain.reports.status_of(factor))
+
+
 @endpoint
 async def list_factors(call: Call) -> tuple[int, Any]:
     page, number = await list_page(call, _query(call))
@@ -75,7 +79,7 @@ async def list_factors(call: Call) -> tuple[int, Any]:
         page,
     )
     return page_payload(
-        call, "factors", result, number, page.page_size, lambda f: factor_json(f, call.base)
+        call, "factors", result, number, page.page_size, lambda f: _factor_json(call, f)
     )
 
 
@@ -101,7 +105,7 @@ async def fetch_factor(call: Call) -> tuple[int, Any]:
         call.path("identity"),
         call.path("sid"),
     )
-    return 200, factor_json(factor, call.base)
+    return 200, _factor_json(call, factor)
 
 
 @endpoint
@@ -125,7 +129,7 @@ async def update_factor(call: Call) -> tuple[int, Any]:
         factor = await call.run(
             call.domain.entities.rename_factor, call.account_sid, service_sid, identity, sid, name
         )
-    return 200, factor_json(factor, call.base)
+    return 200, _factor_json(call, factor)
 
 
 @endpoint

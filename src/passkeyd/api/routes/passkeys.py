@@ -247,7 +247,7 @@ async def verify_factor(call: Call) -> tuple[int, Any]:
         call.path("service_sid"),
         _webauthn_keys(data),
     )
-    return 200, factor_json(factor, call.base)
+    return 200, factor_json(factor, call.base, call.domain.reports.status_of(factor))
 
 
 def _absent_as_none(value: Any) -> Any:
