@@ -414,18 +414,25 @@ def test_a_trusted_passkey_is_re_checked_by_what_vouched_for_it(domain, db_path)
                 answers[identity] = r.json()["status" if r.status_code == 200 else "message"]
             return answers
 
+        def listed() -> dict[str, str]:  # what `passkeyd passkeys revoked` finds
+            return {p.factor.identity: p.status for p in trusting.reports.reported()}
+
         assert set(outcomes().values()) == {"approved"}
+        assert listed() == {}
         reported(StatusReport("ATTESTATION_KEY_COMPROMISE", "2020-01-01", batch_a.der))
         answers = outcomes()
         assert answers["user-000b"] == "approved"
         for identity in ("user-000a", "user-u2fa"):  # batch A's, over FIDO2 and over U2F
             assert "as ATTESTATION_KEY_COMPROMISE" in answers[identity], answers
+        assert listed() == dict.fromkeys(("user-000a", "user-u2fa"), "ATTESTATION_KEY_COMPROMISE")
         reported(StatusReport("ATTESTATION_KEY_COMPROMISE", "2020-01-01", root.der))
         assert all("ATTESTATION_KEY_COMPROMISE" in a for a in outcomes().values())
+        assert listed() == dict.fromkeys(keys, "ATTESTATION_KEY_COMPROMISE")
         reported(StatusReport("REVOKED", "2020-01-01"))
         answers = outcomes()
         assert "now reports Test Key (U2F) as REVOKED" in answers["user-u2fa"], answers
         assert "now reports Test Key as REVOKED" in answers["user-000a"], answers
+        assert listed() == dict.fromkeys(keys, "REVOKED")
 
 
 _N256 = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551

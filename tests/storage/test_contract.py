@@ -643,12 +643,47 @@ def test_the_passkeys_to_re_check_across_accounts_or_in_one(store):
     )
     assert first.credential.attested_model is None and first.credential.attested_certificates == ()
     other_model = "11111111-2222-3333-4444-555555555555"
-    both = store.verified_factors_to_recheck([zero.upper(), other_model])
+    both = store.verified_factors_to_recheck([zero.upper(), other_model], ["AB" * 20])
     assert [f.sid for f in both] == [first.sid, second.sid, attested.sid]  # by seq
-    mine = store.verified_factors_to_recheck([zero], svc.account_sid)
+    mine = store.verified_factors_to_recheck([zero], ["ab" * 20], svc.account_sid)
     assert [f.sid for f in mine] == [first.sid, attested.sid]
-    assert [f.sid for f in store.verified_factors_to_recheck([other_model])] == [attested.sid]
-    assert store.verified_factors_to_recheck([], other_account.account_sid) == []
+    # A trusted one by what vouched for it only, not by the AAGUID it claims.
+    assert [f.sid for f in store.verified_factors_to_recheck([zero], [])] == [first.sid, second.sid]
+    assert (
+        list(store.verified_factors_to_recheck([other_model], ["ab" * 20], "AC" + "7" * 32)) == []
+    )
+    assert list(store.verified_factors_to_recheck([], [], other_account.account_sid)) == []
+
+
+def test_trusted_passkeys_to_re_check_are_read_a_page_at_a_time(store, monkeypatch):
+    """Whatever the page, each trusted passkey of a model is found once, by seq; one whose
+    `attested` this release cannot read is found by the AAGUID it claims."""
+    from passkeyd.storage import sql as sql_module
+
+    svc = service()
+    store.insert_service(svc)
+    sids = []
+    for n in range(7):
+        f = factor(stored(store, entity(svc, f"user-{n:04d}")))
+        store.insert_factor(f)
+        model = "ab" * 20 if n % 2 == 0 else "cd" * 20
+        vouched = dataclasses.replace(credential(bytes([n + 1]) * 16), attested_model=model)
+        assert store.complete_registration(f.sid, vouched, NOW)
+        sids.append(f.sid)
+    with store._write() as tx:
+        tx.execute("UPDATE factors SET attested = 'not json' WHERE sid = ?", (sids[1],))
+    zero = "0" * 8 + "-0000-0000-0000-" + "0" * 12  # the AAGUID of `credential()`
+    claiming = []
+    for n in range(5):  # registered otherwise: found by the AAGUID they claim
+        claiming.append(verified(store, svc, f"user-1{n:03d}", bytes([n + 100]) * 16).sid)
+    for page in (1, 2, 3, 5000):
+        monkeypatch.setattr(sql_module, "RECHECK_PAGE", page)
+        got = store.verified_factors_to_recheck([zero], [])
+        assert [f.sid for f in got] == [sids[1], *claiming], page
+        got = store.verified_factors_to_recheck([], ["ab" * 20])
+        assert [f.sid for f in got] == sids[0::2], page
+        got = store.verified_factors_to_recheck([zero], ["ab" * 20])
+        assert [f.sid for f in got] == [sids[0], sids[1], *sids[2::2], *claiming], page
 
 
 def test_a_factor_is_found_in_its_own_service_only(store):
@@ -1399,7 +1434,7 @@ def test_upgrading_to_schema_11_keeps_the_passkeys_of_schema_10(backend, tmp_pat
         assert store.migrate() == later
         got = store.get_factor(svc.account_sid, svc.sid, old.sid)
         assert got.credential.attested_model is None and got.credential.attested_certificates == ()
-        assert [f.sid for f in store.verified_factors_to_recheck([got.credential.aaguid])] == [
+        assert [f.sid for f in store.verified_factors_to_recheck([got.credential.aaguid], [])] == [
             old.sid
         ]
         new = factor(stored(store, entity(svc, "user-0002")))

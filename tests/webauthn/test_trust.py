@@ -27,6 +27,7 @@ from passkeyd.webauthn.trust import (
     ModelRefused,
     fingerprint,
     model_key,
+    reported_model_keys,
     reported_models,
     standing,
 )
@@ -198,6 +199,9 @@ def test_a_sign_in_re_checks_a_trusted_passkey_by_what_vouched_for_it():
                        certificates=(fingerprint(batch),))  # fmt: skip
     assert "now reports Test U2F as ATTESTATION_KEY_COMPROMISE" in refusal.value.detail
     assert reported_models(store, today) == []  # the zero AAGUID is no model; U2F has none
+    # What vouched for trusted passkeys: the U2F entry's key identifier, the zero AAGUID's.
+    assert sorted(reported_model_keys(store, today)) == sorted([ZERO_AAGUID, "ab" * 20])
+    assert reported_model_keys(store, "2023-12-31") == [ZERO_AAGUID]  # (not yet in effect)
     batch_report = StatusReport("USER_KEY_REMOTE_COMPROMISE", "2024-01-01", batch)
     assert set(reported_models(spec_store(batch_report), today)) == set(
         SPEC_ROOT["aaguids"].values()

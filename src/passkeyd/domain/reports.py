@@ -12,7 +12,7 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from passkeyd.webauthn.trust import reported_models
+from passkeyd.webauthn.trust import reported_model_keys, reported_models
 
 from . import events
 from .audit import AuditLog
@@ -51,7 +51,9 @@ class Reports:
         today = datetime.datetime.fromtimestamp(self.clock(), datetime.UTC).date().isoformat()
         trusted: dict[tuple[str, str], bool] = {}
         for factor in self.store.verified_factors_to_recheck(
-            reported_models(trust_store, today), account_sid
+            reported_models(trust_store, today),
+            reported_model_keys(trust_store, today),
+            account_sid,
         ):
             assert factor.credential is not None  # (verified)
             found = credential_standing(trust_store, factor.credential, today)
@@ -102,7 +104,7 @@ class Reports:
             factor.account_sid, factor.sid, passkey.status, deliveries, now
         ):
             return False
-        self.audit.record(
+        full = self.audit.record(
             AuditEvent(
                 account_sid=factor.account_sid,
                 service_sid=factor.service_sid,
@@ -116,4 +118,6 @@ class Reports:
                 date_created=now,
             )
         )
+        if full:  # (a run that announces many: written as it goes, not all held)
+            self.audit.flush()
         return True

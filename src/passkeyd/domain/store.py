@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import AbstractContextManager
 from typing import Any, Protocol, TypeVar
@@ -161,8 +161,8 @@ class Store(Protocol):
         self, account_sid: str, service_sid: str, identity: str
     ) -> list[Factor]: ...
     def verified_factors_to_recheck(
-        self, aaguids: Sequence[str], account_sid: str | None = None
-    ) -> list[Factor]: ...  # trusted ones and these models'; by seq (`passkeys revoked`)
+        self, aaguids: Sequence[str], models: Collection[str], account_sid: str | None = None
+    ) -> Iterator[Factor]: ...  # these models' (claimed; trusted: vouched for); by seq
     def announce_report(
         self,
         account_sid: str,

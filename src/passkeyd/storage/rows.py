@@ -181,7 +181,7 @@ def factor_to_row(f: Factor) -> tuple[Any, ...]:
 
 
 @functools.lru_cache(maxsize=4096)
-def _attested_fields(text: str) -> tuple[str | None, tuple[str, ...]]:
+def attested_fields(text: str) -> tuple[str | None, tuple[str, ...]]:
     """The `attested` column read back. A value this release cannot read (another release's
     shape, after a rollback; a hand edit) is not a 500 for every read of its passkey: it is
     said in the log, and the passkey is re-checked as one registered otherwise (by the
@@ -204,7 +204,7 @@ def _attested_fields(text: str) -> tuple[str | None, tuple[str, ...]]:
 
 
 def _attested(text: str) -> dict[str, Any]:
-    model, certificates = _attested_fields(text)
+    model, certificates = attested_fields(text)
     return {"attested_model": model, "attested_certificates": certificates}
 
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 import abc
 import asyncio
 import functools
+import heapq
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from importlib import resources
@@ -49,6 +50,7 @@ from passkeyd.domain.store import (
 from .rows import (
     CHALLENGE_COLUMNS,
     FACTOR_COLUMNS,
+    attested_fields,
     attested_to_json,
     challenge_from_row,
     challenge_to_row,
@@ -59,6 +61,9 @@ from .rows import (
     settings_to_json,
 )
 from .windows import RateWindows
+
+# Trusted passkeys read at a time when the re-checked ones are looked for.
+RECHECK_PAGE = 5000
 
 
 def load_migrations(dialect: str) -> list[tuple[int, str]]:
@@ -937,29 +942,65 @@ class SqlStore(abc.ABC):
         return [factor_from_row(r) for r in rows]
 
     def verified_factors_to_recheck(
-        self, aaguids: Sequence[str], account_sid: str | None = None
-    ) -> list[Factor]:
-        """The verified passkeys that registered under trusted attestation (they keep what
-        vouched for them), and the others of these models (AAGUIDs), of every account or of
-        one, by seq. A scan of the factors (no index serves it): for an operator's command,
-        not for a request."""
+        self, aaguids: Sequence[str], models: Collection[str], account_sid: str | None = None
+    ) -> Iterator[Factor]:
+        """The verified passkeys that registered under trusted attestation whose model (what
+        vouched for them: `attested`) is one of `models`, and the others that claim one of
+        `aaguids`, of every account or of one, by seq. For an operator's command, not for a
+        request: no index serves it. The factors are read a page at a time, as the caller
+        takes them, so that a million neither fill the memory nor hold a read open (the
+        caller may write between pages); an `attested` this release cannot read counts as
+        none (re-checked by the AAGUID it claims)."""
         scope, scoped = ("", []) if account_sid is None else (" AND account_sid = ?", [account_sid])
-        found = [
-            factor_from_row(r)
-            for r in self._all(
-                self._FACTOR + " WHERE status = 'verified' AND attested IS NOT NULL" + scope,
-                scoped,
+        claimed = sorted({a.lower() for a in aaguids})
+        vouched = {m.lower() for m in models}
+        return heapq.merge(
+            self._vouched_for(vouched, set(claimed), scope, scoped),
+            self._claiming(claimed, scope, scoped),
+            key=lambda f: f.seq,
+        )
+
+    def _vouched_for(
+        self, models: set[str], claimed: set[str], scope: str, scoped: list[str]
+    ) -> Iterator[Factor]:
+        after = -1
+        while True:
+            rows = self._all(
+                "SELECT seq, sid, aaguid, attested FROM factors WHERE status = 'verified'"
+                " AND attested IS NOT NULL AND seq > ?" + scope + " ORDER BY seq LIMIT ?",
+                [after, *scoped, RECHECK_PAGE],
             )
-        ]
-        wanted = sorted({a.lower() for a in aaguids})
-        for start in range(0, len(wanted), 500):  # (SQLite's bound on a statement's ?s)
-            chunk = wanted[start : start + 500]
-            sql = (
-                self._FACTOR + " WHERE status = 'verified' AND attested IS NULL AND aaguid IN ("
-                + ", ".join("?" * len(chunk)) + ")" + scope
-            )  # fmt: skip
-            found += [factor_from_row(r) for r in self._all(sql, [*chunk, *scoped])]
-        return sorted(found, key=lambda f: f.seq)
+            picked = []
+            for _, sid, aaguid, attested in rows:
+                model = attested_fields(attested)[0]
+                key, keys = (model, models) if model is not None else (aaguid or "", claimed)
+                if key.lower() in keys:
+                    picked.append(sid)
+            for start in range(0, len(picked), 500):  # (SQLite's bound on a statement's ?s)
+                chunk = picked[start : start + 500]
+                sql = (
+                    self._FACTOR + " WHERE status = 'verified' AND sid IN ("
+                    + ", ".join("?" * len(chunk)) + ") ORDER BY seq"
+                )  # fmt: skip
+                yield from (factor_from_row(r) for r in self._all(sql, chunk))
+            if len(rows) < RECHECK_PAGE:
+                return
+            after = rows[-1][0]
+
+    def _claiming(self, claimed: list[str], scope: str, scoped: list[str]) -> Iterator[Factor]:
+        if not claimed:
+            return
+        sql = (
+            self._FACTOR + " WHERE status = 'verified' AND attested IS NULL AND aaguid IN ("
+            + ", ".join("?" * len(claimed)) + ") AND seq > ?" + scope + " ORDER BY seq LIMIT ?"
+        )  # fmt: skip
+        after = -1
+        while True:
+            rows = self._all(sql, [*claimed, after, *scoped, RECHECK_PAGE])
+            yield from (factor_from_row(r) for r in rows)
+            if len(rows) < RECHECK_PAGE:
+                return
+            after = rows[-1][0]
 
     def announce_report(
         self,

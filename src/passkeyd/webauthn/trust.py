@@ -150,6 +150,10 @@ class TrustStore:
     def aaguids(self) -> Mapping[str, MetadataEntry]:
         return self._by_aaguid
 
+    @property
+    def key_identifiers(self) -> Mapping[str, MetadataEntry]:
+        return self._by_key_id
+
     def find(self, aaguid: str, leaf: x509.Certificate | None) -> MetadataEntry | None:
         """The entry for an AAGUID; for U2F (zero AAGUID) the entry for the leaf's key id,
         or else for the model its certificate names (id-fido-gen-ce-aaguid): MDS lists some
@@ -537,6 +541,18 @@ def reported_models(trust_store: TrustStore, today: str) -> list[str]:
         aaguid
         for aaguid, entry in trust_store.aaguids.items()
         if aaguid != ZERO_AAGUID and any(entry.refusing_reports(today))
+    ]
+
+
+def reported_model_keys(trust_store: TrustStore, today: str) -> list[str]:
+    """The `model_key`s (AAGUIDs, U2F key identifiers) of the entries with a refusing status
+    report in effect by `today`: the trusted passkeys registered under them are the ones
+    `standing` may refuse."""
+    return [
+        key
+        for index in (trust_store.aaguids, trust_store.key_identifiers)
+        for key, entry in index.items()
+        if any(entry.refusing_reports(today))
     ]
 
 
