@@ -956,3 +956,47 @@ def test_passkeys_revoked_says_why_the_blob_does_not_verify(tmp_path):
     assert (r.returncode, r.stdout) == (3, "")
     assert r.stderr.startswith("passkeyd: the FIDO metadata BLOB") and "not a JWS" in r.stderr
     assert "service's log" not in r.stderr
+
+
+def test_each_announcement_commits_with_its_audit_record(api, db_path, monkeypatch, capsys):
+    """An announcement and its audit record are one: when the database goes away in the
+    middle of a run (or the run is killed), the passkeys it announced already are in the
+    audit trail, and no later run, which finds them announced, would put them there."""
+    from passkeyd import cli
+    from passkeyd.domain.models import PageRequest
+    from passkeyd.storage import StorageUnavailable
+    from passkeyd.storage.sql import SqlStore
+    from tests.authenticator import Authenticator
+
+    truu = Authenticator(aaguid=bytes.fromhex("ba86dc56635f4141aef600227b1b9af6"))
+    api.create_service()
+    first = api.register("user-0001", authenticator=truu)
+    api.register("user-0002", authenticator=truu)
+    announce, calls = SqlStore.announce_report, []
+
+    def gone_after_the_first(self, *args, **kwargs):
+        calls.append(args)
+        if len(calls) > 1:
+            raise StorageUnavailable("the database went away")
+        return announce(self, *args, **kwargs)
+
+    def unreachable(self, events):
+        if events:
+            raise StorageUnavailable("the database went away")
+
+    monkeypatch.setattr(cli, "_configure_logging", lambda settings: None)  # (pytest's)
+    monkeypatch.setattr(SqlStore, "announce_report", gone_after_the_first)
+    monkeypatch.setattr(SqlStore, "append_audit", unreachable)
+    rc = cli.main(["passkeys", "revoked", "--announce", "--database-url", f"sqlite:///{db_path}"])
+    assert rc == 6
+    monkeypatch.undo()
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(p["factor_sid"], p["announced"]) for p in lines] == [(first["sid"], True)]
+    store = open_store(f"sqlite:///{db_path}")
+    try:
+        trail = store.list_audit(api.account_sid, PageRequest(page_size=50)).items
+    finally:
+        store.close()
+    assert [(e.action, e.resource) for e in trail if e.action.startswith("announce")] == [
+        ("announce_authenticator_status", first["sid"])
+    ]

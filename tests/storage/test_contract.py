@@ -1504,6 +1504,27 @@ def test_a_passkeys_reported_status_is_announced_once(store):
     assert got.status is FactorStatus.VERIFIED and got.credential.sign_count == 0
 
 
+def test_a_reported_status_commits_with_its_audit_record(store):
+    """`announce_report`'s audit records are written with the status, in its transaction:
+    none when it was announced already, nor for a factor that is not there."""
+    svc = service()
+    store.insert_service(svc)
+    f = verified(store, svc)
+
+    def record(n: int) -> AuditEvent:
+        return AuditEvent(svc.account_sid, svc.sid, "cli", "announce_authenticator_status",
+                          f"{f.sid}#{n}", "ok", 0, "", "", NOW)  # fmt: skip
+
+    def announce(sid: str, n: int) -> bool:
+        return store.announce_report(svc.account_sid, sid, "REVOKED", (), NOW, audit=[record(n)])
+
+    assert announce(f.sid, 1)
+    assert not announce(f.sid, 2)
+    assert not announce("YF" + "0" * 32, 3)
+    trail = store.list_audit(svc.account_sid, PageRequest(page_size=10)).items
+    assert [e.resource for e in trail] == [f"{f.sid}#1"]
+
+
 def test_each_webhook_has_one_delivery_out_at_a_time_oldest_first(store):
     """Claims take each webhook's oldest due delivery, none of a webhook with one out; a
     retry waits for its time and lets the next go; a lost lease makes it due again."""

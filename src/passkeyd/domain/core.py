@@ -63,4 +63,4 @@ class Domain:
             self.max_failed_attempts_per_challenge,
             self.metadata,
         )
-        self.reports = Reports(self.store, self.clock, self.metadata, self.audit)
+        self.reports = Reports(self.store, self.clock, self.metadata)

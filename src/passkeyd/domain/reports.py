@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from passkeyd.webauthn.trust import reported_model_keys, reported_models
 
 from . import events
-from .audit import AuditLog
 from .authentication import credential_standing
 from .clock import Clock
 from .metadata import Metadata
@@ -38,8 +37,6 @@ class Reports:
     store: Store
     clock: Clock
     metadata: Metadata
-
-    audit: AuditLog
 
     def __post_init__(self) -> None:
         self.events = events.Events(self.store, self.clock)
@@ -85,8 +82,10 @@ class Reports:
     def announce(self, passkey: ReportedPasskey, actor: str) -> bool:
         """Announce the passkey's status unless it was announced already: True when this
         call did. The event goes to the service's webhooks that subscribe to it (none
-        may), and the announcement into its account's audit trail (buffered: the caller
-        flushes it), as made by `actor`."""
+        may), and the announcement into its account's audit trail, as made by `actor`:
+        both in the transaction that records the status, so neither is without the other
+        (a run killed, or whose database went away, before a buffered record was written
+        left announcements no later run would audit)."""
         factor, now = passkey.factor, self.clock()
         deliveries = self.events.deliveries(
             factor.account_sid,
@@ -100,24 +99,18 @@ class Reports:
                 "refused_at_sign_in": str(passkey.refused_at_sign_in).lower(),
             },
         )
-        if not self.store.announce_report(
-            factor.account_sid, factor.sid, passkey.status, deliveries, now
-        ):
-            return False
-        full = self.audit.record(
-            AuditEvent(
-                account_sid=factor.account_sid,
-                service_sid=factor.service_sid,
-                actor=actor,
-                action="announce_authenticator_status",
-                resource=factor.sid,
-                outcome="ok",
-                code=0,
-                step="",
-                request_id="",
-                date_created=now,
-            )
+        record = AuditEvent(
+            account_sid=factor.account_sid,
+            service_sid=factor.service_sid,
+            actor=actor,
+            action="announce_authenticator_status",
+            resource=factor.sid,
+            outcome="ok",
+            code=0,
+            step="",
+            request_id="",
+            date_created=now,
         )
-        if full:  # (a run that announces many: written as it goes, not all held)
-            self.audit.flush()
-        return True
+        return self.store.announce_report(
+            factor.account_sid, factor.sid, passkey.status, deliveries, now, audit=[record]
+        )

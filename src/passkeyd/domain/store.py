@@ -170,7 +170,8 @@ class Store(Protocol):
         status: str,
         deliveries: Sequence[Delivery] = (),
         now: int = 0,
-    ) -> bool: ...  # recorded (with its deliveries) unless it was already: True if this call did
+        audit: Sequence[AuditEvent] = (),
+    ) -> bool: ...  # recorded (with its deliveries and audit) unless it was: True if this call did
     def rename_factor(self, factor_sid: str, friendly_name: str, now: int) -> None: ...
     def delete_factor(
         self,

@@ -123,6 +123,30 @@ def _enqueue(tx: Tx, deliveries: Sequence[Delivery], now: int) -> None:
         )
 
 
+def _insert_audit(tx: Tx, events: Sequence[AuditEvent]) -> None:
+    """Write audit records inside the caller's transaction."""
+    tx.executemany(  # one call for the batch (on PostgreSQL, one round trip)
+        "INSERT INTO audit_events (account_sid, service_sid, actor, action, resource,"
+        " outcome, code, step, request_id, date_created)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                e.account_sid,
+                e.service_sid,
+                e.actor,
+                e.action,
+                e.resource,
+                e.outcome,
+                e.code,
+                e.step,
+                e.request_id,
+                e.date_created,
+            )
+            for e in events
+        ],
+    )
+
+
 # A registration completed: its factor verified with the credential, while unexpired.
 VERIFY_FACTOR = (
     "UPDATE factors SET status = 'verified',"
@@ -1009,11 +1033,14 @@ class SqlStore(abc.ABC):
         status: str,
         deliveries: Sequence[Delivery] = (),
         now: int = 0,
+        audit: Sequence[AuditEvent] = (),
     ) -> bool:
         """Record that the verified passkey's model is now reported `status`, and write the
-        deliveries announcing it, unless that status was recorded for it already: True when
-        this call recorded it. One statement decides, so two runs at once (two hosts, say)
-        announce a passkey's status once between them."""
+        deliveries announcing it and its `audit` records, unless that status was recorded
+        for it already: True when this call recorded it. One statement decides, so two runs
+        at once (two hosts, say) announce a passkey's status once between them; the audit
+        records commit with it, so no announcement is left without its record (a run
+        killed, or its database gone, before a buffered trail was written)."""
         with self._write() as db:
             cur = db.execute(
                 "UPDATE factors SET reported = ? WHERE sid = ? AND account_sid = ?"
@@ -1023,6 +1050,8 @@ class SqlStore(abc.ABC):
             if cur.rowcount != 1:
                 return False
             _enqueue(db, deliveries, now)
+            if audit:
+                _insert_audit(db, audit)
             return True
 
     _FACTOR_OF_IDENTITY = (
@@ -1410,26 +1439,7 @@ class SqlStore(abc.ABC):
         if not events:
             return
         with self._write() as tx:
-            tx.executemany(  # one call for the batch (on PostgreSQL, one round trip)
-                "INSERT INTO audit_events (account_sid, service_sid, actor, action, resource,"
-                " outcome, code, step, request_id, date_created)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        e.account_sid,
-                        e.service_sid,
-                        e.actor,
-                        e.action,
-                        e.resource,
-                        e.outcome,
-                        e.code,
-                        e.step,
-                        e.request_id,
-                        e.date_created,
-                    )
-                    for e in events
-                ],
-            )
+            _insert_audit(tx, events)
 
     def list_audit(
         self, account_sid: str, page: PageRequest, *, service_sid: str | None = None
