@@ -1925,7 +1925,12 @@ def test_a_lost_configuration_notice_is_caught_by_the_listener_s_version_check(
             while inserted not in seen:
                 assert time.monotonic() < deadline, "no check read the insert's version"
                 time.sleep(0.02)
-            time.sleep(0.1)  # (the check that read it has acted on it)
+            # The next check began, so the one that read it has acted on it (the listener's
+            # checks run one after another; a fixed pause here was too short under load).
+            read = len(seen)
+            while len(seen) == read:
+                assert time.monotonic() < deadline, "no check after the insert's"
+                time.sleep(0.02)
             a.refresh_config()
             assert a.get_service(svc.account_sid, svc.sid).friendly_name == "svc"
             monkeypatch.setattr(b, "_bump_config", SqlStore._bump_config)  # no NOTIFY
