@@ -1525,6 +1525,30 @@ def test_a_reported_status_commits_with_its_audit_record(store):
     assert [e.resource for e in trail] == [f"{f.sid}#1"]
 
 
+def test_two_runs_announcing_one_passkey_at_once_announce_it_once():
+    """PostgreSQL: another host's run has recorded the passkey's status and not committed
+    yet; this run's announcement waits for it, finds the status recorded and writes no
+    event. (A read of `reported` before the write would have found nothing, and both runs
+    announced the passkey.)"""
+    with postgres_with_a_passkey() as (url, store, svc, f):
+        with psycopg.connect(url) as other_host:
+            other_host.execute("UPDATE factors SET reported = 'REVOKED' WHERE sid = %s", (f.sid,))
+            results: dict[str, object] = {}
+            delivery = Delivery("EV1", "factor.authenticator_reported", "WH1", svc.account_sid,
+                                "http://x/", {})  # fmt: skip
+            thread = _in_a_thread(
+                results,
+                "announced",
+                lambda: store.announce_report(svc.account_sid, f.sid, "REVOKED", [delivery], NOW),
+            )
+            with psycopg.connect(url, autocommit=True) as watching:
+                assert _waits_for_a_row_lock(watching, "UPDATE factors SET reported")
+            other_host.commit()
+        thread.join(10)
+        assert results == {"announced": False}
+        assert store.claim_deliveries(now=NOW, lease_seconds=60, limit=10) == []
+
+
 def test_each_webhook_has_one_delivery_out_at_a_time_oldest_first(store):
     """Claims take each webhook's oldest due delivery, none of a webhook with one out; a
     retry waits for its time and lets the next go; a lost lease makes it due again."""
