@@ -326,6 +326,33 @@ def test_a_passkey_of_a_model_the_packaged_metadata_reports_revoked(api):
     assert sign_in("user-0002", yubikey).json()["status"] == "approved"  # a model in good standing
 
 
+def test_a_trusted_services_challenge_leaves_out_the_passkeys_it_would_refuse(api):
+    """Under `trusted`, a challenge does not offer the passkeys whose model the metadata
+    reports (so the browser offers the user's others), unless none would be left, or the
+    challenge is for that one factor; under `any` it offers them all."""
+    api.create_service()
+    truu = Authenticator(aaguid=bytes.fromhex(TRUU.replace("-", "")))
+    yubikey = Authenticator(aaguid=bytes.fromhex(YUBIKEY_5.replace("-", "")))
+    revoked = api.register("user-0001", authenticator=truu)
+    good = api.register("user-0001", authenticator=yubikey)
+    only_revoked = api.register("user-0002", authenticator=truu)
+
+    def offered(**body: str) -> list[str]:
+        allowed = api.challenge(**body)["options"]["publicKey"]["allowCredentials"]
+        return [c["id"] for c in allowed]
+
+    def cid(factor: dict) -> str:
+        return factor["metadata"]["credential_id"]
+
+    assert offered(identity="user-0001") == [cid(revoked), cid(good)]
+    assert api.post_form(api.svc, {"Passkeys.AttestationPolicy": "trusted"}).status_code == 200
+    assert offered(identity="user-0001") == [cid(good)]
+    assert offered(identity="user-0002") == [cid(only_revoked)]  # refused with the reason
+    assert offered(identity="user-0001", factor_sid=revoked["sid"]) == [cid(revoked)]
+    challenge = api.challenge(identity="user-0001")
+    assert api.approve(yubikey.get(challenge["options"], ORIGIN)).json()["status"] == "approved"
+
+
 def test_a_factor_says_when_fido_reports_its_model(api):
     """Reads of a passkey whose model the metadata reports (the packaged metadata's REVOKED
     TruU model) say so in `metadata.authenticator_status`, under any policy: the

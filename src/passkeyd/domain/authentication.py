@@ -108,6 +108,26 @@ def credential_standing(
     )
 
 
+def standing_on(
+    metadata: Metadata, credential: Credential, now: int
+) -> tuple[MetadataEntry, str] | None:
+    """`credential_standing` against the metadata in use, on the day `now` falls on.
+    Metadata that cannot be read or judged (a packaged file that is gone, a report that is
+    not what MDS3 says) reports nothing: said in the log, not a 500."""
+    today = datetime.datetime.fromtimestamp(now, datetime.UTC).date().isoformat()
+    try:
+        return credential_standing(metadata.trust_store(), credential, today)
+    except Exception:
+        log.exception("a passkey's model could not be looked up in the FIDO metadata")
+        return None
+
+
+def _refused(metadata: Metadata, factor: Factor, now: int) -> bool:
+    return (
+        factor.credential is not None and standing_on(metadata, factor.credential, now) is not None
+    )
+
+
 @dataclass
 class Authentications:
     store: Store
@@ -180,6 +200,13 @@ class Authentications:
         entity_sid, ident, factors = self._factors_for(
             account_sid, service_sid, identity, factor_sid
         )
+        if len(factors) > 1 and service.passkeys.attestation_policy == "trusted" and self.metadata:
+            # Not the passkeys this service's sign-in would refuse for their model's status,
+            # so that the browser offers the others; unless no other is left (then the user
+            # is told why, not asked by the browser for a passkey they do not have).
+            now = self.clock()
+            usable = [f for f in factors if not _refused(self.metadata, f, now)]
+            factors = usable or factors
         if factors:
             # One rpId per request: the service's own when some passkey is for it (a site
             # that moved asks for its passkeys at the new id), else the newest passkey's.
@@ -470,17 +497,10 @@ class Authentications:
         )
 
     def _check_standing(self, credential: Credential, now: int) -> None:
-        """`credential_standing` against the metadata in use, raising the refusal. Metadata
-        that cannot be read or judged (a packaged file that is gone, a report that is not
-        what MDS3 says) refuses no sign-in, as metadata that does not verify does not: said
-        in the log, not a 500."""
+        """`standing_on` the metadata in use, raising the refusal. Metadata that cannot be
+        read or judged refuses no sign-in, as metadata that does not verify does not."""
         assert self.metadata is not None
-        today = datetime.datetime.fromtimestamp(now, datetime.UTC).date().isoformat()
-        try:
-            found = credential_standing(self.metadata.trust_store(), credential, today)
-        except Exception:
-            log.exception("the passkey's model could not be re-checked in the FIDO metadata")
-            return
+        found = standing_on(self.metadata, credential, now)
         if found is not None:
             raise ModelRefused(*found)
 

@@ -8,20 +8,17 @@ announced again only when its model is reported in another status."""
 from __future__ import annotations
 
 import datetime
-import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from passkeyd.webauthn.trust import reported_model_keys, reported_models
 
 from . import events
-from .authentication import credential_standing
+from .authentication import credential_standing, standing_on
 from .clock import Clock
 from .metadata import Metadata
 from .models import AuditEvent, Factor
 from .store import Store
-
-log = logging.getLogger("passkeyd.domain")
 
 
 @dataclass(frozen=True)
@@ -71,12 +68,7 @@ class Reports:
         sign-in's re-check refuses nothing then."""
         if factor.credential is None:
             return None
-        today = datetime.datetime.fromtimestamp(self.clock(), datetime.UTC).date().isoformat()
-        try:
-            found = credential_standing(self.metadata.trust_store(), factor.credential, today)
-        except Exception:
-            log.exception("reading the FIDO metadata for a passkey's model failed")
-            return None
+        found = standing_on(self.metadata, factor.credential, self.clock())
         return None if found is None else found[1]
 
     def announce(self, passkey: ReportedPasskey, actor: str) -> bool:
