@@ -18,6 +18,7 @@ import gzip
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -152,6 +153,11 @@ def test_the_production_blob_verifies_under_the_packaged_fido_roots_in_its_time(
         "2021-12-01",
         98,
     )
+    # Where its chain's CRLs are published (`metadata crl-urls`): GlobalSign's.
+    assert mdsblob.chain_crl_urls(blob, load_roots(FIDO_MDS_ROOT), at) == [
+        "http://crl.globalsign.com/gs/gsextendvalsha2g3r3.crl",
+        "http://crl.globalsign.com/root-r3.crl",
+    ]
     # Its signing certificate expired in 2022: today the same BLOB is refused.
     with pytest.raises(BlobError, match="does not lead to the FIDO Metadata Service root"):
         verify_blob(blob, load_roots(FIDO_MDS_ROOT), NOW)
@@ -235,6 +241,79 @@ def test_a_blob_without_x5c_is_checked_against_the_root_itself():
     assert verify_blob(blob, [p.root.certificate], NOW)["no"] == 7
     with pytest.raises(BlobError, match="no root checked against signed it"):
         verify_blob(blob, [signing_pki().root.certificate], NOW)
+
+
+def crl(
+    issuer: pki.Issued | Any,
+    *revoked: x509.Certificate,
+    issued: datetime.datetime | None = None,
+    next_update: datetime.datetime | None = None,
+    key: Any = None,
+) -> x509.CertificateRevocationList:
+    """A CRL of `issuer` (its name; signed by its key, or by `key`) listing `revoked`."""
+    issued = issued or NOW - datetime.timedelta(days=1)
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(issuer.certificate.subject)
+        .last_update(issued)
+        .next_update(next_update or NOW + datetime.timedelta(days=7))
+    )
+    for certificate in revoked:
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder()
+            .serial_number(certificate.serial_number)
+            .revocation_date(issued)
+            .build()
+        )
+    return builder.sign(key or issuer.key, hashes.SHA256())
+
+
+def test_given_crls_no_certificate_of_the_chain_may_be_revoked():
+    """MDS3 §3.2 step 4: given CRLs, each certificate below the root must be covered by a
+    current CRL its issuer signed, and listed by none; not given any, none is looked for."""
+    p = signing_pki()
+    blob, roots = sign(p, payload(8)), [p.root.certificate]
+    leaf, middle = p.leaf_cert, p.intermediate.certificate
+    of_root, of_middle = crl(p.root), crl(p.intermediate)
+    assert verify_blob(blob, roots, NOW)["no"] == 8  # (none given: as before)
+    assert verify_blob(blob, roots, NOW, crls=[of_middle, of_root])["no"] == 8
+    expired = NOW - datetime.timedelta(hours=1)
+    for crls, why in [
+        ([], "no current CRL of CN=Test MDS Intermediate was given for its certificate"
+             " CN=mds.test"),
+        ([of_middle], "no current CRL of CN=Test MDS Root was given for its certificate"
+                      " CN=Test MDS Intermediate"),
+        ([crl(p.intermediate, leaf), of_root], "its certificate CN=mds.test (serial"),
+        ([of_middle, crl(p.root, middle)], "its certificate CN=Test MDS Intermediate (serial"),
+        # Not current, or not the issuer's: it covers nothing.
+        ([crl(p.intermediate, next_update=expired), of_root], "no current CRL of CN=Test MDS"
+                                                               " Intermediate"),
+        ([crl(p.intermediate, issued=NOW + datetime.timedelta(hours=1)), of_root],
+         "no current CRL of CN=Test MDS Intermediate"),
+        ([crl(p.intermediate, key=pki.ca("Test MDS Intermediate").key), of_root],
+         "no current CRL of CN=Test MDS Intermediate"),
+    ]:  # fmt: skip
+        with pytest.raises(BlobError, match=re.escape(why)):
+            verify_blob(blob, roots, NOW, crls=crls)
+    # A CRL that lists the certificate refuses it though another current one does not.
+    with pytest.raises(BlobError, match="is revoked since"):
+        verify_blob(blob, roots, NOW, crls=[of_middle, crl(p.intermediate, leaf), of_root])
+
+
+def test_crl_files_are_read_in_pem_or_der(tmp_path):
+    p = signing_pki()
+    two = [crl(p.intermediate), crl(p.root)]
+    pem = tmp_path / "two.pem"
+    pem.write_bytes(b"".join(c.public_bytes(serialization.Encoding.PEM) for c in two))
+    der = tmp_path / "one.crl"
+    der.write_bytes(two[0].public_bytes(serialization.Encoding.DER))
+    assert [c.issuer for c in mdsblob.load_crls(pem)] == [c.issuer for c in two]
+    assert [c.issuer for c in mdsblob.load_crls(der)] == [two[0].issuer]
+    (tmp_path / "junk").write_bytes(b"not a CRL")
+    with pytest.raises(BlobError, match="holds no CRL in PEM or DER"):
+        mdsblob.load_crls(tmp_path / "junk")
+    with pytest.raises(BlobError, match="cannot read the CRL file"):
+        mdsblob.load_crls(tmp_path / "missing.crl")
 
 
 def _x5c_v4(p: Pki) -> bytes:
@@ -644,6 +723,67 @@ def test_metadata_install_puts_only_a_newer_verified_blob_in_place(blob_setup, t
     assert install(5000).returncode == 0
     blob_file.unlink()  # the first install
     assert install(5001).returncode == 0 and read_blob(blob_file, root_file)["no"] == 5001
+
+
+def _with_crl_url(cert: x509.Certificate, issuer_key: Any, url: str) -> x509.Certificate:
+    """`cert` issued again (same subject, key and serial) with a CRL distribution point."""
+    point = x509.DistributionPoint([x509.UniformResourceIdentifier(url)], None, None, None)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(cert.subject)
+        .issuer_name(cert.issuer)
+        .public_key(cert.public_key())
+        .serial_number(cert.serial_number)
+        .not_valid_before(cert.not_valid_before_utc)
+        .not_valid_after(cert.not_valid_after_utc)
+        .add_extension(x509.CRLDistributionPoints([point]), critical=False)
+    )
+    for extension in cert.extensions:
+        builder = builder.add_extension(extension.value, extension.critical)
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+def test_metadata_install_with_crls_and_where_to_get_them(blob_setup, tmp_path):
+    """`metadata crl-urls FILE` lists where the chain's CRLs are published; `metadata install
+    FILE --crl F...` installs the BLOB only when none of its certificates is revoked."""
+    p, vendor, blob_file, root_file = blob_setup
+    env = {"PASSKEYD_MDS_BLOB": str(blob_file), "PASSKEYD_MDS_ROOT": str(root_file)}
+    middle = pki.Issued(
+        _with_crl_url(p.intermediate.certificate, p.root.key, "http://crl.test/root.crl"),
+        p.intermediate.key,
+    )
+    leaf = _with_crl_url(p.leaf_cert, p.intermediate.key, "http://crl.test/middle.crl")
+    p = dataclasses.replace(p, intermediate=middle, leaf_cert=leaf)
+    download = tmp_path / "download.jwt"
+    download.write_bytes(sign(p, payload(301, [entry(MODEL, "v301", [vendor.der])])))
+    run = cli("metadata", "crl-urls", str(download), env=env, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines() == ["http://crl.test/middle.crl", "http://crl.test/root.crl"]
+
+    def saved(name: str, revocations: x509.CertificateRevocationList) -> str:
+        path = tmp_path / name
+        path.write_bytes(revocations.public_bytes(serialization.Encoding.DER))
+        return str(path)
+
+    of_root = saved("root.crl", crl(p.root))
+    revoked = saved("middle.crl", crl(middle, leaf))
+    run = cli("metadata", "install", str(download), "--crl", revoked, "--crl", of_root,
+              env=env, cwd=tmp_path)  # fmt: skip
+    assert run.returncode == 3 and "not installed" in run.stderr and "is revoked" in run.stderr
+    assert read_blob(blob_file, root_file)["no"] == 300  # left as it was
+    run = cli("metadata", "install", str(download), "--crl", of_root, env=env, cwd=tmp_path)
+    assert run.returncode == 3
+    assert "(download it from http://crl.test/middle.crl)" in run.stderr, run.stderr
+    current = saved("middle-now.crl", crl(middle))
+    crls = tmp_path / "crls"  # (a directory of them: what a download job fills)
+    crls.mkdir()
+    os.rename(current, crls / "middle.crl")
+    os.rename(of_root, crls / "root.crl")
+    run = cli("metadata", "install", str(download), "--crl", str(crls), env=env, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert read_blob(blob_file, root_file)["no"] == 301
+    run = cli("metadata", "show", "--crl", str(crls), env=env, cwd=tmp_path)
+    assert run.returncode == 2 and "--crl is for metadata install" in run.stderr
 
 
 def test_metadata_install_needs_the_setting_and_a_file(tmp_path):

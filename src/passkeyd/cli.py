@@ -732,9 +732,26 @@ def cmd_passkeys(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_metadata(settings: Settings, args: argparse.Namespace) -> int:
-    """`metadata show`, `metadata install FILE` (see the parser's description)."""
+    """`metadata show`, `metadata install FILE`, `metadata crl-urls FILE` (see the parser's
+    description)."""
     from .mdsblob import BlobError
 
+    if args.crl and args.action != "install":
+        sys.stderr.write("passkeyd: --crl is for metadata install\n")
+        return EXIT_USAGE
+    if args.action == "crl-urls":
+        if not args.file:
+            sys.stderr.write("passkeyd: metadata crl-urls needs the downloaded BLOB's file\n")
+            return EXIT_USAGE
+        try:
+            urls = _crl_urls(
+                Path(args.file), Path(settings.mds_root) if settings.mds_root else None
+            )
+        except BlobError as exc:
+            sys.stderr.write(f"passkeyd: {exc}\n")
+            return EXIT_CONFIG
+        sys.stdout.write("".join(f"{url}\n" for url in urls))
+        return EXIT_OK
     if args.action == "show":
         if args.file:
             sys.stderr.write("passkeyd: metadata show takes no file (metadata install FILE)\n")
@@ -759,6 +776,7 @@ def cmd_metadata(settings: Settings, args: argparse.Namespace) -> int:
             Path(args.file),
             Path(settings.mds_blob),
             Path(settings.mds_root) if settings.mds_root else None,
+            [Path(c) for c in args.crl] if args.crl else None,
         )
     except BlobError as exc:
         sys.stderr.write(f"passkeyd: not installed: {exc}\n")
@@ -767,16 +785,10 @@ def cmd_metadata(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def install_blob(new: Path, target: Path, root: Path | None) -> dict[str, Any]:
-    """Put the BLOB at `new` in place of `target` when it verifies and its `no` is greater
-    than the BLOB there (MDS3 §3.2 step 6: a replayed older BLOB is refused; the same `no`
-    leaves the target as it is, `{"unchanged": target, "no": n}`). The bytes
-    verified are the bytes written, to a file beside the target (a symbolic link's target)
-    with the mode, and owner when root runs it, of the file it replaces (else 0644), synced,
-    then renamed over it: no process reads half a file. Installs into one directory take
-    turns (a lock file beside it), so two at once cannot put the older last. BlobError
-    otherwise."""
-    from .mdsblob import BlobError
+def _crl_urls(new: Path, root: Path | None) -> list[str]:
+    """The CRLs `metadata install --crl` needs for the downloaded BLOB at `new` (which must
+    verify), one URL each."""
+    from .mdsblob import BlobError, chain_crl_urls
     from .metadata import blob_roots, check_blob
 
     roots = blob_roots(root)
@@ -785,7 +797,35 @@ def install_blob(new: Path, target: Path, root: Path | None) -> dict[str, Any]:
     except OSError as exc:
         raise BlobError(f"cannot read {new.absolute()}: {exc.strerror}") from exc
     try:
-        payload = check_blob(data, roots, fido_roots=root is None)
+        check_blob(data, roots, fido_roots=root is None)
+        return chain_crl_urls(data, roots, datetime.datetime.now(datetime.UTC))
+    except BlobError as exc:
+        raise BlobError(f"the downloaded BLOB {new.absolute()}: {exc}") from exc
+
+
+def install_blob(
+    new: Path, target: Path, root: Path | None, crls: list[Path] | None = None
+) -> dict[str, Any]:
+    """Put the BLOB at `new` in place of `target` when it verifies and its `no` is greater
+    than the BLOB there (MDS3 §3.2 step 6: a replayed older BLOB is refused; the same `no`
+    leaves the target as it is, `{"unchanged": target, "no": n}`). With `crls` (files), no
+    certificate of its chain may be revoked, and each must be covered by one. The bytes
+    verified are the bytes written, to a file beside the target (a symbolic link's target)
+    with the mode, and owner when root runs it, of the file it replaces (else 0644), synced,
+    then renamed over it: no process reads half a file. Installs into one directory take
+    turns (a lock file beside it), so two at once cannot put the older last. BlobError
+    otherwise."""
+    from .mdsblob import BlobError, load_crls
+    from .metadata import blob_roots, check_blob
+
+    roots = blob_roots(root)
+    revocations = None if crls is None else [crl for path in crls for crl in load_crls(path)]
+    try:
+        data = new.read_bytes()
+    except OSError as exc:
+        raise BlobError(f"cannot read {new.absolute()}: {exc.strerror}") from exc
+    try:
+        payload = check_blob(data, roots, fido_roots=root is None, crls=revocations)
     except BlobError as exc:
         raise BlobError(f"the downloaded BLOB {new.absolute()}: {exc}") from exc
     target = _followed(target)
@@ -964,10 +1004,20 @@ def parser() -> argparse.ArgumentParser:
         description="show: the FIDO metadata trust decisions use (JSON). install FILE: verify"
         " a BLOB downloaded from https://mds3.fidoalliance.org/ and, if it verifies and is"
         " newer than the one at PASSKEYD_MDS_BLOB, put it there (atomically); the serving"
-        " processes take it up within a minute.",
+        " processes take it up within a minute. crl-urls FILE: where to download the CRLs of"
+        " the BLOB's certificate chain, for install --crl (one URL a line).",
     )
-    meta.add_argument("action", choices=["show", "install"])
-    meta.add_argument("file", nargs="?", help="the downloaded BLOB (install)")
+    meta.add_argument("action", choices=["show", "install", "crl-urls"])
+    meta.add_argument("file", nargs="?", help="the downloaded BLOB (install, crl-urls)")
+    meta.add_argument(
+        "--crl",
+        action="append",
+        metavar="FILE",
+        help="install: a CRL (PEM or DER) of the BLOB's certificate chain, or a directory of"
+        " them, repeated for each (`crl-urls FILE` lists where to download them); given any,"
+        " every certificate of the chain below its root must be covered by a current one and"
+        " listed by none",
+    )
     meta.add_argument("--config", default=argparse.SUPPRESS, help="as before the command")
     return p
 

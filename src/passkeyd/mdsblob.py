@@ -5,8 +5,10 @@ payload is the metadata (`no`, `nextUpdate`, `entries`).
 `verify_blob` takes it as MDS3 §3.2 says a relying party does: the chain must lead to the FIDO
 Alliance's roots (GlobalSign Root R46 and Root CA - R3, shipped in data/, or a root the
 operator names), valid at the time of verification, and the signature must verify with the
-leaf's key. Nothing is fetched: CRLs are not consulted (MDS3 §3.2 step 4 asks for them; an
-offline service has none), which leaves a revoked signing certificate to the chain's expiry.
+leaf's key. Nothing is fetched. MDS3 §3.2 step 4 asks for the chain's CRLs: given them
+(downloaded beside the BLOB, `crls`), each certificate of the chain below its root must be
+covered by a current CRL of its issuer that does not list it; not given them, a revoked
+signing certificate is trusted until it expires.
 """
 
 from __future__ import annotations
@@ -72,13 +74,15 @@ def verify_blob(
     *,
     signer_domain: str | None = None,
     roots_named: str = "the FIDO Metadata Service root",
+    crls: Sequence[x509.CertificateRevocationList] | None = None,
 ) -> dict[str, Any]:
     """The payload of a BLOB whose signature and certificate chain verify, leading to one of
     `roots` at `at` (and, with `signer_domain`, whose signing certificate names a host of
-    that domain); else BlobError, whatever is wrong with it (`roots_named` is what an error
-    calls the roots)."""
+    that domain; with `crls`, none of whose certificates is revoked: `check_revocation`);
+    else BlobError, whatever is wrong with it (`roots_named` is what an error calls the
+    roots)."""
     try:
-        return _verify(blob, roots, at, signer_domain, roots_named)
+        return _verify(blob, roots, at, signer_domain, roots_named, crls)
     except BlobError:
         raise
     except Exception as exc:  # what a library raised on content it could not take
@@ -91,6 +95,7 @@ def _verify(
     at: datetime.datetime,
     signer_domain: str | None,
     roots_named: str,
+    crls: Sequence[x509.CertificateRevocationList] | None,
 ) -> dict[str, Any]:
     parts = blob.strip().split(b".")
     if len(parts) != 3:
@@ -109,7 +114,7 @@ def _verify(
     else:
         certificates = _chain(header["x5c"])
         try:
-            chain_to(certificates[0], certificates[1:], roots, at)
+            path = chain_to(certificates[0], certificates[1:], roots, at)
         except verification.VerificationError as exc:
             raise BlobError(
                 f"its certificate chain (x5c) does not lead to {roots_named}"
@@ -118,6 +123,8 @@ def _verify(
         if signer_domain is not None:
             _check_signer(certificates[0], signer_domain)
         _verify_signature(certificates[0], alg, signed, parts[2])
+        if crls is not None:
+            check_revocation(path, crls, at)
     payload = _json_part(parts[1], "payload")
     if not isinstance(payload.get("no"), int) or isinstance(payload.get("no"), bool):
         raise BlobError("its payload has no serial number (no)")
@@ -127,6 +134,105 @@ def _verify(
     if not isinstance(payload.get("entries"), list):
         raise BlobError("its payload has no entries")
     return payload
+
+
+def load_crls(path: Path) -> list[x509.CertificateRevocationList]:
+    """The CRLs of a file (PEM, one or more, or one DER CRL, as CAs publish them), or of
+    every file of a directory."""
+    if path.is_dir():
+        return [crl for file in sorted(path.iterdir()) if file.is_file() for crl in load_crls(file)]
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise BlobError(f"cannot read the CRL file {path}: {exc.strerror}") from exc
+    try:
+        if b"-----BEGIN X509 CRL-----" in data:
+            return [
+                x509.load_pem_x509_crl(b"-----BEGIN X509 CRL-----" + part)
+                for part in data.split(b"-----BEGIN X509 CRL-----")[1:]
+            ]
+        return [x509.load_der_x509_crl(data)]
+    except ValueError as exc:
+        raise BlobError(f"{path} holds no CRL in PEM or DER") from exc
+
+
+def crl_urls(certificate: x509.Certificate) -> list[str]:
+    """Where the certificate's issuer publishes the CRL that would list it (its CRL
+    distribution points' URLs)."""
+    try:
+        points = certificate.extensions.get_extension_for_class(x509.CRLDistributionPoints)
+    except x509.ExtensionNotFound:
+        return []
+    return [
+        name.value
+        for point in points.value
+        for name in point.full_name or ()
+        if isinstance(name, x509.UniformResourceIdentifier)
+    ]
+
+
+def chain_crl_urls(
+    blob: bytes, roots: Sequence[x509.Certificate], at: datetime.datetime
+) -> list[str]:
+    """The URLs of the CRLs that `check_revocation` needs for a BLOB's validated chain."""
+    header = _json_part(blob.strip().split(b".")[0], "header")
+    if "x5c" not in header:
+        return []
+    certificates = _chain(header["x5c"])
+    try:
+        path = chain_to(certificates[0], certificates[1:], roots, at)
+    except verification.VerificationError as exc:
+        raise BlobError(f"its certificate chain (x5c) does not lead to the root: {exc}") from exc
+    return list(dict.fromkeys(url for c in path[:-1] for url in crl_urls(c)))
+
+
+def check_revocation(
+    path: Sequence[x509.Certificate],
+    crls: Sequence[x509.CertificateRevocationList],
+    at: datetime.datetime,
+) -> None:
+    """MDS3 §3.2 step 4: each certificate of the validated `path` below its root (the trust
+    anchor, which no CRL revokes) must be covered by a CRL that its issuer signed, current at
+    `at` (issued before it, next update after it), and no such CRL may list it; else
+    BlobError. A CRL signed by another key than the issuer's, or by an issuer whose key usage
+    does not allow it, covers nothing."""
+    for certificate, issuer in zip(path, path[1:], strict=False):
+        current = [crl for crl in crls if _issued_current(crl, issuer, at)]
+        name = certificate.subject.rfc4514_string()
+        if not current:
+            where = ", ".join(crl_urls(certificate)) or "its issuer's CRL distribution point"
+            raise BlobError(
+                f"no current CRL of {issuer.subject.rfc4514_string()} was given for its"
+                f" certificate {name} (download it from {where})"
+            )
+        for crl in current:
+            revoked = crl.get_revoked_certificate_by_serial_number(certificate.serial_number)
+            if revoked is not None:
+                raise BlobError(
+                    f"its certificate {name} (serial {certificate.serial_number:x}) is revoked"
+                    f" since {revoked.revocation_date_utc:%Y-%m-%d}"
+                    f" (CRL of {issuer.subject.rfc4514_string()})"
+                )
+
+
+def _issued_current(
+    crl: x509.CertificateRevocationList, issuer: x509.Certificate, at: datetime.datetime
+) -> bool:
+    if crl.issuer != issuer.subject:
+        return False
+    try:
+        usage = issuer.extensions.get_extension_for_class(x509.KeyUsage).value
+        if not usage.crl_sign:
+            return False
+    except x509.ExtensionNotFound:
+        pass
+    try:
+        if not crl.is_signature_valid(issuer.public_key()):  # type: ignore[arg-type]
+            return False
+    except Exception:  # a key type or algorithm the library cannot check it with
+        return False
+    next_update = crl.next_update_utc
+    return crl.last_update_utc <= at and next_update is not None and at < next_update
 
 
 def _json_part(part: bytes, name: str) -> dict[str, Any]:

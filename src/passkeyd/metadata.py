@@ -156,7 +156,12 @@ def blob_roots(root_path: Path | None) -> list[Any]:
 
 
 def check_blob(
-    data: bytes, roots: list[Any], *, fido_roots: bool, at: datetime.datetime | None = None
+    data: bytes,
+    roots: list[Any],
+    *,
+    fido_roots: bool,
+    at: datetime.datetime | None = None,
+    crls: list[Any] | None = None,
 ) -> dict[str, Any]:
     """`mdsblob.verify_blob`, with the signer's host checked under FIDO's roots (a private
     root: its own PKI's names), and a BLOB of FIDO's older than the packaged metadata
@@ -171,6 +176,7 @@ def check_blob(
         at,
         signer_domain=FIDO_DOMAIN if fido_roots else None,
         roots_named="the FIDO Metadata Service root" if fido_roots else "PASSKEYD_MDS_ROOT's root",
+        crls=crls,
     )
     fidos = fido_roots or not set(roots).isdisjoint(load_roots(FIDO_MDS_ROOT))
     packaged = _packaged_no() if fidos else None
