@@ -442,7 +442,15 @@ def test_a_trusted_passkey_is_re_checked_by_what_vouched_for_it(domain, db_path)
             return answers
 
         def listed() -> dict[str, str]:  # what `passkeyd passkeys revoked` finds
-            return {p.factor.identity: p.status for p in trusting.reports.reported()}
+            found = {p.factor.identity: p.status for p in trusting.reports.reported()}
+            # ... and what reads of the factors say (`metadata.authenticator_status`): the
+            # list's and the fetch's, judged by what vouched for each, as sign-ins are.
+            for identity in keys:
+                (factor,) = api.get(f"{api.svc}/Entities/{identity}/Factors").json()["factors"]
+                fetched = api.get(f"{api.svc}/Entities/{identity}/Factors/{factor['sid']}")
+                for shown in (factor, fetched.json()):
+                    assert shown["metadata"].get("authenticator_status") == found.get(identity)
+            return found
 
         assert set(outcomes().values()) == {"approved"}
         assert listed() == {}
@@ -909,6 +917,77 @@ def test_metadata_that_cannot_be_read_refuses_no_sign_in(domain, db_path):
         vendor.metadata.broken = True
         challenge = api.challenge(identity="user-0001")
         assert api.approve(key.get(challenge["options"], ORIGIN)).json()["status"] == "approved"
+
+
+class _CountedUnreadable(_Unreadable):
+    looked_up = 0
+
+    def trust_store(self) -> TrustStore:
+        self.looked_up += 1
+        return super().trust_store()
+
+
+def test_the_metadata_is_loaded_and_looked_at_off_the_event_loop(domain, monkeypatch):
+    """The server loads the metadata (and takes up a newer BLOB) in a thread of its own,
+    after start and then every so often, so that no request waits on the event loop for
+    it; metadata that cannot be read is said in the log, and the server goes on."""
+    import threading
+    import time
+
+    from passkeyd.api import app as app_module
+
+    monkeypatch.setattr(app_module, "METADATA_FIRST_SECONDS", 0.0)
+    monkeypatch.setattr(app_module, "METADATA_INTERVAL_SECONDS", 0.05)
+
+    class Watched(FixedTrust):
+        def __init__(self) -> None:
+            super().__init__(pki.ca("Vendor Root").der, YUBIKEY_5)
+            self.threads: list[str] = []
+
+        def trust_store(self) -> TrustStore:
+            self.threads.append(threading.current_thread().name)
+            if len(self.threads) == 2:
+                raise OSError("metadata.json: cut short")
+            return self._store
+
+    watched = Watched()
+    with TestClient(create_app(dataclasses.replace(domain, metadata=watched))) as client:
+        deadline = time.monotonic() + 5
+        while len(watched.threads) < 3:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert client.get("/healthz").status_code == 200
+    assert threading.main_thread().name not in watched.threads[:3]
+    assert all(name.startswith("AnyIO worker thread") for name in watched.threads[:3])
+
+
+def test_a_list_of_factors_looks_the_metadata_up_once(domain, db_path, caplog, monkeypatch):
+    """A page of factors reads the metadata once: unreadable (a packaged file gone or cut
+    short, read again at each look-up), it is one attempt and one log line per request, not
+    one per factor (a page of 1,000: 1,000 reads of a 9 MB file, each a traceback)."""
+    from passkeyd.api import app as app_module
+
+    monkeypatch.setattr(app_module, "METADATA_FIRST_SECONDS", 3600.0)  # (counted: only requests)
+    with trusting_one_vendor(domain, db_path, _CountedUnreadable) as vendor:
+        api = vendor.api
+        for _ in range(3):
+            api.register(authenticator=vendor.key)
+        vendor.metadata.broken = True
+        vendor.metadata.looked_up = 0
+        caplog.clear()
+        r = api.get(f"{api.svc}/Entities/user-0001/Factors")
+        assert r.status_code == 200 and len(r.json()["factors"]) == 3
+        assert all("authenticator_status" not in f["metadata"] for f in r.json()["factors"])
+        assert vendor.metadata.looked_up == 1
+        said = [m for m in caplog.messages if "looked up in the FIDO metadata" in m]
+        assert len(said) == 1, said
+        # So does a challenge, which leaves out the passkeys a sign-in would refuse.
+        vendor.metadata.looked_up = 0
+        assert (
+            len(api.challenge(identity="user-0001")["options"]["publicKey"]["allowCredentials"])
+            == 3
+        )
+        assert vendor.metadata.looked_up == 1
 
 
 @pytest.mark.parametrize("stored", ["not json", "null", '{"model": "x"}', '["x", []]'])

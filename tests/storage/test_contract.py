@@ -686,6 +686,32 @@ def test_trusted_passkeys_to_re_check_are_read_a_page_at_a_time(store, monkeypat
         assert [f.sid for f in got] == [sids[0], sids[1], *sids[2::2], *claiming], page
 
 
+def test_the_passkeys_to_re_check_are_read_as_they_are_taken(store, monkeypatch):
+    """The re-checked passkeys are read a page at a time as the caller takes them, not all
+    at once: the caller writes between pages (an announcement), and a passkey of the model
+    registered meanwhile, past the pages read, is found by the same run."""
+    from passkeyd.storage import sql as sql_module
+
+    monkeypatch.setattr(sql_module, "RECHECK_PAGE", 2)
+    svc = service()
+    store.insert_service(svc)
+
+    def trusted(n: int) -> str:
+        f = factor(stored(store, entity(svc, f"user-{n:04d}")))
+        store.insert_factor(f)
+        vouched = dataclasses.replace(credential(bytes([n + 1]) * 16), attested_model="ab" * 20)
+        assert store.complete_registration(f.sid, vouched, NOW)
+        return f.sid
+
+    sids = [trusted(n) for n in range(3)]
+    found = store.verified_factors_to_recheck([], ["ab" * 20])
+    first = next(found)
+    assert first.sid == sids[0]
+    assert store.announce_report(svc.account_sid, first.sid, "REVOKED", (), NOW)
+    sids.append(trusted(3))
+    assert [f.sid for f in found] == sids[1:]
+
+
 def test_a_factor_is_found_in_its_own_service_only(store):
     svc, elsewhere = service(), service()
     store.insert_service(svc)

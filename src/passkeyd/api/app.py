@@ -191,6 +191,28 @@ async def purge_forever(
             log.exception("purging expired challenges failed; will retry")
 
 
+# The metadata is loaded this long after start (not in the way of the first /healthz), then
+# looked at this often, a newer BLOB taken up (it is looked for once a minute).
+METADATA_FIRST_SECONDS = 1.0
+METADATA_INTERVAL_SECONDS = 20.0
+
+
+async def keep_metadata_forever(domain: Domain) -> None:
+    """Load the FIDO metadata, and take up a newer BLOB, in a thread: a request that needs
+    them (a registration, a trusted service's sign-in or challenge, a factor's read) would
+    otherwise do it on the event loop, and every request of the process wait the 50-150 ms
+    it takes."""
+    failed_line = logs.Throttle(3600.0)
+    await anyio.sleep(METADATA_FIRST_SECONDS)
+    while True:
+        try:
+            await anyio.to_thread.run_sync(domain.metadata.trust_store)
+        except Exception as exc:  # (requests say it too, where it matters)
+            if (more := failed_line()) is not None:
+                log.error("the FIDO metadata cannot be read: %s%s", exc, more)
+        await anyio.sleep(METADATA_INTERVAL_SECONDS)
+
+
 async def flush_audit_forever(domain: Domain, interval: float = 0.2) -> None:
     """Write the audit trail and the log lines waiting in memory, every `interval`.
 
@@ -271,6 +293,7 @@ def create_app(domain: Domain, settings: Settings | None = None) -> Starlette:
                 )
             )
             tasks.start_soon(flush_audit_forever, domain)
+            tasks.start_soon(keep_metadata_forever, domain)
             yield
             tasks.cancel_scope.cancel()
         domain.store.stop_group_commit()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -108,24 +109,34 @@ def credential_standing(
     )
 
 
-def standing_on(
-    metadata: Metadata, credential: Credential, now: int
-) -> tuple[MetadataEntry, str] | None:
-    """`credential_standing` against the metadata in use, on the day `now` falls on.
-    Metadata that cannot be read or judged (a packaged file that is gone, a report that is
-    not what MDS3 says) reports nothing: said in the log, not a 500."""
+Standing = Callable[[Credential], "tuple[MetadataEntry, str] | None"]
+
+
+def standings_on(metadata: Metadata, now: int) -> Standing:
+    """`credential_standing` against the metadata in use, on the day `now` falls on, for the
+    passkeys of one request (a sign-in, a challenge, a page of factors): the metadata is
+    looked up once. Metadata that cannot be read or judged (a packaged file that is gone or
+    cut short, read again at each look-up; a report that is not what MDS3 says) reports
+    nothing: said once in the log, not a 500."""
     today = datetime.datetime.fromtimestamp(now, datetime.UTC).date().isoformat()
     try:
-        return credential_standing(metadata.trust_store(), credential, today)
+        trust_store = metadata.trust_store()
     except Exception:
         log.exception("a passkey's model could not be looked up in the FIDO metadata")
-        return None
+        return lambda credential: None
+    said = False
 
+    def standing_of(credential: Credential) -> tuple[MetadataEntry, str] | None:
+        nonlocal said
+        try:
+            return credential_standing(trust_store, credential, today)
+        except Exception:
+            if not said:
+                said = True
+                log.exception("a passkey's model could not be looked up in the FIDO metadata")
+            return None
 
-def _refused(metadata: Metadata, factor: Factor, now: int) -> bool:
-    return (
-        factor.credential is not None and standing_on(metadata, factor.credential, now) is not None
-    )
+    return standing_of
 
 
 @dataclass
@@ -204,8 +215,8 @@ class Authentications:
             # Not the passkeys this service's sign-in would refuse for their model's status,
             # so that the browser offers the others; unless no other is left (then the user
             # is told why, not asked by the browser for a passkey they do not have).
-            now = self.clock()
-            usable = [f for f in factors if not _refused(self.metadata, f, now)]
+            standing_of = standings_on(self.metadata, self.clock())
+            usable = [f for f in factors if f.credential is None or not standing_of(f.credential)]
             factors = usable or factors
         if factors:
             # One rpId per request: the service's own when some passkey is for it (a site
@@ -497,10 +508,10 @@ class Authentications:
         )
 
     def _check_standing(self, credential: Credential, now: int) -> None:
-        """`standing_on` the metadata in use, raising the refusal. Metadata that cannot be
+        """`standings_on` the metadata in use, raising the refusal. Metadata that cannot be
         read or judged refuses no sign-in, as metadata that does not verify does not."""
         assert self.metadata is not None
-        found = standing_on(self.metadata, credential, now)
+        found = standings_on(self.metadata, now)(credential)
         if found is not None:
             raise ModelRefused(*found)
 

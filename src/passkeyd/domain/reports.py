@@ -8,13 +8,13 @@ announced again only when its model is reported in another status."""
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from passkeyd.webauthn.trust import reported_model_keys, reported_models
 
 from . import events
-from .authentication import credential_standing, standing_on
+from .authentication import credential_standing, standings_on
 from .clock import Clock
 from .metadata import Metadata
 from .models import AuditEvent, Factor
@@ -66,10 +66,18 @@ class Reports:
         a trusted service's sign-in would refuse it for that (reads of the factor show it),
         else None. Metadata that cannot be read reports none (said in the log), as a
         sign-in's re-check refuses nothing then."""
-        if factor.credential is None:
-            return None
-        found = standing_on(self.metadata, factor.credential, self.clock())
-        return None if found is None else found[1]
+        return self.statuses()(factor)
+
+    def statuses(self) -> Callable[[Factor], str | None]:
+        """`status_of` for the factors of one answer (a page of the list): the metadata is
+        looked up once."""
+        standing_of = standings_on(self.metadata, self.clock())
+
+        def status(factor: Factor) -> str | None:
+            found = None if factor.credential is None else standing_of(factor.credential)
+            return None if found is None else found[1]
+
+        return status
 
     def announce(self, passkey: ReportedPasskey, actor: str) -> bool:
         """Announce the passkey's status unless it was announced already: True when this

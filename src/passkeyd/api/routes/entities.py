@@ -78,8 +78,14 @@ async def list_factors(call: Call) -> tuple[int, Any]:
         call.path("identity"),
         page,
     )
+    status = call.domain.reports.statuses()  # (the metadata looked up once for the page)
     return page_payload(
-        call, "factors", result, number, page.page_size, lambda f: _factor_json(call, f)
+        call,
+        "factors",
+        result,
+        number,
+        page.page_size,
+        lambda f: factor_json(f, call.base, status(f)),
     )
 
 
