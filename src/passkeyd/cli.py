@@ -1012,11 +1012,11 @@ def parser() -> argparse.ArgumentParser:
     meta.add_argument(
         "--crl",
         action="append",
-        metavar="FILE",
+        metavar="FILE|DIR",
         help="install: a CRL (PEM or DER) of the BLOB's certificate chain, or a directory of"
-        " them, repeated for each (`crl-urls FILE` lists where to download them); given any,"
-        " every certificate of the chain below its root must be covered by a current one and"
-        " listed by none",
+        " them, repeated for each (`crl-urls FILE` lists where to download them); given at"
+        " all (an empty directory too), every certificate of the chain below its root must be"
+        " covered by a current one and listed by none",
     )
     meta.add_argument("--config", default=argparse.SUPPRESS, help="as before the command")
     return p
