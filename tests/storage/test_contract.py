@@ -655,6 +655,18 @@ def test_the_passkeys_to_re_check_across_accounts_or_in_one(store):
     assert list(store.verified_factors_to_recheck([], [], other_account.account_sid)) == []
 
 
+def test_with_nothing_reported_no_passkey_is_read(store, monkeypatch):
+    svc = service()
+    store.insert_service(svc)
+    verified(store, svc)
+    reads = []
+    real = store._all
+    monkeypatch.setattr(store, "_all", lambda *a, **k: reads.append(a) or real(*a, **k))
+    assert list(store.verified_factors_to_recheck([], [])) == [] and reads == []
+    assert [f.identity for f in store.verified_factors_to_recheck([], ["ab" * 20])] == []
+    assert reads  # (something reported: the trusted ones are read)
+
+
 def test_trusted_passkeys_to_re_check_are_read_a_page_at_a_time(store, monkeypatch):
     """Whatever the page, each trusted passkey of a model is found once, by seq; one whose
     `attested` this release cannot read is found by the AAGUID it claims."""

@@ -987,6 +987,8 @@ class SqlStore(abc.ABC):
     def _vouched_for(
         self, models: set[str], claimed: set[str], scope: str, scoped: list[str]
     ) -> Iterator[Factor]:
+        if not models and not claimed:  # (nothing reported: no need to read them all)
+            return
         after = -1
         while True:
             rows = self._all(
