@@ -785,6 +785,15 @@ def cmd_metadata(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _downloaded(new: Path) -> bytes:
+    from .mdsblob import BlobError
+
+    try:
+        return new.read_bytes()
+    except OSError as exc:
+        raise BlobError(f"cannot read {new.absolute()}: {exc.strerror}") from exc
+
+
 def _crl_urls(new: Path, root: Path | None) -> list[str]:
     """The CRLs `metadata install --crl` needs for the downloaded BLOB at `new` (which must
     verify), one URL each."""
@@ -792,10 +801,7 @@ def _crl_urls(new: Path, root: Path | None) -> list[str]:
     from .metadata import blob_roots, check_blob
 
     roots = blob_roots(root)
-    try:
-        data = new.read_bytes()
-    except OSError as exc:
-        raise BlobError(f"cannot read {new.absolute()}: {exc.strerror}") from exc
+    data = _downloaded(new)
     try:
         check_blob(data, roots, fido_roots=root is None)
         return chain_crl_urls(data, roots, datetime.datetime.now(datetime.UTC))
@@ -820,10 +826,7 @@ def install_blob(
 
     roots = blob_roots(root)
     revocations = None if crls is None else [crl for path in crls for crl in load_crls(path)]
-    try:
-        data = new.read_bytes()
-    except OSError as exc:
-        raise BlobError(f"cannot read {new.absolute()}: {exc.strerror}") from exc
+    data = _downloaded(new)
     try:
         payload = check_blob(data, roots, fido_roots=root is None, crls=revocations)
     except BlobError as exc:
