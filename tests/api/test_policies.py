@@ -98,11 +98,110 @@ def test_extension_fields_are_stored_and_echoed(api):
         ("Passkeys.Algorithms", "-0_7"),
         ("Passkeys.Algorithms", "+7"),
         ("Passkeys.TopOrigins", "https://bad origin"),
+        ("Passkeys.Hints", "usb"),
     ],
 )
 def test_invalid_extension_values_are_refused(api, key, value):
     r = api.post_form("/v2/Services", {"FriendlyName": "x", key: value})
     assert (r.status_code, r.json()["code"]) == (400, 60200), r.text
+
+
+# --- hints ------------------------------------------------------------------------------------
+
+
+def test_service_hints_go_in_creation_and_request_options_in_their_order(api):
+    service = api.create_service(**{"Passkeys.Hints": "Security-Key, hybrid,security-key"})
+    assert service["passkeys"]["hints"] == ["security-key", "hybrid"]
+    factor = api.create_factor()
+    assert factor["options"]["publicKey"]["hints"] == ["security-key", "hybrid"]
+    assert factor["config"]["hints"] == ["security-key", "hybrid"]
+    api.verify_factor(api.authenticator.create(factor["options"], ORIGIN))
+    challenge = api.challenge(identity="user-0001")
+    assert challenge["options"]["publicKey"]["hints"] == ["security-key", "hybrid"]
+    usernameless = api.challenge()
+    assert usernameless["options"]["publicKey"]["hints"] == ["security-key", "hybrid"]
+    # ApproveChallenge answers with the challenge's options, hints and all.
+    r = api.approve(api.authenticator.get(challenge["options"], ORIGIN))
+    assert r.json()["options"]["publicKey"]["hints"] == ["security-key", "hybrid"], r.text
+    # Unset: no hints, as a default service has none.
+    r = api.post_form(api.svc, {"Passkeys.Hints": ""})
+    assert "hints" not in r.json()["passkeys"]
+    assert "hints" not in api.create_factor("user-0002")["options"]["publicKey"]
+    assert "hints" not in api.challenge(identity="user-0001")["options"]["publicKey"]
+
+
+def test_a_factor_s_own_hints_override_the_service_s(api):
+    api.create_service(**{"Passkeys.Hints": "client-device"})
+    factor = api.create_factor(config={"hints": ["security-key"]})
+    assert factor["options"]["publicKey"]["hints"] == ["security-key"]
+    assert factor["config"]["hints"] == ["security-key"]
+    # twilio-java's enum constants, a comma-separated string, and an empty list (no hints)
+    factor = api.create_factor("user-0002", config={"hints": ["HYBRID", "SECURITY_KEY"]})
+    assert factor["options"]["publicKey"]["hints"] == ["hybrid", "security-key"]
+    factor = api.create_factor("user-0003", config={"hints": "hybrid, client-device"})
+    assert factor["options"]["publicKey"]["hints"] == ["hybrid", "client-device"]
+    factor = api.create_factor("user-0004", config={"hints": ["hybrid", "HYBRID", "hybrid"]})
+    assert factor["options"]["publicKey"]["hints"] == ["hybrid"]
+    factor = api.create_factor("user-0005", config={"hints": []})
+    assert "hints" not in factor["options"]["publicKey"]
+    assert "hints" not in factor["config"]
+
+
+@pytest.mark.parametrize(
+    "hints", [["usb"], ["hybrid", ""], "nfc", [1], {"security-key": True}, 7, [None]]
+)
+def test_a_factor_s_invalid_hints_are_refused_and_store_nothing(api, hints):
+    api.create_service()
+    before = api.snapshot()
+    r = api.post_json(
+        f"{api.svc}/Passkeys/Factors",
+        {"friendly_name": "alice", "identity": "user-0001", "config": {"hints": hints}},
+    )
+    assert (r.status_code, r.json()["code"]) == (400, 60370), r.text
+    assert "hints" in r.json()["message"]
+    assert api.snapshot() == before
+
+
+# --- discoverable (credProps) -----------------------------------------------------------------
+
+
+def _registered_saying(api, results, identity="user-0001"):
+    factor = api.create_factor(identity)
+    assert factor["options"]["publicKey"]["extensions"] == {"credProps": True}
+    credential = api.authenticator.create(factor["options"], ORIGIN)
+    if results is not _ABSENT:
+        credential["clientExtensionResults"] = results
+    r = api.verify_factor(credential)
+    assert r.status_code == 200, r.text
+    assert api.get(f"{api.svc}/Entities/{identity}/Factors/{factor['sid']}").json() == r.json()
+    return r.json()["metadata"]
+
+
+_ABSENT = object()
+
+
+def test_whether_a_passkey_is_discoverable_is_what_its_browser_said(api):
+    api.create_service()
+    assert _registered_saying(api, {"credProps": {"rk": True}}, "user-0001")["discoverable"]
+    said_no = _registered_saying(api, {"credProps": {"rk": False}}, "user-0002")
+    assert said_no["discoverable"] is False
+    # Not said (an SDK that drops clientExtensionResults, a browser without credProps) or
+    # not in credProps' shape: not known, and the registration goes on.
+    for n, results in enumerate(
+        [_ABSENT, {}, None, {"credProps": {}}, {"credProps": {"rk": "true"}}, {"credProps": 1}]
+    ):
+        assert "discoverable" not in _registered_saying(api, results, f"user-1{n:03}")
+    # twilio-python's snake_case spelling
+    factor = api.create_factor("user-0003")
+    credential = api.authenticator.create(factor["options"], ORIGIN)
+    del credential["clientExtensionResults"]
+    credential["client_extension_results"] = {"credProps": {"rk": True}}
+    assert api.verify_factor(credential).json()["metadata"]["discoverable"] is True
+
+
+def test_a_passkey_made_where_discoverable_was_required_is_discoverable(api):
+    api.create_service(**{"Passkeys.DiscoverableCredentials": "required"})
+    assert _registered_saying(api, _ABSENT)["discoverable"] is True
 
 
 # --- algorithms -------------------------------------------------------------------------------

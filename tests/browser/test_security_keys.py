@@ -50,6 +50,7 @@ def test_security_key_with_direct_attestation(
     [factor] = passkeyd.verified_factors(site.service_sid)
     assert passkeyd.stored_formats(site.service_sid) == [fmt]
     assert factor["metadata"]["aaguid"]
+    assert factor["metadata"]["discoverable"] is False  # (credProps: no resident key)
     service = passkeyd.get(f"/v2/Services/{site.service_sid}")
     assert service["passkeys"]["attestation"] == "direct"
 

@@ -55,6 +55,8 @@ def test_sign_up_then_sign_in_with_a_name(
     assert factor["status"] == "verified"
     assert factor["friendly_name"] == "Ada Lovelace"
     assert "Ada" not in identity
+    # Chromium said so (credProps) of the resident key it made: the demo asks `preferred`.
+    assert factor["metadata"]["discoverable"] is True
 
     with authenticator.untouched():
         tab.sign_out()

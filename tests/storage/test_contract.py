@@ -583,6 +583,20 @@ def test_registration_completes_exactly_once(store):
     assert got.status is FactorStatus.VERIFIED and got.credential == credential()
 
 
+@pytest.mark.parametrize("discoverable", [True, False, None])
+def test_whether_a_passkey_is_discoverable_is_kept(store, discoverable):
+    svc = service()
+    store.insert_service(svc)
+    f = factor(stored(store, entity(svc)))
+    store.insert_factor(f)
+    said = dataclasses.replace(credential(), discoverable=discoverable)
+    assert store.complete_registration(f.sid, said, NOW)
+    got = store.get_factor(svc.account_sid, svc.sid, f.sid)
+    assert got.credential.discoverable is discoverable
+    (listed,) = store.verified_factors_of_identity(svc.account_sid, svc.sid, "user-0001")
+    assert listed.credential == said
+
+
 def test_expired_registration_does_not_complete(store):
     svc = service()
     store.insert_service(svc)

@@ -54,6 +54,7 @@ PASSKEYS = obj(
         "aaguid_deny": {"type": "array", "items": STR},
         "top_origins": {"type": "array", "items": STR},
         "algorithms": {"type": "array", "items": INT},
+        "hints": {"type": "array", "items": {"enum": ["security-key", "client-device", "hybrid"]}},
     },
     optional=(
         "attestation",
@@ -64,6 +65,7 @@ PASSKEYS = obj(
         "aaguid_deny",
         "top_origins",
         "algorithms",
+        "hints",
     ),
 )
 FACTOR_METADATA = obj(
@@ -75,10 +77,11 @@ FACTOR_METADATA = obj(
         "backed_up": BOOL,
         "clone_warning": BOOL,
         "backup_eligible_changed": BOOL,
+        "discoverable": BOOL,
         "date_last_approved": DATE,
         "authenticator_status": {"enum": sorted(REFUSED_STATUSES)},
     },
-    optional=("authenticator_name", "date_last_approved", "authenticator_status"),
+    optional=("authenticator_name", "discoverable", "date_last_approved", "authenticator_status"),
 )
 
 FACTOR_PROPS: dict[str, Any] = {
@@ -289,6 +292,10 @@ SERVICE_FORM = form({
                                "enum": ["refuse", "flag", ""]},
     "Passkeys.Algorithms": {"description": "passkeyd extension; COSE ids or names, e.g. "
                             "-7,-8,-257,-35 or ES256,EdDSA,RS256,ES384", **STR},
+    "Passkeys.ConditionalCreate": {"description": "passkeyd extension; empty unsets",
+                                   "enum": ["refuse", "allow", ""]},
+    "Passkeys.Hints": {"description": "passkeyd extension; comma-separated WebAuthn hints "
+                       "among security-key, client-device, hybrid, most preferred first", **STR},
 })  # fmt: skip
 WEBHOOK_FORM = form({
     "FriendlyName": STR, "EventTypes": {"type": "array", "items": STR}, "WebhookUrl": STR,

@@ -47,7 +47,7 @@ def _passkeys(settings: PasskeySettings | PasskeyPolicy) -> dict[str, Any]:
         for name in ("attestation_policy", "counter_policy", "conditional_create"):
             if getattr(settings, name) is not None:
                 out[name] = getattr(settings, name)
-        for name in ("aaguid_allow", "aaguid_deny", "top_origins", "algorithms"):
+        for name in ("aaguid_allow", "aaguid_deny", "top_origins", "algorithms", "hints"):
             if getattr(settings, name) is not None:
                 out[name] = list(getattr(settings, name))
     else:
@@ -55,6 +55,8 @@ def _passkeys(settings: PasskeySettings | PasskeyPolicy) -> dict[str, Any]:
             out["top_origins"] = list(settings.top_origins)
         if settings.algorithms != DEFAULT_ALGORITHMS:
             out["algorithms"] = list(settings.algorithms)
+        if settings.hints:
+            out["hints"] = list(settings.hints)
     return out
 
 
@@ -129,6 +131,8 @@ def factor_json(f: Factor, base: str, authenticator_status: str | None = None) -
         metadata["backed_up"] = c.backed_up
         metadata["clone_warning"] = c.clone_warning
         metadata["backup_eligible_changed"] = c.backup_eligible_changed
+        if c.discoverable is not None:  # known: the browser said (credProps), or required
+            metadata["discoverable"] = c.discoverable
         if f.date_last_approved is not None:
             metadata["date_last_approved"] = iso(f.date_last_approved)
         if authenticator_status is not None:

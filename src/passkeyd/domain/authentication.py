@@ -252,6 +252,7 @@ class Authentications:
                 challenge=challenge_bytes,
                 allow=allow,
                 user_verification=user_verification,
+                hints=service.passkeys.hints or (),
             ),
             allowed_credentials=tuple(a[0] for a in allow),
             status=ChallengeStatus.PENDING,

@@ -63,6 +63,9 @@ class PasskeySettings:
     # create: Chrome's and Safari's automatic passkey upgrades); refuse (default)
     conditional_create: str | None = None
     algorithms: tuple[int, ...] | None = None  # COSE ids offered and accepted
+    # WebAuthn L3 hints (security-key, client-device, hybrid), most preferred first: which
+    # authenticator the browser offers first, in creation and request options
+    hints: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +87,7 @@ class PasskeyPolicy:
     # Likewise its user verification: a service's `required` then applies to its sign-ins.
     # False for factors stored before this field existed: they sign in as they did.
     user_verification_from_service: bool = False
+    hints: tuple[str, ...] = ()  # what the creation options had
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +136,9 @@ class Credential:
     # reports. None otherwise.
     attested_model: str | None = None
     attested_certificates: tuple[str, ...] = ()
+    # A client-side discoverable credential (a sign-in needs no username): as the browser
+    # said (credProps' `rk`), or true when its options required one. None: not known.
+    discoverable: bool | None = None
 
 
 @record

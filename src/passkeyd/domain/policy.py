@@ -26,6 +26,7 @@ ATTESTATION = ("none", "indirect", "direct", "enterprise")
 ATTESTATION_POLICIES = ("any", "trusted")
 COUNTER_POLICIES = ("refuse", "flag")
 CONDITIONAL_CREATE = ("refuse", "allow")
+HINTS = ("security-key", "client-device", "hybrid")  # WebAuthn L3 PublicKeyCredentialHint
 MAX_AAGUIDS = 200
 MAX_ORIGINS = 50
 MAX_ORIGIN_LENGTH = 512
@@ -141,7 +142,18 @@ def resolve_policy(requested: PasskeySettings, service: PasskeySettings) -> Pass
         algorithms=tuple(service.algorithms or DEFAULT_ALGORITHMS),
         origins_from_service=not requested.rp_origins,
         user_verification_from_service=not _set(requested.user_verification),
+        hints=requested.hints if requested.hints is not None else service.hints or (),
     )
+
+
+def check_hints(hints: tuple[str, ...] | None, name: str) -> str | None:
+    """What is wrong with a list of hints (`name` says where it was given), or None."""
+    if hints is None:
+        return None
+    unknown = [h for h in hints if h not in HINTS]
+    if unknown:
+        return f"{name} must list hints among {', '.join(HINTS)} (not {unknown[0][:40]!r})"
+    return None
 
 
 def usernameless_request(service: PasskeySettings) -> tuple[str, str, str]:

@@ -180,6 +180,7 @@ class Registrations:
             user_verification=policy.user_verification,
             algorithms=policy.algorithms,
             attestation=policy.attestation,
+            hints=policy.hints,
         )
         return factor, options
 
@@ -258,6 +259,10 @@ class Registrations:
             or (registered.metadata.description if registered.metadata else None),
             attested_model=attested_model,
             attested_certificates=attested_certificates,
+            # (`required`: the browser made a discoverable one or none at all)
+            discoverable=True
+            if policy.discoverable_credentials == "required"
+            else response.resident_key,
         )
         try:
             verified_events = self.events.deliveries(

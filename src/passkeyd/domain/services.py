@@ -24,6 +24,7 @@ from .policy import (
     USER_VERIFICATION,
     canonical_aaguid,
     check_friendly_name,
+    check_hints,
     invalid_origin,
     valid_rp_id,
 )
@@ -105,6 +106,8 @@ def validate_passkeys(settings: PasskeySettings) -> None:
             )
         if any(canonical_aaguid(a) != a for a in aaguids):
             raise InvalidParameter(f"Invalid parameter: Passkeys.{name} must list AAGUIDs")
+    if (problem := check_hints(settings.hints, "Passkeys.Hints")) is not None:
+        raise InvalidParameter(f"Invalid parameter: {problem}")
     if settings.algorithms is not None and (
         not settings.algorithms or any(a not in SUPPORTED_ALGORITHMS for a in settings.algorithms)
     ):

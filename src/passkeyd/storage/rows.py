@@ -28,7 +28,7 @@ FACTOR_COLUMNS = (
     " registration_challenge, registration_expires, credential_id, public_key, algorithm,"
     " sign_count, transports, aaguid, fmt, backup_eligible, backed_up, attachment,"
     " date_last_approved, date_created, date_updated, authenticator_name, clone_warning,"
-    " backup_eligible_changed, attested"
+    " backup_eligible_changed, attested, discoverable"
 )
 CHALLENGE_COLUMNS = (
     "seq, sid, account_sid, service_sid, entity_sid, identity, factor_sid, challenge, rp_id,"
@@ -52,7 +52,9 @@ def settings_to_json(settings: PasskeySettings, *, replacing: str | None = None)
     return dump_json({**orjson.loads(text), **later}) if later else text
 
 
-_TUPLE_SETTINGS = ("rp_origins", "aaguid_allow", "aaguid_deny", "top_origins", "algorithms")
+_TUPLE_SETTINGS = (
+    "rp_origins", "aaguid_allow", "aaguid_deny", "top_origins", "algorithms", "hints"
+)  # fmt: skip
 
 
 _unknown_seen: set[str] = set()
@@ -96,7 +98,7 @@ def policy_to_json(policy: PasskeyPolicy) -> str:
 def policy_from_json(text: str) -> PasskeyPolicy:
     """Immutable, and shared by many factors: each distinct text is decoded once."""
     data = _known(orjson.loads(text), _POLICY_FIELDS)
-    for name in ("rp_origins", "top_origins", "algorithms"):
+    for name in ("rp_origins", "top_origins", "algorithms", "hints"):
         if name in data:  # policies stored before a field existed take its default
             data[name] = tuple(data[name])
     if "origins_from_service" in data and "user_verification_from_service" not in data:
@@ -126,6 +128,7 @@ def factor_from_row(row: Sequence[Any]) -> Factor:
             clone_warning=bool(row[25]),
             backup_eligible_changed=bool(row[26]),
             **(_attested(row[27]) if row[27] is not None else {}),
+            discoverable=bool(row[28]) if row[28] is not None else None,
         )
     return Factor(
         seq=row[0],
@@ -177,6 +180,7 @@ def factor_to_row(f: Factor) -> tuple[Any, ...]:
         c.clone_warning if c else False,
         c.backup_eligible_changed if c else False,
         attested_to_json(c),
+        c.discoverable if c else None,
     )
 
 

@@ -62,6 +62,9 @@ from .rows import (
 )
 from .windows import RateWindows
 
+# The factor columns a new factor's row gives (seq is the database's).
+_FACTOR_WIDTH = len(FACTOR_COLUMNS.split(",")) - 1
+
 # Trusted passkeys read at a time when the re-checked ones are looked for.
 RECHECK_PAGE = 5000
 
@@ -152,7 +155,7 @@ VERIFY_FACTOR = (
     "UPDATE factors SET status = 'verified',"
     " credential_id = ?, public_key = ?, algorithm = ?, sign_count = ?,"
     " transports = ?, aaguid = ?, fmt = ?, backup_eligible = ?, backed_up = ?,"
-    " attachment = ?, authenticator_name = ?, attested = ?, date_updated = ?"
+    " attachment = ?, authenticator_name = ?, attested = ?, discoverable = ?, date_updated = ?"
     " WHERE sid = ? AND status = 'unverified' AND registration_expires > ?"
 )
 
@@ -170,8 +173,8 @@ def verify_factor_args(factor_sid: str, c: Credential, now: int) -> tuple[Any, .
     return (
         c.credential_id, c.public_key, c.algorithm, c.sign_count,
         dump_json(list(c.transports)), c.aaguid, c.fmt, c.backup_eligible, c.backed_up,
-        c.authenticator_attachment, c.authenticator_name, attested_to_json(c), now, factor_sid,
-        now,
+        c.authenticator_attachment, c.authenticator_name, attested_to_json(c), c.discoverable,
+        now, factor_sid, now,
     )  # fmt: skip
 
 
@@ -921,7 +924,7 @@ class SqlStore(abc.ABC):
                 if rate is not None and self._count_hit(db, rate) > rate.limit:
                     raise _Refused(InsertOutcome.RATE_LIMITED)
                 db.execute(
-                    f"INSERT INTO factors ({columns}) VALUES ({', '.join('?' * 27)})",
+                    f"INSERT INTO factors ({columns}) VALUES ({', '.join('?' * _FACTOR_WIDTH)})",
                     factor_to_row(factor),
                 )
                 _enqueue(db, deliveries, factor.date_created)

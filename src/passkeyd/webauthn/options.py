@@ -37,6 +37,7 @@ def creation_options(
     user_verification: str,
     algorithms: Sequence[int] = DEFAULT_ALGORITHMS,
     attestation: str = "none",
+    hints: Sequence[str] = (),
 ) -> dict[str, Any]:
     selection: dict[str, Any] = {}
     if authenticator_attachment in ("platform", "cross-platform"):  # `any` is not WebAuthn
@@ -44,18 +45,22 @@ def creation_options(
     selection["requireResidentKey"] = resident_key == "required"
     selection["residentKey"] = resident_key
     selection["userVerification"] = user_verification
-    return {
-        "publicKey": {
-            "rp": {"id": rp_id, "name": rp_name},
-            "user": {"id": b64url_encode(user_id), "name": user_name, "displayName": user_name},
-            "challenge": b64url_encode(challenge),
-            "pubKeyCredParams": [{"type": "public-key", "alg": a} for a in algorithms],
-            "timeout": TIMEOUT_MS,
-            "excludeCredentials": credential_descriptors(exclude),
-            "authenticatorSelection": selection,
-            "attestation": attestation,
-        }
+    options: dict[str, Any] = {
+        "rp": {"id": rp_id, "name": rp_name},
+        "user": {"id": b64url_encode(user_id), "name": user_name, "displayName": user_name},
+        "challenge": b64url_encode(challenge),
+        "pubKeyCredParams": [{"type": "public-key", "alg": a} for a in algorithms],
+        "timeout": TIMEOUT_MS,
+        "excludeCredentials": credential_descriptors(exclude),
+        "authenticatorSelection": selection,
+        "attestation": attestation,
+        # Whether the passkey made is discoverable (a sign-in with no username finds it),
+        # which the browser reports in clientExtensionResults (L3 §10.1.3)
+        "extensions": {"credProps": True},
     }
+    if hints:
+        options["hints"] = list(hints)
+    return {"publicKey": options}
 
 
 def request_options(
@@ -65,15 +70,17 @@ def request_options(
     challenge: bytes,
     allow: Iterable[tuple[bytes, Sequence[str]]],
     user_verification: str,
+    hints: Sequence[str] = (),
 ) -> dict[str, Any]:
-    return {
-        "publicKey": {
-            "challenge": b64url_encode(challenge),
-            "timeout": TIMEOUT_MS,
-            "rpId": rp_id,
-            "allowCredentials": credential_descriptors(allow),
-            "userVerification": user_verification,
-            # Not a request option; Twilio's examples carry it and its quickstart reads it.
-            "rp": {"id": rp_id, "name": rp_name},
-        }
+    options: dict[str, Any] = {
+        "challenge": b64url_encode(challenge),
+        "timeout": TIMEOUT_MS,
+        "rpId": rp_id,
+        "allowCredentials": credential_descriptors(allow),
+        "userVerification": user_verification,
+        # Not a request option; Twilio's examples carry it and its quickstart reads it.
+        "rp": {"id": rp_id, "name": rp_name},
     }
+    if hints:
+        options["hints"] = list(hints)
+    return {"publicKey": options}

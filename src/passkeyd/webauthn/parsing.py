@@ -39,6 +39,8 @@ class RegistrationResponse:
     client_data: ClientData
     attestation_object: bytes
     transports: tuple[str, ...]
+    # credProps' `rk` from clientExtensionResults: a discoverable credential? None: not said
+    resident_key: bool | None = None
 
 
 @record
@@ -170,7 +172,19 @@ def parse_registration(body: Any) -> RegistrationResponse:
     if not isinstance(transports, list) or not all(isinstance(t, str) for t in transports):
         raise MalformedResponse(Step.RESPONSE, "transports must be a list of strings")
     known = tuple(dict.fromkeys(t for t in transports if t in TRANSPORTS))
-    return RegistrationResponse(credential_id, attachment, client_data, attestation_object, known)
+    return RegistrationResponse(
+        credential_id, attachment, client_data, attestation_object, known, _resident_key(body)
+    )
+
+
+def _resident_key(body: dict[str, Any]) -> bool | None:
+    """credProps' `rk` (L3 §10.1.3), which the browser reports of the credential it made: a
+    client extension output, unsigned, so informative only. One not in its shape is taken as
+    not said, as one not asked for would be (§7.1 step 4's outputs are the RP's to judge)."""
+    results = body.get("clientExtensionResults")
+    props = results.get("credProps") if isinstance(results, dict) else None
+    rk = props.get("rk") if isinstance(props, dict) else None
+    return rk if isinstance(rk, bool) else None
 
 
 def parse_authentication(body: Any) -> AuthenticationResponse:

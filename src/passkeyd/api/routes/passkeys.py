@@ -18,6 +18,7 @@ from passkeyd.domain.policy import (
     MAX_NAME_LENGTH,
     MAX_ORIGINS,
     USER_VERIFICATION,
+    check_hints,
     invalid_origin,
 )
 from passkeyd.webauthn import related_origins
@@ -54,6 +55,7 @@ _CONFIG_FIELDS = (
     "discoverable_credentials",
     "user_verification",
     "attestation",
+    "hints",  # passkeyd extension: WebAuthn L3 hints for this registration
 )
 _RELYING_PARTY_FIELDS = ("id", "name", "origins")
 
@@ -106,6 +108,17 @@ def requested_config(config: Any) -> PasskeySettings:
         raise FactorConfigInvalid(
             "Factor config invalid: relying_party.name is over 255 characters"
         )
+    hints = pick(config, "hints")
+    if isinstance(hints, str):
+        hints = [h.strip() for h in hints.split(",") if h.strip()]
+    if hints is not None and (
+        not isinstance(hints, list) or not all(isinstance(h, str) for h in hints)
+    ):
+        raise FactorConfigInvalid("Factor config invalid: hints must be a list of strings")
+    if hints is not None:  # in order of preference, each once; as WebAuthn writes them
+        hints = tuple(dict.fromkeys(_enum_value(h).lower() for h in hints))
+        if (problem := check_hints(hints, "hints")) is not None:
+            raise FactorConfigInvalid(f"Factor config invalid: {problem}")
     settings = PasskeySettings(
         rp_id=_optional_str(pick(rp, "id"), "relying_party.id"),
         rp_name=_optional_str(pick(rp, "name"), "relying_party.name"),
@@ -120,6 +133,7 @@ def requested_config(config: Any) -> PasskeySettings:
             _enum_value(pick(config, "user_verification")), "user_verification"
         ),
         attestation=_optional_str(_enum_value(pick(config, "attestation")), "attestation"),
+        hints=hints,
     )
     for name, value, allowed in (
         ("authenticator_attachment", settings.authenticator_attachment, ATTACHMENTS),
@@ -184,7 +198,11 @@ async def create_factor(call: Call) -> tuple[int, Any]:
 
 # twilio-python 9.8.3 to 9.10.3 send a credential's keys in snake_case: their request
 # classes read and write `raw_id`, `client_data_json` and so on (9.10.4 writes WebAuthn's).
-_SNAKE_CASE_CREDENTIAL = {"raw_id": "rawId", "authenticator_attachment": "authenticatorAttachment"}
+_SNAKE_CASE_CREDENTIAL = {
+    "raw_id": "rawId",
+    "authenticator_attachment": "authenticatorAttachment",
+    "client_extension_results": "clientExtensionResults",
+}
 _SNAKE_CASE_RESPONSE = {
     "client_data_json": "clientDataJSON",
     "attestation_object": "attestationObject",

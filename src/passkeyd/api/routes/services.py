@@ -36,6 +36,7 @@ _ORIGINS = "Passkeys.RelyingParty.Origins"
 _TOP_ORIGINS = "Passkeys.TopOrigins"
 _AAGUID_LISTS = {"Passkeys.AaguidAllow": "aaguid_allow", "Passkeys.AaguidDeny": "aaguid_deny"}
 _ALGORITHMS = "Passkeys.Algorithms"
+_HINTS = "Passkeys.Hints"
 _ALGORITHM_IDS = {name.upper(): alg for alg, name in ALGORITHM_NAMES.items()}
 
 
@@ -78,6 +79,8 @@ def passkey_fields(form: Form) -> dict[str, Any]:
     if _ALGORITHMS in form:
         algorithms = [_algorithm(a) for a in _csv(form, _ALGORITHMS)]
         fields["algorithms"] = tuple(dict.fromkeys(algorithms)) or None
+    if _HINTS in form:  # in order of preference; lower case, as WebAuthn writes them
+        fields["hints"] = tuple(dict.fromkeys(h.lower() for h in _csv(form, _HINTS))) or None
     return fields
 
 

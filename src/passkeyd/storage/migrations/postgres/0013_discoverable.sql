@@ -1,0 +1,4 @@
+-- passkeyd schema, version 13 (PostgreSQL): whether a passkey is discoverable (a client-side
+-- discoverable credential, signing in with no username), as its browser said at registration
+-- (the credProps extension) or its options required (NULL: not known)
+ALTER TABLE factors ADD COLUMN discoverable BOOLEAN;
