@@ -286,3 +286,61 @@ def test_a_webhook_update_changes_the_row_as_stored_not_as_read_before(api, doma
     monkeypatch.undo()
     stored = api.get(url).json()
     assert (stored["status"], stored["friendly_name"]) == ("disabled", "renamed")
+
+
+def test_a_factor_joins_its_user_whose_entity_was_deleted_and_made_again_meanwhile(
+    api, domain, monkeypatch
+):
+    """PostgreSQL lets requests for one user write at once: a new factor's entity can be
+    deleted under it (ENTITY_GONE), then made again by another request first (ENTITY_EXISTS).
+    Each such refusal means another request changed the user; the factor is tried again
+    (it was answered 503 after two, 17 times in 280 P1s racing an entity deletion)."""
+    api.create_service()
+    api.register("user-0001")
+    store = domain.store
+    real = store.insert_factor
+    outcomes = []
+
+    def changed_meanwhile(factor, *args, **kw):
+        if len(outcomes) == 0:  # its entity deleted meanwhile
+            domain.entities.delete(api.account_sid, api.service_sid, "user-0001")
+        elif len(outcomes) == 1:  # ... and made again by another request, first
+            domain.entities.create(api.account_sid, api.service_sid, "user-0001")
+        outcome = real(factor, *args, **kw)
+        outcomes.append(outcome.name)
+        return outcome
+
+    monkeypatch.setattr(store, "insert_factor", changed_meanwhile)
+    factor = api.create_factor("user-0001")
+    assert outcomes == ["ENTITY_GONE", "ENTITY_EXISTS", "INSERTED"]
+    entity = api.get(f"{api.svc}/Entities/user-0001").json()
+    assert factor["entity_sid"] == entity["sid"]
+    listed = api.get(f"{api.svc}/Entities/user-0001/Factors").json()["factors"]
+    assert [f["sid"] for f in listed] == [factor["sid"]]
+
+
+def test_a_factor_whose_entity_keeps_changing_is_refused_as_unavailable(api, domain, monkeypatch):
+    """Under a user made and deleted without end, a factor is tried a few times, then
+    answered 503 (try again) with nothing stored, rather than tried for ever."""
+    api.create_service()
+    api.post_form(f"{api.svc}/Entities", {"Identity": "user-0001"})
+    store = domain.store
+    real = store.insert_factor
+    attempts = []
+
+    def always_changed(factor, *args, **kw):
+        attempts.append(1)
+        if store.get_entity(api.account_sid, api.service_sid, "user-0001") is None:
+            domain.entities.create(api.account_sid, api.service_sid, "user-0001")
+        else:
+            domain.entities.delete(api.account_sid, api.service_sid, "user-0001")
+        return real(factor, *args, **kw)
+
+    monkeypatch.setattr(store, "insert_factor", always_changed)
+    r = api.post_json(
+        f"{api.svc}/Passkeys/Factors", {"friendly_name": "alice", "identity": "user-0001"}
+    )
+    assert (r.status_code, r.json()["code"]) == (503, 20503), r.text
+    assert 2 < len(attempts) <= 8
+    monkeypatch.undo()
+    assert api.snapshot()["factors"] == []

@@ -42,6 +42,8 @@ from .steps import Steps, finish
 from .store import CredentialConflict, InsertOutcome, StorageUnavailable, Store
 
 CHALLENGE_BYTES = 32
+# Writes of a new factor tried while its user's entity changes under it (see below).
+ENTITY_ATTEMPTS = 5
 
 
 @dataclass
@@ -82,7 +84,7 @@ class Registrations:
         friendly_name: object,
         identity: object,
         config: PasskeySettings,
-        retried: bool = False,
+        attempt: int = 1,
     ) -> Steps[tuple[Factor, dict[str, Any]]]:
         """`create_factor` in steps (see `steps`): it yields before its write."""
         service = self.store.get_service(account_sid, service_sid)
@@ -140,10 +142,13 @@ class Registrations:
         if outcome is InsertOutcome.SERVICE_GONE:  # deleted meanwhile
             raise NotFound(f"The requested resource /Services/{service_sid} was not found")
         if outcome in (InsertOutcome.ENTITY_EXISTS, InsertOutcome.ENTITY_GONE):
-            if retried:  # created, deleted and created again by others meanwhile
-                raise StorageUnavailable("the entity kept changing; try again")
             # A concurrent request created this identity's entity first: join it. Or the
             # entity read above was deleted meanwhile (with its passkeys): start a new one.
+            # Each refusal means that another request changed this user (on PostgreSQL,
+            # where requests for one user write at once: deleted, then made again by one
+            # of several racing to register it): tried again a few times, not for ever.
+            if attempt >= ENTITY_ATTEMPTS:
+                raise StorageUnavailable("the entity kept changing; try again")
             return (
                 yield from self.create_factor_steps(
                     account_sid,
@@ -151,7 +156,7 @@ class Registrations:
                     friendly_name=friendly_name,
                     identity=ident,
                     config=config,
-                    retried=True,
+                    attempt=attempt + 1,
                 )
             )
         if outcome is InsertOutcome.ENTITY_FULL:  # concurrent requests filled it meanwhile
