@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 
 from .authenticators import (
     FAILS_USER_VERIFICATION,
@@ -51,6 +52,7 @@ def test_security_key_with_direct_attestation(
     assert passkeyd.stored_formats(site.service_sid) == [fmt]
     assert factor["metadata"]["aaguid"]
     assert factor["metadata"]["discoverable"] is False  # (credProps: no resident key)
+    expect(tab.page.locator(".passkey dd.sign-in")).to_have_text("with your name")
     service = passkeyd.get(f"/v2/Services/{site.service_sid}")
     assert service["passkeys"]["attestation"] == "direct"
 

@@ -57,6 +57,7 @@ def test_sign_up_then_sign_in_with_a_name(
     assert "Ada" not in identity
     # Chromium said so (credProps) of the resident key it made: the demo asks `preferred`.
     assert factor["metadata"]["discoverable"] is True
+    expect(tab.page.locator(".passkey dd.sign-in")).to_have_text("without a name")
 
     with authenticator.untouched():
         tab.sign_out()

@@ -158,6 +158,15 @@ def _standing(p: Passkey) -> str:
     )
 
 
+def _sign_in(p: Passkey) -> str:
+    """How the passkey signs in, when its browser said (`metadata.discoverable`): one that
+    is discoverable is offered with no name typed (autofill, "Sign in with a passkey")."""
+    if p.discoverable is None:
+        return ""
+    how = "without a name" if p.discoverable else "with your name"
+    return f'\n    <dt>Signs in</dt><dd class="sign-in">{how}</dd>'
+
+
 def _passkey_item(p: Passkey, *, last: bool = False) -> str:
     sid = escape(p.sid)
     name = escape(p.friendly_name)
@@ -168,7 +177,7 @@ def _passkey_item(p: Passkey, *, last: bool = False) -> str:
   <dl class="facts">
     <dt>Authenticator</dt><dd class="authenticator">{escape(p.authenticator)}</dd>
     <dt>Added</dt><dd>{escape(_date(p.date_created))}</dd>
-    <dt>Last used</dt><dd>{escape(_date(p.date_last_used))}</dd>
+    <dt>Last used</dt><dd>{escape(_date(p.date_last_used))}</dd>{_sign_in(p)}
   </dl>{_standing(p)}
   <div class="actions">
     <form class="rename" method="post" action="/account/passkeys/{sid}/rename">

@@ -28,6 +28,8 @@ class Passkey:
     # What the FIDO metadata reports its model as, when a trusted service would refuse it
     # (`metadata.authenticator_status`: REVOKED, a compromise).
     authenticator_status: str | None = None
+    # Whether it signs in with no name (`metadata.discoverable`); None: not known.
+    discoverable: bool | None = None
 
     @property
     def authenticator(self) -> str:
@@ -62,6 +64,7 @@ def passkey_from_factor(factor: Mapping[str, Any]) -> Passkey:
         credential_id=_text(metadata.get("credential_id")),
         entity_sid=_text(factor.get("entity_sid")),
         authenticator_status=_text(metadata.get("authenticator_status")),
+        discoverable=d if isinstance(d := metadata.get("discoverable"), bool) else None,
     )
 
 
