@@ -476,6 +476,22 @@ def test_step_7_2_17_user_not_verified_when_required(api):
     assert "user verified" in body["message"]
 
 
+def test_step_7_2_17_a_challenge_that_asked_for_verification_requires_it(api):
+    """The challenge's own `required` is enforced, though neither the passkey's policy (its
+    request named `preferred`) nor the service's current setting requires it of this
+    passkey: a usernameless challenge asks with the service's setting."""
+    api.create_service(**{"Passkeys.UserVerification": "required"})
+    factor = api.create_factor("user-0001", config={"user_verification": "preferred"})
+    credential = api.authenticator.create(factor["options"], ORIGIN, flags=UP | BE | BS | 0x40)
+    assert api.verify_factor(credential).status_code == 200
+    challenge = api.challenge()
+    assert challenge["options"]["publicKey"]["userVerification"] == "required"
+    body = refused(
+        api, api.authenticator.get(challenge["options"], ORIGIN, flags=UP | BE | BS), 403, 60324
+    )
+    assert "user verified" in body["message"]
+
+
 def test_step_7_2_18_backed_up_without_backup_eligibility(api, challenge):
     body = refused(
         api, api.authenticator.get(challenge["options"], ORIGIN, flags=UP | UV | BS), 403, 60324

@@ -119,6 +119,18 @@ def test_listed_localhost_origins_are_the_only_ones_accepted():
     assert not policy.accepts("http://localhost")
 
 
+def test_a_listed_https_localhost_port_is_the_only_one_accepted():
+    """Over https too: a local app at https://localhost:8443 does not let another local
+    app's page (http://localhost:3000) use its passkeys, though the RP id is theirs too."""
+    policy = OriginPolicy.build(rp_id="localhost", origins=["https://localhost:8443"])
+    assert policy.accepts("https://localhost:8443")
+    assert not policy.accepts("http://localhost:3000")
+    assert not policy.accepts("http://localhost:8443")
+    # A bare `localhost` (https://localhost) names no app's port: any http port stays open.
+    policy = OriginPolicy.build(rp_id="localhost", origins=["https://localhost"])
+    assert policy.accepts("http://localhost:3000")
+
+
 def test_an_ipv6_origin_is_taken_as_browsers_write_it():
     from passkeyd.webauthn.origins import normalise_origin
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 _LOCALHOST_DEV = re.compile(r"^http://localhost(:[0-9]{1,5})?$")
+# A localhost origin a service names as its own app's: any over http, or one with its port.
+_LOCALHOST_APP = re.compile(r"^(http://localhost(:[0-9]{1,5})?|https://localhost:[0-9]{1,5})$")
 
 
 _DEFAULT_PORTS = {"https": 443, "http": 80}
@@ -185,10 +187,12 @@ def _built(rp_id: str, origins: tuple[str, ...], top_origins: tuple[str, ...]) -
     return OriginPolicy(
         exact=exact,
         # For development, any port of http://localhost, unless the service names its own
-        # http://localhost origins: then those are the ones it means (a different port is
-        # another origin, perhaps another app).
+        # localhost origins (http://localhost, or https://localhost with its port): then
+        # those are the ones it means (a different port is another origin, perhaps another
+        # app; and the RP id `localhost` is every local app's, so the origin is what tells
+        # them apart). A bare `localhost`, as Twilio's examples write an origin, names none.
         allow_localhost_http=rp_id == "localhost"
-        and not any(_LOCALHOST_DEV.fullmatch(o) for o in exact),
+        and not any(_LOCALHOST_APP.fullmatch(o) for o in exact),
         top_origins=frozenset(normalise_origin(o) for o in top_origins if o.strip()),
     )
 
