@@ -776,6 +776,27 @@ def test_an_es384_packed_attestation_whose_sig_is_no_bytes_is_malformed(api, sig
     assert refused(api, _with_attestation(cred, attestation), 400, 60386)["message"]
 
 
+@pytest.mark.parametrize("alg", [-7.0, True, "-7", None])
+@pytest.mark.parametrize("full", [False, True], ids=["self", "x5c"])
+def test_a_packed_attestation_whose_alg_is_no_integer_is_malformed(api, alg, full):
+    """§8.2: `alg` is a COSEAlgorithmIdentifier, an integer. The statement is not signed,
+    and py_webauthn compared it with ==: a CBOR float -7.0 passed for -7. Nothing stored."""
+    from tests import pki
+
+    api.create_service()
+    device = Authenticator(attestation="packed")
+    if full:
+        device = _full_packed(pki.attestation_leaf(pki.ca("Vendor Root"), AAGUID))
+    cred = device.create(api.create_factor()["options"], ORIGIN)
+    attestation = _attestation(cred)
+    assert attestation["attStmt"]["alg"] == ES256
+    attestation["attStmt"]["alg"] = alg
+    before = api.snapshot()
+    body = refused(api, _with_attestation(cred, attestation), 400, 60386)
+    assert "alg is not an integer" in body["message"]
+    assert api.snapshot() == before
+
+
 @pytest.mark.parametrize("alg", [ES256, ES384])
 def test_step_7_1_21_a_packed_attestation_signed_with_es384_verifies(api, alg):
     """§8.2: `sig` is verified with the certificate's key and the statement's `alg`, which

@@ -192,6 +192,18 @@ def verify_registration(
         raise VerificationFailed(
             Step.ATTESTATION_STATEMENT, "the packed attestation's x5c holds no certificate"
         )
+    if (
+        fmt in ("packed", "tpm", "android-key")
+        and isinstance(raw_statement, dict)
+        and "alg" in raw_statement
+        and type(raw_statement["alg"]) is not int
+    ):
+        # §8.2, §8.3, §8.4: `alg` is a COSEAlgorithmIdentifier, an integer. The statement is
+        # not signed, and the library compares it with ==: a CBOR float -7.0 (or `true` for
+        # 1) passed for -7, as the COSE key's labels are refused (`cose`).
+        raise MalformedResponse(
+            Step.ATTESTATION_OBJECT, "the attestation statement's alg is not an integer"
+        )
     if fmt == "fido-u2f" and algorithm != ES256:
         # §8.6: the credential key becomes a raw P-256 point (two 32-byte coordinates, which
         # `registered_key_algorithm` checked), or the registration fails.
