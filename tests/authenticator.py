@@ -19,7 +19,7 @@ from typing import Any
 
 import cbor2
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, mldsa, padding, rsa
 
 UP, UV, BE, BS, AT, ED = 0x01, 0x04, 0x08, 0x10, 0x40, 0x80
 # Extensions {"x": 1.0} whose 1.0 is a float16 (3 bytes): cbor2 writes it again as a float64
@@ -31,8 +31,14 @@ EXTENSIONS_NOT_ENDING_AUTH_DATA = {
     "extensions-not-a-map": (bytes([0x01]), "the extensions is not a CBOR map"),
 }
 ES256, EDDSA, RS256, PS256, ES384, ES512 = -7, -8, -257, -37, -35, -36
+ML_DSA_44, ML_DSA_65, ML_DSA_87 = -48, -49, -50
 _CURVES = {ES256: (ec.SECP256R1, 1, 32), ES384: (ec.SECP384R1, 2, 48), ES512: (ec.SECP521R1, 3, 66)}
 _HASHES = {ES256: hashes.SHA256, ES384: hashes.SHA384, ES512: hashes.SHA512}
+_ML_DSA = {
+    ML_DSA_44: mldsa.MLDSA44PrivateKey,
+    ML_DSA_65: mldsa.MLDSA65PrivateKey,
+    ML_DSA_87: mldsa.MLDSA87PrivateKey,
+}
 AAGUID = bytes.fromhex("fbfc3007154e4ecc8c0b6e020557d7bd")  # iCloud Keychain's AAGUID
 
 
@@ -57,6 +63,8 @@ class Key:
             return cls(alg, ed25519.Ed25519PrivateKey.generate())
         if alg in (RS256, PS256):
             return cls(alg, rsa.generate_private_key(public_exponent=65537, key_size=2048))
+        if alg in _ML_DSA:
+            return cls(alg, _ML_DSA[alg].generate())
         raise ValueError(alg)
 
     def cose(self) -> bytes:
@@ -79,6 +87,8 @@ class Key:
             return cbor2.dumps(
                 {1: 1, 3: EDDSA, -1: 6, -2: pub.public_bytes(Encoding.Raw, PublicFormat.Raw)}
             )
+        if self.alg in _ML_DSA:  # an AKP key (draft-ietf-cose-dilithium): pub is -1
+            return cbor2.dumps({1: 7, 3: self.alg, -1: pub.public_bytes_raw()})
         n = pub.public_numbers()
         return cbor2.dumps(
             {1: 3, 3: self.alg, -1: n.n.to_bytes(256, "big"), -2: n.e.to_bytes(3, "big")}
@@ -87,7 +97,7 @@ class Key:
     def sign(self, data: bytes) -> bytes:
         if self.alg in _CURVES:
             return self.private.sign(data, ec.ECDSA(_HASHES[self.alg]()))
-        if self.alg == EDDSA:
+        if self.alg == EDDSA or self.alg in _ML_DSA:
             return self.private.sign(data)
         if self.alg == RS256:
             return self.private.sign(data, padding.PKCS1v15(), hashes.SHA256())

@@ -23,7 +23,21 @@ from passkeyd.metadata import OfflineMetadata
 from passkeyd.webauthn import MetadataEntry, StatusReport, TrustStore
 from passkeyd.webauthn.trust import fingerprint
 from tests import pki
-from tests.authenticator import AT, BE, BS, ES256, ES384, ES512, PS256, UP, UV, Authenticator
+from tests.authenticator import (
+    AT,
+    BE,
+    BS,
+    ES256,
+    ES384,
+    ES512,
+    ML_DSA_44,
+    ML_DSA_65,
+    ML_DSA_87,
+    PS256,
+    UP,
+    UV,
+    Authenticator,
+)
 from tests.conftest import ORIGIN, Api
 
 ICLOUD = str(uuid.UUID(bytes=Authenticator().aaguid))
@@ -217,14 +231,14 @@ def test_default_options_offer_es256_eddsa_rs256_and_refuse_es384(api):
     assert "public key algorithm" in r.json()["message"]
 
 
-@pytest.mark.parametrize("alg", [ES384, ES512, PS256])
+@pytest.mark.parametrize("alg", [ES384, ES512, PS256, ML_DSA_44, ML_DSA_65, ML_DSA_87])
 @pytest.mark.parametrize("attestation", ["none", "packed"])
 def test_each_optional_algorithm_registers_and_signs_in(api, alg, attestation):
-    api.create_service(**{"Passkeys.Algorithms": "-7,-35,-36,-37"})
+    api.create_service(**{"Passkeys.Algorithms": "-7,-35,-36,-37,ML-DSA-44,ml-dsa-65,-50"})
     authenticator = Authenticator(alg=alg, attestation=attestation)
     factor = api.create_factor()
     offered = [p["alg"] for p in factor["options"]["publicKey"]["pubKeyCredParams"]]
-    assert offered == [-7, -35, -36, -37]
+    assert offered == [-7, -35, -36, -37, -48, -49, -50]
     r = api.verify_factor(authenticator.create(factor["options"], ORIGIN))
     assert r.status_code == 200, r.text
     challenge = api.challenge(identity="user-0001")

@@ -692,6 +692,10 @@ def test_6_1_extensions_written_unlike_cbor2_writes_them_are_read_as_sent(api, p
         (RS256, lambda k: {**k, -2: b"\xff" * 8}, "exponent must be odd, from 3 to 2^32-1"),
         (RS256, lambda k: {**k, -2: b"\x01\x00\x00"}, "exponent must be odd"),
         (RS256, lambda k: {**k, -2: b"\x01"}, "exponent must be odd"),
+        (-48, lambda k: {**k, -1: k[-1][:-1]}, "ML-DSA-44 key's public key must be 1312 bytes"),
+        (-50, lambda k: {**k, -1: k[-1] + b"\x00"}, "public key must be 2592 bytes"),
+        (-49, lambda k: {**k, -2: b"\x01" * 32}, "holds private key parts"),
+        (-48, lambda k: {**k, 1: 2}, "an ML-DSA-44 key must be a COSE AKP key"),
     ],
     ids=[
         "es256-x-33",
@@ -704,6 +708,10 @@ def test_6_1_extensions_written_unlike_cbor2_writes_them_are_read_as_sent(api, p
         "rsa-e-2^64-1",
         "rsa-e-even",
         "rsa-e-1",
+        "ml-dsa-44-pub-1311",
+        "ml-dsa-87-pub-2593",
+        "ml-dsa-65-priv",
+        "ml-dsa-44-ec2",
     ],  # fmt: skip
 )
 def test_step_7_1_19_a_malformed_public_key_is_refused(api, alg, edit, says):
@@ -714,7 +722,7 @@ def test_step_7_1_19_a_malformed_public_key_is_refused(api, alg, edit, says):
     up to 100x a normal key's verification at every later assertion."""
     import cbor2
 
-    api.create_service(**{"Passkeys.Algorithms": "-7,-8,-35,-36,-257"})
+    api.create_service(**{"Passkeys.Algorithms": "-7,-8,-35,-36,-257,-48,-49,-50"})
     factor = api.create_factor()
     cred = Authenticator(alg=alg).create(factor["options"], ORIGIN)
     attestation = _attestation(cred)

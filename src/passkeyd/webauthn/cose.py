@@ -1,6 +1,6 @@
 """COSE algorithms passkeyd knows, and the one signature py_webauthn 3.0.1 cannot check.
 
-py_webauthn verifies ES256, EdDSA (Ed25519), ES512, PS256 and RS256 signatures; it has no
+py_webauthn verifies ES256, EdDSA (Ed25519), ES512, PS256, RS256 and ML-DSA signatures; it has no
 ES384 (-35) at all. ES384 keys are EC2 on P-384 (libfido2 creates them on YubiKeys), so
 passkeyd decodes those keys and checks their ECDSA/SHA-384 signatures itself, with
 `cryptography`, in both ceremonies.
@@ -18,6 +18,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from .errors import MalformedResponse, Step
 
 ES256, EDDSA, ES384, ES512, PS256, RS256 = -7, -8, -35, -36, -37, -257
+# ML-DSA (FIPS 204), post-quantum: COSE "AKP" keys (draft-ietf-cose-dilithium), which
+# py_webauthn verifies with cryptography's ML-DSA.
+ML_DSA_44, ML_DSA_65, ML_DSA_87 = -48, -49, -50
 
 # Every algorithm a service may offer and accept, and its name, in the order of their COSE
 # identifiers (-7, -8, -35, ...).
@@ -27,13 +30,16 @@ ALGORITHM_NAMES: dict[int, str] = {
     ES384: "ES384",
     ES512: "ES512",
     PS256: "PS256",
+    ML_DSA_44: "ML-DSA-44",
+    ML_DSA_65: "ML-DSA-65",
+    ML_DSA_87: "ML-DSA-87",
     RS256: "RS256",
 }
 SUPPORTED_ALGORITHMS: tuple[int, ...] = tuple(ALGORITHM_NAMES)
 
-# COSE key parameters (RFC 9053): kty 2 = EC2, crv 2 = P-384.
+# COSE key parameters (RFC 9053): kty 2 = EC2, crv 2 = P-384; kty 7 = AKP (ML-DSA).
 _KTY, _ALG, _CRV, _X, _Y = 1, 3, -1, -2, -3
-_EC2, _P384 = 2, 2
+_EC2, _P384, _AKP = 2, 2, 7
 
 
 # The key each algorithm signs with (WebAuthn §5.8.5, RFC 9053): its COSE key type (kty 1
@@ -45,15 +51,20 @@ _KEY_OF_ALGORITHM: dict[int, tuple[int, int | None]] = {
     EDDSA: (1, 6),
     PS256: (3, None),
     RS256: (3, None),
+    ML_DSA_44: (_AKP, None),
+    ML_DSA_65: (_AKP, None),
+    ML_DSA_87: (_AKP, None),
 }
-_KEY_TYPE_NAMES = {1: "OKP", 2: "EC2", 3: "RSA"}
+_KEY_TYPE_NAMES = {1: "OKP", 2: "EC2", 3: "RSA", _AKP: "AKP"}
+# The size of an ML-DSA public key (`pub`, label -1), by parameter set (FIPS 204 Table 2).
+_ML_DSA_PUBLIC_BYTES = {ML_DSA_44: 1312, ML_DSA_65: 1952, ML_DSA_87: 2592}
 _CURVE_NAMES = {1: "P-256", 3: "P-521", 6: "Ed25519"}
 # The size of a point's coordinates on each curve: exact, as RFC 9053 §7.1.1 says leading
 # zero octets MUST be kept (py_webauthn reads any length as an integer).
 _COORDINATE_BYTES = {1: 32, 2: 48, 3: 66, 6: 32}
 # The labels of private key parts (RFC 9053 §7.1.1, §7.2; RFC 8230 §4): `d` of an EC2 or
 # OKP key, and `d`, `p`, `q`, `dP`, `dQ`, `qInv`, `other`, `r_i`, `d_i`, `t_i` of an RSA key.
-_PRIVATE_LABELS = {1: (-4,), 2: (-4,), 3: tuple(range(-12, -2))}
+_PRIVATE_LABELS = {1: (-4,), 2: (-4,), 3: tuple(range(-12, -2)), _AKP: (-2,)}  # (AKP: priv)
 _MIN_RSA_BITS = 2048  # RFC 8812 §2: RSA keys for RS256/PS256 are at least 2048 bits
 # And at most 4096 bits, with a public exponent under 2^32 (65537 in practice): no
 # authenticator makes larger RSA passkeys, and a 16,384-bit key with e = 2^64-1 (accepted
@@ -90,7 +101,14 @@ def registered_key_algorithm(cose_key: bytes) -> int:
         raise MalformedResponse(
             Step.PUBLIC_KEY, f"an {name} key must be on the {_CURVE_NAMES[crv]} curve"
         )
-    if crv is not None:
+    if kty == _AKP:  # pub (-1): the ML-DSA public key, of its parameter set's size
+        size = _ML_DSA_PUBLIC_BYTES[algorithm]
+        public = key.get(-1)
+        if not isinstance(public, bytes) or len(public) != size:
+            raise MalformedResponse(
+                Step.PUBLIC_KEY, f"an {name} key's public key must be {size} bytes"
+            )
+    elif crv is not None:
         size = _COORDINATE_BYTES[crv]
         coordinates = (key.get(_X),) if kty == 1 else (key.get(_X), key.get(_Y))
         if not all(isinstance(c, bytes) and len(c) == size for c in coordinates):
