@@ -37,6 +37,7 @@ from tests.authenticator import (
     UP,
     UV,
     Authenticator,
+    unb64url,
 )
 from tests.conftest import ORIGIN, Api
 
@@ -161,6 +162,22 @@ def test_a_factor_s_own_hints_override_the_service_s(api):
     assert "hints" not in factor["config"]
 
 
+def test_a_factor_without_hints_stores_none_that_an_older_release_would_not_know(api):
+    """A policy is stored without `hints` when it has none: a process of a release before
+    hints (during a rolling upgrade) would otherwise say, of every new factor's, that it
+    does not apply a setting of a newer release."""
+    api.create_service()
+    plain = api.create_factor("user-0001")
+    hinted = api.create_factor("user-0002", config={"hints": ["hybrid"]})
+    db = sqlite3.connect(api.db_path)
+    stored = dict(db.execute("SELECT sid, policy FROM factors").fetchall())
+    db.close()
+    assert "hints" not in json.loads(stored[plain["sid"]])
+    assert json.loads(stored[hinted["sid"]])["hints"] == ["hybrid"]
+    fetched = api.get(f"{api.svc}/Entities/user-0002/Factors/{hinted['sid']}").json()
+    assert fetched["config"]["hints"] == ["hybrid"]
+
+
 @pytest.mark.parametrize(
     "hints", [["usb"], ["hybrid", ""], "nfc", [1], {"security-key": True}, 7, [None]]
 )
@@ -213,9 +230,63 @@ def test_whether_a_passkey_is_discoverable_is_what_its_browser_said(api):
     assert api.verify_factor(credential).json()["metadata"]["discoverable"] is True
 
 
+def test_a_passkey_that_signs_in_without_a_name_is_discoverable(api):
+    """A usernameless challenge (no allowCredentials) is answered only by a discoverable
+    passkey: one whose browser did not say (Twilio's own client SDKs send no
+    clientExtensionResults), or said otherwise, is known to be one from then on. A
+    sign-in for a named user tells nothing."""
+    api.create_service()
+    unsaid = _registered_saying(api, _ABSENT, "user-0001")
+    assert "discoverable" not in unsaid
+    said_no = _registered_saying(api, {"credProps": {"rk": False}}, "user-0002")
+    assert said_no["discoverable"] is False
+
+    def metadata(identity):
+        (factor,) = api.get(f"{api.svc}/Entities/{identity}/Factors").json()["factors"]
+        return factor["metadata"]
+
+    for identity in ("user-0001", "user-0002"):
+        named = api.challenge(identity=identity)
+        assert api.approve(api.authenticator.get(named["options"], ORIGIN)).status_code == 200
+    assert "discoverable" not in metadata("user-0001")
+    assert metadata("user-0002")["discoverable"] is False
+    for identity in ("user-0001", "user-0002"):
+        credential_id = unb64url(metadata(identity)["credential_id"])
+        usernameless = api.challenge()
+        assert usernameless["options"]["publicKey"]["allowCredentials"] == []
+        assertion = api.authenticator.get(usernameless["options"], ORIGIN, credential_id)
+        assert api.approve(assertion).json()["identity"] == identity
+        assert metadata(identity)["discoverable"] is True
+
+
 def test_a_passkey_made_where_discoverable_was_required_is_discoverable(api):
     api.create_service(**{"Passkeys.DiscoverableCredentials": "required"})
     assert _registered_saying(api, _ABSENT)["discoverable"] is True
+
+
+def test_a_required_passkey_verified_without_the_column_is_discoverable(api):
+    """Verified before schema 13, or by an older process during a rollout: its column is
+    NULL, but its policy says its options required a discoverable credential."""
+    import sqlite3
+
+    api.create_service(**{"Passkeys.DiscoverableCredentials": "required"})
+    factor = api.create_factor()
+    assert api.verify_factor(api.authenticator.create(factor["options"], ORIGIN)).status_code == 200
+    db = sqlite3.connect(api.db_path)
+    with db:
+        db.execute("UPDATE factors SET discoverable = NULL")
+    db.close()
+    got = api.get(f"{api.svc}/Entities/user-0001/Factors/{factor['sid']}").json()
+    assert got["metadata"]["discoverable"] is True
+    # (a `preferred` one stays not known: nothing says what its browser made)
+    factor = api.create_factor("user-0002", config={"discoverable_credentials": "preferred"})
+    assert api.verify_factor(api.authenticator.create(factor["options"], ORIGIN)).status_code == 200
+    db = sqlite3.connect(api.db_path)
+    with db:
+        db.execute("UPDATE factors SET discoverable = NULL")
+    db.close()
+    got = api.get(f"{api.svc}/Entities/user-0002/Factors/{factor['sid']}").json()
+    assert "discoverable" not in got["metadata"]
 
 
 # --- algorithms -------------------------------------------------------------------------------

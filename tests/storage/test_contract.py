@@ -798,6 +798,33 @@ def test_challenge_is_approved_exactly_once(store):
     assert approved.credential.sign_count == 1 and approved.date_last_approved == NOW + 1
 
 
+@pytest.mark.parametrize("flagged", [False, True], ids=["counted", "clone-flagged"])
+def test_a_usernameless_approval_latches_discoverable(store, flagged):
+    """`discovered`: the passkey answered a usernameless challenge, so it is discoverable,
+    recorded whether its counter grew or (a counter that went back, under the flag policy)
+    its clone warning was set; without it, `discoverable` is left as it was."""
+    svc = service()
+    store.insert_service(svc)
+    f = verified(store, svc)
+    assert f.credential.discoverable is None
+
+    def approve(count: int, **kw) -> None:
+        c = challenge(None, svc)
+        store.insert_challenge(c)
+        flag = {"flag_counter_regression": True} if flagged else {}
+        outcome = store.approve_challenge(
+            c, f, new_sign_count=count, backed_up=True, now=NOW, **flag, **kw
+        )
+        assert outcome is ApproveOutcome.APPROVED
+
+    approve(5)
+    assert store.get_factor(svc.account_sid, svc.sid, f.sid).credential.discoverable is None
+    approve(1 if flagged else 6, discovered=True)
+    got = store.get_factor(svc.account_sid, svc.sid, f.sid).credential
+    assert got.discoverable is True and got.clone_warning is flagged
+    assert got.sign_count == (5 if flagged else 6)
+
+
 def test_a_challenge_for_one_user_is_never_approved_as_another(store):
     """Only a usernameless challenge learns whose it was: one made for a user is refused
     to another user's factor (the domain checks first; the store holds it too), and

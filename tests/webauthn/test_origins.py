@@ -126,9 +126,22 @@ def test_a_listed_https_localhost_port_is_the_only_one_accepted():
     assert policy.accepts("https://localhost:8443")
     assert not policy.accepts("http://localhost:3000")
     assert not policy.accepts("http://localhost:8443")
-    # A bare `localhost` (https://localhost) names no app's port: any http port stays open.
-    policy = OriginPolicy.build(rp_id="localhost", origins=["https://localhost"])
-    assert policy.accepts("http://localhost:3000")
+    # A bare `localhost` or `localhost:3000`, written without a scheme as Twilio's examples
+    # write origins, names no app: any http port stays open, as it did before.
+    for bare in ("localhost", "localhost:3000"):
+        policy = OriginPolicy.build(rp_id="localhost", origins=[bare])
+        assert policy.accepts("http://localhost:3000")
+
+
+@pytest.mark.parametrize(
+    "listed", ["https://localhost", "https://localhost:443", "HTTPS://localhost/"]
+)
+def test_a_listed_https_localhost_on_its_default_port_is_the_only_one_accepted(listed):
+    """An app at https://localhost (a local proxy on 443) is a local app too: another local
+    app's page (http://localhost:3000) may not use its passkeys."""
+    policy = OriginPolicy.build(rp_id="localhost", origins=[listed])
+    assert policy.accepts("https://localhost")
+    assert not policy.accepts("http://localhost:3000")
 
 
 def test_an_ipv6_origin_is_taken_as_browsers_write_it():

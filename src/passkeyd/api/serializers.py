@@ -131,8 +131,14 @@ def factor_json(f: Factor, base: str, authenticator_status: str | None = None) -
         metadata["backed_up"] = c.backed_up
         metadata["clone_warning"] = c.clone_warning
         metadata["backup_eligible_changed"] = c.backup_eligible_changed
-        if c.discoverable is not None:  # known: the browser said (credProps), or required
-            metadata["discoverable"] = c.discoverable
+        # Known: the browser said (credProps), or its options required one. The latter is
+        # read from the factor's policy, so that it holds too for passkeys verified before
+        # schema 13, or by an older process during a rollout (which leaves the column NULL).
+        discoverable = c.discoverable
+        if discoverable is None and f.policy.discoverable_credentials == "required":
+            discoverable = True
+        if discoverable is not None:
+            metadata["discoverable"] = discoverable
         if f.date_last_approved is not None:
             metadata["date_last_approved"] = iso(f.date_last_approved)
         if authenticator_status is not None:

@@ -479,6 +479,10 @@ class Authentications:
             deliveries=approved,
             backup_eligible_changed=verified.backup_eligible != factor.credential.backup_eligible,
             flag_counter_regression=flag_counter,
+            # A challenge that allowed no credential (usernameless) is answered only by a
+            # discoverable passkey: known now, if its browser did not say at registration.
+            discovered=not challenge.allowed_credentials
+            and factor.credential.discoverable is not True,
         )
         if outcome is ApproveOutcome.NOT_PENDING:
             latest = self.store.get_challenge(account_sid, service_sid, challenge.sid)

@@ -223,6 +223,7 @@ class Store(Protocol):
         deliveries: Sequence[Delivery] = (),
         backup_eligible_changed: bool = False,
         flag_counter_regression: bool = False,
+        discovered: bool = False,
     ) -> ApproveOutcome: ...
     def record_failed_attempt(
         self,

@@ -41,6 +41,7 @@ from passkeyd.domain.store import (
 from .rows import CHALLENGE_COLUMNS, challenge_to_row
 from .sql import (
     DELIVERY_INSERT,
+    DISCOVERED_SET,
     VERIFY_FACTOR,
     SqlStore,
     Tx,
@@ -399,6 +400,7 @@ class PostgresStore(SqlStore):
         deliveries: Sequence[Delivery] = (),
         backup_eligible_changed: bool = False,
         flag_counter_regression: bool = False,
+        discovered: bool = False,
     ) -> ApproveOutcome:
         """As SqlStore's, in one statement instead of a transaction of four round trips or
         more. `pending` locks the challenge while it is pending and unexpired (a concurrent
@@ -414,7 +416,7 @@ class PostgresStore(SqlStore):
             "counted AS (UPDATE factors SET sign_count = %s, backed_up = %s,"
             " date_last_approved = %s, date_updated = %s,"
             " backup_eligible_changed = backup_eligible_changed OR %s"
-            f" WHERE sid = %s AND status = 'verified' AND {grows}"
+            f"{DISCOVERED_SET[discovered]} WHERE sid = %s AND status = 'verified' AND {grows}"
             " AND EXISTS (SELECT 1 FROM pending) RETURNING 1)",
         ]
         args: list[Any] = [challenge.sid, now, factor.entity_sid]
@@ -428,6 +430,7 @@ class PostgresStore(SqlStore):
                 "flagged AS (UPDATE factors SET clone_warning = TRUE, backed_up = %s,"
                 " date_last_approved = %s, date_updated = %s,"
                 " backup_eligible_changed = backup_eligible_changed OR %s"
+                f"{DISCOVERED_SET[discovered]}"
                 " WHERE sid = %s AND status = 'verified' AND NOT EXISTS (SELECT 1 FROM counted)"
                 " AND EXISTS (SELECT 1 FROM pending) RETURNING 1)"
             )

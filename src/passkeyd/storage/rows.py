@@ -79,6 +79,9 @@ def _known(data: dict[str, Any], names: frozenset[str]) -> dict[str, Any]:
 
 _SETTINGS_FIELDS = frozenset(f.name for f in dataclasses.fields(PasskeySettings))
 _POLICY_FIELDS = frozenset(f.name for f in dataclasses.fields(PasskeyPolicy))
+_POLICY_FIELDS_BUT_HINTS = tuple(
+    f.name for f in dataclasses.fields(PasskeyPolicy) if f.name != "hints"
+)
 
 
 def settings_from_json(text: str) -> PasskeySettings:
@@ -91,7 +94,12 @@ def settings_from_json(text: str) -> PasskeySettings:
 
 
 def policy_to_json(policy: PasskeyPolicy) -> str:
-    return dump_json(policy)
+    """Without `hints` when there are none (`policy_from_json` reads them as none): a
+    process of a release before them would say of every factor's that it does not apply
+    a setting of a newer release, which for no hints is not so."""
+    if policy.hints:
+        return dump_json(policy)
+    return dump_json({name: getattr(policy, name) for name in _POLICY_FIELDS_BUT_HINTS})
 
 
 @functools.lru_cache(maxsize=4096)

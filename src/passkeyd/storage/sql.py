@@ -62,6 +62,10 @@ from .rows import (
 )
 from .windows import RateWindows
 
+# What an approval sets of a factor's `discoverable`: nothing, or (the passkey answered a
+# usernameless challenge, which only a discoverable one can) true.
+DISCOVERED_SET = {False: "", True: ", discoverable = TRUE"}
+
 # The factor columns a new factor's row gives (seq is the database's).
 _FACTOR_WIDTH = len(FACTOR_COLUMNS.split(",")) - 1
 
@@ -1256,13 +1260,16 @@ class SqlStore(abc.ABC):
         deliveries: Sequence[Delivery] = (),
         backup_eligible_changed: bool = False,
         flag_counter_regression: bool = False,
+        discovered: bool = False,
     ) -> ApproveOutcome:
         """Consume the challenge and record the assertion on the factor, in one transaction.
 
         The counter moves only forward, and only if no other approval moved it past ours
         meanwhile; otherwise the approval is refused (COUNTER_RACE), or, with
         `flag_counter_regression`, approved with the factor's clone warning set and its
-        counter left where it was. `backup_eligible_changed` latches on the factor."""
+        counter left where it was. `backup_eligible_changed` latches on the factor, and so
+        does `discovered` (the passkey answered a usernameless challenge: it is
+        discoverable) on its `discoverable`."""
         try:
             with self._write() as tx:
                 if challenge.entity_sid == factor.entity_sid:
@@ -1294,7 +1301,8 @@ class SqlStore(abc.ABC):
                 counted = tx.execute(
                     "UPDATE factors SET sign_count = ?, backed_up = ?, date_last_approved = ?,"
                     " date_updated = ?, backup_eligible_changed = backup_eligible_changed OR ?"
-                    " WHERE sid = ? AND status = 'verified'"
+                    + DISCOVERED_SET[discovered]
+                    + " WHERE sid = ? AND status = 'verified'"
                     " AND (sign_count < ? OR (sign_count = 0 AND ? = 0))",
                     (
                         new_sign_count,
@@ -1312,7 +1320,8 @@ class SqlStore(abc.ABC):
                         "UPDATE factors SET clone_warning = ?, backed_up = ?,"
                         " date_last_approved = ?, date_updated = ?,"
                         " backup_eligible_changed = backup_eligible_changed OR ?"
-                        " WHERE sid = ? AND status = 'verified'",
+                        + DISCOVERED_SET[discovered]
+                        + " WHERE sid = ? AND status = 'verified'",
                         (True, backed_up, now, now, backup_eligible_changed, factor.sid),
                     ).rowcount
                 if counted != 1:

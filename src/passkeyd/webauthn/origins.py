@@ -12,8 +12,18 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 _LOCALHOST_DEV = re.compile(r"^http://localhost(:[0-9]{1,5})?$")
-# A localhost origin a service names as its own app's: any over http, or one with its port.
-_LOCALHOST_APP = re.compile(r"^(http://localhost(:[0-9]{1,5})?|https://localhost:[0-9]{1,5})$")
+# A localhost origin a service names as its own app's, written with its scheme (any port,
+# the default one too: an app at https://localhost behind a local proxy is one).
+_LOCALHOST_APP = re.compile(r"^https?://localhost(:[0-9]{1,5})?$")
+
+
+def _names_local_app(configured: str) -> bool:
+    """Whether a configured origin names a local app's own origin. Decided on the entry as
+    written, not as normalised: a bare `localhost` (or `localhost:3000`, as Twilio's
+    scheme-less examples write one) reads as https, though it was not written so, and keeps
+    the development fallback it always kept; `https://localhost` says which app it is."""
+    value = configured.strip()
+    return "://" in value and bool(_LOCALHOST_APP.fullmatch(normalise_origin(value)))
 
 
 _DEFAULT_PORTS = {"https": 443, "http": 80}
@@ -187,12 +197,11 @@ def _built(rp_id: str, origins: tuple[str, ...], top_origins: tuple[str, ...]) -
     return OriginPolicy(
         exact=exact,
         # For development, any port of http://localhost, unless the service names its own
-        # localhost origins (http://localhost, or https://localhost with its port): then
-        # those are the ones it means (a different port is another origin, perhaps another
-        # app; and the RP id `localhost` is every local app's, so the origin is what tells
-        # them apart). A bare `localhost`, as Twilio's examples write an origin, names none.
-        allow_localhost_http=rp_id == "localhost"
-        and not any(_LOCALHOST_APP.fullmatch(o) for o in exact),
+        # localhost origins (http:// or https://localhost, any port): then those are the
+        # ones it means (a different port is another origin, perhaps another app; and the
+        # RP id `localhost` is every local app's, so the origin is what tells them apart).
+        # A bare `localhost[:port]`, as Twilio's examples write an origin, names none.
+        allow_localhost_http=rp_id == "localhost" and not any(_names_local_app(o) for o in origins),
         top_origins=frozenset(normalise_origin(o) for o in top_origins if o.strip()),
     )
 
