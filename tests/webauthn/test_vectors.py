@@ -221,3 +221,30 @@ def test_es384_assertion_with_a_wrong_signature_is_refused():
     with pytest.raises(CeremonyError) as refused:
         authenticate(dict(vector, authentication=dict(auth, credential=credential)))
     assert refused.value.step is Step.SIGNATURE
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "simplewebauthn-tpm-sha256",
+        "py_webauthn-pixel-8a-android-key",
+        "go-webauthn-w3c-l3-packed-es256",
+    ],
+)
+@pytest.mark.parametrize("alg", [-257.0, -7.0, True])
+def test_an_attestation_statement_s_alg_must_be_an_integer(name, alg):
+    """§8.2-8.4: `alg` is a COSEAlgorithmIdentifier. The statement is unsigned, and a CBOR
+    float equal to the real one passed the library's ==. Each format's real statement,
+    with its alg made a float or a boolean, is refused before any signature is checked."""
+    vector = VECTORS[name]
+    credential = vector["registration"]["credential"]
+    attestation = cbor2.loads(b64url_decode(credential["response"]["attestationObject"]))
+    assert type(attestation["attStmt"]["alg"]) is int
+    attestation["attStmt"]["alg"] = alg
+    response = dict(
+        credential["response"], attestationObject=b64url_encode(cbor2.dumps(attestation))
+    )
+    registration = dict(vector["registration"], credential=dict(credential, response=response))
+    with pytest.raises(CeremonyError) as refused:
+        register(dict(vector, registration=registration))
+    assert "alg is not an integer" in str(refused.value)
