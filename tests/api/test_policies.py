@@ -332,7 +332,7 @@ def test_trusted_policy_asks_for_direct_attestation_and_refuses_none(api):
     assert factor["options"]["publicKey"]["attestation"] == "direct"
     before = api.snapshot()
     message = refused(api.verify_factor(api.authenticator.create(factor["options"], ORIGIN)))
-    assert "§7.1.23 attestation trustworthiness" in message
+    assert "§7.1.24 attestation trustworthiness" in message
     assert "no certificate chain" in message
     assert api.snapshot() == before
 
@@ -1030,7 +1030,7 @@ def test_a_counter_that_goes_backwards_is_refused_by_default_and_flagged_when_as
 
 
 def test_conditional_create_registers_without_user_presence_only_where_allowed(api):
-    """L3 §7.1 step 14 checks UP unless the ceremony's mediation was `conditional`: Chrome's
+    """L3 §7.1 step 15 checks UP unless the ceremony's mediation was `conditional`: Chrome's
     and Safari's automatic passkey upgrades register with UP=0. The server cannot see the
     mediation, so a service opts in. Sign-ins still need UP (§7.2 step 16)."""
     api.create_service()

@@ -445,7 +445,7 @@ def test_step_7_1_17_backed_up_but_not_backup_eligible(api, pending):
     assert "§7.1.17" in refused(api, cred, 403, 60311)["message"]
 
 
-def test_step_7_1_19_algorithm_not_offered(api, pending):
+def test_step_7_1_20_algorithm_not_offered(api, pending):
     """400 60385, "Public key invalid": the reference's table names an unsupported alg."""
     cred = api.authenticator.create(pending["options"], ORIGIN, alg=PS256)
     body = refused(api, cred, 400, 60385)
@@ -471,7 +471,7 @@ def test_step_7_1_19_algorithm_not_offered(api, pending):
         (ES256, ES256, {"relabel": (3, 3.0)}, "a label neither an integer nor text"),
     ],
 )
-def test_step_7_1_19_key_not_of_its_algorithm(api, claimed, actual, change, message):
+def test_step_7_1_20_key_not_of_its_algorithm(api, claimed, actual, change, message):
     """A key whose `alg` is one the service offers but whose type or curve is another
     algorithm's (§5.8.5: an ES256 key MUST be on P-256) used to be stored under that `alg`,
     passing a service's `Algorithms=ES256` with a P-384 or P-521 key."""
@@ -493,10 +493,10 @@ def test_step_7_1_19_key_not_of_its_algorithm(api, claimed, actual, change, mess
     attestation["authData"] = auth_data[:key_at] + cbor2.dumps(key)
     cred["response"]["attestationObject"] = b64url(cbor2.dumps(attestation))
     body = refused(api, cred, 400, 60385)
-    assert message in body["message"] and "§7.1.19" in body["message"]
+    assert message in body["message"] and "§7.1.20" in body["message"]
 
 
-def test_step_7_1_21_packed_attestation_signature_invalid(api, pending):
+def test_step_7_1_22_packed_attestation_signature_invalid(api, pending):
     good = Authenticator(attestation="packed").create(pending["options"], ORIGIN)
     # Re-sign nothing: swap in another authenticator's attestation over different data.
     other = Authenticator(attestation="packed").create(pending["options"], ORIGIN)
@@ -514,7 +514,7 @@ def test_step_7_1_21_packed_attestation_signature_invalid(api, pending):
     [{"alg": -7, "sig": b"\x00" * 8}, {"note": "keys no format defines"}],
     ids=["known-fields", "unknown-keys"],
 )
-def test_step_7_1_21_none_attestation_with_a_statement(api, pending, statement):
+def test_step_7_1_22_none_attestation_with_a_statement(api, pending, statement):
     """§8.7: a none attestation statement is the empty map, nothing else."""
     import cbor2
 
@@ -522,10 +522,10 @@ def test_step_7_1_21_none_attestation_with_a_statement(api, pending, statement):
     att = cbor2.loads(unb64url(cred["response"]["attestationObject"]))
     att["attStmt"] = statement
     cred["response"]["attestationObject"] = b64url(cbor2.dumps(att))
-    assert "§7.1.21" in refused(api, cred, 403, 60311)["message"]
+    assert "§7.1.22" in refused(api, cred, 403, 60311)["message"]
 
 
-def test_step_7_1_25_credential_already_registered(api):
+def test_step_7_1_26_credential_already_registered(api):
     api.create_service()
     api.register("user-0001", credential_id=b"\x01" * 32)
     factor = api.create_factor("user-0002")
@@ -534,10 +534,10 @@ def test_step_7_1_25_credential_already_registered(api):
     assert "already registered" in body["message"]
 
 
-def test_step_7_1_24_a_credential_id_over_1023_bytes_is_refused(api, pending):
+def test_step_7_1_25_a_credential_id_over_1023_bytes_is_refused(api, pending):
     cred = api.authenticator.create(pending["options"], ORIGIN, credential_id=b"\x02" * 1024)
     message = refused(api, cred, 403, 60311)["message"]
-    assert "§7.1.24" in message and "over 1023 bytes" in message
+    assert "§7.1.25" in message and "over 1023 bytes" in message
     cred = api.authenticator.create(pending["options"], ORIGIN, credential_id=b"\x02" * 1023)
     factor = api.verify_factor(cred).json()
     assert factor["status"] == "verified"
@@ -714,7 +714,7 @@ def test_6_1_extensions_written_unlike_cbor2_writes_them_are_read_as_sent(api, p
         "ml-dsa-44-ec2",
     ],  # fmt: skip
 )
-def test_step_7_1_19_a_malformed_public_key_is_refused(api, alg, edit, says):
+def test_step_7_1_20_a_malformed_public_key_is_refused(api, alg, edit, says):
     """RFC 9053 §7.1.1 keeps a coordinate's leading zeros (so its size is the curve's), RFC
     8812 asks 2048 bits of an RSA key, and a public key holds no private part: py_webauthn
     reads coordinates of any length as integers, and each of these was stored. An RSA key
@@ -731,7 +731,7 @@ def test_step_7_1_19_a_malformed_public_key_is_refused(api, alg, edit, says):
     key = edit(cbor2.loads(auth_data[key_at:]))
     attestation["authData"] = auth_data[:key_at] + cbor2.dumps(key)
     body = refused(api, _with_attestation(cred, attestation), 400, 60385)
-    assert says in body["message"] and "§7.1.19" in body["message"]
+    assert says in body["message"] and "§7.1.20" in body["message"]
 
 
 def _full_packed(leaf):
@@ -751,7 +751,7 @@ def _full_packed(leaf):
     ],
     ids=["ou", "ca", "aaguid-extension", "aaguid-extension-critical"],
 )
-def test_step_7_1_21_a_packed_certificate_must_meet_8_2_1_under_any_policy(
+def test_step_7_1_22_a_packed_certificate_must_meet_8_2_1_under_any_policy(
     api, pending, leaf_of, says
 ):
     """§8.2 is the packed format's own verification procedure, and its certificate
@@ -762,7 +762,7 @@ def test_step_7_1_21_a_packed_certificate_must_meet_8_2_1_under_any_policy(
     root = pki.ca("Vendor Root")
     cred = _full_packed(leaf_of(pki, root)).create(pending["options"], ORIGIN)
     body = refused(api, cred, 403, 60311)
-    assert says in body["message"] and "§7.1.21" in body["message"]
+    assert says in body["message"] and "§7.1.22" in body["message"]
     honest = _full_packed(pki.attestation_leaf(root, AAGUID)).create(pending["options"], ORIGIN)
     r = api.verify_factor(honest)
     assert (r.status_code, r.json()["status"]) == (200, "verified"), r.text
@@ -806,7 +806,7 @@ def test_a_packed_attestation_whose_alg_is_no_integer_is_malformed(api, alg, ful
 
 
 @pytest.mark.parametrize("alg", [ES256, ES384])
-def test_step_7_1_21_a_packed_attestation_signed_with_es384_verifies(api, alg):
+def test_step_7_1_22_a_packed_attestation_signed_with_es384_verifies(api, alg):
     """§8.2: `sig` is verified with the certificate's key and the statement's `alg`, which
     need not be the credential's: a P-384 attestation key signs with ES384, which py_webauthn
     cannot verify (it refused every such registration). A wrong signature still fails."""
@@ -839,7 +839,7 @@ def _es384_self_attestation(api):
     return cred, stored.key
 
 
-def test_step_7_1_21_an_es384_self_attestation_verifies(api):
+def test_step_7_1_22_an_es384_self_attestation_verifies(api):
     cred, _ = _es384_self_attestation(api)
     assert _attestation(cred)["attStmt"]["alg"] == ES384
     r = api.verify_factor(cred)
@@ -847,18 +847,18 @@ def test_step_7_1_21_an_es384_self_attestation_verifies(api):
 
 
 @pytest.mark.parametrize("alg", [ES256, ES512, RS256])
-def test_step_7_1_21_an_es384_self_attestation_naming_another_alg_is_refused(api, alg):
+def test_step_7_1_22_an_es384_self_attestation_naming_another_alg_is_refused(api, alg):
     """§8.2: a self attestation's `alg` is the credential key's. The signature is the key's
     own, right over the right data: only the `alg` is not its algorithm."""
     cred, _ = _es384_self_attestation(api)
     attestation = _attestation(cred)
     attestation["attStmt"]["alg"] = alg
     body = refused(api, _with_attestation(cred, attestation), 403, 60311)
-    assert "§7.1.21" in body["message"] and "does not match the key" in body["message"]
+    assert "§7.1.22" in body["message"] and "does not match the key" in body["message"]
 
 
 @pytest.mark.parametrize("signer", ["other-data", "other-key"])
-def test_step_7_1_21_an_es384_self_attestation_with_a_wrong_signature_is_refused(api, signer):
+def test_step_7_1_22_an_es384_self_attestation_with_a_wrong_signature_is_refused(api, signer):
     """§8.2: `sig` must verify with the credential key over authenticatorData and the
     clientData's hash: not its signature of anything else, nor another P-384 key's."""
     import hashlib
@@ -875,11 +875,11 @@ def test_step_7_1_21_an_es384_self_attestation_with_a_wrong_signature_is_refused
         key.sign(signed + b"!") if signer == "other-data" else Key.generate(ES384).sign(signed)
     )
     body = refused(api, _with_attestation(cred, attestation), 403, 60311)
-    assert "§7.1.21" in body["message"] and "did not verify" in body["message"]
+    assert "§7.1.22" in body["message"] and "did not verify" in body["message"]
 
 
 @pytest.mark.parametrize("fmt", ["Packed", "packed ", "x-vendor", "NONE"])
-def test_step_7_1_20_an_unknown_attestation_format_is_refused(api, pending, fmt):
+def test_step_7_1_21_an_unknown_attestation_format_is_refused(api, pending, fmt):
     """§7.1.20: `fmt` is matched case-sensitively against the formats supported."""
     cred = Authenticator(attestation="packed").create(pending["options"], ORIGIN)
     attestation = _attestation(cred)
@@ -907,7 +907,7 @@ def test_a_client_data_token_binding_is_not_read(api, pending, attestation):
     assert (r.status_code, r.json()["status"]) == (200, "verified"), r.text
 
 
-def test_step_7_1_21_a_packed_x5c_without_a_certificate_is_refused(api, pending):
+def test_step_7_1_22_a_packed_x5c_without_a_certificate_is_refused(api, pending):
     """§8.2: x5c holds the attestation certificate; an empty one was read as self attestation."""
     cred = Authenticator(attestation="packed").create(pending["options"], ORIGIN)
     attestation = _attestation(cred)
@@ -1034,7 +1034,7 @@ def test_step_7_1_13_an_attestation_object_of_the_wrong_shape_is_malformed(
     refused(api, _with_attestation(cred, attestation), 400, 60386)
 
 
-def test_step_7_1_21_a_packed_certificate_whose_subject_cannot_be_read_is_refused(api, pending):
+def test_step_7_1_22_a_packed_certificate_whose_subject_cannot_be_read_is_refused(api, pending):
     """A subject cryptography cannot read (its countryName an INTEGER) cannot meet §8.2.1:
     it skipped every certificate check, and was verified."""
     from tests import pki

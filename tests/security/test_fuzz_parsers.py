@@ -196,7 +196,7 @@ def cose_keys(draw: st.DrawFn) -> dict[Any, Any]:
 
 
 def test_a_registration_that_verifies_stores_a_usable_public_key():
-    """§7.1.19: what is stored must be a credential public key, or every later sign-in
+    """§7.1.20: what is stored must be a credential public key, or every later sign-in
     with it fails. With `none` attestation nothing else looks at the key."""
     tally = Tally()
     accepted = 0

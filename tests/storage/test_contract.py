@@ -871,7 +871,7 @@ def test_counter_race_rolls_the_approval_back(store):
 
 
 def test_a_counter_equal_to_the_stored_nonzero_one_is_a_counter_race(store):
-    """§7.2.21: a nonzero counter must grow. One equal to the stored count (an assertion
+    """§7.2.22: a nonzero counter must grow. One equal to the stored count (an assertion
     verified against an older count, racing the approval that moved it there) is refused,
     and nothing changes; zero after zero is a synced passkey's, and approved."""
     svc = service()

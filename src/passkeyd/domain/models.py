@@ -59,7 +59,7 @@ class PasskeySettings:
     aaguid_deny: tuple[str, ...] | None = None
     top_origins: tuple[str, ...] | None = None  # pages that may embed a ceremony
     counter_policy: str | None = None  # refuse (default) | flag
-    # allow: a registration need not show user presence (L3 §7.1 step 14's conditional
+    # allow: a registration need not show user presence (L3 §7.1 step 15's conditional
     # create: Chrome's and Safari's automatic passkey upgrades); refuse (default)
     conditional_create: str | None = None
     algorithms: tuple[int, ...] | None = None  # COSE ids offered and accepted

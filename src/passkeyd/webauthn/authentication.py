@@ -55,7 +55,7 @@ def verify_authentication(
     require_user_handle: bool = False,
     counter_must_grow: bool = True,
 ) -> VerifiedAssertion:
-    """Verify an assertion. A counter that did not grow is refused (§7.2.21) unless
+    """Verify an assertion. A counter that did not grow is refused (§7.2.22) unless
     `counter_must_grow` is False: then it is reported as `counter_regressed`."""
     # §7.2.6: when the user was not identified first (usernameless), the userHandle is
     # required; when given, it must name the credential's owner.
@@ -67,7 +67,7 @@ def verify_authentication(
         response.user_handle, expected_user_handle
     ):
         raise VerificationFailed(Step.USER_HANDLE, "userHandle is not the owner of this credential")
-    # §7.2.11-14: clientDataJSON.
+    # §7.2.10-14: clientDataJSON.
     check_client_data(
         response.client_data,
         expected_type="webauthn.get",
@@ -86,7 +86,7 @@ def verify_authentication(
         expected_rp_id=expected_rp_id,
         require_user_verification=require_user_verification,
     )
-    # §7.2.20: signature over authenticatorData || SHA-256(clientDataJSON).
+    # §7.2.21: signature over authenticatorData || SHA-256(clientDataJSON).
     signed = response.authenticator_data + hashlib.sha256(response.client_data.raw).digest()
     if not _signature_verifies(credential_public_key, response.signature, signed):
         raise VerificationFailed(Step.SIGNATURE, "the signature did not verify")
@@ -95,7 +95,7 @@ def verify_authentication(
     # Keychain passkeys registered with BE=0 report BE=1 later (go-webauthn#335, which
     # refused them), and password managers let their users turn backup off for passkeys
     # they hold (KeePassXC, KeePassDX).
-    # §7.2.21: the counter must grow, unless both it and the stored one are zero.
+    # §7.2.22: the counter must grow, unless both it and the stored one are zero.
     new_count = auth_data.sign_count
     regressed = bool(new_count or stored_sign_count) and new_count <= stored_sign_count
     if regressed and counter_must_grow:

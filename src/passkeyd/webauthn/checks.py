@@ -29,7 +29,7 @@ def check_client_data(
     expected_challenge: bytes,
     expected_origins: OriginPolicy,
 ) -> None:
-    """§7.1.7-10 / §7.2.11-14, in that order."""
+    """§7.1.7-11 / §7.2.10-14, in that order."""
     if client_data.type != expected_type:
         raise VerificationFailed(Step.TYPE, f"clientData.type must be {expected_type}")
     if not hmac.compare_digest(client_data.challenge, expected_challenge):
@@ -41,7 +41,7 @@ def check_client_data(
         )
     top = client_data.top_origin
     if client_data.cross_origin:
-        # §7.1.10: an iframe ceremony is accepted only inside a page the RP named.
+        # §7.1.10-11: an iframe ceremony is accepted only inside a page the RP named.
         if top is None:
             raise VerificationFailed(
                 Step.CROSS_ORIGIN, "a cross-origin ceremony must name its topOrigin"
@@ -64,7 +64,7 @@ def check_authenticator_flags(
     require_user_presence: bool = True,
 ) -> None:
     """§7.1.14-17 / §7.2.15-18, in that order. (Only a registration may waive user
-    presence: §7.1 step 14 checks it unless the ceremony's mediation was `conditional`.)"""
+    presence: §7.1 step 15 checks it unless the ceremony's mediation was `conditional`.)"""
     expected = hashlib.sha256(expected_rp_id.encode("utf-8")).digest()
     if not hmac.compare_digest(rp_id_hash, expected):
         raise VerificationFailed(Step.RP_ID_HASH, "rpIdHash is not the hash of this RP id")
@@ -79,7 +79,7 @@ def check_authenticator_flags(
 _AT, _ED = 0x40, 0x80
 # The COSE key of some EdDSA authenticators says a map of 3 items and holds 4 (its `x`
 # uncounted); py_webauthn reads it as 4, and so does the walk below, so that such a key is
-# refused for what it is (its labels are text: §7.1.19), not as bytes after the key.
+# refused for what it is (its labels are text: §7.1.20), not as bytes after the key.
 _MISCOUNTED_EDDSA_KEY = bytes.fromhex("a301634f4b500327206745643235353139")
 
 

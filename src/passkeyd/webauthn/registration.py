@@ -104,9 +104,9 @@ def verify_registration(
     require_user_presence: bool = True,
 ) -> RegisteredCredential:
     """Verify a registration. With `trust_store`, the attestation must also chain to a root
-    the metadata lists for the authenticator (§7.1.23), as of `verification_time` (now).
-    `require_user_presence=False` accepts a conditional create's UP=0 (§7.1 step 14)."""
-    # §7.1.7-10: clientDataJSON.
+    the metadata lists for the authenticator (§7.1.24), as of `verification_time` (now).
+    `require_user_presence=False` accepts a conditional create's UP=0 (§7.1 step 15)."""
+    # §7.1.7-11: clientDataJSON.
     check_client_data(
         response.client_data,
         expected_type="webauthn.create",
@@ -161,7 +161,7 @@ def verify_registration(
     credential_id = attested.credential_id
     if response.credential_id is not None and response.credential_id != credential_id:
         raise MalformedResponse(Step.CREDENTIAL_ID, "id is not the attested credential id")
-    # §7.1.19: the key's algorithm must be one the options offered.
+    # §7.1.20: the key's algorithm must be one the options offered.
     try:
         algorithm = registered_key_algorithm(attested.credential_public_key)
         # The key must load: a point off its curve or a key of the wrong size could never
@@ -180,7 +180,7 @@ def verify_registration(
         ) from exc
     if algorithm not in expected_algorithms:
         raise VerificationFailed(Step.ALGORITHM, f"algorithm {algorithm} was not offered")
-    # §7.1.20-22: the attestation statement, verified by the library for its format.
+    # §7.1.21-22: the attestation statement, verified by the library for its format.
     statement = (
         parse_attestation_statement(raw_statement)  # type: ignore[arg-type]
         if raw_statement is not None
@@ -243,7 +243,7 @@ def verify_registration(
             check_packed_certificate(leaf, extensions=extensions)
         if leaf is not None and extensions:
             check_certified_aaguid(leaf, aaguid, Step.ATTESTATION_STATEMENT)
-    # §7.1.23: the attestation's trustworthiness, when the service requires it.
+    # §7.1.24: the attestation's trustworthiness, when the service requires it.
     metadata: MetadataEntry | None = None
     path: tuple[bytes, ...] = ()
     if trust_store is not None:
@@ -256,7 +256,7 @@ def verify_registration(
         )
         if fmt == "android-safetynet":
             _check_cts_profile_match(statement.response)
-    # §7.1.24: credential id length.
+    # §7.1.25: credential id length.
     if len(credential_id) > MAX_CREDENTIAL_ID_LENGTH:
         raise VerificationFailed(Step.CREDENTIAL_ID_LENGTH, "credential id is over 1023 bytes")
     return RegisteredCredential(
@@ -304,7 +304,7 @@ def _verify_statement_with_library(
     auth_data: AuthenticatorData,
     attested: AttestedCredentialData,
 ) -> None:
-    """§7.1.21: the format's verification procedure, py_webauthn's verifier for `fmt`, called
+    """§7.1.22: the format's verification procedure, py_webauthn's verifier for `fmt`, called
     directly: the steps before it (client data, flags, algorithm) are this module's.
     (`verify_registration_response` repeated them all, and refused a clientData
     `tokenBinding` of `not-supported`, as Edge Legacy sent, which L3 no longer reads.)"""

@@ -1,4 +1,4 @@
-"""Attestation trust (WebAuthn L3 §7.1.23): does the attestation chain to a root the FIDO
+"""Attestation trust (WebAuthn L3 §7.1.24): does the attestation chain to a root the FIDO
 Metadata Service lists for this authenticator, and is the authenticator in good standing?
 
 Pure: the metadata arrives as a `TrustStore` built once by the caller. Two pitfalls of the
@@ -643,7 +643,7 @@ def verify_trust(
     trust_store: TrustStore,
     verification_time: datetime.datetime,
 ) -> MetadataEntry:
-    """§7.1.23: accept only an attestation whose chain ends at a root the metadata lists for
+    """§7.1.24: accept only an attestation whose chain ends at a root the metadata lists for
     this authenticator, whose metadata status is in good standing. Returns the entry.
 
     Raises VerificationFailed(ATTESTATION_TRUST) saying why not.
