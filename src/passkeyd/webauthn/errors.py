@@ -12,8 +12,8 @@ import enum
 
 class Step(enum.Enum):
     """The step of a ceremony that refused. Values cite WebAuthn L3 (reg §7.1 / auth §7.2),
-    numbered as the editor's draft numbers them (w3c/webauthn, November 2026), hidden steps
-    (`<li>` items) counted."""
+    numbered as the editor's draft numbers them (w3c/webauthn main, 146d0db, July 2026),
+    its hidden steps (`<li>` items) counted."""
 
     # Decoding the credential (before the numbered checks).
     CREDENTIAL_ID = "credential id"
