@@ -266,27 +266,22 @@ def test_a_passkey_made_where_discoverable_was_required_is_discoverable(api):
 
 def test_a_required_passkey_verified_without_the_column_is_discoverable(api):
     """Verified before schema 13, or by an older process during a rollout: its column is
-    NULL, but its policy says its options required a discoverable credential."""
-    import sqlite3
-
+    NULL, but its policy says its options required a discoverable credential. (A
+    `preferred` one stays not known: nothing says what its browser made.)"""
     api.create_service(**{"Passkeys.DiscoverableCredentials": "required"})
-    factor = api.create_factor()
-    assert api.verify_factor(api.authenticator.create(factor["options"], ORIGIN)).status_code == 200
-    db = sqlite3.connect(api.db_path)
-    with db:
-        db.execute("UPDATE factors SET discoverable = NULL")
-    db.close()
-    got = api.get(f"{api.svc}/Entities/user-0001/Factors/{factor['sid']}").json()
-    assert got["metadata"]["discoverable"] is True
-    # (a `preferred` one stays not known: nothing says what its browser made)
-    factor = api.create_factor("user-0002", config={"discoverable_credentials": "preferred"})
-    assert api.verify_factor(api.authenticator.create(factor["options"], ORIGIN)).status_code == 200
-    db = sqlite3.connect(api.db_path)
-    with db:
-        db.execute("UPDATE factors SET discoverable = NULL")
-    db.close()
-    got = api.get(f"{api.svc}/Entities/user-0002/Factors/{factor['sid']}").json()
-    assert "discoverable" not in got["metadata"]
+    for identity, config, expected in (
+        ("user-0001", None, True),
+        ("user-0002", {"discoverable_credentials": "preferred"}, None),
+    ):
+        factor = api.create_factor(identity, **({"config": config} if config else {}))
+        credential = api.authenticator.create(factor["options"], ORIGIN)
+        assert api.verify_factor(credential).status_code == 200
+        db = sqlite3.connect(api.db_path)
+        with db:
+            db.execute("UPDATE factors SET discoverable = NULL WHERE sid = ?", (factor["sid"],))
+        db.close()
+        got = api.get(f"{api.svc}/Entities/{identity}/Factors/{factor['sid']}").json()
+        assert got["metadata"].get("discoverable") is expected
 
 
 # --- algorithms -------------------------------------------------------------------------------
