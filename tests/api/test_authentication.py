@@ -899,3 +899,82 @@ def test_an_unknown_passkey_of_a_user_of_the_service_may_be_signalled_to_the_bro
     anonymous = api.authenticator.get(challenge["options"], ORIGIN, user_handle=None)
     r = api.approve(anonymous)
     assert "details" not in _unknown_passkey(r)
+
+
+# --- a challenge's own user verification (passkeyd extension) ------------------------------
+
+
+def test_a_challenge_asking_required_verification_refuses_an_assertion_without_it(api):
+    """A step-up: the service and the passkey prefer user verification, and this one
+    sign-in (before a payment, say) requires it. The approval refuses an assertion without
+    UV and changes nothing; the same challenge then approves one with it."""
+    api.create_service()
+    key = Authenticator(uv=False)
+    api.register("user-0001", authenticator=key)
+    assert api.challenge(identity="user-0001")["options"]["publicKey"]["userVerification"] == (
+        "preferred"
+    )
+    challenge = api.challenge(identity="user-0001", user_verification="required")
+    assert challenge["options"]["publicKey"]["userVerification"] == "required"
+    before = api.snapshot()
+    body = refused(api, key.get(challenge["options"], ORIGIN), 403, 60324)
+    assert "user verified" in body["message"]
+    assert api.snapshot() == before
+    key.uv = True
+    assert api.approve(key.get(challenge["options"], ORIGIN)).json()["status"] == "approved"
+
+
+def test_a_usernameless_challenge_asking_required_verification_requires_it(api):
+    api.create_service()
+    key = Authenticator(uv=False)
+    api.register("user-0001", authenticator=key)
+    challenge = api.challenge(user_verification="required")
+    assert challenge["options"]["publicKey"]["userVerification"] == "required"
+    refused(api, key.get(challenge["options"], ORIGIN), 403, 60324)
+
+
+def test_a_challenge_asking_less_verification_never_lowers_what_is_required(api):
+    """`discouraged` changes what the browser is asked where nothing requires UV; where
+    every passkey (here: the service) requires it, the challenge still asks and requires
+    it."""
+    api.create_service(**{"Passkeys.UserVerification": "required"})
+    key = Authenticator(uv=False)
+    factor = api.create_factor(config={"user_verification": "discouraged"})
+    assert api.verify_factor(key.create(factor["options"], ORIGIN)).status_code == 200
+    api.register("user-0002")
+    laxer = api.challenge(identity="user-0001", user_verification="preferred")
+    assert laxer["options"]["publicKey"]["userVerification"] == "preferred"
+    assert api.approve(key.get(laxer["options"], ORIGIN)).json()["status"] == "approved"
+    strict = api.challenge(identity="user-0002", user_verification="discouraged")
+    assert strict["options"]["publicKey"]["userVerification"] == "required"
+    other = Authenticator(uv=False)
+    other.credentials.update(api.authenticator.credentials)
+    refused(api, other.get(strict["options"], ORIGIN), 403, 60324)
+
+
+@pytest.mark.parametrize("value", ["always", "", 1, True, ["required"], "Required "])
+def test_a_challenge_with_an_invalid_user_verification_is_refused(api, value):
+    api.create_service()
+    api.register("user-0001")
+    before = api.snapshot()
+    r = api.post_json(
+        f"{api.svc}/Passkeys/Challenges", {"identity": "user-0001", "user_verification": value}
+    )
+    if value == "":  # as an SDK writes a field not set: none asked
+        assert r.status_code == 201, r.text
+        return
+    assert (r.status_code, r.json()["code"]) == (400, 60300), r.text
+    assert "user_verification" in r.json()["message"]
+    assert api.snapshot() == before
+
+
+def test_a_challenge_takes_its_user_verification_from_a_form_and_as_twilio_java_writes_it(api):
+    api.create_service()
+    api.register("user-0001")
+    r = api.post_form(
+        f"{api.svc}/Passkeys/Challenges", {"Identity": "user-0001", "UserVerification": "required"}
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["options"]["publicKey"]["userVerification"] == "required"
+    challenge = api.challenge(identity="user-0001", userVerification="DISCOURAGED")
+    assert challenge["options"]["publicKey"]["userVerification"] == "discouraged"

@@ -339,7 +339,9 @@ def document() -> dict[str, Any]:
             "parameters": path_params("ServiceSid"),
             "post": op("Create an authentication challenge", 201, ref("PasskeysChallenge"),
                        requestBody=json_body({"type": "object", "properties": {
-                           "identity": STR, "factor_sid": STR}})),
+                           "identity": STR, "factor_sid": STR,
+                           "user_verification": {"enum": ["required", "preferred",
+                                                          "discouraged"]}}})),
         },
         SVC + "/Passkeys/ApproveChallenge": {
             "parameters": path_params("ServiceSid"),

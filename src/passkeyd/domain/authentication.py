@@ -40,6 +40,7 @@ from .errors import (
     FactorRelyingPartyMismatch,
     FactorSidInvalid,
     FactorUnverified,
+    InvalidParam,
     NotFound,
     TooManyRequests,
 )
@@ -61,6 +62,7 @@ from .models import (
     Service,
 )
 from .policy import (
+    USER_VERIFICATION,
     origins_in_force,
     service_requires_user_verification,
     usernameless_request,
@@ -193,18 +195,45 @@ class Authentications:
         return entity.sid, entity.identity, factors
 
     def create_challenge(
-        self, account_sid: str, service_sid: str, *, identity: object, factor_sid: object
+        self,
+        account_sid: str,
+        service_sid: str,
+        *,
+        identity: object,
+        factor_sid: object,
+        user_verification: object = None,
     ) -> Challenge:
         return finish(
             self.create_challenge_steps(
-                account_sid, service_sid, identity=identity, factor_sid=factor_sid
+                account_sid,
+                service_sid,
+                identity=identity,
+                factor_sid=factor_sid,
+                user_verification=user_verification,
             )
         )
 
     def create_challenge_steps(
-        self, account_sid: str, service_sid: str, *, identity: object, factor_sid: object
+        self,
+        account_sid: str,
+        service_sid: str,
+        *,
+        identity: object,
+        factor_sid: object,
+        user_verification: object = None,
     ) -> Steps[Challenge]:
-        """`create_challenge` in steps (see `steps`): it yields before its one write."""
+        """`create_challenge` in steps (see `steps`): it yields before its one write.
+
+        `user_verification` (a passkeyd extension) is what this sign-in asks of user
+        verification: `required` makes the approval require it (a step-up before a payment,
+        say), whatever the passkeys and the service ask; `preferred` or `discouraged` only
+        change what the browser is asked, and never lower a challenge that would ask
+        `required` (every one of the user's passkeys requires it)."""
+        if user_verification is not None and user_verification not in USER_VERIFICATION:
+            raise InvalidParam(
+                "Invalid parameter: user_verification must be one of "
+                + ", ".join(USER_VERIFICATION)
+            )
         service = self.store.get_service(account_sid, service_sid)
         if service is None:
             raise NotFound(f"The requested resource /Services/{service_sid} was not found")
@@ -226,9 +255,11 @@ class Authentications:
                 rp_id = factors[-1].policy.rp_id
             factors = [f for f in factors if f.policy.rp_id == rp_id]
             rp_id, rp_name = factors[-1].policy.rp_id, factors[-1].policy.rp_name
-            user_verification = _asked_user_verification(factors, service.passkeys)
+            asked = _asked_user_verification(factors, service.passkeys)
         else:  # usernameless: the service's relying party
-            rp_id, rp_name, user_verification = usernameless_request(service.passkeys)
+            rp_id, rp_name, asked = usernameless_request(service.passkeys)
+        if user_verification is not None and asked != "required":
+            asked = str(user_verification)
         challenge_bytes = secrets.token_bytes(CHALLENGE_BYTES)
         allow = [
             (f.credential.credential_id, f.credential.transports)
@@ -245,13 +276,13 @@ class Authentications:
             factor_sid=factor_sid if isinstance(factor_sid, str) else "",
             challenge=challenge_bytes,
             rp_id=rp_id,
-            user_verification=user_verification,
+            user_verification=asked,
             options=request_options(
                 rp_id=rp_id,
                 rp_name=rp_name,
                 challenge=challenge_bytes,
                 allow=allow,
-                user_verification=user_verification,
+                user_verification=asked,
                 hints=service.passkeys.hints or (),
             ),
             allowed_credentials=tuple(a[0] for a in allow),

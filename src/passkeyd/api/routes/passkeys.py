@@ -178,7 +178,8 @@ def _known(fields: tuple[str, ...]) -> frozenset[str]:
 
 
 _FACTOR_FIELDS = ("friendly_name", "identity", "config")
-_CHALLENGE_FIELDS = ("identity", "factor_sid")
+# user_verification: passkeyd extension, what this sign-in asks of user verification
+_CHALLENGE_FIELDS = ("identity", "factor_sid", "user_verification")
 
 
 @endpoint
@@ -285,6 +286,7 @@ async def create_challenge(call: Call) -> tuple[int, Any]:
         call.path("service_sid"),
         identity=_absent_as_none(pick(data, "identity")),
         factor_sid=_absent_as_none(pick(data, "factor_sid")),
+        user_verification=_absent_as_none(_enum_value(pick(data, "user_verification"))),
     )
     return 201, challenge_json(challenge, call.base, call.domain.clock(), endpoint="Challenges")
 
