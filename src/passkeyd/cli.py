@@ -988,7 +988,7 @@ def parser() -> argparse.ArgumentParser:
             description="revoked: the verified passkeys of every authenticator model the FIDO"
             " metadata in use (PASSKEYD_MDS_BLOB, else the packaged metadata) reports REVOKED"
             " or compromised today, one JSON line each; refused_at_sign_in is true where the"
-            " service's AttestationPolicy is trusted, whose sign-ins refuse them.",
+            " service's AttestationPolicy is trusted or checked, whose sign-ins refuse them.",
         )
     )
     passkeys.add_argument("action", choices=["revoked"])

@@ -1222,3 +1222,90 @@ def test_an_attested_value_this_release_cannot_read_is_not_a_500(domain, db_path
             root.der,), status_reports=(StatusReport("REVOKED", "2020-01-01"),))])  # fmt: skip
         challenge = api.challenge(identity="user-0001")
         assert "as REVOKED" in refused(api.approve(key.get(challenge["options"], ORIGIN)), 60324)
+
+
+# --- checked attestation: a chain, when there is one, must lead to the metadata's root -----
+
+
+@contextlib.contextmanager
+def _checked(domain, db_path):
+    """A service with `checked` attestation; a packed key chaining to the root the metadata
+    lists for YUBIKEY_5 (`good`), and one chaining to an attacker's root of the same name."""
+    root = pki.ca("Vendor Root")
+    aaguid = bytes.fromhex(YUBIKEY_5.replace("-", ""))
+    leaf = pki.attestation_leaf(root, aaguid)
+    evil = pki.ca("Vendor Root")
+    evil_leaf = pki.attestation_leaf(evil, aaguid)
+    fixed = FixedTrust(root.der, YUBIKEY_5)
+    trusting = dataclasses.replace(domain, metadata=fixed)
+    with TestClient(create_app(trusting), base_url="http://testserver") as client:
+        account, token = trusting.accounts.create_account("checked")
+        api = Api(client, db_path, account.sid, (account.sid, token))
+        api.create_service(**{"Passkeys.AttestationPolicy": "checked"})
+        good = Authenticator(
+            attestation="packed", aaguid=aaguid, x5c=[leaf.der], attestation_key=leaf.key
+        )
+        bad = Authenticator(
+            attestation="packed", aaguid=aaguid, x5c=[evil_leaf.der, evil.der],
+            attestation_key=evil_leaf.key,
+        )  # fmt: skip
+        yield api, good, bad, fixed, root
+
+
+def test_checked_policy_accepts_none_and_self_attestation(domain, db_path):
+    """WebAuthn §7.1 step 24 lets a relying party accept none and self attestation; the
+    FIDO conformance tools expect a server that checks chains to accept both."""
+    with _checked(domain, db_path) as (api, _, _, _, _):
+        factor = api.create_factor()
+        assert factor["options"]["publicKey"]["attestation"] == "direct"
+        none = api.verify_factor(api.authenticator.create(factor["options"], ORIGIN))
+        assert none.json()["status"] == "verified", none.text
+        self_attested = Authenticator(attestation="packed")
+        factor = api.create_factor("user-0002")
+        r = api.verify_factor(self_attested.create(factor["options"], ORIGIN))
+        assert r.json()["status"] == "verified", r.text
+
+
+def test_checked_policy_refuses_a_chain_to_the_attackers_own_root(domain, db_path):
+    with _checked(domain, db_path) as (api, good, bad, _, _):
+        factor = api.create_factor()
+        before = api.snapshot()
+        message = refused(api.verify_factor(bad.create(factor["options"], ORIGIN)))
+        assert "the attestation chain does not lead to a root of Test Key" in message
+        assert api.snapshot() == before
+        registered = api.verify_factor(good.create(factor["options"], ORIGIN)).json()
+        assert registered["metadata"]["authenticator_name"] == "YubiKey 5 Series"
+
+
+def test_checked_policy_refuses_a_chain_of_a_model_the_metadata_does_not_list(domain, db_path):
+    with _checked(domain, db_path) as (api, _, _, _, _):
+        root = pki.ca("Other Root")
+        other = bytes.fromhex("11" * 16)
+        leaf = pki.attestation_leaf(root, other)
+        unknown = Authenticator(
+            attestation="packed", aaguid=other, x5c=[leaf.der], attestation_key=leaf.key
+        )
+        factor = api.create_factor()
+        message = refused(api.verify_factor(unknown.create(factor["options"], ORIGIN)))
+        assert "is not listed in the FIDO Metadata Service" in message
+
+
+def test_a_checked_service_refuses_sign_ins_of_an_attested_model_reported_later(
+    domain, db_path
+):
+    """An attested passkey of a checked service is held to its model's status at sign-in,
+    as a trusted service's is; one registered with none attestation has no model to hold."""
+    with _checked(domain, db_path) as (api, good, _, fixed, root):
+        api.register("user-0001", authenticator=good)
+        plain = Authenticator()
+        api.register("user-0002", authenticator=plain)
+        entry = MetadataEntry("Test Key", YUBIKEY_5, root_certificates=(root.der,),
+                              status_reports=(StatusReport("REVOKED", "2020-01-01"),))  # fmt: skip
+        fixed._store = TrustStore([entry])
+        challenge = api.challenge(identity="user-0001")
+        assert "now reports Test Key as REVOKED" in refused(
+            api.approve(good.get(challenge["options"], ORIGIN)), 60324
+        )
+        challenge = api.challenge(identity="user-0002")
+        approved = api.approve(plain.get(challenge["options"], ORIGIN))
+        assert approved.json()["status"] == "approved", approved.text

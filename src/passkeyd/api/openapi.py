@@ -47,7 +47,7 @@ PASSKEYS = obj(
         "user_verification": NSTR,
         "attestation": STR,
         # passkeyd extensions, present only when set
-        "attestation_policy": {"enum": ["any", "trusted"]},
+        "attestation_policy": {"enum": ["any", "checked", "trusted"]},
         "counter_policy": {"enum": ["refuse", "flag"]},
         "conditional_create": {"enum": ["refuse", "allow"]},
         "aaguid_allow": {"type": "array", "items": STR},
@@ -284,7 +284,7 @@ SERVICE_FORM = form({
     "Passkeys.Attestation": {"description": "passkeyd extension",
                              "enum": ["none", "indirect", "direct", "enterprise"]},
     "Passkeys.AttestationPolicy": {"description": "passkeyd extension; empty unsets",
-                                   "enum": ["any", "trusted", ""]},
+                                   "enum": ["any", "checked", "trusted", ""]},
     "Passkeys.AaguidAllow": {"description": "passkeyd extension; comma-separated AAGUIDs", **STR},
     "Passkeys.AaguidDeny": {"description": "passkeyd extension; comma-separated AAGUIDs", **STR},
     "Passkeys.TopOrigins": {"description": "passkeyd extension; comma-separated origins", **STR},

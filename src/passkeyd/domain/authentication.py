@@ -63,6 +63,7 @@ from .models import (
 )
 from .policy import (
     USER_VERIFICATION,
+    checks_attestation,
     origins_in_force,
     service_requires_user_verification,
     usernameless_request,
@@ -240,7 +241,11 @@ class Authentications:
         entity_sid, ident, factors = self._factors_for(
             account_sid, service_sid, identity, factor_sid
         )
-        if len(factors) > 1 and service.passkeys.attestation_policy == "trusted" and self.metadata:
+        if (
+            len(factors) > 1
+            and checks_attestation(service.passkeys.attestation_policy)
+            and self.metadata
+        ):
             # Not the passkeys this service's sign-in would refuse for their model's status,
             # so that the browser offers the others; unless no other is left (then the user
             # is told why, not asked by the browser for a passkey they do not have).
@@ -435,7 +440,10 @@ class Authentications:
                     require_user_handle=not challenge.allowed_credentials,
                     counter_must_grow=not flag_counter,
                 )
-                if service.passkeys.attestation_policy == "trusted" and self.metadata is not None:
+                if (
+                    checks_attestation(service.passkeys.attestation_policy)
+                    and self.metadata is not None
+                ):
                     self._check_standing(factor.credential, now)
             except CeremonyError as exc:
                 refusal = AssertionRefused(exc)

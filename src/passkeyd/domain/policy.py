@@ -23,7 +23,11 @@ ATTACHMENTS = ("platform", "cross-platform", "any")
 DISCOVERABLE = ("required", "preferred", "discouraged")
 USER_VERIFICATION = ("required", "preferred", "discouraged")
 ATTESTATION = ("none", "indirect", "direct", "enterprise")
-ATTESTATION_POLICIES = ("any", "trusted")
+# any: attestation is verified as far as it goes, and trusted whatever signed it; checked: a
+# certificate chain, when there is one, must lead to a root the FIDO metadata lists for the
+# model (none and self attestation are accepted, as WebAuthn §7.1 step 24 lets a relying
+# party accept them); trusted: every attestation must (none and self are refused).
+ATTESTATION_POLICIES = ("any", "checked", "trusted")
 COUNTER_POLICIES = ("refuse", "flag")
 CONDITIONAL_CREATE = ("refuse", "allow")
 HINTS = ("security-key", "client-device", "hybrid")  # WebAuthn L3 PublicKeyCredentialHint
@@ -136,8 +140,8 @@ def resolve_policy(requested: PasskeySettings, service: PasskeySettings) -> Pass
         user_verification=str(criteria["user_verification"]),
         attestation=_set(requested.attestation)
         or _set(service.attestation)
-        # Trusted attestation needs a certificate chain: ask for one.
-        or ("direct" if service.attestation_policy == "trusted" else "none"),
+        # Trusted (or checked) attestation needs a certificate chain: ask for one.
+        or ("direct" if checks_attestation(service.attestation_policy) else "none"),
         top_origins=tuple(service.top_origins or ()),
         algorithms=tuple(service.algorithms or DEFAULT_ALGORITHMS),
         origins_from_service=not requested.rp_origins,
@@ -211,3 +215,9 @@ def _has_rp_of(service: PasskeySettings, policy: PasskeyPolicy) -> bool:
     """The service still has the passkey's RP id (stored RP ids are lower-case; a service's
     stored before that may not be)."""
     return bool(service.rp_id) and str(service.rp_id).lower() == policy.rp_id
+
+
+def checks_attestation(attestation_policy: str | None) -> bool:
+    """Whether a service's attestation chains are checked against the FIDO metadata, and
+    so its attested passkeys held to their model's status at sign-in: `trusted`, `checked`."""
+    return attestation_policy in ("trusted", "checked")

@@ -37,7 +37,12 @@ from .ids import new_sid
 from .limits import RateLimiter
 from .metadata import Metadata
 from .models import Credential, Entity, Factor, FactorStatus, PasskeySettings
-from .policy import MAX_NAME_LENGTH, check_authenticator_lists, resolve_policy
+from .policy import (
+    MAX_NAME_LENGTH,
+    check_authenticator_lists,
+    checks_attestation,
+    resolve_policy,
+)
 from .steps import Steps, finish
 from .store import CredentialConflict, InsertOutcome, StorageUnavailable, Store
 
@@ -217,7 +222,8 @@ class Registrations:
         if now >= factor.registration_expires:
             raise ChallengeExpired("Challenge expired: create a new factor")
         policy = factor.policy
-        trusted = service.passkeys.attestation_policy == "trusted"
+        attestation_policy = service.passkeys.attestation_policy
+        checked = checks_attestation(attestation_policy)
         try:
             registered = verify_registration(
                 response,
@@ -230,7 +236,9 @@ class Registrations:
                 # Read from the service now, as its other security policies are.
                 require_user_presence=service.passkeys.conditional_create != "allow",
                 expected_algorithms=policy.algorithms,
-                trust_store=self.metadata.trust_store() if trusted else None,
+                trust_store=self.metadata.trust_store() if checked else None,
+                # (`checked` accepts none and self attestation: no chain to check)
+                require_attestation_chain=attestation_policy == "trusted",
                 verification_time=datetime.datetime.fromtimestamp(now, datetime.UTC),
             )
             model = registered.aaguid

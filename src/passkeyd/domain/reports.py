@@ -18,6 +18,7 @@ from .authentication import credential_standing, standings_on
 from .clock import Clock
 from .metadata import Metadata
 from .models import AuditEvent, Factor
+from .policy import checks_attestation
 from .store import Store
 
 
@@ -57,7 +58,7 @@ class Reports:
             if key not in trusted:
                 service = self.store.get_service(*key)
                 policy = service.passkeys.attestation_policy if service else None
-                trusted[key] = policy == "trusted"
+                trusted[key] = checks_attestation(policy)
             entry, status = found
             yield ReportedPasskey(factor, entry.description, status, trusted[key])
 

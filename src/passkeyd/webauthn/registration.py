@@ -102,9 +102,11 @@ def verify_registration(
     trust_store: TrustStore | None = None,
     verification_time: datetime.datetime | None = None,
     require_user_presence: bool = True,
+    require_attestation_chain: bool = True,
 ) -> RegisteredCredential:
     """Verify a registration. With `trust_store`, the attestation must also chain to a root
-    the metadata lists for the authenticator (§7.1.24), as of `verification_time` (now).
+    the metadata lists for the authenticator (§7.1.24), as of `verification_time` (now);
+    `require_attestation_chain=False` accepts none and self attestation, which have none.
     `require_user_presence=False` accepts a conditional create's UP=0 (§7.1 step 15)."""
     # §7.1.7-11: clientDataJSON.
     check_client_data(
@@ -246,7 +248,7 @@ def verify_registration(
     # §7.1.24: the attestation's trustworthiness, when the service requires it.
     metadata: MetadataEntry | None = None
     path: tuple[bytes, ...] = ()
-    if trust_store is not None:
+    if trust_store is not None and (chain or require_attestation_chain):
         metadata, path = verify_trust_path(
             fmt=fmt,
             aaguid=aaguid,
