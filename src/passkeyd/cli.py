@@ -1,5 +1,5 @@
-"""The `passkeyd` command: serve, demo, migrate, check-config, accounts, keys, services, audit,
-passkeys, metadata."""
+"""The `passkeyd` command: serve, demo, conformance, migrate, check-config, accounts, keys,
+services, audit, passkeys, metadata."""
 
 from __future__ import annotations
 
@@ -950,6 +950,12 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="listen port (PASSKEYD_PORT, default 8080)")
     serve.add_argument("--workers", type=int, help="worker processes (PASSKEYD_WORKERS)")
     sub.add_parser("demo", help="run the demo relying party (passkeyd demo --help)", add_help=False)
+    sub.add_parser(
+        "conformance",
+        help="run the FIDO conformance tools' server API on a service (passkeyd conformance"
+        " --help)",
+        add_help=False,
+    )
     with_db(sub.add_parser("migrate", help="apply schema migrations (JSON out)"))
     with_db(sub.add_parser("check-config", help="validate settings, reach the database"))
 
@@ -1050,6 +1056,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .web.demo import main as demo_main
 
         return demo_main(argv[1:])
+    if argv[:1] == ["conformance"]:  # the same: a relying party on the API
+        from .web.conformance import main as conformance_main
+
+        return conformance_main(argv[1:])
     args = parser().parse_args(argv)
     if unread := _options_not_read(args):
         sys.stderr.write(f"passkeyd: {args.command} {args.action} does not take {unread}\n")

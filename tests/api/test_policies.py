@@ -1290,9 +1290,7 @@ def test_checked_policy_refuses_a_chain_of_a_model_the_metadata_does_not_list(do
         assert "is not listed in the FIDO Metadata Service" in message
 
 
-def test_a_checked_service_refuses_sign_ins_of_an_attested_model_reported_later(
-    domain, db_path
-):
+def test_a_checked_service_refuses_sign_ins_of_an_attested_model_reported_later(domain, db_path):
     """An attested passkey of a checked service is held to its model's status at sign-in,
     as a trusted service's is; one registered with none attestation has no model to hold."""
     with _checked(domain, db_path) as (api, good, _, fixed, root):

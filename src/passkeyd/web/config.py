@@ -34,15 +34,22 @@ class DemoConfig:
     users_db: str
     ceremony_timeout: float
     wait: float = 60.0  # seconds to wait at start-up for passkeyd to answer
+    # The created service's Passkeys.AttestationPolicy (`passkeyd conformance`'s option).
+    attestation_policy: str | None = None
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="passkeyd demo",
-        description="A demo relying party: sign up and sign in with passkeys through passkeyd.",
-    )
+DEMO = "A demo relying party: sign up and sign in with passkeys through passkeyd."
+
+
+def parser(
+    prog: str = "passkeyd demo", description: str = DEMO, port: int = 8081
+) -> argparse.ArgumentParser:
+    """The demo's options; another relying party on the same parts (`passkeyd conformance`)
+    names itself and its port, and has no pages (no user map, no ceremony timeout)."""
+    p = argparse.ArgumentParser(prog=prog, description=description)
+    pages = description == DEMO
     p.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8081, help="listen port (default 8081)")
+    p.add_argument("--port", type=int, default=port, help=f"listen port (default {port})")
     p.add_argument(
         "--passkeyd-url",
         default="http://127.0.0.1:8080",
@@ -76,17 +83,26 @@ def parser() -> argparse.ArgumentParser:
         default="none",
         help="the attestation asked of authenticators (default none)",
     )
-    p.add_argument(
-        "--users-db",
-        default=":memory:",
-        help="SQLite file for the name -> identity map (default: in memory, lost on restart)",
-    )
-    p.add_argument(
-        "--ceremony-timeout",
-        type=float,
-        default=120.0,
-        help="seconds a page waits for the authenticator before giving up (default 120)",
-    )
+    if not pages:
+        created.add_argument(
+            "--attestation-policy",
+            choices=("any", "checked", "trusted"),
+            default="checked",
+            help="how attestation is trusted (default checked: a certificate chain must lead"
+            " to a root in the FIDO metadata in use; none and self attestation are accepted)",
+        )
+    if pages:
+        p.add_argument(
+            "--users-db",
+            default=":memory:",
+            help="SQLite file for the name -> identity map (default: in memory, lost on restart)",
+        )
+        p.add_argument(
+            "--ceremony-timeout",
+            type=float,
+            default=120.0,
+            help="seconds a page waits for the authenticator before giving up (default 120)",
+        )
     p.add_argument(
         "--wait",
         type=float,
@@ -103,10 +119,18 @@ def _default_origins(rp_id: str, port: int) -> tuple[str, ...]:
     return (f"https://{rp_id}",)
 
 
-def parse_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> DemoConfig:
+def parse_config(
+    argv: Sequence[str] | None,
+    environ: Mapping[str, str],
+    prog: str = "passkeyd demo",
+    description: str = DEMO,
+    port: int = 8081,
+) -> DemoConfig:
     """Settings from argv and environ. Raises SystemExit(2) on bad usage, ConfigError on a
     setting that is present but cannot work."""
-    args = parser().parse_args(argv)
+    args = parser(prog, description, port).parse_args(argv)
+    args.users_db = getattr(args, "users_db", ":memory:")
+    args.ceremony_timeout = getattr(args, "ceremony_timeout", 120.0)
     account_sid = args.account_sid or environ.get("PASSKEYD_ACCOUNT_SID", "")
     auth_token = args.auth_token or environ.get("PASSKEYD_AUTH_TOKEN", "")
     if not account_sid or not auth_token:
@@ -138,4 +162,5 @@ def parse_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Demo
         users_db=args.users_db,
         ceremony_timeout=args.ceremony_timeout,
         wait=args.wait,
+        attestation_policy=getattr(args, "attestation_policy", None),
     )

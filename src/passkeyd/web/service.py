@@ -24,9 +24,9 @@ class DemoService:
         return self.origins[0] + "/" if self.origins else ""
 
 
-def service_form(config: DemoConfig) -> dict[str, str]:
-    return {
-        "FriendlyName": "passkeyd demo",
+def service_form(config: DemoConfig, friendly_name: str = "passkeyd demo") -> dict[str, str]:
+    form = {
+        "FriendlyName": friendly_name,
         "Passkeys.RelyingParty.Id": config.rp_id,
         "Passkeys.RelyingParty.Name": config.rp_name,
         "Passkeys.RelyingParty.Origins": ",".join(config.origins),
@@ -35,6 +35,9 @@ def service_form(config: DemoConfig) -> dict[str, str]:
         "Passkeys.UserVerification": config.user_verification,
         "Passkeys.Attestation": config.attestation,
     }
+    if config.attestation_policy is not None:
+        form["Passkeys.AttestationPolicy"] = config.attestation_policy
+    return form
 
 
 def _from_json(service: dict[str, Any], *, created: bool) -> DemoService:
@@ -49,9 +52,12 @@ def _from_json(service: dict[str, Any], *, created: bool) -> DemoService:
     )
 
 
-async def prepare_service(client: VerifyClient, config: DemoConfig) -> DemoService:
+async def prepare_service(
+    client: VerifyClient, config: DemoConfig, friendly_name: str = "passkeyd demo"
+) -> DemoService:
     """Fetch the configured service, or create one. Raises VerifyError / PasskeydUnreachable,
     so a wrong URL or credential stops the demo at start-up rather than at the first sign-in."""
     if config.service_sid:
         return _from_json(await client.fetch_service(config.service_sid), created=False)
-    return _from_json(await client.create_service(service_form(config)), created=True)
+    form = service_form(config, friendly_name)
+    return _from_json(await client.create_service(form), created=True)

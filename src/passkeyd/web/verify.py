@@ -122,13 +122,20 @@ class VerifyClient:
     # --- Passkeys ceremonies (JSON bodies) -------------------------------------------------
 
     async def create_factor(
-        self, service_sid: str, *, identity: str, friendly_name: str
+        self,
+        service_sid: str,
+        *,
+        identity: str,
+        friendly_name: str,
+        config: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """A new unverified passkey factor; its `options` go to navigator.credentials.create."""
+        """A new unverified passkey factor; its `options` go to navigator.credentials.create.
+        `config`: the factor's own settings (`user_verification`, `attestation`, ...)."""
+        body: dict[str, Any] = {"friendly_name": friendly_name, "identity": identity}
+        if config:
+            body["config"] = dict(config)
         result: dict[str, Any] = await self._call(
-            "POST",
-            _path("v2", "Services", service_sid, "Passkeys", "Factors"),
-            json={"friendly_name": friendly_name, "identity": identity},
+            "POST", _path("v2", "Services", service_sid, "Passkeys", "Factors"), json=body
         )
         return result
 
@@ -140,9 +147,14 @@ class VerifyClient:
         )
         return result
 
-    async def create_challenge(self, service_sid: str, *, identity: str | None) -> dict[str, Any]:
-        """A sign-in challenge; without an identity, any discoverable passkey may answer it."""
+    async def create_challenge(
+        self, service_sid: str, *, identity: str | None, user_verification: str | None = None
+    ) -> dict[str, Any]:
+        """A sign-in challenge; without an identity, any discoverable passkey may answer it.
+        `user_verification`: what this sign-in asks of it (`required`: a step-up)."""
         body = {"identity": identity} if identity is not None else {}
+        if user_verification is not None:
+            body["user_verification"] = user_verification
         result: dict[str, Any] = await self._call(
             "POST", _path("v2", "Services", service_sid, "Passkeys", "Challenges"), json=body
         )
