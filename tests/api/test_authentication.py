@@ -978,3 +978,18 @@ def test_a_challenge_takes_its_user_verification_from_a_form_and_as_twilio_java_
     assert r.json()["options"]["publicKey"]["userVerification"] == "required"
     challenge = api.challenge(identity="user-0001", userVerification="DISCOURAGED")
     assert challenge["options"]["publicKey"]["userVerification"] == "discouraged"
+
+
+def test_a_challenge_asking_discouraged_still_prefers_uv_while_a_passkey_requires_it(api):
+    """The user has a passkey that requires UV and one that does not: the challenge asks
+    `preferred` so the first's authenticator verifies the user; `discouraged` would make
+    it skip UV and have its approval refused (reviewer's probe)."""
+    api.create_service()
+    strict, lax = Authenticator(), Authenticator(uv=False)
+    factor = api.create_factor(config={"user_verification": "required"})
+    assert api.verify_factor(strict.create(factor["options"], ORIGIN)).status_code == 200
+    factor = api.create_factor(config={"user_verification": "discouraged"})
+    assert api.verify_factor(lax.create(factor["options"], ORIGIN)).status_code == 200
+    challenge = api.challenge(identity="user-0001", user_verification="discouraged")
+    assert challenge["options"]["publicKey"]["userVerification"] == "preferred"
+    assert api.approve(lax.get(challenge["options"], ORIGIN)).json()["status"] == "approved"

@@ -1307,3 +1307,20 @@ def test_a_checked_service_refuses_sign_ins_of_an_attested_model_reported_later(
         challenge = api.challenge(identity="user-0002")
         approved = api.approve(plain.get(challenge["options"], ORIGIN))
         assert approved.json()["status"] == "approved", approved.text
+
+
+def test_a_checked_service_refuses_an_unattested_passkey_of_a_model_already_reported(
+    domain, db_path
+):
+    """Its sign-ins would re-check the AAGUID it claims and refuse every one: it is refused
+    at registration instead, and nothing is stored (reviewer's probe)."""
+    with _checked(domain, db_path) as (api, _, _, fixed, root):
+        fixed._store = TrustStore([MetadataEntry("Test Key", YUBIKEY_5,
+            root_certificates=(root.der,),
+            status_reports=(StatusReport("REVOKED", "2020-01-01"),))])  # fmt: skip
+        claims = Authenticator(aaguid=bytes.fromhex(YUBIKEY_5.replace("-", "")))  # none
+        factor = api.create_factor()
+        before = api.snapshot()
+        message = refused(api.verify_factor(claims.create(factor["options"], ORIGIN)))
+        assert "reports Test Key as REVOKED" in message
+        assert api.snapshot() == before

@@ -265,6 +265,14 @@ class Authentications:
             rp_id, rp_name, asked = usernameless_request(service.passkeys)
         if user_verification is not None and asked != "required":
             asked = str(user_verification)
+            if asked == "discouraged" and any(
+                f.policy.user_verification == "required"
+                or service_requires_user_verification(f.policy, service.passkeys)
+                for f in factors
+            ):
+                # Not below `preferred` while an allowed passkey requires UV: its
+                # authenticator, told `discouraged`, skips UV, and its approval is refused.
+                asked = "preferred"
         challenge_bytes = secrets.token_bytes(CHALLENGE_BYTES)
         allow = [
             (f.credential.credential_id, f.credential.transports)

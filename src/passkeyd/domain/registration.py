@@ -20,6 +20,7 @@ from passkeyd.webauthn import (
 from passkeyd.webauthn.trust import fingerprint, model_aaguid, model_key
 
 from . import events
+from .authentication import standings_on
 from .clock import Clock
 from .errors import (
     ChallengeExpired,
@@ -277,6 +278,19 @@ class Registrations:
             if policy.discoverable_credentials == "required"
             else response.resident_key,
         )
+        if checked and registered.metadata is None:
+            # None or self attestation under `checked`: its sign-ins re-check the model it
+            # claims (`credential_standing`), so a model the metadata already reports REVOKED
+            # or compromised is refused now, not registered to have every sign-in refused.
+            found = standings_on(self.metadata, now)(credential)
+            if found is not None:
+                entry, status = found
+                raise RegistrationRefused(
+                    VerificationFailed(
+                        Step.ATTESTATION_TRUST,
+                        f"the FIDO Metadata Service reports {entry.description} as {status}",
+                    )
+                )
         try:
             verified_events = self.events.deliveries(
                 account_sid, service_sid, events.FACTOR_VERIFIED, events.factor_fields(factor)

@@ -62,7 +62,7 @@ def parser(
     )
     created = p.add_argument_group("the service created at start-up (without --service-sid)")
     created.add_argument("--rp-id", default="localhost", help="relying party id (localhost)")
-    created.add_argument("--rp-name", default="passkeyd demo", help="relying party name")
+    created.add_argument("--rp-name", default=prog, help=f"relying party name ({prog})")
     created.add_argument(
         "--origin",
         action="append",
@@ -87,7 +87,6 @@ def parser(
         created.add_argument(
             "--attestation-policy",
             choices=("any", "checked", "trusted"),
-            default="checked",
             help="how attestation is trusted (default checked: a certificate chain must lead"
             " to a root in the FIDO metadata in use; none and self attestation are accepted)",
         )

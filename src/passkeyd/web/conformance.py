@@ -34,6 +34,7 @@ import re
 import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 from starlette.applications import Starlette
@@ -80,7 +81,7 @@ async def _body(request: Request) -> dict[str, Any]:
             raise Failed(f"The request body is over {MAX_BODY} bytes", 413)
     try:
         data = json.loads(raw)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # (nested past the recursion limit)
         raise Failed("The request body is not JSON") from exc
     if not isinstance(data, dict):
         raise Failed("The request body is not a JSON object")
@@ -111,10 +112,11 @@ def _dict(data: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def _with_extensions(options: dict[str, Any], asked: dict[str, Any]) -> dict[str, Any]:
-    """The options, with the extensions the request asked for passed on to the client
-    beside passkeyd's own (passkeyd verifies no extension output but credProps')."""
+    """The options, with the extensions the request asked for passed on to the client,
+    beside passkeyd's own unless asked otherwise (passkeyd verifies no extension output;
+    it reads credProps' to know whether the passkey is discoverable)."""
     if asked:
-        options["extensions"] = {**asked, **(options.get("extensions") or {})}
+        options["extensions"] = {**(options.get("extensions") or {}), **asked}
     return options
 
 
@@ -254,6 +256,13 @@ def create_app(config: DemoConfig, service: DemoService) -> Starlette:
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok", "service_sid": service.sid})
 
+    async def not_here(request: Request, exc: Exception) -> Response:
+        # (an unknown path, or GET on an endpoint: a ServerResponse too, not plain text)
+        status = getattr(exc, "status_code", 404)
+        what = "no such endpoint" if status == 404 else f"{request.method} is not allowed here"
+        return _failed(f"{what}: POST /attestation/options, /attestation/result,"
+                       " /assertion/options or /assertion/result", status)  # fmt: skip
+
     return Starlette(
         routes=[
             Route("/attestation/options", attestation_options, methods=["POST"]),
@@ -262,6 +271,7 @@ def create_app(config: DemoConfig, service: DemoService) -> Starlette:
             Route("/assertion/result", assertion_result, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
         ],
+        exception_handlers={404: not_here, 405: not_here},
         lifespan=lifespan,
     )
 
@@ -269,6 +279,8 @@ def create_app(config: DemoConfig, service: DemoService) -> Starlette:
 async def _prepare(config: DemoConfig) -> DemoService:
     async with VerifyClient(config.passkeyd_url, config.account_sid, config.auth_token) as client:
         await _wait_for(client, config)
+        if not config.service_sid:  # a service of its own: `checked` unless told otherwise
+            config = replace(config, attestation_policy=config.attestation_policy or "checked")
         return await prepare_service(client, config, friendly_name="passkeyd conformance")
 
 
@@ -308,6 +320,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(f"passkeyd refused {what}: {exc.code} {exc.message}")
     if service.created:
         log.info("created Verify service %s (relying party %s)", service.sid, service.rp_id)
+    elif config.attestation_policy is not None:
+        log.warning(
+            "--attestation-policy applies to a service made at start-up; service %s keeps"
+            " its own Passkeys.AttestationPolicy",
+            service.sid,
+        )
     log.info(
         "conformance server for service %s at http://%s:%d (origins %s)",
         service.sid,

@@ -1,0 +1,48 @@
+"""`passkeyd conformance` refuses bodies it cannot read as a ServerResponse, not a 500."""
+
+from __future__ import annotations
+
+from starlette.testclient import TestClient
+
+from passkeyd.web.config import parse_config
+from passkeyd.web.conformance import create_app
+from passkeyd.web.service import DemoService
+
+
+def test_json_nested_past_the_recursion_limit_is_a_failed_server_response() -> None:
+    config = parse_config(
+        ["--passkeyd-url", "http://127.0.0.1:9"],
+        {"PASSKEYD_ACCOUNT_SID": "AC" + "0" * 32, "PASSKEYD_AUTH_TOKEN": "t" * 32},
+        prog="passkeyd conformance",
+        description="conformance",
+        port=3000,
+    )
+    service = DemoService("VA" + "0" * 32, "localhost", ("http://localhost:3000",), "", True)
+    with TestClient(create_app(config, service), raise_server_exceptions=False) as client:
+        for path in ("/attestation/options", "/attestation/result", "/assertion/options",
+                     "/assertion/result"):  # fmt: skip
+            r = client.post(path, content=b"[" * 60000,
+                            headers={"content-type": "application/json"})  # fmt: skip
+            assert r.status_code == 400, r.text
+            assert r.json() == {"status": "failed", "errorMessage": "The request body is not JSON"}
+
+
+def test_an_unknown_path_or_method_is_a_failed_server_response() -> None:
+    """They were plain-text 404 and 405 (review)."""
+    config = parse_config(
+        ["--passkeyd-url", "http://127.0.0.1:9"],
+        {"PASSKEYD_ACCOUNT_SID": "AC" + "0" * 32, "PASSKEYD_AUTH_TOKEN": "t" * 32},
+        prog="passkeyd conformance",
+        description="conformance",
+        port=3000,
+    )
+    assert config.rp_name == "passkeyd conformance"  # (it was the demo's name)
+    assert config.attestation_policy is None  # (checked for a service it makes)
+    service = DemoService("VA" + "0" * 32, "localhost", ("http://localhost:3000",), "", True)
+    with TestClient(create_app(config, service), raise_server_exceptions=False) as client:
+        for method, path, status in (("GET", "/attestation/options", 405),
+                                     ("POST", "/registration/options", 404)):  # fmt: skip
+            r = client.request(method, path)
+            assert r.status_code == status, r.text
+            body = r.json()
+            assert body["status"] == "failed" and "/attestation/options" in body["errorMessage"]
