@@ -1,7 +1,8 @@
 """A software WebAuthn authenticator (and the browser around it) for driving ceremonies.
 
 It produces exactly what `navigator.credentials.create()/get()` + `toJSON()` produce, for
-ES256, EdDSA, RS256, ES384, ES512 and PS256 keys, `none`, `packed` self attestation or
+ES256, EdDSA (Ed25519 or Ed448), RS256, ES384, ES512, PS256, ML-DSA and the fully-specified
+ESP256, ESP384, ESP512, Ed25519 and Ed448 keys, `none`, `packed` self attestation or
 `packed` full attestation with a given certificate chain (`x5c`), any flags, discoverable
 credentials, and counters that grow or stay 0.
 Every field can be overridden so a test can break exactly one verification step.
@@ -19,7 +20,7 @@ from typing import Any
 
 import cbor2
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, mldsa, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, mldsa, padding, rsa
 
 UP, UV, BE, BS, AT, ED = 0x01, 0x04, 0x08, 0x10, 0x40, 0x80
 # Extensions {"x": 1.0} whose 1.0 is a float16 (3 bytes): cbor2 writes it again as a float64
@@ -32,8 +33,21 @@ EXTENSIONS_NOT_ENDING_AUTH_DATA = {
 }
 ES256, EDDSA, RS256, PS256, ES384, ES512 = -7, -8, -257, -37, -35, -36
 ML_DSA_44, ML_DSA_65, ML_DSA_87 = -48, -49, -50
-_CURVES = {ES256: (ec.SECP256R1, 1, 32), ES384: (ec.SECP384R1, 2, 48), ES512: (ec.SECP521R1, 3, 66)}
-_HASHES = {ES256: hashes.SHA256, ES384: hashes.SHA384, ES512: hashes.SHA512}
+# Fully specified (RFC 9864); and EdDSA (-8) on Ed448, which is no COSE identifier of its own.
+ESP256, ESP384, ESP512, ED25519, ED448 = -9, -51, -52, -19, -53
+EDDSA_ED448 = "EdDSA on Ed448"
+_CURVES = {ES256: (ec.SECP256R1, 1, 32), ES384: (ec.SECP384R1, 2, 48), ES512: (ec.SECP521R1, 3, 66),
+           ESP256: (ec.SECP256R1, 1, 32), ESP384: (ec.SECP384R1, 2, 48),
+           ESP512: (ec.SECP521R1, 3, 66)}  # fmt: skip
+_HASHES = {ES256: hashes.SHA256, ES384: hashes.SHA384, ES512: hashes.SHA512,
+           ESP256: hashes.SHA256, ESP384: hashes.SHA384, ESP512: hashes.SHA512}  # fmt: skip
+# EdDSA keys: their COSE alg and crv (6 Ed25519, 7 Ed448), and their private key type.
+_EDWARDS: dict[Any, tuple[int, int, Any]] = {
+    EDDSA: (EDDSA, 6, ed25519.Ed25519PrivateKey),
+    ED25519: (ED25519, 6, ed25519.Ed25519PrivateKey),
+    ED448: (ED448, 7, ed448.Ed448PrivateKey),
+    EDDSA_ED448: (EDDSA, 7, ed448.Ed448PrivateKey),
+}
 _ML_DSA = {
     ML_DSA_44: mldsa.MLDSA44PrivateKey,
     ML_DSA_65: mldsa.MLDSA65PrivateKey,
@@ -59,8 +73,8 @@ class Key:
     def generate(cls, alg: int) -> Key:
         if alg in _CURVES:
             return cls(alg, ec.generate_private_key(_CURVES[alg][0]()))
-        if alg == EDDSA:
-            return cls(alg, ed25519.Ed25519PrivateKey.generate())
+        if alg in _EDWARDS:
+            return cls(alg, _EDWARDS[alg][2].generate())
         if alg in (RS256, PS256):
             return cls(alg, rsa.generate_private_key(public_exponent=65537, key_size=2048))
         if alg in _ML_DSA:
@@ -81,11 +95,12 @@ class Key:
                     -3: n.y.to_bytes(size, "big"),
                 }
             )
-        if self.alg == EDDSA:
+        if self.alg in _EDWARDS:
             from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+            alg, crv, _ = _EDWARDS[self.alg]
             return cbor2.dumps(
-                {1: 1, 3: EDDSA, -1: 6, -2: pub.public_bytes(Encoding.Raw, PublicFormat.Raw)}
+                {1: 1, 3: alg, -1: crv, -2: pub.public_bytes(Encoding.Raw, PublicFormat.Raw)}
             )
         if self.alg in _ML_DSA:  # an AKP key (draft-ietf-cose-dilithium): pub is -1
             return cbor2.dumps({1: 7, 3: self.alg, -1: pub.public_bytes_raw()})
@@ -97,7 +112,7 @@ class Key:
     def sign(self, data: bytes) -> bytes:
         if self.alg in _CURVES:
             return self.private.sign(data, ec.ECDSA(_HASHES[self.alg]()))
-        if self.alg == EDDSA or self.alg in _ML_DSA:
+        if self.alg in _EDWARDS or self.alg in _ML_DSA:
             return self.private.sign(data)
         if self.alg == RS256:
             return self.private.sign(data, padding.PKCS1v15(), hashes.SHA256())
@@ -188,7 +203,8 @@ class Authenticator:
                 "x5c": self.x5c,
             }
         elif fmt == "packed":
-            att_stmt = {"alg": alg, "sig": key.sign(signed)}
+            cose_alg = _EDWARDS[alg][0] if alg in _EDWARDS else alg
+            att_stmt = {"alg": cose_alg, "sig": key.sign(signed)}
         elif fmt == "fido-u2f" and self.x5c:  # §8.6: an ES256 key, signed as CTAP1 signs it
             point = key.private.public_key().public_bytes(
                 serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import sqlite3
 import uuid
 
+import cbor2
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -27,9 +29,15 @@ from tests.authenticator import (
     AT,
     BE,
     BS,
+    ED448,
+    ED25519,
+    EDDSA_ED448,
     ES256,
     ES384,
     ES512,
+    ESP256,
+    ESP384,
+    ESP512,
     ML_DSA_44,
     ML_DSA_65,
     ML_DSA_87,
@@ -37,6 +45,7 @@ from tests.authenticator import (
     UP,
     UV,
     Authenticator,
+    b64url,
     unb64url,
 )
 from tests.conftest import ORIGIN, Api
@@ -316,6 +325,80 @@ def test_each_optional_algorithm_registers_and_signs_in(api, alg, attestation):
         challenge["options"], ORIGIN, signature=b"\x30\x06\x02\x01\x01\x02\x01\x01"
     )
     assert "signature" in refused(api.approve(assertion), 60324)
+
+
+@pytest.mark.parametrize(
+    ("alg", "offer"),
+    [(ESP256, "ESP256"), (ESP384, "esp384"), (ESP512, "-52"), (ED25519, "Ed25519"),
+     (ED448, "Ed448"), (EDDSA_ED448, "EdDSA")],
+)  # fmt: skip
+@pytest.mark.parametrize("attestation", ["none", "packed"])
+def test_fully_specified_algorithms_and_ed448_register_and_sign_in(api, alg, offer, attestation):
+    """RFC 9864's fully-specified algorithms, and EdDSA on Ed448, which py_webauthn 3.0.1
+    cannot verify (passkeyd checks them with `cryptography`): each registers, with packed
+    self attestation too, and signs in; a signature by another key of the same kind is
+    refused."""
+    api.create_service(**{"Passkeys.Algorithms": f"-7,{offer}"})
+    authenticator = Authenticator(alg=alg, attestation=attestation)
+    factor = api.create_factor()
+    r = api.verify_factor(authenticator.create(factor["options"], ORIGIN))
+    assert r.status_code == 200, r.text
+    challenge = api.challenge(identity="user-0001")
+    r = api.approve(authenticator.get(challenge["options"], ORIGIN))
+    assert r.json()["status"] == "approved", r.text
+    other = Authenticator(alg=alg)
+    other.create(factor["options"], ORIGIN)  # a key of its own, of the same algorithm
+    (other_key,) = (c.key for c in other.credentials.values())
+    challenge = api.challenge(identity="user-0001")
+    assertion = authenticator.get(challenge["options"], ORIGIN)
+    data = (
+        unb64url(assertion["response"]["authenticatorData"])
+        + hashlib.sha256(unb64url(assertion["response"]["clientDataJSON"])).digest()
+    )
+    assertion["response"]["signature"] = b64url(other_key.sign(data))
+    assert "signature" in refused(api.approve(assertion), 60324)
+
+
+def _with_cose_key(credential: dict, cose_key: bytes) -> dict:
+    """The credential (none attestation: authenticatorData is not signed) with its public
+    key replaced."""
+    attestation = cbor2.loads(unb64url(credential["response"]["attestationObject"]))
+    auth_data = attestation["authData"]
+    key_at = 55 + int.from_bytes(auth_data[53:55], "big")  # after the credential id
+    attestation["authData"] = auth_data[:key_at] + cose_key
+    credential["response"]["attestationObject"] = b64url(cbor2.dumps(attestation))
+    return credential
+
+
+def test_an_ed448_key_is_refused_where_only_ed25519_is_offered(api):
+    """Ed448 (-53) and Ed25519 (-19) are algorithms of their own: a service offering
+    Ed25519 refuses an Ed448 key."""
+    api.create_service(**{"Passkeys.Algorithms": "Ed25519"})
+    factor = api.create_factor()
+    r = api.verify_factor(Authenticator(alg=ED448).create(factor["options"], ORIGIN))
+    assert (r.status_code, r.json()["code"]) == (400, 60385), r.text
+
+
+@pytest.mark.parametrize(
+    ("alg", "key", "message"),
+    [
+        (ED448, {1: 1, 3: -53, -1: 6, -2: b"\x01" * 32}, "an Ed448 key must be on the Ed448 curve"),
+        (ED448, {1: 1, 3: -53, -1: 7, -2: b"\x01" * 32}, "must be 57 bytes"),
+        (ED25519, {1: 2, 3: -19, -1: 6, -2: b"\x01" * 32}, "must be a COSE OKP key"),
+        (ESP256, {1: 2, 3: -9, -1: 2, -2: b"\x01" * 48, -3: b"\x01" * 48}, "P-256 curve"),
+        (ESP384, {1: 2, 3: -51, -1: 2, -2: b"\x01" * 48, -3: b"\x01" * 48}, "not on P-384"),
+        (EDDSA_ED448, {1: 1, 3: -8, -1: 7, -2: b"\x01" * 56}, "must be 57 bytes"),
+    ],
+)  # fmt: skip
+def test_malformed_fully_specified_and_ed448_keys_are_refused(api, alg, key, message):
+    api.create_service(**{"Passkeys.Algorithms": "EdDSA,ESP256,ESP384,Ed25519,Ed448"})
+    factor = api.create_factor()
+    before = api.snapshot()
+    credential = Authenticator(alg=alg).create(factor["options"], ORIGIN)
+    r = api.verify_factor(_with_cose_key(credential, cbor2.dumps(key)))
+    assert (r.status_code, r.json()["code"]) == (400, 60385), r.text
+    assert message in r.json()["message"]
+    assert api.snapshot() == before
 
 
 # --- attestation policy and AAGUID lists --------------------------------------------------------

@@ -27,7 +27,7 @@ from .checks import (
     check_authenticator_flags,
     check_client_data,
 )
-from .cose import ES384, cose_algorithm, verify_es384
+from .cose import cose_algorithm, own_public_key, own_verifier
 from .errors import MalformedResponse, Step, VerificationFailed
 from .origins import OriginPolicy
 from .parsing import AuthenticationResponse
@@ -110,8 +110,8 @@ def verify_authentication(
 
 
 def _signature_verifies(credential_public_key: bytes, signature: bytes, signed: bytes) -> bool:
-    """ES384 with passkeyd's own check (py_webauthn has none); every other algorithm with
-    py_webauthn's."""
+    """ES384, the fully-specified algorithms and Ed448 with passkeyd's own check
+    (py_webauthn has none, `cose`); every other algorithm with py_webauthn's."""
     try:
         return _verifier(credential_public_key)(signature, signed)
     except Exception:  # InvalidSignature, malformed keys and library errors alike
@@ -123,8 +123,9 @@ def _verifier(credential_public_key: bytes) -> Callable[[bytes, bytes], bool]:
     """How signatures by this COSE key are checked, worked out once per key bytes (the key
     decoded and loaded, about 10-20 us, its algorithm read, its ECDSA made), as a passkey
     signs in again and again. Keys are public and immutable; a failure is not cached."""
-    if cose_algorithm(credential_public_key) == ES384:
-        return functools.partial(verify_es384, credential_public_key)
+    own = own_public_key(credential_public_key)
+    if own is not None:
+        return own_verifier(cose_algorithm(credential_public_key), own)
     decoded = decode_credential_public_key(credential_public_key)
     alg, key = decoded.alg, decoded_public_key_to_cryptography(decoded)
     if isinstance(key, EllipticCurvePublicKey):

@@ -1,23 +1,28 @@
-"""COSE algorithms passkeyd knows, and the one signature py_webauthn 3.0.1 cannot check.
+"""COSE algorithms passkeyd knows, and the signatures py_webauthn 3.0.1 cannot check.
 
-py_webauthn verifies ES256, EdDSA (Ed25519), ES512, PS256, RS256 and ML-DSA signatures; it has no
-ES384 (-35) at all. ES384 keys are EC2 on P-384 (libfido2 creates them on YubiKeys), so
-passkeyd decodes those keys and checks their ECDSA/SHA-384 signatures itself, with
-`cryptography`, in both ceremonies.
+py_webauthn verifies ES256, EdDSA on Ed25519, ES512, PS256, RS256 and ML-DSA signatures. It has
+no ES384 (-35): ES384 keys are EC2 on P-384 (libfido2 creates them on YubiKeys). Nor EdDSA on
+Ed448 (-8 with crv 7), nor the fully-specified algorithms of RFC 9864 that replace ES256,
+ES384, ES512 and EdDSA (ESP256 -9, ESP384 -51, ESP512 -52, Ed25519 -19, Ed448 -53). passkeyd
+decodes those keys and checks their signatures itself, with `cryptography`, in both
+ceremonies (`own_public_key`, `own_verify`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import cbor2
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519
 
 from .errors import MalformedResponse, Step
 
 ES256, EDDSA, ES384, ES512, PS256, RS256 = -7, -8, -35, -36, -37, -257
+# Fully specified (RFC 9864): ECDSA on one curve with one hash, EdDSA on one curve.
+ESP256, ESP384, ESP512, ED25519, ED448 = -9, -51, -52, -19, -53
 # ML-DSA (FIPS 204), post-quantum: COSE "AKP" keys (draft-ietf-cose-dilithium), which
 # py_webauthn verifies with cryptography's ML-DSA.
 ML_DSA_44, ML_DSA_65, ML_DSA_87 = -48, -49, -50
@@ -27,19 +32,26 @@ ML_DSA_44, ML_DSA_65, ML_DSA_87 = -48, -49, -50
 ALGORITHM_NAMES: dict[int, str] = {
     ES256: "ES256",
     EDDSA: "EdDSA",
+    ESP256: "ESP256",
+    ED25519: "Ed25519",
     ES384: "ES384",
     ES512: "ES512",
     PS256: "PS256",
     ML_DSA_44: "ML-DSA-44",
     ML_DSA_65: "ML-DSA-65",
     ML_DSA_87: "ML-DSA-87",
+    ESP384: "ESP384",
+    ESP512: "ESP512",
+    ED448: "Ed448",
     RS256: "RS256",
 }
 SUPPORTED_ALGORITHMS: tuple[int, ...] = tuple(ALGORITHM_NAMES)
 
-# COSE key parameters (RFC 9053): kty 2 = EC2, crv 2 = P-384; kty 7 = AKP (ML-DSA).
+# COSE key parameters (RFC 9053): kty 1 = OKP, 2 = EC2, 7 = AKP (ML-DSA); crv 1 = P-256,
+# 2 = P-384, 3 = P-521, 6 = Ed25519, 7 = Ed448.
 _KTY, _ALG, _CRV, _X, _Y = 1, 3, -1, -2, -3
-_EC2, _P384, _AKP = 2, 2, 7
+_OKP, _EC2, _P384, _AKP = 1, 2, 2, 7
+_ED25519_CURVE, _ED448_CURVE = 6, 7
 
 
 # The key each algorithm signs with (WebAuthn §5.8.5, RFC 9053): its COSE key type (kty 1
@@ -48,7 +60,12 @@ _EC2, _P384, _AKP = 2, 2, 7
 _KEY_OF_ALGORITHM: dict[int, tuple[int, int | None]] = {
     ES256: (2, 1),
     ES512: (2, 3),
-    EDDSA: (1, 6),
+    ESP256: (2, 1),
+    ESP384: (2, 2),
+    ESP512: (2, 3),
+    EDDSA: (1, 6),  # or Ed448 (crv 7): `_curve_of`
+    ED25519: (1, 6),
+    ED448: (1, 7),
     PS256: (3, None),
     RS256: (3, None),
     ML_DSA_44: (_AKP, None),
@@ -58,10 +75,18 @@ _KEY_OF_ALGORITHM: dict[int, tuple[int, int | None]] = {
 _KEY_TYPE_NAMES = {1: "OKP", 2: "EC2", 3: "RSA", _AKP: "AKP"}
 # The size of an ML-DSA public key (`pub`, label -1), by parameter set (FIPS 204 Table 2).
 _ML_DSA_PUBLIC_BYTES = {ML_DSA_44: 1312, ML_DSA_65: 1952, ML_DSA_87: 2592}
-_CURVE_NAMES = {1: "P-256", 3: "P-521", 6: "Ed25519"}
+_CURVE_NAMES = {1: "P-256", 2: "P-384", 3: "P-521", 6: "Ed25519", 7: "Ed448"}
 # The size of a point's coordinates on each curve: exact, as RFC 9053 §7.1.1 says leading
 # zero octets MUST be kept (py_webauthn reads any length as an integer).
-_COORDINATE_BYTES = {1: 32, 2: 48, 3: 66, 6: 32}
+_COORDINATE_BYTES = {1: 32, 2: 48, 3: 66, 6: 32, 7: 57}
+# The ECDSA algorithms checked here (the others: py_webauthn), by their COSE curve, that
+# curve, and their hash.
+_OWN_ECDSA: dict[int, tuple[int, type[ec.EllipticCurve], type[hashes.HashAlgorithm]]] = {
+    ES384: (2, ec.SECP384R1, hashes.SHA384),
+    ESP256: (1, ec.SECP256R1, hashes.SHA256),
+    ESP384: (2, ec.SECP384R1, hashes.SHA384),
+    ESP512: (3, ec.SECP521R1, hashes.SHA512),
+}
 # The labels of private key parts (RFC 9053 §7.1.1, §7.2; RFC 8230 §4): `d` of an EC2 or
 # OKP key, and `d`, `p`, `q`, `dP`, `dQ`, `qInv`, `other`, `r_i`, `d_i`, `t_i` of an RSA key.
 _PRIVATE_LABELS = {1: (-4,), 2: (-4,), 3: tuple(range(-12, -2)), _AKP: (-2,)}  # (AKP: priv)
@@ -92,6 +117,8 @@ def registered_key_algorithm(cose_key: bytes) -> int:
     if expected is None:
         return algorithm
     kty, crv = expected
+    if algorithm == EDDSA and _is_int(key.get(_CRV), _ED448_CURVE):
+        crv = _ED448_CURVE  # EdDSA names no curve (RFC 9053 §2.2): Ed25519 or Ed448
     name = ALGORITHM_NAMES[algorithm]
     if not _is_int(kty_given, kty):
         raise MalformedResponse(
@@ -148,35 +175,93 @@ def _algorithm(key: dict[Any, Any]) -> int:
     return alg
 
 
-def es384_public_key(cose_key: bytes) -> ec.EllipticCurvePublicKey:
-    """An ES384 COSE_Key as a P-384 public key: kty EC2, crv P-384, 48-byte x and y."""
+def own_public_key(
+    cose_key: bytes,
+) -> ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | ed448.Ed448PublicKey | None:
+    """The key, loaded, when its algorithm is one passkeyd checks itself (ES384, ESP256,
+    ESP384, ESP512; EdDSA on Ed448, Ed25519, Ed448); None for those py_webauthn checks.
+    Raises MalformedResponse for such a key that is not of its algorithm's type and curve,
+    or is no point of that curve."""
     key = _decode(cose_key)
-    x, y = key.get(_X), key.get(_Y)
-    if (
-        not _is_int(key.get(_KTY), _EC2)
-        or not _is_int(key.get(_ALG), ES384)
-        or not _is_int(key.get(_CRV), _P384)
-        or not isinstance(x, bytes)
-        or not isinstance(y, bytes)
-        or len(x) != _COORDINATE_BYTES[_P384]
-        or len(y) != _COORDINATE_BYTES[_P384]
-    ):
-        raise MalformedResponse(Step.PUBLIC_KEY, "an ES384 key must be an EC2 P-384 point")
+    algorithm = _algorithm(key)
+    if algorithm in _OWN_ECDSA:
+        crv, curve_type, _ = _OWN_ECDSA[algorithm]
+        curve = curve_type()
+        size = _COORDINATE_BYTES[crv]
+        x, y = key.get(_X), key.get(_Y)
+        name = ALGORITHM_NAMES[algorithm]
+        if (
+            not _is_int(key.get(_KTY), _EC2)
+            or not _is_int(key.get(_CRV), crv)
+            or not isinstance(x, bytes)
+            or not isinstance(y, bytes)
+            or len(x) != size
+            or len(y) != size
+        ):
+            raise MalformedResponse(
+                Step.PUBLIC_KEY, f"an {name} key must be an EC2 {_CURVE_NAMES[crv]} point"
+            )
+        try:
+            return ec.EllipticCurvePublicNumbers(
+                int.from_bytes(x, "big"), int.from_bytes(y, "big"), curve
+            ).public_key()
+        except ValueError as exc:  # not a point on the curve
+            raise MalformedResponse(
+                Step.PUBLIC_KEY, f"the {name} key is not on {_CURVE_NAMES[crv]}"
+            ) from exc
+    ed448_key = algorithm == ED448 or (algorithm == EDDSA and _is_int(key.get(_CRV), _ED448_CURVE))
+    if not ed448_key and algorithm != ED25519:
+        return None
+    x = key.get(_X)
+    loader = ed448.Ed448PublicKey if ed448_key else ed25519.Ed25519PublicKey
+    size = _COORDINATE_BYTES[_ED448_CURVE if ed448_key else _ED25519_CURVE]
+    if not _is_int(key.get(_KTY), _OKP) or not isinstance(x, bytes) or len(x) != size:
+        raise MalformedResponse(
+            Step.PUBLIC_KEY, f"an {ALGORITHM_NAMES[algorithm]} key must be an OKP key"
+        )
     try:
-        return ec.EllipticCurvePublicNumbers(
-            int.from_bytes(x, "big"), int.from_bytes(y, "big"), ec.SECP384R1()
-        ).public_key()
-    except ValueError as exc:  # not a point on the curve
-        raise MalformedResponse(Step.PUBLIC_KEY, "the ES384 key is not on P-384") from exc
+        return loader.from_public_bytes(x)
+    except ValueError as exc:
+        raise MalformedResponse(Step.PUBLIC_KEY, "the EdDSA key is not on its curve") from exc
 
 
-def verify_es384(cose_key: bytes, signature: bytes, data: bytes) -> bool:
-    """Whether `signature` (DER ECDSA, as WebAuthn sends it) signs `data` with SHA-384."""
-    try:
-        es384_public_key(cose_key).verify(signature, data, ec.ECDSA(hashes.SHA384()))
-    except InvalidSignature:
+def own_verify(cose_key: bytes, signature: bytes, data: bytes) -> bool:
+    """Whether `signature` signs `data` under a key `own_public_key` loads (ECDSA signatures
+    DER-encoded, as WebAuthn sends them; EdDSA's as they are). False for a key it does not
+    load (py_webauthn's to check)."""
+    public_key = own_public_key(cose_key)
+    if public_key is None:
         return False
-    return True
+    return own_verifier(cose_algorithm(cose_key), public_key)(signature, data)
+
+
+def own_verifier(
+    algorithm: int,
+    public_key: ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | ed448.Ed448PublicKey,
+) -> Callable[[bytes, bytes], bool]:
+    """`own_verify` for a key already loaded: (signature, data) -> whether it verifies."""
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        ecdsa = ec.ECDSA(_OWN_ECDSA[algorithm][2]())
+        ec_key = public_key
+
+        def verify_ecdsa(signature: bytes, data: bytes) -> bool:
+            try:
+                ec_key.verify(signature, data, ecdsa)
+            except InvalidSignature:
+                return False
+            return True
+
+        return verify_ecdsa
+    ed_key = public_key
+
+    def verify_eddsa(signature: bytes, data: bytes) -> bool:
+        try:
+            ed_key.verify(signature, data)
+        except InvalidSignature:
+            return False
+        return True
+
+    return verify_eddsa
 
 
 def _decode(cose_key: bytes) -> dict[Any, Any]:

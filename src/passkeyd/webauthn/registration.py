@@ -1,7 +1,8 @@
 """Registration ceremony (WebAuthn L3 §7.1), top to bottom in spec order.
 
 py_webauthn's verifier for each format checks the attestation statement (except what it
-cannot: ES384 packed attestation, self or with a certificate, see `cose`; and the none
+cannot: packed self attestation by a key of an algorithm it has no verifier for, and ES384
+packed attestation with a certificate, see `cose`; and the none
 format's empty statement); this module takes every other step, applies the policy it is given
 (origins, user verification, algorithms, trusted attestation) and names the step of every
 refusal.
@@ -55,9 +56,9 @@ from .checks import (
 from .cose import (
     ES256,
     ES384,
-    es384_public_key,
+    own_public_key,
+    own_verify,
     registered_key_algorithm,
-    verify_es384,
 )
 from .encoding import b64url_decode
 from .errors import MalformedResponse, Step, VerificationFailed
@@ -168,9 +169,7 @@ def verify_registration(
         algorithm = registered_key_algorithm(attested.credential_public_key)
         # The key must load: a point off its curve or a key of the wrong size could never
         # verify an assertion, so refuse it now rather than store a dead passkey.
-        if algorithm == ES384:
-            es384_public_key(attested.credential_public_key)
-        else:
+        if own_public_key(attested.credential_public_key) is None:
             decoded_public_key_to_cryptography(
                 decode_credential_public_key(attested.credential_public_key)
             )
@@ -212,11 +211,20 @@ def verify_registration(
         raise VerificationFailed(
             Step.ATTESTATION_STATEMENT, "a fido-u2f credential key must be an ES256 P-256 key"
         )
-    if fmt == "packed" and not statement.x5c and algorithm == ES384:
+    if (
+        fmt == "packed"
+        and not statement.x5c
+        and own_public_key(attested.credential_public_key) is not None
+    ):
         if not isinstance(statement.sig, bytes) or not isinstance(statement.alg, int):
             raise MalformedResponse(Step.ATTESTATION_OBJECT, "attStmt alg/sig are malformed")
-        _verify_packed_self_es384(
-            response, raw_auth_data, statement.alg, statement.sig, attested.credential_public_key
+        _verify_packed_self_own(
+            response,
+            raw_auth_data,
+            statement.alg,
+            statement.sig,
+            attested.credential_public_key,
+            algorithm,
         )
     elif fmt == "none":
         # §8.7: a none statement has nothing to verify, only to be the empty map. (py_webauthn
@@ -436,21 +444,23 @@ def _verify_packed_x5c_es384(
         ) from exc
 
 
-def _verify_packed_self_es384(
+def _verify_packed_self_own(
     response: RegistrationResponse,
     auth_data: bytes,
     statement_alg: object,
     signature: bytes | None,
     credential_public_key: bytes,
+    algorithm: int,
 ) -> None:
-    """Packed self attestation (§8.2): `alg` is the credential's, and `sig` is its signature
-    over authenticatorData || SHA-256(clientDataJSON)."""
-    if statement_alg != ES384 or not signature:
+    """Packed self attestation (§8.2) by a key of an algorithm passkeyd checks itself
+    (`cose.own_public_key`): `alg` is the credential's, and `sig` is its signature over
+    authenticatorData || SHA-256(clientDataJSON)."""
+    if statement_alg != algorithm or not signature:
         raise VerificationFailed(
             Step.ATTESTATION_STATEMENT, "the packed self attestation does not match the key"
         )
     signed = auth_data + hashlib.sha256(response.client_data.raw).digest()
-    if not verify_es384(credential_public_key, signature, signed):
+    if not own_verify(credential_public_key, signature, signed):
         raise VerificationFailed(
             Step.ATTESTATION_STATEMENT, "the packed attestation statement did not verify"
         )
