@@ -78,12 +78,13 @@ def attestation_leaf(
     extras: list[x509.UnrecognizedExtension] | None = None,
     aaguid_critical: bool = False,
     curve: ec.EllipticCurve | None = None,
+    key: Any = None,
 ) -> Issued:
     """A packed attestation certificate for `aaguid`, signed by `issuer`; with another `unit`
     (OU; None: none, as a TLS certificate), `is_ca` or `aaguid_critical`, one that breaks
     §8.2.1; with `extras`, more (non-critical) extensions (one with Basic Constraints' OID
-    stands for it). Its key is on `curve` (P-256 by default)."""
-    key = ec.generate_private_key(curve or ec.SECP256R1())
+    stands for it). Its key is on `curve` (P-256 by default), or is `key` (any private key)."""
+    key = key or ec.generate_private_key(curve or ec.SECP256R1())
     names = [
         x509.NameAttribute(NameOID.COUNTRY_NAME, "SE"),
         x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Test Vendor"),

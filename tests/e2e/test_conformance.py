@@ -267,3 +267,88 @@ def test_it_does_not_start_without_credentials_or_with_wrong_ones(
         command, capture_output=True, text=True, timeout=30, env=wrong
     )
     assert done.returncode == 3 and "passkeyd refused a new service: 20003" in done.stderr
+
+
+def test_options_carry_what_the_tools_compare_and_only_their_ceremonys_fields(
+    tool: Conformance,
+) -> None:
+    """Req-1 P-1 compares authenticatorSelection and extensions with the request's, whole;
+    the tools' WebAuthn client refuses sign-in options that carry creation fields (`rp`)."""
+    selection = {"requireResidentKey": False, "userVerification": "preferred"}
+    extensions = {"example.extension": True}
+    options = ok(tool.post("/attestation/options", {
+        "username": "shapes@example.com", "displayName": "S", "attestation": "direct",
+        "authenticatorSelection": selection, "extensions": extensions,
+    }))  # fmt: skip
+    assert options["authenticatorSelection"] == selection
+    assert options["extensions"] == extensions
+    assert not {"rpId", "allowCredentials", "userVerification"} & set(options)
+    key = Authenticator()
+    ok(
+        tool.post(
+            "/attestation/result",
+            as_the_tools_send(key.create({"publicKey": options}, tool.origin)),
+        )
+    )
+    asked = ok(tool.post("/assertion/options", {"username": "shapes@example.com"}))
+    creation_only = {"rp", "user", "pubKeyCredParams", "excludeCredentials",
+                     "authenticatorSelection", "attestation"}  # fmt: skip
+    assert not creation_only & set(asked)
+    assert asked["rpId"] == "localhost"
+
+
+def _padded(text: str) -> str:
+    import base64
+
+    return base64.b64encode(unb64url(text)).decode() + "=="
+
+
+def test_base64_or_a_malformed_token_binding_is_refused(tool: Conformance) -> None:
+    """The tools send authenticatorData and signature in padded base64 (Resp-1 F-14, F-18) and
+    a clientData tokenBinding that is not a TokenBinding (Resp-2 F-15..F-17), and expect each
+    refused; the same assertion, as sent, is accepted."""
+    import json
+
+    key = Authenticator()
+    ok(register(tool, "encoding@example.com", key)[1])
+    for field in ("authenticatorData", "signature"):
+        asked = ok(tool.post("/assertion/options", {"username": "encoding@example.com"}))
+        sent = as_the_tools_send(key.get({"publicKey": asked}, tool.origin))
+        sent["response"][field] = _padded(sent["response"][field])
+        assert field in failed(tool.post("/assertion/result", sent))
+    for binding in ("present", {}, {"status": "bananas"}):
+        asked = ok(tool.post("/assertion/options", {"username": "encoding@example.com"}))
+        client_data = {"type": "webauthn.get", "challenge": asked["challenge"],
+                       "origin": tool.origin, "tokenBinding": binding}  # fmt: skip
+        sent = as_the_tools_send(
+            key.get({"publicKey": asked}, tool.origin, client_data=json.dumps(client_data).encode())
+        )
+        assert "tokenBinding" in failed(tool.post("/assertion/result", sent))
+    asked = ok(tool.post("/assertion/options", {"username": "encoding@example.com"}))
+    client_data = {
+        "type": "webauthn.get",
+        "challenge": asked["challenge"],
+        "origin": tool.origin,
+        "tokenBinding": {"status": "not-supported"},
+    }
+    ok(
+        tool.post(
+            "/assertion/result",
+            as_the_tools_send(
+                key.get(
+                    {"publicKey": asked}, tool.origin, client_data=json.dumps(client_data).encode()
+                )
+            ),
+        )
+    )
+
+
+@pytest.mark.parametrize("alg", [-35, -36, -37])
+def test_its_service_offers_every_algorithm_passkeyd_accepts(tool: Conformance, alg: int) -> None:
+    """Resp-4 registers a self-attested passkey of each algorithm (ES384, ES512 and PS256 are
+    among its optional ones); the service `passkeyd conformance` makes offers them all."""
+    options, result = register(
+        tool, f"alg{-alg}@example.com", Authenticator(alg=alg, attestation="packed")
+    )
+    assert {"type": "public-key", "alg": alg} in options["pubKeyCredParams"]
+    ok(result)

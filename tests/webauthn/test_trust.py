@@ -9,7 +9,7 @@ import json
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.x509 import verification
 
 from passkeyd.metadata import OfflineMetadata
@@ -912,3 +912,64 @@ def test_the_model_a_trusted_passkey_keeps_is_the_entry_its_attestation_was_foun
     store = TrustStore([fido2])
     assert store.find(ZERO_AAGUID, named.certificate) is fido2
     assert model_key(fido2, [named.der], ZERO_AAGUID) == YUBIKEY_5
+
+
+def test_a_packed_x5c_that_carries_the_metadata_root_itself_is_refused():
+    """FIDO conformance Server-ServerAuthenticatorAttestationResponse-Resp-5 F-10: the
+    anchor comes from the metadata; [leaf, intermediate, root] is refused where [leaf,
+    intermediate] is trusted (the control above)."""
+    root = pki.ca("Test Root")
+    intermediate = pki.ca("Test Intermediate", issuer=root)
+    leaf = pki.attestation_leaf(intermediate, bytes.fromhex(YUBIKEY_5.replace("-", "")))
+    store = TrustStore([MetadataEntry("Test Key", YUBIKEY_5, root_certificates=(root.der,))])
+    with pytest.raises(CeremonyError) as refused:
+        _attacker_registration([leaf.der, intermediate.der, root.der], leaf.key, store)
+    assert refused.value.step is Step.ATTESTATION_TRUST
+    assert "carries a root of Test Key" in refused.value.detail
+    assert _attacker_registration([leaf.der, intermediate.der], leaf.key, store).metadata
+
+
+def test_a_packed_certificate_whose_key_is_not_of_the_statements_alg_is_refused():
+    """FIDO conformance Resp-5 F-8: a secp256k1 attestation certificate, the statement saying
+    ES256 (P-256); ECDSA/SHA-256 verifies the signature all the same. With or without a
+    trust store, the statement is refused; a P-256 key of the same root is trusted."""
+    root = pki.ca("Test Root")
+    aaguid = bytes.fromhex(YUBIKEY_5.replace("-", ""))
+    k1 = pki.attestation_leaf(root, aaguid, curve=ec.SECP256K1())
+    store = TrustStore([MetadataEntry("Test Key", YUBIKEY_5, root_certificates=(root.der,))])
+    for trust_store in (store, None):
+        with pytest.raises(CeremonyError) as refused:
+            _attacker_registration([k1.der], k1.key, trust_store)
+        assert refused.value.step is Step.ATTESTATION_STATEMENT
+        assert "alg -7 is not its certificate key's algorithm" in refused.value.detail
+    p256 = pki.attestation_leaf(root, aaguid)
+    assert _attacker_registration([p256.der], p256.key, store).metadata.description == "Test Key"
+
+
+@pytest.mark.parametrize(
+    ("key", "fits", "refused"),
+    [
+        (lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048),
+         (-257, -37), (-7, -8)),
+        (lambda: ec.generate_private_key(ec.SECP384R1()), (-35, -51), (-7, -9, -36)),
+        (lambda: ec.generate_private_key(ec.SECP521R1()), (-36, -52), (-35,)),
+        (lambda: ec.generate_private_key(ec.SECP256R1()), (-7, -9), (-35, -8, -257)),
+        (ed25519.Ed25519PrivateKey.generate, (-8, -19), (-53, -7)),
+        (ed448.Ed448PrivateKey.generate, (-8, -53), (-19, -257)),
+    ],
+)  # fmt: skip
+def test_a_packed_certificate_key_must_be_of_the_statements_alg(key, fits, refused):
+    """§8.2: `sig` verifies with attestnCert's key "with the algorithm specified in alg": each
+    key type and curve fits the algorithms that sign with it, and no other. (An algorithm
+    passkeyd does not know is left to the signature's verification.)"""
+    from passkeyd.webauthn.registration import _check_packed_certificate_key
+
+    root = pki.ca("Test Root")
+    leaf = pki.attestation_leaf(root, bytes(16), key=key())
+    for alg in fits:
+        _check_packed_certificate_key(alg, leaf.der)
+    for alg in refused:
+        with pytest.raises(CeremonyError) as refusal:
+            _check_packed_certificate_key(alg, leaf.der)
+        assert refusal.value.step is Step.ATTESTATION_STATEMENT
+    _check_packed_certificate_key(-65000, leaf.der)

@@ -36,6 +36,9 @@ class DemoConfig:
     wait: float = 60.0  # seconds to wait at start-up for passkeyd to answer
     # The created service's Passkeys.AttestationPolicy (`passkeyd conformance`'s option).
     attestation_policy: str | None = None
+    # The created service's Passkeys.Algorithms (`passkeyd conformance`: every one passkeyd
+    # accepts, as the tools' algorithm tests register with each); None: the service default.
+    algorithms: tuple[int, ...] | None = None
 
 
 DEMO = "A demo relying party: sign up and sign in with passkeys through passkeyd."
@@ -112,6 +115,12 @@ def parser(
     return p
 
 
+def _all_algorithms() -> tuple[int, ...]:
+    from passkeyd.webauthn.cose import SUPPORTED_ALGORITHMS
+
+    return SUPPORTED_ALGORITHMS
+
+
 def _default_origins(rp_id: str, port: int) -> tuple[str, ...]:
     if rp_id == "localhost":
         return (f"http://localhost:{port}",)
@@ -162,4 +171,5 @@ def parse_config(
         ceremony_timeout=args.ceremony_timeout,
         wait=args.wait,
         attestation_policy=getattr(args, "attestation_policy", None),
+        algorithms=None if description == DEMO else _all_algorithms(),
     )

@@ -26,6 +26,8 @@ a service of its own.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import hashlib
 import json
 import logging
@@ -120,6 +122,46 @@ def _with_extensions(options: dict[str, Any], asked: dict[str, Any]) -> dict[str
     return options
 
 
+# What navigator.credentials.create() takes and get() does not: the tools' WebAuthn client
+# refuses request options that carry any of them (and creation options that carry rpId,
+# allowCredentials or userVerification) before it signs, so a sign-in's options are only
+# its own fields. (Verify's P3 answers `rp` beside them.)
+_CREATION_ONLY = (
+    "rp", "user", "pubKeyCredParams", "excludeCredentials", "authenticatorSelection",
+    "attestation",
+)  # fmt: skip
+_TOKEN_BINDING_STATUSES = ("present", "supported", "not-supported")
+
+
+def _request_options(options: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in options.items() if k not in _CREATION_ONLY}
+
+
+def _check_encoding(response: dict[str, Any]) -> None:
+    """The conformance API's byte fields are unpadded base64url (Verify reads them as
+    leniently as SDKs write them: base64 with padding too, h-8), and its clientData's
+    `tokenBinding`, when there is one, the dictionary WebAuthn L2 §5.8.1 defines (L3, which
+    passkeyd verifies to, no longer reads it): the tools send each other form and expect it
+    refused."""
+    for name in ("clientDataJSON", "attestationObject", "authenticatorData", "signature",
+                 "userHandle"):  # fmt: skip
+        value = response.get(name)
+        if isinstance(value, str) and value and not _BASE64URL.fullmatch(value):
+            raise Failed(f"response.{name} is not base64url")
+    raw = response.get("clientDataJSON")
+    if not isinstance(raw, str) or not raw:
+        return  # (Verify says what is wrong with it)
+    try:
+        client_data = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
+    except (ValueError, binascii.Error):
+        return
+    if not isinstance(client_data, dict) or "tokenBinding" not in client_data:
+        return
+    binding = client_data["tokenBinding"]
+    if not isinstance(binding, dict) or binding.get("status") not in _TOKEN_BINDING_STATUSES:
+        raise Failed("clientData.tokenBinding is not a TokenBinding with a known status")
+
+
 def _factor_config(data: dict[str, Any]) -> dict[str, Any]:
     """The factor's own settings, from the request's authenticatorSelection and attestation
     (passkeyd checks their values: an unknown one is its 60370)."""
@@ -157,6 +199,7 @@ def _credential(data: dict[str, Any]) -> dict[str, Any]:
         raise Failed('type is missing or not "public-key"')
     if not isinstance(data.get("response"), dict):
         raise Failed("response is missing or not an object")
+    _check_encoding(data["response"])
     credential = dict(data)
     outputs = credential.pop("getClientExtensionResults", None)
     if outputs is not None and credential.get("clientExtensionResults") is None:
@@ -204,7 +247,14 @@ async def attestation_options(request: Request) -> Response:
     # The name the authenticator shows the user is the account's; its display name is the
     # one asked for (the factor's friendly name, and user.name, is the username).
     options["user"] = {**options["user"], "name": username, "displayName": display_name}
-    return _ok(_with_extensions(options, asked))
+    # The tools compare authenticatorSelection and extensions with what they asked, whole
+    # (Server-ServerPublicKeyCredentialCreationOptions-Req-1 P-1): passkeyd took the
+    # selection as the factor's config, and its credProps is its own.
+    if isinstance(data.get("authenticatorSelection"), dict):
+        options["authenticatorSelection"] = data["authenticatorSelection"]
+    if asked:
+        options["extensions"] = asked
+    return _ok(options)
 
 
 @_refusals
@@ -229,7 +279,7 @@ async def assertion_options(request: Request) -> Response:
     challenge = await verify.create_challenge(
         service_sid, identity=identity_of(username), user_verification=uv
     )
-    return _ok(_with_extensions(dict(challenge["options"]["publicKey"]), asked))
+    return _ok(_with_extensions(_request_options(challenge["options"]["publicKey"]), asked))
 
 
 @_refusals

@@ -37,6 +37,8 @@ def service_form(config: DemoConfig, friendly_name: str = "passkeyd demo") -> di
     }
     if config.attestation_policy is not None:
         form["Passkeys.AttestationPolicy"] = config.attestation_policy
+    if config.algorithms is not None:
+        form["Passkeys.Algorithms"] = ",".join(str(alg) for alg in config.algorithms)
     return form
 
 

@@ -25,7 +25,7 @@ import cbor2
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.utils import CryptographyDeprecationWarning
 from webauthn.helpers import (
@@ -54,8 +54,15 @@ from .checks import (
     check_client_data,
 )
 from .cose import (
+    ED448,
+    ED25519,
+    EDDSA,
     ES256,
     ES384,
+    ES512,
+    ESP256,
+    ESP384,
+    ESP512,
     own_public_key,
     own_verify,
     registered_key_algorithm,
@@ -205,6 +212,8 @@ def verify_registration(
         raise MalformedResponse(
             Step.ATTESTATION_OBJECT, "the attestation statement's alg is not an integer"
         )
+    if fmt == "packed" and statement.x5c and isinstance(statement.alg, int):
+        _check_packed_certificate_key(statement.alg, statement.x5c[0])
     if fmt == "fido-u2f" and algorithm != ES256:
         # §8.6: the credential key becomes a raw P-256 point (two 32-byte coordinates, which
         # `registered_key_algorithm` checked), or the registration fails.
@@ -412,6 +421,55 @@ _KEYED_FORMATS = {
     "apple": verify_apple,
     "android-key": verify_android_key,
 }
+
+
+# The key an attestation `alg` signs with (RFC 9053, RFC 8812, RFC 9864): ECDSA on its curve,
+# EdDSA on its curve, or RSA. ECDSA verifies a P-256 signature as readily with a secp256k1
+# key, so the curve is not implied by a signature that verifies.
+_CURVE_OF_ALGORITHM: dict[int, type[ec.EllipticCurve]] = {
+    ES256: ec.SECP256R1,
+    ES384: ec.SECP384R1,
+    ES512: ec.SECP521R1,
+    ESP256: ec.SECP256R1,
+    ESP384: ec.SECP384R1,
+    ESP512: ec.SECP521R1,
+}
+_EDWARDS_KEYS_OF_ALGORITHM: dict[int, tuple[type, ...]] = {
+    EDDSA: (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey),
+    ED25519: (ed25519.Ed25519PublicKey,),
+    ED448: (ed448.Ed448PublicKey,),
+}
+_RSA_ALGORITHMS = frozenset((-37, -38, -39, -257, -258, -259, -65535))
+
+
+def _check_packed_certificate_key(alg: int, certificate: bytes) -> None:
+    """§8.2 verification procedure, x5c present: `sig` is verified "using the attestation
+    public key in attestnCert with the algorithm specified in alg", so that key must be one
+    `alg` signs with (the FIDO conformance tools send a secp256k1 attestation certificate
+    with alg ES256, Server-ServerAuthenticatorAttestationResponse-Resp-5 F-8). A certificate
+    that cannot be read, or an algorithm this does not know, is left to the verification."""
+    leaf, _ = read_leaf(certificate)
+    if leaf is None:
+        return
+    try:
+        key = leaf.public_key()
+    except Exception:  # noqa: BLE001 - a key type cryptography cannot load: the library decides
+        return
+    if alg in _CURVE_OF_ALGORITHM:
+        fits = isinstance(key, ec.EllipticCurvePublicKey) and isinstance(
+            key.curve, _CURVE_OF_ALGORITHM[alg]
+        )
+    elif alg in _EDWARDS_KEYS_OF_ALGORITHM:
+        fits = isinstance(key, _EDWARDS_KEYS_OF_ALGORITHM[alg])
+    elif alg in _RSA_ALGORITHMS:
+        fits = isinstance(key, rsa.RSAPublicKey)
+    else:
+        return
+    if not fits:
+        raise VerificationFailed(
+            Step.ATTESTATION_STATEMENT,
+            f"the packed attestation's alg {alg} is not its certificate key's algorithm",
+        )
 
 
 def _verify_packed_x5c_es384(

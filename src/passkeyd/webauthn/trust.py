@@ -693,6 +693,17 @@ def verify_trust_path(
         raise VerificationFailed(
             Step.ATTESTATION_TRUST, f"the metadata of {entry.description} lists no root"
         )
+    if fmt == "packed" and len(chain) > 1 and set(chain[1:]) & set(entry.root_certificates):
+        # §8.2: x5c is attestnCert and the chain to (not including) the trust anchor, which
+        # the metadata supplies; an x5c that carries the anchor itself is refused, as the
+        # FIDO conformance tools expect (Server-ServerAuthenticatorAttestationResponse-Resp-5
+        # F-10) and SimpleWebAuthn does (a duplicate certificate in the path). A single
+        # certificate the metadata lists as its root is still trusted (self-referencing).
+        raise VerificationFailed(
+            Step.ATTESTATION_TRUST,
+            f"the attestation's x5c carries a root of {entry.description} (the trust anchor"
+            " comes from the metadata, not the attestation)",
+        )
     try:
         path = chain_to(leaf, certificates[1:], roots, verification_time, bare_rsa_leaf=True)
     except verification.VerificationError as exc:
