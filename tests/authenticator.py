@@ -35,6 +35,12 @@ ES256, EDDSA, RS256, PS256, ES384, ES512 = -7, -8, -257, -37, -35, -36
 ML_DSA_44, ML_DSA_65, ML_DSA_87 = -48, -49, -50
 # Fully specified (RFC 9864); and EdDSA (-8) on Ed448, which is no COSE identifier of its own.
 ESP256, ESP384, ESP512, ED25519, ED448 = -9, -51, -52, -19, -53
+PS384, PS512, RS384, RS512, RS1 = -38, -39, -258, -259, -65535
+# RSA signatures: PKCS#1 v1.5 (RS*) or PSS (PS*), and their hash.
+_RSA = {RS256: (False, hashes.SHA256), RS384: (False, hashes.SHA384),
+        RS512: (False, hashes.SHA512), RS1: (False, hashes.SHA1),
+        PS256: (True, hashes.SHA256), PS384: (True, hashes.SHA384),
+        PS512: (True, hashes.SHA512)}  # fmt: skip
 EDDSA_ED448 = "EdDSA on Ed448"
 _CURVES = {ES256: (ec.SECP256R1, 1, 32), ES384: (ec.SECP384R1, 2, 48), ES512: (ec.SECP521R1, 3, 66),
            ESP256: (ec.SECP256R1, 1, 32), ESP384: (ec.SECP384R1, 2, 48),
@@ -75,7 +81,7 @@ class Key:
             return cls(alg, ec.generate_private_key(_CURVES[alg][0]()))
         if alg in _EDWARDS:
             return cls(alg, _EDWARDS[alg][2].generate())
-        if alg in (RS256, PS256):
+        if alg in _RSA:
             return cls(alg, rsa.generate_private_key(public_exponent=65537, key_size=2048))
         if alg in _ML_DSA:
             return cls(alg, _ML_DSA[alg].generate())
@@ -114,12 +120,13 @@ class Key:
             return self.private.sign(data, ec.ECDSA(_HASHES[self.alg]()))
         if self.alg in _EDWARDS or self.alg in _ML_DSA:
             return self.private.sign(data)
-        if self.alg == RS256:
-            return self.private.sign(data, padding.PKCS1v15(), hashes.SHA256())
+        pss, digest = _RSA[self.alg]
+        if not pss:
+            return self.private.sign(data, padding.PKCS1v15(), digest())
         return self.private.sign(
             data,
-            padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=padding.PSS.MAX_LENGTH),
-            hashes.SHA256(),
+            padding.PSS(mgf=padding.MGF1(digest()), salt_length=padding.PSS.MAX_LENGTH),
+            digest(),
         )
 
 

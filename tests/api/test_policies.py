@@ -42,6 +42,11 @@ from tests.authenticator import (
     ML_DSA_65,
     ML_DSA_87,
     PS256,
+    PS384,
+    PS512,
+    RS1,
+    RS384,
+    RS512,
     UP,
     UV,
     Authenticator,
@@ -116,7 +121,7 @@ def test_extension_fields_are_stored_and_echoed(api):
         ("Passkeys.ConditionalCreate", "true"),
         ("Passkeys.AaguidAllow", "not-a-uuid"),
         ("Passkeys.AaguidDeny", "1234"),
-        ("Passkeys.Algorithms", "-65535"),
+        ("Passkeys.Algorithms", "-47"),  # ES256K: no
         ("Passkeys.Algorithms", "HS256"),
         ("Passkeys.Algorithms", "-\u0667"),  # Arabic-Indic seven: int() read it as -7
         ("Passkeys.Algorithms", "-0_7"),
@@ -306,14 +311,17 @@ def test_default_options_offer_es256_eddsa_rs256_and_refuse_es384(api):
     assert "public key algorithm" in r.json()["message"]
 
 
-@pytest.mark.parametrize("alg", [ES384, ES512, PS256, ML_DSA_44, ML_DSA_65, ML_DSA_87])
+@pytest.mark.parametrize(
+    "alg", [ES384, ES512, PS256, ML_DSA_44, ML_DSA_65, ML_DSA_87, PS384, PS512, RS384, RS512, RS1]
+)
 @pytest.mark.parametrize("attestation", ["none", "packed"])
 def test_each_optional_algorithm_registers_and_signs_in(api, alg, attestation):
-    api.create_service(**{"Passkeys.Algorithms": "-7,-35,-36,-37,ML-DSA-44,ml-dsa-65,-50"})
+    algorithms = "-7,-35,-36,-37,ML-DSA-44,ml-dsa-65,-50,PS384,-39,RS384,RS512,RS1"
+    api.create_service(**{"Passkeys.Algorithms": algorithms})
     authenticator = Authenticator(alg=alg, attestation=attestation)
     factor = api.create_factor()
     offered = [p["alg"] for p in factor["options"]["publicKey"]["pubKeyCredParams"]]
-    assert offered == [-7, -35, -36, -37, -48, -49, -50]
+    assert offered == [-7, -35, -36, -37, -48, -49, -50, -38, -39, -258, -259, -65535]
     r = api.verify_factor(authenticator.create(factor["options"], ORIGIN))
     assert r.status_code == 200, r.text
     challenge = api.challenge(identity="user-0001")

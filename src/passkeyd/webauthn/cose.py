@@ -23,6 +23,9 @@ from .errors import MalformedResponse, Step
 ES256, EDDSA, ES384, ES512, PS256, RS256 = -7, -8, -35, -36, -37, -257
 # Fully specified (RFC 9864): ECDSA on one curve with one hash, EdDSA on one curve.
 ESP256, ESP384, ESP512, ED25519, ED448 = -9, -51, -52, -19, -53
+# RSA with other hashes, which py_webauthn verifies and no authenticator is known to make;
+# RS1 (SHA-1) only for what insists on it (the FIDO conformance tools do).
+PS384, PS512, RS384, RS512, RS1 = -38, -39, -258, -259, -65535
 # ML-DSA (FIPS 204), post-quantum: COSE "AKP" keys (draft-ietf-cose-dilithium), which
 # py_webauthn verifies with cryptography's ML-DSA.
 ML_DSA_44, ML_DSA_65, ML_DSA_87 = -48, -49, -50
@@ -40,10 +43,15 @@ ALGORITHM_NAMES: dict[int, str] = {
     ML_DSA_44: "ML-DSA-44",
     ML_DSA_65: "ML-DSA-65",
     ML_DSA_87: "ML-DSA-87",
+    PS384: "PS384",
+    PS512: "PS512",
     ESP384: "ESP384",
     ESP512: "ESP512",
     ED448: "Ed448",
     RS256: "RS256",
+    RS384: "RS384",
+    RS512: "RS512",
+    RS1: "RS1",
 }
 SUPPORTED_ALGORITHMS: tuple[int, ...] = tuple(ALGORITHM_NAMES)
 
@@ -67,7 +75,12 @@ _KEY_OF_ALGORITHM: dict[int, tuple[int, int | None]] = {
     ED25519: (1, 6),
     ED448: (1, 7),
     PS256: (3, None),
+    PS384: (3, None),
+    PS512: (3, None),
     RS256: (3, None),
+    RS384: (3, None),
+    RS512: (3, None),
+    RS1: (3, None),
     ML_DSA_44: (_AKP, None),
     ML_DSA_65: (_AKP, None),
     ML_DSA_87: (_AKP, None),
