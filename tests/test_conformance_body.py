@@ -46,3 +46,26 @@ def test_an_unknown_path_or_method_is_a_failed_server_response() -> None:
             assert r.status_code == status, r.text
             body = r.json()
             assert body["status"] == "failed" and "/attestation/options" in body["errorMessage"]
+
+
+def test_a_client_data_json_nested_past_the_recursion_limit_is_no_500() -> None:
+    """The response's clientDataJSON is read for its tokenBinding: 1,334 characters of
+    base64url `[` raised RecursionError there, a plain-text 500. It is left to passkeyd
+    (orjson refuses it, 1,024 levels deep at most), here unreachable: a ServerResponse."""
+    import base64
+
+    config = parse_config(
+        ["--passkeyd-url", "http://127.0.0.1:18799"],
+        {"PASSKEYD_ACCOUNT_SID": "AC" + "0" * 32, "PASSKEYD_AUTH_TOKEN": "t" * 32},
+        prog="passkeyd conformance",
+        description="conformance",
+        port=3000,
+    )
+    service = DemoService("VA" + "0" * 32, "localhost", ("http://localhost:3000",), "", True)
+    nested = base64.urlsafe_b64encode(b"[" * 1000).rstrip(b"=").decode()
+    credential = {"id": "AAAA", "type": "public-key", "response": {"clientDataJSON": nested}}
+    with TestClient(create_app(config, service), raise_server_exceptions=False) as client:
+        for path in ("/attestation/result", "/assertion/result"):
+            r = client.post(path, json=credential)
+            assert r.status_code != 500, r.text
+            assert r.json()["status"] == "failed"

@@ -60,6 +60,47 @@ def test_statements_are_read_and_unusable_ones_are_said(tmp_path: Path) -> None:
     assert read_statements(tmp_path / "missing")[1][0].endswith("No such file or directory")
 
 
+def test_a_surrogate_only_statement_lists_no_root_and_is_read(tmp_path: Path) -> None:
+    """MDS3 §4: a model that attests only itself (basic_surrogate) has an empty
+    attestationRootCertificates, as the FIDO conformance tools' self-attesting test
+    authenticators' statements do: it is read (one of them must not stop `serve`), and
+    an empty list is still refused for a model that claims full attestation."""
+    surrogate = {
+        "aaguid": VENDOR,
+        "description": "Example Corp Platform Key",
+        "schema": 3,
+        "attestationTypes": ["basic_surrogate"],
+        "attestationRootCertificates": [],
+    }
+    write(tmp_path, "surrogate.json", surrogate)
+    write(tmp_path, "full-no-roots.json",
+          {**surrogate, "aaguid": "5ca1ab1e-0000-4000-8000-00000000beef",
+           "attestationTypes": ["basic_full"]})  # fmt: skip
+    write(tmp_path, "no-list.json",
+          {k: v for k, v in surrogate.items() if k != "attestationRootCertificates"}
+          | {"aaguid": "5ca1ab1e-0000-4000-8000-00000000cafe"})  # fmt: skip
+    entries, problems = read_statements(tmp_path)
+    assert [(e.aaguid, e.root_certificates) for e in entries] == [(VENDOR, ())]
+    assert sorted(p.split(":")[0] for p in problems) == ["full-no-roots.json", "no-list.json"]
+
+
+def test_a_surrogate_only_model_self_attests_and_presents_no_chain(
+    domain, db_path, tmp_path: Path
+) -> None:
+    aaguid = bytes.fromhex(VENDOR.replace("-", ""))
+    write(tmp_path, "surrogate.json",
+          {"aaguid": VENDOR, "description": "Example Corp Platform Key",
+           "attestationTypes": ["basic_surrogate"], "attestationRootCertificates": []})  # fmt: skip
+    leaf = pki.attestation_leaf(pki.ca("Anyone's Root"), aaguid)
+    with checked_with(domain, db_path, tmp_path) as api:
+        registered = api.register(authenticator=Authenticator(attestation="packed", aaguid=aaguid))
+        assert registered["metadata"]["authenticator_name"] == "Example Corp Platform Key"
+        full = Authenticator(attestation="packed", aaguid=aaguid, x5c=[leaf.der],
+                             attestation_key=leaf.key)  # fmt: skip
+        r = api.verify_factor(full.create(api.create_factor("user-0002")["options"], ORIGIN))
+        assert r.status_code == 403 and "lists no root" in r.json()["message"], r.text
+
+
 @contextlib.contextmanager
 def checked_with(domain, db_path, statements: Path):
     metadata = OfflineMetadata(statements_path=statements)
@@ -145,3 +186,25 @@ def test_check_config_and_serve_say_which_statement_cannot_be_used(tmp_path: Pat
 def test_the_setting_is_in_the_readme_table(name: str) -> None:
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert f"| `{name}` |" in readme
+
+
+def test_a_statement_file_is_a_small_regular_file_naming_a_real_aaguid(tmp_path: Path) -> None:
+    """A FIFO named *.json held `serve` (and check-config) at start, reading it; a symlink
+    to /dev/zero read until memory ran out. An aaguid that is no UUID, or the zero AAGUID
+    (every U2F key's, and many passkeys' without attestation: it would name them all), is
+    refused; an uppercase one is read as the lowercase it is."""
+    import os
+
+    root = pki.ca("Example Corp Root")
+    os.mkfifo(tmp_path / "fifo.json")
+    (tmp_path / "zero.json").symlink_to("/dev/zero")
+    write(tmp_path, "big.json", {**statement(root), "pad": "x" * (2 * 1024 * 1024)})
+    write(
+        tmp_path, "zero-aaguid.json", statement(root, aaguid="00000000-0000-0000-0000-000000000000")
+    )
+    write(tmp_path, "not-uuid.json", statement(root, aaguid="example"))
+    write(tmp_path, "upper.json", statement(root, aaguid=VENDOR.upper()))
+    entries, problems = read_statements(tmp_path)
+    assert [e.aaguid for e in entries] == [VENDOR]
+    said = {p.split(":")[0] for p in problems}
+    assert said == {"fifo.json", "zero.json", "big.json", "zero-aaguid.json", "not-uuid.json"}

@@ -31,16 +31,18 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import datetime
 import importlib.util
 import logging
+import re
+import stat
 import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from cryptography import x509
 
 if TYPE_CHECKING:  # loaded when first used: `overdue`, in the supervisor, needs none of it
     from passkeyd.webauthn import MetadataEntry, TrustStore
@@ -233,11 +235,33 @@ def _entry(raw: dict[str, Any]) -> MetadataEntry:
     )
 
 
+# A metadata statement is a few kilobytes (a handful of roots); MDS's largest is under 64 KiB.
+MAX_STATEMENT_BYTES = 1024 * 1024
+_AAGUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_ZERO_AAGUID = "00000000-0000-0000-0000-000000000000"
+
+
+def _statement_bytes(path: Path) -> bytes:
+    """A statement file's bytes: a regular file (a FIFO named *.json held `serve` at start,
+    a symlink to /dev/zero read until memory ran out), of at most MAX_STATEMENT_BYTES."""
+    if not stat.S_ISREG(path.stat().st_mode):  # (before open: a FIFO's open blocks)
+        raise ValueError("not a regular file")
+    with path.open("rb") as file:
+        data = file.read(MAX_STATEMENT_BYTES + 1)
+    if len(data) > MAX_STATEMENT_BYTES:
+        raise ValueError(f"over {MAX_STATEMENT_BYTES} bytes")
+    return data
+
+
 def read_statements(directory: Path) -> tuple[list[MetadataEntry], list[str]]:
     """The metadata statements in `directory` (each `*.json` file one MDS3 MetadataStatement),
     as entries, and a line for each file that could not be used (skipped). A statement must
     name its model (`aaguid`, or `attestationCertificateKeyIdentifiers` for U2F) and list
-    its `attestationRootCertificates`."""
+    its `attestationRootCertificates`: none only for a model that attests only itself
+    (`attestationTypes` ["basic_surrogate"], whose list MDS3 §4 requires empty; the FIDO
+    conformance tools' self-attesting test authenticators have such statements). Such a
+    model is named by its statement, registers with self attestation, and any chain it
+    presents is refused (its metadata lists no root)."""
     entries: list[MetadataEntry] = []
     problems: list[str] = []
     try:
@@ -246,7 +270,7 @@ def read_statements(directory: Path) -> tuple[list[MetadataEntry], list[str]]:
         return [], [f"{directory}: {exc.strerror or exc}"]
     for path in paths:
         try:
-            statement = orjson.loads(path.read_bytes())
+            statement = orjson.loads(_statement_bytes(path))
             if not isinstance(statement, dict):
                 raise ValueError("not a JSON object")
             ids = statement.get("attestationCertificateKeyIdentifiers") or []
@@ -260,8 +284,20 @@ def read_statements(directory: Path) -> tuple[list[MetadataEntry], list[str]]:
             entry = _entry(raw)
             if not isinstance(entry.aaguid, str | None) or not (entry.aaguid or ids):
                 raise ValueError("it names no aaguid or attestationCertificateKeyIdentifiers")
-            if not entry.root_certificates:
-                raise ValueError("it lists no attestationRootCertificates")
+            if entry.aaguid:
+                aaguid = entry.aaguid.lower()
+                if not _AAGUID.fullmatch(aaguid) or aaguid == _ZERO_AAGUID:
+                    # (The zero AAGUID is every U2F key's and many a passkey's without
+                    # attestation: it would name them all.)
+                    raise ValueError(f"aaguid {entry.aaguid!r} is not a non-zero UUID")
+                entry = dataclasses.replace(entry, aaguid=aaguid)
+            if not entry.root_certificates and not _surrogate_only(statement):
+                raise ValueError(
+                    "it lists no attestationRootCertificates (only a statement whose"
+                    ' attestationTypes are ["basic_surrogate"] may)'
+                )
+            from cryptography import x509  # (not at import: the supervisor reads none)
+
             for root in statement["attestationRootCertificates"]:
                 # (The BLOB's reading skips what it cannot decode; here it is said.)
                 x509.load_der_x509_certificate(base64.b64decode(root, validate=True))
@@ -270,6 +306,14 @@ def read_statements(directory: Path) -> tuple[list[MetadataEntry], list[str]]:
             continue
         entries.append(entry)
     return entries, problems
+
+
+def _surrogate_only(statement: dict[str, Any]) -> bool:
+    """A statement of a model that attests only itself (MDS3 §4: its
+    attestationRootCertificates "MUST be empty"), its empty list given as one."""
+    return statement.get("attestationTypes") == ["basic_surrogate"] and (
+        statement.get("attestationRootCertificates") == []
+    )
 
 
 def _date(value: Any) -> str | None:

@@ -955,7 +955,7 @@ def test_a_packed_certificate_whose_key_is_not_of_the_statements_alg_is_refused(
         (lambda: ec.generate_private_key(ec.SECP521R1()), (-36, -52), (-35,)),
         (lambda: ec.generate_private_key(ec.SECP256R1()), (-7, -9), (-35, -8, -257)),
         (ed25519.Ed25519PrivateKey.generate, (-8, -19), (-53, -7)),
-        (ed448.Ed448PrivateKey.generate, (-8, -53), (-19, -257)),
+        (ed448.Ed448PrivateKey.generate, (-53,), (-8, -19, -257)),
     ],
 )  # fmt: skip
 def test_a_packed_certificate_key_must_be_of_the_statements_alg(key, fits, refused):
@@ -973,3 +973,27 @@ def test_a_packed_certificate_key_must_be_of_the_statements_alg(key, fits, refus
             _check_packed_certificate_key(alg, leaf.der)
         assert refusal.value.step is Step.ATTESTATION_STATEMENT
     _check_packed_certificate_key(-65000, leaf.der)
+
+
+@pytest.mark.parametrize("anchors", ["intermediate and root", "intermediate"])
+def test_a_packed_x5c_carrying_an_intermediate_the_metadata_lists_as_an_anchor_is_trusted(
+    anchors,
+):
+    """MDS lists intermediates as attestationRootCertificates (a trust anchor "can be a root
+    certificate, an intermediate CA certificate or even the attestation certificate itself":
+    Yubico, Feitian, G+D, HID, NEOWAVE, Thales and Titan entries do), often beside their
+    root. A device sending [leaf, its issuing CA] is not carrying the root (F-10): trusted."""
+    root = pki.ca("Vendor FIDO Root CA")
+    intermediate = pki.ca("Vendor FIDO CA 02", issuer=root)
+    leaf = pki.attestation_leaf(intermediate, bytes.fromhex(YUBIKEY_5.replace("-", "")))
+    listed = (
+        (intermediate.der, root.der) if anchors == "intermediate and root" else (intermediate.der,)
+    )
+    store = TrustStore([MetadataEntry("Vendor Key", YUBIKEY_5, root_certificates=listed)])
+    registered = _attacker_registration([leaf.der, intermediate.der], leaf.key, store)
+    assert registered.metadata.description == "Vendor Key"
+    # The root itself in x5c is still refused (F-10).
+    store = TrustStore([MetadataEntry("Vendor Key", YUBIKEY_5, root_certificates=(root.der,))])
+    with pytest.raises(CeremonyError) as refused:
+        _attacker_registration([leaf.der, intermediate.der, root.der], leaf.key, store)
+    assert "carries a root of Vendor Key" in refused.value.detail

@@ -153,7 +153,7 @@ def _check_encoding(response: dict[str, Any]) -> None:
         return  # (Verify says what is wrong with it)
     try:
         client_data = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
-    except (ValueError, binascii.Error):
+    except (ValueError, binascii.Error, RecursionError):  # (nested past the recursion limit)
         return
     if not isinstance(client_data, dict) or "tokenBinding" not in client_data:
         return

@@ -1,8 +1,8 @@
 """COSE algorithms passkeyd knows, and the signatures py_webauthn 3.0.1 cannot check.
 
 py_webauthn verifies ES256, EdDSA on Ed25519, ES512, PS256, RS256 and ML-DSA signatures. It has
-no ES384 (-35): ES384 keys are EC2 on P-384 (libfido2 creates them on YubiKeys). Nor EdDSA on
-Ed448 (-8 with crv 7), nor the fully-specified algorithms of RFC 9864 that replace ES256,
+no ES384 (-35): ES384 keys are EC2 on P-384 (libfido2 creates them on YubiKeys). Nor the
+fully-specified algorithms of RFC 9864 that replace ES256,
 ES384, ES512 and EdDSA (ESP256 -9, ESP384 -51, ESP512 -52, Ed25519 -19, Ed448 -53). passkeyd
 decodes those keys and checks their signatures itself, with `cryptography`, in both
 ceremonies (`own_public_key`, `own_verify`).
@@ -71,7 +71,7 @@ _KEY_OF_ALGORITHM: dict[int, tuple[int, int | None]] = {
     ESP256: (2, 1),
     ESP384: (2, 2),
     ESP512: (2, 3),
-    EDDSA: (1, 6),  # or Ed448 (crv 7): `_curve_of`
+    EDDSA: (1, 6),  # §5.8.5: "MUST specify Ed25519"; Ed448 is Ed448 (-53)
     ED25519: (1, 6),
     ED448: (1, 7),
     PS256: (3, None),
@@ -130,8 +130,6 @@ def registered_key_algorithm(cose_key: bytes) -> int:
     if expected is None:
         return algorithm
     kty, crv = expected
-    if algorithm == EDDSA and _is_int(key.get(_CRV), _ED448_CURVE):
-        crv = _ED448_CURVE  # EdDSA names no curve (RFC 9053 §2.2): Ed25519 or Ed448
     name = ALGORITHM_NAMES[algorithm]
     if not _is_int(kty_given, kty):
         raise MalformedResponse(
@@ -192,7 +190,7 @@ def own_public_key(
     cose_key: bytes,
 ) -> ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | ed448.Ed448PublicKey | None:
     """The key, loaded, when its algorithm is one passkeyd checks itself (ES384, ESP256,
-    ESP384, ESP512; EdDSA on Ed448, Ed25519, Ed448); None for those py_webauthn checks.
+    ESP384, ESP512, Ed25519, Ed448); None for those py_webauthn checks.
     Raises MalformedResponse for such a key that is not of its algorithm's type and curve,
     or is no point of that curve."""
     key = _decode(cose_key)
@@ -222,7 +220,7 @@ def own_public_key(
             raise MalformedResponse(
                 Step.PUBLIC_KEY, f"the {name} key is not on {_CURVE_NAMES[crv]}"
             ) from exc
-    ed448_key = algorithm == ED448 or (algorithm == EDDSA and _is_int(key.get(_CRV), _ED448_CURVE))
+    ed448_key = algorithm == ED448
     if not ed448_key and algorithm != ED25519:
         return None
     x = key.get(_X)

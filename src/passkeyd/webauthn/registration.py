@@ -11,13 +11,14 @@ refusal.
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime
 import functools
 import hashlib
 import io
 import json
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -246,7 +247,14 @@ def verify_registration(
     elif fmt == "packed" and statement.x5c and statement.alg == ES384:
         _verify_packed_x5c_es384(response, raw_auth_data, statement.x5c, statement.sig)
     else:
-        _verify_statement_with_library(response, fmt, statement, auth_data, attested)
+        _verify_statement_with_library(
+            response,
+            fmt,
+            statement,
+            auth_data,
+            attested,
+            vendor_roots=_metadata_roots(fmt, attested.aaguid, trust_store),
+        )
     chain = _attestation_chain(fmt, statement.x5c, statement.response)
     aaguid = aaguid_to_string(attested.aaguid)
     if fmt in ("packed", "tpm") and chain:
@@ -316,12 +324,34 @@ def _decoded_attestation_object(attestation_object: bytes) -> dict[Any, Any]:
     return decoded
 
 
+def _metadata_roots(fmt: str, aaguid: bytes, trust_store: TrustStore | None) -> list[bytes]:
+    """For android-key and android-safetynet under a trusted or checked service, the roots
+    the metadata lists for the AAGUID, PEM, as py_webauthn takes roots beside the ones it
+    ships (Google's hardware attestation roots, GlobalSign's): its verifiers for those two
+    formats refuse a chain that leads to no root they know (§8.4 and §8.5 ask for no
+    particular root: trust is §7.1.24's, `verify_trust_path`, which checks the same chain
+    against the same roots). The FIDO conformance tools' Android test authenticators chain to
+    their own roots, which their metadata statements list. None under `any`."""
+    if fmt not in ("android-key", "android-safetynet") or trust_store is None:
+        return []
+    if trust_store.unavailable is not None:
+        return []
+    entry = trust_store.by_aaguid(aaguid_to_string(aaguid))
+    if entry is None:
+        return []
+    # (The roots the metadata's reading could parse: one the library cannot load would fail
+    # the chain check of every registration of the model.)
+    return [root.public_bytes(Encoding.PEM) for root in entry.roots()]
+
+
 def _verify_statement_with_library(
     response: RegistrationResponse,
     fmt: str,
     statement: AttestationStatement,
     auth_data: AuthenticatorData,
     attested: AttestedCredentialData,
+    *,
+    vendor_roots: Sequence[bytes] = (),
 ) -> None:
     """§7.1.22: the format's verification procedure, py_webauthn's verifier for `fmt`, called
     directly: the steps before it (client data, flags, algorithm) are this module's.
@@ -330,37 +360,38 @@ def _verify_statement_with_library(
     client_data = response.client_data.raw
     key = attested.credential_public_key
     try:
-        if fmt == "fido-u2f":
-            verified = verify_fido_u2f(
-                attestation_statement=statement,
-                client_data_json=client_data,
-                rp_id_hash=auth_data.rp_id_hash,
-                credential_id=attested.credential_id,
-                credential_public_key=key,
-                aaguid=attested.aaguid,
-                pem_root_certs_bytes=[],
-            )
-        elif fmt == "android-safetynet":
-            verified = verify_android_safetynet(
-                attestation_statement=statement,
-                attestation_object=response.attestation_object,
-                client_data_json=client_data,
-                pem_root_certs_bytes=[],
-            )
-        elif fmt in _KEYED_FORMATS:
-            if fmt == "android-key" and statement.x5c:
-                statement = replace(statement, x5c=_with_googles_root(statement.x5c))
-            verified = _KEYED_FORMATS[fmt](
-                attestation_statement=statement,
-                attestation_object=response.attestation_object,
-                client_data_json=client_data,
-                credential_public_key=key,
-                pem_root_certs_bytes=[],
-            )
-        else:
-            raise VerificationFailed(
-                Step.ATTESTATION_STATEMENT, f"attestation format {fmt[:40]!r} is not supported"
-            )
+        with _quiet_about(vendor_roots):
+            if fmt == "fido-u2f":
+                verified = verify_fido_u2f(
+                    attestation_statement=statement,
+                    client_data_json=client_data,
+                    rp_id_hash=auth_data.rp_id_hash,
+                    credential_id=attested.credential_id,
+                    credential_public_key=key,
+                    aaguid=attested.aaguid,
+                    pem_root_certs_bytes=[],
+                )
+            elif fmt == "android-safetynet":
+                verified = verify_android_safetynet(
+                    attestation_statement=statement,
+                    attestation_object=response.attestation_object,
+                    client_data_json=client_data,
+                    pem_root_certs_bytes=list(vendor_roots),
+                )
+            elif fmt in _KEYED_FORMATS:
+                if fmt == "android-key" and statement.x5c:
+                    statement = replace(statement, x5c=_with_googles_root(statement.x5c))
+                verified = _KEYED_FORMATS[fmt](
+                    attestation_statement=statement,
+                    attestation_object=response.attestation_object,
+                    client_data_json=client_data,
+                    credential_public_key=key,
+                    pem_root_certs_bytes=list(vendor_roots) if fmt == "android-key" else [],
+                )
+            else:
+                raise VerificationFailed(
+                    Step.ATTESTATION_STATEMENT, f"attestation format {fmt[:40]!r} is not supported"
+                )
     except VerificationFailed:
         raise
     except Exception as exc:  # library errors never cross this boundary raw
@@ -371,6 +402,16 @@ def _verify_statement_with_library(
         raise VerificationFailed(
             Step.ATTESTATION_STATEMENT, f"the {fmt} attestation statement did not verify"
         )
+
+
+@contextlib.contextmanager
+def _quiet_about(roots: Sequence[bytes]) -> Iterator[None]:
+    """The library's loading of `roots` from the metadata: a few MDS roots carry a
+    non-positive serial number (a CryptographyDeprecationWarning), and are still the roots."""
+    with warnings.catch_warnings():
+        if roots:
+            warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+        yield
 
 
 def _with_googles_root(x5c: list[bytes]) -> list[bytes]:
@@ -435,7 +476,7 @@ _CURVE_OF_ALGORITHM: dict[int, type[ec.EllipticCurve]] = {
     ESP512: ec.SECP521R1,
 }
 _EDWARDS_KEYS_OF_ALGORITHM: dict[int, tuple[type, ...]] = {
-    EDDSA: (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey),
+    EDDSA: (ed25519.Ed25519PublicKey,),  # WebAuthn §5.8.5: EdDSA keys are Ed25519
     ED25519: (ed25519.Ed25519PublicKey,),
     ED448: (ed448.Ed448PublicKey,),
 }

@@ -693,12 +693,20 @@ def verify_trust_path(
         raise VerificationFailed(
             Step.ATTESTATION_TRUST, f"the metadata of {entry.description} lists no root"
         )
-    if fmt == "packed" and len(chain) > 1 and set(chain[1:]) & set(entry.root_certificates):
+    listed = set(entry.root_certificates)
+    if fmt == "packed" and any(
+        der in listed and certificate.subject == certificate.issuer
+        for der, certificate in zip(chain[1:], certificates[1:], strict=True)
+    ):
         # §8.2: x5c is attestnCert and the chain to (not including) the trust anchor, which
-        # the metadata supplies; an x5c that carries the anchor itself is refused, as the
-        # FIDO conformance tools expect (Server-ServerAuthenticatorAttestationResponse-Resp-5
-        # F-10) and SimpleWebAuthn does (a duplicate certificate in the path). A single
-        # certificate the metadata lists as its root is still trusted (self-referencing).
+        # the metadata supplies; an x5c that carries a self-signed root the metadata lists
+        # is refused, as the FIDO conformance tools expect
+        # (Server-ServerAuthenticatorAttestationResponse-Resp-5 F-10). An intermediate the
+        # metadata also lists as an anchor (MDS3: "a trust anchor can be a root certificate,
+        # an intermediate CA certificate or even the attestation certificate itself"; it does
+        # so for Yubico, Feitian, G+D, HID, NEOWAVE, Thales, Titan...) is the device's
+        # ordinary chain and is not refused; nor is a single certificate the metadata lists
+        # (self-referencing).
         raise VerificationFailed(
             Step.ATTESTATION_TRUST,
             f"the attestation's x5c carries a root of {entry.description} (the trust anchor"
