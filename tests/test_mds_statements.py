@@ -208,3 +208,25 @@ def test_a_statement_file_is_a_small_regular_file_naming_a_real_aaguid(tmp_path:
     assert [e.aaguid for e in entries] == [VENDOR]
     said = {p.split(":")[0] for p in problems}
     assert said == {"fifo.json", "zero.json", "big.json", "zero-aaguid.json", "not-uuid.json"}
+
+
+def test_an_operator_key_id_does_not_hide_the_signed_entry_a_u2f_certificate_names() -> None:
+    """A U2F registration's model is found by its leaf's key id, else by the AAGUID its
+    certificate names; a statement of the operator's listing the key id was used before the
+    signed entry of that AAGUID, whose REVOKED report then did not apply (review)."""
+    from passkeyd.webauthn import MetadataEntry, StatusReport, TrustStore
+    from passkeyd.webauthn.trust import ZERO_AAGUID, key_identifier
+
+    root = pki.ca("Vendor Root")
+    leaf = pki.attestation_leaf(root, bytes.fromhex(VENDOR.replace("-", "")))
+    signed = MetadataEntry("Signed model", VENDOR, root_certificates=(root.der,),
+                           status_reports=(StatusReport("REVOKED", "2020-01-01"),))  # fmt: skip
+    mine = MetadataEntry("Operator's statement", None, root_certificates=(root.der,),
+                         key_identifiers=(key_identifier(leaf.certificate),),
+                         from_operator=True)  # fmt: skip
+    assert TrustStore([mine, signed]).find(ZERO_AAGUID, leaf.certificate) is signed
+    assert TrustStore([mine]).find(ZERO_AAGUID, leaf.certificate) is mine  # none signed
+    signed_key_id = dataclasses.replace(mine, description="Signed key id", from_operator=False)
+    assert TrustStore([signed_key_id, signed]).find(ZERO_AAGUID, leaf.certificate) is (
+        signed_key_id
+    )

@@ -304,7 +304,7 @@ def read_statements(directory: Path) -> tuple[list[MetadataEntry], list[str]]:
         except (OSError, ValueError, AttributeError, KeyError, TypeError, binascii.Error) as exc:
             problems.append(f"{path.name}: {exc}")
             continue
-        entries.append(entry)
+        entries.append(dataclasses.replace(entry, from_operator=True))
     return entries, problems
 
 

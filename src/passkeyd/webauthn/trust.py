@@ -67,6 +67,8 @@ class MetadataEntry:
     key_identifiers: tuple[str, ...] = ()  # hex SHA-1 key ids (U2F authenticators)
     root_certificates: tuple[bytes, ...] = ()  # DER
     status_reports: tuple[StatusReport, ...] = ()
+    # From the operator's own statements (PASSKEYD_MDS_STATEMENTS), not the signed metadata.
+    from_operator: bool = False
     _roots: list[x509.Certificate] = field(default_factory=list, compare=False, repr=False)
     _parsed: list[bool] = field(default_factory=list, compare=False, repr=False)
 
@@ -164,8 +166,13 @@ class TrustStore:
         if leaf is None:
             return None
         entry = self._by_key_id.get(key_identifier(leaf))
-        if entry is None and (named := certified_aaguid(leaf)) is not None:
-            entry = self.by_aaguid(named)
+        if (entry is None or entry.from_operator) and (named := certified_aaguid(leaf)):
+            # The model its certificate names, when the key id is not in the signed metadata
+            # (an operator's statement listing it does not hide the signed entry, nor its
+            # status reports).
+            signed = self.by_aaguid(named)
+            if entry is None or (signed is not None and not signed.from_operator):
+                entry = signed
         return entry
 
 
