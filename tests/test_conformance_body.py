@@ -4,21 +4,27 @@ from __future__ import annotations
 
 from starlette.testclient import TestClient
 
-from passkeyd.web.config import parse_config
+from passkeyd.web.config import DemoConfig, parse_config
 from passkeyd.web.conformance import create_app
 from passkeyd.web.service import DemoService
 
+# Its passkeyd does not answer here (a closed port): nothing these requests ask reaches it.
+SERVICE = DemoService("VA" + "0" * 32, "localhost", ("http://localhost:3000",), "", True)
 
-def test_json_nested_past_the_recursion_limit_is_a_failed_server_response() -> None:
-    config = parse_config(
+
+def _config() -> DemoConfig:
+    return parse_config(
         ["--passkeyd-url", "http://127.0.0.1:9"],
         {"PASSKEYD_ACCOUNT_SID": "AC" + "0" * 32, "PASSKEYD_AUTH_TOKEN": "t" * 32},
         prog="passkeyd conformance",
         description="conformance",
         port=3000,
     )
-    service = DemoService("VA" + "0" * 32, "localhost", ("http://localhost:3000",), "", True)
-    with TestClient(create_app(config, service), raise_server_exceptions=False) as client:
+
+
+def test_json_nested_past_the_recursion_limit_is_a_failed_server_response() -> None:
+    config = _config()
+    with TestClient(create_app(config, SERVICE), raise_server_exceptions=False) as client:
         for path in ("/attestation/options", "/attestation/result", "/assertion/options",
                      "/assertion/result"):  # fmt: skip
             r = client.post(path, content=b"[" * 60000,
@@ -29,17 +35,10 @@ def test_json_nested_past_the_recursion_limit_is_a_failed_server_response() -> N
 
 def test_an_unknown_path_or_method_is_a_failed_server_response() -> None:
     """They were plain-text 404 and 405 (review)."""
-    config = parse_config(
-        ["--passkeyd-url", "http://127.0.0.1:9"],
-        {"PASSKEYD_ACCOUNT_SID": "AC" + "0" * 32, "PASSKEYD_AUTH_TOKEN": "t" * 32},
-        prog="passkeyd conformance",
-        description="conformance",
-        port=3000,
-    )
+    config = _config()
     assert config.rp_name == "passkeyd conformance"  # (it was the demo's name)
     assert config.attestation_policy is None  # (checked for a service it makes)
-    service = DemoService("VA" + "0" * 32, "localhost", ("http://localhost:3000",), "", True)
-    with TestClient(create_app(config, service), raise_server_exceptions=False) as client:
+    with TestClient(create_app(config, SERVICE), raise_server_exceptions=False) as client:
         for method, path, status in (("GET", "/attestation/options", 405),
                                      ("POST", "/registration/options", 404)):  # fmt: skip
             r = client.request(method, path)
@@ -54,17 +53,10 @@ def test_a_client_data_json_nested_past_the_recursion_limit_is_no_500() -> None:
     (orjson refuses it, 1,024 levels deep at most), here unreachable: a ServerResponse."""
     import base64
 
-    config = parse_config(
-        ["--passkeyd-url", "http://127.0.0.1:18799"],
-        {"PASSKEYD_ACCOUNT_SID": "AC" + "0" * 32, "PASSKEYD_AUTH_TOKEN": "t" * 32},
-        prog="passkeyd conformance",
-        description="conformance",
-        port=3000,
-    )
-    service = DemoService("VA" + "0" * 32, "localhost", ("http://localhost:3000",), "", True)
+    config = _config()
     nested = base64.urlsafe_b64encode(b"[" * 1000).rstrip(b"=").decode()
     credential = {"id": "AAAA", "type": "public-key", "response": {"clientDataJSON": nested}}
-    with TestClient(create_app(config, service), raise_server_exceptions=False) as client:
+    with TestClient(create_app(config, SERVICE), raise_server_exceptions=False) as client:
         for path in ("/attestation/result", "/assertion/result"):
             r = client.post(path, json=credential)
             assert r.status_code != 500, r.text

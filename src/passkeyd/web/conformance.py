@@ -25,7 +25,6 @@ a service of its own.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import hashlib
@@ -33,7 +32,6 @@ import json
 import logging
 import os
 import re
-import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -44,17 +42,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from passkeyd.listen import listen_problem
-
-from .config import ConfigError, DemoConfig, parse_config
-from .demo import _wait_for
-from .service import DemoService, prepare_service
+from .config import DemoConfig, parse_config
+from .launch import launch
+from .service import DemoService
 from .verify import PasskeydUnreachable, VerifyClient, VerifyError
 
 log = logging.getLogger("passkeyd.conformance")
 
 MAX_BODY = 64 * 1024
-EXIT_OK, EXIT_CONFIG = 0, 3
 _RESIDENT_KEYS = ("discouraged", "preferred", "required")
 _BASE64URL = re.compile(r"[A-Za-z0-9_-]+")
 
@@ -326,51 +321,22 @@ def create_app(config: DemoConfig, service: DemoService) -> Starlette:
     )
 
 
-async def _prepare(config: DemoConfig) -> DemoService:
-    async with VerifyClient(config.passkeyd_url, config.account_sid, config.auth_token) as client:
-        await _wait_for(client, config)
-        if not config.service_sid:  # a service of its own: `checked` unless told otherwise
-            config = replace(config, attestation_policy=config.attestation_policy or "checked")
-        return await prepare_service(client, config, friendly_name="passkeyd conformance")
-
-
-def _fail(message: str) -> int:
-    sys.stderr.write(f"passkeyd conformance: {message}\n")
-    return EXIT_CONFIG
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        config = parse_config(
-            argv,
-            os.environ,
-            prog="passkeyd conformance",
-            description="The FIDO conformance tools' server API (/attestation/options and"
-            " /result, /assertion/options and /result) on a Verify service of passkeyd.",
-            port=3000,
-        )
-    except ConfigError as exc:
-        return _fail(f"configuration error: {exc}")
-    logging.basicConfig(
-        level=os.environ.get("PASSKEYD_LOG_LEVEL", "info").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+def _config(argv: Sequence[str] | None) -> DemoConfig:
+    config = parse_config(
+        argv,
+        os.environ,
+        prog="passkeyd conformance",
+        description="The FIDO conformance tools' server API (/attestation/options and"
+        " /result, /assertion/options and /result) on a Verify service of passkeyd.",
+        port=3000,
     )
-    logging.getLogger("httpx2").setLevel(logging.WARNING)
-    if (problem := listen_problem(config.host, config.port)) is not None:
-        return _fail(f"cannot listen on {config.host}:{config.port} (--host, --port): {problem}")
-    try:
-        service = asyncio.run(_prepare(config))
-    except KeyboardInterrupt:
-        sys.stderr.write("passkeyd conformance: interrupted\n")
-        return 130
-    except PasskeydUnreachable as exc:
-        return _fail(f"passkeyd does not answer at {config.passkeyd_url}: {exc}")
-    except VerifyError as exc:
-        what = f"service {config.service_sid}" if config.service_sid else "a new service"
-        return _fail(f"passkeyd refused {what}: {exc.code} {exc.message}")
-    if service.created:
-        log.info("created Verify service %s (relying party %s)", service.sid, service.rp_id)
-    elif config.attestation_policy is not None:
+    if not config.service_sid:  # a service of its own: `checked` unless told otherwise
+        config = replace(config, attestation_policy=config.attestation_policy or "checked")
+    return config
+
+
+def _started(config: DemoConfig, service: DemoService) -> None:
+    if not service.created and config.attestation_policy is not None:
         log.warning(
             "--attestation-policy applies to a service made at start-up; service %s keeps"
             " its own Passkeys.AttestationPolicy",
@@ -384,16 +350,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         ", ".join(service.origins),
     )
 
-    import uvicorn
 
-    uvicorn.run(
-        create_app(config, service),
-        host=config.host,
-        port=config.port,
-        log_level=os.environ.get("PASSKEYD_LOG_LEVEL", "info").lower(),
-        timeout_graceful_shutdown=5,
+def main(argv: Sequence[str] | None = None) -> int:
+    return launch(
+        "passkeyd conformance",
+        lambda: _config(argv),
+        create_app,
+        started=_started,
+        friendly_name="passkeyd conformance",
     )
-    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -1,100 +1,35 @@
-"""`passkeyd demo`: run the demo relying party against a passkeyd API.
+"""`passkeyd demo`: run the demo relying party against a passkeyd API (started as `launch`
+says).
 
     main(["--port", "8081", "--passkeyd-url", "http://127.0.0.1:8080"])
-
-It checks (or creates) its Verify service before listening, so a wrong URL or credential
-stops it with a sentence and exit code 3: a wrong credential at once, a passkeyd that does
-not answer once `--wait` seconds have passed (one started just before, `scripts/serve &`,
-takes a second to listen, and a minute on a fresh checkout that sets itself up first).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
-import sys
-import time
 from collections.abc import Sequence
 
-from passkeyd.listen import listen_problem
-
 from .app import create_app
-from .config import ConfigError, DemoConfig, parse_config
-from .service import DemoService, prepare_service
-from .verify import PasskeydUnreachable, VerifyClient, VerifyError
-
-EXIT_OK, EXIT_CONFIG = 0, 3
+from .config import DemoConfig, parse_config
+from .launch import launch
+from .service import DemoService
 
 log = logging.getLogger("passkeyd.web")
 
 
-async def _prepare(config: DemoConfig) -> DemoService:
-    async with VerifyClient(config.passkeyd_url, config.account_sid, config.auth_token) as client:
-        await _wait_for(client, config)
-        return await prepare_service(client, config)
-
-
-async def _wait_for(client: VerifyClient, config: DemoConfig) -> None:
-    """Until passkeyd answers, or `config.wait` seconds have passed (then preparing the
-    service says why it cannot)."""
-    deadline = time.monotonic() + config.wait
-    said = False
-    while not await client.answers(timeout=max(0.1, min(2.0, deadline - time.monotonic()))):
-        if time.monotonic() >= deadline:
-            return
-        if not said:
-            sys.stderr.write(
-                f"passkeyd demo: waiting up to {config.wait:g} s for passkeyd to answer"
-                f" at {config.passkeyd_url}\n"
-            )
-            said = True
-        await asyncio.sleep(0.25)
-
-
-def _fail(message: str) -> int:
-    sys.stderr.write(f"passkeyd demo: {message}\n")
-    return EXIT_CONFIG
+def _started(config: DemoConfig, service: DemoService) -> None:
+    log.info("demo for service %s: open %s", service.sid, service.page_url)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        config = parse_config(argv, os.environ)
-    except ConfigError as exc:
-        return _fail(f"configuration error: {exc}")
-    logging.basicConfig(
-        level=os.environ.get("PASSKEYD_LOG_LEVEL", "info").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    return launch(
+        "passkeyd demo",
+        lambda: parse_config(argv, os.environ),
+        create_app,
+        started=_started,
+        friendly_name="passkeyd demo",
     )
-    # One line per request to passkeyd is noise next to uvicorn's access log.
-    logging.getLogger("httpx2").setLevel(logging.WARNING)
-    # Before the service is made: a demo that cannot listen left one behind at each try.
-    if (problem := listen_problem(config.host, config.port)) is not None:
-        return _fail(f"cannot listen on {config.host}:{config.port} (--host, --port): {problem}")
-    try:
-        service = asyncio.run(_prepare(config))
-    except KeyboardInterrupt:  # while it waited for passkeyd
-        sys.stderr.write("passkeyd demo: interrupted\n")
-        return 130
-    except PasskeydUnreachable as exc:
-        return _fail(f"passkeyd does not answer at {config.passkeyd_url}: {exc}")
-    except VerifyError as exc:
-        what = f"service {config.service_sid}" if config.service_sid else "a new service"
-        return _fail(f"passkeyd refused {what}: {exc.code} {exc.message}")
-    if service.created:
-        log.info("created Verify service %s (relying party %s)", service.sid, service.rp_id)
-    log.info("demo for service %s: open %s", service.sid, service.page_url)
-
-    import uvicorn  # imported late: parsing options and the checks above do not need it
-
-    uvicorn.run(
-        create_app(config, service),
-        host=config.host,
-        port=config.port,
-        log_level=os.environ.get("PASSKEYD_LOG_LEVEL", "info").lower(),
-        timeout_graceful_shutdown=5,
-    )
-    return EXIT_OK
 
 
 if __name__ == "__main__":
