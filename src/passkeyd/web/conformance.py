@@ -109,11 +109,11 @@ def _dict(data: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def _with_extensions(options: dict[str, Any], asked: dict[str, Any]) -> dict[str, Any]:
-    """The options, with the extensions the request asked for passed on to the client,
-    beside passkeyd's own unless asked otherwise (passkeyd verifies no extension output;
-    it reads credProps' to know whether the passkey is discoverable)."""
+    """The options, with the extensions the request asked for in place of passkeyd's own
+    (credProps, which tells whether a passkey is discoverable): the tools compare them with
+    what they asked, whole (Server-ServerPublicKeyCredentialCreationOptions-Req-1 P-1)."""
     if asked:
-        options["extensions"] = {**(options.get("extensions") or {}), **asked}
+        options["extensions"] = asked
     return options
 
 
@@ -242,14 +242,11 @@ async def attestation_options(request: Request) -> Response:
     # The name the authenticator shows the user is the account's; its display name is the
     # one asked for (the factor's friendly name, and user.name, is the username).
     options["user"] = {**options["user"], "name": username, "displayName": display_name}
-    # The tools compare authenticatorSelection and extensions with what they asked, whole
-    # (Server-ServerPublicKeyCredentialCreationOptions-Req-1 P-1): passkeyd took the
-    # selection as the factor's config, and its credProps is its own.
+    # The tools compare authenticatorSelection with what they asked, whole, too: passkeyd
+    # took it as the factor's config.
     if isinstance(data.get("authenticatorSelection"), dict):
         options["authenticatorSelection"] = data["authenticatorSelection"]
-    if asked:
-        options["extensions"] = asked
-    return _ok(options)
+    return _ok(_with_extensions(options, asked))
 
 
 @_refusals
