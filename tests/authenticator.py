@@ -35,6 +35,7 @@ ES256, EDDSA, RS256, PS256, ES384, ES512 = -7, -8, -257, -37, -35, -36
 ML_DSA_44, ML_DSA_65, ML_DSA_87 = -48, -49, -50
 # Fully specified (RFC 9864); and EdDSA (-8) on Ed448, which is no COSE identifier of its own.
 ESP256, ESP384, ESP512, ED25519, ED448 = -9, -51, -52, -19, -53
+ES256K = -47
 PS384, PS512, RS384, RS512, RS1 = -38, -39, -258, -259, -65535
 # RSA signatures: PKCS#1 v1.5 (RS*) or PSS (PS*), and their hash.
 _RSA = {RS256: (False, hashes.SHA256), RS384: (False, hashes.SHA384),
@@ -44,9 +45,10 @@ _RSA = {RS256: (False, hashes.SHA256), RS384: (False, hashes.SHA384),
 EDDSA_ED448 = "EdDSA on Ed448"
 _CURVES = {ES256: (ec.SECP256R1, 1, 32), ES384: (ec.SECP384R1, 2, 48), ES512: (ec.SECP521R1, 3, 66),
            ESP256: (ec.SECP256R1, 1, 32), ESP384: (ec.SECP384R1, 2, 48),
-           ESP512: (ec.SECP521R1, 3, 66)}  # fmt: skip
+           ESP512: (ec.SECP521R1, 3, 66), ES256K: (ec.SECP256K1, 8, 32)}  # fmt: skip
 _HASHES = {ES256: hashes.SHA256, ES384: hashes.SHA384, ES512: hashes.SHA512,
-           ESP256: hashes.SHA256, ESP384: hashes.SHA384, ESP512: hashes.SHA512}  # fmt: skip
+           ESP256: hashes.SHA256, ESP384: hashes.SHA384, ESP512: hashes.SHA512,
+           ES256K: hashes.SHA256}  # fmt: skip
 # EdDSA keys: their COSE alg and crv (6 Ed25519, 7 Ed448), and their private key type.
 _EDWARDS: dict[Any, tuple[int, int, Any]] = {
     EDDSA: (EDDSA, 6, ed25519.Ed25519PrivateKey),

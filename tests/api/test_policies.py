@@ -33,6 +33,7 @@ from tests.authenticator import (
     ED25519,
     EDDSA_ED448,
     ES256,
+    ES256K,
     ES384,
     ES512,
     ESP256,
@@ -121,7 +122,7 @@ def test_extension_fields_are_stored_and_echoed(api):
         ("Passkeys.ConditionalCreate", "true"),
         ("Passkeys.AaguidAllow", "not-a-uuid"),
         ("Passkeys.AaguidDeny", "1234"),
-        ("Passkeys.Algorithms", "-47"),  # ES256K: no
+        ("Passkeys.Algorithms", "-46"),  # (no such algorithm)
         ("Passkeys.Algorithms", "HS256"),
         ("Passkeys.Algorithms", "-\u0667"),  # Arabic-Indic seven: int() read it as -7
         ("Passkeys.Algorithms", "-0_7"),
@@ -338,7 +339,7 @@ def test_each_optional_algorithm_registers_and_signs_in(api, alg, attestation):
 @pytest.mark.parametrize(
     ("alg", "offer"),
     [(ESP256, "ESP256"), (ESP384, "esp384"), (ESP512, "-52"), (ED25519, "Ed25519"),
-     (ED448, "Ed448")],
+     (ED448, "Ed448"), (ES256K, "ES256K")],
 )  # fmt: skip
 @pytest.mark.parametrize("attestation", ["none", "packed"])
 def test_fully_specified_algorithms_and_ed448_register_and_sign_in(api, alg, offer, attestation):
@@ -396,10 +397,12 @@ def test_an_ed448_key_is_refused_where_only_ed25519_is_offered(api):
         (ESP256, {1: 2, 3: -9, -1: 2, -2: b"\x01" * 48, -3: b"\x01" * 48}, "P-256 curve"),
         (ESP384, {1: 2, 3: -51, -1: 2, -2: b"\x01" * 48, -3: b"\x01" * 48}, "not on P-384"),
         (EDDSA_ED448, {1: 1, 3: -8, -1: 7, -2: b"\x01" * 56}, "on the Ed25519 curve"),
+        (ES256K, {1: 2, 3: -47, -1: 1, -2: b"\x01" * 32, -3: b"\x01" * 32}, "secp256k1 curve"),
+        (ES256K, {1: 2, 3: -47, -1: 8, -2: b"\x01" * 32, -3: b"\x01" * 32}, "not on secp256k1"),
     ],
 )  # fmt: skip
 def test_malformed_fully_specified_and_ed448_keys_are_refused(api, alg, key, message):
-    api.create_service(**{"Passkeys.Algorithms": "EdDSA,ESP256,ESP384,Ed25519,Ed448"})
+    api.create_service(**{"Passkeys.Algorithms": "EdDSA,ESP256,ESP384,Ed25519,Ed448,ES256K"})
     factor = api.create_factor()
     before = api.snapshot()
     credential = Authenticator(alg=alg).create(factor["options"], ORIGIN)

@@ -293,7 +293,7 @@ SERVICE_FORM = form({
     "Passkeys.Algorithms": {"description": "passkeyd extension; COSE ids or names, e.g. "
                             "-7,-8,-257,-35 or ES256,EdDSA,RS256,ES384 (also ES512, PS256, "
                             "ML-DSA-44, ML-DSA-65, ML-DSA-87, ESP256, ESP384, ESP512, "
-                            "Ed25519, Ed448, PS384, PS512, RS384, RS512, RS1)", **STR},
+                            "Ed25519, Ed448, ES256K, PS384, PS512, RS384, RS512, RS1)", **STR},
     "Passkeys.ConditionalCreate": {"description": "passkeyd extension; empty unsets",
                                    "enum": ["refuse", "allow", ""]},
     "Passkeys.Hints": {"description": "passkeyd extension; comma-separated WebAuthn hints "

@@ -3,7 +3,8 @@
 py_webauthn verifies ES256, EdDSA on Ed25519, ES512, PS256, RS256 and ML-DSA signatures. It has
 no ES384 (-35): ES384 keys are EC2 on P-384 (libfido2 creates them on YubiKeys). Nor the
 fully-specified algorithms of RFC 9864 that replace ES256,
-ES384, ES512 and EdDSA (ESP256 -9, ESP384 -51, ESP512 -52, Ed25519 -19, Ed448 -53). passkeyd
+ES384, ES512 and EdDSA (ESP256 -9, ESP384 -51, ESP512 -52, Ed25519 -19, Ed448 -53), nor
+ES256K (-47, ECDSA on secp256k1, RFC 8812). passkeyd
 decodes those keys and checks their signatures itself, with `cryptography`, in both
 ceremonies (`own_public_key`, `own_verify`).
 """
@@ -23,6 +24,7 @@ from .errors import MalformedResponse, Step
 ES256, EDDSA, ES384, ES512, PS256, RS256 = -7, -8, -35, -36, -37, -257
 # Fully specified (RFC 9864): ECDSA on one curve with one hash, EdDSA on one curve.
 ESP256, ESP384, ESP512, ED25519, ED448 = -9, -51, -52, -19, -53
+ES256K = -47  # ECDSA on secp256k1 with SHA-256 (RFC 8812 §3.2; crv 8)
 # RSA with other hashes, which py_webauthn verifies and no authenticator is known to make;
 # RS1 (SHA-1) only for what insists on it (the FIDO conformance tools do).
 PS384, PS512, RS384, RS512, RS1 = -38, -39, -258, -259, -65535
@@ -47,6 +49,7 @@ ALGORITHM_NAMES: dict[int, str] = {
     PS512: "PS512",
     ESP384: "ESP384",
     ESP512: "ESP512",
+    ES256K: "ES256K",
     ED448: "Ed448",
     RS256: "RS256",
     RS384: "RS384",
@@ -71,6 +74,7 @@ _KEY_OF_ALGORITHM: dict[int, tuple[int, int | None]] = {
     ESP256: (2, 1),
     ESP384: (2, 2),
     ESP512: (2, 3),
+    ES256K: (2, 8),
     EDDSA: (1, 6),  # §5.8.5: "MUST specify Ed25519"; Ed448 is Ed448 (-53)
     ED25519: (1, 6),
     ED448: (1, 7),
@@ -88,10 +92,10 @@ _KEY_OF_ALGORITHM: dict[int, tuple[int, int | None]] = {
 _KEY_TYPE_NAMES = {1: "OKP", 2: "EC2", 3: "RSA", _AKP: "AKP"}
 # The size of an ML-DSA public key (`pub`, label -1), by parameter set (FIPS 204 Table 2).
 _ML_DSA_PUBLIC_BYTES = {ML_DSA_44: 1312, ML_DSA_65: 1952, ML_DSA_87: 2592}
-_CURVE_NAMES = {1: "P-256", 2: "P-384", 3: "P-521", 6: "Ed25519", 7: "Ed448"}
+_CURVE_NAMES = {1: "P-256", 2: "P-384", 3: "P-521", 6: "Ed25519", 7: "Ed448", 8: "secp256k1"}
 # The size of a point's coordinates on each curve: exact, as RFC 9053 §7.1.1 says leading
 # zero octets MUST be kept (py_webauthn reads any length as an integer).
-_COORDINATE_BYTES = {1: 32, 2: 48, 3: 66, 6: 32, 7: 57}
+_COORDINATE_BYTES = {1: 32, 2: 48, 3: 66, 6: 32, 7: 57, 8: 32}
 # The ECDSA algorithms checked here (the others: py_webauthn), by their COSE curve, that
 # curve, and their hash.
 _OWN_ECDSA: dict[int, tuple[int, type[ec.EllipticCurve], type[hashes.HashAlgorithm]]] = {
@@ -99,6 +103,7 @@ _OWN_ECDSA: dict[int, tuple[int, type[ec.EllipticCurve], type[hashes.HashAlgorit
     ESP256: (1, ec.SECP256R1, hashes.SHA256),
     ESP384: (2, ec.SECP384R1, hashes.SHA384),
     ESP512: (3, ec.SECP521R1, hashes.SHA512),
+    ES256K: (8, ec.SECP256K1, hashes.SHA256),
 }
 # The labels of private key parts (RFC 9053 §7.1.1, §7.2; RFC 8230 §4): `d` of an EC2 or
 # OKP key, and `d`, `p`, `q`, `dP`, `dQ`, `qInv`, `other`, `r_i`, `d_i`, `t_i` of an RSA key.

@@ -59,6 +59,7 @@ from .cose import (
     ED25519,
     EDDSA,
     ES256,
+    ES256K,
     ES384,
     ES512,
     ESP256,
@@ -474,6 +475,7 @@ _CURVE_OF_ALGORITHM: dict[int, type[ec.EllipticCurve]] = {
     ESP256: ec.SECP256R1,
     ESP384: ec.SECP384R1,
     ESP512: ec.SECP521R1,
+    ES256K: ec.SECP256K1,
 }
 _EDWARDS_KEYS_OF_ALGORITHM: dict[int, tuple[type, ...]] = {
     EDDSA: (ed25519.Ed25519PublicKey,),  # WebAuthn §5.8.5: EdDSA keys are Ed25519
