@@ -61,7 +61,7 @@ SUPPORTED_ALGORITHMS: tuple[int, ...] = tuple(ALGORITHM_NAMES)
 # COSE key parameters (RFC 9053): kty 1 = OKP, 2 = EC2, 7 = AKP (ML-DSA); crv 1 = P-256,
 # 2 = P-384, 3 = P-521, 6 = Ed25519, 7 = Ed448.
 _KTY, _ALG, _CRV, _X, _Y = 1, 3, -1, -2, -3
-_OKP, _EC2, _P384, _AKP = 1, 2, 2, 7
+_OKP, _EC2, _AKP = 1, 2, 7
 _ED25519_CURVE, _ED448_CURVE = 6, 7
 
 
