@@ -158,6 +158,8 @@ class Authenticator:
     # Full packed attestation: DER certificates, leaf first, and the leaf's ES256 key.
     x5c: list[bytes] | None = None
     attestation_key: Any = None
+    # The statements of a "compound" attestation (formats as `attestation` takes them).
+    compound: tuple[str, ...] = ("packed", "self")
 
     def _flags(self, *, at: bool) -> int:
         flags = UP
@@ -202,30 +204,13 @@ class Authenticator:
             auth_data += credential_id + key.cose()
         fmt = override.get("attestation", self.attestation)
         signed = auth_data + hashlib.sha256(client_data).digest()
-        if fmt == "packed" and self.x5c:  # ES256, or ES384 with a P-384 attestation key
-            p384 = isinstance(self.attestation_key.curve, ec.SECP384R1)
-            hash_ = hashes.SHA384() if p384 else hashes.SHA256()
-            signature = self.attestation_key.sign(signed, ec.ECDSA(hash_))
-            att_stmt: dict[str, Any] = {
-                "alg": ES384 if p384 else ES256,
-                "sig": signature,
-                "x5c": self.x5c,
-            }
-        elif fmt == "packed":
-            cose_alg = _EDWARDS[alg][0] if alg in _EDWARDS else alg
-            att_stmt = {"alg": cose_alg, "sig": key.sign(signed)}
-        elif fmt == "fido-u2f" and self.x5c:  # §8.6: an ES256 key, signed as CTAP1 signs it
-            point = key.private.public_key().public_bytes(
-                serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
-            )
-            u2f = (
-                b"\x00" + auth_data[:32] + hashlib.sha256(client_data).digest()
-                + credential_id + point
-            )  # fmt: skip
-            signature = self.attestation_key.sign(u2f, ec.ECDSA(hashes.SHA256()))
-            att_stmt = {"sig": signature, "x5c": self.x5c}
+        if fmt == "compound":  # §8.9: "self" in `compound` is packed self attestation
+            att_stmt: Any = [
+                dict(zip(("fmt", "attStmt"), self._statement(sub, signed, key, credential_id)))
+                for sub in override.get("compound", self.compound)
+            ]
         else:
-            att_stmt = {}
+            fmt, att_stmt = self._statement(fmt, signed, key, credential_id)
         attestation_object = override.get(
             "attestation_object",
             cbor2.dumps({"fmt": fmt, "attStmt": att_stmt, "authData": auth_data}),
@@ -246,6 +231,32 @@ class Authenticator:
             },
             "clientExtensionResults": {},
         }
+
+    def _statement(
+        self, fmt: str, signed: bytes, key: Key, credential_id: bytes
+    ) -> tuple[str, dict[str, Any]]:
+        """The attestation statement of format `fmt` over `signed` (authenticatorData ||
+        clientDataHash): packed (full with `x5c`, else self), "self" (packed self
+        attestation), fido-u2f (with `x5c`), or an empty one for anything else."""
+        rp_id_hash, client_data_hash = signed[:32], signed[-32:]
+        if fmt == "self":
+            cose_alg = _EDWARDS[key.alg][0] if key.alg in _EDWARDS else key.alg
+            return "packed", {"alg": cose_alg, "sig": key.sign(signed)}
+        if fmt == "packed" and self.x5c:  # ES256, or ES384 with a P-384 attestation key
+            p384 = isinstance(self.attestation_key.curve, ec.SECP384R1)
+            hash_ = hashes.SHA384() if p384 else hashes.SHA256()
+            signature = self.attestation_key.sign(signed, ec.ECDSA(hash_))
+            return fmt, {"alg": ES384 if p384 else ES256, "sig": signature, "x5c": self.x5c}
+        if fmt == "packed":
+            return self._statement("self", signed, key, credential_id)
+        if fmt == "fido-u2f" and self.x5c:  # §8.6: an ES256 key, signed as CTAP1 signs it
+            point = key.private.public_key().public_bytes(
+                serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+            )
+            u2f = b"\x00" + rp_id_hash + client_data_hash + credential_id + point
+            signature = self.attestation_key.sign(u2f, ec.ECDSA(hashes.SHA256()))
+            return fmt, {"sig": signature, "x5c": self.x5c}
+        return fmt, {}
 
     # --- navigator.credentials.get() ------------------------------------------------------
 

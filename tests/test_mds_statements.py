@@ -230,3 +230,31 @@ def test_an_operator_key_id_does_not_hide_the_signed_entry_a_u2f_certificate_nam
     assert TrustStore([signed_key_id, signed]).find(ZERO_AAGUID, leaf.certificate) is (
         signed_key_id
     )
+
+
+def test_a_compound_attestation_is_trusted_by_its_statement_the_metadata_vouches_for(
+    domain, db_path, tmp_path: Path
+) -> None:
+    """WebAuthn §8.9 through the API: a compound attestation whose packed statement chains
+    to the operator's statement registers under `trusted`, is named by it, and signs in
+    (re-checked by what vouched for it); one whose statements present no chain is refused."""
+    root = pki.ca("Example Corp Root")
+    aaguid = bytes.fromhex(VENDOR.replace("-", ""))
+    leaf = pki.attestation_leaf(root, aaguid)
+    write(tmp_path, "badge.json", statement(root))
+    badge = Authenticator(attestation="compound", compound=("self", "packed"), aaguid=aaguid,
+                          x5c=[leaf.der], attestation_key=leaf.key)  # fmt: skip
+    with checked_with(domain, db_path, tmp_path) as api:
+        assert api.post_form(api.svc, {"Passkeys.AttestationPolicy": "trusted"}).status_code == 200
+        registered = api.register(authenticator=badge)
+        assert registered["status"] == "verified"
+        assert registered["metadata"]["authenticator_name"] == "Example Corp Badge Key"
+        challenge = api.challenge(identity="user-0001")
+        assert api.approve(badge.get(challenge["options"], ORIGIN)).json()["status"] == "approved"
+        unattested = Authenticator(attestation="compound", compound=("self", "none"), aaguid=aaguid)
+        factor = api.create_factor("user-0002")
+        before = api.snapshot()
+        r = api.verify_factor(unattested.create(factor["options"], ORIGIN))
+        assert r.status_code == 403, r.text
+        assert "no statement of the compound attestation is trusted" in r.json()["message"]
+        assert api.snapshot() == before  # nothing was stored

@@ -245,7 +245,10 @@ class Registrations:
             model = registered.aaguid
             if registered.metadata is not None:  # trusted: the model the chain vouches for
                 model = model_aaguid(
-                    registered.fmt, model, registered.attestation_chain, registered.metadata
+                    registered.statement_fmt,
+                    model,
+                    registered.attestation_chain,
+                    registered.metadata,
                 )
             check_authenticator_lists(service.passkeys, model)
         except CeremonyError as exc:

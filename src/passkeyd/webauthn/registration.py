@@ -3,9 +3,10 @@
 py_webauthn's verifier for each format checks the attestation statement (except what it
 cannot: packed self attestation by a key of an algorithm it has no verifier for, and ES384
 packed attestation with a certificate, see `cose`; and the none
-format's empty statement); this module takes every other step, applies the policy it is given
-(origins, user verification, algorithms, trusted attestation) and names the step of every
-refusal.
+format's empty statement; and the compound format, which it does not know: each of its
+statements is verified by its own format's procedure); this module takes every other step,
+applies the policy it is given (origins, user verification, algorithms, trusted
+attestation) and names the step of every refusal.
 """
 
 from __future__ import annotations
@@ -99,6 +100,9 @@ class RegisteredCredential:
     attestation_chain: tuple[bytes, ...] = ()  # DER, leaf first; empty for none/self
     metadata: MetadataEntry | None = None  # set when the attestation was trusted
     trusted_path: tuple[bytes, ...] = ()  # then: the validated path (DER, leaf to root)
+    # The format of the statement `attestation_chain` is from: `fmt`, or for `compound` the
+    # statement that was trusted (else the first with a chain, else the first).
+    statement_fmt: str = ""
 
 
 def verify_registration(
@@ -135,14 +139,10 @@ def verify_registration(
         raise MalformedResponse(
             Step.ATTESTATION_OBJECT, "attestationObject has no fmt text or no authData bytes"
         )
-    if raw_statement is not None and not isinstance(raw_statement, Mapping):
-        raise MalformedResponse(Step.ATTESTATION_OBJECT, "attestationObject's attStmt is not a map")
-    x5c = raw_statement.get("x5c", []) if raw_statement is not None else []
-    if not isinstance(x5c, list) or not all(isinstance(c, bytes) for c in x5c):
-        # (An x5c of {} or null read as none at all: self attestation.)
-        raise MalformedResponse(
-            Step.ATTESTATION_OBJECT, "attStmt's x5c is not an array of certificates"
-        )
+    if fmt == "compound":
+        substatements = _compound_statements(raw_statement)
+    else:
+        substatements = [(fmt, _statement_map(raw_statement))]
     if len(raw_auth_data) >= 37 and not raw_auth_data[32] & 0x40:
         # (Read first: the credential data after a cleared AT flag was refused as bytes
         # after authenticatorData's last field, 60386, not as what it is, 60387.)
@@ -190,7 +190,154 @@ def verify_registration(
         ) from exc
     if algorithm not in expected_algorithms:
         raise VerificationFailed(Step.ALGORITHM, f"algorithm {algorithm} was not offered")
-    # §7.1.21-22: the attestation statement, verified by the library for its format.
+    # §7.1.21-22: the attestation statement, verified by its format's procedure; for the
+    # compound format (§8.9), each of its statements by its own, and every one must verify.
+    aaguid = aaguid_to_string(attested.aaguid)
+    compound = fmt == "compound"
+    statements = [
+        _verify_statement(
+            sub_fmt,
+            sub_statement,
+            response,
+            raw_auth_data,
+            auth_data,
+            attested,
+            algorithm=algorithm,
+            aaguid=aaguid,
+            attestation_object=(
+                cbor2.dumps({"fmt": sub_fmt, "attStmt": sub_statement, "authData": raw_auth_data})
+                if compound
+                else response.attestation_object
+            ),
+            trust_store=trust_store,
+        )
+        for sub_fmt, sub_statement in substatements
+    ]
+    # §7.1.24: the attestation's trustworthiness, when the service requires it.
+    metadata: MetadataEntry | None = None
+    path: tuple[bytes, ...] = ()
+    attested_by = next((v for v in statements if v.chain), statements[0])
+    if trust_store is not None and (any(v.chain for v in statements) or require_attestation_chain):
+        metadata, path, attested_by = _trusted_statement(
+            statements,
+            aaguid=aaguid,
+            trust_store=trust_store,
+            verification_time=verification_time or datetime.datetime.now(datetime.UTC),
+        )
+    # §7.1.25: credential id length.
+    if len(credential_id) > MAX_CREDENTIAL_ID_LENGTH:
+        raise VerificationFailed(Step.CREDENTIAL_ID_LENGTH, "credential id is over 1023 bytes")
+    return RegisteredCredential(
+        credential_id=credential_id,
+        public_key=attested.credential_public_key,
+        algorithm=algorithm,
+        sign_count=auth_data.sign_count,
+        aaguid=aaguid,
+        fmt=fmt,
+        user_verified=auth_data.flags.uv,
+        backup_eligible=auth_data.flags.be,
+        backed_up=auth_data.flags.bs,
+        attestation_chain=attested_by.chain,
+        metadata=metadata,
+        trusted_path=path,
+        statement_fmt=attested_by.fmt,
+    )
+
+
+def _decoded_attestation_object(attestation_object: bytes) -> dict[Any, Any]:
+    """The attestation object as encoded (py_webauthn's parsed statement drops keys it does
+    not know, and its authData is re-encoded): one CBOR map, and nothing after it, which
+    `cbor2.loads` would ignore."""
+    stream = io.BytesIO(attestation_object)
+    try:
+        # Two values for one key are refused, not the last kept (py_webauthn#265).
+        decoded = cbor2.CBORDecoder(stream, allow_duplicate_keys=False).decode()
+    except Exception as exc:  # cbor2 raises assorted types on bad input
+        raise MalformedResponse(
+            Step.ATTESTATION_OBJECT, "attestationObject is not valid CBOR"
+        ) from exc
+    if not isinstance(decoded, dict):
+        raise MalformedResponse(Step.ATTESTATION_OBJECT, "attestationObject is not a CBOR map")
+    if stream.tell() != len(attestation_object):
+        raise MalformedResponse(
+            Step.ATTESTATION_OBJECT,
+            f"attestationObject has {len(attestation_object) - stream.tell()} bytes after it",
+        )
+    return decoded
+
+
+MAX_COMPOUND_STATEMENTS = 8  # passkeyd's bound on §8.9's "2*": each costs a verification
+
+
+@dataclass(frozen=True, slots=True)
+class _Verified:
+    """An attestation statement its format's verification procedure accepted."""
+
+    fmt: str
+    chain: tuple[bytes, ...]  # DER, leaf first; empty for none and self attestation
+    safetynet_response: bytes | None = None
+
+
+def _statement_map(raw_statement: object) -> Mapping[Any, Any] | None:
+    if raw_statement is not None and not isinstance(raw_statement, Mapping):
+        raise MalformedResponse(Step.ATTESTATION_OBJECT, "attestationObject's attStmt is not a map")
+    return raw_statement
+
+
+def _compound_statements(raw_statement: object) -> list[tuple[str, Mapping[Any, Any] | None]]:
+    """§8.9: a compound attStmt is an array of at least two attestation statements, each a
+    map of exactly its format identifier `fmt` (any format but compound) and its `attStmt`
+    (the CDDL's `nonCompoundAttStmt`)."""
+    if not isinstance(raw_statement, list):
+        raise MalformedResponse(
+            Step.ATTESTATION_OBJECT, "the compound attStmt is not an array of statements"
+        )
+    if not 2 <= len(raw_statement) <= MAX_COMPOUND_STATEMENTS:
+        raise MalformedResponse(
+            Step.ATTESTATION_OBJECT,
+            f"the compound attStmt holds {len(raw_statement)} statements"
+            f" (2 to {MAX_COMPOUND_STATEMENTS} are accepted)",
+        )
+    statements: list[tuple[str, Mapping[Any, Any] | None]] = []
+    for item in raw_statement:
+        if not isinstance(item, Mapping) or set(item) != {"fmt", "attStmt"}:
+            raise MalformedResponse(
+                Step.ATTESTATION_OBJECT,
+                "a statement of the compound attStmt is not a map of fmt and attStmt",
+            )
+        if not isinstance(item["fmt"], str) or item["fmt"] == "compound":
+            raise MalformedResponse(
+                Step.ATTESTATION_OBJECT,
+                "a statement of the compound attStmt has no fmt text, or is itself compound",
+            )
+        statements.append((item["fmt"], _statement_map(item["attStmt"])))
+    return statements
+
+
+def _verify_statement(
+    fmt: str,
+    raw_statement: Mapping[Any, Any] | None,
+    response: RegistrationResponse,
+    raw_auth_data: bytes,
+    auth_data: AuthenticatorData,
+    attested: AttestedCredentialData,
+    *,
+    algorithm: int,
+    aaguid: str,
+    attestation_object: bytes,
+    trust_store: TrustStore | None,
+) -> _Verified:
+    """§7.1.22: one attestation statement of format `fmt`, by its format's verification
+    procedure: py_webauthn's verifier for it, or passkeyd's own where the library has none,
+    and the checks of the format the library leaves out. `attestation_object` is what the
+    library reads authenticatorData from (for a statement of a compound one, an attestation
+    object of that statement alone)."""
+    x5c = raw_statement.get("x5c", []) if raw_statement is not None else []
+    if not isinstance(x5c, list) or not all(isinstance(c, bytes) for c in x5c):
+        # (An x5c of {} or null read as none at all: self attestation.)
+        raise MalformedResponse(
+            Step.ATTESTATION_OBJECT, "attStmt's x5c is not an array of certificates"
+        )
     statement = (
         parse_attestation_statement(raw_statement)  # type: ignore[arg-type]
         if raw_statement is not None
@@ -254,10 +401,10 @@ def verify_registration(
             statement,
             auth_data,
             attested,
+            attestation_object=attestation_object,
             vendor_roots=_metadata_roots(fmt, attested.aaguid, trust_store),
         )
     chain = _attestation_chain(fmt, statement.x5c, statement.response)
-    aaguid = aaguid_to_string(attested.aaguid)
     if fmt in ("packed", "tpm") and chain:
         # The rest of the format's own verification (§8.2, §8.3), whatever the service's
         # attestation policy: py_webauthn checks the signature and, for tpm, the certificate,
@@ -271,58 +418,45 @@ def verify_registration(
             check_packed_certificate(leaf, extensions=extensions)
         if leaf is not None and extensions:
             check_certified_aaguid(leaf, aaguid, Step.ATTESTATION_STATEMENT)
-    # §7.1.24: the attestation's trustworthiness, when the service requires it.
-    metadata: MetadataEntry | None = None
-    path: tuple[bytes, ...] = ()
-    if trust_store is not None and (chain or require_attestation_chain):
-        metadata, path = verify_trust_path(
-            fmt=fmt,
-            aaguid=aaguid,
-            chain=chain,
-            trust_store=trust_store,
-            verification_time=verification_time or datetime.datetime.now(datetime.UTC),
-        )
-        if fmt == "android-safetynet":
-            _check_cts_profile_match(statement.response)
-    # §7.1.25: credential id length.
-    if len(credential_id) > MAX_CREDENTIAL_ID_LENGTH:
-        raise VerificationFailed(Step.CREDENTIAL_ID_LENGTH, "credential id is over 1023 bytes")
-    return RegisteredCredential(
-        credential_id=credential_id,
-        public_key=attested.credential_public_key,
-        algorithm=algorithm,
-        sign_count=auth_data.sign_count,
-        aaguid=aaguid,
-        fmt=fmt,
-        user_verified=auth_data.flags.uv,
-        backup_eligible=auth_data.flags.be,
-        backed_up=auth_data.flags.bs,
-        attestation_chain=chain,
-        metadata=metadata,
-        trusted_path=path,
+    return _Verified(fmt, chain, statement.response)
+
+
+def _trusted_statement(
+    statements: Sequence[_Verified],
+    *,
+    aaguid: str,
+    trust_store: TrustStore,
+    verification_time: datetime.datetime,
+) -> tuple[MetadataEntry, tuple[bytes, ...], _Verified]:
+    """§7.1.24: the metadata entry, validated path and statement of the first statement
+    whose chain the metadata vouches for (`verify_trust_path`), of those with a chain (of
+    all, when none has one: then each is refused for having none). One is enough for a
+    compound attestation (§8.9 leaves how many to the relying party): it establishes the
+    model, and every statement has verified by its own format. Refused with the first
+    statement's reason when none is trusted."""
+    candidates = [v for v in statements if v.chain] or list(statements)
+    refusals: list[VerificationFailed] = []
+    for verified in candidates:
+        try:
+            metadata, path = verify_trust_path(
+                fmt=verified.fmt,
+                aaguid=aaguid,
+                chain=verified.chain,
+                trust_store=trust_store,
+                verification_time=verification_time,
+            )
+            if verified.fmt == "android-safetynet":
+                _check_cts_profile_match(verified.safetynet_response)
+        except VerificationFailed as exc:
+            refusals.append(exc)
+            continue
+        return metadata, path, verified
+    if len(statements) == 1:
+        raise refusals[0]
+    raise VerificationFailed(
+        refusals[0].step,
+        f"no statement of the compound attestation is trusted: {refusals[0].detail}",
     )
-
-
-def _decoded_attestation_object(attestation_object: bytes) -> dict[Any, Any]:
-    """The attestation object as encoded (py_webauthn's parsed statement drops keys it does
-    not know, and its authData is re-encoded): one CBOR map, and nothing after it, which
-    `cbor2.loads` would ignore."""
-    stream = io.BytesIO(attestation_object)
-    try:
-        # Two values for one key are refused, not the last kept (py_webauthn#265).
-        decoded = cbor2.CBORDecoder(stream, allow_duplicate_keys=False).decode()
-    except Exception as exc:  # cbor2 raises assorted types on bad input
-        raise MalformedResponse(
-            Step.ATTESTATION_OBJECT, "attestationObject is not valid CBOR"
-        ) from exc
-    if not isinstance(decoded, dict):
-        raise MalformedResponse(Step.ATTESTATION_OBJECT, "attestationObject is not a CBOR map")
-    if stream.tell() != len(attestation_object):
-        raise MalformedResponse(
-            Step.ATTESTATION_OBJECT,
-            f"attestationObject has {len(attestation_object) - stream.tell()} bytes after it",
-        )
-    return decoded
 
 
 def _metadata_roots(fmt: str, aaguid: bytes, trust_store: TrustStore | None) -> list[bytes]:
@@ -352,6 +486,7 @@ def _verify_statement_with_library(
     auth_data: AuthenticatorData,
     attested: AttestedCredentialData,
     *,
+    attestation_object: bytes,
     vendor_roots: Sequence[bytes] = (),
 ) -> None:
     """§7.1.22: the format's verification procedure, py_webauthn's verifier for `fmt`, called
@@ -375,7 +510,7 @@ def _verify_statement_with_library(
             elif fmt == "android-safetynet":
                 verified = verify_android_safetynet(
                     attestation_statement=statement,
-                    attestation_object=response.attestation_object,
+                    attestation_object=attestation_object,
                     client_data_json=client_data,
                     pem_root_certs_bytes=list(vendor_roots),
                 )
@@ -384,7 +519,7 @@ def _verify_statement_with_library(
                     statement = replace(statement, x5c=_with_googles_root(statement.x5c))
                 verified = _KEYED_FORMATS[fmt](
                     attestation_statement=statement,
-                    attestation_object=response.attestation_object,
+                    attestation_object=attestation_object,
                     client_data_json=client_data,
                     credential_public_key=key,
                     pem_root_certs_bytes=list(vendor_roots) if fmt == "android-key" else [],
