@@ -32,7 +32,13 @@ from passkeyd.webauthn.registration import MAX_COMPOUND_STATEMENTS
 from tests import pki
 from tests.authenticator import b64url
 from tests.webauthn.vectors import VECTORS as VECTOR_DIR
-from tests.webauthn.vectors import load_vectors, origin_policy, register
+from tests.webauthn.vectors import (
+    library_clock,
+    load_vectors,
+    origin_policy,
+    register,
+    verification_time,
+)
 
 VECTORS = load_vectors()
 SPEC_ROOT = json.loads(
@@ -219,3 +225,45 @@ def test_a_statement_certifying_another_aaguid_refuses_the_compound_one():
     error = refused(compound(SPEC, [own(SPEC), packed_by(other, SPEC)]))
     assert error.step is Step.ATTESTATION_STATEMENT, error
     assert "AAGUID" in error.detail
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        cbor2.CBORTag(28, {"alg": -7, "sig": b"x", "me": cbor2.CBORTag(29, 0)}),  # cyclic
+        {"alg": -7, "sig": b"x", "m": cbor2.CBORTag(36, "")},  # a MIME message
+    ],
+    ids=["cyclic", "mime"],
+)
+@pytest.mark.parametrize("fmt", ["packed", "tpm", "none"])
+def test_a_statement_cbor2_cannot_encode_again_is_refused_not_a_500(odd, fmt):
+    """cbor2 decodes what it cannot encode (a map holding itself through tags 28/29, a MIME
+    message, tag 36): a statement of a compound one encoded again for the library was an
+    uncaught CBOREncodeError, a 500. The same statement alone was refused."""
+    error = refused(compound(SPEC, [own(SPEC), {"fmt": fmt, "attStmt": odd}]))
+    assert error.step is Step.ATTESTATION_STATEMENT, error
+
+
+def test_under_checked_a_chain_the_metadata_does_not_vouch_for_is_refused_beside_self(mds):
+    """`checked` accepts a compound attestation without any chain, as none/self; one with a
+    chain the metadata does not vouch for is refused, wherever it stands, as it is alone."""
+    _, auth_data, _ = parts(YUBIKEY)
+    attacker = packed_by(pki.attestation_leaf(pki.ca("Attacker Root"), auth_data[37:53]), YUBIKEY)
+    for statements in ([NONE, attacker], [attacker, NONE]):
+        vector = compound(YUBIKEY, statements)
+        reg = vector["registration"]
+        at = verification_time(vector)
+        with library_clock(at), pytest.raises(VerificationFailed) as refusal:
+            verify_registration(
+                parse_registration(reg["credential"]),
+                expected_challenge=b64url_decode(reg["challenge"]),
+                expected_rp_id=vector["rp_id"],
+                expected_origins=origin_policy(vector),
+                require_user_verification=False,
+                expected_algorithms=(-7,),
+                trust_store=mds,
+                verification_time=at,
+                require_attestation_chain=False,
+            )
+        assert refusal.value.step is Step.ATTESTATION_TRUST
+        assert "no statement of the compound attestation is trusted" in refusal.value.detail

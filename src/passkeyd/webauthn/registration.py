@@ -193,7 +193,6 @@ def verify_registration(
     # §7.1.21-22: the attestation statement, verified by its format's procedure; for the
     # compound format (§8.9), each of its statements by its own, and every one must verify.
     aaguid = aaguid_to_string(attested.aaguid)
-    compound = fmt == "compound"
     statements = [
         _verify_statement(
             sub_fmt,
@@ -204,11 +203,6 @@ def verify_registration(
             attested,
             algorithm=algorithm,
             aaguid=aaguid,
-            attestation_object=(
-                cbor2.dumps({"fmt": sub_fmt, "attStmt": sub_statement, "authData": raw_auth_data})
-                if compound
-                else response.attestation_object
-            ),
             trust_store=trust_store,
         )
         for sub_fmt, sub_statement in substatements
@@ -324,14 +318,15 @@ def _verify_statement(
     *,
     algorithm: int,
     aaguid: str,
-    attestation_object: bytes,
     trust_store: TrustStore | None,
 ) -> _Verified:
     """§7.1.22: one attestation statement of format `fmt`, by its format's verification
     procedure: py_webauthn's verifier for it, or passkeyd's own where the library has none,
-    and the checks of the format the library leaves out. `attestation_object` is what the
-    library reads authenticatorData from (for a statement of a compound one, an attestation
-    object of that statement alone)."""
+    and the checks of the format the library leaves out. (The library reads only
+    authenticatorData from the response's attestation object, the same for every statement
+    of a compound one: the statement it verifies is `raw_statement`, parsed. A statement is
+    not encoded again for it: cbor2 decodes what it cannot encode, a cyclic map through
+    tags 28/29 or a MIME message, tag 36, and that was a 500.)"""
     x5c = raw_statement.get("x5c", []) if raw_statement is not None else []
     if not isinstance(x5c, list) or not all(isinstance(c, bytes) for c in x5c):
         # (An x5c of {} or null read as none at all: self attestation.)
@@ -401,7 +396,6 @@ def _verify_statement(
             statement,
             auth_data,
             attested,
-            attestation_object=attestation_object,
             vendor_roots=_metadata_roots(fmt, attested.aaguid, trust_store),
         )
     chain = _attestation_chain(fmt, statement.x5c, statement.response)
@@ -486,7 +480,6 @@ def _verify_statement_with_library(
     auth_data: AuthenticatorData,
     attested: AttestedCredentialData,
     *,
-    attestation_object: bytes,
     vendor_roots: Sequence[bytes] = (),
 ) -> None:
     """§7.1.22: the format's verification procedure, py_webauthn's verifier for `fmt`, called
@@ -510,7 +503,7 @@ def _verify_statement_with_library(
             elif fmt == "android-safetynet":
                 verified = verify_android_safetynet(
                     attestation_statement=statement,
-                    attestation_object=attestation_object,
+                    attestation_object=response.attestation_object,
                     client_data_json=client_data,
                     pem_root_certs_bytes=list(vendor_roots),
                 )
@@ -519,7 +512,7 @@ def _verify_statement_with_library(
                     statement = replace(statement, x5c=_with_googles_root(statement.x5c))
                 verified = _KEYED_FORMATS[fmt](
                     attestation_statement=statement,
-                    attestation_object=attestation_object,
+                    attestation_object=response.attestation_object,
                     client_data_json=client_data,
                     credential_public_key=key,
                     pem_root_certs_bytes=list(vendor_roots) if fmt == "android-key" else [],
