@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
 
 import cbor2
 import pytest
@@ -20,44 +19,23 @@ from passkeyd.metadata import OfflineMetadata
 from passkeyd.webauthn import (
     CeremonyError,
     MalformedResponse,
-    MetadataEntry,
     Step,
     TrustStore,
     VerificationFailed,
-    parse_registration,
-    verify_registration,
 )
 from passkeyd.webauthn.encoding import b64url_decode
 from passkeyd.webauthn.registration import MAX_COMPOUND_STATEMENTS
 from tests import pki
 from tests.authenticator import b64url
-from tests.webauthn.vectors import VECTORS as VECTOR_DIR
-from tests.webauthn.vectors import (
-    library_clock,
-    load_vectors,
-    origin_policy,
-    register,
-    verification_time,
-)
+from tests.webauthn.vectors import load_vectors, register, spec_store
 
 VECTORS = load_vectors()
-SPEC_ROOT = json.loads(
-    (VECTOR_DIR / "roots" / "go-webauthn-w3c-l3-attestation-root.json").read_text()
-)
 NONE = {"fmt": "none", "attStmt": {}}
 
 
 @pytest.fixture(scope="module")
 def mds() -> TrustStore:
     return OfflineMetadata().trust_store()
-
-
-def spec_store() -> TrustStore:
-    root = bytes.fromhex(SPEC_ROOT["certificate_der_hex"])
-    return TrustStore(
-        MetadataEntry(f"W3C test {alg}", aaguid, root_certificates=(root,))
-        for alg, aaguid in SPEC_ROOT["aaguids"].items()
-    )
 
 
 def parts(name: str) -> tuple[dict, bytes, bytes]:
@@ -203,17 +181,8 @@ def test_a_compound_one_without_a_chain_is_not_trusted_and_is_accepted_when_chec
     assert error.step is Step.ATTESTATION_TRUST
     assert "no statement of the compound attestation is trusted" in error.detail
     assert "no certificate chain" in error.detail
-    reg = vector["registration"]
-    accepted = verify_registration(  # `checked`: none and self attestation have no chain
-        parse_registration(reg["credential"]),
-        expected_challenge=b64url_decode(reg["challenge"]),
-        expected_rp_id=vector["rp_id"],
-        expected_origins=origin_policy(vector),
-        require_user_verification=False,
-        expected_algorithms=(-7,),
-        trust_store=spec_store(),
-        require_attestation_chain=False,
-    )
+    # `checked`: none and self attestation have no chain
+    accepted = register(vector, trust_store=spec_store(), require_attestation_chain=False)
     assert accepted.fmt == "compound" and accepted.metadata is None
 
 
@@ -250,20 +219,9 @@ def test_under_checked_a_chain_the_metadata_does_not_vouch_for_is_refused_beside
     _, auth_data, _ = parts(YUBIKEY)
     attacker = packed_by(pki.attestation_leaf(pki.ca("Attacker Root"), auth_data[37:53]), YUBIKEY)
     for statements in ([NONE, attacker], [attacker, NONE]):
-        vector = compound(YUBIKEY, statements)
-        reg = vector["registration"]
-        at = verification_time(vector)
-        with library_clock(at), pytest.raises(VerificationFailed) as refusal:
-            verify_registration(
-                parse_registration(reg["credential"]),
-                expected_challenge=b64url_decode(reg["challenge"]),
-                expected_rp_id=vector["rp_id"],
-                expected_origins=origin_policy(vector),
-                require_user_verification=False,
-                expected_algorithms=(-7,),
-                trust_store=mds,
-                verification_time=at,
-                require_attestation_chain=False,
+        with pytest.raises(VerificationFailed) as refusal:
+            register(
+                compound(YUBIKEY, statements), trust_store=mds, require_attestation_chain=False
             )
         assert refusal.value.step is Step.ATTESTATION_TRUST
         assert "no statement of the compound attestation is trusted" in refusal.value.detail

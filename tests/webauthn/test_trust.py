@@ -4,7 +4,6 @@ against the W3C test-vector root; the chain is anchored only at metadata roots."
 from __future__ import annotations
 
 import datetime
-import json
 
 import pytest
 from cryptography import x509
@@ -33,13 +32,9 @@ from passkeyd.webauthn.trust import (
 )
 from tests import pki
 from tests.authenticator import Authenticator
-from tests.webauthn.vectors import VECTORS as VECTOR_DIR
-from tests.webauthn.vectors import load_vectors, register
+from tests.webauthn.vectors import SPEC_ROOT, load_vectors, register, spec_store
 
 VECTORS = load_vectors()
-SPEC_ROOT = json.loads(
-    (VECTOR_DIR / "roots" / "go-webauthn-w3c-l3-attestation-root.json").read_text()
-)
 SPEC_PACKED = [
     f"go-webauthn-w3c-l3-packed-{a}" for a in ("es256", "es384", "es512", "rs256", "eddsa")
 ]
@@ -51,14 +46,6 @@ ZERO_AAGUID = "00000000-0000-0000-0000-000000000000"
 @pytest.fixture(scope="module")
 def mds() -> TrustStore:
     return OfflineMetadata().trust_store()
-
-
-def spec_store(*reports: StatusReport) -> TrustStore:
-    root = bytes.fromhex(SPEC_ROOT["certificate_der_hex"])
-    return TrustStore(
-        MetadataEntry(f"W3C test {alg}", aaguid, root_certificates=(root,), status_reports=reports)
-        for alg, aaguid in SPEC_ROOT["aaguids"].items()
-    )
 
 
 def refused_by_trust(vector, store, **kw) -> str:

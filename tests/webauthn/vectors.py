@@ -17,7 +17,9 @@ from OpenSSL.crypto import X509Store
 
 from passkeyd.webauthn import (
     SUPPORTED_ALGORITHMS,
+    MetadataEntry,
     OriginPolicy,
+    StatusReport,
     TrustStore,
     b64url_decode,
     parse_authentication,
@@ -27,6 +29,17 @@ from passkeyd.webauthn import (
 )
 
 VECTORS = Path(__file__).resolve().parent.parent / "vectors"
+# The W3C L3 §16 vectors' attestation root, and the AAGUID of each of its models.
+SPEC_ROOT = json.loads((VECTORS / "roots" / "go-webauthn-w3c-l3-attestation-root.json").read_text())
+
+
+def spec_store(*reports: StatusReport) -> TrustStore:
+    """Metadata for the W3C vectors' models, each with `reports`."""
+    root = bytes.fromhex(SPEC_ROOT["certificate_der_hex"])
+    return TrustStore(
+        MetadataEntry(f"W3C test {alg}", aaguid, root_certificates=(root,), status_reports=reports)
+        for alg, aaguid in SPEC_ROOT["aaguids"].items()
+    )
 
 
 def load_vectors() -> dict[str, dict[str, Any]]:
@@ -79,8 +92,10 @@ def register(
     *,
     trust_store: TrustStore | None = None,
     algorithms: tuple[int, ...] = SUPPORTED_ALGORITHMS,
+    require_attestation_chain: bool = True,
 ) -> Any:
-    """passkeyd's registration verification of the vector (raises CeremonyError)."""
+    """passkeyd's registration verification of the vector (raises CeremonyError);
+    `require_attestation_chain=False` with a trust store is the `checked` policy."""
     reg = vector["registration"]
     at = verification_time(vector)
     with library_clock(at):
@@ -93,6 +108,7 @@ def register(
             expected_algorithms=algorithms,
             trust_store=trust_store,
             verification_time=at,
+            require_attestation_chain=require_attestation_chain,
         )
 
 
