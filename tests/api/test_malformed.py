@@ -212,6 +212,29 @@ def test_a_body_nested_deeper_than_the_parser_goes_is_refused(api, endpoint):
     assert api.snapshot() == before
 
 
+@pytest.mark.parametrize(
+    ("endpoint", "body"),
+    [
+        ("Challenges", b'{"identity": %s, "Identity": %s}'),
+        ("Challenges", b'{"factor_sid": %s, "factorSid": %s}'),
+        ("Factors", b'{"friendly_name": "a", "config": %s, "Config": %s}'),
+        ("Factors", b'{"friendly_name": "a", "config": {"hints": %s, "Hints": %s}}'),
+    ],
+)
+def test_a_field_spelt_twice_nested_deeper_than_a_comparison_goes_is_refused(api, endpoint, body):
+    """A field under two of its spellings, each a list 1,000 levels deep: orjson reads them
+    (its limit is 1,024), and, holding no colon, the body is not read again by the
+    standard library; comparing the two values ran out of stack (a RecursionError, a
+    500)."""
+    api.create_service()
+    before = api.snapshot()
+    content = body % (b"[" * 1000 + b"1" + b"]" * 1000, b"[" * 1000 + b"2" + b"]" * 1000)
+    r = api.post_raw(f"{api.svc}/Passkeys/{endpoint}", content, "application/json")
+    assert_refused(api, r, 400, 60300)
+    assert "nested too deeply" in r.json()["message"]
+    assert api.snapshot() == before
+
+
 @pytest.mark.parametrize("endpoint", ["Challenges", "Factors"])
 def test_a_member_given_twice_with_one_value_is_read(api, endpoint):
     api.create_service()

@@ -314,9 +314,18 @@ def pick(data: dict[str, Any], snake: str) -> Any:
                 empty = value
         elif not found:
             given, found = value, True
-        elif value != given:
+        elif _differ(value, given):
             raise InvalidParam(_given_twice(snake))
     return given if found else empty
+
+
+def _differ(value: Any, given: Any) -> bool:
+    """`value != given`, for values orjson read: it reads 1,024 levels of nesting, deeper
+    than Python's comparison goes (a RecursionError, a 500)."""
+    try:
+        return bool(value != given)
+    except RecursionError as exc:
+        raise InvalidParam("Invalid parameter: the request body is nested too deeply") from exc
 
 
 def page_request(
