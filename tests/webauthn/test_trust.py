@@ -3,8 +3,10 @@ against the W3C test-vector root; the chain is anchored only at metadata roots."
 
 from __future__ import annotations
 
+import copy
 import datetime
 
+import cbor2
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -14,11 +16,13 @@ from cryptography.x509 import verification
 from passkeyd.metadata import OfflineMetadata
 from passkeyd.webauthn import (
     CeremonyError,
+    MalformedResponse,
     MetadataEntry,
     OriginPolicy,
     StatusReport,
     Step,
     TrustStore,
+    b64url_decode,
     parse_registration,
     verify_registration,
 )
@@ -31,7 +35,7 @@ from passkeyd.webauthn.trust import (
     standing,
 )
 from tests import pki
-from tests.authenticator import Authenticator
+from tests.authenticator import Authenticator, b64url
 from tests.webauthn.vectors import SPEC_ROOT, load_vectors, register, spec_store
 
 VECTORS = load_vectors()
@@ -985,3 +989,28 @@ def test_a_packed_x5c_carrying_an_intermediate_the_metadata_lists_as_an_anchor_i
     with pytest.raises(CeremonyError) as refused:
         _attacker_registration([leaf.der, intermediate.der, root.der], leaf.key, store)
     assert "carries a root of Vendor Key" in refused.value.detail
+
+
+def test_a_safetynet_statement_is_trusted_by_its_jws_chain_not_an_x5c_beside_it(monkeypatch):
+    """§8.5: an android-safetynet statement is {ver, response}; its certificates are the
+    JWS's, which py_webauthn verifies. An `x5c` added beside them was taken as the chain to
+    trust, verified by nothing: any device's SafetyNet JWS, with the public chain of a model
+    the metadata lists, passed for that model. It is refused, and the JWS's own chain is the
+    one checked."""
+    name = "py_webauthn-android-safetynet"
+    # (certificates valid when the vector was recorded, 2021)
+    monkeypatch.setattr(pki, "START", datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC))
+    root = pki.ca("Another Model's Root")
+    leaf = pki.attestation_leaf(root, bytes.fromhex(ANDROID.replace("-", "")))
+    store = TrustStore([MetadataEntry("Another Model", ANDROID, root_certificates=(root.der,))])
+    # The control: the JWS's chain leads to Google's roots, not this model's.
+    assert "does not lead to a root of Another Model" in refused_by_trust(VECTORS[name], store)
+    vector = copy.deepcopy(VECTORS[name])
+    response = vector["registration"]["credential"]["response"]
+    attestation = cbor2.loads(b64url_decode(response["attestationObject"]))
+    attestation["attStmt"]["x5c"] = [leaf.der]
+    response["attestationObject"] = b64url(cbor2.dumps(attestation))
+    with pytest.raises(MalformedResponse) as refused:
+        register(vector, trust_store=store)
+    assert refused.value.step is Step.ATTESTATION_OBJECT
+    assert "carries no x5c" in refused.value.detail

@@ -248,3 +248,26 @@ def test_an_attestation_statement_s_alg_must_be_an_integer(name, alg):
     with pytest.raises(CeremonyError) as refused:
         register(dict(vector, registration=registration))
     assert "alg is not an integer" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "name", ["go-webauthn-w3c-l3-packed-self-es256", "simplewebauthn-packed-self"]
+)
+def test_an_alg_that_is_no_integer_is_refused_inside_a_self_described_statement(name):
+    """The same float `alg`, in a statement wrapped in CBOR's self-described tag (55799):
+    cbor2 decodes that map as a `frozendict`, a Mapping but no dict, and the check above
+    was skipped for it, so -7.0 registered as -7 (found by fuzzing the attestation object)."""
+    vector = VECTORS[name]
+    credential = vector["registration"]["credential"]
+    attestation = cbor2.loads(b64url_decode(credential["response"]["attestationObject"]))
+    statement = dict(attestation["attStmt"], alg=float(attestation["attStmt"]["alg"]))
+    items = b"".join(
+        cbor2.dumps(k) + cbor2.dumps(v) for k, v in attestation.items() if k != "attStmt"
+    )
+    wrapped = b"\xa3" + items + cbor2.dumps("attStmt") + b"\xd9\xd9\xf7" + cbor2.dumps(statement)
+    assert type(cbor2.loads(wrapped)["attStmt"]).__name__ == "frozendict"
+    response = dict(credential["response"], attestationObject=b64url_encode(wrapped))
+    registration = dict(vector["registration"], credential=dict(credential, response=response))
+    with pytest.raises(CeremonyError) as refused:
+        register(dict(vector, registration=registration))
+    assert "alg is not an integer" in str(refused.value)

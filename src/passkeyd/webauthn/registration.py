@@ -333,6 +333,15 @@ def _verify_statement(
         raise MalformedResponse(
             Step.ATTESTATION_OBJECT, "attStmt's x5c is not an array of certificates"
         )
+    if fmt == "android-safetynet" and raw_statement is not None and "x5c" in raw_statement:
+        # §8.5: the statement is {ver, response}, and the certificates are the JWS's, which
+        # the library verifies. An x5c beside them, verified by nothing, was taken as the
+        # chain to trust: a SafetyNet JWS of any Android device, with the public chain of
+        # another model, passed for that model under `trusted`.
+        raise MalformedResponse(
+            Step.ATTESTATION_OBJECT,
+            "an android-safetynet statement carries no x5c (its certificates are the JWS's)",
+        )
     statement = (
         parse_attestation_statement(raw_statement)  # type: ignore[arg-type]
         if raw_statement is not None
@@ -346,7 +355,7 @@ def _verify_statement(
         )
     if (
         fmt in ("packed", "tpm", "android-key")
-        and isinstance(raw_statement, dict)
+        and isinstance(raw_statement, Mapping)  # (a frozendict too: CBOR tag 55799's map)
         and "alg" in raw_statement
         and type(raw_statement["alg"]) is not int
     ):
@@ -718,10 +727,11 @@ def _attestation_chain(
     fmt: str, x5c: list[bytes] | None, safetynet_response: bytes | None
 ) -> tuple[bytes, ...]:
     """The attestation certificates, leaf first: `x5c`, or for android-safetynet the `x5c`
-    of the JWS header (standard base64, RFC 7515 §4.1.6)."""
-    if x5c:
-        return tuple(x5c)
-    if fmt != "android-safetynet" or not safetynet_response:
+    of the JWS header (standard base64, RFC 7515 §4.1.6), the certificates py_webauthn
+    verified the JWS with (a statement's own `x5c` is refused, `_verify_statement`)."""
+    if fmt != "android-safetynet":
+        return tuple(x5c or ())
+    if not safetynet_response:
         return ()
     try:
         header = json.loads(b64url_decode(safetynet_response.split(b".")[0].decode("ascii")))
