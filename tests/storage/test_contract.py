@@ -95,6 +95,19 @@ def stored(store: Store, ent: Entity) -> Entity:
     return found
 
 
+def hooked(store: Store, deliveries: list[Delivery]) -> list[Delivery]:
+    """`deliveries`, whose webhooks (by SID and account) are made if missing: enabled,
+    each in a service of its own. A claim sends only to a webhook that is there."""
+    for sid, account in dict.fromkeys((d.webhook_sid, d.account_sid) for d in deliveries):
+        svc = service(account)
+        store.insert_service(svc)
+        hook = Webhook(sid, account, svc.sid, "h", ("*",), "http://x/", "POST", "enabled", "v2",
+                       NOW, NOW)  # fmt: skip
+        with contextlib.suppress(sqlite3.IntegrityError, psycopg.IntegrityError):  # there already
+            store.insert_webhook(hook)
+    return deliveries
+
+
 def factor(ent: Entity, challenge: bytes | None = None) -> Factor:
     return Factor(
         new_sid("YF"),
@@ -925,9 +938,10 @@ def _postgres_with_two_deliveries(
             ent = stored(store, entity(svc))
             store.insert_factor(
                 factor(ent),
-                [Delivery(f"EV{n}", "factor.created", "WH1" if same_webhook else f"WH{n}",
-                          svc.account_sid, "http://x/", {})
-                 for n in (1, 2)],
+                hooked(store, [Delivery(f"EV{n}", "factor.created",
+                                        "WH1" if same_webhook else f"WH{n}",
+                                        svc.account_sid, "http://x/", {})
+                               for n in (1, 2)]),
             )  # fmt: skip
             yield url, store, svc, ent
         finally:
@@ -1563,7 +1577,7 @@ def test_a_passkeys_reported_status_is_announced_once(store):
                         "http://x/", {"n": n})  # fmt: skip
 
     def announce(sid: str, status: str, n: int, account: str = svc.account_sid) -> bool:
-        return store.announce_report(account, sid, status, [event(n)], NOW)
+        return store.announce_report(account, sid, status, hooked(store, [event(n)]), NOW)
 
     def outbox() -> list[str]:
         claimed = store.claim_deliveries(now=NOW, lease_seconds=60, limit=10)
@@ -1641,7 +1655,9 @@ def test_each_webhook_has_one_delivery_out_at_a_time_oldest_first(store):
         return Delivery(f"EV{hook}{n}", "factor.created", hook, svc.account_sid, "http://x/", {})
 
     f = factor(ent)
-    store.insert_factor(f, [event("WHa", 1), event("WHa", 2), event("WHb", 1), event("WHa", 3)])
+    store.insert_factor(
+        f, hooked(store, [event("WHa", 1), event("WHa", 2), event("WHb", 1), event("WHa", 3)])
+    )
 
     def claim(now: int = NOW) -> list[str]:
         return [
@@ -1664,12 +1680,51 @@ def test_each_webhook_has_one_delivery_out_at_a_time_oldest_first(store):
     assert claim(NOW + 200) == ["EVWHa3"]  # a delivery awaiting its retry holds up no one
 
 
+def test_a_delivery_goes_to_its_webhook_as_it_is_when_claimed(store):
+    """An event's deliveries are built from the webhooks read before its transaction (the
+    configuration cache); a webhook deleted, turned off or moved in between gets none, or
+    gets it at its new URL. (PostgreSQL's webhook change cannot see deliveries not yet
+    committed, so the claim is where this holds on both stores.)"""
+    svc = service()
+    store.insert_service(svc)
+    ent = stored(store, entity(svc))
+    hooks = {
+        name: Webhook(new_sid("YW"), svc.account_sid, svc.sid, name, ("*",),
+                      f"https://example.com/{name}", "POST", "enabled", "v2", NOW, NOW)
+        for name in ("kept", "deleted", "disabled", "moved")
+    }  # fmt: skip
+    for hook in hooks.values():
+        assert store.insert_webhook(hook)
+    events = [
+        Delivery(f"EV-{name}", "factor.created", hook.sid, svc.account_sid, hook.webhook_url, {})
+        for name, hook in hooks.items()
+    ]
+    assert store.delete_webhook(svc.account_sid, svc.sid, hooks["deleted"].sid)
+    for name, change in (
+        ("disabled", {"status": "disabled"}),
+        ("moved", {"webhook_url": "https://example.net/new"}),
+    ):
+        assert store.update_webhook(
+            svc.account_sid,
+            svc.sid,
+            hooks[name].sid,
+            lambda w, c=change: dataclasses.replace(w, **c),
+        )
+    store.insert_factor(factor(ent), events)  # the event's transaction, after the changes
+    claimed = store.claim_deliveries(now=NOW, lease_seconds=60, limit=10)
+    assert {c.delivery.event_sid: c.delivery.url for c in claimed} == {
+        "EV-kept": "https://example.com/kept",
+        "EV-moved": "https://example.net/new",
+    }
+    assert store.delivery_backlog() == 2  # the other two are gone, not left pending
+
+
 def test_a_delivery_given_back_has_its_attempt_unspent(store):
     svc = service()
     store.insert_service(svc)
     ent = stored(store, entity(svc))
     hook = Delivery("EV1", "factor.created", "WHa", svc.account_sid, "http://x/", {})
-    store.insert_factor(factor(ent), [hook])
+    store.insert_factor(factor(ent), hooked(store, [hook]))
     (claimed,) = store.claim_deliveries(now=NOW, lease_seconds=60, limit=10)
     assert (claimed.attempts, claimed.date_created) == (1, NOW)
     assert store.finish_delivery(claimed.seq, now=NOW, delivered=False, retry_at=NOW + 5,
@@ -1774,7 +1829,7 @@ def test_concurrent_claimers_never_lease_a_delivery_twice_nor_two_of_one_webhook
             for n in range(8)
             for h in owner
         ]
-        first.insert_factor(factor(ent), events)
+        first.insert_factor(factor(ent), hooked(first, events))
         lock = threading.Lock()
         out: set[str] = set()  # webhooks with a delivery out
         per_account: Counter[str] = Counter()
@@ -1833,7 +1888,7 @@ def test_no_account_gets_more_deliveries_out_than_its_share(store):
         for h, acct in (("WH1", busy_account), ("WH2", busy_account), ("WH3", busy_account),
                         ("WH4", other_account))
     ]  # fmt: skip
-    store.insert_factor(factor(ent), events)
+    store.insert_factor(factor(ent), hooked(store, events))
 
     def claim() -> list[ClaimedDelivery]:
         return store.claim_deliveries(now=NOW, lease_seconds=60, limit=10, per_account=2)
@@ -2090,11 +2145,11 @@ def test_an_approval_writes_its_webhook_deliveries_and_a_refused_one_none(store)
     ent = Entity(f.entity_sid, svc.account_sid, svc.sid, f.identity, NOW, NOW)
 
     def events(tag: str) -> list[Delivery]:
-        return [
+        return hooked(store, [
             Delivery(f"EV{tag}{n}", "challenge.approved", "WH1", svc.account_sid, "http://x/",
                      {"challenge_sid": tag, "n": str(n)})
             for n in range(2)
-        ]  # fmt: skip
+        ])  # fmt: skip
 
     def claimed() -> dict[str, dict[str, str]]:
         got = store.claim_deliveries(now=NOW + 10_000, lease_seconds=1, limit=100)
@@ -2151,8 +2206,8 @@ def test_a_registration_writes_its_webhook_deliveries_and_a_refused_one_none(sto
     store.insert_factor(late)
 
     def event(tag: str) -> list[Delivery]:
-        return [Delivery(f"EV{tag}", "factor.verified", "WH" + tag, svc.account_sid, "http://x/",
-                         {"factor_sid": tag})]  # fmt: skip
+        return hooked(store, [Delivery(f"EV{tag}", "factor.verified", "WH" + tag, svc.account_sid,
+                                       "http://x/", {"factor_sid": tag})])  # fmt: skip
 
     assert not store.complete_registration(late.sid, credential(b"\x03" * 16), NOW + 600,
                                            event("late"))  # fmt: skip

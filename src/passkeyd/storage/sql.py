@@ -1708,15 +1708,39 @@ class SqlStore(abc.ABC):
                 " attempts, date_created",
                 (now + lease_seconds, now, *args, now),
             ).fetchall()
+            if not rows:
+                return []
+            # Each delivery goes to its webhook as it is now. An event's deliveries were
+            # built from the webhooks read before its transaction (the configuration
+            # cache), and on PostgreSQL a change to a webhook does not see deliveries
+            # still uncommitted: one deleted or turned off meanwhile gets none, and one
+            # that moved gets its new URL, as the change does to those it saw.
+            hooks = sorted({r[3] for r in rows})
+            urls = dict(
+                db.execute(
+                    "SELECT sid, webhook_url FROM webhooks WHERE status = 'enabled'"
+                    " AND sid IN (" + ", ".join("?" * len(hooks)) + ")",
+                    hooks,
+                ).fetchall()
+            )
+            gone = [r[0] for r in rows if r[3] not in urls]
+            if gone:
+                db.execute(
+                    "DELETE FROM webhook_deliveries WHERE seq IN ("
+                    + ", ".join("?" * len(gone))
+                    + ")",
+                    gone,
+                )
         claimed = [
             ClaimedDelivery(
                 seq=r[0],
-                delivery=Delivery(r[1], r[2], r[3], r[4], r[5], orjson.loads(r[6])),
+                delivery=Delivery(r[1], r[2], r[3], r[4], urls[r[3]], orjson.loads(r[6])),
                 attempts=r[7],
                 lease_until=now + lease_seconds,
                 date_created=r[8],
             )
             for r in rows
+            if r[3] in urls
         ]
         return sorted(claimed, key=lambda c: c.seq)
 
