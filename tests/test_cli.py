@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import sqlite3
 import subprocess
@@ -1000,3 +1001,18 @@ def test_each_announcement_commits_with_its_audit_record(api, db_path, monkeypat
     assert [(e.action, e.resource) for e in trail if e.action.startswith("announce")] == [
         ("announce_authenticator_status", first["sid"])
     ]
+
+
+def test_the_pools_warnings_hold_no_part_of_the_password(caplog):
+    """While it waits for the server, psycopg's pool logs a warning for each connection it
+    fails to make, quoting libpq's error: with an unencoded "@" in the password, libpq
+    takes its tail for the host and names it (security review)."""
+    from passkeyd.storage import StorageUnavailable
+    from passkeyd.storage.postgres import PostgresStore
+
+    caplog.set_level(logging.WARNING, logger="psycopg.pool")
+    with pytest.raises(StorageUnavailable):
+        PostgresStore("postgresql://u:hunter@2tail@127.0.0.1:1/db", connect_timeout=1)
+    pool_lines = [r.getMessage() for r in caplog.records if r.name == "psycopg.pool"]
+    assert pool_lines  # it did warn: of the host it could not resolve
+    assert not any("2tail" in line or "hunter" in line for line in pool_lines), pool_lines

@@ -152,6 +152,23 @@ def _lasting(exc: psycopg.Error) -> bool:
     )
 
 
+class _Redacted(logging.Filter):
+    """Takes the database URL's secrets out of what psycopg's pool logs: each connection
+    it fails to make is a warning quoting libpq's error, which names a password's tail
+    after an unencoded "@" as the host (`failed to resolve host 'tail@db'`)."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        self._url = url
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        redacted = without_secrets(message, self._url)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
 class PostgresStore(SqlStore):
     dialect = "postgres"
     runs_in_threads = True
@@ -172,6 +189,8 @@ class PostgresStore(SqlStore):
         # Set while PostgreSQL does not answer: requests then connect on their own (failing
         # at once, or as soon as it answers again) instead of waiting for the pool.
         self._unreachable = False
+        self._redacted = _Redacted(url)
+        logging.getLogger("psycopg.pool").addFilter(self._redacted)
         # One connection first, for what the pool would only log while it retries: a URL
         # or a setting libpq refuses, a database or role that does not exist, credentials
         # refused. Those do not go away, and are said at once; a server not (yet) answering
@@ -581,3 +600,4 @@ class PostgresStore(SqlStore):
     def close(self) -> None:
         self._stop_threads()
         self._pool.close()
+        logging.getLogger("psycopg.pool").removeFilter(self._redacted)
