@@ -149,6 +149,14 @@ def parse_config(
     url = urlsplit(args.passkeyd_url)
     if url.scheme not in ("http", "https") or not url.netloc:
         raise ConfigError(f"--passkeyd-url must be an http(s) URL, not {args.passkeyd_url!r}")
+    if "@" in url.netloc:
+        # Every page's footer shows the URL, and the start-up messages name it: credentials
+        # in it would be shown to whoever opens the demo. (Not the URL: it may hold them.)
+        raise ConfigError(
+            "--passkeyd-url must not carry credentials (user:password@): pass the account's"
+            " with --account-sid and --auth-token, or PASSKEYD_ACCOUNT_SID and"
+            " PASSKEYD_AUTH_TOKEN"
+        )
     if not 0 < args.port < 65536:
         raise ConfigError(f"--port must be 1..65535, not {args.port}")
     if not 0 <= args.wait < math.inf:  # (nan is neither)
