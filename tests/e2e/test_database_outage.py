@@ -157,3 +157,26 @@ def test_a_server_refusing_new_connections_does_not_stop_the_pools_own() -> None
             store.ping()
         finally:
             store.close()
+
+
+@pytest.mark.parametrize("fault", ["read-only", "table-dropped"])
+def test_a_server_that_takes_no_writes_or_lost_a_table_is_503_not_500(fault: str) -> None:
+    """A failover onto a standby (or default_transaction_read_only set) refuses writes with
+    SQLSTATE 25006, and a schema dropped from under the process refuses its statements with
+    42P01: both were answered 500, a traceback logged per request, where SQLite answers 503."""
+    with temporary_schema() as url:
+        writable = PostgresStore(url, pool_size=1)
+        writable.migrate()
+        account, token = Domain(writable, FakeClock()).accounts.create_account("read-only")
+        writable.close()
+        served_url = (
+            url + quote(" -cdefault_transaction_read_only=on") if fault == "read-only" else url
+        )
+        domain = Domain(PostgresStore(served_url, pool_size=2), FakeClock())
+        with TestClient(create_app(domain), raise_server_exceptions=False) as client:
+            if fault == "table-dropped":
+                with psycopg.connect(url, autocommit=True) as admin:
+                    admin.execute("DROP TABLE services CASCADE")
+            r = client.post("/v2/Services", data={"FriendlyName": "x"}, auth=(account.sid, token))
+            assert r.status_code == 503, r.text
+            assert (r.json()["code"], r.json()["status"]) == (20503, 503)

@@ -122,8 +122,17 @@ def _deliveries_if(deliveries: Sequence[Delivery], now: int, cte: str) -> tuple[
 
 
 # Errors of the connection rather than of the statement (IntegrityError and DataError are
-# not among them). PoolTimeout: no connection could be had in time.
-_UNAVAILABLE = (psycopg.OperationalError, psycopg.InterfaceError, psycopg_pool.PoolTimeout)
+# not among them). PoolTimeout: no connection could be had in time. ReadOnlySqlTransaction
+# (25006): a server that takes no writes (a standby after a failover, or
+# default_transaction_read_only set on the database). UndefinedTable (42P01): the schema
+# gone from under the process (SQLite answers 503 for both: its OperationalError).
+_UNAVAILABLE = (
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+    psycopg_pool.PoolTimeout,
+    psycopg.errors.ReadOnlySqlTransaction,
+    psycopg.errors.UndefinedTable,
+)
 
 
 def _connection_lost(exc: Exception) -> bool:
