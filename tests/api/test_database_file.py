@@ -75,6 +75,19 @@ def test_a_database_that_refuses_writes_is_a_503_not_a_500(api, domain):
     assert api.post_form("/v2/Services", {"FriendlyName": "again"}).status_code == 201
 
 
+def test_a_503_says_when_to_try_again(api, domain):
+    """An unavailable database is answered 503 with a Retry-After, as a 429 is: it had
+    none, so a client could not tell a pause to wait out from a failure."""
+    api.create_service()
+    domain.store._db.execute("PRAGMA query_only = ON")
+    try:
+        r = api.post_form("/v2/Services", {"FriendlyName": "refused"})
+    finally:
+        domain.store._db.execute("PRAGMA query_only = OFF")
+    assert (r.status_code, r.json()["code"]) == (503, 20503), r.text
+    assert r.headers["Retry-After"] == "1"
+
+
 def test_a_database_restored_under_a_running_passkeyd_is_intact_at_the_next_start(
     api, db_path, tmp_path
 ):

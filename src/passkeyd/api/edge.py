@@ -38,6 +38,9 @@ from .params import NUL_REFUSED, header
 log = logging.getLogger("passkeyd.api")
 _TRACEBACK_NOW = logs.Every(10.0)
 _UNAVAILABLE_LINE = logs.Throttle(1.0)  # each request's 503 is in the access log anyway
+# A 503's Retry-After: the database's outages it answers (a lock held, a full disk, a
+# failover) are waited out by trying again, not by giving up.
+UNAVAILABLE_RETRY_AFTER_SECONDS = 1
 
 REQUEST_ID_HEADER = "Twilio-Request-Id"
 # Methods that change nothing: no write lock, no audit record (HEAD is GET without a body).
@@ -311,6 +314,7 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
             response = error_response(
                 status, code, f"Service unavailable; request id {request_id}", request_id
             )
+            response.headers["Retry-After"] = str(UNAVAILABLE_RETRY_AFTER_SECONDS)
         except errors.HttpError as exc:
             status, code = exc.status, exc.code
             response = error_response(exc.status, exc.code, exc.message, request_id)
