@@ -79,6 +79,34 @@ def _cut(connection: http.client.HTTPConnection) -> None:
             sock.shutdown(socket.SHUT_RDWR)
 
 
+class Outgoing:
+    """The requests out, which `stop()` ends at once: a shutdown waited for each, up to its
+    deadline (30 s for a receiver answering a byte at a time), past a supervisor's grace
+    period, and the audit records still in memory were written only after them."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._connections: set[http.client.HTTPConnection] = set()
+        self.stopped = False
+
+    def add(self, connection: http.client.HTTPConnection) -> None:
+        with self._lock:
+            if self.stopped:
+                raise ConnectionAbortedError("shutting down")
+            self._connections.add(connection)
+
+    def discard(self, connection: http.client.HTTPConnection) -> None:
+        with self._lock:
+            self._connections.discard(connection)
+
+    def stop(self) -> None:
+        with self._lock:
+            self.stopped = True
+            connections = list(self._connections)
+        for connection in connections:
+            _cut(connection)
+
+
 def post_form(
     url: str,
     body: bytes,
@@ -87,11 +115,13 @@ def post_form(
     address: str | None,
     timeout: float,
     deadline: float | None = None,
+    outgoing: Outgoing | None = None,
 ) -> int:
     """POST and return the status. Connects to `address` when given (the one that was
     vetted, so DNS cannot be rebound between the check and the connection); never follows
     redirects. `timeout` bounds each wait on the socket, `deadline` the whole request (a
-    receiver that answers a byte at a time cannot keep it going)."""
+    receiver that answers a byte at a time cannot keep it going), `outgoing` lets a
+    shutdown end it."""
     parts = urlsplit(url)
     host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -106,7 +136,11 @@ def post_form(
         timer.daemon = True
         timer.start()
     try:
+        if outgoing is not None:
+            outgoing.add(connection)
         connection.connect()
+        if outgoing is not None and outgoing.stopped:  # (stopped while it connected)
+            raise ConnectionAbortedError("shutting down")
         try:
             connection.request("POST", target, body=body, headers={"Host": parts.netloc, **headers})
             response = connection.getresponse()
@@ -120,6 +154,8 @@ def post_form(
         if timer is not None:
             timer.cancel()
         connection.close()
+        if outgoing is not None:
+            outgoing.discard(connection)
 
 
 @dataclass
@@ -143,6 +179,7 @@ class Dispatcher:
     # A database gone: the claim is retried every interval; its traceback once a minute.
     _claim_traceback_now: logs.Every = field(default_factory=lambda: logs.Every(60.0))
     _claim_failed_line: logs.Throttle = field(default_factory=lambda: logs.Throttle(10.0))
+    _outgoing: Outgoing = field(default_factory=Outgoing)
 
     def _post(self, claimed: ClaimedDelivery) -> str | None:
         """POST one delivery; None on a 2xx, else why it failed (no secret in it)."""
@@ -182,6 +219,7 @@ class Dispatcher:
                 address=addresses[0] if addresses else None,
                 timeout=self.timeout_seconds,
                 deadline=self.deadline_seconds,
+                outgoing=self._outgoing,
             )
         except NoAnswer:  # connected, maybe sent; the answer did not come in time
             return (
@@ -197,6 +235,19 @@ class Dispatcher:
         error = self._post(claimed)
         now = self.clock()
         retry_at = None
+        if error is not None and self._outgoing.stopped:
+            # Cut by the shutdown: not the receiver's failure. Given back, its attempt
+            # unspent, to the next process (the receiver may have had it: not acknowledged).
+            self.store.finish_delivery(
+                claimed.seq,
+                now=now,
+                delivered=False,
+                retry_at=now,
+                error=error,
+                lease_until=claimed.lease_until,
+                attempt_spent=False,
+            )
+            return
         if error == NOT_OUR_KEY and now - claimed.date_created < self.give_back_seconds:
             # Not the delivery's failure: given back, its attempt unspent (said once a minute).
             if self._said_not_our_key():
@@ -243,6 +294,11 @@ class Dispatcher:
             error=error,
             lease_until=claimed.lease_until,
         )
+
+    def stop(self) -> None:
+        """Shutting down: end the requests out at once rather than wait up to their
+        deadline; each is given back, its attempt unspent, to the next process."""
+        self._outgoing.stop()
 
     async def _wait_for_a_key(self, interval: float) -> None:
         """Without PASSKEYD_SECRET_KEY no token can sign: claim nothing, so every event

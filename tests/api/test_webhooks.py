@@ -950,3 +950,39 @@ def test_each_failed_attempt_says_whether_it_is_retried_or_given_up(db_path, clo
         "ConnectionRefusedError; retried in 6 s",
         "ConnectionRefusedError; given up",
     ]
+
+
+def test_a_shutdown_does_not_wait_for_a_receiver_that_never_answers(db_path, clock):
+    """A delivery out to a receiver that never answers held a shutdown until its timeout
+    (up to its 30 s deadline for one answering a byte at a time), past a supervisor's grace
+    period, with the audit records still unwritten (found by the operations review). It is
+    cut at once now and given back, its attempt unspent, to the next process."""
+    import socket
+
+    from passkeyd.storage import SQLiteStore
+
+    silent = socket.socket()  # connections complete in its backlog; nothing ever answers
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    silent.settimeout(10)
+    store = SQLiteStore(str(db_path))
+    store.migrate()
+    domain = Domain(store, clock, box=SecretBox(os.urandom(32)), allow_private_webhooks=True)
+    account, token = domain.accounts.create_account("hooks")
+    app = create_app(domain, Settings(webhook_interval_seconds=0.02))
+    try:
+        with TestClient(app, base_url="http://testserver") as client:
+            api = Api(client, db_path, account.sid, (account.sid, token))
+            api.create_service()
+            create_webhook(api, f"http://127.0.0.1:{silent.getsockname()[1]}/x")
+            api.create_factor("user-0001")
+            connection, _ = silent.accept()  # the delivery is out
+            started = time.monotonic()
+        assert time.monotonic() - started < 3, "the shutdown waited for the delivery"
+        connection.close()
+    finally:
+        silent.close()
+    with sqlite3.connect(db_path) as db:
+        assert db.execute("SELECT status, attempts FROM webhook_deliveries").fetchall() == [
+            ("pending", 0)
+        ]

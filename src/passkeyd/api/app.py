@@ -295,6 +295,7 @@ def create_app(domain: Domain, settings: Settings | None = None) -> Starlette:
             tasks.start_soon(flush_audit_forever, domain)
             tasks.start_soon(keep_metadata_forever, domain)
             yield
+            dispatcher.stop()  # its requests out would hold up the shutdown for up to 30 s
             tasks.cancel_scope.cancel()
         domain.store.stop_group_commit()
         if domain.store.runs_in_threads:
