@@ -209,6 +209,30 @@ def test_migrations_are_applied_once(store):
     assert 1 in store.applied_migrations()
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_an_empty_database_has_every_migration_pending_and_is_migrated(backend, tmp_path):
+    """`passkeyd migrate` and `check-config` read what is applied first: on an empty
+    PostgreSQL schema that read (no schema_migrations yet) was taken for an outage, and
+    both exited 6 where SQLite's empty file migrated."""
+
+    def check(url: str) -> None:
+        s = open_store(url, pool_size=2) if backend == "postgres" else open_store(url)
+        try:
+            every = [v for v, _ in load_migrations(s.dialect)]
+            assert s.applied_migrations() == set()
+            assert s.pending_migrations() == every
+            assert s.migrate() == every
+            assert s.pending_migrations() == []
+        finally:
+            s.close()
+
+    if backend == "sqlite":
+        check(f"sqlite:///{tmp_path}/empty.db")
+    else:
+        with temporary_schema() as url:
+            check(url)
+
+
 # --- accounts and keys -----------------------------------------------------------------------
 
 

@@ -586,6 +586,15 @@ class PostgresStore(SqlStore):
         row = self._one("SELECT version FROM config_version WHERE id = 1", ())
         return row[0] if row else None
 
+    def applied_migrations(self) -> set[int]:
+        # A schema not yet migrated has no schema_migrations: nothing applied. (Reading it
+        # would be UndefinedTable, which `_connection` answers as an outage, a table lost
+        # under a serving process: `migrate` and `check-config` refused an empty schema.)
+        row = self._one("SELECT to_regclass('schema_migrations')", ())
+        if row is None or row[0] is None:
+            return set()
+        return super().applied_migrations()
+
     def _lock_migrations(self, tx: Tx) -> None:
         # A migration waits for another `migrate`, and for the locks of the transactions
         # of replicas still serving, as long as they take.
