@@ -118,13 +118,14 @@ class Api:
 
     def snapshot(self) -> dict[str, list[tuple[Any, ...]]]:
         """Every row of every resource table. Counters that are not resource state are left
-        out: a challenge's failed attempts, rate-limit windows and the audit trail."""
+        out: a challenge's failed attempts, rate-limit windows, the audit trail and the
+        tables' AUTOINCREMENT counters (an insert refused by ON CONFLICT spends one)."""
         db = sqlite3.connect(self.db_path)
         try:
             out = {}
             for (table,) in db.execute(
                 "SELECT name FROM sqlite_master WHERE type='table'"
-                " AND name NOT IN ('rate_limits', 'audit_events')"
+                " AND name NOT IN ('rate_limits', 'audit_events', 'sqlite_sequence')"
             ):
                 cols = [
                     r[1]

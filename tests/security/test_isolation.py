@@ -260,13 +260,14 @@ def _stand_in(text: str, a: Tenant) -> str:
 def _rows_not_of_b(db_path: Any, b_account: str, b_services: set[str]) -> dict[str, list]:
     """Every stored row (all columns) except B's own: rows whose account is B, and rate
     limit windows keyed by B's account or services. B may change those; nothing else.
-    (The shared configuration counter moves with B's own services and webhooks.)"""
+    (The shared configuration counter moves with B's own services and webhooks, and the
+    tables' AUTOINCREMENT counters with B's own rows.)"""
     db = sqlite3.connect(db_path)
     try:
         out: dict[str, list] = {}
         tables = db.execute("SELECT name FROM sqlite_master WHERE type='table'").fetchall()
         for (table,) in tables:
-            if table == "config_version":
+            if table in ("config_version", "sqlite_sequence"):
                 continue
             cursor = db.execute(f"SELECT * FROM {table} ORDER BY 1")
             names = [c[0] for c in cursor.description]

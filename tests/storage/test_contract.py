@@ -296,6 +296,57 @@ def test_services_page_in_both_directions(store):
     assert [s.sid for s in desc.items] == sids[::-1]
 
 
+def test_a_page_token_held_across_deleting_the_newest_records_finds_those_made_since(store):
+    """A page token holds the seq of its page's last record. SQLite gave the seq of the
+    newest rows, once deleted, to the next row made (a rowid without AUTOINCREMENT), which
+    the token then skipped; PostgreSQL's identity never goes back. So on both: a record
+    made after the deletion is on the token's next page, in every list that deletes."""
+    svc = service()
+    store.insert_service(svc)
+    account = svc.account_sid
+    ents = [stored(store, entity(svc, f"user-000{i}")) for i in range(3)]
+    page = store.list_entities(account, svc.sid, PageRequest(page_size=2))
+    for ent in ents[1:]:
+        assert store.delete_entity(account, svc.sid, ent.identity)
+    newer = stored(store, entity(svc, "user-0009"))
+    after = PageRequest(page_size=10, after=page.last_seq)
+    assert [e.sid for e in store.list_entities(account, svc.sid, after).items] == [newer.sid]
+
+    factors = [factor(newer) for _ in range(3)]
+    for f in factors:
+        store.insert_factor(f)
+    page = store.list_factors(account, svc.sid, newer.sid, PageRequest(page_size=2))
+    for f in factors[1:]:
+        assert store.delete_factor(account, svc.sid, f.sid)
+    made = factor(newer)
+    store.insert_factor(made)
+    after = PageRequest(page_size=10, after=page.last_seq)
+    assert [f.sid for f in store.list_factors(account, svc.sid, newer.sid, after).items] == [
+        made.sid
+    ]
+
+    hooks = [Webhook(new_sid("YW"), account, svc.sid, "h", ("*",), "https://example.com/h",
+                     "POST", "enabled", "v2", NOW, NOW) for _ in range(3)]  # fmt: skip
+    for hook in hooks:
+        assert store.insert_webhook(hook)
+    page = store.list_webhooks(account, svc.sid, PageRequest(page_size=2))
+    for hook in hooks[1:]:
+        assert store.delete_webhook(account, svc.sid, hook.sid)
+    assert store.insert_webhook(hooks[1])
+    after = PageRequest(page_size=10, after=page.last_seq)
+    assert [w.sid for w in store.list_webhooks(account, svc.sid, after).items] == [hooks[1].sid]
+
+    services = [service(account) for _ in range(3)]
+    for s in services:
+        store.insert_service(s)
+    page = store.list_services(account, PageRequest(page_size=3))  # svc and two of them
+    for s in services[1:]:
+        assert store.delete_service(account, s.sid)
+    store.insert_service(services[2])
+    after = PageRequest(page_size=10, after=page.last_seq)
+    assert [s.sid for s in store.list_services(account, after).items] == [services[2].sid]
+
+
 def test_service_update_and_cascading_delete(store):
     svc, other = service(), service()
     for s in (svc, other):
