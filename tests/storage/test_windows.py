@@ -179,3 +179,21 @@ def test_a_window_dated_by_a_clock_since_stepped_back_is_replaced():
     assert windows.hit(RateHit(key, NOW, 2, 60)) == 1
     windows.commit()
     assert windows.count(key, NOW + 60) == 1
+
+
+def test_a_shorter_rules_window_is_replaced_by_its_own_window_as_in_the_table():
+    """A window is stale when it starts more than the hit's own rule window ahead of it
+    (`RateHit.stale_after`, as the rate_limits table has it), not more than the longest
+    rule's: with `failed_auth=50/3600` beside the 60 s rules, a clock stepped back by ten
+    minutes left a 60 s rule's key unlimited on SQLite (each hit counting alone) for up to
+    an hour, while PostgreSQL's table replaced the window and went on limiting."""
+    windows = RateWindows(longest_window=3600)
+    key = "usernameless:VA1"
+    assert windows.hit(RateHit(key, NOW + 600, 2, 60)) == 1
+    windows.commit()
+    counts = []
+    for _ in range(3):
+        counts.append(windows.hit(RateHit(key, NOW, 2, 60)))
+        windows.commit()
+    assert counts == [1, 2, 3]  # the third is over the limit of 2
+    assert windows.count(key, NOW + 600) == 0

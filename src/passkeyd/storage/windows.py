@@ -16,6 +16,8 @@ from __future__ import annotations
 from passkeyd.domain.models import RateHit
 
 SWEEP_AT = 4096  # windows kept before the first sweep of ended ones; it then doubles as needed
+# A key's window: its start, its hits, and its rule's window in seconds (`RateHit.window`).
+Window = tuple[int, int, int]
 
 
 class RateWindows:
@@ -28,8 +30,8 @@ class RateWindows:
 
     def __init__(self, longest_window: int) -> None:
         self._longest = max(1, longest_window)
-        self._counts: dict[str, tuple[int, int]] = {}  # committed
-        self._staged: dict[str, tuple[int, int]] = {}  # released in the open batch
+        self._counts: dict[str, Window] = {}  # committed
+        self._staged: dict[str, Window] = {}  # released in the open batch
         self._pending: list[RateHit] = []  # counted by the write in progress
         self._sweep_at = SWEEP_AT
         self._newest_start = 0
@@ -49,7 +51,7 @@ class RateWindows:
     def release(self) -> None:
         """The write's savepoint was released: its hits count until the batch ends."""
         for hit in self._pending:
-            _add(self._staged, hit.key, hit.window_start, 1, self._longest)
+            _add(self._staged, hit.key, hit.window_start, 1, hit.window)
         self._pending.clear()
 
     def commit(self) -> None:
@@ -57,8 +59,8 @@ class RateWindows:
         self.release()
         if not self._staged:
             return
-        for key, (start, hits) in self._staged.items():
-            _add(self._counts, key, start, hits, self._longest)
+        for key, (start, hits, window) in self._staged.items():
+            _add(self._counts, key, start, hits, window)
             # The latest hit's window, not the latest window ever: one dated by a clock
             # that stepped back since would have every sweep forget the current windows.
             self._newest_start = start
@@ -85,17 +87,17 @@ class RateWindows:
         return len(self._counts)
 
 
-def _in(windows: dict[str, tuple[int, int]], key: str, window_start: int) -> int:
+def _in(windows: dict[str, Window], key: str, window_start: int) -> int:
     entry = windows.get(key)
     return entry[1] if entry is not None and entry[0] == window_start else 0
 
 
-def _add(
-    windows: dict[str, tuple[int, int]], key: str, window_start: int, hits: int, longest: int
-) -> None:
+def _add(windows: dict[str, Window], key: str, window_start: int, hits: int, window: int) -> None:
     """A later window replaces an earlier one, as the table's upsert does; so does one
-    dated by a clock since stepped back (more than the longest window ahead)."""
+    dated by a clock since stepped back: more than the hit's own rule `window` ahead
+    (`RateHit.stale_after`; 0: never), as in the table. (The longest rule's window let a
+    shorter rule's key go unlimited, after a step back, until the clock caught up.)"""
     entry = windows.get(key)
-    if entry is not None and window_start < entry[0] <= window_start + longest:
+    if entry is not None and window_start < entry[0] <= window_start + (window or 2**62):
         return  # a hit of a window that already ended (clock skew between writes)
-    windows[key] = (window_start, _in(windows, key, window_start) + hits)
+    windows[key] = (window_start, _in(windows, key, window_start) + hits, window)
