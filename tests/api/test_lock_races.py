@@ -152,6 +152,20 @@ def test_an_approval_whose_passkey_was_deleted_meanwhile_is_not_found(api, db_pa
     assert status == [("pending",)]
 
 
+def test_an_approval_whose_user_was_deleted_meanwhile_is_not_found(api, db_path):
+    """The challenge and passkey read before the lock were deleted with their user before
+    the approval's write: 404 challenge not found, as if deleted before; not 60322
+    "already responded" for a challenge nobody answered (PostgreSQL answered so whenever a
+    deletion of the user committed while an approval was being verified)."""
+    api.create_service()
+    factor = api.register("user-0001")
+    challenge = api.challenge(identity="user-0001")
+    assertion = api.authenticator.get(challenge["options"], ORIGIN)
+    with changed_by_another_process(db_path, *deleting_entity(factor["entity_sid"])):
+        r = api.approve(assertion)
+    assert (r.status_code, r.json()["code"]) == (404, 60391), r.text
+
+
 def test_an_owner_whose_passkey_was_deleted_meanwhile_is_not_refused_by_the_foreign_budget(
     api, db_path, clock
 ):

@@ -533,7 +533,9 @@ class Authentications:
         )
         if outcome is ApproveOutcome.NOT_PENDING:
             latest = self.store.get_challenge(account_sid, service_sid, challenge.sid)
-            self._check_pending(latest or challenge, now)
+            if latest is None:  # deleted meanwhile, with its user: as if deleted before
+                raise ChallengeNotFound("Challenge not found")
+            self._check_pending(latest, now)
             raise ChallengeAlreadyResponded("Challenge already responded")
         if outcome is ApproveOutcome.COUNTER_RACE:
             race = AssertionRefused(
