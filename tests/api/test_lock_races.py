@@ -4,6 +4,7 @@ and commits while the request waits for it; the write must notice."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
@@ -358,3 +359,37 @@ def test_a_factor_whose_entity_keeps_changing_is_refused_as_unavailable(api, dom
     assert 2 < len(attempts) <= 8
     monkeypatch.undo()
     assert api.snapshot()["factors"] == []
+
+
+def test_a_passkey_made_while_its_user_is_deleted_has_its_deletion_announced(
+    api, db_path, domain, monkeypatch
+):
+    """The deletion reads the user's factors (to announce each one's deletion) before it
+    deletes them all; a factor made in between (on PostgreSQL, where the two are not under
+    one lock) was deleted with no factor.deleted event. Here it is made right after that
+    read: the deletion reads again, and announces both."""
+    from passkeyd.domain.models import PasskeySettings
+
+    api.create_service()
+    first = api.register("user-0001")
+    create_webhook(api, "https://hooks.example.com/x", "factor.deleted")
+    store, read = domain.store, domain.store.list_factors
+    made: list[str] = []
+
+    def read_then_one_made_by_another(*args):
+        found = read(*args)
+        if not made:
+            factor, _ = domain.registrations.create_factor(
+                api.account_sid, api.service_sid, friendly_name="bob",
+                identity="user-0001", config=PasskeySettings(),
+            )  # fmt: skip
+            made.append(factor.sid)
+        return found
+
+    monkeypatch.setattr(store, "list_factors", read_then_one_made_by_another)
+    assert api.delete(f"{api.svc}/Entities/user-0001").status_code == 204
+    announced = rows(db_path, "SELECT payload FROM webhook_deliveries"
+                     " WHERE event_type = 'factor.deleted'")  # fmt: skip
+    sids = sorted(json.loads(payload)["factor_sid"] for (payload,) in announced)
+    assert sids == sorted([first["sid"], made[0]])
+    assert rows(db_path, "SELECT sid FROM factors") == []

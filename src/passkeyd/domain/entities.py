@@ -12,7 +12,10 @@ from .identity import check_identity
 from .ids import new_sid
 from .models import Challenge, ChallengeStatus, Delivery, Entity, Factor, Page, PageRequest
 from .policy import check_friendly_name
-from .store import Store
+from .store import StorageUnavailable, Store
+
+# Deletions of an entity tried again when a factor of it is made meanwhile (see `delete`).
+DELETE_ATTEMPTS = 5
 
 
 def _not_found(path: str) -> NotFound:
@@ -57,15 +60,31 @@ class Entities:
         return self.store.list_entities(account_sid, service_sid, page)
 
     def delete(self, account_sid: str, service_sid: str, identity: str) -> None:
-        entity = self.get(account_sid, service_sid, identity)
-        deleted: list[Delivery] = []
-        page = self.store.list_factors(account_sid, service_sid, entity.sid, PageRequest(1000))
-        for factor in page.items:
-            deleted += self.events.deliveries(
-                account_sid, service_sid, events.FACTOR_DELETED, events.factor_fields(factor)
+        """The entity and its factors, each factor's deletion announced. A factor made
+        between the read of the factors and the deletion (on PostgreSQL, where they are not
+        under one lock) would go unannounced: the deletion is then made again, read anew."""
+        for _ in range(DELETE_ATTEMPTS):
+            entity = self.get(account_sid, service_sid, identity)
+            deleted: list[Delivery] = []
+            page = self.store.list_factors(account_sid, service_sid, entity.sid, PageRequest(1000))
+            for factor in page.items:
+                deleted += self.events.deliveries(
+                    account_sid, service_sid, events.FACTOR_DELETED, events.factor_fields(factor)
+                )
+            done = self.store.delete_entity(
+                account_sid,
+                service_sid,
+                identity,
+                deleted,
+                self.clock(),
+                factor_sids=None if page.has_more else {f.sid for f in page.items},
             )
-        if not self.store.delete_entity(account_sid, service_sid, identity, deleted, self.clock()):
-            raise _not_found(f"/Services/{service_sid}/Entities/{identity}")
+            if done is None:  # a factor was made meanwhile
+                continue
+            if not done:
+                raise _not_found(f"/Services/{service_sid}/Entities/{identity}")
+            return
+        raise StorageUnavailable("the entity kept changing; try again")
 
     # --- factors under an entity ----------------------------------------------------------
 

@@ -135,7 +135,8 @@ class Store(Protocol):
         identity: str,
         deliveries: Sequence[Delivery] = (),
         now: int = 0,
-    ) -> bool: ...
+        factor_sids: Collection[str] | None = None,
+    ) -> bool | None: ...
 
     # factors
     def insert_factor(

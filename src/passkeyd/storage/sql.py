@@ -853,7 +853,12 @@ class SqlStore(abc.ABC):
         identity: str,
         deliveries: Sequence[Delivery] = (),
         now: int = 0,
-    ) -> bool:
+        factor_sids: Collection[str] | None = None,
+    ) -> bool | None:
+        """False when there is no such entity. With `factor_sids`, the factors whose
+        deletion `deliveries` announce: None, and nothing deleted, when the entity holds
+        another (made since they were read, which on PostgreSQL can commit in between):
+        its deletion would go unannounced."""
         with self._write() as db:
             # The service's row first (as every write under a service takes it), then the
             # entity's: a deletion of the service, which takes them in that order, cannot
@@ -868,6 +873,10 @@ class SqlStore(abc.ABC):
             ).fetchone()
             if row is None:
                 return False
+            if factor_sids is not None:
+                held = db.execute("SELECT sid FROM factors WHERE entity_sid = ?", (row[0],))
+                if any(sid not in factor_sids for (sid,) in held.fetchall()):
+                    return None
             db.execute("DELETE FROM challenges WHERE entity_sid = ?", (row[0],))
             db.execute("DELETE FROM factors WHERE entity_sid = ?", (row[0],))
             # Again (PostgreSQL): a usernameless challenge whose approval by one of these
