@@ -1213,6 +1213,38 @@ def test_concurrent_capped_failures_never_pass_the_limit(store):
     assert store.get_challenge(svc.account_sid, svc.sid, c.sid).failed_attempts == 10
 
 
+@pytest.mark.parametrize("answered", ["approved", "denied", "deleted"])
+def test_a_failure_on_a_challenge_no_longer_pending_counts_nothing(store, answered):
+    """A failed attempt whose challenge was answered, spent or deleted since the attempt
+    read it (on PostgreSQL, another request's commit in between; SQLite's write lock keeps
+    the domain's read current) counts no failure and spends no budget: as on SQLite, where
+    such an attempt is answered 60322 before anything is counted."""
+    svc = service()
+    store.insert_service(svc)
+    f = verified(store, svc)
+    ent = store.get_entity(svc.account_sid, svc.sid, "user-0001")
+    c = challenge(ent, svc)
+    store.insert_challenge(c)
+    if answered == "approved":
+        assert store.approve_challenge(c, f, new_sign_count=1, backed_up=False, now=NOW) is (
+            ApproveOutcome.APPROVED
+        )
+    elif answered == "denied":
+        spent = store.record_failed_attempt(c.sid, max_attempts=1, now=NOW)
+        assert spent is FailureOutcome.SPENT
+    else:
+        assert store.delete_entity(svc.account_sid, svc.sid, "user-0001")
+    budget = RateHit("approve:" + svc.sid, NOW, 5)
+    event = Delivery("EV1", "factor.counter_regressed", "YW" + "1" * 32, svc.account_sid,
+                     "https://example.com/h", {"type": "factor.counter_regressed"})  # fmt: skip
+    outcome = store.record_failed_attempt(
+        c.sid, max_attempts=2, now=NOW, rate_hits=[budget], deliveries=[event]
+    )
+    assert outcome is FailureOutcome.NOT_PENDING
+    assert store.rate_limit_count(budget.key, NOW) == 0
+    assert store.delivery_backlog() == 0
+
+
 def test_failed_attempts_spend_the_challenge(store):
     svc = service()
     store.insert_service(svc)

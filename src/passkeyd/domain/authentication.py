@@ -645,6 +645,13 @@ class Authentications:
             rate_hits=self._failure_hits(account_sid, challenge, factor),
             capped=not _owner_attempt(challenge, factor) if capped is None else capped,
         )
+        if outcome is FailureOutcome.NOT_PENDING:
+            # Answered, spent or deleted since it was read (on PostgreSQL the read above and
+            # this write are not under one lock): answered as an attempt after that is.
+            latest = self.store.get_challenge(account_sid, service_sid, challenge.sid)
+            if latest is None:
+                raise ChallengeNotFound("Challenge not found")
+            self._check_pending(latest, now)
         if outcome is FailureOutcome.OVER_LIMIT:
             rule = self.limiter.rules["failed_auth"]
             raise TooManyRequests(

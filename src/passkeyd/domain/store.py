@@ -70,6 +70,7 @@ class FailureOutcome(enum.Enum):
     COUNTED = "counted"
     SPENT = "spent"  # it was the challenge's last allowed failure: the challenge is denied
     OVER_LIMIT = "over_limit"  # a capped rate-limit hit would pass its limit: nothing written
+    NOT_PENDING = "not_pending"  # answered, spent or deleted meanwhile: nothing written
 
 
 class Store(Protocol):

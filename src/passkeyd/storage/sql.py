@@ -253,6 +253,10 @@ class _OverLimit(Exception):
     """Leaves a failure's transaction without committing: a capped hit passed its limit."""
 
 
+class _NotPending(Exception):
+    """Leaves a failure's transaction without committing: its challenge is not pending."""
+
+
 class _Rollback(Exception):
     """Leaves a transaction without committing, carrying why."""
 
@@ -1501,7 +1505,9 @@ class SqlStore(abc.ABC):
         written with every failure, `on_spent` only with the one that spends it. With
         `capped`, a rate hit that would pass its limit writes nothing (OVER_LIMIT): each
         hit's count is taken in this transaction, which SQLite's write lock and PostgreSQL's
-        row lock on the window serialize, so concurrent failures never pass the limit."""
+        row lock on the window serialize, so concurrent failures never pass the limit. A
+        challenge no longer pending (answered, spent or deleted since it was read, which on
+        PostgreSQL can commit in between) counts nothing either (NOT_PENDING)."""
         spends = max_attempts or 2**62  # (no count reaches it)
         try:
             with self._write() as db:
@@ -1518,10 +1524,14 @@ class SqlStore(abc.ABC):
                     " WHERE sid = ? AND status = 'pending' RETURNING status",
                     (spends, now, spends, now, spends, challenge_sid),
                 ).fetchone()
-                spent = row is not None and row[0] == "denied"
+                if row is None:
+                    raise _NotPending  # rolls the hits back
+                spent = row[0] == "denied"
                 _enqueue(db, [*deliveries, *(on_spent if spent else ())], now)
         except _OverLimit:
             return FailureOutcome.OVER_LIMIT
+        except _NotPending:
+            return FailureOutcome.NOT_PENDING
         return FailureOutcome.SPENT if spent else FailureOutcome.COUNTED
 
     # --- webhooks -------------------------------------------------------------------------
