@@ -59,6 +59,12 @@ def create_webhook(api: Api, url: str, *events: str, **extra: str) -> dict:
     return r.json()
 
 
+def _attempts_and_lease(db_path) -> list[tuple[int, int]]:
+    """Each delivery's attempts and lease (0: its last attempt's outcome is recorded)."""
+    with contextlib.closing(sqlite3.connect(db_path)) as db:
+        return db.execute("SELECT attempts, locked_until FROM webhook_deliveries").fetchall()
+
+
 def wait_for(predicate, seconds: float = 5.0) -> None:
     deadline = time.monotonic() + seconds
     while not predicate():
@@ -294,6 +300,9 @@ def test_a_retry_after_a_token_rotation_is_signed_with_the_new_token(hooks_api, 
         create_webhook(api, rx.url, "factor.created")
         api.create_factor()
         wait_for(lambda: len(rx.requests) == 1)
+        # Its failure recorded (lease released) before the clock moves: recorded after,
+        # its retry would be due 6 s after the advanced clock, and never come.
+        wait_for(lambda: _attempts_and_lease(api.db_path) == [(1, 0)])
         cli_store = SQLiteStore(str(api.db_path))
         try:
             token = Accounts(cli_store, clock, api.domain.box).rotate_token(api.account_sid)
