@@ -162,17 +162,10 @@ def test_a_window_dated_by_a_clock_since_stepped_back_is_replaced():
     """The wall clock stepped forward (an hour, a year) and back: the window it dated
     stayed the key's, and every hit of the real present counted alone (a hit of a window
     that ended), so the key had no limit until the clock caught up. It is replaced now."""
-    windows = RateWindows(longest_window=60)
     key = "challenge:VA1:user-0001"
     for ahead in (3600, 365 * 86400):
-        assert windows.hit(RateHit(key, NOW + ahead, 2, 60)) == 1
-        windows.commit()
-        counts = []
-        for _ in range(3):
-            counts.append(windows.hit(RateHit(key, NOW, 2, 60)))
-            windows.commit()
-        assert counts == [1, 2, 3]  # the third is over the limit of 2
-        windows = RateWindows(longest_window=60)
+        assert _hits_after_a_step_back(RateWindows(longest_window=60), key, ahead) == [1, 2, 3]
+    windows = RateWindows(longest_window=60)
     # A window one ahead is a clock a little behind (a replica's, a boundary): not replaced.
     windows.hit(RateHit(key, NOW + 60, 2, 60))
     windows.commit()
@@ -189,11 +182,18 @@ def test_a_shorter_rules_window_is_replaced_by_its_own_window_as_in_the_table():
     an hour, while PostgreSQL's table replaced the window and went on limiting."""
     windows = RateWindows(longest_window=3600)
     key = "usernameless:VA1"
-    assert windows.hit(RateHit(key, NOW + 600, 2, 60)) == 1
+    assert _hits_after_a_step_back(windows, key, 600) == [1, 2, 3]
+    assert windows.count(key, NOW + 600) == 0
+
+
+def _hits_after_a_step_back(windows: RateWindows, key: str, ahead: int) -> list[int]:
+    """The counts of three hits (a 60 s rule, a limit of 2) of the present, after one
+    dated `ahead` seconds later by a clock since stepped back: [1, 2, 3] when that window
+    is replaced (the third is over the limit)."""
+    assert windows.hit(RateHit(key, NOW + ahead, 2, 60)) == 1
     windows.commit()
     counts = []
     for _ in range(3):
         counts.append(windows.hit(RateHit(key, NOW, 2, 60)))
         windows.commit()
-    assert counts == [1, 2, 3]  # the third is over the limit of 2
-    assert windows.count(key, NOW + 600) == 0
+    return counts
