@@ -615,6 +615,32 @@ def test_deleting_a_service_finds_its_rows_by_indexes(tmp_path: Path):
     store.close()
 
 
+def test_only_a_unique_constraint_is_answered_as_a_credential_registered_already(store):
+    """A registration refused by another constraint (here a trigger an operator added) is
+    the database's fault, not the request's: it was answered 403 60311 "already
+    registered" (operations review); it now stays the error it is (a 500)."""
+    svc = service()
+    store.insert_service(svc)
+    taken = verified(store, svc)
+    fresh = factor(stored(store, entity(svc, "user-0002")))
+    store.insert_factor(fresh)
+    with pytest.raises(CredentialConflict):  # the same credential id: registered already
+        store.complete_registration(fresh.sid, taken.credential, NOW)
+    with store._write() as tx:
+        if store.dialect == "sqlite":
+            tx.execute("CREATE TRIGGER refuse BEFORE UPDATE ON factors"
+                       " BEGIN SELECT RAISE(ABORT, 'refused by a trigger'); END")  # fmt: skip
+        else:
+            tx.execute("CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+                       " RAISE EXCEPTION 'refused by a trigger' USING ERRCODE = 'check_violation';"
+                       " END $$")  # fmt: skip
+            tx.execute("CREATE TRIGGER refuse BEFORE UPDATE ON factors"
+                       " FOR EACH ROW EXECUTE FUNCTION refuse()")  # fmt: skip
+    with pytest.raises(Exception, match="refused by a trigger") as refused:
+        store.complete_registration(fresh.sid, credential(b"\x07" * 16), NOW)
+    assert not isinstance(refused.value, CredentialConflict)
+
+
 # --- entities ----------------------------------------------------------------------------------
 
 

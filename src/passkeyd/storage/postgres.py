@@ -182,6 +182,11 @@ class PostgresStore(SqlStore):
     dialect = "postgres"
     runs_in_threads = True
     integrity_errors = (psycopg.errors.IntegrityError,)
+
+    @staticmethod
+    def _duplicate(exc: Exception) -> bool:
+        return isinstance(exc, psycopg.errors.UniqueViolation)
+
     _FOR_UPDATE = " FOR UPDATE"
     _FOR_KEY_SHARE = " FOR KEY SHARE"
     _FOR_NO_KEY_UPDATE = " FOR NO KEY UPDATE"
@@ -414,6 +419,8 @@ class PostgresStore(SqlStore):
             with self._connection() as conn:
                 row = conn.execute(sql, args).fetchone()
         except self.integrity_errors as exc:
+            if not self._duplicate(exc):
+                raise
             raise CredentialConflict from exc
         return bool(row and row[0])
 

@@ -324,6 +324,14 @@ class SqlStore(abc.ABC):
     _PROVISIONAL = "1"
     runs_in_threads: bool = False
     integrity_errors: tuple[type[Exception], ...] = ()
+
+    @staticmethod
+    def _duplicate(exc: Exception) -> bool:
+        """`exc` (one of `integrity_errors`) is a unique constraint's refusal: the credential
+        is registered already. Another constraint's (a trigger's, a CHECK's) is not the
+        request's doing, and is not answered as if it were."""
+        return False
+
     # Rate-limit windows in this process instead of the rate_limits table (storage/windows.py);
     # only a backend whose writes it sees commit and roll back sets it.
     windows: RateWindows | None = None
@@ -1132,6 +1140,8 @@ class SqlStore(abc.ABC):
                 _enqueue(db, deliveries, now)
                 return True
         except self.integrity_errors as exc:
+            if not self._duplicate(exc):
+                raise
             raise CredentialConflict from exc
 
     # --- challenges -----------------------------------------------------------------------

@@ -91,6 +91,11 @@ class SQLiteStore(SqlStore):
     concurrency = 1
     integrity_errors = (sqlite3.IntegrityError,)
 
+    @staticmethod
+    def _duplicate(exc: Exception) -> bool:
+        name = getattr(exc, "sqlite_errorname", "")
+        return name in ("SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY")
+
     def __init__(
         self,
         path: str,
