@@ -10,7 +10,13 @@ CREDENTIALS = {"PASSKEYD_ACCOUNT_SID": "AC" + "0" * 32, "PASSKEYD_AUTH_TOKEN": "
 
 
 @pytest.mark.parametrize(
-    "url", ["http://proxy:hunter2@127.0.0.1:8080", "https://AC00:hunter2@passkeyd.internal"]
+    "url",
+    [
+        "http://proxy:hunter2@127.0.0.1:8080",
+        "https://AC00:hunter2@passkeyd.internal",
+        "http://proxy:hunter2/x@127.0.0.1:8080",  # the "@" past what urlsplit takes for the host
+        "ftp://proxy:hunter2@127.0.0.1",  # not http(s), whose refusal would echo the URL
+    ],
 )
 def test_a_passkeyd_url_with_credentials_is_refused_without_showing_them(url: str) -> None:
     """Every demo page's footer shows the passkeyd URL to whoever opens it (security

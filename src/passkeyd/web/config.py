@@ -146,17 +146,19 @@ def parse_config(
             "the account credentials are missing: pass --account-sid and --auth-token or set"
             " PASSKEYD_ACCOUNT_SID and PASSKEYD_AUTH_TOKEN"
         )
-    url = urlsplit(args.passkeyd_url)
-    if url.scheme not in ("http", "https") or not url.netloc:
-        raise ConfigError(f"--passkeyd-url must be an http(s) URL, not {args.passkeyd_url!r}")
-    if "@" in url.netloc:
+    if "@" in args.passkeyd_url:
         # Every page's footer shows the URL, and the start-up messages name it: credentials
         # in it would be shown to whoever opens the demo. (Not the URL: it may hold them.)
+        # Anywhere in it, first: with a "/", "?" or "#" in the password, its "@" is past
+        # what urlsplit takes for the host, and the scheme's refusal below echoes the URL.
         raise ConfigError(
             "--passkeyd-url must not carry credentials (user:password@): pass the account's"
             " with --account-sid and --auth-token, or PASSKEYD_ACCOUNT_SID and"
             " PASSKEYD_AUTH_TOKEN"
         )
+    url = urlsplit(args.passkeyd_url)
+    if url.scheme not in ("http", "https") or not url.netloc:
+        raise ConfigError(f"--passkeyd-url must be an http(s) URL, not {args.passkeyd_url!r}")
     if not 0 < args.port < 65536:
         raise ConfigError(f"--port must be 1..65535, not {args.port}")
     if not 0 <= args.wait < math.inf:  # (nan is neither)
