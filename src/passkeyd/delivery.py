@@ -131,7 +131,15 @@ def post_form(
     else:
         connection = http.client.HTTPConnection(address or host, port, timeout=timeout)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    timer = threading.Timer(deadline, _cut, (connection,)) if deadline else None
+    # Set by the deadline's cut before it cuts: the request thread, woken by the cut, may
+    # look before the timer's thread has ended (`is_alive()` was a race, lost under load).
+    cut = threading.Event()
+
+    def cut_at_deadline() -> None:
+        cut.set()
+        _cut(connection)
+
+    timer = threading.Timer(deadline, cut_at_deadline) if deadline else None
     if timer is not None:
         timer.daemon = True
         timer.start()
@@ -146,7 +154,7 @@ def post_form(
             response = connection.getresponse()
             response.read(65536)
         except (TimeoutError, http.client.RemoteDisconnected, ConnectionError) as exc:
-            if timer is not None and not timer.is_alive() or isinstance(exc, TimeoutError):
+            if cut.is_set() or isinstance(exc, TimeoutError):
                 raise NoAnswer from exc  # timed out, or cut at the deadline
             raise
         return int(response.status)

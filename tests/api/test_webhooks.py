@@ -905,6 +905,35 @@ def test_a_receiver_that_takes_the_request_and_never_answers_is_no_answer_not_no
         post_form(url, b"a=b", headers, address=None, timeout=0.3)
 
 
+def test_a_request_cut_at_its_deadline_is_no_answer_however_the_threads_interleave(
+    monkeypatch,
+):
+    """The request thread, woken by the deadline's cut, asked whether the timer's thread had
+    ended; under load it had not yet, and the cut was reported as the receiver closing the
+    connection (a clean-clone CI run). Here the timer's thread lingers after its cut."""
+    import socket
+
+    from passkeyd import delivery
+
+    cut = delivery._cut
+
+    def cut_then_linger(connection) -> None:
+        cut(connection)
+        time.sleep(0.5)
+
+    monkeypatch.setattr(delivery, "_cut", cut_then_linger)
+    silent = socket.socket()  # connections complete in its backlog; nothing ever answers
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(1)
+    try:
+        with pytest.raises(delivery.NoAnswer):
+            delivery.post_form(f"http://127.0.0.1:{silent.getsockname()[1]}/hook", b"a=b",
+                               {"Content-Type": "application/x-www-form-urlencoded"},
+                               address=None, timeout=5.0, deadline=0.2)  # fmt: skip
+    finally:
+        silent.close()
+
+
 def test_the_dispatcher_says_no_answer_within_its_timeout(hooks_api):
     import socket
 
