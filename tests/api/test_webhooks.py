@@ -466,6 +466,9 @@ def test_a_counter_that_did_not_grow_under_the_flag_policy_is_announced_as_appro
         "http://[::ffff:0:7f00:1]/x",  # IPv4-translated (SIIT) 127.0.0.1
         "http://[::ffff:0:a9fe:a9fe]/latest",  # ... and the cloud metadata address
         "http://[fec0::1]/x",  # site-local (deprecated, still routed inside some networks)
+        "http://192.0.0.8/x",  # IPv4 dummy address (RFC 7600); older Pythons call it global
+        "http://192.0.0.200/x",  # IETF protocol assignments, not globally reachable
+        "http://[::ffff:192.0.0.8]/x",
     ],
 )
 def test_shared_and_wrapped_internal_addresses_are_refused(api, url):
@@ -474,6 +477,17 @@ def test_shared_and_wrapped_internal_addresses_are_refused(api, url):
         f"{api.svc}/Webhooks", {"FriendlyName": "h", "WebhookUrl": url, "EventTypes": "*"}
     )
     assert (r.status_code, r.json()["code"]) == (400, 60200), url
+
+
+@pytest.mark.parametrize("host", ["192.0.0.9", "192.0.0.10"])
+def test_the_globally_reachable_protocol_assignments_are_accepted(api, host):
+    """192.0.0.0/24 is internal but for these two (IANA's special-purpose registry)."""
+    api.create_service()
+    r = api.post_form(
+        f"{api.svc}/Webhooks",
+        {"FriendlyName": "h", "WebhookUrl": f"https://{host}/x", "EventTypes": "*"},
+    )
+    assert r.status_code == 201, r.text
 
 
 def test_nat64_of_a_public_address_is_accepted(api):

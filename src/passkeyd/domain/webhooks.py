@@ -89,8 +89,6 @@ def _release(owner: str) -> None:
             del _held[owner]
 
 
-# IPv6 prefixes whose last 32 bits are an IPv4 address some network may route to: NAT64's
-# well-known and local-use prefixes (RFC 6052, RFC 8215) and the old IPv4-compatible ::/96.
 # IPv6 prefixes whose last 32 bits are an IPv4 address: NAT64 (RFC 6052, RFC 8215),
 # IPv4-compatible (::/96) and IPv4-translated (::ffff:0:0:0/96, RFC 2765 SIIT), which
 # Python's is_global calls global whatever the IPv4 address inside.
@@ -100,6 +98,11 @@ _EMBEDS_IPV4 = tuple(
 # Deprecated site-local addresses (RFC 3879), which Python 3.11 calls global too: a network
 # that still routes them routes them inside.
 _SITE_LOCAL = ipaddress.IPv6Network("fec0::/10")
+# IETF protocol assignments (RFC 6890): not globally reachable but for 192.0.0.9 and
+# 192.0.0.10 (IANA's special-purpose registry). Python before 3.11.10 and 3.12.4 calls only
+# 192.0.0.0/29 and 192.0.0.170/31 of it private, so 192.0.0.8 (RFC 7600) passed as global.
+_PROTOCOL_ASSIGNMENTS = ipaddress.IPv4Network("192.0.0.0/24")
+_REACHABLE_ASSIGNMENTS = frozenset(map(ipaddress.IPv4Address, ("192.0.0.9", "192.0.0.10")))
 
 
 def _internal(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
@@ -118,6 +121,8 @@ def _internal(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
                 return True
         if address in _SITE_LOCAL:
             return True
+    elif address in _PROTOCOL_ASSIGNMENTS and address not in _REACHABLE_ASSIGNMENTS:
+        return True
     return not address.is_global or address.is_multicast
 
 
