@@ -1852,6 +1852,42 @@ def test_a_delivery_goes_to_its_webhook_as_it_is_when_claimed(store):
     assert store.delivery_backlog() == 2  # the other two are gone, not left pending
 
 
+@pytest.mark.parametrize("per_account", [None, 1])
+def test_a_claim_fills_the_places_of_the_deliveries_it_drops(store, per_account):
+    """A claim that drops deliveries whose webhook went takes others due in their place at
+    once: the sender does not wait an interval for them (at most `limit` in all, one per
+    webhook, `per_account` per account as always)."""
+    svc = service()
+    store.insert_service(svc)
+    hooks = [
+        Webhook(new_sid("YW"), svc.account_sid, svc.sid, name, ("*",),
+                f"https://{name}.example/h", "POST", "enabled", "v2", NOW, NOW)
+        for name in ("gone", "kept", "also")
+    ]  # fmt: skip
+    for hook in hooks:
+        store.insert_webhook(hook)
+    gone, kept, also = hooks
+    deliveries = [
+        Delivery(f"EV{h.friendly_name}{n}", "factor.created", h.sid, svc.account_sid,
+                 h.webhook_url, {})
+        for n in (1, 2, 3) for h in (gone, kept, also)
+        if h is gone or n == 3
+    ]  # fmt: skip
+    assert [d.event_sid for d in deliveries][:3] == ["EVgone1", "EVgone2", "EVgone3"]
+    # A webhook deleted before the event's transaction, whose deliveries were built from
+    # the cache: the oldest due ones are the gone webhook's.
+    assert store.delete_webhook(svc.account_sid, svc.sid, gone.sid)
+    store.insert_factor(factor(stored(store, entity(svc))), deliveries)
+    claimed = store.claim_deliveries(now=NOW, lease_seconds=60, limit=1, per_account=per_account)
+    assert [c.delivery.event_sid for c in claimed] == ["EVkept3"]
+    assert store.delivery_backlog() == 2  # the gone webhook's three are gone
+    if per_account is None:
+        (more,) = store.claim_deliveries(now=NOW, lease_seconds=60, limit=5)
+        assert more.delivery.event_sid == "EValso3"
+    else:  # the account has one out already
+        assert store.claim_deliveries(now=NOW, lease_seconds=60, limit=5, per_account=1) == []
+
+
 def test_a_delivery_given_back_has_its_attempt_unspent(store):
     svc = service()
     store.insert_service(svc)

@@ -1692,14 +1692,34 @@ class SqlStore(abc.ABC):
         than that, so one account's webhooks cannot take every sender. A lease that runs
         out (the sender died) makes the delivery due again, so an unacknowledged event is
         retried, never lost. The outer WHERE repeats the conditions so that a concurrent
-        claimer re-checks them on the locked row (PostgreSQL) and no row is leased twice."""
+        claimer re-checks them on the locked row (PostgreSQL) and no row is leased twice.
+
+        A round that drops the deliveries of webhooks gone or turned off claims again at
+        once for the places they took, rather than leave them to the sender's next look an
+        interval later. Each round drops every pending delivery of at least one webhook, so
+        the rounds end; what a round leased counts as out in the next."""
+        claimed: list[ClaimedDelivery] = []
+        while len(claimed) < limit:
+            more, dropped = self._claim_round(
+                now=now, lease_seconds=lease_seconds, limit=limit - len(claimed),
+                per_account=per_account,
+            )  # fmt: skip
+            claimed += more
+            if not dropped:
+                break
+        return sorted(claimed, key=lambda c: c.seq)
+
+    def _claim_round(
+        self, *, now: int, lease_seconds: int, limit: int, per_account: int | None
+    ) -> tuple[list[ClaimedDelivery], bool]:
+        """(the deliveries leased, whether any were dropped as their webhook's gone)."""
         due = self._one(
             "SELECT 1 FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= ?"
             " AND locked_until <= ?" + self._NONE_OUT + " LIMIT 1",
             (now, now, now),
         )
         if due is None:  # the common case: a read, no write lock
-            return []
+            return [], False
         # Each due webhook's oldest delivery, unless the webhook has one out.
         oldest = (
             "SELECT min(seq) FROM webhook_deliveries WHERE status = 'pending'"
@@ -1738,7 +1758,7 @@ class SqlStore(abc.ABC):
                 (now + lease_seconds, now, *args, now),
             ).fetchall()
             if not rows:
-                return []
+                return [], False
             # Each delivery goes to its webhook as it is now. An event's deliveries were
             # built from the webhooks read before its transaction (the configuration
             # cache), and on PostgreSQL a change to a webhook does not see deliveries
@@ -1752,10 +1772,12 @@ class SqlStore(abc.ABC):
                     hooks,
                 ).fetchall()
             )
-            gone = [r[0] for r in rows if r[3] not in urls]
+            # The pending deliveries of a webhook gone or off are dropped, as its deletion
+            # or disabling drops those it sees.
+            gone = sorted({r[3] for r in rows if r[3] not in urls})
             if gone:
                 db.execute(
-                    "DELETE FROM webhook_deliveries WHERE seq IN ("
+                    "DELETE FROM webhook_deliveries WHERE status = 'pending' AND webhook_sid IN ("
                     + ", ".join("?" * len(gone))
                     + ")",
                     gone,
@@ -1771,7 +1793,7 @@ class SqlStore(abc.ABC):
             for r in rows
             if r[3] in urls
         ]
-        return sorted(claimed, key=lambda c: c.seq)
+        return sorted(claimed, key=lambda c: c.seq), bool(gone)
 
     def finish_delivery(
         self,
