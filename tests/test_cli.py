@@ -1011,8 +1011,25 @@ def test_the_pools_warnings_hold_no_part_of_the_password(caplog):
     from passkeyd.storage.postgres import PostgresStore
 
     caplog.set_level(logging.WARNING, logger="psycopg.pool")
+    filters = list(logging.getLogger("psycopg.pool").filters)
     with pytest.raises(StorageUnavailable):
         PostgresStore("postgresql://u:hunter@2tail@127.0.0.1:1/db", connect_timeout=1)
     pool_lines = [r.getMessage() for r in caplog.records if r.name == "psycopg.pool"]
     assert pool_lines  # it did warn: of the host it could not resolve
     assert not any("2tail" in line or "hunter" in line for line in pool_lines), pool_lines
+    # A store that never opened leaves no filter behind (its close() is never called).
+    assert logging.getLogger("psycopg.pool").filters == filters
+
+
+def test_a_store_refused_at_once_leaves_the_pools_logger_as_it_was():
+    """A lasting refusal (no such database) raises before the pool is made; the redaction
+    filter set for the pool goes with it."""
+    from passkeyd.storage import StorageUnavailable
+    from passkeyd.storage.postgres import PostgresStore
+    from tests.pg import ADMIN_URL
+
+    filters = list(logging.getLogger("psycopg.pool").filters)
+    url = ADMIN_URL.rsplit("/", 1)[0] + "/passkeyd_no_such_database"
+    with pytest.raises(StorageUnavailable, match="does not exist"):
+        PostgresStore(url, connect_timeout=2)
+    assert logging.getLogger("psycopg.pool").filters == filters

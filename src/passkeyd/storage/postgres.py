@@ -205,6 +205,13 @@ class PostgresStore(SqlStore):
         self._unreachable = False
         self._redacted = _Redacted(url)
         logging.getLogger("psycopg.pool").addFilter(self._redacted)
+        try:
+            self._open(url, pool_size, connect_timeout)
+        except BaseException:  # (close() is never reached: the filter goes now)
+            logging.getLogger("psycopg.pool").removeFilter(self._redacted)
+            raise
+
+    def _open(self, url: str, pool_size: int, connect_timeout: float) -> None:
         # One connection first, for what the pool would only log while it retries: a URL
         # or a setting libpq refuses, a database or role that does not exist, credentials
         # refused. Those do not go away, and are said at once; a server not (yet) answering
