@@ -112,6 +112,36 @@ class Throttle:
         return f" ({held} more since)" if held else ""
 
 
+class Tracebacks:
+    """For errors nobody foresaw (a 500): the traceback of each kind, raised at the same
+    place, is logged once every `seconds`; a request meeting it again meanwhile gets a line
+    naming the request whose log has it. (A trigger an operator added that refuses every
+    write logged a 40-line traceback per request.)"""
+
+    MAX_KINDS = 256
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._logged: dict[tuple[str, str, int], tuple[float, str]] = {}
+
+    def logged_at(self, exc: BaseException, request_id: str) -> str | None:
+        """None: log this one's traceback (`request_id`'s). Else the request id whose log
+        line holds the traceback of the same error, logged under `seconds` ago."""
+        tb = exc.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        where = (tb.tb_frame.f_code.co_filename, tb.tb_lineno) if tb is not None else ("", 0)
+        kind = (type(exc).__qualname__, *where)
+        now = time.monotonic()
+        found = self._logged.get(kind)
+        if found is not None and now - found[0] < self.seconds:
+            return found[1]
+        if len(self._logged) >= self.MAX_KINDS:
+            self._logged.clear()
+        self._logged[kind] = (now, request_id)
+        return None
+
+
 def new_request_id() -> str:
     """A response's Twilio-Request-Id, which its log lines carry: `RQ` and 32 hex digits.
 

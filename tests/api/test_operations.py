@@ -9,6 +9,7 @@ import sqlite3
 
 from starlette.testclient import TestClient
 
+from passkeyd import logs as logs_module
 from passkeyd.api import create_app
 from passkeyd.settings import Settings, describe
 from passkeyd.storage import sqlite as sqlite_module
@@ -281,3 +282,48 @@ def test_probes_of_a_database_that_does_not_answer_log_once_a_while(
     said = [r for r in caplog.records if "does not answer" in r.getMessage()]
     assert len(said) == 2, [r.getMessage() for r in said]  # a traceback, and one line
     assert sum(1 for r in said if r.exc_info) == 1
+
+
+def test_an_unforeseen_error_logs_its_traceback_once_a_while_and_a_line_each_time(
+    api, db_path, monkeypatch, caplog
+):
+    """Every write refused by a trigger an operator added is a 500 (the database's fault).
+    Its traceback is logged once a minute, not once per request (40 lines each); each other
+    request gets a line that names the request whose log holds it (last note)."""
+    from passkeyd.api import edge
+
+    monkeypatch.setattr(edge, "_UNHANDLED", logs_module.Tracebacks(60.0))
+    api.create_service()
+    api.register("user-0001")
+    other = sqlite3.connect(db_path, isolation_level=None)
+    other.execute(
+        "CREATE TRIGGER refuse BEFORE INSERT ON challenges"
+        " BEGIN SELECT RAISE(ABORT, 'refused by a trigger'); END"
+    )
+    other.close()
+    caplog.set_level(logging.ERROR, logger="passkeyd.api")
+    ids = []
+    for _ in range(3):
+        r = api.post_json(f"{api.svc}/Passkeys/Challenges", {"identity": "user-0001"})
+        assert (r.status_code, r.json()["code"]) == (500, 20500)
+        ids.append(r.headers["Twilio-Request-Id"])
+    logged = [rec for rec in caplog.records if rec.getMessage().startswith("unhandled error")]
+    assert [rec.request_id for rec in logged] == ids
+    assert [rec.exc_info is not None for rec in logged] == [True, False, False]
+    assert all(
+        "refused by a trigger" in rec.getMessage() and ids[0] in rec.getMessage()
+        for rec in logged[1:]
+    ), [rec.getMessage() for rec in logged]
+    # Another error, raised at another place, has its traceback logged at once.
+    other = sqlite3.connect(db_path, isolation_level=None)
+    other.execute(
+        "CREATE TRIGGER refuse_factors BEFORE INSERT ON factors"
+        " BEGIN SELECT RAISE(ABORT, 'refused by another trigger'); END"
+    )
+    other.close()
+    r = api.post_json(
+        f"{api.svc}/Passkeys/Factors", {"friendly_name": "b", "identity": "user-0002"}
+    )
+    assert r.status_code == 500
+    (last,) = [rec for rec in caplog.records if rec.request_id == r.headers["Twilio-Request-Id"]]
+    assert last.exc_info is not None and "another trigger" in str(last.exc_info[1])

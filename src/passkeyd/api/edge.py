@@ -38,6 +38,7 @@ from .params import NUL_REFUSED, header
 log = logging.getLogger("passkeyd.api")
 _TRACEBACK_NOW = logs.Every(10.0)
 _UNAVAILABLE_LINE = logs.Throttle(1.0)  # each request's 503 is in the access log anyway
+_UNHANDLED = logs.Tracebacks(60.0)
 # A 503's Retry-After: the database's outages it answers (a lock held, a full disk, a
 # failover) are waited out by trying again, not by giving up.
 UNAVAILABLE_RETRY_AFTER_SECONDS = 1
@@ -323,8 +324,13 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
             # answer. Counted and logged as nginx's 499 (client closed), not as our error.
             status = CLIENT_CLOSED
             response = Response(status_code=status)
-        except Exception:
-            log.exception("unhandled error", extra={"request_id": request_id, "route": route})
+        except Exception as exc:
+            extra = {"request_id": request_id, "route": route}
+            if (earlier := _UNHANDLED.logged_at(exc, request_id)) is None:
+                log.exception("unhandled error", extra=extra)
+            else:  # every request's 500 has its line, with the request that has the traceback
+                log.error("unhandled error: %s: %s (its traceback: %s)",
+                          type(exc).__name__, exc, earlier, extra=extra)  # fmt: skip
             status, code = errors.INTERNAL
             response = error_response(
                 status, code, f"Internal error; request id {request_id}", request_id
