@@ -6,9 +6,9 @@ from typing import Any
 
 from starlette.routing import Route
 
-from passkeyd.domain.errors import FactorTypeInvalid, InvalidParam, InvalidRequest
+from passkeyd.domain.errors import DomainError, FactorTypeInvalid, InvalidParam, InvalidRequest
 from passkeyd.domain.ids import is_sid
-from passkeyd.domain.models import ChallengeStatus, Factor
+from passkeyd.domain.models import ChallengeStatus, Factor, PageRequest
 
 from ..edge import Call, endpoint
 from ..pagination import list_page, page_payload
@@ -36,7 +36,12 @@ async def create_entity(call: Call) -> tuple[int, Any]:
 
 @endpoint
 async def list_entities(call: Call) -> tuple[int, Any]:
-    page, number = await list_page(call, _query(call))
+    try:
+        page, number = await list_page(call, _query(call))
+    except DomainError:  # a service that is not there is 404 whatever the query holds
+        service_sid = call.path("service_sid")
+        await call.run(call.domain.entities.list, call.account_sid, service_sid, PageRequest(1))
+        raise
     result = await call.run(
         call.domain.entities.list, call.account_sid, call.path("service_sid"), page
     )
@@ -68,9 +73,25 @@ def _factor_json(call: Call, factor: Factor) -> dict[str, Any]:
     return factor_json(factor, call.base, call.domain.reports.status_of(factor))
 
 
+async def _entity_first(call: Call, under: str) -> None:
+    """404 for an entity (or service) that is not there, before a refusal of the query: as
+    the list itself answers, naming `under` it."""
+    await call.run(
+        call.domain.entities.get,
+        call.account_sid,
+        call.path("service_sid"),
+        call.path("identity"),
+        under,
+    )
+
+
 @endpoint
 async def list_factors(call: Call) -> tuple[int, Any]:
-    page, number = await list_page(call, _query(call))
+    try:
+        page, number = await list_page(call, _query(call))
+    except DomainError:
+        await _entity_first(call, "/Factors")
+        raise
     result = await call.run(
         call.domain.entities.list_factors,
         call.account_sid,
@@ -150,9 +171,10 @@ async def delete_factor(call: Call) -> tuple[int, Any]:
     return 204, None
 
 
-@endpoint
-async def list_challenges(call: Call) -> tuple[int, Any]:
-    query = _query(call)
+def _challenge_filters(
+    query: Form,
+) -> tuple[str, str | None, str | None, ChallengeStatus | None]:
+    """(order, FactorSid, Status as given, Status) of a challenge list, validated."""
     order = (query.get("Order") or "asc").lower()
     if order not in ("asc", "desc"):
         raise InvalidRequest("Invalid Request: Order must be asc or desc")
@@ -164,7 +186,18 @@ async def list_challenges(call: Call) -> tuple[int, Any]:
         status = ChallengeStatus(status_text) if status_text else None
     except ValueError as exc:
         raise InvalidRequest("Invalid Request: Status is not a challenge status") from exc
-    page, number = await list_page(call, query, descending=order == "desc")
+    return order, factor_sid, status_text, status
+
+
+@endpoint
+async def list_challenges(call: Call) -> tuple[int, Any]:
+    query = _query(call)
+    try:
+        order, factor_sid, status_text, status = _challenge_filters(query)
+        page, number = await list_page(call, query, descending=order == "desc")
+    except DomainError:
+        await _entity_first(call, "/Challenges")
+        raise
     result = await call.run(
         call.domain.entities.list_challenges,
         call.account_sid,

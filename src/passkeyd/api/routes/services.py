@@ -8,7 +8,7 @@ from typing import Any
 from starlette.routing import Route
 
 from passkeyd.digits import ascii_int
-from passkeyd.domain.errors import InvalidParameter
+from passkeyd.domain.errors import DomainError, InvalidParameter
 from passkeyd.domain.models import PasskeySettings
 from passkeyd.domain.policy import canonical_aaguid
 from passkeyd.webauthn import ALGORITHM_NAMES
@@ -190,13 +190,22 @@ async def fetch_service(call: Call) -> tuple[int, Any]:
 @endpoint
 async def update_service(call: Call) -> tuple[int, Any]:
     form = await read_form(call.request)
+    try:
+        friendly_name = _friendly_name(form)
+        passkeys = passkey_fields(form)
+        settings = other_settings(form)
+    except DomainError:
+        # A service that is not there is 404 20404 whatever the form holds, as the checks
+        # the update itself makes (the Passkeys.* values) already answer.
+        await call.run(call.domain.services.get, call.account_sid, call.path("sid"))
+        raise
     service = await call.run(
         call.domain.services.update,
         call.account_sid,
         call.path("sid"),
-        friendly_name=_friendly_name(form),
-        passkeys=passkey_fields(form),
-        settings=other_settings(form),
+        friendly_name=friendly_name,
+        passkeys=passkeys,
+        settings=settings,
     )
     return 200, service_json(service, call.base)
 

@@ -8,6 +8,9 @@ from typing import Any
 import anyio.to_thread
 from starlette.routing import Route
 
+from passkeyd.domain.errors import DomainError
+from passkeyd.domain.models import PageRequest
+
 from ..edge import Call, endpoint
 from ..pagination import list_page, page_payload
 from ..params import Form, read_form
@@ -43,7 +46,12 @@ async def create_webhook(call: Call) -> tuple[int, Any]:
 
 @endpoint
 async def list_webhooks(call: Call) -> tuple[int, Any]:
-    page, number = await list_page(call, Form(list(call.request.query_params.multi_items())))
+    try:
+        page, number = await list_page(call, Form(list(call.request.query_params.multi_items())))
+    except DomainError:  # a service that is not there is 404 whatever the query holds
+        service_sid = call.path("service_sid")
+        await call.run(call.domain.webhooks.list, call.account_sid, service_sid, PageRequest(1))
+        raise
     result = await call.run(
         call.domain.webhooks.list, call.account_sid, call.path("service_sid"), page
     )
