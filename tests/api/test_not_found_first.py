@@ -85,3 +85,31 @@ def test_list_queries_are_still_refused_where_the_list_is(api: Api) -> None:
     challenges = f"{api.svc}/Entities/user-0001/Challenges"
     assert_twilio_error(api.get(f"{challenges}?Status=bogus"), 400, 60306)
     assert_twilio_error(api.get(f"{challenges}?Order=sideways"), 400, 60306)
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/Passkeys/Factors", {"friendly_name": "a", "identity": "user-0001", "config": 5}),
+        ("/Passkeys/Factors", {"friendly_name": "a", "identity": "user-0001", "bogus": 1}),
+        ("/Passkeys/Factors", {"config": {"relying_party": {"origins": "x"}}}),
+        ("/Passkeys/Challenges", {"identity": "user-0001", "bogus": 1}),
+        ("/Passkeys/VerifyFactor", {"bogus": 1}),
+        ("/Passkeys/ApproveChallenge", {"bogus": 1}),
+    ],
+)
+def test_a_ceremony_under_a_missing_service_is_404_whatever_the_body(
+    api: Api, path: str, body: dict[str, object]
+) -> None:
+    """P1 with an invalid config answered 60370, and P1/P3 with an unknown field 60300,
+    before the path was looked at; P2 and P4 already answered 404."""
+    body_ = assert_twilio_error(api.post_json(MISSING_SERVICE + path, body), 404, 20404)
+    assert body_["message"] == f"The requested resource {MISSING_SERVICE[3:]} was not found"
+
+
+def test_a_ceremony_under_a_service_still_refuses_its_bad_fields(api: Api) -> None:
+    api.create_service()
+    r = api.post_json(f"{api.svc}/Passkeys/Factors", {"identity": "user-0001", "config": 5})
+    assert_twilio_error(r, 400, 60370)
+    r = api.post_json(f"{api.svc}/Passkeys/Challenges", {"bogus": 1})
+    assert_twilio_error(r, 400, 60300)

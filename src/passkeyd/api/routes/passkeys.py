@@ -9,7 +9,12 @@ from typing import Any
 
 from starlette.routing import Route
 
-from passkeyd.domain.errors import FactorConfigInvalid, InvalidParam, RelyingPartyMissing
+from passkeyd.domain.errors import (
+    DomainError,
+    FactorConfigInvalid,
+    InvalidParam,
+    RelyingPartyMissing,
+)
 from passkeyd.domain.models import PasskeySettings
 from passkeyd.domain.policy import (
     ATTACHMENTS,
@@ -177,6 +182,12 @@ def _known(fields: tuple[str, ...]) -> frozenset[str]:
     return frozenset(name for field in fields for name in spellings(field))
 
 
+async def _service_first(call: Call) -> None:
+    """404 20404 for a service that is not there, before a refusal of the body's fields:
+    as a valid request to it answers, and P2 and P4 answer whatever their body holds."""
+    await call.run(call.domain.services.get, call.account_sid, call.path("service_sid"))
+
+
 _FACTOR_FIELDS = ("friendly_name", "identity", "config")
 # user_verification: passkeyd extension, what this sign-in asks of user verification
 _CHALLENGE_FIELDS = ("identity", "factor_sid", "user_verification")
@@ -185,14 +196,19 @@ _CHALLENGE_FIELDS = ("identity", "factor_sid", "user_verification")
 @endpoint
 async def create_factor(call: Call) -> tuple[int, Any]:
     data = await read_json(call.request, code=60300, form_fallback=True, strict=True)
-    _refuse_unknown_fields(call, data, _FACTOR_FIELDS)
+    try:
+        _refuse_unknown_fields(call, data, _FACTOR_FIELDS)
+        config = requested_config(pick(data, "config"))
+    except DomainError:
+        await _service_first(call)
+        raise
     factor, options = await call.run_steps(
         call.domain.registrations.create_factor_steps,
         call.account_sid,
         call.path("service_sid"),
         friendly_name=pick(data, "friendly_name"),
         identity=_absent_as_none(pick(data, "identity")),  # twilio-go sends an unset one as ""
-        config=requested_config(pick(data, "config")),
+        config=config,
     )
     return 201, new_factor_json(factor, options, call.base)
 
@@ -279,7 +295,11 @@ def _absent_as_none(value: Any) -> Any:
 @endpoint
 async def create_challenge(call: Call) -> tuple[int, Any]:
     data = await read_json(call.request, code=60300, form_fallback=True, strict=True)
-    _refuse_unknown_fields(call, data, _CHALLENGE_FIELDS)
+    try:
+        _refuse_unknown_fields(call, data, _CHALLENGE_FIELDS)
+    except DomainError:
+        await _service_first(call)
+        raise
     challenge = await call.run_steps(
         call.domain.authentications.create_challenge_steps,
         call.account_sid,
