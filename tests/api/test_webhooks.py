@@ -1038,3 +1038,43 @@ def test_a_shutdown_does_not_wait_for_a_receiver_that_never_answers(db_path, clo
         assert db.execute("SELECT status, attempts FROM webhook_deliveries").fetchall() == [
             ("pending", 0)
         ]
+
+
+def test_a_clone_racing_its_twin_under_the_flag_policy_is_announced(hooks_api):
+    """Two approvals carrying one counter (a passkey and its clone), verified at the same
+    moment (two workers): the second to write finds the counter already there, and the
+    write flags the factor. The flag was set without the factor.counter_regressed event
+    the policy promises: the verification, before the twin's write, had seen no
+    regression."""
+    api = hooks_api
+    domain = api.domain  # type: ignore[attr-defined]
+    api.create_service(**{"Passkeys.CounterPolicy": "flag"})
+    with receiver() as rx:
+        create_webhook(api, rx.url, "factor.counter_regressed")
+        factor = api.register("user-0001")
+        first, second = (api.challenge(identity="user-0001") for _ in range(2))
+        twin = api.authenticator.get(first["options"], ORIGIN, sign_count=10)
+        clone = api.authenticator.get(second["options"], ORIGIN, sign_count=10)
+        store = domain.store
+        original = store.find_challenge_and_factor
+
+        def read_then_let_the_twin_approve(*args):
+            stale = original(*args)  # the factor as it was: counter 0
+            store.find_challenge_and_factor = original
+            approved = domain.authentications.approve_challenge(
+                api.account_sid, api.service_sid, twin
+            )
+            assert approved.status.value == "approved"
+            return stale
+
+        store.find_challenge_and_factor = read_then_let_the_twin_approve
+        try:
+            r = api.approve(clone)
+        finally:
+            store.find_challenge_and_factor = original
+        assert (r.status_code, r.json()["status"]) == (200, "approved"), r.text
+        url = f"{api.svc}/Entities/user-0001/Factors/{factor['sid']}"
+        assert api.get(url).json()["metadata"]["clone_warning"] is True
+        wait_for(lambda: len(rx.requests) >= 1)
+        (event,) = rx.events("factor.counter_regressed")
+        assert (event["outcome"], event["challenge_sid"]) == ("approved", second["sid"])

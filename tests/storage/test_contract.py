@@ -2756,3 +2756,49 @@ def test_every_postgresql_connection_notices_a_server_gone_without_a_word() -> N
                 assert conn.info.get_parameters()["keepalives_idle"] == "60"
         finally:
             store.close()
+
+
+def test_a_flag_decided_by_the_write_writes_its_announcement(store):
+    """CounterPolicy=flag: an approval verified against a counter that another approval
+    (a clone's, on another worker) moved up to its own before it wrote is flagged by the
+    write, and `on_flag`, the flag's announcement, is written after its other deliveries.
+    It used to be left out: the factor flagged, and no factor.counter_regressed sent."""
+    svc = service()
+    store.insert_service(svc)
+    f = verified(store, svc)
+    c1, c2, c3 = (challenge(None, svc) for _ in range(3))
+    for c in (c1, c2, c3):
+        store.insert_challenge(c)
+
+    def event(n: int, kind: str) -> Delivery:
+        return Delivery(f"EV{n}", kind, "YW" + "1" * 32, svc.account_sid, "http://x/", {"n": n})
+
+    def sent_in_order() -> list[tuple[str, str]]:
+        """Claim and acknowledge what is queued, one at a time (a webhook's order)."""
+        sent = []
+        while claimed := store.claim_deliveries(now=NOW + 5, lease_seconds=60, limit=16):
+            (one,) = claimed
+            sent.append((one.delivery.event_sid, one.delivery.event_type))
+            store.finish_delivery(one.seq, now=NOW + 5, delivered=True, retry_at=None, error=None)
+        return sent
+
+    hooked(store, [event(0, "challenge.approved")])
+    # The counter grows: no flag, and nothing of on_flag is written.
+    assert store.approve_challenge(
+        c1, f, new_sign_count=10, backed_up=False, now=NOW, flag_counter_regression=True,
+        deliveries=[event(1, "challenge.approved")], on_flag=[event(2, "factor.counter_regressed")],
+    ) is ApproveOutcome.APPROVED  # fmt: skip
+    assert sent_in_order() == [("EV1", "challenge.approved")]
+    # c2's assertion (counter 10) was verified against the count read before c1's approval.
+    assert store.approve_challenge(
+        c2, f, new_sign_count=10, backed_up=False, now=NOW, flag_counter_regression=True,
+        deliveries=[event(3, "challenge.approved")], on_flag=[event(4, "factor.counter_regressed")],
+    ) is ApproveOutcome.APPROVED  # fmt: skip
+    assert store.get_factor(svc.account_sid, svc.sid, f.sid).credential.clone_warning is True
+    assert sent_in_order() == [("EV3", "challenge.approved"), ("EV4", "factor.counter_regressed")]
+    # Without the flag policy the race is refused, and nothing is written.
+    assert store.approve_challenge(
+        c3, f, new_sign_count=10, backed_up=False, now=NOW,
+        deliveries=[event(5, "challenge.approved")], on_flag=[event(6, "factor.counter_regressed")],
+    ) is ApproveOutcome.COUNTER_RACE  # fmt: skip
+    assert store.delivery_backlog() == 0

@@ -503,8 +503,14 @@ class Authentications:
                 events.BACKUP_STATE_CHANGED,
                 {**events.factor_fields(factor), "backed_up": str(verified.backed_up).lower()},
             )
-        if verified.counter_regressed:  # CounterPolicy=flag: approved, flagged, announced
-            approved += self.events.deliveries(
+        # CounterPolicy=flag: approved, flagged, announced. Whether the counter grew is
+        # decided where it is written, not only here: a concurrent approval (another worker,
+        # the clone) may have moved the stored counter up to or past this one since it was
+        # read, and the write then flags the factor. So the announcement goes with the flag,
+        # written by the store only when it flags.
+        on_flag: list[Delivery] = []
+        if flag_counter:
+            on_flag = self.events.deliveries(
                 account_sid,
                 service_sid,
                 events.COUNTER_REGRESSED,
@@ -524,6 +530,7 @@ class Authentications:
             backed_up=verified.backed_up,
             now=now,
             deliveries=approved,
+            on_flag=on_flag,
             backup_eligible_changed=verified.backup_eligible != factor.credential.backup_eligible,
             flag_counter_regression=flag_counter,
             # A challenge that allowed no credential (usernameless) is answered only by a

@@ -223,6 +223,7 @@ class Store(Protocol):
         backed_up: bool,
         now: int,
         deliveries: Sequence[Delivery] = (),
+        on_flag: Sequence[Delivery] = (),
         backup_eligible_changed: bool = False,
         flag_counter_regression: bool = False,
         discovered: bool = False,

@@ -106,18 +106,32 @@ class _PgTx:
             cursor.executemany(_pg(sql), rows)  # pipelined: one round trip
 
 
-def _deliveries_if(deliveries: Sequence[Delivery], now: int, cte: str) -> tuple[str, list[Any]]:
+def _deliveries_if(
+    deliveries: Sequence[Delivery],
+    now: int,
+    cte: str,
+    *,
+    also: Sequence[Delivery] = (),
+    also_if: str = "",
+) -> tuple[str, list[Any]]:
     """A CTE writing webhook deliveries into the outbox when the CTE `cte` returned a row
-    (the change they announce was made), and its arguments (as sql._enqueue)."""
-    rows = ", ".join(["(%s, %s, %s, %s, %s, %s, %s)"] * len(deliveries))
+    (the change they announce was made), and its arguments (as sql._enqueue); and after
+    them `also`, written only when the CTE `also_if` returned a row too. One statement, so
+    that they take their sequence numbers in this order."""
+    rows = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s)"] * (len(deliveries) + len(also)))
+    condition = f"EXISTS (SELECT 1 FROM {cte})"
+    if also:
+        condition += f" AND (NOT d.x OR EXISTS (SELECT 1 FROM {also_if}))"
     sql = (
         f"sent AS ({DELIVERY_INSERT} SELECT e, t, w, a, u, p, 'pending', 0, %s, 0, %s, %s"
-        f" FROM (VALUES {rows}) AS d (o, e, t, w, a, u, p) WHERE EXISTS (SELECT 1 FROM {cte})"
+        f" FROM (VALUES {rows}) AS d (o, x, e, t, w, a, u, p) WHERE {condition}"
         " ORDER BY o)"  # in the events' order (a webhook's deliveries go out by seq)
     )
     args: list[Any] = [now, now, now]
     for n, d in enumerate(deliveries):
-        args += [n, *delivery_values(d)]
+        args += [n, False, *delivery_values(d)]
+    for n, d in enumerate(also, start=len(deliveries)):
+        args += [n, True, *delivery_values(d)]
     return sql, args
 
 
@@ -440,6 +454,7 @@ class PostgresStore(SqlStore):
         backed_up: bool,
         now: int,
         deliveries: Sequence[Delivery] = (),
+        on_flag: Sequence[Delivery] = (),
         backup_eligible_changed: bool = False,
         flag_counter_regression: bool = False,
         discovered: bool = False,
@@ -494,8 +509,11 @@ class PostgresStore(SqlStore):
             f" WHERE sid IN (SELECT sid FROM pending) AND {done} RETURNING 1)"
         )
         args += [*learned_args, factor.sid, now, now]
-        if deliveries:
-            sent, sent_args = _deliveries_if(deliveries, now, "approved")
+        on_flag = on_flag if flag_counter_regression else ()
+        if deliveries or on_flag:
+            sent, sent_args = _deliveries_if(
+                deliveries, now, "approved", also=on_flag, also_if="flagged"
+            )
             parts.append(sent)
             args += sent_args
         sql = (

@@ -1281,6 +1281,7 @@ class SqlStore(abc.ABC):
         backed_up: bool,
         now: int,
         deliveries: Sequence[Delivery] = (),
+        on_flag: Sequence[Delivery] = (),
         backup_eligible_changed: bool = False,
         flag_counter_regression: bool = False,
         discovered: bool = False,
@@ -1290,9 +1291,11 @@ class SqlStore(abc.ABC):
         The counter moves only forward, and only if no other approval moved it past ours
         meanwhile; otherwise the approval is refused (COUNTER_RACE), or, with
         `flag_counter_regression`, approved with the factor's clone warning set and its
-        counter left where it was. `backup_eligible_changed` latches on the factor, and so
-        does `discovered` (the passkey answered a usernameless challenge: it is
-        discoverable) on its `discoverable`."""
+        counter left where it was, and `on_flag` written after `deliveries` (the flag's
+        announcement: decided here, where a concurrent approval's counter is seen).
+        `backup_eligible_changed` latches on the factor, and so does `discovered` (the
+        passkey answered a usernameless challenge: it is discoverable) on its
+        `discoverable`."""
         try:
             with self._write() as tx:
                 if challenge.entity_sid == factor.entity_sid:
@@ -1338,7 +1341,8 @@ class SqlStore(abc.ABC):
                         new_sign_count,
                     ),
                 ).rowcount
-                if counted != 1 and flag_counter_regression:
+                flagged = counted != 1 and flag_counter_regression
+                if flagged:
                     counted = tx.execute(
                         "UPDATE factors SET clone_warning = ?, backed_up = ?,"
                         " date_last_approved = ?, date_updated = ?,"
@@ -1356,6 +1360,8 @@ class SqlStore(abc.ABC):
                         ApproveOutcome.COUNTER_RACE if present else ApproveOutcome.FACTOR_GONE
                     )
                 _enqueue(tx, deliveries, now)
+                if flagged:
+                    _enqueue(tx, on_flag, now)
         except _Rollback as rollback:
             return rollback.outcome
         return ApproveOutcome.APPROVED
