@@ -39,10 +39,15 @@ CEREMONIES = Counter(
 WEBHOOK_DELIVERIES = Counter(
     "passkeyd_webhook_deliveries_total", "Webhook delivery attempts by outcome", ["outcome"]
 )
+# The database's count, read by whichever worker serves the scrape just before it renders:
+# with several workers, the value set last is the current one. ("max" exported the largest
+# each worker had read at its own last scrape, dead workers' included: a backlog that had
+# drained stayed reported until every worker served a scrape again, and that of a worker
+# killed or restarted since, for as long as the supervisor ran.)
 WEBHOOK_BACKLOG = Gauge(
     "passkeyd_webhook_backlog",
     "Webhook deliveries waiting to be sent",
-    multiprocess_mode="max",
+    multiprocess_mode="mostrecent",
 )
 
 CEREMONY_OF_ROUTE = {"verify_factor": "registration", "approve_challenge": "authentication"}
