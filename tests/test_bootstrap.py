@@ -92,3 +92,33 @@ def test_serve_runs_passkeyd_where_it_is_run_from(tmp_path):
     assert r.returncode == 0, r.stderr
     assert r.stdout == f"passkeyd in {app}: serve --config my.toml\n"
     assert "bootstrap in" in r.stderr
+
+
+def test_demo_runs_passkeyd_demo_where_it_is_run_from(tmp_path):
+    """`/path/to/checkout/scripts/demo --users-db users.db`, run from an app's directory,
+    made users.db in the checkout (scripts/demo changed into it), unlike scripts/serve,
+    whose relative paths are the caller's (found by the new-user review)."""
+    checkout = tmp_path / "checkout"
+    (checkout / "scripts").mkdir(parents=True)
+    shutil.copy(ROOT / "scripts" / "demo", checkout / "scripts" / "demo")
+    bootstrap = checkout / "scripts" / "bootstrap"
+    bootstrap.write_text('#!/bin/sh\necho "bootstrap in $(pwd)" >&2\n')
+    passkeyd = checkout / ".venv" / "bin" / "passkeyd"
+    passkeyd.parent.mkdir(parents=True)
+    passkeyd.write_text('#!/bin/sh\necho "passkeyd in $(pwd): $*"\n')
+    for script in (bootstrap, passkeyd):
+        script.chmod(0o755)
+    app = tmp_path / "app"
+    app.mkdir()
+    r = subprocess.run(  # noqa: S603
+        [str(checkout / "scripts" / "demo"), "--users-db", "users.db"],
+        cwd=app,
+        env={"PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == f"passkeyd in {app}: demo --users-db users.db\n"
+    assert "bootstrap in" in r.stderr
