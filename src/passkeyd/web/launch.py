@@ -87,7 +87,15 @@ def launch(
         return fail(f"passkeyd does not answer at {config.passkeyd_url}: {exc}")
     except VerifyError as exc:
         what = f"service {config.service_sid}" if config.service_sid else "a new service"
-        return fail(f"passkeyd refused {what}: {exc.code} {exc.message}")
+        why = ""
+        if exc.status == 401:  # 20003: no account of this passkeyd has these credentials
+            why = (
+                f": the credentials match no account or API key of the passkeyd at"
+                f" {config.passkeyd_url}; they come from --account-sid and --auth-token, else"
+                " PASSKEYD_ACCOUNT_SID and PASSKEYD_AUTH_TOKEN (`serve` keeps an existing"
+                " account's token: one rotated since is the one in force)"
+            )
+        return fail(f"passkeyd refused {what}: {exc.code} {exc.message}{why}")
     if service.created:
         log.info("created Verify service %s (relying party %s)", service.sid, service.rp_id)
     started(config, service)
