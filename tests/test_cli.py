@@ -1033,3 +1033,25 @@ def test_a_store_refused_at_once_leaves_the_pools_logger_as_it_was():
     with pytest.raises(StorageUnavailable, match="does not exist"):
         PostgresStore(url, connect_timeout=2)
     assert logging.getLogger("psycopg.pool").filters == filters
+
+
+def test_an_unknown_key_in_the_config_file_says_which_it_may_mean(tmp_path):
+    """`PASSKEYD_PORT = 9000` (the name the README's table shows) or a typo in a config file
+    was refused as an unknown setting, with no hint of the key meant, where the same typo in
+    the environment is answered "did you mean" (found by the new-user review)."""
+    from passkeyd.settings import SettingsError, read_config_file
+
+    cases = {
+        "PASSKEYD_PORT = 9000\n": "in lower case: 'port'",
+        'databse_url = "sqlite:///x.db"\n': "did you mean 'database_url'?",
+    }
+    for text, hint in cases.items():
+        path = tmp_path / "c.toml"
+        path.write_text(text)
+        with pytest.raises(SettingsError) as refused:
+            read_config_file(str(path))
+        assert "unknown setting" in str(refused.value) and hint in str(refused.value)
+    (tmp_path / "c.toml").write_text('colour = "blue"\n')
+    with pytest.raises(SettingsError) as refused:
+        read_config_file(str(tmp_path / "c.toml"))
+    assert str(refused.value).endswith(f"unknown setting 'colour' in {tmp_path / 'c.toml'}")

@@ -324,6 +324,19 @@ def misspelled(env: Mapping[str, str]) -> list[str]:
 _OTHERS = ("PASSKEYD_CONFIG", "PASSKEYD_SUPERVISOR_PID")
 
 
+def _meant(key: str) -> str:
+    """What a config file's unknown key may have meant: a variable's name (keys are the
+    names in lower case without the prefix), or a setting close to it."""
+    import difflib
+
+    upper = key.upper()
+    if upper in ENVIRONMENT:
+        return f" (keys are the names without PASSKEYD_, in lower case: {upper[9:].lower()!r})"
+    keys = [name[9:].lower() for name in ENVIRONMENT]
+    close = difflib.get_close_matches(key.lower(), keys, n=1, cutoff=0.8)
+    return f": did you mean {close[0]!r}?" if close else ""
+
+
 def read_config_file(path: str) -> dict[str, str]:
     """A TOML file of settings, as environment variables. Unknown keys are refused."""
     import tomllib
@@ -339,7 +352,7 @@ def read_config_file(path: str) -> dict[str, str]:
     for key, value in data.items():
         name = "PASSKEYD_" + key.upper()
         if name not in ENVIRONMENT:
-            raise SettingsError(f"PASSKEYD_CONFIG: unknown setting {key!r} in {path}")
+            raise SettingsError(f"PASSKEYD_CONFIG: unknown setting {key!r} in {path}{_meant(key)}")
         if isinstance(value, bool):
             value = str(value).lower()
         if not isinstance(value, str | int | float):
