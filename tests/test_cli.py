@@ -802,13 +802,13 @@ def test_check_config_warns_of_a_key_that_opens_no_sealed_token(tmp_path):
         r = run("check-config", "--database-url", db,
                 env={**os.environ, "PASSKEYD_SECRET_KEY": key})  # fmt: skip
         report = json.loads(r.stdout)
-        said = any("does not open the auth tokens of 1 accounts" in w
+        said = any("does not open the auth tokens of 1 account" in w
                    for w in report.get("warnings", []))  # fmt: skip
         assert (r.returncode, said) == (0, warned), report
     # The embedded default's key file, replaced (a database restored without its key file):
     (tmp_path / "cli.db.key").write_text(os.urandom(32).hex() + "\n")
     report = json.loads(run("check-config", "--database-url", db).stdout)
-    assert "The key file does not open the auth tokens of 1 accounts" in " ".join(
+    assert "The key file does not open the auth tokens of 1 account" in " ".join(
         report.get("warnings", [])
     ), report
 
@@ -832,11 +832,11 @@ def test_check_config_and_reseal_count_tokens_never_sealed(tmp_path):
     env = {**os.environ, "PASSKEYD_SECRET_KEY": key}
     report = json.loads(run("check-config", "--database-url", db, env=env).stdout)
     warned = [w for w in report.get("warnings", []) if "are not sealed" in w]
-    assert warned and warned[0].startswith("The auth tokens of 1 accounts are not sealed"), report
+    assert warned and warned[0].startswith("The auth tokens of 1 account are not sealed"), report
     assert "rotate-token" in warned[0]
     r = run("accounts", "reseal", "--database-url", db, env=env)
     assert json.loads(r.stdout) == {"resealed": 0, "sealed_with_another_key": 0, "not_sealed": 1}
-    assert "The auth tokens of 1 accounts are not sealed" in r.stderr
+    assert "The auth tokens of 1 account are not sealed" in r.stderr
 
 
 AC1 = "AC" + "1" * 32

@@ -475,11 +475,11 @@ def cmd_check_config(settings: Settings) -> int:
         _seals_not_opened(store, key) if key and not pending and not unknown else (0, 0)
     )
     if unsealed:
-        report.setdefault("warnings", []).append(_UNSEALED.format(unsealed))
+        report.setdefault("warnings", []).append(_UNSEALED.format(_accounts(unsealed)))
     if foreign:
         report.setdefault("warnings", []).append(
             f"{'PASSKEYD_SECRET_KEY' if settings.secret_key else 'The key file'} does not"
-            f" open the auth tokens of {foreign} accounts"
+            f" open the auth tokens of {_accounts(foreign)}"
             " (sealed by a process with another key): a process with this key cannot sign"
             " their webhooks (on PostgreSQL it leaves them to replicas that can, for an hour"
             " after each event; else they fail); to change the key,"
@@ -512,8 +512,12 @@ def _key_file_text(settings: Settings) -> str | None:
         return None
 
 
+def _accounts(n: int) -> str:
+    return "1 account" if n == 1 else f"{n} accounts"
+
+
 _UNSEALED = (
-    "The auth tokens of {} accounts are not sealed (made or rotated without a key): their"
+    "The auth tokens of {} are not sealed (made or rotated without a key): their"
     " webhooks cannot be signed until each token is rotated by a process with the key"
     " (`passkeyd accounts rotate-token --account AC...`, which answers the new token)"
 )
@@ -610,7 +614,7 @@ def cmd_accounts(settings: Settings, args: argparse.Namespace) -> int:
         unsealed = sum(a.token_sealed is None for a in domain.store.list_accounts())
         _print({"resealed": resealed, "sealed_with_another_key": foreign, "not_sealed": unsealed})
         if unsealed:
-            sys.stderr.write(f"passkeyd: {_UNSEALED.format(unsealed)}\n")
+            sys.stderr.write(f"passkeyd: {_UNSEALED.format(_accounts(unsealed))}\n")
         if foreign:
             sys.stderr.write(
                 f"passkeyd: {foreign} account tokens are sealed with a key PASSKEYD_SECRET_KEY"
