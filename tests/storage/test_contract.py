@@ -2802,3 +2802,42 @@ def test_a_flag_decided_by_the_write_writes_its_announcement(store):
         deliveries=[event(5, "challenge.approved")], on_flag=[event(6, "factor.counter_regressed")],
     ) is ApproveOutcome.COUNTER_RACE  # fmt: skip
     assert store.delivery_backlog() == 0
+
+
+def test_a_migration_waiting_for_a_table_lock_does_not_hold_up_the_replicas(monkeypatch):
+    """A rolling upgrade on PostgreSQL: `migrate` runs while replicas serve. Should a
+    transaction hold a table a migration alters (a pg_dump backup, an open psql session),
+    the migration waits for it, but without queueing its ACCESS EXCLUSIVE request in front
+    of the replicas' queries for all that time: a query on the table still answers within
+    about a second, and the migration is applied once the table is free."""
+    from passkeyd.storage import sql as sql_module
+
+    with temporary_schema() as url:
+        full = sql_module.load_migrations
+        monkeypatch.setattr(
+            sql_module, "load_migrations", lambda d: [m for m in full(d) if m[0] < 11]
+        )
+        store = open_store(url)
+        try:
+            store.migrate()
+            monkeypatch.setattr(sql_module, "load_migrations", full)
+            with psycopg.connect(url) as reader, psycopg.connect(url, autocommit=True) as probe:
+                reader.execute("SELECT count(*) FROM factors").fetchone()  # holds ACCESS SHARE
+                with ThreadPoolExecutor(1) as pool:
+                    migrating = pool.submit(store.migrate)
+                    try:
+                        time.sleep(1.5)  # migrate is waiting for the reader's lock by now
+                        assert not migrating.done()
+                        probe.execute("SET lock_timeout = '3s'")
+                        started = time.monotonic()
+                        try:  # a replica's read
+                            probe.execute("SELECT count(*) FROM factors").fetchone()
+                        except psycopg.errors.LockNotAvailable:
+                            pytest.fail("a read of factors waited 3 s behind the migration")
+                        assert time.monotonic() - started < 2.5
+                    finally:
+                        reader.rollback()  # the table is free: the migration goes ahead
+                    assert migrating.result(timeout=30) == [11, 12, 13]
+            assert store.pending_migrations() == []
+        finally:
+            store.close()

@@ -79,6 +79,10 @@ def _keepalive_for(url: str) -> dict[str, Any]:
 # shutdown gives requests, when it was answered 500 and then committed. SQLite's writers wait
 # at most BUSY_TIMEOUT_SECONDS. (Migrations wait as long as they must: `_lock_migrations`.)
 LOCK_TIMEOUT_SECONDS = 5.0
+# How long a migration's statement waits for a table's lock before `migrate` rolls back and
+# tries again, and the longest pause between its tries (`_lock_migrations`).
+MIGRATION_LOCK_TIMEOUT_SECONDS = 1.0
+MIGRATION_RETRY_MAX_SECONDS = 2.0
 
 log = logging.getLogger("passkeyd.storage")
 
@@ -628,10 +632,33 @@ class PostgresStore(SqlStore):
         return super().applied_migrations()
 
     def _lock_migrations(self, tx: Tx) -> None:
-        # A migration waits for another `migrate`, and for the locks of the transactions
-        # of replicas still serving, as long as they take.
+        # A migration waits for another `migrate` as long as it takes. Its statements wait
+        # for a table's lock at most MIGRATION_LOCK_TIMEOUT_SECONDS: a lock request that
+        # waits queues every later query on the table behind it, so an ALTER TABLE waiting
+        # for a long transaction (a pg_dump, an open psql session) held up every replica's
+        # requests (503 after their 5 s) for as long as that transaction lasted. `migrate`
+        # then rolls back and tries again (`migrate` below), as long as it must.
         tx.execute("SET LOCAL lock_timeout = 0")
         tx.execute("SELECT pg_advisory_xact_lock(?)", (_MIGRATION_LOCK,))
+        tx.execute(f"SET LOCAL lock_timeout = {int(MIGRATION_LOCK_TIMEOUT_SECONDS * 1000)}")
+
+    def migrate(self) -> list[int]:
+        """As SqlStore's, tried again (rolled back meanwhile, so the replicas' queries go
+        ahead) while a table it alters is locked by another transaction."""
+        pause = 0.2
+        while True:
+            try:
+                return super().migrate()
+            except StorageUnavailable as exc:
+                if not isinstance(exc.__cause__, psycopg.errors.LockNotAvailable):
+                    raise
+                log.warning(
+                    "migrate: a table it changes is locked by another transaction (see"
+                    " pg_locks); trying again in %.1f s",
+                    pause,
+                )
+                time.sleep(pause)
+                pause = min(pause * 2, MIGRATION_RETRY_MAX_SECONDS)
 
     def _lock_claims(self, tx: Tx) -> None:
         # Under READ COMMITTED the claim's UPDATE then reads after every earlier claim has
