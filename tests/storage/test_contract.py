@@ -2841,3 +2841,24 @@ def test_a_migration_waiting_for_a_table_lock_does_not_hold_up_the_replicas(monk
             assert store.pending_migrations() == []
         finally:
             store.close()
+
+
+def test_an_entity_whose_passkey_an_older_release_verified_stays_once_it_is_deleted(store):
+    """During a rolling upgrade from a release before schema 10, a sign-up's factor created
+    by a new process (its entity provisional) may be verified by an old one, which knows
+    nothing of `provisional` and leaves it so. Once its user deletes that passkey the entity
+    stays, as any whose user deleted passkeys they had (docs/deployment.md, Housekeeping)."""
+    from passkeyd.storage.sql import VERIFY_FACTOR, verify_factor_args
+
+    svc = service()
+    store.insert_service(svc)
+    made = NOW - 700
+    ent = dataclasses.replace(entity(svc, "user-0001"), date_created=made, date_updated=made)
+    f = dataclasses.replace(factor(ent), registration_expires=NOW + 600)
+    assert store.insert_factor(f, entity=ent) is InsertOutcome.INSERTED
+    with store._write() as tx:  # verified as a release before schema 10 does
+        assert tx.execute(VERIFY_FACTOR, verify_factor_args(f.sid, credential(), NOW)).rowcount
+    assert store.delete_factor(svc.account_sid, svc.sid, f.sid)
+    store.purge_expired(NOW + 10**6)
+    left = store.list_entities(svc.account_sid, svc.sid, PageRequest(50)).items
+    assert [e.identity for e in left] == ["user-0001"]

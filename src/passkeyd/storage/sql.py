@@ -1115,6 +1115,15 @@ class SqlStore(abc.ABC):
         now: int = 0,
     ) -> bool:
         with self._write() as db:
+            # A verified passkey's entity is kept already (KEEP_ENTITY), unless a process of
+            # a release before schema 10 verified it during a rolling upgrade: its user
+            # deleting it keeps the entity, as any whose user deleted passkeys they had.
+            db.execute(
+                "UPDATE entities SET provisional = ? WHERE provisional = ? AND sid = (SELECT"
+                " entity_sid FROM factors WHERE sid = ? AND service_sid = ? AND account_sid = ?"
+                " AND status = 'verified')",
+                (False, True, sid, service_sid, account_sid),
+            )
             cur = db.execute(
                 "DELETE FROM factors WHERE sid = ? AND service_sid = ? AND account_sid = ?",
                 (sid, service_sid, account_sid),
