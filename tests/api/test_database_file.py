@@ -189,3 +189,15 @@ def test_a_database_file_that_exists_keeps_its_mode(tmp_path):
     os.chmod(path, 0o640)  # an operator's choice, e.g. for a backup job's group
     SQLiteStore(str(path)).close()
     assert os.stat(path).st_mode & 0o777 == 0o640
+
+
+def test_readyz_is_not_ready_while_healthz_says_the_database_file_is_gone(api, db_path):
+    # /readyz "also checks" the schema (README): it checks what /healthz checks first. It
+    # read the schema from the file it had open, and said 200 "ready" while /healthz and
+    # every write answered 503.
+    api.create_service()
+    for path in _files(db_path):
+        os.remove(path)
+    assert api.client.get("/healthz").status_code == 503
+    r = api.client.get("/readyz")
+    assert (r.status_code, r.json()) == (503, {"status": "unavailable", "reason": "database"})

@@ -70,6 +70,13 @@ async def readyz(request: Request) -> Response:
     """Ready: the database answers and its schema is the one this code expects."""
     domain: Domain = request.app.state.domain
     try:
+        # First what /healthz checks: a database file deleted or replaced under passkeyd
+        # still answers the schema's reads from the file it has open, while every write
+        # and /healthz answer 503. Ready said 200 then, keeping the replica in rotation.
+        if domain.store.runs_in_threads:
+            await anyio.to_thread.run_sync(domain.store.ping)
+        else:
+            domain.store.ping()
         pending = await anyio.to_thread.run_sync(domain.store.pending_migrations)
         unknown = await anyio.to_thread.run_sync(domain.store.unknown_migrations)
     except Exception as exc:
