@@ -35,6 +35,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from passkeyd import logs, metrics
 from passkeyd.logs import new_request_id
 
 
@@ -377,11 +378,20 @@ class OneWriteHttpProtocol(HttpToolsProtocol):
     def _answer(self, status: int, body: bytes) -> None:
         if self.transport.is_closing():
             return
+        request_id = new_request_id()
+        # Like every other answer: counted (under `unmatched`, as no route served it) and
+        # in the access log with the request id the client was given. (uvicorn's warning
+        # "Invalid HTTP request received." said neither, once per request.)
+        metrics.unmatched("", status)
+        logs.access(
+            f"{status}",
+            {"request_id": request_id, "route": "", "status": status, "code": 60200},
+        )
         head = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS[status])]
         for name, value in self.server_state.default_headers:
             head += [name, b": ", value, b"\r\n"]
         head += [
-            b"twilio-request-id: %s\r\n" % new_request_id().encode(),
+            b"twilio-request-id: %s\r\n" % request_id.encode(),
             b"content-type: application/json\r\n",
             b"content-length: %d\r\n" % len(body),
             b"connection: close\r\n\r\n",

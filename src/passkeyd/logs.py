@@ -274,6 +274,11 @@ class TextFormatter(logging.Formatter):
         return f"{line} {extras}" if extras else line
 
 
+class _NoParserWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg != "Invalid HTTP request received."
+
+
 def configure(level: str, fmt: str) -> None:
     """`fmt` is json, text, or auto (text on a terminal, JSON otherwise)."""
     if fmt == "auto":
@@ -289,6 +294,10 @@ def configure(level: str, fmt: str) -> None:
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    # A request the HTTP parser refuses has its access line (httpproto), with its request
+    # id; uvicorn's warning for it named none, at WARNING, once per refused request.
+    if not any(isinstance(f, _NoParserWarning) for f in logging.getLogger("uvicorn.error").filters):
+        logging.getLogger("uvicorn.error").addFilter(_NoParserWarning())
     # passkeyd logs each request itself (with its request id); uvicorn's line would double it.
     access = logging.getLogger("uvicorn.access")
     access.handlers[:] = []
