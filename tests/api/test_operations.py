@@ -327,3 +327,26 @@ def test_an_unforeseen_error_logs_its_traceback_once_a_while_and_a_line_each_tim
     assert r.status_code == 500
     (last,) = [rec for rec in caplog.records if rec.request_id == r.headers["Twilio-Request-Id"]]
     assert last.exc_info is not None and "another trigger" in str(last.exc_info[1])
+
+
+def test_metrics_of_a_database_that_does_not_answer_log_once_a_while(
+    api, domain, caplog, monkeypatch
+):
+    """Each GET /metrics during an outage logged a warning, unthrottled (200 scrapes, or
+    200 requests from anyone who reaches an open /metrics, 200 lines), where the probes
+    log a line at most every 10 s."""
+    from passkeyd import logs
+    from passkeyd.api import app as app_module
+    from passkeyd.storage import StorageUnavailable
+
+    if hasattr(app_module, "_METRICS_LINE"):
+        monkeypatch.setattr(app_module, "_METRICS_LINE", logs.Throttle(10.0))
+
+    def down() -> int:
+        raise StorageUnavailable("the database does not answer")
+
+    monkeypatch.setattr(domain.store, "delivery_backlog", down)
+    for _ in range(10):
+        assert api.client.get("/metrics").status_code == 200
+    said = [r for r in caplog.records if "webhook backlog is stale" in r.getMessage()]
+    assert len(said) == 1, [r.getMessage() for r in said]

@@ -39,6 +39,9 @@ DRAIN_SECONDS = 5.0
 
 _PROBE_TRACEBACK_NOW = logs.Every(60.0)
 _PROBE_LINE = logs.Throttle(10.0)
+# /metrics while the database does not answer: a line at most every 10 s too (a scrape, or
+# anyone who reaches an open /metrics, wrote one each).
+_METRICS_LINE = logs.Throttle(10.0)
 
 
 async def healthz(request: Request) -> Response:
@@ -115,7 +118,10 @@ async def metrics_endpoint(request: Request) -> Response:
     try:
         backlog = await anyio.to_thread.run_sync(domain.store.delivery_backlog)
     except StorageUnavailable:  # the other metrics matter most now: answer with them
-        log.warning("metrics: the database does not answer; the webhook backlog is stale")
+        if (more := _METRICS_LINE()) is not None:
+            log.warning(
+                "metrics: the database does not answer; the webhook backlog is stale%s", more
+            )
     else:
         metrics.WEBHOOK_BACKLOG.set(backlog)
     body, content_type = metrics.render()
