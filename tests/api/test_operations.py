@@ -350,3 +350,38 @@ def test_metrics_of_a_database_that_does_not_answer_log_once_a_while(
         assert api.client.get("/metrics").status_code == 200
     said = [r for r in caplog.records if "webhook backlog is stale" in r.getMessage()]
     assert len(said) == 1, [r.getMessage() for r in said]
+
+
+def test_a_ceremony_the_database_could_not_finish_is_not_counted_as_refused(api, domain):
+    """An approval answered 503 (the database refused the write) was counted
+    outcome="refused", step="20503", as a failed sign-in is: an outage looked like an
+    attack on the ceremonies' refusal rate."""
+    api.create_service()
+    api.register("user-0001")
+    challenge = api.challenge(identity="user-0001")
+    before = api.client.get("/metrics").text
+    domain.store._db.execute("PRAGMA query_only = ON")
+    try:
+        r = api.approve(api.authenticator.get(challenge["options"], ORIGIN))
+    finally:
+        domain.store._db.execute("PRAGMA query_only = OFF")
+    assert (r.status_code, r.json()["code"]) == (503, 20503), r.text
+    after = api.client.get("/metrics").text
+    refused = "passkeyd_ceremonies_total", {"ceremony": "authentication", "outcome": "refused"}
+    assert sample(after, refused[0], **refused[1], step="20503") == sample(
+        before, refused[0], **refused[1], step="20503"
+    )
+    # the request itself is counted, with its status
+    assert sample(
+        after,
+        "passkeyd_http_requests_total",
+        route="approve_challenge",
+        method="POST",
+        status="503",
+    ) == 1 + sample(
+        before,
+        "passkeyd_http_requests_total",
+        route="approve_challenge",
+        method="POST",
+        status="503",
+    )

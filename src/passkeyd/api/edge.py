@@ -363,7 +363,15 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
                 except Exception:
                     log.exception("writing the audit trail failed; will retry")
         metrics.request(route, method, status, elapsed)
-        if ceremony is not None and code not in (20003, 20404) and status != CLIENT_CLOSED:
+        # A ceremony the database could not finish (503: locked, full, gone; 500) was
+        # neither passed nor refused: counted as `refused` (step "20503"), an outage read as
+        # a wave of failed sign-ins, the signal of an attack (docs: What to monitor).
+        if (
+            ceremony is not None
+            and code not in (20003, 20404)
+            and status != CLIENT_CLOSED
+            and status < 500
+        ):
             outcome = "success" if status < 400 else "refused"
             metrics.ceremony(ceremony, outcome, step or str(code or ""))
         logs.access(
