@@ -339,8 +339,7 @@ def test_metrics_of_a_database_that_does_not_answer_log_once_a_while(
     from passkeyd.api import app as app_module
     from passkeyd.storage import StorageUnavailable
 
-    if hasattr(app_module, "_METRICS_LINE"):
-        monkeypatch.setattr(app_module, "_METRICS_LINE", logs.Throttle(10.0))
+    monkeypatch.setattr(app_module, "_METRICS_LINE", logs.Throttle(10.0))
 
     def down() -> int:
         raise StorageUnavailable("the database does not answer")
