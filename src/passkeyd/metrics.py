@@ -29,7 +29,9 @@ LATENCY = Histogram(
     "passkeyd_http_request_duration_seconds",
     "Time to answer an HTTP request",
     ["route", "method"],
-    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+    # Up to 10 s: the longest a request waits for SQLite's write lock (PostgreSQL's: 5 s),
+    # which a contended database's tail would otherwise put all in +Inf.
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
 CEREMONIES = Counter(
     "passkeyd_ceremonies_total",
@@ -51,6 +53,12 @@ WEBHOOK_BACKLOG = Gauge(
 )
 
 CEREMONY_OF_ROUTE = {"verify_factor": "registration", "approve_challenge": "authentication"}
+# The series an alert is written on exist from the start, at 0: an absent series cannot be
+# told from none yet (a rate over it is empty, not 0).
+for _outcome in ("delivered", "retry", "failed"):
+    WEBHOOK_DELIVERIES.labels(_outcome)
+for _kind in CEREMONY_OF_ROUTE.values():
+    CEREMONIES.labels(_kind, "success", "")
 
 # Labelled children, looked up once per label set (labels() costs more than inc()).
 _requests: dict[tuple[str, str, int], Any] = {}
