@@ -5,6 +5,7 @@ new-user review)."""
 
 from __future__ import annotations
 
+import concurrent.futures
 from typing import Any
 
 import pytest
@@ -29,10 +30,13 @@ def _refused(monkeypatch: pytest.MonkeyPatch, exc: VerifyError, config: DemoConf
 
     monkeypatch.setattr(launch_module, "_prepare", prepare)
     monkeypatch.setattr(launch_module, "listen_problem", lambda *_: None)
-    return launch_module.launch(
-        "passkeyd demo", lambda: config, lambda *_: None, started=lambda *_: None,
-        friendly_name="passkeyd demo",
-    )  # fmt: skip
+    # In a thread of its own, as `passkeyd demo` runs it in a process's main thread with no
+    # event loop: the browser tests' Playwright keeps one running in the suite's.
+    with concurrent.futures.ThreadPoolExecutor(1) as thread:
+        return thread.submit(
+            launch_module.launch, "passkeyd demo", lambda: config, lambda *_: None,
+            started=lambda *_: None, friendly_name="passkeyd demo",
+        ).result(timeout=60)  # fmt: skip
 
 
 def test_wrong_credentials_are_named_with_where_they_come_from(
