@@ -185,3 +185,36 @@ def test_text_lines_show_control_characters_instead_of_sending_them_to_the_termi
     )
     assert traceback[0] == "Traceback (most recent call last):"
     assert traceback[-1] == "ValueError: kept as written"
+
+
+
+def _shared_helper() -> None:
+    raise RuntimeError("refused")  # as psycopg's cursor re-raises every server error
+
+
+def _caught(call) -> BaseException:  # type: ignore[no-untyped-def]
+    try:
+        call()
+    except RuntimeError as exc:
+        return exc
+    raise AssertionError("not raised")
+
+
+def _one_caller() -> None:
+    _shared_helper()
+
+
+def _another_caller() -> None:
+    _shared_helper()
+
+
+def test_an_error_raised_by_shared_code_for_two_callers_is_two_kinds() -> None:
+    """The place of an unforeseen error is the path it came by: two statements refused by
+    the database raise the same class from the driver's same line, and the second, from
+    another store method (another bug), got no traceback for a minute."""
+    seen = logs.Tracebacks(60.0)
+    assert seen.logged_at(_caught(_one_caller), "RQ1") is None
+    assert seen.logged_at(_caught(_another_caller), "RQ2") is None  # its own traceback
+    # The same error by the same path again: the line naming the request that has it.
+    assert seen.logged_at(_caught(_one_caller), "RQ3") == "RQ1"
+    assert seen.logged_at(_caught(_another_caller), "RQ4") == "RQ2"

@@ -122,16 +122,21 @@ class Tracebacks:
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
-        self._logged: dict[tuple[str, str, int], tuple[float, str]] = {}
+        self._logged: dict[tuple[str, tuple[tuple[str, int], ...]], tuple[float, str]] = {}
 
     def logged_at(self, exc: BaseException, request_id: str) -> str | None:
         """None: log this one's traceback (`request_id`'s). Else the request id whose log
-        line holds the traceback of the same error, logged under `seconds` ago."""
+        line holds the traceback of the same error, logged under `seconds` ago.
+
+        The place is the whole path the error came by, not its innermost frame: that one is
+        often shared by every caller (psycopg re-raises each server error from its cursor's
+        execute, so every trigger's or constraint's refusal would be one kind)."""
+        where: list[tuple[str, int]] = []
         tb = exc.__traceback__
-        while tb is not None and tb.tb_next is not None:
+        while tb is not None:
+            where.append((tb.tb_frame.f_code.co_filename, tb.tb_lineno))
             tb = tb.tb_next
-        where = (tb.tb_frame.f_code.co_filename, tb.tb_lineno) if tb is not None else ("", 0)
-        kind = (type(exc).__qualname__, *where)
+        kind = (f"{type(exc).__module__}.{type(exc).__qualname__}", tuple(where))
         now = time.monotonic()
         found = self._logged.get(kind)
         if found is not None and now - found[0] < self.seconds:
