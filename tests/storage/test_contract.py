@@ -2862,3 +2862,51 @@ def test_an_entity_whose_passkey_an_older_release_verified_stays_once_it_is_dele
     store.purge_expired(NOW + 10**6)
     left = store.list_entities(svc.account_sid, svc.sid, PageRequest(50)).items
     assert [e.identity for e in left] == ["user-0001"]
+
+
+def test_a_claim_does_not_drop_an_event_for_a_webhook_turned_on_again(monkeypatch):
+    """A claim that finds its delivery's webhook off drops that webhook's pending deliveries.
+    Under READ COMMITTED the webhook can be turned on again, and an event for it committed,
+    between the claim's read of the webhooks and its DELETE: that event was deleted unsent,
+    for a webhook that is on."""
+    from passkeyd.storage import postgres as pg
+
+    with temporary_schema() as url:
+        store, other = open_store(url, pool_size=2), open_store(url, pool_size=2)
+        try:
+            store.migrate()
+            svc = service()
+            store.insert_service(svc)
+            w = Webhook(new_sid("YW"), svc.account_sid, svc.sid, "w", ("*",),
+                        "https://w.example/h", "POST", "enabled", "v2", NOW, NOW)  # fmt: skip
+            store.insert_webhook(w)
+            ent = stored(store, entity(svc))
+            off = functools.partial(dataclasses.replace, status="disabled")
+            assert store.update_webhook(svc.account_sid, svc.sid, w.sid, off)
+            # An event built from a cache that still had the webhook on.
+            stale = Delivery("EVstale", "factor.created", w.sid, svc.account_sid, w.webhook_url, {})
+            store.insert_factor(factor(ent), [stale])
+            execute = pg._PgTx.execute
+            meanwhile: list[str] = []
+
+            def execute_after_a_change(self, sql, args=()):  # type: ignore[no-untyped-def]
+                if sql.startswith("DELETE FROM webhook_deliveries WHERE") and not meanwhile:
+                    meanwhile.append(sql)
+                    with psycopg.connect(url, autocommit=True) as conn:  # (its row is locked)
+                        conn.execute("UPDATE webhooks SET status = 'enabled' WHERE sid = %s",
+                                     (w.sid,))  # fmt: skip
+                    new = Delivery("EVnew", "factor.created", w.sid, svc.account_sid,
+                                   w.webhook_url, {})  # fmt: skip
+                    other.insert_factor(factor(ent), [new])
+                return execute(self, sql, args)
+
+            monkeypatch.setattr(pg._PgTx, "execute", execute_after_a_change)
+            claimed = store.claim_deliveries(now=NOW, lease_seconds=60, limit=4)
+            monkeypatch.setattr(pg._PgTx, "execute", execute)
+            assert meanwhile
+            claimed += store.claim_deliveries(now=NOW + 1, lease_seconds=60, limit=4)
+            # (the stale one is dropped; the new one is claimed in its place, or later)
+            assert [c.delivery.event_sid for c in claimed] == ["EVnew"]
+        finally:
+            store.close()
+            other.close()

@@ -1711,8 +1711,8 @@ class SqlStore(abc.ABC):
 
         A round that drops the deliveries of webhooks gone or turned off claims again at
         once for the places they took, rather than leave them to the sender's next look an
-        interval later. Each round drops every pending delivery of at least one webhook, so
-        the rounds end; what a round leased counts as out in the next."""
+        interval later. Each round that goes on drops the deliveries it leased, so the
+        rounds end; what a round leased counts as out in the next."""
         claimed: list[ClaimedDelivery] = []
         while len(claimed) < limit:
             more, dropped = self._claim_round(
@@ -1788,14 +1788,20 @@ class SqlStore(abc.ABC):
                 ).fetchall()
             )
             # The pending deliveries of a webhook gone or off are dropped, as its deletion
-            # or disabling drops those it sees.
+            # or disabling drops those it sees: those claimed, and the others while it is
+            # still off as the DELETE reads it (on PostgreSQL it may have been turned on
+            # again since the read above, and an event for it committed, not to be lost).
+            dropped = [r[0] for r in rows if r[3] not in urls]
             gone = sorted({r[3] for r in rows if r[3] not in urls})
             if gone:
                 db.execute(
-                    "DELETE FROM webhook_deliveries WHERE status = 'pending' AND webhook_sid IN ("
+                    "DELETE FROM webhook_deliveries WHERE seq IN ("
+                    + ", ".join("?" * len(dropped))
+                    + ") OR (status = 'pending' AND webhook_sid IN ("
                     + ", ".join("?" * len(gone))
-                    + ")",
-                    gone,
+                    + ") AND webhook_sid NOT IN"
+                    " (SELECT sid FROM webhooks WHERE status = 'enabled'))",
+                    [*dropped, *gone],
                 )
         claimed = [
             ClaimedDelivery(
