@@ -187,7 +187,6 @@ def test_text_lines_show_control_characters_instead_of_sending_them_to_the_termi
     assert traceback[-1] == "ValueError: kept as written"
 
 
-
 def _shared_helper() -> None:
     raise RuntimeError("refused")  # as psycopg's cursor re-raises every server error
 
@@ -218,3 +217,44 @@ def test_an_error_raised_by_shared_code_for_two_callers_is_two_kinds() -> None:
     # The same error by the same path again: the line naming the request that has it.
     assert seen.logged_at(_caught(_one_caller), "RQ3") == "RQ1"
     assert seen.logged_at(_caught(_another_caller), "RQ4") == "RQ2"
+
+
+def test_no_row_a_database_refused_is_quoted_in_a_logged_traceback() -> None:
+    """PostgreSQL's DETAIL quotes a refused row ("Failing row contains (...)"), and psycopg's
+    text of the error includes it: a CHECK an operator added to `accounts` put a token's
+    hash and its sealed token in the 500's traceback (diff review). A traceback keeps its
+    frames, the error's class, primary message and SQLSTATE, also as the cause of another."""
+    import psycopg
+
+    from passkeyd.storage import StorageUnavailable
+    from tests.pg import temporary_schema
+
+    with temporary_schema() as url, psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE t (x text CHECK (length(x) < 5))")
+        value = "secret-" + "value-42"  # (a traceback shows its frames' source lines)
+        try:
+            conn.execute("INSERT INTO t VALUES (%s)", (value,))
+        except psycopg.errors.CheckViolation as exc:
+            refused = exc
+    assert "secret-value-42" in str(refused)  # what psycopg says
+    try:
+        raise StorageUnavailable("the write failed") from refused
+    except StorageUnavailable as exc:
+        chained = exc
+    for formatter in (logs.JsonFormatter(), logs.TextFormatter("%(message)s")):
+        for exc in (refused, chained):
+            info = (type(exc), exc, exc.__traceback__)
+            record = logging.LogRecord(
+                "passkeyd.api", logging.ERROR, __file__, 1, "unhandled error", None, info
+            )
+            text = formatter.format(record)
+            assert "secret-value-42" not in text, text
+            assert "psycopg.errors.CheckViolation: new row for relation" in text.replace(
+                "\\n", "\n"
+            ), text
+            assert "(SQLSTATE 23514)" in text and "test_logs.py" in text
+    assert "secret-value-42" not in logs.exception_text(refused)
+    # Anything else is said as it is, the same object formatted.
+    plain = ValueError("a plain error")
+    assert logs.exception_text(plain) == "a plain error"
+    assert logs._stand_in(plain, set()) is plain

@@ -29,6 +29,46 @@ FIELDS = (
 )
 
 
+def exception_text(exc: BaseException) -> str:
+    """What an exception says, without what a database quoted of its rows: PostgreSQL's
+    DETAIL and CONTEXT (which psycopg's text includes) give a refused row's values ("Failing
+    row contains (...)": a token's hash, a sealed token). Its primary message and SQLSTATE
+    name the problem."""
+    diag = getattr(exc, "diag", None)
+    primary = getattr(diag, "message_primary", None)
+    if isinstance(primary, str):
+        return f"{primary} (SQLSTATE {getattr(diag, 'sqlstate', None) or '?'})"
+    return str(exc)
+
+
+def _stand_in(exc: BaseException | None, seen: set[int]) -> BaseException | None:
+    """`exc`, or where it or an exception it was raised from is a database's error, a copy
+    of it (same class name, module, traceback and chain) whose text is `exception_text`."""
+    if exc is None or id(exc) in seen:
+        return exc
+    seen.add(id(exc))
+    cause = _stand_in(exc.__cause__, seen)
+    context = _stand_in(exc.__context__, seen)
+    text = exception_text(exc)
+    if cause is exc.__cause__ and context is exc.__context__ and text == str(exc):
+        return exc
+    kind = type(exc)
+    named = type(kind.__name__, (Exception,), {"__module__": kind.__module__,
+                                                "__qualname__": kind.__qualname__})  # fmt: skip
+    copy: BaseException = named(text)
+    copy.__traceback__ = exc.__traceback__
+    copy.__cause__, copy.__context__ = cause, context
+    copy.__suppress_context__ = exc.__suppress_context__
+    return copy
+
+
+def _format_exception(formatter: logging.Formatter, ei: Any) -> str:
+    exc = _stand_in(ei[1], set()) if ei and ei[1] is not None else None
+    if exc is None or exc is ei[1]:
+        return logging.Formatter.formatException(formatter, ei)
+    return logging.Formatter.formatException(formatter, (type(exc), exc, exc.__traceback__))
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line; the timestamp prefix is cached per second (this runs for
     every request)."""
@@ -57,6 +97,9 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return orjson.dumps(entry, default=str).decode()
+
+    def formatException(self, ei: Any) -> str:  # noqa: N802 (logging's name)
+        return _format_exception(self, ei)
 
     def access_line(self, msg: str, fields: dict[str, Any]) -> str:
         """What `format` makes of an INFO record of the access logger with these fields,
@@ -277,6 +320,9 @@ class TextFormatter(logging.Formatter):
             f"{n}={_visible(str(getattr(record, n)))}" for n in FIELDS if hasattr(record, n)
         )
         return f"{line} {extras}" if extras else line
+
+    def formatException(self, ei: Any) -> str:  # noqa: N802 (logging's name)
+        return _format_exception(self, ei)
 
 
 class _NoParserWarning(logging.Filter):

@@ -330,7 +330,8 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
                 log.exception("unhandled error", extra=extra)
             else:  # every request's 500 has its line, with the request that has the traceback
                 log.error("unhandled error: %s: %s (its traceback: %s)",
-                          type(exc).__name__, exc, earlier, extra=extra)  # fmt: skip
+                          type(exc).__name__, logs.exception_text(exc), earlier,
+                          extra=extra)  # fmt: skip
             status, code = errors.INTERNAL
             response = error_response(
                 status, code, f"Internal error; request id {request_id}", request_id
