@@ -617,8 +617,9 @@ def cmd_accounts(settings: Settings, args: argparse.Namespace) -> int:
             sys.stderr.write(f"passkeyd: {_UNSEALED.format(_accounts(unsealed))}\n")
         if foreign:
             sys.stderr.write(
-                f"passkeyd: {foreign} account tokens are sealed with a key PASSKEYD_SECRET_KEY"
-                " does not hold: add that key after the new one, or rotate those tokens\n"
+                f"passkeyd: the tokens of {_accounts(foreign)} are sealed with a key"
+                " PASSKEYD_SECRET_KEY does not hold: add that key after the new one, or rotate"
+                " those tokens\n"
             )
             return EXIT_CONFIG
     else:
