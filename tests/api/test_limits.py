@@ -292,10 +292,11 @@ def test_an_entity_holds_a_bounded_number_of_pending_challenges(api, clock):
     r = api.post_json(f"{api.svc}/Passkeys/Challenges", {"identity": "user-0001"})
     assert (r.status_code, r.json()["code"]) == (429, 20429), r.text
     assert "pending" in r.json()["message"]
-    # Retry-After is when the first of them expires (they were made 120 s ago and live
-    # 600 s), not a minute: then, and only then, there is room again.
+    # Retry-After is when the first of them expires (they were made 120 s ago and are
+    # pending through their expiration_date, 600 s after), not a minute: then, and only
+    # then, there is room again.
     wait = int(r.headers["Retry-After"])
-    assert wait == 600 - 120
+    assert wait == 600 - 120 + 1
     clock.advance(wait - 1)
     r = api.post_json(f"{api.svc}/Passkeys/Challenges", {"identity": "user-0001"})
     assert (r.status_code, r.headers["Retry-After"]) == (429, "1"), r.text
@@ -377,5 +378,5 @@ def test_an_entity_s_bounds_follow_the_configured_sizes(db_path, clock):
         api.challenge(identity="user-0001")
         api.challenge(identity="user-0001")
         r = api.post_json(f"{api.svc}/Passkeys/Challenges", {"identity": "user-0001"})
-        assert (r.status_code, r.json()["code"], r.headers["Retry-After"]) == (429, 20429, "600")
+        assert (r.status_code, r.json()["code"], r.headers["Retry-After"]) == (429, 20429, "601")
         assert "at most 2" in r.json()["message"]

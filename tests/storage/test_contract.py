@@ -1114,7 +1114,7 @@ def test_expired_challenge_is_not_approved(store):
     f = verified(store, svc)
     c = challenge(None, svc)
     store.insert_challenge(c)
-    assert store.approve_challenge(c, f, new_sign_count=1, backed_up=True, now=NOW + 600) is (
+    assert store.approve_challenge(c, f, new_sign_count=1, backed_up=True, now=NOW + 601) is (
         ApproveOutcome.NOT_PENDING
     )
     # The factor's update, sent with the challenge's, is rolled back with it.
@@ -2331,7 +2331,7 @@ def test_an_approval_writes_its_webhook_deliveries_and_a_refused_one_none(store)
     for c in (expired, raced, ok):
         store.insert_challenge(c)
     assert store.approve_challenge(
-        expired, f, new_sign_count=1, backed_up=True, now=NOW + 600, deliveries=events("x")
+        expired, f, new_sign_count=1, backed_up=True, now=NOW + 601, deliveries=events("x")
     ) is (ApproveOutcome.NOT_PENDING)
     assert store.get_factor(svc.account_sid, svc.sid, f.sid) == f  # untouched
     assert store.approve_challenge(

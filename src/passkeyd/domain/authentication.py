@@ -341,7 +341,7 @@ class Authentications:
             raise TooManyRequests(
                 f"Too many pending challenges: at most {self.limiter.max_pending_challenges}"
                 " per entity; answer or let one expire",
-                retry_after=max(1, (first or now + 1) - now),
+                retry_after=max(1, (now if first is None else first) + 1 - now),
             )
         return challenge
 

@@ -183,7 +183,7 @@ class Challenge:
 
     def effective_status(self, now: int) -> ChallengeStatus:
         """Expiry is evaluated lazily: a pending challenge past its date reads as expired."""
-        if self.status is ChallengeStatus.PENDING and now >= self.expiration_date:
+        if self.status is ChallengeStatus.PENDING and now > self.expiration_date:
             return ChallengeStatus.EXPIRED
         return self.status
 

@@ -357,7 +357,7 @@ class PostgresStore(SqlStore):
         if max_pending is not None and challenge.entity_sid:
             parts.append(
                 "pending AS (SELECT count(*) AS n FROM challenges WHERE entity_sid = %s"
-                " AND status = 'pending' AND expiration_date > %s)"
+                " AND status = 'pending' AND expiration_date >= %s)"
             )
             args += [challenge.entity_sid, challenge.date_created]
             room, room_args = "(SELECT n FROM pending) < %s", [max_pending]
@@ -473,7 +473,7 @@ class PostgresStore(SqlStore):
         parts = [
             # Approvable by this factor: a challenge for its owner, or a usernameless one.
             "pending AS (SELECT sid FROM challenges WHERE sid = %s AND status = 'pending'"
-            " AND expiration_date > %s AND entity_sid IN ('', %s) FOR UPDATE)",
+            " AND expiration_date >= %s AND entity_sid IN ('', %s) FOR UPDATE)",
             "counted AS (UPDATE factors SET sign_count = %s, backed_up = %s,"
             " date_last_approved = %s, date_updated = %s,"
             " backup_eligible_changed = backup_eligible_changed OR %s"

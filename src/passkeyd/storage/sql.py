@@ -240,7 +240,7 @@ def _count_hit_in_table(tx: Tx, hit: RateHit) -> int:
 # An entity's pending challenges, unexpired at a time (the challenges_pending index).
 _PENDING_OF_ENTITY = (
     "SELECT count(*) FROM challenges WHERE entity_sid = ? AND status = 'pending'"
-    " AND expiration_date > ?"
+    " AND expiration_date >= ?"
 )
 
 
@@ -1267,10 +1267,10 @@ class SqlStore(abc.ABC):
             sql += " AND factor_sid = ?"
             args.append(factor_sid)
         if status is ChallengeStatus.PENDING:
-            sql += " AND status = 'pending' AND expiration_date > ?"
+            sql += " AND status = 'pending' AND expiration_date >= ?"
             args.append(now)
         elif status is ChallengeStatus.EXPIRED:
-            sql += " AND (status = 'expired' OR (status = 'pending' AND expiration_date <= ?))"
+            sql += " AND (status = 'expired' OR (status = 'pending' AND expiration_date < ?))"
             args.append(now)
         elif status is not None:
             sql += " AND status = ?"
@@ -1312,14 +1312,14 @@ class SqlStore(abc.ABC):
                     consumed = tx.execute(
                         "UPDATE challenges SET status = 'approved', factor_sid = ?,"
                         " date_updated = ?, date_responded = ?"
-                        " WHERE sid = ? AND status = 'pending' AND expiration_date > ?",
+                        " WHERE sid = ? AND status = 'pending' AND expiration_date >= ?",
                         (factor.sid, now, now, challenge.sid, now),
                     ).rowcount
                 else:  # a usernameless challenge learns whose it was (never another one)
                     consumed = tx.execute(
                         "UPDATE challenges SET status = 'approved', entity_sid = ?, identity = ?,"
                         " factor_sid = ?, date_updated = ?, date_responded = ?"
-                        " WHERE sid = ? AND status = 'pending' AND expiration_date > ?"
+                        " WHERE sid = ? AND status = 'pending' AND expiration_date >= ?"
                         " AND entity_sid = ''",
                         (
                             factor.entity_sid,
@@ -1469,7 +1469,7 @@ class SqlStore(abc.ABC):
         """When the entity's first pending challenge expires (None: none is pending)."""
         row = self._one(
             "SELECT min(expiration_date) FROM challenges WHERE entity_sid = ?"
-            " AND status = 'pending' AND expiration_date > ?",
+            " AND status = 'pending' AND expiration_date >= ?",
             (entity_sid, now),
         )
         return int(row[0]) if row and row[0] is not None else None
