@@ -5,6 +5,7 @@ changed nothing."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -179,3 +180,25 @@ def other_api(client: TestClient, domain: Domain, db_path: Path) -> Api:
 
 def entity_handle(entity_sid: str) -> str:
     return base64.urlsafe_b64encode(entity_sid.encode()).rstrip(b"=").decode()
+
+
+@contextlib.contextmanager
+def approved_meanwhile(api: Api, domain: Domain, twin: dict[str, Any]) -> Iterator[None]:
+    """Within it, the next approval's read of its challenge and factor is followed, before
+    it goes on, by `twin`'s approval through the normal path: another worker's approval
+    between this one's read and its write."""
+    store = domain.store
+    original = store.find_challenge_and_factor
+
+    def read_then_let_the_twin_approve(*args: Any) -> Any:
+        stale = original(*args)  # as they were before the twin
+        store.find_challenge_and_factor = original  # type: ignore[method-assign]
+        approved = domain.authentications.approve_challenge(api.account_sid, api.service_sid, twin)
+        assert approved.status.value == "approved"
+        return stale
+
+    store.find_challenge_and_factor = read_then_let_the_twin_approve  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        store.find_challenge_and_factor = original  # type: ignore[method-assign]

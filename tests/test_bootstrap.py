@@ -8,6 +8,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # A python3.10 as far as bootstrap can tell: `-V` names it, and the version check fails.
@@ -63,25 +65,28 @@ def test_a_venv_an_old_python_made_is_made_again(tmp_path):
     assert done.returncode == 1 and "needs Python 3.11 or newer" in done.stderr
 
 
-def test_serve_runs_passkeyd_where_it_is_run_from(tmp_path):
-    """`/path/to/checkout/scripts/serve --config my.toml`, run from an app's directory,
-    read my.toml and made ./passkeyd.db in the checkout, not where it was run (found by the
-    new-user review). It bootstraps the checkout, then runs passkeyd in the caller's
-    directory with the arguments as given."""
+@pytest.mark.parametrize(
+    ("script", "args"), [("serve", ["--config", "my.toml"]), ("demo", ["--users-db", "users.db"])]
+)
+def test_the_scripts_run_passkeyd_where_they_are_run_from(tmp_path, script, args):
+    """`/path/to/checkout/scripts/serve --config my.toml` (or `scripts/demo --users-db
+    users.db`), run from an app's directory, read my.toml and made ./passkeyd.db (users.db)
+    in the checkout, not where it was run (found by new-user reviews). Each bootstraps the
+    checkout, then runs passkeyd in the caller's directory with the arguments as given."""
     checkout = tmp_path / "checkout"
     (checkout / "scripts").mkdir(parents=True)
-    shutil.copy(ROOT / "scripts" / "serve", checkout / "scripts" / "serve")
+    shutil.copy(ROOT / "scripts" / script, checkout / "scripts" / script)
     bootstrap = checkout / "scripts" / "bootstrap"
     bootstrap.write_text('#!/bin/sh\necho "bootstrap in $(pwd)" >&2\n')
     passkeyd = checkout / ".venv" / "bin" / "passkeyd"
     passkeyd.parent.mkdir(parents=True)
     passkeyd.write_text('#!/bin/sh\necho "passkeyd in $(pwd): $*"\n')
-    for script in (bootstrap, passkeyd):
-        script.chmod(0o755)
+    for executable in (bootstrap, passkeyd):
+        executable.chmod(0o755)
     app = tmp_path / "app"
     app.mkdir()
     r = subprocess.run(  # noqa: S603
-        [str(checkout / "scripts" / "serve"), "--config", "my.toml"],
+        [str(checkout / "scripts" / script), *args],
         cwd=app,
         env={"PATH": "/usr/bin:/bin"},
         capture_output=True,
@@ -90,35 +95,5 @@ def test_serve_runs_passkeyd_where_it_is_run_from(tmp_path):
         check=False,
     )
     assert r.returncode == 0, r.stderr
-    assert r.stdout == f"passkeyd in {app}: serve --config my.toml\n"
-    assert "bootstrap in" in r.stderr
-
-
-def test_demo_runs_passkeyd_demo_where_it_is_run_from(tmp_path):
-    """`/path/to/checkout/scripts/demo --users-db users.db`, run from an app's directory,
-    made users.db in the checkout (scripts/demo changed into it), unlike scripts/serve,
-    whose relative paths are the caller's (found by the new-user review)."""
-    checkout = tmp_path / "checkout"
-    (checkout / "scripts").mkdir(parents=True)
-    shutil.copy(ROOT / "scripts" / "demo", checkout / "scripts" / "demo")
-    bootstrap = checkout / "scripts" / "bootstrap"
-    bootstrap.write_text('#!/bin/sh\necho "bootstrap in $(pwd)" >&2\n')
-    passkeyd = checkout / ".venv" / "bin" / "passkeyd"
-    passkeyd.parent.mkdir(parents=True)
-    passkeyd.write_text('#!/bin/sh\necho "passkeyd in $(pwd): $*"\n')
-    for script in (bootstrap, passkeyd):
-        script.chmod(0o755)
-    app = tmp_path / "app"
-    app.mkdir()
-    r = subprocess.run(  # noqa: S603
-        [str(checkout / "scripts" / "demo"), "--users-db", "users.db"],
-        cwd=app,
-        env={"PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    assert r.returncode == 0, r.stderr
-    assert r.stdout == f"passkeyd in {app}: demo --users-db users.db\n"
+    assert r.stdout == f"passkeyd in {app}: {script} {' '.join(args)}\n"
     assert "bootstrap in" in r.stderr

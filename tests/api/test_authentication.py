@@ -18,7 +18,7 @@ from tests.authenticator import (
     b64url,
     unb64url,
 )
-from tests.conftest import ORIGIN
+from tests.conftest import ORIGIN, approved_meanwhile
 
 
 def refused(api, assertion, status, code):
@@ -611,21 +611,8 @@ def test_a_replay_racing_the_approval_is_answered_already_responded(api, alice, 
     its twin was approved is a replay (60322), not a verification failure."""
     challenge = api.challenge(identity="user-0001")
     assertion = api.authenticator.get(challenge["options"], ORIGIN)
-    store = domain.store
-    original = store.find_challenge_and_factor
-
-    def read_then_let_the_twin_approve(*args):
-        stale = original(*args)
-        store.find_challenge_and_factor = original  # the twin runs the normal path
-        twin = domain.authentications.approve_challenge(api.account_sid, api.service_sid, assertion)
-        assert twin.status.value == "approved"
-        return stale
-
-    store.find_challenge_and_factor = read_then_let_the_twin_approve
-    try:
+    with approved_meanwhile(api, domain, assertion):
         r = api.approve(assertion)
-    finally:
-        store.find_challenge_and_factor = original
     assert (r.status_code, r.json()["code"]) == (403, 60322), r.text
 
 

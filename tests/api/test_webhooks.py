@@ -19,7 +19,7 @@ from passkeyd.domain.webhooks import resolve_target
 from passkeyd.sealing import SecretBox
 from passkeyd.settings import Settings
 from tests.authenticator import Authenticator
-from tests.conftest import ORIGIN, Api
+from tests.conftest import ORIGIN, Api, approved_meanwhile
 from tests.receiver import receiver
 
 
@@ -1055,23 +1055,8 @@ def test_a_clone_racing_its_twin_under_the_flag_policy_is_announced(hooks_api):
         first, second = (api.challenge(identity="user-0001") for _ in range(2))
         twin = api.authenticator.get(first["options"], ORIGIN, sign_count=10)
         clone = api.authenticator.get(second["options"], ORIGIN, sign_count=10)
-        store = domain.store
-        original = store.find_challenge_and_factor
-
-        def read_then_let_the_twin_approve(*args):
-            stale = original(*args)  # the factor as it was: counter 0
-            store.find_challenge_and_factor = original
-            approved = domain.authentications.approve_challenge(
-                api.account_sid, api.service_sid, twin
-            )
-            assert approved.status.value == "approved"
-            return stale
-
-        store.find_challenge_and_factor = read_then_let_the_twin_approve
-        try:
+        with approved_meanwhile(api, domain, twin):  # read with the counter at 0
             r = api.approve(clone)
-        finally:
-            store.find_challenge_and_factor = original
         assert (r.status_code, r.json()["status"]) == (200, "approved"), r.text
         url = f"{api.svc}/Entities/user-0001/Factors/{factor['sid']}"
         assert api.get(url).json()["metadata"]["clone_warning"] is True
