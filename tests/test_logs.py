@@ -257,4 +257,69 @@ def test_no_row_a_database_refused_is_quoted_in_a_logged_traceback() -> None:
     # Anything else is said as it is, the same object formatted.
     plain = ValueError("a plain error")
     assert logs.exception_text(plain) == "a plain error"
-    assert logs._stand_in(plain, set()) is plain
+    assert logs._stand_in(plain, {}) is plain
+
+
+class _Diagnostic:
+    message_primary = "new row violates check constraint"
+    sqlstate = "23514"
+
+
+class _RefusedRow(Exception):
+    """As psycopg's error: its text quotes the row, its `diag` does not."""
+
+    diag = _Diagnostic()
+
+
+class _Unsayable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("str() fails")
+
+
+class _DiagRaises(Exception):
+    @property
+    def diag(self) -> object:
+        raise KeyError("no diagnostics")
+
+
+def _formatted(exc: BaseException) -> list[str]:
+    record = logging.LogRecord(
+        "passkeyd.api", logging.ERROR, __file__, 1, "unhandled error", None,
+        (type(exc), exc, exc.__traceback__),
+    )  # fmt: skip
+    formatters = (logs.JsonFormatter(), logs.TextFormatter("%(message)s"))
+    return [f.format(record).replace("\\n", "\n") for f in formatters]
+
+
+def _refused() -> _RefusedRow:
+    return _RefusedRow(
+        "new row violates check constraint\nDETAIL:  Failing row contains (" + "s3cr3t)"
+    )
+
+
+def test_no_row_is_quoted_by_a_database_error_in_a_group_or_a_looping_chain() -> None:
+    try:
+        raise ExceptionGroup("two writes failed", [ValueError("another" + " problem"), _refused()])
+    except ExceptionGroup as exc:
+        grouped = exc
+    looped = ValueError("looped")
+    refused = _refused()
+    looped.__context__, refused.__context__ = refused, looped
+    for logged in (grouped, looped):
+        for text in _formatted(logged):
+            assert "s3cr3t" not in text, text
+            assert "(SQLSTATE 23514)" in text, text
+    assert all("ValueError: another problem" in text for text in _formatted(grouped))
+
+
+def test_an_exception_that_cannot_be_said_is_logged_not_raised_in_the_formatter() -> None:
+    for odd in (_Unsayable(), _DiagRaises("said as it is")):
+        try:
+            try:
+                raise _refused()
+            except _RefusedRow as inner:
+                raise odd from inner
+        except Exception as exc:
+            for text in _formatted(exc):
+                assert "s3cr3t" not in text and "(SQLSTATE 23514)" in text, text
+            assert logs.exception_text(exc) in ("<exception str() failed>", "said as it is")

@@ -29,41 +29,90 @@ FIELDS = (
 )
 
 
+def _database_text(exc: BaseException) -> str | None:
+    """A database error's primary message and SQLSTATE (None: not a database's error, or
+    one whose diagnostics cannot be read)."""
+    try:
+        diag = getattr(exc, "diag", None)
+        primary = getattr(diag, "message_primary", None)
+        if isinstance(primary, str):
+            return f"{primary} (SQLSTATE {getattr(diag, 'sqlstate', None) or '?'})"
+    except Exception:  # (a `diag` that raises: said as anything else is)
+        return None
+    return None
+
+
+def _plain_text(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception:  # as the traceback module says it
+        return "<exception str() failed>"
+
+
 def exception_text(exc: BaseException) -> str:
     """What an exception says, without what a database quoted of its rows: PostgreSQL's
     DETAIL and CONTEXT (which psycopg's text includes) give a refused row's values ("Failing
     row contains (...)": a token's hash, a sealed token). Its primary message and SQLSTATE
-    name the problem."""
-    diag = getattr(exc, "diag", None)
-    primary = getattr(diag, "message_primary", None)
-    if isinstance(primary, str):
-        return f"{primary} (SQLSTATE {getattr(diag, 'sqlstate', None) or '?'})"
-    return str(exc)
+    name the problem. Never raises (an exception whose str() fails is said so)."""
+    text = _database_text(exc)
+    return _plain_text(exc) if text is None else text
 
 
-def _stand_in(exc: BaseException | None, seen: set[int]) -> BaseException | None:
-    """`exc`, or where it or an exception it was raised from is a database's error, a copy
-    of it (same class name, module, traceback and chain) whose text is `exception_text`."""
-    if exc is None or id(exc) in seen:
-        return exc
-    seen.add(id(exc))
-    cause = _stand_in(exc.__cause__, seen)
-    context = _stand_in(exc.__context__, seen)
-    text = exception_text(exc)
-    if cause is exc.__cause__ and context is exc.__context__ and text == str(exc):
+def _stand_in(
+    exc: BaseException | None,
+    done: dict[int, BaseException | None],
+    active: set[int] | None = None,
+) -> BaseException | None:
+    """`exc`, or where it, an exception it was raised from, or one it groups is a
+    database's error, a copy of it (same class name, module, traceback, notes, chain and
+    group) whose text is `exception_text`. A chain that loops back is cut where it does
+    (a traceback shows each exception once anyway), so no original is reached again."""
+    if exc is None:
+        return None
+    if id(exc) in done:
+        return done[id(exc)]
+    active = set() if active is None else active
+    if id(exc) in active:
+        return None
+    active.add(id(exc))
+    cause = _stand_in(exc.__cause__, done, active)
+    context = _stand_in(exc.__context__, done, active)
+    grouped: tuple[BaseException, ...] | None = getattr(exc, "exceptions", None)
+    members: list[BaseException] | None = None
+    if isinstance(exc, BaseExceptionGroup) and grouped is not None:
+        members = [m for m in (_stand_in(e, done, active) for e in grouped) if m is not None]
+    active.discard(id(exc))
+    own = _database_text(exc)
+    if (
+        own is None
+        and cause is exc.__cause__
+        and context is exc.__context__
+        and (members is None or members == list(grouped or ()))
+    ):
+        done[id(exc)] = exc
         return exc
     kind = type(exc)
-    named = type(kind.__name__, (Exception,), {"__module__": kind.__module__,
-                                                "__qualname__": kind.__qualname__})  # fmt: skip
-    copy: BaseException = named(text)
+    attrs = {"__module__": kind.__module__, "__qualname__": kind.__qualname__}
+    copy: BaseException
+    if members:  # (BaseExceptionGroup holds any exception; its text adds the count)
+        text = own if own is not None else str(getattr(exc, "message", ""))
+        copy = type(kind.__name__, (BaseExceptionGroup,), attrs)(text, members)
+    else:
+        copy = type(kind.__name__, (Exception,), attrs)(
+            own if own is not None else _plain_text(exc)
+        )
     copy.__traceback__ = exc.__traceback__
     copy.__cause__, copy.__context__ = cause, context
     copy.__suppress_context__ = exc.__suppress_context__
+    notes = getattr(exc, "__notes__", None)
+    if isinstance(notes, list):
+        copy.__notes__ = list(notes)
+    done[id(exc)] = copy
     return copy
 
 
 def _format_exception(formatter: logging.Formatter, ei: Any) -> str:
-    exc = _stand_in(ei[1], set()) if ei and ei[1] is not None else None
+    exc = _stand_in(ei[1], {}) if ei and ei[1] is not None else None
     if exc is None or exc is ei[1]:
         return logging.Formatter.formatException(formatter, ei)
     return logging.Formatter.formatException(formatter, (type(exc), exc, exc.__traceback__))
