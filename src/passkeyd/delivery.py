@@ -372,7 +372,9 @@ class Dispatcher:
                             log.exception("claiming webhook deliveries failed; will retry")
                         elif (more := self._claim_failed_line()) is not None:
                             log.error(
-                                "claiming webhook deliveries failed; will retry: %s%s", exc, more
+                                "claiming webhook deliveries failed; will retry: %s%s",
+                                logs.exception_text(exc),
+                                more,
                             )
                 for delivery in claimed:
                     busy += 1

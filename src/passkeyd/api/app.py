@@ -87,7 +87,11 @@ async def readyz(request: Request) -> Response:
         if _PROBE_TRACEBACK_NOW():
             log.warning("readiness check: the database does not answer", exc_info=True)
         elif (more := _PROBE_LINE()) is not None:
-            log.warning("readiness check: the database does not answer: %s%s", exc, more)
+            log.warning(
+                "readiness check: the database does not answer: %s%s",
+                logs.exception_text(exc),
+                more,
+            )
         return json_response(503, {"status": "unavailable", "reason": "database"}, new_request_id())
     if pending:
         reason = f"pending migrations {pending}"
@@ -253,7 +257,11 @@ async def flush_audit_forever(domain: Domain, interval: float = 0.2) -> None:
             if traceback_now():
                 log.exception("writing the audit trail failed; will retry")
             elif (more := failed_line()) is not None:
-                log.error("writing the audit trail failed; will retry: %s%s", exc, more)
+                log.error(
+                    "writing the audit trail failed; will retry: %s%s",
+                    logs.exception_text(exc),
+                    more,
+                )
 
 
 class App(Starlette):
