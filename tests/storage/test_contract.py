@@ -2910,3 +2910,42 @@ def test_a_claim_does_not_drop_an_event_for_a_webhook_turned_on_again(monkeypatc
         finally:
             store.close()
             other.close()
+
+
+def test_the_listener_says_a_database_error_without_the_row_it_quotes(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The configuration listener's warning gave the error's whole text, which for a
+    PostgreSQL error includes its DETAIL (a refused row's values)."""
+    import asyncio
+
+    from passkeyd.storage import postgres
+
+    class Diagnostic:
+        message_primary = "the version cannot be read"
+        sqlstate = "XX000"
+
+    class Refused(Exception):
+        diag = Diagnostic()
+
+    def version(self):  # type: ignore[no-untyped-def]
+        raise Refused("the version cannot be read\nDETAIL:  Failing row contains (s3cr3t)")
+
+    monkeypatch.setattr(postgres, "LISTEN_CHECK_SECONDS", 0.1)
+    caplog.set_level("WARNING", logger="passkeyd.storage")
+    with temporary_schema() as url:
+        store = open_store(url, pool_size=2)
+        store.migrate()
+        loop = asyncio.new_event_loop()
+        try:
+            monkeypatch.setattr(postgres.PostgresStore, "_version", version)
+            store.start_group_commit(loop)
+            deadline = time.monotonic() + 10
+            while not any("unheard" in r.getMessage() for r in caplog.records):
+                assert time.monotonic() < deadline, "the listener said nothing"
+                time.sleep(0.05)
+        finally:
+            store.close()
+            loop.close()
+    (said,) = [r.getMessage() for r in caplog.records if "unheard" in r.getMessage()]
+    assert "s3cr3t" not in said and "(SQLSTATE XX000)" in said, said

@@ -37,6 +37,7 @@ from passkeyd.domain.store import (
     NotCached,
     StorageUnavailable,
 )
+from passkeyd.logs import exception_text
 
 from .rows import CHALLENGE_COLUMNS, challenge_to_row
 from .sql import (
@@ -609,7 +610,8 @@ class PostgresStore(SqlStore):
                                 seen = version
             except Exception as exc:
                 if not failing:
-                    log.warning("configuration changes unheard (%s): reading versions", exc)
+                    said = without_secrets(exception_text(exc), self._url)
+                    log.warning("configuration changes unheard (%s): reading versions", said)
                     failing = True
             finally:
                 self._listening = False
