@@ -3,11 +3,13 @@ other line or a warning, on the server's timer, when many wait, and at exit."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import io
 import json
 import logging
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
@@ -323,3 +325,35 @@ def test_an_exception_that_cannot_be_said_is_logged_not_raised_in_the_formatter(
             for text in _formatted(exc):
                 assert "s3cr3t" not in text and "(SQLSTATE 23514)" in text, text
             assert logs.exception_text(exc) in ("<exception str() failed>", "said as it is")
+
+
+class _Refusing:
+    """A store whose claim is refused by the database."""
+
+    def claim_deliveries(self, **_: Any) -> list[Any]:
+        raise _RefusedRow("new row violates\nDETAIL:  Failing row contains (" + "s3cr3t)")
+
+
+def test_a_failed_claims_line_quotes_no_row(caplog: pytest.LogCaptureFixture) -> None:
+    """The webhook sender's line for a claim that fails said psycopg's whole text."""
+    import anyio
+
+    from passkeyd.delivery import Dispatcher
+
+    sender = Dispatcher(store=_Refusing(), clock=lambda: 0, box=object())  # type: ignore[arg-type]
+    sender._claim_traceback_now = lambda: False  # type: ignore[assignment,method-assign]
+
+    async def main() -> None:
+        with anyio.move_on_after(0.3):
+            await sender.run_forever(0.05)
+
+    # In a thread of its own: after the browser tests, Playwright keeps an event loop
+    # running in the suite's main thread.
+    with (
+        caplog.at_level(logging.ERROR, logger="passkeyd"),
+        concurrent.futures.ThreadPoolExecutor(1) as thread,
+    ):
+        thread.submit(anyio.run, main).result(timeout=30)
+    lines = [r.getMessage() for r in caplog.records if "claiming" in r.getMessage()]
+    assert lines, caplog.text
+    assert all("s3cr3t" not in line and "(SQLSTATE 23514)" in line for line in lines), lines
