@@ -982,7 +982,7 @@ def parser() -> argparse.ArgumentParser:
     serve = with_db(sub.add_parser("serve", help="run the HTTP API"))
     serve.add_argument("--host", help="listen address (PASSKEYD_HOST, default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="listen port (PASSKEYD_PORT, default 8080)")
-    serve.add_argument("--workers", type=int, help="worker processes (PASSKEYD_WORKERS)")
+    serve.add_argument("--workers", type=int, help="worker processes (PASSKEYD_WORKERS, default 1)")
     sub.add_parser("demo", help="run the demo relying party (passkeyd demo --help)", add_help=False)
     sub.add_parser(
         "conformance",

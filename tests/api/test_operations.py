@@ -154,6 +154,7 @@ def test_unknown_paths_and_methods_are_logged_with_their_request_id(api, caplog)
         request_id = r.headers["Twilio-Request-Id"]
         (record,) = [rec for rec in caplog.records if getattr(rec, "request_id", "") == request_id]
         assert (record.status, record.code) == (status, 20404 if status == 404 else 20004)
+        assert record.route == "unmatched"  # as /metrics counts it (it was "")
     assert caplog.records[0].path == "/v2/Nothing/here"
 
 

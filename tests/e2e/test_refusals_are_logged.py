@@ -64,5 +64,6 @@ def test_a_refused_request_has_its_access_line_and_is_counted(tmp_path) -> None:
     for request_id in ids:
         line = access.get("RQ" + request_id[2:])  # (the header was lower-cased above)
         assert line is not None and line["status"] in (400, 431), (request_id, node.output())
+        assert line["route"] == "unmatched"  # as /metrics counts it
     assert not [line for line in lines if "Invalid HTTP request" in line["msg"]]
     assert counted == {"400": 2.0, "431": 1.0}, counted
