@@ -385,7 +385,7 @@ class OneWriteHttpProtocol(HttpToolsProtocol):
         metrics.unmatched("", status)
         logs.access(
             f"{status}",
-            {"request_id": request_id, "route": "unmatched", "status": status, "code": 60200},
+            {"request_id": request_id, "route": metrics.UNMATCHED, "status": status, "code": 60200},
         )
         head = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS[status])]
         for name, value in self.server_state.default_headers:

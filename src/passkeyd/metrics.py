@@ -75,6 +75,8 @@ def request(route: str, method: str, status: int, seconds: float) -> None:
     histogram.observe(seconds)
 
 
+# The route a request no route serves is counted (and logged) under.
+UNMATCHED = "unmatched"
 # The methods an unmatched request is counted under; any other is `other`, so that no client
 # can add label values (series) at will.
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -83,7 +85,7 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"
 def unmatched(method: str, status: int) -> None:
     """Count a request no route served (404) or whose method its route does not (405), under
     the route `unmatched`: probes and misdirected clients show in the request count."""
-    _count("unmatched", method if method in _METHODS else "other", status)
+    _count(UNMATCHED, method if method in _METHODS else "other", status)
 
 
 def _count(route: str, method: str, status: int) -> None:

@@ -167,7 +167,7 @@ async def http_error(request: Request, exc: Exception) -> Response:
         {
             "request_id": request_id,
             "method": request.method,
-            "route": "unmatched",  # as its metrics count it
+            "route": metrics.UNMATCHED,  # as its metrics count it
             "path": request.url.path[:200],
             "status": status,
             "code": code,
