@@ -153,6 +153,25 @@ def test_an_approval_whose_passkey_was_deleted_meanwhile_is_not_found(api, db_pa
     assert status == [("pending",)]
 
 
+def test_a_backup_state_changed_meanwhile_is_announced_as_the_write_finds_it(api, db_path):
+    """The passkey synced to a second device, whose approval (BS on) committed while this
+    one (BS off, from the first device) was being verified: this one's write puts BS back
+    off, a change, and announces it. It used to compare with the factor read before the
+    lock (off too) and say nothing, so the last event said on while off was stored."""
+    api.create_service()
+    device = Authenticator(backed_up=False)
+    factor = api.register("user-0001", authenticator=device)
+    create_webhook(api, "https://hooks.example.com/x", "factor.backup_state_changed")
+    challenge = api.challenge(identity="user-0001")
+    assertion = device.get(challenge["options"], ORIGIN, sign_count=20)
+    synced = ("UPDATE factors SET backed_up = 1, sign_count = 10 WHERE sid = ?", (factor["sid"],))
+    with changed_by_another_process(db_path, synced):
+        assert api.approve(assertion).status_code == 200
+    sent = rows(db_path, "SELECT payload FROM webhook_deliveries")
+    assert [json.loads(p)["backed_up"] for (p,) in sent] == ["false"]
+    assert rows(db_path, "SELECT backed_up FROM factors") == [(0,)]
+
+
 def test_an_approval_whose_user_was_deleted_meanwhile_is_not_found(api, db_path):
     """The challenge and passkey read before the lock were deleted with their user before
     the approval's write: 404 challenge not found, as if deleted before; not 60322

@@ -2804,6 +2804,99 @@ def test_a_flag_decided_by_the_write_writes_its_announcement(store):
     assert store.delivery_backlog() == 0
 
 
+def test_a_backup_state_change_is_announced_by_the_write_that_makes_it(store):
+    """Two approvals of one passkey race (synced to a second device), each verified against
+    the factor read before either wrote. `on_backup_change` is written when the stored
+    backup state, as the write finds it, differs from the approval's: so the last event
+    sent is the state stored. It used to be decided on the read: the stale approval that
+    put BS back off said nothing, and the last event said on."""
+    svc = service()
+    store.insert_service(svc)
+    f = verified(store, svc)
+    assert f.credential.backed_up is False
+    c1, c2, c3, c4 = (challenge(None, svc) for _ in range(4))
+    for c in (c1, c2, c3, c4):
+        store.insert_challenge(c)
+
+    def event(n: int, kind: str) -> Delivery:
+        return Delivery(f"EV{n}", kind, "YW" + "2" * 32, svc.account_sid, "http://x/", {"n": n})
+
+    def approve(c: Challenge, count: int, backed_up: bool, n: int, **kw) -> ApproveOutcome:
+        return store.approve_challenge(
+            c, f, new_sign_count=count, backed_up=backed_up, now=NOW,
+            deliveries=[event(n, "challenge.approved")],
+            on_backup_change=[event(n + 1, "factor.backup_state_changed")], **kw,
+        )  # fmt: skip
+
+    def sent() -> list[str]:
+        got = []
+        while claimed := store.claim_deliveries(now=NOW + 5, lease_seconds=60, limit=16):
+            (one,) = claimed
+            got.append(one.delivery.event_sid)
+            store.finish_delivery(one.seq, now=NOW + 5, delivered=True, retry_at=None, error=None)
+        return got
+
+    hooked(store, [event(0, "challenge.approved")])
+    assert approve(c1, 10, True, 10) is ApproveOutcome.APPROVED  # off -> on
+    assert sent() == ["EV10", "EV11"]
+    # `f` was read before c1 was approved (backed up: no): on again, nothing changed.
+    assert approve(c2, 11, True, 20) is ApproveOutcome.APPROVED
+    assert sent() == ["EV20"]
+    # Off, verified against that same stale read (which also said off): a change.
+    assert approve(c3, 12, False, 30) is ApproveOutcome.APPROVED
+    assert sent() == ["EV30", "EV31"]
+    assert store.get_factor(svc.account_sid, svc.sid, f.sid).credential.backed_up is False
+    # Refused (the counter did not grow): nothing is written, the announcement neither.
+    assert approve(c4, 12, True, 40) is ApproveOutcome.COUNTER_RACE
+    assert store.delivery_backlog() == 0
+    # With the flag policy, the flag's announcement comes after the backup state's.
+    flagged = approve(
+        c4, 12, True, 50, flag_counter_regression=True,
+        on_flag=[event(52, "factor.counter_regressed")],
+    )  # fmt: skip
+    assert flagged is ApproveOutcome.APPROVED
+    assert sent() == ["EV50", "EV51", "EV52"]
+
+
+def test_a_backup_state_committed_while_an_approval_waits_is_what_it_compares_with():
+    """PostgreSQL, for real: another transaction (the passkey's approval from a second
+    device) has changed the backup state, uncommitted, when this approval's statement
+    starts; it commits half a second later. The statement's snapshot still shows the old
+    state, but the comparison reads the row as committed, under its lock: on, so this
+    approval's off is a change, announced."""
+    with temporary_schema() as url:
+        store = open_store(url)
+        try:
+            store.migrate()
+            svc = service()
+            store.insert_service(svc)
+            f = verified(store, svc)  # backed up: no
+            c = challenge(None, svc)
+            store.insert_challenge(c)
+            change = Delivery("EV1", "factor.backup_state_changed", "YW" + "3" * 32,
+                              svc.account_sid, "http://x/", {})  # fmt: skip
+            hooked(store, [change])
+            with psycopg.connect(url) as other:
+                other.execute(
+                    "UPDATE factors SET backed_up = TRUE, sign_count = 10 WHERE sid = %s", (f.sid,)
+                )
+                committer = threading.Timer(0.5, other.commit)
+                committer.start()
+                try:
+                    outcome = store.approve_challenge(
+                        c, f, new_sign_count=20, backed_up=False, now=NOW,
+                        on_backup_change=[change],
+                    )  # fmt: skip
+                finally:
+                    committer.join()
+            assert outcome is ApproveOutcome.APPROVED
+            claimed = store.claim_deliveries(now=NOW + 5, lease_seconds=60, limit=16)
+            assert [d.delivery.event_sid for d in claimed] == ["EV1"]
+            assert store.get_factor(svc.account_sid, svc.sid, f.sid).credential.backed_up is False
+        finally:
+            store.close()
+
+
 def test_a_migration_waiting_for_a_table_lock_does_not_hold_up_the_replicas(monkeypatch):
     """A rolling upgrade on PostgreSQL: `migrate` runs while replicas serve. Should a
     transaction hold a table a migration alters (a pg_dump backup, an open psql session),

@@ -496,13 +496,15 @@ class Authentications:
             events.CHALLENGE_APPROVED,
             events.challenge_fields(challenge, factor, "approved"),
         )
-        if verified.backed_up != factor.credential.backed_up:
-            approved += self.events.deliveries(
-                account_sid,
-                service_sid,
-                events.BACKUP_STATE_CHANGED,
-                {**events.factor_fields(factor), "backed_up": str(verified.backed_up).lower()},
-            )
+        # Whether the backup state (BS) changed is decided where it is written too: an
+        # approval racing this one (the passkey synced to a second device) may have
+        # changed it since the factor was read. The store sends this only if it did.
+        backup_changed = self.events.deliveries(
+            account_sid,
+            service_sid,
+            events.BACKUP_STATE_CHANGED,
+            {**events.factor_fields(factor), "backed_up": str(verified.backed_up).lower()},
+        )
         # CounterPolicy=flag: approved, flagged, announced. Whether the counter grew is
         # decided where it is written, not only here: a concurrent approval (another worker,
         # the clone) may have moved the stored counter up to or past this one since it was
@@ -531,6 +533,7 @@ class Authentications:
             now=now,
             deliveries=approved,
             on_flag=on_flag,
+            on_backup_change=backup_changed,
             backup_eligible_changed=verified.backup_eligible != factor.credential.backup_eligible,
             flag_counter_regression=flag_counter,
             # A challenge that allowed no credential (usernameless) is answered only by a

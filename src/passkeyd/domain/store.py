@@ -224,6 +224,7 @@ class Store(Protocol):
         now: int,
         deliveries: Sequence[Delivery] = (),
         on_flag: Sequence[Delivery] = (),
+        on_backup_change: Sequence[Delivery] = (),
         backup_eligible_changed: bool = False,
         flag_counter_regression: bool = False,
         discovered: bool = False,

@@ -116,27 +116,30 @@ def _deliveries_if(
     now: int,
     cte: str,
     *,
-    also: Sequence[Delivery] = (),
-    also_if: str = "",
+    also: Sequence[tuple[Sequence[Delivery], str]] = (),
 ) -> tuple[str, list[Any]]:
     """A CTE writing webhook deliveries into the outbox when the CTE `cte` returned a row
     (the change they announce was made), and its arguments (as sql._enqueue); and after
-    them `also`, written only when the CTE `also_if` returned a row too. One statement, so
-    that they take their sequence numbers in this order."""
-    rows = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s)"] * (len(deliveries) + len(also)))
+    them each group of `also`, written only when its SQL condition holds too (a condition
+    takes no argument). One statement, so that they take their sequence numbers in this
+    order."""
+    groups = [deliveries, *(group for group, _ in also)]
+    rows = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s)"] * sum(map(len, groups)))
     condition = f"EXISTS (SELECT 1 FROM {cte})"
     if also:
-        condition += f" AND (NOT d.x OR EXISTS (SELECT 1 FROM {also_if}))"
+        held = " OR ".join(f"(d.x = {n} AND {c})" for n, (_, c) in enumerate(also, start=1))
+        condition += f" AND (d.x = 0 OR {held})"
     sql = (
         f"sent AS ({DELIVERY_INSERT} SELECT e, t, w, a, u, p, 'pending', 0, %s, 0, %s, %s"
         f" FROM (VALUES {rows}) AS d (o, x, e, t, w, a, u, p) WHERE {condition}"
         " ORDER BY o)"  # in the events' order (a webhook's deliveries go out by seq)
     )
     args: list[Any] = [now, now, now]
-    for n, d in enumerate(deliveries):
-        args += [n, False, *delivery_values(d)]
-    for n, d in enumerate(also, start=len(deliveries)):
-        args += [n, True, *delivery_values(d)]
+    n = 0
+    for x, group in enumerate(groups):
+        for d in group:
+            args += [n, x, *delivery_values(d)]
+            n += 1
     return sql, args
 
 
@@ -460,6 +463,7 @@ class PostgresStore(SqlStore):
         now: int,
         deliveries: Sequence[Delivery] = (),
         on_flag: Sequence[Delivery] = (),
+        on_backup_change: Sequence[Delivery] = (),
         backup_eligible_changed: bool = False,
         flag_counter_regression: bool = False,
         discovered: bool = False,
@@ -469,19 +473,33 @@ class PostgresStore(SqlStore):
         approval waits on it, then finds it approved); the factor's counter moves only if it
         grows (`counted`), or, with the flag policy, the factor is flagged (`flagged`, the
         exact opposite condition); the challenge is approved and the webhook deliveries
-        written only if one of them did. So a refusal changes nothing."""
+        written only if one of them did. So a refusal changes nothing. With
+        `on_backup_change`, `prior` then locks the factor and reads its backup state as the
+        last approval committed it (the statement's snapshot may be older)."""
         grows = "(sign_count < %s OR (sign_count = 0 AND %s = 0))"
         parts = [
             # Approvable by this factor: a challenge for its owner, or a usernameless one.
             "pending AS (SELECT sid FROM challenges WHERE sid = %s AND status = 'pending'"
             " AND expiration_date >= %s AND entity_sid IN ('', %s) FOR UPDATE)",
+        ]
+        args: list[Any] = [challenge.sid, now, factor.entity_sid]
+        ready = "pending"
+        if on_backup_change:
+            # Referenced by the updates below, so run before them: the challenge's lock is
+            # taken first, as in every approval, then the factor's.
+            parts.append(
+                "prior AS (SELECT backed_up FROM factors WHERE sid = %s"
+                " AND EXISTS (SELECT 1 FROM pending) FOR UPDATE)"
+            )
+            args.append(factor.sid)
+            ready = "prior"
+        parts.append(
             "counted AS (UPDATE factors SET sign_count = %s, backed_up = %s,"
             " date_last_approved = %s, date_updated = %s,"
             " backup_eligible_changed = backup_eligible_changed OR %s"
             f"{DISCOVERED_SET[discovered]} WHERE sid = %s AND status = 'verified' AND {grows}"
-            " AND EXISTS (SELECT 1 FROM pending) RETURNING 1)",
-        ]
-        args: list[Any] = [challenge.sid, now, factor.entity_sid]
+            f" AND EXISTS (SELECT 1 FROM {ready}) RETURNING 1)"
+        )
         args += [new_sign_count, backed_up, now, now, backup_eligible_changed, factor.sid]
         args += [new_sign_count, new_sign_count]
         done = "EXISTS (SELECT 1 FROM counted)"
@@ -494,7 +512,7 @@ class PostgresStore(SqlStore):
                 " backup_eligible_changed = backup_eligible_changed OR %s"
                 f"{DISCOVERED_SET[discovered]}"
                 " WHERE sid = %s AND status = 'verified' AND NOT EXISTS (SELECT 1 FROM counted)"
-                " AND EXISTS (SELECT 1 FROM pending) RETURNING 1)"
+                f" AND EXISTS (SELECT 1 FROM {ready}) RETURNING 1)"
             )
             args += [backed_up, now, now, backup_eligible_changed, factor.sid]
             done = "(EXISTS (SELECT 1 FROM counted) OR EXISTS (SELECT 1 FROM flagged))"
@@ -515,9 +533,16 @@ class PostgresStore(SqlStore):
         )
         args += [*learned_args, factor.sid, now, now]
         on_flag = on_flag if flag_counter_regression else ()
-        if deliveries or on_flag:
+        if deliveries or on_flag or on_backup_change:
+            also = [
+                (
+                    on_backup_change,
+                    f"(SELECT backed_up FROM prior) IS DISTINCT FROM {bool(backed_up)}",
+                ),
+                (on_flag, "EXISTS (SELECT 1 FROM flagged)"),
+            ]
             sent, sent_args = _deliveries_if(
-                deliveries, now, "approved", also=on_flag, also_if="flagged"
+                deliveries, now, "approved", also=[(g, c) for g, c in also if g]
             )
             parts.append(sent)
             args += sent_args

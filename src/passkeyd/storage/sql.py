@@ -1291,6 +1291,7 @@ class SqlStore(abc.ABC):
         now: int,
         deliveries: Sequence[Delivery] = (),
         on_flag: Sequence[Delivery] = (),
+        on_backup_change: Sequence[Delivery] = (),
         backup_eligible_changed: bool = False,
         flag_counter_regression: bool = False,
         discovered: bool = False,
@@ -1302,9 +1303,11 @@ class SqlStore(abc.ABC):
         `flag_counter_regression`, approved with the factor's clone warning set and its
         counter left where it was, and `on_flag` written after `deliveries` (the flag's
         announcement: decided here, where a concurrent approval's counter is seen).
-        `backup_eligible_changed` latches on the factor, and so does `discovered` (the
-        passkey answered a usernameless challenge: it is discoverable) on its
-        `discoverable`."""
+        `on_backup_change` is written after `deliveries` when the factor's stored backup
+        state, read here, is not `backed_up` (an approval racing this one may have changed
+        it since the caller read the factor). `backup_eligible_changed` latches on the
+        factor, and so does `discovered` (the passkey answered a usernameless challenge: it
+        is discoverable) on its `discoverable`."""
         try:
             with self._write() as tx:
                 if challenge.entity_sid == factor.entity_sid:
@@ -1333,6 +1336,12 @@ class SqlStore(abc.ABC):
                     ).rowcount
                 if consumed != 1:
                     raise _Rollback(ApproveOutcome.NOT_PENDING)
+                backup_changed = False
+                if on_backup_change:
+                    prior = tx.execute(
+                        "SELECT backed_up FROM factors WHERE sid = ?", (factor.sid,)
+                    ).fetchone()
+                    backup_changed = prior is not None and prior[0] != backed_up
                 counted = tx.execute(
                     "UPDATE factors SET sign_count = ?, backed_up = ?, date_last_approved = ?,"
                     " date_updated = ?, backup_eligible_changed = backup_eligible_changed OR ?"
@@ -1369,6 +1378,8 @@ class SqlStore(abc.ABC):
                         ApproveOutcome.COUNTER_RACE if present else ApproveOutcome.FACTOR_GONE
                     )
                 _enqueue(tx, deliveries, now)
+                if backup_changed:
+                    _enqueue(tx, on_backup_change, now)
                 if flagged:
                     _enqueue(tx, on_flag, now)
         except _Rollback as rollback:
