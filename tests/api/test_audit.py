@@ -112,3 +112,19 @@ def test_a_client_gone_before_its_body_ended_is_no_server_error(api, client, cap
     assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
     assert api.get("/v2/AuditEvents").json()["audit_events"] == []
     assert api.get("/v2/Services").json()["services"] == []
+
+
+def test_an_entity_is_recorded_by_its_sid_when_made_and_when_deleted(api):
+    """Its identity (which names the user, in the path) was the deletion's resource, while
+    its creation recorded its SID: one entity's two records did not match."""
+    api.create_service()
+    made = api.post_form(f"{api.svc}/Entities", {"Identity": "user-0001"})
+    assert made.status_code == 201, made.text
+    assert api.delete(f"{api.svc}/Entities/user-0001").status_code == 204
+    assert api.delete(f"{api.svc}/Entities/user-0001").status_code == 404
+    events = api.get("/v2/AuditEvents", params={"PageSize": 50}).json()["audit_events"]
+    assert [(e["action"], e["outcome"], e["resource"]) for e in events[:3]] == [
+        ("delete_entity", "refused", "user-0001"),  # no entity: the path is all there is
+        ("delete_entity", "ok", made.json()["sid"]),
+        ("create_entity", "ok", made.json()["sid"]),
+    ]

@@ -209,11 +209,13 @@ def _service_of(request: Request, payload: Any) -> str:
 
 
 def _resource(request: Request, payload: Any) -> str:
-    """The SID a request acted on: from its path, else from what it created or answered."""
+    """The SID a request acted on: from its path, else from what it created or answered.
+    (A path's identity or service SID gives way to the SID of what it answered: an entity
+    is recorded by its SID, not by the identity its path names.)"""
     params = request.path_params
     for name in ("sid", "identity", "service_sid"):
         if name in params:
-            if name == "service_sid" and isinstance(payload, dict) and "sid" in payload:
+            if name != "sid" and isinstance(payload, dict) and "sid" in payload:
                 return str(payload["sid"])
             return str(params[name])
     if isinstance(payload, dict) and isinstance(payload.get("sid"), str):

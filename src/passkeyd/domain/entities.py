@@ -59,8 +59,9 @@ class Entities:
         self._service_exists(account_sid, service_sid)
         return self.store.list_entities(account_sid, service_sid, page)
 
-    def delete(self, account_sid: str, service_sid: str, identity: str) -> None:
-        """The entity and its factors, each factor's deletion announced. A factor made
+    def delete(self, account_sid: str, service_sid: str, identity: str) -> str:
+        """The entity and its factors, each factor's deletion announced; its SID is
+        returned. A factor made
         between the read of the factors and the deletion (on PostgreSQL, where they are not
         under one lock) would go unannounced: the deletion is then made again, read anew."""
         for _ in range(DELETE_ATTEMPTS):
@@ -83,7 +84,7 @@ class Entities:
                 continue
             if not done:
                 raise _not_found(f"/Services/{service_sid}/Entities/{identity}")
-            return
+            return entity.sid
         raise StorageUnavailable("the entity kept changing; try again")
 
     # --- factors under an entity ----------------------------------------------------------

@@ -60,13 +60,13 @@ async def fetch_entity(call: Call) -> tuple[int, Any]:
 
 @endpoint
 async def delete_entity(call: Call) -> tuple[int, Any]:
-    await call.run(
+    sid = await call.run(
         call.domain.entities.delete,
         call.account_sid,
         call.path("service_sid"),
         call.path("identity"),
     )
-    return 204, None
+    return 204, {"sid": sid}  # no body: the SID is the audit record's resource, as at creation
 
 
 def _factor_json(call: Call, factor: Factor) -> dict[str, Any]:
