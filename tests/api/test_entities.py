@@ -498,6 +498,24 @@ def test_an_auth_payload_is_refused_with_where_passkeys_are_verified(api: Api) -
     assert_twilio_error(api.post_form(missing, {"AuthPayload": "123456"}), 404, 20404)
 
 
+def test_push_and_totp_config_is_refused_for_a_passkey(api: Api) -> None:
+    """Config.NotificationToken, Config.TimeStep and the like configure push and TOTP
+    factors. Sent for a passkey (twilio-node's factors(sid).update({"config.timeStep": 30})),
+    they were ignored with a 200, as if the factor had taken them."""
+    api.create_service()
+    factor = api.register("user-0001")
+    url = f"{entity_url(api, 'user-0001')}/Factors/{factor['sid']}"
+    before = api.snapshot()
+
+    r = api.post_form(url, {"Config.TimeStep": "30", "FriendlyName": "renamed"})
+
+    body = assert_twilio_error(r, 400, 60300)
+    assert "Config.TimeStep" in body["message"] and "/Passkeys/Factors" in body["message"]
+    assert api.snapshot() == before
+    missing = f"{entity_url(api, 'user-0001')}/Factors/YF{'0' * 32}"
+    assert_twilio_error(api.post_form(missing, {"Config.Alg": "sha1"}), 404, 20404)
+
+
 def test_delete_factor_stops_sign_in(api: Api) -> None:
     api.create_service()
     factor = api.register("user-0001")

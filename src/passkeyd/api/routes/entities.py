@@ -147,6 +147,17 @@ async def update_factor(call: Call) -> tuple[int, Any]:
             "Invalid parameter: AuthPayload does not apply to a passkeys factor; verify it with"
             f" POST /v2/Services/{service_sid}/Passkeys/VerifyFactor"
         )
+    # Config.NotificationToken, Config.TimeStep, ...: push and TOTP settings; a passkey's
+    # config is fixed by its creation request, so they would change nothing.
+    if config := sorted(key for key, _ in form.items() if key.startswith("Config.")):
+        await call.run(
+            call.domain.entities.get_factor, call.account_sid, service_sid, identity, sid
+        )
+        raise InvalidParam(
+            f"Invalid parameter: {', '.join(config)} does not apply to a passkeys factor, whose"
+            " config is set when it is created with"
+            f" POST /v2/Services/{service_sid}/Passkeys/Factors"
+        )
     name = form.get("FriendlyName")
     if name is None:
         factor = await call.run(
