@@ -412,3 +412,35 @@ def test_a_passkey_made_while_its_user_is_deleted_has_its_deletion_announced(
     sids = sorted(json.loads(payload)["factor_sid"] for (payload,) in announced)
     assert sids == sorted([first["sid"], made[0]])
     assert rows(db_path, "SELECT sid FROM factors") == []
+
+
+def test_a_user_deleted_and_made_again_while_being_deleted_has_no_deletion_announced_twice(
+    api, db_path, domain, monkeypatch
+):
+    """Right after this deletion read the user and its passkey, another request deleted the
+    user (announcing the passkey's deletion) and made it again, with no passkey. This
+    deletion then deleted the new entity in the old one's name: the passkey's deletion
+    announced a second time, and the audit record naming the old SID. It reads again."""
+    api.create_service()
+    passkey = api.register("user-0001")
+    old = api.get(f"{api.svc}/Entities/user-0001").json()["sid"]
+    create_webhook(api, "https://hooks.example.com/x", "factor.deleted")
+    store, read = domain.store, domain.store.list_factors
+    new: list[str] = []
+
+    def read_then_user_made_again_by_another(*args):
+        found = read(*args)
+        if not new:
+            monkeypatch.setattr(store, "list_factors", read)
+            domain.entities.delete(api.account_sid, api.service_sid, "user-0001")
+            new.append(domain.entities.create(api.account_sid, api.service_sid, "user-0001").sid)
+        return found
+
+    monkeypatch.setattr(store, "list_factors", read_then_user_made_again_by_another)
+    assert api.delete(f"{api.svc}/Entities/user-0001").status_code == 204
+    announced = rows(db_path, "SELECT payload FROM webhook_deliveries")
+    assert [json.loads(p)["factor_sid"] for (p,) in announced] == [passkey["sid"]]
+    assert rows(db_path, "SELECT sid FROM entities") == []
+    events = api.get("/v2/AuditEvents", params={"PageSize": 5}).json()["audit_events"]
+    assert (events[0]["action"], events[0]["resource"]) == ("delete_entity", new[0])
+    assert new[0] != old

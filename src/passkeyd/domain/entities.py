@@ -61,9 +61,10 @@ class Entities:
 
     def delete(self, account_sid: str, service_sid: str, identity: str) -> str:
         """The entity and its factors, each factor's deletion announced; its SID is
-        returned. A factor made
-        between the read of the factors and the deletion (on PostgreSQL, where they are not
-        under one lock) would go unannounced: the deletion is then made again, read anew."""
+        returned. A factor made between the read of the factors and the deletion (on
+        PostgreSQL, where they are not under one lock) would go unannounced, and an entity
+        deleted and made again meanwhile would have the first one's factors announced and
+        SID returned: the deletion is then made again, read anew."""
         for _ in range(DELETE_ATTEMPTS):
             entity = self.get(account_sid, service_sid, identity)
             deleted: list[Delivery] = []
@@ -79,8 +80,9 @@ class Entities:
                 deleted,
                 self.clock(),
                 factor_sids=None if page.has_more else {f.sid for f in page.items},
+                entity_sid=entity.sid,
             )
-            if done is None:  # a factor was made meanwhile
+            if done is None:  # a factor was made meanwhile, or the entity made again
                 continue
             if not done:
                 raise _not_found(f"/Services/{service_sid}/Entities/{identity}")

@@ -137,6 +137,7 @@ class Store(Protocol):
         deliveries: Sequence[Delivery] = (),
         now: int = 0,
         factor_sids: Collection[str] | None = None,
+        entity_sid: str | None = None,
     ) -> bool | None: ...
 
     # factors

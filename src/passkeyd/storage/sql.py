@@ -866,11 +866,14 @@ class SqlStore(abc.ABC):
         deliveries: Sequence[Delivery] = (),
         now: int = 0,
         factor_sids: Collection[str] | None = None,
+        entity_sid: str | None = None,
     ) -> bool | None:
         """False when there is no such entity. With `factor_sids`, the factors whose
         deletion `deliveries` announce: None, and nothing deleted, when the entity holds
         another (made since they were read, which on PostgreSQL can commit in between):
-        its deletion would go unannounced."""
+        its deletion would go unannounced. With `entity_sid`, the entity they were read
+        from: None too when the identity names another now (deleted and made again since:
+        the deliveries announce factors already gone)."""
         with self._write() as db:
             # The service's row first (as every write under a service takes it), then the
             # entity's: a deletion of the service, which takes them in that order, cannot
@@ -885,6 +888,8 @@ class SqlStore(abc.ABC):
             ).fetchone()
             if row is None:
                 return False
+            if entity_sid is not None and row[0] != entity_sid:
+                return None
             if factor_sids is not None:
                 held = db.execute("SELECT sid FROM factors WHERE entity_sid = ?", (row[0],))
                 if any(sid not in factor_sids for (sid,) in held.fetchall()):

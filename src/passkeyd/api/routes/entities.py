@@ -149,7 +149,7 @@ async def update_factor(call: Call) -> tuple[int, Any]:
         )
     # Config.NotificationToken, Config.TimeStep, ...: push and TOTP settings; a passkey's
     # config is fixed by its creation request, so they would change nothing.
-    if config := sorted(key for key, _ in form.items() if key.startswith("Config.")):
+    if config := sorted({key for key, _ in form.items() if key.startswith("Config.")}):
         await call.run(
             call.domain.entities.get_factor, call.account_sid, service_sid, identity, sid
         )
