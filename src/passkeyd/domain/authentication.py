@@ -490,38 +490,41 @@ class Authentications:
                 self._check_pending(latest, now)
             self._record_failure(challenge, factor, refusal, now)
             raise
-        approved = self.events.deliveries(
-            account_sid,
-            service_sid,
-            events.CHALLENGE_APPROVED,
-            events.challenge_fields(challenge, factor, "approved"),
-        )
-        # Whether the backup state (BS) changed is decided where it is written too: an
-        # approval racing this one (the passkey synced to a second device) may have
-        # changed it since the factor was read. The store sends this only if it did.
-        backup_changed = self.events.deliveries(
-            account_sid,
-            service_sid,
-            events.BACKUP_STATE_CHANGED,
-            {**events.factor_fields(factor), "backed_up": str(verified.backed_up).lower()},
-        )
-        # CounterPolicy=flag: approved, flagged, announced. Whether the counter grew is
-        # decided where it is written, not only here: a concurrent approval (another worker,
-        # the clone) may have moved the stored counter up to or past this one since it was
-        # read, and the write then flags the factor. So the announcement goes with the flag,
-        # written by the store only when it flags.
+        approved: list[Delivery] = []
+        backup_changed: list[Delivery] = []
         on_flag: list[Delivery] = []
-        if flag_counter:
-            on_flag = self.events.deliveries(
+        if self.events.any_enabled(account_sid, service_sid):  # (else none is built)
+            approved = self.events.deliveries(
                 account_sid,
                 service_sid,
-                events.COUNTER_REGRESSED,
-                {
-                    **events.factor_fields(factor),
-                    "challenge_sid": challenge.sid,
-                    "outcome": "approved",
-                },
+                events.CHALLENGE_APPROVED,
+                events.challenge_fields(challenge, factor, "approved"),
             )
+            # Whether the backup state (BS) changed is decided where it is written too: an
+            # approval racing this one (the passkey synced to a second device) may have
+            # changed it since the factor was read. The store sends this only if it did.
+            backup_changed = self.events.deliveries(
+                account_sid,
+                service_sid,
+                events.BACKUP_STATE_CHANGED,
+                {**events.factor_fields(factor), "backed_up": str(verified.backed_up).lower()},
+            )
+            # CounterPolicy=flag: approved, flagged, announced. Whether the counter grew is
+            # decided where it is written, not only here: a concurrent approval (another
+            # worker, the clone) may have moved the stored counter up to or past this one
+            # since it was read, and the write then flags the factor. So the announcement
+            # goes with the flag, written by the store only when it flags.
+            if flag_counter:
+                on_flag = self.events.deliveries(
+                    account_sid,
+                    service_sid,
+                    events.COUNTER_REGRESSED,
+                    {
+                        **events.factor_fields(factor),
+                        "challenge_sid": challenge.sid,
+                        "outcome": "approved",
+                    },
+                )
         # A BE flag that changed since registration is recorded, not refused: iCloud Keychain
         # passkeys made with BE=0 report BE=1 later (go-webauthn#335).
         yield

@@ -56,6 +56,11 @@ class Events:
     store: Store
     clock: Clock
 
+    def any_enabled(self, account_sid: str, service_sid: str) -> bool:
+        """Whether the service has an enabled webhook (from the configuration cache): with
+        none, a use-case need not build its events' fields."""
+        return bool(self.store.enabled_webhooks(account_sid, service_sid))
+
     def deliveries(
         self, account_sid: str, service_sid: str, event_type: str, fields: dict[str, str]
     ) -> list[Delivery]:
