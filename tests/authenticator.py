@@ -26,6 +26,9 @@ UP, UV, BE, BS, AT, ED = 0x01, 0x04, 0x08, 0x10, 0x40, 0x80
 # Extensions {"x": 1.0} whose 1.0 is a float16 (3 bytes): cbor2 writes it again as a float64
 # (9 bytes), which is where py_webauthn looked for the end of authenticatorData.
 FLOAT16_EXTENSIONS = bytes([0xA1, 0x61, 0x78, 0xF9, 0x3C, 0x00])
+# Extensions {"x": 1} whose 1 is written in two bytes (0x18 0x01), not in CTAP2's canonical
+# one (0x01): cbor2 writes it again shorter, and py_webauthn finds bytes left over.
+LONG_FORM_EXTENSIONS = bytes([0xA1, 0x61, 0x78, 0x18, 0x01])
 # Extensions that do not end authenticatorData as one CBOR map, and what refuses them.
 EXTENSIONS_NOT_ENDING_AUTH_DATA = {
     "bytes-after-the-extensions": (FLOAT16_EXTENSIONS + b"\x00" * 6, "6 bytes after its last"),

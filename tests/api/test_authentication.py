@@ -12,6 +12,7 @@ from tests.authenticator import (
     ED,
     EXTENSIONS_NOT_ENDING_AUTH_DATA,
     FLOAT16_EXTENSIONS,
+    LONG_FORM_EXTENSIONS,
     UP,
     UV,
     Authenticator,
@@ -827,6 +828,14 @@ def test_6_1_assertion_authenticator_data_after_its_extensions(api, challenge, t
     control = _signed(api, challenge["options"], UP | UV | BE | BS | ED, FLOAT16_EXTENSIONS)
     r = api.approve(control)
     assert (r.status_code, r.json()["status"]) == (200, "approved"), r.text
+
+
+def test_6_1_assertion_extensions_not_in_ctap2_canonical_form_are_malformed(api, challenge):
+    """CTAP2 canonical CBOR: signed extensions whose integer is written longer than it
+    needs are refused as malformed authenticatorData (400 60379), not approved and not a
+    500 (py_webauthn, writing them again, finds a byte left over)."""
+    assertion = _signed(api, challenge["options"], UP | UV | BE | BS | ED, LONG_FORM_EXTENSIONS)
+    assert "authenticatorData is malformed" in refused(api, assertion, 400, 60379)["message"]
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,7 @@ from tests.authenticator import (
     ES512,
     EXTENSIONS_NOT_ENDING_AUTH_DATA,
     FLOAT16_EXTENSIONS,
+    LONG_FORM_EXTENSIONS,
     PS256,
     RS256,
     UP,
@@ -677,6 +678,19 @@ def test_6_1_extensions_written_unlike_cbor2_writes_them_are_read_as_sent(api, p
     attestation["authData"] = bytes(auth_data) + FLOAT16_EXTENSIONS
     r = api.verify_factor(_with_attestation(cred, attestation))
     assert r.status_code == 200, r.text
+
+
+def test_6_1_extensions_not_in_ctap2_canonical_form_are_malformed(api, pending):
+    """CTAP2 canonical CBOR: extensions whose integer is written longer than it needs end
+    where the layout check says, but py_webauthn, writing them again, finds a byte left
+    over. Refused as malformed (400 60386, saying why), not verified and not a 500."""
+    cred = api.authenticator.create(pending["options"], ORIGIN)
+    attestation = _attestation(cred)
+    auth_data = bytearray(attestation["authData"])
+    auth_data[32] |= ED
+    attestation["authData"] = bytes(auth_data) + LONG_FORM_EXTENSIONS
+    body = refused(api, _with_attestation(cred, attestation), 400, 60386)
+    assert "CTAP2 canonical" in body["message"]
 
 
 @pytest.mark.parametrize(
