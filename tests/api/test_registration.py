@@ -545,6 +545,15 @@ def test_step_7_1_25_a_credential_id_over_1023_bytes_is_refused(api, pending):
     assert unb64url(factor["metadata"]["credential_id"]) == b"\x02" * 1023
 
 
+def test_attested_credential_data_naming_an_empty_credential_id_is_60387(api, pending):
+    """A credentialIdLength of 0 (§6.5.1) names no credential: refused as no attested
+    credential data, before the id the response gives is compared with it."""
+    cred = api.authenticator.create(
+        pending["options"], ORIGIN, credential_id=b"", id=b64url(b"\x03" * 32)
+    )
+    assert "no attested credential data" in refused(api, cred, 400, 60387)["message"]
+
+
 def test_attested_credential_data_missing(api, pending):
     cred = api.authenticator.create(pending["options"], ORIGIN, flags=UP | UV, attested=False)
     refused(api, cred, 400, 60387)
