@@ -761,18 +761,30 @@ def _full_packed(leaf):
     return Authenticator(attestation="packed", x5c=[leaf.der], attestation_key=leaf.key)
 
 
+def _reshaped_leaf(pki, root, **shape):
+    """An attestation leaf under `root` in a shape CertificateBuilder cannot write
+    (`pki.reshaped`: X.509 v1, or v3 without extensions), signed again by `root`."""
+    from cryptography import x509
+
+    leaf = pki.attestation_leaf(root, AAGUID)
+    der = pki.reshaped(leaf, signer=root.key, **shape)
+    return pki.Issued(x509.load_der_x509_certificate(der), leaf.key)
+
+
 @pytest.mark.parametrize(
     ("leaf_of", "says"),
     [
         (lambda pki, root: pki.attestation_leaf(root, AAGUID, unit="Web Server"), "subject OU"),
         (lambda pki, root: pki.attestation_leaf(root, AAGUID, is_ca=True), "is a CA"),
+        (lambda pki, root: _reshaped_leaf(pki, root, version1=True), "not X.509 version 3"),
+        (lambda pki, root: _reshaped_leaf(pki, root, extensions=False), "no Basic Constraints"),
         (lambda pki, root: pki.attestation_leaf(root, b"\x01" * 16), "another authenticator"),
         (
             lambda pki, root: pki.attestation_leaf(root, AAGUID, aaguid_critical=True),
             "AAGUID extension is marked critical",
         ),
     ],
-    ids=["ou", "ca", "aaguid-extension", "aaguid-extension-critical"],
+    ids=["ou", "ca", "v1", "no-basic-constraints", "aaguid-extension", "aaguid-extension-critical"],
 )
 def test_step_7_1_22_a_packed_certificate_must_meet_8_2_1_under_any_policy(
     api, pending, leaf_of, says
