@@ -131,6 +131,10 @@ def test_invalid_webhooks_are_refused(hooks_api, form, fragment):
         ({"FriendlyName": "changed", "EventTypes": " , "}, "EventTypes is required"),
         ({"FriendlyName": "changed", "WebhookUrl": ""}, "WebhookUrl cannot be empty"),
         ({"EventTypes": "factor.exploded"}, "EventTypes"),
+        # A new WebhookUrl is checked as at create (none of these was tested on update).
+        ({"WebhookUrl": "ftp://hooks.example.org/x"}, "http or https"),
+        ({"WebhookUrl": "https://user:pw@hooks.example.org/x"}, "credentials"),
+        ({"WebhookUrl": "not a url"}, "printable ASCII"),
     ],
 )
 def test_invalid_webhook_updates_are_refused_and_change_nothing(hooks_api, form, fragment):
@@ -163,6 +167,25 @@ def test_private_targets_are_refused_unless_allowed(api, url):
     assert "private" in r.json()["message"]
     # and how a developer with a receiver on this machine gets there
     assert "PASSKEYD_WEBHOOK_ALLOW_PRIVATE=true" in r.json()["message"]
+
+
+def test_a_webhook_moved_to_a_private_target_is_refused(api):
+    """An update's WebhookUrl passes the check a new webhook's does: a webhook made for a
+    public receiver could otherwise be pointed at the cloud metadata address. The control:
+    a public URL is taken."""
+    api.create_service()
+    form = {"FriendlyName": "h", "WebhookUrl": "https://hooks.example.org/x", "EventTypes": "*"}
+    r = api.post_form(f"{api.svc}/Webhooks", form)
+    assert r.status_code == 201, r.text
+    hook = r.json()
+    before = api.snapshot()
+    url = "http://169.254.169.254/latest/meta-data"
+    r = api.post_form(f"{api.svc}/Webhooks/{hook['sid']}", {"WebhookUrl": url})
+    assert (r.status_code, r.json()["code"]) == (400, 60200), r.text
+    assert "private" in r.json()["message"]
+    assert api.snapshot() == before
+    r = api.post_form(f"{api.svc}/Webhooks/{hook['sid']}", {"WebhookUrl": "https://h.example/y"})
+    assert (r.status_code, r.json()["webhook_url"]) == (200, "https://h.example/y"), r.text
 
 
 def test_another_accounts_webhooks_are_not_found(hooks_api, client, domain):
