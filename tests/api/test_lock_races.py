@@ -444,3 +444,22 @@ def test_a_user_deleted_and_made_again_while_being_deleted_has_no_deletion_annou
     events = api.get("/v2/AuditEvents", params={"PageSize": 5}).json()["audit_events"]
     assert (events[0]["action"], events[0]["resource"]) == ("delete_entity", new[0])
     assert new[0] != old
+
+
+def test_an_approval_whose_counter_was_passed_meanwhile_is_refused_as_a_clone(api, db_path):
+    """The passkey signed in elsewhere (its counter moved to 30) while this assertion (20),
+    verified against the counter read before, waited for the write lock: refused at the
+    write as a counter that did not grow (403 60324, step sign_count), counted as a failed
+    attempt on the challenge, which stays pending; the counter stays 30."""
+    api.create_service()
+    factor = api.register("user-0001")
+    challenge = api.challenge(identity="user-0001")
+    assertion = api.authenticator.get(challenge["options"], ORIGIN, sign_count=20)
+    moved = ("UPDATE factors SET sign_count = 30 WHERE sid = ?", (factor["sid"],))
+    with changed_by_another_process(db_path, moved):
+        r = api.approve(assertion)
+    assert (r.status_code, r.json()["code"]) == (403, 60324), r.text
+    assert rows(db_path, "SELECT status, failed_attempts FROM challenges") == [("pending", 1)]
+    assert rows(db_path, "SELECT sign_count FROM factors") == [(30,)]
+    audit = api.get("/v2/AuditEvents", params={"PageSize": 1}).json()["audit_events"][0]
+    assert (audit["action"], audit["step"]) == ("approve_challenge", "sign_count")

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from passkeyd.domain import Domain
+from passkeyd.domain.policy import MAX_AAGUIDS, MAX_NAME_LENGTH, MAX_ORIGIN_LENGTH, MAX_ORIGINS
 from tests.conftest import ORIGIN, Api, FakeClock
 
 SERVICE_SID = re.compile(r"^VA[0-9a-f]{32}$")
@@ -870,4 +871,54 @@ def test_a_form_value_that_is_not_utf8_is_refused_escaped_or_not(api, body) -> N
     )
     assert (r.status_code, r.json()["code"]) == (400, 60200), r.text
     assert "not UTF-8" in r.json()["message"]
+    assert api.snapshot() == before
+
+
+def _many(count: int, make) -> str:
+    return ",".join(make(i) for i in range(count))
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "says"),
+    [
+        ("Passkeys.RelyingParty.Name", "n" * (MAX_NAME_LENGTH + 1), "too long"),
+        (
+            "Passkeys.RelyingParty.Origins",
+            _many(MAX_ORIGINS + 1, lambda i: f"https://o{i}.example.com"),
+            f"more than {MAX_ORIGINS}",
+        ),
+        (
+            "Passkeys.RelyingParty.Origins",
+            "https://" + "a" * MAX_ORIGIN_LENGTH + ".example.com",
+            f"longer than {MAX_ORIGIN_LENGTH}",
+        ),
+        (
+            "Passkeys.TopOrigins",
+            _many(MAX_ORIGINS + 1, lambda i: f"https://t{i}.example.net"),
+            f"more than {MAX_ORIGINS}",
+        ),
+        (
+            "Passkeys.AaguidAllow",
+            _many(MAX_AAGUIDS + 1, lambda i: f"{i:08x}-0000-4000-8000-000000000000"),
+            f"more than {MAX_AAGUIDS}",
+        ),
+        (
+            "Passkeys.AaguidDeny",
+            _many(MAX_AAGUIDS + 1, lambda i: f"{i:08x}-0000-4000-8000-000000000000"),
+            f"more than {MAX_AAGUIDS}",
+        ),
+    ],  # fmt: skip
+)
+def test_settings_past_their_bounds_are_refused_and_change_nothing(
+    api: Api, field: str, value: str, says: str
+) -> None:
+    """Each bound on what a service stores (it is read at every ceremony) refuses a value
+    past it with 60200, naming the setting, on creation and on update alike."""
+    r = api.post_form("/v2/Services", dict(FULL_FORM, **{field: value}))
+    body = assert_twilio_error(r, 400, 60200)
+    assert field in body["message"] and says in body["message"], body["message"]
+    sid = api.create_service()["sid"]
+    before = api.snapshot()
+    body = assert_twilio_error(api.post_form(f"/v2/Services/{sid}", {field: value}), 400, 60200)
+    assert says in body["message"]
     assert api.snapshot() == before

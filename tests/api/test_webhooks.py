@@ -15,7 +15,7 @@ from twilio.request_validator import RequestValidator
 
 from passkeyd.api import create_app
 from passkeyd.domain import Domain
-from passkeyd.domain.webhooks import resolve_target
+from passkeyd.domain.webhooks import MAX_URL_LENGTH, resolve_target
 from passkeyd.sealing import SecretBox
 from passkeyd.settings import Settings
 from tests.authenticator import Authenticator
@@ -104,6 +104,10 @@ def test_webhook_resource_round_trip(hooks_api):
         ({"WebhookUrl": "ftp://hooks.example.org/x"}, "http or https"),
         ({"WebhookUrl": "https://user:pw@hooks.example.org/x"}, "credentials"),
         ({"WebhookUrl": "not a url"}, "printable ASCII"),
+        ({"WebhookUrl": "https://hooks.example.org/" + "x" * MAX_URL_LENGTH}, "too long"),
+        ({"WebhookUrl": "https://hooks.example.org:99999/x"}, "not a URL"),
+        ({"WebhookUrl": "https://hooks.example.org:port/x"}, "not a URL"),
+        ({"WebhookUrl": "https:///x"}, "no host"),
         ({"EventTypes": "factor.exploded"}, "EventTypes"),
         ({"Status": "sometimes"}, "Status"),
         ({"Version": "v9"}, "Version"),
