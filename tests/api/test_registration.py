@@ -1112,3 +1112,27 @@ def test_a_factor_form_whose_fields_are_separated_by_semicolons_is_refused(api):
     )
     assert r.status_code == 201, r.text
     assert (r.json()["friendly_name"], r.json()["identity"]) == ("a;identity=x", "user-0001")
+
+
+@pytest.mark.parametrize("alg", [ES256, ES384, -8])
+@pytest.mark.parametrize("change", ["no alg", "no sig", "sig text"])
+def test_a_packed_attestation_without_alg_or_sig_bytes_is_malformed_whoever_verifies_it(
+    api, alg, change
+):
+    """§8.2: `alg` and `sig` are both required. py_webauthn verifies the statement of an
+    ES256 or EdDSA key, passkeyd that of an ES384 one; the first was refused as not
+    verifying (403 60311), the second as malformed (400 60386). Malformed for all."""
+    api.create_service(**{"Passkeys.Algorithms": "-7,-35,-8"})
+    cred = Authenticator(attestation="packed", alg=alg).create(
+        api.create_factor()["options"], ORIGIN
+    )
+    attestation = _attestation(cred)
+    statement = attestation["attStmt"]
+    if change == "no alg":
+        del statement["alg"]
+    elif change == "no sig":
+        del statement["sig"]
+    else:
+        statement["sig"] = "text"
+    body = refused(api, _with_attestation(cred, attestation), 400, 60386)
+    assert "lacks its alg or sig bytes" in body["message"]

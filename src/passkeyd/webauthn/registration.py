@@ -365,6 +365,15 @@ def _verify_statement(
         raise MalformedResponse(
             Step.ATTESTATION_OBJECT, "the attestation statement's alg is not an integer"
         )
+    if fmt == "packed" and (
+        not isinstance(statement.alg, int) or not isinstance(statement.sig, bytes)
+    ):
+        # §8.2's syntax: both are required. (Without, a statement py_webauthn verifies was
+        # refused as not verifying, 403 60311, and one passkeyd verifies itself, ES384 or
+        # EdDSA's own keys, as malformed, 400 60386: now the second for all.)
+        raise MalformedResponse(
+            Step.ATTESTATION_OBJECT, "the packed attestation statement lacks its alg or sig bytes"
+        )
     if fmt == "packed" and statement.x5c and isinstance(statement.alg, int):
         _check_packed_certificate_key(statement.alg, statement.x5c[0])
     if fmt == "fido-u2f" and algorithm != ES256:
@@ -378,8 +387,7 @@ def _verify_statement(
         and not statement.x5c
         and own_public_key(attested.credential_public_key) is not None
     ):
-        if not isinstance(statement.sig, bytes) or not isinstance(statement.alg, int):
-            raise MalformedResponse(Step.ATTESTATION_OBJECT, "attStmt alg/sig are malformed")
+        assert isinstance(statement.sig, bytes) and isinstance(statement.alg, int)  # (above)
         _verify_packed_self_own(
             response,
             raw_auth_data,
