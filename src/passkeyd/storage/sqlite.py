@@ -35,7 +35,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from typing import Any, TypeVar
 
 from passkeyd import logs
@@ -533,10 +533,14 @@ class SQLiteStore(SqlStore):
         -wal file at the path (still the old file's, when only the database was replaced)
         would be replayed onto the new database at the next start: a restored backup read
         as malformed. Without waiting: a reader holding a snapshot (another worker, a
-        shell) makes it busy, and it is tried again at the next request."""
+        shell) makes it busy, and it is tried again at the next request. Except for this
+        process's own checkpointer, whose checkpoint in progress (a few milliseconds, or
+        RESTART_WAIT_MS at most) it waits for: it made the first try busy now and then."""
         busy = 1
+        checkpointer = self._checkpointer
+        running = checkpointer.running if checkpointer is not None else nullcontext()
         try:
-            with self._lock:
+            with running, self._lock:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
                 self._db.execute("PRAGMA busy_timeout = 0")
@@ -724,6 +728,10 @@ class Checkpointer:
         self._truncate_after = 0.0
         self._restart_after = 0.0  # monotonic time before which no RESTART is tried
         self._failed_line = logs.Throttle(1.0)
+        # Held while a checkpoint runs (never while waiting for the write gate), so that
+        # the store's own checkpoint of a replaced file's WAL waits for this one rather than
+        # finding it busy (see SQLiteStore._empty_the_orphaned_wal).
+        self.running = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="passkeyd-checkpointer", daemon=True)
         self._thread.start()
 
@@ -751,7 +759,8 @@ class Checkpointer:
                     if self._restart("TRUNCATE"):
                         self.truncations += 1
                     continue
-                row = self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                with self.running:
+                    row = self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                 self.runs += 1
                 self.last = row  # (busy, frames in the WAL, frames copied back)
                 if row is not None and row[1] >= RESTART_FRAMES:
@@ -774,7 +783,8 @@ class Checkpointer:
         try:
             self._db.execute(f"PRAGMA busy_timeout = {RESTART_WAIT_MS}")
             try:
-                busy = self._db.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()[0]
+                with self.running:
+                    busy = self._db.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()[0]
             finally:
                 self._db.execute("PRAGMA busy_timeout = 0")
         finally:
