@@ -1046,3 +1046,90 @@ def test_writes_come_back_when_the_wal_holds_the_last_of_a_full_disk(tmp_path: P
     assert lines[1].startswith("written after ") and int(lines[1].split()[2]) >= 1, r.stdout
     assert lines[2] == "20 more written", r.stdout
     assert r.stderr.count("group commit failed") <= 3, r.stderr  # not one per failure
+
+
+class _Owned:
+    """A lock that says which thread holds it (the checkpointer's `running`, watched)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.owner: int | None = None
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+        self.owner = threading.get_ident()
+
+    def __exit__(self, *exc: object) -> None:
+        self.owner = None
+        self._lock.release()
+
+
+def test_a_probe_and_a_background_write_seeing_a_replaced_file_at_once_do_not_deadlock(
+    tmp_path: Path,
+) -> None:
+    """Emptying a replaced file's WAL waits for the checkpointer's `running` lock. A
+    background write (audit trail, webhooks) meets the replaced file at its COMMIT holding
+    the store's lock, then waits for `running`; /healthz's ping on the loop meets it
+    holding neither, and took `running` first, then the store's lock: each waited for the
+    other for good, and the event loop with them."""
+    path = tmp_path / "gc.db"
+    store = SQLiteStore(str(path))
+    store.migrate()
+    store.put_account(account())
+    outcomes: dict[str, str] = {}
+
+    async def main() -> None:
+        store.start_group_commit(asyncio.get_running_loop())
+        checkpointer = store._checkpointer
+        assert checkpointer is not None
+        running = checkpointer.running = _Owned()  # type: ignore[assignment]
+        backup = tmp_path / "backup.db"
+        source, target = sqlite3.connect(path), sqlite3.connect(backup)
+        source.backup(target)
+        source.close()
+        target.close()
+        os.replace(backup, path)
+        holding = threading.Event()
+        probing: list[int] = []
+
+        def background_write() -> None:
+            try:
+                with store._write() as db:
+                    db.execute("INSERT INTO accounts SELECT * FROM accounts WHERE 0")
+                    holding.set()
+                    # until the probe holds `running` (or gave up on a deadlock-free store)
+                    for _ in range(200):
+                        if probing and running.owner == probing[0]:
+                            break
+                        time.sleep(0.005)
+                outcomes["write"] = "committed"
+            except StorageUnavailable:
+                outcomes["write"] = "refused"
+
+        def probe() -> None:
+            holding.wait(5)
+            probing.append(threading.get_ident())
+            try:
+                store.ping()
+                outcomes["probe"] = "ok"
+            except StorageUnavailable:
+                outcomes["probe"] = "refused"
+
+        threads = [
+            threading.Thread(target=background_write, daemon=True),
+            threading.Thread(target=probe, daemon=True),
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(5)
+        stuck = [t for t in threads if t.is_alive()]
+        assert not stuck, f"deadlocked: {outcomes}"
+        store.stop_group_commit()
+
+    try:
+        run(main())
+    finally:
+        if "probe" in outcomes:
+            store.close()
+    assert outcomes == {"write": "refused", "probe": "refused"}

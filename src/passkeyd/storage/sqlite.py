@@ -540,7 +540,11 @@ class SQLiteStore(SqlStore):
         checkpointer = self._checkpointer
         running = checkpointer.running if checkpointer is not None else nullcontext()
         try:
-            with running, self._lock:
+            # The store's lock first, then `running`: most callers come holding the store's
+            # lock already (a commit, on the loop or in a background write's thread), and
+            # the other order (the probes' ping, which comes holding neither) deadlocked
+            # against one of them. The checkpointer takes `running` alone.
+            with self._lock, running:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
                 self._db.execute("PRAGMA busy_timeout = 0")
