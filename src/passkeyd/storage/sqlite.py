@@ -35,7 +35,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext, suppress
+from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
 
 from passkeyd import logs
@@ -74,6 +74,8 @@ CHECKPOINT_INTERVAL_SECONDS = 0.1  # at most one background checkpoint this ofte
 RESTART_FRAMES = 4096
 RESTART_WAIT_MS = 50
 RESTART_BACKOFF_SECONDS = 2.0  # after a RESTART that found a reader in its way
+# How long emptying a replaced file's WAL waits for the checkpointer's checkpoint in progress.
+ORPHAN_WAIT_SECONDS = 0.1
 
 
 def _create_private(path: str) -> None:
@@ -534,17 +536,21 @@ class SQLiteStore(SqlStore):
         would be replayed onto the new database at the next start: a restored backup read
         as malformed. Without waiting: a reader holding a snapshot (another worker, a
         shell) makes it busy, and it is tried again at the next request. Except for this
-        process's own checkpointer, whose checkpoint in progress (a few milliseconds, or
-        RESTART_WAIT_MS at most) it waits for: it made the first try busy now and then."""
+        process's own checkpointer, whose checkpoint in progress (a few milliseconds,
+        usually) it waits for, ORPHAN_WAIT_SECONDS at most: it made the first try busy now
+        and then. (Not for as long as it runs: that is the copy of the whole WAL behind it,
+        a quarter of a second for one of 100 MB grown behind a backup's reader, on the loop.)"""
         busy = 1
         checkpointer = self._checkpointer
-        running = checkpointer.running if checkpointer is not None else nullcontext()
-        try:
-            # The store's lock first, then `running`: most callers come holding the store's
-            # lock already (a commit, on the loop or in a background write's thread), and
-            # the other order (the probes' ping, which comes holding neither) deadlocked
-            # against one of them. The checkpointer takes `running` alone.
-            with self._lock, running:
+        # The store's lock first, then `running`: most callers come holding the store's lock
+        # already (a commit, on the loop or in a background write's thread), and the other
+        # order (the probes' ping, which comes holding neither) deadlocked against one of
+        # them. The checkpointer takes `running` alone.
+        with self._lock:
+            waited = checkpointer is not None and checkpointer.running.acquire(
+                timeout=ORPHAN_WAIT_SECONDS
+            )
+            try:
                 if self._db.in_transaction:
                     self._db.execute("ROLLBACK")
                 self._db.execute("PRAGMA busy_timeout = 0")
@@ -552,8 +558,12 @@ class SQLiteStore(SqlStore):
                     busy = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
                 finally:
                     self._db.execute(f"PRAGMA busy_timeout = {self._busy_ms()}")
-        except sqlite3.Error as exc:
-            log.debug("emptying the replaced database's -wal: %s", exc)
+            except sqlite3.Error as exc:
+                log.debug("emptying the replaced database's -wal: %s", exc)
+            finally:
+                if waited:
+                    assert checkpointer is not None
+                    checkpointer.running.release()
         if not busy:
             self._orphan_emptied = True
             log.warning("the replaced database's -wal was emptied into the old file")
