@@ -1114,18 +1114,23 @@ def test_a_factor_form_whose_fields_are_separated_by_semicolons_is_refused(api):
     assert (r.json()["friendly_name"], r.json()["identity"]) == ("a;identity=x", "user-0001")
 
 
-@pytest.mark.parametrize("alg", [ES256, ES384, -8])
+@pytest.mark.parametrize("alg", [ES256, ES384, -8, "x5c"])
 @pytest.mark.parametrize("change", ["no alg", "no sig", "sig text"])
 def test_a_packed_attestation_without_alg_or_sig_bytes_is_malformed_whoever_verifies_it(
     api, alg, change
 ):
     """§8.2: `alg` and `sig` are both required. py_webauthn verifies the statement of an
-    ES256 or EdDSA key, passkeyd that of an ES384 one; the first was refused as not
-    verifying (403 60311), the second as malformed (400 60386). Malformed for all."""
+    ES256 or EdDSA key, and a certificate's, passkeyd a self attestation by an ES384 key;
+    the first were refused as not verifying (403 60311), the second as malformed (400
+    60386). Malformed for all."""
+    from tests import pki
+
     api.create_service(**{"Passkeys.Algorithms": "-7,-35,-8"})
-    cred = Authenticator(attestation="packed", alg=alg).create(
-        api.create_factor()["options"], ORIGIN
-    )
+    if alg == "x5c":
+        device = _full_packed(pki.attestation_leaf(pki.ca("Vendor Root"), AAGUID))
+    else:
+        device = Authenticator(attestation="packed", alg=alg)
+    cred = device.create(api.create_factor()["options"], ORIGIN)
     attestation = _attestation(cred)
     statement = attestation["attStmt"]
     if change == "no alg":

@@ -657,6 +657,20 @@ def test_entities_are_unique_per_service(store):
     assert not store.delete_entity(svc.account_sid, svc.sid, "user-0001")
 
 
+def test_an_entity_deleted_by_the_sid_it_was_read_as(store):
+    """`entity_sid`: the entity the deletion's factors were read from. When the identity
+    names another now (deleted and made again since), nothing is deleted (None: read again)."""
+    svc = service()
+    store.insert_service(svc)
+    again = entity(svc)
+    assert store.insert_entity(again)
+    earlier = "YE" + "0" * 32
+    assert store.delete_entity(svc.account_sid, svc.sid, "user-0001", entity_sid=earlier) is None
+    assert store.get_entity(svc.account_sid, svc.sid, "user-0001").sid == again.sid
+    assert store.delete_entity(svc.account_sid, svc.sid, "user-0001", entity_sid=again.sid)
+    assert store.get_entity(svc.account_sid, svc.sid, "user-0001") is None
+
+
 # --- factors -----------------------------------------------------------------------------------
 
 
