@@ -817,16 +817,17 @@ def test_check_config_and_reseal_count_tokens_never_sealed(tmp_path):
     """An account made or rotated without a key (on PostgreSQL, a CLI run without
     PASSKEYD_SECRET_KEY) cannot have its webhooks signed; check-config with the key said
     nothing of it, nor did reseal (found by the new-user review)."""
-    import datetime
     import os
 
     from passkeyd.domain.accounts import Accounts
+    from passkeyd.domain.clock import system_clock
 
     db = f"sqlite:///{tmp_path}/cli.db"
     assert run("accounts", "create", "--database-url", db).returncode == 0  # sealed
     store = open_store(db)
-    clock = lambda: datetime.datetime.now(datetime.UTC)  # noqa: E731
-    Accounts(store, clock, None).create_account("made without a key")
+    # The domain's clock: whole UTC seconds, as every stored date is (a datetime was
+    # stored as sqlite3's default adapter writes it, deprecated in Python 3.12).
+    Accounts(store, system_clock, None).create_account("made without a key")
     store.close()
     key = (tmp_path / "cli.db.key").read_text().strip()
     env = {**os.environ, "PASSKEYD_SECRET_KEY": key}
