@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from tests.authenticator import b64url, unb64url
 from tests.conftest import ORIGIN
+
+# Whether the standard library runs out of recursion on values 1,000 levels deep (orjson
+# reads 1,024): Python 3.11 counts the json module's decoder and `==` on nested lists
+# against the 1,000 frames of sys.getrecursionlimit(). From 3.12 C recursion has a limit of
+# its own (1,500 in 3.12, more in 3.13), so they read and compare such values, and the body
+# is refused for what it is (a field not of the request, a field given twice), 400 60300 all
+# the same.
+STDLIB_RECURSES_AT_1000 = sys.version_info < (3, 12)
 
 
 def assert_refused(api, response, status, code):
@@ -208,7 +218,10 @@ def test_a_body_nested_deeper_than_the_parser_goes_is_refused(api, endpoint):
     for content in (body, twice):
         r = api.post_raw(f"{api.svc}/Passkeys/{endpoint}", content, "application/json")
         assert_refused(api, r, 400, 60300)
-    assert "nested too deeply" in r.json()["message"]
+        if STDLIB_RECURSES_AT_1000 and content is twice:
+            assert "nested too deeply" in r.json()["message"]
+        else:
+            assert "'x' is not a field of this request" in r.json()["message"]
     assert api.snapshot() == before
 
 
@@ -231,7 +244,10 @@ def test_a_field_spelt_twice_nested_deeper_than_a_comparison_goes_is_refused(api
     content = body % (b"[" * 1000 + b"1" + b"]" * 1000, b"[" * 1000 + b"2" + b"]" * 1000)
     r = api.post_raw(f"{api.svc}/Passkeys/{endpoint}", content, "application/json")
     assert_refused(api, r, 400, 60300)
-    assert "nested too deeply" in r.json()["message"]
+    if STDLIB_RECURSES_AT_1000:
+        assert "nested too deeply" in r.json()["message"]
+    else:
+        assert "is given twice, with different values" in r.json()["message"]
     assert api.snapshot() == before
 
 
