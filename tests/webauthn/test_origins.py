@@ -152,6 +152,35 @@ def test_an_ipv6_origin_is_taken_as_browsers_write_it():
     assert normalise_origin("https://[2001:DB8::1]:443") == "https://[2001:db8::1]"
 
 
+@pytest.mark.parametrize(
+    ("written", "sent"),
+    [
+        # IPv4-mapped and IPv4-compatible: hex pieces, as browsers write them (Python 3.13's
+        # ipaddress writes a mapped address's end as IPv4: `::ffff:127.0.0.1`)
+        ("::ffff:127.0.0.1", "::ffff:7f00:1"),
+        ("::ffff:0:0", "::ffff:0:0"),
+        ("::FFFF:10.1.2.3", "::ffff:a01:203"),
+        ("::127.0.0.1", "::7f00:1"),
+        ("64:ff9b::192.0.2.33", "64:ff9b::c000:221"),
+        # the first longest run of zeros, and only a run of two or more
+        ("0:0:0:0:0:0:0:0", "::"),
+        ("1:0:0:0:0:0:0:0", "1::"),
+        ("1:0:0:2:0:0:0:3", "1:0:0:2::3"),
+        ("1:0:0:2:0:0:3:4", "1::2:0:0:3:4"),
+        ("1:0:2:3:4:5:6:7", "1:0:2:3:4:5:6:7"),
+        ("2001:0DB8:0000:0000:0000:FF00:0042:8329", "2001:db8::ff00:42:8329"),
+    ],
+)
+def test_an_ipv6_origin_host_is_serialised_as_the_url_standard_does(written, sent):
+    """A listed IPv6 origin matches what a browser sends (clientDataJSON.origin is compared
+    exactly), on every Python: the URL Standard's serializer, never dotted IPv4."""
+    from passkeyd.webauthn.origins import normalise_origin
+
+    assert normalise_origin(f"http://[{written}]:3000") == f"http://[{sent}]:3000"
+    policy = OriginPolicy.build(rp_id="example.com", origins=[f"https://[{written}]"])
+    assert policy.accepts(f"https://[{sent}]")
+
+
 def test_a_refused_origin_is_named_printable_and_cut() -> None:
     from passkeyd.webauthn.checks import _shown
 

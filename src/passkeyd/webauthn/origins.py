@@ -58,12 +58,35 @@ def normalise_origin(configured: str) -> str:
         return value.rstrip("/")
     if ":" in host:  # IPv6, written as browsers serialise it (compressed, lower case)
         try:
-            host = f"[{ipaddress.IPv6Address(host).compressed}]"
+            host = f"[{_ipv6_as_browsers_write_it(ipaddress.IPv6Address(host))}]"
         except ValueError:
             host = f"[{host}]"
     if port is None or port == _DEFAULT_PORTS.get(scheme):
         return f"{scheme}://{host}"
     return f"{scheme}://{host}:{port}"
+
+
+def _ipv6_as_browsers_write_it(address: ipaddress.IPv6Address) -> str:
+    """The URL Standard's IPv6 serializer: eight hex pieces without leading zeros, the first
+    longest run of two or more zero pieces written `::`. Python's `compressed` wrote the same
+    until 3.13, which writes an IPv4-mapped address's last 32 bits as IPv4
+    (`::ffff:127.0.0.1`); browsers send `[::ffff:7f00:1]`."""
+    pieces = [(address.packed[i] << 8) | address.packed[i + 1] for i in range(0, 16, 2)]
+    run_start, run_length, start = -1, 1, -1
+    for i, piece in enumerate([*pieces, 1]):  # (the 1 ends a run of zeros at the end)
+        if piece == 0 and start < 0:
+            start = i
+        elif piece != 0 and start >= 0:
+            if i - start > run_length:
+                run_start, run_length = start, i - start
+            start = -1
+    words = [f"{piece:x}" for piece in pieces]
+    text = (
+        ":".join(words)
+        if run_start < 0
+        else ":".join(words[:run_start]) + "::" + ":".join(words[run_start + run_length :])
+    )
+    return f"{text}%{address.scope_id}" if address.scope_id else text
 
 
 _HOST = re.compile(r"^[A-Za-z0-9_.-]+$")
