@@ -4,6 +4,7 @@ next start lost them all (and /healthz said 200)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -97,7 +98,8 @@ def test_a_database_restored_under_a_running_passkeyd_is_intact_at_the_next_star
     api.create_service()
     api.register("user-0001")
     backup = _backed_up(db_path, tmp_path)
-    expected = sqlite3.connect(backup).execute("SELECT count(*) FROM factors").fetchone()[0]
+    with contextlib.closing(sqlite3.connect(backup)) as copy:
+        expected = copy.execute("SELECT count(*) FROM factors").fetchone()[0]
     for i in range(2, 6):  # written after the backup: in the -wal
         api.register(f"user-000{i}")
     os.replace(backup, db_path)
@@ -201,3 +203,27 @@ def test_readyz_is_not_ready_while_healthz_says_the_database_file_is_gone(api, d
     assert api.client.get("/healthz").status_code == 503
     r = api.client.get("/readyz")
     assert (r.status_code, r.json()) == (503, {"status": "unavailable", "reason": "database"})
+
+
+def test_a_file_that_is_no_database_is_refused_and_its_connection_closed(tmp_path, monkeypatch):
+    """The connection opened on a file that is no database (its first PRAGMA refused) was
+    left to the garbage collector: a descriptor held meanwhile, and on Python 3.13 a
+    ResourceWarning ("unclosed database")."""
+    from passkeyd.domain.store import StorageUnavailable
+    from passkeyd.storage import SQLiteStore
+
+    path = tmp_path / "text.db"
+    path.write_bytes(b"not a database, " * 64)
+    opened: list[sqlite3.Connection] = []
+    connect = sqlite3.connect
+
+    def recorded(*args, **kwargs):
+        opened.append(connect(*args, **kwargs))
+        return opened[-1]
+
+    monkeypatch.setattr(sqlite3, "connect", recorded)
+    with pytest.raises(StorageUnavailable, match="file is not a database"):
+        SQLiteStore(str(path))
+    assert len(opened) == 1
+    with pytest.raises(sqlite3.ProgrammingError, match="closed database"):
+        opened[0].execute("SELECT 1")

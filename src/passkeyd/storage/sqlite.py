@@ -118,6 +118,9 @@ class SQLiteStore(SqlStore):
             _create_private(path)
         try:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:  # no such directory, not writable
+            raise StorageUnavailable(f"cannot open the SQLite database {path}: {exc}") from exc
+        try:
             self._db.execute(f"PRAGMA busy_timeout = {_busy_timeout_ms()}")
             if path != ":memory:":
                 self._db.execute("PRAGMA journal_mode = WAL")
@@ -128,7 +131,10 @@ class SQLiteStore(SqlStore):
             # A page cache of `cache_mb` (SQLite's default is 2 MiB): with a million
             # passkeys the index pages a ceremony walks stay in memory.
             self._db.execute(f"PRAGMA cache_size = -{int(cache_mb) * 1024}")
-        except sqlite3.Error as exc:  # no such directory, not writable, not a database
+        except sqlite3.Error as exc:  # not a database, locked
+            # Closed now, not when collected (a descriptor held by nothing; on Python 3.13
+            # a ResourceWarning, "unclosed database").
+            self._db.close()
             raise StorageUnavailable(f"cannot open the SQLite database {path}: {exc}") from exc
         # The file opened, and its -wal and -shm once seen, to see any deleted or replaced.
         self._file = _file_identity(path)
