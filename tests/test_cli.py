@@ -782,7 +782,9 @@ def test_accounts_reseal_seals_tokens_again_with_a_new_key(tmp_path):
         0,
         {"resealed": 1, "sealed_with_another_key": 0, "not_sealed": 0},
     )
-    stored = open_store(db).read_account(account["sid"])
+    store = open_store(db)
+    stored = store.read_account(account["sid"])
+    store.close()
     assert stored is not None and stored.token_sealed is not None
     opened = SecretBox.from_text(new).open(stored.token_sealed, context=account["sid"])
     assert opened == account["auth_token"]

@@ -111,6 +111,7 @@ def test_a_name_with_a_joiner_is_the_same_persons_as_without() -> None:
     wales = "Ada 🏴\U000e0067\U000e0062\U000e0077\U000e006c\U000e0073\U000e007f"
     users.claim(users.identity_for_new(scotland))
     assert users.identity_of(wales) is None  # the tags choose the flag: another name
+    users.close()
 
 
 def test_a_ceremony_is_finished_only_by_the_browser_it_was_started_for() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 
 import pytest
@@ -32,8 +33,9 @@ def refused(api, assertion, status, code):
 
 
 def sign_count(api, factor_sid):
-    db = sqlite3.connect(api.db_path)
-    return db.execute("SELECT sign_count FROM factors WHERE sid = ?", (factor_sid,)).fetchone()[0]
+    with contextlib.closing(sqlite3.connect(api.db_path)) as db:
+        row = db.execute("SELECT sign_count FROM factors WHERE sid = ?", (factor_sid,)).fetchone()
+    return row[0]
 
 
 @pytest.fixture
@@ -335,10 +337,9 @@ def test_backup_state_change_is_recorded(api):
     challenge = api.challenge(identity="user-0001")
     assertion = device.get(challenge["options"], ORIGIN, flags=UP | UV | BE | BS)
     assert api.approve(assertion).status_code == 200
-    db = sqlite3.connect(api.db_path)
-    assert db.execute("SELECT backed_up FROM factors WHERE sid=?", (factor["sid"],)).fetchone() == (
-        1,
-    )
+    with contextlib.closing(sqlite3.connect(api.db_path)) as db:
+        row = db.execute("SELECT backed_up FROM factors WHERE sid=?", (factor["sid"],)).fetchone()
+    assert row == (1,)
 
 
 # --- P4: one refusal per verification step -------------------------------------------------

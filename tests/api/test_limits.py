@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Iterator
 
@@ -40,7 +41,7 @@ def limited(request, db_path, clock) -> Iterator[Api]:
     with TestClient(create_app(domain)) as client:
         yield Api(client, db_path, account.sid, (account.sid, token))
     if windows is not None:  # every hit was counted in memory, none in the table
-        with sqlite3.connect(db_path) as db:
+        with contextlib.closing(sqlite3.connect(db_path)) as db:
             assert db.execute("SELECT count(*) FROM rate_limits").fetchone() == (0,)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import uuid
@@ -314,12 +315,12 @@ def test_registration_verifies_each_algorithm_and_format(api, alg, attestation):
     assert "options" not in factor and "binding" not in factor
     (cred_id,) = authenticator.credentials
     assert factor["metadata"]["credential_id"] == b64url(cred_id)  # as the browser's `id`
-    db = sqlite3.connect(api.db_path)
-    row = db.execute(
-        "SELECT credential_id, algorithm, sign_count, transports, fmt, backup_eligible, backed_up,"
-        " attachment FROM factors WHERE sid = ?",
-        (factor["sid"],),
-    ).fetchone()
+    with contextlib.closing(sqlite3.connect(api.db_path)) as db:
+        row = db.execute(
+            "SELECT credential_id, algorithm, sign_count, transports, fmt, backup_eligible,"
+            " backed_up, attachment FROM factors WHERE sid = ?",
+            (factor["sid"],),
+        ).fetchone()
     assert row == (cred_id, alg, 0, '["internal","hybrid"]', attestation, 1, 1, "platform")
 
 

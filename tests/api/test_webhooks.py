@@ -1061,7 +1061,7 @@ def test_a_shutdown_does_not_wait_for_a_receiver_that_never_answers(db_path, clo
         connection.close()
     finally:
         silent.close()
-    with sqlite3.connect(db_path) as db:
+    with contextlib.closing(sqlite3.connect(db_path)) as db:
         assert db.execute("SELECT status, attempts FROM webhook_deliveries").fetchall() == [
             ("pending", 0)
         ]

@@ -8,6 +8,7 @@ Every load here is bounded in count and in time.
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import secrets
 import socket
@@ -45,7 +46,7 @@ class Cluster:
 
     def query(self, sql: str) -> list[tuple[Any, ...]]:
         if self.database_url.startswith("sqlite:///"):
-            with sqlite3.connect(self.database_url[len("sqlite:///") :]) as db:
+            with contextlib.closing(sqlite3.connect(self.database_url[len("sqlite:///") :])) as db:
                 return db.execute(sql).fetchall()
         with psycopg.connect(self.database_url) as db:
             return db.execute(sql).fetchall()

@@ -3,6 +3,7 @@ with the write that counted them, and chosen only where one process serves the d
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from pathlib import Path
 
@@ -54,8 +55,9 @@ def test_a_write_that_rolls_back_takes_its_hits_with_it(tmp_path: Path) -> None:
         raise RuntimeError("the write fails after counting")
     assert store.rate_limit_count("approve:x", NOW) == 0
     store.close()
-    rows = sqlite3.connect(tmp_path / "w.db").execute("SELECT count(*) FROM rate_limits")
-    assert rows.fetchone()[0] == 0  # nothing went to the table
+    with contextlib.closing(sqlite3.connect(tmp_path / "w.db")) as db:
+        rows = db.execute("SELECT count(*) FROM rate_limits").fetchone()
+    assert rows[0] == 0  # nothing went to the table
 
 
 def test_ended_windows_are_swept_so_memory_stays_bounded() -> None:
