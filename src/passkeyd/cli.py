@@ -581,8 +581,7 @@ def _lists_a_missing_file(settings: Settings, args: argparse.Namespace) -> bool:
     return path != ":memory:" and not os.path.exists(path)
 
 
-def cmd_accounts(settings: Settings, args: argparse.Namespace) -> int:
-    domain = _domain(settings, migrate=True)
+def cmd_accounts(settings: Settings, args: argparse.Namespace, domain: Domain) -> int:
     if args.action == "create":
         account, token = domain.accounts.create_account(args.name or "")
         _audited(domain, account.sid, "create_account", account.sid)
@@ -657,8 +656,7 @@ def _audited(domain: Domain, account_sid: str, action: str, resource: str) -> No
     domain.audit.flush()
 
 
-def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
-    domain = _domain(settings, migrate=True)
+def cmd_audit(settings: Settings, args: argparse.Namespace, domain: Domain) -> int:
     if domain.store.get_account(args.account) is None:
         sys.stderr.write(f"passkeyd: no account {args.account}\n")
         return EXIT_NOT_FOUND
@@ -676,8 +674,7 @@ def cmd_audit(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
-    domain = _domain(settings, migrate=True)
+def cmd_keys(settings: Settings, args: argparse.Namespace, domain: Domain) -> int:
     if domain.store.get_account(args.account) is None:
         sys.stderr.write(f"passkeyd: no account {args.account}\n")
         return EXIT_NOT_FOUND
@@ -714,8 +711,7 @@ def cmd_keys(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_services(settings: Settings, args: argparse.Namespace) -> int:
-    domain = _domain(settings, migrate=True)
+def cmd_services(settings: Settings, args: argparse.Namespace, domain: Domain) -> int:
     if domain.store.get_account(args.account) is None:
         sys.stderr.write(f"passkeyd: no account {args.account}\n")
         return EXIT_NOT_FOUND
@@ -729,12 +725,11 @@ def cmd_services(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_passkeys(settings: Settings, args: argparse.Namespace) -> int:
+def cmd_passkeys(settings: Settings, args: argparse.Namespace, domain: Domain) -> int:
     """`passkeys revoked`: the verified passkeys of the models the metadata in use reports
     REVOKED or compromised (as a trusted service's sign-ins re-check them), one JSON line
     each, so that their users can be asked to register another before they are refused.
     `--announce`: and announce each not announced yet (`factor.authenticator_reported`)."""
-    domain = _domain(settings, migrate=True)
     if args.account is not None and domain.store.get_account(args.account) is None:
         sys.stderr.write(f"passkeyd: no account {args.account}\n")
         return EXIT_NOT_FOUND
@@ -1137,20 +1132,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_migrate(settings)
         if args.command == "check-config":
             return cmd_check_config(settings)
-        if args.command == "accounts":
-            return cmd_accounts(settings, args)
         if args.command == "metadata":
             return cmd_metadata(settings, args)
-        if args.command == "audit":
-            return cmd_audit(settings, args)
-        if args.command == "passkeys":
-            return cmd_passkeys(settings, args)
-        if args.command == "keys":
-            if args.action == "revoke" and not args.sid:
-                sys.stderr.write("passkeyd: keys revoke needs --sid\n")
-                return EXIT_USAGE
-            return cmd_keys(settings, args)
-        return cmd_services(settings, args)
+        if args.command == "keys" and args.action == "revoke" and not args.sid:
+            sys.stderr.write("passkeyd: keys revoke needs --sid\n")
+            return EXIT_USAGE
+        command = {"accounts": cmd_accounts, "audit": cmd_audit, "passkeys": cmd_passkeys,
+                   "keys": cmd_keys, "services": cmd_services}[args.command]  # fmt: skip
+        domain = _domain(settings, migrate=True)
+        try:
+            return command(settings, args, domain)
+        finally:  # (main() may be called in a process that goes on: the tests do)
+            domain.store.close()
     except SchemaBehind as exc:
         sys.stderr.write(f"passkeyd: {exc}\n")
         return EXIT_SCHEMA
