@@ -1075,6 +1075,7 @@ def test_the_commands_that_open_the_database_close_it(db, monkeypatch, capsys):
         opened.append(self)
 
     monkeypatch.setattr(SQLiteStore, "__init__", recorded)
+    monkeypatch.setattr(cli, "_configure_logging", lambda settings: None)  # (pytest's)
     assert cli.main(["accounts", "create", "--database-url", db]) == 0
     account = json.loads(capsys.readouterr().out)["sid"]
     for argv in (["accounts", "list"], ["keys", "create", "--account", account],
