@@ -1048,6 +1048,16 @@ def test_writes_come_back_when_the_wal_holds_the_last_of_a_full_disk(tmp_path: P
     assert r.stderr.count("group commit failed") <= 3, r.stderr  # not one per failure
 
 
+def _restore_a_backup_under_it(path, tmp_path) -> None:
+    """A backup of the database at `path` put in its place (`mv`), under a running store."""
+    backup = tmp_path / "backup.db"
+    source, target = sqlite3.connect(path), sqlite3.connect(backup)
+    source.backup(target)
+    source.close()
+    target.close()
+    os.replace(backup, path)
+
+
 class _Owned:
     """A lock that says which thread holds it (the checkpointer's `running`, watched)."""
 
@@ -1091,12 +1101,7 @@ def test_a_probe_and_a_background_write_seeing_a_replaced_file_at_once_do_not_de
         checkpointer = store._checkpointer
         assert checkpointer is not None
         running = checkpointer.running = _Owned()  # type: ignore[assignment]
-        backup = tmp_path / "backup.db"
-        source, target = sqlite3.connect(path), sqlite3.connect(backup)
-        source.backup(target)
-        source.close()
-        target.close()
-        os.replace(backup, path)
+        _restore_a_backup_under_it(path, tmp_path)
         holding = threading.Event()
         probing: list[int] = []
 
@@ -1161,12 +1166,7 @@ def test_a_long_checkpoint_keeps_the_emptying_of_a_replaced_file_s_wal_waiting_b
         store.start_group_commit(asyncio.get_running_loop())
         checkpointer = store._checkpointer
         assert checkpointer is not None
-        backup = tmp_path / "backup.db"
-        source, target = sqlite3.connect(path), sqlite3.connect(backup)
-        source.backup(target)
-        source.close()
-        target.close()
-        os.replace(backup, path)
+        _restore_a_backup_under_it(path, tmp_path)
         held, release = threading.Event(), threading.Event()
 
         def a_long_checkpoint() -> None:
