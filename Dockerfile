@@ -1,0 +1,58 @@
+# passkeyd in a container: Debian 12 (bookworm) and its Python 3.11, SQLite in a volume.
+#
+#   docker build -t passkeyd .
+#   docker run -d --name passkeyd -p 127.0.0.1:8080:8080 -v passkeyd:/var/lib/passkeyd \
+#     -e PASSKEYD_ACCOUNT_SID=AC… -e PASSKEYD_AUTH_TOKEN=… passkeyd
+#
+# Every setting is an environment variable (README, Running it), or a TOML file mounted and
+# named by PASSKEYD_CONFIG. The CLI runs in the same container: `docker exec passkeyd
+# passkeyd accounts create`. On PostgreSQL: PASSKEYD_DATABASE_URL, PASSKEYD_SECRET_KEY, and
+# `docker run --rm … passkeyd migrate` before the replicas start (docs/deployment.md).
+
+FROM debian:bookworm-slim AS build
+RUN apt-get update \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+       python3 python3-venv \
+    && rm -rf /var/lib/apt/lists/*
+RUN python3 -m venv /opt/passkeyd
+# The dependencies first, in a layer that only pyproject.toml's changes rebuild.
+COPY pyproject.toml /src/
+RUN python3 -c 'import tomllib; print(*tomllib.load(open("/src/pyproject.toml", "rb"))\
+["project"]["dependencies"], sep="\n")' > /tmp/requirements.txt \
+    && /opt/passkeyd/bin/pip install -q --no-cache-dir --no-compile -r /tmp/requirements.txt
+COPY README.md /src/
+COPY src /src/src
+RUN /opt/passkeyd/bin/pip install -q --no-cache-dir --no-compile --no-deps /src \
+    && /opt/passkeyd/bin/pip uninstall -q -y pip \
+    && /opt/passkeyd/bin/python -m compileall -q /opt/passkeyd/lib
+
+FROM debian:bookworm-slim
+# ca-certificates: webhook receivers' HTTPS certificates are checked against the system's.
+RUN apt-get update \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+       python3 ca-certificates \
+    && apt-get clean && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --uid 999 --user-group --home-dir /var/lib/passkeyd \
+       --shell /usr/sbin/nologin passkeyd \
+    && install -d -o passkeyd -g passkeyd -m 0700 /var/lib/passkeyd
+COPY --from=build /opt/passkeyd /opt/passkeyd
+# Listen on every interface of the container (publish the port on the host's loopback, or
+# behind a proxy: PASSKEYD_FORWARDED_ALLOW_IPS names it, so `url` and `links` say https://).
+# The database, its -wal and -shm, and the key that seals auth tokens live in the volume.
+ENV PATH=/opt/passkeyd/bin:$PATH \
+    PASSKEYD_HOST=0.0.0.0 \
+    PASSKEYD_PORT=8080 \
+    PASSKEYD_DATABASE_URL=sqlite:////var/lib/passkeyd/passkeyd.db \
+    PASSKEYD_LOG_FORMAT=json \
+    PYTHONUNBUFFERED=1
+USER passkeyd
+WORKDIR /var/lib/passkeyd
+VOLUME /var/lib/passkeyd
+EXPOSE 8080
+# SIGTERM (`docker stop`): requests in flight finish (up to 10 s), then the audit records
+# still in memory are written; give it `docker stop -t 25` (or stop_grace_period: 25s).
+STOPSIGNAL SIGTERM
+HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
+    CMD ["python3", "-c", "import os, urllib.request as u; u.build_opener(u.ProxyHandler({})).open('http://127.0.0.1:%s/healthz' % os.environ.get('PASSKEYD_PORT', '8080'), timeout=2)"]
+ENTRYPOINT ["passkeyd"]
+CMD ["serve"]
