@@ -33,6 +33,7 @@ from tests.e2e.test_twilio_sdk import (
     register,
     sign_in,
 )
+from tests.pg import temporary_schema
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 IMAGE = "passkeyd:test"
@@ -122,11 +123,12 @@ def run(image: str) -> Iterator[Run]:
     """Starts containers of the image, each with a volume of its own; removes both after."""
     made: list[tuple[str, str]] = []
 
-    def start(*options: str) -> Container:
+    def start(*options: str, account: tuple[str, str] | None = None) -> Container:
+        """`options` go to `docker run`; `account`: (sid, token) made at start if new."""
         tag = secrets.token_hex(4)
         name, volume = f"passkeyd-test-{tag}", f"passkeyd-test-{tag}"
         made.append((name, volume))
-        account_sid, auth_token = "AC" + secrets.token_hex(16), secrets.token_hex(16)
+        account_sid, auth_token = account or ("AC" + secrets.token_hex(16), secrets.token_hex(16))
         container = Container(name, free_port(), account_sid, auth_token)
         docker(
             "run", "-d", "--name", name, "--network=host", "-v", f"{volume}:/var/lib/passkeyd",
@@ -236,3 +238,36 @@ def test_image_defaults_listen_on_every_interface_with_sqlite_in_the_volume(imag
     assert settings["PASSKEYD_DATABASE_URL"] == "sqlite:////var/lib/passkeyd/passkeyd.db"
     assert settings["PASSKEYD_LOG_FORMAT"] == "json"
     assert shown["database"]["file"] == "/var/lib/passkeyd/passkeyd.db"
+
+
+def test_image_on_postgresql_migrates_then_two_replicas_share_the_passkeys(image: str, run: Run):
+    with temporary_schema() as url:
+        # docs/deployment.md, In a container: `migrate` first, then the replicas, each with
+        # the same secret key.
+        migrated = json.loads(
+            docker(
+                "run",
+                "--rm",
+                "--network=host",
+                "-e",
+                f"PASSKEYD_DATABASE_URL={url}",
+                image,
+                "migrate",
+            )  # fmt: skip
+        )
+        assert migrated["applied"], migrated
+        shared = (
+            f"-e=PASSKEYD_DATABASE_URL={url}",
+            f"-e=PASSKEYD_SECRET_KEY={secrets.token_hex(32)}",
+        )
+        first = run(*shared)
+        second = run(*shared, account=(first.account_sid, first.auth_token))
+        service = create_quickstart_service(first.client())
+        authenticator = Authenticator()
+        identity = new_identity()
+        _, verified = register(service, authenticator, identity)
+        on_second = second.client().verify.v2.services(service.sid)
+        _, _, approved = sign_in(on_second, authenticator, {"identity": identity})
+        assert (approved.status, approved.factor_sid) == ("approved", verified.sid)
+        for container in (first, second):
+            docker("rm", "-f", container.name)  # before the schema is dropped
