@@ -49,10 +49,12 @@ USER passkeyd
 WORKDIR /var/lib/passkeyd
 VOLUME /var/lib/passkeyd
 EXPOSE 8080
+# The health check asks where PASSKEYD_HOST and PASSKEYD_PORT say passkeyd listens (the
+# loopback address of the family for 0.0.0.0 and ::).
 # SIGTERM (`docker stop`): requests in flight finish (up to 10 s), then the audit records
 # still in memory are written; give it `docker stop -t 25` (or stop_grace_period: 25s).
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
-    CMD ["python3", "-c", "import os, urllib.request as u; u.build_opener(u.ProxyHandler({})).open('http://127.0.0.1:%s/healthz' % os.environ.get('PASSKEYD_PORT', '8080'), timeout=2)"]
+    CMD ["python3", "-c", "import os, urllib.request as u; h = os.environ.get('PASSKEYD_HOST') or '0.0.0.0'; h = {'0.0.0.0': '127.0.0.1', '::': '::1'}.get(h, h); h = '[%s]' % h if ':' in h else h; u.build_opener(u.ProxyHandler({})).open('http://%s:%s/healthz' % (h, os.environ.get('PASSKEYD_PORT', '8080')), timeout=2)"]
 ENTRYPOINT ["passkeyd"]
 CMD ["serve"]

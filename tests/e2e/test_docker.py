@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import socket
 import sqlite3
 import subprocess
 import time
@@ -62,12 +63,15 @@ def docker(*args: str, timeout: float = 60.0, check: bool = True) -> str:
 
 @pytest.fixture(scope="module")
 def image() -> str:
+    """The image's id: the tag may be moved meanwhile by another checkout's build on the
+    same engine, and its containers must run what this checkout built."""
     before = docker("image", "inspect", "-f", "{{.Id}}", IMAGE, check=False).strip()
-    docker("build", "--network=host", "-q", "-t", IMAGE, str(CHECKOUT), timeout=BUILD_TIMEOUT)
-    after = docker("image", "inspect", "-f", "{{.Id}}", IMAGE).strip()
-    if before and before != after:  # the last run's image, untagged now: not kept
+    built = docker(
+        "build", "--network=host", "-q", "-t", IMAGE, str(CHECKOUT), timeout=BUILD_TIMEOUT
+    ).split()[-1]
+    if before and before != built:  # the last run's image, untagged now: not kept
         docker("rmi", before, check=False)
-    return IMAGE
+    return built
 
 
 @dataclass
@@ -76,10 +80,12 @@ class Container:
     port: int
     account_sid: str
     auth_token: str
+    host: str = "127.0.0.1"
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
 
     def wait_healthy(self) -> None:
         deadline = time.monotonic() + STARTUP_TIMEOUT
@@ -123,16 +129,18 @@ def run(image: str) -> Iterator[Run]:
     """Starts containers of the image, each with a volume of its own; removes both after."""
     made: list[tuple[str, str]] = []
 
-    def start(*options: str, account: tuple[str, str] | None = None) -> Container:
+    def start(
+        *options: str, host: str = "127.0.0.1", account: tuple[str, str] | None = None
+    ) -> Container:
         """`options` go to `docker run`; `account`: (sid, token) made at start if new."""
         tag = secrets.token_hex(4)
         name, volume = f"passkeyd-test-{tag}", f"passkeyd-test-{tag}"
         made.append((name, volume))
         account_sid, auth_token = account or ("AC" + secrets.token_hex(16), secrets.token_hex(16))
-        container = Container(name, free_port(), account_sid, auth_token)
+        container = Container(name, free_port(), account_sid, auth_token, host)
         docker(
             "run", "-d", "--name", name, "--network=host", "-v", f"{volume}:/var/lib/passkeyd",
-            "-e", "PASSKEYD_HOST=127.0.0.1", "-e", f"PASSKEYD_PORT={container.port}",
+            "-e", f"PASSKEYD_HOST={host}", "-e", f"PASSKEYD_PORT={container.port}",
             "-e", f"PASSKEYD_ACCOUNT_SID={container.account_sid}",
             "-e", f"PASSKEYD_AUTH_TOKEN={container.auth_token}",
             *options, image,
@@ -184,10 +192,12 @@ def test_backup_as_deployment_md_gives_it_from_the_running_container(run: Run, t
     _, verified = register(service, Authenticator(), new_identity())
     # docs/deployment.md, In a container: the online backup API of the image's Python.
     container.exec(
-        "python3", "-c", 'import sqlite3; d = "/var/lib/passkeyd/";\n'
+        "python3", "-c", 'import os, sqlite3; os.umask(0o077); d = "/var/lib/passkeyd/";\n'
         'sqlite3.connect(d + "passkeyd.db").backup(sqlite3.connect(d + "backup.db"))',
     )  # fmt: skip
     docker("cp", f"{container.name}:/var/lib/passkeyd/backup.db", str(tmp_path))
+    container.exec("rm", "/var/lib/passkeyd/backup.db")
+    assert (tmp_path / "backup.db").stat().st_mode & 0o077 == 0  # the database's secrets
     copy = sqlite3.connect(tmp_path / "backup.db")
     try:
         rows = copy.execute("SELECT status FROM factors WHERE sid = ?", (verified.sid,)).fetchall()
@@ -211,8 +221,20 @@ def test_image_runs_as_its_own_user_with_its_state_private(run: Run):
     ]
 
 
-def test_image_health_check_reports_the_container_healthy(run: Run):
-    container = run("--health-interval=1s", "--health-start-period=1s")
+def ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as sock:
+            sock.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+def test_image_health_check_reports_the_container_healthy(run: Run, host: str):
+    if host == "::1" and not ipv6_loopback():
+        pytest.skip("no IPv6 loopback here")
+    container = run("--health-interval=1s", "--health-start-period=1s", host=host)
     deadline = time.monotonic() + STARTUP_TIMEOUT
     while (health := container.state()["Health"])["Status"] != "healthy":
         assert health["Status"] == "starting", health
@@ -232,7 +254,13 @@ def test_cli_in_the_container_makes_an_account_the_service_answers_to(run: Run):
 
 
 def test_image_defaults_listen_on_every_interface_with_sqlite_in_the_volume(image: str):
-    shown = json.loads(docker("run", "--rm", "--network=none", image, "check-config"))
+    name = f"passkeyd-test-{secrets.token_hex(4)}"  # removed even when `docker run` times out
+    try:
+        shown = json.loads(
+            docker("run", "--rm", "--name", name, "--network=none", image, "check-config")
+        )
+    finally:
+        docker("rm", "-f", "-v", name, check=False)
     settings = shown["settings"]
     assert (settings["PASSKEYD_HOST"], settings["PASSKEYD_PORT"]) == ("0.0.0.0", 8080)
     assert settings["PASSKEYD_DATABASE_URL"] == "sqlite:////var/lib/passkeyd/passkeyd.db"
@@ -271,3 +299,13 @@ def test_image_on_postgresql_migrates_then_two_replicas_share_the_passkeys(image
         assert (approved.status, approved.factor_sid) == ("approved", verified.sid)
         for container in (first, second):
             docker("rm", "-f", container.name)  # before the schema is dropped
+
+
+def test_image_has_the_ca_certificates_webhooks_are_checked_against(image: str):
+    # (the stand-in base of scripts/install-docker has a CA bundle of its own, without the
+    # package: only the package's presence tells that the Dockerfile installs it)
+    status = docker(
+        "run", "--rm", "--network=none", "--entrypoint", "dpkg-query", image,
+        "-W", "-f", "${Status}", "ca-certificates",
+    )  # fmt: skip
+    assert status == "install ok installed"
