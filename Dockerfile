@@ -9,33 +9,49 @@
 # passkeyd accounts create`. On PostgreSQL: PASSKEYD_DATABASE_URL, PASSKEYD_SECRET_KEY, and
 # `docker run --rm … passkeyd migrate` before the replicas start (docs/deployment.md).
 
-FROM debian:bookworm-slim AS build
-RUN apt-get update \
-    && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-       python3 python3-venv \
-    && rm -rf /var/lib/apt/lists/*
-RUN python3 -m venv /opt/passkeyd
-# The dependencies first, in a layer that only pyproject.toml's changes rebuild.
-COPY pyproject.toml /src/
-RUN python3 -c 'import tomllib; print(*tomllib.load(open("/src/pyproject.toml", "rb"))\
-["project"]["dependencies"], sep="\n")' > /tmp/requirements.txt \
-    && /opt/passkeyd/bin/pip install -q --no-cache-dir --no-compile -r /tmp/requirements.txt
-COPY README.md /src/
-COPY src /src/src
-RUN /opt/passkeyd/bin/pip install -q --no-cache-dir --no-compile --no-deps /src \
-    && /opt/passkeyd/bin/pip uninstall -q -y pip \
-    && /opt/passkeyd/bin/python -m compileall -q /opt/passkeyd/lib
+# The base image: Debian 12's slim one (`--build-arg BASE=…` for a mirror of it).
+ARG BASE=debian:bookworm-slim
 
-FROM debian:bookworm-slim
-# ca-certificates: webhook receivers' HTTPS certificates are checked against the system's.
+# What runs passkeyd: Debian's Python, CA certificates (webhook receivers' HTTPS
+# certificates are checked against the system's), and a user of its own.
+FROM ${BASE} AS base
 RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
        python3 ca-certificates \
     && apt-get clean && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --uid 999 --user-group --home-dir /var/lib/passkeyd \
+    && groupadd --system --gid 10001 passkeyd \
+    && useradd --system --no-log-init --uid 10001 --gid passkeyd --home-dir /var/lib/passkeyd \
        --shell /usr/sbin/nologin passkeyd \
     && install -d -o passkeyd -g passkeyd -m 0700 /var/lib/passkeyd
-COPY --from=build /opt/passkeyd /opt/passkeyd
+
+# The dependencies, in a venv without pip or setuptools (installed by the pip of another
+# venv), in layers that only a change of pyproject.toml rebuilds.
+FROM base AS deps
+RUN apt-get update \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends python3-venv \
+    && apt-get clean && rm -rf /var/lib/apt/lists/* \
+    && python3 -m venv /opt/pip && python3 -m venv --without-pip /opt/passkeyd
+COPY pyproject.toml /src/
+RUN python3 -c 'import tomllib; print(*tomllib.load(open("/src/pyproject.toml", "rb"))\
+["project"]["dependencies"], sep="\n")' > /tmp/requirements.txt \
+    && /opt/pip/bin/pip --python /opt/passkeyd/bin/python install -q --no-cache-dir \
+       --no-compile -r /tmp/requirements.txt \
+    && python3 -m compileall -q /opt/passkeyd/lib
+
+# passkeyd itself, then only its own files gathered in /app (a few MB: a new release's
+# image shares every layer above with the last one).
+FROM deps AS app
+COPY README.md /src/
+COPY src /src/src
+RUN /opt/pip/bin/pip --python /opt/passkeyd/bin/python install -q --no-cache-dir \
+       --no-compile --no-deps /src \
+    && python3 -m compileall -q /opt/passkeyd/lib/python3*/site-packages/passkeyd \
+    && mkdir /app && cp -a --parents /opt/passkeyd/bin/passkeyd \
+       /opt/passkeyd/lib/python3*/site-packages/passkeyd* /app/
+
+FROM base
+COPY --from=deps /opt/passkeyd /opt/passkeyd
+COPY --from=app /app/ /
 # Listen on every interface of the container (publish the port on the host's loopback, or
 # behind a proxy: PASSKEYD_FORWARDED_ALLOW_IPS names it, so `url` and `links` say https://).
 # The database, its -wal and -shm, and the key that seals auth tokens live in the volume.
