@@ -691,11 +691,31 @@ def test_check_config_warns_of_an_auth_token_twilio_go_refuses(db):
         "PASSKEYD_DATABASE_URL": db,
         "PASSKEYD_ACCOUNT_SID": "AC" + "0" * 31 + "1",
     }
+    long = "x" * 28  # (long enough not to be warned of for its length)
     for token, warned in (("change-me", True), ("tøken", True), ("changeme", False)):
+        token += long
         report = json.loads(run("check-config", env={**env, "PASSKEYD_AUTH_TOKEN": token}).stdout)
         said = [w for w in report.get("warnings", []) if "PASSKEYD_AUTH_TOKEN" in w]
         assert bool(said) is warned, (token, report)
         assert token not in json.dumps(report)  # the token itself is never printed
+
+
+def test_check_config_warns_of_a_short_chosen_auth_token(db):
+    """A token chosen in PASSKEYD_AUTH_TOKEN shorter than Twilio's 32 hex digits can be
+    guessed, or found from the database's unsalted SHA-256 of it (`serve` logs the same
+    warnings)."""
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PASSKEYD_DATABASE_URL": db,
+        "PASSKEYD_ACCOUNT_SID": "AC" + "0" * 31 + "1",
+    }
+    for token, warned in (("changeme", True), ("a1" * 15 + "b", True), ("a1" * 16, False)):
+        report = json.loads(run("check-config", env={**env, "PASSKEYD_AUTH_TOKEN": token}).stdout)
+        said = [w for w in report.get("warnings", []) if "PASSKEYD_AUTH_TOKEN is" in w]
+        assert bool(said) is warned, (token, report)
+        if warned:
+            assert f"is {len(token)} characters long" in said[0]
+        assert token not in json.dumps(report)
 
 
 def test_a_listing_at_a_missing_sqlite_file_says_so(tmp_path):

@@ -342,6 +342,11 @@ def cmd_serve(settings: Settings) -> int:
     return EXIT_OK
 
 
+# A token chosen in PASSKEYD_AUTH_TOKEN shorter than this is warned of: Twilio's are 32 hex
+# digits (128 bits), and so are those passkeyd makes.
+MIN_CHOSEN_TOKEN_LENGTH = 32
+
+
 def _warnings(settings: Settings) -> list[str]:
     """What works with these settings but not as a user may expect."""
     warnings = misspelled(os.environ)
@@ -357,6 +362,13 @@ def _warnings(settings: Settings) -> list[str]:
             "PASSKEYD_AUTH_TOKEN has characters other than letters and digits: twilio-go"
             " refuses such a token before it sends a request (ApiError 21224); Twilio's"
             " tokens are 32 hex digits"
+        )
+    if token is not None and len(token) < MIN_CHOSEN_TOKEN_LENGTH:
+        warnings.append(
+            f"PASSKEYD_AUTH_TOKEN is {len(token)} characters long: a short token can be found by"
+            " trying tokens (each wrong one is answered 20003) or from a copy of the database"
+            " (it keeps the token's SHA-256, unsalted, as for random tokens); Twilio's are 32"
+            " hex digits (openssl rand -hex 16), as are those `accounts create` makes"
         )
     if settings.workers > 1 and is_embedded(settings.database_url):
         warnings.append(
