@@ -147,7 +147,10 @@ class OneWriteHttpProtocol(HttpToolsProtocol):
     # From a connection's opening, or a request's first byte, to its last header: a client
     # that takes longer is answered 408 (PASSKEYD_HEADERS_TIMEOUT_SECONDS, set per worker).
     head_seconds = 10.0
-    _refusal: tuple[int, bytes] | None = None  # an answer waiting for the responses before it
+    # an answer waiting for the responses before it: status, body, and whether it answers a
+    # HEAD request (which gets the head alone, RFC 9110 9.3.2)
+    _refusal: tuple[int, bytes, bool] | None = None
+    _head_method = False  # the request whose head is being read is a HEAD
     _head_bytes = 0
     _head_timer: asyncio.TimerHandle | None = None
     _head_started = False  # a request's first bytes came, and not yet all its headers
@@ -226,7 +229,7 @@ class OneWriteHttpProtocol(HttpToolsProtocol):
             self._input_closed = True
             self.flow.pause_reading()
         elif self._head_started:
-            self._answer(408, _HEAD_TOO_SLOW)
+            self._answer(408, _HEAD_TOO_SLOW, head_method=self._head_method)
         else:  # nothing asked
             self.transport.close()
 
@@ -236,6 +239,7 @@ class OneWriteHttpProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._head_raw = 0
         self._upgrade_refused = False
+        self._head_method = False
 
     # (The size is counted inline: these run for every header of every request.)
     def on_url(self, url: bytes) -> None:
@@ -244,6 +248,9 @@ class OneWriteHttpProtocol(HttpToolsProtocol):
             self._too_large = True
             raise _HeadTooLarge  # the parser stops, and send_400_response answers
         super().on_url(url)
+        # (the method is parsed by now: a refusal of this request's head answers a HEAD
+        # request without a body)
+        self._head_method = self.parser.get_method() == b"HEAD"
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._head_bytes += len(name) + len(value) + 4
@@ -347,8 +354,10 @@ class OneWriteHttpProtocol(HttpToolsProtocol):
         new request's head."""
         self._cancel_head_timer()
         cycle = self.cycle
+        head_method = self._head_method  # a new request's head refused
         if cycle is not None and body_of_cycle and not self._message_complete:
             # In that request's body.
+            head_method = cycle.scope["method"] == "HEAD"
             if cycle.response_started:
                 # Answered already (an early 401): a second answer would be taken for the
                 # next request's.
@@ -356,15 +365,15 @@ class OneWriteHttpProtocol(HttpToolsProtocol):
                 return
             queued = [item for item in self.pipeline if item[0] is not cycle]
             if len(queued) == len(self.pipeline):  # being served: it hears a disconnect
-                self._answer(status, body)
+                self._answer(status, body, head_method=head_method)
                 return
             self.pipeline.clear()  # queued behind others: it is never started
             self.pipeline.extend(queued)
         elif cycle is None or cycle.response_complete:
-            self._answer(status, body)
+            self._answer(status, body, head_method=head_method)
             return
         # Requests before these bytes are still being answered: this answer goes after theirs.
-        self._refusal = (status, body)
+        self._refusal = (status, body, head_method)
         self.flow.pause_reading()
 
     def on_response_complete(self) -> None:
@@ -372,10 +381,12 @@ class OneWriteHttpProtocol(HttpToolsProtocol):
         self._one_write.flush()  # a header block no body followed (HEAD)
         super().on_response_complete()
         if self._refusal is not None and last:
-            status, body = self._refusal
-            self._answer(status, body)
+            status, body, head_method = self._refusal
+            self._answer(status, body, head_method=head_method)
 
-    def _answer(self, status: int, body: bytes) -> None:
+    def _answer(self, status: int, body: bytes, *, head_method: bool = False) -> None:
+        """Answer refused bytes and close: in Twilio's format, without the body (but with
+        its length, as a GET would have it) when they were a HEAD request's."""
         if self.transport.is_closing():
             return
         request_id = new_request_id()
@@ -396,5 +407,5 @@ class OneWriteHttpProtocol(HttpToolsProtocol):
             b"content-length: %d\r\n" % len(body),
             b"connection: close\r\n\r\n",
         ]
-        self.transport.write(b"".join(head) + body)
+        self.transport.write(b"".join(head) + (b"" if head_method else body))
         self.transport.close()

@@ -277,6 +277,38 @@ def test_a_websocket_handshake_is_answered_as_the_http_request_it_is(server: Ser
         c.close()
 
 
+def test_a_refused_head_request_gets_the_head_of_the_answer_alone(server: Server) -> None:
+    """RFC 9110 9.3.2: no body in an answer to HEAD, a refusal's included (its
+    Content-Length is the body's a GET would get). The Twilio-format body went out after
+    the head (a fuzz review)."""
+    for request in (
+        b"HEAD /v2/Services HTTP/1.1 x\r\nHost: x\r\n\r\n",  # the request line
+        b"HEAD /v2/Services HTTP/1.1\r\nHost: x\r\nContent-Length: 1e3\r\n\r\n",
+        b"HEAD /v2/Services HTTP/1.1\r\nHost: a b\r\n\r\n",  # a Host RFC 9112 refuses
+        # behind a request still answered: its answer, then the refusal's head
+        b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\nHEAD /healthz HTTP/1.1\r\nHost: a b\r\n\r\n",
+    ):
+        c = Connection(server.base_url)
+        try:
+            c.send(request)
+            if request.startswith(b"GET"):
+                assert c.response()[0] == 200
+            status, headers = c.head()
+            assert status == 400, request
+            assert int(headers["content-length"]) > 0
+            assert _rest(c) == b"", request  # nothing after the head: the connection closed
+        finally:
+            c.close()
+    # A GET refused alike still gets its body.
+    c = Connection(server.base_url)
+    try:
+        c.send(b"GET /v2/Services HTTP/1.1 x\r\nHost: x\r\n\r\n")
+        status, _, body = c.response()
+        assert (status, json.loads(body)["code"]) == (400, 60200)
+    finally:
+        c.close()
+
+
 def test_a_malformed_request_is_answered_after_the_requests_before_it(server: Server) -> None:
     """Pipelined behind a valid request, a malformed one's 400 went out at once, and the
     client took it for the valid one's answer (which was carried out all the same)."""
