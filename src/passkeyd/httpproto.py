@@ -150,7 +150,6 @@ class OneWriteHttpProtocol(HttpToolsProtocol):
     # an answer waiting for the responses before it: status, body, and whether it answers a
     # HEAD request (which gets the head alone, RFC 9110 9.3.2)
     _refusal: tuple[int, bytes, bool] | None = None
-    _head_method = False  # the request whose head is being read is a HEAD
     _head_bytes = 0
     _head_timer: asyncio.TimerHandle | None = None
     _head_started = False  # a request's first bytes came, and not yet all its headers
@@ -229,7 +228,7 @@ class OneWriteHttpProtocol(HttpToolsProtocol):
             self._input_closed = True
             self.flow.pause_reading()
         elif self._head_started:
-            self._answer(408, _HEAD_TOO_SLOW, head_method=self._head_method)
+            self._answer(408, _HEAD_TOO_SLOW, head_method=self._head_is_head())
         else:  # nothing asked
             self.transport.close()
 
@@ -239,7 +238,6 @@ class OneWriteHttpProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._head_raw = 0
         self._upgrade_refused = False
-        self._head_method = False
 
     # (The size is counted inline: these run for every header of every request.)
     def on_url(self, url: bytes) -> None:
@@ -248,9 +246,6 @@ class OneWriteHttpProtocol(HttpToolsProtocol):
             self._too_large = True
             raise _HeadTooLarge  # the parser stops, and send_400_response answers
         super().on_url(url)
-        # (the method is parsed by now: a refusal of this request's head answers a HEAD
-        # request without a body)
-        self._head_method = self.parser.get_method() == b"HEAD"
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._head_bytes += len(name) + len(value) + 4
@@ -318,6 +313,13 @@ class OneWriteHttpProtocol(HttpToolsProtocol):
             return 501, _CODING_UNSUPPORTED
         return None
 
+    def _head_is_head(self) -> bool:
+        """The request whose head is being read is a HEAD. Asked only when refusing, so
+        nothing is added per request: its method is parsed once its URL began (on_url
+        counted it in `_head_bytes`, reset by on_message_begin, even when it raised 431);
+        before that, the parser's method is still the previous request's."""
+        return self._head_bytes > 0 and self.parser.get_method() == b"HEAD"
+
     def _declares_body(self) -> bool:
         for name, value in self.headers:
             if name == b"transfer-encoding" or (name == b"content-length" and value.strip(b" 0")):
@@ -354,7 +356,7 @@ class OneWriteHttpProtocol(HttpToolsProtocol):
         new request's head."""
         self._cancel_head_timer()
         cycle = self.cycle
-        head_method = self._head_method  # a new request's head refused
+        head_method = self._head_is_head()  # a new request's head refused
         if cycle is not None and body_of_cycle and not self._message_complete:
             # In that request's body.
             head_method = cycle.scope["method"] == "HEAD"
