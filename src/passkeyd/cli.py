@@ -365,10 +365,11 @@ def _warnings(settings: Settings) -> list[str]:
         )
     if token is not None and len(token) < MIN_CHOSEN_TOKEN_LENGTH:
         warnings.append(
-            f"PASSKEYD_AUTH_TOKEN is {len(token)} characters long: a short token can be found by"
-            " trying tokens (each wrong one is answered 20003) or from a copy of the database"
-            " (it keeps the token's SHA-256, unsalted, as for random tokens); Twilio's are 32"
-            " hex digits (openssl rand -hex 16), as are those `accounts create` makes"
+            f"PASSKEYD_AUTH_TOKEN is shorter than {MIN_CHOSEN_TOKEN_LENGTH} characters: a short"
+            " token can be found by trying tokens (each wrong one is answered 20003) or from a"
+            " copy of the database (which keeps an unsalted SHA-256 of it, safe only for a"
+            " random token); Twilio's are 32 hex digits (openssl rand -hex 16), as are those"
+            " `accounts create` makes"
         )
     if settings.workers > 1 and is_embedded(settings.database_url):
         warnings.append(

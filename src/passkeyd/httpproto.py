@@ -409,5 +409,7 @@ class OneWriteHttpProtocol(HttpToolsProtocol):
             b"content-length: %d\r\n" % len(body),
             b"connection: close\r\n\r\n",
         ]
+        # (A head alone is held by _OneWriteTransport for a body to follow: close() below
+        # flushes it.)
         self.transport.write(b"".join(head) + (b"" if head_method else body))
         self.transport.close()
